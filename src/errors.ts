@@ -1,0 +1,98 @@
+/**
+ * Every error vmimg raises on purpose is a VmimgError with a stable `code`.
+ * Users (and the CLI's exit-code mapping) match on `code`, never on the class or the message.
+ * The table below is also in README.md ("Error codes"): keep them in step.
+ */
+export const ErrorCode = {
+  /** A reference (`name:tag@digest`) does not follow Docker's grammar. */
+  INVALID_REFERENCE: 'ERR_INVALID_REFERENCE',
+  /** A platform string (`linux/arm64/v8`, `amd64`, ...) cannot be parsed. */
+  INVALID_PLATFORM: 'ERR_INVALID_PLATFORM',
+  /** A digest is not `sha256:<64 hex>` / `sha512:<128 hex>`. */
+  INVALID_DIGEST: 'ERR_INVALID_DIGEST',
+  /** Bad command-line or API arguments. */
+  INVALID_ARGUMENT: 'ERR_INVALID_ARGUMENT',
+  /** The image offers no platform matching the one asked for. */
+  PLATFORM_MISMATCH: 'ERR_PLATFORM_MISMATCH',
+  /** Repository, tag, manifest or blob does not exist (HTTP 404, missing file). */
+  NOT_FOUND: 'ERR_NOT_FOUND',
+  /** Credentials missing or refused (HTTP 401/403 after the auth flow). */
+  UNAUTHORIZED: 'ERR_UNAUTHORIZED',
+  /** Content does not match its digest or size. */
+  DIGEST_MISMATCH: 'ERR_DIGEST_MISMATCH',
+  /** A body longer than its descriptor or a manifest over the size cap. */
+  TOO_LARGE: 'ERR_TOO_LARGE',
+  /** Manifest / index / config JSON that is malformed or of an unsupported type. */
+  INVALID_MANIFEST: 'ERR_INVALID_MANIFEST',
+  /** Docker schema 1 manifests: refused by design. */
+  UNSUPPORTED_SCHEMA1: 'ERR_UNSUPPORTED_SCHEMA1',
+  /** The registry answered 429 / 5xx past the retry budget. */
+  REGISTRY_UNAVAILABLE: 'ERR_REGISTRY_UNAVAILABLE',
+  /** Any other unexpected HTTP answer from a registry. */
+  REGISTRY_ERROR: 'ERR_REGISTRY_ERROR',
+  /** Connection refused/reset, DNS failure, TLS failure, stall timeout. */
+  NETWORK: 'ERR_NETWORK',
+  /** A layer tar is malformed or unsafe (`..` escapes, bad hardlink, ...). */
+  INVALID_LAYER: 'ERR_INVALID_LAYER',
+  /** An .idx file is foreign, of another version, truncated or corrupt. */
+  INVALID_INDEX: 'ERR_INVALID_INDEX',
+  /** A tar file is not an image archive vmimg can read. */
+  INVALID_ARCHIVE: 'ERR_INVALID_ARCHIVE',
+  /** An image directory or its config.json is missing or broken. */
+  INVALID_IMAGE: 'ERR_INVALID_IMAGE',
+  /** The runtime user named in the image config does not exist in the image. */
+  UNKNOWN_USER: 'ERR_UNKNOWN_USER',
+  /** Export destination exists and is not empty (use force). */
+  DESTINATION_EXISTS: 'ERR_DESTINATION_EXISTS',
+  /** The operation was cancelled (AbortSignal, Ctrl-C). */
+  ABORTED: 'ERR_ABORTED',
+  /** An object was used after close(). */
+  CLOSED: 'ERR_CLOSED',
+} as const;
+
+export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export interface VmimgErrorOptions {
+  cause?: unknown;
+  /** One short sentence telling the user what to do about it. */
+  hint?: string;
+  /** Structured details for programs (never secrets). */
+  details?: Record<string, unknown>;
+}
+
+export class VmimgError extends Error {
+  readonly code: ErrorCodeValue;
+  readonly hint?: string;
+  readonly details?: Record<string, unknown>;
+
+  constructor(code: ErrorCodeValue, message: string, options: VmimgErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'VmimgError';
+    this.code = code;
+    if (options.hint !== undefined) this.hint = options.hint;
+    if (options.details !== undefined) this.details = options.details;
+  }
+}
+
+export function isVmimgError(err: unknown, code?: ErrorCodeValue): err is VmimgError {
+  return err instanceof VmimgError && (code === undefined || err.code === code);
+}
+
+/** Prefix an error's message with what we were doing (`pulling alpine: ...`), keeping code and hint. */
+export function wrapError(err: unknown, doing: string): Error {
+  if (err instanceof VmimgError) {
+    const wrapped = new VmimgError(err.code, `${doing}: ${err.message}`, {
+      cause: err,
+      ...(err.hint !== undefined ? { hint: err.hint } : {}),
+      ...(err.details !== undefined ? { details: err.details } : {}),
+    });
+    return wrapped;
+  }
+  if (err instanceof Error) {
+    const wrapped = new Error(`${doing}: ${err.message}`, { cause: err });
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== undefined) (wrapped as NodeJS.ErrnoException).code = code;
+    return wrapped;
+  }
+  return new Error(`${doing}: ${String(err)}`);
+}

@@ -1,0 +1,49 @@
+/**
+ * One entry of a flattened layer, as stored in a `.idx` file (see docs/FORMAT.md).
+ * This is the contract between the flattener (writer), the index codec, and ContainerFS (reader).
+ */
+export const EntryType = {
+  File: 1,
+  Dir: 2,
+  Symlink: 3,
+  Hardlink: 4,
+  CharDevice: 5,
+  BlockDevice: 6,
+  Fifo: 7,
+  /** `.wh.NAME`: hides `path` in lower layers. */
+  Whiteout: 8,
+  /** `.wh..wh..opq`: `path` is the directory whose lower-layer contents are hidden. */
+  Opaque: 9,
+} as const;
+export type EntryTypeValue = (typeof EntryType)[keyof typeof EntryType];
+
+export interface IndexEntry {
+  type: EntryTypeValue;
+  /**
+   * Normalised root-relative path: no leading `/`, no `./`, no `//`, no trailing `/`.
+   * The root directory itself is `''`. Decoded as UTF-8; names that are not valid UTF-8
+   * keep their exact bytes in `pathBytes` (and in the .idx file).
+   */
+  path: string;
+  /** Present only when the raw name is not valid UTF-8. */
+  pathBytes?: Buffer;
+  /** Full Linux st_mode: S_IFMT type bits | setuid/setgid/sticky | permissions. */
+  mode: number;
+  uid: number;
+  gid: number;
+  mtimeSec: number;
+  mtimeNsec: number;
+  /** Bytes of content (regular files only; 0 otherwise). */
+  size: number;
+  /** Offset of the content in the layer's `.contents`, a multiple of 4096 (regular files only). */
+  offset: number;
+  /** Lowercase hex sha256 of the content (regular files only). */
+  sha256?: string;
+  /** Device numbers (char/block devices only). */
+  devMajor: number;
+  devMinor: number;
+  /** Symlink: target exactly as in the tar. Hardlink: normalised root-relative path of an earlier entry. */
+  linkTarget?: string;
+  /** Extended attributes (from PAX `SCHILY.xattr.*`), e.g. `security.capability`. */
+  xattrs?: Record<string, Buffer>;
+}
