@@ -44,6 +44,8 @@ export interface IndexEntry {
   devMinor: number;
   /** Symlink: target exactly as in the tar. Hardlink: normalised root-relative path of an earlier entry. */
   linkTarget?: string;
+  /** Present only when the raw link target is not valid UTF-8 (its exact bytes; `linkTarget` is then lossy). */
+  linkTargetBytes?: Buffer;
   /** Extended attributes (from PAX `SCHILY.xattr.*`), e.g. `security.capability`. */
   xattrs?: Record<string, Buffer>;
 }
