@@ -1,0 +1,107 @@
+/**
+ * Layer decompression, sniffed from the first bytes (never from media types or file names:
+ * `docker save` layers are plain tars whatever their descriptors say).
+ */
+import { Readable, Transform, type TransformCallback, pipeline } from 'node:stream';
+import * as zlib from 'node:zlib';
+import { Decompress } from 'fzstd';
+
+export type Compression = 'gzip' | 'zstd' | 'none';
+
+/** Needs the first 4 bytes (fewer bytes can only be plain tar or garbage). */
+export function sniffCompression(head: Uint8Array): Compression {
+  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
+  if (head.length >= 4 && head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd) return 'zstd';
+  return 'none';
+}
+
+/** Streaming zstd decoder: node:zlib's when this Node has one (>= 22.15), fzstd otherwise. */
+export function createZstdDecompressor(): Transform {
+  const native = (zlib as unknown as { createZstdDecompress?: () => Transform }).createZstdDecompress;
+  return typeof native === 'function' ? native() : new FzstdTransform();
+}
+
+/** fzstd's push-based decoder as a Transform; output is pushed synchronously per input chunk. */
+class FzstdTransform extends Transform {
+  private readonly decoder: Decompress;
+  private sawInput = false;
+
+  constructor() {
+    super();
+    this.decoder = new Decompress((data) => {
+      if (data.length > 0) this.push(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+    });
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
+    try {
+      if (chunk.length > 0) this.sawInput = true;
+      this.decoder.push(chunk);
+      callback();
+    } catch (err) {
+      callback(zstdError(err));
+    }
+  }
+
+  override _flush(callback: TransformCallback): void {
+    try {
+      // final=true makes fzstd throw on a frame cut short.
+      if (this.sawInput) this.decoder.push(new Uint8Array(0), true);
+      callback();
+    } catch (err) {
+      callback(zstdError(err));
+    }
+  }
+}
+
+function zstdError(err: unknown): Error {
+  const e = err instanceof Error ? err : new Error(String(err));
+  return new Error(`zstd: ${e.message}`, { cause: e });
+}
+
+function decoderFor(kind: Compression): Transform | undefined {
+  if (kind === 'gzip') return zlib.createGunzip();
+  if (kind === 'zstd') return createZstdDecompressor();
+  return undefined;
+}
+
+async function* decompressed(source: AsyncIterable<Buffer>, onKind?: (kind: Compression) => void): AsyncGenerator<Buffer> {
+  const it = source[Symbol.asyncIterator]();
+  let head: Buffer = Buffer.alloc(0);
+  let done = false;
+  while (head.length < 4 && !done) {
+    const r = await it.next();
+    if (r.done) done = true;
+    else head = head.length === 0 ? r.value : Buffer.concat([head, r.value]);
+  }
+  const kind = sniffCompression(head);
+  onKind?.(kind);
+  async function* rest(): AsyncGenerator<Buffer> {
+    if (head.length > 0) yield head;
+    while (!done) {
+      const r = await it.next();
+      if (r.done) return;
+      yield r.value;
+    }
+  }
+  const decoder = decoderFor(kind);
+  if (decoder === undefined) {
+    yield* rest();
+    return;
+  }
+  // pipeline destroys the decoder with the source's error, which the loop below then throws.
+  pipeline(Readable.from(rest(), { objectMode: false }), decoder, () => {});
+  for await (const chunk of decoder) yield chunk as Buffer;
+}
+
+/**
+ * Returns the tar bytes of `source`, which may be gzip, zstd or plain. Errors of the source or
+ * the decoder surface as errors of the returned stream; destroying it releases the source.
+ */
+export function decompress(source: Readable, onKind?: (kind: Compression) => void): Readable {
+  const out = Readable.from(decompressed(source, onKind), { objectMode: false, highWaterMark: 64 * 1024 });
+  out.on('close', () => {
+    if (!source.destroyed && !source.readableEnded) source.destroy();
+  });
+  return out;
+}

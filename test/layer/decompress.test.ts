@@ -1,0 +1,83 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { Readable } from 'node:stream';
+import { gzipSync } from 'node:zlib';
+import { randomBytes } from 'node:crypto';
+import { decompress, sniffCompression, type Compression } from '../../src/layer/decompress.js';
+
+function zstdCli(data: Buffer): Buffer {
+  try {
+    return execFileSync('zstd', ['-q', '-c', '-3'], { input: data, maxBuffer: 1 << 30 });
+  } catch (err) {
+    throw new Error(`the zstd CLI is needed for this test: apt-get install zstd (${(err as Error).message})`);
+  }
+}
+
+async function collect(r: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of r) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** Feeds `data` in small pieces so sniffing has to join chunks. */
+function dribble(data: Buffer, size = 3): Readable {
+  const parts: Buffer[] = [];
+  for (let i = 0; i < data.length; i += size) parts.push(data.subarray(i, i + size));
+  return Readable.from(parts.length > 2000 ? [data.subarray(0, 1), data.subarray(1, 3), data.subarray(3)] : parts);
+}
+
+const payload = Buffer.concat([Buffer.from('ustar-ish text '.repeat(1000)), randomBytes(300_000)]);
+
+test('sniffs gzip, zstd and anything else as plain', () => {
+  const cases: [number[], Compression][] = [
+    [[0x1f, 0x8b, 8, 0], 'gzip'],
+    [[0x28, 0xb5, 0x2f, 0xfd], 'zstd'],
+    [[0x28, 0xb5, 0x2f], 'none'],
+    [[0x1f], 'none'],
+    [[], 'none'],
+    [[0x61, 0x62, 0x63, 0x64], 'none'],
+  ];
+  for (const [bytes, kind] of cases) assert.equal(sniffCompression(Buffer.from(bytes)), kind, `${bytes}`);
+});
+
+test('decompresses gzip, zstd (CLI-made) and passes plain through, chunked any way', async () => {
+  const inputs: [Compression, Buffer][] = [
+    ['gzip', gzipSync(payload)],
+    ['zstd', zstdCli(payload)],
+    ['none', payload],
+  ];
+  for (const [kind, data] of inputs) {
+    let seen: Compression | undefined;
+    const out = await collect(decompress(dribble(data), (k) => (seen = k)));
+    assert.equal(seen, kind);
+    assert.ok(out.equals(payload), `${kind} output differs`);
+  }
+});
+
+test('empty and tiny plain inputs pass through', async () => {
+  assert.equal((await collect(decompress(Readable.from([])))).length, 0);
+  assert.deepEqual(await collect(decompress(Readable.from([Buffer.from('ab')]))), Buffer.from('ab'));
+});
+
+test('hazard: truncated gzip and zstd streams fail instead of ending quietly', async () => {
+  for (const data of [gzipSync(payload), zstdCli(payload)]) {
+    const cut = data.subarray(0, Math.floor(data.length / 2));
+    await assert.rejects(collect(decompress(Readable.from([cut]))));
+  }
+});
+
+test('hazard: corrupt zstd data fails or decodes to different bytes (fzstd skips checksums; diff_id catches it)', async () => {
+  const bad = Buffer.from(zstdCli(payload));
+  for (let i = 20; i < bad.length; i += 97) bad[i]! ^= 0x5a;
+  const out = await collect(decompress(Readable.from([bad]))).catch(() => undefined);
+  assert.ok(out === undefined || !out.equals(payload));
+});
+
+test('a source error surfaces on the output', async () => {
+  async function* failing(): AsyncGenerator<Buffer> {
+    yield gzipSync(payload).subarray(0, 100);
+    throw new Error('boom from source');
+  }
+  await assert.rejects(collect(decompress(Readable.from(failing()))), /boom from source/);
+});
