@@ -1,0 +1,318 @@
+/**
+ * RegistryClient: the distribution API (ping, resolve, manifests, blobs) over one undici Agent, going
+ * through mirrors then the origin, with auth → retry → redirect steps underneath.
+ */
+import { Agent } from 'undici';
+import type { Readable } from 'node:stream';
+import { ErrorCode, VmimgError } from '../errors.js';
+import { digestAlgorithm, digestOf, validateDigest } from '../digest/index.js';
+import type { Descriptor } from '../manifest/types.js';
+import type { Reference } from '../reference/types.js';
+import { Authorizer, saysTokenExpired } from './auth.js';
+import { listPlatforms, type PlatformEntry } from './platforms.js';
+import { resumingBlobStream, type OpenedBlob } from './blob.js';
+import { credentialChain, type CredentialOptions } from './credentials.js';
+import { registryEndpoints, type HostOptions, type RegistryEndpoint } from './hosts.js';
+import { networkError, statusError, unauthorizedHint } from './http-errors.js';
+import { DEFAULT_MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, readCapped } from './limits.js';
+import { DEFAULT_RETRY, Transport, discard, header, readSmallText, type HttpResponse, type RetryPolicy } from './transport.js';
+
+export interface RegistryClientOptions extends HostOptions, CredentialOptions {
+  readonly retry?: Partial<RetryPolicy>;
+  /** Idle (stall) timeout: longest wait for headers or between body chunks (default 30 s). */
+  readonly idleTimeoutMs?: number;
+  readonly connectTimeoutMs?: number;
+  /** Connections per origin (default 6). */
+  readonly connections?: number;
+  readonly userAgent?: string;
+  /** Cap for manifests and configs (default 4 MiB): larger ones are refused, never truncated. */
+  readonly maxManifestBytes?: number;
+  /** Accept header for manifests (default: OCI and Docker v2 manifests and indexes). */
+  readonly manifestAccept?: readonly string[];
+  /** TLS options for undici's connector (a private CA, for instance). */
+  readonly tls?: { readonly ca?: string | Buffer; readonly rejectUnauthorized?: boolean };
+}
+
+export type RepositoryRef = Pick<Reference, 'registry' | 'repository'>;
+
+export interface CallOptions {
+  readonly signal?: AbortSignal;
+}
+
+export interface FetchedManifest {
+  readonly bytes: Buffer;
+  readonly mediaType: string;
+  readonly digest: string;
+  readonly size: number;
+}
+
+export interface BlobReadOptions extends CallOptions {
+  /** Start from this byte (Range request). */
+  readonly offset?: number;
+}
+
+export interface PingResult {
+  readonly url: string;
+  readonly status: number;
+  /** Auth schemes the registry challenged with (`bearer`, `basic`), empty when open. */
+  readonly authSchemes: readonly string[];
+}
+
+interface Step {
+  readonly repo: RepositoryRef;
+  readonly what: string;
+  readonly path: string;
+  readonly method: 'GET' | 'HEAD';
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly capability: 'pull' | 'resolve';
+  readonly signal?: AbortSignal | undefined;
+}
+
+export class RegistryClient {
+  private readonly agent: Agent;
+  private readonly transport: Transport;
+  private readonly authorizer: Authorizer;
+  private readonly policy: RetryPolicy;
+  private readonly maxManifestBytes: number;
+
+  constructor(private readonly options: RegistryClientOptions = {}) {
+    const idle = options.idleTimeoutMs ?? 30_000;
+    this.agent = new Agent({
+      keepAliveTimeout: 30_000,
+      connections: options.connections ?? 6,
+      headersTimeout: idle,
+      bodyTimeout: idle,
+      connect: { timeout: options.connectTimeoutMs ?? 15_000, ...(options.tls ?? {}) },
+    });
+    this.policy = { ...DEFAULT_RETRY, ...options.retry };
+    this.transport = new Transport(this.agent, this.policy, options.userAgent ?? 'vmimg/0.1');
+    this.authorizer = new Authorizer({ transport: this.transport, credentials: credentialChain(options) });
+    this.maxManifestBytes = options.maxManifestBytes ?? MAX_MANIFEST_BYTES;
+  }
+
+  /** The endpoints tried for a registry, mirrors first. */
+  endpoints(registry: string): RegistryEndpoint[] {
+    return registryEndpoints(registry, this.options);
+  }
+
+  /** GET /v2/ on the origin: reachable, and which auth it wants. */
+  async ping(registry: string, options: CallOptions = {}): Promise<PingResult> {
+    const endpoint = this.endpoints(registry).find((e) => !e.mirror) ?? this.endpoints(registry)[0]!;
+    const url = `${endpoint.url}/v2/`;
+    const res = await this.transport.send({ url, method: 'GET', signal: options.signal });
+    const challenge = res.headers['www-authenticate'];
+    const text = await readSmallText(res.body);
+    if (res.status !== 200 && res.status !== 401) throw statusError({ what: `registry ${registry}`, url, status: res.status, body: text, registry });
+    const { parseWWWAuthenticate } = await import('./challenge.js');
+    return { url, status: res.status, authSchemes: parseWWWAuthenticate(challenge).map((c) => c.scheme) };
+  }
+
+  /** Tag or digest → descriptor of the manifest/index (HEAD, else GET and hash). */
+  async resolve(ref: Reference, options: CallOptions = {}): Promise<Descriptor> {
+    const target = manifestTarget(ref);
+    const head = await this.call<Descriptor | undefined>(
+      { ...this.manifestStep(ref, target, 'HEAD'), signal: options.signal },
+      async (res) => {
+        await discard(res);
+        const digest = header(res, 'docker-content-digest');
+        const mediaType = mediaTypeOf(res);
+        const size = Number(header(res, 'content-length'));
+        if (digest === undefined || mediaType === undefined || !Number.isSafeInteger(size)) return undefined;
+        if (ref.digest !== undefined && digest !== ref.digest) return undefined; // let GET verify
+        return { mediaType, digest: validateDigest(digest), size };
+      },
+    );
+    if (head !== undefined) return head;
+    const m = await this.fetchManifest(ref, options);
+    return { mediaType: m.mediaType, digest: m.digest, size: m.size };
+  }
+
+  /** A manifest or index, capped in size; verified when fetched by digest, digest recorded when by tag. */
+  async fetchManifest(ref: Reference, options: CallOptions = {}): Promise<FetchedManifest> {
+    const target = manifestTarget(ref);
+    return this.call({ ...this.manifestStep(ref, target, 'GET'), signal: options.signal }, async (res) => {
+      const what = `manifest ${describe(ref)}`;
+      const bytes = await readCapped(res, this.maxManifestBytes, what);
+      const mediaType = mediaTypeOf(res) ?? sniffMediaType(bytes) ?? 'application/octet-stream';
+      let digest: string;
+      if (ref.digest !== undefined) {
+        digest = ref.digest;
+        checkDigest(what, ref.digest, digestOf(bytes, digestAlgorithm(ref.digest)));
+      } else {
+        digest = digestOf(bytes);
+        const claimed = header(res, 'docker-content-digest');
+        if (claimed !== undefined && claimed.startsWith('sha256:')) checkDigest(what, claimed, digest);
+      }
+      return { bytes, mediaType, digest, size: bytes.length };
+    });
+  }
+
+  /** One response for a blob from `offset` on; the caller verifies. Honours 206 vs 200. */
+  async openBlob(repo: RepositoryRef, desc: Descriptor, options: BlobReadOptions = {}): Promise<OpenedBlob> {
+    const offset = options.offset ?? 0;
+    validateDigest(desc.digest);
+    const step: Step = {
+      repo,
+      what: `blob ${desc.digest} in ${repo.registry}/${repo.repository}`,
+      path: `/v2/${repo.repository}/blobs/${desc.digest}`,
+      method: 'GET',
+      headers: offset > 0 ? { range: `bytes=${offset}-` } : {},
+      capability: 'pull',
+      signal: options.signal,
+    };
+    return this.call(step, async (res) => {
+      const start = res.status === 206 ? rangeStart(header(res, 'content-range')) : 0;
+      if (res.status === 206 && start !== offset) {
+        res.body.destroy();
+        throw new VmimgError(ErrorCode.REGISTRY_ERROR, `${step.what}: asked for bytes from ${offset}, got a range from ${start}`);
+      }
+      const length = Number(header(res, 'content-length') ?? NaN);
+      if (Number.isSafeInteger(length) && start + length > desc.size) {
+        res.body.destroy();
+        throw new VmimgError(ErrorCode.TOO_LARGE, `${step.what}: server sends ${start + length} bytes, descriptor says ${desc.size}`);
+      }
+      return { stream: res.body, offset: start };
+    });
+  }
+
+  /** The whole blob as a stream checked against size and digest; resumes with Range after a drop. */
+  fetchBlob(repo: RepositoryRef, desc: Descriptor, options: BlobReadOptions & { hasher?: import('node:crypto').Hash } = {}): Readable {
+    return resumingBlobStream(desc, (offset) => this.openBlob(repo, desc, { offset, ...(options.signal ? { signal: options.signal } : {}) }), {
+      ...(options.offset !== undefined ? { offset: options.offset } : {}),
+      ...(options.hasher !== undefined ? { hasher: options.hasher } : {}),
+      signal: options.signal,
+      maxResumes: this.policy.retries,
+      backoff: (n) => this.transport.backoff(n),
+      pause: (ms, s) => this.transport.pause(ms, s),
+      what: `blob ${desc.digest}`,
+      url: `${repo.registry}/${repo.repository}`,
+    });
+  }
+
+  /** A small blob (an image config) in memory; over the cap is refused up front or while reading. */
+  async fetchBlobBytes(repo: RepositoryRef, desc: Descriptor, options: CallOptions = {}): Promise<Buffer> {
+    const what = `blob ${desc.digest}`;
+    if (desc.size > this.maxManifestBytes) {
+      throw new VmimgError(ErrorCode.TOO_LARGE, `${what}: ${desc.size} bytes is over the ${this.maxManifestBytes}-byte limit`);
+    }
+    const parts: Buffer[] = [];
+    for await (const chunk of this.fetchBlob(repo, desc, options)) parts.push(chunk as Buffer);
+    return Buffer.concat(parts);
+  }
+
+  /** The platforms an image offers (index entries, or the config of a single manifest). */
+  listPlatforms(ref: Reference, options: CallOptions = {}): Promise<PlatformEntry[]> {
+    return listPlatforms(this, ref, options);
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close();
+  }
+
+  private manifestStep(ref: Reference, target: string, method: 'GET' | 'HEAD'): Step {
+    return {
+      repo: ref,
+      what: `manifest ${describe(ref)}`,
+      path: `/v2/${ref.repository}/manifests/${target}`,
+      method,
+      headers: { accept: (this.options.manifestAccept ?? DEFAULT_MANIFEST_ACCEPT).join(', ') },
+      capability: ref.digest !== undefined ? 'pull' : 'resolve',
+    };
+  }
+
+  /** Tries each capable endpoint in order; a mirror's failure moves on, the origin's is final. */
+  private async call<T>(step: Step, handle: (res: HttpResponse, endpoint: RegistryEndpoint) => Promise<T>): Promise<T> {
+    const endpoints = this.endpoints(step.repo.registry).filter((e) => e.capabilities[step.capability]);
+    let lastError: unknown;
+    for (const endpoint of endpoints) {
+      try {
+        const res = await this.authed(endpoint, step);
+        if (res.status < 200 || res.status > 299) {
+          const body = await readSmallText(res.body);
+          throw statusError({ what: step.what, url: res.url, status: res.status, body, registry: step.repo.registry });
+        }
+        return await handle(res, endpoint);
+      } catch (err) {
+        const e = networkError(err, `${endpoint.url}${step.path}`, step.signal);
+        if (!endpoint.mirror || e.code === ErrorCode.ABORTED) throw e;
+        lastError = e;
+      }
+    }
+    if (lastError !== undefined) throw lastError;
+    throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `no host for ${step.repo.registry} may ${step.capability === 'resolve' ? 'resolve tags' : 'pull'}`, {
+      hint: 'Allow origin fallback, or mark a mirror as trusted to resolve tags.',
+    });
+  }
+
+  /** One request with auth: a second try with a fresh token after a 401, or a 403 that says the token is bad. */
+  private async authed(endpoint: RegistryEndpoint, step: Step): Promise<HttpResponse> {
+    const scope = `repository:${step.repo.repository}:pull`;
+    const url = `${endpoint.url}${step.path}`;
+    const send = (auth: string | undefined) =>
+      this.transport.send(
+        { url, method: step.method, headers: { ...step.headers, ...(auth ? { authorization: auth } : {}) }, signal: step.signal },
+        { retry: !endpoint.mirror },
+      );
+    const first = await this.authorizer.headerFor(endpoint, scope, step.signal);
+    let res = await send(first);
+    if (res.status !== 401 && res.status !== 403) return res;
+    const body = await readSmallText(res.body);
+    if (res.status === 403 && (first === undefined || !saysTokenExpired(res.headers['www-authenticate'], body))) {
+      throw statusError({ what: step.what, url, status: 403, body, registry: step.repo.registry });
+    }
+    const fresh = await this.authorizer.onChallenge(endpoint, res.headers['www-authenticate'], scope, first, step.signal);
+    if (fresh === undefined) throw unauthorized(step, url, res.status, body, 'no credentials to answer the challenge');
+    res = await send(fresh);
+    if (res.status === 401 || res.status === 403) {
+      const again = await readSmallText(res.body);
+      throw unauthorized(step, url, res.status, again, 'credentials refused');
+    }
+    return res;
+  }
+}
+
+function unauthorized(step: Step, url: string, status: number, body: string, why: string): VmimgError {
+  const base = statusError({ what: step.what, url, status, body, registry: step.repo.registry });
+  return new VmimgError(ErrorCode.UNAUTHORIZED, `${why}: ${base.message}`, {
+    hint: unauthorizedHint(step.repo.registry),
+    ...(base.details !== undefined ? { details: base.details } : {}),
+  });
+}
+
+function manifestTarget(ref: Reference): string {
+  if (ref.digest !== undefined) return validateDigest(ref.digest);
+  if (ref.tag !== undefined) return ref.tag;
+  throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `reference ${ref.registry}/${ref.repository} names neither tag nor digest`);
+}
+
+function describe(ref: Reference): string {
+  return `${ref.registry}/${ref.repository}${ref.tag !== undefined ? `:${ref.tag}` : ''}${ref.digest !== undefined ? `@${ref.digest}` : ''}`;
+}
+
+function checkDigest(what: string, expected: string, actual: string): void {
+  if (expected !== actual) {
+    throw new VmimgError(ErrorCode.DIGEST_MISMATCH, `${what}: digest mismatch: expected ${expected}, got ${actual}`, {
+      details: { expected, actual },
+    });
+  }
+}
+
+function mediaTypeOf(res: HttpResponse): string | undefined {
+  const type = header(res, 'content-type')?.split(';')[0]?.trim().toLowerCase();
+  if (type === undefined || type === '' || type === 'application/json' || type === 'text/plain' || type === 'application/octet-stream') return undefined;
+  return type;
+}
+
+function sniffMediaType(bytes: Buffer): string | undefined {
+  try {
+    const doc = JSON.parse(bytes.toString('utf8')) as { mediaType?: unknown };
+    return typeof doc.mediaType === 'string' ? doc.mediaType : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function rangeStart(contentRange: string | undefined): number {
+  const m = /^bytes\s+(\d+)-/i.exec(contentRange ?? '');
+  return m === null ? -1 : Number(m[1]);
+}

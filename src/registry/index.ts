@@ -1,0 +1,19 @@
+/** vmimg/registry: a registry client (auth, mirrors, retries, resumable verified blobs) and its parts. */
+export {
+  RegistryClient,
+  type RegistryClientOptions,
+  type RepositoryRef,
+  type CallOptions,
+  type FetchedManifest,
+  type BlobReadOptions,
+  type PingResult,
+} from './client.js';
+export type { OpenedBlob } from './blob.js';
+export type { PlatformEntry } from './platforms.js';
+export { registryEndpoints, plainHttpAllowed, type RegistryEndpoint, type HostOptions, type MirrorSpec, type HostCapabilities } from './hosts.js';
+export { credentialChain, credentialKeyOf, type Credential, type CredentialInput, type CredentialLookup, type CredentialOptions } from './credentials.js';
+export { Authorizer, parseWWWAuthenticate, saysTokenExpired, type Challenge } from './auth.js';
+export { DEFAULT_RETRY, type RetryPolicy } from './transport.js';
+export { redactUrl } from './http-errors.js';
+export { parseReference, formatReference, familiarName, apiHost, isLoopbackHost, type Reference } from '../reference/index.js';
+export type { Descriptor } from '../manifest/types.js';

@@ -1,0 +1,175 @@
+/**
+ * The HTTP steps under the registry client, composed small: retry(redirect(send)).
+ * Auth sits on top (client.ts); this layer knows nothing about registries' APIs.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { request, type Dispatcher } from 'undici';
+import { ErrorCode, VmimgError } from '../errors.js';
+import { networkError, redactUrl } from './http-errors.js';
+
+export interface RetryPolicy {
+  /** Further attempts after the first (default 4). */
+  readonly retries: number;
+  /** First backoff delay; doubled each attempt, with jitter (default 250 ms). */
+  readonly baseDelayMs: number;
+  readonly maxDelayMs: number;
+  /** A Retry-After longer than this is cut down to it (default 60 s). */
+  readonly maxRetryAfterMs: number;
+}
+
+export const DEFAULT_RETRY: RetryPolicy = { retries: 4, baseDelayMs: 250, maxDelayMs: 8_000, maxRetryAfterMs: 60_000 };
+
+export type ResponseBody = Dispatcher.ResponseData['body'];
+
+export interface HttpRequest {
+  readonly url: string;
+  readonly method: 'GET' | 'HEAD' | 'POST';
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly body?: string;
+  readonly signal?: AbortSignal | undefined;
+}
+
+export interface HttpResponse {
+  /** The URL that answered, after redirects. */
+  readonly url: string;
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+  readonly body: ResponseBody;
+}
+
+export interface SendOptions {
+  /** Retry 429/502/503/504 and connection errors (default true). Mirrors say false: they move on instead. */
+  readonly retry?: boolean;
+}
+
+const RETRY_STATUS = new Set([429, 502, 503, 504]);
+const REDIRECT_STATUS = new Set([301, 302, 303, 307, 308]);
+const MAX_REDIRECTS = 10;
+
+export function header(res: HttpResponse, name: string): string | undefined {
+  const v = res.headers[name.toLowerCase()];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** Reads at most `limit` bytes of a body as text (for error messages), discarding the rest. */
+export async function readSmallText(body: ResponseBody, limit = 8192): Promise<string> {
+  const parts: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of body) {
+      const b = chunk as Buffer;
+      if (size < limit) parts.push(b.subarray(0, limit - size));
+      size += b.length;
+      if (size >= limit) break;
+    }
+  } catch {
+    // a broken error body is still an error answer; say what we have
+  } finally {
+    body.destroy();
+  }
+  return Buffer.concat(parts).toString('utf8');
+}
+
+export async function discard(res: HttpResponse): Promise<void> {
+  try {
+    await res.body.dump({ limit: 65536 });
+  } catch {
+    res.body.destroy();
+  }
+}
+
+export class Transport {
+  constructor(
+    private readonly dispatcher: Dispatcher,
+    private readonly policy: RetryPolicy,
+    private readonly userAgent: string,
+  ) {}
+
+  /** One request with redirects and (unless told otherwise) bounded retries. */
+  async send(req: HttpRequest, options: SendOptions = {}): Promise<HttpResponse> {
+    const retries = options.retry === false ? 0 : this.policy.retries;
+    for (let attempt = 0; ; attempt++) {
+      let res: HttpResponse;
+      try {
+        res = await this.followRedirects(req);
+      } catch (err) {
+        const e = networkError(err, req.url, req.signal);
+        if (e.details?.retryable !== true || attempt >= retries) throw e;
+        await this.pause(this.backoff(attempt), req.signal);
+        continue;
+      }
+      if (!RETRY_STATUS.has(res.status) || attempt >= retries) return res;
+      const wait = this.retryAfter(header(res, 'retry-after')) ?? this.backoff(attempt);
+      await discard(res);
+      await this.pause(wait, req.signal);
+    }
+  }
+
+  backoff(attempt: number): number {
+    const full = Math.min(this.policy.maxDelayMs, this.policy.baseDelayMs * 2 ** attempt);
+    return full / 2 + Math.random() * (full / 2);
+  }
+
+  async pause(ms: number, signal?: AbortSignal): Promise<void> {
+    try {
+      await sleep(ms, undefined, signal !== undefined ? { signal } : {});
+    } catch (err) {
+      throw new VmimgError(ErrorCode.ABORTED, 'aborted while waiting to retry', { cause: err });
+    }
+  }
+
+  private retryAfter(value: string | undefined): number | undefined {
+    if (value === undefined) return undefined;
+    let ms: number;
+    if (/^\s*\d+\s*$/.test(value)) ms = Number(value) * 1000;
+    else {
+      const at = Date.parse(value);
+      if (Number.isNaN(at)) return undefined;
+      ms = at - Date.now();
+    }
+    return Math.min(Math.max(ms, 0), this.policy.maxRetryAfterMs);
+  }
+
+  /** Follows up to 10 redirects; Authorization goes only to the origin it was meant for. */
+  private async followRedirects(req: HttpRequest): Promise<HttpResponse> {
+    let current = req;
+    for (let hops = 0; ; hops++) {
+      const res = await this.once(current);
+      const location = header(res, 'location');
+      if (!REDIRECT_STATUS.has(res.status) || location === undefined) return res;
+      await discard(res);
+      if (hops >= MAX_REDIRECTS) {
+        throw new VmimgError(ErrorCode.REGISTRY_ERROR, `more than ${MAX_REDIRECTS} redirects from ${redactUrl(req.url)}`);
+      }
+      current = redirected(current, new URL(location, current.url), res.status);
+    }
+  }
+
+  private async once(req: HttpRequest): Promise<HttpResponse> {
+    const headers: Record<string, string> = { 'user-agent': this.userAgent, ...req.headers };
+    const res = await request(req.url, {
+      dispatcher: this.dispatcher,
+      method: req.method,
+      headers,
+      ...(req.body !== undefined ? { body: req.body } : {}),
+      ...(req.signal !== undefined ? { signal: req.signal } : {}),
+    });
+    return { url: req.url, status: res.statusCode, headers: res.headers, body: res.body };
+  }
+}
+
+function redirected(req: HttpRequest, to: URL, status: number): HttpRequest {
+  const from = new URL(req.url);
+  const headers: Record<string, string> = { ...req.headers };
+  if (from.origin !== to.origin) {
+    for (const name of Object.keys(headers)) if (name.toLowerCase() === 'authorization') delete headers[name];
+  }
+  const toGet = status === 303 && req.method === 'POST';
+  return {
+    url: to.toString(),
+    method: toGet ? 'GET' : req.method,
+    headers,
+    ...(req.body !== undefined && !toGet ? { body: req.body } : {}),
+    ...(req.signal !== undefined ? { signal: req.signal } : {}),
+  };
+}
