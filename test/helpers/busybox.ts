@@ -5,7 +5,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync,
 import { dirname, join } from 'node:path';
 import { cacheDir, memo, populateOnce } from './cache.js';
 import { requireTools, run, tmpDir, removeNow } from './tools.js';
-import { writeIndexIntoLayout, type IndexEntry } from './oci-index.js';
+import { writeAttestationManifest, writeIndexIntoLayout, type IndexEntry } from './oci-index.js';
 
 export { pushLayout, toDockerArchive, toOciArchive, layoutRefString, type LayoutRef } from './skopeo.js';
 export { buildDockerSaveV25, type DockerSaveV25Options } from './docker-save.js';
@@ -255,13 +255,19 @@ export interface MultiArchImage {
   images: Record<Arch, BuiltImage>;
 }
 
+export interface MultiArchOptions {
+  dir?: string;
+  /** Also list a BuildKit-style attestation manifest (platform unknown/unknown) for each image. */
+  attestations?: boolean;
+}
+
 /**
  * One OCI layout holding an amd64 and an arm64 busybox image (tags TAG-amd64,
  * TAG-arm64) plus an OCI image index over both, tagged TAG
- * (platforms linux/amd64 and linux/arm64 variant v8).
+ * (platforms linux/amd64 and linux/arm64 variant v8; then attestations if asked).
  */
-export function buildMultiArchLayout(tag = 'multi', opts: { dir?: string } = {}): Promise<MultiArchImage> {
-  return memo(`multiarch:${tag}:${opts.dir ?? ''}`, async () => {
+export function buildMultiArchLayout(tag = 'multi', opts: MultiArchOptions = {}): Promise<MultiArchImage> {
+  return memo(`multiarch:${tag}:${JSON.stringify(opts)}`, async () => {
     const layout = opts.dir ?? join(await tmpDir('vmimg-multi-'), 'layout');
     const amd64 = await buildBusyboxLayoutUncached({ arch: 'amd64', dir: layout, tag: `${tag}-amd64` });
     const arm64 = await buildBusyboxLayoutUncached({ arch: 'arm64', dir: layout, tag: `${tag}-arm64` });
@@ -273,7 +279,10 @@ export function buildMultiArchLayout(tag = 'multi', opts: { dir?: string } = {})
       digest: image.manifestDigest,
       size: image.manifestSize,
       platform,
-    }));
+    })) as IndexEntry[];
+    if (opts.attestations) {
+      for (const image of [amd64, arm64]) manifests.push(writeAttestationManifest(layout, image.manifestDigest));
+    }
     const indexDigest = writeIndexIntoLayout(layout, tag, manifests);
     return { layout, tag, ref: `${layout}:${tag}`, indexDigest, images: { amd64, arm64 } };
   });

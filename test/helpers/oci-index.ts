@@ -44,3 +44,39 @@ export function writeIndexIntoLayout(
   renameSync(`${path}.tmp`, path);
   return blob.digest;
 }
+
+/**
+ * A BuildKit-style attestation manifest for `subject` (platform unknown/unknown,
+ * one in-toto JSON layer), as `docker buildx` adds to image indexes.
+ */
+export function writeAttestationManifest(layout: string, subject: string): IndexEntry {
+  const statement = {
+    _type: 'https://in-toto.io/Statement/v0.1',
+    predicateType: 'https://spdx.dev/Document',
+    subject: [{ name: 'vmimg-test', digest: { sha256: subject.replace(/^sha256:/, '') } }],
+    predicate: { spdxVersion: 'SPDX-2.3', name: 'vmimg-test-sbom' },
+  };
+  const layer = writeJsonBlob(layout, statement);
+  const config = writeJsonBlob(layout, {
+    architecture: 'unknown',
+    os: 'unknown',
+    config: {},
+    rootfs: { type: 'layers', diff_ids: [layer.digest] },
+  });
+  const manifest = writeJsonBlob(layout, {
+    schemaVersion: 2,
+    mediaType: OCI_MANIFEST,
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
+    layers: [{
+      mediaType: 'application/vnd.in-toto+json',
+      ...layer,
+      annotations: { 'in-toto.io/predicate-type': 'https://spdx.dev/Document' },
+    }],
+  });
+  return {
+    mediaType: OCI_MANIFEST,
+    ...manifest,
+    platform: { architecture: 'unknown', os: 'unknown' },
+    annotations: { 'vnd.docker.reference.digest': subject, 'vnd.docker.reference.type': 'attestation-manifest' },
+  };
+}
