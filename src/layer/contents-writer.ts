@@ -1,0 +1,62 @@
+/** Sequential, buffered writer of a `.contents` file: each file starts 4096-aligned. */
+import type { FileHandle } from 'node:fs/promises';
+
+export const CONTENTS_ALIGN = 4096;
+const FLUSH_BYTES = 1 << 20;
+const ZEROS = Buffer.alloc(CONTENTS_ALIGN);
+
+export class ContentsWriter {
+  /** Logical length so far (bytes queued included). */
+  size = 0;
+  private written = 0;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+
+  constructor(private readonly fh: FileHandle) {}
+
+  /** Pads to the next 4096 boundary and returns it: the offset of the file about to be written. */
+  beginFile(): number {
+    const pad = (CONTENTS_ALIGN - (this.size % CONTENTS_ALIGN)) % CONTENTS_ALIGN;
+    if (pad > 0) this.queue(ZEROS.subarray(0, pad));
+    return this.size;
+  }
+
+  /** Queues a chunk; awaits a flush when enough is buffered (back-pressure on the tar stream). */
+  async write(chunk: Buffer): Promise<void> {
+    this.queue(chunk);
+    if (this.pendingBytes >= FLUSH_BYTES) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    if (this.pendingBytes === 0) return;
+    const bufs = this.pending;
+    const bytes = this.pendingBytes;
+    this.pending = [];
+    this.pendingBytes = 0;
+    let done = 0;
+    while (done < bytes) {
+      const { bytesWritten } = await this.fh.writev(done === 0 ? bufs : remaining(bufs, done), this.written + done);
+      done += bytesWritten;
+    }
+    this.written += bytes;
+  }
+
+  private queue(chunk: Buffer): void {
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    this.size += chunk.length;
+  }
+}
+
+/** The part of `bufs` after the first `skip` bytes (after a short writev). */
+function remaining(bufs: Buffer[], skip: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (const b of bufs) {
+    if (skip >= b.length) skip -= b.length;
+    else {
+      out.push(skip > 0 ? b.subarray(skip) : b);
+      skip = 0;
+    }
+  }
+  return out;
+}

@@ -1,0 +1,150 @@
+/**
+ * Turns tar headers into index entries: name normalisation, whiteouts, hardlink checks,
+ * duplicates (later wins). Pure: no I/O.
+ */
+import { ErrorCode, VmimgError } from '../errors.js';
+import { EntryType, type EntryTypeValue, type IndexEntry } from './entry.js';
+import type { TarHeader } from './tar-reader.js';
+import { classifyWhiteout, fromBytes, normaliseTarPath } from './paths.js';
+
+const S_IFREG = 0o100000;
+const S_IFDIR = 0o040000;
+const S_IFLNK = 0o120000;
+const S_IFCHR = 0o020000;
+const S_IFBLK = 0o060000;
+const S_IFIFO = 0o010000;
+
+/** Tar typeflag → entry type and S_IFMT bits. */
+const TYPES: Readonly<Record<string, [EntryTypeValue, number]>> = {
+  '0': [EntryType.File, S_IFREG],
+  '1': [EntryType.Hardlink, S_IFREG],
+  '2': [EntryType.Symlink, S_IFLNK],
+  '3': [EntryType.CharDevice, S_IFCHR],
+  '4': [EntryType.BlockDevice, S_IFBLK],
+  '5': [EntryType.Dir, S_IFDIR],
+  '6': [EntryType.Fifo, S_IFIFO],
+  D: [EntryType.Dir, S_IFDIR], // GNU dumpdir: a directory plus a listing we do not need
+};
+
+export interface FileContent {
+  offset: number;
+  size: number;
+  sha256: string;
+}
+
+/** Printable form of a byte name for messages. */
+function show(latin1: string): string {
+  return JSON.stringify(fromBytes(latin1).text);
+}
+
+export class EntriesBuilder {
+  /** Keyed by latin1 path; whiteouts/opaques in their own key space so they never replace real entries. */
+  private readonly entries = new Map<string, IndexEntry>();
+
+  constructor(private readonly layer: string) {}
+
+  private fail(msg: string): VmimgError {
+    return new VmimgError(ErrorCode.INVALID_LAYER, `layer ${this.layer}: ${msg}`, { details: { layer: this.layer } });
+  }
+
+  /** Checks before the entry's data is read: true when the data belongs in `.contents`. */
+  precheck(h: TarHeader): boolean {
+    const name = h.name.toString('latin1');
+    if (h.sparse) throw this.fail(`entry ${show(name)} is a GNU sparse file, which vmimg does not support`);
+    if (h.type === 'V') return false;
+    if (TYPES[h.type] === undefined) throw this.fail(`entry ${show(name)} has unsupported tar type "${h.type}"`);
+    return h.type === '0' && h.size > 0 && classifyWhiteout(normaliseTarPath(name) ?? '').kind === 'none';
+  }
+
+  add(h: TarHeader, content?: FileContent): void {
+    if (h.type === 'V') return; // volume label: not a file
+    const name = h.name.toString('latin1');
+    const path = normaliseTarPath(name);
+    if (path === null) throw this.fail(`entry ${show(name)} escapes the layer root`);
+    const wh = classifyWhiteout(path);
+    if (wh.kind === 'invalid') throw this.fail(`entry ${show(name)}: ${wh.why}`);
+    if (wh.kind === 'aufs-meta') return;
+    if (wh.kind === 'opaque') return this.put(`\0o${wh.dir}`, this.base(EntryType.Opaque, wh.dir, S_IFREG, h));
+    if (wh.kind === 'whiteout') return this.put(`\0w${wh.target}`, this.base(EntryType.Whiteout, wh.target, S_IFREG, h));
+    const [type, ifmt] = TYPES[h.type]!;
+    const entry = this.base(type, path, ifmt, h);
+    if (type === EntryType.File && content !== undefined) {
+      entry.offset = content.offset;
+      entry.size = content.size;
+      entry.sha256 = content.sha256;
+    } else if (type === EntryType.Symlink) {
+      this.setLink(entry, h.linkname.toString('latin1'));
+    } else if (type === EntryType.Hardlink) {
+      this.linkTo(entry, name, h.linkname.toString('latin1'));
+    } else if (type === EntryType.CharDevice || type === EntryType.BlockDevice) {
+      entry.devMajor = h.devMajor;
+      entry.devMinor = h.devMinor;
+    }
+    this.put(path, entry);
+  }
+
+  list(): IndexEntry[] {
+    return [...this.entries.values()];
+  }
+
+  private put(key: string, entry: IndexEntry): void {
+    this.entries.delete(key); // later wins, at the later position
+    this.entries.set(key, entry);
+  }
+
+  private base(type: EntryTypeValue, path: string, ifmt: number, h: TarHeader): IndexEntry {
+    const name = fromBytes(path);
+    const entry: IndexEntry = {
+      type,
+      path: name.text,
+      mode: ifmt | (h.mode & 0o7777),
+      uid: h.uid,
+      gid: h.gid,
+      mtimeSec: h.mtimeSec,
+      mtimeNsec: h.mtimeNsec,
+      size: 0,
+      offset: 0,
+      devMajor: 0,
+      devMinor: 0,
+    };
+    if (name.raw !== undefined) entry.pathBytes = name.raw;
+    if (h.xattrs !== undefined) entry.xattrs = h.xattrs;
+    return entry;
+  }
+
+  private setLink(entry: IndexEntry, latin1: string): void {
+    const link = fromBytes(latin1);
+    entry.linkTarget = link.text;
+    if (link.raw !== undefined) entry.linkTargetBytes = link.raw;
+  }
+
+  /** Tar hardlink targets are root-relative and must name an earlier entry of this layer. */
+  private linkTo(entry: IndexEntry, name: string, rawTarget: string): void {
+    const target = normaliseTarPath(rawTarget);
+    if (target === null) throw this.fail(`hardlink ${show(name)} points outside the layer root (${show(rawTarget)})`);
+    const earlier = this.entries.get(target);
+    if (earlier === undefined) throw this.fail(`hardlink ${show(name)} names ${show(rawTarget)}, which is not an earlier entry`);
+    if (earlier.type === EntryType.Dir) throw this.fail(`hardlink ${show(name)} names the directory ${show(rawTarget)}`);
+    // Point at the original name so readers never follow chains; share its content and mode.
+    const canonical = earlier.type === EntryType.Hardlink ? this.entries.get(keyOf(earlier)) : earlier;
+    this.setLink(entry, earlier.type === EntryType.Hardlink ? latin1Of(earlier.linkTargetBytes, earlier.linkTarget!) : target);
+    const source = canonical ?? earlier;
+    entry.mode = source.mode;
+    entry.uid = source.uid;
+    entry.gid = source.gid;
+    entry.mtimeSec = source.mtimeSec;
+    entry.mtimeNsec = source.mtimeNsec;
+    if (source.xattrs !== undefined) entry.xattrs = source.xattrs;
+    entry.size = source.size;
+    entry.offset = source.offset;
+    if (source.sha256 !== undefined) entry.sha256 = source.sha256;
+  }
+}
+
+function latin1Of(raw: Buffer | undefined, text: string): string {
+  return (raw ?? Buffer.from(text, 'utf8')).toString('latin1');
+}
+
+function keyOf(hardlink: IndexEntry): string {
+  return latin1Of(hardlink.linkTargetBytes, hardlink.linkTarget!);
+}

@@ -1,0 +1,213 @@
+/**
+ * One streaming pass from a layer blob to its `.idx` + `.contents` pair (docs/FORMAT.md):
+ * hash compressed bytes → decompress → hash tar bytes → parse → aligned contents + entries,
+ * then verify both digests and commit with temp names and renames (.idx last).
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { ErrorCode, VmimgError, wrapError } from '../errors.js';
+import { assertDigest, validateDigest } from '../digest/index.js';
+import { decompress } from './decompress.js';
+import { ContentsWriter } from './contents-writer.js';
+import { EntriesBuilder } from './entries-builder.js';
+import { encodeIndex, readIndexFile, type IndexHeader } from './index-format.js';
+import { layerPaths, type LayerFiles } from './paths.js';
+import { TarReader } from './tar-reader.js';
+
+export { layerPaths, type LayerFiles } from './paths.js';
+
+export interface FlattenOptions {
+  /** The layers directory. */
+  dir: string;
+  /** Digest of the bytes of `source` (the compressed blob); checked at the end. */
+  expectedDigest?: string;
+  /** diff_id (digest of the uncompressed tar); checked at the end, and skips work when already flattened. */
+  expectedDiffId?: string;
+  /** Names the layer in messages. */
+  name?: string;
+  signal?: AbortSignal;
+}
+
+export interface LayerInfo extends LayerFiles {
+  diffId: string;
+  /** Digest of the source bytes as given (equals diffId for plain tars). */
+  digest: string;
+  compressedSize: number;
+  /** Bytes of the uncompressed tar. */
+  size: number;
+  contentsSize: number;
+  entryCount: number;
+}
+
+function infoFrom(header: IndexHeader, files: LayerFiles): LayerInfo {
+  return {
+    diffId: header.diffId,
+    digest: header.digest ?? header.diffId,
+    compressedSize: header.compressedSize,
+    size: header.tarSize,
+    contentsSize: header.contentsSize,
+    entryCount: header.entryCount,
+    ...files,
+  };
+}
+
+/** The layer's info when its `.idx` exists and decodes and its `.contents` has the recorded size; else undefined. */
+export async function hasLayer(dir: string, diffId: string): Promise<LayerInfo | undefined> {
+  const files = layerPaths(dir, diffId);
+  try {
+    const { header } = await readIndexFile(files.indexPath);
+    if (header.diffId !== diffId) return undefined;
+    if ((await stat(files.contentsPath)).size !== header.contentsSize) return undefined;
+    return infoFrom(header, files);
+  } catch {
+    return undefined;
+  }
+}
+
+interface Converted {
+  digest: string;
+  diffId: string;
+  compressedSize: number;
+  tarSize: number;
+  contentsSize: number;
+  builder: EntriesBuilder;
+}
+
+async function* hashing(src: AsyncIterable<Buffer>, hash: ReturnType<typeof createHash>, count: { n: number }): AsyncGenerator<Buffer> {
+  for await (const chunk of src) {
+    hash.update(chunk);
+    count.n += chunk.length;
+    yield chunk;
+  }
+}
+
+async function convert(source: Readable, fh: FileHandle, what: string, signal: AbortSignal | undefined): Promise<Converted> {
+  const blobHash = createHash('sha256');
+  const tarHash = createHash('sha256');
+  const blobBytes = { n: 0 };
+  const tarBytes = { n: 0 };
+  const tar = decompress(Readable.from(hashing(source, blobHash, blobBytes), { objectMode: false }));
+  try {
+    const reader = new TarReader(hashing(tar, tarHash, tarBytes)[Symbol.asyncIterator]());
+    const builder = new EntriesBuilder(what);
+    const writer = new ContentsWriter(fh);
+    for (let h = await reader.next(); h !== null; h = await reader.next()) {
+      signal?.throwIfAborted();
+      if (!builder.precheck(h)) {
+        builder.add(h);
+        continue;
+      }
+      const offset = writer.beginFile();
+      const fileHash = createHash('sha256');
+      for await (const chunk of reader.body()) {
+        fileHash.update(chunk);
+        await writer.write(chunk);
+      }
+      builder.add(h, { offset, size: h.size, sha256: fileHash.digest('hex') });
+    }
+    await reader.drain(); // trailing zero blocks and padding are part of the diff_id
+    await writer.flush();
+    return {
+      digest: `sha256:${blobHash.digest('hex')}`,
+      diffId: `sha256:${tarHash.digest('hex')}`,
+      compressedSize: blobBytes.n,
+      tarSize: tarBytes.n,
+      contentsSize: writer.size,
+      builder,
+    };
+  } finally {
+    tar.destroy();
+  }
+}
+
+async function writeSynced(path: string, data: Buffer): Promise<void> {
+  const fh = await open(path, 'w');
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+function mapError(err: unknown, what: string, signal: AbortSignal | undefined): Error {
+  if (signal?.aborted) return new VmimgError(ErrorCode.ABORTED, `flattening layer ${what}: aborted`, { cause: err });
+  if (err instanceof VmimgError) return wrapError(err, `flattening layer ${what}`);
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (typeof code === 'string' && code.startsWith('Z_')) {
+    return new VmimgError(ErrorCode.INVALID_LAYER, `flattening layer ${what}: gzip data is corrupt (${(err as Error).message})`, { cause: err });
+  }
+  if (err instanceof Error && err.message.startsWith('zstd:')) {
+    return new VmimgError(ErrorCode.INVALID_LAYER, `flattening layer ${what}: ${err.message}`, { cause: err });
+  }
+  return wrapError(err, `flattening layer ${what}`);
+}
+
+/**
+ * Flattens one layer blob (gzip, zstd or plain tar) into `<dir>/<diffHex>.{idx,contents}`.
+ * When `expectedDiffId` is already flattened, returns it at once and destroys `source` unread.
+ */
+export async function flattenLayer(source: Readable, opts: FlattenOptions): Promise<LayerInfo> {
+  const { dir, signal } = opts;
+  const what = opts.name ?? opts.expectedDigest ?? opts.expectedDiffId ?? 'layer';
+  if (opts.expectedDigest !== undefined) validateDigest(opts.expectedDigest);
+  if (opts.expectedDiffId !== undefined) {
+    const have = await hasLayer(dir, opts.expectedDiffId);
+    if (have !== undefined) {
+      source.destroy();
+      return have;
+    }
+  }
+  await mkdir(dir, { recursive: true });
+  const tmp = join(dir, `.tmp-${randomBytes(8).toString('hex')}`);
+  const tmpContents = `${tmp}.contents`;
+  const tmpIndex = `${tmp}.idx`;
+  const onAbort = (): void => {
+    source.destroy(new VmimgError(ErrorCode.ABORTED, `flattening layer ${what}: aborted`));
+  };
+  signal?.addEventListener('abort', onAbort, { once: true });
+  let fh: FileHandle | undefined;
+  let committed = false;
+  try {
+    signal?.throwIfAborted();
+    fh = await open(tmpContents, 'w');
+    const c = await convert(source, fh, what, signal);
+    if (opts.expectedDigest !== undefined) assertDigest(`layer ${what}`, opts.expectedDigest, c.digest);
+    if (opts.expectedDiffId !== undefined) assertDigest(`layer ${what} (uncompressed)`, opts.expectedDiffId, c.diffId);
+    await fh.sync();
+    await fh.close();
+    fh = undefined;
+    const entries = c.builder.list();
+    const header = { digest: c.digest, diffId: c.diffId, contentsSize: c.contentsSize, compressedSize: c.compressedSize, tarSize: c.tarSize };
+    await writeSynced(tmpIndex, encodeIndex(header, entries));
+    signal?.throwIfAborted();
+    const files = layerPaths(dir, c.diffId);
+    await rename(tmpContents, files.contentsPath);
+    await rename(tmpIndex, files.indexPath); // the completion marker, last
+    committed = true;
+    await syncDir(dir);
+    return infoFrom({ ...header, version: 1, entryCount: entries.length }, files);
+  } catch (err) {
+    throw mapError(err, what, signal);
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+    if (!source.destroyed) source.destroy();
+    await fh?.close().catch(() => undefined);
+    if (!committed) {
+      await rm(tmpContents, { force: true });
+      await rm(tmpIndex, { force: true });
+    }
+  }
+}

@@ -1,0 +1,246 @@
+/**
+ * Streaming tar reader working on raw bytes (ustar, GNU, PAX, old v7).
+ * Our own rather than tar-stream's extract because tar-stream decodes PAX records as UTF-8
+ * (corrupting binary xattrs such as security.capability and non-UTF-8 PAX paths), drops
+ * sub-second mtimes and GNU sparse types, and fails archives that end without zero blocks.
+ */
+import { ErrorCode, VmimgError } from '../errors.js';
+import { ByteReader } from './byte-reader.js';
+
+export interface TarHeader {
+  /** Typeflag character ('0', '5', '2', ...); '\0' and '7' are reported as '0'. */
+  type: string;
+  /** Raw name bytes (PAX `path` / GNU long name applied). */
+  name: Buffer;
+  linkname: Buffer;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtimeSec: number;
+  mtimeNsec: number;
+  devMajor: number;
+  devMinor: number;
+  xattrs: Record<string, Buffer> | undefined;
+  /** GNU sparse file (old 'S' type or PAX GNU.sparse.*). */
+  sparse: boolean;
+  /** Byte offset of this entry's header block in the tar (for messages). */
+  headerOffset: number;
+}
+
+const MAX_META = 1 << 20;
+const HEADER_ONLY = new Set(['1', '2', '3', '4', '5', '6']);
+
+function invalid(msg: string): VmimgError {
+  return new VmimgError(ErrorCode.INVALID_LAYER, msg);
+}
+
+function parseNumeric(block: Buffer, off: number, len: number, what: string): number {
+  const first = block[off]!;
+  if (first === 0x80 || first === 0xff) {
+    // GNU base-256: big-endian two's complement in the remaining bytes.
+    let n = 0;
+    for (let i = off + 1; i < off + len; i++) n = n * 256 + (first === 0xff ? 255 - block[i]! : block[i]!);
+    if (!Number.isSafeInteger(n)) throw invalid(`tar header field ${what} is too large`);
+    return first === 0xff ? -n - 1 : n;
+  }
+  let i = off;
+  const end = off + len;
+  while (i < end && (block[i] === 0x20 || block[i] === 0)) i++;
+  let n = 0;
+  let digits = 0;
+  for (; i < end; i++) {
+    const c = block[i]!;
+    if (c === 0x20 || c === 0) break;
+    if (c < 0x30 || c > 0x37) throw invalid(`tar header field ${what} is not octal`);
+    n = n * 8 + (c - 0x30);
+    digits++;
+  }
+  return digits === 0 ? 0 : n;
+}
+
+function checksumOk(block: Buffer): boolean {
+  let unsigned = 0;
+  let signed = 0;
+  for (let i = 0; i < 512; i++) {
+    const b = i >= 148 && i < 156 ? 0x20 : block[i]!;
+    unsigned += b;
+    signed += b > 127 ? b - 256 : b;
+  }
+  const stored = parseNumeric(block, 148, 8, 'checksum');
+  return stored === unsigned || stored === signed;
+}
+
+function cstr(block: Buffer, off: number, len: number): Buffer {
+  const nul = block.indexOf(0, off);
+  return block.subarray(off, nul < 0 || nul > off + len ? off + len : nul);
+}
+
+function isZero(block: Buffer): boolean {
+  for (let i = 0; i < 512; i++) if (block[i] !== 0) return false;
+  return true;
+}
+
+type Pax = Map<string, Buffer>;
+
+/** PAX extended header records: `LEN KEY=VALUE\n`, values kept as raw bytes. */
+export function parsePax(data: Buffer): Pax {
+  const out: Pax = new Map();
+  let pos = 0;
+  while (pos < data.length) {
+    if (data[pos] === 0) break; // NUL padding some writers leave
+    const space = data.indexOf(0x20, pos);
+    const len = space < 0 ? NaN : Number(data.toString('latin1', pos, space));
+    if (!Number.isInteger(len) || len <= space - pos + 1 || pos + len > data.length || data[pos + len - 1] !== 0x0a) {
+      throw invalid(`malformed PAX record at byte ${pos}`);
+    }
+    const rec = data.subarray(space + 1, pos + len - 1);
+    const eq = rec.indexOf(0x3d);
+    if (eq < 0) throw invalid(`PAX record without "=" at byte ${pos}`);
+    out.set(rec.toString('utf8', 0, eq), rec.subarray(eq + 1));
+    pos += len;
+  }
+  return out;
+}
+
+function paxMtime(v: string): [number, number] {
+  const m = /^(-?)(\d+)(?:\.(\d*))?$/.exec(v);
+  if (m === null) throw invalid(`PAX mtime "${v}" is not a number`);
+  let sec = Number(m[2]);
+  let nsec = Number((m[3] ?? '').slice(0, 9).padEnd(9, '0'));
+  if (m[1] === '-') {
+    sec = -sec;
+    if (nsec > 0) {
+      sec -= 1;
+      nsec = 1e9 - nsec;
+    }
+  }
+  return [sec, nsec];
+}
+
+function paxInt(v: Buffer, what: string): number {
+  const s = v.toString('latin1');
+  if (!/^\d+$/.test(s) || !Number.isSafeInteger(Number(s))) throw invalid(`PAX ${what} "${s}" is not a valid number`);
+  return Number(s);
+}
+
+function applyPax(h: TarHeader, pax: Pax): void {
+  for (const [key, value] of pax) {
+    if (key === 'path') h.name = value;
+    else if (key === 'linkpath') h.linkname = value;
+    else if (key === 'size') h.size = paxInt(value, 'size');
+    else if (key === 'uid') h.uid = paxInt(value, 'uid');
+    else if (key === 'gid') h.gid = paxInt(value, 'gid');
+    else if (key === 'mtime') [h.mtimeSec, h.mtimeNsec] = paxMtime(value.toString('latin1'));
+    else if (key.startsWith('SCHILY.xattr.')) (h.xattrs ??= {})[Buffer.from(key.slice(13), 'utf8').toString('latin1')] = value;
+    else if (key.startsWith('GNU.sparse.')) h.sparse = true;
+  }
+}
+
+export class TarReader {
+  private readonly r: ByteReader;
+  private remaining = 0;
+  private padding = 0;
+  private done = false;
+
+  constructor(chunks: AsyncIterator<Buffer>) {
+    this.r = new ByteReader(chunks);
+  }
+
+  /** The next entry, or null at the end of the archive (zero block or clean EOF at a header boundary). */
+  async next(): Promise<TarHeader | null> {
+    await this.skipBody();
+    let pax: Pax | undefined;
+    let longName: Buffer | undefined;
+    let longLink: Buffer | undefined;
+    for (;;) {
+      if (this.done) return null;
+      const headerOffset = this.r.offset;
+      const block = await this.r.read(512);
+      if (block.length === 0 && pax === undefined && longName === undefined && longLink === undefined) return this.end();
+      if (block.length < 512) throw invalid(`tar truncated inside the header at byte ${headerOffset}`);
+      if (isZero(block)) return this.end();
+      if (!checksumOk(block)) throw invalid(`bad tar header checksum at byte ${headerOffset} (not a tar, or corrupt)`);
+      const h = this.decode(block, headerOffset);
+      if (h.type === 'x' || h.type === 'g' || h.type === 'L' || h.type === 'K') {
+        const data = await this.meta(h);
+        if (h.type === 'x') pax = parsePax(data);
+        else if (h.type === 'L') longName = cstr(data, 0, data.length);
+        else if (h.type === 'K') longLink = cstr(data, 0, data.length);
+        // 'g' (global PAX) is read and ignored, as docker/containerd do.
+        continue;
+      }
+      if (longName !== undefined) h.name = longName;
+      if (longLink !== undefined) h.linkname = longLink;
+      if (pax !== undefined) applyPax(h, pax);
+      if (h.size < 0) throw invalid(`negative size at byte ${headerOffset}`);
+      // Like Go's archive/tar: links, devices, dirs and fifos never carry data, whatever `size` says.
+      this.remaining = HEADER_ONLY.has(h.type) ? 0 : h.size;
+      this.padding = (512 - (this.remaining % 512)) % 512;
+      return h;
+    }
+  }
+
+  /** The current entry's data, as views of the input (consume before calling next()). */
+  async *body(): AsyncGenerator<Buffer> {
+    for await (const chunk of this.r.take(this.remaining)) {
+      this.remaining -= chunk.length;
+      yield chunk;
+    }
+    if (this.remaining > 0) throw invalid('tar truncated inside file data');
+  }
+
+  /** Consumes whatever follows the archive. */
+  async drain(): Promise<void> {
+    await this.r.drain();
+  }
+
+  private end(): null {
+    this.done = true;
+    return null;
+  }
+
+  private async skipBody(): Promise<void> {
+    const want = this.remaining + this.padding;
+    const got = await this.r.skip(want);
+    // Missing padding after the last entry is tolerated (EOF at a boundary); missing data is not.
+    if (got < this.remaining) throw invalid('tar truncated inside file data');
+    if (got < want) this.done = true;
+    this.remaining = 0;
+    this.padding = 0;
+  }
+
+  private async meta(h: TarHeader): Promise<Buffer> {
+    if (h.size > MAX_META) throw invalid(`tar extended header of ${h.size} bytes at byte ${h.headerOffset} is too large`);
+    const data = await this.r.read(h.size);
+    if (data.length < h.size) throw invalid('tar truncated inside an extended header');
+    const pad = (512 - (h.size % 512)) % 512;
+    if ((await this.r.skip(pad)) < pad) this.done = true;
+    return Buffer.from(data);
+  }
+
+  private decode(block: Buffer, headerOffset: number): TarHeader {
+    const flag = block[156]!;
+    let type = flag === 0 || flag === 0x37 ? '0' : String.fromCharCode(flag);
+    let name = cstr(block, 0, 100);
+    const ustar = block.toString('latin1', 257, 263) === 'ustar\0';
+    if (ustar && block[345] !== 0) name = Buffer.concat([cstr(block, 345, 155), Buffer.from('/'), name]);
+    if (type === '0' && name.length > 0 && name[name.length - 1] === 0x2f) type = '5'; // v7 directories
+    return {
+      type,
+      name,
+      linkname: cstr(block, 157, 100),
+      mode: parseNumeric(block, 100, 8, 'mode'),
+      uid: parseNumeric(block, 108, 8, 'uid'),
+      gid: parseNumeric(block, 116, 8, 'gid'),
+      size: parseNumeric(block, 124, 12, 'size'),
+      mtimeSec: parseNumeric(block, 136, 12, 'mtime'),
+      mtimeNsec: 0,
+      devMajor: parseNumeric(block, 329, 8, 'devmajor'),
+      devMinor: parseNumeric(block, 337, 8, 'devminor'),
+      xattrs: undefined,
+      sparse: type === 'S',
+      headerOffset,
+    };
+  }
+}
