@@ -21,6 +21,11 @@ export const TOOL_PACKAGES: Record<string, string> = {
   getfattr: 'attr',
   'dpkg-deb': 'dpkg',
   'apt-get': 'apt',
+  find: 'findutils',
+  touch: 'coreutils',
+  sha256sum: 'coreutils',
+  'qemu-system-x86_64': 'qemu-system-x86',
+  'qemu-system-aarch64': 'qemu-system-arm',
 };
 
 /** Absolute path of `name` on PATH, or undefined. */
