@@ -1,0 +1,244 @@
+/**
+ * ContainerFS: the layers of an image merged once into one read-only tree.
+ * - Inode API (root/lookup/getattr/readdir/read/readlink/xattrs) for virtio-fs, FUSE and 9p servers.
+ * - Path API (lstat/stat/readdir/readFile/readlink/realpath/...) with image-confined symlink resolution.
+ * - `promises`: a read-only `node:fs/promises` look-alike.
+ * Metadata calls are synchronous (everything is in memory); content reads are async positional reads.
+ * Errors are VfsErrors with Node's codes; any use after close() throws VmimgError ERR_CLOSED.
+ */
+import type { Readable } from 'node:stream';
+import { closedError, VfsError } from './errors.js';
+import { ContentFile } from './content.js';
+import { Merger } from './merge.js';
+import { VfsPromises } from './promises.js';
+import { createVfsReadStream, type VfsReadStreamOptions } from './read-stream.js';
+import { dirPath, Resolver } from './resolve.js';
+import { loadLayers, type ContainerSource, type MemoryLayer } from './source.js';
+import { attrOf, type Attr, dtype, VfsStats } from './stats.js';
+import { type InodeTable, packTree, ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from './tree.js';
+
+export interface DirEntry {
+  name: string;
+  ino: number;
+  /** d_type (see DT). */
+  type: number;
+  /** Pass as `cookie` to continue after this entry. */
+  nextCookie: number;
+}
+
+let internals: (fs: ContainerFS) => { table: InodeTable; files: readonly ContentFile[] };
+
+/** For LayeredContainerFS (not exported from the package): a live ContainerFS's tree and layer files. */
+export function containerInternals(fs: ContainerFS): { table: InodeTable; files: readonly ContentFile[] } {
+  return internals(fs);
+}
+
+export class ContainerFS {
+  /** The fs/promises-shaped read-only facade. */
+  readonly promises: VfsPromises;
+  #t: InodeTable | null;
+  #resolver: Resolver | null;
+  readonly #files: ContentFile[];
+  readonly #ownedFrom: number;
+
+  /** Opens an image directory or a list of layers (bottom first) and merges them. */
+  static async open(source: ContainerSource): Promise<ContainerFS> {
+    return ContainerFS.fromLayers(await loadLayers(source));
+  }
+
+  /** Merges already-decoded layers (bottom first). */
+  static fromLayers(layers: readonly MemoryLayer[]): ContainerFS {
+    const merger = new Merger();
+    layers.forEach((l, i) => merger.applyLayer(l.entries, i));
+    return new ContainerFS(packTree(merger.root), layers.map((l) => new ContentFile(l.contentsPath)), 0);
+  }
+
+  /** `files[ownedFrom..]` are this object's to close; lower ones belong to a base it stacks on. */
+  protected constructor(table: InodeTable, files: ContentFile[], ownedFrom: number) {
+    this.#t = table;
+    this.#resolver = new Resolver(table);
+    this.#files = files;
+    this.#ownedFrom = ownedFrom;
+    this.promises = new VfsPromises(this);
+  }
+
+  get closed(): boolean {
+    return this.#t === null;
+  }
+
+  /** Number of inodes (inode numbers are 1..inodeCount). */
+  get inodeCount(): number {
+    return this.table('inodeCount').count;
+  }
+
+  // ---- inode API ----
+
+  root(): number {
+    this.table('root');
+    return ROOT_INO;
+  }
+
+  /** Child of a directory by name ('.' and '..' too); throws ENOENT / ENOTDIR. */
+  lookup(parent: number, name: string): number {
+    const t = this.inode(parent, 'lookup');
+    if (!t.isDir(parent)) throw new VfsError('ENOTDIR', 'lookup', name);
+    if (name === '.' || name === '') return parent;
+    if (name === '..') return t.parent[parent]!;
+    const ino = t.child(parent, name);
+    if (ino === 0) throw new VfsError('ENOENT', 'lookup', name);
+    return ino;
+  }
+
+  getattr(ino: number): Attr {
+    return attrOf(this.inode(ino, 'getattr'), ino);
+  }
+
+  /** A directory's entries in bytewise name order (no '.' / '..'), from `cookie`, at most `limit`. */
+  readdir(ino: number, cookie?: number, limit?: number): DirEntry[];
+  /** Names in a directory (symlinks followed), bytewise order. */
+  readdir(path: string): string[];
+  readdir(x: number | string, cookie = 0, limit = Infinity): DirEntry[] | string[] {
+    if (typeof x === 'string') {
+      const t = this.table('scandir');
+      const ino = this.resolver.resolve(x, true, 'scandir');
+      if (!t.isDir(ino)) throw new VfsError('ENOTDIR', 'scandir', x);
+      return t.direntName.slice(t.dirStart[ino]!, t.dirStart[ino]! + t.dirCount[ino]!);
+    }
+    const t = this.inode(x, 'readdir');
+    if (!t.isDir(x)) throw new VfsError('ENOTDIR', 'readdir');
+    const start = t.dirStart[x]!;
+    const count = t.dirCount[x]!;
+    const first = Math.max(0, Math.floor(cookie));
+    const end = Math.min(count, first + Math.max(0, limit));
+    const out: DirEntry[] = [];
+    for (let i = first; i < end; i++) {
+      const child = t.direntIno[start + i]!;
+      out.push({ name: t.direntName[start + i]!, ino: child, type: dtype(t.mode[child]!), nextCookie: i + 1 });
+    }
+    return out;
+  }
+
+  /** Up to `length` bytes of a regular file from `offset` (fewer at the end of the file). */
+  async read(ino: number, offset: number, length: number): Promise<Buffer> {
+    const t = this.inode(ino, 'read');
+    const type = t.mode[ino]! & S_IFMT;
+    if (type !== S_IFREG) throw new VfsError(type === S_IFDIR ? 'EISDIR' : 'EINVAL', 'read');
+    if (!(offset >= 0) || !(length >= 0)) throw new VfsError('EINVAL', 'read');
+    const size = t.size[ino]!;
+    const n = Math.max(0, Math.min(length, size - offset));
+    const buf = Buffer.allocUnsafe(n);
+    if (n > 0) await this.#files[t.layer[ino]!]!.readExactly(buf, t.offset[ino]! + offset);
+    return buf;
+  }
+
+  /** The target of a symlink, exactly as stored; EINVAL for anything else. */
+  readlink(ino: number): string;
+  readlink(path: string): string;
+  readlink(x: number | string): string {
+    const t = this.inode(typeof x === 'number' ? x : ROOT_INO, 'readlink');
+    const ino = typeof x === 'string' ? this.resolver.resolve(x, false, 'readlink') : x;
+    const target = t.linkTarget.get(ino);
+    if (target === undefined || (t.mode[ino]! & S_IFMT) !== S_IFLNK) {
+      throw new VfsError('EINVAL', 'readlink', typeof x === 'string' ? x : undefined);
+    }
+    return target;
+  }
+
+  listxattr(ino: number): string[] {
+    const x = this.inode(ino, 'listxattr').xattrs.get(ino);
+    return x === undefined ? [] : Object.keys(x);
+  }
+
+  /** An extended attribute's value; ENODATA when the inode does not have it. */
+  getxattr(ino: number, name: string): Buffer {
+    const value = this.inode(ino, 'getxattr').xattrs.get(ino)?.[name];
+    if (value === undefined) throw new VfsError('ENODATA', 'getxattr', name);
+    return value;
+  }
+
+  /** Lowercase hex sha256 of a regular file's content, when the index recorded it. */
+  contentSha256(ino: number): string | undefined {
+    return this.inode(ino, 'sha256').sha256.get(ino);
+  }
+
+  // ---- path API (paths are image paths: absolute or relative to the image root) ----
+
+  /** Inode of `path`, following symlinks in every component including the last. */
+  resolvePath(path: string, syscall = 'stat'): number {
+    return this.resolver.resolve(path, true, syscall);
+  }
+
+  /** Inode of `path`, not following a final symlink. */
+  lookupPath(path: string): number {
+    return this.resolver.resolve(path, false, 'lstat');
+  }
+
+  lstat(path: string): VfsStats {
+    return new VfsStats(attrOf(this.table('lstat'), this.resolver.resolve(path, false, 'lstat')));
+  }
+
+  stat(path: string): VfsStats {
+    return new VfsStats(attrOf(this.table('stat'), this.resolver.resolve(path, true, 'stat')));
+  }
+
+  exists(path: string): boolean {
+    const r = this.resolver;
+    try {
+      r.resolve(path, true, 'access');
+      return true;
+    } catch (err) {
+      if (err instanceof VfsError) return false;
+      throw err;
+    }
+  }
+
+  /** The canonical absolute image path of `path` (all symlinks resolved). */
+  realpath(path: string): string {
+    const t = this.table('realpath');
+    const r = this.resolver;
+    const ino = r.resolve(path, true, 'realpath');
+    if (t.isDir(ino)) return dirPath(t, ino);
+    const dir = dirPath(t, r.lastParent);
+    return dir === '/' ? `/${r.lastName}` : `${dir}/${r.lastName}`;
+  }
+
+  async readFile(path: string): Promise<Buffer> {
+    const t = this.table('open');
+    const ino = this.resolver.resolve(path, true, 'open');
+    if (t.isDir(ino)) throw new VfsError('EISDIR', 'read', path);
+    return this.read(ino, 0, t.size[ino]!);
+  }
+
+  /** Like fs.createReadStream: `end` is inclusive; errors (ENOENT, ...) arrive as 'error' events. */
+  createReadStream(path: string, options: VfsReadStreamOptions = {}): Readable {
+    return createVfsReadStream(this, path, options);
+  }
+
+  /** Releases the tree and closes the layer files this object opened. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#t === null) return;
+    this.#t = null;
+    this.#resolver = null;
+    await Promise.all(this.#files.slice(this.#ownedFrom).map((f) => f.close()));
+  }
+
+  static {
+    internals = (fs) => ({ table: fs.table('stacking'), files: fs.#files });
+  }
+
+  private get resolver(): Resolver {
+    if (this.#resolver === null) throw closedError('ContainerFS');
+    return this.#resolver;
+  }
+
+  private table(what: string): InodeTable {
+    if (this.#t === null) throw closedError(`ContainerFS.${what}`);
+    return this.#t;
+  }
+
+  private inode(ino: number, syscall: string): InodeTable {
+    const t = this.table(syscall);
+    if (!Number.isInteger(ino) || ino < 1 || ino > t.count) throw new VfsError('ENOENT', syscall);
+    return t;
+  }
+}

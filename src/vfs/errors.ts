@@ -1,0 +1,61 @@
+/**
+ * Node-style filesystem errors for the VFS: `code`, `errno` (negative, as Node reports it),
+ * `syscall` and `path`, so code written against `node:fs` can match on them unchanged.
+ * These are deliberately not VmimgErrors: they describe the image's namespace, not a vmimg failure.
+ * Use after close() is the one exception: it throws VmimgError ERR_CLOSED (see closedError).
+ */
+import { ErrorCode, VmimgError } from '../errors.js';
+
+const ERRNO = {
+  ENOENT: 2,
+  EBADF: 9,
+  EEXIST: 17,
+  ENOTDIR: 20,
+  EISDIR: 21,
+  EINVAL: 22,
+  EROFS: 30,
+  ENODATA: 61,
+  ENOTEMPTY: 39,
+  ELOOP: 40,
+} as const;
+
+export type VfsErrorCode = keyof typeof ERRNO;
+
+const MESSAGES: Record<VfsErrorCode, string> = {
+  ENOENT: 'no such file or directory',
+  EBADF: 'bad file descriptor',
+  EEXIST: 'file already exists',
+  ENOTDIR: 'not a directory',
+  EISDIR: 'illegal operation on a directory',
+  EINVAL: 'invalid argument',
+  EROFS: 'read-only file system',
+  ENODATA: 'no data available',
+  ENOTEMPTY: 'directory not empty',
+  ELOOP: 'too many symbolic links encountered',
+};
+
+export class VfsError extends Error {
+  readonly code: VfsErrorCode;
+  /** Negative Linux errno, like Node's fs errors; servers reply with `-errno`. */
+  readonly errno: number;
+  readonly syscall: string;
+  readonly path?: string;
+
+  constructor(code: VfsErrorCode, syscall: string, path?: string) {
+    const where = path === undefined ? '' : ` '${path}'`;
+    super(`${code}: ${MESSAGES[code]}, ${syscall}${where}`);
+    this.name = 'VfsError';
+    this.code = code;
+    this.errno = -ERRNO[code];
+    this.syscall = syscall;
+    if (path !== undefined) this.path = path;
+  }
+}
+
+export function isVfsError(err: unknown, code?: VfsErrorCode): err is VfsError {
+  return err instanceof VfsError && (code === undefined || err.code === code);
+}
+
+export function closedError(what: string): VmimgError {
+  return new VmimgError(ErrorCode.CLOSED, `${what}: the ContainerFS was closed`);
+}

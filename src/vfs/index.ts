@@ -1,0 +1,11 @@
+/** `vmimg/vfs`: ContainerFS, a read-only merged view of an image's layers. */
+export { ContainerFS, type DirEntry } from './container-fs.js';
+export { LayeredContainerFS } from './layered.js';
+export { VfsError, isVfsError, type VfsErrorCode } from './errors.js';
+export { VfsPromises, type VfsPath } from './promises.js';
+export { VfsFileHandle } from './file-handle.js';
+export { VfsStats, VfsDirent, DT, makedev, type Attr } from './stats.js';
+export { MAX_SYMLINK_HOPS } from './resolve.js';
+export { ROOT_INO, compareNames } from './tree.js';
+export type { ContainerSource, LayerSource, LayerFiles, MemoryLayer } from './source.js';
+export type { VfsReadStreamOptions } from './read-stream.js';

@@ -1,0 +1,33 @@
+/**
+ * LayeredContainerFS: more layers stacked on a live ContainerFS with the same merge rules
+ * (whiteouts, opaque directories, hardlinks). The base stays usable and is not closed by close();
+ * base content is read through the base's own layer files, so close the base last.
+ */
+import { ContainerFS, containerInternals } from './container-fs.js';
+import { ContentFile } from './content.js';
+import { Merger } from './merge.js';
+import { loadLayers, type LayerSource, type MemoryLayer } from './source.js';
+import { packTree, unpackTree } from './tree.js';
+
+export class LayeredContainerFS extends ContainerFS {
+  readonly #base: ContainerFS;
+
+  /** Stacks already-decoded layers (bottom first) on `base`. */
+  constructor(base: ContainerFS, extraLayers: readonly MemoryLayer[]) {
+    const { table, files } = containerInternals(base);
+    const merger = new Merger(unpackTree(table));
+    extraLayers.forEach((l, i) => merger.applyLayer(l.entries, files.length + i));
+    const extraFiles = extraLayers.map((l) => new ContentFile(l.contentsPath));
+    super(packTree(merger.root), [...files, ...extraFiles], files.length);
+    this.#base = base;
+  }
+
+  /** Like the constructor, reading `.idx`/`.contents` pairs first. */
+  static async stack(base: ContainerFS, extraLayers: readonly LayerSource[]): Promise<LayeredContainerFS> {
+    return new LayeredContainerFS(base, await loadLayers(extraLayers));
+  }
+
+  base(): ContainerFS {
+    return this.#base;
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * Where ContainerFS gets its layers: an image directory (config.json listing diff_ids, bottom first,
+ * next to `<hex>.idx` / `<hex>.contents`), a list of `.idx`/`.contents` pairs, or in-memory entries.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { digestHex, validateDigest } from '../digest/index.js';
+import { ErrorCode, VmimgError } from '../errors.js';
+import type { IndexEntry } from '../layer/entry.js';
+import { readIndexFile } from '../layer/index-format.js';
+
+export interface LayerFiles {
+  indexPath: string;
+  contentsPath: string;
+}
+
+export interface MemoryLayer {
+  entries: readonly IndexEntry[];
+  contentsPath: string;
+}
+
+export type LayerSource = LayerFiles | MemoryLayer;
+
+/** An image directory path, or layers bottom first. */
+export type ContainerSource = string | readonly LayerSource[];
+
+export async function loadLayers(source: ContainerSource): Promise<MemoryLayer[]> {
+  const layers = typeof source === 'string' ? await imageDirLayers(source) : source;
+  return Promise.all(
+    layers.map(async (l): Promise<MemoryLayer> => {
+      if ('entries' in l) return l;
+      const { entries } = await readIndexFile(l.indexPath);
+      return { entries, contentsPath: l.contentsPath };
+    }),
+  );
+}
+
+async function imageDirLayers(dir: string): Promise<LayerFiles[]> {
+  const configPath = join(dir, 'config.json');
+  let config: unknown;
+  try {
+    config = JSON.parse(await readFile(configPath, 'utf8'));
+  } catch (err) {
+    throw new VmimgError(ErrorCode.INVALID_IMAGE, `${dir}: not an image directory (no readable config.json)`, {
+      cause: err,
+    });
+  }
+  const layers = (config as { layers?: unknown } | null)?.layers;
+  if (!Array.isArray(layers)) {
+    throw new VmimgError(ErrorCode.INVALID_IMAGE, `${configPath}: no "layers" list`);
+  }
+  return layers.map((diffId: unknown) => {
+    if (typeof diffId !== 'string') throw new VmimgError(ErrorCode.INVALID_IMAGE, `${configPath}: bad layer entry`);
+    let hex: string;
+    try {
+      hex = digestHex(validateDigest(diffId));
+    } catch (err) {
+      throw new VmimgError(ErrorCode.INVALID_IMAGE, `${configPath}: bad layer diff_id ${diffId}`, { cause: err });
+    }
+    return { indexPath: join(dir, `${hex}.idx`), contentsPath: join(dir, `${hex}.contents`) };
+  });
+}

@@ -1,0 +1,230 @@
+/**
+ * The merged tree packed into typed arrays indexed by inode number (root = 1, 0 unused):
+ * a few dozen bytes per inode plus one string per directory entry. Directory entries of all
+ * directories live in one array, each directory's slice sorted bytewise (UTF-8 order).
+ */
+import { EntryType } from '../layer/entry.js';
+import { MNode } from './merge.js';
+
+export const ROOT_INO = 1;
+export const S_IFMT = 0o170000;
+export const S_IFDIR = 0o040000;
+export const S_IFREG = 0o100000;
+export const S_IFLNK = 0o120000;
+export const S_IFCHR = 0o020000;
+export const S_IFBLK = 0o060000;
+export const S_IFIFO = 0o010000;
+
+const TYPE_BITS: Record<number, number> = {
+  [EntryType.File]: S_IFREG,
+  [EntryType.Dir]: S_IFDIR,
+  [EntryType.Symlink]: S_IFLNK,
+  [EntryType.CharDevice]: S_IFCHR,
+  [EntryType.BlockDevice]: S_IFBLK,
+  [EntryType.Fifo]: S_IFIFO,
+};
+
+/** Implicit directories (only implied by their children): 0755 root:root, mtime 0. */
+const IMPLICIT_DIR_MODE = S_IFDIR | 0o755;
+
+export class InodeTable {
+  readonly count: number; // highest inode number
+  readonly mode: Uint32Array;
+  readonly uid: Uint32Array;
+  readonly gid: Uint32Array;
+  readonly nlink: Uint32Array;
+  readonly mtimeNsec: Uint32Array;
+  readonly devMajor: Uint32Array;
+  readonly devMinor: Uint32Array;
+  readonly layer: Int32Array;
+  readonly size: Float64Array;
+  readonly mtimeSec: Float64Array;
+  readonly offset: Float64Array;
+  /** Directories: parent inode (root's is root) and their slice of the dirent arrays. */
+  readonly parent: Uint32Array;
+  readonly dirStart: Uint32Array;
+  readonly dirCount: Uint32Array;
+  /** Directories: index of their own dirent (for realpath); root: 0. */
+  readonly selfDirent: Uint32Array;
+  readonly direntName: string[];
+  readonly direntIno: Uint32Array;
+  readonly linkTarget = new Map<number, string>();
+  readonly sha256 = new Map<number, string>();
+  readonly xattrs = new Map<number, Record<string, Buffer>>();
+  /** Lazily built name → inode maps, one per directory looked up. */
+  readonly dirMaps: (Map<string, number> | undefined)[];
+
+  constructor(inodes: number, dirents: number) {
+    const n = inodes + 1;
+    this.count = inodes;
+    this.mode = new Uint32Array(n);
+    this.uid = new Uint32Array(n);
+    this.gid = new Uint32Array(n);
+    this.nlink = new Uint32Array(n);
+    this.mtimeNsec = new Uint32Array(n);
+    this.devMajor = new Uint32Array(n);
+    this.devMinor = new Uint32Array(n);
+    this.layer = new Int32Array(n);
+    this.size = new Float64Array(n);
+    this.mtimeSec = new Float64Array(n);
+    this.offset = new Float64Array(n);
+    this.parent = new Uint32Array(n);
+    this.dirStart = new Uint32Array(n);
+    this.dirCount = new Uint32Array(n);
+    this.selfDirent = new Uint32Array(n);
+    this.direntName = new Array<string>(dirents);
+    this.direntIno = new Uint32Array(dirents);
+    this.dirMaps = new Array(n);
+  }
+
+  isDir(ino: number): boolean {
+    return (this.mode[ino]! & S_IFMT) === S_IFDIR;
+  }
+
+  /** Child inode by name, 0 when absent. `ino` must be a directory. */
+  child(ino: number, name: string): number {
+    let map = this.dirMaps[ino];
+    if (map === undefined) {
+      map = new Map();
+      const end = this.dirStart[ino]! + this.dirCount[ino]!;
+      for (let i = this.dirStart[ino]!; i < end; i++) map.set(this.direntName[i]!, this.direntIno[i]!);
+      this.dirMaps[ino] = map;
+    }
+    return map.get(name) ?? 0;
+  }
+}
+
+/** Code-point (= UTF-8 byte) order; plain `<` on UTF-16 misorders astral characters vs U+E000..U+FFFF. */
+export function compareNames(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    let x = a.charCodeAt(i);
+    let y = b.charCodeAt(i);
+    if (x === y) continue;
+    if (x >= 0xd800 && y >= 0xd800) {
+      // surrogates (astral) sort after the rest of the BMP
+      x = x < 0xe000 ? x + 0x2000 : x - 0x800;
+      y = y < 0xe000 ? y + 0x2000 : y - 0x800;
+    }
+    return x - y;
+  }
+  return a.length - b.length;
+}
+
+/** Packs a merged tree: inode numbers in breadth-first, sorted order, so equal trees get equal numbers. */
+export function packTree(root: MNode): InodeTable {
+  const order: MNode[] = [root];
+  const sorted: string[][] = [];
+  let dirents = 0;
+  root.ino = 1;
+  for (let q = 0; q < order.length; q++) {
+    const node = order[q]!;
+    if (node.children === null) continue;
+    const names = [...node.children.keys()].sort(compareNames);
+    sorted[q] = names;
+    dirents += names.length;
+    for (const name of names) {
+      const child = node.children.get(name)!;
+      child.links++;
+      if (child.ino === 0) {
+        order.push(child);
+        child.ino = order.length;
+      }
+    }
+  }
+  const t = new InodeTable(order.length, dirents);
+  let d = 0;
+  for (let q = 0; q < order.length; q++) {
+    const node = order[q]!;
+    fillInode(t, node);
+    if (node.children === null) continue;
+    t.dirStart[node.ino] = d;
+    let subdirs = 0;
+    for (const name of sorted[q]!) {
+      const child = node.children.get(name)!;
+      t.direntName[d] = name;
+      t.direntIno[d] = child.ino;
+      if (child.children !== null) {
+        subdirs++;
+        t.parent[child.ino] = node.ino;
+        t.selfDirent[child.ino] = d;
+      }
+      d++;
+    }
+    t.dirCount[node.ino] = d - t.dirStart[node.ino]!;
+    t.nlink[node.ino] = 2 + subdirs;
+  }
+  t.parent[1] = 1;
+  return t;
+}
+
+function fillInode(t: InodeTable, node: MNode): void {
+  const ino = node.ino;
+  t.layer[ino] = node.layer;
+  t.nlink[ino] = node.links;
+  if (node.src !== null) return copyInode(t, node.src, node.srcIno, ino);
+  const m = node.meta;
+  if (m === null) {
+    t.mode[ino] = IMPLICIT_DIR_MODE;
+    return;
+  }
+  const typeBits = TYPE_BITS[m.type] ?? S_IFREG;
+  // Linux reports every symlink as 0777, whatever the tar header said.
+  t.mode[ino] = typeBits === S_IFLNK ? S_IFLNK | 0o777 : typeBits | (m.mode & 0o7777);
+  t.uid[ino] = m.uid;
+  t.gid[ino] = m.gid;
+  t.mtimeSec[ino] = m.mtimeSec;
+  t.mtimeNsec[ino] = m.mtimeNsec;
+  t.devMajor[ino] = m.devMajor;
+  t.devMinor[ino] = m.devMinor;
+  if (typeBits === S_IFREG) {
+    t.size[ino] = m.size;
+    t.offset[ino] = m.offset;
+    if (m.sha256 !== undefined) t.sha256.set(ino, m.sha256);
+  } else if (typeBits === S_IFLNK) {
+    const target = m.linkTarget ?? '';
+    t.linkTarget.set(ino, target);
+    t.size[ino] = Buffer.byteLength(target);
+  }
+  if (m.xattrs !== undefined && Object.keys(m.xattrs).length > 0) t.xattrs.set(ino, m.xattrs);
+}
+
+function copyInode(t: InodeTable, s: InodeTable, from: number, ino: number): void {
+  t.mode[ino] = s.mode[from]!;
+  t.uid[ino] = s.uid[from]!;
+  t.gid[ino] = s.gid[from]!;
+  t.mtimeSec[ino] = s.mtimeSec[from]!;
+  t.mtimeNsec[ino] = s.mtimeNsec[from]!;
+  t.devMajor[ino] = s.devMajor[from]!;
+  t.devMinor[ino] = s.devMinor[from]!;
+  t.size[ino] = s.size[from]!;
+  t.offset[ino] = s.offset[from]!;
+  const target = s.linkTarget.get(from);
+  if (target !== undefined) t.linkTarget.set(ino, target);
+  const hash = s.sha256.get(from);
+  if (hash !== undefined) t.sha256.set(ino, hash);
+  const x = s.xattrs.get(from);
+  if (x !== undefined) t.xattrs.set(ino, x);
+}
+
+/** Rebuilds a merge tree from a packed one (for stacking more layers on a ContainerFS). */
+export function unpackTree(t: InodeTable): MNode {
+  const nodes = new Array<MNode | undefined>(t.count + 1);
+  const make = (ino: number): MNode => {
+    let n = nodes[ino];
+    if (n !== undefined) return n;
+    n = new MNode(t.isDir(ino));
+    n.src = t;
+    n.srcIno = ino;
+    n.layer = t.layer[ino]!;
+    nodes[ino] = n;
+    return n;
+  };
+  for (let ino = 1; ino <= t.count; ino++) {
+    if (!t.isDir(ino)) continue;
+    const dir = make(ino);
+    const end = t.dirStart[ino]! + t.dirCount[ino]!;
+    for (let i = t.dirStart[ino]!; i < end; i++) dir.children!.set(t.direntName[i]!, make(t.direntIno[i]!));
+  }
+  return make(1);
+}
