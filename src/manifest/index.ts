@@ -1,0 +1,21 @@
+/** Manifests, indexes and image configs: media types, parsing with validation, platform choice. No fetching. */
+export * from './media-types.js';
+export { parseManifestDocument } from './parse.js';
+export { parseImageConfig } from './config.js';
+export {
+  ATTESTATION_ANNOTATION,
+  checkConfigPlatform,
+  choosePlatformManifest,
+  isAttestation,
+  offeredPlatforms,
+} from './choose.js';
+export { parseDescriptor } from './validate.js';
+export type {
+  ContainerConfig,
+  Descriptor,
+  HistoryEntry,
+  ImageConfig,
+  ImageIndex,
+  ImageManifest,
+  ManifestDocument,
+} from './types.js';
