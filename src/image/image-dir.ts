@@ -1,0 +1,195 @@
+/**
+ * Image directories: `config.json` (the runtime config) plus each layer's `<diffHex>.idx` and
+ * `<diffHex>.contents`. The same shape serves the cache (`<cache>/images/<id>/`) and exports.
+ * Directories are assembled under a temporary name and renamed into place, `config.json` last.
+ */
+import { constants as fsConstants } from 'node:fs';
+import { copyFile, link, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { digestHex, validateDigest } from '../digest/index.js';
+import { ErrorCode, VmimgError } from '../errors.js';
+import { createMatcher, formatPlatform } from '../platform/index.js';
+import type { Platform } from '../platform/types.js';
+import { RUNTIME_CONFIG_VERSION, type RuntimeConfig } from './runtime-config.js';
+
+export interface ImageLayer {
+  diffId: string;
+  indexPath: string;
+  contentsPath: string;
+}
+
+/** A prepared image: an image directory and its runtime config. */
+export interface Image {
+  dir: string;
+  config: RuntimeConfig;
+  layers: ImageLayer[];
+}
+
+export const CONFIG_FILE = 'config.json';
+
+export function layerFileNames(diffId: string): { idx: string; contents: string } {
+  const hex = digestHex(diffId);
+  return { idx: `${hex}.idx`, contents: `${hex}.contents` };
+}
+
+/** Opens an image directory, refusing one made for another platform (ERR_PLATFORM_MISMATCH). */
+export async function loadFromDir(dir: string, options: { platform?: Platform } = {}): Promise<Image> {
+  let text: string;
+  try {
+    text = await readFile(join(dir, CONFIG_FILE), 'utf8');
+  } catch (err) {
+    throw new VmimgError(ErrorCode.INVALID_IMAGE, `${dir}: not an image directory (no readable ${CONFIG_FILE})`, {
+      cause: err,
+    });
+  }
+  const config = parseRuntimeConfig(text, dir);
+  if (options.platform) checkPlatform(config, options.platform, dir);
+  const layers = config.layers.map((diffId) => {
+    const names = layerFileNames(diffId);
+    return { diffId, indexPath: join(dir, names.idx), contentsPath: join(dir, names.contents) };
+  });
+  await Promise.all(
+    layers.flatMap((l) => [l.indexPath, l.contentsPath]).map(async (p) => {
+      try {
+        await stat(p);
+      } catch (err) {
+        throw new VmimgError(ErrorCode.INVALID_IMAGE, `${dir}: layer file ${basename(p)} is missing`, { cause: err });
+      }
+    }),
+  );
+  return { dir, config, layers };
+}
+
+function parseRuntimeConfig(text: string, dir: string): RuntimeConfig {
+  let config: RuntimeConfig;
+  try {
+    config = JSON.parse(text) as RuntimeConfig;
+  } catch (err) {
+    throw new VmimgError(ErrorCode.INVALID_IMAGE, `${dir}/${CONFIG_FILE}: not JSON`, { cause: err });
+  }
+  if (config?.schemaVersion !== RUNTIME_CONFIG_VERSION || !Array.isArray(config.layers)) {
+    throw new VmimgError(
+      ErrorCode.INVALID_IMAGE,
+      `${dir}/${CONFIG_FILE}: not a vmimg runtime config (schemaVersion ${String(config?.schemaVersion)}, expected ${RUNTIME_CONFIG_VERSION})`,
+    );
+  }
+  for (const diffId of config.layers) {
+    try {
+      validateDigest(diffId);
+    } catch (err) {
+      throw new VmimgError(ErrorCode.INVALID_IMAGE, `${dir}/${CONFIG_FILE}: bad layer digest`, { cause: err });
+    }
+  }
+  return config;
+}
+
+function checkPlatform(config: RuntimeConfig, wanted: Platform, dir: string): void {
+  const have: Platform = {
+    os: config.os,
+    architecture: config.architecture,
+    ...(config.variant ? { variant: config.variant } : {}),
+  };
+  if (!createMatcher(wanted).match(have)) {
+    throw new VmimgError(
+      ErrorCode.PLATFORM_MISMATCH,
+      `${dir}: image is for ${formatPlatform(have)}, not ${formatPlatform(wanted)}`,
+      { details: { wanted: formatPlatform(wanted), available: [formatPlatform(have)] } },
+    );
+  }
+}
+
+export interface WriteImageDirOptions {
+  /** Replace a non-empty destination. */
+  force?: boolean;
+}
+
+/**
+ * Writes `config.json` and every layer's files into `dst`: hard links when on the same filesystem,
+ * reflink-or-copy otherwise. Assembled in a sibling temp directory and renamed into place.
+ */
+export async function writeImageDir(
+  config: RuntimeConfig,
+  layers: ImageLayer[],
+  dst: string,
+  options: WriteImageDirOptions = {},
+): Promise<Image> {
+  await prepareDestination(dst, options.force ?? false);
+  const tmp = join(dirname(dst), `.${basename(dst)}.tmp-${randomBytes(6).toString('hex')}`);
+  await mkdir(tmp, { recursive: true });
+  try {
+    const placed: ImageLayer[] = [];
+    for (const layer of layers) {
+      const names = layerFileNames(layer.diffId);
+      await linkOrCopy(layer.contentsPath, join(tmp, names.contents));
+      await linkOrCopy(layer.indexPath, join(tmp, names.idx));
+      placed.push({ diffId: layer.diffId, indexPath: join(dst, names.idx), contentsPath: join(dst, names.contents) });
+    }
+    await writeFileDurable(join(tmp, CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`);
+    await rm(dst, { recursive: true, force: true });
+    await rename(tmp, dst);
+    return { dir: dst, config, layers: placed };
+  } catch (err) {
+    await rm(tmp, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** Exports an image to `dst` (see writeImageDir). */
+export async function exportToDir(image: Image, dst: string, options: WriteImageDirOptions = {}): Promise<Image> {
+  return writeImageDir(image.config, image.layers, dst, options);
+}
+
+async function prepareDestination(dst: string, force: boolean): Promise<void> {
+  let entries: string[];
+  try {
+    entries = await readdir(dst);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      await mkdir(dirname(dst), { recursive: true });
+      return;
+    }
+    if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') {
+      throw new VmimgError(ErrorCode.DESTINATION_EXISTS, `${dst} exists and is not a directory`);
+    }
+    throw err;
+  }
+  if (entries.length > 0 && !force) {
+    throw new VmimgError(ErrorCode.DESTINATION_EXISTS, `${dst} is not empty`, {
+      hint: 'choose an empty or new directory, or pass --force to replace it',
+    });
+  }
+}
+
+async function linkOrCopy(src: string, dst: string): Promise<void> {
+  try {
+    await link(src, dst);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK') throw err;
+    await copyFile(src, dst, fsConstants.COPYFILE_FICLONE);
+  }
+}
+
+/** Writes a file and fsyncs it, so a crash cannot leave it half written under its final name. */
+export async function writeFileDurable(path: string, data: string | Uint8Array): Promise<void> {
+  const handle = await open(path, 'w', 0o644);
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Writes via temp name + rename. */
+export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
+  const tmp = `${path}.tmp-${randomBytes(6).toString('hex')}`;
+  try {
+    await writeFileDurable(tmp, data);
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}

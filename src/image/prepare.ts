@@ -1,0 +1,145 @@
+/**
+ * The one pipeline every source goes through: layers → flattened `.idx`/`.contents` (keyed by diff_id,
+ * so shared layers convert once), then the runtime config, then the image directory, `config.json` last.
+ */
+import { mkdir } from 'node:fs/promises';
+import { Transform } from 'node:stream';
+import { ErrorCode, VmimgError, wrapError } from '../errors.js';
+import { flattenLayer, hasLayer, type LayerInfo } from '../layer/flatten.js';
+import { ContainerFS } from '../vfs/index.js';
+import { CacheLayout } from './cache.js';
+import { writeImageDir, type Image } from './image-dir.js';
+import { ProgressTracker, type ProgressListener } from './progress.js';
+import { recordImage } from './refs.js';
+import { buildRuntimeConfig, type LayerRecord } from './runtime-config.js';
+import type { ImageSource, SourceLayer } from './source.js';
+
+export interface PrepareOptions {
+  cache: CacheLayout;
+  /** Layers flattened at once (CPU-bound: gunzip, sha256). Default 2. */
+  flattenConcurrency?: number;
+  onProgress?: ProgressListener;
+  signal?: AbortSignal;
+  /** Name to record for the image in refs.json (e.g. the canonical reference). */
+  name?: string;
+}
+
+export async function prepareImage(source: ImageSource, options: PrepareOptions): Promise<Image> {
+  const { cache, signal } = options;
+  const progress = new ProgressTracker(source.layers, options.onProgress);
+  await mkdir(cache.layersDir, { recursive: true });
+  const limit = createLimiter(options.flattenConcurrency ?? 2);
+  try {
+    const infos = await Promise.all(
+      source.layers.map((layer, i) => flattenOne(layer, i, cache, progress, limit, signal)),
+    );
+    signal?.throwIfAborted();
+    progress.image('writing');
+    const layers = infos.map((info) => ({ diffId: info.diffId, indexPath: info.indexPath, contentsPath: info.contentsPath }));
+    const fs = await ContainerFS.open(layers);
+    let config;
+    try {
+      config = await buildRuntimeConfig(
+        source.config,
+        infos.map((info, i) => layerRecord(info, source.layers[i]!)),
+        { ...source.info, createdAt: new Date().toISOString() },
+        (path) => readIfPresent(fs, path),
+      );
+    } finally {
+      await fs.close();
+    }
+    const image = await writeImageDir(config, layers, cache.imageDir(source.info.configDigest), { force: true });
+    await recordImage(cache, options.name ?? source.info.reference ?? source.info.configDigest, source.info.configDigest);
+    progress.image('done');
+    return image;
+  } catch (err) {
+    if (signal?.aborted) throw new VmimgError(ErrorCode.ABORTED, 'interrupted; rerun to continue', { cause: err });
+    throw err;
+  } finally {
+    await source.close?.();
+  }
+}
+
+async function flattenOne(
+  layer: SourceLayer,
+  index: number,
+  cache: CacheLayout,
+  progress: ProgressTracker,
+  limit: Limiter,
+  signal: AbortSignal | undefined,
+): Promise<LayerInfo> {
+  const cached = await hasLayer(cache.layersDir, layer.diffId);
+  if (cached) {
+    progress.layer(index, 'cached');
+    return cached;
+  }
+  const name = `layer ${index + 1}/${progress.count} (${layer.digest ?? layer.diffId})`;
+  try {
+    const stream = await layer.open({ signal, onProgress: (done) => progress.layer(index, 'downloading', done) });
+    return await limit(async () => {
+      progress.layer(index, 'extracting', 0);
+      const counted = stream.pipe(countBytes((n) => progress.layer(index, 'extracting', n)));
+      stream.on('error', (err) => counted.destroy(err));
+      const info = await flattenLayer(counted, {
+        dir: cache.layersDir,
+        expectedDiffId: layer.diffId,
+        ...(layer.digest ? { expectedDigest: layer.digest } : {}),
+        name,
+        ...(signal ? { signal } : {}),
+      });
+      progress.layer(index, 'done');
+      return info;
+    });
+  } catch (err) {
+    throw wrapError(err, name);
+  }
+}
+
+function layerRecord(info: LayerInfo, layer: SourceLayer): LayerRecord {
+  return {
+    diffId: info.diffId,
+    ...(layer.digest ? { digest: layer.digest } : {}),
+    compressedSize: info.compressedSize,
+    size: info.contentsSize,
+    entries: info.entryCount,
+  };
+}
+
+async function readIfPresent(fs: ContainerFS, path: string): Promise<Buffer | undefined> {
+  try {
+    return await fs.readFile(path);
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP' || code === 'EISDIR') return undefined;
+    throw err;
+  }
+}
+
+function countBytes(onCount: (n: number) => void): Transform {
+  let n = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      n += chunk.length;
+      onCount(n);
+      cb(null, chunk);
+    },
+  });
+}
+
+type Limiter = <T>(task: () => Promise<T>) => Promise<T>;
+
+/** Runs at most `n` tasks at once, in submission order. */
+export function createLimiter(n: number): Limiter {
+  let active = 0;
+  const queue: (() => void)[] = [];
+  return async (task) => {
+    if (active >= n) await new Promise<void>((resolve) => queue.push(resolve));
+    active++;
+    try {
+      return await task();
+    } finally {
+      active--;
+      queue.shift()?.();
+    }
+  };
+}

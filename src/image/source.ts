@@ -1,0 +1,37 @@
+/**
+ * An image, wherever it comes from (registry, `docker save`, OCI archive), reduced to what the
+ * preparation pipeline needs: the parsed config and an ordered list of layers that open as streams.
+ * Every source feeds the same pipeline (src/image/prepare.ts).
+ */
+import type { Readable } from 'node:stream';
+import type { ImageConfig } from '../manifest/index.js';
+import type { ImageSourceInfo } from './runtime-config.js';
+
+export interface OpenLayerOptions {
+  signal?: AbortSignal | undefined;
+  /** Bytes made durable so far, while a source downloads. */
+  onProgress?: (bytesDone: number) => void;
+}
+
+export interface SourceLayer {
+  /** Uncompressed digest from the config's rootfs.diff_ids: the layer's key in the cache. */
+  diffId: string;
+  /** Digest of the bytes `open()` yields (compressed or not), when the source knows it. */
+  digest?: string;
+  /** Size of the bytes `open()` yields, when known. */
+  size?: number;
+  mediaType?: string;
+  /**
+   * Opens the layer's bytes (any compression: the flattener sniffs it). Sources that download
+   * make the bytes durable and verified first, so an interrupted run resumes.
+   */
+  open(options?: OpenLayerOptions): Promise<Readable>;
+}
+
+export interface ImageSource {
+  info: Omit<ImageSourceInfo, 'createdAt'>;
+  config: ImageConfig;
+  layers: SourceLayer[];
+  /** Releases what the source holds (open files, connections). */
+  close?(): Promise<void>;
+}
