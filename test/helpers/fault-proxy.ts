@@ -1,0 +1,172 @@
+// A real loopback HTTP proxy in front of a real registry that injects faults per test:
+// statuses (429/503 with Retry-After), resets and stalls mid-body, bodies longer than their
+// descriptor, wrong bytes, replaced (huge) bodies and redirects to another host.
+import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+
+export type Fault =
+  | { kind: 'status'; status: number; headers?: Record<string, string>; body?: string }
+  /** Forward, but cut the connection after this many body bytes. */
+  | { kind: 'reset'; afterBytes: number }
+  /** Forward, then stop sending (connection left open) after this many body bytes. */
+  | { kind: 'stall'; afterBytes: number }
+  /** Forward with extra bytes appended; `chunked` drops Content-Length instead of raising it. */
+  | { kind: 'extend'; extra: number; chunked?: boolean }
+  /** Forward with one byte flipped (same length). */
+  | { kind: 'corrupt' }
+  /** Answer 200 with this body instead; `chunked` sends no Content-Length. */
+  | { kind: 'body'; body: Buffer; contentType?: string; chunked?: boolean }
+  /** 307 to `${to}${path}${query}`. */
+  | { kind: 'redirect'; to: string; query?: string };
+
+export interface FaultRule {
+  method?: string;
+  /** Matches the request path (string: substring). */
+  path: string | RegExp;
+  fault: Fault;
+  /** How many matching requests get the fault (default: all). */
+  times?: number;
+}
+
+export interface ProxiedRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly authorization?: string;
+  readonly range?: string;
+  /** The fault applied, if any. */
+  readonly fault?: Fault['kind'];
+}
+
+export interface FaultProxy {
+  readonly host: string;
+  readonly url: string;
+  readonly requests: ProxiedRequest[];
+  add(rule: FaultRule): void;
+  clear(): void;
+  stop(): Promise<void>;
+}
+
+export async function startFaultProxy(upstream: string, options: { bindAddress?: string } = {}): Promise<FaultProxy> {
+  const target = new URL(upstream);
+  const rules: (FaultRule & { used: number })[] = [];
+  const requests: ProxiedRequest[] = [];
+  const sockets = new Set<Socket>();
+
+  const pick = (req: IncomingMessage): Fault | undefined => {
+    const path = req.url ?? '/';
+    for (const rule of rules) {
+      if (rule.method !== undefined && rule.method !== req.method) continue;
+      if (typeof rule.path === 'string' ? !path.includes(rule.path) : !rule.path.test(path)) continue;
+      if (rule.times !== undefined && rule.used >= rule.times) continue;
+      rule.used++;
+      return rule.fault;
+    }
+    return undefined;
+  };
+
+  const server: Server = createServer((req, res) => {
+    const fault = pick(req);
+    requests.push({
+      method: req.method ?? '',
+      path: req.url ?? '/',
+      ...(req.headers.authorization !== undefined ? { authorization: req.headers.authorization } : {}),
+      ...(typeof req.headers.range === 'string' ? { range: req.headers.range } : {}),
+      ...(fault !== undefined ? { fault: fault.kind } : {}),
+    });
+    if (fault?.kind === 'status') {
+      res.writeHead(fault.status, { 'content-type': 'application/json', ...fault.headers });
+      res.end(fault.body ?? '');
+      req.resume();
+      return;
+    }
+    if (fault?.kind === 'redirect') {
+      res.writeHead(307, { location: `${fault.to}${req.url ?? '/'}${fault.query ?? ''}` });
+      res.end();
+      req.resume();
+      return;
+    }
+    if (fault?.kind === 'body') {
+      const headers: Record<string, string> = { 'content-type': fault.contentType ?? 'application/vnd.oci.image.manifest.v1+json' };
+      if (!fault.chunked) headers['content-length'] = String(fault.body.length);
+      res.writeHead(200, headers);
+      res.end(req.method === 'HEAD' ? undefined : fault.body);
+      req.resume();
+      return;
+    }
+    forward(req, res, target, fault);
+  });
+  server.on('connection', (s: Socket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, options.bindAddress ?? '127.0.0.1', resolve));
+  const { port, address } = server.address() as AddressInfo;
+  const host = `${address}:${port}`;
+  return {
+    host,
+    url: `http://${host}`,
+    requests,
+    add: (rule) => rules.push({ ...rule, used: 0 }),
+    clear: () => {
+      rules.length = 0;
+      requests.length = 0;
+    },
+    stop: () =>
+      new Promise((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+function forward(req: IncomingMessage, res: ServerResponse, target: URL, fault: Fault | undefined): void {
+  const headers = { ...req.headers, host: target.host };
+  const up = request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers }, (upRes) => {
+    const outHeaders = { ...upRes.headers };
+    const length = Number(upRes.headers['content-length'] ?? NaN);
+    if (fault?.kind === 'extend') {
+      if (fault.chunked) delete outHeaders['content-length'];
+      else if (!Number.isNaN(length)) outHeaders['content-length'] = String(length + fault.extra);
+    }
+    res.writeHead(upRes.statusCode ?? 502, outHeaders);
+    const ok = (upRes.statusCode ?? 500) < 300 && req.method !== 'HEAD';
+    if (!ok || fault === undefined) {
+      upRes.pipe(res);
+      return;
+    }
+    transformBody(upRes, res, fault, length);
+  });
+  up.on('error', () => res.destroy());
+  req.pipe(up);
+}
+
+function transformBody(upRes: IncomingMessage, res: ServerResponse, fault: Fault, length: number): void {
+  let sent = 0;
+  let flipped = false;
+  upRes.on('data', (chunk: Buffer) => {
+    if (fault.kind === 'reset' || fault.kind === 'stall') {
+      if (sent >= fault.afterBytes) return;
+      const part = chunk.subarray(0, fault.afterBytes - sent);
+      sent += part.length;
+      const done = sent >= fault.afterBytes;
+      res.write(part, () => {
+        if (done && fault.kind === 'reset') res.socket?.destroy();
+      });
+      if (done && fault.kind === 'stall') upRes.pause(); // hold the connection open, sending nothing more
+      return;
+    }
+    if (fault.kind === 'corrupt' && !flipped && sent + chunk.length > (Number.isNaN(length) ? 0 : length / 2)) {
+      chunk = Buffer.from(chunk);
+      const at = Math.max(0, Math.floor((Number.isNaN(length) ? 0 : length / 2) - sent));
+      chunk[at] = chunk[at]! ^ 0xff;
+      flipped = true;
+    }
+    sent += chunk.length;
+    res.write(chunk);
+  });
+  upRes.on('end', () => {
+    if (fault.kind === 'reset' || fault.kind === 'stall') return;
+    if (fault.kind === 'extend') res.write(Buffer.alloc(fault.extra, 0x5a));
+    res.end();
+  });
+}
