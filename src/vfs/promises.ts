@@ -58,6 +58,8 @@ export class VfsPromises {
     return this.fs.lstat(toPath(path));
   }
 
+  readdir(path: VfsPath, options: ReaddirOptions & { withFileTypes: true }): Promise<VfsDirent[]>;
+  readdir(path: VfsPath, options?: BufferEncoding | null | (ReaddirOptions & { withFileTypes?: false })): Promise<string[]>;
   async readdir(path: VfsPath, options?: BufferEncoding | null | ReaddirOptions): Promise<string[] | VfsDirent[]> {
     const o: ReaddirOptions = typeof options === 'object' && options !== null ? options : {};
     const root = toPath(path);
