@@ -1,0 +1,190 @@
+/**
+ * Resumable downloads into the store. Bytes go to `<root>/partial/<hex>`, which survives failures
+ * and processes; each start re-hashes what is there and asks the opener to continue from that offset.
+ * Only verified content is renamed into `blobs/`. Callers hold the partial's lock (see lock.ts).
+ */
+import { type Hash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import { dirname } from 'node:path';
+import { Readable } from 'node:stream';
+import { createDigester, digestAlgorithm } from '../digest/index.js';
+import { ErrorCode, VmimgError } from '../errors.js';
+import { aborted, isAbortError, sleep, syncDir, throwIfAborted } from './fs-util.js';
+
+/** What an opener returns: a body and the offset it really starts at (0 when the server ignored Range). */
+export interface OpenedRange {
+  stream: Readable | AsyncIterable<Uint8Array>;
+  offset: number;
+}
+
+/** Opens the blob's content from `offset` (e.g. an HTTP GET with `Range: bytes=<offset>-`). */
+export type RangeOpener = (offset: number, signal?: AbortSignal) => Promise<OpenedRange>;
+
+export interface FetchOptions {
+  signal?: AbortSignal;
+  /** Bytes of the blob present so far (resumed bytes included). */
+  onProgress?: (bytesDone: number) => void;
+  /** How many times a failed open or broken body is retried (default 5). */
+  retries?: number;
+  /** First delay between retries, doubled each time up to 2 s (default 200 ms). */
+  retryDelayMs?: number;
+  /** A lock untouched for this long is stale (default 60 s). */
+  staleLockMs?: number;
+}
+
+export interface FetchResult {
+  digest: string;
+  size: number;
+  path: string;
+  /** False when the blob was already there or another fetch (process) brought it. */
+  fetched: boolean;
+  /** Bytes found in the partial file when this fetch started. */
+  resumedFrom: number;
+}
+
+export interface DownloadTarget {
+  digest: string;
+  size?: number;
+  partialPath: string;
+  finalPath: string;
+  what: string;
+}
+
+interface State {
+  fh: fs.FileHandle;
+  hasher: Hash;
+  have: number;
+}
+
+/** Downloads into the partial file and renames it into place once verified. */
+export async function download(t: DownloadTarget, open: RangeOpener, opts: FetchOptions): Promise<FetchResult> {
+  await fs.mkdir(dirname(t.partialPath), { recursive: true });
+  const fh = await fs.open(t.partialPath, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
+  try {
+    const st: State = { fh, hasher: createDigester(digestAlgorithm(t.digest)), have: 0 };
+    const existing = (await fh.stat()).size;
+    await rewind(t, st, t.size !== undefined && existing > t.size ? 0 : existing);
+    const resumedFrom = st.have;
+    opts.onProgress?.(st.have);
+    await fill(t, st, open, opts, resumedFrom > 0);
+    await fh.sync();
+    await fh.close();
+    await fs.mkdir(dirname(t.finalPath), { recursive: true });
+    await fs.rename(t.partialPath, t.finalPath);
+    await syncDir(dirname(t.finalPath));
+    return { digest: t.digest, size: st.have, path: t.finalPath, fetched: true, resumedFrom };
+  } finally {
+    await fh.close().catch(() => undefined);
+  }
+}
+
+/** Loops open → append until the content is complete and verified. */
+async function fill(t: DownloadTarget, st: State, open: RangeOpener, opts: FetchOptions, resumed: boolean): Promise<void> {
+  const retries = opts.retries ?? 5;
+  let failures = 0;
+  let restarted = false;
+  for (;;) {
+    throwIfAborted(opts.signal, t.what);
+    if (t.size === undefined || st.have < t.size) {
+      try {
+        const opened = await open(st.have, opts.signal);
+        if (opened.offset !== st.have) resumed = (await realign(t, st, opened)) > 0 || resumed;
+        else if (st.have > 0) resumed = true;
+        await append(t, st, opened.stream, opts);
+        if (t.size !== undefined && st.have < t.size) throw shortBody(t, st.have);
+      } catch (err) {
+        if (isAbortError(err) || opts.signal?.aborted) throw aborted(t.what, err);
+        if (!isRetryable(err) || failures >= retries) throw err;
+        failures++;
+        await sleep(Math.min(2000, (opts.retryDelayMs ?? 200) * 2 ** (failures - 1)), opts.signal, t.what);
+        continue;
+      }
+    }
+    const actual = `${digestAlgorithm(t.digest)}:${st.hasher.copy().digest('hex')}`;
+    if (actual === t.digest) return;
+    // Resumed content may be what went wrong (a stale partial, a server that changed): start over once.
+    await rewind(t, st, 0);
+    if (resumed && !restarted) {
+      restarted = true;
+      resumed = false;
+      continue;
+    }
+    await fs.rm(t.partialPath, { force: true });
+    throw new VmimgError(ErrorCode.DIGEST_MISMATCH, `${t.what}: digest mismatch: expected ${t.digest}, got ${actual}`, {
+      details: { expected: t.digest, actual },
+    });
+  }
+}
+
+/** The opener started elsewhere than asked: start over (0) or cut back; returns the new offset. */
+async function realign(t: DownloadTarget, st: State, opened: OpenedRange): Promise<number> {
+  if (opened.offset > st.have || opened.offset < 0 || !Number.isSafeInteger(opened.offset)) {
+    destroy(opened.stream);
+    throw new VmimgError(
+      ErrorCode.REGISTRY_ERROR,
+      `${t.what}: body starts at byte ${opened.offset}, but only ${st.have} bytes are present`,
+    );
+  }
+  await rewind(t, st, opened.offset);
+  return opened.offset;
+}
+
+/** Appends a body, hashing exactly what reached the file so a failure leaves a consistent state. */
+async function append(t: DownloadTarget, st: State, body: OpenedRange['stream'], opts: FetchOptions): Promise<void> {
+  const stream = body instanceof Readable ? body : Readable.from(body);
+  const onAbort = (): void => {
+    stream.destroy(aborted(t.what, opts.signal?.reason));
+  };
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    for await (const raw of stream) {
+      const chunk = typeof raw === 'string' ? Buffer.from(raw) : (raw as Uint8Array);
+      if (t.size !== undefined && st.have + chunk.length > t.size) {
+        stream.destroy();
+        await fs.rm(t.partialPath, { force: true });
+        throw new VmimgError(ErrorCode.TOO_LARGE, `${t.what}: more than the expected ${t.size} bytes`, {
+          details: { expectedSize: t.size },
+        });
+      }
+      await st.fh.write(chunk, 0, chunk.length, st.have);
+      st.hasher.update(chunk);
+      st.have += chunk.length;
+      opts.onProgress?.(st.have);
+    }
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+/** Truncates the partial file to `offset` and re-hashes the bytes kept. */
+async function rewind(t: DownloadTarget, st: State, offset: number): Promise<void> {
+  await st.fh.truncate(offset);
+  st.hasher = createDigester(digestAlgorithm(t.digest));
+  const buf = Buffer.allocUnsafe(1024 * 1024);
+  let pos = 0;
+  while (pos < offset) {
+    const { bytesRead } = await st.fh.read(buf, 0, Math.min(buf.length, offset - pos), pos);
+    if (bytesRead === 0) break;
+    st.hasher.update(buf.subarray(0, bytesRead));
+    pos += bytesRead;
+  }
+  st.have = pos;
+}
+
+/** Content errors are final; anything else (resets, timeouts, 5xx past the client's budget) is retried. */
+function isRetryable(err: unknown): boolean {
+  if (err instanceof VmimgError) {
+    return err.code === ErrorCode.NETWORK || err.code === ErrorCode.REGISTRY_UNAVAILABLE;
+  }
+  return true;
+}
+
+function shortBody(t: DownloadTarget, have: number): VmimgError {
+  return new VmimgError(ErrorCode.NETWORK, `${t.what}: body ended after ${have} of ${t.size} bytes`, {
+    hint: 'run the command again: the download resumes where it stopped',
+  });
+}
+
+function destroy(stream: OpenedRange['stream']): void {
+  if (stream instanceof Readable) stream.destroy();
+}
