@@ -26,6 +26,8 @@ const TYPES: Readonly<Record<string, [EntryTypeValue, number]>> = {
   D: [EntryType.Dir, S_IFDIR], // GNU dumpdir: a directory plus a listing we do not need
 };
 
+const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+
 export interface FileContent {
   offset: number;
   size: number;
@@ -68,10 +70,10 @@ export class EntriesBuilder {
     if (wh.kind === 'whiteout') return this.put(`\0w${wh.target}`, this.base(EntryType.Whiteout, wh.target, S_IFREG, h));
     const [type, ifmt] = TYPES[h.type]!;
     const entry = this.base(type, path, ifmt, h);
-    if (type === EntryType.File && content !== undefined) {
-      entry.offset = content.offset;
-      entry.size = content.size;
-      entry.sha256 = content.sha256;
+    if (type === EntryType.File) {
+      entry.offset = content?.offset ?? 0;
+      entry.size = content?.size ?? 0;
+      entry.sha256 = content?.sha256 ?? EMPTY_SHA256;
     } else if (type === EntryType.Symlink) {
       this.setLink(entry, h.linkname.toString('latin1'));
     } else if (type === EntryType.Hardlink) {

@@ -76,22 +76,40 @@ interface Converted {
   builder: EntriesBuilder;
 }
 
-async function* hashing(src: AsyncIterable<Buffer>, hash: ReturnType<typeof createHash>, count: { n: number }): AsyncGenerator<Buffer> {
+interface Counter {
+  hash: ReturnType<typeof createHash>;
+  n: number;
+}
+
+async function* hashing(src: AsyncIterable<Buffer>, count: Counter): AsyncGenerator<Buffer> {
   for await (const chunk of src) {
-    hash.update(chunk);
+    count.hash.update(chunk);
     count.n += chunk.length;
     yield chunk;
   }
 }
 
-async function convert(source: Readable, fh: FileHandle, what: string, signal: AbortSignal | undefined): Promise<Converted> {
-  const blobHash = createHash('sha256');
-  const tarHash = createHash('sha256');
-  const blobBytes = { n: 0 };
-  const tarBytes = { n: 0 };
-  const tar = decompress(Readable.from(hashing(source, blobHash, blobBytes), { objectMode: false }));
+/**
+ * A blob that fails to decompress or parse may simply be corrupt: when its digest is known, read the
+ * rest and report ERR_DIGEST_MISMATCH (the actual cause) instead of ERR_INVALID_LAYER.
+ */
+async function digestExplains(source: Readable, blob: Counter, expected: string): Promise<VmimgError | undefined> {
+  if (source.destroyed && !source.readableEnded) return undefined; // cut short: cannot tell
   try {
-    const reader = new TarReader(hashing(tar, tarHash, tarBytes)[Symbol.asyncIterator]());
+    if (!source.readableEnded) for await (const chunk of source) blob.hash.update(chunk as Buffer);
+  } catch {
+    return undefined;
+  }
+  const actual = `sha256:${blob.hash.digest('hex')}`;
+  if (actual === expected) return undefined;
+  return new VmimgError(ErrorCode.DIGEST_MISMATCH, `digest mismatch: expected ${expected}, got ${actual}`, { details: { expected, actual } });
+}
+
+async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what: string, signal: AbortSignal | undefined, blob: Counter): Promise<Converted> {
+  const tarCount: Counter = { hash: createHash('sha256'), n: 0 };
+  const tar = decompress(Readable.from(blobChunks, { objectMode: false }));
+  try {
+    const reader = new TarReader(hashing(tar, tarCount)[Symbol.asyncIterator]());
     const builder = new EntriesBuilder(what);
     const writer = new ContentsWriter(fh);
     for (let h = await reader.next(); h !== null; h = await reader.next()) {
@@ -111,10 +129,10 @@ async function convert(source: Readable, fh: FileHandle, what: string, signal: A
     await reader.drain(); // trailing zero blocks and padding are part of the diff_id
     await writer.flush();
     return {
-      digest: `sha256:${blobHash.digest('hex')}`,
-      diffId: `sha256:${tarHash.digest('hex')}`,
-      compressedSize: blobBytes.n,
-      tarSize: tarBytes.n,
+      digest: `sha256:${blob.hash.digest('hex')}`,
+      diffId: `sha256:${tarCount.hash.digest('hex')}`,
+      compressedSize: blob.n,
+      tarSize: tarCount.n,
       contentsSize: writer.size,
       builder,
     };
@@ -140,6 +158,12 @@ async function syncDir(dir: string): Promise<void> {
   } finally {
     await fh.close();
   }
+}
+
+function isLayerError(err: unknown): boolean {
+  if (err instanceof VmimgError) return err.code === ErrorCode.INVALID_LAYER;
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return (typeof code === 'string' && code.startsWith('Z_')) || (err instanceof Error && err.message.startsWith('zstd:'));
 }
 
 function mapError(err: unknown, what: string, signal: AbortSignal | undefined): Error {
@@ -180,10 +204,17 @@ export async function flattenLayer(source: Readable, opts: FlattenOptions): Prom
   signal?.addEventListener('abort', onAbort, { once: true });
   let fh: FileHandle | undefined;
   let committed = false;
+  const blob: Counter = { hash: createHash('sha256'), n: 0 };
   try {
     signal?.throwIfAborted();
     fh = await open(tmpContents, 'w');
-    const c = await convert(source, fh, what, signal);
+    // destroyOnReturn false: after a parse error the rest of the source can still be hashed.
+    const blobChunks = hashing(source.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>, blob);
+    const c = await convert(blobChunks, fh, what, signal, blob).catch(async (err: unknown) => {
+      if (!isLayerError(err) || opts.expectedDigest === undefined || signal?.aborted) throw err;
+      await blobChunks.return(undefined); // waits for a pending read, so every byte is hashed once, in order
+      throw (await digestExplains(source, blob, opts.expectedDigest)) ?? err;
+    });
     if (opts.expectedDigest !== undefined) assertDigest(`layer ${what}`, opts.expectedDigest, c.digest);
     if (opts.expectedDiffId !== undefined) assertDigest(`layer ${what} (uncompressed)`, opts.expectedDiffId, c.diffId);
     await fh.sync();
