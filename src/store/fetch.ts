@@ -13,7 +13,7 @@ import { aborted, isAbortError, sleep, syncDir, throwIfAborted } from './fs-util
 
 /** What an opener returns: a body and the offset it really starts at (0 when the server ignored Range). */
 export interface OpenedRange {
-  stream: Readable | AsyncIterable<Uint8Array>;
+  stream: Readable | AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
   offset: number;
 }
 
