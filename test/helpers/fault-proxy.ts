@@ -165,7 +165,8 @@ function transformBody(upRes: IncomingMessage, res: ServerResponse, fault: Fault
     res.write(chunk);
   });
   upRes.on('end', () => {
-    if (fault.kind === 'reset' || fault.kind === 'stall') return;
+    // A body shorter than the cut point never triggered the fault: finish it like a clean one.
+    if ((fault.kind === 'reset' || fault.kind === 'stall') && sent >= fault.afterBytes) return;
     if (fault.kind === 'extend') res.write(Buffer.alloc(fault.extra, 0x5a));
     res.end();
   });
