@@ -61,6 +61,7 @@ export class EntriesBuilder {
   add(h: TarHeader, content?: FileContent): void {
     if (h.type === 'V') return; // volume label: not a file
     const name = h.name.toString('latin1');
+    if (name.includes('\0')) throw this.fail(`entry ${show(name)} has a NUL byte in its name`);
     const path = normaliseTarPath(name);
     if (path === null) throw this.fail(`entry ${show(name)} escapes the layer root`);
     const wh = classifyWhiteout(path);

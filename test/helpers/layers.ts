@@ -146,7 +146,9 @@ export async function buildGnuTarSource(): Promise<string> {
 /** `tar -c` of `root` with GNU tar in the given format, sorted by name, as bytes. */
 export async function gnuTar(root: string, format: 'gnu' | 'posix' | 'ustar' | 'oldgnu'): Promise<Buffer> {
   requireTools(['tar']);
-  return runBuffer('tar', ['-c', `--format=${format}`, '--sort=name', '--xattrs', '-C', root, '.']);
+  // posix: a global PAX header (comment=...) that readers must skip.
+  const extra = format === 'posix' ? ['--pax-option=comment=vmimg global header'] : [];
+  return runBuffer('tar', ['-c', `--format=${format}`, ...extra, '--sort=name', '--xattrs', '-C', root, '.']);
 }
 
 export function zstdCompress(data: Buffer): Buffer {

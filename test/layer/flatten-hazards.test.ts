@@ -1,0 +1,168 @@
+// Malicious and odd tars built in code (tar-stream's pack); each test is named after the hazard.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, writeFileSync, truncateSync, appendFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { gzipSync } from 'node:zlib';
+import { pack, type Headers } from 'tar-stream';
+import { flattenLayer } from '../../src/layer/flatten.js';
+import { readIndexFile } from '../../src/layer/index-format.js';
+import { EntryType, type IndexEntry } from '../../src/layer/entry.js';
+import { isVmimgError } from '../../src/errors.js';
+import { run, tmpDir } from '../helpers/tools.js';
+
+type Spec = Headers & { body?: string | Buffer };
+
+async function makeTar(specs: Spec[]): Promise<Buffer> {
+  const p = pack();
+  for (const { body, ...h } of specs) p.entry({ mode: 0o644, mtime: new Date(0), ...h }, body ?? '');
+  p.finalize();
+  const chunks: Buffer[] = [];
+  for await (const c of p as unknown as AsyncIterable<Buffer>) chunks.push(c);
+  return Buffer.concat(chunks);
+}
+
+async function flatten(tar: Buffer, name = 'test-layer'): Promise<IndexEntry[]> {
+  const dir = await tmpDir('vmimg-hazard-');
+  const info = await flattenLayer(Readable.from([tar]), { dir, name });
+  return (await readIndexFile(info.indexPath)).entries;
+}
+
+async function rejects(tar: Buffer, pattern: RegExp, code = 'ERR_INVALID_LAYER'): Promise<void> {
+  const dir = await tmpDir('vmimg-hazard-');
+  await assert.rejects(flattenLayer(Readable.from([tar]), { dir, name: 'evil-layer' }), (err: Error) => {
+    assert.ok(isVmimgError(err), String(err));
+    assert.equal(err.code, code, err.message);
+    assert.match(err.message, pattern);
+    return true;
+  });
+  assert.deepEqual(readdirSync(dir), [], 'nothing left in the layers dir');
+}
+
+const file = (name: string, body = 'x'): Spec => ({ name, body });
+
+test('hazard: ".." escaping the root is refused, naming the layer and the entry', async () => {
+  await rejects(await makeTar([file('../escape')]), /evil-layer.*"\.\.\/escape".*escapes/);
+  await rejects(await makeTar([file('a/../../escape')]), /escapes/);
+  await rejects(await makeTar([{ name: 'x', type: 'symlink', linkname: 'y' }, file('x/../../../etc/passwd')]), /escapes/);
+});
+
+test('hazard: ".." that stays inside the root is resolved lexically', async () => {
+  const entries = await flatten(await makeTar([file('a/b/../c')]));
+  assert.deepEqual(entries.map((e) => e.path), ['a/c']);
+});
+
+test('hazard: absolute paths, "./" prefixes, "//" and trailing "/" are normalised to root-relative', async () => {
+  const entries = await flatten(
+    await makeTar([
+      { name: './', type: 'directory' },
+      { name: '/etc/', type: 'directory' },
+      file('/etc/abs'),
+      file('.//usr//bin/./tool'),
+      { name: 'var/lib///', type: 'directory' },
+    ]),
+  );
+  assert.deepEqual(entries.map((e) => e.path), ['', 'etc', 'etc/abs', 'usr/bin/tool', 'var/lib']);
+});
+
+test('hazard: hardlink pointing outside the root is refused', async () => {
+  await rejects(await makeTar([file('a'), { name: 'l', type: 'link', linkname: '../../etc/shadow' }]), /hardlink "l" points outside/);
+});
+
+test('hazard: hardlink to a later entry (or to nothing) is refused', async () => {
+  await rejects(await makeTar([{ name: 'l', type: 'link', linkname: 'later' }, file('later')]), /hardlink "l" names "later", which is not an earlier entry/);
+  await rejects(await makeTar([{ name: 'l', type: 'link', linkname: 'ghost' }]), /not an earlier entry/);
+});
+
+test('hardlink names are root-relative (not relative to the link) and normalised', async () => {
+  const entries = await flatten(await makeTar([file('./dir/f', 'data'), { name: 'dir/l', type: 'link', linkname: './dir/f' }]));
+  const link = entries.find((e) => e.path === 'dir/l')!;
+  assert.equal(link.type, EntryType.Hardlink);
+  assert.equal(link.linkTarget, 'dir/f');
+  assert.equal(link.size, 4);
+});
+
+test('hazard: whiteouts naming the root, ".", ".." or nothing are refused', async () => {
+  await rejects(await makeTar([file('.wh...')]), /whiteout/);
+  await rejects(await makeTar([file('a/.wh..')]), /whiteout/);
+  await rejects(await makeTar([file('.wh.')]), /whiteout/);
+});
+
+test('whiteouts and opaque markers never hide entries of their own layer, whatever the order', async () => {
+  const entries = await flatten(
+    await makeTar([file('a/.wh.f'), file('a/f', 'kept'), file('d/.wh..wh..opq'), file('d/x'), file('.wh.top'), file('a/.wh..wh.plnk')]),
+  );
+  const summary = entries.map((e) => `${e.type}:${e.path}`);
+  assert.deepEqual(summary, [`${EntryType.Whiteout}:a/f`, `${EntryType.File}:a/f`, `${EntryType.Opaque}:d`, `${EntryType.File}:d/x`, `${EntryType.Whiteout}:top`]);
+});
+
+test('hazard: names with tab, newline and unicode survive exactly', async () => {
+  const names = ['tab\there', 'new\nline', 'ünï/cödé ✓', 'back\\slash', 'sp ace'];
+  const entries = await flatten(await makeTar(names.map((n) => file(n))));
+  assert.deepEqual(entries.map((e) => e.path).sort(), [...names].sort());
+});
+
+test('hazard: a NUL byte smuggled into a PAX path is refused', async () => {
+  await rejects(await makeTar([{ name: 'ok', pax: { path: 'a\0b' } }]), /NUL byte/);
+});
+
+test('duplicate entries: the later one wins', async () => {
+  const entries = await flatten(await makeTar([file('f', 'first'), file('g'), file('f', 'second!')]));
+  assert.deepEqual(entries.map((e) => [e.path, e.size]), [['g', 1], ['f', 7]]);
+});
+
+test('archives without end-of-archive blocks (as umoci writes) are read to the end', async () => {
+  const tar = await makeTar([file('a', 'hello'), file('b', 'world')]);
+  const cut = tar.subarray(0, tar.length - 1024);
+  assert.ok(cut.subarray(cut.length - 512).some((b) => b !== 0), 'really no zero blocks');
+  assert.deepEqual((await flatten(cut)).map((e) => e.path), ['a', 'b']);
+  // Also with the last entry's padding missing.
+  assert.deepEqual((await flatten(tar.subarray(0, 512 + 5))).map((e) => e.path), ['a']);
+});
+
+test('hazard: a tar truncated inside a header or file data is refused', async () => {
+  const tar = await makeTar([file('a', 'x'.repeat(2000)), file('b')]);
+  await rejects(tar.subarray(0, 1000), /truncated/);
+  await rejects(tar.subarray(0, 2560 + 100), /truncated/);
+  await rejects(gzipSync(tar.subarray(0, 700)), /truncated/);
+});
+
+test('hazard: not a tar at all (bad header checksum) is refused', async () => {
+  await rejects(Buffer.from('<html>not a layer</html>'.repeat(40)), /checksum/);
+});
+
+test('hazard: GNU sparse files (old GNU and PAX forms, made by GNU tar) are refused, not corrupted', async () => {
+  const src = await tmpDir('vmimg-sparse-');
+  const f = join(src, 'sparse.img');
+  writeFileSync(f, 'head');
+  truncateSync(f, 8 << 20);
+  appendFileSync(f, 'tail');
+  for (const format of ['gnu', 'posix']) {
+    const tarFile = join(src, `${format}.tar`);
+    await run('tar', ['-c', '--sparse', `--format=${format}`, '-f', tarFile, '-C', src, 'sparse.img']);
+    await rejects(readFileSync(tarFile), /sparse/);
+  }
+});
+
+test('devices, fifos and modes from tar types keep rdev and the setuid/setgid/sticky bits', async () => {
+  const entries = await flatten(
+    await makeTar([
+      { name: 'dev/null', type: 'character-device', devmajor: 1, devminor: 3, mode: 0o666 },
+      { name: 'dev/loop0', type: 'block-device', devmajor: 7, devminor: 0, mode: 0o660 },
+      { name: 'fifo', type: 'fifo', mode: 0o600 },
+      { name: 'su', mode: 0o4755, body: 'su' },
+      { name: 'tmp', type: 'directory', mode: 0o1777 },
+      { name: 'ln', type: 'symlink', linkname: '/abs/target' },
+    ]),
+  );
+  const got = entries.map((e) => [e.path, e.type, e.mode.toString(8), e.devMajor, e.devMinor]);
+  assert.deepEqual(got, [
+    ['dev/null', EntryType.CharDevice, '20666', 1, 3],
+    ['dev/loop0', EntryType.BlockDevice, '60660', 7, 0],
+    ['fifo', EntryType.Fifo, '10600', 0, 0],
+    ['su', EntryType.File, '104755', 0, 0],
+    ['tmp', EntryType.Dir, '41777', 0, 0],
+    ['ln', EntryType.Symlink, '120644', 0, 0],
+  ]);
+});
