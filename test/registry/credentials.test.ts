@@ -1,0 +1,138 @@
+// The credential chain: explicit → VMIMG_REGISTRY_AUTH → Docker config (credHelpers, auths, credsStore) → anonymous.
+// Docker config lives in a temp DOCKER_CONFIG; credential helpers are real scripts on a temp PATH.
+import assert from 'node:assert/strict';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { before, describe, test } from 'node:test';
+import { credentialChain } from '../../src/registry/index.js';
+import { tmpDir } from '../helpers/tools.js';
+
+let dir: string;
+let binDir: string;
+let configDir: string;
+let helperLog: string;
+
+const b64 = (s: string) => Buffer.from(s).toString('base64');
+
+/** A docker-credential-NAME script answering from a fixed table, logging the server URLs it was asked for. */
+function writeHelper(name: string, table: Record<string, { Username: string; Secret: string }>): void {
+  const cases = Object.entries(table)
+    .map(([url, answer]) => `  '${url}') echo '${JSON.stringify({ ServerURL: url, ...answer })}' ;;`)
+    .join('\n');
+  const script = `#!/bin/sh
+[ "$1" = get ] || exit 2
+read -r url
+echo "${name} $url" >> '${helperLog}'
+case "$url" in
+${cases}
+  *) echo "credentials not found in native keychain"; exit 1 ;;
+esac
+`;
+  const file = join(binDir, `docker-credential-${name}`);
+  writeFileSync(file, script);
+  chmodSync(file, 0o755);
+}
+
+function env(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  return { PATH: `${binDir}:${process.env.PATH ?? '/usr/bin:/bin'}`, DOCKER_CONFIG: configDir, HOME: dir, ...extra };
+}
+
+describe('credential chain', () => {
+  before(async () => {
+    dir = await tmpDir('vmimg-creds-');
+    binDir = join(dir, 'bin');
+    configDir = join(dir, 'docker');
+    helperLog = join(dir, 'helper.log');
+    mkdirSync(binDir);
+    mkdirSync(configDir);
+    writeFileSync(helperLog, '');
+    writeHelper('test', {
+      'helped.example': { Username: 'helper-user', Secret: 'helper-pass' },
+      'https://index.docker.io/v1/': { Username: 'hub-user', Secret: 'hub-pass' },
+      'tokened.example': { Username: '<token>', Secret: 'refresh-xyz' },
+    });
+    writeHelper('broken', {});
+    writeFileSync(
+      join(configDir, 'config.json'),
+      JSON.stringify({
+        auths: {
+          'https://plain.example/v1/': { auth: b64('plain-user:pa:ss') },
+          'identity.example': { identitytoken: 'id-token-1' },
+          'empty.example': {},
+        },
+        credHelpers: { 'helped.example': 'test', 'tokened.example': 'test', 'gone.example': 'does-not-exist' },
+        credsStore: 'test',
+      }),
+    );
+  });
+
+  test('auths: base64 user:password (colon in the password), keyed by URL', async () => {
+    const cred = await credentialChain({ env: env() })('plain.example');
+    assert.deepEqual(cred, { source: 'docker-config', username: 'plain-user', password: 'pa:ss' });
+  });
+
+  test('auths: identitytoken', async () => {
+    assert.deepEqual(await credentialChain({ env: env() })('identity.example'), { source: 'docker-config', identityToken: 'id-token-1' });
+  });
+
+  test('credHelpers: runs docker-credential-NAME get with the host on stdin', async () => {
+    assert.deepEqual(await credentialChain({ env: env() })('helped.example'), {
+      source: 'helper:test',
+      username: 'helper-user',
+      password: 'helper-pass',
+    });
+    assert.match(readFileSync(helperLog, 'utf8'), /^test helped\.example$/m);
+  });
+
+  test('a helper answering <token> gives an identity token', async () => {
+    assert.deepEqual(await credentialChain({ env: env() })('tokened.example'), { source: 'helper:test', identityToken: 'refresh-xyz' });
+  });
+
+  test('credsStore for Docker Hub asks with https://index.docker.io/v1/', async () => {
+    for (const name of ['docker.io', 'index.docker.io', 'registry-1.docker.io']) {
+      const cred = await credentialChain({ env: env() })(name);
+      assert.deepEqual(cred, { source: 'helper:test', username: 'hub-user', password: 'hub-pass' }, name);
+    }
+    assert.match(readFileSync(helperLog, 'utf8'), /^test https:\/\/index\.docker\.io\/v1\/$/m);
+  });
+
+  test('"credentials not found" from the store means anonymous', async () => {
+    assert.equal(await credentialChain({ env: env() })('nobody.example'), undefined);
+    assert.equal(await credentialChain({ env: env() })('empty.example'), undefined);
+  });
+
+  test('a missing helper is ERR_UNAUTHORIZED naming it', async () => {
+    await assert.rejects(credentialChain({ env: env() })('gone.example'), (err: Error & { code?: string; hint?: string }) => {
+      assert.equal(err.code, 'ERR_UNAUTHORIZED');
+      assert.match(err.message, /docker-credential-does-not-exist/);
+      assert.match(err.hint ?? '', /PATH/);
+      return true;
+    });
+  });
+
+  test('no Docker config at all means anonymous', async () => {
+    assert.equal(await credentialChain({ env: { HOME: dir, DOCKER_CONFIG: join(dir, 'none') } })('plain.example'), undefined);
+  });
+
+  test('first hit wins: explicit over env over Docker config', async () => {
+    const envAuth = JSON.stringify({ 'plain.example': { username: 'env-user', password: 'env-pass' }, 'tok.example': { token: 't0k' } });
+    const lookup = credentialChain({ env: env({ VMIMG_REGISTRY_AUTH: envAuth }) });
+    assert.deepEqual(await lookup('plain.example'), { source: 'env', username: 'env-user', password: 'env-pass' });
+    assert.deepEqual(await lookup('tok.example'), { source: 'env', identityToken: 't0k' });
+    const explicit = credentialChain({
+      env: env({ VMIMG_REGISTRY_AUTH: envAuth }),
+      credentials: { 'plain.example': { username: 'cli-user', password: 'cli-pass' } },
+    });
+    assert.deepEqual(await explicit('plain.example'), { source: 'option', username: 'cli-user', password: 'cli-pass' });
+    assert.equal((await explicit('helped.example'))?.source, 'helper:test', 'others fall through to Docker config');
+  });
+
+  test('a malformed VMIMG_REGISTRY_AUTH is ERR_INVALID_ARGUMENT without echoing it', async () => {
+    const lookup = credentialChain({ env: env({ VMIMG_REGISTRY_AUTH: '{"x": hunter2' }) });
+    await assert.rejects(lookup('x'), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'ERR_INVALID_ARGUMENT');
+      assert.doesNotMatch(err.message, /hunter2/);
+      return true;
+    });
+  });
+});
