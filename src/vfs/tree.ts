@@ -111,6 +111,13 @@ export function compareNames(a: string, b: string): number {
   return a.length - b.length;
 }
 
+const ASTRAL_OR_HIGH = /[\ud800-\uffff]/;
+
+/** Bytewise order; the built-in (UTF-16) sort agrees unless a name has surrogates or U+E000..U+FFFF. */
+function sortNames(names: string[]): string[] {
+  return names.some((n) => ASTRAL_OR_HIGH.test(n)) ? names.sort(compareNames) : names.sort();
+}
+
 /** Packs a merged tree: inode numbers in breadth-first, sorted order, so equal trees get equal numbers. */
 export function packTree(root: MNode): InodeTable {
   const order: MNode[] = [root];
@@ -120,7 +127,7 @@ export function packTree(root: MNode): InodeTable {
   for (let q = 0; q < order.length; q++) {
     const node = order[q]!;
     if (node.children === null) continue;
-    const names = [...node.children.keys()].sort(compareNames);
+    const names = sortNames([...node.children.keys()]);
     sorted[q] = names;
     dirents += names.length;
     for (const name of names) {
