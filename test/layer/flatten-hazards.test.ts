@@ -5,14 +5,14 @@ import { readdirSync, readFileSync, writeFileSync, truncateSync, appendFileSync 
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
-import { pack, type Headers } from 'tar-stream';
+import { pack, type Header } from 'tar-stream';
 import { flattenLayer } from '../../src/layer/flatten.js';
 import { readIndexFile } from '../../src/layer/index-format.js';
 import { EntryType, type IndexEntry } from '../../src/layer/entry.js';
 import { isVmimgError } from '../../src/errors.js';
 import { run, tmpDir } from '../helpers/tools.js';
 
-type Spec = Headers & { body?: string | Buffer };
+type Spec = Partial<Header> & { name: string } & { body?: string | Buffer };
 
 async function makeTar(specs: Spec[]): Promise<Buffer> {
   const p = pack();
