@@ -21,7 +21,8 @@ import {
 } from '../manifest/index.js';
 import { formatPlatform, hostPlatform } from '../platform/index.js';
 import type { Platform } from '../platform/types.js';
-import type { ImageSource, SourceLayer } from './source.js';
+import type { Readable } from 'node:stream';
+import type { ImageSource, OpenLayerOptions, SourceLayer } from './source.js';
 import { TarMembers } from './tar-members.js';
 
 export interface ArchiveOptions {
@@ -53,10 +54,16 @@ export async function isLocalTar(ref: string): Promise<boolean> {
 }
 
 export async function openArchive(path: string, options: ArchiveOptions = {}): Promise<ImageSource> {
+  const { tar, format } = await openArchiveMembers(path);
+  return format === 'docker-archive' ? dockerSaveSource(tar, options) : ociArchiveSource(tar, options);
+}
+
+/** Opens an archive's members and tells its format, or says exactly why it is not an image archive. */
+export async function openArchiveMembers(path: string): Promise<{ tar: TarMembers; format: 'docker-archive' | 'oci-archive' }> {
   await refuseCompressed(path);
   const tar = await TarMembers.open(path);
-  if (tar.has('manifest.json')) return dockerSaveSource(tar, options);
-  if (tar.has('index.json')) return ociArchiveSource(tar, options);
+  if (tar.has('manifest.json')) return { tar, format: 'docker-archive' };
+  if (tar.has('index.json')) return { tar, format: 'oci-archive' };
   throw new VmimgError(
     ErrorCode.INVALID_ARCHIVE,
     `${path}: not an image archive (no manifest.json and no index.json; it holds ${preview(tar.names())})`,
@@ -158,7 +165,7 @@ async function ociArchiveSource(tar: TarMembers, options: ArchiveOptions): Promi
 export function manifestLayers(
   manifest: ImageManifest,
   diffIds: readonly string[],
-  openBlob: (desc: Descriptor) => Promise<import('node:stream').Readable>,
+  openBlob: (desc: Descriptor, options?: OpenLayerOptions) => Promise<Readable>,
   where: string,
 ): SourceLayer[] {
   if (manifest.layers.length !== diffIds.length) {
@@ -172,7 +179,7 @@ export function manifestLayers(
     digest: desc.digest,
     size: desc.size,
     mediaType: desc.mediaType,
-    open: () => openBlob(desc),
+    open: (options?: OpenLayerOptions) => openBlob(desc, options),
   }));
 }
 
@@ -190,7 +197,7 @@ class ArchiveBlobs {
     return bytes;
   }
 
-  async stream(desc: Descriptor): Promise<import('node:stream').Readable> {
+  async stream(desc: Descriptor): Promise<Readable> {
     return this.tar.stream(this.member(desc));
   }
 }

@@ -1,0 +1,12 @@
+/** Images: pull from registries, load from tars, image directories, the cache's catalog. */
+export { pull, type PullOptions } from './pull.js';
+export { loadFromTar, type LoadOptions } from './load.js';
+export { isLocalTar, openArchive, type ArchiveOptions } from './archive.js';
+export { validateTar, type TarReport } from './validate.js';
+export { loadFromDir, exportToDir, writeImageDir, CONFIG_FILE, type Image, type ImageLayer, type WriteImageDirOptions } from './image-dir.js';
+export { CacheLayout, resolveCacheDir, type CacheOptions } from './cache.js';
+export { listImages, findImage, removeImage, prune, type ImageSummary, type PruneResult } from './catalog.js';
+export { prepareImage, type PrepareOptions } from './prepare.js';
+export { commandLine, resolveUser, type RuntimeConfig, type LayerRecord, type ImageSourceInfo } from './runtime-config.js';
+export type { ProgressEvent, ProgressListener, LayerProgress, ImageProgress, LayerState, ImageState } from './progress.js';
+export type { ImageSource, SourceLayer, OpenLayerOptions } from './source.js';

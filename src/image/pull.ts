@@ -1,0 +1,50 @@
+/** `pull(ref)`: resolve, download (verified, resumable) and flatten an image from a registry. */
+import { wrapError } from '../errors.js';
+import type { Platform } from '../platform/types.js';
+import { formatReference, parseReference } from '../reference/index.js';
+import type { Reference } from '../reference/types.js';
+import { RegistryClient, type RegistryClientOptions } from '../registry/index.js';
+import { BlobStore } from '../store/index.js';
+import { CacheLayout, resolveCacheDir } from './cache.js';
+import type { Image } from './image-dir.js';
+import { prepareImage } from './prepare.js';
+import type { ProgressListener } from './progress.js';
+import { openRemote } from './remote.js';
+
+export interface PullOptions extends RegistryClientOptions {
+  /** Wanted platform (the host's when absent). Naming one makes a single-platform mismatch an error. */
+  platform?: Platform;
+  cacheDir?: string;
+  /** Layers downloaded at once (default 4). */
+  concurrency?: number;
+  onProgress?: ProgressListener;
+  signal?: AbortSignal;
+  /** Reuse a client (connections, token cache) across pulls; otherwise one is made and closed. */
+  client?: RegistryClient;
+}
+
+export async function pull(reference: string | Reference, options: PullOptions = {}): Promise<Image> {
+  const ref = typeof reference === 'string' ? parseReference(reference) : reference;
+  const cache = new CacheLayout(resolveCacheDir(options));
+  const client = options.client ?? new RegistryClient(options);
+  try {
+    options.onProgress?.({ type: 'image', state: 'resolving', layersDone: 0, layerCount: 0, bytesDone: 0 });
+    const source = await openRemote(ref, {
+      client,
+      store: new BlobStore(cache.root),
+      ...(options.platform ? { platform: options.platform, explicitPlatform: true } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.concurrency ? { concurrency: options.concurrency } : {}),
+    });
+    return await prepareImage(source, {
+      cache,
+      name: formatReference(ref),
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+  } catch (err) {
+    throw wrapError(err, `pulling ${typeof reference === 'string' ? reference : formatReference(ref)}`);
+  } finally {
+    if (!options.client) await client.close();
+  }
+}

@@ -1,0 +1,9 @@
+/** vmimg: prepare OCI/Docker images for lightweight VMs. */
+export { VmimgError, ErrorCode, isVmimgError, type ErrorCodeValue } from './errors.js';
+export * from './image/index.js';
+export { parseReference, formatReference, familiarName, type Reference } from './reference/index.js';
+export { parsePlatform, formatPlatform, hostPlatform, normalizePlatform, createMatcher, type Platform } from './platform/index.js';
+export { validateDigest, digestHex, sha256Digest } from './digest/index.js';
+export { RegistryClient, type RegistryClientOptions } from './registry/index.js';
+export { ContainerFS, LayeredContainerFS } from './vfs/index.js';
+export { EntryType, type IndexEntry } from './layer/entry.js';
