@@ -1,9 +1,11 @@
 // Basic (htpasswd) and Bearer (token server) auth against the real docker-registry.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { isVmimgError } from '../../src/errors.js';
 import { RegistryClient, type RegistryClientOptions } from '../../src/registry/index.js';
 import { buildBusyboxLayout, pushLayout } from '../helpers/busybox.js';
+import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 
 const FAST = { retry: { baseDelayMs: 10, maxDelayMs: 50 }, env: {} } as const;
@@ -181,6 +183,68 @@ describe('token auth, server without the OAuth2 POST and without expires_in', ()
       );
       assert.ok(results.every((d) => d.digest === other));
       assert.equal(issuer.requests.length, 1);
+    } finally {
+      await client.close();
+    }
+  });
+});
+
+describe('token expiry and a 403 saying the token is bad', () => {
+  let reg: RunningRegistry;
+  let proxy: FaultProxy;
+  let digest: string;
+  before(async () => {
+    reg = await startRegistry({ auth: 'token', users: { tester: 'secret' }, issuer: { expiresIn: 1 } });
+    digest = await pushImage(reg, 'tok/busybox:1');
+    proxy = await startFaultProxy(reg.url);
+  });
+  after(async () => {
+    await proxy?.stop();
+    await reg?.stop();
+  });
+
+  test('an expired token is fetched again (expires_in honoured)', async () => {
+    const issuer = reg.issuer!;
+    issuer.requests.length = 0;
+    const client = clientFor(reg);
+    try {
+      const ref = { registry: reg.host, repository: 'tok/busybox', tag: '1' };
+      await client.resolve(ref);
+      await client.resolve(ref);
+      assert.equal(issuer.requests.length, 1, 'reused while fresh');
+      await sleep(1100);
+      await client.resolve(ref);
+      assert.equal(issuer.requests.length, 2, 'fetched again once expired');
+    } finally {
+      await client.close();
+    }
+  });
+
+  test('a 403 "token expired" gets one retry with a fresh token; a plain 403 does not', async () => {
+    const issuer = reg.issuer!;
+    const client = clientFor(reg, { credentials: { [proxy.host]: { username: 'tester', password: 'secret' } } });
+    try {
+      const ref = { registry: proxy.host, repository: 'tok/busybox', tag: '1' };
+      await client.resolve(ref);
+      issuer.requests.length = 0;
+      proxy.clear();
+      const expired = JSON.stringify({ errors: [{ code: 'DENIED', message: 'token expired' }] });
+      proxy.add({ path: '/manifests/', fault: { kind: 'status', status: 403, body: expired }, times: 1 });
+      assert.equal((await client.fetchManifest(ref)).digest, digest);
+      assert.equal(issuer.requests.length, 1, 'a fresh token');
+      const sent = proxy.requests.map((r) => r.authorization);
+      assert.equal(sent.length, 2);
+      assert.notEqual(sent[0], sent[1], 'the retry carries the new token');
+
+      const denied = JSON.stringify({ errors: [{ code: 'DENIED', message: 'requested access to the resource is denied' }] });
+      proxy.clear();
+      proxy.add({ path: '/manifests/', fault: { kind: 'status', status: 403, body: denied } });
+      await assert.rejects(client.fetchManifest(ref), (err: unknown) => {
+        assertUnauthorized(err, proxy.host);
+        assert.match((err as Error).message, /DENIED: requested access to the resource is denied/);
+        return true;
+      });
+      assert.equal(proxy.requests.length, 1, 'no retry for a real denial');
     } finally {
       await client.close();
     }
