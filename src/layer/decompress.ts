@@ -60,7 +60,8 @@ function zstdError(err: unknown): Error {
 }
 
 function decoderFor(kind: Compression): Transform | undefined {
-  if (kind === 'gzip') return zlib.createGunzip();
+  // Bigger chunks and buffer: gunzip keeps working on the threadpool while we hash and parse.
+  if (kind === 'gzip') return zlib.createGunzip({ chunkSize: 128 * 1024, highWaterMark: 1024 * 1024 } as zlib.ZlibOptions);
   if (kind === 'zstd') return createZstdDecompressor();
   return undefined;
 }
@@ -90,7 +91,7 @@ async function* decompressed(source: AsyncIterable<Buffer>, onKind?: (kind: Comp
     return;
   }
   // pipeline destroys the decoder with the source's error, which the loop below then throws.
-  pipeline(Readable.from(rest(), { objectMode: false }), decoder, () => {});
+  pipeline(Readable.from(rest(), { objectMode: false, highWaterMark: 1024 * 1024 }), decoder, () => {});
   for await (const chunk of decoder) yield chunk as Buffer;
 }
 
@@ -99,7 +100,7 @@ async function* decompressed(source: AsyncIterable<Buffer>, onKind?: (kind: Comp
  * the decoder surface as errors of the returned stream; destroying it releases the source.
  */
 export function decompress(source: Readable, onKind?: (kind: Compression) => void): Readable {
-  const out = Readable.from(decompressed(source, onKind), { objectMode: false, highWaterMark: 64 * 1024 });
+  const out = Readable.from(decompressed(source, onKind), { objectMode: false, highWaterMark: 1024 * 1024 });
   out.on('close', () => {
     if (!source.destroyed && !source.readableEnded) source.destroy();
   });

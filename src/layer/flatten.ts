@@ -107,7 +107,7 @@ async function digestExplains(source: Readable, blob: Counter, expected: string)
 
 async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what: string, signal: AbortSignal | undefined, blob: Counter): Promise<Converted> {
   const tarCount: Counter = { hash: createHash('sha256'), n: 0 };
-  const tar = decompress(Readable.from(blobChunks, { objectMode: false }));
+  const tar = decompress(Readable.from(blobChunks, { objectMode: false, highWaterMark: 1024 * 1024 }));
   try {
     const reader = new TarReader(hashing(tar, tarCount)[Symbol.asyncIterator]());
     const builder = new EntriesBuilder(what);
