@@ -13,7 +13,7 @@ import { listPlatforms, type PlatformEntry } from './platforms.js';
 import { resumingBlobStream, type OpenedBlob } from './blob.js';
 import { credentialChain, type CredentialOptions } from './credentials.js';
 import { registryEndpoints, type HostOptions, type RegistryEndpoint } from './hosts.js';
-import { networkError, statusError, unauthorizedHint } from './http-errors.js';
+import { isRetryableNetworkError, networkError, statusError, unauthorizedHint } from './http-errors.js';
 import { DEFAULT_MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, readCapped } from './limits.js';
 import { DEFAULT_RETRY, Transport, discard, header, readSmallText, type HttpResponse, type RetryPolicy } from './transport.js';
 
@@ -226,12 +226,7 @@ export class RegistryClient {
     let lastError: unknown;
     for (const endpoint of endpoints) {
       try {
-        const res = await this.authed(endpoint, step);
-        if (res.status < 200 || res.status > 299) {
-          const body = await readSmallText(res.body);
-          throw statusError({ what: step.what, url: res.url, status: res.status, body, registry: step.repo.registry });
-        }
-        return await handle(res, endpoint);
+        return await this.callOne(endpoint, step, handle);
       } catch (err) {
         const e = networkError(err, `${endpoint.url}${step.path}`, step.signal);
         if (!endpoint.mirror || e.code === ErrorCode.ABORTED) throw e;
@@ -242,6 +237,25 @@ export class RegistryClient {
     throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `no host for ${step.repo.registry} may ${step.capability === 'resolve' ? 'resolve tags' : 'pull'}`, {
       hint: 'Allow origin fallback, or mark a mirror as trusted to resolve tags.',
     });
+  }
+
+  /** One endpoint. The transport retries up to the headers; a body cut off in `handle` is retried here (origin only). */
+  private async callOne<T>(endpoint: RegistryEndpoint, step: Step, handle: (res: HttpResponse, endpoint: RegistryEndpoint) => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      const res = await this.authed(endpoint, step);
+      if (res.status < 200 || res.status > 299) {
+        const body = await readSmallText(res.body);
+        throw statusError({ what: step.what, url: res.url, status: res.status, body, registry: step.repo.registry });
+      }
+      try {
+        return await handle(res, endpoint);
+      } catch (err) {
+        const retry = !endpoint.mirror && attempt < this.policy.retries && step.signal?.aborted !== true && isRetryableNetworkError(err);
+        if (!retry) throw err;
+        res.body.destroy();
+        await this.transport.pause(this.transport.backoff(attempt), step.signal);
+      }
+    }
   }
 
   /** One request with auth: a second try with a fresh token after a 401, or a 403 that says the token is bad. */

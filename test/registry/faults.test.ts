@@ -99,6 +99,12 @@ describe('fault injection between client and real registry', () => {
     assert.equal(proxy.requests.at(-1)!.range, `bytes=${cut}-`);
   });
 
+  test('a manifest body cut off once is fetched again', async () => {
+    proxy.add({ method: 'GET', path: manifestPath, fault: { kind: 'reset', afterBytes: 50 }, times: 1 });
+    assert.equal((await client().fetchManifest(ref())).digest, manifestDigest);
+    assert.deepEqual(proxy.requests.map((r) => r.fault ?? 'passed'), ['reset', 'passed']);
+  });
+
   test('a body that stalls every time ends in ERR_NETWORK saying it stalled', async () => {
     proxy.add({ path: manifestPath, fault: { kind: 'stall', afterBytes: 10 } });
     await assert.rejects(client({ idleTimeoutMs: 200, retry: { retries: 1, baseDelayMs: 5, maxDelayMs: 5 } }).fetchManifest(ref()), (err: unknown) => {
