@@ -196,7 +196,7 @@ export class ContainerFS {
   realpath(path: string): string {
     const t = this.table('realpath');
     const r = this.resolver;
-    const ino = r.resolve(path, true, 'realpath');
+    const ino = r.walk(path, true, 'realpath');
     if (t.isDir(ino)) return dirPath(t, ino);
     const dir = dirPath(t, r.lastParent);
     return dir === '/' ? `/${r.lastName}` : `${dir}/${r.lastName}`;

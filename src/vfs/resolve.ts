@@ -11,15 +11,33 @@ export const MAX_SYMLINK_HOPS = 40;
 const SLASH = 47;
 const DOT = 46;
 
+/** Paths remembered by resolve(); the cache is simply dropped when full. */
+const CACHE_LIMIT = 1 << 16;
+
 export class Resolver {
-  /** After resolve() of a non-directory: the directory holding it and the name used. */
+  /** After walk() of a non-directory: the directory holding it and the name used. */
   lastParent = ROOT_INO;
   lastName = '';
+  private hops = 0;
+  // Paths that met no symlink and do not end on one: the same answer for stat and lstat.
+  private readonly cache = new Map<string, number>();
 
   constructor(private readonly t: InodeTable) {}
 
   /** Inode of `path`; `followLast` false gives lstat semantics (a trailing slash still follows). */
   resolve(path: string, followLast: boolean, syscall: string): number {
+    const hit = this.cache.get(path);
+    if (hit !== undefined) return hit;
+    const ino = this.walk(path, followLast, syscall);
+    if (this.hops === 0 && (this.t.mode[ino]! & S_IFMT) !== S_IFLNK) {
+      if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
+      this.cache.set(path, ino);
+    }
+    return ino;
+  }
+
+  /** resolve() without the cache, setting lastParent / lastName. */
+  walk(path: string, followLast: boolean, syscall: string): number {
     const t = this.t;
     let p = path;
     let i = 0;
@@ -29,6 +47,7 @@ export class Resolver {
       while (i < p.length && p.charCodeAt(i) === SLASH) i++;
       if (i >= p.length) {
         this.lastName = '';
+        this.hops = hops;
         return cur;
       }
       let j = p.indexOf('/', i);
@@ -63,6 +82,7 @@ export class Resolver {
       if (!last || j < p.length) throw new VfsError('ENOTDIR', syscall, path);
       this.lastParent = cur;
       this.lastName = name;
+      this.hops = hops;
       return child;
     }
   }
