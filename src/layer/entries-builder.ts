@@ -70,6 +70,7 @@ export class EntriesBuilder {
     if (wh.kind === 'opaque') return this.put(`\0o${wh.dir}`, this.base(EntryType.Opaque, wh.dir, S_IFREG, h));
     if (wh.kind === 'whiteout') return this.put(`\0w${wh.target}`, this.base(EntryType.Whiteout, wh.target, S_IFREG, h));
     const [type, ifmt] = TYPES[h.type]!;
+    if (!validId(h.uid) || !validId(h.gid)) throw this.fail(`entry ${show(name)} has uid/gid ${h.uid}/${h.gid} outside 0..2^32-1`);
     const entry = this.base(type, path, ifmt, h);
     if (type === EntryType.File) {
       entry.offset = content?.offset ?? 0;
@@ -125,6 +126,7 @@ export class EntriesBuilder {
   private linkTo(entry: IndexEntry, name: string, rawTarget: string): void {
     const target = normaliseTarPath(rawTarget);
     if (target === null) throw this.fail(`hardlink ${show(name)} points outside the layer root (${show(rawTarget)})`);
+    if (target === normaliseTarPath(name)) throw this.fail(`hardlink ${show(name)} names itself`);
     const earlier = this.entries.get(target);
     if (earlier === undefined) throw this.fail(`hardlink ${show(name)} names ${show(rawTarget)}, which is not an earlier entry`);
     if (earlier.type === EntryType.Dir) throw this.fail(`hardlink ${show(name)} names the directory ${show(rawTarget)}`);
@@ -142,6 +144,10 @@ export class EntriesBuilder {
     entry.offset = source.offset;
     if (source.sha256 !== undefined) entry.sha256 = source.sha256;
   }
+}
+
+function validId(id: number): boolean {
+  return Number.isInteger(id) && id >= 0 && id <= 0xffffffff;
 }
 
 function latin1Of(raw: Buffer | undefined, text: string): string {

@@ -60,9 +60,15 @@ function writeU64(buf: Buffer, n: number, at: number, what: string): void {
 }
 
 function readU64(buf: Buffer, at: number, what: string): number {
+  const n = u64(buf, at);
+  if (Number.isNaN(n)) throw bad(`${what} is too large`);
+  return n;
+}
+
+/** NaN when not a safe integer (lets the hot path skip building message strings). */
+function u64(buf: Buffer, at: number): number {
   const hi = buf.readUInt32LE(at + 4);
-  if (hi >= 0x200000) throw bad(`${what} is too large`);
-  return hi * TWO32 + buf.readUInt32LE(at);
+  return hi >= 0x200000 ? NaN : hi * TWO32 + buf.readUInt32LE(at);
 }
 
 interface Prepared {
@@ -207,8 +213,9 @@ function decodeEntry(c: Cursor, i: number): IndexEntry {
   if (mtimeNsec >= 1e9) throw bad(`entry ${i} has mtime nanoseconds ${mtimeNsec}`);
   if (pathLen > LIMITS.pathBytes || linkLen > LIMITS.linkBytes) throw bad(`entry ${i} has an oversized name`);
   if (!(flags & 2) && linkLen !== 0) throw bad(`entry ${i} has a link length but no link`);
-  const size = readU64(buf, at + 40, `entry ${i} size`);
-  const offset = readU64(buf, at + 48, `entry ${i} offset`);
+  const size = u64(buf, at + 40);
+  const offset = u64(buf, at + 48);
+  if (Number.isNaN(size) || Number.isNaN(offset)) throw bad(`entry ${i} has an oversized size or offset`);
   if (type === 1 && (offset % 4096 !== 0 || offset + size > c.contentsSize)) {
     throw bad(`entry ${i} content [${offset}, +${size}) is misaligned or outside .contents (${c.contentsSize} bytes)`);
   }

@@ -124,6 +124,18 @@ function paxInt(v: Buffer, what: string): number {
   return Number(s);
 }
 
+/** bsdtar's form: URL-encoded name, base64 value; SCHILY.xattr wins when both are present. */
+function libarchiveXattr(h: TarHeader, encodedName: string, value: Buffer): void {
+  let name: string;
+  try {
+    name = Buffer.from(decodeURIComponent(encodedName), 'utf8').toString('latin1');
+  } catch {
+    throw invalid(`PAX xattr name "${encodedName}" is not URL-encoded`);
+  }
+  const xattrs = (h.xattrs ??= {});
+  if (!(name in xattrs)) xattrs[name] = Buffer.from(value.toString('latin1'), 'base64');
+}
+
 function applyPax(h: TarHeader, pax: Pax): void {
   for (const [key, value] of pax) {
     if (key === 'path') h.name = value;
@@ -133,6 +145,7 @@ function applyPax(h: TarHeader, pax: Pax): void {
     else if (key === 'gid') h.gid = paxInt(value, 'gid');
     else if (key === 'mtime') [h.mtimeSec, h.mtimeNsec] = paxMtime(value.toString('latin1'));
     else if (key.startsWith('SCHILY.xattr.')) (h.xattrs ??= {})[Buffer.from(key.slice(13), 'utf8').toString('latin1')] = value;
+    else if (key.startsWith('LIBARCHIVE.xattr.')) libarchiveXattr(h, key.slice(17), value);
     else if (key.startsWith('GNU.sparse.')) h.sparse = true;
   }
 }

@@ -73,6 +73,8 @@ test('hazard: hardlink pointing outside the root is refused', async () => {
 test('hazard: hardlink to a later entry (or to nothing) is refused', async () => {
   await rejects(await makeTar([{ name: 'l', type: 'link', linkname: 'later' }, file('later')]), /hardlink "l" names "later", which is not an earlier entry/);
   await rejects(await makeTar([{ name: 'l', type: 'link', linkname: 'ghost' }]), /not an earlier entry/);
+  await rejects(await makeTar([file('self'), { name: 'self', type: 'link', linkname: './self' }]), /names itself/);
+  await rejects(await makeTar([{ name: 'd', type: 'directory' }, { name: 'l', type: 'link', linkname: 'd' }]), /names the directory/);
 });
 
 test('hardlink names are root-relative (not relative to the link) and normalised', async () => {
@@ -165,4 +167,15 @@ test('devices, fifos and modes from tar types keep rdev and the setuid/setgid/st
     ['tmp', EntryType.Dir, '41777', 0, 0],
     ['ln', EntryType.Symlink, '120644', 0, 0],
   ]);
+});
+
+test('xattrs: SCHILY.xattr (binary-safe) and bsdtar LIBARCHIVE.xattr records', async () => {
+  const entries = await flatten(
+    await makeTar([
+      { name: 'a', body: 'a', pax: { 'SCHILY.xattr.user.text': 'hello' } },
+      { name: 'b', body: 'b', pax: { 'LIBARCHIVE.xattr.user.b%20x': Buffer.from([0xff, 0, 1]).toString('base64') } },
+    ]),
+  );
+  assert.equal(entries[0]!.xattrs!['user.text']!.toString(), 'hello');
+  assert.deepEqual([...entries[1]!.xattrs!['user.b x']!], [0xff, 0, 1]);
 });
