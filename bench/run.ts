@@ -1,0 +1,156 @@
+/**
+ * `npm run bench`: vmimg against the tools people use today, side by side in one run, as ratios.
+ *
+ *  1. cold download of a Debian-size image's blobs from the real registry on loopback
+ *     vs `curl` + `sha256sum` of the same blobs                                   (target ≤ 1.3×)
+ *  2. cold pull + flatten vs `gzip -dc` of the same layers                        (target ≤ 1.5×)
+ *     and vs `skopeo copy` to an OCI layout + `umoci unpack`                      (target ≤ 0.2×)
+ *  3. peak RSS while flattening a 1 GiB layer                                     (target < 200 MiB)
+ *  4. ContainerFS on the pulled image: open, lookups, walk vs `find` (bench/vfs.ts)
+ *
+ * The Debian image is made once with debootstrap (minbase) + umoci and cached in bench/.cache/.
+ * Needs root (debootstrap, umoci unpack), docker-registry, skopeo, umoci, curl; `bash .ci/run --setup-only`.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BlobStore } from '../src/store/index.js';
+import { RegistryClient } from '../src/registry/index.js';
+import { parseManifestDocument, parseImageConfig, type ImageManifest } from '../src/manifest/index.js';
+import { pull, parsePlatform } from '../src/index.js';
+import { startRegistry } from '../test/helpers/registry.js';
+import { tmpDir } from '../test/helpers/tools.js';
+import { debianLayout } from './debian.js';
+
+const rounds = Number(process.env.VMIMG_BENCH_ROUNDS ?? 3);
+
+function sh(script: string, ...args: string[]): void {
+  execFileSync('bash', ['-c', script, 'bash', ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
+}
+
+async function timed(fn: () => unknown): Promise<number> {
+  const t = performance.now();
+  await fn();
+  return performance.now() - t;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+/** Runs each contender once per round, interleaved, and returns medians (ms). */
+async function sideBySide(contenders: Record<string, () => Promise<unknown> | unknown>): Promise<Record<string, number>> {
+  const times: Record<string, number[]> = Object.fromEntries(Object.keys(contenders).map((k) => [k, []]));
+  for (let r = 0; r < rounds; r++) {
+    for (const [name, fn] of Object.entries(contenders)) times[name]!.push(await timed(fn));
+  }
+  return Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)]));
+}
+
+const results: string[] = [];
+function report(line: string): void {
+  console.log(line);
+  results.push(line);
+}
+
+async function main(): Promise<void> {
+  const layout = await debianLayout();
+  const registry = await startRegistry();
+  const work = await tmpDir('vmimg-bench-');
+  try {
+    sh('skopeo copy --quiet --dest-tls-verify=false "oci:$1:bench" "docker://$2/debian:bench"', layout, registry.host);
+    const client = new RegistryClient();
+    const ref = { registry: registry.host, repository: 'debian', tag: 'bench' };
+    const doc = parseManifestDocument((await client.fetchManifest(ref)).bytes);
+    if (doc.kind !== 'manifest') throw new Error('expected a single manifest');
+    const manifest: ImageManifest = doc.manifest;
+    const config = parseImageConfig(await client.fetchBlobBytes(ref, manifest.config));
+    const total = manifest.layers.reduce((s, l) => s + l.size, 0);
+    report(`image: ${manifest.layers.length} layers, ${(total / 1e6).toFixed(1)} MB compressed, ${config.rootfs.diff_ids.length} diff_ids`);
+
+    // 1. download into the blob store vs curl + sha256sum
+    const urls = manifest.layers.map((l) => `${registry.url}/v2/debian/blobs/${l.digest}`);
+    const dl = await sideBySide({
+      curl: () => {
+        const dir = join(work, 'curl');
+        rmSync(dir, { recursive: true, force: true });
+        mkdirSync(dir);
+        sh('cd "$1" && shift && n=0 && for u in "$@"; do n=$((n+1)); curl -sf -o "b$n" "$u"; done && sha256sum b* > /dev/null', dir, ...urls);
+      },
+      vmimg: async () => {
+        const dir = join(work, 'store');
+        rmSync(dir, { recursive: true, force: true });
+        const store = new BlobStore(dir);
+        await Promise.all(manifest.layers.map((d) => store.fetchInto(d, (offset) => client.openBlob(ref, d, { offset }))));
+      },
+    });
+    report(`download: curl+sha256sum ${dl.curl!.toFixed(0)} ms, vmimg ${dl.vmimg!.toFixed(0)} ms → ${(dl.vmimg! / dl.curl!).toFixed(2)}× (target ≤ 1.3×)`);
+    await client.close();
+
+    // 2. pull + flatten vs gzip -dc, and vs skopeo + umoci unpack
+    const blobs = manifest.layers.map((l) => join(layout, 'blobs', 'sha256', l.digest.slice(7)));
+    const cacheDir = join(work, 'cache');
+    const pf = await sideBySide({
+      'gzip -dc': () => sh('for b in "$@"; do gzip -dc "$b" > /dev/null; done', ...blobs),
+      'vmimg pull': async () => {
+        rmSync(cacheDir, { recursive: true, force: true });
+        await pull(`${registry.host}/debian:bench`, { cacheDir, platform: parsePlatform('amd64') });
+      },
+      'skopeo+umoci': () => {
+        rmSync(join(work, 'oci'), { recursive: true, force: true });
+        rmSync(join(work, 'bundle'), { recursive: true, force: true });
+        sh(
+          'skopeo copy --quiet --src-tls-verify=false "docker://$1/debian:bench" "oci:$2:bench" && umoci unpack --image "$2:bench" "$3" > /dev/null',
+          registry.host,
+          join(work, 'oci'),
+          join(work, 'bundle'),
+        );
+      },
+    });
+    report(
+      `pull+flatten: gzip -dc ${pf['gzip -dc']!.toFixed(0)} ms, vmimg ${pf['vmimg pull']!.toFixed(0)} ms, skopeo+umoci ${pf['skopeo+umoci']!.toFixed(0)} ms → ` +
+        `${(pf['vmimg pull']! / pf['gzip -dc']!).toFixed(2)}× gzip -dc (target ≤ 1.5×), ${(pf['vmimg pull']! / pf['skopeo+umoci']!).toFixed(2)}× skopeo+umoci (target ≤ 0.2×)`,
+    );
+
+    // 3. peak RSS flattening a 1 GiB layer
+    report(flattenRss(work));
+
+    // 4. ContainerFS on the pulled image vs find over umoci's rootfs of the same image
+    const imageDir = join(cacheDir, 'images', readdirSync(join(cacheDir, 'images')).find((d) => /^[0-9a-f]{64}$/.test(d))!);
+    const vfs = spawnSync(process.execPath, ['--import', 'tsx', join('bench', 'vfs.ts'), imageDir, join(work, 'bundle', 'rootfs')], {
+      encoding: 'utf8',
+    });
+    for (const line of vfs.stdout.trim().split('\n')) report(line);
+    if (vfs.status !== 0) report(`vfs bench failed: ${vfs.stderr}`);
+  } finally {
+    await registry.stop();
+  }
+  console.log('\nSummary\n' + results.map((l) => `  ${l}`).join('\n'));
+}
+
+/** Builds a 1 GiB (uncompressed) gzip layer and flattens it in a child process that reports its peak RSS. */
+function flattenRss(work: string): string {
+  const blob = join(work, 'big.tar.gz');
+  if (!existsSync(blob)) {
+    const src = join(work, 'big');
+    mkdirSync(src, { recursive: true });
+    // 16 × 64 MiB of incompressible-ish data (so the tar really is 1 GiB) plus 5k small files.
+    sh('for i in $(seq 1 16); do head -c 67108864 /dev/urandom > "$1/f$i"; done; mkdir -p "$1/small"; for i in $(seq 1 5000); do echo "$i" > "$1/small/$i"; done', src);
+    sh('tar -C "$1" -cf - . | gzip -1 > "$2"', src, blob);
+    rmSync(src, { recursive: true, force: true });
+  }
+  const script = `
+    import { createReadStream } from 'node:fs';
+    import { flattenLayer } from './src/layer/flatten.js';
+    const info = await flattenLayer(createReadStream(${JSON.stringify(blob)}), { dir: ${JSON.stringify(join(work, 'big-layers'))} });
+    console.log(JSON.stringify({ size: info.size, rss: process.resourceUsage().maxRSS * 1024 }));
+  `;
+  writeFileSync(join(process.cwd(), 'bench', '.cache', 'rss.mts'), script.replaceAll('./src/', '../../src/'));
+  const out = spawnSync(process.execPath, ['--import', 'tsx', join('bench', '.cache', 'rss.mts')], { encoding: 'utf8' });
+  if (out.status !== 0) return `flatten 1 GiB: failed: ${out.stderr.slice(0, 500)}`;
+  const { size, rss } = JSON.parse(out.stdout.trim().split('\n').pop()!) as { size: number; rss: number };
+  return `flatten ${(size / 2 ** 30).toFixed(2)} GiB layer: peak RSS ${(rss / 2 ** 20).toFixed(0)} MiB (target < 200 MiB; blob ${(statSync(blob).size / 2 ** 20).toFixed(0)} MiB)`;
+}
+
+await main();
