@@ -5,7 +5,7 @@ import { createReadStream, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { flattenLayer } from '../../src/layer/flatten.js';
+import { flattenLayer, layerPaths } from '../../src/layer/flatten.js';
 import { ContainerFS, makedev } from '../../src/vfs/index.js';
 import { buildBusyboxLayout, type BuiltImage } from '../helpers/busybox.js';
 import { buildRichImage, layoutLayers, walkReference, xattrsOf, type RefEntry } from '../helpers/layers.js';
@@ -124,6 +124,12 @@ test('merged tree of a multi-layer image with every layer hazard equals umoci un
     assert.equal(fs.lstat('/h/two').nlink, 1);
     assert.equal((await fs.readFile('/up')).toString(), 'root:x:0:0:root:/root:/bin/sh\n');
     assert.equal(fs.realpath('/lib64/libc.so'), '/usr/lib/libc.so');
+    // the same layers given as .idx/.contents pairs give the same tree
+    const pairs = layoutLayers(image.layout, image.manifestDigest).map((l) => layerPaths(dir, l.diffId));
+    const viaPairs = await ContainerFS.open(pairs);
+    const attrs = (f: ContainerFS) => [...walkOurs(f)].map(([p, ino]) => [p, f.getattr(ino)]);
+    assert.deepEqual(attrs(viaPairs), attrs(fs));
+    await viaPairs.close();
   } finally {
     await fs.close();
   }
