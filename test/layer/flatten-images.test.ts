@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { createHash } from 'node:crypto';
+import { spawn } from 'node:child_process';
 import { flattenLayer, hasLayer } from '../../src/layer/flatten.js';
 import { readIndexFile } from '../../src/layer/index-format.js';
 import { EntryType, type IndexEntry } from '../../src/layer/entry.js';
@@ -182,6 +183,37 @@ test('hazard: a conversion aborted midway leaves no .idx (nor temp files) and sa
   await assert.rejects(flattenLayer(slow, { dir, signal: controller.signal }), (err: Error) => isVmimgError(err, 'ERR_ABORTED'));
   assert.deepEqual(readdirSync(dir), []);
   assert.equal(slow.destroyed, true, 'the source is released');
+});
+
+test('hazard: a conversion killed with SIGKILL midway leaves no .idx, and the next run succeeds', async () => {
+  ({ layers } = await buildRichImage());
+  const layer = layers[1]!;
+  const dir = await tmpDir('vmimg-flat-kill-');
+  const flattenUrl = new URL('../../src/layer/flatten.ts', import.meta.url).href;
+  // The child feeds the blob slowly and reports progress; we kill it once it is under way.
+  const code = `
+    import { flattenLayer } from ${JSON.stringify(flattenUrl)};
+    import { readFileSync } from 'node:fs';
+    import { Readable } from 'node:stream';
+    const blob = readFileSync(${JSON.stringify(layer.path)});
+    let sent = 0;
+    const src = new Readable({ read() {
+      if (sent > 1_000_000) process.stdout.write('busy\\n');
+      setTimeout(() => this.push(sent >= blob.length ? null : blob.subarray(sent, (sent += 65536))), 5);
+    } });
+    await flattenLayer(src, { dir: ${JSON.stringify(dir)} });`;
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.once('data', () => resolve());
+    child.once('exit', (c) => reject(new Error(`child exited early with ${c}`)));
+  });
+  child.kill('SIGKILL');
+  await new Promise((resolve) => child.once('exit', resolve));
+  const left = readdirSync(dir);
+  assert.ok(left.length > 0 && left.every((n) => n.startsWith('.tmp-')), `only temp files are left: ${left.join(', ')}`);
+  assert.equal(await hasLayer(dir, layer.diffId), undefined);
+  const info = await flattenLayer(createReadStream(layer.path), { dir, expectedDiffId: layer.diffId });
+  assert.equal(info.diffId, layer.diffId);
 });
 
 test('an already flattened layer is returned without reading the source; hasLayer sees only complete pairs', async () => {
