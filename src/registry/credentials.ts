@@ -164,12 +164,19 @@ function runHelper(name: string, serverUrl: string, options: CredentialOptions, 
       hint: `Check that ${program} is installed and on PATH, or remove it from your Docker config.`,
     });
   return new Promise((resolve, reject) => {
-    const child = spawn(program, ['get'], { env, stdio: ['pipe', 'pipe', 'pipe'], timeout: options.helperTimeoutMs ?? 30_000 });
+    const child = spawn(program, ['get'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    // Our own timer, unref'd: spawn's `timeout` keeps the process alive when the program is missing.
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.helperTimeoutMs ?? 30_000);
+    timer.unref();
+    child.on('exit', () => clearTimeout(timer));
     const out: Buffer[] = [];
     const errOut: Buffer[] = [];
     child.stdout.on('data', (b: Buffer) => out.push(b));
     child.stderr.on('data', (b: Buffer) => errOut.push(b));
-    child.on('error', (err) => reject(fail((err as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found on PATH' : 'could not start', err)));
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(fail((err as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found on PATH' : 'could not start', err));
+    });
     child.on('close', (code) => {
       const stdout = Buffer.concat(out).toString('utf8').trim();
       if (code !== 0) {
