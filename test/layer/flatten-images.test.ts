@@ -11,10 +11,11 @@ import { flattenLayer, hasLayer } from '../../src/layer/flatten.js';
 import { readIndexFile } from '../../src/layer/index-format.js';
 import { EntryType, type IndexEntry } from '../../src/layer/entry.js';
 import { isVmimgError } from '../../src/errors.js';
-import { tmpDir } from '../helpers/tools.js';
+import { run, tmpDir } from '../helpers/tools.js';
+import { buildBusyboxLayout } from '../helpers/busybox.js';
 import {
   BIG_FILE_BYTES, LONG_NAME, PING_CAP, UNICODE_NAME, USER_BIN, buildGnuTarSource, buildRichImage, compareWithReference,
-  entryKey, extractWithGnuTar, gnuTar, tarBytes, walkReference, xattrsOf, zstdCompress, type LayerBlob,
+  entryKey, extractWithGnuTar, layoutLayers, gnuTar, tarBytes, walkReference, xattrsOf, zstdCompress, type LayerBlob,
 } from '../helpers/layers.js';
 
 const hex = (b: Buffer): string => b.toString('hex');
@@ -104,6 +105,15 @@ test('umoci image: whiteouts, opaque dir, overrides and the rich layer have the 
   const refXattrs = await xattrsOf(join(ref, 'usr/bin/ping'));
   assert.equal(refXattrs['security.capability'], PING_CAP.slice(2));
   assert.equal(refXattrs['user.bin'], USER_BIN.slice(2));
+});
+
+test('a single-layer busybox image flattens to what `umoci unpack` produces', async () => {
+  const image = await buildBusyboxLayout({ arch: 'amd64', tag: 'single' });
+  const [layer] = layoutLayers(image.layout, image.manifestDigest);
+  const bundle = join(await tmpDir('vmimg-unpack-'), 'bundle');
+  await run('umoci', ['unpack', '--image', image.ref, bundle]);
+  const { entries, contents } = await flattenAndRead(createReadStream(layer!.path), await tmpDir('vmimg-flat-'), { diffId: layer!.diffId });
+  assert.deepEqual(compareWithReference(entries, walkReference(join(bundle, 'rootfs')), contents), []);
 });
 
 test('GNU tar layers (gnu, oldgnu, posix formats): long names, non-UTF-8 name, nanosecond mtime', async () => {
