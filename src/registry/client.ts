@@ -13,7 +13,9 @@ import { listPlatforms, type PlatformEntry } from './platforms.js';
 import { resumingBlobStream, type OpenedBlob } from './blob.js';
 import { credentialChain, type CredentialOptions } from './credentials.js';
 import { registryEndpoints, type HostOptions, type RegistryEndpoint } from './hosts.js';
-import { isRetryableNetworkError, networkError, statusError, unauthorizedHint } from './http-errors.js';
+import { isRetryableNetworkError, networkError, statusError } from './http-errors.js';
+import { checkDigest, describe, manifestTarget, mediaTypeOf, rangeStart, sniffMediaType, unauthorized, type Step } from './responses.js';
+import { parseWWWAuthenticate } from './challenge.js';
 import { DEFAULT_MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, readCapped } from './limits.js';
 import { DEFAULT_RETRY, Transport, discard, header, readSmallText, type HttpResponse, type RetryPolicy } from './transport.js';
 
@@ -58,15 +60,6 @@ export interface PingResult {
   readonly authSchemes: readonly string[];
 }
 
-interface Step {
-  readonly repo: RepositoryRef;
-  readonly what: string;
-  readonly path: string;
-  readonly method: 'GET' | 'HEAD';
-  readonly headers?: Readonly<Record<string, string>>;
-  readonly capability: 'pull' | 'resolve';
-  readonly signal?: AbortSignal | undefined;
-}
 
 export class RegistryClient {
   private readonly agent: Agent;
@@ -103,7 +96,6 @@ export class RegistryClient {
     const challenge = res.headers['www-authenticate'];
     const text = await readSmallText(res.body);
     if (res.status !== 200 && res.status !== 401) throw statusError({ what: `registry ${registry}`, url, status: res.status, body: text, registry });
-    const { parseWWWAuthenticate } = await import('./challenge.js');
     return { url, status: res.status, authSchemes: parseWWWAuthenticate(challenge).map((c) => c.scheme) };
   }
 
@@ -190,10 +182,11 @@ export class RegistryClient {
   }
 
   /** A small blob (an image config) in memory; over the cap is refused up front or while reading. */
-  async fetchBlobBytes(repo: RepositoryRef, desc: Descriptor, options: CallOptions = {}): Promise<Buffer> {
+  async fetchBlobBytes(repo: RepositoryRef, desc: Descriptor, options: CallOptions & { maxBytes?: number } = {}): Promise<Buffer> {
     const what = `blob ${desc.digest}`;
-    if (desc.size > this.maxManifestBytes) {
-      throw new VmimgError(ErrorCode.TOO_LARGE, `${what}: ${desc.size} bytes is over the ${this.maxManifestBytes}-byte limit`);
+    const cap = options.maxBytes ?? this.maxManifestBytes;
+    if (desc.size > cap) {
+      throw new VmimgError(ErrorCode.TOO_LARGE, `${what}: ${desc.size} bytes is over the ${cap}-byte limit`);
     }
     const parts: Buffer[] = [];
     for await (const chunk of this.fetchBlob(repo, desc, options)) parts.push(chunk as Buffer);
@@ -283,50 +276,4 @@ export class RegistryClient {
     }
     return res;
   }
-}
-
-function unauthorized(step: Step, url: string, status: number, body: string, why: string): VmimgError {
-  const base = statusError({ what: step.what, url, status, body, registry: step.repo.registry });
-  return new VmimgError(ErrorCode.UNAUTHORIZED, `${why}: ${base.message}`, {
-    hint: unauthorizedHint(step.repo.registry),
-    ...(base.details !== undefined ? { details: base.details } : {}),
-  });
-}
-
-function manifestTarget(ref: Reference): string {
-  if (ref.digest !== undefined) return validateDigest(ref.digest);
-  if (ref.tag !== undefined) return ref.tag;
-  throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `reference ${ref.registry}/${ref.repository} names neither tag nor digest`);
-}
-
-function describe(ref: Reference): string {
-  return `${ref.registry}/${ref.repository}${ref.tag !== undefined ? `:${ref.tag}` : ''}${ref.digest !== undefined ? `@${ref.digest}` : ''}`;
-}
-
-function checkDigest(what: string, expected: string, actual: string): void {
-  if (expected !== actual) {
-    throw new VmimgError(ErrorCode.DIGEST_MISMATCH, `${what}: digest mismatch: expected ${expected}, got ${actual}`, {
-      details: { expected, actual },
-    });
-  }
-}
-
-function mediaTypeOf(res: HttpResponse): string | undefined {
-  const type = header(res, 'content-type')?.split(';')[0]?.trim().toLowerCase();
-  if (type === undefined || type === '' || type === 'application/json' || type === 'text/plain' || type === 'application/octet-stream') return undefined;
-  return type;
-}
-
-function sniffMediaType(bytes: Buffer): string | undefined {
-  try {
-    const doc = JSON.parse(bytes.toString('utf8')) as { mediaType?: unknown };
-    return typeof doc.mediaType === 'string' ? doc.mediaType : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function rangeStart(contentRange: string | undefined): number {
-  const m = /^bytes\s+(\d+)-/i.exec(contentRange ?? '');
-  return m === null ? -1 : Number(m[1]);
 }

@@ -12,7 +12,7 @@ export type { OpenedBlob } from './blob.js';
 export type { PlatformEntry } from './platforms.js';
 export { registryEndpoints, plainHttpAllowed, type RegistryEndpoint, type HostOptions, type MirrorSpec, type HostCapabilities } from './hosts.js';
 export { credentialChain, credentialKeyOf, type Credential, type CredentialInput, type CredentialLookup, type CredentialOptions } from './credentials.js';
-export { Authorizer, parseWWWAuthenticate, saysTokenExpired, type Challenge } from './auth.js';
+export { parseWWWAuthenticate, saysTokenExpired, type Challenge } from './auth.js';
 export { DEFAULT_RETRY, type RetryPolicy } from './transport.js';
 export { redactUrl } from './http-errors.js';
 export { parseReference, formatReference, familiarName, apiHost, isLoopbackHost, type Reference } from '../reference/index.js';
