@@ -156,9 +156,17 @@ export class ContainerFS {
     return value;
   }
 
+  /** Totals for a statfs reply: a full, read-only filesystem (no free blocks or inodes). */
+  statfs(): { bsize: number; blocks: number; bfree: number; bavail: number; files: number; ffree: number; namelen: number } {
+    const t = this.table('statfs');
+    let bytes = 0;
+    for (let ino = 1; ino <= t.count; ino++) if ((t.mode[ino]! & S_IFMT) === S_IFREG) bytes += t.size[ino]!;
+    return { bsize: 4096, blocks: Math.ceil(bytes / 4096), bfree: 0, bavail: 0, files: t.count, ffree: 0, namelen: 255 };
+  }
+
   /** Lowercase hex sha256 of a regular file's content, when the index recorded it. */
   contentSha256(ino: number): string | undefined {
-    return this.inode(ino, 'sha256').sha256.get(ino);
+    return this.inode(ino, 'sha256').sha256Hex(ino);
   }
 
   // ---- path API (paths are image paths: absolute or relative to the image root) ----

@@ -6,6 +6,6 @@ export { VfsPromises, type VfsPath } from './promises.js';
 export { VfsFileHandle } from './file-handle.js';
 export { VfsStats, VfsDirent, DT, makedev, type Attr } from './stats.js';
 export { MAX_SYMLINK_HOPS } from './resolve.js';
-export { ROOT_INO, compareNames } from './tree.js';
+export { ROOT_INO, compareNames, S_IFMT, S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO } from './tree.js';
 export type { ContainerSource, LayerSource, LayerFiles, MemoryLayer } from './source.js';
 export type { VfsReadStreamOptions } from './read-stream.js';

@@ -49,7 +49,9 @@ export class InodeTable {
   readonly direntName: string[];
   readonly direntIno: Uint32Array;
   readonly linkTarget = new Map<number, string>();
-  readonly sha256 = new Map<number, string>();
+  /** Raw sha256 of regular files' content, 32 bytes per inode (hex strings would cost 3x more). */
+  readonly sha256: Buffer;
+  readonly hasSha256: Uint8Array;
   readonly xattrs = new Map<number, Record<string, Buffer>>();
   /** Lazily built name → inode maps, one per directory looked up. */
   readonly dirMaps: (Map<string, number> | undefined)[];
@@ -72,9 +74,15 @@ export class InodeTable {
     this.dirStart = new Uint32Array(n);
     this.dirCount = new Uint32Array(n);
     this.selfDirent = new Uint32Array(n);
+    this.sha256 = Buffer.alloc(n * 32);
+    this.hasSha256 = new Uint8Array(n);
     this.direntName = new Array<string>(dirents);
     this.direntIno = new Uint32Array(dirents);
     this.dirMaps = new Array(n);
+  }
+
+  sha256Hex(ino: number): string | undefined {
+    return this.hasSha256[ino] ? this.sha256.toString('hex', ino * 32, ino * 32 + 32) : undefined;
   }
 
   isDir(ino: number): boolean {
@@ -187,7 +195,7 @@ function fillInode(t: InodeTable, node: MNode): void {
   if (typeBits === S_IFREG) {
     t.size[ino] = m.size;
     t.offset[ino] = m.offset;
-    if (m.sha256 !== undefined) t.sha256.set(ino, m.sha256);
+    if (m.sha256 !== undefined && t.sha256.write(m.sha256, ino * 32, 32, 'hex') === 32) t.hasSha256[ino] = 1;
   } else if (typeBits === S_IFLNK) {
     const target = m.linkTarget ?? '';
     t.linkTarget.set(ino, target);
@@ -208,8 +216,10 @@ function copyInode(t: InodeTable, s: InodeTable, from: number, ino: number): voi
   t.offset[ino] = s.offset[from]!;
   const target = s.linkTarget.get(from);
   if (target !== undefined) t.linkTarget.set(ino, target);
-  const hash = s.sha256.get(from);
-  if (hash !== undefined) t.sha256.set(ino, hash);
+  if (s.hasSha256[from]) {
+    s.sha256.copy(t.sha256, ino * 32, from * 32, from * 32 + 32);
+    t.hasSha256[ino] = 1;
+  }
   const x = s.xattrs.get(from);
   if (x !== undefined) t.xattrs.set(ino, x);
 }

@@ -1,6 +1,6 @@
 // The inode API that virtio-fs / FUSE / 9p servers use, plus content reads and close().
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { text } from 'node:stream/consumers';
 import { isVmimgError } from '../../src/errors.js';
@@ -88,6 +88,20 @@ test('readlink by inode and by path; EINVAL on a non-symlink', () => {
   assert.equal(fs.readlink('/d/s'), '../small');
   assert.throws(() => fs.readlink('/small'), { code: 'EINVAL' });
   assert.deepEqual(fs.listxattr(fs.root()), []);
+});
+
+test('contentSha256 gives the recorded digest of regular files only', () => {
+  const want = createHash('sha256').update(big).digest('hex');
+  assert.equal(fs.contentSha256(fs.lookupPath('/big')), want);
+  assert.equal(fs.contentSha256(fs.root()), undefined);
+  assert.equal(fs.contentSha256(fs.lookupPath('/link')), undefined);
+});
+
+test('statfs reports a full read-only filesystem', () => {
+  const s = fs.statfs();
+  assert.equal(s.files, fs.inodeCount);
+  assert.equal(s.blocks, Math.ceil((big.length + 'hello world'.length) / 4096));
+  assert.equal(s.bfree, 0);
 });
 
 test('use after close is an ERR_CLOSED error, not a crash', async () => {

@@ -1,5 +1,6 @@
 // LayeredContainerFS: extra layers stacked on a live ContainerFS with the same merge rules.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import { isVmimgError } from '../../src/errors.js';
 import { ContainerFS, LayeredContainerFS } from '../../src/vfs/index.js';
@@ -31,6 +32,8 @@ test('stacked layers see base content and apply whiteouts, opaque dirs and repla
   assert.deepEqual(top.readdir('/etc/apt/sources.list.d'), []);
   assert.deepEqual(top.readdir('/usr/bin'), ['c']);
   assert.equal((await top.readFile('/etc/apt/apt.conf')).toString(), 'conf', 'base content through the stack');
+  const confSha = createHash('sha256').update('conf').digest('hex');
+  assert.equal(top.contentSha256(top.lookupPath('/etc/apt/apt.conf')), confSha, 'base digests carried over');
   assert.match((await top.readFile('/etc/passwd')).toString(), /me:x:1000/);
   assert.equal(top.lstat('/tmp').mode, 0o041777, 'base directory metadata kept');
   // the base is untouched
