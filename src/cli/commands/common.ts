@@ -1,0 +1,42 @@
+/** Shared pieces of command modules: the handler wrapper and how an image is printed. */
+import type { ArgumentsCamelCase } from 'yargs';
+import { formatPlatform, type Image } from '../../index.js';
+import { createContext, type Context, type GlobalArgs } from '../context.js';
+import type { ResolvedImage } from '../resolve-image.js';
+
+/** Wraps a command body: builds the context from the global options. */
+export function run<A>(body: (ctx: Context, args: A & GlobalArgs) => Promise<void>) {
+  return async (args: ArgumentsCamelCase<A & GlobalArgs>): Promise<void> => {
+    await body(createContext(args as unknown as GlobalArgs), args as unknown as A & GlobalArgs);
+  };
+}
+
+export function imagePlatform(image: Image): string {
+  const c = image.config;
+  return formatPlatform({ os: c.os, architecture: c.architecture, ...(c.variant ? { variant: c.variant } : {}) });
+}
+
+/** The summary pull/load print: JSON object with --json, aligned lines otherwise. */
+export function printImage(ctx: Context, resolved: ResolvedImage, name?: string): void {
+  const { image } = resolved;
+  const src = image.config.source;
+  const summary = {
+    name: name ?? resolved.names[0] ?? src.reference ?? null,
+    names: resolved.names,
+    id: src.configDigest,
+    platform: imagePlatform(image),
+    dir: image.dir,
+    source: src.kind,
+    ...(src.manifestDigest ? { manifestDigest: src.manifestDigest } : {}),
+    ...(src.indexDigest ? { indexDigest: src.indexDigest } : {}),
+    layers: image.config.layers.length,
+  };
+  if (ctx.json) {
+    ctx.out(JSON.stringify(summary));
+    return;
+  }
+  ctx.out(`name:     ${summary.name ?? '(none)'}`);
+  ctx.out(`platform: ${summary.platform}`);
+  ctx.out(`id:       ${summary.id}`);
+  ctx.out(`dir:      ${summary.dir}`);
+}

@@ -1,0 +1,25 @@
+import type { CommandModule } from 'yargs';
+import { formatReference, parseReference } from '../../index.js';
+import type { GlobalArgs } from '../context.js';
+import { named, pullImage } from '../resolve-image.js';
+import { printImage, run } from './common.js';
+
+interface Args {
+  ref: string;
+}
+
+export const pullCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
+  command: 'pull <ref>',
+  describe: 'Pull an image from a registry into the cache (verified, flattened)',
+  builder: (y) =>
+    y
+      .positional('ref', { type: 'string', demandOption: true, describe: 'Image reference (name[:tag][@digest])' })
+      .example('$0 pull alpine:3.20 --arch arm64', 'The arm64 image of a multi-arch tag')
+      .example('$0 pull 127.0.0.1:5000/app:1 --platform linux/arm/v7', 'A variant, from a local registry (plain HTTP)')
+      .example('echo "$TOKEN" | $0 pull ghcr.io/me/app --username me --password-stdin', 'With explicit credentials')
+      .example('$0 pull reg.lan:5000/app --insecure-registry reg.lan:5000 --json', 'Plain HTTP registry, JSON result'),
+  handler: run<Args>(async (ctx, args) => {
+    const image = await pullImage(ctx, args.ref);
+    printImage(ctx, await named(ctx, image, 'registry'), formatReference(parseReference(args.ref)));
+  }),
+};

@@ -1,0 +1,79 @@
+/**
+ * What every command gets from the global options: the cache, the wanted platform, registry options,
+ * the output mode, the progress listener and the Ctrl-C signal.
+ */
+import { CacheLayout, parsePlatform, resolveCacheDir, type Platform, type RegistryClientOptions } from '../index.js';
+import { parseReference } from '../index.js';
+import { createProgress, type ProgressMode, type ProgressRenderer } from './progress.js';
+import { readPasswordFromStdin } from './stdin.js';
+import { UsageError } from './exit-codes.js';
+
+/** The global options as yargs hands them to a command. */
+export interface GlobalArgs {
+  'cache-dir'?: string;
+  arch?: string;
+  platform?: string;
+  quiet?: boolean;
+  json?: boolean;
+  username?: string;
+  'password-stdin'?: boolean;
+  'insecure-registry'?: string[];
+}
+
+export interface Context {
+  cache: CacheLayout;
+  /** The platform asked for with --arch/--platform, if any. */
+  platform?: Platform;
+  json: boolean;
+  quiet: boolean;
+  signal: AbortSignal;
+  /** Progress for one image preparation; call `done()` when it ends (either way). */
+  progress(): ProgressRenderer;
+  /** Registry client options for a reference (credentials are keyed by its registry). */
+  registryOptions(reference?: string): Promise<RegistryClientOptions>;
+  /** Writes a line to stdout. */
+  out(line: string): void;
+  /** Writes an informational line to stderr unless --quiet or --json. */
+  info(line: string): void;
+}
+
+let signal: AbortSignal = new AbortController().signal;
+
+/** Set once by main: the signal Ctrl-C aborts. */
+export function setInterruptSignal(s: AbortSignal): void {
+  signal = s;
+}
+
+export function createContext(args: GlobalArgs): Context {
+  const platformText = args.platform ?? args.arch;
+  const json = args.json === true;
+  const quiet = args.quiet === true;
+  const mode: ProgressMode = quiet ? 'quiet' : json ? 'json' : process.stderr.isTTY ? 'tty' : 'log';
+  let password: Promise<string> | undefined;
+  return {
+    cache: new CacheLayout(resolveCacheDir(args['cache-dir'] ? { cacheDir: args['cache-dir'] } : {})),
+    ...(platformText !== undefined ? { platform: parsePlatform(platformText) } : {}),
+    json,
+    quiet,
+    signal,
+    progress: () => createProgress(mode),
+    async registryOptions(reference) {
+      const options: { insecureRegistries?: string[]; credentials?: Record<string, { username: string; password: string }> } = {};
+      const insecure = args['insecure-registry'] ?? [];
+      if (insecure.length > 0) options.insecureRegistries = insecure;
+      if (args['password-stdin'] && !args.username) throw new UsageError('--password-stdin needs --username');
+      if (args.username !== undefined) {
+        if (!args['password-stdin']) throw new UsageError('--username needs --password-stdin (passwords are never taken as arguments)');
+        password ??= readPasswordFromStdin();
+        const registry = reference !== undefined ? parseReference(reference).registry : undefined;
+        if (registry !== undefined) options.credentials = { [registry]: { username: args.username, password: await password } };
+      }
+      return options;
+    },
+    out: (line) => process.stdout.write(`${line}\n`),
+    info: (line) => {
+      if (!quiet && !json) process.stderr.write(`${line}\n`);
+    },
+  };
+}
+

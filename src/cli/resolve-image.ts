@@ -1,0 +1,125 @@
+/**
+ * Turns an IMAGE argument into a prepared image, trying in order:
+ *   1. an existing directory holding config.json (an image directory: used in place);
+ *   2. an existing file (an image tar: loaded into the cache);
+ *   3. a cached image's name or id (when `cached` is allowed);
+ *   4. a registry reference (pulled).
+ */
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  CONFIG_FILE,
+  ErrorCode,
+  findImage,
+  isVmimgError,
+  listImages,
+  loadFromDir,
+  loadFromTar,
+  parseReference,
+  pull,
+  type Image,
+  type LoadOptions,
+  type PullOptions,
+} from '../index.js';
+import type { Context } from './context.js';
+
+export interface ResolveOptions {
+  /** Look the argument up among cached images before pulling (default true). */
+  cached?: boolean;
+}
+
+export type ImageKind = 'dir' | 'tar' | 'cached' | 'registry';
+
+export interface ResolvedImage {
+  image: Image;
+  kind: ImageKind;
+  /** Names the cache knows the image by (empty for an image directory outside it). */
+  names: string[];
+}
+
+export async function resolveImage(ctx: Context, arg: string, options: ResolveOptions = {}): Promise<ResolvedImage> {
+  const st = await stat(arg).catch(() => undefined);
+  if (st?.isDirectory() && (await isFile(join(arg, CONFIG_FILE)))) {
+    return { image: await loadFromDir(arg, platformOption(ctx)), kind: 'dir', names: [] };
+  }
+  if (st?.isFile()) return named(ctx, await loadTar(ctx, arg), 'tar');
+  if (options.cached !== false) {
+    const hit = await findCached(ctx, arg);
+    if (hit !== undefined) return named(ctx, hit, 'cached');
+  }
+  return named(ctx, await pullImage(ctx, arg), 'registry');
+}
+
+/** The image a command names, or with no argument the most recently pulled or loaded one. */
+export async function resolveImageOrLast(ctx: Context, arg: string | undefined): Promise<ResolvedImage> {
+  if (arg !== undefined && arg !== '') return resolveImage(ctx, arg);
+  return named(ctx, await findImage(ctx.cache, undefined, ctx.platform), 'cached');
+}
+
+async function findCached(ctx: Context, arg: string): Promise<Image | undefined> {
+  try {
+    return await findImage(ctx.cache, arg, ctx.platform);
+  } catch (err) {
+    // Not cached (or cached for another platform under that name): a valid reference gets pulled.
+    const fallThrough = isVmimgError(err, ErrorCode.NOT_FOUND) || (isVmimgError(err, ErrorCode.PLATFORM_MISMATCH) && isReference(arg));
+    if (fallThrough) return undefined;
+    throw err;
+  }
+}
+
+export async function pullImage(ctx: Context, ref: string): Promise<Image> {
+  parseReference(ref); // a bad reference is a usage error before anything starts
+  const progress = ctx.progress();
+  try {
+    const options: PullOptions = {
+      ...(await ctx.registryOptions(ref)),
+      cacheDir: ctx.cache.root,
+      onProgress: progress.listener,
+      signal: ctx.signal,
+      ...platformOption(ctx),
+    };
+    return await pull(ref, options);
+  } finally {
+    progress.done();
+  }
+}
+
+export async function loadTar(ctx: Context, path: string, tag?: string): Promise<Image> {
+  const progress = ctx.progress();
+  try {
+    const options: LoadOptions = {
+      cacheDir: ctx.cache.root,
+      onProgress: progress.listener,
+      signal: ctx.signal,
+      ...platformOption(ctx),
+      ...(tag !== undefined ? { tag } : {}),
+    };
+    return await loadFromTar(path, options);
+  } finally {
+    progress.done();
+  }
+}
+
+/** Adds the names the cache has for an image. */
+export async function named(ctx: Context, image: Image, kind: ImageKind): Promise<ResolvedImage> {
+  const id = image.config.source.configDigest;
+  const summary = (await listImages(ctx.cache)).find((s) => s.id === id && s.dir === image.dir);
+  return { image, kind, names: summary?.names ?? [] };
+}
+
+function platformOption(ctx: Context): { platform?: NonNullable<Context['platform']> } {
+  return ctx.platform ? { platform: ctx.platform } : {};
+}
+
+function isReference(s: string): boolean {
+  try {
+    parseReference(s);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function isFile(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => undefined))?.isFile() === true;
+}

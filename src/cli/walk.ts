@@ -1,0 +1,109 @@
+/**
+ * Listing entries of a ContainerFS for `vmimg ls`. The VFS merges hard links into shared inodes; the
+ * first name of a multi-link inode in sorted whole-tree walk order is reported as the file, later
+ * names as `hardlink` entries pointing at it (the way a tar of the tree would record them).
+ */
+import type { ContainerFS } from '../index.js';
+import { DT } from '../vfs/index.js';
+
+export type EntryKind = 'file' | 'dir' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo' | 'socket';
+
+export interface ListedEntry {
+  path: string;
+  type: EntryKind;
+  /** Permission bits with setuid/setgid/sticky, octal (`4755`). */
+  mode: string;
+  uid: number;
+  gid: number;
+  size: number;
+  /** ISO 8601. */
+  mtime: string;
+  sha256?: string;
+  target?: string;
+  rdev?: number;
+}
+
+const S_IFMT = 0o170000;
+const KIND: Record<number, EntryKind> = {
+  0o100000: 'file',
+  0o040000: 'dir',
+  0o120000: 'symlink',
+  0o020000: 'char',
+  0o060000: 'block',
+  0o010000: 'fifo',
+  0o140000: 'socket',
+};
+
+export class Lister {
+  private firstNames: Map<number, string> | undefined;
+
+  constructor(private readonly fs: ContainerFS) {}
+
+  /** One entry for `ino` named `path`. */
+  entry(ino: number, path: string): ListedEntry {
+    const a = this.fs.getattr(ino);
+    let type = KIND[a.mode & S_IFMT] ?? 'file';
+    const e: ListedEntry = {
+      path,
+      type,
+      mode: (a.mode & 0o7777).toString(8).padStart(4, '0'),
+      uid: a.uid,
+      gid: a.gid,
+      size: a.size,
+      mtime: new Date(a.mtimeSec * 1000 + Math.floor(a.mtimeNsec / 1e6)).toISOString(),
+    };
+    if (type === 'file' && a.nlink > 1) {
+      const first = this.firstName(ino);
+      if (first !== undefined && first !== path) {
+        e.type = type = 'hardlink';
+        e.target = first;
+      }
+    }
+    if (type === 'file') {
+      const sha = this.fs.contentSha256(ino);
+      if (sha !== undefined) e.sha256 = sha;
+    }
+    if (type === 'symlink') e.target = this.fs.readlink(ino);
+    if (type === 'char' || type === 'block') e.rdev = a.rdev;
+    return e;
+  }
+
+  /** Entries under directory `ino` (named `path`), in bytewise name order; depth-first with `recursive`. */
+  *children(ino: number, path: string, recursive: boolean): Generator<ListedEntry> {
+    for (const d of this.fs.readdir(ino)) {
+      const child = path === '/' ? `/${d.name}` : `${path}/${d.name}`;
+      yield this.entry(d.ino, child);
+      if (recursive && d.type === DT.DIR) yield* this.children(d.ino, child, true);
+    }
+  }
+
+  private firstName(ino: number): string | undefined {
+    if (this.firstNames === undefined) {
+      this.firstNames = new Map();
+      this.collect(this.fs.root(), '/');
+    }
+    return this.firstNames.get(ino);
+  }
+
+  private collect(dir: number, path: string): void {
+    for (const d of this.fs.readdir(dir)) {
+      const child = path === '/' ? `/${d.name}` : `${path}/${d.name}`;
+      if (d.type === DT.DIR) this.collect(d.ino, child);
+      else if (d.type === DT.REG && !this.firstNames!.has(d.ino) && this.fs.getattr(d.ino).nlink > 1) this.firstNames!.set(d.ino, child);
+    }
+  }
+}
+
+/** `drwxr-xr-x`-style mode string. */
+export function modeString(e: ListedEntry): string {
+  const letter: Record<EntryKind, string> = { file: '-', hardlink: '-', dir: 'd', symlink: 'l', char: 'c', block: 'b', fifo: 'p', socket: 's' };
+  const m = parseInt(e.mode, 8);
+  const rwx = (bits: number, special: boolean, ch: string): string =>
+    `${bits & 4 ? 'r' : '-'}${bits & 2 ? 'w' : '-'}${special ? (bits & 1 ? ch : ch.toUpperCase()) : bits & 1 ? 'x' : '-'}`;
+  return (
+    letter[e.type] +
+    rwx((m >> 6) & 7, (m & 0o4000) !== 0, 's') +
+    rwx((m >> 3) & 7, (m & 0o2000) !== 0, 's') +
+    rwx(m & 7, (m & 0o1000) !== 0, 't')
+  );
+}
