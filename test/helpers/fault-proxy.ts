@@ -16,6 +16,8 @@ export type Fault =
   | { kind: 'corrupt' }
   /** Answer 200 with this body instead; `chunked` sends no Content-Length. */
   | { kind: 'body'; body: Buffer; contentType?: string; chunked?: boolean }
+  /** Forward without the Range header (a server that ignores Range and sends everything). */
+  | { kind: 'ignore-range' }
   /** 307 to `${to}${path}${query}`. */
   | { kind: 'redirect'; to: string; query?: string };
 
@@ -121,6 +123,7 @@ export async function startFaultProxy(upstream: string, options: { bindAddress?:
 
 function forward(req: IncomingMessage, res: ServerResponse, target: URL, fault: Fault | undefined): void {
   const headers = { ...req.headers, host: target.host };
+  if (fault?.kind === 'ignore-range') delete headers.range;
   const up = request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers }, (upRes) => {
     const outHeaders = { ...upRes.headers };
     const length = Number(upRes.headers['content-length'] ?? NaN);
@@ -130,7 +133,7 @@ function forward(req: IncomingMessage, res: ServerResponse, target: URL, fault: 
     }
     res.writeHead(upRes.statusCode ?? 502, outHeaders);
     const ok = (upRes.statusCode ?? 500) < 300 && req.method !== 'HEAD';
-    if (!ok || fault === undefined) {
+    if (!ok || fault === undefined || fault.kind === 'ignore-range') {
       upRes.pipe(res);
       return;
     }

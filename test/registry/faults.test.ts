@@ -91,6 +91,24 @@ describe('fault injection between client and real registry', () => {
     assert.equal(gets[1]!.range, `bytes=${cut}-`);
   });
 
+  test('a server that ignores Range on resume: the bytes already received are skipped', async () => {
+    const cut = Math.floor(layer.size / 4);
+    proxy.add({ path: blobPath(), fault: { kind: 'reset', afterBytes: cut }, times: 1 });
+    proxy.add({ path: blobPath(), fault: { kind: 'ignore-range' }, times: 1 });
+    const bytes = await collect(client().fetchBlob(repo(), layer));
+    assert.equal(bytes.length, layer.size);
+    assert.equal(sha256(bytes), layer.digest);
+    assert.deepEqual(proxy.requests.map((r) => r.fault), ['reset', 'ignore-range']);
+  });
+
+  test('aborting mid-blob ends the stream with ERR_ABORTED', async () => {
+    proxy.add({ path: blobPath(), fault: { kind: 'stall', afterBytes: 1000 } });
+    const ac = new AbortController();
+    const stream = client().fetchBlob(repo(), layer, { signal: ac.signal });
+    stream.once('data', () => ac.abort());
+    await assert.rejects(collect(stream), { code: 'ERR_ABORTED' });
+  });
+
   test('a stalled body trips the idle timeout and resumes', async () => {
     const cut = Math.floor(layer.size / 2);
     proxy.add({ path: blobPath(), fault: { kind: 'stall', afterBytes: cut }, times: 1 });
