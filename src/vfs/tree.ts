@@ -56,7 +56,7 @@ export class InodeTable {
   /** Lazily built name → inode maps, one per directory looked up. */
   readonly dirMaps: (Map<string, number> | undefined)[];
 
-  constructor(inodes: number, dirents: number) {
+  constructor(inodes: number, direntName: string[]) {
     const n = inodes + 1;
     this.count = inodes;
     this.mode = new Uint32Array(n);
@@ -76,8 +76,8 @@ export class InodeTable {
     this.selfDirent = new Uint32Array(n);
     this.sha256 = Buffer.alloc(n * 32);
     this.hasSha256 = new Uint8Array(n);
-    this.direntName = new Array<string>(dirents);
-    this.direntIno = new Uint32Array(dirents);
+    this.direntName = direntName;
+    this.direntIno = new Uint32Array(direntName.length);
     this.dirMaps = new Array(n);
   }
 
@@ -129,17 +129,18 @@ function sortNames(names: string[]): string[] {
 /** Packs a merged tree: inode numbers in breadth-first, sorted order, so equal trees get equal numbers. */
 export function packTree(root: MNode): InodeTable {
   const order: MNode[] = [root];
-  const sorted: string[][] = [];
-  let dirents = 0;
+  const names: string[] = [];
+  const kids: MNode[] = [];
+  const starts: number[] = []; // by position in `order`: first dirent
   root.ino = 1;
   for (let q = 0; q < order.length; q++) {
     const node = order[q]!;
+    starts.push(names.length);
     if (node.children === null) continue;
-    const names = sortNames([...node.children.keys()]);
-    sorted[q] = names;
-    dirents += names.length;
-    for (const name of names) {
+    for (const name of sortNames([...node.children.keys()])) {
       const child = node.children.get(name)!;
+      names.push(name);
+      kids.push(child);
       child.links++;
       if (child.ino === 0) {
         order.push(child);
@@ -147,27 +148,27 @@ export function packTree(root: MNode): InodeTable {
       }
     }
   }
-  const t = new InodeTable(order.length, dirents);
-  let d = 0;
+  starts.push(names.length);
+  const t = new InodeTable(order.length, names);
   for (let q = 0; q < order.length; q++) {
     const node = order[q]!;
     fillInode(t, node);
     if (node.children === null) continue;
-    t.dirStart[node.ino] = d;
+    const ino = node.ino;
+    const end = starts[q + 1]!;
     let subdirs = 0;
-    for (const name of sorted[q]!) {
-      const child = node.children.get(name)!;
-      t.direntName[d] = name;
+    t.dirStart[ino] = starts[q]!;
+    t.dirCount[ino] = end - starts[q]!;
+    for (let d = starts[q]!; d < end; d++) {
+      const child = kids[d]!;
       t.direntIno[d] = child.ino;
       if (child.children !== null) {
         subdirs++;
-        t.parent[child.ino] = node.ino;
+        t.parent[child.ino] = ino;
         t.selfDirent[child.ino] = d;
       }
-      d++;
     }
-    t.dirCount[node.ino] = d - t.dirStart[node.ino]!;
-    t.nlink[node.ino] = 2 + subdirs;
+    t.nlink[ino] = 2 + subdirs;
   }
   t.parent[1] = 1;
   return t;
