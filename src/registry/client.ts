@@ -3,7 +3,7 @@
  * through mirrors then the origin, with auth → retry → redirect steps underneath.
  */
 import { Agent } from 'undici';
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { digestAlgorithm, digestOf, validateDigest } from '../digest/index.js';
 import type { Descriptor } from '../manifest/types.js';
@@ -163,7 +163,7 @@ export class RegistryClient {
         res.body.destroy();
         throw new VmimgError(ErrorCode.TOO_LARGE, `${step.what}: server sends ${start + length} bytes, descriptor says ${desc.size}`);
       }
-      return { stream: res.body, offset: start };
+      return { stream: codedErrors(res.body, res.url, options.signal), offset: start };
     });
   }
 
@@ -276,4 +276,12 @@ export class RegistryClient {
     }
     return res;
   }
+}
+
+/** The body with its errors turned into VmimgErrors (ERR_NETWORK with `retryable`, ERR_ABORTED). */
+function codedErrors(body: Readable, url: string, signal?: AbortSignal): Readable {
+  const out = new PassThrough();
+  body.on('error', (err) => out.destroy(networkError(err, url, signal)));
+  out.on('close', () => body.destroy());
+  return body.pipe(out);
 }
