@@ -45,21 +45,24 @@ function logProgress(stream: NodeJS.WriteStream): ProgressRenderer {
   return { listener, done: () => {} };
 }
 
+// cli-progress overrides payload keys it computes itself (eta, value, total...): ours have other names.
 interface BarPayload {
   label: string;
   bytes: string;
   speed: string;
-  eta: string;
+  etaText: string;
   state: string;
 }
+
+const STATE_WIDTH = 'downloading'.length;
 
 function barProgress(stream: NodeJS.WriteStream): ProgressRenderer {
   const color = colorEnabled(stream);
   const multibar = new cliProgress.MultiBar(
     {
       stream,
-      format: '{label} {bar} {percentage}% {bytes} {speed} ETA {eta} {state}',
-      barsize: 20,
+      format: '{label} {state} {bar} {bytes} {speed} {etaText}',
+      barsize: 14,
       hideCursor: true,
       clearOnComplete: false,
       stopOnComplete: false,
@@ -72,41 +75,47 @@ function barProgress(stream: NodeJS.WriteStream): ProgressRenderer {
   const bars = new Map<number, cliProgress.SingleBar>();
   let total: cliProgress.SingleBar | undefined;
   let stopped = false;
-  const state = (s: string): string => paint(color, s === 'done' || s === 'cached' ? 32 : s === 'extracting' ? 33 : 36, s);
+  const state = (s: string): string =>
+    paint(color, s === 'done' || s === 'cached' ? 32 : s === 'extracting' ? 33 : 36, s.padEnd(STATE_WIDTH));
+
+  const blank = (label: string, st: string): BarPayload => ({ label, bytes: ''.padEnd(17), speed: ''.padEnd(10), etaText: '', state: state(st) });
+  const labelOf = (i: number, count: number, digest: string): string =>
+    `${String(i + 1).padStart(String(count).length)}/${count} ${shortDigest(digest).slice(0, 8)}`;
+
+  // All layer bars first, in layer order, then the total at the bottom (bars cannot be reordered later).
+  const ensureBars = (count: number, digestOf: (i: number) => string): void => {
+    if (total !== undefined || count === 0) return;
+    for (let i = 0; i < count; i++) bars.set(i, multibar.create(1, 0, blank(labelOf(i, count, digestOf(i)), 'waiting')));
+    total = multibar.create(1, 0, blank('total'.padEnd(labelOf(0, count, '01234567').length), 'downloading'));
+  };
 
   const onLayer = (e: LayerProgress): void => {
+    ensureBars(e.count, (i) => (i === e.index ? e.digest : ''.padEnd(8, '.')));
     const max = Math.max(1, e.bytesTotal ?? e.bytesDone);
     const finished = e.state === 'done' || e.state === 'cached';
-    const payload: BarPayload = {
-      label: `${String(e.index + 1).padStart(String(e.count).length)}/${e.count} ${shortDigest(e.digest)}`,
-      bytes: `${humanBytes(e.bytesDone)}/${humanBytes(e.bytesTotal)}`.padEnd(19),
-      speed: e.bytesPerSecond !== undefined && !finished ? `${humanBytes(e.bytesPerSecond)}/s`.padEnd(11) : ''.padEnd(11),
-      eta: finished ? '0s' : humanDuration(e.etaSeconds),
-      state: state(e.state),
-    };
-    let bar = bars.get(e.index);
-    if (bar === undefined) {
-      bar = multibar.create(max, 0, payload);
-      bars.set(e.index, bar);
-    }
+    const bar = bars.get(e.index);
+    if (bar === undefined) return;
     bar.setTotal(max);
-    bar.update(finished ? max : Math.min(e.bytesDone, max), payload);
+    bar.update(finished ? max : Math.min(e.bytesDone, max), {
+      label: labelOf(e.index, e.count, e.digest),
+      bytes: `${humanBytes(e.bytesDone)}/${humanBytes(e.bytesTotal)}`.padEnd(17),
+      speed: (e.bytesPerSecond !== undefined && !finished ? `${humanBytes(e.bytesPerSecond)}/s` : '').padEnd(10),
+      etaText: finished ? '' : `ETA ${humanDuration(e.etaSeconds)}`,
+      state: state(e.state),
+    } satisfies BarPayload);
   };
 
   const listener: ProgressListener = (e: ProgressEvent) => {
     if (stopped) return;
     if (e.type === 'layer') return onLayer(e);
+    if (total === undefined) return; // still resolving: layers not known yet
     const max = Math.max(1, e.bytesTotal ?? e.bytesDone);
-    const payload: BarPayload = {
-      label: 'total'.padEnd(`${e.layerCount}/${e.layerCount} 0123456789ab`.length),
-      bytes: `${humanBytes(e.bytesDone)}/${humanBytes(e.bytesTotal)}`.padEnd(19),
-      speed: `${e.layersDone}/${e.layerCount} layers`.padEnd(11),
-      eta: '--',
-      state: state(e.state),
-    };
-    total ??= multibar.create(max, 0, payload);
     total.setTotal(max);
-    total.update(e.state === 'done' ? max : Math.min(e.bytesDone, max), payload);
+    total.update(e.state === 'done' ? max : Math.min(e.bytesDone, max), {
+      bytes: `${humanBytes(e.bytesDone)}/${humanBytes(e.bytesTotal)}`.padEnd(17),
+      speed: `${e.layersDone}/${e.layerCount} layers`.padEnd(10),
+      state: state(e.state),
+    });
   };
   return {
     listener,
