@@ -2,6 +2,7 @@
  * RegistryClient: the distribution API (ping, resolve, manifests, blobs) over one undici Agent, going
  * through mirrors then the origin, with auth → retry → redirect steps underneath.
  */
+import type { Hash } from 'node:crypto';
 import { Agent } from 'undici';
 import { PassThrough, type Readable } from 'node:stream';
 import { ErrorCode, VmimgError } from '../errors.js';
@@ -53,13 +54,17 @@ export interface BlobReadOptions extends CallOptions {
   readonly offset?: number;
 }
 
+export interface BlobFetchOptions extends BlobReadOptions {
+  /** Hash state covering bytes before `offset`, so the digest can still be checked. */
+  readonly hasher?: Hash;
+}
+
 export interface PingResult {
   readonly url: string;
   readonly status: number;
   /** Auth schemes the registry challenged with (`bearer`, `basic`), empty when open. */
   readonly authSchemes: readonly string[];
 }
-
 
 export class RegistryClient {
   private readonly agent: Agent;
@@ -168,7 +173,7 @@ export class RegistryClient {
   }
 
   /** The whole blob as a stream checked against size and digest; resumes with Range after a drop. */
-  fetchBlob(repo: RepositoryRef, desc: Descriptor, options: BlobReadOptions & { hasher?: import('node:crypto').Hash } = {}): Readable {
+  fetchBlob(repo: RepositoryRef, desc: Descriptor, options: BlobFetchOptions = {}): Readable {
     return resumingBlobStream(desc, (offset) => this.openBlob(repo, desc, { offset, ...(options.signal ? { signal: options.signal } : {}) }), {
       ...(options.offset !== undefined ? { offset: options.offset } : {}),
       ...(options.hasher !== undefined ? { hasher: options.hasher } : {}),

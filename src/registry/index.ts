@@ -6,6 +6,7 @@ export {
   type CallOptions,
   type FetchedManifest,
   type BlobReadOptions,
+  type BlobFetchOptions,
   type PingResult,
 } from './client.js';
 export type { OpenedBlob } from './blob.js';
