@@ -47,8 +47,7 @@ export class VfsFileHandle {
     const ino = this.check('read');
     const encoding = typeof options === 'object' && options !== null ? options.encoding : options;
     const size = this.fs.getattr(ino).size;
-    if (this.#position >= size && size > 0) return encoding ? '' : Buffer.alloc(0);
-    const buf = await this.fs.read(ino, this.#position, size - this.#position);
+    const buf = await this.fs.read(ino, this.#position, Math.max(0, size - this.#position));
     this.#position += buf.length;
     return encoding ? buf.toString(encoding) : buf;
   }
