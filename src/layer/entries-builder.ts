@@ -52,7 +52,6 @@ export class EntriesBuilder {
   /** Checks before the entry's data is read: true when the data belongs in `.contents`. */
   precheck(h: TarHeader): boolean {
     const name = h.name.toString('latin1');
-    if (h.sparse) throw this.fail(`entry ${show(name)} is a GNU sparse file, which vmimg does not support`);
     if (h.type === 'V') return false;
     if (TYPES[h.type] === undefined) throw this.fail(`entry ${show(name)} has unsupported tar type "${h.type}"`);
     return h.type === '0' && h.size > 0 && classifyWhiteout(normaliseTarPath(name) ?? '').kind === 'none';

@@ -2,10 +2,11 @@
  * Streaming tar reader working on raw bytes (ustar, GNU, PAX, old v7).
  * Our own rather than tar-stream's extract because tar-stream decodes PAX records as UTF-8
  * (corrupting binary xattrs such as security.capability and non-UTF-8 PAX paths), drops
- * sub-second mtimes and GNU sparse types, and fails archives that end without zero blocks.
+ * sub-second mtimes and GNU sparse files, and fails archives that end without zero blocks.
  */
-import { ErrorCode, VmimgError } from '../errors.js';
 import { ByteReader } from './byte-reader.js';
+import { invalid, parseNumeric, parsePax, paxInt, type PaxRecords } from './tar-fields.js';
+import { checkMap, expandSparse, readMapFromData, readOldGnuSparse, sparseFromPax, type SparseInfo } from './sparse.js';
 
 export interface TarHeader {
   /** Typeflag character ('0', '5', '2', ...); '\0' and '7' are reported as '0'. */
@@ -22,7 +23,7 @@ export interface TarHeader {
   devMajor: number;
   devMinor: number;
   xattrs: Record<string, Buffer> | undefined;
-  /** GNU sparse file (old 'S' type or PAX GNU.sparse.*). */
+  /** Was a GNU sparse file (old 'S' type or PAX GNU.sparse.*); body() yields it expanded, `size` is the real size. */
   sparse: boolean;
   /** Byte offset of this entry's header block in the tar (for messages). */
   headerOffset: number;
@@ -30,34 +31,6 @@ export interface TarHeader {
 
 const MAX_META = 1 << 20;
 const HEADER_ONLY = new Set(['1', '2', '3', '4', '5', '6']);
-
-function invalid(msg: string): VmimgError {
-  return new VmimgError(ErrorCode.INVALID_LAYER, msg);
-}
-
-function parseNumeric(block: Buffer, off: number, len: number, what: string): number {
-  const first = block[off]!;
-  if (first === 0x80 || first === 0xff) {
-    // GNU base-256: big-endian two's complement in the remaining bytes.
-    let n = 0;
-    for (let i = off + 1; i < off + len; i++) n = n * 256 + (first === 0xff ? 255 - block[i]! : block[i]!);
-    if (!Number.isSafeInteger(n)) throw invalid(`tar header field ${what} is too large`);
-    return first === 0xff ? -n - 1 : n;
-  }
-  let i = off;
-  const end = off + len;
-  while (i < end && (block[i] === 0x20 || block[i] === 0)) i++;
-  let n = 0;
-  let digits = 0;
-  for (; i < end; i++) {
-    const c = block[i]!;
-    if (c === 0x20 || c === 0) break;
-    if (c < 0x30 || c > 0x37) throw invalid(`tar header field ${what} is not octal`);
-    n = n * 8 + (c - 0x30);
-    digits++;
-  }
-  return digits === 0 ? 0 : n;
-}
 
 function checksumOk(block: Buffer): boolean {
   let unsigned = 0;
@@ -81,28 +54,6 @@ function isZero(block: Buffer): boolean {
   return true;
 }
 
-type Pax = Map<string, Buffer>;
-
-/** PAX extended header records: `LEN KEY=VALUE\n`, values kept as raw bytes. */
-export function parsePax(data: Buffer): Pax {
-  const out: Pax = new Map();
-  let pos = 0;
-  while (pos < data.length) {
-    if (data[pos] === 0) break; // NUL padding some writers leave
-    const space = data.indexOf(0x20, pos);
-    const len = space < 0 ? NaN : Number(data.toString('latin1', pos, space));
-    if (!Number.isInteger(len) || len <= space - pos + 1 || pos + len > data.length || data[pos + len - 1] !== 0x0a) {
-      throw invalid(`malformed PAX record at byte ${pos}`);
-    }
-    const rec = data.subarray(space + 1, pos + len - 1);
-    const eq = rec.indexOf(0x3d);
-    if (eq < 0) throw invalid(`PAX record without "=" at byte ${pos}`);
-    out.set(rec.toString('utf8', 0, eq), rec.subarray(eq + 1));
-    pos += len;
-  }
-  return out;
-}
-
 function paxMtime(v: string): [number, number] {
   const m = /^(-?)(\d+)(?:\.(\d*))?$/.exec(v);
   if (m === null) throw invalid(`PAX mtime "${v}" is not a number`);
@@ -118,12 +69,6 @@ function paxMtime(v: string): [number, number] {
   return [sec, nsec];
 }
 
-function paxInt(v: Buffer, what: string): number {
-  const s = v.toString('latin1');
-  if (!/^\d+$/.test(s) || !Number.isSafeInteger(Number(s))) throw invalid(`PAX ${what} "${s}" is not a valid number`);
-  return Number(s);
-}
-
 /** bsdtar's form: URL-encoded name, base64 value; SCHILY.xattr wins when both are present. */
 function libarchiveXattr(h: TarHeader, encodedName: string, value: Buffer): void {
   let name: string;
@@ -136,7 +81,7 @@ function libarchiveXattr(h: TarHeader, encodedName: string, value: Buffer): void
   if (!(name in xattrs)) xattrs[name] = Buffer.from(value.toString('latin1'), 'base64');
 }
 
-function applyPax(h: TarHeader, pax: Pax): void {
+function applyPax(h: TarHeader, pax: PaxRecords): void {
   for (const [key, value] of pax) {
     if (key === 'path') h.name = value;
     else if (key === 'linkpath') h.linkname = value;
@@ -146,7 +91,6 @@ function applyPax(h: TarHeader, pax: Pax): void {
     else if (key === 'mtime') [h.mtimeSec, h.mtimeNsec] = paxMtime(value.toString('latin1'));
     else if (key.startsWith('SCHILY.xattr.')) (h.xattrs ??= {})[Buffer.from(key.slice(13), 'utf8').toString('latin1')] = value;
     else if (key.startsWith('LIBARCHIVE.xattr.')) libarchiveXattr(h, key.slice(17), value);
-    else if (key.startsWith('GNU.sparse.')) h.sparse = true;
   }
 }
 
@@ -155,6 +99,7 @@ export class TarReader {
   private remaining = 0;
   private padding = 0;
   private done = false;
+  private sparse: SparseInfo | undefined;
 
   constructor(chunks: AsyncIterator<Buffer>) {
     this.r = new ByteReader(chunks);
@@ -163,7 +108,7 @@ export class TarReader {
   /** The next entry, or null at the end of the archive (zero block or clean EOF at a header boundary). */
   async next(): Promise<TarHeader | null> {
     await this.skipBody();
-    let pax: Pax | undefined;
+    let pax: PaxRecords | undefined;
     let longName: Buffer | undefined;
     let longLink: Buffer | undefined;
     for (;;) {
@@ -187,20 +132,40 @@ export class TarReader {
       if (longLink !== undefined) h.linkname = longLink;
       if (pax !== undefined) applyPax(h, pax);
       if (h.size < 0) throw invalid(`negative size at byte ${headerOffset}`);
+      const sparse = h.type === 'S' ? await readOldGnuSparse(block, this.r) : pax && sparseFromPax(pax);
       // Like Go's archive/tar: links, devices, dirs and fifos never carry data, whatever `size` says.
       this.remaining = HEADER_ONLY.has(h.type) ? 0 : h.size;
       this.padding = (512 - (this.remaining % 512)) % 512;
+      this.sparse = sparse;
+      if (sparse !== undefined) await this.setUpSparse(h, sparse);
       return h;
     }
   }
 
-  /** The current entry's data, as views of the input (consume before calling next()). */
+  /** The current entry's data, as views of the input (consume before calling next()); sparse files expanded. */
   async *body(): AsyncGenerator<Buffer> {
-    for await (const chunk of this.r.take(this.remaining)) {
+    if (this.sparse !== undefined) yield* expandSparse(this.sparse, (n) => this.data(n));
+    else yield* this.data(this.remaining);
+  }
+
+  private async *data(n: number): AsyncGenerator<Buffer> {
+    let left = n;
+    for await (const chunk of this.r.take(n)) {
       this.remaining -= chunk.length;
+      left -= chunk.length;
       yield chunk;
     }
-    if (this.remaining > 0) throw invalid('tar truncated inside file data');
+    if (left > 0) throw invalid('tar truncated inside file data');
+  }
+
+  private async setUpSparse(h: TarHeader, sparse: SparseInfo): Promise<void> {
+    if (h.type !== '0' && h.type !== 'S') throw invalid(`GNU sparse header on a non-file entry at byte ${h.headerOffset}`);
+    if (sparse.mapInData) this.remaining -= await readMapFromData(this.r, sparse, this.remaining);
+    checkMap(sparse, this.remaining);
+    if (sparse.name !== undefined) h.name = sparse.name;
+    h.type = '0';
+    h.size = sparse.realSize;
+    h.sparse = true;
   }
 
   /** Consumes whatever follows the archive. */
