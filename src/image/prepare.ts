@@ -13,11 +13,15 @@ import { ProgressTracker, type ProgressListener } from './progress.js';
 import { recordImage } from './refs.js';
 import { buildRuntimeConfig, type LayerRecord } from './runtime-config.js';
 import type { ImageSource, SourceLayer } from './source.js';
+import { isReopen } from './tee-download.js';
 
 export interface PrepareOptions {
   cache: CacheLayout;
-  /** Layers flattened at once (CPU-bound: gunzip, sha256). Default 2. */
-  flattenConcurrency?: number;
+  /**
+   * Layers opened and flattened at once (default 3). Remote layers download while they convert, so
+   * this bounds downloads too; a little over the core count keeps both the network and CPUs busy.
+   */
+  concurrency?: number;
   onProgress?: ProgressListener;
   signal?: AbortSignal;
   /** Name to record for the image in refs.json (e.g. the canonical reference). */
@@ -28,7 +32,7 @@ export async function prepareImage(source: ImageSource, options: PrepareOptions)
   const { cache, signal } = options;
   const progress = new ProgressTracker(source.layers, options.onProgress);
   await mkdir(cache.layersDir, { recursive: true });
-  const limit = createLimiter(options.flattenConcurrency ?? 2);
+  const limit = createLimiter(options.concurrency ?? 3);
   try {
     const infos = await Promise.all(
       source.layers.map((layer, i) => flattenOne(layer, i, cache, progress, limit, signal)),
@@ -75,24 +79,47 @@ async function flattenOne(
   }
   const name = `layer ${index + 1}/${progress.count} (${layer.digest ?? layer.diffId})`;
   try {
-    const stream = await layer.open({ signal, onProgress: (done) => progress.layer(index, 'downloading', done) });
     return await limit(async () => {
-      progress.layer(index, 'extracting', 0);
-      const counted = stream.pipe(countBytes((n) => progress.layer(index, 'extracting', n)));
-      stream.on('error', (err) => counted.destroy(err));
-      const info = await flattenLayer(counted, {
-        dir: cache.layersDir,
-        expectedDiffId: layer.diffId,
-        ...(layer.digest ? { expectedDigest: layer.digest } : {}),
-        name,
-        ...(signal ? { signal } : {}),
-      });
-      progress.layer(index, 'done');
-      return info;
+      try {
+        return await flattenFrom(layer, index, cache, progress, name, signal);
+      } catch (err) {
+        if (!isReopen(err)) throw err;
+        return await flattenFrom(layer, index, cache, progress, name, signal); // now from the store
+      }
     });
   } catch (err) {
     throw wrapError(err, name);
   }
+}
+
+async function flattenFrom(
+  layer: SourceLayer,
+  index: number,
+  cache: CacheLayout,
+  progress: ProgressTracker,
+  name: string,
+  signal: AbortSignal | undefined,
+): Promise<LayerInfo> {
+  // A downloading layer converts as its bytes arrive: report the download, then the conversion's tail.
+  let downloading = false;
+  const stream = await layer.open({
+    signal,
+    onProgress: (done) => {
+      downloading = done !== layer.size;
+      progress.layer(index, downloading ? 'downloading' : 'extracting', done);
+    },
+  });
+  const counted = stream.pipe(countBytes((n) => downloading || progress.layer(index, 'extracting', n)));
+  stream.on('error', (err) => counted.destroy(err));
+  const info = await flattenLayer(counted, {
+    dir: cache.layersDir,
+    expectedDiffId: layer.diffId,
+    ...(layer.digest ? { expectedDigest: layer.digest } : {}),
+    name,
+    ...(signal ? { signal } : {}),
+  });
+  progress.layer(index, 'done');
+  return info;
 }
 
 function layerRecord(info: LayerInfo, layer: SourceLayer): LayerRecord {

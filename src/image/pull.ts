@@ -15,7 +15,7 @@ export interface PullOptions extends RegistryClientOptions {
   /** Wanted platform (the host's when absent). Naming one makes a single-platform mismatch an error. */
   platform?: Platform;
   cacheDir?: string;
-  /** Layers downloaded at once (default 4). */
+  /** Layers downloaded and converted at once (default 3). */
   concurrency?: number;
   onProgress?: ProgressListener;
   signal?: AbortSignal;
@@ -34,11 +34,11 @@ export async function pull(reference: string | Reference, options: PullOptions =
       store: new BlobStore(cache.root),
       ...(options.platform ? { platform: options.platform, explicitPlatform: true } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
-      ...(options.concurrency ? { concurrency: options.concurrency } : {}),
     });
     return await prepareImage(source, {
       cache,
       name: formatReference(ref),
+      ...(options.concurrency ? { concurrency: options.concurrency } : {}),
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
     });

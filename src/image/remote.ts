@@ -18,7 +18,8 @@ import type { Reference } from '../reference/types.js';
 import type { RegistryClient } from '../registry/index.js';
 import type { BlobStore } from '../store/index.js';
 import { manifestLayers } from './archive.js';
-import { createLimiter } from './prepare.js';
+import { teeDownload } from './tee-download.js';
+import type { Readable } from 'node:stream';
 import type { ImageSource, OpenLayerOptions } from './source.js';
 
 export interface RemoteOptions {
@@ -27,8 +28,6 @@ export interface RemoteOptions {
   platform?: Platform;
   explicitPlatform?: boolean;
   signal?: AbortSignal;
-  /** Layers downloaded at once (default 4). */
-  concurrency?: number;
 }
 
 const MAX_INDEX_DEPTH = 4;
@@ -55,13 +54,22 @@ export async function openRemote(ref: Reference, options: RemoteOptions): Promis
   const config = parseImageConfig(configBytes);
   checkConfigPlatform(config, wanted, options.explicitPlatform ?? false);
 
-  const limit = createLimiter(options.concurrency ?? 4);
-  const download = async (desc: Descriptor, open: OpenLayerOptions = {}) => {
-    await limit(() => store.fetchInto(desc, (offset) => client.openBlob(ref, desc, { offset, ...call }), {
-      ...(open.signal ? { signal: open.signal } : call),
+  const downloads = new Map<string, Promise<unknown>>(); // settled promises are handled in teeDownload
+  /** From the store when the blob is there (or arriving); else downloading, teed into the consumer. */
+  const download = async (desc: Descriptor, open: OpenLayerOptions = {}): Promise<Readable> => {
+    const pending = downloads.get(desc.digest);
+    if (pending) await pending;
+    if (pending || (await store.has(desc.digest, desc.size))) {
+      open.onProgress?.(desc.size);
+      return store.open(desc.digest);
+    }
+    const signal = open.signal ?? options.signal;
+    const tee = teeDownload(store, desc, (offset, s) => client.openBlob(ref, desc, { offset, ...(s ?? signal ? { signal: (s ?? signal)! } : {}) }), {
+      ...(signal ? { signal } : {}),
       ...(open.onProgress ? { onProgress: open.onProgress } : {}),
-    }));
-    return store.open(desc.digest);
+    });
+    downloads.set(desc.digest, tee.done);
+    return tee.stream;
   };
   const where = formatReference(ref);
   const layers = manifestLayers(manifest, config.rootfs.diff_ids, download, where);

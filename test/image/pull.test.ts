@@ -136,6 +136,25 @@ describe('pull', () => {
     assert.ok(blobs.length > 0);
   });
 
+  it('a rerun after a failed pull resumes the partial download and commits nothing before', async () => {
+    const cacheDir = await tmpDir('vmimg-pull-');
+    proxy.clear();
+    proxy.add({ method: 'GET', path: /\/blobs\/sha256:/, fault: { kind: 'reset', afterBytes: 50_000 } });
+    await assert.rejects(
+      pull(`${proxy.host}/busybox:multi`, { platform: parsePlatform('arm64'), cacheDir, retry: { retries: 0, baseDelayMs: 1, maxDelayMs: 1 } }),
+      (err: unknown) => isVmimgError(err) && /ERR_NETWORK|ERR_REGISTRY_UNAVAILABLE/.test(err.code),
+    );
+    assert.deepEqual(await readdir(join(cacheDir, 'images')).catch(() => []), []);
+    assert.deepEqual(await readdir(join(cacheDir, 'layers', 'sha256')).catch(() => []), []);
+    const partials = await readdir(join(cacheDir, 'partial'));
+    assert.ok(partials.some((p) => !p.endsWith('.lock')), 'the interrupted download is kept for the next run');
+    proxy.clear();
+    const image = await pull(`${proxy.host}/busybox:multi`, { platform: parsePlatform('arm64'), cacheDir });
+    const seen = [...proxy.requests];
+    assert.ok(seen.some((r) => r.range !== undefined && r.range !== 'bytes=0-'), `the rerun resumed with Range: ${JSON.stringify(seen)}`);
+    assert.equal((await readImageFile(image.dir, '/etc/arch')).trim(), 'arm64');
+  });
+
   it('records the image so findImage() finds it by reference and as the most recent', async () => {
     const cacheDir = await tmpDir('vmimg-pull-');
     const image = await pull(`${registry.host}/busybox:multi`, { platform: parsePlatform('arm64'), cacheDir });
