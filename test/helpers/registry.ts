@@ -34,6 +34,12 @@ export interface RunningRegistry {
 
 const BINARY = '/usr/bin/docker-registry';
 
+// Registries still running when the test process exits (a crash, a forgotten stop()) die with it.
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
@@ -87,6 +93,8 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
       `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${storageDir}\n  delete:\n    enabled: true\nhttp:\n  addr: ${host}\n  secret: vmimg-test-secret\n${await authSection(mode, dir, users, issuer)}`,
     );
     const child = spawn(bin, ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+    running.add(child);
+    child.once('exit', () => running.delete(child));
     const stderr: string[] = [];
     child.stderr!.on('data', (b: Buffer) => stderr.push(b.toString()));
     const up = await waitUntilUp(`http://${host}/v2/`, child);
