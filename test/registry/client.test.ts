@@ -26,6 +26,7 @@ describe('RegistryClient, anonymous, real docker-registry', () => {
     manifestDigest = await pushLayout(image, registry.host, 'test/busybox:1');
     const multi = await buildMultiArchLayout();
     indexDigest = await pushLayout(multi, registry.host, 'test/multi:1', { all: true });
+    await pushLayout(multi, registry.host, 'test/multi-docker:1', { all: true, format: 'v2s2' });
     client = new RegistryClient({ retry: { baseDelayMs: 10, maxDelayMs: 50 }, env: {} });
   });
   after(async () => {
@@ -87,6 +88,15 @@ describe('RegistryClient, anonymous, real docker-registry', () => {
     const single = await client.listPlatforms({ registry: registry.host, repository: 'test/busybox', tag: '1' });
     assert.deepEqual(single.map((e) => e.platform), [{ os: 'linux', architecture: 'amd64' }]);
     assert.equal(single[0]!.descriptor.digest, manifestDigest);
+  });
+
+  test('a Docker manifest list is accepted and resolved too', async () => {
+    const ref = { registry: registry.host, repository: 'test/multi-docker', tag: '1' };
+    const desc = await client.resolve(ref);
+    assert.equal(desc.mediaType, 'application/vnd.docker.distribution.manifest.list.v2+json');
+    const entries = await client.listPlatforms(ref);
+    assert.deepEqual(entries.map((e) => e.platform?.architecture), ['amd64', 'arm64']);
+    assert.ok(entries.every((e) => e.descriptor.mediaType === 'application/vnd.docker.distribution.manifest.v2+json'));
   });
 
   test('missing tag, repository and blob are ERR_NOT_FOUND naming what was asked for', async () => {
