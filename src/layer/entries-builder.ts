@@ -46,7 +46,7 @@ export class EntriesBuilder {
   constructor(private readonly layer: string) {}
 
   private fail(msg: string): VmimgError {
-    return new VmimgError(ErrorCode.INVALID_LAYER, `layer ${this.layer}: ${msg}`, { details: { layer: this.layer } });
+    return new VmimgError(ErrorCode.INVALID_LAYER, msg, { details: { layer: this.layer } }); // flattenLayer prefixes the layer name
   }
 
   /** Checks before the entry's data is read: true when the data belongs in `.contents`. */

@@ -81,8 +81,10 @@ interface Counter {
   n: number;
 }
 
-async function* hashing(src: AsyncIterable<Buffer>, count: Counter): AsyncGenerator<Buffer> {
-  for await (const chunk of src) {
+async function* hashing(src: AsyncIterable<Uint8Array>, count: Counter): AsyncGenerator<Buffer> {
+  for await (const raw of src) {
+    // Plain Uint8Array chunks (web streams) become Buffers without copying.
+    const chunk = Buffer.isBuffer(raw) ? raw : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
     count.hash.update(chunk);
     count.n += chunk.length;
     yield chunk;
@@ -151,12 +153,13 @@ async function writeSynced(path: string, data: Buffer): Promise<void> {
   }
 }
 
+/** Makes the renames durable; best effort (some filesystems refuse fsync on directories). */
 async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
   try {
-    await fh.sync();
-  } finally {
-    await fh.close();
+    const fh = await open(dir, 'r');
+    await fh.sync().finally(() => fh.close());
+  } catch {
+    // the files themselves are already fsynced
   }
 }
 

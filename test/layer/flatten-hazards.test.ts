@@ -200,3 +200,12 @@ test('xattrs: SCHILY.xattr (binary-safe) and bsdtar LIBARCHIVE.xattr records', a
   assert.equal(entries[0]!.xattrs!['user.text']!.toString(), 'hello');
   assert.deepEqual([...entries[1]!.xattrs!['user.b x']!], [0xff, 0, 1]);
 });
+
+test('sources yielding plain Uint8Array chunks (web streams) flatten the same', async () => {
+  const tar = await makeTar([file('a', 'hello'), file('b', 'x'.repeat(5000))]);
+  const dir = await tmpDir('vmimg-hazard-');
+  const pieces = [0, 100, 600, 3000, tar.length].slice(1).map((end, i, a) => new Uint8Array(tar.subarray(i === 0 ? 0 : a[i - 1], end)));
+  const info = await flattenLayer(Readable.from(pieces), { dir });
+  const { entries } = await readIndexFile(info.indexPath);
+  assert.deepEqual(entries.map((e) => [e.path, e.size]), [['a', 5], ['b', 5000]]);
+});
