@@ -7,6 +7,7 @@ import { ErrorCode, VmimgError } from '../errors.js';
 import { parseWWWAuthenticate, type Challenge } from './challenge.js';
 import type { Credential, CredentialLookup } from './credentials.js';
 import type { RegistryEndpoint } from './hosts.js';
+import { isLoopback } from './names.js';
 import { redactUrl, registryErrorSummary, unauthorizedHint } from './http-errors.js';
 import { readSmallText, type HttpResponse, type Transport } from './transport.js';
 
@@ -110,6 +111,11 @@ export class Authorizer {
     const realm = challenge.params.realm;
     if (realm === undefined || !/^https?:\/\//i.test(realm)) {
       throw new VmimgError(ErrorCode.REGISTRY_ERROR, `${endpoint.host} asked for a bearer token without a usable realm`);
+    }
+    if (cred !== undefined && realm.toLowerCase().startsWith('http:') && endpoint.scheme === 'https' && !isLoopback(new URL(realm).host)) {
+      throw new VmimgError(ErrorCode.UNAUTHORIZED, `${endpoint.host} sends us to a token server over plain HTTP (${redactUrl(realm)}); credentials not sent`, {
+        hint: `Mark the registry insecure (--insecure-registry ${endpoint.host}) only if you trust the network.`,
+      });
     }
     const service = challenge.params.service;
     let res: HttpResponse;

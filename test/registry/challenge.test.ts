@@ -1,7 +1,11 @@
 // WWW-Authenticate parsing: a table of real and tricky headers.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseWWWAuthenticate, saysTokenExpired, type Challenge } from '../../src/registry/index.js';
+import { Agent } from 'undici';
+import { isVmimgError } from '../../src/errors.js';
+import { Authorizer } from '../../src/registry/auth.js';
+import { DEFAULT_RETRY, parseWWWAuthenticate, registryEndpoints, saysTokenExpired, type Challenge } from '../../src/registry/index.js';
+import { Transport } from '../../src/registry/transport.js';
 
 const cases: [string, string | string[] | undefined, Challenge[]][] = [
   ['nothing', undefined, []],
@@ -78,3 +82,26 @@ for (const [name, header, body, expected] of expiredCases) {
     assert.equal(saysTokenExpired(header, body), expected);
   });
 }
+
+test('credentials are never sent to a plain-HTTP token realm from an HTTPS registry', async () => {
+  const agent = new Agent();
+  let asked = 0;
+  const authorizer = new Authorizer({
+    transport: new Transport(agent, DEFAULT_RETRY, 'test'),
+    credentials: async () => {
+      asked++;
+      return { source: 'option', username: 'u', password: 'p' };
+    },
+  });
+  const endpoint = registryEndpoints('registry.example', { env: {} })[0]!;
+  await assert.rejects(
+    authorizer.onChallenge(endpoint, 'Bearer realm="http://auth.example/token",service="s"', 'repository:a:pull', undefined),
+    (err: unknown) => {
+      assert.ok(isVmimgError(err, 'ERR_UNAUTHORIZED'));
+      assert.match(err.message, /plain HTTP/);
+      return true;
+    },
+  );
+  assert.equal(asked, 1);
+  await agent.close();
+});
