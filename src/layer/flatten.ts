@@ -182,6 +182,34 @@ function mapError(err: unknown, what: string, signal: AbortSignal | undefined): 
   return wrapError(err, `flattening layer ${what}`);
 }
 
+/** convert(), then both digests checked; a corrupt blob is reported as the digest mismatch it is. */
+async function convertVerified(source: Readable, fh: FileHandle, opts: FlattenOptions, what: string): Promise<Converted> {
+  const blob: Counter = { hash: createHash('sha256'), n: 0 };
+  // destroyOnReturn false: after a parse error the rest of the source can still be hashed.
+  const blobChunks = hashing(source.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>, blob);
+  const c = await convert(blobChunks, fh, what, opts.signal, blob).catch(async (err: unknown) => {
+    if (!isLayerError(err) || opts.expectedDigest === undefined || opts.signal?.aborted) throw err;
+    await blobChunks.return(undefined); // waits for a pending read, so every byte is hashed once, in order
+    throw (await digestExplains(source, blob, opts.expectedDigest)) ?? err;
+  });
+  if (opts.expectedDigest !== undefined) assertDigest('compressed blob', opts.expectedDigest, c.digest);
+  if (opts.expectedDiffId !== undefined) assertDigest('uncompressed tar (diff_id)', opts.expectedDiffId, c.diffId);
+  return c;
+}
+
+/** Writes the .idx under its temp name, then renames .contents and, last, .idx into place. */
+async function commit(dir: string, tmp: { contents: string; index: string }, c: Converted, signal: AbortSignal | undefined): Promise<LayerInfo> {
+  const entries = c.builder.list();
+  const header = { digest: c.digest, diffId: c.diffId, contentsSize: c.contentsSize, compressedSize: c.compressedSize, tarSize: c.tarSize };
+  await writeSynced(tmp.index, encodeIndex(header, entries));
+  signal?.throwIfAborted();
+  const files = layerPaths(dir, c.diffId);
+  await rename(tmp.contents, files.contentsPath);
+  await rename(tmp.index, files.indexPath); // the completion marker, last
+  await syncDir(dir);
+  return infoFrom({ ...header, version: 1, entryCount: entries.length }, files);
+}
+
 /**
  * Flattens one layer blob (gzip, zstd or plain tar) into `<dir>/<diffHex>.{idx,contents}`.
  * When `expectedDiffId` is already flattened, returns it at once and destroys `source` unread.
@@ -207,32 +235,16 @@ export async function flattenLayer(source: Readable, opts: FlattenOptions): Prom
   signal?.addEventListener('abort', onAbort, { once: true });
   let fh: FileHandle | undefined;
   let committed = false;
-  const blob: Counter = { hash: createHash('sha256'), n: 0 };
   try {
     signal?.throwIfAborted();
     fh = await open(tmpContents, 'w');
-    // destroyOnReturn false: after a parse error the rest of the source can still be hashed.
-    const blobChunks = hashing(source.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>, blob);
-    const c = await convert(blobChunks, fh, what, signal, blob).catch(async (err: unknown) => {
-      if (!isLayerError(err) || opts.expectedDigest === undefined || signal?.aborted) throw err;
-      await blobChunks.return(undefined); // waits for a pending read, so every byte is hashed once, in order
-      throw (await digestExplains(source, blob, opts.expectedDigest)) ?? err;
-    });
-    if (opts.expectedDigest !== undefined) assertDigest(`layer ${what}`, opts.expectedDigest, c.digest);
-    if (opts.expectedDiffId !== undefined) assertDigest(`layer ${what} (uncompressed)`, opts.expectedDiffId, c.diffId);
+    const c = await convertVerified(source, fh, opts, what);
     await fh.sync();
     await fh.close();
     fh = undefined;
-    const entries = c.builder.list();
-    const header = { digest: c.digest, diffId: c.diffId, contentsSize: c.contentsSize, compressedSize: c.compressedSize, tarSize: c.tarSize };
-    await writeSynced(tmpIndex, encodeIndex(header, entries));
-    signal?.throwIfAborted();
-    const files = layerPaths(dir, c.diffId);
-    await rename(tmpContents, files.contentsPath);
-    await rename(tmpIndex, files.indexPath); // the completion marker, last
+    const info = await commit(dir, { contents: tmpContents, index: tmpIndex }, c, signal);
     committed = true;
-    await syncDir(dir);
-    return infoFrom({ ...header, version: 1, entryCount: entries.length }, files);
+    return info;
   } catch (err) {
     throw mapError(err, what, signal);
   } finally {
