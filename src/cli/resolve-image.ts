@@ -61,6 +61,8 @@ async function findCached(ctx: Context, arg: string): Promise<Image | undefined>
     return await findImage(ctx.cache, arg, ctx.platform);
   } catch (err) {
     // Not cached (or cached for another platform under that name): a valid reference gets pulled.
+    // An image id is never pulled: an unknown one is simply not found.
+    if (isImageId(arg)) throw err;
     const fallThrough = isVmimgError(err, ErrorCode.NOT_FOUND) || (isVmimgError(err, ErrorCode.PLATFORM_MISMATCH) && isReference(arg));
     if (fallThrough) return undefined;
     throw err;
@@ -109,6 +111,10 @@ export async function named(ctx: Context, image: Image, kind: ImageKind): Promis
 
 function platformOption(ctx: Context): { platform?: NonNullable<Context['platform']> } {
   return ctx.platform ? { platform: ctx.platform } : {};
+}
+
+function isImageId(s: string): boolean {
+  return /^sha256:[0-9a-f]{6,64}$/.test(s) || /^[0-9a-f]{64}$/.test(s);
 }
 
 function isReference(s: string): boolean {
