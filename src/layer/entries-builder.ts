@@ -6,6 +6,7 @@ import { ErrorCode, VmimgError } from '../errors.js';
 import { EntryType, type EntryTypeValue, type IndexEntry } from './entry.js';
 import type { TarHeader } from './tar-reader.js';
 import { classifyWhiteout, fromBytes, normaliseTarPath } from './paths.js';
+import { LIMITS } from './index-format.js';
 
 const S_IFREG = 0o100000;
 const S_IFDIR = 0o040000;
@@ -91,8 +92,21 @@ export class EntriesBuilder {
   }
 
   private put(key: string, entry: IndexEntry): void {
+    this.checkLimits(entry, key);
     this.entries.delete(key); // later wins, at the later position
     this.entries.set(key, entry);
+  }
+
+  /** What the .idx format cannot hold is a bad layer, not a bad index. */
+  private checkLimits(e: IndexEntry, key: string): void {
+    const bytes = (t: string | undefined, raw: Buffer | undefined): number => raw?.length ?? Buffer.byteLength(t ?? '');
+    if (bytes(e.path, e.pathBytes) > LIMITS.pathBytes) throw this.fail(`entry ${show(key.slice(0, 80))}... has a name over ${LIMITS.pathBytes} bytes`);
+    if (bytes(e.linkTarget, e.linkTargetBytes) > LIMITS.linkBytes) throw this.fail(`entry ${show(key)} has a link target over ${LIMITS.linkBytes} bytes`);
+    const xattrs = Object.entries(e.xattrs ?? {});
+    if (xattrs.length > LIMITS.xattrs) throw this.fail(`entry ${show(key)} has more than ${LIMITS.xattrs} xattrs`);
+    for (const [name, value] of xattrs) {
+      if (name.length > LIMITS.xattrName || value.length > LIMITS.xattrValue) throw this.fail(`entry ${show(key)} has an oversized xattr ${show(name.slice(0, 80))}`);
+    }
   }
 
   private base(type: EntryTypeValue, path: string, ifmt: number, h: TarHeader): IndexEntry {

@@ -209,3 +209,9 @@ test('sources yielding plain Uint8Array chunks (web streams) flatten the same', 
   const { entries } = await readIndexFile(info.indexPath);
   assert.deepEqual(entries.map((e) => [e.path, e.size]), [['a', 5], ['b', 5000]]);
 });
+
+test('hazard: names, link targets and xattrs too big for the index are ERR_INVALID_LAYER', async () => {
+  await rejects(await makeTar([{ name: 'x', body: 'x', pax: { path: `d/${'n'.repeat(70000)}` } }]), /name over 65535 bytes/);
+  await rejects(await makeTar([{ name: 'l', type: 'symlink', pax: { linkpath: 't'.repeat(70000) } }]), /link target over/);
+  await rejects(await makeTar([{ name: 'x', body: 'x', pax: { [`SCHILY.xattr.user.${'k'.repeat(300)}`]: 'v' } }]), /oversized xattr/);
+});
