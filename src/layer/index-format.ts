@@ -159,6 +159,7 @@ function decodeHeader(buf: Buffer): { header: IndexHeader; entriesSize: number }
   if (buf.readUInt16LE(10) !== HEADER_SIZE) throw bad('unexpected header size');
   const flags = buf.readUInt32LE(12);
   if ((flags & ~FLAG_HAS_DIGEST) !== 0) throw bad(`unknown header flags 0x${flags.toString(16)}`);
+  if (buf.readUInt32LE(20) !== 0) throw bad('reserved header field is not zero');
   const entriesSize = readU64(buf, 48, 'entries size');
   if (buf.length !== HEADER_SIZE + entriesSize) {
     throw bad(`file is ${buf.length} bytes, header says ${HEADER_SIZE + entriesSize} (truncated or trailing data)`);
@@ -206,7 +207,7 @@ function decodeEntry(c: Cursor, i: number): IndexEntry {
   const type = buf[at]!;
   const flags = buf[at + 1]!;
   if (type < 1 || type > MAX_TYPE) throw bad(`entry ${i} has unknown type ${type}`);
-  if ((flags & ~3) !== 0) throw bad(`entry ${i} has unknown flags`);
+  if ((flags & ~3) !== 0 || buf.readUInt32LE(at + 60) !== 0) throw bad(`entry ${i} has unknown flags or a non-zero reserved field`);
   const pathLen = buf.readUInt32LE(at + 36);
   const linkLen = buf.readUInt32LE(at + 56);
   const mtimeNsec = buf.readUInt32LE(at + 24);
