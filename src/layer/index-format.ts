@@ -128,7 +128,10 @@ function encodeEntry(buf: Buffer, at: number, e: IndexEntry, p: Prepared): numbe
   return pos;
 }
 
-export function encodeIndex(header: Omit<IndexHeader, 'version' | 'entryCount'> & Partial<IndexHeader>, entries: readonly IndexEntry[]): Buffer {
+/** What encodeIndex needs: version and entryCount are implied, sizes default to 0. */
+export type IndexHeaderInput = Pick<IndexHeader, 'diffId' | 'contentsSize'> & Partial<Omit<IndexHeader, 'diffId' | 'contentsSize'>>;
+
+export function encodeIndex(header: IndexHeaderInput, entries: readonly IndexEntry[]): Buffer {
   const prepared = entries.map(prepare);
   const entriesSize = prepared.reduce((n, p) => n + p.size, 0);
   const buf = Buffer.alloc(HEADER_SIZE + entriesSize);
