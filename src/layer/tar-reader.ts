@@ -40,7 +40,12 @@ function checksumOk(block: Buffer): boolean {
     unsigned += b;
     signed += b > 127 ? b - 256 : b;
   }
-  const stored = parseNumeric(block, 148, 8, 'checksum');
+  let stored: number;
+  try {
+    stored = parseNumeric(block, 148, 8, 'checksum');
+  } catch {
+    return false; // garbage in the checksum field: not a tar header
+  }
   return stored === unsigned || stored === signed;
 }
 
