@@ -3,6 +3,8 @@ import type { FileHandle } from 'node:fs/promises';
 
 export const CONTENTS_ALIGN = 4096;
 const FLUSH_BYTES = 1 << 20;
+/** Stay under IOV_MAX (1024) buffers per writev when the input comes in tiny chunks. */
+const MAX_BUFFERS = 512;
 const ZEROS = Buffer.alloc(CONTENTS_ALIGN);
 
 export class ContentsWriter {
@@ -24,7 +26,7 @@ export class ContentsWriter {
   /** Queues a chunk; awaits a flush when enough is buffered (back-pressure on the tar stream). */
   async write(chunk: Buffer): Promise<void> {
     this.queue(chunk);
-    if (this.pendingBytes >= FLUSH_BYTES) await this.flush();
+    if (this.pendingBytes >= FLUSH_BYTES || this.pending.length >= MAX_BUFFERS) await this.flush();
   }
 
   async flush(): Promise<void> {

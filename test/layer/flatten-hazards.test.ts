@@ -215,3 +215,22 @@ test('hazard: names, link targets and xattrs too big for the index are ERR_INVAL
   await rejects(await makeTar([{ name: 'l', type: 'symlink', pax: { linkpath: 't'.repeat(70000) } }]), /link target over/);
   await rejects(await makeTar([{ name: 'x', body: 'x', pax: { [`SCHILY.xattr.user.${'k'.repeat(300)}`]: 'v' } }]), /oversized xattr/);
 });
+
+test('a tar arriving in tiny odd-sized chunks flattens exactly like one in a single chunk', async () => {
+  const sizes = [0, 1, 511, 512, 513, 4095, 4096, 4097, 10000];
+  const bodies = sizes.map((n, i) => Buffer.alloc(n, 65 + i));
+  const tar = await makeTar(bodies.map((body, i) => ({ name: `f${i}`, body })));
+  const pieces: Buffer[] = [];
+  for (let i = 0; i < tar.length; i += 7) pieces.push(tar.subarray(i, i + 7));
+  for (const source of [[tar], pieces]) {
+    const dir = await tmpDir('vmimg-hazard-');
+    const info = await flattenLayer(Readable.from(source), { dir });
+    const { entries } = await readIndexFile(info.indexPath);
+    const contents = readFileSync(info.contentsPath);
+    assert.deepEqual(
+      entries.map((e) => [e.size, e.sha256, contents.subarray(e.offset, e.offset + e.size).equals(bodies[Number(e.path.slice(1))]!)]),
+      bodies.map((b) => [b.length, createHash('sha256').update(b).digest('hex'), true]),
+    );
+    assert.ok(entries.every((e) => e.offset % 4096 === 0));
+  }
+});
