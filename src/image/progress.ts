@@ -87,7 +87,7 @@ export class ProgressTracker {
       ...(rate && slot.total !== undefined && state !== 'done' ? { etaSeconds: Math.max(0, (slot.total - slot.done) / rate) } : {}),
     };
     this.listener(event);
-    if (changed || state === 'downloading') this.image(state === 'done' || state === 'cached' ? 'downloading' : 'downloading');
+    this.image('downloading');
   }
 
   image(state: ImageState): void {
