@@ -33,8 +33,6 @@ export interface Context {
   registryOptions(reference?: string): Promise<RegistryClientOptions>;
   /** Writes a line to stdout. */
   out(line: string): void;
-  /** Writes an informational line to stderr unless --quiet or --json. */
-  info(line: string): void;
 }
 
 let signal: AbortSignal = new AbortController().signal;
@@ -71,9 +69,6 @@ export function createContext(args: GlobalArgs): Context {
       return options;
     },
     out: (line) => process.stdout.write(`${line}\n`),
-    info: (line) => {
-      if (!quiet && !json) process.stderr.write(`${line}\n`);
-    },
   };
 }
 
