@@ -23,6 +23,7 @@ interface LsEntry {
 }
 
 let tar: string;
+let cache: string;
 let byPath: Map<string, LsEntry>;
 
 before(async () => {
@@ -39,6 +40,9 @@ before(async () => {
           'data/a': 'same bytes\n',
           'data/b': { hardlink: 'data/a' },
           'data/z': { hardlink: 'data/a' },
+          'loop/a': { symlink: 'b' },
+          'loop/b': { symlink: '/loop/a' },
+          'escape': { symlink: '../../../../etc/arch' },
         },
         populate: async (dir) => {
           await run('mkdir', ['-p', join(dir, 'dev'), join(dir, 'run')]);
@@ -53,7 +57,7 @@ before(async () => {
     ],
   });
   tar = await toOciArchive(image, join(await tmpDir('vmimg-cli-ls-'), 'kinds.tar'), 'kinds');
-  const cache = await tmpDir('vmimg-cli-ls-');
+  cache = await tmpDir('vmimg-cli-ls-');
   const r = await expectExit(0, ['--cache-dir', cache, 'ls', tar, '-R', '--json', '--arch', 'amd64', '-q']);
   byPath = new Map((jsonLines(r.stdout) as LsEntry[]).map((e) => [e.path, e]));
 });
@@ -81,5 +85,20 @@ describe('vmimg ls --json entry types', () => {
     assert.deepEqual([byPath.get('/dev/loop0')?.type, byPath.get('/dev/loop0')?.rdev], ['block', makedev(7, 0)]);
     assert.deepEqual([byPath.get('/run/fifo')?.type, byPath.get('/run/fifo')?.mode], ['fifo', '0600']);
     assert.equal(byPath.get('/run/fifo')?.rdev, undefined);
+  });
+});
+
+describe('vmimg resolve / cat on awkward symlinks', () => {
+  it('keeps resolution inside the image: .. stops at the root', async () => {
+    assert.equal((await expectExit(0, ['--cache-dir', cache, 'resolve', tar, '/escape', '--arch', 'amd64'])).stdout, '/etc/arch\n');
+    assert.equal((await expectExit(0, ['--cache-dir', cache, 'cat', tar, '/escape', '--arch', 'amd64'])).stdout, 'amd64\n');
+  });
+
+  it('fails with the ELOOP reason (exit 1) for a symlink loop', async () => {
+    for (const cmd of ['resolve', 'cat']) {
+      const r = await expectExit(1, ['--cache-dir', cache, cmd, tar, '/loop/a', '--arch', 'amd64']);
+      assert.match(r.stderr, /^vmimg: ELOOP: too many symbolic links/m);
+      assert.equal(r.stdout, '');
+    }
   });
 });
