@@ -150,7 +150,7 @@ async function ociArchiveSource(tar: TarMembers, options: ArchiveOptions): Promi
   return {
     info: {
       kind: 'oci-archive',
-      reference: refName(tagged.length === 1 ? tagged[0]! : desc) ?? tar.path,
+      reference: archiveReference(tar.path, refName(tagged.length === 1 ? tagged[0]! : desc)),
       manifestDigest: desc.digest,
       ...(indexDigest ? { indexDigest } : {}),
       configDigest: manifest.config.digest,
@@ -220,6 +220,16 @@ function pickByTag(index: ImageIndex, tag: string | undefined, path: string): De
     throw new VmimgError(ErrorCode.NOT_FOUND, `${path}: no image tagged "${tag}"; it holds ${names.length ? names.join(', ') : 'no tagged images'}`);
   }
   return hits;
+}
+
+/**
+ * The name an archive's image is recorded under: a full reference when the archive names one
+ * (`io.containerd.image.name`, or a ref name like `docker.io/x/y:1`), else `<archive path>:<ref name>`
+ * — a bare OCI ref name such as `latest` is only a tag and must not read as an image called "latest".
+ */
+function archiveReference(path: string, name: string | undefined): string {
+  if (name === undefined) return path;
+  return name.includes('/') || name.includes(':') ? name : `${path}:${name}`;
 }
 
 function refName(desc: Descriptor): string | undefined {

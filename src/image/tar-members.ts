@@ -5,16 +5,18 @@
  * not expose member offsets. An archive holds several layers we want to stream in parallel — and, in a
  * multi-arch archive, many we want to skip without reading — so this walks the headers once, records
  * where each member's bytes lie, and opens members as byte ranges of the file.
- * It understands what image archives contain: ustar names with prefix, GNU long names ('L'),
- * PAX `path` records ('x'), global headers ('g', ignored) and hard/symbolic links (used by some writers
- * to deduplicate blobs).
+ * Header decoding is the layer tar reader's (src/layer/tar-reader.ts); this only adds seeking.
  */
 import { createReadStream } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { ErrorCode, VmimgError } from '../errors.js';
+import { parsePax, type PaxRecords } from '../layer/tar-fields.js';
+import { applyPax, checksumOk, cstr, decodeHeader, isZero } from '../layer/tar-reader.js';
 
 const BLOCK = 512;
+/** Extended headers (PAX, GNU long names) larger than this are not from an image archive. */
+const MAX_META = 1 << 20;
 
 export interface TarMember {
   name: string;
@@ -101,84 +103,44 @@ export class TarMembers {
 async function scan(handle: FileHandle, path: string): Promise<Map<string, TarMember>> {
   const { size: fileSize } = await handle.stat();
   const members = new Map<string, TarMember>();
-  const header = Buffer.alloc(BLOCK);
+  const block = Buffer.alloc(BLOCK);
   let offset = 0;
-  let longName: string | undefined;
-  let longLink: string | undefined;
-  let paxPath: string | undefined;
-  let paxLink: string | undefined;
-  while (offset + BLOCK <= fileSize) {
-    const { bytesRead } = await handle.read(header, 0, BLOCK, offset);
-    if (bytesRead < BLOCK) break;
-    if (header.every((b) => b === 0)) break;
-    if (!validChecksum(header)) throw notTar(path, offset);
-    const size = parseNumber(header.subarray(124, 136));
-    const type = String.fromCharCode(header[156] ?? 0);
-    const dataOffset = offset + BLOCK;
-    const next = dataOffset + Math.ceil(size / BLOCK) * BLOCK;
-    if (next > fileSize + BLOCK) throw truncated(path, cString(header.subarray(0, 100)));
-    if (type === 'L' || type === 'K' || type === 'x') {
-      const data = Buffer.alloc(size);
-      await handle.read(data, 0, size, dataOffset);
-      if (type === 'L') longName = cString(data);
-      else if (type === 'K') longLink = cString(data);
-      else ({ path: paxPath, linkpath: paxLink } = parsePax(data));
-    } else if (type !== 'g') {
-      const name = paxPath ?? longName ?? ustarName(header);
-      const linkName = paxLink ?? longLink ?? cString(header.subarray(157, 257));
-      members.set(normalize(name), { name: normalize(name), offset: dataOffset, size, type, ...(linkName ? { linkName } : {}) });
-      longName = longLink = paxPath = paxLink = undefined;
+  let pax: PaxRecords | undefined;
+  let longName: Buffer | undefined;
+  let longLink: Buffer | undefined;
+  try {
+    while (offset + BLOCK <= fileSize) {
+      await handle.read(block, 0, BLOCK, offset);
+      if (isZero(block)) break;
+      if (!checksumOk(block)) throw notTar(path, offset);
+      const h = decodeHeader(block, offset);
+      const dataOffset = offset + BLOCK;
+      offset = dataOffset + Math.ceil(h.size / BLOCK) * BLOCK;
+      if (offset > fileSize + BLOCK) throw truncated(path, h.name.toString('utf8'));
+      if (h.type === 'x' || h.type === 'L' || h.type === 'K') {
+        if (h.size > MAX_META) throw notTar(path, dataOffset);
+        const data = Buffer.alloc(h.size);
+        await handle.read(data, 0, h.size, dataOffset);
+        if (h.type === 'x') pax = parsePax(data);
+        else if (h.type === 'L') longName = cstr(data, 0, data.length);
+        else longLink = cstr(data, 0, data.length);
+        continue;
+      }
+      if (h.type === 'g') continue;
+      if (longName) h.name = longName;
+      if (longLink) h.linkname = longLink;
+      if (pax) applyPax(h, pax);
+      const name = normalize(h.name.toString('utf8'));
+      const linkName = h.linkname.toString('utf8');
+      members.set(name, { name, offset: dataOffset, size: h.size, type: h.type, ...(linkName ? { linkName } : {}) });
+      pax = longName = longLink = undefined;
     }
-    offset = next;
+  } catch (err) {
+    if (err instanceof VmimgError && err.code === ErrorCode.INVALID_ARCHIVE) throw err;
+    throw new VmimgError(ErrorCode.INVALID_ARCHIVE, `${path}: not a readable tar archive (${(err as Error).message})`, { cause: err });
   }
   if (members.size === 0) throw notTar(path, 0);
   return members;
-}
-
-function ustarName(header: Buffer): string {
-  const name = cString(header.subarray(0, 100));
-  const magic = header.subarray(257, 263).toString('latin1');
-  const prefix = magic.startsWith('ustar') ? cString(header.subarray(345, 500)) : '';
-  return prefix ? `${prefix}/${name}` : name;
-}
-
-function parsePax(data: Buffer): { path?: string; linkpath?: string } {
-  const out: { path?: string; linkpath?: string } = {};
-  let i = 0;
-  while (i < data.length) {
-    const space = data.indexOf(0x20, i);
-    if (space < 0) break;
-    const length = Number(data.subarray(i, space).toString('latin1'));
-    if (!Number.isInteger(length) || length <= 0) break;
-    const record = data.subarray(space + 1, i + length - 1).toString('utf8');
-    const eq = record.indexOf('=');
-    const key = record.slice(0, eq);
-    if (key === 'path' || key === 'linkpath') out[key] = record.slice(eq + 1);
-    i += length;
-  }
-  return out;
-}
-
-function parseNumber(field: Buffer): number {
-  if ((field[0] ?? 0) & 0x80) {
-    // GNU base-256 for sizes over 8 GiB.
-    let n = 0;
-    for (let i = 1; i < field.length; i++) n = n * 256 + (field[i] ?? 0);
-    return n;
-  }
-  const text = cString(field).trim();
-  return text === '' ? 0 : parseInt(text, 8);
-}
-
-function validChecksum(header: Buffer): boolean {
-  let sum = 8 * 0x20;
-  for (let i = 0; i < BLOCK; i++) if (i < 148 || i >= 156) sum += header[i] ?? 0;
-  return sum === parseNumber(header.subarray(148, 156));
-}
-
-function cString(buf: Buffer): string {
-  const nul = buf.indexOf(0);
-  return buf.subarray(0, nul < 0 ? buf.length : nul).toString('utf8');
 }
 
 export function normalize(name: string): string {

@@ -32,7 +32,7 @@ export interface TarHeader {
 const MAX_META = 1 << 20;
 const HEADER_ONLY = new Set(['1', '2', '3', '4', '5', '6']);
 
-function checksumOk(block: Buffer): boolean {
+export function checksumOk(block: Buffer): boolean {
   let unsigned = 0;
   let signed = 0;
   for (let i = 0; i < 512; i++) {
@@ -49,12 +49,12 @@ function checksumOk(block: Buffer): boolean {
   return stored === unsigned || stored === signed;
 }
 
-function cstr(block: Buffer, off: number, len: number): Buffer {
+export function cstr(block: Buffer, off: number, len: number): Buffer {
   const nul = block.indexOf(0, off);
   return block.subarray(off, nul < 0 || nul > off + len ? off + len : nul);
 }
 
-function isZero(block: Buffer): boolean {
+export function isZero(block: Buffer): boolean {
   for (let i = 0; i < 512; i++) if (block[i] !== 0) return false;
   return true;
 }
@@ -86,7 +86,7 @@ function libarchiveXattr(h: TarHeader, encodedName: string, value: Buffer): void
   if (!(name in xattrs)) xattrs[name] = Buffer.from(value.toString('latin1'), 'base64');
 }
 
-function applyPax(h: TarHeader, pax: PaxRecords): void {
+export function applyPax(h: TarHeader, pax: PaxRecords): void {
   for (const [key, value] of pax) {
     if (key === 'path') h.name = value;
     else if (key === 'linkpath') h.linkname = value;
@@ -97,6 +97,32 @@ function applyPax(h: TarHeader, pax: PaxRecords): void {
     else if (key.startsWith('SCHILY.xattr.')) (h.xattrs ??= {})[Buffer.from(key.slice(13), 'utf8').toString('latin1')] = value;
     else if (key.startsWith('LIBARCHIVE.xattr.')) libarchiveXattr(h, key.slice(17), value);
   }
+}
+
+/** Decodes one 512-byte header block (ustar, GNU, v7); extended headers are applied by the caller. */
+export function decodeHeader(block: Buffer, headerOffset: number): TarHeader {
+  const flag = block[156]!;
+  let type = flag === 0 || flag === 0x37 ? '0' : String.fromCharCode(flag);
+  let name = cstr(block, 0, 100);
+  const ustar = block.toString('latin1', 257, 263) === 'ustar\0';
+  if (ustar && block[345] !== 0) name = Buffer.concat([cstr(block, 345, 155), Buffer.from('/'), name]);
+  if (type === '0' && name.length > 0 && name[name.length - 1] === 0x2f) type = '5'; // v7 directories
+  return {
+    type,
+    name,
+    linkname: cstr(block, 157, 100),
+    mode: parseNumeric(block, 100, 8, 'mode'),
+    uid: parseNumeric(block, 108, 8, 'uid'),
+    gid: parseNumeric(block, 116, 8, 'gid'),
+    size: parseNumeric(block, 124, 12, 'size'),
+    mtimeSec: parseNumeric(block, 136, 12, 'mtime'),
+    mtimeNsec: 0,
+    devMajor: parseNumeric(block, 329, 8, 'devmajor'),
+    devMinor: parseNumeric(block, 337, 8, 'devminor'),
+    xattrs: undefined,
+    sparse: type === 'S',
+    headerOffset,
+  };
 }
 
 export class TarReader {
@@ -124,7 +150,7 @@ export class TarReader {
       if (block.length < 512) throw invalid(`tar truncated inside the header at byte ${headerOffset}`);
       if (isZero(block)) return this.end();
       if (!checksumOk(block)) throw invalid(`bad tar header checksum at byte ${headerOffset} (not a tar, or corrupt)`);
-      const h = this.decode(block, headerOffset);
+      const h = decodeHeader(block, headerOffset);
       if (h.type === 'x' || h.type === 'g' || h.type === 'L' || h.type === 'K') {
         const data = await this.meta(h);
         if (h.type === 'x') pax = parsePax(data);
@@ -202,28 +228,4 @@ export class TarReader {
     return Buffer.from(data);
   }
 
-  private decode(block: Buffer, headerOffset: number): TarHeader {
-    const flag = block[156]!;
-    let type = flag === 0 || flag === 0x37 ? '0' : String.fromCharCode(flag);
-    let name = cstr(block, 0, 100);
-    const ustar = block.toString('latin1', 257, 263) === 'ustar\0';
-    if (ustar && block[345] !== 0) name = Buffer.concat([cstr(block, 345, 155), Buffer.from('/'), name]);
-    if (type === '0' && name.length > 0 && name[name.length - 1] === 0x2f) type = '5'; // v7 directories
-    return {
-      type,
-      name,
-      linkname: cstr(block, 157, 100),
-      mode: parseNumeric(block, 100, 8, 'mode'),
-      uid: parseNumeric(block, 108, 8, 'uid'),
-      gid: parseNumeric(block, 116, 8, 'gid'),
-      size: parseNumeric(block, 124, 12, 'size'),
-      mtimeSec: parseNumeric(block, 136, 12, 'mtime'),
-      mtimeNsec: 0,
-      devMajor: parseNumeric(block, 329, 8, 'devmajor'),
-      devMinor: parseNumeric(block, 337, 8, 'devminor'),
-      xattrs: undefined,
-      sparse: type === 'S',
-      headerOffset,
-    };
-  }
 }

@@ -197,10 +197,11 @@ export function writeTree(root: string, spec: TreeSpec): void {
     } else {
       if ('dir' in node) mkdirSync(path, { recursive: true });
       else writeFileSync(path, node.content);
-      if (node.mode !== undefined) chmodSync(path, node.mode);
+      // chown clears setuid/setgid, so ownership first, then the mode.
       if ((node.uid !== undefined || node.gid !== undefined) && process.getuid?.() === 0) {
         chownSync(path, node.uid ?? 0, node.gid ?? 0);
       }
+      if (node.mode !== undefined) chmodSync(path, node.mode);
     }
   }
 }
