@@ -1,0 +1,135 @@
+/**
+ * Boot an image under QEMU (TCG, no KVM needed): export it as an initramfs with the guest init,
+ * start a stock Debian kernel on it, stream the serial console, read `vmimg: exit status N`.
+ */
+import { spawn } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ErrorCode, VmimgError } from '../errors.js';
+import type { Image } from '../image/index.js';
+import { EXIT_STATUS_RE, GUEST_INIT } from './guest-init.js';
+import { exportInitramfs } from './initramfs.js';
+import { ensureKernel, type BootArch } from './kernel.js';
+import { requireBinary } from './tools.js';
+
+export type { BootArch } from './kernel.js';
+
+export interface BootOptions {
+  /** Guest architecture; defaults to the image's (which it must match). */
+  arch?: BootArch;
+  /** Kernel image to boot; default: a cached/downloaded Debian kernel (see ensureKernel). */
+  kernel?: string;
+  /** Where kernels are cached (default `<vmimg cache>/kernels`). */
+  kernelDir?: string;
+  /** Replaces the image's cmd (appended to the entrypoint). */
+  command?: string[];
+  entrypoint?: string[];
+  /** Kill QEMU after this long (default 180 s; TCG is slow). */
+  timeoutMs?: number;
+  memoryMiB?: number;
+  /** Extra kernel command-line parameters. */
+  append?: string;
+  /** Serial console output as it arrives. */
+  onOutput?: (text: string) => void;
+  onLog?: (message: string) => void;
+  signal?: AbortSignal;
+}
+
+export interface BootResult {
+  /** The guest command's exit status, from the `vmimg: exit status N` line (undefined if none). */
+  exitStatus?: number;
+  /** Everything the serial console printed. */
+  output: string;
+  qemuExitCode: number | null;
+  timedOut: boolean;
+  /** Milliseconds from QEMU's start until it exited. */
+  durationMs: number;
+}
+
+const ARCHES: Record<string, BootArch> = { amd64: 'amd64', x86_64: 'amd64', arm64: 'arm64', aarch64: 'arm64' };
+
+/** The QEMU binary and arguments for one boot. */
+export function qemuCommand(arch: BootArch, kernel: string, initrd: string, options: { memoryMiB?: number; append?: string } = {}): { bin: string; args: string[] } {
+  const console = arch === 'amd64' ? 'ttyS0' : 'ttyAMA0';
+  const append = [`console=${console}`, `rdinit=${GUEST_INIT}`, 'panic=-1', 'quiet', options.append ?? ''].join(' ').trim();
+  const machine = arch === 'amd64' ? [] : ['-M', 'virt', '-cpu', 'cortex-a57'];
+  const args = [...machine, '-m', String(options.memoryMiB ?? 512), '-nographic', '-no-reboot', '-kernel', kernel, '-initrd', initrd, '-append', append];
+  return { bin: arch === 'amd64' ? 'qemu-system-x86_64' : 'qemu-system-aarch64', args };
+}
+
+export function parseExitStatus(output: string): number | undefined {
+  const m = EXIT_STATUS_RE.exec(output);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** Exports `image` as an initramfs into a temp dir, boots it, and returns what the guest said. */
+export async function bootImage(image: Image, options: BootOptions = {}): Promise<BootResult> {
+  const arch = bootArch(image, options.arch);
+  const { bin } = qemuCommand(arch, '', '');
+  const qemu = requireBinary(bin, arch === 'amd64' ? 'qemu-system-x86' : 'qemu-system-arm');
+  const kernel =
+    options.kernel ?? (await ensureKernel(arch, { ...(options.kernelDir ? { kernelDir: options.kernelDir } : {}), ...(options.onLog ? { onLog: options.onLog } : {}) })).path;
+  const work = await mkdtemp(join(tmpdir(), 'vmimg-boot-'));
+  try {
+    const initrd = join(work, 'root.cpio.gz');
+    await exportInitramfs(image, createWriteStream(initrd), {
+      ...(options.command ? { command: options.command } : {}),
+      ...(options.entrypoint ? { entrypoint: options.entrypoint } : {}),
+      gzip: 1, // boot-time speed over size: the file is thrown away after the boot
+    });
+    const { args } = qemuCommand(arch, kernel, initrd, options);
+    return await runQemu(qemu, args, options);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+function bootArch(image: Image, wanted: BootArch | undefined): BootArch {
+  const have = ARCHES[image.config.architecture];
+  if (!have) {
+    throw new VmimgError(ErrorCode.PLATFORM_MISMATCH, `cannot boot a ${image.config.architecture} image: vmimg boots amd64 and arm64`);
+  }
+  const want = wanted === undefined ? have : ARCHES[wanted];
+  if (want !== have) {
+    throw new VmimgError(ErrorCode.PLATFORM_MISMATCH, `the image is for ${have}, not ${String(wanted)}`, {
+      hint: `prepare the image for ${String(wanted)} (vmimg pull/load --arch ${String(wanted)})`,
+    });
+  }
+  return have;
+}
+
+function runQemu(qemu: string, args: string[], options: BootOptions): Promise<BootResult> {
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    const child = spawn(qemu, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const chunks: string[] = [];
+    let timedOut = false;
+    const kill = (): void => void child.kill('SIGKILL');
+    const timer = setTimeout(() => {
+      timedOut = true;
+      kill();
+    }, options.timeoutMs ?? 180_000);
+    options.signal?.addEventListener('abort', kill, { once: true });
+    const onData = (b: Buffer): void => {
+      const text = b.toString('utf8');
+      chunks.push(text);
+      options.onOutput?.(text);
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(new VmimgError(ErrorCode.NOT_FOUND, `cannot run ${qemu}: ${err.message}`, { cause: err }));
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      options.signal?.removeEventListener('abort', kill);
+      if (options.signal?.aborted) return reject(new VmimgError(ErrorCode.ABORTED, 'boot cancelled'));
+      const output = chunks.join('');
+      const exitStatus = parseExitStatus(output);
+      resolve({ ...(exitStatus !== undefined ? { exitStatus } : {}), output, qemuExitCode: code, timedOut, durationMs: Date.now() - started });
+    });
+  });
+}

@@ -1,0 +1,121 @@
+/**
+ * The guest init vmimg puts into initramfs exports at /.vmimg/init (contract: docs/EXPORT.md).
+ * A POSIX sh script (busybox ash, dash, bash): it needs the image's /bin/sh and nothing else;
+ * switching to a non-root uid needs `setpriv` (util-linux, busybox) or `chroot --userspec` (coreutils).
+ */
+import type { RuntimeConfig } from '../image/index.js';
+
+export const GUEST_DIR = '.vmimg';
+export const GUEST_INIT = '/.vmimg/init';
+export const GUEST_CONFIG = '/.vmimg/config';
+/** The line the guest prints when the command ends: `vmimg: exit status N`. */
+export const EXIT_STATUS_RE = /^vmimg: exit status (\d+)\r?$/m;
+
+/** Single-quotes a word for sh: safe for any bytes except NUL. */
+export function shQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** argv as one line of sh words, for `eval "set -- $line"`. */
+export function shWords(argv: readonly string[]): string {
+  return argv.map(shQuote).join(' ');
+}
+
+/** The kernel command-line parameter that overrides the command: `vmimg.cmd=<base64 of shWords(argv)>`. */
+export function kernelCmdParam(argv: readonly string[]): string {
+  return `vmimg.cmd=${Buffer.from(shWords(argv), 'utf8').toString('base64')}`;
+}
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** `/.vmimg/config`: shell assignments the init sources. */
+export function guestConfig(config: RuntimeConfig, argv: readonly string[]): string {
+  const envLines: string[] = [];
+  for (const kv of config.env) {
+    const eq = kv.indexOf('=');
+    const name = eq < 0 ? kv : kv.slice(0, eq);
+    // names sh cannot export (dots, dashes) are skipped: the init has no `env -i` to lean on
+    if (eq < 0 || !ENV_NAME.test(name)) continue;
+    envLines.push(`  export ${name}=${shQuote(kv.slice(eq + 1))}`);
+  }
+  return [
+    '# vmimg runtime config (sourced by /.vmimg/init)',
+    `vmimg_argv=${shQuote(shWords(argv))}`,
+    `vmimg_workdir=${shQuote(config.workingDir || '/')}`,
+    `vmimg_uid=${config.uid}`,
+    `vmimg_gid=${config.gid}`,
+    `vmimg_user=${shQuote(config.user)}`,
+    `vmimg_arch=${shQuote(config.architecture)}`,
+    'vmimg_env() {',
+    '  :',
+    ...envLines,
+    '}',
+    '',
+  ].join('\n');
+}
+
+/** The init script itself. Constant: everything image-specific is in /.vmimg/config. */
+export const GUEST_INIT_SCRIPT = `#!/bin/sh
+# vmimg guest init: mount the basics, apply the image's runtime config, run its command,
+# print "vmimg: exit status N", power off. Contract: docs/EXPORT.md.
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export PATH
+say() { echo "vmimg: $*"; }
+
+mounted() { [ -r /proc/mounts ] && while read -r _d m _r; do [ "$m" = "$1" ] && return 0; done < /proc/mounts; return 1; }
+[ -d /proc ] || mkdir -p /proc
+[ -r /proc/self/stat ] || mount -t proc proc /proc || say "cannot mount /proc"
+[ -d /sys ] || mkdir -p /sys
+mounted /sys || mount -t sysfs sysfs /sys || say "cannot mount /sys"
+[ -d /dev ] || mkdir -p /dev
+mounted /dev || mount -t devtmpfs devtmpfs /dev || say "cannot mount /dev"
+[ -d /dev/pts ] || mkdir -p /dev/pts 2>/dev/null
+mounted /dev/pts || mount -t devpts devpts /dev/pts 2>/dev/null
+[ -d /tmp ] || mkdir -p /tmp
+mounted /tmp || mount -t tmpfs -o mode=1777 tmpfs /tmp || say "cannot mount /tmp"
+[ -d /run ] && { mounted /run || mount -t tmpfs -o mode=0755 tmpfs /run; }
+
+. /.vmimg/config || { say "cannot read /.vmimg/config"; vmimg_argv="'/bin/sh'"; }
+
+# vmimg.cmd=<base64 of sh words> on the kernel command line replaces the command
+for arg in $(cat /proc/cmdline 2>/dev/null); do
+  case "$arg" in
+    vmimg.cmd=*)
+      if decoded=$(echo "\${arg#vmimg.cmd=}" | base64 -d 2>/dev/null); then vmimg_argv=$decoded
+      else say "vmimg.cmd= given but the image has no working base64; keeping the built-in command"; fi ;;
+  esac
+done
+
+vmimg_halt() {
+  say "exit status $1"
+  sync
+  poweroff -f 2>/dev/null
+  # no poweroff binary: ask the kernel directly, then let init exit (panic=-1 + -no-reboot ends QEMU)
+  echo 1 > /proc/sys/kernel/sysrq 2>/dev/null && echo o > /proc/sysrq-trigger 2>/dev/null
+  sleep 5 2>/dev/null
+  exit "$1"
+}
+
+hostname vmimg 2>/dev/null
+unset arg decoded
+HOME=/root; [ "$vmimg_uid" = 0 ] || HOME=/
+TERM=\${TERM:-linux}
+export HOME TERM
+vmimg_env
+eval "set -- $vmimg_argv"
+[ $# -gt 0 ] || { say "no command: the image has no entrypoint or cmd"; vmimg_halt 127; }
+[ -d "$vmimg_workdir" ] || mkdir -p "$vmimg_workdir"
+cd "$vmimg_workdir" || { say "cannot cd to $vmimg_workdir"; vmimg_halt 126; }
+
+if [ "$vmimg_uid" = 0 ] && [ "$vmimg_gid" = 0 ]; then
+  "$@"
+elif command -v setpriv >/dev/null 2>&1; then
+  setpriv --reuid="$vmimg_uid" --regid="$vmimg_gid" --clear-groups -- "$@"
+elif chroot --help 2>&1 | grep -q userspec; then
+  chroot --userspec="$vmimg_uid:$vmimg_gid" / "$@"
+else
+  say "the image has no setpriv or chroot --userspec to run as $vmimg_uid:$vmimg_gid"
+  vmimg_halt 126
+fi
+vmimg_halt $?
+`;

@@ -1,0 +1,84 @@
+/**
+ * Exports of a prepared image: `dir` (an image directory), `tar` (the flattened root) and
+ * `initramfs` (gzip newc cpio with the vmimg guest init). Formats: docs/EXPORT.md.
+ */
+import { createWriteStream } from 'node:fs';
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { ErrorCode, VmimgError } from '../errors.js';
+import { exportToDir, type Image } from '../image/index.js';
+import { exportInitramfs, type InitramfsOptions, type InitramfsResult } from './initramfs.js';
+import { exportTar, type TarOptions, type TarResult } from './tar.js';
+
+export { exportTar, type TarOptions, type TarResult } from './tar.js';
+export { exportInitramfs, requireShell, type InitramfsOptions, type InitramfsResult } from './initramfs.js';
+export { GUEST_INIT, GUEST_CONFIG, GUEST_INIT_SCRIPT, EXIT_STATUS_RE, guestConfig, kernelCmdParam, shQuote, shWords } from './guest-init.js';
+export { cpioHeader, cpioTrailer, cpioDataPad, type CpioHeader } from './cpio.js';
+export { walkTree, splitDev, type TreeEntry } from './walk.js';
+export type { ExportSource } from './source.js';
+export { bootImage, qemuCommand, parseExitStatus, type BootOptions, type BootResult, type BootArch } from './boot.js';
+export { ensureKernel, findCachedKernel, kernelPackage, extractVmlinuz, defaultKernelDir, type KernelOptions, type Kernel } from './kernel.js';
+
+export type ExportFormat = 'dir' | 'tar' | 'initramfs';
+export const EXPORT_FORMATS: readonly ExportFormat[] = ['dir', 'tar', 'initramfs'];
+
+export interface ExportOptions extends Pick<InitramfsOptions, 'command' | 'entrypoint' | 'init' | 'gzip'>, TarOptions {
+  format: ExportFormat;
+  /** Replace an existing destination. */
+  force?: boolean;
+}
+
+export type ExportResult =
+  | { format: 'dir'; path: string }
+  | ({ format: 'tar'; path: string } & TarResult)
+  | ({ format: 'initramfs'; path: string } & InitramfsResult);
+
+/**
+ * Exports `image` to `dst`: a directory for 'dir', a file for 'tar' and 'initramfs' (written under
+ * a temporary name and renamed into place, so a partial file never looks complete).
+ */
+export async function exportImage(image: Image, dst: string, options: ExportOptions): Promise<ExportResult> {
+  if (!EXPORT_FORMATS.includes(options.format)) {
+    throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `unknown export format "${String(options.format)}"`, {
+      hint: `use one of: ${EXPORT_FORMATS.join(', ')}`,
+    });
+  }
+  if (options.format === 'dir') {
+    await exportToDir(image, dst, { force: options.force ?? false });
+    return { format: 'dir', path: dst };
+  }
+  await checkFileDestination(dst, options.force ?? false);
+  const tmp = join(dirname(dst), `.${basename(dst)}.tmp-${randomBytes(6).toString('hex')}`);
+  try {
+    const out = createWriteStream(tmp);
+    if (options.format === 'tar') {
+      const r = await exportTar(image, out, options);
+      await rename(tmp, dst);
+      return { format: 'tar', path: dst, ...r };
+    }
+    const r = await exportInitramfs(image, out, options);
+    await rename(tmp, dst);
+    return { format: 'initramfs', path: dst, ...r };
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+async function checkFileDestination(dst: string, force: boolean): Promise<void> {
+  let st;
+  try {
+    st = await stat(dst);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    await mkdir(dirname(dst), { recursive: true });
+    return;
+  }
+  if (st.isDirectory()) {
+    throw new VmimgError(ErrorCode.DESTINATION_EXISTS, `${dst} is a directory, not a file name`, {
+      hint: 'name the file to write (e.g. root.cpio.gz)',
+    });
+  }
+  if (!force) throw new VmimgError(ErrorCode.DESTINATION_EXISTS, `${dst} already exists`, { hint: 'use --force to replace it' });
+}

@@ -1,0 +1,142 @@
+/**
+ * initramfs export: the flattened root as a gzip-compressed newc cpio, streamed, with the guest init
+ * (/.vmimg/init + /.vmimg/config, and /init → .vmimg/init unless the image has its own /init).
+ */
+import type { Writable } from 'node:stream';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGzip, constants as zlibConstants } from 'node:zlib';
+import { ErrorCode, VmimgError } from '../errors.js';
+import { commandLine, type RuntimeConfig } from '../image/index.js';
+import type { ContainerFS } from '../vfs/index.js';
+import { cpioDataPad, cpioHeader, cpioTrailer, type CpioHeader } from './cpio.js';
+import { GUEST_CONFIG, GUEST_DIR, GUEST_INIT, GUEST_INIT_SCRIPT, guestConfig } from './guest-init.js';
+import { isImage, withFs, type ExportSource } from './source.js';
+import { inodeStream, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, splitDev, walkTree } from './walk.js';
+
+export interface InitramfsOptions {
+  /** Replaces the image's cmd (appended to the entrypoint, like `docker run IMAGE ARGS`). */
+  command?: string[];
+  /** Replaces the image's entrypoint. */
+  entrypoint?: string[];
+  /** Add the guest init (default true). Needs the runtime config: pass an Image, or `config`. */
+  init?: boolean;
+  /** Runtime config when the source is a bare ContainerFS. */
+  config?: RuntimeConfig;
+  /** gzip level 0-9 (default 6); `false` writes the cpio uncompressed. */
+  gzip?: number | false;
+  signal?: AbortSignal;
+}
+
+export interface InitramfsResult {
+  /** Entries written (including the guest init's). */
+  entries: number;
+  /** The image has its own /init: boot with `rdinit=/.vmimg/init`. */
+  hasOwnInit: boolean;
+  /** What to pass as `rdinit=` (always safe to pass). */
+  rdinit: string;
+  /** The command the guest init runs. */
+  argv: string[];
+}
+
+/** Writes the initramfs to `out` (which is ended). */
+export async function exportInitramfs(source: ExportSource, out: Writable, options: InitramfsOptions = {}): Promise<InitramfsResult> {
+  const config = isImage(source) ? source.config : options.config;
+  const withInit = options.init ?? true;
+  if (withInit && !config) {
+    throw new VmimgError(ErrorCode.INVALID_ARGUMENT, 'initramfs with the guest init needs the runtime config', {
+      hint: 'pass an Image, or options.config, or init: false',
+    });
+  }
+  return withFs(source, async (fs) => {
+    if (withInit) requireShell(fs);
+    const hasOwnInit = fs.exists('/init') || isSymlink(fs, '/init');
+    const merged = { ...config!, entrypoint: options.entrypoint ?? config?.entrypoint ?? [] };
+    const argv = config ? commandLine(merged, options.command) : [];
+    const counter = { entries: 0 };
+    const extras = withInit ? guestFiles(fs, guestConfig(merged, argv), hasOwnInit) : [];
+    const stages: (NodeJS.ReadableStream | NodeJS.WritableStream | NodeJS.ReadWriteStream)[] = [
+      Readable.from(cpioStream(fs, extras, counter)),
+    ];
+    if (options.gzip !== false) stages.push(createGzip({ level: options.gzip ?? zlibConstants.Z_DEFAULT_COMPRESSION }));
+    stages.push(out);
+    await (pipeline as (...s: unknown[]) => Promise<void>)(...stages, ...(options.signal ? [{ signal: options.signal }] : []));
+    return { entries: counter.entries, hasOwnInit, rdinit: GUEST_INIT, argv };
+  });
+}
+
+/** The guest init needs /bin/sh in the image (followed through symlinks, a regular file). */
+export function requireShell(fs: ContainerFS): void {
+  let ok = false;
+  try {
+    const st = fs.stat('/bin/sh');
+    ok = st.isFile() && (st.mode & 0o111) !== 0;
+  } catch {
+    ok = false;
+  }
+  if (!ok) {
+    throw new VmimgError(ErrorCode.INVALID_IMAGE, 'the image has no /bin/sh: the vmimg guest init is a shell script', {
+      hint: 'add a shell to the image (busybox, dash), or export with init disabled and bring your own /init',
+    });
+  }
+}
+
+function isSymlink(fs: ContainerFS, path: string): boolean {
+  try {
+    return fs.lstat(path).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}
+
+interface Extra {
+  header: Omit<CpioHeader, 'ino' | 'nlink' | 'mtime' | 'size' | 'uid' | 'gid'>;
+  data?: Buffer;
+}
+
+function guestFiles(fs: ContainerFS, configText: string, hasOwnInit: boolean): Extra[] {
+  const out: Extra[] = [
+    { header: { name: GUEST_DIR, mode: S_IFDIR | 0o755 } },
+    { header: { name: GUEST_INIT.slice(1), mode: S_IFREG | 0o755 }, data: Buffer.from(GUEST_INIT_SCRIPT) },
+    { header: { name: GUEST_CONFIG.slice(1), mode: S_IFREG | 0o644 }, data: Buffer.from(configText) },
+  ];
+  if (!hasOwnInit) out.push({ header: { name: 'init', mode: S_IFLNK | 0o777 }, data: Buffer.from(GUEST_INIT.slice(1)) });
+  // the kernel opens /dev/console for init's stdio before anything is mounted
+  if (!fs.exists('/dev')) out.push({ header: { name: 'dev', mode: S_IFDIR | 0o755 } });
+  if (!fs.exists('/dev/console') && !isSymlink(fs, '/dev/console')) {
+    out.push({ header: { name: 'dev/console', mode: S_IFCHR | 0o600, rdevMajor: 5, rdevMinor: 1 } });
+  }
+  return out;
+}
+
+async function* cpioStream(fs: ContainerFS, extras: Extra[], counter: { entries: number }): AsyncGenerator<Buffer> {
+  const skip = extras.length > 0 ? (p: string) => p === GUEST_DIR || p.startsWith(`${GUEST_DIR}/`) : undefined;
+  for (const e of walkTree(fs, skip)) {
+    const a = e.attr;
+    const type = a.mode & S_IFMT;
+    const base = { name: e.path === '' ? '.' : e.path, ino: e.ino, mode: a.mode, uid: a.uid, gid: a.gid, mtime: a.mtimeSec };
+    counter.entries++;
+    if (type === S_IFREG) {
+      const size = e.linkTo === undefined ? a.size : 0;
+      yield cpioHeader({ ...base, nlink: a.nlink, size });
+      if (size > 0) {
+        for await (const chunk of inodeStream(fs, e.ino, size)) yield chunk as Buffer;
+        yield cpioDataPad(size);
+      }
+    } else if (type === S_IFLNK) {
+      const target = Buffer.from(fs.readlink(e.ino), 'utf8');
+      yield Buffer.concat([cpioHeader({ ...base, nlink: 1, size: target.length }), target, cpioDataPad(target.length)]);
+    } else {
+      const { major, minor } = splitDev(a.rdev);
+      yield cpioHeader({ ...base, nlink: type === S_IFDIR ? 2 : 1, size: 0, rdevMajor: major, rdevMinor: minor });
+    }
+  }
+  let ino = fs.inodeCount + 1;
+  for (const x of extras) {
+    const data = x.data ?? Buffer.alloc(0);
+    const h = { ...x.header, ino: ino++, uid: 0, gid: 0, mtime: 0, size: data.length };
+    yield Buffer.concat([cpioHeader({ ...h, nlink: (h.mode & S_IFMT) === S_IFDIR ? 2 : 1 }), data, cpioDataPad(data.length)]);
+    counter.entries++;
+  }
+  yield cpioTrailer();
+}

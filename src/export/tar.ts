@@ -1,0 +1,143 @@
+/**
+ * tar export: the flattened root as one POSIX (pax) tar stream, written with tar-stream's pack.
+ * Names are `./path` like `tar -C root -c .`; shared inodes become hardlinks to their first name;
+ * xattrs travel as `SCHILY.xattr.<name>` records (what GNU tar, bsdtar and mkfs.erofs read).
+ */
+import type { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import tarStream from 'tar-stream';
+import type { ContainerFS } from '../vfs/index.js';
+import { withFs, type ExportSource } from './source.js';
+import { inodeStream, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, splitDev, walkTree, type TreeEntry } from './walk.js';
+
+export interface TarOptions {
+  signal?: AbortSignal;
+}
+
+export interface TarResult {
+  entries: number;
+}
+
+type Header = Partial<tarStream.Header> & { name: string; binaryPax?: [string, Buffer][] };
+
+const TYPES: Record<number, tarStream.Header['type']> = {
+  [S_IFREG]: 'file',
+  [S_IFDIR]: 'directory',
+  [S_IFLNK]: 'symlink',
+  [S_IFCHR]: 'character-device',
+  [S_IFBLK]: 'block-device',
+  [S_IFIFO]: 'fifo',
+};
+
+const MAX_OCTAL_ID = 0o7777777;
+
+/** Writes the tar to `out` (which is ended). Sockets, which tar cannot hold, are left out. */
+export async function exportTar(source: ExportSource, out: Writable, options: TarOptions = {}): Promise<TarResult> {
+  return withFs(source, async (fs) => {
+    const pack = tarStream.pack();
+    patchPaxEncoder(pack);
+    const done = (pipeline as (...s: unknown[]) => Promise<void>)(pack, out, ...(options.signal ? [{ signal: options.signal }] : []));
+    let entries = 0;
+    try {
+      for (const e of walkTree(fs)) {
+        const header = headerFor(fs, e);
+        if (!header) continue;
+        await addEntry(pack, header, fs, e);
+        entries++;
+      }
+      pack.finalize();
+    } catch (err) {
+      pack.destroy(err as Error);
+      await done.catch(() => undefined);
+      throw err;
+    }
+    await done;
+    return { entries };
+  });
+}
+
+function headerFor(fs: ContainerFS, e: TreeEntry): Header | undefined {
+  const a = e.attr;
+  const fmt = a.mode & S_IFMT;
+  let type = TYPES[fmt];
+  if (type === undefined) return undefined;
+  const name = e.path === '' ? './' : `./${e.path}${fmt === S_IFDIR ? '/' : ''}`;
+  const h: Header = {
+    name,
+    mode: a.mode & 0o7777,
+    uid: Math.min(a.uid, MAX_OCTAL_ID),
+    gid: Math.min(a.gid, MAX_OCTAL_ID),
+    mtime: new Date(Math.max(0, a.mtimeSec) * 1000),
+    size: 0,
+    type,
+  };
+  if (e.linkTo !== undefined) {
+    type = h.type = 'link';
+    h.linkname = `./${e.linkTo}`;
+  } else if (fmt === S_IFREG) {
+    h.size = a.size;
+  } else if (fmt === S_IFLNK) {
+    h.linkname = fs.readlink(e.ino);
+  } else if (fmt === S_IFCHR || fmt === S_IFBLK) {
+    const { major, minor } = splitDev(a.rdev);
+    h.devmajor = major;
+    h.devminor = minor;
+  }
+  const pax: [string, Buffer][] = [];
+  if (a.uid > MAX_OCTAL_ID) pax.push(['uid', Buffer.from(String(a.uid))]);
+  if (a.gid > MAX_OCTAL_ID) pax.push(['gid', Buffer.from(String(a.gid))]);
+  for (const x of fs.listxattr(e.ino).sort()) pax.push([`SCHILY.xattr.${x}`, fs.getxattr(e.ino, x)]);
+  if (pax.length > 0) {
+    h.binaryPax = pax;
+    h.pax = {}; // routes the header through the pax encoder below
+  }
+  return h;
+}
+
+function addEntry(pack: tarStream.Pack, header: Header, fs: ContainerFS, e: TreeEntry): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const sink = pack.entry(header, (err) => (err ? reject(err) : resolve()));
+    if (header.type !== 'file' || header.size === 0) {
+      if (header.type === 'file') sink.end(Buffer.alloc(0));
+      return;
+    }
+    const src = inodeStream(fs, e.ino, header.size!);
+    src.on('error', (err) => {
+      sink.destroy(err);
+      reject(err);
+    });
+    src.pipe(sink as unknown as NodeJS.WritableStream);
+  });
+}
+
+/** One pax record: `<len> <key>=<value>\n` where len counts its own digits. */
+function paxRecord(key: string, value: Buffer): Buffer {
+  const body = Buffer.concat([Buffer.from(` ${key}=`, 'utf8'), value, Buffer.from('\n')]);
+  let len = body.length + 1;
+  while (String(len).length + body.length !== len) len = String(len).length + body.length;
+  return Buffer.concat([Buffer.from(String(len)), body]);
+}
+
+/**
+ * tar-stream 3 builds pax records as UTF-8 strings, which mangles binary xattr values
+ * (security.capability). Same layout as its own _encodePax, with byte-exact records.
+ */
+function patchPaxEncoder(pack: tarStream.Pack): void {
+  const p = pack as unknown as {
+    _encode(h: Omit<Header, 'type'> & { type: string }): void;
+    _encodePax(h: Header): void;
+    push(b: Buffer): boolean;
+  };
+  p._encodePax = function encodePax(header: Header): void {
+    const records: Buffer[] = [];
+    if (header.name) records.push(paxRecord('path', Buffer.from(header.name, 'utf8')));
+    if (header.linkname) records.push(paxRecord('linkpath', Buffer.from(header.linkname, 'utf8')));
+    for (const [k, v] of header.binaryPax ?? []) records.push(paxRecord(k, v));
+    const body = Buffer.concat(records);
+    const base = { mode: header.mode, uid: header.uid, gid: header.gid, mtime: header.mtime, devmajor: header.devmajor, devminor: header.devminor };
+    p._encode({ ...base, name: 'PaxHeader', size: body.length, type: 'pax-header' });
+    p.push(body);
+    if (body.length % 512) p.push(Buffer.alloc(512 - (body.length % 512)));
+    p._encode({ ...base, name: 'PaxHeader', size: header.size, type: header.type ?? 'file', ...(header.linkname ? { linkname: 'PaxHeader' } : {}) });
+  };
+}

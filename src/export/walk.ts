@@ -1,0 +1,73 @@
+/**
+ * The flattened tree in archive order: each directory before its children (pre-order, bytewise
+ * name order), with hardlink groups marked so writers can emit the first name as the file and
+ * later names as links. Reads only the ContainerFS inode API.
+ */
+import { Readable } from 'node:stream';
+import type { Attr, ContainerFS } from '../vfs/index.js';
+
+export const S_IFMT = 0o170000;
+export const S_IFDIR = 0o040000;
+export const S_IFREG = 0o100000;
+export const S_IFLNK = 0o120000;
+export const S_IFCHR = 0o020000;
+export const S_IFBLK = 0o060000;
+export const S_IFIFO = 0o010000;
+
+export interface TreeEntry {
+  /** Image-relative path without a leading slash; '' for the root. */
+  path: string;
+  ino: number;
+  attr: Attr;
+  /** For the second and later names of a shared regular file: the first name's path. */
+  linkTo?: string;
+}
+
+/** Yields every node of the merged tree, root first. */
+export function* walkTree(fs: ContainerFS, skip: (path: string) => boolean = () => false): Generator<TreeEntry> {
+  const firstName = new Map<number, string>();
+  const stack: { ino: number; path: string }[] = [{ ino: fs.root(), path: '' }];
+  while (stack.length > 0) {
+    const { ino, path } = stack.pop()!;
+    const attr = fs.getattr(ino);
+    const entry: TreeEntry = { path, ino, attr };
+    if ((attr.mode & S_IFMT) === S_IFREG && attr.nlink > 1) {
+      const first = firstName.get(ino);
+      if (first === undefined) firstName.set(ino, path);
+      else entry.linkTo = first;
+    }
+    yield entry;
+    if ((attr.mode & S_IFMT) !== S_IFDIR) continue;
+    const children = fs.readdir(ino);
+    // pushed in reverse so they pop in name order
+    for (let i = children.length - 1; i >= 0; i--) {
+      const child = children[i]!;
+      const childPath = path === '' ? child.name : `${path}/${child.name}`;
+      if (!skip(childPath)) stack.push({ ino: child.ino, path: childPath });
+    }
+  }
+}
+
+/** Linux `major()` / `minor()` of an rdev built by makedev (glibc encoding). */
+export function splitDev(rdev: number): { major: number; minor: number } {
+  const lo = rdev % 2 ** 32;
+  const hi = Math.floor(rdev / 2 ** 32);
+  const major = ((lo >>> 8) & 0xfff) | ((hi & 0xfffff000) >>> 0);
+  const minor = (lo & 0xff) | ((lo >>> 12) & 0xfff00) | ((hi & 0xfff) * 0x100000);
+  return { major, minor };
+}
+
+const CHUNK = 1 << 20;
+
+/** A file's content by inode, read in 1 MiB positional reads (never the whole file at once). */
+export function inodeStream(fs: ContainerFS, ino: number, size: number): Readable {
+  async function* chunks(): AsyncGenerator<Buffer> {
+    for (let pos = 0; pos < size; ) {
+      const buf = await fs.read(ino, pos, Math.min(CHUNK, size - pos));
+      if (buf.length === 0) throw new Error(`short read at ${pos} of ${size} bytes (inode ${ino})`);
+      pos += buf.length;
+      yield buf;
+    }
+  }
+  return Readable.from(chunks(), { objectMode: false });
+}
