@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCode, VmimgError } from '../errors.js';
 import type { Image } from '../image/index.js';
-import { EXIT_STATUS_RE, GUEST_INIT } from './guest-init.js';
+import { EXIT_STATUS_RE, GUEST_INIT, START_LINE } from './guest-init.js';
 import { exportInitramfs } from './initramfs.js';
 import { ensureKernel, type BootArch } from './kernel.js';
 import { requireBinary } from './tools.js';
@@ -40,8 +40,12 @@ export interface BootOptions {
 export interface BootResult {
   /** The guest command's exit status, from the `vmimg: exit status N` line (undefined if none). */
   exitStatus?: number;
-  /** Everything the serial console printed. */
+  /** Everything the serial console printed (firmware, kernel, guest), as received. */
   output: string;
+  /** What the command itself printed: between the guest init's start and exit-status lines, LF newlines. */
+  guestOutput?: string;
+  /** Milliseconds from QEMU's start until the guest init was about to run the command. */
+  startMs?: number;
   qemuExitCode: number | null;
   timedOut: boolean;
   /** Milliseconds from QEMU's start until it exited. */
@@ -62,6 +66,16 @@ export function qemuCommand(arch: BootArch, kernel: string, initrd: string, opti
 export function parseExitStatus(output: string): number | undefined {
   const m = EXIT_STATUS_RE.exec(output);
   return m ? Number(m[1]) : undefined;
+}
+
+/** The command's own output: after the `vmimg: start` line, before `\nvmimg: exit status N` (or the end). */
+export function parseGuestOutput(output: string): string | undefined {
+  const text = output.replace(/\r\n/g, '\n');
+  const start = text.indexOf(`\n${START_LINE}\n`);
+  if (start < 0) return undefined;
+  const body = text.slice(start + START_LINE.length + 2);
+  const end = body.search(/\nvmimg: exit status \d+\n/);
+  return end < 0 ? body : body.slice(0, end);
 }
 
 /** Exports `image` as an initramfs into a temp dir, boots it, and returns what the guest said. */
@@ -106,6 +120,8 @@ function runQemu(qemu: string, args: string[], options: BootOptions): Promise<Bo
     const child = spawn(qemu, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const chunks: string[] = [];
     let timedOut = false;
+    let startMs: number | undefined;
+    let tail = '';
     const kill = (): void => void child.kill('SIGKILL');
     const timer = setTimeout(() => {
       timedOut = true;
@@ -115,6 +131,10 @@ function runQemu(qemu: string, args: string[], options: BootOptions): Promise<Bo
     const onData = (b: Buffer): void => {
       const text = b.toString('utf8');
       chunks.push(text);
+      if (startMs === undefined) {
+        tail = (tail + text).slice(-4096);
+        if (tail.includes(START_LINE)) startMs = Date.now() - started;
+      }
       options.onOutput?.(text);
     };
     child.stdout.on('data', onData);
@@ -129,7 +149,16 @@ function runQemu(qemu: string, args: string[], options: BootOptions): Promise<Bo
       if (options.signal?.aborted) return reject(new VmimgError(ErrorCode.ABORTED, 'boot cancelled'));
       const output = chunks.join('');
       const exitStatus = parseExitStatus(output);
-      resolve({ ...(exitStatus !== undefined ? { exitStatus } : {}), output, qemuExitCode: code, timedOut, durationMs: Date.now() - started });
+      const guestOutput = parseGuestOutput(output);
+      resolve({
+        ...(exitStatus !== undefined ? { exitStatus } : {}),
+        output,
+        ...(guestOutput !== undefined ? { guestOutput } : {}),
+        ...(startMs !== undefined ? { startMs } : {}),
+        qemuExitCode: code,
+        timedOut,
+        durationMs: Date.now() - started,
+      });
     });
   });
 }

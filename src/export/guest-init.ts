@@ -10,6 +10,8 @@ export const GUEST_INIT = '/.vmimg/init';
 export const GUEST_CONFIG = '/.vmimg/config';
 /** The line the guest prints when the command ends: `vmimg: exit status N`. */
 export const EXIT_STATUS_RE = /^vmimg: exit status (\d+)\r?$/m;
+/** The line the guest prints just before running the command (after a newline of its own). */
+export const START_LINE = 'vmimg: start';
 
 /** Single-quotes a word for sh: safe for any bytes except NUL. */
 export function shQuote(s: string): string {
@@ -87,7 +89,7 @@ for arg in $(cat /proc/cmdline 2>/dev/null); do
 done
 
 vmimg_halt() {
-  say "exit status $1"
+  printf '\\nvmimg: exit status %s\\n' "$1"
   sync
   poweroff -f 2>/dev/null
   # no poweroff binary: ask the kernel directly, then let init exit (panic=-1 + -no-reboot ends QEMU)
@@ -107,6 +109,8 @@ eval "set -- $vmimg_argv"
 [ -d "$vmimg_workdir" ] || mkdir -p "$vmimg_workdir"
 cd "$vmimg_workdir" || { say "cannot cd to $vmimg_workdir"; vmimg_halt 126; }
 
+# on a line of its own whatever the firmware or kernel left on the console
+printf '\\nvmimg: start\\n'
 if [ "$vmimg_uid" = 0 ] && [ "$vmimg_gid" = 0 ]; then
   "$@"
 elif command -v setpriv >/dev/null 2>&1; then

@@ -13,11 +13,11 @@ import { exportTar, type TarOptions, type TarResult } from './tar.js';
 
 export { exportTar, type TarOptions, type TarResult } from './tar.js';
 export { exportInitramfs, requireShell, type InitramfsOptions, type InitramfsResult } from './initramfs.js';
-export { GUEST_INIT, GUEST_CONFIG, GUEST_INIT_SCRIPT, EXIT_STATUS_RE, guestConfig, kernelCmdParam, shQuote, shWords } from './guest-init.js';
+export { GUEST_INIT, GUEST_CONFIG, START_LINE, GUEST_INIT_SCRIPT, EXIT_STATUS_RE, guestConfig, kernelCmdParam, shQuote, shWords } from './guest-init.js';
 export { cpioHeader, cpioTrailer, cpioDataPad, type CpioHeader } from './cpio.js';
 export { walkTree, splitDev, type TreeEntry } from './walk.js';
 export type { ExportSource } from './source.js';
-export { bootImage, qemuCommand, parseExitStatus, type BootOptions, type BootResult, type BootArch } from './boot.js';
+export { bootImage, qemuCommand, parseExitStatus, parseGuestOutput, type BootOptions, type BootResult, type BootArch } from './boot.js';
 export { ensureKernel, findCachedKernel, kernelPackage, extractVmlinuz, defaultKernelDir, type KernelOptions, type Kernel } from './kernel.js';
 
 export type ExportFormat = 'dir' | 'tar' | 'initramfs';

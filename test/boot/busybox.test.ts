@@ -1,0 +1,74 @@
+// End to end: the shipped busybox sample (images/busybox-multiarch.oci.tar) loaded per arch, exported
+// as an initramfs with the guest init, booted under QEMU (TCG) on a stock Debian kernel; the
+// entrypoint's output and the exit-status line are read from the serial console.
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { isVmimgError } from '../../src/errors.js';
+import { bootImage, ensureKernel, type BootResult } from '../../src/export/index.js';
+import { loadFromTar, type Image } from '../../src/image/index.js';
+import { parsePlatform } from '../../src/platform/index.js';
+import { REPO_ROOT } from '../helpers/cache.js';
+import { requireTools, tmpDir } from '../helpers/tools.js';
+import { testKernel, type Arch } from './kernels.js';
+
+const SAMPLE = join(REPO_ROOT, 'images', 'busybox-multiarch.oci.tar');
+const QEMU: Record<Arch, string> = { amd64: 'qemu-system-x86_64', arm64: 'qemu-system-aarch64' };
+const BOOT_TIMEOUT_MS = 120_000; // a hang guard: TCG boots take seconds here, never asserted
+
+const cache = tmpDir('vmimg-boot-cache-');
+const images: Partial<Record<Arch, Promise<Image>>> = {};
+function sample(arch: Arch): Promise<Image> {
+  images[arch] ??= cache.then((cacheDir) => loadFromTar(SAMPLE, { platform: parsePlatform(arch), cacheDir }));
+  return images[arch]!;
+}
+
+async function boot(arch: Arch, command?: string[]): Promise<BootResult> {
+  requireTools([QEMU[arch]]);
+  const [image, kernel] = await Promise.all([sample(arch), testKernel(arch)]);
+  const r = await bootImage(image, { kernel, timeoutMs: BOOT_TIMEOUT_MS, ...(command ? { command } : {}) });
+  assert.equal(r.timedOut, false, `QEMU ${arch} did not finish in ${BOOT_TIMEOUT_MS} ms; console:\n${r.output}`);
+  return r;
+}
+
+test('a missing QEMU or kernel is an ERR_NOT_FOUND saying what to install', async () => {
+  const image = await sample('arm64');
+  const path = process.env.PATH;
+  let pending: Promise<unknown>;
+  process.env.PATH = '/nonexistent';
+  try {
+    pending = bootImage(image); // finds the binary synchronously, before its first await
+  } finally {
+    process.env.PATH = path;
+  }
+  await assert.rejects(pending, (e: unknown) => {
+    assert.ok(isVmimgError(e, 'ERR_NOT_FOUND'));
+    assert.match((e as { hint: string }).hint, /apt-get install qemu-system-arm/);
+    return true;
+  });
+  const empty = await tmpDir('vmimg-no-kernels-');
+  await assert.rejects(ensureKernel('amd64', { kernelDir: empty, download: false }), (e: unknown) => {
+    assert.ok(isVmimgError(e, 'ERR_NOT_FOUND'));
+    assert.match((e as { hint: string }).hint, /--kernel PATH.*linux-image-amd64/);
+    return true;
+  });
+  await assert.rejects(bootImage(image, { arch: 'amd64' }), (e: unknown) => isVmimgError(e, 'ERR_PLATFORM_MISMATCH'));
+});
+
+describe('busybox sample under QEMU', { concurrency: 2 }, () => {
+  for (const arch of ['amd64', 'arm64'] as const) {
+    test(`${arch}: the entrypoint prints /etc/arch and /etc/motd, then "vmimg: exit status 0"`, async () => {
+      const r = await boot(arch);
+      assert.equal(r.guestOutput, `${arch}\nWelcome to the vmimg sample (${arch}).\n`, r.output);
+      assert.equal(r.exitStatus, 0, r.output);
+      assert.match(r.output, /^vmimg: exit status 0\r?$/m);
+      assert.equal(r.qemuExitCode, 0, 'the guest powered the VM off');
+    });
+  }
+
+  test('amd64: a command given at export time runs with the image env and working dir; its exit status comes back', async () => {
+    const r = await boot('amd64', ['-c', 'echo "uid=$(id -u) cwd=$(pwd) sample=$VMIMG_SAMPLE"; mount | grep -c " /proc "; exit 7']);
+    assert.equal(r.guestOutput, 'uid=0 cwd=/ sample=1\n1\n', r.output);
+    assert.equal(r.exitStatus, 7, r.output);
+  });
+});
