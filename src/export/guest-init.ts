@@ -1,7 +1,7 @@
 /**
  * The guest init vmimg puts into initramfs exports at /.vmimg/init (contract: docs/EXPORT.md).
  * A POSIX sh script (busybox ash, dash, bash): it needs the image's /bin/sh and nothing else;
- * switching to a non-root uid needs `setpriv` (util-linux, busybox) or `chroot --userspec` (coreutils).
+ * switching to a non-root uid needs util-linux `setpriv`, coreutils `chroot --userspec`, or busybox `su`.
  */
 import type { RuntimeConfig } from '../image/index.js';
 
@@ -64,41 +64,54 @@ PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 say() { echo "vmimg: $*"; }
 
+# a tool from PATH, else the applet of the image's busybox (whose symlinks may be missing)
+vmimg_has() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  command -v busybox >/dev/null 2>&1 || return 1
+  busybox --list 2>/dev/null | { while read -r a; do [ "$a" = "$1" ] && exit 0; done; exit 1; }
+}
+vmimg_tool() { if command -v "$1" >/dev/null 2>&1; then "$@"; else busybox "$@"; fi; }
+vmimg_username() {
+  [ -r /etc/passwd ] || return 1
+  while IFS=: read -r n _x u _rest; do [ "$u" = "$vmimg_uid" ] && { echo "$n"; return 0; }; done < /etc/passwd
+  return 1
+}
+
 mounted() { [ -r /proc/mounts ] && while read -r _d m _r; do [ "$m" = "$1" ] && return 0; done < /proc/mounts; return 1; }
-[ -d /proc ] || mkdir -p /proc
-[ -r /proc/self/stat ] || mount -t proc proc /proc || say "cannot mount /proc"
-[ -d /sys ] || mkdir -p /sys
-mounted /sys || mount -t sysfs sysfs /sys || say "cannot mount /sys"
-[ -d /dev ] || mkdir -p /dev
-mounted /dev || mount -t devtmpfs devtmpfs /dev || say "cannot mount /dev"
-[ -d /dev/pts ] || mkdir -p /dev/pts 2>/dev/null
-mounted /dev/pts || mount -t devpts devpts /dev/pts 2>/dev/null
-[ -d /tmp ] || mkdir -p /tmp
-mounted /tmp || mount -t tmpfs -o mode=1777 tmpfs /tmp || say "cannot mount /tmp"
-[ -d /run ] && { mounted /run || mount -t tmpfs -o mode=0755 tmpfs /run; }
+[ -d /proc ] || vmimg_tool mkdir -p /proc
+[ -r /proc/self/stat ] || vmimg_tool mount -t proc proc /proc || say "cannot mount /proc"
+[ -d /sys ] || vmimg_tool mkdir -p /sys
+mounted /sys || vmimg_tool mount -t sysfs sysfs /sys || say "cannot mount /sys"
+[ -d /dev ] || vmimg_tool mkdir -p /dev
+mounted /dev || vmimg_tool mount -t devtmpfs devtmpfs /dev || say "cannot mount /dev"
+[ -d /dev/pts ] || vmimg_tool mkdir -p /dev/pts 2>/dev/null
+mounted /dev/pts || vmimg_tool mount -t devpts devpts /dev/pts 2>/dev/null
+[ -d /tmp ] || vmimg_tool mkdir -p /tmp
+mounted /tmp || vmimg_tool mount -t tmpfs -o mode=1777 tmpfs /tmp || say "cannot mount /tmp"
+[ -d /run ] && { mounted /run || vmimg_tool mount -t tmpfs -o mode=0755 tmpfs /run; }
 
 . /.vmimg/config || { say "cannot read /.vmimg/config"; vmimg_argv="'/bin/sh'"; }
+
+vmimg_halt() {
+  printf '\\nvmimg: exit status %s\\n' "$1"
+  sync
+  vmimg_tool poweroff -f 2>/dev/null
+  # no poweroff binary: ask the kernel directly, then let init exit (panic=-1 + -no-reboot ends QEMU)
+  echo 1 > /proc/sys/kernel/sysrq 2>/dev/null && echo o > /proc/sysrq-trigger 2>/dev/null
+  vmimg_tool sleep 5 2>/dev/null
+  exit "$1"
+}
 
 # vmimg.cmd=<base64 of sh words> on the kernel command line replaces the command
 for arg in $(cat /proc/cmdline 2>/dev/null); do
   case "$arg" in
     vmimg.cmd=*)
-      if decoded=$(echo "\${arg#vmimg.cmd=}" | base64 -d 2>/dev/null); then vmimg_argv=$decoded
+      if decoded=$(echo "\${arg#vmimg.cmd=}" | vmimg_tool base64 -d 2>/dev/null); then vmimg_argv=$decoded
       else say "vmimg.cmd= given but the image has no working base64; keeping the built-in command"; fi ;;
   esac
 done
 
-vmimg_halt() {
-  printf '\\nvmimg: exit status %s\\n' "$1"
-  sync
-  poweroff -f 2>/dev/null
-  # no poweroff binary: ask the kernel directly, then let init exit (panic=-1 + -no-reboot ends QEMU)
-  echo 1 > /proc/sys/kernel/sysrq 2>/dev/null && echo o > /proc/sysrq-trigger 2>/dev/null
-  sleep 5 2>/dev/null
-  exit "$1"
-}
-
-hostname vmimg 2>/dev/null
+vmimg_tool hostname vmimg 2>/dev/null
 unset arg decoded
 HOME=/root; [ "$vmimg_uid" = 0 ] || HOME=/
 TERM=\${TERM:-linux}
@@ -106,19 +119,22 @@ export HOME TERM
 vmimg_env
 eval "set -- $vmimg_argv"
 [ $# -gt 0 ] || { say "no command: the image has no entrypoint or cmd"; vmimg_halt 127; }
-[ -d "$vmimg_workdir" ] || mkdir -p "$vmimg_workdir"
+[ -d "$vmimg_workdir" ] || vmimg_tool mkdir -p "$vmimg_workdir"
 cd "$vmimg_workdir" || { say "cannot cd to $vmimg_workdir"; vmimg_halt 126; }
 
 # on a line of its own whatever the firmware or kernel left on the console
 printf '\\nvmimg: start\\n'
 if [ "$vmimg_uid" = 0 ] && [ "$vmimg_gid" = 0 ]; then
   "$@"
-elif command -v setpriv >/dev/null 2>&1; then
-  setpriv --reuid="$vmimg_uid" --regid="$vmimg_gid" --clear-groups -- "$@"
-elif chroot --help 2>&1 | grep -q userspec; then
-  chroot --userspec="$vmimg_uid:$vmimg_gid" / "$@"
+elif vmimg_has setpriv && case "$(vmimg_tool setpriv --help 2>&1)" in *--reuid*) true ;; *) false ;; esac; then
+  vmimg_tool setpriv --reuid="$vmimg_uid" --regid="$vmimg_gid" --clear-groups -- "$@"
+elif vmimg_has chroot && case "$(vmimg_tool chroot --help 2>&1)" in *--userspec*) true ;; *) false ;; esac; then
+  vmimg_tool chroot --userspec="$vmimg_uid:$vmimg_gid" / "$@"
+elif command -v busybox >/dev/null 2>&1 && vmimg_has su && name=$(vmimg_username); then
+  # busybox su: the uid's passwd name, its passwd group; -p keeps the image env
+  busybox su -p -s /bin/sh -c 'exec "$0" "$@"' "$name" "$@"
 else
-  say "the image has no setpriv or chroot --userspec to run as $vmimg_uid:$vmimg_gid"
+  say "the image has no setpriv --reuid, chroot --userspec or busybox su to run as $vmimg_uid:$vmimg_gid"
   vmimg_halt 126
 fi
 vmimg_halt $?

@@ -5,9 +5,10 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { isVmimgError } from '../../src/errors.js';
-import { bootImage, ensureKernel, type BootResult } from '../../src/export/index.js';
+import { bootImage, ensureKernel, kernelCmdParam, type BootOptions, type BootResult } from '../../src/export/index.js';
 import { loadFromTar, type Image } from '../../src/image/index.js';
 import { parsePlatform } from '../../src/platform/index.js';
+import { buildBusyboxLayout, toOciArchive } from '../helpers/busybox.js';
 import { REPO_ROOT } from '../helpers/cache.js';
 import { requireTools, tmpDir } from '../helpers/tools.js';
 import { testKernel, type Arch } from './kernels.js';
@@ -23,10 +24,10 @@ function sample(arch: Arch): Promise<Image> {
   return images[arch]!;
 }
 
-async function boot(arch: Arch, command?: string[]): Promise<BootResult> {
+async function boot(arch: Arch, options: BootOptions = {}, image: Promise<Image> = sample(arch)): Promise<BootResult> {
   requireTools([QEMU[arch]]);
-  const [image, kernel] = await Promise.all([sample(arch), testKernel(arch)]);
-  const r = await bootImage(image, { kernel, timeoutMs: BOOT_TIMEOUT_MS, ...(command ? { command } : {}) });
+  const [img, kernel] = await Promise.all([image, testKernel(arch)]);
+  const r = await bootImage(img, { kernel, timeoutMs: BOOT_TIMEOUT_MS, ...options });
   assert.equal(r.timedOut, false, `QEMU ${arch} did not finish in ${BOOT_TIMEOUT_MS} ms; console:\n${r.output}`);
   return r;
 }
@@ -67,8 +68,28 @@ describe('busybox sample under QEMU', { concurrency: 2 }, () => {
   }
 
   test('amd64: a command given at export time runs with the image env and working dir; its exit status comes back', async () => {
-    const r = await boot('amd64', ['-c', 'echo "uid=$(id -u) cwd=$(pwd) sample=$VMIMG_SAMPLE"; mount | grep -c " /proc "; exit 7']);
+    const r = await boot('amd64', { command: ['-c', 'echo "uid=$(id -u) cwd=$(pwd) sample=$VMIMG_SAMPLE"; mount | grep -c " /proc "; exit 7'] });
     assert.equal(r.guestOutput, 'uid=0 cwd=/ sample=1\n1\n', r.output);
     assert.equal(r.exitStatus, 7, r.output);
+  });
+
+  test('arm64: vmimg.cmd= on the kernel command line replaces the command (decoded by busybox base64)', async () => {
+    const r = await boot('arm64', { append: kernelCmdParam(['/bin/sh', '-c', 'echo "from the cmdline: $0 $1"', 'a b', "it's"]) });
+    assert.equal(r.guestOutput, "from the cmdline: a b it's\n", r.output);
+    assert.equal(r.exitStatus, 0);
+  });
+
+  test('amd64: the image user (app, 1000:1000) and working dir apply; busybox su switches without setpriv', async () => {
+    const image = (async () => {
+      const built = await buildBusyboxLayout({
+        arch: 'amd64', tag: 'boot-user', user: 'app', workingDir: '/home/app',
+        cmd: ['-c', 'echo "$(id -u):$(id -g) $(pwd) $VMIMG_FIXTURE"; touch /tmp/x && echo tmp-writable'],
+      });
+      const tar = await toOciArchive(built.ref, join(await tmpDir('vmimg-boot-user-'), 'user.tar'), 'latest');
+      return loadFromTar(tar, { platform: parsePlatform('amd64'), cacheDir: await cache });
+    })();
+    const r = await boot('amd64', {}, image);
+    assert.equal(r.guestOutput, '1000:1000 /home/app busybox\ntmp-writable\n', r.output);
+    assert.equal(r.exitStatus, 0);
   });
 });
