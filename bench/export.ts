@@ -1,0 +1,97 @@
+/**
+ * Export and boot benchmark, side by side in one run, as ratios:
+ *  1. Debian image (bench/debian.ts) → tar, vs `tar -c` of `umoci unpack`'s rootfs   (both to a file)
+ *  2. Debian image → initramfs (cpio + gzip -6), vs `tar -c | gzip -6` of the same rootfs
+ *     (the peer's rootfs is unpacked once beforehand and not timed: generous to the peer;
+ *      the umoci unpack time is reported too)
+ *  3. boot to entrypoint under QEMU TCG (no KVM): the busybox sample, amd64 and arm64, and the Debian image (amd64)
+ *     — time from QEMU start to the guest init's `vmimg: start` line, and to power-off.
+ * Run: node --import tsx bench/export.ts   (root: umoci unpack; skopeo, umoci, qemu-system-*, apt-get for kernels)
+ */
+import { execFileSync } from 'node:child_process';
+import { createWriteStream, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { bootImage, ensureKernel, exportInitramfs, exportTar, type BootArch } from '../src/export/index.js';
+import { loadFromTar, type Image } from '../src/image/index.js';
+import { parsePlatform } from '../src/platform/index.js';
+import { tmpDir } from '../test/helpers/tools.js';
+import { debianLayout } from './debian.js';
+
+const rounds = Number(process.env.VMIMG_BENCH_ROUNDS ?? 3);
+const KERNELS = resolve('test', '.cache', 'kernels');
+
+function sh(script: string): void {
+  execFileSync('bash', ['-c', script], { stdio: ['ignore', 'ignore', 'inherit'] });
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+async function sideBySide(contenders: Record<string, () => Promise<unknown> | unknown>): Promise<Record<string, number>> {
+  const times: Record<string, number[]> = Object.fromEntries(Object.keys(contenders).map((k) => [k, []]));
+  for (let r = 0; r < rounds; r++) {
+    for (const [name, fn] of Object.entries(contenders)) {
+      const t = performance.now();
+      await fn();
+      times[name]!.push(performance.now() - t);
+    }
+  }
+  return Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)]));
+}
+
+const mib = (path: string): string => `${(statSync(path).size / 2 ** 20).toFixed(1)} MiB`;
+const sec = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
+
+async function exportBench(work: string): Promise<Image> {
+  const layout = await debianLayout();
+  const archive = join(work, 'debian.oci.tar');
+  sh(`skopeo copy --quiet oci:${layout}:bench oci-archive:${archive}:bench`);
+  const image = await loadFromTar(archive, { platform: parsePlatform('amd64'), cacheDir: join(work, 'cache') });
+  const bundle = join(work, 'bundle');
+  const t = performance.now();
+  sh(`umoci unpack --image ${layout}:bench ${bundle}`);
+  const unpackMs = performance.now() - t;
+  const rootfs = join(bundle, 'rootfs');
+  const ours = { tar: join(work, 'ours.tar'), cpio: join(work, 'ours.cpio.gz') };
+  const peer = { tar: join(work, 'peer.tar'), gz: join(work, 'peer.tar.gz') };
+  const m = await sideBySide({
+    'vmimg tar': () => exportTar(image, createWriteStream(ours.tar)),
+    'tar -c': () => sh(`tar -C ${rootfs} --xattrs -cf ${peer.tar} .`),
+    'vmimg initramfs': () => exportInitramfs(image, createWriteStream(ours.cpio)),
+    'tar -c | gzip': () => sh(`tar -C ${rootfs} --xattrs -cf - . | gzip -6 > ${peer.gz}`),
+  });
+  console.log(`export (Debian minbase + 6 layers, median of ${rounds}; umoci unpack itself took ${sec(unpackMs)}, not counted):`);
+  console.log(`  tar:       vmimg ${sec(m['vmimg tar']!)} (${mib(ours.tar)}) vs tar -c ${sec(m['tar -c']!)} (${mib(peer.tar)})  ratio ${(m['vmimg tar']! / m['tar -c']!).toFixed(2)}×`);
+  console.log(`  initramfs: vmimg ${sec(m['vmimg initramfs']!)} (${mib(ours.cpio)}) vs tar -c | gzip ${sec(m['tar -c | gzip']!)} (${mib(peer.gz)})  ratio ${(m['vmimg initramfs']! / m['tar -c | gzip']!).toFixed(2)}×`);
+  console.log(`  initramfs vs umoci unpack + tar -c | gzip: ratio ${(m['vmimg initramfs']! / (unpackMs + m['tar -c | gzip']!)).toFixed(2)}×`);
+  return image;
+}
+
+async function bootBench(arch: BootArch, image: Image, label: string, command?: string[]): Promise<void> {
+  const kernel = (await ensureKernel(arch, { kernelDir: KERNELS })).path;
+  const starts: number[] = [];
+  const totals: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const b = await bootImage(image, { kernel, timeoutMs: 300_000, memoryMiB: 1024, ...(command ? { command } : {}) });
+    if (b.exitStatus !== 0 || b.startMs === undefined) throw new Error(`${label} boot failed:\n${b.output}`);
+    starts.push(b.startMs);
+    totals.push(b.durationMs);
+  }
+  console.log(`  ${label.padEnd(16)} to entrypoint ${sec(median(starts))}, to power-off ${sec(median(totals))}`);
+}
+
+async function main(): Promise<void> {
+  const work = await tmpDir('vmimg-bench-export-');
+  const debian = await exportBench(work);
+  console.log(`boot under QEMU TCG (no KVM), median of ${rounds}, initramfs export (gzip -1) excluded from QEMU times:`);
+  const sample = resolve('images', 'busybox-multiarch.oci.tar');
+  for (const arch of ['amd64', 'arm64'] as const) {
+    const image = await loadFromTar(sample, { platform: parsePlatform(arch), cacheDir: join(work, 'cache') });
+    await bootBench(arch, image, `busybox ${arch}`);
+  }
+  await bootBench('amd64', debian, 'debian amd64', ['cat', '/etc/debian_version']);
+}
+
+await main();
