@@ -94,14 +94,23 @@ function headerFor(fs: ContainerFS, e: TreeEntry): Header | undefined {
   return h;
 }
 
+const SMALL_FILE = 1 << 20;
+
 function addEntry(pack: tarStream.Pack, header: Header, fs: ContainerFS, e: TreeEntry): Promise<void> {
+  const size = header.type === 'file' ? header.size ?? 0 : 0;
+  // small files in one positional read: a stream per file costs more than the copy
+  if (size <= SMALL_FILE) {
+    const body = size === 0 ? Promise.resolve(undefined) : fs.read(e.ino, 0, size);
+    return body.then((buf) => new Promise<void>((resolve, reject) => {
+      if (buf !== undefined && buf.length !== size) return reject(new Error(`short read of ${header.name}: ${buf.length} of ${size} bytes`));
+      const done = (err?: Error | null): void => (err ? reject(err) : resolve());
+      if (header.type === 'file') pack.entry(header, buf ?? Buffer.alloc(0), done);
+      else pack.entry(header, done);
+    }));
+  }
   return new Promise((resolve, reject) => {
     const sink = pack.entry(header, (err) => (err ? reject(err) : resolve()));
-    if (header.type !== 'file' || header.size === 0) {
-      if (header.type === 'file') sink.end(Buffer.alloc(0));
-      return;
-    }
-    const src = inodeStream(fs, e.ino, header.size!);
+    const src = inodeStream(fs, e.ino, size);
     src.on('error', (err) => {
       sink.destroy(err);
       reject(err);
