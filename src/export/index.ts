@@ -50,8 +50,8 @@ export async function exportImage(image: Image, dst: string, options: ExportOpti
   }
   await checkFileDestination(dst, options.force ?? false);
   const tmp = join(dirname(dst), `.${basename(dst)}.tmp-${randomBytes(6).toString('hex')}`);
+  const out = createWriteStream(tmp);
   try {
-    const out = createWriteStream(tmp);
     if (options.format === 'tar') {
       const r = await exportTar(image, out, options);
       await rename(tmp, dst);
@@ -61,6 +61,7 @@ export async function exportImage(image: Image, dst: string, options: ExportOpti
     await rename(tmp, dst);
     return { format: 'initramfs', path: dst, ...r };
   } catch (err) {
+    out.destroy();
     await rm(tmp, { force: true });
     throw err;
   }

@@ -91,3 +91,19 @@ test('errors: no /bin/sh for the guest init, existing destination, unknown forma
   await assert.rejects(exportImage(image, join(dir, 'taken.tar'), { format: 'tar' }), (e: unknown) => isVmimgError(e, 'ERR_DESTINATION_EXISTS'));
   await assert.rejects(exportImage(image, join(dir, 'y'), { format: 'qcow2' as never }), (e: unknown) => isVmimgError(e, 'ERR_INVALID_ARGUMENT'));
 });
+
+test('an image with its own /init keeps it; the guest init is still at /.vmimg/init', async () => {
+  requireTools(['cpio']);
+  const dir = await tmpDir('vmimg-export-own-init-');
+  const fs = ContainerFS.fromLayers([layer().file('bin/sh', '#!\n', { mode: 0o755 }).file('init', 'own\n', { mode: 0o755 }).build(dir)]);
+  const config = { env: [], entrypoint: [], cmd: ['true'], workingDir: '/', uid: 0, gid: 0, user: '', architecture: 'amd64' };
+  const file = join(dir, 'r.cpio');
+  const r = await exportInitramfs(fs, createWriteStream(file), { config: config as never, gzip: false });
+  assert.equal(r.hasOwnInit, true);
+  assert.equal(r.rdinit, '/.vmimg/init');
+  const listing = await run('cpio', ['-tv', '--quiet', '-F', file]);
+  assert.match(listing, /^-rwxr-xr-x .* init$/m);
+  assert.doesNotMatch(listing, /init -> /);
+  assert.match(listing, /\.vmimg\/init$/m);
+  await fs.close();
+});
