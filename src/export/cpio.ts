@@ -29,7 +29,7 @@ const MAX32 = 0xffffffff;
 
 function hex8(n: number, field: string, name: string): string {
   if (!Number.isInteger(n) || n < 0 || n > MAX32) {
-    throw new VmimgError(ErrorCode.TOO_LARGE, `cpio: ${name}: ${field} ${n} does not fit newc's 32-bit field`, {
+    throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `cpio: ${name}: ${field} ${n} does not fit newc's 32-bit field`, {
       hint: field === 'size' ? 'newc cpio (initramfs) cannot hold files of 4 GiB or more; export as tar instead' : undefined,
     });
   }
