@@ -7,6 +7,7 @@
  *     and vs `skopeo copy` to an OCI layout + `umoci unpack`                      (target ≤ 0.2×)
  *  3. peak RSS while flattening a 1 GiB layer                                     (target < 200 MiB)
  *  4. ContainerFS on the pulled image: open, lookups, walk vs `find` (bench/vfs.ts)
+ *  5. export to tar / initramfs vs `tar -c` (+ gzip) of umoci's rootfs, boot time under QEMU (bench/export.ts)
  *
  * The Debian image is made once with debootstrap (minbase) + umoci and cached in bench/.cache/.
  * Needs root (debootstrap, umoci unpack), docker-registry, skopeo, umoci, curl; `bash .ci/run --setup-only`.
@@ -123,6 +124,11 @@ async function main(): Promise<void> {
     });
     for (const line of vfs.stdout.trim().split('\n')) report(line);
     if (vfs.status !== 0) report(`vfs bench failed: ${vfs.stderr}`);
+
+    // 5. exports (tar, initramfs) vs tar/gzip of umoci's rootfs, and boot-to-entrypoint under QEMU
+    const exp = spawnSync(process.execPath, ['--import', 'tsx', join('bench', 'export.ts')], { encoding: 'utf8' });
+    for (const line of exp.stdout.trim().split('\n')) report(line);
+    if (exp.status !== 0) report(`export bench failed: ${exp.stderr}`);
   } finally {
     await registry.stop();
   }

@@ -7,3 +7,4 @@ export { validateDigest, digestHex, sha256Digest } from './digest/index.js';
 export { RegistryClient, type RegistryClientOptions } from './registry/index.js';
 export { ContainerFS, LayeredContainerFS } from './vfs/index.js';
 export { EntryType, type IndexEntry } from './layer/entry.js';
+export { exportImage, exportTar, exportInitramfs, bootImage, type ExportFormat, type ExportOptions, type BootOptions, type BootResult } from './export/index.js';

@@ -18,6 +18,7 @@ const EPILOGUE = [
 export function buildParser(argv: string[]) {
   let parser = yargs(argv)
     .scriptName('vmimg')
+    .parserConfiguration({ 'populate--': true })
     .usage('$0 <command> [options]\n\nPrepare OCI/Docker container images for lightweight VMs.')
     .option('cache-dir', { type: 'string', describe: 'Cache directory', global: true })
     .option('arch', { type: 'string', describe: 'Architecture (amd64, arm64, ...)', global: true, conflicts: 'platform' })
@@ -41,6 +42,7 @@ export function buildParser(argv: string[]) {
     .example('$0 pull alpine:3.20 --arch arm64', 'Pull the arm64 image into the cache')
     .example('$0 load images/busybox-multiarch.oci.tar --arch amd64', 'Load an image tar into the cache')
     .example('$0 export ./vm-image', 'Export the most recent image as config.json + .idx/.contents')
+    .example('$0 boot images/busybox-multiarch.oci.tar --arch arm64', 'Boot the sample under QEMU')
     .epilogue(EPILOGUE)
     .help()
     .alias('help', 'h')

@@ -1,33 +1,57 @@
 import type { CommandModule } from 'yargs';
-import { exportToDir } from '../../index.js';
+import { EXPORT_FORMATS, exportImage, exportInitramfs, exportTar, type ExportFormat } from '../../export/index.js';
 import type { GlobalArgs } from '../context.js';
 import { resolveImageOrLast } from '../resolve-image.js';
 import { imagePlatform, run } from './common.js';
 
 interface Args {
-  dir: string;
+  dest: string;
   image?: string;
+  format: ExportFormat;
   force?: boolean;
+  init?: boolean;
+  entrypoint?: string;
+  '--'?: string[];
 }
 
 export const exportCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
-  command: 'export <dir> [image]',
-  describe: 'Write an image directory (config.json + per-layer .idx/.contents) for a VM',
+  command: 'export <dest> [image]',
+  describe: 'Write an image for a VM: an image directory (default), a root tar, or a bootable initramfs',
   builder: (y) =>
     y
-      .positional('dir', { type: 'string', demandOption: true, describe: 'Destination directory (new or empty)' })
+      .positional('dest', { type: 'string', demandOption: true, describe: 'Directory (dir) or file (tar, initramfs; - for stdout)' })
       .positional('image', { type: 'string', describe: 'IMAGE (default: the most recently pulled or loaded)' })
-      .option('force', { alias: 'f', type: 'boolean', describe: 'Replace a non-empty destination' })
-      .example('$0 export ./vm', 'Export the most recent image')
-      .example('$0 export ./vm alpine:3.20 --arch arm64 --force', 'Pull if needed, then export, replacing ./vm'),
+      .option('format', { choices: EXPORT_FORMATS, default: 'dir' as ExportFormat, describe: 'dir: config.json + .idx/.contents; tar: the flattened root; initramfs: gzip newc cpio with the vmimg guest init' })
+      .option('force', { alias: 'f', type: 'boolean', describe: 'Replace an existing destination' })
+      .option('entrypoint', { type: 'string', describe: "initramfs: replace the image's entrypoint ('' clears it; words split on spaces)" })
+      .option('init', { type: 'boolean', default: true, describe: 'initramfs: add the vmimg guest init (--no-init leaves it out)' })
+      .example('$0 export ./vm', 'Export the most recent image as an image directory')
+      .example('$0 export ./vm alpine:3.20 --arch arm64 --force', 'Pull if needed, then export, replacing ./vm')
+      .example('$0 export root.cpio.gz IMAGE --format initramfs -- /bin/echo hi', 'A bootable initramfs running a command')
+      .example('$0 export - IMAGE --format tar | tar -t', 'The flattened root as a tar on stdout'),
   handler: run<Args>(async (ctx, args) => {
     const { image } = await resolveImageOrLast(ctx, args.image);
-    const out = await exportToDir(image, args.dir, { force: args.force === true });
+    const command = args['--']?.length ? { command: args['--'].map(String) } : {};
+    const options = { force: args.force === true, init: args.init !== false, signal: ctx.signal, ...command, ...entrypointOption(args.entrypoint) };
     const id = image.config.source.configDigest;
+    // yargs hands a lone `-` positional over as '' (and an empty path is no destination anyway).
+    const toStdout = args.dest === '-' || args.dest === '';
+    if (toStdout && args.format !== 'dir') {
+      if (args.format === 'tar') await exportTar(image, process.stdout, options);
+      else await exportInitramfs(image, process.stdout, options);
+      return;
+    }
+    const result = await exportImage(image, args.dest, { format: args.format, ...options });
     if (ctx.json) {
-      ctx.out(JSON.stringify({ dir: out.dir, id, platform: imagePlatform(image), layers: out.layers.map((l) => l.diffId) }));
+      ctx.out(JSON.stringify({ ...result, id, platform: imagePlatform(image) }));
     } else {
-      ctx.out(`exported ${id} (${imagePlatform(image)}) to ${out.dir}`);
+      ctx.out(`exported ${id} (${imagePlatform(image)}) as ${result.format} to ${result.path}`);
     }
   }),
 };
+
+/** `--entrypoint '/bin/sh -e'` → ['/bin/sh', '-e']; `--entrypoint ''` clears the image's entrypoint. */
+export function entrypointOption(value: string | undefined): { entrypoint?: string[] } {
+  if (value === undefined) return {};
+  return { entrypoint: value.split(' ').filter((w) => w !== '') };
+}

@@ -1,6 +1,7 @@
 /** Every command module, in the order `vmimg --help` lists them. */
 import type { CommandModule } from 'yargs';
 import type { GlobalArgs } from '../context.js';
+import { bootCommand } from './boot.js';
 import { catCommand } from './cat.js';
 import { exportCommand } from './export.js';
 import { imagesCommand } from './images.js';
@@ -26,4 +27,5 @@ export const commands: CommandModule<GlobalArgs, any>[] = [
   rmCommand,
   pruneCommand,
   validateCommand,
+  bootCommand,
 ];

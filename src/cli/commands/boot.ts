@@ -1,0 +1,54 @@
+import { join } from 'node:path';
+import type { CommandModule } from 'yargs';
+import { bootImage, type BootArch } from '../../export/index.js';
+import type { GlobalArgs } from '../context.js';
+import { ExitCode } from '../exit-codes.js';
+import { resolveImage } from '../resolve-image.js';
+import { run } from './common.js';
+import { entrypointOption } from './export.js';
+
+interface Args {
+  image: string;
+  kernel?: string;
+  timeout: number;
+  memory: number;
+  entrypoint?: string;
+  '--'?: string[];
+}
+
+export const bootCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
+  command: 'boot <image>',
+  describe: "Boot an image under QEMU (x86_64 or aarch64) with a stock Debian kernel and print its command's output",
+  builder: (y) =>
+    y
+      .positional('image', { type: 'string', demandOption: true, describe: 'IMAGE' })
+      .option('kernel', { type: 'string', describe: 'Kernel image to boot (default: Debian linux-image for the arch, fetched once)' })
+      .option('entrypoint', { type: 'string', describe: "Replace the image's entrypoint ('' clears it; words split on spaces)" })
+      .option('timeout', { type: 'number', default: 180, describe: 'Seconds before the VM is stopped (TCG is slow)' })
+      .option('memory', { type: 'number', default: 512, describe: 'Guest memory in MiB' })
+      .example('$0 boot images/busybox-multiarch.oci.tar --arch arm64', 'Boot the arm64 sample; prints "arm64"')
+      .example('$0 boot alpine --arch amd64 -- /bin/uname -a', 'Run a command instead of the image cmd')
+      .example("$0 boot IMAGE --entrypoint '' -- /bin/id", 'Clear the entrypoint, run /bin/id'),
+  handler: run<Args>(async (ctx, args) => {
+    const { image } = await resolveImage(ctx, args.image);
+    const result = await bootImage(image, {
+      ...(ctx.platform ? { arch: ctx.platform.architecture as BootArch } : {}),
+      ...(args.kernel ? { kernel: args.kernel } : {}),
+      kernelDir: join(ctx.cache.root, 'kernels'),
+      ...(args['--']?.length ? { command: args['--'].map(String) } : {}),
+      ...entrypointOption(args.entrypoint),
+      timeoutMs: args.timeout * 1000,
+      memoryMiB: args.memory,
+      signal: ctx.signal,
+      onLog: (message) => ctx.quiet || process.stderr.write(`${message}\n`),
+    });
+    if (ctx.json) ctx.out(JSON.stringify({ exitStatus: result.exitStatus ?? null, timedOut: result.timedOut, durationMs: result.durationMs, output: result.guestOutput ?? '' }));
+    else process.stdout.write(result.guestOutput ?? '');
+    if (result.timedOut || result.exitStatus === undefined) {
+      process.stderr.write(`vmimg: the guest ${result.timedOut ? 'timed out' : 'stopped without reporting an exit status'}\n`);
+      process.exitCode = ExitCode.ERROR;
+    } else {
+      process.exitCode = result.exitStatus;
+    }
+  }),
+};
