@@ -8,7 +8,6 @@
  *     — time from QEMU start to the guest init's `vmimg: start` line, and to power-off.
  * Run: node --import tsx bench/export.ts   (root: umoci unpack; skopeo, umoci, qemu-system-*, apt-get for kernels)
  */
-import { execFileSync } from 'node:child_process';
 import { createWriteStream, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { bootImage, ensureKernel, exportInitramfs, exportTar, type BootArch } from '../src/export/index.js';
@@ -16,30 +15,9 @@ import { loadFromTar, type Image } from '../src/image/index.js';
 import { parsePlatform } from '../src/platform/index.js';
 import { tmpDir } from '../test/helpers/tools.js';
 import { debianLayout } from './debian.js';
+import { median, rounds, sh, sideBySide } from './util.js';
 
-const rounds = Number(process.env.VMIMG_BENCH_ROUNDS ?? 3);
 const KERNELS = resolve('test', '.cache', 'kernels');
-
-function sh(script: string): void {
-  execFileSync('bash', ['-c', script], { stdio: ['ignore', 'ignore', 'inherit'] });
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
-
-async function sideBySide(contenders: Record<string, () => Promise<unknown> | unknown>): Promise<Record<string, number>> {
-  const times: Record<string, number[]> = Object.fromEntries(Object.keys(contenders).map((k) => [k, []]));
-  for (let r = 0; r < rounds; r++) {
-    for (const [name, fn] of Object.entries(contenders)) {
-      const t = performance.now();
-      await fn();
-      times[name]!.push(performance.now() - t);
-    }
-  }
-  return Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)]));
-}
 
 const mib = (path: string): string => `${(statSync(path).size / 2 ** 20).toFixed(1)} MiB`;
 const sec = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;

@@ -12,7 +12,7 @@
  * The Debian image is made once with debootstrap (minbase) + umoci and cached in bench/.cache/.
  * Needs root (debootstrap, umoci unpack), docker-registry, skopeo, umoci, curl; `bash .ci/run --setup-only`.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BlobStore } from '../src/store/index.js';
@@ -22,32 +22,7 @@ import { pull, parsePlatform } from '../src/index.js';
 import { startRegistry } from '../test/helpers/registry.js';
 import { tmpDir } from '../test/helpers/tools.js';
 import { debianLayout } from './debian.js';
-
-const rounds = Number(process.env.VMIMG_BENCH_ROUNDS ?? 3);
-
-function sh(script: string, ...args: string[]): void {
-  execFileSync('bash', ['-c', script, 'bash', ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
-}
-
-async function timed(fn: () => unknown): Promise<number> {
-  const t = performance.now();
-  await fn();
-  return performance.now() - t;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
-
-/** Runs each contender once per round, interleaved, and returns medians (ms). */
-async function sideBySide(contenders: Record<string, () => Promise<unknown> | unknown>): Promise<Record<string, number>> {
-  const times: Record<string, number[]> = Object.fromEntries(Object.keys(contenders).map((k) => [k, []]));
-  for (let r = 0; r < rounds; r++) {
-    for (const [name, fn] of Object.entries(contenders)) times[name]!.push(await timed(fn));
-  }
-  return Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)]));
-}
+import { sh, sideBySide } from './util.js';
 
 const results: string[] = [];
 function report(line: string): void {

@@ -5,6 +5,7 @@
  */
 import type { ContainerFS } from '../index.js';
 import { DT } from '../vfs/index.js';
+import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from '../layer/entry.js';
 
 export type EntryKind = 'file' | 'dir' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo' | 'socket';
 
@@ -23,15 +24,14 @@ export interface ListedEntry {
   rdev?: number;
 }
 
-const S_IFMT = 0o170000;
 const KIND: Record<number, EntryKind> = {
-  0o100000: 'file',
-  0o040000: 'dir',
-  0o120000: 'symlink',
-  0o020000: 'char',
-  0o060000: 'block',
-  0o010000: 'fifo',
-  0o140000: 'socket',
+  [S_IFREG]: 'file',
+  [S_IFDIR]: 'dir',
+  [S_IFLNK]: 'symlink',
+  [S_IFCHR]: 'char',
+  [S_IFBLK]: 'block',
+  [S_IFIFO]: 'fifo',
+  [S_IFSOCK]: 'socket',
 };
 
 export class Lister {

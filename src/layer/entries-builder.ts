@@ -3,17 +3,11 @@
  * duplicates (later wins). Pure: no I/O.
  */
 import { ErrorCode, VmimgError } from '../errors.js';
-import { EntryType, type EntryTypeValue, type IndexEntry } from './entry.js';
+import { EntryType, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, type EntryTypeValue, type IndexEntry } from './entry.js';
 import type { TarHeader } from './tar-reader.js';
 import { classifyWhiteout, fromBytes, normaliseTarPath } from './paths.js';
 import { LIMITS } from './index-format.js';
 
-const S_IFREG = 0o100000;
-const S_IFDIR = 0o040000;
-const S_IFLNK = 0o120000;
-const S_IFCHR = 0o020000;
-const S_IFBLK = 0o060000;
-const S_IFIFO = 0o010000;
 
 /** Tar typeflag → entry type and S_IFMT bits. */
 const TYPES: Readonly<Record<string, [EntryTypeValue, number]>> = {

@@ -2,6 +2,16 @@
  * One entry of a flattened layer, as stored in a `.idx` file (see docs/FORMAT.md).
  * This is the contract between the flattener (writer), the index codec, and ContainerFS (reader).
  */
+/** Linux st_mode file-type bits, as stored in `IndexEntry.mode`. */
+export const S_IFMT = 0o170000;
+export const S_IFSOCK = 0o140000;
+export const S_IFLNK = 0o120000;
+export const S_IFREG = 0o100000;
+export const S_IFBLK = 0o060000;
+export const S_IFDIR = 0o040000;
+export const S_IFCHR = 0o020000;
+export const S_IFIFO = 0o010000;
+
 export const EntryType = {
   File: 1,
   Dir: 2,

@@ -5,6 +5,7 @@
 import { constants } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { ContainerFS } from './container-fs.js';
+import { S_IFDIR, S_IFMT } from '../layer/entry.js';
 import { VfsError } from './errors.js';
 import { VfsFileHandle } from './file-handle.js';
 import { DT, VfsDirent, type VfsStats } from './stats.js';
@@ -67,7 +68,7 @@ export class VfsPromises {
     const queue: [string, number][] = [['', this.fs.resolvePath(root, 'scandir')]];
     for (let q = 0; q < queue.length; q++) {
       const [rel, ino] = queue[q]!;
-      if ((this.fs.getattr(ino).mode & 0o170000) !== 0o040000) throw new VfsError('ENOTDIR', 'scandir', root);
+      if ((this.fs.getattr(ino).mode & S_IFMT) !== S_IFDIR) throw new VfsError('ENOTDIR', 'scandir', root);
       const dir = rel === '' ? root : `${root}/${rel}`;
       for (const e of this.fs.readdir(ino)) {
         const relName = rel === '' ? e.name : `${rel}/${e.name}`;

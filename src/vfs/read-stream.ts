@@ -1,6 +1,7 @@
 /** createReadStream over ContainerFS: chunked positional reads, `end` inclusive like fs. */
 import { Readable } from 'node:stream';
 import type { ContainerFS } from './container-fs.js';
+import { S_IFDIR, S_IFMT } from '../layer/entry.js';
 import { VfsError } from './errors.js';
 
 export interface VfsReadStreamOptions {
@@ -21,7 +22,7 @@ export function createVfsReadStream(fs: ContainerFS, path: string, options: VfsR
       try {
         ino = fs.resolvePath(path);
         const attr = fs.getattr(ino);
-        if ((attr.mode & 0o170000) === 0o040000) throw new VfsError('EISDIR', 'read', path);
+        if ((attr.mode & S_IFMT) === S_IFDIR) throw new VfsError('EISDIR', 'read', path);
         last = Math.min(options.end ?? Infinity, attr.size - 1);
         callback();
       } catch (err) {

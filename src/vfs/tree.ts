@@ -3,17 +3,12 @@
  * a few dozen bytes per inode plus one string per directory entry. Directory entries of all
  * directories live in one array, each directory's slice sorted bytewise (UTF-8 order).
  */
-import { EntryType } from '../layer/entry.js';
+import { EntryType, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG } from '../layer/entry.js';
+
+export { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG };
 import { MNode } from './merge.js';
 
 export const ROOT_INO = 1;
-export const S_IFMT = 0o170000;
-export const S_IFDIR = 0o040000;
-export const S_IFREG = 0o100000;
-export const S_IFLNK = 0o120000;
-export const S_IFCHR = 0o020000;
-export const S_IFBLK = 0o060000;
-export const S_IFIFO = 0o010000;
 
 const TYPE_BITS: Record<number, number> = {
   [EntryType.File]: S_IFREG,

@@ -43,7 +43,8 @@ export const exportCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
     }
     const result = await exportImage(image, args.dest, { format: args.format, ...options });
     if (ctx.json) {
-      ctx.out(JSON.stringify({ ...result, id, platform: imagePlatform(image) }));
+      const dir = result.format === 'dir' ? { dir: result.path } : {};
+      ctx.out(JSON.stringify({ ...result, ...dir, id, platform: imagePlatform(image), layers: image.config.layers }));
     } else {
       ctx.out(`exported ${id} (${imagePlatform(image)}) as ${result.format} to ${result.path}`);
     }
