@@ -32,7 +32,9 @@ function logProgress(stream: NodeJS.WriteStream): ProgressRenderer {
   const states = new Map<number, string>();
   let imageState: string | undefined;
   const listener: ProgressListener = (e) => {
-    if (e.type === 'layer') {
+    if (e.type === 'warning') {
+      stream.write(`warning: ${e.message}\n`);
+    } else if (e.type === 'layer') {
       if (states.get(e.index) === e.state) return;
       states.set(e.index, e.state);
       const size = e.bytesTotal !== undefined ? ` (${humanBytes(e.bytesTotal)})` : '';
@@ -107,6 +109,7 @@ function barProgress(stream: NodeJS.WriteStream): ProgressRenderer {
 
   const listener: ProgressListener = (e: ProgressEvent) => {
     if (stopped) return;
+    if (e.type === 'warning') return multibar.log(`warning: ${e.message}\n`);
     if (e.type === 'layer') return onLayer(e);
     if (total === undefined) return; // still resolving: layers not known yet
     const max = Math.max(1, e.bytesTotal ?? e.bytesDone);

@@ -9,7 +9,7 @@ import { open } from 'node:fs/promises';
 import { digestHex, sha256Digest, validateDigest, assertDigest } from '../digest/index.js';
 import { ErrorCode, VmimgError } from '../errors.js';
 import {
-  MAX_CONFIG_BYTES,
+    MAX_CONFIG_BYTES,
   MAX_MANIFEST_BYTES,
   checkConfigPlatform,
   choosePlatformManifest,
@@ -21,6 +21,7 @@ import {
 } from '../manifest/index.js';
 import { formatPlatform, hostPlatform } from '../platform/index.js';
 import type { Platform } from '../platform/types.js';
+import type { ImageConfig } from '../manifest/index.js';
 import type { Readable } from 'node:stream';
 import type { ImageSource, OpenLayerOptions, SourceLayer } from './source.js';
 import { TarMembers } from './tar-members.js';
@@ -98,7 +99,7 @@ async function dockerSaveSource(tar: TarMembers, options: ArchiveOptions): Promi
     }
   }
   const { entry, bytes, config } = chosen[0]!;
-  checkConfigPlatform(config, wanted, options.explicitPlatform ?? false);
+  const warnings = platformWarning(config, wanted, options.explicitPlatform ?? false);
   if (entry.Layers.length !== config.rootfs.diff_ids.length) {
     throw new VmimgError(
       ErrorCode.INVALID_ARCHIVE,
@@ -124,6 +125,7 @@ async function dockerSaveSource(tar: TarMembers, options: ArchiveOptions): Promi
     },
     config,
     layers,
+    warnings,
   };
 }
 
@@ -146,7 +148,7 @@ async function ociArchiveSource(tar: TarMembers, options: ArchiveOptions): Promi
     }
   }
   const config = parseImageConfig(await blobs.read(manifest.config, MAX_CONFIG_BYTES));
-  checkConfigPlatform(config, wanted, options.explicitPlatform ?? false);
+  const warnings = platformWarning(config, wanted, options.explicitPlatform ?? false);
   return {
     info: {
       kind: 'oci-archive',
@@ -158,7 +160,18 @@ async function ociArchiveSource(tar: TarMembers, options: ArchiveOptions): Promi
     },
     config,
     layers: manifestLayers(manifest, config.rootfs.diff_ids, (d) => blobs.stream(d), tar.path),
+    warnings,
   };
+}
+
+/**
+ * Checks a single-platform image against the wanted platform: a mismatch is ERR_PLATFORM_MISMATCH when
+ * the user named the platform, else a warning (the host's platform was only a default).
+ */
+export function platformWarning(config: ImageConfig, wanted: Platform, explicit: boolean): string[] {
+  if (checkConfigPlatform(config, wanted, explicit)) return [];
+  const have = formatPlatform({ os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) });
+  return [`the image is for ${have} only, not ${formatPlatform(wanted)} (pass --platform ${have} to make this explicit)`];
 }
 
 /** Pairs a manifest's layer descriptors with the config's diff_ids. */
@@ -243,13 +256,13 @@ function tagMatches(candidate: string, wanted: string): boolean {
   return strip(candidate) === strip(wanted) || candidate.endsWith(`:${wanted}`);
 }
 
-interface DockerManifestEntry {
+export interface DockerManifestEntry {
   Config: string;
   RepoTags?: string[];
   Layers: string[];
 }
 
-function parseDockerManifest(bytes: Buffer, path: string): DockerManifestEntry[] {
+export function parseDockerManifest(bytes: Buffer, path: string): DockerManifestEntry[] {
   let doc: unknown;
   try {
     doc = JSON.parse(bytes.toString('utf8'));

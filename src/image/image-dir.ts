@@ -126,13 +126,43 @@ export async function writeImageDir(
       placed.push({ diffId: layer.diffId, indexPath: join(dst, names.idx), contentsPath: join(dst, names.contents) });
     }
     await writeFileDurable(join(tmp, CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`);
-    await rm(dst, { recursive: true, force: true });
-    await rename(tmp, dst);
+    await moveIntoPlace(tmp, dst);
     return { dir: dst, config, layers: placed };
   } catch (err) {
     await rm(tmp, { recursive: true, force: true });
     throw err;
   }
+}
+
+/**
+ * Renames the finished temp dir over `dst` (empty or absent: one rename). A non-empty `dst` (forced
+ * replace) is first moved aside, so readers never see a half-deleted directory. When another writer
+ * puts its directory in place between our two renames, theirs stands: in the cache both are the
+ * same image (the directory is named by its config digest).
+ */
+async function moveIntoPlace(tmp: string, dst: string): Promise<void> {
+  try {
+    await rename(tmp, dst);
+    return;
+  } catch (err) {
+    if (!isNotEmpty(err)) throw err;
+  }
+  const old = `${dst}.old-${randomBytes(6).toString('hex')}`;
+  await rename(dst, old).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err;
+  });
+  try {
+    await rename(tmp, dst);
+  } catch (err) {
+    if (!isNotEmpty(err)) throw err;
+    await rm(tmp, { recursive: true, force: true });
+  }
+  await rm(old, { recursive: true, force: true });
+}
+
+function isNotEmpty(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOTEMPTY' || code === 'EEXIST';
 }
 
 /** Exports an image to `dst` (see writeImageDir). */

@@ -4,7 +4,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { Transform } from 'node:stream';
-import { ErrorCode, VmimgError, wrapError } from '../errors.js';
+import { ErrorCode, VmimgError, isVmimgError, wrapError } from '../errors.js';
 import { flattenLayer, hasLayer, type LayerInfo } from '../layer/flatten.js';
 import { ContainerFS } from '../vfs/index.js';
 import { CacheLayout } from './cache.js';
@@ -18,7 +18,7 @@ import { isReopen } from './tee-download.js';
 export interface PrepareOptions {
   cache: CacheLayout;
   /**
-   * Layers opened and flattened at once (default 3). Remote layers download while they convert, so
+   * Layers opened and flattened at once (default 4). Remote layers download while they convert, so
    * this bounds downloads too; a little over the core count keeps both the network and CPUs busy.
    */
   concurrency?: number;
@@ -31,11 +31,20 @@ export interface PrepareOptions {
 export async function prepareImage(source: ImageSource, options: PrepareOptions): Promise<Image> {
   const { cache, signal } = options;
   const progress = new ProgressTracker(source.layers, options.onProgress);
+  for (const message of source.warnings ?? []) options.onProgress?.({ type: 'warning', message });
   await mkdir(cache.layersDir, { recursive: true });
-  const limit = createLimiter(options.concurrency ?? 3);
+  const limit = createLimiter(options.concurrency ?? 4);
+  // The first failing layer stops its siblings: no point downloading the rest of a doomed image.
+  const siblings = new AbortController();
+  const layerSignal = signal ? AbortSignal.any([signal, siblings.signal]) : siblings.signal;
   try {
     const infos = await Promise.all(
-      source.layers.map((layer, i) => flattenOne(layer, i, cache, progress, limit, signal)),
+      source.layers.map((layer, i) =>
+        flattenOne(layer, i, cache, progress, limit, layerSignal).catch((err: unknown) => {
+          siblings.abort(err);
+          throw err;
+        }),
+      ),
     );
     signal?.throwIfAborted();
     progress.image('writing');
@@ -83,8 +92,12 @@ async function flattenOne(
       try {
         return await flattenFrom(layer, index, cache, progress, name, signal);
       } catch (err) {
-        if (!isReopen(err)) throw err;
-        return await flattenFrom(layer, index, cache, progress, name, signal); // now from the store
+        if (isReopen(err)) return await flattenFrom(layer, index, cache, progress, name, signal); // now from the store
+        // A stored blob that no longer matches its digest (disk corruption): drop it and fetch it again, once.
+        if (isVmimgError(err, ErrorCode.DIGEST_MISMATCH) && layer.invalidate && (await layer.invalidate())) {
+          return await flattenFrom(layer, index, cache, progress, name, signal);
+        }
+        throw err;
       }
     });
   } catch (err) {

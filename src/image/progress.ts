@@ -29,7 +29,13 @@ export interface ImageProgress {
   bytesTotal?: number;
 }
 
-export type ProgressEvent = LayerProgress | ImageProgress;
+/** Something the user should know that does not stop the work (e.g. a platform other than the host's). */
+export interface WarningEvent {
+  type: 'warning';
+  message: string;
+}
+
+export type ProgressEvent = LayerProgress | ImageProgress | WarningEvent;
 export type ProgressListener = (event: ProgressEvent) => void;
 
 const THROTTLE_MS = 100;

@@ -15,7 +15,7 @@ export interface PullOptions extends RegistryClientOptions {
   /** Wanted platform (the host's when absent). Naming one makes a single-platform mismatch an error. */
   platform?: Platform;
   cacheDir?: string;
-  /** Layers downloaded and converted at once (default 3). */
+  /** Layers downloaded and converted at once (default 4). */
   concurrency?: number;
   onProgress?: ProgressListener;
   signal?: AbortSignal;

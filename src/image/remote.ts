@@ -4,7 +4,6 @@
  */
 import { ErrorCode, VmimgError } from '../errors.js';
 import {
-  checkConfigPlatform,
   choosePlatformManifest,
   parseImageConfig,
   parseManifestDocument,
@@ -17,7 +16,7 @@ import { formatReference } from '../reference/index.js';
 import type { Reference } from '../reference/types.js';
 import type { RegistryClient } from '../registry/index.js';
 import type { BlobStore } from '../store/index.js';
-import { manifestLayers } from './archive.js';
+import { manifestLayers, platformWarning } from './archive.js';
 import { teeDownload } from './tee-download.js';
 import type { Readable } from 'node:stream';
 import type { ImageSource, OpenLayerOptions } from './source.js';
@@ -52,7 +51,7 @@ export async function openRemote(ref: Reference, options: RemoteOptions): Promis
   }
   const configBytes = await client.fetchBlobBytes(ref, manifest.config, call);
   const config = parseImageConfig(configBytes);
-  checkConfigPlatform(config, wanted, options.explicitPlatform ?? false);
+  const warnings = platformWarning(config, wanted, options.explicitPlatform ?? false);
 
   const downloads = new Map<string, Promise<unknown>>(); // settled promises are handled in teeDownload
   /** From the store when the blob is there (or arriving); else downloading, teed into the consumer. */
@@ -72,7 +71,11 @@ export async function openRemote(ref: Reference, options: RemoteOptions): Promis
     return tee.stream;
   };
   const where = formatReference(ref);
-  const layers = manifestLayers(manifest, config.rootfs.diff_ids, download, where);
+  const layers = manifestLayers(manifest, config.rootfs.diff_ids, download, where).map((layer) => ({
+    ...layer,
+    // Only a blob that came from the store can be stale; a fresh download failing is the registry's fault.
+    invalidate: async () => !downloads.has(layer.digest!) && (await store.delete(layer.digest!)),
+  }));
   return {
     info: {
       kind: 'registry',
@@ -84,5 +87,6 @@ export async function openRemote(ref: Reference, options: RemoteOptions): Promis
     },
     config,
     layers,
+    warnings,
   };
 }

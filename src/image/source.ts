@@ -26,12 +26,19 @@ export interface SourceLayer {
    * make the bytes durable and verified first, so an interrupted run resumes.
    */
   open(options?: OpenLayerOptions): Promise<Readable>;
+  /**
+   * Forgets a stored copy of the layer's bytes that failed verification, so `open()` fetches them
+   * again; resolves true when there was one. Only sources that keep downloaded copies have it.
+   */
+  invalidate?(): Promise<boolean>;
 }
 
 export interface ImageSource {
   info: Omit<ImageSourceInfo, 'createdAt'>;
   config: ImageConfig;
   layers: SourceLayer[];
+  /** Things worth telling the user (reported as progress warnings). */
+  warnings?: string[];
   /** Releases what the source holds (open files, connections). */
   close?(): Promise<void>;
 }

@@ -4,7 +4,7 @@ import { sha256Digest } from '../digest/index.js';
 import { ErrorCode, VmimgError, wrapError } from '../errors.js';
 import { MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, isAttestation, parseImageConfig, parseManifestDocument, type Descriptor } from '../manifest/index.js';
 import { formatPlatform } from '../platform/index.js';
-import { openArchiveMembers } from './archive.js';
+import { openArchiveMembers, parseDockerManifest } from './archive.js';
 import type { TarMembers } from './tar-members.js';
 
 export interface TarImage {
@@ -32,11 +32,7 @@ export async function validateTar(path: string): Promise<TarReport> {
 }
 
 async function dockerImages(tar: TarMembers): Promise<TarImage[]> {
-  const entries = JSON.parse((await tar.read('manifest.json', MAX_MANIFEST_BYTES)).toString('utf8')) as {
-    Config: string;
-    RepoTags?: string[] | null;
-    Layers: string[];
-  }[];
+  const entries = parseDockerManifest(await tar.read('manifest.json', MAX_MANIFEST_BYTES), tar.path);
   return Promise.all(
     entries.map(async (e) => {
       const bytes = await tar.read(e.Config, MAX_CONFIG_BYTES);

@@ -40,7 +40,7 @@ export const MANIFEST_ACCEPT: readonly string[] = [
 /** Hard cap on a manifest or index body; fetchers enforce it before parsing (containerd uses 4 MiB too). */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 /** Cap on an image config body (configs with long histories can be large, but not unbounded). */
-export const MAX_CONFIG_BYTES = 16 * 1024 * 1024;
+export const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
 
 export function isManifestMediaType(mediaType: string | undefined): boolean {
   return mediaType !== undefined && MANIFEST_MEDIA_TYPES.includes(baseType(mediaType));
