@@ -203,6 +203,17 @@ interface Cursor {
   contentsSize: number;
 }
 
+/** Files and hardlinks (which copy their target's range) must point inside .contents; other types carry no content. */
+function checkContentRange(type: number, size: number, offset: number, contentsSize: number, i: number): void {
+  if (type === 1 || type === 4) {
+    if (offset % 4096 !== 0 || offset + size > contentsSize) {
+      throw bad(`entry ${i} content [${offset}, +${size}) is misaligned or outside .contents (${contentsSize} bytes)`);
+    }
+  } else if (size !== 0 || offset !== 0) {
+    throw bad(`entry ${i} of type ${type} has a non-zero size or offset`);
+  }
+}
+
 function decodeEntry(c: Cursor, i: number): IndexEntry {
   const { buf, end } = c;
   const at = c.pos;
@@ -220,9 +231,7 @@ function decodeEntry(c: Cursor, i: number): IndexEntry {
   const size = u64(buf, at + 40);
   const offset = u64(buf, at + 48);
   if (Number.isNaN(size) || Number.isNaN(offset)) throw bad(`entry ${i} has an oversized size or offset`);
-  if (type === 1 && (offset % 4096 !== 0 || offset + size > c.contentsSize)) {
-    throw bad(`entry ${i} content [${offset}, +${size}) is misaligned or outside .contents (${c.contentsSize} bytes)`);
-  }
+  checkContentRange(type, size, offset, c.contentsSize, i);
   let pos = at + ENTRY_FIXED_SIZE;
   const shaAt = flags & E_SHA256 ? pos : -1;
   if (shaAt >= 0) pos += 32;

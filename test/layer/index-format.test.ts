@@ -123,6 +123,29 @@ test('hazard: consistent checksums do not hide a bad structure', () => {
   assert.throws(() => decodeIndex(buf), (err: Error) => isVmimgError(err, 'ERR_INVALID_INDEX') && /outside|misaligned/.test(err.message));
 });
 
+test('hazard: a hardlink whose content range is outside .contents or misaligned is refused', () => {
+  const file = sample[2]!;
+  const cases: Array<[string, Partial<IndexEntry>]> = [
+    ['offset past the end', { offset: 0x10000 }],
+    ['range running past the end', { size: 4096 }],
+    ['misaligned offset', { offset: 8193, size: 1 }],
+  ];
+  for (const [what, patch] of cases) {
+    const link: IndexEntry = { ...base, type: EntryType.Hardlink, path: 'x', mode: 0o100644, linkTarget: file.path, size: 5, offset: 8192, ...patch };
+    assert.throws(() => decodeIndex(encodeIndex(header, [file, link])), (err: Error) => isVmimgError(err, 'ERR_INVALID_INDEX') && /entry 1 .*(outside|misaligned)/.test(err.message), what);
+  }
+});
+
+test('hazard: types without content must have size and offset 0', () => {
+  const types = [EntryType.Dir, EntryType.Symlink, EntryType.CharDevice, EntryType.BlockDevice, EntryType.Fifo, EntryType.Whiteout, EntryType.Opaque];
+  for (const type of types) {
+    for (const patch of [{ size: 1 }, { offset: 4096 }]) {
+      const e: IndexEntry = { ...base, type, path: 'x', mode: 0o100644, linkTarget: type === EntryType.Symlink ? 'y' : undefined, ...patch };
+      assert.throws(() => decodeIndex(encodeIndex(header, [e])), (err: Error) => isVmimgError(err, 'ERR_INVALID_INDEX') && /non-zero size or offset/.test(err.message), `type ${type} ${JSON.stringify(patch)}`);
+    }
+  }
+});
+
 test('readIndexFile names the file; a missing file is ERR_NOT_FOUND', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'vmimg-idx-'));
   try {
