@@ -107,47 +107,64 @@ export interface PruneResult {
   bytesFreed: number;
 }
 
+/** Temp files and partial downloads younger than this may belong to a run in progress: left alone. */
+const IN_PROGRESS_MS = 10 * 60 * 1000;
+
 /**
  * Removes flattened layers no image directory links to (an image dir holds hard links to its layers,
  * so a layer file with one link is unreferenced), downloaded blobs no image lists, and leftovers of
- * interrupted runs (temp and partial files).
+ * interrupted runs: temp files, partial downloads and half-written image dirs — except recent ones,
+ * which may belong to a pull running right now.
  */
 export async function prune(cache: CacheLayout): Promise<PruneResult> {
   const result: PruneResult = { removedLayers: 0, removedBlobs: 0, bytesFreed: 0 };
-  const images = await listImages(cache);
+  const now = Date.now();
+  const stale = (mtimeMs: number): boolean => now - mtimeMs > IN_PROGRESS_MS;
+  const remove = async (path: string, size: number): Promise<void> => {
+    await rm(path, { recursive: true, force: true });
+    result.bytesFreed += size;
+  };
+  // Half-written image dirs first: their hard links would keep layers alive.
+  for (const name of await safeReaddir(cache.imagesDir)) {
+    if (!/\.tmp-|\.old-/.test(name)) continue;
+    const st = await lstat(join(cache.imagesDir, name));
+    if (stale(st.mtimeMs)) await remove(join(cache.imagesDir, name), 0);
+  }
+  const wanted = await referencedDigests(cache);
+  for (const file of await safeReaddir(cache.layersDir)) {
+    const m = /^([0-9a-f]{64})\.(idx|contents)$/.exec(file);
+    const path = join(cache.layersDir, file);
+    const st = await lstat(path);
+    if (m ? wanted.has(`sha256:${m[1]}`) || st.nlink > 1 : !stale(st.mtimeMs)) continue;
+    await remove(path, st.size);
+    if (m?.[2] === 'idx') result.removedLayers++;
+  }
+  const blobsDir = join(cache.root, 'blobs', 'sha256');
+  for (const file of await safeReaddir(blobsDir)) {
+    if (wanted.has(`sha256:${file}`)) continue;
+    await remove(join(blobsDir, file), (await stat(join(blobsDir, file))).size);
+    result.removedBlobs++;
+  }
+  for (const dir of [cache.tmpDir, join(cache.root, 'partial')]) {
+    for (const file of await safeReaddir(dir)) {
+      const st = await lstat(join(dir, file));
+      const lock = await lstat(join(dir, `${file}.lock`)).catch(() => undefined);
+      if (stale(st.mtimeMs) && !(lock && !stale(lock.mtimeMs))) await remove(join(dir, file), st.size);
+    }
+  }
+  return result;
+}
+
+async function referencedDigests(cache: CacheLayout): Promise<Set<string>> {
   const wanted = new Set<string>();
-  for (const summary of images) {
+  for (const summary of await listImages(cache)) {
     const image = await loadFromDir(summary.dir);
     for (const l of image.config.layerDetails) {
       wanted.add(l.diffId);
       if (l.digest) wanted.add(l.digest);
     }
   }
-  for (const file of await safeReaddir(cache.layersDir)) {
-    const m = /^([0-9a-f]{64})\.(idx|contents)$/.exec(file);
-    const path = join(cache.layersDir, file);
-    const st = await lstat(path);
-    if (m && (wanted.has(`sha256:${m[1]}`) || st.nlink > 1)) continue;
-    await rm(path, { force: true });
-    result.bytesFreed += st.size;
-    if (m?.[2] === 'idx' || !m) result.removedLayers++;
-  }
-  const blobsDir = join(cache.root, 'blobs', 'sha256');
-  for (const file of await safeReaddir(blobsDir)) {
-    if (wanted.has(`sha256:${file}`)) continue;
-    const path = join(blobsDir, file);
-    result.bytesFreed += (await stat(path)).size;
-    await rm(path, { force: true });
-    result.removedBlobs++;
-  }
-  for (const leftovers of [cache.tmpDir, join(cache.root, 'partial')]) {
-    for (const file of await safeReaddir(leftovers)) {
-      const path = join(leftovers, file);
-      result.bytesFreed += (await lstat(path)).size;
-      await rm(path, { recursive: true, force: true });
-    }
-  }
-  return result;
+  return wanted;
 }
 
 async function safeReaddir(dir: string): Promise<string[]> {

@@ -13,6 +13,10 @@ export interface LoadOptions {
   platform?: Platform;
   /** Which image of a multi-image archive, by repo tag or OCI ref name. */
   tag?: string;
+  /** Same as `tag` (the name the issue tracker's API sketch used). */
+  ref?: string;
+  /** Layers flattened at once (default 4). */
+  concurrency?: number;
   cacheDir?: string;
   onProgress?: ProgressListener;
   signal?: AbortSignal;
@@ -20,14 +24,16 @@ export interface LoadOptions {
 
 export async function loadFromTar(path: string, options: LoadOptions = {}): Promise<Image> {
   const archive = resolve(path);
+  const tag = options.tag ?? options.ref;
   try {
     const source = await openArchive(archive, {
       ...(options.platform ? { platform: options.platform, explicitPlatform: true } : {}),
-      ...(options.tag ? { tag: options.tag } : {}),
+      ...(tag ? { tag } : {}),
     });
     return await prepareImage(source, {
       cache: new CacheLayout(resolveCacheDir(options)),
-      name: options.tag ?? source.info.reference ?? archive,
+      name: tag ?? source.info.reference ?? archive,
+      ...(options.concurrency ? { concurrency: options.concurrency } : {}),
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
     });

@@ -1,8 +1,8 @@
 /**
  * Random access to the members of an image archive (`docker save`, OCI archive) on disk.
  *
- * tar-stream parses layer contents (see src/layer/flatten.ts), but it only reads sequentially and does
- * not expose member offsets. An archive holds several layers we want to stream in parallel — and, in a
+ * Layer tars are read sequentially by src/layer/tar-reader.ts; that reader (like tar-stream) does not
+ * seek. An archive holds several layers we want to stream in parallel — and, in a
  * multi-arch archive, many we want to skip without reading — so this walks the headers once, records
  * where each member's bytes lie, and opens members as byte ranges of the file.
  * Header decoding is the layer tar reader's (src/layer/tar-reader.ts); this only adds seeking.

@@ -20,7 +20,7 @@ import {
   parsePlatform,
   validateTar,
 } from '../../src/index.js';
-import { buildDockerSaveV25 } from '../helpers/busybox.js';
+import { buildBusyboxLayout, buildDockerSaveV25 } from '../helpers/busybox.js';
 import { REPO_ROOT } from '../helpers/cache.js';
 import { tmpDir } from '../helpers/tools.js';
 
@@ -154,5 +154,32 @@ describe('exportToDir', () => {
     await assert.rejects(exportToDir(image, out), { code: ErrorCode.DESTINATION_EXISTS });
     await exportToDir(image, out, { force: true });
     await assert.rejects(loadFromDir(out, { platform: parsePlatform('amd64') }), { code: ErrorCode.PLATFORM_MISMATCH });
+  });
+});
+
+describe('multi-image archives', () => {
+  it('picks an image of a multi-tag OCI archive by --tag, and asks for one when none is given', async () => {
+    const dir = await tmpDir('vmimg-multi-');
+    const layout = join(dir, 'layout');
+    // Two images in one OCI layout (umoci), tarred as an OCI archive by GNU tar.
+    await buildBusyboxLayout({ arch: 'amd64', dir: layout, tag: 'one' });
+    await buildBusyboxLayout({ arch: 'arm64', dir: layout, tag: 'two', extraLayers: [{ files: { 'etc/which': 'two\n' } }] });
+    const archive = join(dir, 'two-images.tar');
+    await promisify(execFile)('tar', ['-C', layout, '-cf', archive, '.']);
+    const cacheDir = join(dir, 'cache');
+    await assert.rejects(loadFromTar(archive, { cacheDir }), (err: unknown) => {
+      assert.ok(isVmimgError(err, ErrorCode.INVALID_ARGUMENT));
+      assert.match(err.message, /one/);
+      assert.match(err.message, /two/);
+      return true;
+    });
+    const two = await loadFromTar(archive, { cacheDir, tag: 'two' });
+    assert.equal(two.config.architecture, 'arm64');
+    assert.equal((await imageText(two.dir, '/etc/which')).trim(), 'two');
+    const one = await loadFromTar(archive, { cacheDir, ref: 'one' });
+    assert.equal(one.config.architecture, 'amd64');
+    await assert.rejects(loadFromTar(archive, { cacheDir, tag: 'three' }), { code: ErrorCode.NOT_FOUND });
+    const report = await validateTar(archive);
+    assert.deepEqual(report.images.map((i) => i.name).sort(), ['one', 'two']);
   });
 });
