@@ -3,6 +3,11 @@
  * The library emits; the CLI draws (bars on a TTY, log lines or JSON lines otherwise).
  */
 
+/**
+ * A layer's phases. Verification has no state of its own: a layer's bytes are verified while they
+ * stream (digest of the blob, diff_id of the tar) and checked at the end of 'extracting', before 'done'.
+ * 'cached' means the flattened layer was already in the cache (nothing to fetch or convert).
+ */
 export type LayerState = 'cached' | 'downloading' | 'extracting' | 'done';
 export type ImageState = 'resolving' | 'downloading' | 'writing' | 'done';
 
