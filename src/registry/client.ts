@@ -13,7 +13,7 @@ import { Authorizer, saysTokenExpired } from './auth.js';
 import { listPlatforms, type PlatformEntry } from './platforms.js';
 import { resumingBlobStream, type OpenedBlob } from './blob.js';
 import { credentialChain, type CredentialOptions } from './credentials.js';
-import { registryEndpoints, type HostOptions, type RegistryEndpoint } from './hosts.js';
+import { plainHttpPolicy, registryEndpoints, type HostOptions, type RegistryEndpoint } from './hosts.js';
 import { isRetryableNetworkError, networkError, statusError } from './http-errors.js';
 import { checkDigest, describe, manifestTarget, mediaTypeOf, rangeStart, sniffMediaType, unauthorized, type Step } from './responses.js';
 import { parseWWWAuthenticate } from './challenge.js';
@@ -83,7 +83,7 @@ export class RegistryClient {
       connect: { timeout: options.connectTimeoutMs ?? 15_000, ...(options.tls ?? {}) },
     });
     this.policy = { ...DEFAULT_RETRY, ...options.retry };
-    this.transport = new Transport(this.agent, this.policy, options.userAgent ?? 'vmimg/0.1');
+    this.transport = new Transport(this.agent, this.policy, options.userAgent ?? 'vmimg/0.1', plainHttpPolicy(options));
     this.authorizer = new Authorizer({ transport: this.transport, credentials: credentialChain(options) });
     this.maxManifestBytes = options.maxManifestBytes ?? MAX_MANIFEST_BYTES;
   }

@@ -73,6 +73,12 @@ export function plainHttpAllowed(host: string, insecure: ReadonlySet<string>): b
   return insecure.has(lower) || insecure.has(stripPort(lower));
 }
 
+/** `plainHttpAllowed` bound to the configured insecure hosts (options and VMIMG_INSECURE_REGISTRIES). */
+export function plainHttpPolicy(options: HostOptions = {}): (host: string) => boolean {
+  const insecure = insecureSet(options, options.env ?? process.env);
+  return (host) => plainHttpAllowed(host, insecure);
+}
+
 function insecureSet(options: HostOptions, env: NodeJS.ProcessEnv): Set<string> {
   const fromEnv = (env.VMIMG_INSECURE_REGISTRIES ?? '').split(',');
   const all = [...(options.insecureRegistries ?? []), ...fromEnv];

@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { request, type Dispatcher } from 'undici';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { networkError, redactUrl } from './http-errors.js';
+import { isLoopback } from './names.js';
 
 export interface RetryPolicy {
   /** Further attempts after the first (default 4). */
@@ -83,6 +84,8 @@ export class Transport {
     private readonly dispatcher: Dispatcher,
     private readonly policy: RetryPolicy,
     private readonly userAgent: string,
+    /** Hosts a redirect may send us to over plain HTTP (default: loopback only). */
+    private readonly allowPlainHttp: (host: string) => boolean = isLoopback,
   ) {}
 
   /** One request with redirects and (unless told otherwise) bounded retries. */
@@ -141,7 +144,9 @@ export class Transport {
       if (hops >= MAX_REDIRECTS) {
         throw new VmimgError(ErrorCode.REGISTRY_ERROR, `more than ${MAX_REDIRECTS} redirects from ${redactUrl(req.url)}`);
       }
-      current = redirected(current, new URL(location, current.url), res.status);
+      const to = new URL(location, current.url);
+      checkRedirectTarget(current.url, to, this.allowPlainHttp);
+      current = redirected(current, to, res.status);
     }
   }
 
@@ -155,6 +160,22 @@ export class Transport {
       ...(req.signal !== undefined ? { signal: req.signal } : {}),
     });
     return { url: req.url, status: res.statusCode, headers: res.headers, body: res.body };
+  }
+}
+
+/**
+ * A redirect must stay on http(s), and may use plain HTTP only to a host allowed it (loopback or marked
+ * insecure): otherwise a registry, or anyone rewriting its answers, could move blob or token traffic off TLS.
+ */
+export function checkRedirectTarget(from: string, to: URL, allowPlainHttp: (host: string) => boolean): void {
+  if (to.protocol === 'https:') return;
+  const where = `${redactUrl(from)} redirects to ${redactUrl(to.toString())}`;
+  if (to.protocol !== 'http:') throw new VmimgError(ErrorCode.REGISTRY_ERROR, `${where}: not an http(s) URL`);
+  if (!allowPlainHttp(to.host)) {
+    throw new VmimgError(ErrorCode.REGISTRY_ERROR, `${where}: refusing to follow a redirect to plain HTTP`, {
+      hint: `Plain HTTP is used only for loopback hosts and hosts marked insecure (--insecure-registry ${to.host} or VMIMG_INSECURE_REGISTRIES).`,
+      details: { retryable: false },
+    });
   }
 }
 

@@ -189,6 +189,16 @@ describe('fault injection between client and real registry', () => {
     }
   });
 
+  test('a redirect to plain HTTP on a non-loopback host is refused before connecting', async () => {
+    proxy.add({ path: blobPath(), fault: { kind: 'redirect', to: 'http://storage.example.com' } });
+    await assert.rejects(collect(client().fetchBlob(repo(), layer)), (err: unknown) => {
+      assert.ok(isVmimgError(err, 'ERR_REGISTRY_ERROR'), String(err));
+      assert.match(err.message, /redirects to http:\/\/storage\.example\.com.*plain HTTP/);
+      return true;
+    });
+    assert.equal(proxy.requests.length, 1, 'not retried');
+  });
+
   test('more than 10 redirects is an error', async () => {
     proxy.add({ path: manifestPath, fault: { kind: 'redirect', to: proxy.url } });
     await assert.rejects(client().fetchManifest(ref()), (err: unknown) => {

@@ -5,6 +5,8 @@ import { after, afterEach, before, describe, test } from 'node:test';
 import { isVmimgError } from '../../src/errors.js';
 import { parseManifestDocument } from '../../src/manifest/index.js';
 import { RegistryClient, registryEndpoints, type HostOptions, type RegistryClientOptions } from '../../src/registry/index.js';
+import { plainHttpPolicy } from '../../src/registry/hosts.js';
+import { checkRedirectTarget } from '../../src/registry/transport.js';
 import { buildBusyboxLayout, pushLayout } from '../helpers/busybox.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
@@ -57,6 +59,26 @@ test('registryEndpoints: plain HTTP to a non-loopback mirror needs it marked ins
 test('registryEndpoints: bad VMIMG_MIRRORS is ERR_INVALID_ARGUMENT', () => {
   assert.throws(() => registryEndpoints('docker.io', { env: { VMIMG_MIRRORS: '[not json' } }), { code: 'ERR_INVALID_ARGUMENT' });
 });
+
+const redirectCases: [string, string, HostOptions, boolean][] = [
+  ['https anywhere', 'https://storage.example.com/blob', {}, true],
+  ['plain HTTP to a public host', 'http://storage.example.com/blob', {}, false],
+  ['plain HTTP to a private address', 'http://10.0.0.1:9000/blob', {}, false],
+  ['plain HTTP to loopback', 'http://127.0.0.2:9000/blob', {}, true],
+  ['plain HTTP to localhost', 'http://localhost/blob', {}, true],
+  ['plain HTTP to a host marked insecure', 'http://reg.lan:5000/blob', { insecureRegistries: ['reg.lan:5000'] }, true],
+  ['plain HTTP to a host marked insecure without port', 'http://reg.lan:9000/blob', { insecureRegistries: ['reg.lan'] }, true],
+  ['plain HTTP to a host marked insecure in the env', 'http://reg.lan:5000/blob', { env: { VMIMG_INSECURE_REGISTRIES: 'reg.lan:5000' } }, true],
+  ['plain HTTP to another host than the insecure one', 'http://other.lan:5000/blob', { insecureRegistries: ['reg.lan:5000'] }, false],
+  ['a non-http scheme', 'file:///etc/passwd', {}, false],
+];
+for (const [name, to, options, allowed] of redirectCases) {
+  test(`checkRedirectTarget: ${name} is ${allowed ? 'followed' : 'refused'}`, () => {
+    const check = () => checkRedirectTarget('https://reg.example.com/v2/x/blobs/sha256:1', new URL(to), plainHttpPolicy({ env: {}, ...options }));
+    if (allowed) check();
+    else assert.throws(check, (err: Error) => isVmimgError(err, 'ERR_REGISTRY_ERROR') && /redirects to/.test(err.message));
+  });
+}
 
 describe('mirrors in front of a real registry', () => {
   let registry: RunningRegistry;
