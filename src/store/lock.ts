@@ -39,8 +39,7 @@ export async function tryLock(path: string, staleMs: number): Promise<HeldLock |
     release: async () => {
       clearInterval(timer);
       // Only remove the lock if it is still ours (someone may have judged it stale and replaced it).
-      const current = await readLock(path);
-      if (current?.token === info.token) await fs.rm(path, { force: true });
+      await releaseLock(path, info.token, staleMs);
     },
   };
 }
@@ -76,22 +75,55 @@ async function isStale(path: string, info: LockInfo | undefined, staleMs: number
 }
 
 /**
- * Breaks a stale lock safely: move it aside under a private name (atomic; only one breaker wins),
- * then check it is the lock we judged. If a fresh lock was taken meanwhile, put it back with link()
- * (which never overwrites).
+ * Breaks a stale lock. Every removal of a lock file (breaking it or releasing it) happens under a guard
+ * file `<lock>.break` created with O_EXCL; a new lock can only be created once the old file is gone, so
+ * under the guard the lock file cannot change between re-reading it and unlinking it. We never move a
+ * lock aside and put it back: that left a window where a live holder was displaced and two processes
+ * wrote one partial.
  */
 async function breakIfStale(path: string, staleMs: number): Promise<void> {
   const judged = await readLock(path);
   if (!(await isStale(path, judged, staleMs))) return;
-  const aside = `${path}.stale.${process.pid}.${randomBytes(4).toString('hex')}`;
+  await underGuard(path, staleMs, async () => {
+    const now = await readLock(path);
+    if (now?.token === judged?.token && (await isStale(path, now, staleMs))) await fs.rm(path, { force: true });
+  });
+}
+
+/** Runs `fn` holding `<path>.break`; returns false (without running it) if another process holds the guard. */
+async function underGuard(path: string, staleMs: number, fn: () => Promise<void>): Promise<boolean> {
+  const guard = `${path}.break`;
   try {
-    await fs.rename(path, aside);
-  } catch {
-    return; // someone else broke or released it
+    await fs.writeFile(guard, `${process.pid}`, { flag: 'wx' });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    await breakStaleGuard(guard, staleMs);
+    return false;
   }
-  const moved = await readLock(aside);
-  if (moved?.token !== judged?.token) {
-    await fs.link(aside, path).catch(() => undefined);
+  try {
+    await fn();
+  } finally {
+    await fs.rm(guard, { force: true });
   }
-  await fs.rm(aside, { force: true });
+  return true;
+}
+
+/** A guard is held for a few milliseconds; one older than staleMs was left by a process that died holding it. */
+async function breakStaleGuard(guard: string, staleMs: number): Promise<void> {
+  const st = await fs.stat(guard).catch(() => undefined);
+  if (st === undefined || Date.now() - st.mtimeMs <= staleMs) return;
+  const aside = `${guard}.${process.pid}.${randomBytes(4).toString('hex')}`;
+  // rename: of several breakers only one moves it; a fresh guard taken meanwhile is at worst dropped (it guards a re-check, not data)
+  if (await fs.rename(guard, aside).then(() => true, () => false)) await fs.rm(aside, { force: true });
+}
+
+/** Removes our own lock, under the guard (waiting briefly for a breaker to finish). */
+async function releaseLock(path: string, token: string, staleMs: number): Promise<void> {
+  const removeIfOurs = async (): Promise<void> => {
+    if ((await readLock(path))?.token === token) await fs.rm(path, { force: true });
+  };
+  for (let delay = 2; ; delay = Math.min(100, delay * 2)) {
+    if (await underGuard(path, staleMs, removeIfOurs)) return;
+    await new Promise((resolve) => setTimeout(resolve, delay));
+  }
 }
