@@ -65,9 +65,11 @@ export async function main(argv: string[]): Promise<void> {
   };
   process.on('SIGINT', onSigint);
   // The reader went away (`vmimg ls … | head`): stop quietly, like other Unix tools.
+  // Any other stdout failure (EIO, ENOSPC) ends the command like other errors: one line, no stack.
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code === 'EPIPE') process.exit(ExitCode.OK);
-    throw err;
+    reportError(err.syscall !== undefined ? new Error(`writing to stdout: ${err.message}`, { cause: err }) : err);
+    process.exit(exitCodeFor(err));
   });
   try {
     await buildParser(argv).parseAsync();

@@ -1,14 +1,16 @@
 import type { CommandModule } from 'yargs';
-import { pipeline } from 'node:stream/promises';
-import { ContainerFS } from '../../index.js';
+import { ContainerFS, S_IFDIR, S_IFMT, S_IFREG, VfsError } from '../../vfs/index.js';
 import type { GlobalArgs } from '../context.js';
 import { resolveImage } from '../resolve-image.js';
+import { writeStdout } from '../stdout.js';
 import { run } from './common.js';
 
 interface Args {
   image: string;
   path: string;
 }
+
+const CHUNK = 1 << 20;
 
 export const catCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
   command: 'cat <image> <path>',
@@ -23,12 +25,26 @@ export const catCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
     const { image } = await resolveImage(ctx, args.image);
     const fs = await ContainerFS.open(image.dir);
     try {
-      fs.stat(args.path); // fail before writing anything (ENOENT, ELOOP, ...)
-      await pipeline(fs.createReadStream(args.path), process.stdout, { signal: ctx.signal }).catch((err: NodeJS.ErrnoException) => {
-        if (err.code !== 'EPIPE') throw err; // the reader went away (| head): not our failure
-      });
+      const ino = regularFile(fs, args.path); // fail before writing anything (ENOENT, ELOOP, EISDIR, ...)
+      const size = fs.getattr(ino).size;
+      for (let pos = 0; pos < size; ) {
+        ctx.signal.throwIfAborted();
+        const buf = await fs.read(ino, pos, Math.min(CHUNK, size - pos));
+        if (buf.length === 0) break; // the file ended early: ContentFile reports truncation itself
+        pos += buf.length;
+        await writeStdout(buf);
+      }
     } finally {
       await fs.close();
     }
   }),
 };
+
+/** The inode of `path` (symlinks followed) if it is a regular file. */
+function regularFile(fs: ContainerFS, path: string): number {
+  const ino = fs.resolvePath(path, 'open');
+  const type = fs.getattr(ino).mode & S_IFMT;
+  if (type === S_IFDIR) throw new VfsError('EISDIR', 'read', path);
+  if (type !== S_IFREG) throw new Error(`${path} is not a regular file (devices, fifos and sockets have no content in an image)`);
+  return ino;
+}
