@@ -110,6 +110,8 @@ function addEntry(pack: tarStream.Pack, header: Header, fs: ContainerFS, e: Tree
   }
   return new Promise((resolve, reject) => {
     const sink = pack.entry(header, (err) => (err ? reject(err) : resolve()));
+    // destroy(err) below makes the entry emit 'error': without a listener that is an uncaught exception
+    sink.on('error', reject);
     const src = inodeStream(fs, e.ino, size);
     src.on('error', (err) => {
       sink.destroy(err);
