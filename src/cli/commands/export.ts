@@ -1,6 +1,8 @@
 import type { CommandModule } from 'yargs';
 import { EXPORT_FORMATS, exportImage, exportInitramfs, exportTar, type ExportFormat } from '../../export/index.js';
 import type { GlobalArgs } from '../context.js';
+import { UsageError } from '../exit-codes.js';
+import { stdoutSink } from '../stdout.js';
 import { resolveImageOrLast } from '../resolve-image.js';
 import { imagePlatform, run } from './common.js';
 
@@ -36,9 +38,11 @@ export const exportCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
     const id = image.config.source.configDigest;
     // yargs hands a lone `-` positional over as '' (and an empty path is no destination anyway).
     const toStdout = args.dest === '-' || args.dest === '';
-    if (toStdout && args.format !== 'dir') {
-      if (args.format === 'tar') await exportTar(image, process.stdout, options);
-      else await exportInitramfs(image, process.stdout, options);
+    if (toStdout) {
+      if (args.format === 'dir') throw new UsageError("the dir format can't go to stdout; use --format tar or initramfs");
+      // a failed export destroys its sink; stdoutSink keeps that from reaching process.stdout
+      if (args.format === 'tar') await exportTar(image, stdoutSink(), options);
+      else await exportInitramfs(image, stdoutSink(), options);
       return;
     }
     const result = await exportImage(image, args.dest, { format: args.format, ...options });
