@@ -41,7 +41,7 @@ export class ContainerFS {
   readonly #files: ContentFile[];
   readonly #ownedFrom: number;
 
-  /** Opens an image directory or a list of layers (bottom first) and merges them. */
+  /** Opens an image directory, a loaded image or a list of layers (bottom first) and merges them. */
   static async open(source: ContainerSource): Promise<ContainerFS> {
     return ContainerFS.fromLayers(await loadLayers(source));
   }

@@ -7,5 +7,5 @@ export { VfsFileHandle } from './file-handle.js';
 export { VfsStats, VfsDirent, DT, makedev, type Attr } from './stats.js';
 export { MAX_SYMLINK_HOPS } from './resolve.js';
 export { ROOT_INO, compareNames, S_IFMT, S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO } from './tree.js';
-export type { ContainerSource, LayerSource, LayerFiles, MemoryLayer } from './source.js';
+export type { ContainerSource, LayeredImage, LayerSource, LayerFiles, MemoryLayer } from './source.js';
 export type { VfsReadStreamOptions } from './read-stream.js';

@@ -1,6 +1,7 @@
 /**
  * Where ContainerFS gets its layers: an image directory (config.json listing diff_ids, bottom first,
- * next to `<hex>.idx` / `<hex>.contents`), a list of `.idx`/`.contents` pairs, or in-memory entries.
+ * next to `<hex>.idx` / `<hex>.contents`), a loaded image (`{ layers: [{ indexPath, contentsPath }] }`),
+ * a list of `.idx`/`.contents` pairs, or in-memory entries.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -21,11 +22,16 @@ export interface MemoryLayer {
 
 export type LayerSource = LayerFiles | MemoryLayer;
 
-/** An image directory path, or layers bottom first. */
-export type ContainerSource = string | readonly LayerSource[];
+/** A loaded image (src/image's Image has this shape): its layers' files, bottom first. */
+export interface LayeredImage {
+  readonly layers: readonly LayerFiles[];
+}
+
+/** An image directory path, a loaded image, or layers bottom first. */
+export type ContainerSource = string | LayeredImage | readonly LayerSource[];
 
 export async function loadLayers(source: ContainerSource): Promise<MemoryLayer[]> {
-  const layers = typeof source === 'string' ? await imageDirLayers(source) : source;
+  const layers = await sourceLayers(source);
   return Promise.all(
     layers.map(async (l): Promise<MemoryLayer> => {
       if ('entries' in l) return l;
@@ -33,6 +39,17 @@ export async function loadLayers(source: ContainerSource): Promise<MemoryLayer[]
       return { entries, contentsPath: l.contentsPath };
     }),
   );
+}
+
+async function sourceLayers(source: ContainerSource): Promise<readonly LayerSource[]> {
+  if (typeof source === 'string') return imageDirLayers(source);
+  if (Array.isArray(source)) return source as readonly LayerSource[];
+  const layers = (source as Partial<LayeredImage> | null)?.layers;
+  if (!Array.isArray(layers)) {
+    throw new VmimgError(ErrorCode.INVALID_ARGUMENT, 'ContainerFS.open takes an image directory, a loaded image or a list of layers');
+  }
+  // only the file names: an Image's layers carry more (diffId, sizes) that the VFS has no use for
+  return layers.map((l: LayerFiles) => ({ indexPath: l.indexPath, contentsPath: l.contentsPath }));
 }
 
 async function imageDirLayers(dir: string): Promise<LayerFiles[]> {

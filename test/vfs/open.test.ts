@@ -4,9 +4,14 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { isVmimgError } from '../../src/errors.js';
+import { loadFromTar } from '../../src/image/index.js';
+import { parsePlatform } from '../../src/platform/index.js';
 import { ContainerFS } from '../../src/vfs/index.js';
 import { tmpDirSync } from '../helpers/tools.js';
 import { layer } from '../helpers/vfs-fixtures.js';
+import { REPO_ROOT } from '../helpers/cache.js';
+
+const MULTIARCH_TAR = join(REPO_ROOT, 'images', 'busybox-multiarch.oci.tar');
 
 const root = tmpDirSync('vmimg-vfs-open-');
 let n = 0;
@@ -57,4 +62,18 @@ test('cached lookups keep stat / lstat semantics for symlinks', () => {
     assert.throws(() => fs.lstat('/usr/lib/nope'), { code: 'ENOENT' });
   }
   assert.equal(fs.realpath('/lib/cur/cur'), '/usr/lib');
+});
+
+test('a loaded Image opens as it is: its layers name the .idx/.contents pairs', async () => {
+  const image = await loadFromTar(MULTIARCH_TAR, { platform: parsePlatform('linux/arm64'), cacheDir: join(root, 'cache') });
+  const fs = await ContainerFS.open(image);
+  try {
+    assert.equal((await fs.readFile('/etc/arch')).toString().trim(), 'arm64');
+    const byDir = await ContainerFS.open(image.dir);
+    assert.deepEqual(fs.readdir('/bin'), byDir.readdir('/bin'));
+    await byDir.close();
+  } finally {
+    await fs.close();
+  }
+  await assert.rejects(ContainerFS.open({} as never), code('ERR_INVALID_ARGUMENT'));
 });
