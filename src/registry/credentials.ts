@@ -1,6 +1,13 @@
 /**
  * Where credentials come from, first hit wins: explicit option → VMIMG_REGISTRY_AUTH → Docker's config
  * (credHelpers, auths, credsStore) → anonymous. No HTTP here. Secrets never go into messages.
+ *
+ * VMIMG_REGISTRY_AUTH is a JSON object mapping a registry host to one of:
+ *   {"username": "...", "password": "..."}   basic credentials (exchanged for a bearer token when challenged)
+ *   {"identitytoken": "..."}                 an OAuth2 refresh token, as `identitytoken` in Docker's config.json
+ *   {"registrytoken": "..."}                 a bearer token sent as-is, as `registrytoken` in Docker's config.json
+ *   {"token": "..."}                         shorthand for identitytoken (kept for compatibility)
+ * The camelCase spellings `identityToken` / `registryToken` are accepted too.
  */
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
@@ -55,7 +62,7 @@ async function lookup(key: string, options: CredentialOptions): Promise<Credenti
   const explicit = findIn(options.credentials, key);
   if (explicit !== undefined) return normalise(explicit, 'option', key);
   const fromEnv = findIn(parseEnvAuth(env.VMIMG_REGISTRY_AUTH), key);
-  if (fromEnv !== undefined) return normalise(fromEnv, 'env', key);
+  if (fromEnv !== undefined) return normalise(envInput(fromEnv, key), 'env', key);
   return fromDockerConfig(key, options, env);
 }
 
@@ -88,16 +95,38 @@ function normalise(input: CredentialInput, source: string, key: string): Credent
   return cred;
 }
 
-function parseEnvAuth(raw: string | undefined): Record<string, CredentialInput> | undefined {
+const ENV_KEYS: Record<string, keyof CredentialInput> = {
+  username: 'username',
+  password: 'password',
+  token: 'token',
+  identitytoken: 'identityToken',
+  registrytoken: 'registryToken',
+};
+
+/** One VMIMG_REGISTRY_AUTH entry → CredentialInput: Docker's lowercase key names or camelCase, string values only. */
+function envInput(entry: unknown, key: string): CredentialInput {
+  const out: Record<string, string> = {};
+  if (entry !== null && typeof entry === 'object' && !Array.isArray(entry)) {
+    for (const [k, v] of Object.entries(entry)) {
+      const name = ENV_KEYS[k.toLowerCase()];
+      if (name === undefined) continue;
+      if (typeof v !== 'string') throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `VMIMG_REGISTRY_AUTH["${key}"].${k} is not a string`);
+      out[name] = v;
+    }
+  }
+  return out;
+}
+
+function parseEnvAuth(raw: string | undefined): Record<string, unknown> | undefined {
   if (raw === undefined || raw.trim() === '') return undefined;
   try {
     const parsed = JSON.parse(raw) as unknown;
-    if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) return parsed as Record<string, CredentialInput>;
+    if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) return parsed as Record<string, unknown>;
   } catch {
     // fall through: the message must not echo the (secret) content
   }
   throw new VmimgError(ErrorCode.INVALID_ARGUMENT, 'VMIMG_REGISTRY_AUTH is not a JSON object', {
-    hint: 'Set it to {"HOST": {"username": "...", "password": "..."}} or {"HOST": {"token": "..."}}.',
+    hint: 'Set it to {"HOST": {"username": "...", "password": "..."}} or {"HOST": {"identitytoken": "..."}} or {"HOST": {"registrytoken": "..."}}.',
   });
 }
 

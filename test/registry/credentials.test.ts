@@ -127,6 +127,33 @@ describe('credential chain', () => {
     assert.equal((await explicit('helped.example'))?.source, 'helper:test', 'others fall through to Docker config');
   });
 
+  const envKeyCases: [string, Record<string, unknown>, Record<string, string>][] = [
+    ['token is a refresh token (compatibility)', { token: 't0k' }, { identityToken: 't0k' }],
+    ['identitytoken is a refresh token', { identitytoken: 'refresh' }, { identityToken: 'refresh' }],
+    ['identityToken (camelCase)', { identityToken: 'refresh' }, { identityToken: 'refresh' }],
+    ['registrytoken is a bearer sent as-is', { registrytoken: 'bearer' }, { registryToken: 'bearer' }],
+    ['registryToken (camelCase)', { registryToken: 'bearer' }, { registryToken: 'bearer' }],
+    ['username with identitytoken', { username: '<token>', identitytoken: 'r' }, { username: '<token>', identityToken: 'r' }],
+    ['unknown keys are ignored', { username: 'u', password: 'p', auth: 'eA==', email: 'x' }, { username: 'u', password: 'p' }],
+  ];
+  for (const [name, entry, expected] of envKeyCases) {
+    test(`VMIMG_REGISTRY_AUTH keys: ${name}`, async () => {
+      const lookup = credentialChain({ env: env({ VMIMG_REGISTRY_AUTH: JSON.stringify({ 'k.example': entry }) }) });
+      assert.deepEqual(await lookup('k.example'), { source: 'env', ...expected });
+    });
+  }
+
+  test('VMIMG_REGISTRY_AUTH: a non-string token or an entry naming no credential is ERR_INVALID_ARGUMENT without echoing it', async () => {
+    for (const entry of [{ registrytoken: { secret: 'hunter2' } }, { email: 'hunter2' }]) {
+      const lookup = credentialChain({ env: env({ VMIMG_REGISTRY_AUTH: JSON.stringify({ 'k.example': entry }) }) });
+      await assert.rejects(lookup('k.example'), (err: Error & { code?: string }) => {
+        assert.equal(err.code, 'ERR_INVALID_ARGUMENT');
+        assert.doesNotMatch(err.message, /hunter2/);
+        return true;
+      });
+    }
+  });
+
   test('a malformed VMIMG_REGISTRY_AUTH is ERR_INVALID_ARGUMENT without echoing it', async () => {
     const lookup = credentialChain({ env: env({ VMIMG_REGISTRY_AUTH: '{"x": hunter2' }) });
     await assert.rejects(lookup('x'), (err: Error & { code?: string }) => {
