@@ -9,6 +9,7 @@
  *   node --import tsx examples/boot.ts images/busybox-multiarch.oci.tar --arch arm64
  *   node --import tsx examples/boot.ts images/busybox-multiarch.oci.tar -- -c 'uname -m; exit 3'
  * Needs qemu-system-x86 / qemu-system-arm; the kernel comes from apt-get (Debian) unless --kernel.
+ * Imports the package's public entry points (`vmimg`, `vmimg/export`, `vmimg/vfs`): build first (npm run build).
  */
 import { spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
@@ -16,10 +17,9 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { EXIT_STATUS_RE, ensureKernel, exportInitramfs, qemuCommand, type BootArch } from '../src/export/index.js';
-import { loadFromDir, loadFromTar, type Image } from '../src/image/index.js';
-import { parsePlatform } from '../src/platform/index.js';
-import { ContainerFS } from '../src/vfs/index.js';
+import { loadFromDir, loadFromTar, parsePlatform, type Image } from 'vmimg';
+import { EXIT_STATUS_RE, ensureKernel, exportInitramfs, qemuCommand, type BootArch } from 'vmimg/export';
+import { ContainerFS } from 'vmimg/vfs';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -30,7 +30,12 @@ if (source === undefined) {
   console.error('usage: boot.ts IMAGE [--arch amd64|arm64] [--kernel VMLINUZ] [-- ARGS...]');
   process.exit(2);
 }
-const arch = (values.arch === 'arm64' || values.arch === 'aarch64' ? 'arm64' : values.arch ? 'amd64' : undefined) as BootArch | undefined;
+const ARCHES: Record<string, BootArch> = { amd64: 'amd64', x86_64: 'amd64', arm64: 'arm64', aarch64: 'arm64' };
+const arch = values.arch === undefined ? undefined : ARCHES[values.arch];
+if (values.arch !== undefined && arch === undefined) {
+  console.error(`boot.ts: --arch ${values.arch}: QEMU boots amd64 (x86_64) or arm64 (aarch64) guests only`);
+  process.exit(2);
+}
 const platform = arch ? { platform: parsePlatform(arch) } : {};
 
 // 1. The image: an image directory, or a tar loaded into a throwaway cache.

@@ -1,10 +1,11 @@
 /**
  * Walks an image through ContainerFS's inode API (what a virtio-fs / FUSE / 9p server calls),
  * printing `mode uid gid size path` like `find -printf`, then prints one file from the image.
- * Run: node --import tsx examples/walk.ts IMAGE_DIR [FILE_TO_CAT]
+ * Run: node --import tsx examples/walk.ts IMAGE_DIR [FILE_TO_CAT]   (after `npm run build`: `vmimg/vfs`
+ * is the package's own entry point, dist/vfs/index.js)
  * IMAGE_DIR is an image directory: config.json plus each layer's .idx / .contents.
  */
-import { ContainerFS, DT } from '../src/vfs/index.js';
+import { ContainerFS, DT } from 'vmimg/vfs';
 
 const [imageDir, catPath = '/etc/os-release'] = process.argv.slice(2);
 if (imageDir === undefined) {
