@@ -67,9 +67,12 @@ describe('busybox sample under QEMU', { concurrency: 2 }, () => {
     });
   }
 
-  test('amd64: a command given at export time runs with the image env and working dir; its exit status comes back', async () => {
-    const r = await boot('amd64', { command: ['-c', 'echo "uid=$(id -u) cwd=$(pwd) sample=$VMIMG_SAMPLE"; mount | grep -c " /proc "; exit 7'] });
-    assert.equal(r.guestOutput, 'uid=0 cwd=/ sample=1\n1\n', r.output);
+  test('amd64: a command given at export time runs with the image env and working dir, with /proc, /sys, /dev and /tmp mounted; its exit status comes back', async () => {
+    const mounts = 'while read -r dev dir type rest; do echo "$dir $type"; done < /proc/mounts | grep -E "^/(proc proc|sys sysfs|dev devtmpfs|tmp tmpfs)$"';
+    const r = await boot('amd64', { command: ['-c', `echo "uid=$(id -u) cwd=$(pwd) sample=$VMIMG_SAMPLE"; ${mounts}; exit 7`] });
+    const [first, ...mounted] = (r.guestOutput ?? '').trimEnd().split('\n');
+    assert.equal(first, 'uid=0 cwd=/ sample=1', r.output);
+    assert.deepEqual(mounted.sort(), ['/dev devtmpfs', '/proc proc', '/sys sysfs', '/tmp tmpfs'], r.output);
     assert.equal(r.exitStatus, 7, r.output);
   });
 
