@@ -34,6 +34,8 @@ export interface RegistryClientOptions extends HostOptions, CredentialOptions {
   readonly manifestAccept?: readonly string[];
   /** TLS options for undici's connector (a private CA, for instance). */
   readonly tls?: { readonly ca?: string | Buffer; readonly rejectUnauthorized?: boolean };
+  /** Clock for token expiry (default Date.now); tests move it forward. */
+  readonly now?: () => number;
 }
 
 export type RepositoryRef = Pick<Reference, 'registry' | 'repository'>;
@@ -84,7 +86,11 @@ export class RegistryClient {
     });
     this.policy = { ...DEFAULT_RETRY, ...options.retry };
     this.transport = new Transport(this.agent, this.policy, options.userAgent ?? 'vmimg/0.1', plainHttpPolicy(options));
-    this.authorizer = new Authorizer({ transport: this.transport, credentials: credentialChain(options) });
+    this.authorizer = new Authorizer({
+      transport: this.transport,
+      credentials: credentialChain(options),
+      ...(options.now !== undefined ? { now: options.now } : {}),
+    });
     this.maxManifestBytes = options.maxManifestBytes ?? MAX_MANIFEST_BYTES;
   }
 

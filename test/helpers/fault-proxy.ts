@@ -18,6 +18,8 @@ export type Fault =
   | { kind: 'body'; body: Buffer; contentType?: string; chunked?: boolean }
   /** Forward without the Range header (a server that ignores Range and sends everything). */
   | { kind: 'ignore-range' }
+  /** Forward without these response headers (lowercase names), e.g. a HEAD lacking Docker-Content-Digest. */
+  | { kind: 'strip-headers'; headers: string[] }
   /** 307 to `${to}${path}${query}`. */
   | { kind: 'redirect'; to: string; query?: string };
 
@@ -126,6 +128,7 @@ function forward(req: IncomingMessage, res: ServerResponse, target: URL, fault: 
   if (fault?.kind === 'ignore-range') delete headers.range;
   const up = request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers }, (upRes) => {
     const outHeaders = { ...upRes.headers };
+    if (fault?.kind === 'strip-headers') for (const name of fault.headers) delete outHeaders[name];
     const length = Number(upRes.headers['content-length'] ?? NaN);
     if (fault?.kind === 'extend') {
       if (fault.chunked) delete outHeaders['content-length'];
@@ -133,7 +136,7 @@ function forward(req: IncomingMessage, res: ServerResponse, target: URL, fault: 
     }
     res.writeHead(upRes.statusCode ?? 502, outHeaders);
     const ok = (upRes.statusCode ?? 500) < 300 && req.method !== 'HEAD';
-    if (!ok || fault === undefined || fault.kind === 'ignore-range') {
+    if (!ok || fault === undefined || fault.kind === 'ignore-range' || fault.kind === 'strip-headers') {
       upRes.pipe(res);
       return;
     }

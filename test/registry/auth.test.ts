@@ -167,6 +167,26 @@ describe('token auth, server without the OAuth2 POST and without expires_in', ()
     }
   });
 
+  test('without expires_in a token lives 60 s: reused within the minute, fetched again after it', async () => {
+    const issuer = reg.issuer!;
+    let clock = 1_000_000;
+    const client = clientFor(reg, { now: () => clock });
+    try {
+      const ref = { registry: reg.host, repository: 'tok/busybox', tag: '1' };
+      issuer.requests.length = 0;
+      await client.resolve(ref);
+      assert.equal(issuer.requests.length, 1);
+      clock += 50_000;
+      await client.resolve(ref);
+      assert.equal(issuer.requests.length, 1, 'reused 50 s later');
+      clock += 10_000;
+      await client.resolve(ref);
+      assert.equal(issuer.requests.length, 2, 'fetched again 60 s later');
+    } finally {
+      await client.close();
+    }
+  });
+
   test('concurrent requests on one scope share one token fetch', async () => {
     const issuer = reg.issuer!;
     issuer.requests.length = 0;

@@ -162,6 +162,32 @@ describe('fault injection between client and real registry', () => {
     });
   }
 
+  test('an image config over 4 MiB is refused with ERR_TOO_LARGE before any request', async () => {
+    const config = { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${'c'.repeat(64)}`, size: 4 * 1024 * 1024 + 1 };
+    await assert.rejects(client().fetchBlobBytes(repo(), config), (err: unknown) => {
+      assert.ok(isVmimgError(err, 'ERR_TOO_LARGE'), String(err));
+      assert.match(err.message, /4194304-byte limit/);
+      return true;
+    });
+    assert.equal(proxy.requests.length, 0);
+    // The same through a manifest a registry serves: listing its platforms needs the config.
+    const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config, layers: [layer] }));
+    proxy.add({ path: manifestPath, fault: { kind: 'body', body: manifest } });
+    await assert.rejects(client().listPlatforms(ref()), { code: 'ERR_TOO_LARGE' });
+    assert.ok(proxy.requests.every((r) => !r.path.includes('/blobs/')), 'the config was never requested');
+  });
+
+  test('a config whose body runs past its (small) descriptor is refused, not buffered', async () => {
+    const huge = Buffer.alloc(5 * 1024 * 1024, 0x20);
+    proxy.add({ path: '/blobs/', fault: { kind: 'body', body: huge, chunked: true, contentType: 'application/octet-stream' } });
+    const config = { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${'c'.repeat(64)}`, size: 1000 };
+    await assert.rejects(client({ retry: { retries: 0 } }).fetchBlobBytes(repo(), config), (err: unknown) => {
+      assert.ok(isVmimgError(err), String(err));
+      assert.ok(['ERR_TOO_LARGE', 'ERR_DIGEST_MISMATCH'].includes((err as { code: string }).code), String(err));
+      return true;
+    });
+  });
+
   test('a redirect to another host drops Authorization there and redacts the query in errors', async () => {
     const storage = await startFaultProxy(registry.url, { bindAddress: '127.0.0.2' });
     try {
@@ -197,6 +223,23 @@ describe('fault injection between client and real registry', () => {
       return true;
     });
     assert.equal(proxy.requests.length, 1, 'not retried');
+  });
+
+  test('a tag whose HEAD lacks Docker-Content-Digest is resolved by GET and hashing the manifest', async () => {
+    // Stripped from the GET as well: the digest must come from hashing the bytes.
+    proxy.add({ path: manifestPath, fault: { kind: 'strip-headers', headers: ['docker-content-digest'] } });
+    const desc = await client().resolve(ref());
+    assert.equal(desc.digest, manifestDigest);
+    const m = await client().fetchManifest({ registry: proxy.host, repository: 'faults/busybox', digest: manifestDigest });
+    assert.equal(desc.size, m.size);
+    assert.equal(desc.mediaType, m.mediaType);
+    assert.deepEqual(
+      proxy.requests.slice(0, 2).map((r) => [r.method, r.fault ?? 'passed']),
+      [
+        ['HEAD', 'strip-headers'],
+        ['GET', 'strip-headers'],
+      ],
+    );
   });
 
   test('more than 10 redirects is an error', async () => {
