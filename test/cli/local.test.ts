@@ -45,6 +45,14 @@ describe('vmimg load / cat / ls / resolve', () => {
     }
   });
 
+  it('prints the manifest digest for humans when the source has one (not a classic docker save)', async () => {
+    const json = JSON.parse((await expectExit(0, c('load', MULTIARCH_TAR, '--arch', 'arm64', '--json', '-q'))).stdout) as { manifestDigest: string };
+    assert.match(json.manifestDigest, /^sha256:[0-9a-f]{64}$/);
+    const human = (await expectExit(0, c('load', MULTIARCH_TAR, '--arch', 'arm64', '-q'))).stdout;
+    assert.match(human, new RegExp(`^digest: +${json.manifestDigest}$`, 'm'));
+    assert.doesNotMatch((await expectExit(0, c('load', AMD64_TAR, '-q'))).stdout, /^digest:/m);
+  });
+
   it('cats /etc/arch of each architecture straight from the tar', async () => {
     for (const arch of ['amd64', 'arm64']) {
       const r = await expectExit(0, c('cat', MULTIARCH_TAR, '/etc/arch', '--arch', arch, '--quiet'));
@@ -92,6 +100,8 @@ describe('vmimg load / cat / ls / resolve', () => {
     assert.match(long, /^lrwxrwxrwx .* sh -> \/bin\/busybox$/m);
     assert.equal((await expectExit(0, c('resolve', AMD64_TAR, '/bin/sh'))).stdout, '/bin/busybox\n');
     assert.equal((await expectExit(0, c('resolve', AMD64_TAR, '/bin/../etc/./arch'))).stdout, '/etc/arch\n');
+    const json = JSON.parse((await expectExit(0, c('resolve', AMD64_TAR, '/bin/sh', '--json'))).stdout) as unknown;
+    assert.deepEqual(json, { path: '/bin/sh', resolved: '/bin/busybox' });
   });
 
   it('fails with exit 3 and the reason for a missing path', async () => {
@@ -213,7 +223,7 @@ describe('vmimg validate, usage and error reporting', () => {
   it('shows examples in --help and in each command help', async () => {
     const top = (await expectExit(0, ['--help'])).stdout;
     assert.match(top, /Examples:/);
-    for (const cmd of ['pull', 'load', 'export', 'inspect', 'images', 'ls', 'cat', 'resolve', 'rm', 'prune', 'validate']) {
+    for (const cmd of ['pull', 'load', 'export', 'boot', 'inspect', 'images', 'ls', 'cat', 'resolve', 'rm', 'prune', 'validate']) {
       assert.match(top, new RegExp(`vmimg ${cmd}\\b`));
       const help = (await expectExit(0, [cmd, '--help'])).stdout;
       assert.match(help, /Examples:\n +vmimg /, `${cmd} --help`);

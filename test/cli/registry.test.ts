@@ -31,13 +31,16 @@ describe('vmimg pull', () => {
     const cache = await tmpDir('vmimg-cli-reg-');
     const ref = `${open.host}/busybox:multi`;
     const ids = new Set<string>();
+    const manifests = new Map<string, string>();
     for (const [arch, platform] of [
       ['amd64', 'linux/amd64'],
       ['arm64', 'linux/arm64/v8'],
     ] as const) {
       const r = await expectExit(0, ['--cache-dir', cache, 'pull', ref, '--arch', arch, '--json']);
-      const out = JSON.parse(r.stdout) as { name: string; platform: string; id: string; dir: string; indexDigest: string };
+      const out = JSON.parse(r.stdout) as { name: string; platform: string; id: string; dir: string; indexDigest: string; manifestDigest: string };
       assert.equal(out.name, ref);
+      assert.match(out.manifestDigest, /^sha256:[0-9a-f]{64}$/);
+      manifests.set(arch, out.manifestDigest);
       assert.match(out.platform, new RegExp(`^${platform.split('/').slice(0, 2).join('/')}`));
       assert.equal(out.indexDigest, indexDigest);
       assert.ok(readdirSync(out.dir).includes('config.json'));
@@ -55,6 +58,7 @@ describe('vmimg pull', () => {
     assert.match(human.stdout, /^platform: +linux\/arm64/m);
     assert.match(human.stdout, /^id: +sha256:[0-9a-f]{64}$/m);
     assert.match(human.stdout, /^dir: +\//m);
+    assert.match(human.stdout, new RegExp(`^digest: +${manifests.get('arm64')}$`, 'm'), 'the manifest digest, to pin the image');
     assert.match(human.stderr, /layer 1\/\d+ [0-9a-f]{12}: cached/, 'plain log lines when stderr is not a TTY');
   });
 

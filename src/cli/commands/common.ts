@@ -38,5 +38,7 @@ export function printImage(ctx: Context, resolved: ResolvedImage, name?: string)
   ctx.out(`name:     ${summary.name ?? '(none)'}`);
   ctx.out(`platform: ${summary.platform}`);
   ctx.out(`id:       ${summary.id}`);
+  // the manifest digest pins the image for a later pull (name@digest); a docker-save tar has none
+  if (summary.manifestDigest) ctx.out(`digest:   ${summary.manifestDigest}`);
   ctx.out(`dir:      ${summary.dir}`);
 }
