@@ -58,6 +58,10 @@ describe('vmimg boot', () => {
     const failing = await vmimg(c('boot', MULTIARCH_TAR, '--arch', 'arm64', '--kernel', kernel, '-q', '--entrypoint', '', '--', '/bin/sh', '-c', 'echo bye; exit 7'));
     assert.equal(failing.code, 7, failing.stderr);
     assert.match(failing.stdout, /^bye$/m);
+    const json = await vmimg(c('boot', MULTIARCH_TAR, '--arch', 'arm64', '--kernel', kernel, '-q', '--json', '--entrypoint', '', '--', '/bin/sh', '-c', 'echo json; exit 3'));
+    assert.equal(json.code, 3, json.stderr);
+    const result = JSON.parse(json.stdout) as { exitStatus: number | null; timedOut: boolean; durationMs: number; output: string };
+    assert.deepEqual({ ...result, durationMs: typeof result.durationMs }, { exitStatus: 3, timedOut: false, durationMs: 'number', output: 'json\n' });
   });
 
   it('refuses to boot an image for another architecture than asked', async () => {
