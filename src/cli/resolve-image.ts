@@ -69,7 +69,7 @@ async function findCached(ctx: Context, arg: string): Promise<Image | undefined>
   }
 }
 
-export async function pullImage(ctx: Context, ref: string): Promise<Image> {
+export async function pullImage(ctx: Context, ref: string, extra: Pick<PullOptions, 'concurrency'> = {}): Promise<Image> {
   parseReference(ref); // a bad reference is a usage error before anything starts
   const progress = ctx.progress();
   try {
@@ -79,6 +79,7 @@ export async function pullImage(ctx: Context, ref: string): Promise<Image> {
       onProgress: progress.listener,
       signal: ctx.signal,
       ...platformOption(ctx),
+      ...extra,
     };
     return await pull(ref, options);
   } finally {
@@ -86,7 +87,7 @@ export async function pullImage(ctx: Context, ref: string): Promise<Image> {
   }
 }
 
-export async function loadTar(ctx: Context, path: string, tag?: string): Promise<Image> {
+export async function loadTar(ctx: Context, path: string, tag?: string, extra: Pick<LoadOptions, 'concurrency'> = {}): Promise<Image> {
   const progress = ctx.progress();
   try {
     const options: LoadOptions = {
@@ -95,6 +96,7 @@ export async function loadTar(ctx: Context, path: string, tag?: string): Promise
       signal: ctx.signal,
       ...platformOption(ctx),
       ...(tag !== undefined ? { tag } : {}),
+      ...extra,
     };
     return await loadFromTar(path, options);
   } finally {

@@ -48,7 +48,7 @@ describe('vmimg load / cat / ls / resolve', () => {
   it('prints the manifest digest for humans when the source has one (not a classic docker save)', async () => {
     const json = JSON.parse((await expectExit(0, c('load', MULTIARCH_TAR, '--arch', 'arm64', '--json', '-q'))).stdout) as { manifestDigest: string };
     assert.match(json.manifestDigest, /^sha256:[0-9a-f]{64}$/);
-    const human = (await expectExit(0, c('load', MULTIARCH_TAR, '--arch', 'arm64', '-q'))).stdout;
+    const human = (await expectExit(0, c('load', MULTIARCH_TAR, '--arch', 'arm64', '-q', '--concurrency', '1'))).stdout;
     assert.match(human, new RegExp(`^digest: +${json.manifestDigest}$`, 'm'));
     assert.doesNotMatch((await expectExit(0, c('load', AMD64_TAR, '-q'))).stdout, /^digest:/m);
   });
@@ -204,6 +204,8 @@ describe('vmimg validate, usage and error reporting', () => {
     ['an unknown architecture', ['load', AMD64_TAR, '--arch', 'z80']],
     ['--username without --password-stdin', ['pull', '127.0.0.1:1/x', '--username', 'u']],
     ['a missing argument', ['cat', AMD64_TAR]],
+    ['--concurrency 0', ['load', AMD64_TAR, '--concurrency', '0']],
+    ['a fractional --concurrency', ['pull', '127.0.0.1:1/x', '--concurrency', '1.5']],
   ] as const) {
     it(`exits 2 for ${what}, with one message line and a hint`, async () => {
       const r = await expectExit(2, ['--cache-dir', cache, ...args]);

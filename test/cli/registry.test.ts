@@ -36,7 +36,7 @@ describe('vmimg pull', () => {
       ['amd64', 'linux/amd64'],
       ['arm64', 'linux/arm64/v8'],
     ] as const) {
-      const r = await expectExit(0, ['--cache-dir', cache, 'pull', ref, '--arch', arch, '--json']);
+      const r = await expectExit(0, ['--cache-dir', cache, 'pull', ref, '--arch', arch, '--json', '--concurrency', '1']);
       const out = JSON.parse(r.stdout) as { name: string; platform: string; id: string; dir: string; indexDigest: string; manifestDigest: string };
       assert.equal(out.name, ref);
       assert.match(out.manifestDigest, /^sha256:[0-9a-f]{64}$/);

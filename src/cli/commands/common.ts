@@ -3,6 +3,7 @@ import type { ArgumentsCamelCase } from 'yargs';
 import { formatPlatform, type Image } from '../../index.js';
 import { createContext, type Context, type GlobalArgs } from '../context.js';
 import type { ResolvedImage } from '../resolve-image.js';
+import { UsageError } from '../exit-codes.js';
 
 /** Wraps a command body: builds the context from the global options. */
 export function run<A>(body: (ctx: Context, args: A & GlobalArgs) => Promise<void>) {
@@ -41,4 +42,14 @@ export function printImage(ctx: Context, resolved: ResolvedImage, name?: string)
   // the manifest digest pins the image for a later pull (name@digest); a docker-save tar has none
   if (summary.manifestDigest) ctx.out(`digest:   ${summary.manifestDigest}`);
   ctx.out(`dir:      ${summary.dir}`);
+}
+
+/** The --concurrency option of pull and load: layers fetched and flattened at once. */
+export const CONCURRENCY_OPTION = { type: 'number', describe: 'Layers downloaded and flattened at once (default 4)' } as const;
+
+/** --concurrency N as the library's option; a count that isn't a positive integer is a usage error. */
+export function concurrencyOption(value: number | undefined): { concurrency?: number } {
+  if (value === undefined) return {};
+  if (!Number.isInteger(value) || value < 1) throw new UsageError(`--concurrency must be a whole number of at least 1, not ${String(value)}`);
+  return { concurrency: value };
 }

@@ -1,11 +1,12 @@
 import type { CommandModule } from 'yargs';
 import type { GlobalArgs } from '../context.js';
 import { loadTar, named } from '../resolve-image.js';
-import { printImage, run } from './common.js';
+import { CONCURRENCY_OPTION, concurrencyOption, printImage, run } from './common.js';
 
 interface Args {
   tar: string;
   tag?: string;
+  concurrency?: number;
 }
 
 export const loadCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
@@ -15,10 +16,11 @@ export const loadCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
     y
       .positional('tar', { type: 'string', demandOption: true, describe: 'Path of the image tar' })
       .option('tag', { type: 'string', describe: 'Which image of a multi-image tar (name:tag or OCI ref name)' })
+      .option('concurrency', CONCURRENCY_OPTION)
       .example('$0 load images/busybox-multiarch.oci.tar --arch arm64', 'The arm64 image of a multi-arch OCI archive')
       .example('$0 load saved.tar --tag myapp:1.2', 'One image of a docker save holding several'),
   handler: run<Args>(async (ctx, args) => {
-    const image = await loadTar(ctx, args.tar, args.tag);
+    const image = await loadTar(ctx, args.tar, args.tag, concurrencyOption(args.concurrency));
     printImage(ctx, await named(ctx, image, 'tar'));
   }),
 };
