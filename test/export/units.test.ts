@@ -107,3 +107,17 @@ test('an image with its own /init keeps it; the guest init is still at /.vmimg/i
   assert.match(listing, /\.vmimg\/init$/m);
   await fs.close();
 });
+
+test('a truncated layer fails the tar and initramfs writers with ERR_INVALID_INDEX, small and streamed (> 1 MiB) files alike', async () => {
+  const dir = await tmpDir('vmimg-export-trunc-');
+  for (const size of [1000, 3 << 20]) {
+    const l = layer().file('f', Buffer.alloc(size, 0x61)).build(dir);
+    writeFileSync(l.contentsPath, Buffer.alloc(size >> 1, 0x61));
+    for (const write of [exportTar, exportInitramfs]) {
+      const fs = ContainerFS.fromLayers([l]);
+      const sink = new PassThrough().resume();
+      await assert.rejects(write(fs, sink, { init: false }), (e: unknown) => isVmimgError(e, 'ERR_INVALID_INDEX'), `${write.name} of ${size} bytes`);
+      await fs.close();
+    }
+  }
+});
