@@ -4,7 +4,7 @@
  * Directories are assembled under a temporary name and renamed into place, `config.json` last.
  */
 import { constants as fsConstants } from 'node:fs';
-import { copyFile, link, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { chmod, copyFile, link, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { digestHex, validateDigest } from '../digest/index.js';
@@ -191,7 +191,12 @@ async function prepareDestination(dst: string, force: boolean): Promise<void> {
   }
 }
 
+/**
+ * Layer files are immutable content shared by hard link between the cache and every image dir or
+ * export of the image: read-only, so an accidental write fails instead of corrupting them all.
+ */
 async function linkOrCopy(src: string, dst: string): Promise<void> {
+  await chmod(src, 0o444);
   try {
     await link(src, dst);
   } catch (err) {
