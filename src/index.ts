@@ -8,3 +8,4 @@ export { RegistryClient, type RegistryClientOptions } from './registry/index.js'
 export { ContainerFS, LayeredContainerFS } from './vfs/index.js';
 export { EntryType, type IndexEntry } from './layer/entry.js';
 export { exportImage, exportTar, exportInitramfs, bootImage, type ExportFormat, type ExportOptions, type BootOptions, type BootResult } from './export/index.js';
+export { loadUserConfig, userConfigPath, type UserConfig } from './config.js';

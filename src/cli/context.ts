@@ -6,6 +6,7 @@ import { CacheLayout, parsePlatform, resolveCacheDir, type Platform, type Regist
 import { parseReference } from '../index.js';
 import { createProgress, type ProgressMode, type ProgressRenderer } from './progress.js';
 import { readPasswordFromStdin } from './stdin.js';
+import { loadUserConfig, type UserConfig } from '../config.js';
 import { UsageError } from './exit-codes.js';
 
 /** The global options as yargs hands them to a command. */
@@ -56,8 +57,12 @@ export function createContext(args: GlobalArgs): Context {
     signal,
     progress: () => createProgress(mode),
     async registryOptions(reference) {
-      const options: { insecureRegistries?: string[]; credentials?: Record<string, { username: string; password: string }> } = {};
-      const insecure = args['insecure-registry'] ?? [];
+      const file = await loadUserConfig();
+      const options: Omit<UserConfig, 'insecureRegistries'> & {
+        insecureRegistries?: string[];
+        credentials?: Record<string, { username: string; password: string }>;
+      } = { ...(file.mirrors ? { mirrors: file.mirrors } : {}), ...(file.originFallback !== undefined ? { originFallback: file.originFallback } : {}) };
+      const insecure = [...(file.insecureRegistries ?? []), ...(args['insecure-registry'] ?? [])];
       if (insecure.length > 0) options.insecureRegistries = insecure;
       if (args['password-stdin'] && !args.username) throw new UsageError('--password-stdin needs --username');
       if (args.username !== undefined) {

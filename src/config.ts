@@ -1,0 +1,75 @@
+/**
+ * The user's vmimg config file: registry hosts settings that outlive one command.
+ * `$VMIMG_CONFIG`, else `$XDG_CONFIG_HOME/vmimg/config.json`, else `~/.config/vmimg/config.json`:
+ *
+ *   {
+ *     "mirrors": { "docker.io": ["https://mirror.example", { "url": "http://10.0.0.5:5000", "resolve": true }] },
+ *     "insecureRegistries": ["registry.lan:5000"],
+ *     "originFallback": true
+ *   }
+ *
+ * A missing file is an empty config; a malformed one is ERR_INVALID_ARGUMENT naming the file.
+ */
+import { readFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { ErrorCode, VmimgError } from './errors.js';
+import type { HostOptions, MirrorSpec } from './registry/index.js';
+
+export type UserConfig = Pick<HostOptions, 'mirrors' | 'insecureRegistries' | 'originFallback'>;
+
+export function userConfigPath(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.VMIMG_CONFIG) return env.VMIMG_CONFIG;
+  return join(env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'vmimg', 'config.json');
+}
+
+export async function loadUserConfig(env: NodeJS.ProcessEnv = process.env): Promise<UserConfig> {
+  const path = userConfigPath(env);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    throw bad(path, (err as Error).message);
+  }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw bad(path, `not JSON (${(err as Error).message})`);
+  }
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw bad(path, 'must be a JSON object');
+  const { mirrors, insecureRegistries, originFallback, ...rest } = doc as Record<string, unknown>;
+  const unknown = Object.keys(rest);
+  if (unknown.length > 0) throw bad(path, `unknown setting(s) ${unknown.join(', ')} (known: mirrors, insecureRegistries, originFallback)`);
+  const config: { -readonly [K in keyof UserConfig]: UserConfig[K] } = {};
+  if (mirrors !== undefined) config.mirrors = parseMirrors(mirrors, path);
+  if (insecureRegistries !== undefined) {
+    if (!Array.isArray(insecureRegistries) || !insecureRegistries.every((h) => typeof h === 'string')) {
+      throw bad(path, '"insecureRegistries" must be a list of host[:port] strings');
+    }
+    config.insecureRegistries = insecureRegistries;
+  }
+  if (originFallback !== undefined) {
+    if (typeof originFallback !== 'boolean') throw bad(path, '"originFallback" must be true or false');
+    config.originFallback = originFallback;
+  }
+  return config;
+}
+
+function parseMirrors(value: unknown, path: string): Record<string, (string | MirrorSpec)[]> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw bad(path, '"mirrors" must map registry names to lists');
+  const out: Record<string, (string | MirrorSpec)[]> = {};
+  for (const [registry, list] of Object.entries(value)) {
+    const ok =
+      Array.isArray(list) &&
+      list.every((m) => typeof m === 'string' || (typeof m === 'object' && m !== null && typeof (m as MirrorSpec).url === 'string'));
+    if (!ok) throw bad(path, `"mirrors"."${registry}" must be a list of URLs or {"url", "resolve"} objects`);
+    out[registry] = list as (string | MirrorSpec)[];
+  }
+  return out;
+}
+
+function bad(path: string, why: string): VmimgError {
+  return new VmimgError(ErrorCode.INVALID_ARGUMENT, `config file ${path}: ${why}`);
+}
