@@ -8,19 +8,9 @@ import { createHash } from 'node:crypto';
 import { readdirSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpDir } from '../helpers/tools.js';
+import type { ListedEntry as LsEntry } from '../../src/cli/walk.js';
 import { AMD64_TAR, MULTIARCH_TAR, expectExit, jsonLines, vmimg } from './run.js';
 
-interface LsEntry {
-  path: string;
-  type: string;
-  mode: string;
-  uid: number;
-  gid: number;
-  size: number;
-  mtime: string;
-  sha256?: string;
-  target?: string;
-}
 
 let cache: string;
 const c = (...args: string[]): string[] => ['--cache-dir', cache, ...args];

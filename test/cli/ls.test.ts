@@ -8,19 +8,9 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { buildBusyboxLayout, toOciArchive } from '../helpers/busybox.js';
 import { run, tmpDir } from '../helpers/tools.js';
+import type { ListedEntry as LsEntry } from '../../src/cli/walk.js';
 import { expectExit, jsonLines } from './run.js';
 
-interface LsEntry {
-  path: string;
-  type: string;
-  mode: string;
-  uid: number;
-  gid: number;
-  size: number;
-  sha256?: string;
-  target?: string;
-  rdev?: number;
-}
 
 let tar: string;
 let cache: string;
