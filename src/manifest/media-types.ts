@@ -54,28 +54,6 @@ export function isSchema1MediaType(mediaType: string | undefined): boolean {
   return mediaType !== undefined && SCHEMA1_MEDIA_TYPES.includes(baseType(mediaType));
 }
 
-export function isConfigMediaType(mediaType: string | undefined): boolean {
-  const t = mediaType === undefined ? '' : baseType(mediaType);
-  return t === MediaType.OCI_CONFIG || t === MediaType.DOCKER_CONFIG;
-}
-
-/** Layer media types vmimg can unpack (compression is sniffed from bytes anyway). */
-export function isLayerMediaType(mediaType: string | undefined): boolean {
-  const t = mediaType === undefined ? '' : baseType(mediaType);
-  return (
-    t.startsWith('application/vnd.oci.image.layer.') ||
-    t === MediaType.DOCKER_LAYER ||
-    t === MediaType.DOCKER_LAYER_GZIP ||
-    t === MediaType.DOCKER_LAYER_FOREIGN
-  );
-}
-
-/** Non-distributable ("foreign") layers: registries may not serve them; their `urls` may. */
-export function isNondistributableLayer(mediaType: string | undefined): boolean {
-  const t = mediaType === undefined ? '' : baseType(mediaType);
-  return t.startsWith(MediaType.OCI_LAYER_NONDISTRIBUTABLE) || t === MediaType.DOCKER_LAYER_FOREIGN;
-}
-
 /** `application/json; charset=utf-8` → `application/json`. */
 export function baseType(mediaType: string): string {
   const semi = mediaType.indexOf(';');
