@@ -9,10 +9,11 @@ import { open } from 'node:fs/promises';
 import { digestHex, sha256Digest, validateDigest, assertDigest } from '../digest/index.js';
 import { ErrorCode, VmimgError } from '../errors.js';
 import {
-    MAX_CONFIG_BYTES,
+  MAX_CONFIG_BYTES,
   MAX_MANIFEST_BYTES,
   checkConfigPlatform,
   choosePlatformManifest,
+  configPlatform,
   parseImageConfig,
   parseManifestDocument,
   type Descriptor,
@@ -121,7 +122,7 @@ async function dockerSaveSource(tar: TarMembers, options: ArchiveOptions): Promi
       kind: 'docker-archive',
       reference: entry.RepoTags?.[0] ?? tar.path,
       configDigest: sha256Digest(bytes),
-      platform: platformOf(config),
+      platform: formatPlatform(configPlatform(config)),
     },
     config,
     layers,
@@ -156,7 +157,7 @@ async function ociArchiveSource(tar: TarMembers, options: ArchiveOptions): Promi
       manifestDigest: desc.digest,
       ...(indexDigest ? { indexDigest } : {}),
       configDigest: manifest.config.digest,
-      platform: platformOf(config),
+      platform: formatPlatform(configPlatform(config)),
     },
     config,
     layers: manifestLayers(manifest, config.rootfs.diff_ids, (d) => blobs.stream(d), tar.path),
@@ -170,7 +171,7 @@ async function ociArchiveSource(tar: TarMembers, options: ArchiveOptions): Promi
  */
 export function platformWarning(config: ImageConfig, wanted: Platform, explicit: boolean): string[] {
   if (checkConfigPlatform(config, wanted, explicit)) return [];
-  const have = formatPlatform({ os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) });
+  const have = formatPlatform(configPlatform(config));
   return [`the image is for ${have} only, not ${formatPlatform(wanted)} (pass --platform ${have} to make this explicit)`];
 }
 
@@ -298,10 +299,6 @@ function blobDigestFromPath(member: string): string | undefined {
 function listTags(entries: DockerManifestEntry[]): string {
   const tags = entries.flatMap((e) => e.RepoTags ?? []);
   return tags.length ? tags.join(', ') : `${entries.length} untagged image(s)`;
-}
-
-function platformOf(config: { os: string; architecture: string; variant?: string }): string {
-  return formatPlatform({ os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) });
 }
 
 function preview(names: string[]): string {

@@ -9,6 +9,7 @@ import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { digestHex, validateDigest } from '../digest/index.js';
 import { ErrorCode, VmimgError } from '../errors.js';
+import { configPlatform } from '../manifest/index.js';
 import { createMatcher, formatPlatform } from '../platform/index.js';
 import type { Platform } from '../platform/types.js';
 import { RUNTIME_CONFIG_VERSION, type RuntimeConfig } from './runtime-config.js';
@@ -85,11 +86,7 @@ function parseRuntimeConfig(text: string, dir: string): RuntimeConfig {
 }
 
 function checkPlatform(config: RuntimeConfig, wanted: Platform, dir: string): void {
-  const have: Platform = {
-    os: config.os,
-    architecture: config.architecture,
-    ...(config.variant ? { variant: config.variant } : {}),
-  };
+  const have = configPlatform(config);
   if (!createMatcher(wanted).match(have)) {
     throw new VmimgError(
       ErrorCode.PLATFORM_MISMATCH,

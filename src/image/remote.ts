@@ -5,6 +5,7 @@
 import { ErrorCode, VmimgError } from '../errors.js';
 import {
   choosePlatformManifest,
+  configPlatform,
   parseImageConfig,
   parseManifestDocument,
   type Descriptor,
@@ -83,7 +84,7 @@ export async function openRemote(ref: Reference, options: RemoteOptions): Promis
       manifestDigest: fetched.digest,
       ...(indexDigest ? { indexDigest } : {}),
       configDigest: manifest.config.digest,
-      platform: formatPlatform({ os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) }),
+      platform: formatPlatform(configPlatform(config)),
     },
     config,
     layers,

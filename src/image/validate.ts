@@ -2,7 +2,7 @@
 import { resolve } from 'node:path';
 import { sha256Digest } from '../digest/index.js';
 import { ErrorCode, VmimgError, wrapError } from '../errors.js';
-import { MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, isAttestation, parseImageConfig, parseManifestDocument, type Descriptor } from '../manifest/index.js';
+import { MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, configPlatform, isAttestation, parseImageConfig, parseManifestDocument, type Descriptor } from '../manifest/index.js';
 import { formatPlatform } from '../platform/index.js';
 import { openArchiveMembers, parseDockerManifest } from './archive.js';
 import type { TarMembers } from './tar-members.js';
@@ -40,7 +40,7 @@ async function dockerImages(tar: TarMembers): Promise<TarImage[]> {
       for (const layer of e.Layers) tar.require(layer);
       return {
         ...(e.RepoTags?.[0] ? { name: e.RepoTags.join(', ') } : {}),
-        platform: platformOf(config),
+        platform: formatPlatform(configPlatform(config)),
         configDigest: sha256Digest(bytes),
         layers: e.Layers.length,
       };
@@ -68,7 +68,7 @@ async function ociImages(tar: TarMembers): Promise<TarImage[]> {
     for (const layer of doc.manifest.layers) tar.require(`blobs/${layer.digest.replace(':', '/')}`);
     images.push({
       ...(name ? { name } : {}),
-      platform: platformOf(config),
+      platform: formatPlatform(configPlatform(config)),
       manifestDigest: d.digest,
       configDigest: doc.manifest.config.digest,
       layers: doc.manifest.layers.length,
@@ -80,8 +80,4 @@ async function ociImages(tar: TarMembers): Promise<TarImage[]> {
     await visit(d, d.annotations?.['io.containerd.image.name'] ?? d.annotations?.['org.opencontainers.image.ref.name'], 0);
   }
   return images;
-}
-
-function platformOf(config: { os: string; architecture: string; variant?: string }): string {
-  return formatPlatform({ os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) });
 }

@@ -45,6 +45,11 @@ export function choosePlatformManifest(index: ImageIndex, wanted: Platform): Des
   );
 }
 
+/** The platform a config names, as written (not normalised; `variant` only when it names one). */
+export function configPlatform(config: { os: string; architecture: string; variant?: string }): Platform {
+  return { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) };
+}
+
 /**
  * For a single-platform image: does its config fit `wanted`? Variants are tolerated as in matching
  * (a config without a variant fits any variant). Throws ERR_PLATFORM_MISMATCH when `explicit` (the
@@ -52,11 +57,7 @@ export function choosePlatformManifest(index: ImageIndex, wanted: Platform): Des
  */
 export function checkConfigPlatform(config: ImageConfig, wanted: Platform, explicit: boolean): boolean {
   // Raw, not normalised: the matcher must see that a config named no variant.
-  const have: Platform = {
-    os: config.os,
-    architecture: config.architecture,
-    ...(config.variant ? { variant: config.variant } : {}),
-  };
+  const have = configPlatform(config);
   if (createMatcher(wanted).match(have)) return true;
   if (!explicit) return false;
   const want = formatPlatform(normalizePlatform(wanted));

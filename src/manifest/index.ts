@@ -5,6 +5,7 @@ export { parseImageConfig } from './config.js';
 export {
   ATTESTATION_ANNOTATION,
   checkConfigPlatform,
+  configPlatform,
   choosePlatformManifest,
   isAttestation,
   offeredPlatforms,
