@@ -11,6 +11,7 @@ import { ErrorCode, VmimgError } from '../errors.js';
 import {
   MAX_CONFIG_BYTES,
   MAX_MANIFEST_BYTES,
+  MediaType,
   checkConfigPlatform,
   choosePlatformManifest,
   configPlatform,
@@ -132,7 +133,7 @@ async function dockerSaveSource(tar: TarMembers, options: ArchiveOptions): Promi
 
 async function ociArchiveSource(tar: TarMembers, options: ArchiveOptions): Promise<ImageSource> {
   const blobs = new ArchiveBlobs(tar);
-  const top = parseManifestDocument(await tar.read('index.json', MAX_MANIFEST_BYTES), 'application/vnd.oci.image.index.v1+json');
+  const top = parseManifestDocument(await tar.read('index.json', MAX_MANIFEST_BYTES), MediaType.OCI_INDEX);
   if (top.kind !== 'index') throw new VmimgError(ErrorCode.INVALID_ARCHIVE, `${tar.path}: index.json is not an image index`);
   const tagged = pickByTag(top.index, options.tag, tar.path);
   const wanted = options.platform ?? hostPlatform();
@@ -197,7 +198,8 @@ export function manifestLayers(
   }));
 }
 
-class ArchiveBlobs {
+/** An OCI layout's blobs inside an archive: `blobs/<alg>/<hex>`, read back verified. */
+export class ArchiveBlobs {
   constructor(private readonly tar: TarMembers) {}
 
   member(desc: Descriptor): string {

@@ -2,9 +2,9 @@
 import { resolve } from 'node:path';
 import { sha256Digest } from '../digest/index.js';
 import { ErrorCode, VmimgError, wrapError } from '../errors.js';
-import { MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, configPlatform, isAttestation, parseImageConfig, parseManifestDocument, type Descriptor } from '../manifest/index.js';
+import { MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, MediaType, configPlatform, isAttestation, parseImageConfig, parseManifestDocument, type Descriptor } from '../manifest/index.js';
 import { formatPlatform } from '../platform/index.js';
-import { openArchiveMembers, parseDockerManifest } from './archive.js';
+import { ArchiveBlobs, openArchiveMembers, parseDockerManifest } from './archive.js';
 import type { TarMembers } from './tar-members.js';
 
 export interface TarImage {
@@ -49,23 +49,17 @@ async function dockerImages(tar: TarMembers): Promise<TarImage[]> {
 }
 
 async function ociImages(tar: TarMembers): Promise<TarImage[]> {
-  const read = async (d: Descriptor, max: number) => {
-    const bytes = await tar.read(`blobs/${d.digest.replace(':', '/')}`, max);
-    if (sha256Digest(bytes) !== d.digest) {
-      throw new VmimgError(ErrorCode.DIGEST_MISMATCH, `${tar.path}: blob ${d.digest} does not match its digest`);
-    }
-    return bytes;
-  };
+  const blobs = new ArchiveBlobs(tar);
   const images: TarImage[] = [];
   const visit = async (d: Descriptor, name: string | undefined, depth: number): Promise<void> => {
     if (depth > 4 || isAttestation(d)) return;
-    const doc = parseManifestDocument(await read(d, MAX_MANIFEST_BYTES), d.mediaType);
+    const doc = parseManifestDocument(await blobs.read(d, MAX_MANIFEST_BYTES), d.mediaType);
     if (doc.kind === 'index') {
       for (const child of doc.index.manifests) await visit(child, name, depth + 1);
       return;
     }
-    const config = parseImageConfig(await read(doc.manifest.config, MAX_CONFIG_BYTES));
-    for (const layer of doc.manifest.layers) tar.require(`blobs/${layer.digest.replace(':', '/')}`);
+    const config = parseImageConfig(await blobs.read(doc.manifest.config, MAX_CONFIG_BYTES));
+    for (const layer of doc.manifest.layers) tar.require(blobs.member(layer));
     images.push({
       ...(name ? { name } : {}),
       platform: formatPlatform(configPlatform(config)),
@@ -74,7 +68,7 @@ async function ociImages(tar: TarMembers): Promise<TarImage[]> {
       layers: doc.manifest.layers.length,
     });
   };
-  const top = parseManifestDocument(await tar.read('index.json', MAX_MANIFEST_BYTES), 'application/vnd.oci.image.index.v1+json');
+  const top = parseManifestDocument(await tar.read('index.json', MAX_MANIFEST_BYTES), MediaType.OCI_INDEX);
   if (top.kind !== 'index') throw new VmimgError(ErrorCode.INVALID_ARCHIVE, `${tar.path}: index.json is not an image index`);
   for (const d of top.index.manifests) {
     await visit(d, d.annotations?.['io.containerd.image.name'] ?? d.annotations?.['org.opencontainers.image.ref.name'], 0);
