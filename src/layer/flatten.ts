@@ -163,23 +163,26 @@ async function syncDir(dir: string): Promise<void> {
   }
 }
 
+/** zlib's Z_* errors and decompress.ts's `zstd:` errors: the compressed stream is corrupt. */
+function decompressionFailure(err: unknown): 'gzip' | 'zstd' | undefined {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (typeof code === 'string' && code.startsWith('Z_')) return 'gzip';
+  if (err instanceof Error && err.message.startsWith('zstd:')) return 'zstd';
+  return undefined;
+}
+
 function isLayerError(err: unknown): boolean {
   if (err instanceof VmimgError) return err.code === ErrorCode.INVALID_LAYER;
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  return (typeof code === 'string' && code.startsWith('Z_')) || (err instanceof Error && err.message.startsWith('zstd:'));
+  return decompressionFailure(err) !== undefined;
 }
 
 function mapError(err: unknown, what: string, signal: AbortSignal | undefined): Error {
   if (signal?.aborted) return new VmimgError(ErrorCode.ABORTED, `flattening layer ${what}: aborted`, { cause: err });
-  if (err instanceof VmimgError) return wrapError(err, `flattening layer ${what}`);
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  if (typeof code === 'string' && code.startsWith('Z_')) {
-    return new VmimgError(ErrorCode.INVALID_LAYER, `flattening layer ${what}: gzip data is corrupt (${(err as Error).message})`, { cause: err });
-  }
-  if (err instanceof Error && err.message.startsWith('zstd:')) {
-    return new VmimgError(ErrorCode.INVALID_LAYER, `flattening layer ${what}: ${err.message}`, { cause: err });
-  }
-  return wrapError(err, `flattening layer ${what}`);
+  const failure = err instanceof VmimgError ? undefined : decompressionFailure(err);
+  if (failure === undefined) return wrapError(err, `flattening layer ${what}`);
+  const message = (err as Error).message;
+  const detail = failure === 'gzip' ? `gzip data is corrupt (${message})` : message;
+  return new VmimgError(ErrorCode.INVALID_LAYER, `flattening layer ${what}: ${detail}`, { cause: err });
 }
 
 /** convert(), then both digests checked; a corrupt blob is reported as the digest mismatch it is. */
