@@ -7,8 +7,9 @@ import { constants as fsConstants } from 'node:fs';
 import { chmod, copyFile, link, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { digestHex, validateDigest } from '../digest/index.js';
+import { validateDigest } from '../digest/index.js';
 import { ErrorCode, VmimgError } from '../errors.js';
+import { layerPaths } from '../layer/paths.js';
 import { configPlatform } from '../manifest/index.js';
 import { createMatcher, formatPlatform } from '../platform/index.js';
 import type { Platform } from '../platform/types.js';
@@ -29,11 +30,6 @@ export interface Image {
 
 export const CONFIG_FILE = 'config.json';
 
-export function layerFileNames(diffId: string): { idx: string; contents: string } {
-  const hex = digestHex(diffId);
-  return { idx: `${hex}.idx`, contents: `${hex}.contents` };
-}
-
 /** Opens an image directory, refusing one made for another platform (ERR_PLATFORM_MISMATCH). */
 export async function loadFromDir(dir: string, options: { platform?: Platform } = {}): Promise<Image> {
   let text: string;
@@ -46,10 +42,7 @@ export async function loadFromDir(dir: string, options: { platform?: Platform } 
   }
   const config = parseRuntimeConfig(text, dir);
   if (options.platform) checkPlatform(config, options.platform, dir);
-  const layers = config.layers.map((diffId) => {
-    const names = layerFileNames(diffId);
-    return { diffId, indexPath: join(dir, names.idx), contentsPath: join(dir, names.contents) };
-  });
+  const layers = config.layers.map((diffId) => ({ diffId, ...layerPaths(dir, diffId) }));
   await Promise.all(
     layers.flatMap((l) => [l.indexPath, l.contentsPath]).map(async (p) => {
       try {
@@ -117,10 +110,10 @@ export async function writeImageDir(
   try {
     const placed: ImageLayer[] = [];
     for (const layer of layers) {
-      const names = layerFileNames(layer.diffId);
-      await linkOrCopy(layer.contentsPath, join(tmp, names.contents));
-      await linkOrCopy(layer.indexPath, join(tmp, names.idx));
-      placed.push({ diffId: layer.diffId, indexPath: join(dst, names.idx), contentsPath: join(dst, names.contents) });
+      const staged = layerPaths(tmp, layer.diffId);
+      await linkOrCopy(layer.contentsPath, staged.contentsPath);
+      await linkOrCopy(layer.indexPath, staged.indexPath);
+      placed.push({ diffId: layer.diffId, ...layerPaths(dst, layer.diffId) });
     }
     await writeFileDurable(join(tmp, CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`);
     await moveIntoPlace(tmp, dst);
