@@ -15,7 +15,7 @@ const EPILOGUE = [
   '4 unauthorized, 5 platform mismatch, 6 integrity, 130 interrupted.',
 ].join('\n');
 
-export function buildParser(argv: string[]) {
+function buildParser(argv: string[]) {
   let parser = yargs(argv)
     .scriptName('vmimg')
     .parserConfiguration({ 'populate--': true })

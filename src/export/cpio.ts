@@ -36,7 +36,7 @@ function hex8(n: number, field: string, name: string): string {
   return n.toString(16).padStart(8, '0');
 }
 
-export function pad4(n: number): number {
+function pad4(n: number): number {
   return (4 - (n % 4)) % 4;
 }
 

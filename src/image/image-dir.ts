@@ -197,7 +197,7 @@ async function linkOrCopy(src: string, dst: string): Promise<void> {
 }
 
 /** Writes a file and fsyncs it, so a crash cannot leave it half written under its final name. */
-export async function writeFileDurable(path: string, data: string | Uint8Array): Promise<void> {
+async function writeFileDurable(path: string, data: string | Uint8Array): Promise<void> {
   const handle = await open(path, 'w', 0o644);
   try {
     await handle.writeFile(data);

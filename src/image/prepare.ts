@@ -169,7 +169,7 @@ function countBytes(onCount: (n: number) => void): Transform {
 type Limiter = <T>(task: () => Promise<T>) => Promise<T>;
 
 /** Runs at most `n` tasks at once, in submission order. */
-export function createLimiter(n: number): Limiter {
+function createLimiter(n: number): Limiter {
   if (!Number.isInteger(n) || n < 1) {
     throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `concurrency must be a whole number of at least 1, got ${n}`);
   }

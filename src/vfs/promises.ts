@@ -18,14 +18,14 @@ interface ReaddirOptions {
   encoding?: BufferEncoding | null;
 }
 
-export function toPath(p: VfsPath): string {
+function toPath(p: VfsPath): string {
   if (typeof p === 'string') return p;
   if (Buffer.isBuffer(p)) return p.toString('utf8');
   return fileURLToPath(p);
 }
 
 /** Flags that would write: refused with EROFS (a read-only image, like a read-only mount). */
-export function isWriteFlag(flags: string | number | undefined): boolean {
+function isWriteFlag(flags: string | number | undefined): boolean {
   if (flags === undefined) return false;
   if (typeof flags === 'number') {
     return (flags & (constants.O_WRONLY | constants.O_RDWR | constants.O_CREAT | constants.O_TRUNC | constants.O_APPEND)) !== 0;
