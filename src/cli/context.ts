@@ -2,8 +2,7 @@
  * What every command gets from the global options: the cache, the wanted platform, registry options,
  * the output mode, the progress listener and the Ctrl-C signal.
  */
-import { CacheLayout, parsePlatform, resolveCacheDir, type Platform, type RegistryClientOptions } from '../index.js';
-import { parseReference } from '../index.js';
+import { CacheLayout, parsePlatform, parseReference, resolveCacheDir, type Platform, type RegistryClientOptions } from '../index.js';
 import { createProgress, type ProgressMode, type ProgressRenderer } from './progress.js';
 import { readPasswordFromStdin } from './stdin.js';
 import { loadUserConfig, type UserConfig } from '../config.js';

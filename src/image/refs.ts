@@ -3,8 +3,7 @@
  * (what `vmimg export DIR` uses when no image is named). Rewritten atomically; a lost update between
  * two concurrent pulls only loses a name, never an image.
  */
-import { readFile } from 'node:fs/promises';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import type { CacheLayout } from './cache.js';
 import { writeFileAtomic } from './image-dir.js';
 

@@ -3,10 +3,9 @@
  * hash compressed bytes → decompress → hash tar bytes → parse → aligned contents + entries,
  * then verify both digests and commit with temp names and renames (.idx last).
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { ErrorCode, VmimgError, wrapError } from '../errors.js';
 import { assertDigest, validateDigest } from '../digest/index.js';
