@@ -73,8 +73,13 @@ export async function openArchiveMembers(path: string): Promise<{ tar: TarMember
   );
 }
 
-async function dockerSaveSource(tar: TarMembers, options: ArchiveOptions): Promise<ImageSource> {
-  const entries = parseDockerManifest(await tar.read('manifest.json', MAX_MANIFEST_BYTES), tar.path);
+/** The one manifest.json entry to load: by --tag, then by platform when several remain. */
+async function pickDockerEntry(
+  tar: TarMembers,
+  entries: DockerManifestEntry[],
+  options: ArchiveOptions,
+  wanted: Platform,
+): Promise<{ entry: DockerManifestEntry; bytes: Buffer; config: ImageConfig }> {
   let candidates = entries;
   if (options.tag) {
     candidates = entries.filter((e) => (e.RepoTags ?? []).some((t) => tagMatches(t, options.tag!)));
@@ -82,7 +87,6 @@ async function dockerSaveSource(tar: TarMembers, options: ArchiveOptions): Promi
       throw new VmimgError(ErrorCode.NOT_FOUND, `${tar.path}: no image tagged "${options.tag}"; it holds ${listTags(entries)}`);
     }
   }
-  const wanted = options.platform ?? hostPlatform();
   const loaded = await Promise.all(
     candidates.map(async (entry) => {
       const bytes = await tar.read(entry.Config, MAX_CONFIG_BYTES);
@@ -100,7 +104,13 @@ async function dockerSaveSource(tar: TarMembers, options: ArchiveOptions): Promi
       );
     }
   }
-  const { entry, bytes, config } = chosen[0]!;
+  return chosen[0]!;
+}
+
+async function dockerSaveSource(tar: TarMembers, options: ArchiveOptions): Promise<ImageSource> {
+  const entries = parseDockerManifest(await tar.read('manifest.json', MAX_MANIFEST_BYTES), tar.path);
+  const wanted = options.platform ?? hostPlatform();
+  const { entry, bytes, config } = await pickDockerEntry(tar, entries, options, wanted);
   const warnings = platformWarning(config, wanted, options.explicitPlatform ?? false);
   if (entry.Layers.length !== config.rootfs.diff_ids.length) {
     throw new VmimgError(
