@@ -32,24 +32,30 @@ export interface RemoteOptions {
 
 const MAX_INDEX_DEPTH = 4;
 
-export async function openRemote(ref: Reference, options: RemoteOptions): Promise<ImageSource> {
-  const { client, store, signal } = options;
-  const call = signal ? { signal } : {};
-  const wanted = options.platform ?? hostPlatform();
+/** Follows (possibly nested) indexes to the wanted platform's manifest; `indexDigest` is the top index's. */
+async function resolveManifest(
+  client: RegistryClient,
+  ref: Reference,
+  wanted: Platform,
+  call: { signal?: AbortSignal },
+): Promise<{ manifest: ImageManifest; manifestDigest: string; indexDigest?: string }> {
   let fetched = await client.fetchManifest(ref, call);
   let indexDigest: string | undefined;
-  let manifest: ImageManifest | undefined;
-  for (let depth = 0; !manifest; depth++) {
+  for (let depth = 0; ; depth++) {
     if (depth > MAX_INDEX_DEPTH) throw new VmimgError(ErrorCode.INVALID_MANIFEST, `${formatReference(ref)}: image indexes nested too deeply`);
     const doc = parseManifestDocument(fetched.bytes, fetched.mediaType);
-    if (doc.kind === 'manifest') {
-      manifest = doc.manifest;
-      break;
-    }
+    if (doc.kind === 'manifest') return { manifest: doc.manifest, manifestDigest: fetched.digest, ...(indexDigest ? { indexDigest } : {}) };
     indexDigest ??= fetched.digest;
     const chosen: Descriptor = choosePlatformManifest(doc.index, wanted);
     fetched = await client.fetchManifest({ registry: ref.registry, repository: ref.repository, digest: chosen.digest }, call);
   }
+}
+
+export async function openRemote(ref: Reference, options: RemoteOptions): Promise<ImageSource> {
+  const { client, store, signal } = options;
+  const call = signal ? { signal } : {};
+  const wanted = options.platform ?? hostPlatform();
+  const { manifest, manifestDigest, indexDigest } = await resolveManifest(client, ref, wanted, call);
   const configBytes = await client.fetchBlobBytes(ref, manifest.config, call);
   const config = parseImageConfig(configBytes);
   const warnings = platformWarning(config, wanted, options.explicitPlatform ?? false);
@@ -81,7 +87,7 @@ export async function openRemote(ref: Reference, options: RemoteOptions): Promis
     info: {
       kind: 'registry',
       reference: where,
-      manifestDigest: fetched.digest,
+      manifestDigest,
       ...(indexDigest ? { indexDigest } : {}),
       configDigest: manifest.config.digest,
       platform: formatPlatform(configPlatform(config)),
