@@ -58,9 +58,8 @@ interface BarPayload {
 
 const STATE_WIDTH = 'downloading'.length;
 
-function barProgress(stream: NodeJS.WriteStream): ProgressRenderer {
-  const color = colorEnabled(stream);
-  const multibar = new cliProgress.MultiBar(
+function createMultibar(stream: NodeJS.WriteStream): cliProgress.MultiBar {
+  return new cliProgress.MultiBar(
     {
       stream,
       format: '{label} {state} {bar} {bytes} {speed} {etaText}',
@@ -74,6 +73,11 @@ function barProgress(stream: NodeJS.WriteStream): ProgressRenderer {
     },
     cliProgress.Presets.shades_classic,
   );
+}
+
+function barProgress(stream: NodeJS.WriteStream): ProgressRenderer {
+  const color = colorEnabled(stream);
+  const multibar = createMultibar(stream);
   const bars = new Map<number, cliProgress.SingleBar>();
   let total: cliProgress.SingleBar | undefined;
   let stopped = false;
