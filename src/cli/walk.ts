@@ -5,6 +5,7 @@
  */
 import type { ContainerFS } from '../index.js';
 import { DT } from '../vfs/index.js';
+import { walkTree } from '../export/index.js';
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from '../layer/entry.js';
 
 export type EntryKind = 'file' | 'dir' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo' | 'socket';
@@ -77,20 +78,15 @@ export class Lister {
     }
   }
 
+  /** The same first-name rule the tar and initramfs exports use (walkTree's `linkTo`). */
   private firstName(ino: number): string | undefined {
     if (this.firstNames === undefined) {
       this.firstNames = new Map();
-      this.collect(this.fs.root(), '/');
+      for (const e of walkTree(this.fs)) {
+        if (e.linkTo === undefined && (e.attr.mode & S_IFMT) === S_IFREG && e.attr.nlink > 1) this.firstNames.set(e.ino, `/${e.path}`);
+      }
     }
     return this.firstNames.get(ino);
-  }
-
-  private collect(dir: number, path: string): void {
-    for (const d of this.fs.readdir(dir)) {
-      const child = path === '/' ? `/${d.name}` : `${path}/${d.name}`;
-      if (d.type === DT.DIR) this.collect(d.ino, child);
-      else if (d.type === DT.REG && !this.firstNames!.has(d.ino) && this.fs.getattr(d.ino).nlink > 1) this.firstNames!.set(d.ino, child);
-    }
   }
 }
 
