@@ -1,6 +1,7 @@
 /** Shared pieces of command modules: the handler wrapper and how an image is printed. */
 import type { ArgumentsCamelCase } from 'yargs';
 import { formatPlatform, type Image } from '../../index.js';
+import { configPlatform } from '../../manifest/index.js';
 import { createContext, type Context, type GlobalArgs } from '../context.js';
 import type { ResolvedImage } from '../resolve-image.js';
 import { UsageError } from '../exit-codes.js';
@@ -13,8 +14,7 @@ export function run<A>(body: (ctx: Context, args: A & GlobalArgs) => Promise<voi
 }
 
 export function imagePlatform(image: Image): string {
-  const c = image.config;
-  return formatPlatform({ os: c.os, architecture: c.architecture, ...(c.variant ? { variant: c.variant } : {}) });
+  return formatPlatform(configPlatform(image.config));
 }
 
 /** The summary pull/load print: JSON object with --json, aligned lines otherwise. */
