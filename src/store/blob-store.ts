@@ -4,7 +4,7 @@
  * complete and correct. Writing a blob that already exists is a success.
  */
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -111,10 +111,11 @@ export class BlobStore {
       what: `blob ${short(digest)}`,
     });
     try {
-      const out = createWriteStream(tmp, { flags: 'wx' });
-      await pipeline(source, verifier, out, ...(opts.signal ? [{ signal: opts.signal }] : []));
-      const fh = await fs.open(tmp, 'r+');
+      // Open before streaming: a stream that opens lazily could create the file after a failure
+      // already removed it, leaving a stray temp file behind.
+      const fh = await fs.open(tmp, 'wx');
       try {
+        await pipeline(source, verifier, fh.createWriteStream({ autoClose: false }), ...(opts.signal ? [{ signal: opts.signal }] : []));
         await fh.sync();
       } finally {
         await fh.close();
