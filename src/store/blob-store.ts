@@ -113,9 +113,10 @@ export class BlobStore {
     try {
       // Open before streaming: a stream that opens lazily could create the file after a failure
       // already removed it, leaving a stray temp file behind.
-      const fh = await fs.open(tmp, 'wx');
+      const out = (await fs.open(tmp, 'wx')).createWriteStream(); // closes the handle when done or destroyed
+      await pipeline(source, verifier, out, ...(opts.signal ? [{ signal: opts.signal }] : []));
+      const fh = await fs.open(tmp, 'r+');
       try {
-        await pipeline(source, verifier, fh.createWriteStream({ autoClose: false }), ...(opts.signal ? [{ signal: opts.signal }] : []));
         await fh.sync();
       } finally {
         await fh.close();
