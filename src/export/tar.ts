@@ -8,7 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import tarStream from 'tar-stream';
 import type { ContainerFS } from '../vfs/index.js';
 import { withFs, type ExportSource } from './source.js';
-import { inodeStream, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, splitDev, walkTree, type TreeEntry } from './walk.js';
+import { inodeStream, shortRead, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, splitDev, walkTree, type TreeEntry } from './walk.js';
 
 export interface TarOptions {
   signal?: AbortSignal;
@@ -102,7 +102,7 @@ function addEntry(pack: tarStream.Pack, header: Header, fs: ContainerFS, e: Tree
   if (size <= SMALL_FILE) {
     const body = size === 0 ? Promise.resolve(undefined) : fs.read(e.ino, 0, size);
     return body.then((buf) => new Promise<void>((resolve, reject) => {
-      if (buf !== undefined && buf.length !== size) return reject(new Error(`short read of ${header.name}: ${buf.length} of ${size} bytes`));
+      if (buf !== undefined && buf.length !== size) return reject(shortRead(`${header.name}: ${buf.length} of ${size} bytes`));
       const done = (err?: Error | null): void => (err ? reject(err) : resolve());
       if (header.type === 'file') pack.entry(header, buf ?? Buffer.alloc(0), done);
       else pack.entry(header, done);

@@ -4,6 +4,7 @@
  * later names as links. Reads only the ContainerFS inode API.
  */
 import { Readable } from 'node:stream';
+import { ErrorCode, VmimgError } from '../errors.js';
 import type { Attr, ContainerFS } from '../vfs/index.js';
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG } from '../layer/entry.js';
 
@@ -60,10 +61,15 @@ export function inodeStream(fs: ContainerFS, ino: number, size: number): Readabl
   async function* chunks(): AsyncGenerator<Buffer> {
     for (let pos = 0; pos < size; ) {
       const buf = await fs.read(ino, pos, Math.min(CHUNK, size - pos));
-      if (buf.length === 0) throw new Error(`short read at ${pos} of ${size} bytes (inode ${ino})`);
+      if (buf.length === 0) throw shortRead(`inode ${ino}: ${pos} of ${size} bytes`);
       pos += buf.length;
       yield buf;
     }
   }
   return Readable.from(chunks(), { objectMode: false });
+}
+
+/** The layer's .contents holds less than its index promises: a damaged image (exit 6 in the CLI). */
+export function shortRead(what: string): VmimgError {
+  return new VmimgError(ErrorCode.INVALID_INDEX, `short read of ${what}: the layer's .contents is truncated or damaged`);
 }
