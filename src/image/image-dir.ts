@@ -4,7 +4,7 @@
  * Directories are assembled under a temporary name and renamed into place, `config.json` last.
  */
 import { constants as fsConstants } from 'node:fs';
-import { chmod, copyFile, link, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { chmod, copyFile, link, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { validateDigest } from '../digest/index.js';
@@ -13,6 +13,7 @@ import { layerPaths } from '../layer/paths.js';
 import { configPlatform } from '../manifest/index.js';
 import { createMatcher, formatPlatform } from '../platform/index.js';
 import type { Platform } from '../platform/types.js';
+import { writeFileDurable } from '../util/fs.js';
 import { RUNTIME_CONFIG_VERSION, type RuntimeConfig } from './runtime-config.js';
 
 export interface ImageLayer {
@@ -193,17 +194,6 @@ async function linkOrCopy(src: string, dst: string): Promise<void> {
     const code = (err as NodeJS.ErrnoException).code;
     if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK') throw err;
     await copyFile(src, dst, fsConstants.COPYFILE_FICLONE);
-  }
-}
-
-/** Writes a file and fsyncs it, so a crash cannot leave it half written under its final name. */
-async function writeFileDurable(path: string, data: string | Uint8Array): Promise<void> {
-  const handle = await open(path, 'w', 0o644);
-  try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }
 

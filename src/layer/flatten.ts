@@ -15,6 +15,7 @@ import { EntriesBuilder } from './entries-builder.js';
 import { encodeIndex, readIndexFile, type IndexHeader } from './index-format.js';
 import { layerPaths, type LayerFiles } from './paths.js';
 import { TarReader } from './tar-reader.js';
+import { syncDir, writeFileDurable } from '../util/fs.js';
 
 export { layerPaths, type LayerFiles } from './paths.js';
 
@@ -142,26 +143,6 @@ async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what:
   }
 }
 
-async function writeSynced(path: string, data: Buffer): Promise<void> {
-  const fh = await open(path, 'w');
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-/** Makes the renames durable; best effort (some filesystems refuse fsync on directories). */
-async function syncDir(dir: string): Promise<void> {
-  try {
-    const fh = await open(dir, 'r');
-    await fh.sync().finally(() => fh.close());
-  } catch {
-    // the files themselves are already fsynced
-  }
-}
-
 /** zlib's Z_* errors and decompress.ts's `zstd:` errors: the compressed stream is corrupt. */
 function decompressionFailure(err: unknown): 'gzip' | 'zstd' | undefined {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
@@ -203,7 +184,7 @@ async function convertVerified(source: Readable, fh: FileHandle, opts: FlattenOp
 async function commit(dir: string, tmp: { contents: string; index: string }, c: Converted, signal: AbortSignal | undefined): Promise<LayerInfo> {
   const entries = c.builder.list();
   const header = { digest: c.digest, diffId: c.diffId, contentsSize: c.contentsSize, compressedSize: c.compressedSize, tarSize: c.tarSize };
-  await writeSynced(tmp.index, encodeIndex(header, entries));
+  await writeFileDurable(tmp.index, encodeIndex(header, entries));
   signal?.throwIfAborted();
   const files = layerPaths(dir, c.diffId);
   await rename(tmp.contents, files.contentsPath);

@@ -3,18 +3,7 @@ import { promises as fs } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { ErrorCode, VmimgError } from '../errors.js';
 
-/** fsync a directory so a rename into it survives a crash (best effort: not every FS allows it). */
-export async function syncDir(dir: string): Promise<void> {
-  let fh: fs.FileHandle | undefined;
-  try {
-    fh = await fs.open(dir, 'r');
-    await fh.sync();
-  } catch {
-    // ignore: durability hint only
-  } finally {
-    await fh?.close().catch(() => undefined);
-  }
-}
+export { syncDir } from '../util/fs.js';
 
 export async function fileSize(path: string): Promise<number | undefined> {
   try {
