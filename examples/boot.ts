@@ -2,7 +2,7 @@
  * Boots a container image as a QEMU guest (TCG: no KVM needed), spelled out step by step:
  * open the image, look inside with ContainerFS, export an initramfs with vmimg's guest init, fetch a
  * stock Debian kernel, run QEMU on the serial console, report the command's exit status.
- * (`bootImage()` in src/export/boot.ts does the same in one call; `vmimg boot` wraps that.)
+ * (`bootImage()` in src/boot/qemu.ts does the same in one call; `vmimg boot` wraps that.)
  *
  * Run: node --import tsx examples/boot.ts IMAGE [--arch amd64|arm64] [--kernel VMLINUZ] [-- ARGS...]
  * IMAGE is an image directory (vmimg export) or a docker-save / OCI archive tar, e.g.

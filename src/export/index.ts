@@ -17,8 +17,8 @@ export { GUEST_INIT, GUEST_CONFIG, START_LINE, GUEST_INIT_SCRIPT, EXIT_STATUS_RE
 export { cpioHeader, cpioTrailer, cpioDataPad, type CpioHeader } from './cpio.js';
 export { walkTree, splitDev, type TreeEntry } from './walk.js';
 export type { ExportSource } from './source.js';
-export { bootImage, qemuCommand, parseExitStatus, parseGuestOutput, type BootOptions, type BootResult, type BootArch } from './boot.js';
-export { ensureKernel, findCachedKernel, kernelPackage, extractVmlinuz, defaultKernelDir, type KernelOptions, type Kernel } from './kernel.js';
+// QEMU boot lives in src/boot/; re-exported so `vmimg/export` keeps offering it
+export * from '../boot/index.js';
 
 export type ExportFormat = 'dir' | 'tar' | 'initramfs';
 export const EXPORT_FORMATS: readonly ExportFormat[] = ['dir', 'tar', 'initramfs'];

@@ -2,7 +2,7 @@
 // the image's user (app, 1000:1000) is applied with setpriv, on amd64 and arm64 under QEMU (TCG).
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { bootImage } from '../../src/export/index.js';
+import { bootImage } from '../../src/boot/index.js';
 import { loadFromTar } from '../../src/image/index.js';
 import { parsePlatform } from '../../src/platform/index.js';
 import { requireTools, tmpDir } from '../helpers/tools.js';

@@ -1,5 +1,5 @@
 // Stock Debian kernels for the boot tests, fetched with outside tools (apt-get download, dpkg-deb,
-// GNU tar) into test/.cache/kernels/<package>/vmlinuz: the layout src/export/kernel.ts reads.
+// GNU tar) into test/.cache/kernels/<package>/vmlinuz: the layout src/boot/kernel.ts reads.
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { cacheDir, memo, populateOnce } from '../helpers/cache.js';

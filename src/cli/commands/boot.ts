@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { CommandModule } from 'yargs';
-import { bootImage, type BootArch } from '../../export/index.js';
+import { bootImage, type BootArch } from '../../boot/index.js';
 import type { GlobalArgs } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 import { resolveImage } from '../resolve-image.js';

@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCode, VmimgError } from '../errors.js';
 import type { Image } from '../image/index.js';
-import { EXIT_STATUS_RE, GUEST_INIT, START_LINE } from './guest-init.js';
-import { exportInitramfs } from './initramfs.js';
+import { EXIT_STATUS_RE, GUEST_INIT, START_LINE } from '../export/guest-init.js';
+import { exportInitramfs } from '../export/initramfs.js';
 import { ensureKernel, type BootArch } from './kernel.js';
 import { requireBinary } from './tools.js';
 

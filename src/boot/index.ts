@@ -1,0 +1,6 @@
+/**
+ * Booting images under QEMU: the launcher (qemu.ts), stock Debian kernels (kernel.ts) and the host
+ * tools both drive (tools.ts). Re-exported from `vmimg/export` for launchers that import from there.
+ */
+export { bootImage, qemuCommand, parseExitStatus, parseGuestOutput, type BootOptions, type BootResult, type BootArch } from './qemu.js';
+export { ensureKernel, findCachedKernel, kernelPackage, extractVmlinuz, defaultKernelDir, type KernelOptions, type Kernel } from './kernel.js';
