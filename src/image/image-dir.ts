@@ -97,7 +97,7 @@ export interface WriteImageDirOptions {
 
 /**
  * Writes `config.json` and every layer's files into `dst`: hard links when on the same filesystem,
- * reflink-or-copy otherwise. Assembled in a sibling temp directory and renamed into place.
+ * reflink-or-copy otherwise. `layers` may list a diff_id more than once; its files are stored once. Assembled in a sibling temp directory and renamed into place.
  */
 export async function writeImageDir(
   config: RuntimeConfig,
@@ -110,10 +110,14 @@ export async function writeImageDir(
   await mkdir(tmp, { recursive: true });
   try {
     const placed: ImageLayer[] = [];
+    const stored = new Set<string>(); // a layer listed twice (same diff_id) is stored once
     for (const layer of layers) {
-      const staged = layerPaths(tmp, layer.diffId);
-      await linkOrCopy(layer.contentsPath, staged.contentsPath);
-      await linkOrCopy(layer.indexPath, staged.indexPath);
+      if (!stored.has(layer.diffId)) {
+        const staged = layerPaths(tmp, layer.diffId);
+        await linkOrCopy(layer.contentsPath, staged.contentsPath);
+        await linkOrCopy(layer.indexPath, staged.indexPath);
+        stored.add(layer.diffId);
+      }
       placed.push({ diffId: layer.diffId, ...layerPaths(dst, layer.diffId) });
     }
     await writeFileDurable(join(tmp, CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`);

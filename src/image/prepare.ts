@@ -38,13 +38,20 @@ export async function prepareImage(source: ImageSource, options: PrepareOptions)
   const siblings = new AbortController();
   const layerSignal = signal ? AbortSignal.any([signal, siblings.signal]) : siblings.signal;
   try {
+    // A diff_id listed more than once (repeated empty layers, a layer re-applied after a whiteout) is
+    // flattened once; every position still applies it (config.json keeps the full list).
+    const once = new Map<string, Promise<LayerInfo>>();
     const infos = await Promise.all(
-      source.layers.map((layer, i) =>
-        flattenOne(layer, i, cache, progress, limit, layerSignal).catch((err: unknown) => {
+      source.layers.map((layer, i) => {
+        const first = once.get(layer.diffId);
+        if (first) return first.then((info) => (progress.layer(i, 'cached'), info));
+        const flattening = flattenOne(layer, i, cache, progress, limit, layerSignal).catch((err: unknown) => {
           siblings.abort(err);
           throw err;
-        }),
-      ),
+        });
+        once.set(layer.diffId, flattening);
+        return flattening;
+      }),
     );
     signal?.throwIfAborted();
     progress.image('writing');

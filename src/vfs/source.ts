@@ -32,11 +32,16 @@ export type ContainerSource = string | LayeredImage | readonly LayerSource[];
 
 export async function loadLayers(source: ContainerSource): Promise<MemoryLayer[]> {
   const layers = await sourceLayers(source);
+  const decoded = new Map<string, Promise<readonly IndexEntry[]>>(); // a layer listed twice is decoded once
+  const entriesOf = (indexPath: string): Promise<readonly IndexEntry[]> => {
+    let p = decoded.get(indexPath);
+    if (p === undefined) decoded.set(indexPath, (p = readIndexFile(indexPath).then((r) => r.entries)));
+    return p;
+  };
   return Promise.all(
     layers.map(async (l): Promise<MemoryLayer> => {
       if ('entries' in l) return l;
-      const { entries } = await readIndexFile(l.indexPath);
-      return { entries, contentsPath: l.contentsPath };
+      return { entries: await entriesOf(l.indexPath), contentsPath: l.contentsPath };
     }),
   );
 }

@@ -10,6 +10,7 @@ import { buildBusyboxLayout } from '../helpers/busybox.js';
 import { buildRichImage } from '../helpers/layers.js';
 import { requireTools, run, tmpDir } from '../helpers/tools.js';
 import { describeTree, diffTrees, openFlattened, umociRootfs, xattrDiffs } from './compare.js';
+import { treeCases } from '../helpers/tree-cases.js';
 
 const rich = (async () => {
   const { image } = await buildRichImage();
@@ -102,5 +103,28 @@ test('hardlinks: the first name is the file, later names link to it (tar and cpi
     }
   } finally {
     await fs.close();
+  }
+});
+
+test('tar and initramfs exports of the issue-9 cases (repeated layers, ...) equal umoci unpack', async () => {
+  requireTools(['tar', 'cpio', 'gzip']);
+  for (const c of await treeCases()) {
+    const [fs, rootfs] = await Promise.all([openFlattened(c.image), umociRootfs(c.image)]);
+    try {
+      const skip = Object.keys(c.differs ?? {});
+      const ignore = (p: string): boolean => skip.some((s) => p === s || p.startsWith(`${s}/`));
+      const want = describeTree(rootfs, ignore);
+      const dir = await tmpDir('vmimg-export-case-');
+      await exportTar(fs, createWriteStream(join(dir, 'r.tar')));
+      await exportInitramfs(fs, createWriteStream(join(dir, 'r.cpio.gz')), { init: false });
+      for (const [name, cmd] of [['t', 'tar -xpf ../r.tar --numeric-owner'], ['c', 'gzip -dc ../r.cpio.gz | cpio -idm --no-absolute-filenames --quiet']]) {
+        const out = join(dir, name!);
+        mkdirSync(out);
+        await run('sh', ['-c', cmd!], { cwd: out });
+        assert.deepEqual(diffTrees(describeTree(out, ignore), want), [], `${c.name}: extracted with ${cmd}`);
+      }
+    } finally {
+      await fs.close();
+    }
   }
 });

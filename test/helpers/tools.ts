@@ -10,6 +10,7 @@ export const TOOL_PACKAGES: Record<string, string> = {
   'docker-registry': 'docker-registry',
   skopeo: 'skopeo',
   umoci: 'umoci',
+  python3: 'python3',
   htpasswd: 'apache2-utils',
   debootstrap: 'debootstrap',
   cpio: 'cpio',

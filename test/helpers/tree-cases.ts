@@ -1,0 +1,55 @@
+// Images whose merged tree peers have got wrong (../shared/cases/, issue 9), written by python3's
+// tarfile into one OCI layout, so the VFS and the exports can be compared with `umoci unpack`.
+import { join } from 'node:path';
+import type { BuiltImage } from './busybox.js';
+import { memo } from './cache.js';
+import { py, pyBuild, type PyEntry, type PyImage } from './pyimage.js';
+import { tmpDir } from './tools.js';
+
+export interface TreeCase {
+  name: string;
+  image: BuiltImage;
+  /**
+   * Paths where vmimg deliberately differs from umoci (root-relative), with the reason; the
+   * comparisons leave them out and the case's own test checks them.
+   */
+  differs?: Record<string, string>;
+}
+
+interface CaseSpec {
+  layers: Record<string, PyEntry[]>;
+  image: PyImage;
+  differs?: Record<string, string>;
+}
+
+const CASES: Record<string, CaseSpec> = {
+  // docker-save-repeated-layer: one diff_id at two positions, a whiteout between them.
+  'repeated-layer': {
+    layers: {
+      app: [py.dir('bin/'), py.file('bin/app', 'app\n', { mode: 0o755 }), py.hard('bin/app2', 'bin/app'), py.dir('etc/'), py.file('etc/app.conf', 'conf\n')],
+      empty: [],
+      gone: [py.file('etc/.wh.app.conf')],
+    },
+    image: { layers: ['app', 'empty', 'gone', 'app', 'empty'] },
+  },
+};
+
+/** Every case, built once per process into one layout (tag = case name). */
+export function treeCases(): Promise<TreeCase[]> {
+  return memo('tree-cases', async () => {
+    const layout = join(await tmpDir('vmimg-tree-cases-'), 'layout');
+    const names = Object.keys(CASES);
+    const layers: Record<string, PyEntry[]> = {};
+    const images = names.map((name) => {
+      const spec = CASES[name]!;
+      for (const [l, entries] of Object.entries(spec.layers)) layers[`${name}/${l}`] = entries;
+      return { ...spec.image, tag: name, layers: spec.image.layers.map((l) => `${name}/${l}`) };
+    });
+    const report = await pyBuild({ layers, layout: { dir: layout, images } });
+    return names.map((name, i) => {
+      const r = report.layout![i]!;
+      const image: BuiltImage = { layout, tag: name, ref: `${layout}:${name}`, arch: 'amd64', manifestDigest: r.manifestDigest!, manifestSize: 0 };
+      return { name, image, ...(CASES[name]!.differs ? { differs: CASES[name]!.differs } : {}) };
+    });
+  });
+}
