@@ -7,6 +7,7 @@ import { isVmimgError } from '../index.js';
 import { commands } from './commands/index.js';
 import { setInterruptSignal } from './context.js';
 import { ExitCode, UsageError, exitCodeFor } from './exit-codes.js';
+import { escapeTerminal } from './escape.js';
 
 const EPILOGUE = [
   'IMAGE is an image directory, an image tar (docker save / OCI archive), a cached image name or id,',
@@ -84,8 +85,8 @@ export async function main(argv: string[]): Promise<void> {
 
 function reportError(err: unknown): void {
   const message = err instanceof Error ? err.message : String(err);
-  process.stderr.write(`vmimg: ${message}\n`);
-  if (isVmimgError(err) && err.hint) process.stderr.write(`hint: ${err.hint}\n`);
+  process.stderr.write(`vmimg: ${escapeTerminal(message)}\n`);
+  if (isVmimgError(err) && err.hint) process.stderr.write(`hint: ${escapeTerminal(err.hint)}\n`);
   else if (err instanceof UsageError) process.stderr.write('hint: vmimg --help shows the commands and options\n');
   if (process.env.VMIMG_DEBUG === '1') {
     let e: unknown = err;

@@ -5,6 +5,7 @@
  */
 import cliProgress from 'cli-progress';
 import type { LayerProgress, ProgressEvent, ProgressListener } from '../index.js';
+import { escapeTerminal } from './escape.js';
 import { colorEnabled, humanBytes, humanDuration, paint, shortDigest } from './format.js';
 
 export type ProgressMode = 'tty' | 'log' | 'json' | 'quiet';
@@ -33,7 +34,7 @@ function logProgress(stream: NodeJS.WriteStream): ProgressRenderer {
   let imageState: string | undefined;
   const listener: ProgressListener = (e) => {
     if (e.type === 'warning') {
-      stream.write(`warning: ${e.message}\n`);
+      stream.write(`warning: ${escapeTerminal(e.message)}\n`);
     } else if (e.type === 'layer') {
       if (states.get(e.index) === e.state) return;
       states.set(e.index, e.state);
@@ -113,7 +114,7 @@ function barProgress(stream: NodeJS.WriteStream): ProgressRenderer {
 
   const listener: ProgressListener = (e: ProgressEvent) => {
     if (stopped) return;
-    if (e.type === 'warning') return multibar.log(`warning: ${e.message}\n`);
+    if (e.type === 'warning') return multibar.log(`warning: ${escapeTerminal(e.message)}\n`);
     if (e.type === 'layer') return onLayer(e);
     if (total === undefined) return; // still resolving: layers not known yet
     const max = Math.max(1, e.bytesTotal ?? e.bytesDone);

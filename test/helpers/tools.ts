@@ -8,6 +8,7 @@ import { delimiter, join } from 'node:path';
 /** Which Debian package provides each tool the fixtures use (for error hints). */
 export const TOOL_PACKAGES: Record<string, string> = {
   'docker-registry': 'docker-registry',
+  python3: 'python3',
   skopeo: 'skopeo',
   umoci: 'umoci',
   python3: 'python3',

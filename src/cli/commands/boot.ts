@@ -6,6 +6,7 @@ import { ExitCode } from '../exit-codes.js';
 import { resolveImage } from '../resolve-image.js';
 import { run } from './common.js';
 import { entrypointOption } from './export.js';
+import { escapeTerminal } from '../escape.js';
 
 interface Args {
   image: string;
@@ -40,7 +41,7 @@ export const bootCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       timeoutMs: args.timeout * 1000,
       memoryMiB: args.memory,
       signal: ctx.signal,
-      onLog: (message) => ctx.quiet || process.stderr.write(`${message}\n`),
+      onLog: (message) => ctx.quiet || process.stderr.write(`${escapeTerminal(message)}\n`),
     });
     if (ctx.json) ctx.out(JSON.stringify({ exitStatus: result.exitStatus ?? null, timedOut: result.timedOut, durationMs: result.durationMs, output: result.guestOutput ?? '' }));
     else process.stdout.write(result.guestOutput ?? '');

@@ -5,6 +5,7 @@ import { configPlatform } from '../../manifest/index.js';
 import { createContext, type Context, type GlobalArgs } from '../context.js';
 import type { ResolvedImage } from '../resolve-image.js';
 import { UsageError } from '../exit-codes.js';
+import { escapeTerminal } from '../escape.js';
 
 /** Wraps a command body: builds the context from the global options. */
 export function run<A>(body: (ctx: Context, args: A & GlobalArgs) => Promise<void>) {
@@ -36,12 +37,12 @@ export function printImage(ctx: Context, resolved: ResolvedImage, name?: string)
     ctx.out(JSON.stringify(summary));
     return;
   }
-  ctx.out(`name:     ${summary.name ?? '(none)'}`);
+  ctx.out(`name:     ${escapeTerminal(summary.name ?? '(none)')}`);
   ctx.out(`platform: ${summary.platform}`);
   ctx.out(`id:       ${summary.id}`);
   // the manifest digest pins the image for a later pull (name@digest); a docker-save tar has none
   if (summary.manifestDigest) ctx.out(`digest:   ${summary.manifestDigest}`);
-  ctx.out(`dir:      ${summary.dir}`);
+  ctx.out(`dir:      ${escapeTerminal(summary.dir)}`);
 }
 
 /** The --concurrency option of pull and load: layers fetched and flattened at once. */

@@ -5,6 +5,7 @@ import { UsageError } from '../exit-codes.js';
 import { stdoutSink } from '../stdout.js';
 import { resolveImageOrLast } from '../resolve-image.js';
 import { imagePlatform, run } from './common.js';
+import { escapeTerminal } from '../escape.js';
 
 interface Args {
   dest: string;
@@ -50,7 +51,7 @@ export const exportCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       const dir = result.format === 'dir' ? { dir: result.path } : {};
       ctx.out(JSON.stringify({ ...result, ...dir, id, platform: imagePlatform(image), layers: image.config.layers }));
     } else {
-      ctx.out(`exported ${id} (${imagePlatform(image)}) as ${result.format} to ${result.path}`);
+      ctx.out(escapeTerminal(`exported ${id} (${imagePlatform(image)}) as ${result.format} to ${result.path}`));
     }
   }),
 };

@@ -3,6 +3,7 @@ import { listImages } from '../../index.js';
 import type { GlobalArgs } from '../context.js';
 import { humanBytes, shortDigest, table } from '../format.js';
 import { run } from './common.js';
+import { escapeTerminal } from '../escape.js';
 
 export const imagesCommand: CommandModule<GlobalArgs, GlobalArgs> = {
   command: 'images',
@@ -16,7 +17,7 @@ export const imagesCommand: CommandModule<GlobalArgs, GlobalArgs> = {
     }
     const rows = [['NAME', 'ID', 'PLATFORM', 'SIZE', 'CREATED']];
     for (const i of images) {
-      rows.push([i.names.join(',') || '<none>', shortDigest(i.id), i.platform, humanBytes(i.size), i.createdAt]);
+      rows.push([escapeTerminal(i.names.join(',')) || '<none>', shortDigest(i.id), i.platform, humanBytes(i.size), i.createdAt]);
     }
     for (const line of table(rows)) ctx.out(line);
   }),

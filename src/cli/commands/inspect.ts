@@ -5,6 +5,7 @@ import type { Context, GlobalArgs } from '../context.js';
 import { humanBytes } from '../format.js';
 import { resolveImage, type ResolvedImage } from '../resolve-image.js';
 import { imagePlatform, run } from './common.js';
+import { escapeTerminal } from '../escape.js';
 
 interface Args {
   image: string;
@@ -43,7 +44,7 @@ async function listPlatforms(ctx: Context, arg: string): Promise<void> {
     }
   }
   if (ctx.json) ctx.out(JSON.stringify({ reference: arg, platforms: rows }));
-  else for (const r of rows) ctx.out(r.digest ? `${r.platform}\t${r.digest}` : r.platform);
+  else for (const r of rows) ctx.out(escapeTerminal(r.platform) + (r.digest ? `\t${escapeTerminal(r.digest)}` : ''));
 }
 
 function printInspect(ctx: Context, resolved: ResolvedImage): void {
@@ -75,5 +76,5 @@ function printInspect(ctx: Context, resolved: ResolvedImage): void {
         (l.compressedSize !== undefined ? `, ${humanBytes(l.compressedSize)} compressed` : ''),
     ),
   ];
-  for (const line of lines) ctx.out(line);
+  for (const line of lines) ctx.out(escapeTerminal(line));
 }

@@ -4,6 +4,7 @@ import type { GlobalArgs } from '../context.js';
 import { resolveImage } from '../resolve-image.js';
 import { Lister, modeString, type ListedEntry } from '../walk.js';
 import { run } from './common.js';
+import { escapeTerminal } from '../escape.js';
 
 interface Args {
   image: string;
@@ -48,9 +49,10 @@ function normalise(path: string): string {
 
 function format(e: ListedEntry, json: boolean, long: boolean, fullPath: boolean): string {
   if (json) return JSON.stringify(e);
-  const name = fullPath ? e.path : e.path.slice(e.path.lastIndexOf('/') + 1);
+  const name = escapeTerminal(fullPath ? e.path : e.path.slice(e.path.lastIndexOf('/') + 1));
   if (!long) return name;
   const size = e.rdev !== undefined ? `${Math.floor(e.rdev / 256) & 0xfff},${e.rdev & 0xff}` : String(e.size);
-  const link = e.type === 'symlink' ? ` -> ${e.target}` : e.type === 'hardlink' ? ` link to ${e.target}` : '';
+  const target = escapeTerminal(e.target ?? '');
+  const link = e.type === 'symlink' ? ` -> ${target}` : e.type === 'hardlink' ? ` link to ${target}` : '';
   return `${modeString(e)} ${String(e.uid).padStart(5)} ${String(e.gid).padStart(5)} ${size.padStart(10)} ${e.mtime.replace('.000Z', 'Z')} ${name}${link}`;
 }

@@ -3,6 +3,7 @@ import { ContainerFS } from '../../index.js';
 import type { GlobalArgs } from '../context.js';
 import { resolveImage } from '../resolve-image.js';
 import { run } from './common.js';
+import { escapeTerminal } from '../escape.js';
 
 interface Args {
   image: string;
@@ -22,7 +23,7 @@ export const resolveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
     const fs = await ContainerFS.open(image.dir);
     try {
       const real = fs.realpath(args.path);
-      ctx.out(ctx.json ? JSON.stringify({ path: args.path, resolved: real }) : real);
+      ctx.out(ctx.json ? JSON.stringify({ path: args.path, resolved: real }) : escapeTerminal(real));
     } finally {
       await fs.close();
     }

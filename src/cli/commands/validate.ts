@@ -3,6 +3,7 @@ import { stat } from 'node:fs/promises';
 import { RegistryClient, formatReference, parseReference, validateTar } from '../../index.js';
 import type { Context, GlobalArgs } from '../context.js';
 import { run } from './common.js';
+import { escapeTerminal } from '../escape.js';
 
 interface Args {
   target: string;
@@ -33,7 +34,7 @@ export const validateCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       }
     }
     if (ctx.json) ctx.out(JSON.stringify(result));
-    else ctx.out(result.digest ? `${result.canonical}\t${String(result.digest)}\t${String(result.mediaType)}` : String(result.canonical));
+    else ctx.out((result.digest ? [result.canonical, result.digest, result.mediaType] : [result.canonical]).map((v) => escapeTerminal(String(v))).join('\t'));
   }),
 };
 
@@ -43,8 +44,8 @@ async function validateFile(ctx: Context, path: string): Promise<void> {
     ctx.out(JSON.stringify(report));
     return;
   }
-  ctx.out(`${report.path}: ${report.format}, ${report.images.length} image(s)`);
+  ctx.out(escapeTerminal(`${report.path}: ${report.format}, ${report.images.length} image(s)`));
   for (const i of report.images) {
-    ctx.out(`  ${i.name ?? '(unnamed)'}  ${i.platform}  ${i.configDigest}  ${i.layers} layers`);
+    ctx.out(escapeTerminal(`  ${i.name ?? '(unnamed)'}  ${i.platform}  ${i.configDigest}  ${i.layers} layers`));
   }
 }

