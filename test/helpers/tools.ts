@@ -11,7 +11,6 @@ export const TOOL_PACKAGES: Record<string, string> = {
   python3: 'python3',
   skopeo: 'skopeo',
   umoci: 'umoci',
-  python3: 'python3',
   htpasswd: 'apache2-utils',
   debootstrap: 'debootstrap',
   cpio: 'cpio',
