@@ -48,6 +48,8 @@ export const ErrorCode = {
   ABORTED: 'ERR_ABORTED',
   /** An object was used after close(). */
   CLOSED: 'ERR_CLOSED',
+  /** A VM boot ended without the guest command's exit status (the message names the console's cause). */
+  BOOT_FAILED: 'ERR_BOOT_FAILED',
 } as const;
 
 export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -4,3 +4,6 @@
  */
 export { bootImage, qemuCommand, parseExitStatus, parseGuestOutput, type BootOptions, type BootResult, type BootArch } from './qemu.js';
 export { ensureKernel, findCachedKernel, kernelPackage, extractVmlinuz, defaultKernelDir, type KernelOptions, type Kernel } from './kernel.js';
+export { GuestOutputSplitter, stripTerminalEscapes, bootFailureCause } from './console.js';
+export { checkKernelFile, kernelKind, type KernelKind } from './kernel-file.js';
+export { initramfsMemoryMiB } from './memory.js';

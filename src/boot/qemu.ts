@@ -1,6 +1,7 @@
 /**
  * Boot an image under QEMU (TCG, no KVM needed): export it as an initramfs with the guest init,
  * start a stock Debian kernel on it, stream the serial console, read `vmimg: exit status N`.
+ * A boot that ends without an exit status is ERR_BOOT_FAILED naming the cause from the console.
  */
 import { spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
@@ -11,7 +12,11 @@ import { ErrorCode, VmimgError } from '../errors.js';
 import type { Image } from '../image/index.js';
 import { EXIT_STATUS_RE, GUEST_INIT, START_LINE } from '../export/guest-init.js';
 import { exportInitramfs } from '../export/initramfs.js';
+import { withFs } from '../export/source.js';
+import { bootFailureCause, GuestOutputSplitter, initramfsTooLarge } from './console.js';
+import { checkInitramfsFits, initramfsMemoryMiB } from './memory.js';
 import { ensureKernel, type BootArch } from './kernel.js';
+import { checkKernelFile } from './kernel-file.js';
 import { requireBinary } from './tools.js';
 
 export type { BootArch } from './kernel.js';
@@ -19,7 +24,7 @@ export type { BootArch } from './kernel.js';
 export interface BootOptions {
   /** Guest architecture; defaults to the image's (which it must match). */
   arch?: BootArch;
-  /** Kernel image to boot; default: a cached/downloaded Debian kernel (see ensureKernel). */
+  /** Kernel image to boot, checked before QEMU starts; default: a cached/downloaded Debian kernel (see ensureKernel). */
   kernel?: string;
   /** Where kernels are cached (default `<vmimg cache>/kernels`). */
   kernelDir?: string;
@@ -28,17 +33,22 @@ export interface BootOptions {
   entrypoint?: string[];
   /** Kill QEMU after this long (default 180 s; TCG is slow). */
   timeoutMs?: number;
+  /** Guest RAM in MiB (default 512). */
   memoryMiB?: number;
   /** Extra kernel command-line parameters. */
   append?: string;
-  /** Serial console output as it arrives. */
+  /** Give the guest command this process's stdin (default: the command's stdin is /dev/null). */
+  interactive?: boolean;
+  /** Serial console output as it arrives (firmware, kernel, guest). */
   onOutput?: (text: string) => void;
+  /** The guest command's own output as it arrives (LF newlines), without the console around it. */
+  onGuestOutput?: (text: string) => void;
   onLog?: (message: string) => void;
   signal?: AbortSignal;
 }
 
 export interface BootResult {
-  /** The guest command's exit status, from the `vmimg: exit status N` line (undefined if none). */
+  /** The guest command's exit status, from the `vmimg: exit status N` line. */
   exitStatus?: number;
   /** Everything the serial console printed (firmware, kernel, guest), as received. */
   output: string;
@@ -47,12 +57,14 @@ export interface BootResult {
   /** Milliseconds from QEMU's start until the guest init was about to run the command. */
   startMs?: number;
   qemuExitCode: number | null;
+  /** QEMU was killed at `timeoutMs` (after the exit status was printed, or the boot would have failed). */
   timedOut: boolean;
   /** Milliseconds from QEMU's start until it exited. */
   durationMs: number;
 }
 
 const ARCHES: Record<string, BootArch> = { amd64: 'amd64', x86_64: 'amd64', arm64: 'arm64', aarch64: 'arm64' };
+const QEMU_PACKAGE: Record<BootArch, string> = { amd64: 'qemu-system-x86', arm64: 'qemu-system-arm' };
 
 /** The QEMU binary and arguments for one boot. */
 export function qemuCommand(arch: BootArch, kernel: string, initrd: string, options: { memoryMiB?: number; append?: string } = {}): { bin: string; args: string[] } {
@@ -78,23 +90,37 @@ export function parseGuestOutput(output: string): string | undefined {
   return end < 0 ? body : body.slice(0, end);
 }
 
-/** Exports `image` as an initramfs into a temp dir, boots it, and returns what the guest said. */
+/**
+ * Exports `image` as an initramfs into a temp dir, boots it, and returns what the guest said.
+ * Throws before QEMU starts for a bad `kernel` or an image too large for `memoryMiB` (ERR_TOO_LARGE),
+ * and ERR_BOOT_FAILED (with `details.output`) when the guest reports no exit status.
+ */
 export async function bootImage(image: Image, options: BootOptions = {}): Promise<BootResult> {
   const arch = bootArch(image, options.arch);
-  const { bin } = qemuCommand(arch, '', '');
-  const qemu = requireBinary(bin, arch === 'amd64' ? 'qemu-system-x86' : 'qemu-system-arm');
+  const qemu = requireBinary(qemuCommand(arch, '', '').bin, QEMU_PACKAGE[arch]);
+  if (options.kernel !== undefined) await checkKernelFile(options.kernel, arch);
   const kernel =
     options.kernel ?? (await ensureKernel(arch, { ...(options.kernelDir ? { kernelDir: options.kernelDir } : {}), ...(options.onLog ? { onLog: options.onLog } : {}) })).path;
+  const memoryMiB = options.memoryMiB ?? 512;
   const work = await mkdtemp(join(tmpdir(), 'vmimg-boot-'));
   try {
     const initrd = join(work, 'root.cpio.gz');
-    await exportInitramfs(image, createWriteStream(initrd), {
-      ...(options.command ? { command: options.command } : {}),
-      ...(options.entrypoint ? { entrypoint: options.entrypoint } : {}),
-      gzip: 1, // boot-time speed over size: the file is thrown away after the boot
+    const needMiB = await withFs(image, async (fs) => {
+      const need = initramfsMemoryMiB(fs);
+      checkInitramfsFits(need, memoryMiB);
+      await exportInitramfs(fs, createWriteStream(initrd), {
+        config: image.config,
+        ...(options.command ? { command: options.command } : {}),
+        ...(options.entrypoint ? { entrypoint: options.entrypoint } : {}),
+        gzip: 1, // boot-time speed over size: the file is thrown away after the boot
+      });
+      return need;
     });
-    const { args } = qemuCommand(arch, kernel, initrd, options);
-    return await runQemu(qemu, args, options);
+    const append = [options.append ?? '', options.interactive ? 'vmimg.stdin=1' : ''].join(' ').trim();
+    const { args } = qemuCommand(arch, kernel, initrd, { memoryMiB, append });
+    const result = await runQemu(qemu, args, options);
+    if (result.exitStatus === undefined) throw bootFailed(result, options.timeoutMs ?? 180_000, needMiB);
+    return result;
   } finally {
     await rm(work, { recursive: true, force: true });
   }
@@ -114,31 +140,47 @@ function bootArch(image: Image, wanted: BootArch | undefined): BootArch {
   return have;
 }
 
+/** ERR_BOOT_FAILED naming the cause the console shows (kernel panic, unpacking failure, QEMU error). */
+function bootFailed(r: BootResult, timeoutMs: number, needMiB: number): VmimgError {
+  const cause = bootFailureCause(r.output).join('; ');
+  const what = r.timedOut ? `the guest did not finish within ${Math.round(timeoutMs / 1000)} s` : 'the guest stopped without reporting an exit status';
+  const hint = initramfsTooLarge(r.output)
+    ? `the image needs about ${needMiB} MiB in RAM as an initramfs: boot with --memory ${needMiB} or more`
+    : r.timedOut
+      ? 'raise --timeout (TCG is slow), or watch the console with --console'
+      : 'watch the whole console with --console';
+  return new VmimgError(ErrorCode.BOOT_FAILED, `${what}: ${cause || 'the console is empty'}`, {
+    hint,
+    details: { output: r.output, qemuExitCode: r.qemuExitCode, timedOut: r.timedOut },
+  });
+}
+
 function runQemu(qemu: string, args: string[], options: BootOptions): Promise<BootResult> {
   return new Promise((resolve, reject) => {
     const started = Date.now();
-    const child = spawn(qemu, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(qemu, args, { stdio: [options.interactive ? 'inherit' : 'ignore', 'pipe', 'pipe'] });
     const chunks: string[] = [];
+    const errors: string[] = [];
+    const splitter = new GuestOutputSplitter();
     let timedOut = false;
     let startMs: number | undefined;
-    let tail = '';
     const kill = (): void => void child.kill('SIGKILL');
     const timer = setTimeout(() => {
       timedOut = true;
       kill();
     }, options.timeoutMs ?? 180_000);
     options.signal?.addEventListener('abort', kill, { once: true });
-    const onData = (b: Buffer): void => {
-      const text = b.toString('utf8');
+    child.stdout.setEncoding('utf8').on('data', (text: string) => {
       chunks.push(text);
-      if (startMs === undefined) {
-        tail = (tail + text).slice(-4096);
-        if (tail.includes(START_LINE)) startMs = Date.now() - started;
-      }
       options.onOutput?.(text);
-    };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', onData);
+      const guest = splitter.push(text);
+      if (startMs === undefined && splitter.started) startMs = Date.now() - started;
+      if (guest !== '') options.onGuestOutput?.(guest);
+    });
+    child.stderr.setEncoding('utf8').on('data', (text: string) => {
+      errors.push(text);
+      options.onOutput?.(text);
+    });
     child.on('error', (err) => {
       clearTimeout(timer);
       reject(new VmimgError(ErrorCode.NOT_FOUND, `cannot run ${qemu}: ${err.message}`, { cause: err }));
@@ -147,9 +189,12 @@ function runQemu(qemu: string, args: string[], options: BootOptions): Promise<Bo
       clearTimeout(timer);
       options.signal?.removeEventListener('abort', kill);
       if (options.signal?.aborted) return reject(new VmimgError(ErrorCode.ABORTED, 'boot cancelled'));
-      const output = chunks.join('');
-      const exitStatus = parseExitStatus(output);
-      const guestOutput = parseGuestOutput(output);
+      const rest = splitter.flush();
+      if (rest !== '') options.onGuestOutput?.(rest);
+      // QEMU's own complaints first: they say why there is no console at all
+      const output = [errors.join(''), chunks.join('')].filter((s) => s !== '').join('\n');
+      const exitStatus = parseExitStatus(chunks.join(''));
+      const guestOutput = parseGuestOutput(chunks.join(''));
       resolve({
         ...(exitStatus !== undefined ? { exitStatus } : {}),
         output,

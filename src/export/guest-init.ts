@@ -77,6 +77,15 @@ vmimg_username() {
   return 1
 }
 
+# HOME as Docker sets it: the run user's passwd entry (by name, or by uid), else /
+vmimg_home() {
+  vmimg_u=\${vmimg_user%%:*}; [ -n "$vmimg_u" ] || vmimg_u=0
+  [ -r /etc/passwd ] && while IFS=: read -r n _x id _g _gecos h _rest; do
+    case "$vmimg_u" in *[!0-9]*) [ "$n" = "$vmimg_u" ] ;; *) [ "$id" = "$vmimg_u" ] ;; esac && { echo "\${h:-/}"; return 0; }
+  done < /etc/passwd
+  echo /
+}
+
 mounted() { [ -r /proc/mounts ] && while read -r _d m _r; do [ "$m" = "$1" ] && return 0; done < /proc/mounts; return 1; }
 [ -d /proc ] || vmimg_tool mkdir -p /proc
 [ -r /proc/self/stat ] || vmimg_tool mount -t proc proc /proc || say "cannot mount /proc"
@@ -105,6 +114,7 @@ vmimg_halt() {
 # vmimg.cmd=<base64 of sh words> on the kernel command line replaces the command
 for arg in $(cat /proc/cmdline 2>/dev/null); do
   case "$arg" in
+    vmimg.stdin=1) vmimg_stdin=1 ;;
     vmimg.cmd=*)
       if decoded=$(echo "\${arg#vmimg.cmd=}" | vmimg_tool base64 -d 2>/dev/null); then vmimg_argv=$decoded
       else say "vmimg.cmd= given but the image has no working base64; keeping the built-in command"; fi ;;
@@ -113,7 +123,7 @@ done
 
 vmimg_tool hostname vmimg 2>/dev/null
 unset arg decoded
-HOME=/root; [ "$vmimg_uid" = 0 ] || HOME=/
+HOME=$(vmimg_home)
 TERM=\${TERM:-linux}
 export HOME TERM
 vmimg_env
@@ -122,6 +132,8 @@ eval "set -- $vmimg_argv"
 [ -d "$vmimg_workdir" ] || vmimg_tool mkdir -p "$vmimg_workdir"
 cd "$vmimg_workdir" || { say "cannot cd to $vmimg_workdir"; vmimg_halt 126; }
 
+# the console is no input for the command unless asked (vmimg.stdin=1): an interactive shell ends at once
+[ "$vmimg_stdin" = 1 ] || { [ -c /dev/null ] && exec </dev/null; }
 # on a line of its own whatever the firmware or kernel left on the console
 printf '\\nvmimg: start\\n'
 if [ "$vmimg_uid" = 0 ] && [ "$vmimg_gid" = 0 ]; then

@@ -33,6 +33,18 @@ async function boot(arch: Arch, options: BootOptions = {}, image: Promise<Image>
   return r;
 }
 
+test('arm64: a boot that ends without an exit status is ERR_BOOT_FAILED naming the kernel panic', async () => {
+  requireTools([QEMU.arm64]);
+  const [img, kernel] = await Promise.all([sample('arm64'), testKernel('arm64')]);
+  // no init in the initramfs: the kernel falls back to a root device there is none of, and panics
+  await assert.rejects(bootImage(img, { kernel, timeoutMs: BOOT_TIMEOUT_MS, append: 'rdinit=/no/such/init' }), (e: unknown) => {
+    assert.ok(isVmimgError(e, 'ERR_BOOT_FAILED'), String(e));
+    assert.match(e.message, /^the guest stopped without reporting an exit status: .*Kernel panic - not syncing: VFS: Unable to mount root fs/);
+    assert.match(String((e.details as { output: string }).output), /Kernel panic/);
+    return true;
+  });
+});
+
 test('a missing QEMU or kernel is an ERR_NOT_FOUND saying what to install', async () => {
   const image = await sample('arm64');
   const path = process.env.PATH;
@@ -87,13 +99,13 @@ describe('busybox sample under QEMU', { concurrency: 2 }, () => {
     const image = (async () => {
       const built = await buildBusyboxLayout({
         arch: 'amd64', tag: 'boot-user', user: 'app', workingDir: '/home/app',
-        cmd: ['-c', 'echo "$(id -u):$(id -g) $(pwd) $VMIMG_FIXTURE"; touch /tmp/x && echo tmp-writable'],
+        cmd: ['-c', 'echo "$(id -u):$(id -g) $(pwd) $VMIMG_FIXTURE HOME=$HOME"; touch /tmp/x && echo tmp-writable'],
       });
       const tar = await toOciArchive(built.ref, join(await tmpDir('vmimg-boot-user-'), 'user.tar'), 'latest');
       return loadFromTar(tar, { platform: parsePlatform('amd64'), cacheDir: await cache });
     })();
     const r = await boot('amd64', {}, image);
-    assert.equal(r.guestOutput, '1000:1000 /home/app busybox\ntmp-writable\n', r.output);
+    assert.equal(r.guestOutput, '1000:1000 /home/app busybox HOME=/home/app\ntmp-writable\n', r.output);
     assert.equal(r.exitStatus, 0);
   });
 });

@@ -55,13 +55,41 @@ describe('vmimg boot', () => {
     const kernel = await testKernel('arm64');
     const r = await expectExit(0, c('boot', MULTIARCH_TAR, '--arch', 'arm64', '--kernel', kernel, '-q'));
     assert.match(r.stdout, /^arm64$/m);
-    const failing = await vmimg(c('boot', MULTIARCH_TAR, '--arch', 'arm64', '--kernel', kernel, '-q', '--entrypoint', '', '--', '/bin/sh', '-c', 'echo bye; exit 7'));
+    // streamed as it comes: "bye" is on stdout while the guest still sleeps before "late"; the
+    // command's stdin is /dev/null (cat ends at once); HOME comes from the image's /etc/passwd
+    let early: string | undefined;
+    const failing = await vmimg(
+      c('boot', MULTIARCH_TAR, '--arch', 'arm64', '--kernel', kernel, '-q', '--entrypoint', '', '--', '/bin/sh', '-c', 'echo "bye HOME=$HOME"; cat; sleep 4; echo late; exit 7'),
+      {
+        onSpawn: (child) => {
+          let seen = '';
+          child.stdout!.on('data', (b: Buffer) => {
+            seen += b.toString();
+            if (early === undefined && seen.includes('bye')) early = seen;
+          });
+        },
+      },
+    );
     assert.equal(failing.code, 7, failing.stderr);
-    assert.match(failing.stdout, /^bye$/m);
-    const json = await vmimg(c('boot', MULTIARCH_TAR, '--arch', 'arm64', '--kernel', kernel, '-q', '--json', '--entrypoint', '', '--', '/bin/sh', '-c', 'echo json; exit 3'));
+    assert.equal(failing.stdout, 'bye HOME=/root\nlate\n');
+    assert.ok(early !== undefined && !early.includes('late'), `"bye" arrived only with "late": ${JSON.stringify(early)}`);
+    // --json: no terminal escapes from the guest; --console streams the whole console to stderr
+    const json = await vmimg(c('boot', MULTIARCH_TAR, '--arch', 'arm64', '--kernel', kernel, '-q', '--json', '--console', '--entrypoint', '', '--', '/bin/sh', '-c', "printf '\\033[1;31mjson\\033[0m\\n'; exit 3"));
     assert.equal(json.code, 3, json.stderr);
     const result = JSON.parse(json.stdout) as { exitStatus: number | null; timedOut: boolean; durationMs: number; output: string };
     assert.deepEqual({ ...result, durationMs: typeof result.durationMs }, { exitStatus: 3, timedOut: false, durationMs: 'number', output: 'json\n' });
+    assert.match(json.stderr, /^vmimg: start\r?$/m);
+  });
+
+  it('checks --kernel and the guest memory before starting QEMU', async () => {
+    const amd64 = await testKernel('amd64');
+    const wrong = await expectExit(5, c('boot', MULTIARCH_TAR, '--arch', 'arm64', '--kernel', amd64, '-q'));
+    assert.match(wrong.stderr, /is an amd64 kernel, the guest is arm64/);
+    const missing = await expectExit(3, c('boot', MULTIARCH_TAR, '--arch', 'arm64', '--kernel', join(work, 'no-such-vmlinuz'), '-q'));
+    assert.match(missing.stderr, /no-such-vmlinuz: no such file/);
+    const small = await expectExit(6, c('boot', MULTIARCH_TAR, '--arch', 'amd64', '--kernel', amd64, '--memory', '40', '-q'));
+    assert.match(small.stderr, /needs about \d+ MiB in RAM as an initramfs; the guest has 40 MiB/);
+    assert.match(small.stderr, /--memory \d+/);
   });
 
   it('refuses to boot an image for another architecture than asked', async () => {

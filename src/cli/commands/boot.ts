@@ -1,8 +1,7 @@
 import { join } from 'node:path';
 import type { CommandModule } from 'yargs';
-import { bootImage, type BootArch } from '../../boot/index.js';
+import { bootImage, stripTerminalEscapes, type BootArch } from '../../boot/index.js';
 import type { GlobalArgs } from '../context.js';
-import { ExitCode } from '../exit-codes.js';
 import { resolveImage } from '../resolve-image.js';
 import { run } from './common.js';
 import { entrypointOption } from './export.js';
@@ -14,6 +13,8 @@ interface Args {
   timeout: number;
   memory: number;
   entrypoint?: string;
+  console?: boolean;
+  interactive?: boolean;
   '--'?: string[];
 }
 
@@ -27,6 +28,8 @@ export const bootCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       .option('entrypoint', { type: 'string', describe: "Replace the image's entrypoint ('' clears it; words split on spaces)" })
       .option('timeout', { type: 'number', default: 180, describe: 'Seconds before the VM is stopped (TCG is slow)' })
       .option('memory', { type: 'number', default: 512, describe: 'Guest memory in MiB' })
+      .option('console', { alias: 'v', type: 'boolean', describe: 'Stream the whole serial console (firmware, kernel, init) to stderr' })
+      .option('interactive', { alias: 'i', type: 'boolean', describe: "Give the guest command this terminal's input (default: its stdin is /dev/null)" })
       .example('$0 boot images/busybox-multiarch.oci.tar --arch arm64', 'Boot the arm64 sample; prints "arm64"')
       .example('$0 boot alpine --arch amd64 -- /bin/uname -a', 'Run a command instead of the image cmd')
       .example("$0 boot IMAGE --entrypoint '' -- /bin/id", 'Clear the entrypoint, run /bin/id'),
@@ -40,16 +43,17 @@ export const bootCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       ...entrypointOption(args.entrypoint),
       timeoutMs: args.timeout * 1000,
       memoryMiB: args.memory,
+      interactive: args.interactive === true,
       signal: ctx.signal,
+      // the command's output as it comes; with --json it is only in the final object
+      ...(ctx.json ? {} : { onGuestOutput: (text: string) => void process.stdout.write(text) }),
+      ...(args.console ? { onOutput: (text: string) => void process.stderr.write(text) } : {}),
       onLog: (message) => ctx.quiet || process.stderr.write(`${escapeTerminal(message)}\n`),
     });
-    if (ctx.json) ctx.out(JSON.stringify({ exitStatus: result.exitStatus ?? null, timedOut: result.timedOut, durationMs: result.durationMs, output: result.guestOutput ?? '' }));
-    else process.stdout.write(result.guestOutput ?? '');
-    if (result.timedOut || result.exitStatus === undefined) {
-      process.stderr.write(`vmimg: the guest ${result.timedOut ? 'timed out' : 'stopped without reporting an exit status'}\n`);
-      process.exitCode = ExitCode.ERROR;
-    } else {
-      process.exitCode = result.exitStatus;
+    if (ctx.json) {
+      const output = stripTerminalEscapes(result.guestOutput ?? '');
+      ctx.out(JSON.stringify({ exitStatus: result.exitStatus ?? null, timedOut: result.timedOut, durationMs: result.durationMs, output }));
     }
+    process.exitCode = result.exitStatus ?? 1;
   }),
 };
