@@ -59,6 +59,7 @@ export async function prepareImage(source: ImageSource, options: PrepareOptions)
     const fs = await ContainerFS.open(layers);
     let config;
     try {
+      for (const message of fs.warnings) options.onProgress?.({ type: 'warning', message });
       config = await buildRuntimeConfig(
         source.config,
         infos.map((info, i) => layerRecord(info, source.layers[i]!)),
@@ -108,7 +109,7 @@ async function flattenOne(
       }
     });
   } catch (err) {
-    throw wrapError(err, name);
+    throw err instanceof Error && err.message.includes(name) ? err : wrapError(err, name);
   }
 }
 

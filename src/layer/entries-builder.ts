@@ -1,12 +1,15 @@
 /**
  * Turns tar headers into index entries: name normalisation, whiteouts, hardlink checks,
  * duplicates (later wins). Pure: no I/O.
+ * A hardlink to an earlier entry shares its inode (hardlinks.ts keeps it when the name is replaced);
+ * a hardlink to anything else is left for the merge to find in a lower layer (docs/FORMAT.md).
  */
 import { ErrorCode, VmimgError } from '../errors.js';
 import { EntryType, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, type EntryTypeValue, type IndexEntry } from './entry.js';
 import type { TarHeader } from './tar-reader.js';
 import { classifyWhiteout, fromBytes, normaliseTarPath } from './paths.js';
 import { LIMITS } from './index-format.js';
+import { HardlinkGroups } from './hardlinks.js';
 
 
 /** Tar typeflag → entry type and S_IFMT bits. */
@@ -37,6 +40,7 @@ function show(latin1: string): string {
 export class EntriesBuilder {
   /** Keyed by latin1 path; whiteouts/opaques in their own key space so they never replace real entries. */
   private readonly entries = new Map<string, IndexEntry>();
+  private readonly hardlinks = new HardlinkGroups();
 
   constructor(private readonly layer: string) {}
 
@@ -65,6 +69,8 @@ export class EntriesBuilder {
     if (wh.kind === 'whiteout') return this.put(`\0w${wh.target}`, this.base(EntryType.Whiteout, wh.target, S_IFREG, h));
     const [type, ifmt] = TYPES[h.type]!;
     if (!validId(h.uid) || !validId(h.gid)) throw this.fail(`entry ${show(name)} has uid/gid ${h.uid}/${h.gid} outside 0..2^32-1`);
+    const old = this.entries.get(path);
+    if (old !== undefined) this.replacing(path, old);
     const entry = this.base(type, path, ifmt, h);
     if (type === EntryType.File) {
       entry.offset = content?.offset ?? 0;
@@ -73,7 +79,7 @@ export class EntriesBuilder {
     } else if (type === EntryType.Symlink) {
       this.setLink(entry, h.linkname.toString('latin1'));
     } else if (type === EntryType.Hardlink) {
-      this.linkTo(entry, name, h.linkname.toString('latin1'));
+      this.linkTo(entry, path, name, h.linkname.toString('latin1'));
     } else if (type === EntryType.CharDevice || type === EntryType.BlockDevice) {
       entry.devMajor = h.devMajor;
       entry.devMinor = h.devMinor;
@@ -82,7 +88,19 @@ export class EntriesBuilder {
   }
 
   list(): IndexEntry[] {
+    for (const [key, inodeKey] of this.hardlinks.links()) this.setLink(this.entries.get(key)!, inodeKey);
     return [...this.entries.values()];
+  }
+
+  /** `key` is about to name a new entry: the inode it held stays with its first hardlink, if any. */
+  private replacing(key: string, old: IndexEntry): void {
+    const heirKey = this.hardlinks.release(key);
+    if (heirKey === undefined) return;
+    const heir = this.entries.get(heirKey)!;
+    const inode: IndexEntry = { ...old, path: heir.path }; // same position: still before the other hardlinks
+    if (heir.pathBytes !== undefined) inode.pathBytes = heir.pathBytes;
+    else delete inode.pathBytes;
+    this.entries.set(heirKey, inode);
   }
 
   private put(key: string, entry: IndexEntry): void {
@@ -129,18 +147,24 @@ export class EntriesBuilder {
     if (link.raw !== undefined) entry.linkTargetBytes = link.raw;
   }
 
-  /** Tar hardlink targets are root-relative and must name an earlier entry of this layer. */
-  private linkTo(entry: IndexEntry, name: string, rawTarget: string): void {
+  /**
+   * Tar hardlink targets are root-relative. A hardlink to an earlier entry of this layer shares its
+   * inode (content, mode, owner, mtime, xattrs are copied; chains collapse to the inode's holder).
+   * Any other target is kept as named: the merge links it to a lower layer's file or refuses it.
+   */
+  private linkTo(entry: IndexEntry, key: string, name: string, rawTarget: string): void {
     const target = normaliseTarPath(rawTarget);
     if (target === null) throw this.fail(`hardlink ${show(name)} points outside the layer root (${show(rawTarget)})`);
-    if (target === normaliseTarPath(name)) throw this.fail(`hardlink ${show(name)} names itself`);
+    if (target === key) throw this.fail(`hardlink ${show(name)} names itself`);
     const earlier = this.entries.get(target);
-    if (earlier === undefined) throw this.fail(`hardlink ${show(name)} names ${show(rawTarget)}, which is not an earlier entry`);
+    if (earlier === undefined) return this.setLink(entry, target);
     if (earlier.type === EntryType.Dir) throw this.fail(`hardlink ${show(name)} names the directory ${show(rawTarget)}`);
-    // Point at the original name so readers never follow chains; share its content and mode.
-    const canonical = earlier.type === EntryType.Hardlink ? this.entries.get(keyOf(earlier)) : earlier;
-    this.setLink(entry, earlier.type === EntryType.Hardlink ? latin1Of(earlier.linkTargetBytes, earlier.linkTarget!) : target);
-    const source = canonical ?? earlier;
+    // The inode's holder: the entry itself, or what an earlier hardlink links to. A holder that is a
+    // hardlink to a lower layer's file is named as is: the merge gives both that lower file.
+    const inodeKey = earlier.type === EntryType.Hardlink ? (this.hardlinks.inodeOf(target) ?? target) : target;
+    const source = this.entries.get(inodeKey)!;
+    this.setLink(entry, inodeKey);
+    this.hardlinks.add(key, inodeKey);
     entry.mode = source.mode;
     entry.uid = source.uid;
     entry.gid = source.gid;
@@ -157,10 +181,3 @@ function validId(id: number): boolean {
   return Number.isInteger(id) && id >= 0 && id <= 0xffffffff;
 }
 
-function latin1Of(raw: Buffer | undefined, text: string): string {
-  return (raw ?? Buffer.from(text, 'utf8')).toString('latin1');
-}
-
-function keyOf(hardlink: IndexEntry): string {
-  return latin1Of(hardlink.linkTargetBytes, hardlink.linkTarget!);
-}

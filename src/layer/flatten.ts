@@ -26,7 +26,7 @@ export interface FlattenOptions {
   expectedDigest?: string;
   /** diff_id (digest of the uncompressed tar); checked at the end, and skips work when already flattened. */
   expectedDiffId?: string;
-  /** Names the layer in messages. */
+  /** Names the layer in messages, e.g. `layer 2/5 (sha256:…)`; default `layer <digest>`. */
   name?: string;
   signal?: AbortSignal;
 }
@@ -157,12 +157,12 @@ function isLayerError(err: unknown): boolean {
 }
 
 function mapError(err: unknown, what: string, signal: AbortSignal | undefined): Error {
-  if (signal?.aborted) return new VmimgError(ErrorCode.ABORTED, `flattening layer ${what}: aborted`, { cause: err });
+  if (signal?.aborted) return new VmimgError(ErrorCode.ABORTED, `flattening ${what}: aborted`, { cause: err });
   const failure = err instanceof VmimgError ? undefined : decompressionFailure(err);
-  if (failure === undefined) return wrapError(err, `flattening layer ${what}`);
+  if (failure === undefined) return wrapError(err, `flattening ${what}`);
   const message = (err as Error).message;
   const detail = failure === 'gzip' ? `gzip data is corrupt (${message})` : message;
-  return new VmimgError(ErrorCode.INVALID_LAYER, `flattening layer ${what}: ${detail}`, { cause: err });
+  return new VmimgError(ErrorCode.INVALID_LAYER, `flattening ${what}: ${detail}`, { cause: err });
 }
 
 /** convert(), then both digests checked; a corrupt blob is reported as the digest mismatch it is. */
@@ -199,7 +199,7 @@ async function commit(dir: string, tmp: { contents: string; index: string }, c: 
  */
 export async function flattenLayer(source: Readable, opts: FlattenOptions): Promise<LayerInfo> {
   const { dir, signal } = opts;
-  const what = opts.name ?? opts.expectedDigest ?? opts.expectedDiffId ?? 'layer';
+  const what = opts.name ?? `layer ${opts.expectedDigest ?? opts.expectedDiffId ?? ''}`.trimEnd();
   if (opts.expectedDigest !== undefined) validateDigest(opts.expectedDigest);
   if (opts.expectedDiffId !== undefined) {
     const have = await hasLayer(dir, opts.expectedDiffId);
@@ -213,7 +213,7 @@ export async function flattenLayer(source: Readable, opts: FlattenOptions): Prom
   const tmpContents = `${tmp}.contents`;
   const tmpIndex = `${tmp}.idx`;
   const onAbort = (): void => {
-    source.destroy(new VmimgError(ErrorCode.ABORTED, `flattening layer ${what}: aborted`));
+    source.destroy(new VmimgError(ErrorCode.ABORTED, `flattening ${what}: aborted`));
   };
   signal?.addEventListener('abort', onAbort, { once: true });
   let fh: FileHandle | undefined;

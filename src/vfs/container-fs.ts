@@ -50,11 +50,18 @@ export class ContainerFS {
   static fromLayers(layers: readonly MemoryLayer[]): ContainerFS {
     const merger = new Merger();
     layers.forEach((l, i) => merger.applyLayer(l.entries, i));
-    return new ContainerFS(packTree(merger.root), layers.map((l) => new ContentFile(l.contentsPath)), 0);
+    return new ContainerFS(packTree(merger.root), layers.map((l) => new ContentFile(l.contentsPath)), 0, merger.allWarnings());
   }
 
   /** `files[ownedFrom..]` are this object's to close; lower ones belong to a base it stacks on. */
-  protected constructor(table: InodeTable, files: ContentFile[], ownedFrom: number) {
+  /**
+   * What the merge wants a user to know, one line each (e.g. a hardlink linked to a lower layer's
+   * file); the image loaders report them as warning events.
+   */
+  readonly warnings: readonly string[];
+
+  protected constructor(table: InodeTable, files: ContentFile[], ownedFrom: number, warnings: readonly string[] = []) {
+    this.warnings = warnings;
     this.#t = table;
     this.#resolver = new Resolver(table);
     this.#files = files;

@@ -18,7 +18,7 @@ export class LayeredContainerFS extends ContainerFS {
     const merger = new Merger(unpackTree(table));
     extraLayers.forEach((l, i) => merger.applyLayer(l.entries, files.length + i));
     const extraFiles = extraLayers.map((l) => new ContentFile(l.contentsPath));
-    super(packTree(merger.root), [...files, ...extraFiles], files.length);
+    super(packTree(merger.root), [...files, ...extraFiles], files.length, merger.allWarnings());
     this.#base = base;
   }
 

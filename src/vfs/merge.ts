@@ -3,8 +3,12 @@
  * Each layer is applied in two passes so that order inside a tar never matters:
  *  1. its whiteouts and opaque markers act on the tree built from the LOWER layers only;
  *  2. its other entries are added (later duplicates win, directories merge, non-directories replace).
+ * Hardlinks: one naming an entry of its own layer (which the flattener puts before it) shares that
+ * entry's node; one naming anything else shares the node of a lower layer's file at that name, as the
+ * lower layers left it (before this layer's whiteouts), with a warning; a name found nowhere is refused.
  * The result is a throw-away object tree; tree.ts packs it into compact typed arrays.
  */
+import { ErrorCode, VmimgError } from '../errors.js';
 import { EntryType, type IndexEntry } from '../layer/entry.js';
 import type { InodeTable } from './tree.js';
 
@@ -40,8 +44,15 @@ function leaf(meta: NodeMeta, layer: number): MNode {
   return n;
 }
 
+/** Warnings kept per merge (one per hardlink to a lower layer); the rest are counted. */
+const MAX_WARNINGS = 100;
+
 export class Merger {
   readonly root: MNode;
+  private readonly warnings: string[] = [];
+  private unshownWarnings = 0;
+  /** Per layer: hardlink target → the node it names now (lower layers' node, then this layer's). */
+  private linkTargets: Map<string, MNode | undefined> | null = null;
   // Parent-directory cache for pass 2: tar entries come grouped by directory.
   private cachedPath: string | null = null;
   private cachedDir: MNode | null = null;
@@ -51,6 +62,12 @@ export class Merger {
   }
 
   applyLayer(entries: readonly IndexEntry[], layer: number): void {
+    this.linkTargets = null;
+    for (const e of entries) {
+      if (e.type !== EntryType.Hardlink || e.linkTarget === undefined) continue;
+      this.linkTargets ??= new Map();
+      if (!this.linkTargets.has(e.linkTarget)) this.linkTargets.set(e.linkTarget, this.find(e.linkTarget));
+    }
     for (const e of entries) {
       if (e.type === EntryType.Whiteout) this.whiteout(e.path);
       else if (e.type === EntryType.Opaque) this.opaque(e.path);
@@ -58,6 +75,12 @@ export class Merger {
     this.cachedPath = null;
     for (const e of entries) this.add(e, layer);
     this.cachedPath = null;
+    this.linkTargets = null;
+  }
+
+  /** Things a user should know about the merged image (hardlinks to lower layers' files), at most ~100. */
+  allWarnings(): string[] {
+    return this.unshownWarnings === 0 ? this.warnings : [...this.warnings, `... and ${this.unshownWarnings} more hardlinks to lower layers`];
   }
 
   /** The node at a root-relative path, walking real directories only (no symlinks). */
@@ -107,14 +130,25 @@ export class Merger {
       node = new MNode(true);
       this.setDirMeta(node, e, layer);
     } else if (e.type === EntryType.Hardlink) {
-      const target = e.linkTarget === undefined ? undefined : this.find(e.linkTarget);
-      if (target === undefined || target.children !== null) return; // the flattener rejects these
-      node = target;
+      node = this.hardlinkNode(e, layer);
     } else {
       node = leaf(e, layer);
     }
     if (existing?.children) this.cachedPath = null; // a directory (maybe the cached one) goes away
     parent.children!.set(name, node);
+    if (this.linkTargets?.has(e.path)) this.linkTargets.set(e.path, node);
+  }
+
+  private hardlinkNode(e: IndexEntry, layer: number): MNode {
+    const target = this.linkTargets?.get(e.linkTarget ?? '');
+    const where = `layer ${layer + 1}: hardlink ${JSON.stringify(e.path)} names ${JSON.stringify(e.linkTarget)}`;
+    if (target === undefined) throw new VmimgError(ErrorCode.INVALID_LAYER, `${where}, which is neither an earlier entry of its layer nor a file of a lower layer`);
+    if (target.children !== null) throw new VmimgError(ErrorCode.INVALID_LAYER, `${where}, a directory`);
+    if (target.layer !== layer) {
+      if (this.warnings.length < MAX_WARNINGS) this.warnings.push(`${where}, a file of a lower layer (layer ${target.layer + 1}); linked to it`);
+      else this.unshownWarnings++;
+    }
+    return target;
   }
 
   private setDirMeta(dir: MNode, e: IndexEntry, layer: number): void {

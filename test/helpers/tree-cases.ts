@@ -32,6 +32,26 @@ const CASES: Record<string, CaseSpec> = {
     },
     image: { layers: ['app', 'empty', 'gone', 'app', 'empty'] },
   },
+  // attack A1.20: hardlinks keep the inode their target held when they appeared.
+  'hardlink-identity': {
+    layers: {
+      base: [py.dir('etc/'), py.file('etc/passwd', 'root:x:0:0:lower\n')],
+      top: [
+        py.file('etc/passwd', 'NEW CONTENT\n'), py.hard('etc/hl', 'etc/passwd'), py.sym('etc/passwd', '/nonexistent'),
+        py.file('f', 'AAAA\n'), py.hard('h', 'f'), py.dir('f/'), py.file('f/inside', 'in\n'),
+        py.file('g', 'GGGG\n'), py.hard('g1', 'g'), py.hard('g2', 'g'), py.hard('g3', 'g1'), py.file('g', 'other g\n'), py.file('g1', 'other g1\n'),
+      ],
+    },
+    image: { layers: ['base', 'top'] },
+  },
+  // hardlink-to-lower-layer: the target is a file of the layer below (and a chain through it).
+  'hardlink-to-lower-layer': {
+    layers: {
+      l1: [py.dir('usr/'), py.dir('usr/lib/'), py.file('usr/lib/libfoo.so.1', 'ELF-foo\n', { mode: 0o755 }), py.file('usr/lib/libbar.so.1', 'ELF-bar\n')],
+      l2: [py.dir('usr/'), py.dir('usr/lib/'), py.hard('usr/lib/libfoo.so', 'usr/lib/libfoo.so.1'), py.hard('usr/lib/libfoo.so.0', 'usr/lib/libfoo.so'), py.hard('usr/lib/libbar.so', 'usr/lib/libbar.so.1'), py.file('usr/lib/libbar.so.1', 'new bar\n')],
+    },
+    image: { layers: ['l1', 'l2'] },
+  },
 };
 
 /** Every case, built once per process into one layout (tag = case name). */
