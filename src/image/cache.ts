@@ -7,7 +7,11 @@
  *   <cache>/images/<configHex>/         one self-contained image directory per image:
  *       config.json                     runtime config, written last (the completion marker)
  *       <diffHex>.idx, <diffHex>.contents   hard links to the files in layers/
- *   <cache>/refs.json                   reference → image id, and the most recent image
+ *   <cache>/refs.json                   name → image id per platform, and the most recent image
+ *   <cache>/partial/<hex>(.lock)        interrupted downloads (resumable) and the lock of the one writing
+ *   <cache>/tmp/                        blobs being written (temp name carries the writer's pid)
+ *   <cache>/locks/gc.lock, refs.lock    the garbage-collection lock and the refs.json lock
+ *   <cache>/leases/<pid>-<id>.json      what each running pull/load needs kept (see lease.ts)
  */
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -47,6 +51,22 @@ export class CacheLayout {
 
   get tmpDir(): string {
     return join(this.root, 'tmp');
+  }
+
+  get blobsDir(): string {
+    return join(this.root, 'blobs', 'sha256');
+  }
+
+  get partialDir(): string {
+    return join(this.root, 'partial');
+  }
+
+  get locksDir(): string {
+    return join(this.root, 'locks');
+  }
+
+  get leasesDir(): string {
+    return join(this.root, 'leases');
   }
 
   /** The image directory for an image, named by its config digest. */

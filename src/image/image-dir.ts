@@ -106,7 +106,7 @@ export async function writeImageDir(
   options: WriteImageDirOptions = {},
 ): Promise<Image> {
   await prepareDestination(dst, options.force ?? false);
-  const tmp = join(dirname(dst), `.${basename(dst)}.tmp-${randomBytes(6).toString('hex')}`);
+  const tmp = join(dirname(dst), `.${basename(dst)}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`); // pid: prune tells a dead writer's leftovers
   await mkdir(tmp, { recursive: true });
   try {
     const placed: ImageLayer[] = [];
@@ -142,7 +142,7 @@ async function moveIntoPlace(tmp: string, dst: string): Promise<void> {
   } catch (err) {
     if (!isNotEmpty(err)) throw err;
   }
-  const old = `${dst}.old-${randomBytes(6).toString('hex')}`;
+  const old = `${dst}.old-${process.pid}-${randomBytes(6).toString('hex')}`;
   await rename(dst, old).catch((err: NodeJS.ErrnoException) => {
     if (err.code !== 'ENOENT') throw err;
   });
@@ -203,7 +203,7 @@ async function linkOrCopy(src: string, dst: string): Promise<void> {
 
 /** Writes via temp name + rename. */
 export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
-  const tmp = `${path}.tmp-${randomBytes(6).toString('hex')}`;
+  const tmp = `${path}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
   try {
     await writeFileDurable(tmp, data);
     await rename(tmp, path);

@@ -3,7 +3,7 @@
  * so shared layers convert once), then the runtime config, then the image directory, `config.json` last.
  */
 import { mkdir } from 'node:fs/promises';
-import { Transform } from 'node:stream';
+import { pipeline, Transform } from 'node:stream';
 import { ErrorCode, VmimgError, isVmimgError, wrapError } from '../errors.js';
 import { flattenLayer, hasLayer, type LayerInfo } from '../layer/flatten.js';
 import { ContainerFS } from '../vfs/index.js';
@@ -14,6 +14,7 @@ import { recordImage } from './refs.js';
 import { buildRuntimeConfig, type LayerRecord } from './runtime-config.js';
 import type { ImageSource, SourceLayer } from './source.js';
 import { isReopen } from './tee-download.js';
+import { openLease, type CacheLease } from './lease.js';
 
 export interface PrepareOptions {
   cache: CacheLayout;
@@ -37,7 +38,10 @@ export async function prepareImage(source: ImageSource, options: PrepareOptions)
   // The first failing layer stops its siblings: no point downloading the rest of a doomed image.
   const siblings = new AbortController();
   const layerSignal = signal ? AbortSignal.any([signal, siblings.signal]) : siblings.signal;
+  let lease: CacheLease | undefined;
   try {
+    // Before anything is looked up in the cache: what this run needs is safe from a concurrent prune.
+    lease = await openLease(cache, leaseDigests(source), signal);
     // A diff_id listed more than once (repeated empty layers, a layer re-applied after a whiteout) is
     // flattened once; every position still applies it (config.json keeps the full list).
     const once = new Map<string, Promise<LayerInfo>>();
@@ -77,8 +81,14 @@ export async function prepareImage(source: ImageSource, options: PrepareOptions)
     if (signal?.aborted) throw new VmimgError(ErrorCode.ABORTED, 'interrupted; rerun to continue', { cause: err });
     throw err;
   } finally {
+    await lease?.release();
     await source.close?.();
   }
+}
+
+/** Everything the run reads or writes in the cache: layer blobs, flattened layers, the image dir. */
+function leaseDigests(source: ImageSource): string[] {
+  return [source.info.configDigest, ...source.layers.flatMap((l) => (l.digest ? [l.digest, l.diffId] : [l.diffId]))];
 }
 
 async function flattenOne(
@@ -130,8 +140,10 @@ async function flattenFrom(
       progress.layer(index, downloading ? 'downloading' : 'extracting', done);
     },
   });
-  const counted = stream.pipe(countBytes((n) => downloading || progress.layer(index, 'extracting', n)));
-  stream.on('error', (err) => counted.destroy(err));
+  const counted = countBytes((n) => downloading || progress.layer(index, 'extracting', n));
+  // pipeline, not pipe: both streams get an error listener at once (a download can fail before the
+  // flattener starts reading), and a flattener that stops early (layer already there) releases the download.
+  pipeline(stream, counted, () => undefined);
   const info = await flattenLayer(counted, {
     dir: cache.layersDir,
     expectedDiffId: layer.diffId,

@@ -209,7 +209,7 @@ export async function flattenLayer(source: Readable, opts: FlattenOptions): Prom
     }
   }
   await mkdir(dir, { recursive: true });
-  const tmp = join(dir, `.tmp-${randomBytes(8).toString('hex')}`);
+  const tmp = join(dir, `.tmp-${process.pid}-${randomBytes(8).toString('hex')}`); // pid: prune reclaims a dead writer's
   const tmpContents = `${tmp}.contents`;
   const tmpIndex = `${tmp}.idx`;
   const onAbort = (): void => {

@@ -1,15 +1,17 @@
 /**
- * Cross-process lock files created with O_EXCL (`wx`). A lock names its holder (pid, host, token);
- * it is stale when its pid is gone (same host) or its mtime is older than `staleMs` — holders touch
- * it every staleMs/4 so a live but slow download never looks stale.
+ * Cross-process lock files created with O_EXCL (`wx`). A lock names its holder (pid, start time, host,
+ * token); it is stale when its holder is gone (same host) or its mtime is older than `staleMs` —
+ * holders touch it every staleMs/4 so a live but slow download never looks stale.
  */
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { hostname } from 'node:os';
+import { ErrorCode, VmimgError } from '../errors.js';
+import { currentOwner, isOwnerAlive, type Owner } from './owner.js';
 
-export interface LockInfo {
-  pid: number;
-  host: string;
+export { isPidAlive } from './owner.js';
+
+export interface LockInfo extends Owner {
   token: string;
   created: number;
 }
@@ -21,7 +23,7 @@ export interface HeldLock {
 
 /** Takes the lock, or returns null when someone else holds it (breaking it first if it is stale). */
 export async function tryLock(path: string, staleMs: number): Promise<HeldLock | null> {
-  const info: LockInfo = { pid: process.pid, host: hostname(), token: randomBytes(8).toString('hex'), created: Date.now() };
+  const info: LockInfo = { ...currentOwner(), token: randomBytes(8).toString('hex'), created: Date.now() };
   try {
     await fs.writeFile(path, JSON.stringify(info), { flag: 'wx' });
   } catch (err) {
@@ -44,17 +46,25 @@ export async function tryLock(path: string, staleMs: number): Promise<HeldLock |
   };
 }
 
-export function isPidAlive(pid: number): boolean {
-  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+export interface WaitLockOptions {
+  staleMs: number;
+  signal?: AbortSignal | undefined;
+  /** What the lock guards, for the abort message. */
+  what: string;
+}
+
+/** Takes the lock, waiting (polling, up to 100 ms apart) while a live holder has it. */
+export async function waitLock(path: string, opts: WaitLockOptions): Promise<HeldLock> {
+  for (let delay = 2; ; delay = Math.min(100, delay * 2)) {
+    if (opts.signal?.aborted) throw new VmimgError(ErrorCode.ABORTED, `waiting for ${opts.what}: aborted`, { cause: opts.signal.reason });
+    const lock = await tryLock(path, opts.staleMs);
+    if (lock) return lock;
+    await new Promise((resolve) => setTimeout(resolve, delay));
   }
 }
 
-async function readLock(path: string): Promise<LockInfo | undefined> {
+/** The holder a lock file names, if it is readable. */
+export async function readLock(path: string): Promise<LockInfo | undefined> {
   try {
     const parsed = JSON.parse(await fs.readFile(path, 'utf8')) as LockInfo;
     return typeof parsed?.token === 'string' ? parsed : undefined;
@@ -71,7 +81,7 @@ async function isStale(path: string, info: LockInfo | undefined, staleMs: number
     return false; // gone already: not ours to break
   }
   if (Date.now() - mtime > staleMs) return true;
-  return info !== undefined && info.host === hostname() && !isPidAlive(info.pid);
+  return info !== undefined && info.host === hostname() && !isOwnerAlive(info);
 }
 
 /**

@@ -10,6 +10,8 @@ export type Fault =
   | { kind: 'reset'; afterBytes: number }
   /** Forward, then stop sending (connection left open) after this many body bytes. */
   | { kind: 'stall'; afterBytes: number }
+  /** Forward this many body bytes, call `reached`, then hold the rest until `release` settles (a pull caught mid-blob). */
+  | { kind: 'hold'; afterBytes: number; reached?: () => void; release: Promise<void> }
   /** Forward with extra bytes appended; `chunked` drops Content-Length instead of raising it. */
   | { kind: 'extend'; extra: number; chunked?: boolean }
   /** Forward with one byte flipped (same length). */
@@ -149,7 +151,22 @@ function forward(req: IncomingMessage, res: ServerResponse, target: URL, fault: 
 function transformBody(upRes: IncomingMessage, res: ServerResponse, fault: Fault, length: number): void {
   let sent = 0;
   let flipped = false;
+  let held = false;
   upRes.on('data', (chunk: Buffer) => {
+    if (fault.kind === 'hold' && !held && sent + chunk.length > fault.afterBytes) {
+      held = true;
+      const part = chunk.subarray(0, fault.afterBytes - sent);
+      sent += part.length;
+      res.write(part);
+      upRes.pause();
+      fault.reached?.();
+      void fault.release.then(() => {
+        sent += chunk.length - part.length;
+        res.write(chunk.subarray(part.length));
+        upRes.resume();
+      });
+      return;
+    }
     if (fault.kind === 'reset' || fault.kind === 'stall') {
       if (sent >= fault.afterBytes) return;
       const part = chunk.subarray(0, fault.afterBytes - sent);
