@@ -3,6 +3,8 @@
  * duplicates (later wins). Pure: no I/O.
  * A hardlink to an earlier entry shares its inode (hardlinks.ts keeps it when the name is replaced);
  * a hardlink to anything else is left for the merge to find in a lower layer (docs/FORMAT.md).
+ * Names and hardlink targets below a symlink of the same layer are moved into its target
+ * (symlink-parents.ts): no entry of a layer's index ever sits below one of its symlinks.
  */
 import { ErrorCode, VmimgError } from '../errors.js';
 import { EntryType, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, type EntryTypeValue, type IndexEntry } from './entry.js';
@@ -10,6 +12,7 @@ import type { TarHeader } from './tar-reader.js';
 import { classifyWhiteout, fromBytes, normaliseTarPath } from './paths.js';
 import { LIMITS } from './index-format.js';
 import { HardlinkGroups } from './hardlinks.js';
+import { LayerSymlinks } from './symlink-parents.js';
 
 
 /** Tar typeflag → entry type and S_IFMT bits. */
@@ -41,6 +44,7 @@ export class EntriesBuilder {
   /** Keyed by latin1 path; whiteouts/opaques in their own key space so they never replace real entries. */
   private readonly entries = new Map<string, IndexEntry>();
   private readonly hardlinks = new HardlinkGroups();
+  private readonly symlinks = new LayerSymlinks();
 
   constructor(private readonly layer: string) {}
 
@@ -60,8 +64,9 @@ export class EntriesBuilder {
     if (h.type === 'V') return; // volume label: not a file
     const name = h.name.toString('latin1');
     if (name.includes('\0')) throw this.fail(`entry ${show(name)} has a NUL byte in its name`);
-    const path = normaliseTarPath(name);
-    if (path === null) throw this.fail(`entry ${show(name)} escapes the layer root`);
+    const lexical = normaliseTarPath(name);
+    if (lexical === null) throw this.fail(`entry ${show(name)} escapes the layer root`);
+    const path = this.symlinks.resolveParent(lexical);
     const wh = classifyWhiteout(path);
     if (wh.kind === 'invalid') throw this.fail(`entry ${show(name)}: ${wh.why}`);
     if (wh.kind === 'aufs-meta') return;
@@ -79,11 +84,14 @@ export class EntriesBuilder {
     } else if (type === EntryType.Symlink) {
       this.setLink(entry, h.linkname.toString('latin1'));
     } else if (type === EntryType.Hardlink) {
-      this.linkTo(entry, path, name, h.linkname.toString('latin1'));
+      const inode = this.linkTo(entry, path, name, h.linkname.toString('latin1'));
+      if (inode?.type === EntryType.Symlink) this.symlinks.set(path, 'symlink', latin1Of(inode)); // link(2) of a symlink is that symlink
     } else if (type === EntryType.CharDevice || type === EntryType.BlockDevice) {
       entry.devMajor = h.devMajor;
       entry.devMinor = h.devMinor;
     }
+    if (type === EntryType.Symlink) this.symlinks.set(path, 'symlink', h.linkname.toString('latin1'));
+    else if (type !== EntryType.Hardlink) this.symlinks.set(path, type === EntryType.Dir ? 'dir' : 'other');
     this.put(path, entry);
   }
 
@@ -152,12 +160,16 @@ export class EntriesBuilder {
    * inode (content, mode, owner, mtime, xattrs are copied; chains collapse to the inode's holder).
    * Any other target is kept as named: the merge links it to a lower layer's file or refuses it.
    */
-  private linkTo(entry: IndexEntry, key: string, name: string, rawTarget: string): void {
-    const target = normaliseTarPath(rawTarget);
-    if (target === null) throw this.fail(`hardlink ${show(name)} points outside the layer root (${show(rawTarget)})`);
+  private linkTo(entry: IndexEntry, key: string, name: string, rawTarget: string): IndexEntry | undefined {
+    const lexical = normaliseTarPath(rawTarget);
+    if (lexical === null) throw this.fail(`hardlink ${show(name)} points outside the layer root (${show(rawTarget)})`);
+    const target = this.symlinks.resolveParent(lexical);
     if (target === key) throw this.fail(`hardlink ${show(name)} names itself`);
     const earlier = this.entries.get(target);
-    if (earlier === undefined) return this.setLink(entry, target);
+    if (earlier === undefined) {
+      this.setLink(entry, target);
+      return undefined;
+    }
     if (earlier.type === EntryType.Dir) throw this.fail(`hardlink ${show(name)} names the directory ${show(rawTarget)}`);
     // The inode's holder: the entry itself, or what an earlier hardlink links to. A holder that is a
     // hardlink to a lower layer's file is named as is: the merge gives both that lower file.
@@ -174,6 +186,7 @@ export class EntriesBuilder {
     entry.size = source.size;
     entry.offset = source.offset;
     if (source.sha256 !== undefined) entry.sha256 = source.sha256;
+    return source;
   }
 }
 
@@ -181,3 +194,8 @@ function validId(id: number): boolean {
   return Number.isInteger(id) && id >= 0 && id <= 0xffffffff;
 }
 
+
+/** A symlink entry's target as the builder's latin1 key space has it. */
+function latin1Of(symlink: IndexEntry): string {
+  return (symlink.linkTargetBytes ?? Buffer.from(symlink.linkTarget ?? '', 'utf8')).toString('latin1');
+}

@@ -52,6 +52,35 @@ const CASES: Record<string, CaseSpec> = {
     },
     image: { layers: ['l1', 'l2'] },
   },
+  // write-through-symlink-parent (pnpm) and attacks A1.08-A1.11: parents through symlinks of the same
+  // layer (relative, absolute, chained, escaping) land in the target, inside the image.
+  'symlink-parent': {
+    layers: {
+      l1: [
+        py.dir('app/'), py.dir('app/.pnpm/'), py.dir('app/.pnpm/pkg@1/'), py.dir('app/.pnpm/pkg@1/node_modules/'),
+        py.dir('app/.pnpm/pkg@1/node_modules/pkg/'), py.file('app/.pnpm/pkg@1/node_modules/pkg/index.js', 'pkg\n'),
+        py.dir('app/.pnpm/other@1/'), py.dir('app/.pnpm/other@1/node_modules/'), py.dir('app/.pnpm/other@1/node_modules/other/'),
+        py.dir('app/node_modules/'),
+        py.sym('app/node_modules/pkg', '../.pnpm/pkg@1/node_modules/pkg'),
+        py.sym('app/node_modules/other', '../.pnpm/other@1/node_modules/other'),
+        py.file('app/node_modules/other/src/a.js', 'a\n'),
+        py.sym('chain1', 'chain2'), py.sym('chain2', '/abs/target'), py.file('chain1/x/f', 'through a chain\n'),
+        py.sym('evil', '/'), py.file('evil/etc/evil-passwd', 'A1.08\n'),
+        py.sym('up', '../../../../../../'), py.file('up/tmp/pwned', 'A1.10\n'),
+        py.sym('etc2', '/etc'), py.file('etc2/shadow', 'A1.11\n'),
+        py.dir('real/'), py.file('real/f', 'real f\n'), py.sym('d', 'real'), py.hard('hl', 'd/f'),
+        py.sym('later-dir', 'real'), py.file('later-dir/into-real', 'r\n'), py.dir('later-dir/'), py.file('later-dir/own', 'o\n'),
+      ],
+      l2: [py.file('app/node_modules/pkg/src/extra.js', 'extra\n'), py.file('evil/etc/next-layer', 'A1.09\n')],
+    },
+    image: { layers: ['l1', 'l2'] },
+    differs: {
+      'app/node_modules/pkg': 'a lower layer\'s symlink: overlayfs shows the upper directory, umoci writes through it',
+      'app/.pnpm/pkg@1/node_modules/pkg/src': 'umoci puts the next layer\'s extra.js here',
+      evil: 'the same: /evil is a directory in the next layer (overlayfs), umoci writes into /etc',
+      'etc/next-layer': 'umoci writes the next layer\'s evil/etc/next-layer here',
+    },
+  },
 };
 
 /** Every case, built once per process into one layout (tag = case name). */
