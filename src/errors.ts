@@ -2,7 +2,17 @@
  * Every error vmimg raises on purpose is a VmimgError with a stable `code`.
  * Users (and the CLI's exit-code mapping) match on `code`, never on the class or the message.
  * The table below is also in README.md ("Error codes"): keep them in step.
+ *
+ * One family, two shapes: VmimgError (`ERR_*` codes) and ContainerFS's VfsError (Node's errno codes,
+ * `ENOENT`, `ELOOP`, ...; src/vfs/errors.ts). Both carry the brand `Symbol.for('vmimg.error')`, so
+ * `isVmimgError` and `instanceof` recognise them even when two copies of vmimg are installed
+ * (undici's way: a registry symbol, not class identity).
  */
+import type { VfsError } from './vfs/errors.js';
+
+/** The brand every vmimg error carries (a registry symbol: the same in every installed copy). */
+export const kVmimgError: unique symbol = Symbol.for('vmimg.error');
+const kVmimgCodedError = Symbol.for('vmimg.error.coded');
 export const ErrorCode = {
   /** A reference (`name:tag@digest`) does not follow Docker's grammar. */
   INVALID_REFERENCE: 'ERR_INVALID_REFERENCE',
@@ -50,6 +60,10 @@ export const ErrorCode = {
   CLOSED: 'ERR_CLOSED',
   /** A VM boot ended without the guest command's exit status (the message names the console's cause). */
   BOOT_FAILED: 'ERR_BOOT_FAILED',
+  /** The machine refused a file operation: disk full, permission denied, read-only, too many open files. */
+  IO: 'ERR_IO',
+  /** A bug in vmimg: an error nobody anticipated (the CLI exits 70 and asks for a report). */
+  INTERNAL: 'ERR_INTERNAL',
 } as const;
 
 export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -62,10 +76,17 @@ export interface VmimgErrorOptions {
   details?: Record<string, unknown>;
 }
 
+/**
+ * An error vmimg raised on purpose: `code` (ERR_*, the table above) is the contract, `message` is for
+ * people, `hint` one sentence on what to do, `details` structured data for programs (never secrets).
+ * `instanceof VmimgError` works across installed copies (brand check, see the file comment).
+ */
 export class VmimgError extends Error {
   readonly code: ErrorCodeValue;
   readonly hint?: string;
   readonly details?: Record<string, unknown>;
+  readonly [kVmimgError] = true;
+  readonly [kVmimgCodedError] = true;
 
   constructor(code: ErrorCodeValue, message: string, options: VmimgErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -74,10 +95,27 @@ export class VmimgError extends Error {
     if (options.hint !== undefined) this.hint = options.hint;
     if (options.details !== undefined) this.details = options.details;
   }
+
+  /** Brand check for VmimgError itself; subclasses keep ordinary prototype checks. */
+  static override [Symbol.hasInstance](instance: unknown): boolean {
+    if (this !== VmimgError) return Function.prototype[Symbol.hasInstance].call(this, instance);
+    return typeof instance === 'object' && instance !== null && (instance as Record<symbol, unknown>)[kVmimgCodedError] === true;
+  }
 }
 
-export function isVmimgError(err: unknown, code?: ErrorCodeValue): err is VmimgError {
-  return err instanceof VmimgError && (code === undefined || err.code === code);
+function isVmimgFamilyError(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as Record<symbol, unknown>)[kVmimgError] === true;
+}
+
+/**
+ * Is `err` a vmimg error? Without `code`: any of the family — a VmimgError (`ERR_*` code) or a
+ * ContainerFS VfsError (errno code such as `ENOENT`). With `code`: that code exactly. Works across
+ * two installed copies of vmimg (the brand is a `Symbol.for` registry symbol).
+ */
+export function isVmimgError(err: unknown): err is VmimgError | VfsError;
+export function isVmimgError(err: unknown, code: ErrorCodeValue): err is VmimgError;
+export function isVmimgError(err: unknown, code?: ErrorCodeValue): boolean {
+  return isVmimgFamilyError(err) && (code === undefined || (err as { code?: unknown }).code === code);
 }
 
 /** Prefix an error's message with what we were doing (`pulling alpine: ...`), keeping code and hint. */

@@ -2,7 +2,7 @@
  * Exit codes of the `vmimg` command (README "Exit codes" shows the same table).
  * Scripts match on these, so they never change meaning; new failures map to an existing class.
  */
-import { ErrorCode, isVmimgError, type ErrorCodeValue } from '../errors.js';
+import { ErrorCode, VmimgError, type ErrorCodeValue, type VmimgErrorOptions } from '../errors.js';
 
 export const ExitCode = {
   /** Success. */
@@ -19,6 +19,8 @@ export const ExitCode = {
   PLATFORM_MISMATCH: 5,
   /** Content failed verification: digest mismatch, oversized body, corrupt layer index. */
   INTEGRITY: 6,
+  /** A bug in vmimg (ERR_INTERNAL): an error nobody anticipated; EX_SOFTWARE of sysexits.h. */
+  INTERNAL: 70,
   /** Interrupted (Ctrl-C / SIGINT); the cache is left consistent. */
   INTERRUPTED: 130,
 } as const;
@@ -36,20 +38,21 @@ const BY_CODE: Partial<Record<ErrorCodeValue, ExitCodeValue>> = {
   [ErrorCode.TOO_LARGE]: ExitCode.INTEGRITY,
   [ErrorCode.INVALID_INDEX]: ExitCode.INTEGRITY,
   [ErrorCode.ABORTED]: ExitCode.INTERRUPTED,
+  [ErrorCode.INTERNAL]: ExitCode.INTERNAL,
 };
 
-/** Thrown for command-line misuse that yargs itself does not catch. */
-export class UsageError extends Error {
-  override readonly name = 'UsageError';
+/**
+ * Command-line misuse that yargs itself does not catch: ERR_INVALID_ARGUMENT, exit 2. The CLI adds
+ * the hint `vmimg CMD --help` when none is given.
+ */
+export class UsageError extends VmimgError {
+  constructor(message: string, options: VmimgErrorOptions = {}) {
+    super(ErrorCode.INVALID_ARGUMENT, message, options);
+    this.name = 'UsageError';
+  }
 }
 
-/** The exit code for an error that ended a command. */
-export function exitCodeFor(err: unknown): ExitCodeValue {
-  if (err instanceof UsageError) return ExitCode.USAGE;
-  if (isVmimgError(err)) return BY_CODE[err.code] ?? ExitCode.ERROR;
-  // VFS errors (paths inside an image) carry Node's errno codes.
-  const code = (err as { code?: unknown } | null)?.code;
-  if (code === 'ENOENT') return ExitCode.NOT_FOUND;
-  if ((err as Error | null)?.name === 'AbortError') return ExitCode.INTERRUPTED;
-  return ExitCode.ERROR;
+/** The exit code for an `ERR_*` code (1 for codes without a class of their own). */
+export function exitCodeForCode(code: string): ExitCodeValue {
+  return BY_CODE[code as ErrorCodeValue] ?? ExitCode.ERROR;
 }

@@ -1,22 +1,31 @@
 /**
  * `vmimg`: parses arguments, runs one command, maps its outcome to an exit code (see exit-codes.ts).
- * Errors print as `vmimg: <message>` (+ `hint: …`); VMIMG_DEBUG=1 adds the stack and causes.
+ * Every failure is one coded line `vmimg: ERR_X: message` (+ `hint: …`), or one JSON object on stderr
+ * with --json (report.ts); VMIMG_DEBUG=1 adds the stack and causes.
  */
 import yargs from 'yargs';
-import { isVmimgError } from '../index.js';
 import { commands } from './commands/index.js';
 import { setInterruptSignal } from './context.js';
-import { ExitCode, UsageError, exitCodeFor } from './exit-codes.js';
-import { escapeTerminal } from './escape.js';
+import { ExitCode } from './exit-codes.js';
+import { reportError } from './report.js';
+import { firstWord, rewriteHelp, unknownCommand, usageError, wantsJson } from './usage.js';
 
 const EPILOGUE = [
   'IMAGE is an image directory, an image tar (docker save / OCI archive), a cached image name or id,',
   'or a registry reference, tried in that order. Cache: --cache-dir, else $VMIMG_CACHE_DIR, else',
   '$XDG_CACHE_HOME/vmimg, else ~/.cache/vmimg. Exit codes: 0 ok, 1 error, 2 usage, 3 not found,',
-  '4 unauthorized, 5 platform mismatch, 6 integrity, 130 interrupted.',
+  '4 unauthorized, 5 platform mismatch, 6 integrity, 70 internal error (a bug), 130 interrupted.',
+  'vmimg help COMMAND (or vmimg COMMAND --help) shows one command.',
 ].join('\n');
 
+/** A command's name and usage line (`pull <ref>`), for usage errors. */
+function commandInfo(name: string | undefined): { name: string; usage: string } | undefined {
+  const usage = commands.map((c) => String(c.command)).find((u) => u.split(' ')[0] === name);
+  return name !== undefined && usage !== undefined ? { name, usage } : undefined;
+}
+
 function buildParser(argv: string[]) {
+  const command = commandInfo(firstWord(argv));
   let parser = yargs(argv)
     .scriptName('vmimg')
     .parserConfiguration({ 'populate--': true })
@@ -37,8 +46,7 @@ function buildParser(argv: string[]) {
     });
   for (const command of commands) parser = parser.command(command);
   return parser
-    .demandCommand(1, 'name a command (vmimg --help lists them)')
-    .recommendCommands()
+    .demandCommand(1, 'no command given')
     .strict()
     .example('$0 pull alpine:3.20 --arch arm64', 'Pull the arm64 image into the cache')
     .example('$0 load images/busybox-multiarch.oci.tar --arch amd64', 'Load an image tar into the cache')
@@ -52,11 +60,26 @@ function buildParser(argv: string[]) {
     .exitProcess(false)
     .fail((msg: string | null, err: Error | undefined) => {
       if (err) throw err;
-      throw new UsageError(msg ?? 'invalid usage');
+      throw usageError(msg ?? 'invalid usage', argv, command);
     });
 }
 
-export async function main(argv: string[]): Promise<void> {
+/** Unknown commands are refused before yargs (whose suggestions can be far-fetched: `run` → prune). */
+function checkCommand(argv: string[]): void {
+  const word = firstWord(argv);
+  const names = commands.map((c) => String(c.command).split(' ')[0]!);
+  if (word !== undefined && !names.includes(word)) throw unknownCommand(word, names);
+}
+
+export async function main(rawArgv: string[]): Promise<void> {
+  const argv = rewriteHelp(rawArgv);
+  const json = wantsJson(argv);
+  const command = commandInfo(firstWord(argv))?.name;
+  const report = (err: unknown): number => reportError(err, { json, ...(command ? { command } : {}) }).exit;
+  // An error thrown where no one awaits it (an event handler) is still one coded line, not a stack.
+  const onUncaught = (err: unknown): void => process.exit(report(err));
+  process.on('uncaughtException', onUncaught);
+  process.on('unhandledRejection', onUncaught);
   const controller = new AbortController();
   setInterruptSignal(controller.signal);
   const onSigint = (): void => {
@@ -69,31 +92,17 @@ export async function main(argv: string[]): Promise<void> {
   // Any other stdout failure (EIO, ENOSPC) ends the command like other errors: one line, no stack.
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code === 'EPIPE') process.exit(ExitCode.OK);
-    reportError(err.syscall !== undefined ? new Error(`writing to stdout: ${err.message}`, { cause: err }) : err);
-    process.exit(exitCodeFor(err));
+    if (err.syscall !== undefined) err.message = `writing to stdout: ${err.message}`;
+    process.exit(report(err));
   });
   try {
+    checkCommand(argv);
     await buildParser(argv).parseAsync();
     if (controller.signal.aborted) process.exitCode = ExitCode.INTERRUPTED;
   } catch (err) {
-    reportError(err);
-    process.exitCode = controller.signal.aborted ? ExitCode.INTERRUPTED : exitCodeFor(err);
+    const exit = report(err);
+    process.exitCode = controller.signal.aborted ? ExitCode.INTERRUPTED : exit;
   } finally {
     process.off('SIGINT', onSigint);
-  }
-}
-
-function reportError(err: unknown): void {
-  const message = err instanceof Error ? err.message : String(err);
-  process.stderr.write(`vmimg: ${escapeTerminal(message)}\n`);
-  if (isVmimgError(err) && err.hint) process.stderr.write(`hint: ${escapeTerminal(err.hint)}\n`);
-  else if (err instanceof UsageError) process.stderr.write('hint: vmimg --help shows the commands and options\n');
-  if (process.env.VMIMG_DEBUG === '1') {
-    let e: unknown = err;
-    while (e instanceof Error) {
-      process.stderr.write(`${e.stack ?? e.message}\n`);
-      e = e.cause;
-      if (e !== undefined) process.stderr.write('caused by: ');
-    }
   }
 }

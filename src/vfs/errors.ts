@@ -1,10 +1,13 @@
 /**
  * Node-style filesystem errors for the VFS: `code`, `errno` (negative, as Node reports it),
  * `syscall` and `path`, so code written against `node:fs` can match on them unchanged.
- * These are deliberately not VmimgErrors: they describe the image's namespace, not a vmimg failure.
+ * They belong to the vmimg error family (`isVmimgError(err)` is true; src/errors.ts) but keep Node's
+ * errno codes rather than `ERR_*`: they describe the image's namespace, not a vmimg failure.
  * Use after close() is the one exception: it throws VmimgError ERR_CLOSED (see closedError).
  */
-import { ErrorCode, VmimgError } from '../errors.js';
+import { ErrorCode, VmimgError, kVmimgError } from '../errors.js';
+
+const kVfsError = Symbol.for('vmimg.error.vfs');
 
 const ERRNO = {
   ENOENT: 2,
@@ -34,7 +37,10 @@ const MESSAGES: Record<VfsErrorCode, string> = {
   ELOOP: 'too many symbolic links encountered',
 };
 
+/** A ContainerFS error shaped like Node's fs errors; `instanceof` works across installed copies. */
 export class VfsError extends Error {
+  readonly [kVmimgError] = true;
+  readonly [kVfsError] = true;
   readonly code: VfsErrorCode;
   /** Negative Linux errno, like Node's fs errors; servers reply with `-errno`. */
   readonly errno: number;
@@ -50,8 +56,14 @@ export class VfsError extends Error {
     this.syscall = syscall;
     if (path !== undefined) this.path = path;
   }
+
+  static override [Symbol.hasInstance](instance: unknown): boolean {
+    if (this !== VfsError) return Function.prototype[Symbol.hasInstance].call(this, instance);
+    return typeof instance === 'object' && instance !== null && (instance as Record<symbol, unknown>)[kVfsError] === true;
+  }
 }
 
+/** Is `err` a ContainerFS error (optionally with errno code `code`), from any installed copy? */
 export function isVfsError(err: unknown, code?: VfsErrorCode): err is VfsError {
   return err instanceof VfsError && (code === undefined || err.code === code);
 }

@@ -74,9 +74,9 @@ describe('a truncated .contents', () => {
 });
 
 describe('content errors of cat and export', () => {
-  it('cat of a directory is one EISDIR line, exit 1', async () => {
-    const r = await expectExit(1, c('cat', good, '/bin', '-q'));
-    assertOneErrorLine(r, /^vmimg: EISDIR: illegal operation on a directory, read '\/bin'$/);
+  it('cat of a directory is one coded EISDIR line, exit 2', async () => {
+    const r = await expectExit(2, c('cat', good, '/bin', '-q'));
+    assertOneErrorLine(r, /^vmimg: ERR_INVALID_ARGUMENT: \/bin: illegal operation on a directory in the image \(EISDIR\)$/);
     assert.equal(r.stdout, '');
   });
 
@@ -89,6 +89,6 @@ describe('content errors of cat and export', () => {
 
   it('export - of the dir format is a usage error', async () => {
     const r = await expectExit(2, c('export', '-', good));
-    assertOneErrorLine(r, /^vmimg: the dir format can't go to stdout; use --format tar or initramfs$/);
+    assertOneErrorLine(r, /^vmimg: ERR_INVALID_ARGUMENT: the dir format can't go to stdout; use --format tar or initramfs$/);
   });
 });

@@ -84,10 +84,10 @@ describe('vmimg resolve / cat on awkward symlinks', () => {
     assert.equal((await expectExit(0, ['--cache-dir', cache, 'cat', tar, '/escape', '--arch', 'amd64'])).stdout, 'amd64\n');
   });
 
-  it('fails with the ELOOP reason (exit 1) for a symlink loop', async () => {
+  it('fails with the ELOOP reason (ERR_INVALID_ARGUMENT, exit 2) for a symlink loop', async () => {
     for (const cmd of ['resolve', 'cat']) {
-      const r = await expectExit(1, ['--cache-dir', cache, cmd, tar, '/loop/a', '--arch', 'amd64']);
-      assert.match(r.stderr, /^vmimg: ELOOP: too many symbolic links/m);
+      const r = await expectExit(2, ['--cache-dir', cache, cmd, tar, '/loop/a', '--arch', 'amd64']);
+      assert.match(r.stderr, /^vmimg: ERR_INVALID_ARGUMENT: \/loop\/a: too many symbolic links encountered in the image \(ELOOP\)$/m);
       assert.equal(r.stdout, '');
     }
   });

@@ -73,7 +73,7 @@ describe('vmimg pull', () => {
     const cache = await tmpDir('vmimg-cli-reg-');
     for (const ref of [`${open.host}/busybox:nope`, `${open.host}/nothing/here:1`]) {
       const r = await expectExit(3, ['--cache-dir', cache, 'pull', ref, '-q']);
-      assert.match(r.stderr, /^vmimg: pulling /);
+      assert.match(r.stderr, /^vmimg: ERR_NOT_FOUND: pulling /);
     }
   });
 

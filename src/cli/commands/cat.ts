@@ -1,4 +1,5 @@
 import type { CommandModule } from 'yargs';
+import { ErrorCode, VmimgError } from '../../errors.js';
 import { ContainerFS, S_IFDIR, S_IFMT, S_IFREG, VfsError } from '../../vfs/index.js';
 import type { GlobalArgs } from '../context.js';
 import { resolveImage } from '../resolve-image.js';
@@ -45,6 +46,8 @@ function regularFile(fs: ContainerFS, path: string): number {
   const ino = fs.resolvePath(path, 'open');
   const type = fs.getattr(ino).mode & S_IFMT;
   if (type === S_IFDIR) throw new VfsError('EISDIR', 'read', path);
-  if (type !== S_IFREG) throw new Error(`${path} is not a regular file (devices, fifos and sockets have no content in an image)`);
+  if (type !== S_IFREG) {
+    throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `${path} is not a regular file (devices, fifos and sockets have no content in an image)`);
+  }
   return ino;
 }

@@ -37,6 +37,7 @@ export function printImage(ctx: Context, resolved: ResolvedImage, name?: string)
     ctx.out(JSON.stringify(summary));
     return;
   }
+  if (ctx.quiet) return; // -q: the image is in the cache, nothing more to say
   ctx.out(`name:     ${escapeTerminal(summary.name ?? '(none)')}`);
   ctx.out(`platform: ${summary.platform}`);
   ctx.out(`id:       ${summary.id}`);

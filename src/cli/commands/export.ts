@@ -50,7 +50,7 @@ export const exportCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
     if (ctx.json) {
       const dir = result.format === 'dir' ? { dir: result.path } : {};
       ctx.out(JSON.stringify({ ...result, ...dir, id, platform: imagePlatform(image), layers: image.config.layers }));
-    } else {
+    } else if (!ctx.quiet) {
       ctx.out(escapeTerminal(`exported ${id} (${imagePlatform(image)}) as ${result.format} to ${result.path}`));
     }
   }),

@@ -4,7 +4,7 @@ import type { GlobalArgs } from '../context.js';
 import { run } from './common.js';
 
 interface Args {
-  image: string[];
+  image?: string[];
 }
 
 export const rmCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
@@ -12,11 +12,11 @@ export const rmCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
   describe: 'Remove cached images by name or id (layers stay until prune)',
   builder: (y) =>
     y
-      .positional('image', { type: 'string', array: true, demandOption: true, describe: 'Cached image name or id (prefix)' })
+      .positional('image', { type: 'string', array: true, describe: 'Cached image names or ids (an id prefix needs at least 6 hex digits)', default: undefined })
       .example('$0 rm alpine:3.20', 'By name')
       .example('$0 rm 3f2a9c1d07b4 && $0 prune', 'By id, then free the space'),
   handler: run<Args>(async (ctx, args) => {
-    for (const name of args.image) {
+    for (const name of args.image ?? []) {
       const id = await removeImage(ctx.cache, name);
       ctx.out(ctx.json ? JSON.stringify({ removed: id, name }) : `removed ${id}`);
     }
