@@ -4,7 +4,6 @@
  * names as `hardlink` entries pointing at it (the way a tar of the tree would record them).
  */
 import type { ContainerFS } from '../index.js';
-import { DT } from '../vfs/index.js';
 import { walkTree } from '../export/index.js';
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from '../layer/entry.js';
 
@@ -69,12 +68,26 @@ export class Lister {
     return e;
   }
 
-  /** Entries under directory `ino` (named `path`), in bytewise name order; depth-first with `recursive`. */
+  /**
+   * Entries under directory `ino` (named `path`), in bytewise name order; depth-first (pre-order)
+   * with `recursive`. An explicit stack, not recursion: an image's depth is the attacker's choice.
+   */
   *children(ino: number, path: string, recursive: boolean): Generator<ListedEntry> {
-    for (const d of this.fs.readdir(ino)) {
-      const child = path === '/' ? `/${d.name}` : `${path}/${d.name}`;
-      yield this.entry(d.ino, child);
-      if (recursive && d.type === DT.DIR) yield* this.children(d.ino, child, true);
+    const stack: { ino: number; path: string }[] = [];
+    const pushChildren = (dir: number, dirPath: string): void => {
+      const list = this.fs.readdir(dir);
+      // pushed in reverse so they pop in name order
+      for (let i = list.length - 1; i >= 0; i--) {
+        const d = list[i]!;
+        stack.push({ ino: d.ino, path: dirPath === '/' ? `/${d.name}` : `${dirPath}/${d.name}` });
+      }
+    };
+    pushChildren(ino, path);
+    while (stack.length > 0) {
+      const next = stack.pop()!;
+      const e = this.entry(next.ino, next.path);
+      yield e;
+      if (recursive && e.type === 'dir') pushChildren(next.ino, next.path);
     }
   }
 

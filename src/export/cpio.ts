@@ -40,9 +40,20 @@ function pad4(n: number): number {
   return (4 - (n % 4)) % 4;
 }
 
-/** The header and name bytes (padded), ready to be followed by `size` data bytes and pad4(size). */
+/** The end-of-archive record's name: every cpio reader stops at a record of exactly this name. */
+const TRAILER = 'TRAILER!!!';
+
+/**
+ * The header and name bytes (padded), ready to be followed by `size` data bytes and pad4(size).
+ * An entry named exactly `TRAILER!!!` (a root file of that name) is written as `./TRAILER!!!`: the
+ * same path to the kernel and to GNU cpio, but no longer the end-of-archive signal.
+ */
 export function cpioHeader(h: CpioHeader): Buffer {
-  const name = Buffer.from(`${h.name}\0`, 'utf8');
+  return header(h, h.name === TRAILER ? `./${TRAILER}` : h.name);
+}
+
+function header(h: CpioHeader, nameText: string): Buffer {
+  const name = Buffer.from(`${nameText}\0`, 'utf8');
   const f = (n: number, field: string): string => hex8(n, field, h.name);
   const text =
     '070701' +
@@ -70,5 +81,5 @@ export function cpioDataPad(size: number): Buffer {
 
 /** The end-of-archive record. */
 export function cpioTrailer(): Buffer {
-  return cpioHeader({ name: 'TRAILER!!!', ino: 0, mode: 0, uid: 0, gid: 0, nlink: 1, mtime: 0, size: 0 });
+  return header({ name: TRAILER, ino: 0, mode: 0, uid: 0, gid: 0, nlink: 1, mtime: 0, size: 0 }, TRAILER);
 }

@@ -9,10 +9,11 @@ import { createGzip, constants as zlibConstants } from 'node:zlib';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { commandLine, type RuntimeConfig } from '../image/index.js';
 import type { ContainerFS } from '../vfs/index.js';
-import { cpioDataPad, cpioHeader, cpioTrailer, type CpioHeader } from './cpio.js';
-import { GUEST_CONFIG, GUEST_DIR, GUEST_INIT, GUEST_INIT_SCRIPT, guestConfig } from './guest-init.js';
+import { cpioDataPad, cpioHeader, cpioTrailer } from './cpio.js';
+import { guestEntries, type GuestEntry } from './guest-entries.js';
+import { GUEST_INIT, guestConfig } from './guest-init.js';
 import { isImage, withFs, type ExportSource } from './source.js';
-import { inodeStream, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, splitDev, walkTree } from './walk.js';
+import { inodeStream, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, splitDev, walkTree } from './walk.js';
 
 export interface InitramfsOptions {
   /** Replaces the image's cmd (appended to the entrypoint, like `docker run IMAGE ARGS`). */
@@ -26,6 +27,8 @@ export interface InitramfsOptions {
   /** gzip level 0-9 (default 6); `false` writes the cpio uncompressed. */
   gzip?: number | false;
   signal?: AbortSignal;
+  /** Hears each warning (an image entry replaced or left out), as it happens; all are in the result too. */
+  onWarning?: (message: string) => void;
 }
 
 export interface InitramfsResult {
@@ -37,6 +40,8 @@ export interface InitramfsResult {
   rdinit: string;
   /** The command the guest init runs. */
   argv: string[];
+  /** Image entries replaced or left out, and why (docs/EXPORT.md). */
+  warnings: string[];
 }
 
 /** Writes the initramfs to `out` (which is ended). */
@@ -54,14 +59,19 @@ export async function exportInitramfs(source: ExportSource, out: Writable, optio
     const merged = { ...config!, entrypoint: options.entrypoint ?? config?.entrypoint ?? [] };
     const argv = config ? commandLine(merged, options.command) : [];
     const counter = { entries: 0 };
-    const extras = withInit ? guestFiles(fs, guestConfig(merged, argv), hasOwnInit) : [];
+    const warnings: string[] = [];
+    const warn = (message: string): void => {
+      warnings.push(message);
+      options.onWarning?.(message);
+    };
+    const guest = withInit ? guestEntries(fs, guestConfig(merged, argv), hasOwnInit, warn) : { entries: [], replaced: new Set<string>() };
     const stages: (NodeJS.ReadableStream | NodeJS.WritableStream | NodeJS.ReadWriteStream)[] = [
-      Readable.from(cpioStream(fs, extras, counter)),
+      Readable.from(cpioStream(fs, guest.entries, (p) => guest.replaced.has(p), warn, counter)),
     ];
     if (options.gzip !== false) stages.push(createGzip({ level: options.gzip ?? zlibConstants.Z_DEFAULT_COMPRESSION }));
     stages.push(out);
     await (pipeline as (...s: unknown[]) => Promise<void>)(...stages, ...(options.signal ? [{ signal: options.signal }] : []));
-    return { entries: counter.entries, hasOwnInit, rdinit: GUEST_INIT, argv };
+    return { entries: counter.entries, hasOwnInit, rdinit: GUEST_INIT, argv, warnings };
   });
 }
 
@@ -89,29 +99,14 @@ function isSymlink(fs: ContainerFS, path: string): boolean {
   }
 }
 
-interface Extra {
-  header: Omit<CpioHeader, 'ino' | 'nlink' | 'mtime' | 'size' | 'uid' | 'gid'>;
-  data?: Buffer;
-}
-
-function guestFiles(fs: ContainerFS, configText: string, hasOwnInit: boolean): Extra[] {
-  const out: Extra[] = [
-    { header: { name: GUEST_DIR, mode: S_IFDIR | 0o755 } },
-    { header: { name: GUEST_INIT.slice(1), mode: S_IFREG | 0o755 }, data: Buffer.from(GUEST_INIT_SCRIPT) },
-    { header: { name: GUEST_CONFIG.slice(1), mode: S_IFREG | 0o644 }, data: Buffer.from(configText) },
-  ];
-  if (!hasOwnInit) out.push({ header: { name: 'init', mode: S_IFLNK | 0o777 }, data: Buffer.from(GUEST_INIT.slice(1)) });
-  // the kernel opens /dev/console for init's stdio before anything is mounted
-  if (!fs.exists('/dev')) out.push({ header: { name: 'dev', mode: S_IFDIR | 0o755 } });
-  if (!fs.exists('/dev/console') && !isSymlink(fs, '/dev/console')) {
-    out.push({ header: { name: 'dev/console', mode: S_IFCHR | 0o600, rdevMajor: 5, rdevMinor: 1 } });
-  }
-  return out;
-}
-
-async function* cpioStream(fs: ContainerFS, extras: Extra[], counter: { entries: number }): AsyncGenerator<Buffer> {
-  const skip = extras.length > 0 ? (p: string) => p === GUEST_DIR || p.startsWith(`${GUEST_DIR}/`) : undefined;
-  for (const e of walkTree(fs, skip)) {
+async function* cpioStream(
+  fs: ContainerFS,
+  extras: GuestEntry[],
+  skip: (path: string) => boolean,
+  warn: (message: string) => void,
+  counter: { entries: number },
+): AsyncGenerator<Buffer> {
+  for (const e of walkTree(fs, skip, warn)) {
     const a = e.attr;
     const type = a.mode & S_IFMT;
     const base = { name: e.path === '' ? '.' : e.path, ino: e.ino, mode: a.mode, uid: a.uid, gid: a.gid, mtime: a.mtimeSec };

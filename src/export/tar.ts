@@ -12,10 +12,14 @@ import { inodeStream, shortRead, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_
 
 export interface TarOptions {
   signal?: AbortSignal;
+  /** Hears each warning (an image entry left out), as it happens; all are in the result too. */
+  onWarning?: (message: string) => void;
 }
 
 export interface TarResult {
   entries: number;
+  /** Image entries left out, and why (docs/EXPORT.md). */
+  warnings: string[];
 }
 
 type Header = Partial<tarStream.Header> & { name: string; binaryPax?: [string, Buffer][] };
@@ -30,6 +34,9 @@ const TYPES: Record<number, tarStream.Header['type']> = {
 };
 
 const MAX_OCTAL_ID = 0o7777777;
+/** ustar's name (100) + '/' + prefix (155) fields; a link target has 100 bytes. */
+const USTAR_NAME_MAX = 256;
+const USTAR_LINK_MAX = 100;
 
 /** Writes the tar to `out` (which is ended). Sockets, which tar cannot hold, are left out. */
 export async function exportTar(source: ExportSource, out: Writable, options: TarOptions = {}): Promise<TarResult> {
@@ -38,8 +45,13 @@ export async function exportTar(source: ExportSource, out: Writable, options: Ta
     patchPaxEncoder(pack);
     const done = (pipeline as (...s: unknown[]) => Promise<void>)(pack, out, ...(options.signal ? [{ signal: options.signal }] : []));
     let entries = 0;
+    const warnings: string[] = [];
+    const warn = (message: string): void => {
+      warnings.push(message);
+      options.onWarning?.(message);
+    };
     try {
-      for (const e of walkTree(fs)) {
+      for (const e of walkTree(fs, undefined, warn)) {
         const header = headerFor(fs, e);
         if (!header) continue;
         await addEntry(pack, header, fs, e);
@@ -52,7 +64,7 @@ export async function exportTar(source: ExportSource, out: Writable, options: Ta
       throw err;
     }
     await done;
-    return { entries };
+    return { entries, warnings };
   });
 }
 
@@ -87,7 +99,9 @@ function headerFor(fs: ContainerFS, e: TreeEntry): Header | undefined {
   if (a.uid > MAX_OCTAL_ID) pax.push(['uid', Buffer.from(String(a.uid))]);
   if (a.gid > MAX_OCTAL_ID) pax.push(['gid', Buffer.from(String(a.gid))]);
   for (const x of fs.listxattr(e.ino).sort()) pax.push([`SCHILY.xattr.${x}`, fs.getxattr(e.ino, x)]);
-  if (pax.length > 0) {
+  // tar-stream's ustar encoder splits long names into prefix + name with a loop that is quadratic in
+  // the name's length (cubic over a deep tree): anything ustar cannot hold goes straight to pax.
+  if (pax.length > 0 || Buffer.byteLength(name) > USTAR_NAME_MAX || Buffer.byteLength(h.linkname ?? '') > USTAR_LINK_MAX) {
     h.binaryPax = pax;
     h.pax = {}; // routes the header through the pax encoder below
   }

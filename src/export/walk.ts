@@ -20,8 +20,17 @@ export interface TreeEntry {
   linkTo?: string;
 }
 
-/** Yields every node of the merged tree, root first. */
-export function* walkTree(fs: ContainerFS, skip: (path: string) => boolean = () => false): Generator<TreeEntry> {
+/**
+ * Yields every node of the merged tree, root first, with an explicit stack (no recursion: the depth
+ * is the image's choice). Only directories are descended into, so no entry ever sits below a symlink
+ * or file of the walk; a name that could not be one path component of an archive (empty, `.`, `..`,
+ * holding `/`) or that a directory lists twice is left out, and `warn` is told.
+ */
+export function* walkTree(
+  fs: ContainerFS,
+  skip: (path: string) => boolean = () => false,
+  warn: (message: string) => void = () => {},
+): Generator<TreeEntry> {
   const firstName = new Map<number, string>();
   const stack: { ino: number; path: string }[] = [{ ino: fs.root(), path: '' }];
   while (stack.length > 0) {
@@ -36,13 +45,22 @@ export function* walkTree(fs: ContainerFS, skip: (path: string) => boolean = () 
     yield entry;
     if ((attr.mode & S_IFMT) !== S_IFDIR) continue;
     const children = fs.readdir(ino);
-    // pushed in reverse so they pop in name order
-    for (let i = children.length - 1; i >= 0; i--) {
-      const child = children[i]!;
+    const names = new Set<string>();
+    const next: { ino: number; path: string }[] = [];
+    for (const child of children) {
       const childPath = path === '' ? child.name : `${path}/${child.name}`;
-      if (!skip(childPath)) stack.push({ ino: child.ino, path: childPath });
+      if (names.has(child.name) || !isComponent(child.name)) {
+        warn(`left out ${JSON.stringify(childPath)}: ${names.has(child.name) ? 'its directory lists the name twice' : 'not a valid path component'}`);
+      } else if (!skip(childPath)) next.push({ ino: child.ino, path: childPath });
+      names.add(child.name);
     }
+    // pushed in reverse so they pop in name order
+    for (let i = next.length - 1; i >= 0; i--) stack.push(next[i]!);
   }
+}
+
+function isComponent(name: string): boolean {
+  return name !== '' && name !== '.' && name !== '..' && !name.includes('/') && !name.includes('\0');
 }
 
 /** Linux `major()` / `minor()` of an rdev built by makedev (glibc encoding). */

@@ -99,14 +99,22 @@ export function applyPax(h: TarHeader, pax: PaxRecords): void {
   }
 }
 
+/**
+ * The entry type of typeflag `flag` for the entry's final name: a regular file whose name ends in '/'
+ * is a v7 directory. Judged on the final name (after PAX `path` / GNU long names), never on the
+ * header's truncated 100-byte copy, which python's tarfile cuts wherever the limit falls.
+ */
+function entryType(flag: number, name: Buffer): string {
+  const type = flag === 0 || flag === 0x37 ? '0' : String.fromCharCode(flag);
+  return type === '0' && name.length > 0 && name[name.length - 1] === 0x2f ? '5' : type;
+}
+
 /** Decodes one 512-byte header block (ustar, GNU, v7); extended headers are applied by the caller. */
 export function decodeHeader(block: Buffer, headerOffset: number): TarHeader {
-  const flag = block[156]!;
-  let type = flag === 0 || flag === 0x37 ? '0' : String.fromCharCode(flag);
   let name = cstr(block, 0, 100);
   const ustar = block.toString('latin1', 257, 263) === 'ustar\0';
   if (ustar && block[345] !== 0) name = Buffer.concat([cstr(block, 345, 155), Buffer.from('/'), name]);
-  if (type === '0' && name.length > 0 && name[name.length - 1] === 0x2f) type = '5'; // v7 directories
+  const type = entryType(block[156]!, name);
   return {
     type,
     name,
@@ -162,6 +170,7 @@ export class TarReader {
       if (longName !== undefined) h.name = longName;
       if (longLink !== undefined) h.linkname = longLink;
       if (pax !== undefined) applyPax(h, pax);
+      h.type = entryType(block[156]!, h.name);
       if (h.size < 0) throw invalid(`negative size at byte ${headerOffset}`);
       const sparse = h.type === 'S' ? await readOldGnuSparse(block, this.r) : pax && sparseFromPax(pax);
       // Like Go's archive/tar: links, devices, dirs and fifos never carry data, whatever `size` says.

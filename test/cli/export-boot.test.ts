@@ -6,6 +6,7 @@ import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
+import { assertSafeExport } from '../helpers/export-check.js';
 import { tmpDir, requireTool } from '../helpers/tools.js';
 import { testKernel } from '../boot/kernels.js';
 import { MULTIARCH_TAR, expectExit, vmimg } from './run.js';
@@ -24,6 +25,7 @@ describe('vmimg export --format', () => {
   it('writes the flattened root as a tar that GNU tar lists, with the whiteout applied', async () => {
     const file = join(work, 'root.tar');
     await expectExit(0, c('export', file, '--format', 'tar'));
+    await assertSafeExport(file);
     const listing = execFileSync('tar', ['-tvf', file], { encoding: 'utf8' });
     assert.match(listing, /\.\/bin\/busybox/);
     assert.match(listing, /\.\/bin\/sh -> \/bin\/busybox/);
@@ -42,6 +44,7 @@ describe('vmimg export --format', () => {
     requireTool('cpio', 'cpio');
     const file = join(work, 'root.cpio.gz');
     await expectExit(0, c('export', file, '--format', 'initramfs', '--', '/bin/cat', '/etc/arch'));
+    await assertSafeExport(file);
     const listing = execFileSync('sh', ['-c', `gzip -dc '${file}' | cpio -t 2>/dev/null`], { encoding: 'utf8' });
     for (const path of ['.vmimg/init', '.vmimg/config', 'bin/busybox', 'etc/arch']) {
       assert.ok(listing.split('\n').some((l) => l.replace(/^\.\//, '') === path), `${path} in the initramfs`);

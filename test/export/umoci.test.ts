@@ -8,6 +8,7 @@ import { exportInitramfs, exportTar } from '../../src/export/index.js';
 import type { RuntimeConfig } from '../../src/image/index.js';
 import { buildBusyboxLayout } from '../helpers/busybox.js';
 import { buildRichImage } from '../helpers/layers.js';
+import { assertSafeExport } from '../helpers/export-check.js';
 import { requireTools, run, tmpDir } from '../helpers/tools.js';
 import { describeTree, diffTrees, openFlattened, umociRootfs, xattrDiffs } from './compare.js';
 import { treeCases } from '../helpers/tree-cases.js';
@@ -26,6 +27,7 @@ test('tar export: GNU tar lists and extracts it; the tree equals umoci unpack, x
   const dir = await tmpDir('vmimg-export-tar-');
   const file = join(dir, 'root.tar');
   const { entries } = await exportTar(fs, createWriteStream(file));
+  assert.equal((await assertSafeExport(file)).entries.length, entries);
   const listing = await run('tar', ['-tvf', file]);
   assert.equal(listing.trim().split('\n').length, entries);
   assert.match(listing, /^crw-rw-rw- 0\/0 +1,3 .* \.\/dev\/null$/m);
@@ -43,6 +45,7 @@ test('initramfs export without init: GNU cpio lists and extracts it; the tree eq
   const dir = await tmpDir('vmimg-export-cpio-');
   const file = join(dir, 'root.cpio.gz');
   const r = await exportInitramfs(fs, createWriteStream(file), { init: false });
+  assert.equal((await assertSafeExport(file)).entries.length, r.entries);
   const listing = await run('sh', ['-c', `gzip -dc '${file}' | cpio -t --quiet`]);
   assert.match(listing, /^dev\/sda$/m);
   assert.ok(listing.trim().split('\n').length >= r.entries, 'cpio -t lists every entry (one name holds a newline)');
@@ -58,6 +61,7 @@ test('initramfs export with the guest init adds exactly /.vmimg/{init,config}, /
   const dir = await tmpDir('vmimg-export-init-');
   const file = join(dir, 'root.cpio');
   const r = await exportInitramfs(fs, createWriteStream(file), { config, gzip: false });
+  assert.equal((await assertSafeExport(file)).entries.length, r.entries);
   assert.deepEqual(r.argv, ['/bin/sh', '-c', 'echo hi']);
   assert.equal(r.hasOwnInit, false);
   const out = join(dir, 'x');
@@ -91,6 +95,7 @@ test('hardlinks: the first name is the file, later names link to it (tar and cpi
     const dir = await tmpDir('vmimg-export-links-');
     await exportTar(fs, createWriteStream(join(dir, 'r.tar')));
     await exportInitramfs(fs, createWriteStream(join(dir, 'r.cpio.gz')), { init: false });
+    for (const f of ['r.tar', 'r.cpio.gz']) await assertSafeExport(join(dir, f));
     const listing = await run('tar', ['-tvf', join(dir, 'r.tar')]);
     assert.match(listing, /^-rw-r--r-- 0\/0 +7 .* \.\/h\/a$/m);
     assert.match(listing, /^hrw-r--r-- .* \.\/h\/b link to \.\/h\/a$/m);

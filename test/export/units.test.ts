@@ -10,6 +10,7 @@ import { cpioHeader, exportImage, exportInitramfs, exportTar, kernelCmdParam, sh
 import type { Image } from '../../src/image/index.js';
 import { ContainerFS, makedev } from '../../src/vfs/index.js';
 import { xattrsOf } from '../helpers/layers.js';
+import { assertSafeExport } from '../helpers/export-check.js';
 import { requireTools, run, tmpDir } from '../helpers/tools.js';
 import { layer } from '../helpers/vfs-fixtures.js';
 
@@ -50,6 +51,7 @@ test('pax records: lengths across digit boundaries, binary xattr values, long an
   const fs = ContainerFS.fromLayers([b.build(dir)]);
   const file = join(dir, 'r.tar');
   await exportTar(fs, createWriteStream(file));
+  await assertSafeExport(file);
   const out = join(dir, 'out');
   mkdirSync(out);
   await run('tar', ['-x', '-p', '--numeric-owner', '--xattrs', '--xattrs-include=*', '-f', file, '-C', out]);
@@ -101,6 +103,7 @@ test('an image with its own /init keeps it; the guest init is still at /.vmimg/i
   const r = await exportInitramfs(fs, createWriteStream(file), { config: config as never, gzip: false });
   assert.equal(r.hasOwnInit, true);
   assert.equal(r.rdinit, '/.vmimg/init');
+  await assertSafeExport(file);
   const listing = await run('cpio', ['-tv', '--quiet', '-F', file]);
   assert.match(listing, /^-rwxr-xr-x .* init$/m);
   assert.doesNotMatch(listing, /init -> /);

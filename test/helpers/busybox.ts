@@ -96,7 +96,9 @@ export type TreeSpec = Record<string, TreeNode>;
 /** A layer added on top of the busybox base, in order (each is one `umoci insert`). */
 export type ExtraLayer =
   | { files?: TreeSpec; populate?: (dir: string) => void | Promise<void>; at?: string; opaque?: boolean }
-  | { whiteout: string };
+  | { whiteout: string }
+  /** A layer tar written by another tool (python's tarfile, GNU tar), added verbatim: `umoci raw add-layer`. */
+  | { rawTar: string };
 
 export interface BusyboxLayoutOptions {
   arch: Arch;
@@ -207,6 +209,10 @@ export function writeTree(root: string, spec: TreeSpec): void {
 }
 
 async function insertLayer(ref: string, layer: ExtraLayer, dir: string): Promise<void> {
+  if ('rawTar' in layer) {
+    await run('umoci', ['raw', 'add-layer', '--image', ref, ...historyArgs(`raw ${layer.rawTar}`), layer.rawTar]);
+    return;
+  }
   if ('whiteout' in layer) {
     await run('umoci', ['insert', '--image', ref, ...historyArgs(`whiteout ${layer.whiteout}`), '--whiteout', layer.whiteout]);
     return;

@@ -1,6 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { EXPORT_FORMATS, exportImage, exportInitramfs, exportTar, type ExportFormat } from '../../export/index.js';
-import type { GlobalArgs } from '../context.js';
+import type { Context, GlobalArgs } from '../context.js';
 import { UsageError } from '../exit-codes.js';
 import { stdoutSink } from '../stdout.js';
 import { resolveImageOrLast } from '../resolve-image.js';
@@ -35,7 +35,7 @@ export const exportCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
   handler: run<Args>(async (ctx, args) => {
     const { image } = await resolveImageOrLast(ctx, args.image);
     const command = args['--']?.length ? { command: args['--'].map(String) } : {};
-    const options = { force: args.force === true, init: args.init !== false, signal: ctx.signal, ...command, ...entrypointOption(args.entrypoint) };
+    const options = { force: args.force === true, init: args.init !== false, signal: ctx.signal, onWarning: warner(ctx), ...command, ...entrypointOption(args.entrypoint) };
     const id = image.config.source.configDigest;
     // yargs hands a lone `-` positional over as '' (and an empty path is no destination anyway).
     const toStdout = args.dest === '-' || args.dest === '';
@@ -55,6 +55,14 @@ export const exportCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
     }
   }),
 };
+
+/** Export warnings (image entries replaced or left out) on stderr, like progress warnings. */
+function warner(ctx: Context): (message: string) => void {
+  return (message) => {
+    if (ctx.quiet) return;
+    process.stderr.write(ctx.json ? `${JSON.stringify({ progress: { type: 'warning', message } })}\n` : `warning: ${message}\n`);
+  };
+}
 
 /** `--entrypoint '/bin/sh -e'` → ['/bin/sh', '-e']; `--entrypoint ''` clears the image's entrypoint. */
 export function entrypointOption(value: string | undefined): { entrypoint?: string[] } {
