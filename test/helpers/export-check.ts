@@ -60,11 +60,12 @@ export function listCpio(data: Buffer): { entries: ArchiveEntry[]; earlyTrailers
   const bytes = data[0] === 0x1f && data[1] === 0x8b ? gunzipSync(data) : data;
   const entries: ArchiveEntry[] = [];
   const trailers: number[] = [];
+  const firstName = new Map<number, Buffer>();
   const pad = (n: number): number => (n + 3) & ~3;
   let pos = 0;
   while (pos + 110 <= bytes.length && bytes.toString('latin1', pos, pos + 6) === '070701') {
     const field = (i: number): number => parseInt(bytes.toString('latin1', pos + 6 + 8 * i, pos + 14 + 8 * i), 16);
-    const [mode, nlink, size, namesize] = [field(1), field(4), field(6), field(11)];
+    const [ino, mode, nlink, size, namesize] = [field(0), field(1), field(4), field(6), field(11)];
     const name = bytes.subarray(pos + 110, pos + 110 + namesize - 1);
     const body = pad(pos + 110 + namesize);
     const data = bytes.subarray(body, body + size);
@@ -74,9 +75,11 @@ export function listCpio(data: Buffer): { entries: ArchiveEntry[]; earlyTrailers
       continue;
     }
     let kind = CPIO_KINDS[mode & 0o170000] ?? 'other';
-    // newc hardlinks: later names of a shared inode carry no data
-    if (kind === 'file' && nlink > 1 && size === 0) kind = 'hard';
-    entries.push({ name, kind, ...(kind === 'sym' ? { link: Buffer.from(data) } : {}) });
+    // newc hardlinks: the names of a shared inode carry its ino; readers link later names to the first
+    const first = kind === 'file' && nlink > 1 ? firstName.get(ino) : undefined;
+    if (first !== undefined) kind = 'hard';
+    else if (kind === 'file' && nlink > 1) firstName.set(ino, name);
+    entries.push({ name, kind, ...(kind === 'sym' ? { link: Buffer.from(data) } : first !== undefined ? { link: first } : {}) });
   }
   if (trailers.length === 0 || trailers[trailers.length - 1] !== entries.length) {
     throw new Error(`cpio: no trailer at the end (records end at byte ${pos} of ${bytes.length})`);
