@@ -5,7 +5,8 @@
  *   {
  *     "mirrors": { "docker.io": ["https://mirror.example", { "url": "http://10.0.0.5:5000", "resolve": true }] },
  *     "insecureRegistries": ["registry.lan:5000"],
- *     "originFallback": true
+ *     "originFallback": true,
+ *     "limits": { "maxLayerSize": "64G", "maxLayerRatio": 1000, "maxLayerEntries": 2000000 }
  *   }
  *
  * A missing file is an empty config; a malformed one is ERR_INVALID_ARGUMENT naming the file.
@@ -15,8 +16,12 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCode, VmimgError } from './errors.js';
 import type { HostOptions, MirrorSpec } from './registry/index.js';
+import { DEFAULT_LIMITS, parseSize, resolveLimits, type LayerLimits } from './layer/limits.js';
 
-export type UserConfig = Pick<HostOptions, 'mirrors' | 'insecureRegistries' | 'originFallback'>;
+export type UserConfig = Pick<HostOptions, 'mirrors' | 'insecureRegistries' | 'originFallback'> & {
+  /** What one layer may cost (src/layer/limits.ts); sizes as bytes or strings such as "64G". */
+  limits?: Partial<LayerLimits>;
+};
 
 export function userConfigPath(env: NodeJS.ProcessEnv = process.env): string {
   if (env.VMIMG_CONFIG) return env.VMIMG_CONFIG;
@@ -39,10 +44,11 @@ export async function loadUserConfig(env: NodeJS.ProcessEnv = process.env): Prom
     throw bad(path, `not JSON (${(err as Error).message})`);
   }
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw bad(path, 'must be a JSON object');
-  const { mirrors, insecureRegistries, originFallback, ...rest } = doc as Record<string, unknown>;
+  const { mirrors, insecureRegistries, originFallback, limits, ...rest } = doc as Record<string, unknown>;
   const unknown = Object.keys(rest);
-  if (unknown.length > 0) throw bad(path, `unknown setting(s) ${unknown.join(', ')} (known: mirrors, insecureRegistries, originFallback)`);
+  if (unknown.length > 0) throw bad(path, `unknown setting(s) ${unknown.join(', ')} (known: mirrors, insecureRegistries, originFallback, limits)`);
   const config: { -readonly [K in keyof UserConfig]: UserConfig[K] } = {};
+  if (limits !== undefined) config.limits = parseLimits(limits, path);
   if (mirrors !== undefined) config.mirrors = parseMirrors(mirrors, path);
   if (insecureRegistries !== undefined) {
     if (!Array.isArray(insecureRegistries) || !insecureRegistries.every((h) => typeof h === 'string')) {
@@ -66,6 +72,23 @@ function parseMirrors(value: unknown, path: string): Record<string, (string | Mi
       list.every((m) => typeof m === 'string' || (typeof m === 'object' && m !== null && typeof (m as MirrorSpec).url === 'string'));
     if (!ok) throw bad(path, `"mirrors"."${registry}" must be a list of URLs or {"url", "resolve"} objects`);
     out[registry] = list as (string | MirrorSpec)[];
+  }
+  return out;
+}
+
+/** `"limits"`: known keys only; sizes as bytes or "64G"-style strings, the ratio and counts as numbers. */
+function parseLimits(value: unknown, path: string): Partial<LayerLimits> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw bad(path, '"limits" must be an object');
+  const out: Partial<LayerLimits> = {};
+  for (const [key, v] of Object.entries(value)) {
+    if (!(key in DEFAULT_LIMITS)) throw bad(path, `unknown limit "${key}" (known: ${Object.keys(DEFAULT_LIMITS).join(', ')})`);
+    const k = key as keyof LayerLimits;
+    try {
+      out[k] = typeof v === 'string' ? parseSize(v, `"limits"."${key}"`) : (v as number);
+      resolveLimits({ [k]: out[k] });
+    } catch (err) {
+      throw bad(path, (err as Error).message);
+    }
   }
   return out;
 }

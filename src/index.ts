@@ -9,3 +9,4 @@ export { ContainerFS, LayeredContainerFS } from './vfs/index.js';
 export { EntryType, type IndexEntry } from './layer/entry.js';
 export { exportImage, exportTar, exportInitramfs, bootImage, type ExportFormat, type ExportOptions, type BootOptions, type BootResult } from './export/index.js';
 export { loadUserConfig, userConfigPath, type UserConfig } from './config.js';
+export { DEFAULT_LIMITS, parseSize, type LayerLimits } from './layer/limits.js';

@@ -18,7 +18,9 @@ import {
   parseReference,
   pull,
   type Image,
+  type LayerLimits,
   type LoadOptions,
+  loadUserConfig,
   type PullOptions,
 } from '../index.js';
 import type { Context } from './context.js';
@@ -69,7 +71,7 @@ async function findCached(ctx: Context, arg: string): Promise<Image | undefined>
   }
 }
 
-export async function pullImage(ctx: Context, ref: string, extra: Pick<PullOptions, 'concurrency'> = {}): Promise<Image> {
+export async function pullImage(ctx: Context, ref: string, extra: Pick<PullOptions, 'concurrency' | 'limits'> = {}): Promise<Image> {
   parseReference(ref); // a bad reference is a usage error before anything starts
   const progress = ctx.progress();
   try {
@@ -80,6 +82,7 @@ export async function pullImage(ctx: Context, ref: string, extra: Pick<PullOptio
       signal: ctx.signal,
       ...platformOption(ctx),
       ...extra,
+      limits: await configLimits(extra.limits),
     };
     return await pull(ref, options);
   } finally {
@@ -87,7 +90,7 @@ export async function pullImage(ctx: Context, ref: string, extra: Pick<PullOptio
   }
 }
 
-export async function loadTar(ctx: Context, path: string, tag?: string, extra: Pick<LoadOptions, 'concurrency'> = {}): Promise<Image> {
+export async function loadTar(ctx: Context, path: string, tag?: string, extra: Pick<LoadOptions, 'concurrency' | 'limits'> = {}): Promise<Image> {
   const progress = ctx.progress();
   try {
     const options: LoadOptions = {
@@ -97,6 +100,7 @@ export async function loadTar(ctx: Context, path: string, tag?: string, extra: P
       ...platformOption(ctx),
       ...(tag !== undefined ? { tag } : {}),
       ...extra,
+      limits: await configLimits(extra.limits),
     };
     return await loadFromTar(path, options);
   } finally {
@@ -109,6 +113,11 @@ export async function named(ctx: Context, image: Image, kind: ImageKind): Promis
   const id = image.config.source.configDigest;
   const summary = (await listImages(ctx.cache)).find((s) => s.id === id && s.dir === image.dir);
   return { image, kind, names: summary?.names ?? [] };
+}
+
+/** The config file's "limits", overridden by the command's flags. */
+async function configLimits(flags: Partial<LayerLimits> | undefined): Promise<Partial<LayerLimits>> {
+  return { ...(await loadUserConfig()).limits, ...flags };
 }
 
 function platformOption(ctx: Context): { platform?: NonNullable<Context['platform']> } {

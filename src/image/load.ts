@@ -6,6 +6,7 @@ import { openArchive } from './archive.js';
 import { CacheLayout, resolveCacheDir } from './cache.js';
 import type { Image } from './image-dir.js';
 import { prepareImage } from './prepare.js';
+import type { LayerLimits } from '../layer/limits.js';
 import type { ProgressListener } from './progress.js';
 
 export interface LoadOptions {
@@ -20,6 +21,8 @@ export interface LoadOptions {
   cacheDir?: string;
   onProgress?: ProgressListener;
   signal?: AbortSignal;
+  /** What one layer may cost (defaults: src/layer/limits.ts DEFAULT_LIMITS); a refusal is ERR_TOO_LARGE. */
+  limits?: Partial<LayerLimits>;
 }
 
 export async function loadFromTar(path: string, options: LoadOptions = {}): Promise<Image> {
@@ -34,6 +37,7 @@ export async function loadFromTar(path: string, options: LoadOptions = {}): Prom
       cache: new CacheLayout(resolveCacheDir(options)),
       name: tag ?? source.info.reference ?? archive,
       ...(options.concurrency ? { concurrency: options.concurrency } : {}),
+      ...(options.limits ? { limits: options.limits } : {}),
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
     });

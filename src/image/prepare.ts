@@ -6,6 +6,7 @@ import { mkdir } from 'node:fs/promises';
 import { pipeline, Transform } from 'node:stream';
 import { ErrorCode, VmimgError, isVmimgError, wrapError } from '../errors.js';
 import { flattenLayer, hasLayer, type LayerInfo } from '../layer/flatten.js';
+import { resolveLimits, type LayerLimits } from '../layer/limits.js';
 import { ContainerFS } from '../vfs/index.js';
 import { CacheLayout } from './cache.js';
 import { writeImageDir, type Image } from './image-dir.js';
@@ -27,10 +28,13 @@ export interface PrepareOptions {
   signal?: AbortSignal;
   /** Name to record for the image in refs.json (e.g. the canonical reference). */
   name?: string;
+  /** What one layer may cost (src/layer/limits.ts); a refusal is ERR_TOO_LARGE. */
+  limits?: Partial<LayerLimits>;
 }
 
 export async function prepareImage(source: ImageSource, options: PrepareOptions): Promise<Image> {
   const { cache, signal } = options;
+  const limits = resolveLimits(options.limits);
   const progress = new ProgressTracker(source.layers, options.onProgress);
   for (const message of source.warnings ?? []) options.onProgress?.({ type: 'warning', message });
   await mkdir(cache.layersDir, { recursive: true });
@@ -49,7 +53,7 @@ export async function prepareImage(source: ImageSource, options: PrepareOptions)
       source.layers.map((layer, i) => {
         const first = once.get(layer.diffId);
         if (first) return first.then((info) => (progress.layer(i, 'cached'), info));
-        const flattening = flattenOne(layer, i, cache, progress, limit, layerSignal).catch((err: unknown) => {
+        const flattening = flattenOne(layer, i, { cache, progress, limits }, limit, layerSignal).catch((err: unknown) => {
           siblings.abort(err);
           throw err;
         });
@@ -68,7 +72,8 @@ export async function prepareImage(source: ImageSource, options: PrepareOptions)
         source.config,
         infos.map((info, i) => layerRecord(info, source.layers[i]!)),
         { ...source.info, createdAt: new Date().toISOString() },
-        (path) => readIfPresent(fs, path),
+        (path, offset, length) => readIfPresent(fs, path, offset, length),
+        limits.maxUserFileBytes,
       );
     } finally {
       await fs.close();
@@ -91,14 +96,15 @@ function leaseDigests(source: ImageSource): string[] {
   return [source.info.configDigest, ...source.layers.flatMap((l) => (l.digest ? [l.digest, l.diffId] : [l.diffId]))];
 }
 
-async function flattenOne(
-  layer: SourceLayer,
-  index: number,
-  cache: CacheLayout,
-  progress: ProgressTracker,
-  limit: Limiter,
-  signal: AbortSignal | undefined,
-): Promise<LayerInfo> {
+/** What every layer's flattening shares. */
+interface Shared {
+  cache: CacheLayout;
+  progress: ProgressTracker;
+  limits: LayerLimits;
+}
+
+async function flattenOne(layer: SourceLayer, index: number, shared: Shared, limit: Limiter, signal: AbortSignal | undefined): Promise<LayerInfo> {
+  const { cache, progress } = shared;
   const cached = await hasLayer(cache.layersDir, layer.diffId);
   if (cached) {
     progress.layer(index, 'cached');
@@ -108,12 +114,12 @@ async function flattenOne(
   try {
     return await limit(async () => {
       try {
-        return await flattenFrom(layer, index, cache, progress, name, signal);
+        return await flattenFrom(layer, index, shared, name, signal);
       } catch (err) {
-        if (isReopen(err)) return await flattenFrom(layer, index, cache, progress, name, signal); // now from the store
+        if (isReopen(err)) return await flattenFrom(layer, index, shared, name, signal); // now from the store
         // A stored blob that no longer matches its digest (disk corruption): drop it and fetch it again, once.
         if (isVmimgError(err, ErrorCode.DIGEST_MISMATCH) && layer.invalidate && (await layer.invalidate())) {
-          return await flattenFrom(layer, index, cache, progress, name, signal);
+          return await flattenFrom(layer, index, shared, name, signal);
         }
         throw err;
       }
@@ -123,14 +129,8 @@ async function flattenOne(
   }
 }
 
-async function flattenFrom(
-  layer: SourceLayer,
-  index: number,
-  cache: CacheLayout,
-  progress: ProgressTracker,
-  name: string,
-  signal: AbortSignal | undefined,
-): Promise<LayerInfo> {
+async function flattenFrom(layer: SourceLayer, index: number, shared: Shared, name: string, signal: AbortSignal | undefined): Promise<LayerInfo> {
+  const { cache, progress } = shared;
   // A downloading layer converts as its bytes arrive: report the download, then the conversion's tail.
   let downloading = false;
   const stream = await layer.open({
@@ -148,6 +148,8 @@ async function flattenFrom(
     dir: cache.layersDir,
     expectedDiffId: layer.diffId,
     ...(layer.digest ? { expectedDigest: layer.digest } : {}),
+    ...(layer.size !== undefined ? { compressedSize: layer.size } : {}),
+    limits: shared.limits,
     name,
     ...(signal ? { signal } : {}),
   });
@@ -165,9 +167,9 @@ function layerRecord(info: LayerInfo, layer: SourceLayer): LayerRecord {
   };
 }
 
-async function readIfPresent(fs: ContainerFS, path: string): Promise<Buffer | undefined> {
+async function readIfPresent(fs: ContainerFS, path: string, offset: number, length: number): Promise<Buffer | undefined> {
   try {
-    return await fs.readFile(path);
+    return await fs.read(fs.resolvePath(path, 'open'), offset, length);
   } catch (err) {
     const code = (err as { code?: string }).code;
     if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP' || code === 'EISDIR') return undefined;

@@ -8,6 +8,7 @@ import { BlobStore } from '../store/index.js';
 import { CacheLayout, resolveCacheDir } from './cache.js';
 import type { Image } from './image-dir.js';
 import { prepareImage } from './prepare.js';
+import type { LayerLimits } from '../layer/limits.js';
 import type { ProgressListener } from './progress.js';
 import { openRemote } from './remote.js';
 
@@ -19,6 +20,8 @@ export interface PullOptions extends RegistryClientOptions {
   concurrency?: number;
   onProgress?: ProgressListener;
   signal?: AbortSignal;
+  /** What one layer may cost (defaults: src/layer/limits.ts DEFAULT_LIMITS); a refusal is ERR_TOO_LARGE. */
+  limits?: Partial<LayerLimits>;
   /** Reuse a client (connections, token cache) across pulls; otherwise one is made and closed. */
   client?: RegistryClient;
 }
@@ -39,6 +42,7 @@ export async function pull(reference: string | Reference, options: PullOptions =
       cache,
       name: formatReference(ref),
       ...(options.concurrency ? { concurrency: options.concurrency } : {}),
+      ...(options.limits ? { limits: options.limits } : {}),
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
     });

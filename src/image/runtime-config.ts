@@ -3,6 +3,7 @@
  * image (layers in order, env, entrypoint, cmd, working dir, user → uid/gid, platform, source).
  */
 import { ErrorCode, VmimgError } from '../errors.js';
+import { DEFAULT_LIMITS, formatBytes, tooLarge } from '../layer/limits.js';
 import type { ImageConfig } from '../manifest/index.js';
 
 export const RUNTIME_CONFIG_VERSION = 1;
@@ -57,18 +58,22 @@ export interface RuntimeConfig {
   layerDetails: LayerRecord[];
 }
 
-/** Reads a file from the flattened image (following symlinks inside it), or undefined when absent. */
-export type ImageFileReader = (path: string) => Promise<Buffer | undefined>;
+/**
+ * Reads up to `length` bytes at `offset` of a file in the flattened image (following symlinks inside
+ * it): fewer only at its end; undefined when the file is absent. Callers read only what they need.
+ */
+export type ImageFileReader = (path: string, offset: number, length: number) => Promise<Buffer | undefined>;
 
 export async function buildRuntimeConfig(
   config: ImageConfig,
   layers: LayerRecord[],
   source: ImageSourceInfo,
   readImageFile: ImageFileReader,
+  maxUserFileBytes = DEFAULT_LIMITS.maxUserFileBytes,
 ): Promise<RuntimeConfig> {
   const c = config.config ?? {};
   const user = c.User ?? '';
-  const { uid, gid } = await resolveUser(user, readImageFile);
+  const { uid, gid } = await resolveUser(user, readImageFile, maxUserFileBytes);
   const runtime: RuntimeConfig = {
     schemaVersion: RUNTIME_CONFIG_VERSION,
     layers: layers.map((l) => l.diffId),
@@ -98,9 +103,15 @@ export function commandLine(config: Pick<RuntimeConfig, 'entrypoint' | 'cmd'>, o
 /**
  * Resolves `user` as runc does: `name` / `uid` / `name:group` / `uid:gid`, names through the image's
  * own /etc/passwd and /etc/group. A numeric uid without a passwd entry gets gid 0. An unknown
- * name is an error now rather than at boot.
+ * name is an error now rather than at boot. The files are scanned line by line up to the first match
+ * and at most `maxBytes` of each is read (ERR_TOO_LARGE past that: a 1 GiB sparse /etc/passwd costs
+ * nothing to refuse).
  */
-export async function resolveUser(user: string, readImageFile: ImageFileReader): Promise<{ uid: number; gid: number }> {
+export async function resolveUser(
+  user: string,
+  readImageFile: ImageFileReader,
+  maxBytes = DEFAULT_LIMITS.maxUserFileBytes,
+): Promise<{ uid: number; gid: number }> {
   if (user === '') return { uid: 0, gid: 0 };
   const colon = user.indexOf(':');
   const userPart = colon < 0 ? user : user.slice(0, colon);
@@ -110,8 +121,8 @@ export async function resolveUser(user: string, readImageFile: ImageFileReader):
   let gid = 0;
   const numericUser = parseId(userPart);
   // Even a numeric uid consults /etc/passwd for its primary gid.
-  const passwd = await readTable(readImageFile, '/etc/passwd');
-  const pwEntry = passwd.find((f) => (numericUser === undefined ? f[0] === userPart : parseId(f[2] ?? '') === numericUser));
+  const table = { read: readImageFile, maxBytes };
+  const pwEntry = await findLine(table, '/etc/passwd', (f) => (numericUser === undefined ? f[0] === userPart : parseId(f[2] ?? '') === numericUser));
   if (numericUser !== undefined) {
     uid = numericUser;
   } else {
@@ -125,8 +136,7 @@ export async function resolveUser(user: string, readImageFile: ImageFileReader):
     if (numericGroup !== undefined) {
       gid = numericGroup;
     } else {
-      const groups = await readTable(readImageFile, '/etc/group');
-      const grEntry = groups.find((f) => f[0] === groupPart);
+      const grEntry = await findLine(table, '/etc/group', (f) => f[0] === groupPart);
       if (!grEntry) throw unknownUser(user, `no group "${groupPart}" in the image's /etc/group`);
       gid = parseId(grEntry[2] ?? '') ?? fail(user, `bad gid for "${groupPart}" in /etc/group`);
     }
@@ -134,14 +144,38 @@ export async function resolveUser(user: string, readImageFile: ImageFileReader):
   return { uid, gid };
 }
 
-async function readTable(readImageFile: ImageFileReader, path: string): Promise<string[][]> {
-  const bytes = await readImageFile(path);
-  if (!bytes) return [];
-  return bytes
-    .toString('utf8')
-    .split('\n')
-    .filter((line) => line !== '' && !line.startsWith('#'))
-    .map((line) => line.split(':'));
+const CHUNK = 64 * 1024;
+
+/** The first line of a colon-separated table (passwd, group) whose fields match, reading chunk by chunk. */
+async function findLine(
+  table: { read: ImageFileReader; maxBytes: number },
+  path: string,
+  match: (fields: string[]) => boolean,
+): Promise<string[] | undefined> {
+  let carry = Buffer.alloc(0);
+  for (let offset = 0; ; ) {
+    const chunk = await table.read(path, offset, Math.min(CHUNK, table.maxBytes - offset));
+    if (chunk === undefined) return undefined;
+    offset += chunk.length;
+    const atEnd = chunk.length === 0 || offset >= table.maxBytes;
+    const text = carry.length > 0 ? Buffer.concat([carry, chunk]) : chunk;
+    let start = 0;
+    for (let nl = text.indexOf(0x0a); nl >= 0; nl = text.indexOf(0x0a, start)) {
+      const fields = tableFields(text.toString('utf8', start, nl));
+      start = nl + 1;
+      if (fields !== undefined && match(fields)) return fields;
+    }
+    carry = Buffer.from(text.subarray(start));
+    if (!atEnd) continue;
+    const last = tableFields(carry.toString('utf8'));
+    if (last !== undefined && match(last)) return last;
+    if (chunk.length === 0 || (await table.read(path, offset, 1))?.length === 0) return undefined;
+    throw tooLarge('maxUserFileBytes', `the image's ${path} has no matching line in its first ${formatBytes(table.maxBytes)}`);
+  }
+}
+
+function tableFields(line: string): string[] | undefined {
+  return line === '' || line.startsWith('#') ? undefined : line.split(':');
 }
 
 function parseId(s: string): number | undefined {

@@ -69,9 +69,14 @@ export class ByteReader {
     return n - left;
   }
 
-  /** Reads and discards everything left (so hashes of the input cover every byte). */
-  async drain(): Promise<void> {
+  /** Reads and discards everything left (so hashes of the input cover every byte); `onChunk` sees the offset. */
+  async drain(onChunk?: (offset: number) => void): Promise<void> {
+    this.offset += this.chunk.length - this.pos;
     this.pos = this.chunk.length;
-    while (await this.fill()) this.pos = this.chunk.length;
+    while (await this.fill()) {
+      this.offset += this.chunk.length - this.pos;
+      this.pos = this.chunk.length;
+      onChunk?.(this.offset);
+    }
   }
 }

@@ -1,4 +1,8 @@
-/** Sequential, buffered writer of a `.contents` file: each file starts 4096-aligned. */
+/**
+ * Sequential, buffered writer of a `.contents` file: each file starts 4096-aligned. Holes are skipped,
+ * not written, so a sparse file in the tar stays sparse on disk (the file is fresh: unwritten ranges
+ * read as zeros).
+ */
 import type { FileHandle } from 'node:fs/promises';
 
 export const CONTENTS_ALIGN = 4096;
@@ -27,6 +31,19 @@ export class ContentsWriter {
   async write(chunk: Buffer): Promise<void> {
     this.queue(chunk);
     if (this.pendingBytes >= FLUSH_BYTES || this.pending.length >= MAX_BUFFERS) await this.flush();
+  }
+
+  /** `n` zero bytes, as a hole: flushes what is queued, then moves past them without writing. */
+  async hole(n: number): Promise<void> {
+    await this.flush();
+    this.size += n;
+    this.written += n;
+  }
+
+  /** Flushes, and sets the file's length (a trailing hole has no bytes written to extend it). */
+  async finish(): Promise<void> {
+    await this.flush();
+    await this.fh.truncate(this.size);
   }
 
   async flush(): Promise<void> {

@@ -14,6 +14,7 @@ import { ContentsWriter } from './contents-writer.js';
 import { EntriesBuilder } from './entries-builder.js';
 import { encodeIndex, readIndexFile, type IndexHeader } from './index-format.js';
 import { layerPaths, type LayerFiles } from './paths.js';
+import { LayerBudget, resolveLimits, type LayerLimits } from './limits.js';
 import { TarReader } from './tar-reader.js';
 import { syncDir, writeFileDurable } from '../util/fs.js';
 
@@ -29,6 +30,10 @@ export interface FlattenOptions {
   /** Names the layer in messages, e.g. `layer 2/5 (sha256:…)`; default `layer <digest>`. */
   name?: string;
   signal?: AbortSignal;
+  /** Bytes of the compressed blob when known (the descriptor's size): bounds expansion by ratio. */
+  compressedSize?: number;
+  /** What the layer may cost (defaults: DEFAULT_LIMITS); a refusal is ERR_TOO_LARGE. */
+  limits?: Partial<LayerLimits>;
 }
 
 export interface LayerInfo extends LayerFiles {
@@ -107,29 +112,62 @@ async function digestExplains(source: Readable, blob: Counter, expected: string)
   return new VmimgError(ErrorCode.DIGEST_MISMATCH, `digest mismatch: expected ${expected}, got ${actual}`, { details: { expected, actual } });
 }
 
-async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what: string, signal: AbortSignal | undefined, blob: Counter): Promise<Converted> {
+const ZEROS = Buffer.alloc(1 << 20);
+
+/**
+ * Hashes `n` zero bytes (a sparse hole). Nothing is read meanwhile, so it yields to the event loop every
+ * 16 MiB: without that, Ctrl-C's handler could not even run until a 60 GiB hole was hashed.
+ */
+async function hashZeros(hash: ReturnType<typeof createHash>, n: number, signal: AbortSignal | undefined): Promise<void> {
+  for (let left = n, i = 0; left > 0; left -= ZEROS.length, i++) {
+    if (i % 16 === 15) await new Promise(setImmediate);
+    signal?.throwIfAborted();
+    hash.update(left >= ZEROS.length ? ZEROS : ZEROS.subarray(0, left));
+  }
+}
+
+/** Copies the current entry's data into `.contents` (holes as holes); returns its sha256. */
+async function copyBody(reader: TarReader, writer: ContentsWriter, signal: AbortSignal | undefined): Promise<string> {
+  const fileHash = createHash('sha256');
+  for await (const chunk of reader.body()) {
+    signal?.throwIfAborted();
+    if (typeof chunk === 'number') {
+      await hashZeros(fileHash, chunk, signal);
+      await writer.hole(chunk);
+    } else {
+      fileHash.update(chunk);
+      await writer.write(chunk);
+    }
+  }
+  return fileHash.digest('hex');
+}
+
+async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what: string, opts: FlattenOptions, blob: Counter): Promise<Converted> {
+  const { signal } = opts;
   const tarCount: Counter = { hash: createHash('sha256'), n: 0 };
   const tar = decompress(Readable.from(blobChunks, { objectMode: false, highWaterMark: 1024 * 1024 }));
   try {
     const reader = new TarReader(hashing(tar, tarCount)[Symbol.asyncIterator]());
+    const budget = new LayerBudget(resolveLimits(opts.limits), opts.compressedSize);
     const builder = new EntriesBuilder(what);
     const writer = new ContentsWriter(fh);
     for (let h = await reader.next(); h !== null; h = await reader.next()) {
       signal?.throwIfAborted();
+      budget.entry(h, reader.offset, reader.stored); // before any data is read or written
       if (!builder.precheck(h)) {
         builder.add(h);
         continue;
       }
       const offset = writer.beginFile();
-      const fileHash = createHash('sha256');
-      for await (const chunk of reader.body()) {
-        fileHash.update(chunk);
-        await writer.write(chunk);
-      }
-      builder.add(h, { offset, size: h.size, sha256: fileHash.digest('hex') });
+      const sha256 = await copyBody(reader, writer, signal);
+      builder.add(h, { offset, size: h.size, sha256 });
     }
-    await reader.drain(); // trailing zero blocks and padding are part of the diff_id
-    await writer.flush();
+    // Trailing zero blocks and padding are part of the diff_id; a bomb hidden after the end is bounded too.
+    await reader.drain((offset) => {
+      signal?.throwIfAborted();
+      budget.check(offset);
+    });
+    await writer.finish();
     return {
       digest: `sha256:${blob.hash.digest('hex')}`,
       diffId: `sha256:${tarCount.hash.digest('hex')}`,
@@ -170,7 +208,7 @@ async function convertVerified(source: Readable, fh: FileHandle, opts: FlattenOp
   const blob: Counter = { hash: createHash('sha256'), n: 0 };
   // destroyOnReturn false: after a parse error the rest of the source can still be hashed.
   const blobChunks = hashing(source.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>, blob);
-  const c = await convert(blobChunks, fh, what, opts.signal, blob).catch(async (err: unknown) => {
+  const c = await convert(blobChunks, fh, what, opts, blob).catch(async (err: unknown) => {
     if (!isLayerError(err) || opts.expectedDigest === undefined || opts.signal?.aborted) throw err;
     await blobChunks.return(undefined); // waits for a pending read, so every byte is hashed once, in order
     throw (await digestExplains(source, blob, opts.expectedDigest)) ?? err;

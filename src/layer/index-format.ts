@@ -2,7 +2,7 @@
  * Pure encode/decode of a layer's `.idx` file (byte layout in docs/FORMAT.md).
  * Little-endian fixed-width fields, length-prefixed raw names, CRC-32 over header and entries.
  */
-import { readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { isUtf8 } from 'node:buffer';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { validateDigest } from '../digest/index.js';
@@ -13,8 +13,11 @@ export const INDEX_MAGIC = Buffer.from('VMIMGIDX', 'latin1');
 export const INDEX_VERSION = 1;
 export const HEADER_SIZE = 128;
 export const ENTRY_FIXED_SIZE = 64;
-/** Limits the decoder enforces (the encoder refuses to write past them). */
-export const LIMITS = { pathBytes: 65535, linkBytes: 65535, xattrs: 65535, xattrName: 255, xattrValue: 65536 };
+/**
+ * Limits the decoder enforces; the encoder refuses to write past them, so vmimg never writes an index
+ * it cannot read. `indexBytes` (1 GiB) keeps a whole `.idx` well inside one Buffer.
+ */
+export const LIMITS = { pathBytes: 65535, linkBytes: 65535, xattrs: 65535, xattrName: 255, xattrValue: 65536, indexBytes: 2 ** 30 };
 
 const FLAG_HAS_DIGEST = 1;
 const E_SHA256 = 1;
@@ -134,6 +137,12 @@ export type IndexHeaderInput = Pick<IndexHeader, 'diffId' | 'contentsSize'> & Pa
 export function encodeIndex(header: IndexHeaderInput, entries: readonly IndexEntry[]): Buffer {
   const prepared = entries.map(prepare);
   const entriesSize = prepared.reduce((n, p) => n + p.size, 0);
+  if (HEADER_SIZE + entriesSize > LIMITS.indexBytes) {
+    throw new VmimgError(ErrorCode.TOO_LARGE, `layer index of ${HEADER_SIZE + entriesSize} bytes is over the ${LIMITS.indexBytes}-byte limit of the .idx format`, {
+      hint: 'the layer has too many entries or too much metadata (names, xattrs) to index',
+      details: { limit: 'indexBytes', limitBytes: LIMITS.indexBytes },
+    });
+  }
   const buf = Buffer.alloc(HEADER_SIZE + entriesSize);
   let pos = HEADER_SIZE;
   for (let i = 0; i < entries.length; i++) pos = encodeEntry(buf, pos, entries[i]!, prepared[i]!);
@@ -296,11 +305,23 @@ export function decodeIndex(buf: Buffer): DecodedIndex {
   }
 }
 
+/** The whole file, refusing (ERR_INVALID_INDEX) one larger than any index vmimg writes before reading it. */
+async function readCapped(path: string): Promise<Buffer> {
+  const fh = await open(path, 'r');
+  try {
+    const { size } = await fh.stat();
+    if (size > LIMITS.indexBytes) throw bad(`${path} is ${size} bytes, over the ${LIMITS.indexBytes}-byte limit of the .idx format`);
+    return await fh.readFile();
+  } finally {
+    await fh.close();
+  }
+}
+
 /** Reads and decodes an `.idx` file; ERR_NOT_FOUND when missing, ERR_INVALID_INDEX (naming the file) when corrupt. */
 export async function readIndexFile(path: string): Promise<DecodedIndex> {
   let buf: Buffer;
   try {
-    buf = await readFile(path);
+    buf = await readCapped(path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new VmimgError(ErrorCode.NOT_FOUND, `layer index ${path} does not exist`, { cause: err });

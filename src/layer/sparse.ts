@@ -1,5 +1,5 @@
 /**
- * GNU sparse files, expanded to their full size: old GNU (type 'S' with map in the header and
+ * GNU sparse files (their data segments and holes): old GNU (type 'S' with map in the header and
  * extension blocks) and PAX versions 0.0, 0.1 and 1.0 (GNU tar's --format=posix default).
  */
 import type { ByteReader } from './byte-reader.js';
@@ -114,19 +114,16 @@ export function checkMap(info: SparseInfo, stored: number): void {
   if (total !== stored) throw invalid(`GNU sparse map covers ${total} bytes but the entry stores ${stored}`);
 }
 
-const ZEROS = Buffer.alloc(64 * 1024);
-
-function* zeros(n: number): Generator<Buffer> {
-  for (let left = n; left > 0; left -= ZEROS.length) yield ZEROS.subarray(0, Math.min(left, ZEROS.length));
-}
-
-/** The expanded file: data segments from `take`, holes as zero bytes. */
-export async function* expandSparse(info: SparseInfo, take: (n: number) => AsyncGenerator<Buffer>): AsyncGenerator<Buffer> {
+/**
+ * The expanded file as data segments from `take` and, for each hole, its length in zero bytes (a
+ * number): the writer seeks past holes instead of writing zeros, so they stay holes on disk.
+ */
+export async function* sparseSegments(info: SparseInfo, take: (n: number) => AsyncGenerator<Buffer>): AsyncGenerator<Buffer | number> {
   let pos = 0;
   for (const { offset, size } of info.map) {
-    yield* zeros(offset - pos);
+    if (offset > pos) yield offset - pos;
     yield* take(size);
     pos = offset + size;
   }
-  yield* zeros(info.realSize - pos);
+  if (info.realSize > pos) yield info.realSize - pos;
 }

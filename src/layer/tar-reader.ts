@@ -6,7 +6,7 @@
  */
 import { ByteReader } from './byte-reader.js';
 import { invalid, parseNumeric, parsePax, paxInt, type PaxRecords } from './tar-fields.js';
-import { checkMap, expandSparse, readMapFromData, readOldGnuSparse, sparseFromPax, type SparseInfo } from './sparse.js';
+import { checkMap, sparseSegments, readMapFromData, readOldGnuSparse, sparseFromPax, type SparseInfo } from './sparse.js';
 
 export interface TarHeader {
   /** Typeflag character ('0', '5', '2', ...); '\0' and '7' are reported as '0'. */
@@ -23,7 +23,7 @@ export interface TarHeader {
   devMajor: number;
   devMinor: number;
   xattrs: Record<string, Buffer> | undefined;
-  /** Was a GNU sparse file (old 'S' type or PAX GNU.sparse.*); body() yields it expanded, `size` is the real size. */
+  /** Was a GNU sparse file (old 'S' type or PAX GNU.sparse.*); body() yields its holes as numbers, `size` is the real size. */
   sparse: boolean;
   /** Byte offset of this entry's header block in the tar (for messages). */
   headerOffset: number;
@@ -182,10 +182,23 @@ export class TarReader {
     }
   }
 
-  /** The current entry's data, as views of the input (consume before calling next()); sparse files expanded. */
-  async *body(): AsyncGenerator<Buffer> {
-    if (this.sparse !== undefined) yield* expandSparse(this.sparse, (n) => this.data(n));
+  /**
+   * The current entry's data, as views of the input (consume before calling next()). A sparse file's
+   * holes come as numbers (that many zero bytes), so nobody has to materialise them.
+   */
+  async *body(): AsyncGenerator<Buffer | number> {
+    if (this.sparse !== undefined) yield* sparseSegments(this.sparse, (n) => this.data(n));
     else yield* this.data(this.remaining);
+  }
+
+  /** Tar bytes parsed so far (after next(): up to the current entry's data). */
+  get offset(): number {
+    return this.r.offset;
+  }
+
+  /** Data bytes the current entry stores in the tar (a sparse file's segments, without its map). */
+  get stored(): number {
+    return this.remaining;
   }
 
   private async *data(n: number): AsyncGenerator<Buffer> {
@@ -208,9 +221,9 @@ export class TarReader {
     h.sparse = true;
   }
 
-  /** Consumes whatever follows the archive. */
-  async drain(): Promise<void> {
-    await this.r.drain();
+  /** Consumes whatever follows the archive; `onChunk` sees the tar offset (to bound and abort it). */
+  async drain(onChunk?: (offset: number) => void): Promise<void> {
+    await this.r.drain(onChunk);
   }
 
   private end(): null {

@@ -7,7 +7,8 @@ const files: Record<string, string> = {
   '/etc/passwd': 'root:x:0:0:root:/root:/bin/sh\n# comment\napp:x:1000:1001:app:/home/app:/bin/sh\nweb:x:33:33::/var/www:/bin/false\n',
   '/etc/group': 'root:x:0:\nstaff:x:50:app\napp:x:1001:\n',
 };
-const read = async (path: string): Promise<Buffer | undefined> => (files[path] === undefined ? undefined : Buffer.from(files[path]!));
+const read = async (path: string, offset: number, length: number): Promise<Buffer | undefined> =>
+  files[path] === undefined ? undefined : Buffer.from(files[path]!).subarray(offset, offset + length);
 const none = async (): Promise<Buffer | undefined> => undefined;
 
 describe('resolveUser', () => {

@@ -1,6 +1,6 @@
 /** Shared pieces of command modules: the handler wrapper and how an image is printed. */
 import type { ArgumentsCamelCase } from 'yargs';
-import { formatPlatform, type Image } from '../../index.js';
+import { formatPlatform, parseSize, type Image, type LayerLimits } from '../../index.js';
 import { configPlatform } from '../../manifest/index.js';
 import { createContext, type Context, type GlobalArgs } from '../context.js';
 import type { ResolvedImage } from '../resolve-image.js';
@@ -54,4 +54,30 @@ export function concurrencyOption(value: number | undefined): { concurrency?: nu
   if (value === undefined) return {};
   if (!Number.isInteger(value) || value < 1) throw new UsageError(`--concurrency must be a whole number of at least 1, not ${String(value)}`);
   return { concurrency: value };
+}
+
+/** --max-layer-size / --max-layer-ratio of pull and load (src/layer/limits.ts). */
+export const LIMIT_OPTIONS = {
+  'max-layer-size': { type: 'string', describe: 'Refuse a layer expanding past SIZE (e.g. 64G, 500M; default 64G)' },
+  'max-layer-ratio': { type: 'number', describe: 'Refuse a layer expanding past N times its compressed size (default 1000)' },
+} as const;
+
+/** The limits those flags give (flags win over the config file's "limits"). */
+export function limitOptions(args: { 'max-layer-size'?: string; 'max-layer-ratio'?: number }): { limits?: Partial<LayerLimits> } {
+  const limits: Partial<LayerLimits> = {};
+  if (args['max-layer-size'] !== undefined) limits.maxLayerSize = usage(() => parseSize(args['max-layer-size']!, '--max-layer-size'));
+  const ratio = args['max-layer-ratio'];
+  if (ratio !== undefined) {
+    if (!(ratio > 0)) throw new UsageError(`--max-layer-ratio must be a number above 0, not ${String(ratio)}`);
+    limits.maxLayerRatio = ratio;
+  }
+  return Object.keys(limits).length > 0 ? { limits } : {};
+}
+
+function usage<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
 }

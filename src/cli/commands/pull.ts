@@ -2,11 +2,13 @@ import type { CommandModule } from 'yargs';
 import { formatReference, parseReference } from '../../index.js';
 import type { GlobalArgs } from '../context.js';
 import { named, pullImage } from '../resolve-image.js';
-import { CONCURRENCY_OPTION, concurrencyOption, printImage, run } from './common.js';
+import { CONCURRENCY_OPTION, concurrencyOption, LIMIT_OPTIONS, limitOptions, printImage, run } from './common.js';
 
 interface Args {
   ref: string;
   concurrency?: number;
+  'max-layer-size'?: string;
+  'max-layer-ratio'?: number;
 }
 
 export const pullCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
@@ -16,12 +18,13 @@ export const pullCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
     y
       .positional('ref', { type: 'string', demandOption: true, describe: 'Image reference (name[:tag][@digest])' })
       .option('concurrency', CONCURRENCY_OPTION)
+      .options(LIMIT_OPTIONS)
       .example('$0 pull alpine:3.20 --arch arm64', 'The arm64 image of a multi-arch tag')
       .example('$0 pull 127.0.0.1:5000/app:1 --platform linux/arm/v7', 'A variant, from a local registry (plain HTTP)')
       .example('echo "$TOKEN" | $0 pull ghcr.io/me/app --username me --password-stdin', 'With explicit credentials')
       .example('$0 pull reg.lan:5000/app --insecure-registry reg.lan:5000 --json', 'Plain HTTP registry, JSON result'),
   handler: run<Args>(async (ctx, args) => {
-    const image = await pullImage(ctx, args.ref, concurrencyOption(args.concurrency));
+    const image = await pullImage(ctx, args.ref, { ...concurrencyOption(args.concurrency), ...limitOptions(args) });
     printImage(ctx, await named(ctx, image, 'registry'), formatReference(parseReference(args.ref)));
   }),
 };
