@@ -1,6 +1,7 @@
 /**
- * Exports of a prepared image: `dir` (an image directory), `tar` (the flattened root) and
- * `initramfs` (gzip newc cpio with the vmimg guest init). Formats: docs/EXPORT.md.
+ * Exports of a prepared image: `dir` (an image directory), `tar` (the flattened root),
+ * `initramfs` (gzip newc cpio with the vmimg guest init) and `ext4` (a filesystem image, guest init
+ * included). Formats: docs/EXPORT.md.
  */
 import { createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
@@ -10,8 +11,10 @@ import { ErrorCode, VmimgError } from '../errors.js';
 import { exportToDir, type Image } from '../image/index.js';
 import { exportInitramfs, type InitramfsOptions, type InitramfsResult } from './initramfs.js';
 import { exportTar, type TarOptions, type TarResult } from './tar.js';
+import { exportExt4, type Ext4Options, type Ext4Result } from './ext4/index.js';
 
 export { exportTar, type TarOptions, type TarResult } from './tar.js';
+export { exportExt4, uuidFrom, type Ext4Options, type Ext4Result, type ExtraEntry } from './ext4/index.js';
 export { exportInitramfs, requireShell, type InitramfsOptions, type InitramfsResult } from './initramfs.js';
 export { GUEST_INIT, GUEST_CONFIG, START_LINE, GUEST_INIT_SCRIPT, EXIT_STATUS_RE, guestConfig, kernelCmdParam, shQuote, shWords } from './guest-init.js';
 export { cpioHeader, cpioTrailer, cpioDataPad, type CpioHeader } from './cpio.js';
@@ -20,10 +23,10 @@ export type { ExportSource } from './source.js';
 // QEMU boot lives in src/boot/; re-exported so `vmimg/export` keeps offering it
 export * from '../boot/index.js';
 
-export type ExportFormat = 'dir' | 'tar' | 'initramfs';
-export const EXPORT_FORMATS: readonly ExportFormat[] = ['dir', 'tar', 'initramfs'];
+export type ExportFormat = 'dir' | 'tar' | 'initramfs' | 'ext4';
+export const EXPORT_FORMATS: readonly ExportFormat[] = ['dir', 'tar', 'initramfs', 'ext4'];
 
-export interface ExportOptions extends Pick<InitramfsOptions, 'command' | 'entrypoint' | 'init' | 'gzip'>, TarOptions {
+export interface ExportOptions extends Pick<InitramfsOptions, 'command' | 'entrypoint' | 'init' | 'gzip'>, TarOptions, Pick<Ext4Options, 'sizeBytes' | 'freeBytes'> {
   format: ExportFormat;
   /** Replace an existing destination. */
   force?: boolean;
@@ -32,7 +35,8 @@ export interface ExportOptions extends Pick<InitramfsOptions, 'command' | 'entry
 export type ExportResult =
   | { format: 'dir'; path: string }
   | ({ format: 'tar'; path: string } & TarResult)
-  | ({ format: 'initramfs'; path: string } & InitramfsResult);
+  | ({ format: 'initramfs'; path: string } & InitramfsResult)
+  | ({ format: 'ext4'; path: string } & Ext4Result);
 
 /**
  * Exports `image` to `dst`: a directory for 'dir', a file for 'tar' and 'initramfs' (written under
@@ -50,6 +54,17 @@ export async function exportImage(image: Image, dst: string, options: ExportOpti
   }
   await checkFileDestination(dst, options.force ?? false);
   const tmp = join(dirname(dst), `.${basename(dst)}.tmp-${randomBytes(6).toString('hex')}`);
+  if (options.format === 'ext4') {
+    // positional writes into a sparse file: the writer opens the temp file itself
+    try {
+      const r = await exportExt4(image, tmp, options);
+      await rename(tmp, dst);
+      return { format: 'ext4', path: dst, ...r };
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+  }
   const out = createWriteStream(tmp);
   try {
     if (options.format === 'tar') {

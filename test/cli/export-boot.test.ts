@@ -34,6 +34,19 @@ describe('vmimg export --format', () => {
     await expectExit(0, c('export', file, '--format', 'tar', '--force'));
   });
 
+  it('writes an ext4 root disk that e2fsck passes, and says what --size it needs when too small', async () => {
+    requireTool('e2fsck', 'e2fsprogs');
+    const file = join(work, 'root.img');
+    const r = await expectExit(0, c('export', file, '--format', 'ext4', '--free', '8M', '--json'));
+    const result = JSON.parse(r.stdout) as { format: string; sizeBytes: number; usedBytes: number };
+    assert.equal(result.format, 'ext4');
+    assert.ok(result.sizeBytes >= result.usedBytes + (8 << 20));
+    execFileSync('e2fsck', ['-fn', file], { stdio: 'pipe' });
+    const small = await expectExit(6, c('export', join(work, 'small.img'), '--format', 'ext4', '--size', '1M'));
+    assert.match(small.stderr, /needs \d+ bytes \(\d+ MiB\) as ext4; --size is 1048576 bytes/);
+    assert.match(small.stderr, /--size \d+M/);
+  });
+
   it('streams a tar to stdout with -', async () => {
     const r = await expectExit(0, c('export', '-', '--format', 'tar'));
     const listing = execFileSync('tar', ['-t'], { input: r.stdoutBytes, encoding: 'utf8' });

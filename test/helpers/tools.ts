@@ -18,6 +18,8 @@ export const TOOL_PACKAGES: Record<string, string> = {
   openssl: 'openssl',
   tar: 'tar',
   gzip: 'gzip',
+  e2fsck: 'e2fsprogs',
+  debugfs: 'e2fsprogs',
   setfattr: 'attr',
   getfattr: 'attr',
   'dpkg-deb': 'dpkg',

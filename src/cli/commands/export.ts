@@ -14,6 +14,8 @@ interface Args {
   force?: boolean;
   init?: boolean;
   entrypoint?: string;
+  size?: string;
+  free?: string;
   '--'?: string[];
 }
 
@@ -24,23 +26,30 @@ export const exportCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
     y
       .positional('dest', { type: 'string', demandOption: true, describe: 'Directory (dir) or file (tar, initramfs; - for stdout)' })
       .positional('image', { type: 'string', describe: 'IMAGE (default: the most recently pulled or loaded)' })
-      .option('format', { choices: EXPORT_FORMATS, default: 'dir' as ExportFormat, describe: 'dir: config.json + .idx/.contents; tar: the flattened root; initramfs: gzip newc cpio with the vmimg guest init' })
+      .option('format', { choices: EXPORT_FORMATS, default: 'dir' as ExportFormat, describe: 'dir: config.json + .idx/.contents; tar: the flattened root; initramfs: gzip newc cpio with the vmimg guest init; ext4: a root disk image' })
       .option('force', { alias: 'f', type: 'boolean', describe: 'Replace an existing destination' })
       .option('entrypoint', { type: 'string', describe: "initramfs: replace the image's entrypoint ('' clears it; words split on spaces)" })
-      .option('init', { type: 'boolean', default: true, describe: 'initramfs: add the vmimg guest init (--no-init leaves it out)' })
+      .option('init', { type: 'boolean', default: true, describe: 'initramfs, ext4: add the vmimg guest init (--no-init leaves it out)' })
+      .option('size', { type: 'string', describe: 'ext4: the image size (bytes, or 512M, 4G); too small fails with the size needed' })
+      .option('free', { type: 'string', describe: 'ext4: free space to leave without --size (default: 64M or a fifth of the content)' })
       .example('$0 export ./vm', 'Export the most recent image as an image directory')
       .example('$0 export ./vm alpine:3.20 --arch arm64 --force', 'Pull if needed, then export, replacing ./vm')
       .example('$0 export root.cpio.gz IMAGE --format initramfs -- /bin/echo hi', 'A bootable initramfs running a command')
-      .example('$0 export - IMAGE --format tar | tar -t', 'The flattened root as a tar on stdout'),
+      .example('$0 export - IMAGE --format tar | tar -t', 'The flattened root as a tar on stdout')
+      .example('$0 export root.img IMAGE --format ext4 --free 1G', 'An ext4 root disk with 1 GiB free, written without root'),
   handler: run<Args>(async (ctx, args) => {
     const { image } = await resolveImageOrLast(ctx, args.image);
     const command = args['--']?.length ? { command: args['--'].map(String) } : {};
-    const options = { force: args.force === true, init: args.init !== false, signal: ctx.signal, onWarning: warner(ctx), ...command, ...entrypointOption(args.entrypoint) };
+    const options = {
+      force: args.force === true, init: args.init !== false, signal: ctx.signal, onWarning: warner(ctx), ...command, ...entrypointOption(args.entrypoint),
+      ...(args.size !== undefined ? { sizeBytes: parseSize(args.size, '--size') } : {}),
+      ...(args.free !== undefined ? { freeBytes: parseSize(args.free, '--free') } : {}),
+    };
     const id = image.config.source.configDigest;
     // yargs hands a lone `-` positional over as '' (and an empty path is no destination anyway).
     const toStdout = args.dest === '-' || args.dest === '';
     if (toStdout) {
-      if (args.format === 'dir') throw new UsageError("the dir format can't go to stdout; use --format tar or initramfs");
+      if (args.format === 'dir' || args.format === 'ext4') throw new UsageError(`the ${args.format} format can't go to stdout; use --format tar or initramfs`);
       // a failed export destroys its sink; stdoutSink keeps that from reaching process.stdout
       if (args.format === 'tar') await exportTar(image, stdoutSink(), options);
       else await exportInitramfs(image, stdoutSink(), options);
@@ -68,4 +77,13 @@ function warner(ctx: Context): (message: string) => void {
 export function entrypointOption(value: string | undefined): { entrypoint?: string[] } {
   if (value === undefined) return {};
   return { entrypoint: value.split(' ').filter((w) => w !== '') };
+}
+
+const UNITS: Record<string, number> = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };
+
+/** `1073741824`, `512M`, `4G`, `1.5G` (binary units, an optional B/iB) → bytes. */
+export function parseSize(text: string, option: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?$/i.exec(text.trim());
+  if (!m) throw new UsageError(`${option} ${text}: give bytes or a size such as 512M or 4G`);
+  return Math.floor(Number(m[1]) * UNITS[m[2]!.toUpperCase()]!);
 }
