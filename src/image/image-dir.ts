@@ -4,8 +4,8 @@
  * Directories are assembled under a temporary name and renamed into place, `config.json` last.
  */
 import { constants as fsConstants } from 'node:fs';
-import { chmod, copyFile, link, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { chmod, copyFile, link, mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { validateDigest } from '../digest/index.js';
 import { ErrorCode, VmimgError } from '../errors.js';
@@ -14,6 +14,7 @@ import { configPlatform } from '../manifest/index.js';
 import { createMatcher, formatPlatform } from '../platform/index.js';
 import type { Platform } from '../platform/types.js';
 import { writeFileDurable } from '../util/fs.js';
+import { checkDirDestination, replaceInPlace } from './destination.js';
 import { RUNTIME_CONFIG_VERSION, type RuntimeConfig } from './runtime-config.js';
 
 export interface ImageLayer {
@@ -91,7 +92,7 @@ function checkPlatform(config: RuntimeConfig, wanted: Platform, dir: string): vo
 }
 
 export interface WriteImageDirOptions {
-  /** Replace a non-empty destination. */
+  /** Replace an image directory vmimg wrote at the destination (nothing else: see destination.ts). */
   force?: boolean;
 }
 
@@ -102,10 +103,11 @@ export interface WriteImageDirOptions {
 export async function writeImageDir(
   config: RuntimeConfig,
   layers: ImageLayer[],
-  dst: string,
+  destination: string,
   options: WriteImageDirOptions = {},
 ): Promise<Image> {
-  await prepareDestination(dst, options.force ?? false);
+  const dst = resolve(destination); // `.` is its absolute path: a temp sibling and renames need a real name
+  const existing = await checkDirDestination(dst, options.force ?? false);
   const tmp = join(dirname(dst), `.${basename(dst)}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`); // pid: prune tells a dead writer's leftovers
   await mkdir(tmp, { recursive: true });
   try {
@@ -121,7 +123,7 @@ export async function writeImageDir(
       placed.push({ diffId: layer.diffId, ...layerPaths(dst, layer.diffId) });
     }
     await writeFileDurable(join(tmp, CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`);
-    await moveIntoPlace(tmp, dst);
+    await moveIntoPlace(tmp, dst, existing);
     return { dir: dst, config, layers: placed };
   } catch (err) {
     await rm(tmp, { recursive: true, force: true });
@@ -130,29 +132,18 @@ export async function writeImageDir(
 }
 
 /**
- * Renames the finished temp dir over `dst` (empty or absent: one rename). A non-empty `dst` (forced
- * replace) is first moved aside, so readers never see a half-deleted directory. When another writer
- * puts its directory in place between our two renames, theirs stands: in the cache both are the
- * same image (the directory is named by its config digest).
+ * Renames the finished temp dir to `dst` when it did not exist (one rename), else moves its files
+ * into it (see replaceInPlace). When another writer puts its directory in place first, theirs
+ * stands: in the cache both are the same image (the directory is named by its config digest).
  */
-async function moveIntoPlace(tmp: string, dst: string): Promise<void> {
-  try {
-    await rename(tmp, dst);
-    return;
-  } catch (err) {
-    if (!isNotEmpty(err)) throw err;
-  }
-  const old = `${dst}.old-${process.pid}-${randomBytes(6).toString('hex')}`;
-  await rename(dst, old).catch((err: NodeJS.ErrnoException) => {
-    if (err.code !== 'ENOENT') throw err;
-  });
+async function moveIntoPlace(tmp: string, dst: string, existing: readonly string[] | undefined): Promise<void> {
+  if (existing !== undefined) return replaceInPlace(tmp, dst, existing);
   try {
     await rename(tmp, dst);
   } catch (err) {
     if (!isNotEmpty(err)) throw err;
     await rm(tmp, { recursive: true, force: true });
   }
-  await rm(old, { recursive: true, force: true });
 }
 
 function isNotEmpty(err: unknown): boolean {
@@ -163,27 +154,6 @@ function isNotEmpty(err: unknown): boolean {
 /** Exports an image to `dst` (see writeImageDir). */
 export async function exportToDir(image: Image, dst: string, options: WriteImageDirOptions = {}): Promise<Image> {
   return writeImageDir(image.config, image.layers, dst, options);
-}
-
-async function prepareDestination(dst: string, force: boolean): Promise<void> {
-  let entries: string[];
-  try {
-    entries = await readdir(dst);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      await mkdir(dirname(dst), { recursive: true });
-      return;
-    }
-    if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') {
-      throw new VmimgError(ErrorCode.DESTINATION_EXISTS, `${dst} exists and is not a directory`);
-    }
-    throw err;
-  }
-  if (entries.length > 0 && !force) {
-    throw new VmimgError(ErrorCode.DESTINATION_EXISTS, `${dst} is not empty`, {
-      hint: 'choose an empty or new directory, or pass --force to replace it',
-    });
-  }
 }
 
 /**
