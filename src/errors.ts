@@ -50,6 +50,8 @@ export const ErrorCode = {
   INVALID_ARCHIVE: 'ERR_INVALID_ARCHIVE',
   /** An image directory or its config.json is missing or broken. */
   INVALID_IMAGE: 'ERR_INVALID_IMAGE',
+  /** A source holds several images that fit what was asked (the message lists them; name one). */
+  AMBIGUOUS_IMAGE: 'ERR_AMBIGUOUS_IMAGE',
   /** The runtime user named in the image config does not exist in the image. */
   UNKNOWN_USER: 'ERR_UNKNOWN_USER',
   /** Export destination exists and is not empty (use force). */

@@ -31,6 +31,7 @@ const BY_CODE: Partial<Record<ErrorCodeValue, ExitCodeValue>> = {
   [ErrorCode.INVALID_REFERENCE]: ExitCode.USAGE,
   [ErrorCode.INVALID_PLATFORM]: ExitCode.USAGE,
   [ErrorCode.INVALID_ARGUMENT]: ExitCode.USAGE,
+  [ErrorCode.AMBIGUOUS_IMAGE]: ExitCode.USAGE,
   [ErrorCode.NOT_FOUND]: ExitCode.NOT_FOUND,
   [ErrorCode.UNAUTHORIZED]: ExitCode.AUTH,
   [ErrorCode.PLATFORM_MISMATCH]: ExitCode.PLATFORM_MISMATCH,

@@ -7,18 +7,14 @@
  */
 import { open } from 'node:fs/promises';
 import { digestHex, sha256Digest, validateDigest, assertDigest } from '../digest/index.js';
-import { ErrorCode, VmimgError } from '../errors.js';
+import { ErrorCode, VmimgError, isVmimgError } from '../errors.js';
 import {
-  MAX_CONFIG_BYTES,
   MAX_MANIFEST_BYTES,
   MediaType,
   checkConfigPlatform,
-  choosePlatformManifest,
   configPlatform,
-  parseImageConfig,
   parseManifestDocument,
   type Descriptor,
-  type ImageIndex,
   type ImageManifest,
 } from '../manifest/index.js';
 import { formatPlatform, hostPlatform } from '../platform/index.js';
@@ -27,18 +23,21 @@ import type { ImageConfig } from '../manifest/index.js';
 import type { Readable } from 'node:stream';
 import type { ImageSource, OpenLayerOptions, SourceLayer } from './source.js';
 import { TarMembers } from './tar-members.js';
+import { addUnlistedManifests, listDockerImages, type DockerImage, type DockerManifestEntry } from './docker-save-images.js';
+import { listOciImages } from './oci-images.js';
+import { isDigestSelector, nameMatches, selectImage } from './select.js';
+
+export type { DockerManifestEntry } from './docker-save-images.js';
 
 export interface ArchiveOptions {
   /** Wanted platform; the host's when absent. */
   platform?: Platform;
   /** Whether the user named the platform (a single-platform mismatch is then an error). */
   explicitPlatform?: boolean;
-  /** Which image of a multi-image archive (`name:tag`, or just the tag for OCI archives). */
+  /** Which image of a multi-image archive: a tag or ref name, a manifest or config digest (select.ts). */
   tag?: string;
 }
 
-const REF_NAME = 'org.opencontainers.image.ref.name';
-const CONTAINERD_NAME = 'io.containerd.image.name';
 
 /** True when `ref` names an existing file that starts like a tar (or gzip) archive. */
 export async function isLocalTar(ref: string): Promise<boolean> {
@@ -73,44 +72,21 @@ export async function openArchiveMembers(path: string): Promise<{ tar: TarMember
   );
 }
 
-/** The one manifest.json entry to load: by --tag, then by platform when several remain. */
-async function pickDockerEntry(
-  tar: TarMembers,
-  entries: DockerManifestEntry[],
-  options: ArchiveOptions,
-  wanted: Platform,
-): Promise<{ entry: DockerManifestEntry; bytes: Buffer; config: ImageConfig }> {
-  let candidates = entries;
-  if (options.tag) {
-    candidates = entries.filter((e) => (e.RepoTags ?? []).some((t) => tagMatches(t, options.tag!)));
-    if (candidates.length === 0) {
-      throw new VmimgError(ErrorCode.NOT_FOUND, `${tar.path}: no image tagged "${options.tag}"; it holds ${listTags(entries)}`);
-    }
-  }
-  const loaded = await Promise.all(
-    candidates.map(async (entry) => {
-      const bytes = await tar.read(entry.Config, MAX_CONFIG_BYTES);
-      return { entry, bytes, config: parseImageConfig(bytes) };
-    }),
-  );
-  let chosen = loaded;
-  if (loaded.length > 1) {
-    chosen = loaded.filter((l) => checkConfigPlatform(l.config, wanted, false));
-    if (chosen.length !== 1) {
-      throw new VmimgError(
-        chosen.length === 0 ? ErrorCode.PLATFORM_MISMATCH : ErrorCode.INVALID_ARGUMENT,
-        `${tar.path}: holds several images (${listTags(candidates)}); ` +
-          (chosen.length === 0 ? `none for ${formatPlatform(wanted)}` : 'name one with --tag'),
-      );
-    }
-  }
-  return chosen[0]!;
-}
-
 async function dockerSaveSource(tar: TarMembers, options: ArchiveOptions): Promise<ImageSource> {
   const entries = parseDockerManifest(await tar.read('manifest.json', MAX_MANIFEST_BYTES), tar.path);
   const wanted = options.platform ?? hostPlatform();
-  const { entry, bytes, config } = await pickDockerEntry(tar, entries, options, wanted);
+  const images = await listDockerImages(tar, entries);
+  const select = () => selectImage(images, options.tag, wanted, tar.path);
+  let chosen: DockerImage;
+  try {
+    chosen = select();
+  } catch (err) {
+    // A digest that names nothing listed may be a manifest Docker 25+ left out of index.json.
+    const unlisted = isVmimgError(err, ErrorCode.NOT_FOUND) && options.tag !== undefined && isDigestSelector(options.tag);
+    if (!unlisted || !(await addUnlistedManifests(tar, images))) throw err;
+    chosen = select();
+  }
+  const { manifestEntry: entry, config, configDigest } = chosen;
   const warnings = platformWarning(config, wanted, options.explicitPlatform ?? false);
   if (entry.Layers.length !== config.rootfs.diff_ids.length) {
     throw new VmimgError(
@@ -131,8 +107,9 @@ async function dockerSaveSource(tar: TarMembers, options: ArchiveOptions): Promi
   return {
     info: {
       kind: 'docker-archive',
-      reference: entry.RepoTags?.[0] ?? tar.path,
-      configDigest: sha256Digest(bytes),
+      reference: chosenName(chosen.names, options.tag) ?? tar.path,
+      ...(chosen.digests[0] ? { manifestDigest: chosen.digests[0] } : {}),
+      configDigest,
       platform: formatPlatform(configPlatform(config)),
     },
     config,
@@ -145,35 +122,28 @@ async function ociArchiveSource(tar: TarMembers, options: ArchiveOptions): Promi
   const blobs = new ArchiveBlobs(tar);
   const top = parseManifestDocument(await tar.read('index.json', MAX_MANIFEST_BYTES), MediaType.OCI_INDEX);
   if (top.kind !== 'index') throw new VmimgError(ErrorCode.INVALID_ARCHIVE, `${tar.path}: index.json is not an image index`);
-  const tagged = pickByTag(top.index, options.tag, tar.path);
   const wanted = options.platform ?? hostPlatform();
-  let indexDigest: string | undefined;
-  let desc: Descriptor = tagged.length === 1 ? tagged[0]! : choosePlatformManifest({ ...top.index, manifests: tagged }, wanted);
-  let manifest: ImageManifest | undefined;
-  for (let depth = 0; !manifest; depth++) {
-    if (depth > 4) throw new VmimgError(ErrorCode.INVALID_MANIFEST, `${tar.path}: image indexes nested too deeply`);
-    const doc = parseManifestDocument(await blobs.read(desc, MAX_MANIFEST_BYTES), desc.mediaType);
-    if (doc.kind === 'manifest') manifest = doc.manifest;
-    else {
-      indexDigest ??= desc.digest;
-      desc = choosePlatformManifest(doc.index, wanted);
-    }
-  }
-  const config = parseImageConfig(await blobs.read(manifest.config, MAX_CONFIG_BYTES));
-  const warnings = platformWarning(config, wanted, options.explicitPlatform ?? false);
+  const images = await listOciImages(top.index, (d, max) => blobs.read(d, max), tar.path);
+  const chosen = selectImage(images, options.tag, wanted, tar.path);
+  const { manifest, config } = chosen;
   return {
     info: {
       kind: 'oci-archive',
-      reference: archiveReference(tar.path, refName(tagged.length === 1 ? tagged[0]! : desc)),
-      manifestDigest: desc.digest,
-      ...(indexDigest ? { indexDigest } : {}),
+      reference: archiveReference(tar.path, chosenName(chosen.names, options.tag) ?? chosen.refName),
+      manifestDigest: chosen.descriptor.digest,
+      ...(chosen.indexDigest ? { indexDigest: chosen.indexDigest } : {}),
       configDigest: manifest.config.digest,
       platform: formatPlatform(configPlatform(config)),
     },
     config,
     layers: manifestLayers(manifest, config.rootfs.diff_ids, (d) => blobs.stream(d), tar.path),
-    warnings,
+    warnings: platformWarning(config, wanted, options.explicitPlatform ?? false),
   };
+}
+
+/** The name the selector matched, else undefined (then the source's first name is used). */
+function chosenName(names: readonly string[], selector: string | undefined): string | undefined {
+  return (selector === undefined ? undefined : names.find((n) => nameMatches(n, selector))) ?? names[0];
 }
 
 /**
@@ -228,26 +198,6 @@ export class ArchiveBlobs {
   }
 }
 
-function pickByTag(index: ImageIndex, tag: string | undefined, path: string): Descriptor[] {
-  const all = index.manifests;
-  if (!tag) {
-    const names = new Set(all.map(refName).filter((n) => n !== undefined));
-    if (names.size > 1) {
-      throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `${path}: holds several images (${[...names].join(', ')}); name one with --tag`);
-    }
-    return [...all];
-  }
-  const hits = all.filter((d) => {
-    const name = refName(d);
-    return name !== undefined && tagMatches(name, tag);
-  });
-  if (hits.length === 0) {
-    const names = all.map(refName).filter((n) => n !== undefined);
-    throw new VmimgError(ErrorCode.NOT_FOUND, `${path}: no image tagged "${tag}"; it holds ${names.length ? names.join(', ') : 'no tagged images'}`);
-  }
-  return hits;
-}
-
 /**
  * The name an archive's image is recorded under: a full reference when the archive names one
  * (`io.containerd.image.name`, or a ref name like `docker.io/x/y:1`), else `<archive path>:<ref name>`
@@ -256,23 +206,6 @@ function pickByTag(index: ImageIndex, tag: string | undefined, path: string): De
 function archiveReference(path: string, name: string | undefined): string {
   if (name === undefined) return path;
   return name.includes('/') || name.includes(':') ? name : `${path}:${name}`;
-}
-
-function refName(desc: Descriptor): string | undefined {
-  return desc.annotations?.[CONTAINERD_NAME] ?? desc.annotations?.[REF_NAME];
-}
-
-/** `busybox:1.36` matches `busybox:1.36`, `docker.io/library/busybox:1.36` and a bare `1.36` ref name. */
-function tagMatches(candidate: string, wanted: string): boolean {
-  if (candidate === wanted) return true;
-  const strip = (s: string) => s.replace(/^docker\.io\/(library\/)?/, '');
-  return strip(candidate) === strip(wanted) || candidate.endsWith(`:${wanted}`);
-}
-
-export interface DockerManifestEntry {
-  Config: string;
-  RepoTags?: string[];
-  Layers: string[];
 }
 
 export function parseDockerManifest(bytes: Buffer, path: string): DockerManifestEntry[] {
@@ -306,11 +239,6 @@ function blobDigestFromPath(member: string): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-function listTags(entries: DockerManifestEntry[]): string {
-  const tags = entries.flatMap((e) => e.RepoTags ?? []);
-  return tags.length ? tags.join(', ') : `${entries.length} untagged image(s)`;
 }
 
 function preview(names: string[]): string {

@@ -7,12 +7,16 @@ import { CacheLayout, resolveCacheDir } from './cache.js';
 import type { Image } from './image-dir.js';
 import { prepareImage } from './prepare.js';
 import type { LayerLimits } from '../layer/limits.js';
+import { isDigestSelector } from './select.js';
 import type { ProgressListener } from './progress.js';
 
 export interface LoadOptions {
   /** Wanted platform (the host's when absent). Naming one makes a single-platform mismatch an error. */
   platform?: Platform;
-  /** Which image of a multi-image archive, by repo tag or OCI ref name. */
+  /**
+   * Which image of a multi-image archive: a repo tag or OCI ref name, a manifest or config digest, or
+   * a unique prefix of at least 12 hex digits of one (src/image/select.ts).
+   */
   tag?: string;
   /** Same as `tag` (the name the issue tracker's API sketch used). */
   ref?: string;
@@ -35,7 +39,8 @@ export async function loadFromTar(path: string, options: LoadOptions = {}): Prom
     });
     return await prepareImage(source, {
       cache: new CacheLayout(resolveCacheDir(options)),
-      name: tag ?? source.info.reference ?? archive,
+      // a digest selects, it does not name: such an image is recorded under the archive's own name for it
+      name: (tag !== undefined && !isDigestSelector(tag) ? tag : source.info.reference) ?? archive,
       ...(options.concurrency ? { concurrency: options.concurrency } : {}),
       ...(options.limits ? { limits: options.limits } : {}),
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),

@@ -1,10 +1,11 @@
 /** `validateTar(path)`: what an image archive holds, or exactly why it is not one. Reads no layer. */
 import { resolve } from 'node:path';
-import { sha256Digest } from '../digest/index.js';
 import { ErrorCode, VmimgError, wrapError } from '../errors.js';
-import { MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, MediaType, configPlatform, isAttestation, parseImageConfig, parseManifestDocument, type Descriptor } from '../manifest/index.js';
+import { MAX_MANIFEST_BYTES, MediaType, configPlatform, parseManifestDocument } from '../manifest/index.js';
 import { formatPlatform } from '../platform/index.js';
 import { ArchiveBlobs, openArchiveMembers, parseDockerManifest } from './archive.js';
+import { addUnlistedManifests, listDockerImages } from './docker-save-images.js';
+import { listOciImages } from './oci-images.js';
 import type { TarMembers } from './tar-members.js';
 
 export interface TarImage {
@@ -32,46 +33,33 @@ export async function validateTar(path: string): Promise<TarReport> {
 }
 
 async function dockerImages(tar: TarMembers): Promise<TarImage[]> {
-  const entries = parseDockerManifest(await tar.read('manifest.json', MAX_MANIFEST_BYTES), tar.path);
-  return Promise.all(
-    entries.map(async (e) => {
-      const bytes = await tar.read(e.Config, MAX_CONFIG_BYTES);
-      const config = parseImageConfig(bytes);
-      for (const layer of e.Layers) tar.require(layer);
-      return {
-        ...(e.RepoTags?.[0] ? { name: e.RepoTags.join(', ') } : {}),
-        platform: formatPlatform(configPlatform(config)),
-        configDigest: sha256Digest(bytes),
-        layers: e.Layers.length,
-      };
-    }),
-  );
+  const images = await listDockerImages(tar, parseDockerManifest(await tar.read('manifest.json', MAX_MANIFEST_BYTES), tar.path));
+  await addUnlistedManifests(tar, images); // Docker 25+ may leave images out of index.json
+  return images.map((i) => {
+    for (const layer of i.manifestEntry.Layers) tar.require(layer);
+    return {
+      ...(i.names.length > 0 ? { name: i.names.join(', ') } : {}),
+      platform: formatPlatform(configPlatform(i.config)),
+      ...(i.digests[0] ? { manifestDigest: i.digests[0] } : {}),
+      configDigest: i.configDigest,
+      layers: i.manifestEntry.Layers.length,
+    };
+  });
 }
 
 async function ociImages(tar: TarMembers): Promise<TarImage[]> {
   const blobs = new ArchiveBlobs(tar);
-  const images: TarImage[] = [];
-  const visit = async (d: Descriptor, name: string | undefined, depth: number): Promise<void> => {
-    if (depth > 4 || isAttestation(d)) return;
-    const doc = parseManifestDocument(await blobs.read(d, MAX_MANIFEST_BYTES), d.mediaType);
-    if (doc.kind === 'index') {
-      for (const child of doc.index.manifests) await visit(child, name, depth + 1);
-      return;
-    }
-    const config = parseImageConfig(await blobs.read(doc.manifest.config, MAX_CONFIG_BYTES));
-    for (const layer of doc.manifest.layers) tar.require(blobs.member(layer));
-    images.push({
-      ...(name ? { name } : {}),
-      platform: formatPlatform(configPlatform(config)),
-      manifestDigest: d.digest,
-      configDigest: doc.manifest.config.digest,
-      layers: doc.manifest.layers.length,
-    });
-  };
   const top = parseManifestDocument(await tar.read('index.json', MAX_MANIFEST_BYTES), MediaType.OCI_INDEX);
   if (top.kind !== 'index') throw new VmimgError(ErrorCode.INVALID_ARCHIVE, `${tar.path}: index.json is not an image index`);
-  for (const d of top.index.manifests) {
-    await visit(d, d.annotations?.['io.containerd.image.name'] ?? d.annotations?.['org.opencontainers.image.ref.name'], 0);
-  }
-  return images;
+  const images = await listOciImages(top.index, (d, max) => blobs.read(d, max), tar.path);
+  return images.map((i) => {
+    for (const layer of i.manifest.layers) tar.require(blobs.member(layer));
+    return {
+      ...(i.refName ? { name: i.refName } : {}),
+      platform: formatPlatform(configPlatform(i.config)),
+      manifestDigest: i.descriptor.digest,
+      configDigest: i.manifest.config.digest,
+      layers: i.manifest.layers.length,
+    };
+  });
 }

@@ -168,7 +168,7 @@ describe('multi-image archives', () => {
     await promisify(execFile)('tar', ['-C', layout, '-cf', archive, '.']);
     const cacheDir = join(dir, 'cache');
     await assert.rejects(loadFromTar(archive, { cacheDir }), (err: unknown) => {
-      assert.ok(isVmimgError(err, ErrorCode.INVALID_ARGUMENT));
+      assert.ok(isVmimgError(err, ErrorCode.AMBIGUOUS_IMAGE));
       assert.match(err.message, /one/);
       assert.match(err.message, /two/);
       return true;

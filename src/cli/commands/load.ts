@@ -17,7 +17,7 @@ export const loadCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
   builder: (y) =>
     y
       .positional('tar', { type: 'string', demandOption: true, describe: 'Path of the image tar' })
-      .option('tag', { type: 'string', describe: 'Which image of a multi-image tar (name:tag or OCI ref name)' })
+      .option('tag', { type: 'string', describe: 'Which image of a multi-image tar: name:tag, OCI ref name, manifest or config digest (or a unique 12+ hex prefix)' })
       .option('concurrency', CONCURRENCY_OPTION)
       .options(LIMIT_OPTIONS)
       .example('$0 load images/busybox-multiarch.oci.tar --arch arm64', 'The arm64 image of a multi-arch OCI archive')
