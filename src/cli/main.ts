@@ -9,6 +9,7 @@ import { setInterruptSignal } from './context.js';
 import { ExitCode } from './exit-codes.js';
 import { reportError } from './report.js';
 import { firstWord, rewriteHelp, unknownCommand, usageError, wantsJson } from './usage.js';
+import { argvBytes } from './argv.js';
 
 const EPILOGUE = [
   'IMAGE is an image directory, an image tar (docker save / OCI archive), a cached image name or id,',
@@ -72,7 +73,7 @@ function checkCommand(argv: string[]): void {
 }
 
 export async function main(rawArgv: string[]): Promise<void> {
-  const argv = rewriteHelp(rawArgv);
+  const argv = rewriteHelp(argvBytes(rawArgv)); // names in arguments keep their bytes
   const json = wantsJson(argv);
   const command = commandInfo(firstWord(argv))?.name;
   const report = (err: unknown): number => reportError(err, { json, ...(command ? { command } : {}) }).exit;

@@ -5,6 +5,7 @@
  */
 import type { ContainerFS } from '../index.js';
 import { walkTree } from '../export/index.js';
+import { encodeName, isRawName } from '../util/byte-names.js';
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from '../layer/entry.js';
 
 export type EntryKind = 'file' | 'dir' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo' | 'socket';
@@ -22,6 +23,10 @@ export interface ListedEntry {
   sha256?: string;
   target?: string;
   rdev?: number;
+  /** Base64 of the path's bytes, present only when they are not UTF-8 (`path` then holds U+DC80..U+DCFF for each invalid byte). */
+  pathBytes?: string;
+  /** Base64 of `target`'s bytes, present only when they are not UTF-8. */
+  targetBytes?: string;
 }
 
 const KIND: Record<number, EntryKind> = {
@@ -65,6 +70,8 @@ export class Lister {
     }
     if (type === 'symlink') e.target = this.fs.readlink(ino);
     if (type === 'char' || type === 'block') e.rdev = a.rdev;
+    if (isRawName(path)) e.pathBytes = encodeName(path).toString('base64');
+    if (e.target !== undefined && isRawName(e.target)) e.targetBytes = encodeName(e.target).toString('base64');
     return e;
   }
 

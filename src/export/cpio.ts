@@ -8,9 +8,10 @@
  * GNU cpio defers size-0 names and links them at the end.
  */
 import { ErrorCode, VmimgError } from '../errors.js';
+import { encodeName } from '../util/byte-names.js';
 
 export interface CpioHeader {
-  /** Relative path ('bin/sh'), '.' for the root, no leading slash. */
+  /** Relative path ('bin/sh'), '.' for the root, no leading slash; util/byte-names.ts form. */
   name: string;
   ino: number;
   /** Full st_mode: type bits and permissions. */
@@ -53,7 +54,7 @@ export function cpioHeader(h: CpioHeader): Buffer {
 }
 
 function header(h: CpioHeader, nameText: string): Buffer {
-  const name = Buffer.from(`${nameText}\0`, 'utf8');
+  const name = Buffer.concat([encodeName(nameText), Buffer.of(0)]); // the name's own bytes, UTF-8 or not
   const f = (n: number, field: string): string => hex8(n, field, h.name);
   const text =
     '070701' +

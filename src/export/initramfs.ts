@@ -119,7 +119,7 @@ async function* cpioStream(
         yield cpioDataPad(size);
       }
     } else if (type === S_IFLNK) {
-      const target = Buffer.from(fs.readlink(e.ino), 'utf8');
+      const target = fs.readlink(e.ino, { encoding: 'buffer' });
       yield Buffer.concat([cpioHeader({ ...base, nlink: 1, size: target.length }), target, cpioDataPad(target.length)]);
     } else {
       const { major, minor } = splitDev(a.rdev);

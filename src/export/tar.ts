@@ -1,12 +1,14 @@
 /**
  * tar export: the flattened root as one POSIX (pax) tar stream, written with tar-stream's pack.
  * Names are `./path` like `tar -C root -c .`; shared inodes become hardlinks to their first name;
- * xattrs travel as `SCHILY.xattr.<name>` records (what GNU tar, bsdtar and mkfs.erofs read).
+ * xattrs travel as `SCHILY.xattr.<name>` records (what GNU tar, bsdtar and mkfs.erofs read). Names, link
+ * targets and xattr names are written as their original bytes (in PAX records, as GNU tar does).
  */
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tarStream from 'tar-stream';
 import type { ContainerFS } from '../vfs/index.js';
+import { encodeName, isRawName } from '../util/byte-names.js';
 import { withFs, type ExportSource } from './source.js';
 import { inodeStream, shortRead, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, splitDev, walkTree, type TreeEntry } from './walk.js';
 
@@ -99,9 +101,10 @@ function headerFor(fs: ContainerFS, e: TreeEntry): Header | undefined {
   if (a.uid > MAX_OCTAL_ID) pax.push(['uid', Buffer.from(String(a.uid))]);
   if (a.gid > MAX_OCTAL_ID) pax.push(['gid', Buffer.from(String(a.gid))]);
   for (const x of fs.listxattr(e.ino).sort()) pax.push([`SCHILY.xattr.${x}`, fs.getxattr(e.ino, x)]);
+  // A raw (not UTF-8) link target needs the pax encoder too: tar-stream's ustar one writes it as UTF-8.
   // tar-stream's ustar encoder splits long names into prefix + name with a loop that is quadratic in
   // the name's length (cubic over a deep tree): anything ustar cannot hold goes straight to pax.
-  if (pax.length > 0 || Buffer.byteLength(name) > USTAR_NAME_MAX || Buffer.byteLength(h.linkname ?? '') > USTAR_LINK_MAX) {
+  if (pax.length > 0 || Buffer.byteLength(name) > USTAR_NAME_MAX || Buffer.byteLength(h.linkname ?? '') > USTAR_LINK_MAX || isRawName(h.linkname ?? '')) {
     h.binaryPax = pax;
     h.pax = {}; // routes the header through the pax encoder below
   }
@@ -137,7 +140,7 @@ function addEntry(pack: tarStream.Pack, header: Header, fs: ContainerFS, e: Tree
 
 /** One pax record: `<len> <key>=<value>\n` where len counts its own digits. */
 function paxRecord(key: string, value: Buffer): Buffer {
-  const body = Buffer.concat([Buffer.from(` ${key}=`, 'utf8'), value, Buffer.from('\n')]);
+  const body = Buffer.concat([Buffer.from(' '), encodeName(key), Buffer.from('='), value, Buffer.from('\n')]); // xattr names: any bytes
   let len = body.length + 1;
   while (String(len).length + body.length !== len) len = String(len).length + body.length;
   return Buffer.concat([Buffer.from(String(len)), body]);
@@ -155,8 +158,9 @@ function patchPaxEncoder(pack: tarStream.Pack): void {
   };
   p._encodePax = function encodePax(header: Header): void {
     const records: Buffer[] = [];
-    if (header.name) records.push(paxRecord('path', Buffer.from(header.name, 'utf8')));
-    if (header.linkname) records.push(paxRecord('linkpath', Buffer.from(header.linkname, 'utf8')));
+    // names keep their bytes, UTF-8 or not, as GNU tar writes them (it warns on `hdrcharset`, so none is added)
+    if (header.name) records.push(paxRecord('path', encodeName(header.name)));
+    if (header.linkname) records.push(paxRecord('linkpath', encodeName(header.linkname)));
     for (const [k, v] of header.binaryPax ?? []) records.push(paxRecord(k, v));
     const body = Buffer.concat(records);
     const base = { mode: header.mode, uid: header.uid, gid: header.gid, mtime: header.mtime, devmajor: header.devmajor, devminor: header.devminor };

@@ -13,6 +13,7 @@ import { classifyWhiteout, fromBytes, normaliseTarPath } from './paths.js';
 import { LIMITS } from './index-format.js';
 import { HardlinkGroups } from './hardlinks.js';
 import { LayerSymlinks } from './symlink-parents.js';
+import { encodeName } from '../util/byte-names.js';
 
 
 /** Tar typeflag → entry type and S_IFMT bits. */
@@ -125,7 +126,7 @@ export class EntriesBuilder {
     const xattrs = Object.entries(e.xattrs ?? {});
     if (xattrs.length > LIMITS.xattrs) throw this.fail(`entry ${show(key)} has more than ${LIMITS.xattrs} xattrs`);
     for (const [name, value] of xattrs) {
-      if (name.length > LIMITS.xattrName || value.length > LIMITS.xattrValue) throw this.fail(`entry ${show(key)} has an oversized xattr ${show(name.slice(0, 80))}`);
+      if (encodeName(name).length > LIMITS.xattrName || value.length > LIMITS.xattrValue) throw this.fail(`entry ${show(key)} has an oversized xattr ${JSON.stringify(name.slice(0, 80))}`);
     }
   }
 

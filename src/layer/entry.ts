@@ -31,8 +31,8 @@ export interface IndexEntry {
   type: EntryTypeValue;
   /**
    * Normalised root-relative path: no leading `/`, no `./`, no `//`, no trailing `/`.
-   * The root directory itself is `''`. Decoded as UTF-8; names that are not valid UTF-8
-   * keep their exact bytes in `pathBytes` (and in the .idx file).
+   * The root directory itself is `''`. Decoded losslessly (util/byte-names.ts): valid UTF-8 as
+   * usual, each byte of an invalid sequence as U+DC80..U+DCFF; `encodeName(path)` gives the bytes back.
    */
   path: string;
   /** Present only when the raw name is not valid UTF-8. */
@@ -54,8 +54,8 @@ export interface IndexEntry {
   devMinor: number;
   /** Symlink: target exactly as in the tar. Hardlink: normalised root-relative path of an earlier entry. */
   linkTarget?: string;
-  /** Present only when the raw link target is not valid UTF-8 (its exact bytes; `linkTarget` is then lossy). */
+  /** Present only when the raw link target is not valid UTF-8 (its exact bytes; `linkTarget` decodes them losslessly). */
   linkTargetBytes?: Buffer;
-  /** Extended attributes (from PAX `SCHILY.xattr.*`), e.g. `security.capability`. */
+  /** Extended attributes (from PAX `SCHILY.xattr.*`), e.g. `security.capability`; names decoded like `path`. */
   xattrs?: Record<string, Buffer>;
 }

@@ -7,6 +7,7 @@ import { isUtf8 } from 'node:buffer';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { validateDigest } from '../digest/index.js';
 import { crc32 } from './crc32.js';
+import { decodeName, encodeName } from '../util/byte-names.js';
 import type { EntryTypeValue, IndexEntry } from './entry.js';
 
 export const INDEX_MAGIC = Buffer.from('VMIMGIDX', 'latin1');
@@ -82,12 +83,12 @@ interface Prepared {
 }
 
 function prepare(e: IndexEntry): Prepared {
-  const path = e.pathBytes ?? Buffer.from(e.path, 'utf8');
-  const link = e.linkTargetBytes ?? (e.linkTarget === undefined ? undefined : Buffer.from(e.linkTarget, 'utf8'));
+  const path = e.pathBytes ?? encodeName(e.path);
+  const link = e.linkTargetBytes ?? (e.linkTarget === undefined ? undefined : encodeName(e.linkTarget));
   const xattrs: [Buffer, Buffer][] = [];
   let size = ENTRY_FIXED_SIZE + path.length + (link?.length ?? 0) + (e.sha256 !== undefined ? 32 : 0);
   for (const [k, v] of Object.entries(e.xattrs ?? {})) {
-    const name = Buffer.from(k, 'latin1');
+    const name = encodeName(k);
     if (name.length > LIMITS.xattrName || v.length > LIMITS.xattrValue) throw bad(`xattr ${k} of ${e.path} too large`);
     xattrs.push([name, v]);
     size += 6 + name.length + v.length;
@@ -190,7 +191,7 @@ function decodeHeader(buf: Buffer): { header: IndexHeader; entriesSize: number }
 }
 
 /** Bytes → string (latin1 for ASCII, fast; UTF-8 otherwise), or a copy of the raw bytes when they are not valid UTF-8. */
-function decodeName(buf: Buffer, start: number, end: number): string | Buffer {
+function decodeBytes(buf: Buffer, start: number, end: number): string | Buffer {
   for (let i = start; i < end; i++) {
     if (buf[i]! >= 0x80) {
       const bytes = buf.subarray(start, end);
@@ -198,6 +199,12 @@ function decodeName(buf: Buffer, start: number, end: number): string | Buffer {
     }
   }
   return buf.toString('latin1', start, end);
+}
+
+/** A name in util/byte-names.ts form (lossless), for xattr names. */
+function decodeText(buf: Buffer, start: number, end: number): string {
+  const d = decodeBytes(buf, start, end);
+  return typeof d === 'string' ? d : decodeName(d);
 }
 
 function need(pos: number, n: number, end: number, i: number): void {
@@ -245,14 +252,14 @@ function decodeEntry(c: Cursor, i: number): IndexEntry {
   const shaAt = flags & E_SHA256 ? pos : -1;
   if (shaAt >= 0) pos += 32;
   need(pos, pathLen + linkLen, end, i);
-  const path = decodeName(buf, pos, pos + pathLen);
+  const path = decodeBytes(buf, pos, pos + pathLen);
   pos += pathLen;
-  const link = flags & 2 ? decodeName(buf, pos, pos + linkLen) : undefined;
+  const link = flags & 2 ? decodeBytes(buf, pos, pos + linkLen) : undefined;
   pos += linkLen;
   // One object shape for every entry (absent optionals are undefined) keeps property access monomorphic.
   const entry: IndexEntry = {
     type: type as EntryTypeValue,
-    path: typeof path === 'string' ? path : path.toString('utf8'),
+    path: typeof path === 'string' ? path : decodeName(path),
     pathBytes: typeof path === 'string' ? undefined : path,
     mode: buf.readUInt32LE(at + 4),
     uid: buf.readUInt32LE(at + 8),
@@ -264,7 +271,7 @@ function decodeEntry(c: Cursor, i: number): IndexEntry {
     sha256: shaAt >= 0 ? buf.toString('hex', shaAt, shaAt + 32) : undefined,
     devMajor: buf.readUInt32LE(at + 28),
     devMinor: buf.readUInt32LE(at + 32),
-    linkTarget: link === undefined || typeof link === 'string' ? link : link.toString('utf8'),
+    linkTarget: link === undefined || typeof link === 'string' ? link : decodeName(link),
     linkTargetBytes: link === undefined || typeof link === 'string' ? undefined : link,
     xattrs: undefined,
   };
@@ -282,7 +289,7 @@ function decodeXattrs(buf: Buffer, pos: number, end: number, i: number, count: n
     if (nameLen > LIMITS.xattrName || valueLen > LIMITS.xattrValue) throw bad(`entry ${i} has an oversized xattr`);
     pos += 6;
     need(pos, nameLen + valueLen, end, i);
-    const name = buf.toString('latin1', pos, pos + nameLen);
+    const name = decodeText(buf, pos, pos + nameLen);
     xattrs[name] = Buffer.from(buf.subarray(pos + nameLen, pos + nameLen + valueLen));
     pos += nameLen + valueLen;
   }

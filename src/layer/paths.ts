@@ -5,6 +5,7 @@
 import { join } from 'node:path';
 import { isUtf8 } from 'node:buffer';
 import { digestHex } from '../digest/index.js';
+import { decodeName } from '../util/byte-names.js';
 
 export interface LayerFiles {
   indexPath: string;
@@ -60,11 +61,13 @@ export function classifyWhiteout(path: string): WhiteoutKind {
   return { kind: 'whiteout', target: dir === '' ? hidden : `${dir}/${hidden}` };
 }
 
-/** A latin1 (byte) string as the contract wants it: UTF-8 text, plus the raw bytes when they are not UTF-8. */
+/**
+ * A latin1 (byte) string as the contract wants it: the lossless decoding (util/byte-names.ts), plus
+ * the raw bytes when they are not UTF-8.
+ */
 export function fromBytes(latin1: string): { text: string; raw?: Buffer } {
   // eslint-disable-next-line no-control-regex
   if (/^[\x00-\x7f]*$/.test(latin1)) return { text: latin1 };
   const bytes = Buffer.from(latin1, 'latin1');
-  if (isUtf8(bytes)) return { text: bytes.toString('utf8') };
-  return { text: bytes.toString('utf8'), raw: bytes };
+  return isUtf8(bytes) ? { text: bytes.toString('utf8') } : { text: decodeName(bytes), raw: bytes };
 }

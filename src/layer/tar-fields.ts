@@ -1,5 +1,6 @@
 /** Low-level tar field decoding shared by the tar reader and the sparse-file support. */
 import { ErrorCode, VmimgError } from '../errors.js';
+import { decodeName } from '../util/byte-names.js';
 
 export function invalid(msg: string): VmimgError {
   return new VmimgError(ErrorCode.INVALID_LAYER, msg);
@@ -45,7 +46,7 @@ export function parsePax(data: Buffer): PaxRecords {
     const rec = data.subarray(space + 1, pos + len - 1);
     const eq = rec.indexOf(0x3d);
     if (eq < 0) throw invalid(`PAX record without "=" at byte ${pos}`);
-    out.push([rec.toString('utf8', 0, eq), rec.subarray(eq + 1)]);
+    out.push([decodeName(rec.subarray(0, eq)), rec.subarray(eq + 1)]); // keys hold xattr names: any bytes
     pos += len;
   }
   return out;

@@ -7,6 +7,7 @@
 import { ByteReader } from './byte-reader.js';
 import { invalid, parseNumeric, parsePax, paxInt, type PaxRecords } from './tar-fields.js';
 import { checkMap, sparseSegments, readMapFromData, readOldGnuSparse, sparseFromPax, type SparseInfo } from './sparse.js';
+import { decodeName, encodeName } from '../util/byte-names.js';
 
 export interface TarHeader {
   /** Typeflag character ('0', '5', '2', ...); '\0' and '7' are reported as '0'. */
@@ -76,14 +77,26 @@ function paxMtime(v: string): [number, number] {
 
 /** bsdtar's form: URL-encoded name, base64 value; SCHILY.xattr wins when both are present. */
 function libarchiveXattr(h: TarHeader, encodedName: string, value: Buffer): void {
-  let name: string;
-  try {
-    name = Buffer.from(decodeURIComponent(encodedName), 'utf8').toString('latin1');
-  } catch {
-    throw invalid(`PAX xattr name "${encodedName}" is not URL-encoded`);
-  }
+  const name = percentDecode(encodedName);
+  if (name === undefined) throw invalid(`PAX xattr name "${encodedName}" is not URL-encoded`);
   const xattrs = (h.xattrs ??= {});
   if (!(name in xattrs)) xattrs[name] = Buffer.from(value.toString('latin1'), 'base64');
+}
+
+/** RFC 3986 percent-decoding to bytes (any bytes, not only UTF-8), as a util/byte-names.ts name. */
+function percentDecode(text: string): string | undefined {
+  const bytes = encodeName(text);
+  const out: number[] = [];
+  for (let i = 0; i < bytes.length; i++) {
+    if (bytes[i] !== 0x25) out.push(bytes[i]!);
+    else {
+      const hex = bytes.toString('latin1', i + 1, i + 3);
+      if (!/^[0-9a-fA-F]{2}$/.test(hex)) return undefined;
+      out.push(parseInt(hex, 16));
+      i += 2;
+    }
+  }
+  return decodeName(Buffer.from(out));
 }
 
 export function applyPax(h: TarHeader, pax: PaxRecords): void {
@@ -94,7 +107,7 @@ export function applyPax(h: TarHeader, pax: PaxRecords): void {
     else if (key === 'uid') h.uid = paxInt(value, 'uid');
     else if (key === 'gid') h.gid = paxInt(value, 'gid');
     else if (key === 'mtime') [h.mtimeSec, h.mtimeNsec] = paxMtime(value.toString('latin1'));
-    else if (key.startsWith('SCHILY.xattr.')) (h.xattrs ??= {})[Buffer.from(key.slice(13), 'utf8').toString('latin1')] = value;
+    else if (key.startsWith('SCHILY.xattr.')) (h.xattrs ??= {})[key.slice(13)] = value;
     else if (key.startsWith('LIBARCHIVE.xattr.')) libarchiveXattr(h, key.slice(17), value);
   }
 }

@@ -87,10 +87,18 @@ export function nameBytes(name: string | Uint8Array): Buffer {
   return typeof name === 'string' ? encodeName(name) : Buffer.from(name);
 }
 
-/** A name given as bytes or as a string, in `decodeName`'s form (strings pass through unless they hold surrogates). */
+/**
+ * A name given as bytes or as a string, in `decodeName`'s form: strings pass through unless they hold
+ * surrogates; a string that no byte string decodes to is returned unchanged (it names no file).
+ */
 export function nameString(name: string | Uint8Array): string {
   if (typeof name !== 'string') return decodeName(name);
-  return ANY_SURROGATE.test(name) ? decodeName(encodeName(name)) : name;
+  if (!ANY_SURROGATE.test(name)) return name;
+  try {
+    return decodeName(encodeName(name));
+  } catch {
+    return name;
+  }
 }
 
 /** True when `name` came from bytes that are not valid UTF-8 (it holds an escaped byte). */

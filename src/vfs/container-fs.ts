@@ -16,6 +16,17 @@ import { dirPath, Resolver } from './resolve.js';
 import { loadLayers, type ContainerSource, type MemoryLayer } from './source.js';
 import { attrOf, type Attr, dtype, VfsStats } from './stats.js';
 import { type InodeTable, packTree, ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from './tree.js';
+import { encodeName, nameString } from '../util/byte-names.js';
+
+/**
+ * An image path or name: a string in util/byte-names.ts form (UTF-8 names as they are; a byte that is
+ * not UTF-8 as U+DC80..U+DCFF), or the raw bytes.
+ */
+export type ImagePath = string | Uint8Array;
+/** `{ encoding: 'buffer' }` asks for raw bytes instead of strings, as node:fs does. */
+export interface BufferEncodingOption {
+  encoding: 'buffer';
+}
 
 export interface DirEntry {
   name: string;
@@ -85,9 +96,10 @@ export class ContainerFS {
     return ROOT_INO;
   }
 
-  /** Child of a directory by name ('.' and '..' too); throws ENOENT / ENOTDIR. */
-  lookup(parent: number, name: string): number {
+  /** Child of a directory by name ('.' and '..' too), given as a string or as bytes; throws ENOENT / ENOTDIR. */
+  lookup(parent: number, nameOrBytes: ImagePath): number {
     const t = this.inode(parent, 'lookup');
+    const name = nameString(nameOrBytes);
     if (!t.isDir(parent)) throw new VfsError('ENOTDIR', 'lookup', name);
     if (name === '.' || name === '') return parent;
     if (name === '..') return t.parent[parent]!;
@@ -102,15 +114,18 @@ export class ContainerFS {
 
   /** A directory's entries in bytewise name order (no '.' / '..'), from `cookie`, at most `limit`. */
   readdir(ino: number, cookie?: number, limit?: number): DirEntry[];
-  /** Names in a directory (symlinks followed), bytewise order. */
-  readdir(path: string): string[];
-  readdir(x: number | string, cookie = 0, limit = Infinity): DirEntry[] | string[] {
-    if (typeof x === 'string') {
+  /** Names in a directory (symlinks followed), bytewise order; as Buffers with `{ encoding: 'buffer' }`. */
+  readdir(path: ImagePath): string[];
+  readdir(path: ImagePath, options: BufferEncodingOption): Buffer[];
+  readdir(x: number | ImagePath, cookie: number | BufferEncodingOption = 0, limit = Infinity): DirEntry[] | string[] | Buffer[] {
+    if (typeof x !== 'number') {
       const t = this.table('scandir');
       const ino = this.resolver.resolve(x, true, 'scandir');
-      if (!t.isDir(ino)) throw new VfsError('ENOTDIR', 'scandir', x);
-      return t.direntName.slice(t.dirStart[ino]!, t.dirStart[ino]! + t.dirCount[ino]!);
+      if (!t.isDir(ino)) throw new VfsError('ENOTDIR', 'scandir', nameString(x));
+      const names = t.direntName.slice(t.dirStart[ino]!, t.dirStart[ino]! + t.dirCount[ino]!);
+      return typeof cookie === 'object' ? names.map(encodeName) : names;
     }
+    if (typeof cookie !== 'number') throw new VfsError('EINVAL', 'readdir');
     const t = this.inode(x, 'readdir');
     if (!t.isDir(x)) throw new VfsError('ENOTDIR', 'readdir');
     const start = t.dirStart[x]!;
@@ -138,26 +153,31 @@ export class ContainerFS {
     return buf;
   }
 
-  /** The target of a symlink, exactly as stored; EINVAL for anything else. */
-  readlink(ino: number): string;
-  readlink(path: string): string;
-  readlink(x: number | string): string {
+  /** The target of a symlink, exactly as stored (its bytes with `{ encoding: 'buffer' }`); EINVAL for anything else. */
+  readlink(x: number | ImagePath): string;
+  readlink(x: number | ImagePath, options: BufferEncodingOption): Buffer;
+  readlink(x: number | ImagePath, options?: BufferEncodingOption): string | Buffer {
     const t = this.inode(typeof x === 'number' ? x : ROOT_INO, 'readlink');
-    const ino = typeof x === 'string' ? this.resolver.resolve(x, false, 'readlink') : x;
+    const ino = typeof x !== 'number' ? this.resolver.resolve(x, false, 'readlink') : x;
     const target = t.linkTarget.get(ino);
     if (target === undefined || (t.mode[ino]! & S_IFMT) !== S_IFLNK) {
-      throw new VfsError('EINVAL', 'readlink', typeof x === 'string' ? x : undefined);
+      throw new VfsError('EINVAL', 'readlink', typeof x !== 'number' ? nameString(x) : undefined);
     }
-    return target;
+    return options?.encoding === 'buffer' ? encodeName(target) : target;
   }
 
-  listxattr(ino: number): string[] {
+  /** Extended attribute names (as Buffers with `{ encoding: 'buffer' }`). */
+  listxattr(ino: number): string[];
+  listxattr(ino: number, options: BufferEncodingOption): Buffer[];
+  listxattr(ino: number, options?: BufferEncodingOption): string[] | Buffer[] {
     const x = this.inode(ino, 'listxattr').xattrs.get(ino);
-    return x === undefined ? [] : Object.keys(x);
+    const names = x === undefined ? [] : Object.keys(x);
+    return options?.encoding === 'buffer' ? names.map(encodeName) : names;
   }
 
-  /** An extended attribute's value; ENODATA when the inode does not have it. */
-  getxattr(ino: number, name: string): Buffer {
+  /** An extended attribute's value, named by a string or bytes; ENODATA when the inode does not have it. */
+  getxattr(ino: number, nameOrBytes: ImagePath): Buffer {
+    const name = nameString(nameOrBytes);
     const value = this.inode(ino, 'getxattr').xattrs.get(ino)?.[name];
     if (value === undefined) throw new VfsError('ENODATA', 'getxattr', name);
     return value;
@@ -179,24 +199,24 @@ export class ContainerFS {
   // ---- path API (paths are image paths: absolute or relative to the image root) ----
 
   /** Inode of `path`, following symlinks in every component including the last. */
-  resolvePath(path: string, syscall = 'stat'): number {
+  resolvePath(path: ImagePath, syscall = 'stat'): number {
     return this.resolver.resolve(path, true, syscall);
   }
 
   /** Inode of `path`, not following a final symlink. */
-  lookupPath(path: string): number {
+  lookupPath(path: ImagePath): number {
     return this.resolver.resolve(path, false, 'lstat');
   }
 
-  lstat(path: string): VfsStats {
+  lstat(path: ImagePath): VfsStats {
     return new VfsStats(attrOf(this.table('lstat'), this.resolver.resolve(path, false, 'lstat')));
   }
 
-  stat(path: string): VfsStats {
+  stat(path: ImagePath): VfsStats {
     return new VfsStats(attrOf(this.table('stat'), this.resolver.resolve(path, true, 'stat')));
   }
 
-  exists(path: string): boolean {
+  exists(path: ImagePath): boolean {
     const r = this.resolver;
     try {
       r.resolve(path, true, 'access');
@@ -208,7 +228,7 @@ export class ContainerFS {
   }
 
   /** The canonical absolute image path of `path` (all symlinks resolved). */
-  realpath(path: string): string {
+  realpath(path: ImagePath): string {
     const t = this.table('realpath');
     const r = this.resolver;
     const ino = r.walk(path, true, 'realpath');
@@ -217,10 +237,10 @@ export class ContainerFS {
     return dir === '/' ? `/${r.lastName}` : `${dir}/${r.lastName}`;
   }
 
-  async readFile(path: string): Promise<Buffer> {
+  async readFile(path: ImagePath): Promise<Buffer> {
     const t = this.table('open');
     const ino = this.resolver.resolve(path, true, 'open');
-    if (t.isDir(ino)) throw new VfsError('EISDIR', 'read', path);
+    if (t.isDir(ino)) throw new VfsError('EISDIR', 'read', nameString(path));
     return this.read(ino, 0, t.size[ino]!);
   }
 

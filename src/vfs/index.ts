@@ -1,5 +1,6 @@
 /** `vmimg/vfs`: ContainerFS, a read-only merged view of an image's layers. */
-export { ContainerFS, type DirEntry } from './container-fs.js';
+export { ContainerFS, type DirEntry, type ImagePath, type BufferEncodingOption } from './container-fs.js';
+export { decodeName, encodeName, isRawName } from '../util/byte-names.js';
 export { LayeredContainerFS } from './layered.js';
 export { VfsError, isVfsError, type VfsErrorCode } from './errors.js';
 export { VfsPromises, type VfsPath } from './promises.js';

@@ -9,18 +9,19 @@ import { S_IFDIR, S_IFMT } from '../layer/entry.js';
 import { VfsError } from './errors.js';
 import { VfsFileHandle } from './file-handle.js';
 import { DT, VfsDirent, type VfsStats } from './stats.js';
+import { decodeName, encodeName } from '../util/byte-names.js';
 
 export type VfsPath = string | Buffer | URL;
 type EncodingOption = BufferEncoding | null | { encoding?: BufferEncoding | null; flag?: string | number };
 interface ReaddirOptions {
   withFileTypes?: boolean;
   recursive?: boolean;
-  encoding?: BufferEncoding | null;
+  encoding?: BufferEncoding | 'buffer' | null;
 }
 
 function toPath(p: VfsPath): string {
   if (typeof p === 'string') return p;
-  if (Buffer.isBuffer(p)) return p.toString('utf8');
+  if (Buffer.isBuffer(p)) return decodeName(p); // raw bytes: names need not be UTF-8
   return fileURLToPath(p);
 }
 
@@ -60,9 +61,10 @@ export class VfsPromises {
   }
 
   readdir(path: VfsPath, options: ReaddirOptions & { withFileTypes: true }): Promise<VfsDirent[]>;
+  readdir(path: VfsPath, options: 'buffer' | (ReaddirOptions & { withFileTypes?: false; encoding: 'buffer' })): Promise<Buffer[]>;
   readdir(path: VfsPath, options?: BufferEncoding | null | (ReaddirOptions & { withFileTypes?: false })): Promise<string[]>;
-  async readdir(path: VfsPath, options?: BufferEncoding | null | ReaddirOptions): Promise<string[] | VfsDirent[]> {
-    const o: ReaddirOptions = typeof options === 'object' && options !== null ? options : {};
+  async readdir(path: VfsPath, options?: BufferEncoding | 'buffer' | null | ReaddirOptions): Promise<string[] | Buffer[] | VfsDirent[]> {
+    const o: ReaddirOptions = typeof options === 'object' && options !== null ? options : { encoding: options ?? null };
     const root = toPath(path);
     const out: (string | VfsDirent)[] = [];
     const queue: [string, number][] = [['', this.fs.resolvePath(root, 'scandir')]];
@@ -77,11 +79,16 @@ export class VfsPromises {
       }
       if (!o.recursive) break;
     }
+    if (o.encoding === 'buffer' && !o.withFileTypes) return (out as string[]).map(encodeName);
     return out as string[] | VfsDirent[];
   }
 
-  async readlink(path: VfsPath, _options?: unknown): Promise<string> {
-    return this.fs.readlink(toPath(path));
+  /** The link's target; its raw bytes with `'buffer'` / `{ encoding: 'buffer' }`, as node:fs gives them. */
+  readlink(path: VfsPath, options: 'buffer' | { encoding: 'buffer' }): Promise<Buffer>;
+  readlink(path: VfsPath, options?: unknown): Promise<string>;
+  async readlink(path: VfsPath, options?: unknown): Promise<string | Buffer> {
+    const wantBuffer = options === 'buffer' || (typeof options === 'object' && options !== null && (options as { encoding?: unknown }).encoding === 'buffer');
+    return wantBuffer ? this.fs.readlink(toPath(path), { encoding: 'buffer' }) : this.fs.readlink(toPath(path));
   }
 
   async realpath(path: VfsPath, _options?: unknown): Promise<string> {

@@ -5,6 +5,7 @@
  * The hot path allocates only the component substrings.
  */
 import { VfsError } from './errors.js';
+import { decodeName, nameString } from '../util/byte-names.js';
 import { type InodeTable, ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT } from './tree.js';
 
 export const MAX_SYMLINK_HOPS = 40;
@@ -25,7 +26,8 @@ export class Resolver {
   constructor(private readonly t: InodeTable) {}
 
   /** Inode of `path`; `followLast` false gives lstat semantics (a trailing slash still follows). */
-  resolve(path: string, followLast: boolean, syscall: string): number {
+  resolve(path: string | Uint8Array, followLast: boolean, syscall: string): number {
+    if (typeof path !== 'string') path = decodeName(path);
     const hit = this.cache.get(path);
     if (hit !== undefined) return hit;
     const ino = this.walk(path, followLast, syscall);
@@ -37,9 +39,10 @@ export class Resolver {
   }
 
   /** resolve() without the cache, setting lastParent / lastName. */
-  walk(path: string, followLast: boolean, syscall: string): number {
+  walk(path: string | Uint8Array, followLast: boolean, syscall: string): number {
     const t = this.t;
-    let p = path;
+    const given = nameString(path); // bytes, or a string holding escaped bytes: the names' own form
+    let p = given;
     let i = 0;
     let cur = ROOT_INO;
     let hops = 0;
@@ -63,7 +66,7 @@ export class Resolver {
       }
       const name = i === 0 && j === p.length ? p : p.slice(i, j);
       const child = t.child(cur, name);
-      if (child === 0) throw new VfsError('ENOENT', syscall, path);
+      if (child === 0) throw new VfsError('ENOENT', syscall, given);
       const type = t.mode[child]! & S_IFMT;
       if (type === S_IFDIR) {
         cur = child;
@@ -71,15 +74,15 @@ export class Resolver {
         continue;
       }
       if (type === S_IFLNK && (!last || followLast || j < p.length)) {
-        if (++hops > MAX_SYMLINK_HOPS) throw new VfsError('ELOOP', syscall, path);
+        if (++hops > MAX_SYMLINK_HOPS) throw new VfsError('ELOOP', syscall, given);
         const target = t.linkTarget.get(child)!;
-        if (target === '') throw new VfsError('ENOENT', syscall, path);
+        if (target === '') throw new VfsError('ENOENT', syscall, given);
         p = j < p.length ? target + p.slice(j) : target;
         i = 0;
         if (target.charCodeAt(0) === SLASH) cur = ROOT_INO;
         continue;
       }
-      if (!last || j < p.length) throw new VfsError('ENOTDIR', syscall, path);
+      if (!last || j < p.length) throw new VfsError('ENOTDIR', syscall, given);
       this.lastParent = cur;
       this.lastName = name;
       this.hops = hops;

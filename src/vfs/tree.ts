@@ -7,6 +7,7 @@ import { EntryType, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG
 
 export { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG };
 import { MNode } from './merge.js';
+import { compareNameBytes, encodeName } from '../util/byte-names.js';
 
 export const ROOT_INO = 1;
 
@@ -97,28 +98,27 @@ export class InodeTable {
   }
 }
 
-/** Code-point (= UTF-8 byte) order; plain `<` on UTF-16 misorders astral characters vs U+E000..U+FFFF. */
+/**
+ * Bytewise order of the names' bytes (util/byte-names.ts). UTF-16 code-unit order agrees until a
+ * surrogate differs: astral characters (pairs) and escaped raw bytes (U+DC80..U+DCFF) are compared as bytes.
+ */
 export function compareNames(a: string, b: string): number {
   const n = Math.min(a.length, b.length);
   for (let i = 0; i < n; i++) {
-    let x = a.charCodeAt(i);
-    let y = b.charCodeAt(i);
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
     if (x === y) continue;
-    if (x >= 0xd800 && y >= 0xd800) {
-      // surrogates (astral) sort after the rest of the BMP
-      x = x < 0xe000 ? x + 0x2000 : x - 0x800;
-      y = y < 0xe000 ? y + 0x2000 : y - 0x800;
-    }
+    if ((x >= 0xd800 && x <= 0xdfff) || (y >= 0xd800 && y <= 0xdfff)) return compareNameBytes(a, b);
     return x - y;
   }
   return a.length - b.length;
 }
 
-const ASTRAL_OR_HIGH = /[\ud800-\uffff]/;
+const SURROGATE = /[\ud800-\udfff]/;
 
-/** Bytewise order; the built-in (UTF-16) sort agrees unless a name has surrogates or U+E000..U+FFFF. */
+/** Bytewise order; the built-in (UTF-16) sort agrees unless a name has surrogates. */
 function sortNames(names: string[]): string[] {
-  return names.some((n) => ASTRAL_OR_HIGH.test(n)) ? names.sort(compareNames) : names.sort();
+  return names.some((n) => SURROGATE.test(n)) ? names.sort(compareNames) : names.sort();
 }
 
 /** Packs a merged tree: inode numbers in breadth-first, sorted order, so equal trees get equal numbers. */
@@ -195,7 +195,7 @@ function fillInode(t: InodeTable, node: MNode): void {
   } else if (typeBits === S_IFLNK) {
     const target = m.linkTarget ?? '';
     t.linkTarget.set(ino, target);
-    t.size[ino] = Buffer.byteLength(target);
+    t.size[ino] = encodeName(target).length;
   }
   if (m.xattrs !== undefined && Object.keys(m.xattrs).length > 0) t.xattrs.set(ino, m.xattrs);
 }

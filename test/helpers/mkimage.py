@@ -166,6 +166,8 @@ def docker_hybrid(plan, layers):
 def main():
     plan = json.load(sys.stdin)
     layers = {name: layer_tar(entries) for name, entries in plan.get('layers', {}).items()}
+    for name, path in plan.get('layerFiles', {}).items():  # layer tars written by another tool (GNU tar)
+        with open(path, 'rb') as f: layers[name] = f.read()
     out = {'layers': {n: {'diffId': 'sha256:' + sha(t)} for n, t in layers.items()}}
     for name, t in layers.items():
         if plan.get('tarDir'):

@@ -34,6 +34,8 @@ export interface PyImage {
 
 export interface PyPlan {
   layers: Record<string, PyEntry[]>;
+  /** More layers: tar files written by another outside tool (GNU tar), by layer name. */
+  layerFiles?: Record<string, string>;
   /** Writes every layer as `<tarDir>/<name>.tar` too. */
   tarDir?: string;
   layout?: { dir: string; images: PyImage[]; gzip?: boolean; archive?: string };

@@ -22,7 +22,7 @@ const sample: IndexEntry[] = [
   { ...base, type: EntryType.File, path: 'etc/passwd', mode: 0o104755, size: 5, offset: 8192, sha256: 'ab'.repeat(32), mtimeSec: -5, mtimeNsec: 999999999 },
   { ...base, type: EntryType.File, path: 'empty', mode: 0o100600, sha256: 'e3'.repeat(32), mtimeSec: 2 ** 40 },
   { ...base, type: EntryType.Symlink, path: 'tab\there\nnewline', mode: 0o120777, linkTarget: '../../x/ünï' },
-  { ...base, type: EntryType.Symlink, path: 'b\ufffd\ufffd', pathBytes: Buffer.from([0x62, 0xff, 0xfe]), mode: 0o120777, linkTarget: '\ufffd', linkTargetBytes: Buffer.from([0xc3]) },
+  { ...base, type: EntryType.Symlink, path: 'b\udcff\udcfe', pathBytes: Buffer.from([0x62, 0xff, 0xfe]), mode: 0o120777, linkTarget: '\udcc3', linkTargetBytes: Buffer.from([0xc3]), xattrs: { 'user.\udce4': Buffer.from('raw name') } },
   { ...base, type: EntryType.Hardlink, path: 'etc/passwd-', mode: 0o100644, linkTarget: 'etc/passwd', size: 5, offset: 8192 },
   { ...base, type: EntryType.CharDevice, path: 'dev/null', mode: 0o020666, devMajor: 1, devMinor: 3 },
   { ...base, type: EntryType.BlockDevice, path: 'dev/sda', mode: 0o060660, devMajor: 8, devMinor: 0 },
@@ -56,6 +56,7 @@ test('round-trips every entry type, raw names and xattrs', () => {
   assert.deepEqual(entries.map(strip), sample.map(strip));
   assert.deepEqual(entries[5]!.pathBytes, Buffer.from([0x62, 0xff, 0xfe]));
   assert.equal(entries[2]!.pathBytes, undefined);
+  assert.ok(buf.includes(Buffer.from('user.\xe4raw name', 'latin1')), 'a raw xattr name is stored as its bytes');
 });
 
 test('a header without the compressed digest decodes without one', () => {
