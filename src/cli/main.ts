@@ -13,7 +13,9 @@ import { argvBytes } from './argv.js';
 
 const EPILOGUE = [
   'IMAGE is an image directory, an image tar (docker save / OCI archive), a cached image name or id,',
-  'or a registry reference, tried in that order. Cache: --cache-dir, else $VMIMG_CACHE_DIR, else',
+  'or a registry reference. Paths start with / ./ ../ ~, end in .tar .tar.gz .tgz, or exist; a missing',
+  'path is not found (never pulled). docker://NAME forces a reference, oci-archive:PATH a tar.',
+  'Cache: --cache-dir, else $VMIMG_CACHE_DIR, else',
   '$XDG_CACHE_HOME/vmimg, else ~/.cache/vmimg. Exit codes: 0 ok, 1 error, 2 usage, 3 not found,',
   '4 unauthorized, 5 platform mismatch, 6 integrity, 70 internal error (a bug), 130 interrupted.',
   'vmimg help COMMAND (or vmimg COMMAND --help) shows one command.',

@@ -1,14 +1,9 @@
 /**
- * Turns an IMAGE argument into a prepared image, trying in order:
- *   1. an existing directory holding config.json (an image directory: used in place);
- *   2. an existing file (an image tar: loaded into the cache);
- *   3. a cached image's name or id (when `cached` is allowed);
- *   4. a registry reference (pulled).
+ * Turns an IMAGE argument into a prepared image. A path (image-arg.ts decides) is an image directory
+ * (used in place) or an image tar (loaded into the cache); a missing path is ERR_NOT_FOUND. A name is
+ * a cached image's name or id (when `cached` is allowed), else a registry reference (pulled).
  */
-import { stat } from 'node:fs/promises';
-import { join } from 'node:path';
 import {
-  CONFIG_FILE,
   ErrorCode,
   findImage,
   isVmimgError,
@@ -24,6 +19,7 @@ import {
   type PullOptions,
 } from '../index.js';
 import type { Context } from './context.js';
+import { classifyImageArg } from './image-arg.js';
 
 export interface ResolveOptions {
   /** Look the argument up among cached images before pulling (default true). */
@@ -40,16 +36,16 @@ export interface ResolvedImage {
 }
 
 export async function resolveImage(ctx: Context, arg: string, options: ResolveOptions = {}): Promise<ResolvedImage> {
-  const st = await stat(arg).catch(() => undefined);
-  if (st?.isDirectory() && (await isFile(join(arg, CONFIG_FILE)))) {
-    return { image: await loadFromDir(arg, platformOption(ctx)), kind: 'dir', names: [] };
+  const a = await classifyImageArg(arg);
+  if (a.kind === 'path') {
+    if (a.type === 'dir') return { image: await loadFromDir(a.path, platformOption(ctx)), kind: 'dir', names: [] };
+    return named(ctx, await loadTar(ctx, a.path), 'tar');
   }
-  if (st?.isFile()) return named(ctx, await loadTar(ctx, arg), 'tar');
   if (options.cached !== false) {
-    const hit = await findCached(ctx, arg);
+    const hit = await findCached(ctx, a.name);
     if (hit !== undefined) return named(ctx, hit, 'cached');
   }
-  return named(ctx, await pullImage(ctx, arg), 'registry');
+  return named(ctx, await pullImage(ctx, a.name), 'registry');
 }
 
 /** The image a command names, or with no argument the most recently pulled or loaded one. */
@@ -135,8 +131,4 @@ function isReference(s: string): boolean {
   } catch {
     return false;
   }
-}
-
-async function isFile(path: string): Promise<boolean> {
-  return (await stat(path).catch(() => undefined))?.isFile() === true;
 }

@@ -55,7 +55,7 @@ describe('Ctrl-C', () => {
     }
     assert.equal((await expectExit(0, ['--cache-dir', cache, 'images', '--json'])).stdout.trim(), '[]');
     await expectExit(0, ['--cache-dir', cache, 'prune']);
-    const ok = await expectExit(0, ['--cache-dir', cache, 'pull', `${registry.host}/busybox:int`, '--arch', 'amd64', '-q']);
+    const ok = await expectExit(0, ['--cache-dir', cache, 'pull', `${registry.host}/busybox:int`, '--arch', 'amd64']);
     assert.match(ok.stdout, /^platform: +linux\/amd64$/m);
     assert.equal((await expectExit(0, ['--cache-dir', cache, 'cat', `${registry.host}/busybox:int`, '/etc/arch'])).stdout.trim(), 'amd64');
   });

@@ -91,7 +91,7 @@ describe('vmimg pull', () => {
       input: 'not-the-password\n',
     });
     assert.doesNotMatch(wrong.stderr + wrong.stdout, /not-the-password/, 'never prints the secret');
-    const ok = await expectExit(0, ['--cache-dir', cache, 'pull', ref, '--arch', 'amd64', '--username', 'tester', '--password-stdin', '-q'], {
+    const ok = await expectExit(0, ['--cache-dir', cache, 'pull', ref, '--arch', 'amd64', '--username', 'tester', '--password-stdin'], {
       input: 'secret\n',
     });
     assert.doesNotMatch(ok.stderr + ok.stdout, /secret/);

@@ -1,6 +1,6 @@
 import type { CommandModule } from 'yargs';
-import { stat } from 'node:fs/promises';
-import { RegistryClient, formatPlatform, parseReference, validateTar } from '../../index.js';
+import { RegistryClient, formatPlatform, loadFromDir, parseReference, validateTar } from '../../index.js';
+import { classifyImageArg } from '../image-arg.js';
 import type { Context, GlobalArgs } from '../context.js';
 import { humanBytes } from '../format.js';
 import { resolveImage, type ResolvedImage } from '../resolve-image.js';
@@ -30,11 +30,14 @@ export const inspectCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
 
 async function listPlatforms(ctx: Context, arg: string): Promise<void> {
   let rows: { platform: string; digest?: string }[];
-  if ((await stat(arg).catch(() => undefined))?.isFile()) {
-    const report = await validateTar(arg);
+  const a = await classifyImageArg(arg);
+  if (a.kind === 'path' && a.type === 'file') {
+    const report = await validateTar(a.path);
     rows = report.images.map((i) => ({ platform: i.platform, ...(i.manifestDigest ? { digest: i.manifestDigest } : {}) }));
+  } else if (a.kind === 'path') {
+    rows = [{ platform: imagePlatform(await loadFromDir(a.path)) }]; // an image directory holds one image
   } else {
-    const ref = parseReference(arg);
+    const ref = parseReference(a.name);
     const client = new RegistryClient(await ctx.registryOptions(arg));
     try {
       const entries = await client.listPlatforms(ref, { signal: ctx.signal });

@@ -1,5 +1,6 @@
 import type { CommandModule } from 'yargs';
 import type { GlobalArgs } from '../context.js';
+import { tarArg } from '../image-arg.js';
 import { loadTar, named } from '../resolve-image.js';
 import { CONCURRENCY_OPTION, concurrencyOption, LIMIT_OPTIONS, limitOptions, printImage, run } from './common.js';
 
@@ -23,7 +24,7 @@ export const loadCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       .example('$0 load images/busybox-multiarch.oci.tar --arch arm64', 'The arm64 image of a multi-arch OCI archive')
       .example('$0 load saved.tar --tag myapp:1.2', 'One image of a docker save holding several'),
   handler: run<Args>(async (ctx, args) => {
-    const image = await loadTar(ctx, args.tar, args.tag, { ...concurrencyOption(args.concurrency), ...limitOptions(args) });
+    const image = await loadTar(ctx, await tarArg(args.tar), args.tag, { ...concurrencyOption(args.concurrency), ...limitOptions(args) });
     printImage(ctx, await named(ctx, image, 'tar'));
   }),
 };

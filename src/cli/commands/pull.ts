@@ -1,6 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { formatReference, parseReference } from '../../index.js';
 import type { GlobalArgs } from '../context.js';
+import { referenceArg } from '../image-arg.js';
 import { named, pullImage } from '../resolve-image.js';
 import { CONCURRENCY_OPTION, concurrencyOption, LIMIT_OPTIONS, limitOptions, printImage, run } from './common.js';
 
@@ -24,7 +25,8 @@ export const pullCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       .example('echo "$TOKEN" | $0 pull ghcr.io/me/app --username me --password-stdin', 'With explicit credentials')
       .example('$0 pull reg.lan:5000/app --insecure-registry reg.lan:5000 --json', 'Plain HTTP registry, JSON result'),
   handler: run<Args>(async (ctx, args) => {
-    const image = await pullImage(ctx, args.ref, { ...concurrencyOption(args.concurrency), ...limitOptions(args) });
-    printImage(ctx, await named(ctx, image, 'registry'), formatReference(parseReference(args.ref)));
+    const ref = await referenceArg(args.ref);
+    const image = await pullImage(ctx, ref, { ...concurrencyOption(args.concurrency), ...limitOptions(args) });
+    printImage(ctx, await named(ctx, image, 'registry'), formatReference(parseReference(ref)));
   }),
 };

@@ -1,6 +1,6 @@
 import type { CommandModule } from 'yargs';
-import { stat } from 'node:fs/promises';
-import { RegistryClient, formatReference, parseReference, validateTar } from '../../index.js';
+import { ErrorCode, RegistryClient, VmimgError, formatReference, parseReference, validateTar } from '../../index.js';
+import { classifyImageArg } from '../image-arg.js';
 import type { Context, GlobalArgs } from '../context.js';
 import { run } from './common.js';
 import { escapeTerminal } from '../escape.js';
@@ -21,11 +21,17 @@ export const validateCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       .example('$0 validate alpine:3.20 --check-registry', 'Also resolves it to a digest')
       .example('$0 validate saved.tar --json', 'Format, images, platforms and digests of a tar'),
   handler: run<Args>(async (ctx, args) => {
-    if ((await stat(args.target).catch(() => undefined))?.isFile()) return validateFile(ctx, args.target);
-    const ref = parseReference(args.target);
-    const result: Record<string, unknown> = { reference: args.target, canonical: formatReference(ref), ...ref };
+    const a = await classifyImageArg(args.target);
+    if (a.kind === 'path' && a.type === 'file') return validateFile(ctx, a.path);
+    if (a.kind === 'path') {
+      throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `${a.path} is a directory: validate checks a reference or an image tar`, {
+        hint: `vmimg inspect ${args.target} shows an image directory`,
+      });
+    }
+    const ref = parseReference(a.name);
+    const result: Record<string, unknown> = { reference: a.name, canonical: formatReference(ref), ...ref };
     if (args['check-registry']) {
-      const client = new RegistryClient(await ctx.registryOptions(args.target));
+      const client = new RegistryClient(await ctx.registryOptions(a.name));
       try {
         const desc = await client.resolve(ref, { signal: ctx.signal });
         Object.assign(result, { digest: desc.digest, mediaType: desc.mediaType, size: desc.size });

@@ -1,0 +1,79 @@
+/**
+ * Is an IMAGE argument a path or a name? Decided before anything is contacted, so a typo'd path is
+ * "not found", never a request to docker.io. In order:
+ *   1. a transport prefix forces the choice: `docker://REF` is a registry reference;
+ *      `oci-archive:PATH` and `docker-archive:PATH` are image tars (skopeo's spellings);
+ *   2. `docker.io/…` is a registry reference;
+ *   3. `/…`, `./…`, `../…`, `~`, `~/…`, `.` and `..` are paths; so is anything ending in `.tar`,
+ *      `.tar.gz` or `.tgz`, and anything that names an existing file or directory;
+ *   4. everything else is a name: a cached image's name or id, else a registry reference.
+ * A path that does not exist is ERR_NOT_FOUND naming it.
+ */
+import { stat } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { ErrorCode, VmimgError } from '../errors.js';
+
+export type ImageArg =
+  | { kind: 'path'; path: string; type: 'file' | 'dir'; forced?: 'oci-archive' | 'docker-archive' }
+  | { kind: 'name'; name: string; forced: boolean };
+
+const TAR_PREFIXES = ['oci-archive:', 'docker-archive:'] as const;
+const REGISTRY_PREFIX = 'docker://';
+
+/** True when `arg` must be read as a path (rule 3 without the file-system check). */
+export function looksLikePath(arg: string): boolean {
+  return /^(\.{1,2}|~)(\/|$)/.test(arg) || arg.startsWith('/') || /\.(tar|tar\.gz|tgz)$/.test(arg);
+}
+
+/** Classifies an IMAGE argument (see the module comment); a missing path is ERR_NOT_FOUND. */
+export async function classifyImageArg(arg: string): Promise<ImageArg> {
+  if (arg.startsWith(REGISTRY_PREFIX)) return { kind: 'name', name: arg.slice(REGISTRY_PREFIX.length), forced: true };
+  if (arg.startsWith('docker.io/')) return { kind: 'name', name: arg, forced: true };
+  const prefix = TAR_PREFIXES.find((p) => arg.startsWith(p));
+  const path = expandHome(prefix ? arg.slice(prefix.length) : arg);
+  const st = await stat(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return undefined;
+    throw err; // EACCES and friends: the CLI reports them as ERR_IO
+  });
+  if (st === undefined) {
+    if (prefix || looksLikePath(arg)) throw missingPath(arg, path);
+    return { kind: 'name', name: arg, forced: false };
+  }
+  const type = st.isDirectory() ? 'dir' : 'file';
+  if (prefix && type !== 'file') throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `${arg}: ${prefix} needs an image tar, and ${path} is a directory`);
+  return { kind: 'path', path, type, ...(prefix ? { forced: prefix.slice(0, -1) as 'oci-archive' | 'docker-archive' } : {}) };
+}
+
+function expandHome(p: string): string {
+  return p === '~' || p.startsWith('~/') ? join(homedir(), p.slice(1)) : p;
+}
+
+function missingPath(arg: string, path: string): VmimgError {
+  // Only the file-name ending made it a path: the user may have meant an image called that.
+  const byEnding = !/^(\/|\.{1,2}(\/|$)|~|[a-z-]+:)/.test(arg);
+  return new VmimgError(ErrorCode.NOT_FOUND, `${path}: no such file or directory`, {
+    ...(byEnding ? { hint: `for a registry image of that name write docker://${arg}` } : {}),
+    details: { path },
+  });
+}
+
+/** `pull`'s REF: a registry reference (a `docker://` prefix is dropped); a path is a usage error. */
+export async function referenceArg(arg: string): Promise<string> {
+  const a = await classifyImageArg(arg);
+  if (a.kind === 'name') return a.name;
+  throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `${arg} is a ${a.type === 'dir' ? 'directory' : 'file'}, not a registry reference`, {
+    hint: a.type === 'file' ? `vmimg load ${arg} reads an image tar` : 'commands taking IMAGE read an image directory in place',
+  });
+}
+
+/** `load`'s TAR: an existing image tar (`oci-archive:`/`docker-archive:` prefixes and `~` allowed). */
+export async function tarArg(arg: string): Promise<string> {
+  const a = await classifyImageArg(arg);
+  if (a.kind === 'path' && a.type === 'file') return a.path;
+  if (a.kind === 'path') {
+    throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `${a.path} is a directory, not an image tar`, { hint: 'commands taking IMAGE read an image directory in place' });
+  }
+  if (a.forced) throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `${arg} is a registry reference, not an image tar`, { hint: `vmimg pull ${a.name}` });
+  throw new VmimgError(ErrorCode.NOT_FOUND, `${arg}: no such file or directory`, { details: { path: arg } });
+}
