@@ -1,6 +1,6 @@
 // Preloaded into a vmimg process (NODE_OPTIONS=--import) to make one file-system call fail the way the
 // machine or a bug would: FAULT_FS_ERROR names the failure (an errno code such as EMFILE, or a JS error
-// class such as RangeError), FAULT_FS_MATCH a substring of the path whose readdir/opendir/readFile fails.
+// class such as RangeError), FAULT_FS_MATCH a substring of the path whose readdir/opendir/readFile/open fails.
 // This is how the tests reach failures no real input produces on demand (EMFILE, an internal RangeError).
 import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
@@ -18,7 +18,7 @@ function fault(path) {
   return new Ctor('Invalid string length (injected)');
 }
 
-for (const name of ['readdir', 'opendir', 'readFile']) {
+for (const name of ['readdir', 'opendir', 'readFile', 'open']) {
   const original = fs.promises[name];
   fs.promises[name] = function (path, ...rest) {
     const err = fault(path);
