@@ -6,6 +6,7 @@
  */
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
 import tarStream from 'tar-stream';
 import type { ContainerFS } from '../vfs/index.js';
 import { encodeName, isRawName } from '../util/byte-names.js';
@@ -14,6 +15,8 @@ import { inodeStream, shortRead, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_
 
 export interface TarOptions {
   signal?: AbortSignal;
+  /** gzip level 0-9 for a `.tar.gz`; absent or `false` writes the tar uncompressed. */
+  gzip?: number | false;
   /** Hears each warning (an image entry left out), as it happens; all are in the result too. */
   onWarning?: (message: string) => void;
 }
@@ -45,7 +48,8 @@ export async function exportTar(source: ExportSource, out: Writable, options: Ta
   return withFs(source, async (fs) => {
     const pack = tarStream.pack();
     patchPaxEncoder(pack);
-    const done = (pipeline as (...s: unknown[]) => Promise<void>)(pack, out, ...(options.signal ? [{ signal: options.signal }] : []));
+    const gzip = options.gzip === undefined || options.gzip === false ? [] : [createGzip({ level: options.gzip })];
+    const done = (pipeline as (...s: unknown[]) => Promise<void>)(pack, ...gzip, out, ...(options.signal ? [{ signal: options.signal }] : []));
     let entries = 0;
     const warnings: string[] = [];
     const warn = (message: string): void => {

@@ -6,11 +6,15 @@ import { stdoutSink } from '../stdout.js';
 import { resolveImageOrLast } from '../resolve-image.js';
 import { imagePlatform, run } from './common.js';
 import { escapeTerminal } from '../escape.js';
+import { describeExport, exportTarget } from '../export-format.js';
+
+/** gzip level of .tar.gz / .cpio.gz exports (zlib's default). */
+const GZIP_LEVEL = 6;
 
 interface Args {
   dest: string;
   image?: string;
-  format: ExportFormat;
+  format?: ExportFormat;
   force?: boolean;
   init?: boolean;
   entrypoint?: string;
@@ -21,12 +25,15 @@ interface Args {
 
 export const exportCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
   command: 'export <dest> [image]',
-  describe: 'Write an image for a VM: an image directory (default), a root tar, or a bootable initramfs',
+  describe: 'Write an image for a VM: an image directory, a root tar, a bootable initramfs or an ext4 disk (chosen by the file name or --format)',
   builder: (y) =>
     y
-      .positional('dest', { type: 'string', demandOption: true, describe: 'Directory (dir) or file (tar, initramfs; - for stdout)' })
+      .positional('dest', { type: 'string', demandOption: true, describe: 'Directory, or file: .tar .tar.gz .tgz .cpio .cpio.gz .img .ext4 (- for stdout)' })
       .positional('image', { type: 'string', describe: 'IMAGE (default: the most recently pulled or loaded)' })
-      .option('format', { choices: EXPORT_FORMATS, default: 'dir' as ExportFormat, describe: 'dir: config.json + .idx/.contents; tar: the flattened root; initramfs: gzip newc cpio with the vmimg guest init; ext4: a root disk image' })
+      .option('format', {
+        choices: EXPORT_FORMATS,
+        describe: "dir: config.json + .idx/.contents; tar: the flattened root; initramfs: newc cpio with the vmimg guest init; ext4: a root disk image (default: from DEST's name, else dir)",
+      })
       .option('force', { alias: 'f', type: 'boolean', describe: 'Replace an existing destination' })
       .option('entrypoint', { type: 'string', describe: "initramfs: replace the image's entrypoint ('' clears it; words split on spaces)" })
       .option('init', { type: 'boolean', default: true, describe: 'initramfs, ext4: add the vmimg guest init (--no-init leaves it out)' })
@@ -34,7 +41,8 @@ export const exportCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       .option('free', { type: 'string', describe: 'ext4: free space to leave without --size (default: 64M or a fifth of the content)' })
       .example('$0 export ./vm', 'Export the most recent image as an image directory')
       .example('$0 export ./vm alpine:3.20 --arch arm64 --force', 'Pull if needed, then export, replacing ./vm')
-      .example('$0 export root.cpio.gz IMAGE --format initramfs -- /bin/echo hi', 'A bootable initramfs running a command')
+      .example('$0 export root.cpio.gz IMAGE -- /bin/echo hi', 'A bootable (gzip) initramfs running a command; root.cpio is uncompressed')
+      .example('$0 export root.tar.gz IMAGE', 'The flattened root as a gzip-compressed tar')
       .example('$0 export - IMAGE --format tar | tar -t', 'The flattened root as a tar on stdout')
       .example('$0 export root.img IMAGE --format ext4 --free 1G', 'An ext4 root disk with 1 GiB free, written without root'),
   handler: run<Args>(async (ctx, args) => {
@@ -48,19 +56,22 @@ export const exportCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
     const id = image.config.source.configDigest;
     // yargs hands a lone `-` positional over as '' (and an empty path is no destination anyway).
     const toStdout = args.dest === '-' || args.dest === '';
+    const target = exportTarget(args.dest, args.format, toStdout);
+    const gzip = target.gzip === undefined ? {} : { gzip: target.gzip ? GZIP_LEVEL : (false as const) };
     if (toStdout) {
-      if (args.format === 'dir' || args.format === 'ext4') throw new UsageError(`the ${args.format} format can't go to stdout; use --format tar or initramfs`);
+      if (target.format === 'dir' || target.format === 'ext4') throw new UsageError(`the ${target.format} format can't go to stdout; use --format tar or initramfs`);
       // a failed export destroys its sink; stdoutSink keeps that from reaching process.stdout
-      if (args.format === 'tar') await exportTar(image, stdoutSink(), options);
+      if (target.format === 'tar') await exportTar(image, stdoutSink(), options);
       else await exportInitramfs(image, stdoutSink(), options);
       return;
     }
-    const result = await exportImage(image, args.dest, { format: args.format, ...options });
+    const result = await exportImage(image, args.dest, { format: target.format, ...options, ...gzip });
     if (ctx.json) {
       const dir = result.format === 'dir' ? { dir: result.path } : {};
-      ctx.out(JSON.stringify({ ...result, ...dir, id, platform: imagePlatform(image), layers: image.config.layers }));
+      const compression = result.format === 'tar' || result.format === 'initramfs' ? { gzip: target.gzip ?? result.format === 'initramfs' } : {};
+      ctx.out(JSON.stringify({ ...result, ...dir, ...compression, id, platform: imagePlatform(image), layers: image.config.layers }));
     } else if (!ctx.quiet) {
-      ctx.out(escapeTerminal(`exported ${id} (${imagePlatform(image)}) as ${result.format} to ${result.path}`));
+      ctx.out(escapeTerminal(`exported ${id} (${imagePlatform(image)}) as ${describeExport(result, target, image.config.layers.length)}`));
     }
   }),
 };
