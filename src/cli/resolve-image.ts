@@ -4,7 +4,10 @@
  * a cached image's name or id (when `cached` is allowed), else a registry reference (pulled).
  */
 import {
+  createMatcher,
   ErrorCode,
+  formatPlatform,
+  hostPlatform,
   findImage,
   isVmimgError,
   listImages,
@@ -18,8 +21,10 @@ import {
   loadUserConfig,
   type PullOptions,
 } from '../index.js';
+import { configPlatform } from '../manifest/index.js';
 import type { Context } from './context.js';
 import { classifyImageArg } from './image-arg.js';
+import { escapeTerminal } from './escape.js';
 
 export interface ResolveOptions {
   /** Look the argument up among cached images before pulling (default true). */
@@ -54,22 +59,46 @@ export async function resolveImageOrLast(ctx: Context, arg: string | undefined):
   return named(ctx, await findImage(ctx.cache, undefined, ctx.platform), 'cached');
 }
 
+/**
+ * The cached image for the asked platform (or, without one, the host's; else the name's most recent,
+ * with a warning). Undefined when a reference must be pulled: not cached, or not for that platform.
+ */
 async function findCached(ctx: Context, arg: string): Promise<Image | undefined> {
   try {
-    return await findImage(ctx.cache, arg, ctx.platform);
+    const image = await findImage(ctx.cache, arg, ctx.platform);
+    if (ctx.platform === undefined && !createMatcher(hostPlatform()).match(configPlatform(image.config))) {
+      const have = formatPlatform(configPlatform(image.config));
+      warn(ctx, `using the cached ${have} image of ${arg}, not this host's ${formatPlatform(hostPlatform())} (pass --arch to choose)`);
+    }
+    return image;
   } catch (err) {
-    // Not cached (or cached for another platform under that name): a valid reference gets pulled.
     // An image id is never pulled: an unknown one is simply not found.
     if (isImageId(arg)) throw err;
-    const fallThrough = isVmimgError(err, ErrorCode.NOT_FOUND) || (isVmimgError(err, ErrorCode.PLATFORM_MISMATCH) && isReference(arg));
-    if (fallThrough) return undefined;
-    throw err;
+    const reference = isReference(arg);
+    if (isVmimgError(err, ErrorCode.NOT_FOUND)) {
+      if (reference) pullNotices.set(arg, `${arg} is not cached: pulling it from ${parseReference(arg).registry}`);
+      return undefined; // not a reference either: pulling it reports the bad reference
+    }
+    if (!reference || !isVmimgError(err, ErrorCode.PLATFORM_MISMATCH)) throw err;
+    pullNotices.set(arg, `${err.message}: pulling it from ${parseReference(arg).registry}`);
+    return undefined;
   }
+}
+
+/** Why a reference is about to be pulled by a command that reads images (said once the pull starts). */
+const pullNotices = new Map<string, string>();
+
+/** A warning line on stderr (a JSON progress event with --json; nothing with -q). */
+function warn(ctx: Context, message: string): void {
+  if (ctx.quiet) return;
+  process.stderr.write(ctx.json ? `${JSON.stringify({ progress: { type: 'warning', message } })}\n` : `warning: ${escapeTerminal(message)}\n`);
 }
 
 export async function pullImage(ctx: Context, ref: string, extra: Pick<PullOptions, 'concurrency' | 'limits'> = {}): Promise<Image> {
   parseReference(ref); // a bad reference is a usage error before anything starts
   const progress = ctx.progress();
+  const notice = pullNotices.get(ref);
+  if (notice !== undefined) progress.listener({ type: 'warning', message: notice });
   try {
     const options: PullOptions = {
       ...(await ctx.registryOptions(ref)),

@@ -3,10 +3,12 @@ import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { parseReference, formatReference } from '../reference/index.js';
+import { configPlatform } from '../manifest/index.js';
+import { formatPlatform, hostPlatform, selectBest } from '../platform/index.js';
 import type { Platform } from '../platform/types.js';
 import { CacheLayout } from './cache.js';
 import { loadFromDir, type Image } from './image-dir.js';
-import { readRefs, updateRefs } from './refs.js';
+import { entryTargets, readRefs, updateRefs, type RefEntry, type RefTarget } from './refs.js';
 
 export interface ImageSummary {
   /** Config digest. */
@@ -38,7 +40,7 @@ export async function listImages(cache: CacheLayout): Promise<ImageSummary[]> {
     const id = image.config.source.configDigest;
     summaries.push({
       id,
-      names: Object.entries(refs.refs).filter(([, e]) => e.image === id).map(([n]) => n).sort(),
+      names: Object.entries(refs.refs).filter(([, e]) => entryTargets(e).some((t) => t.image === id)).map(([n]) => n).sort(),
       platform: image.config.source.platform,
       size: image.config.layerDetails.reduce((sum, l) => sum + l.size, 0),
       createdAt: image.config.source.createdAt,
@@ -51,20 +53,47 @@ export async function listImages(cache: CacheLayout): Promise<ImageSummary[]> {
 /**
  * Finds a cached image by name (as pulled/loaded, or its canonical reference form), by id or id prefix
  * (`sha256:ab12…` or `ab12…`, at least 6 hex digits), or the most recent one when `name` is undefined.
+ *
+ * A name holds one image per platform. With `platform` (asked for explicitly) the name's image for it,
+ * else ERR_PLATFORM_MISMATCH listing the platforms it has; without, the host's platform is preferred
+ * and the name's most recent image is the fallback (check its platform to warn).
  */
 export async function findImage(cache: CacheLayout, name: string | undefined, platform?: Platform): Promise<Image> {
   const refs = await readRefs(cache);
-  let id: string | undefined;
   if (name === undefined) {
-    id = refs.last;
+    const id = refs.last;
     if (!id) throw new VmimgError(ErrorCode.NOT_FOUND, 'no image pulled or loaded yet', { hint: 'run vmimg pull REF or vmimg load TAR first' });
-  } else {
-    id = refs.refs[name]?.image ?? refs.refs[canonical(name) ?? '']?.image ?? (await byIdPrefix(cache, name));
+    return loadFromDir(cache.imageDir(id), platform ? { platform } : {});
   }
-  if (!id) {
-    throw new VmimgError(ErrorCode.NOT_FOUND, `no cached image named "${name}"`, { hint: 'vmimg images lists what is cached' });
-  }
+  const entry = refs.refs[name] ?? refs.refs[canonical(name) ?? ''];
+  if (entry) return pickPlatform(name, await entryImages(cache, entry), platform);
+  const id = await byIdPrefix(cache, name);
+  if (!id) throw new VmimgError(ErrorCode.NOT_FOUND, `no cached image named "${name}"`, { hint: 'vmimg images lists what is cached' });
   return loadFromDir(cache.imageDir(id), platform ? { platform } : {});
+}
+
+/** The images a name points at that are still in the cache, most recent first. */
+async function entryImages(cache: CacheLayout, entry: RefEntry): Promise<Image[]> {
+  const images: Image[] = [];
+  for (const target of entryTargets(entry)) {
+    try {
+      images.push(await loadFromDir(cache.imageDir(target.image)));
+    } catch {
+      // removed or damaged meanwhile: not a candidate
+    }
+  }
+  return images;
+}
+
+function pickPlatform(name: string, images: Image[], platform: Platform | undefined): Image {
+  if (images.length === 0) throw new VmimgError(ErrorCode.NOT_FOUND, `no cached image named "${name}"`, { hint: 'vmimg images lists what is cached' });
+  const best = selectBest(images.map((i) => ({ platform: configPlatform(i.config) })), platform ?? hostPlatform());
+  if (best >= 0) return images[best]!;
+  if (platform === undefined) return images[0]!;
+  const available = images.map((i) => formatPlatform(configPlatform(i.config)));
+  throw new VmimgError(ErrorCode.PLATFORM_MISMATCH, `"${name}" is cached for ${available.join(', ')}, not ${formatPlatform(platform)}`, {
+    details: { wanted: formatPlatform(platform), available },
+  });
 }
 
 function canonical(name: string): string | undefined {
@@ -89,14 +118,34 @@ async function byIdPrefix(cache: CacheLayout, name: string): Promise<string | un
   return hits[0] ? `sha256:${hits[0]}` : undefined;
 }
 
-/** Removes an image's directory and every name pointing at it. Layers stay until `prune`. */
-export async function removeImage(cache: CacheLayout, name: string): Promise<ImageSummary['id']> {
-  const image = await findImage(cache, name);
-  const id = image.config.source.configDigest;
-  await updateRefs(cache, (refs) => {
-    for (const [n, e] of Object.entries(refs.refs)) if (e.image === id) delete refs.refs[n];
-    if (refs.last === id) delete refs.last;
+/**
+ * Removes cached images and every name pointing at them; returns their ids. A name without `platform`
+ * removes its images for every platform; with one, only that platform's. Layers stay until `prune`.
+ */
+export async function removeImage(cache: CacheLayout, name: string, platform?: Platform): Promise<string[]> {
+  const refs = await readRefs(cache);
+  const entry = refs.refs[name] ?? refs.refs[canonical(name) ?? ''];
+  const images = entry && !platform ? await entryImages(cache, entry) : [await findImage(cache, name, platform)];
+  if (images.length === 0) throw new VmimgError(ErrorCode.NOT_FOUND, `no cached image named "${name}"`, { hint: 'vmimg images lists what is cached' });
+  const ids = new Set(images.map((i) => i.config.source.configDigest));
+  const remaining = (await listImages(cache)).filter((i) => !ids.has(i.id));
+  await updateRefs(cache, (now) => {
+    for (const [n, e] of Object.entries(now.refs)) {
+      const left = entryTargets(e).filter((t) => !ids.has(t.image));
+      if (left.length === 0) delete now.refs[n];
+      else if (left.length < entryTargets(e).length) now.refs[n] = withoutImages(e, ids, left[0]!);
+    }
+    // the most recent image is the default of `export DIR`: fall back to the newest one left
+    if (now.last !== undefined && ids.has(now.last)) {
+      if (remaining[0]) now.last = remaining[0].id;
+      else delete now.last;
+    }
   });
-  await rm(image.dir, { recursive: true, force: true });
-  return id;
+  for (const image of images) await rm(image.dir, { recursive: true, force: true });
+  return [...ids];
+}
+
+function withoutImages(entry: RefEntry, ids: Set<string>, newest: RefTarget): RefEntry {
+  const platforms = Object.fromEntries(Object.entries(entry.platforms ?? {}).filter(([, t]) => !ids.has(t.image)));
+  return { ...newest, ...(Object.keys(platforms).length > 0 ? { platforms } : {}) };
 }

@@ -28,6 +28,8 @@ export interface Image {
   dir: string;
   config: RuntimeConfig;
   layers: ImageLayer[];
+  /** The name the cache recorded for the image, when it was just pulled or loaded. */
+  name?: string;
 }
 
 export const CONFIG_FILE = 'config.json';

@@ -11,7 +11,8 @@ import { ContainerFS } from '../vfs/index.js';
 import { CacheLayout } from './cache.js';
 import { writeImageDir, type Image } from './image-dir.js';
 import { ProgressTracker, type ProgressListener } from './progress.js';
-import { recordImage } from './refs.js';
+import { platformKey, recordImage } from './refs.js';
+import { configPlatform } from '../manifest/index.js';
 import { buildRuntimeConfig, type LayerRecord } from './runtime-config.js';
 import type { ImageSource, SourceLayer } from './source.js';
 import { isReopen } from './tee-download.js';
@@ -79,9 +80,10 @@ export async function prepareImage(source: ImageSource, options: PrepareOptions)
       await fs.close();
     }
     const image = await writeImageDir(config, layers, cache.imageDir(source.info.configDigest), { force: true });
-    await recordImage(cache, options.name ?? source.info.reference ?? source.info.configDigest, source.info.configDigest);
+    const name = options.name ?? source.info.reference ?? source.info.configDigest;
+    await recordImage(cache, name, source.info.configDigest, platformKey(configPlatform(config)));
     progress.image('done');
-    return image;
+    return { ...image, name };
   } catch (err) {
     if (signal?.aborted) throw new VmimgError(ErrorCode.ABORTED, 'interrupted; rerun to continue', { cause: err });
     throw err;

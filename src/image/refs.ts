@@ -1,19 +1,46 @@
 /**
- * `refs.json`: which names point at which image (by config digest), and the most recent image
- * (what `vmimg export DIR` uses when no image is named). Every change is a read-modify-write under
- * `locks/refs.lock` and an atomic replace, so concurrent pulls and loads never lose each other's names.
+ * `refs.json`: which names point at which image (by config digest) on each platform, and the most
+ * recent image (what `vmimg export DIR` uses when no image is named). Every change is a
+ * read-modify-write under `locks/refs.lock` and an atomic replace, so concurrent pulls and loads never
+ * lose each other's names.
+ *
+ * One name holds one image per platform (`pull alpine --arch amd64` then `--arch arm64` keeps both).
+ * The file stays version 1: `image` is still the name's most recent image (what older vmimg reads),
+ * and `platforms` is an added map older code ignores.
  */
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { configPlatform } from '../manifest/index.js';
+import { formatPlatform, normalizePlatform } from '../platform/index.js';
+import type { Platform } from '../platform/types.js';
 import { waitLock } from '../store/lock.js';
 import type { CacheLayout } from './cache.js';
 import { writeFileAtomic } from './image-dir.js';
 
-export interface RefEntry {
+export interface RefTarget {
   /** Config digest: the image id. */
   image: string;
   /** ISO time the name was last pointed here. */
   updatedAt: string;
+}
+
+export interface RefEntry extends RefTarget {
+  /** Normalised platform (`linux/arm64/v8`) → the image the name means there. Absent in files of older vmimg. */
+  platforms?: Record<string, RefTarget>;
+}
+
+/** The key a platform is filed under: normalised, so `linux/arm64` and `linux/arm64/v8` are one. */
+export function platformKey(p: Platform): string {
+  return formatPlatform(normalizePlatform(p));
+}
+
+/** Every image a name points at, most recent first (an entry of older vmimg has one). */
+export function entryTargets(entry: RefEntry): RefTarget[] {
+  const all = [...Object.values(entry.platforms ?? {}), { image: entry.image, updatedAt: entry.updatedAt }];
+  const seen = new Set<string>();
+  return all
+    .sort((a, b) => b.updatedAt.localeCompare(a.updatedAt))
+    .filter((t) => typeof t?.image === 'string' && !seen.has(t.image) && seen.add(t.image));
 }
 
 export interface Refs {
@@ -40,12 +67,12 @@ const REFS_LOCK_STALE_MS = 10_000;
  * Applies `change` to refs.json under the refs lock: read, change, write to a temp file, rename.
  * Returns what `change` returned.
  */
-export async function updateRefs<T>(cache: CacheLayout, change: (refs: Refs) => T): Promise<T> {
+export async function updateRefs<T>(cache: CacheLayout, change: (refs: Refs) => T | Promise<T>): Promise<T> {
   await mkdir(cache.locksDir, { recursive: true });
   const lock = await waitLock(join(cache.locksDir, 'refs.lock'), { staleMs: REFS_LOCK_STALE_MS, what: 'the refs.json lock' });
   try {
     const refs = await readRefs(cache);
-    const result = change(refs);
+    const result = await change(refs);
     await writeFileAtomic(cache.refsFile, `${JSON.stringify(refs, null, 2)}\n`);
     return result;
   } finally {
@@ -53,9 +80,28 @@ export async function updateRefs<T>(cache: CacheLayout, change: (refs: Refs) => 
   }
 }
 
-export async function recordImage(cache: CacheLayout, name: string, configDigest: string): Promise<void> {
-  await updateRefs(cache, (refs) => {
-    refs.refs[name] = { image: configDigest, updatedAt: new Date().toISOString() };
+/**
+ * Points `name` at an image for its platform (`platform`: a platformKey), keeping the name's images for
+ * other platforms, and makes it the most recent image.
+ */
+export async function recordImage(cache: CacheLayout, name: string, configDigest: string, platform?: string): Promise<void> {
+  await updateRefs(cache, async (refs) => {
+    const target = { image: configDigest, updatedAt: new Date().toISOString() };
+    const old = refs.refs[name];
+    const platforms = old ? await platformsOf(cache, old) : {};
+    if (platform !== undefined) platforms[platform] = target;
+    refs.refs[name] = { ...target, ...(Object.keys(platforms).length > 0 ? { platforms } : {}) };
     refs.last = configDigest;
   });
+}
+
+/** An entry's per-platform map; for an entry of older vmimg, its one image filed under its platform. */
+async function platformsOf(cache: CacheLayout, entry: RefEntry): Promise<Record<string, RefTarget>> {
+  if (entry.platforms) return { ...entry.platforms };
+  try {
+    const config = JSON.parse(await readFile(join(cache.imageDir(entry.image), 'config.json'), 'utf8')) as Parameters<typeof configPlatform>[0];
+    return { [platformKey(configPlatform(config))]: { image: entry.image, updatedAt: entry.updatedAt } };
+  } catch {
+    return {}; // the image is gone or damaged: nothing to keep
+  }
 }

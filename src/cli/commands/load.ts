@@ -25,6 +25,6 @@ export const loadCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       .example('$0 load saved.tar --tag myapp:1.2', 'One image of a docker save holding several'),
   handler: run<Args>(async (ctx, args) => {
     const image = await loadTar(ctx, await tarArg(args.tar), args.tag, { ...concurrencyOption(args.concurrency), ...limitOptions(args) });
-    printImage(ctx, await named(ctx, image, 'tar'));
+    printImage(ctx, await named(ctx, image, 'tar'), image.name); // the name just loaded, not another archive's
   }),
 };

@@ -13,12 +13,13 @@ export const rmCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
   builder: (y) =>
     y
       .positional('image', { type: 'string', array: true, describe: 'Cached image names or ids (an id prefix needs at least 6 hex digits)', default: undefined })
-      .example('$0 rm alpine:3.20', 'By name')
+      .example('$0 rm alpine:3.20', 'By name (its images for every platform)')
+      .example('$0 rm alpine:3.20 --arch arm64', 'Only its arm64 image')
       .example('$0 rm 3f2a9c1d07b4 && $0 prune', 'By id, then free the space'),
   handler: run<Args>(async (ctx, args) => {
     for (const name of args.image ?? []) {
-      const id = await removeImage(ctx.cache, name);
-      ctx.out(ctx.json ? JSON.stringify({ removed: id, name }) : `removed ${id}`);
+      // without --arch a name's images for every platform go; with it, only that platform's
+      for (const id of await removeImage(ctx.cache, name, ctx.platform)) ctx.out(ctx.json ? JSON.stringify({ removed: id, name }) : `removed ${id}`);
     }
   }),
 };
