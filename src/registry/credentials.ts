@@ -185,48 +185,91 @@ function fromAuthEntry(entry: NonNullable<DockerConfig['auths']>[string], key: s
 }
 
 /** Runs `docker-credential-NAME get`, server URL on stdin. "Not found" is no credential, not an error. */
-function runHelper(name: string, serverUrl: string, options: CredentialOptions, env: NodeJS.ProcessEnv): Promise<Credential | undefined> {
+async function runHelper(name: string, serverUrl: string, options: CredentialOptions, env: NodeJS.ProcessEnv): Promise<Credential | undefined> {
   const program = `docker-credential-${name}`;
-  const fail = (why: string, cause?: unknown) =>
+  const limitMs = options.helperTimeoutMs ?? 30_000;
+  const fail = (why: string, cause?: unknown, hint = `Check that ${program} is installed and on PATH, or remove it from your Docker config.`) =>
     new VmimgError(ErrorCode.UNAUTHORIZED, `credential helper ${program} failed for ${serverUrl}: ${why}`, {
       ...(cause !== undefined ? { cause } : {}),
-      hint: `Check that ${program} is installed and on PATH, or remove it from your Docker config.`,
+      hint,
+      details: { helper: program },
     });
-  return new Promise((resolve, reject) => {
-    const child = spawn(program, ['get'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    // Our own timer, unref'd: spawn's `timeout` keeps the process alive when the program is missing.
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.helperTimeoutMs ?? 30_000);
-    timer.unref();
-    child.on('exit', () => clearTimeout(timer));
+  const run = await runBounded(program, serverUrl, env, limitMs);
+  if (run.kind === 'spawn-error') throw fail((run.error as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found on PATH' : 'could not start', run.error);
+  if (run.kind === 'timeout') {
+    const hint = `Make ${program} answer faster, or raise "credentialHelperTimeoutSeconds" in the vmimg config file.`;
+    throw fail(`no answer within ${Math.round(limitMs / 100) / 10} s (killed)`, undefined, hint);
+  }
+  if (run.code !== 0) {
+    if (/credentials not found/i.test(run.stdout) || /credentials not found/i.test(run.stderr)) return undefined;
+    throw fail(`exit status ${run.code}`);
+  }
+  let parsed: { Username?: string; Secret?: string };
+  try {
+    parsed = JSON.parse(run.stdout.trim()) as typeof parsed;
+  } catch {
+    throw fail('answer is not JSON');
+  }
+  if (!parsed.Secret) return undefined;
+  const source = `helper:${name}`;
+  if (parsed.Username === '<token>') return { source, identityToken: parsed.Secret };
+  return { source, username: parsed.Username ?? '', password: parsed.Secret };
+}
+
+type HelperRun =
+  | { kind: 'exited'; code: number | null; stdout: string; stderr: string }
+  | { kind: 'timeout' }
+  | { kind: 'spawn-error'; error: unknown };
+
+/** How long the pipes may stay open after the helper exited (its output is written by then). */
+const EXIT_GRACE_MS = 200;
+
+/**
+ * Runs `program get` with `input` on stdin, bounded in time. The helper leads its own process group:
+ * at the deadline the whole group is killed and the pipes dropped, so a child it left behind (a `sleep`,
+ * an agent) holding the pipes cannot keep us waiting; after the helper exits, the pipes get a short grace.
+ */
+function runBounded(program: string, input: string, env: NodeJS.ProcessEnv, limitMs: number): Promise<HelperRun> {
+  return new Promise((resolve) => {
+    const child = spawn(program, ['get'], { env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
     const out: Buffer[] = [];
     const errOut: Buffer[] = [];
+    let settled = false;
+    /** `kill`: something of the helper's group still holds on (deadline, or pipes open after exit). */
+    const finish = (run: HelperRun, kill = false): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (kill) killGroup(child.pid);
+      child.stdout.destroy();
+      child.stderr.destroy();
+      resolve(run);
+    };
+    const exited = (code: number | null): HelperRun => ({
+      kind: 'exited',
+      code,
+      stdout: Buffer.concat(out).toString('utf8'),
+      stderr: Buffer.concat(errOut).toString('utf8'),
+    });
+    // Our own timer, unref'd: spawn's `timeout` keeps the process alive when the program is missing.
+    const timer = setTimeout(() => finish({ kind: 'timeout' }, true), limitMs);
+    timer.unref();
     child.stdout.on('data', (b: Buffer) => out.push(b));
     child.stderr.on('data', (b: Buffer) => errOut.push(b));
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(fail((err as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found on PATH' : 'could not start', err));
-    });
-    child.on('close', (code) => {
-      const stdout = Buffer.concat(out).toString('utf8').trim();
-      if (code !== 0) {
-        if (/credentials not found/i.test(stdout) || /credentials not found/i.test(Buffer.concat(errOut).toString())) {
-          resolve(undefined);
-          return;
-        }
-        reject(fail(`exit status ${code}`));
-        return;
-      }
-      try {
-        const answer = JSON.parse(stdout) as { Username?: string; Secret?: string };
-        if (!answer.Secret) return resolve(undefined);
-        const source = `helper:${name}`;
-        if (answer.Username === '<token>') return resolve({ source, identityToken: answer.Secret });
-        resolve({ source, username: answer.Username ?? '', password: answer.Secret });
-      } catch {
-        reject(fail('answer is not JSON'));
-      }
-    });
+    child.on('error', (error) => finish({ kind: 'spawn-error', error }));
+    child.on('exit', (code) => setTimeout(() => finish(exited(code), true), EXIT_GRACE_MS).unref());
+    child.on('close', (code) => finish(exited(code)));
     child.stdin.on('error', () => undefined);
-    child.stdin.end(serverUrl);
+    child.stdin.end(input);
   });
+}
+
+/** SIGKILL to the helper's process group (it leads one: spawned detached); a group already gone is fine. */
+function killGroup(pid: number | undefined): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // ESRCH: the group has exited already
+  }
 }

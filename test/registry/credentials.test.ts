@@ -162,4 +162,48 @@ describe('credential chain', () => {
       return true;
     });
   });
+
+  describe('a helper whose child holds the pipes (S08)', () => {
+    /** A helper script body; the config maps `<name>.example` to it. */
+    function writeScript(name: string, body: string): NodeJS.ProcessEnv {
+      const file = join(binDir, `docker-credential-${name}`);
+      writeFileSync(file, `#!/bin/sh\n${body}\n`);
+      chmodSync(file, 0o755);
+      const cfg = join(dir, `docker-${name}`);
+      mkdirSync(cfg, { recursive: true });
+      writeFileSync(join(cfg, 'config.json'), JSON.stringify({ credHelpers: { [`${name}.example`]: name } }));
+      return env({ DOCKER_CONFIG: cfg });
+    }
+    const alive = (pid: number): boolean => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+
+    test('is killed with its whole process group at the deadline: ERR_UNAUTHORIZED naming the helper', async () => {
+      const pidFile = join(dir, 'hang-child.pid');
+      const e = writeScript('hangchild', `sleep 60 &\necho $! > '${pidFile}'\nwait\necho '{"Username":"u","Secret":"late"}'`);
+      const started = Date.now();
+      await assert.rejects(credentialChain({ env: e, helperTimeoutMs: 500 })('hangchild.example'), (err: Error & { code?: string; hint?: string }) => {
+        assert.equal(err.code, 'ERR_UNAUTHORIZED');
+        assert.match(err.message, /docker-credential-hangchild .*no answer within 0\.5 s/);
+        assert.match(err.hint ?? '', /credentialHelperTimeoutSeconds/);
+        return true;
+      });
+      assert.ok(Date.now() - started < 20_000, 'not held by the child (which sleeps 60 s)');
+      const child = Number(readFileSync(pidFile, 'utf8'));
+      for (let i = 0; i < 50 && alive(child); i++) await new Promise((r) => setTimeout(r, 100));
+      assert.equal(alive(child), false, 'the helper\'s child was killed too');
+    });
+
+    test('that answered and exited is not waited for', async () => {
+      const e = writeScript('leavechild', `echo '{"Username":"u","Secret":"s"}'\nsleep 60 &\nexit 0`);
+      const started = Date.now();
+      assert.deepEqual(await credentialChain({ env: e, helperTimeoutMs: 30_000 })('leavechild.example'), { source: 'helper:leavechild', username: 'u', password: 's' });
+      assert.ok(Date.now() - started < 20_000, 'answered long before the 60 s child or the 30 s limit');
+    });
+  });
 });
