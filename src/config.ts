@@ -6,8 +6,11 @@
  *     "mirrors": { "docker.io": ["https://mirror.example", { "url": "http://10.0.0.5:5000", "resolve": true }] },
  *     "insecureRegistries": ["registry.lan:5000"],
  *     "originFallback": true,
- *     "limits": { "maxLayerSize": "64G", "maxLayerRatio": 1000, "maxLayerEntries": 2000000 }
+ *     "limits": { "maxLayerSize": "64G", "maxLayerRatio": 1000, "maxLayerEntries": 2000000 },
+ *     "network": { "retryBudgetSeconds": 300, "minBytesPerSecond": 1024 }
  *   }
+ *
+ * `network` holds the retry budget, throughput rule and timeouts (src/config-network.ts).
  *
  * A missing file is an empty config; a malformed one is ERR_INVALID_ARGUMENT naming the file.
  */
@@ -17,10 +20,13 @@ import { join } from 'node:path';
 import { ErrorCode, VmimgError } from './errors.js';
 import type { HostOptions, MirrorSpec } from './registry/index.js';
 import { DEFAULT_LIMITS, parseSize, resolveLimits, type LayerLimits } from './layer/limits.js';
+import { parseNetworkSettings, type NetworkSettings } from './config-network.js';
 
 export type UserConfig = Pick<HostOptions, 'mirrors' | 'insecureRegistries' | 'originFallback'> & {
   /** What one layer may cost (src/layer/limits.ts); sizes as bytes or strings such as "64G". */
   limits?: Partial<LayerLimits>;
+  /** Retry budget, throughput rule and timeouts (src/config-network.ts). */
+  network?: NetworkSettings;
 };
 
 export function userConfigPath(env: NodeJS.ProcessEnv = process.env): string {
@@ -44,9 +50,9 @@ export async function loadUserConfig(env: NodeJS.ProcessEnv = process.env): Prom
     throw bad(path, `not JSON (${(err as Error).message})`);
   }
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw bad(path, 'must be a JSON object');
-  const { mirrors, insecureRegistries, originFallback, limits, ...rest } = doc as Record<string, unknown>;
+  const { mirrors, insecureRegistries, originFallback, limits, network, ...rest } = doc as Record<string, unknown>;
   const unknown = Object.keys(rest);
-  if (unknown.length > 0) throw bad(path, `unknown setting(s) ${unknown.join(', ')} (known: mirrors, insecureRegistries, originFallback, limits)`);
+  if (unknown.length > 0) throw bad(path, `unknown setting(s) ${unknown.join(', ')} (known: mirrors, insecureRegistries, originFallback, limits, network)`);
   const config: { -readonly [K in keyof UserConfig]: UserConfig[K] } = {};
   if (limits !== undefined) config.limits = parseLimits(limits, path);
   if (mirrors !== undefined) config.mirrors = parseMirrors(mirrors, path);
@@ -60,6 +66,7 @@ export async function loadUserConfig(env: NodeJS.ProcessEnv = process.env): Prom
     if (typeof originFallback !== 'boolean') throw bad(path, '"originFallback" must be true or false');
     config.originFallback = originFallback;
   }
+  if (network !== undefined) config.network = parseNetworkSettings(network, (why) => bad(path, why));
   return config;
 }
 

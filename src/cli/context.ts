@@ -6,6 +6,7 @@ import { CacheLayout, parsePlatform, parseReference, resolveCacheDir, type Platf
 import { createProgress, type ProgressMode, type ProgressRenderer } from './progress.js';
 import { readPasswordFromStdin } from './stdin.js';
 import { loadUserConfig, type UserConfig } from '../config.js';
+import { networkClientOptions } from '../config-network.js';
 import { UsageError } from './exit-codes.js';
 
 /** The global options as yargs hands them to a command. */
@@ -57,10 +58,14 @@ export function createContext(args: GlobalArgs): Context {
     progress: () => createProgress(mode),
     async registryOptions(reference) {
       const file = await loadUserConfig();
-      const options: Omit<UserConfig, 'insecureRegistries'> & {
+      const options: Omit<UserConfig, 'insecureRegistries' | 'network'> & RegistryClientOptions & {
         insecureRegistries?: string[];
         credentials?: Record<string, { username: string; password: string }>;
-      } = { ...(file.mirrors ? { mirrors: file.mirrors } : {}), ...(file.originFallback !== undefined ? { originFallback: file.originFallback } : {}) };
+      } = {
+        ...(file.mirrors ? { mirrors: file.mirrors } : {}),
+        ...(file.originFallback !== undefined ? { originFallback: file.originFallback } : {}),
+        ...networkClientOptions(file.network),
+      };
       const insecure = [...(file.insecureRegistries ?? []), ...(args['insecure-registry'] ?? [])];
       if (insecure.length > 0) options.insecureRegistries = insecure;
       if (args['password-stdin'] && !args.username) throw new UsageError('--password-stdin needs --username');

@@ -4,7 +4,7 @@
  * Everything goes to stderr so stdout stays clean for results.
  */
 import cliProgress from 'cli-progress';
-import type { LayerProgress, ProgressEvent, ProgressListener } from '../index.js';
+import type { LayerProgress, NoticeEvent, ProgressEvent, ProgressListener } from '../index.js';
 import { escapeTerminal } from './escape.js';
 import { colorEnabled, humanBytes, humanDuration, paint, shortDigest } from './format.js';
 
@@ -35,6 +35,8 @@ function logProgress(stream: NodeJS.WriteStream): ProgressRenderer {
   const listener: ProgressListener = (e) => {
     if (e.type === 'warning') {
       stream.write(`warning: ${escapeTerminal(e.message)}\n`);
+    } else if (e.type === 'retry' || e.type === 'stall') {
+      stream.write(`${noticeLine(e)}\n`);
     } else if (e.type === 'layer') {
       if (states.get(e.index) === e.state) return;
       states.set(e.index, e.state);
@@ -46,6 +48,12 @@ function logProgress(stream: NodeJS.WriteStream): ProgressRenderer {
     }
   };
   return { listener, done: () => {} };
+}
+
+/** `layer 2/3 sha256:0123…: retrying in 12 s: HTTP 429 from HOST`, or the same with what was fetched. */
+function noticeLine(e: NoticeEvent): string {
+  const who = e.layer !== undefined && e.count !== undefined ? `layer ${e.layer + 1}/${e.count}` : e.what;
+  return escapeTerminal(`${who}: ${e.message}`);
 }
 
 // cli-progress overrides payload keys it computes itself (eta, value, total...): ours have other names.
@@ -115,6 +123,7 @@ function barProgress(stream: NodeJS.WriteStream): ProgressRenderer {
   const listener: ProgressListener = (e: ProgressEvent) => {
     if (stopped) return;
     if (e.type === 'warning') return multibar.log(`warning: ${escapeTerminal(e.message)}\n`);
+    if (e.type === 'retry' || e.type === 'stall') return multibar.log(`${noticeLine(e)}\n`);
     if (e.type === 'layer') return onLayer(e);
     if (total === undefined) return; // still resolving: layers not known yet
     const max = Math.max(1, e.bytesTotal ?? e.bytesDone);

@@ -10,5 +10,5 @@ export { prune, type PruneOptions, type PruneResult, type SpaceCount } from './p
 export { openLease, withGcLock, type CacheLease } from './lease.js';
 export { prepareImage, type PrepareOptions } from './prepare.js';
 export { commandLine, resolveUser, type RuntimeConfig, type LayerRecord, type ImageSourceInfo } from './runtime-config.js';
-export type { ProgressEvent, ProgressListener, LayerProgress, ImageProgress, LayerState, ImageState } from './progress.js';
+export type { ProgressEvent, ProgressListener, LayerProgress, ImageProgress, LayerState, ImageState, NoticeEvent, RetryEvent, StallEvent } from './progress.js';
 export type { ImageSource, SourceLayer, OpenLayerOptions } from './source.js';

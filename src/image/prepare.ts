@@ -118,7 +118,10 @@ async function flattenOne(layer: SourceLayer, index: number, shared: Shared, lim
       try {
         return await flattenFrom(layer, index, shared, name, signal);
       } catch (err) {
-        if (isReopen(err)) return await flattenFrom(layer, index, shared, name, signal); // now from the store
+        // Bytes still being verified: the store's verdict comes first (its error wins), and bytes it had
+        // to replace are read again from the store; so one input gives one outcome, whatever the timing.
+        const faithful = await layer.verdict?.();
+        if (isReopen(err) || faithful === false) return await flattenFrom(layer, index, shared, name, signal); // now from the store
         // A stored blob that no longer matches its digest (disk corruption): drop it and fetch it again, once.
         if (isVmimgError(err, ErrorCode.DIGEST_MISMATCH) && layer.invalidate && (await layer.invalidate())) {
           return await flattenFrom(layer, index, shared, name, signal);
@@ -141,6 +144,7 @@ async function flattenFrom(layer: SourceLayer, index: number, shared: Shared, na
       downloading = done !== layer.size;
       progress.layer(index, downloading ? 'downloading' : 'extracting', done);
     },
+    onNotice: (n) => progress.notice(index, n),
   });
   const counted = countBytes((n) => downloading || progress.layer(index, 'extracting', n));
   // pipeline, not pipe: both streams get an error listener at once (a download can fail before the

@@ -2,6 +2,7 @@
  * Typed, throttled progress events for preparing an image: one stream per blob and one for the image.
  * The library emits; the CLI draws (bars on a TTY, log lines or JSON lines otherwise).
  */
+import type { NetworkNotice } from '../util/retry.js';
 
 /**
  * A layer's phases. Verification has no state of its own: a layer's bytes are verified while they
@@ -40,8 +41,45 @@ export interface WarningEvent {
   message: string;
 }
 
-export type ProgressEvent = LayerProgress | ImageProgress | WarningEvent;
+/**
+ * A network wait or stall, as it happens: `retrying in 12 s: HTTP 429 from HOST` before another
+ * attempt, `no data from HOST for 5 s` while a body stalls. `layer`/`count` say whose, when a layer's.
+ */
+interface NoticeFields {
+  /** What is fetched, e.g. `blob sha256:0123…` or `manifest registry/repo:tag`. */
+  what: string;
+  message: string;
+  /** 0-based layer index and layer count, when the notice is about a layer. */
+  layer?: number;
+  count?: number;
+}
+
+/** A wait before another attempt: its length, the attempt that failed, and the most allowed in a row. */
+export interface RetryEvent extends NoticeFields {
+  type: 'retry';
+  delaySeconds: number;
+  attempt: number;
+  attempts: number;
+}
+
+/** A body that sent nothing for `seconds` so far. */
+export interface StallEvent extends NoticeFields {
+  type: 'stall';
+  seconds: number;
+}
+
+export type NoticeEvent = RetryEvent | StallEvent;
+
+export type ProgressEvent = LayerProgress | ImageProgress | WarningEvent | NoticeEvent;
 export type ProgressListener = (event: ProgressEvent) => void;
+
+/** A NetworkNotice (util/retry.ts) as a progress event, optionally tagged with its layer. */
+export function noticeEvent(n: NetworkNotice, layer?: { index: number; count: number }): NoticeEvent {
+  const where = layer !== undefined ? { layer: layer.index, count: layer.count } : {};
+  if (n.kind === 'stall') return { type: 'stall', what: n.what, message: n.message, seconds: n.seconds, ...where };
+  const delaySeconds = Math.round(n.delayMs / 100) / 10;
+  return { type: 'retry', what: n.what, message: n.message, delaySeconds, attempt: n.attempt, attempts: n.attempts, ...where };
+}
 
 const THROTTLE_MS = 100;
 
@@ -99,6 +137,11 @@ export class ProgressTracker {
     };
     this.listener(event);
     this.image('downloading');
+  }
+
+  /** A retry wait or stall of layer `index`'s download. */
+  notice(index: number, n: NetworkNotice): void {
+    this.listener?.(noticeEvent(n, { index, count: this.count }));
   }
 
   image(state: ImageState): void {

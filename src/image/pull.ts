@@ -9,7 +9,8 @@ import { CacheLayout, resolveCacheDir } from './cache.js';
 import type { Image } from './image-dir.js';
 import { prepareImage } from './prepare.js';
 import type { LayerLimits } from '../layer/limits.js';
-import type { ProgressListener } from './progress.js';
+import { noticeEvent, type ProgressListener } from './progress.js';
+import type { NetworkNotice } from '../util/retry.js';
 import { openRemote } from './remote.js';
 
 export interface PullOptions extends RegistryClientOptions {
@@ -37,6 +38,7 @@ export async function pull(reference: string | Reference, options: PullOptions =
       store: new BlobStore(cache.root),
       ...(options.platform ? { platform: options.platform, explicitPlatform: true } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.onProgress ? { onNotice: (n: NetworkNotice) => options.onProgress?.(noticeEvent(n)) } : {}),
     });
     return await prepareImage(source, {
       cache,

@@ -15,7 +15,8 @@ import { formatPlatform, hostPlatform } from '../platform/index.js';
 import type { Platform } from '../platform/types.js';
 import { formatReference } from '../reference/index.js';
 import type { Reference } from '../reference/types.js';
-import type { RegistryClient } from '../registry/index.js';
+import type { CallOptions, RegistryClient } from '../registry/index.js';
+import type { NoticeListener } from '../util/retry.js';
 import type { BlobStore } from '../store/index.js';
 import { manifestLayers, platformWarning } from './archive.js';
 import { teeDownload } from './tee-download.js';
@@ -28,6 +29,8 @@ export interface RemoteOptions {
   platform?: Platform;
   explicitPlatform?: boolean;
   signal?: AbortSignal;
+  /** Retry waits and stalls while resolving the manifest and config (layers get theirs when opened). */
+  onNotice?: NoticeListener;
 }
 
 const MAX_INDEX_DEPTH = 4;
@@ -37,7 +40,7 @@ async function resolveManifest(
   client: RegistryClient,
   ref: Reference,
   wanted: Platform,
-  call: { signal?: AbortSignal },
+  call: CallOptions,
 ): Promise<{ manifest: ImageManifest; manifestDigest: string; indexDigest?: string }> {
   let fetched = await client.fetchManifest(ref, call);
   let indexDigest: string | undefined;
@@ -53,14 +56,14 @@ async function resolveManifest(
 
 export async function openRemote(ref: Reference, options: RemoteOptions): Promise<ImageSource> {
   const { client, store, signal } = options;
-  const call = signal ? { signal } : {};
+  const call = { ...(signal ? { signal } : {}), ...(options.onNotice ? { onNotice: options.onNotice } : {}) };
   const wanted = options.platform ?? hostPlatform();
   const { manifest, manifestDigest, indexDigest } = await resolveManifest(client, ref, wanted, call);
   const configBytes = await client.fetchBlobBytes(ref, manifest.config, call);
   const config = parseImageConfig(configBytes);
   const warnings = platformWarning(config, wanted, options.explicitPlatform ?? false);
 
-  const downloads = new Map<string, Promise<unknown>>(); // settled promises are handled in teeDownload
+  const downloads = new Map<string, Promise<boolean>>(); // verdicts; settled promises are handled in teeDownload
   /** From the store when the blob is there (or arriving); else downloading, teed into the consumer. */
   const download = async (desc: Descriptor, open: OpenLayerOptions = {}): Promise<Readable> => {
     const pending = downloads.get(desc.digest);
@@ -73,8 +76,11 @@ export async function openRemote(ref: Reference, options: RemoteOptions): Promis
     const tee = teeDownload(store, desc, (offset, s) => client.openBlob(ref, desc, { offset, ...(s ?? signal ? { signal: (s ?? signal)! } : {}) }), {
       ...(signal ? { signal } : {}),
       ...(open.onProgress ? { onProgress: open.onProgress } : {}),
+      ...(open.onNotice ? { onNotice: open.onNotice } : {}),
+      retry: client.retryPolicy,
+      throughput: client.throughputRule,
     });
-    downloads.set(desc.digest, tee.done);
+    downloads.set(desc.digest, tee.verdict);
     return tee.stream;
   };
   const where = formatReference(ref);
@@ -82,6 +88,7 @@ export async function openRemote(ref: Reference, options: RemoteOptions): Promis
     ...layer,
     // Only a blob that came from the store can be stale; a fresh download failing is the registry's fault.
     invalidate: async () => !downloads.has(layer.digest!) && (await store.delete(layer.digest!)),
+    verdict: () => downloads.get(layer.digest!),
   }));
   return {
     info: {

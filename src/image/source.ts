@@ -6,11 +6,14 @@
 import type { Readable } from 'node:stream';
 import type { ImageConfig } from '../manifest/index.js';
 import type { ImageSourceInfo } from './runtime-config.js';
+import type { NoticeListener } from '../util/retry.js';
 
 export interface OpenLayerOptions {
   signal?: AbortSignal | undefined;
   /** Bytes made durable so far, while a source downloads. */
   onProgress?: (bytesDone: number) => void;
+  /** Retry waits and stalls while a source downloads. */
+  onNotice?: NoticeListener;
 }
 
 export interface SourceLayer {
@@ -31,6 +34,14 @@ export interface SourceLayer {
    * again; resolves true when there was one. Only sources that keep downloaded copies have it.
    */
   invalidate?(): Promise<boolean>;
+  /**
+   * For bytes `open()` passed on before they were verified (a download teed into the consumer): the
+   * download's outcome. Resolves true when they were the verified blob's, false when the store replaced
+   * some (the consumer should read the blob again), rejects with the store's error. A consumer failing
+   * on such bytes awaits this first: the store's verdict (ERR_DIGEST_MISMATCH) wins over a decoder's.
+   * Undefined when the bytes came verified.
+   */
+  verdict?(): Promise<boolean> | undefined;
 }
 
 export interface ImageSource {

@@ -1,12 +1,16 @@
 /**
  * Download a blob into the store and hand the same bytes to a consumer (the flattener) as they arrive,
  * so a layer converts while it downloads instead of after. The store stays the source of truth: it
- * verifies, resumes and renames as usual. When the byte stream can't continue seamlessly — a resumed
- * partial from an earlier run, a server that ignored Range, another process fetching the blob — the
- * consumer's stream fails with `details.reopen = true` and the caller reads the blob from the store once
- * the download has finished.
+ * verifies, resumes, retries and renames as usual, and passes each chunk on once it is in the partial
+ * file (FetchOptions.onData). When the byte stream can't continue seamlessly — a resumed partial from
+ * an earlier run, a server that ignored Range, a restart from 0, another process fetching the blob —
+ * the consumer's stream fails with `details.reopen = true` and the caller reads the blob from the store
+ * once the download has finished.
+ *
+ * The bytes teed are not verified yet, so a consumer that fails on them must wait for `done` before
+ * blaming the content: the store's verdict (ERR_DIGEST_MISMATCH, or a recovered blob) comes first.
  */
-import { PassThrough, Readable, Transform } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { ErrorCode, VmimgError } from '../errors.js';
 import type { BlobStore, FetchOptions, FetchResult, RangeOpener } from '../store/index.js';
 
@@ -15,6 +19,12 @@ export interface TeeDownload {
   stream: Readable;
   /** Settles when the blob is in the store (or the download failed). */
   done: Promise<FetchResult>;
+  /**
+   * The store's verdict on what was teed: resolves true when every byte passed on is a byte of the
+   * verified blob, false when the store had to replace some (it restarted after a bad resumed prefix);
+   * rejects with the store's error (ERR_DIGEST_MISMATCH, ...).
+   */
+  verdict: Promise<boolean>;
 }
 
 export function teeDownload(
@@ -24,8 +34,13 @@ export function teeDownload(
   options: FetchOptions = {},
 ): TeeDownload {
   const out = new PassThrough({ highWaterMark: 1 << 20 });
+  // Errors reach the consumer through its own listeners; this one only keeps a late error (after the
+  // consumer went away) from becoming an unhandled 'error' event.
+  out.on('error', () => undefined);
   let teed = 0;
   let teeing = true;
+  let next = 0; // where the store's next chunk should start if it never went back
+  let rewound = false;
   const stopTee = (why: string): void => {
     if (!teeing) return;
     teeing = false;
@@ -35,36 +50,25 @@ export function teeDownload(
     teeing = false; // the consumer went away: the download carries on into the store
   });
 
-  const forward = (): Transform =>
-    new Transform({
-      transform(chunk: Buffer, _enc, callback) {
-        if (!teeing) return callback(null, chunk);
-        teed += chunk.length;
-        if (out.write(chunk)) return callback(null, chunk);
-        const resume = (): void => {
-          out.off('drain', resume);
-          out.off('close', resume);
-          callback(null, chunk);
-        };
-        out.on('drain', resume);
-        out.on('close', resume);
-      },
+  const onData = async (chunk: Buffer, offset: number): Promise<void> => {
+    if (offset !== next) rewound = true;
+    next = offset + chunk.length;
+    if (!teeing) return;
+    if (offset !== teed) return stopTee(`the download continues at byte ${offset}, the stream is at ${teed}`);
+    teed += chunk.length;
+    if (out.write(chunk)) return;
+    await new Promise<void>((resolve) => {
+      const resume = (): void => {
+        out.off('drain', resume);
+        out.off('close', resume);
+        resolve();
+      };
+      out.on('drain', resume);
+      out.on('close', resume);
     });
-
-  const tapped: RangeOpener = async (offset, signal) => {
-    const opened = await open(offset, signal);
-    if (!teeing) return opened;
-    if (opened.offset !== teed) {
-      stopTee(`the download continues at byte ${opened.offset}, the stream is at ${teed}`);
-      return opened;
-    }
-    const body = opened.stream instanceof Readable ? opened.stream : Readable.from(opened.stream);
-    const tap = forward();
-    body.on('error', (err) => tap.destroy(err));
-    return { stream: body.pipe(tap), offset: opened.offset };
   };
 
-  const done = store.fetchInto(desc, tapped, options);
+  const done = store.fetchInto(desc, open, { ...options, onData });
   done.then(
     () => {
       if (!teeing) return;
@@ -76,7 +80,9 @@ export function teeDownload(
       teeing = false;
     },
   );
-  return { stream: out, done };
+  const verdict = done.then(() => !rewound);
+  verdict.catch(() => undefined); // awaited only when a consumer failed; never an unhandled rejection
+  return { stream: out, done, verdict };
 }
 
 /** True for the error `teeDownload` uses to say "read it from the store instead". */

@@ -9,7 +9,8 @@ import type { Credential, CredentialLookup } from './credentials.js';
 import type { RegistryEndpoint } from './hosts.js';
 import { isLoopback } from './names.js';
 import { redactUrl, registryErrorSummary, unauthorizedHint } from './http-errors.js';
-import { readSmallText, type HttpResponse, type Transport } from './transport.js';
+import { header, readSmallText, type HttpResponse, type Transport } from './transport.js';
+import { parseRetryAfter } from '../util/retry.js';
 
 export { parseWWWAuthenticate, type Challenge } from './challenge.js';
 
@@ -178,7 +179,10 @@ export class Authorizer {
     if (res.status < 200 || res.status > 299) {
       const summary = registryErrorSummary(text);
       const code = res.status === 429 || res.status >= 500 ? ErrorCode.REGISTRY_UNAVAILABLE : ErrorCode.REGISTRY_ERROR;
-      throw new VmimgError(code, `token server ${redactUrl(res.url)} answered HTTP ${res.status}${summary ? `: ${summary}` : ''}`);
+      const retryAfterMs = parseRetryAfter(header(res, 'retry-after'));
+      throw new VmimgError(code, `token server ${redactUrl(res.url)} answered HTTP ${res.status}${summary ? `: ${summary}` : ''}`, {
+        details: { status: res.status, url: redactUrl(res.url), ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) },
+      });
     }
     let body: { token?: unknown; access_token?: unknown; expires_in?: unknown };
     try {

@@ -1,27 +1,34 @@
 /**
  * RegistryClient: the distribution API (ping, resolve, manifests, blobs) over one undici Agent, going
- * through mirrors then the origin, with auth → retry → redirect steps underneath.
+ * through mirrors then the origin, with retry → auth → redirect steps underneath. Retries follow one
+ * RetryBudget per call (util/retry.ts); blobs are only opened here, one attempt per range: the store's
+ * fetch (store/fetch.ts) resumes, verifies and retries them.
  */
-import type { Hash } from 'node:crypto';
 import { Agent } from 'undici';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { digestAlgorithm, digestOf, validateDigest } from '../digest/index.js';
 import type { Descriptor } from '../manifest/types.js';
 import type { Reference } from '../reference/types.js';
 import { Authorizer, saysTokenExpired } from './auth.js';
 import { listPlatforms, type PlatformEntry } from './platforms.js';
-import { resumingBlobStream, type OpenedBlob } from './blob.js';
 import { credentialChain, type CredentialOptions } from './credentials.js';
 import { plainHttpPolicy, registryEndpoints, type HostOptions, type RegistryEndpoint } from './hosts.js';
-import { isRetryableNetworkError, networkError, statusError } from './http-errors.js';
+import { networkError, redactUrl, statusError } from './http-errors.js';
 import { checkDigest, describe, manifestTarget, mediaTypeOf, rangeStart, sniffMediaType, unauthorized, type Step } from './responses.js';
 import { parseWWWAuthenticate } from './challenge.js';
 import { DEFAULT_MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, readCapped } from './limits.js';
-import { DEFAULT_RETRY, Transport, discard, header, readSmallText, type HttpResponse, type RetryPolicy } from './transport.js';
+import { Transport, discard, header, readSmallText, type HttpResponse } from './transport.js';
+import { DEFAULT_RETRY_POLICY, RetryBudget, withRetry, type NoticeListener, type RetryPolicy } from '../util/retry.js';
+import { DEFAULT_THROUGHPUT, guardThroughput, type ThroughputRule } from '../util/throughput.js';
 
 export interface RegistryClientOptions extends HostOptions, CredentialOptions {
+  /** Attempts, backoff and time budget per operation (defaults in util/retry.ts). */
   readonly retry?: Partial<RetryPolicy>;
+  /** Minimum body rate and stall notice (defaults in util/throughput.ts); blobs get it from the store. */
+  readonly throughput?: Partial<ThroughputRule>;
+  /** Retry waits and stalls of calls that name no listener of their own. */
+  readonly onNotice?: NoticeListener;
   /** Idle (stall) timeout: longest wait for headers or between body chunks (default 30 s). */
   readonly idleTimeoutMs?: number;
   readonly connectTimeoutMs?: number;
@@ -42,6 +49,17 @@ export type RepositoryRef = Pick<Reference, 'registry' | 'repository'>;
 
 export interface CallOptions {
   readonly signal?: AbortSignal;
+  /** Retry waits and stalls of this call (default: the client's `onNotice`). */
+  readonly onNotice?: NoticeListener;
+}
+
+/** One response body for a blob range (see openBlob). */
+export interface OpenedBlob {
+  readonly stream: Readable;
+  /** Where the stream starts in the blob: the asked-for offset on 206, 0 when the server sent it all. */
+  readonly offset: number;
+  /** The host that answered (after redirects), for messages. */
+  readonly from: string;
 }
 
 export interface FetchedManifest {
@@ -56,11 +74,6 @@ export interface BlobReadOptions extends CallOptions {
   readonly offset?: number;
 }
 
-export interface BlobFetchOptions extends BlobReadOptions {
-  /** Hash state covering bytes before `offset`, so the digest can still be checked. */
-  readonly hasher?: Hash;
-}
-
 export interface PingResult {
   readonly url: string;
   readonly status: number;
@@ -72,7 +85,9 @@ export class RegistryClient {
   private readonly agent: Agent;
   private readonly transport: Transport;
   private readonly authorizer: Authorizer;
-  private readonly policy: RetryPolicy;
+  /** The retry policy and throughput rule in force, for the store's fetch of blobs this client opens. */
+  readonly retryPolicy: RetryPolicy;
+  readonly throughputRule: ThroughputRule;
   private readonly maxManifestBytes: number;
 
   constructor(private readonly options: RegistryClientOptions = {}) {
@@ -84,8 +99,9 @@ export class RegistryClient {
       bodyTimeout: idle,
       connect: { timeout: options.connectTimeoutMs ?? 15_000, ...(options.tls ?? {}) },
     });
-    this.policy = { ...DEFAULT_RETRY, ...options.retry };
-    this.transport = new Transport(this.agent, this.policy, options.userAgent ?? 'vmimg/0.1', plainHttpPolicy(options));
+    this.retryPolicy = { ...DEFAULT_RETRY_POLICY, ...options.retry };
+    this.throughputRule = { ...DEFAULT_THROUGHPUT, ...options.throughput };
+    this.transport = new Transport(this.agent, options.userAgent ?? 'vmimg/0.1', plainHttpPolicy(options));
     this.authorizer = new Authorizer({
       transport: this.transport,
       credentials: credentialChain(options),
@@ -114,7 +130,7 @@ export class RegistryClient {
   async resolve(ref: Reference, options: CallOptions = {}): Promise<Descriptor> {
     const target = manifestTarget(ref);
     const head = await this.call<Descriptor | undefined>(
-      { ...this.manifestStep(ref, target, 'HEAD'), signal: options.signal },
+      { ...this.manifestStep(ref, target, 'HEAD'), ...callParts(options) },
       async (res) => {
         await discard(res);
         const digest = header(res, 'docker-content-digest');
@@ -133,9 +149,9 @@ export class RegistryClient {
   /** A manifest or index, capped in size; verified when fetched by digest, digest recorded when by tag. */
   async fetchManifest(ref: Reference, options: CallOptions = {}): Promise<FetchedManifest> {
     const target = manifestTarget(ref);
-    return this.call({ ...this.manifestStep(ref, target, 'GET'), signal: options.signal }, async (res) => {
+    return this.call({ ...this.manifestStep(ref, target, 'GET'), ...callParts(options) }, async (res) => {
       const what = `manifest ${describe(ref)}`;
-      const bytes = await readCapped(res, this.maxManifestBytes, what);
+      const bytes = await readCapped(this.guarded(res, what, options), this.maxManifestBytes, what);
       const mediaType = mediaTypeOf(res) ?? sniffMediaType(bytes) ?? 'application/octet-stream';
       let digest: string;
       if (ref.digest !== undefined) {
@@ -150,7 +166,10 @@ export class RegistryClient {
     });
   }
 
-  /** One response for a blob from `offset` on; the caller verifies. Honours 206 vs 200. */
+  /**
+   * One response for a blob from `offset` on, in one attempt (mirrors, then the origin); the caller
+   * verifies, resumes and retries — the store's fetch does all three. Honours 206 vs 200.
+   */
   async openBlob(repo: RepositoryRef, desc: Descriptor, options: BlobReadOptions = {}): Promise<OpenedBlob> {
     const offset = options.offset ?? 0;
     validateDigest(desc.digest);
@@ -161,7 +180,8 @@ export class RegistryClient {
       method: 'GET',
       headers: offset > 0 ? { range: `bytes=${offset}-` } : {},
       capability: 'pull',
-      signal: options.signal,
+      ...callParts(options),
+      once: true,
     };
     return this.call(step, async (res) => {
       const start = res.status === 206 ? rangeStart(header(res, 'content-range')) : 0;
@@ -174,34 +194,37 @@ export class RegistryClient {
         res.body.destroy();
         throw new VmimgError(ErrorCode.TOO_LARGE, `${step.what}: server sends ${start + length} bytes, descriptor says ${desc.size}`);
       }
-      return { stream: codedErrors(res.body, res.url, options.signal), offset: start };
+      return { stream: codedErrors(res.body, res.url, options.signal), offset: start, from: hostOf(res.url) };
     });
   }
 
-  /** The whole blob as a stream checked against size and digest; resumes with Range after a drop. */
-  fetchBlob(repo: RepositoryRef, desc: Descriptor, options: BlobFetchOptions = {}): Readable {
-    return resumingBlobStream(desc, (offset) => this.openBlob(repo, desc, { offset, ...(options.signal ? { signal: options.signal } : {}) }), {
-      ...(options.offset !== undefined ? { offset: options.offset } : {}),
-      ...(options.hasher !== undefined ? { hasher: options.hasher } : {}),
-      signal: options.signal,
-      maxResumes: this.policy.retries,
-      backoff: (n) => this.transport.backoff(n),
-      pause: (ms, s) => this.transport.pause(ms, s),
-      what: `blob ${desc.digest}`,
-      url: `${repo.registry}/${repo.repository}`,
-    });
-  }
-
-  /** A small blob (an image config) in memory; over the cap is refused up front or while reading. */
+  /**
+   * A small blob (an image config) in memory, verified; over the cap is refused up front or while
+   * reading. Small enough to fetch whole again on a retry, so no resume.
+   */
   async fetchBlobBytes(repo: RepositoryRef, desc: Descriptor, options: CallOptions & { maxBytes?: number } = {}): Promise<Buffer> {
     const what = `blob ${desc.digest}`;
     const cap = options.maxBytes ?? this.maxManifestBytes;
     if (desc.size > cap) {
       throw new VmimgError(ErrorCode.TOO_LARGE, `${what}: ${desc.size} bytes is over the ${cap}-byte limit`);
     }
-    const parts: Buffer[] = [];
-    for await (const chunk of this.fetchBlob(repo, desc, options)) parts.push(chunk as Buffer);
-    return Buffer.concat(parts);
+    validateDigest(desc.digest);
+    const step: Step = {
+      repo,
+      what: `${what} in ${repo.registry}/${repo.repository}`,
+      path: `/v2/${repo.repository}/blobs/${desc.digest}`,
+      method: 'GET',
+      capability: 'pull',
+      ...callParts(options),
+    };
+    return this.call(step, async (res) => {
+      const bytes = await readCapped(this.guarded(res, what, options), desc.size, what);
+      if (bytes.length !== desc.size) {
+        throw new VmimgError(ErrorCode.NETWORK, `${what}: body ended after ${bytes.length} of ${desc.size} bytes`, { details: { retryable: true, url: redactUrl(res.url) } });
+      }
+      checkDigest(what, desc.digest, digestOf(bytes, digestAlgorithm(desc.digest)));
+      return bytes;
+    });
   }
 
   /** The platforms an image offers (index entries, or the config of a single manifest). */
@@ -224,15 +247,22 @@ export class RegistryClient {
     };
   }
 
-  /** Tries each capable endpoint in order; a mirror's failure moves on, the origin's is final. */
+  /**
+   * Tries each capable endpoint in order; a mirror's failure moves on, the origin's is final. The origin
+   * is retried under one budget per call, unless the step is `once` (its caller retries).
+   */
   private async call<T>(step: Step, handle: (res: HttpResponse, endpoint: RegistryEndpoint) => Promise<T>): Promise<T> {
     const endpoints = this.endpoints(step.repo.registry).filter((e) => e.capabilities[step.capability]);
     let lastError: unknown;
     for (const endpoint of endpoints) {
+      const where = `${endpoint.url}${step.path}`;
+      const one = () => this.callOne(endpoint, step, handle).catch((err: unknown) => Promise.reject(networkError(err, where, step.signal)));
       try {
-        return await this.callOne(endpoint, step, handle);
+        if (endpoint.mirror || step.once === true) return await one();
+        const onNotice = step.onNotice ?? this.options.onNotice;
+        return await withRetry(new RetryBudget(this.retryPolicy, { what: step.what, signal: step.signal, onNotice }), one);
       } catch (err) {
-        const e = networkError(err, `${endpoint.url}${step.path}`, step.signal);
+        const e = networkError(err, where, step.signal);
         if (!endpoint.mirror || e.code === ErrorCode.ABORTED) throw e;
         lastError = e;
       }
@@ -243,23 +273,30 @@ export class RegistryClient {
     });
   }
 
-  /** One endpoint. The transport retries up to the headers; a body cut off in `handle` is retried here (origin only). */
+  /** One attempt at one endpoint: auth, the request, `handle` on a 2xx answer. */
   private async callOne<T>(endpoint: RegistryEndpoint, step: Step, handle: (res: HttpResponse, endpoint: RegistryEndpoint) => Promise<T>): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      const res = await this.authed(endpoint, step);
-      if (res.status < 200 || res.status > 299) {
-        const body = await readSmallText(res.body);
-        throw statusError({ what: step.what, url: res.url, status: res.status, body, registry: step.repo.registry });
-      }
-      try {
-        return await handle(res, endpoint);
-      } catch (err) {
-        const retry = !endpoint.mirror && attempt < this.policy.retries && step.signal?.aborted !== true && isRetryableNetworkError(err);
-        if (!retry) throw err;
-        res.body.destroy();
-        await this.transport.pause(this.transport.backoff(attempt), step.signal);
-      }
+    const res = await this.authed(endpoint, step);
+    if (res.status < 200 || res.status > 299) {
+      const body = await readSmallText(res.body);
+      const retryAfter = header(res, 'retry-after');
+      throw statusError({ what: step.what, url: res.url, status: res.status, body, registry: step.repo.registry, retryAfter });
     }
+    try {
+      return await handle(res, endpoint);
+    } catch (err) {
+      res.body.destroy();
+      throw err;
+    }
+  }
+
+  /** A body held to the minimum-throughput rule (a manifest or config trickling in is cut and retried). */
+  private guarded(res: HttpResponse, what: string, options: CallOptions): HttpResponse {
+    const source = res.body;
+    source.on('error', () => undefined); // read through the iteration below; a late one after destroy is moot
+    const chunks = guardThroughput(source, this.throughputRule, { what, from: hostOf(res.url), onNotice: options.onNotice ?? this.options.onNotice });
+    const body = Readable.from(codedChunks(chunks, res.url, options.signal), { objectMode: false });
+    body.on('close', () => source.destroy());
+    return { ...res, body: body as unknown as HttpResponse['body'] };
   }
 
   /** One request with auth: a second try with a fresh token after a 401, or a 403 that says the token is bad. */
@@ -267,10 +304,7 @@ export class RegistryClient {
     const scope = `repository:${step.repo.repository}:pull`;
     const url = `${endpoint.url}${step.path}`;
     const send = (auth: string | undefined) =>
-      this.transport.send(
-        { url, method: step.method, headers: { ...step.headers, ...(auth ? { authorization: auth } : {}) }, signal: step.signal },
-        { retry: !endpoint.mirror },
-      );
+      this.transport.send({ url, method: step.method, headers: { ...step.headers, ...(auth ? { authorization: auth } : {}) }, signal: step.signal });
     const first = await this.authorizer.headerFor(endpoint, scope, step.signal);
     let res = await send(first);
     if (res.status !== 401 && res.status !== 403) return res;
@@ -295,4 +329,26 @@ function codedErrors(body: Readable, url: string, signal?: AbortSignal): Readabl
   body.on('error', (err) => out.destroy(networkError(err, url, signal)));
   out.on('close', () => body.destroy());
   return body.pipe(out);
+}
+
+/** Chunks with their errors turned into VmimgErrors (as codedErrors, for an iteration). */
+async function* codedChunks(chunks: AsyncIterable<Buffer>, url: string, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  try {
+    yield* chunks;
+  } catch (err) {
+    throw networkError(err, url, signal);
+  }
+}
+
+/** What a call's options add to its step. */
+function callParts(options: CallOptions): Pick<Step, 'signal' | 'onNotice'> {
+  return { signal: options.signal, ...(options.onNotice !== undefined ? { onNotice: options.onNotice } : {}) };
+}
+
+function hostOf(url: string): string {
+  try {
+    return new URL(url).host;
+  } catch {
+    return redactUrl(url);
+  }
 }

@@ -1,5 +1,6 @@
 /** Turning transport failures and registry answers into VmimgErrors with redacted URLs and the registry's own diagnostics. */
 import { ErrorCode, VmimgError, type ErrorCodeValue } from '../errors.js';
+import { errnoOf, isRetryableErrno, parseRetryAfter } from '../util/retry.js';
 
 /** `scheme://host/path` with user info, query (signed-URL tokens) and fragment removed. */
 export function redactUrl(url: string): string {
@@ -26,36 +27,10 @@ export function registryErrorSummary(body: string): string | undefined {
   }
 }
 
-const RETRYABLE_CODES = new Set([
-  'ECONNRESET',
-  'ECONNREFUSED',
-  'EPIPE',
-  'ETIMEDOUT',
-  'EAI_AGAIN',
-  'ENETUNREACH',
-  'EHOSTUNREACH',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'UND_ERR_HEADERS_TIMEOUT',
-  'UND_ERR_BODY_TIMEOUT',
-  'UND_ERR_CLOSED',
-]);
-
 /** Connection-level failures worth another try (not TLS, not DNS "no such host"). */
 export function isRetryableNetworkError(err: unknown): boolean {
   if (err instanceof VmimgError) return err.code === ErrorCode.NETWORK && err.details?.retryable === true;
-  const code = errorCode(err);
-  return code !== undefined && RETRYABLE_CODES.has(code);
-}
-
-function errorCode(err: unknown): string | undefined {
-  let e: unknown = err;
-  for (let depth = 0; depth < 4 && e instanceof Error; depth++) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (typeof code === 'string' && code !== 'UND_ERR') return code;
-    e = e.cause;
-  }
-  return undefined;
+  return isRetryableErrno(errnoOf(err));
 }
 
 function isTlsError(err: unknown, code: string | undefined): boolean {
@@ -69,7 +44,7 @@ export function networkError(err: unknown, url: string, signal?: AbortSignal): V
   if (signal?.aborted === true || (err instanceof Error && err.name === 'AbortError')) {
     return new VmimgError(ErrorCode.ABORTED, `request to ${redactUrl(url)} aborted`, { cause: err });
   }
-  const code = errorCode(err);
+  const code = errnoOf(err);
   const where = redactUrl(url);
   const why = err instanceof Error ? err.message : String(err);
   if (isTlsError(err, code)) {
@@ -98,13 +73,21 @@ export interface StatusContext {
   /** Up to a few KiB of the response body. */
   readonly body: string;
   readonly registry: string;
+  /** The answer's Retry-After header, if any (kept in `details.retryAfterMs`). */
+  readonly retryAfter?: string | undefined;
 }
 
 /** A non-2xx answer → the matching VmimgError, naming what was asked for and quoting the registry. */
 export function statusError(ctx: StatusContext): VmimgError {
   const summary = registryErrorSummary(ctx.body);
   const tail = `(HTTP ${ctx.status} from ${redactUrl(ctx.url)}${summary !== undefined ? `: ${summary}` : ''})`;
-  const details = { status: ctx.status, url: redactUrl(ctx.url), ...(summary !== undefined ? { registryError: summary } : {}) };
+  const retryAfterMs = parseRetryAfter(ctx.retryAfter);
+  const details = {
+    status: ctx.status,
+    url: redactUrl(ctx.url),
+    ...(summary !== undefined ? { registryError: summary } : {}),
+    ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+  };
   let code: ErrorCodeValue = ErrorCode.REGISTRY_ERROR;
   let hint: string | undefined;
   if (ctx.status === 404) code = ErrorCode.NOT_FOUND;

@@ -4,6 +4,7 @@ import { validateDigest } from '../digest/index.js';
 import type { Reference } from '../reference/types.js';
 import { statusError, unauthorizedHint } from './http-errors.js';
 import { header, type HttpResponse } from './transport.js';
+import type { NoticeListener } from '../util/retry.js';
 
 /** What a call is about, for messages and for the endpoint loop. */
 export interface Step {
@@ -14,6 +15,10 @@ export interface Step {
   readonly headers?: Readonly<Record<string, string>>;
   readonly capability: 'pull' | 'resolve';
   readonly signal?: AbortSignal | undefined;
+  /** Retry waits and stalls. */
+  readonly onNotice?: NoticeListener | undefined;
+  /** One attempt only: the caller retries (blobs: the store's fetch). */
+  readonly once?: boolean;
 }
 
 export function unauthorized(step: Step, url: string, status: number, body: string, why: string): VmimgError {

@@ -1,24 +1,12 @@
 /**
- * The HTTP steps under the registry client, composed small: retry(redirect(send)).
+ * The HTTP steps under the registry client, composed small: redirect(send). One attempt per call:
+ * retries belong to the operation above (util/retry.ts), so they never nest.
  * Auth sits on top (client.ts); this layer knows nothing about registries' APIs.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import { request, type Dispatcher } from 'undici';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { networkError, redactUrl } from './http-errors.js';
 import { isLoopback } from './names.js';
-
-export interface RetryPolicy {
-  /** Further attempts after the first (default 4). */
-  readonly retries: number;
-  /** First backoff delay; doubled each attempt, with jitter (default 250 ms). */
-  readonly baseDelayMs: number;
-  readonly maxDelayMs: number;
-  /** A Retry-After longer than this is cut down to it (default 60 s). */
-  readonly maxRetryAfterMs: number;
-}
-
-export const DEFAULT_RETRY: RetryPolicy = { retries: 4, baseDelayMs: 250, maxDelayMs: 8_000, maxRetryAfterMs: 60_000 };
 
 export type ResponseBody = Dispatcher.ResponseData['body'];
 
@@ -38,12 +26,6 @@ export interface HttpResponse {
   readonly body: ResponseBody;
 }
 
-export interface SendOptions {
-  /** Retry 429/502/503/504 and connection errors (default true). Mirrors say false: they move on instead. */
-  readonly retry?: boolean;
-}
-
-const RETRY_STATUS = new Set([429, 502, 503, 504]);
 const REDIRECT_STATUS = new Set([301, 302, 303, 307, 308]);
 const MAX_REDIRECTS = 10;
 
@@ -82,55 +64,18 @@ export async function discard(res: HttpResponse): Promise<void> {
 export class Transport {
   constructor(
     private readonly dispatcher: Dispatcher,
-    private readonly policy: RetryPolicy,
     private readonly userAgent: string,
     /** Hosts a redirect may send us to over plain HTTP (default: loopback only). */
     private readonly allowPlainHttp: (host: string) => boolean = isLoopback,
   ) {}
 
-  /** One request with redirects and (unless told otherwise) bounded retries. */
-  async send(req: HttpRequest, options: SendOptions = {}): Promise<HttpResponse> {
-    const retries = options.retry === false ? 0 : this.policy.retries;
-    for (let attempt = 0; ; attempt++) {
-      let res: HttpResponse;
-      try {
-        res = await this.followRedirects(req);
-      } catch (err) {
-        const e = networkError(err, req.url, req.signal);
-        if (e.details?.retryable !== true || attempt >= retries) throw e;
-        await this.pause(this.backoff(attempt), req.signal);
-        continue;
-      }
-      if (!RETRY_STATUS.has(res.status) || attempt >= retries) return res;
-      const wait = this.retryAfter(header(res, 'retry-after')) ?? this.backoff(attempt);
-      await discard(res);
-      await this.pause(wait, req.signal);
-    }
-  }
-
-  backoff(attempt: number): number {
-    const full = Math.min(this.policy.maxDelayMs, this.policy.baseDelayMs * 2 ** attempt);
-    return full / 2 + Math.random() * (full / 2);
-  }
-
-  async pause(ms: number, signal?: AbortSignal): Promise<void> {
+  /** One request, following redirects; failures are ERR_NETWORK (`details.retryable`) or ERR_ABORTED. */
+  async send(req: HttpRequest): Promise<HttpResponse> {
     try {
-      await sleep(ms, undefined, signal !== undefined ? { signal } : {});
+      return await this.followRedirects(req);
     } catch (err) {
-      throw new VmimgError(ErrorCode.ABORTED, 'aborted while waiting to retry', { cause: err });
+      throw networkError(err, req.url, req.signal);
     }
-  }
-
-  private retryAfter(value: string | undefined): number | undefined {
-    if (value === undefined) return undefined;
-    let ms: number;
-    if (/^\s*\d+\s*$/.test(value)) ms = Number(value) * 1000;
-    else {
-      const at = Date.parse(value);
-      if (Number.isNaN(at)) return undefined;
-      ms = at - Date.now();
-    }
-    return Math.min(Math.max(ms, 0), this.policy.maxRetryAfterMs);
   }
 
   /** Follows up to 10 redirects; Authorization goes only to the origin it was meant for. */

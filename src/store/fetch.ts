@@ -1,7 +1,10 @@
 /**
- * Resumable downloads into the store. Bytes go to `<root>/partial/<hex>`, which survives failures
- * and processes; each start re-hashes what is there and asks the opener to continue from that offset.
- * Only verified content is renamed into `blobs/`. Callers hold the partial's lock (see lock.ts).
+ * Resumable downloads into the store: the one resumable, verified fetch. Bytes go to
+ * `<root>/partial/<hex>`, which survives failures and processes; each start re-hashes what is there and
+ * asks the opener to continue from that offset. Only verified content is renamed into `blobs/`.
+ * Retries follow one RetryBudget per download (util/retry.ts) — openers make one attempt each — and
+ * every body is held to the minimum-throughput rule (util/throughput.ts): a trickle is cut and resumed.
+ * Callers hold the partial's lock (see lock.ts).
  */
 import { type Hash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
@@ -9,12 +12,16 @@ import { dirname } from 'node:path';
 import { Readable } from 'node:stream';
 import { createDigester, digestAlgorithm } from '../digest/index.js';
 import { ErrorCode, VmimgError } from '../errors.js';
-import { aborted, isAbortError, sleep, syncDir, throwIfAborted } from './fs-util.js';
+import { RetryBudget, type NoticeListener, type RetryPolicy } from '../util/retry.js';
+import { guardThroughput, type ThroughputRule } from '../util/throughput.js';
+import { aborted, isAbortError, syncDir, throwIfAborted } from './fs-util.js';
 
 /** What an opener returns: a body and the offset it really starts at (0 when the server ignored Range). */
 export interface OpenedRange {
   stream: Readable | AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
   offset: number;
+  /** Where the bytes come from (a host), for messages. */
+  from?: string;
 }
 
 /** Opens the blob's content from `offset` (e.g. an HTTP GET with `Range: bytes=<offset>-`). */
@@ -24,10 +31,17 @@ export interface FetchOptions {
   signal?: AbortSignal;
   /** Bytes of the blob present so far (resumed bytes included). */
   onProgress?: (bytesDone: number) => void;
-  /** How many times a failed open or broken body is retried (default 5). */
-  retries?: number;
-  /** First delay between retries, doubled each time up to 2 s (default 200 ms). */
-  retryDelayMs?: number;
+  /** Attempts, backoff and time budget for the whole download (defaults: util/retry.ts). */
+  retry?: Partial<RetryPolicy>;
+  /** Minimum rate and stall notice per attempt (defaults: util/throughput.ts). */
+  throughput?: Partial<ThroughputRule>;
+  /** Retry waits and stalls, as they happen. */
+  onNotice?: NoticeListener;
+  /**
+   * Each chunk once it is in the partial file, with its offset in the blob; awaited, so a slow
+   * consumer holds the download back. Offsets go back to 0 when the download restarts.
+   */
+  onData?: (chunk: Buffer, offset: number) => void | Promise<void>;
   /** A lock untouched for this long is stale (default 60 s). */
   staleLockMs?: number;
 }
@@ -80,23 +94,24 @@ export async function download(t: DownloadTarget, open: RangeOpener, opts: Fetch
 
 /** Loops open → append until the content is complete and verified. */
 async function fill(t: DownloadTarget, st: State, open: RangeOpener, opts: FetchOptions, resumed: boolean): Promise<void> {
-  const retries = opts.retries ?? 5;
-  let failures = 0;
+  const budget = new RetryBudget(opts.retry, { what: t.what, signal: opts.signal, onNotice: opts.onNotice });
   let restarted = false;
   for (;;) {
     throwIfAborted(opts.signal, t.what);
     if (t.size === undefined || st.have < t.size) {
+      const before = st.have;
+      budget.attempt();
       try {
         const opened = await open(st.have, opts.signal);
         if (opened.offset !== st.have) resumed = (await realign(t, st, opened)) > 0 || resumed;
         else if (st.have > 0) resumed = true;
-        await append(t, st, opened.stream, opts);
+        await append(t, st, opened, opts);
         if (t.size !== undefined && st.have < t.size) throw shortBody(t, st.have);
       } catch (err) {
         if (isAbortError(err) || opts.signal?.aborted) throw aborted(t.what, err);
-        if (!isRetryable(err) || failures >= retries) throw err;
-        failures++;
-        await sleep(Math.min(2000, (opts.retryDelayMs ?? 200) * 2 ** (failures - 1)), opts.signal, t.what);
+        // Bytes that arrived at a fair rate are progress; a trickle cut for slowness is not.
+        if (st.have > before && (err as VmimgError).details?.tooSlow !== true) budget.progressed();
+        await budget.failed(err);
         continue;
       }
     }
@@ -129,15 +144,15 @@ async function realign(t: DownloadTarget, st: State, opened: OpenedRange): Promi
   return opened.offset;
 }
 
-/** Appends a body, hashing exactly what reached the file so a failure leaves a consistent state. */
-async function append(t: DownloadTarget, st: State, body: OpenedRange['stream'], opts: FetchOptions): Promise<void> {
-  const stream = body instanceof Readable ? body : Readable.from(body);
+/** Appends a body (held to the throughput rule), hashing exactly what reached the file so a failure leaves a consistent state. */
+async function append(t: DownloadTarget, st: State, opened: OpenedRange, opts: FetchOptions): Promise<void> {
+  const stream = opened.stream instanceof Readable ? opened.stream : Readable.from(opened.stream);
   const onAbort = (): void => {
     stream.destroy(aborted(t.what, opts.signal?.reason));
   };
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    for await (const raw of stream) {
+    for await (const raw of guardThroughput(stream, opts.throughput, { what: t.what, from: opened.from, onNotice: opts.onNotice })) {
       const chunk = typeof raw === 'string' ? Buffer.from(raw) : (raw as Uint8Array);
       if (t.size !== undefined && st.have + chunk.length > t.size) {
         stream.destroy();
@@ -148,8 +163,10 @@ async function append(t: DownloadTarget, st: State, body: OpenedRange['stream'],
       }
       await st.fh.write(chunk, 0, chunk.length, st.have);
       st.hasher.update(chunk);
+      const offset = st.have;
       st.have += chunk.length;
       opts.onProgress?.(st.have);
+      await opts.onData?.(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength), offset);
     }
   } finally {
     opts.signal?.removeEventListener('abort', onAbort);
@@ -169,14 +186,6 @@ async function rewind(t: DownloadTarget, st: State, offset: number): Promise<voi
     pos += bytesRead;
   }
   st.have = pos;
-}
-
-/** Content errors are final; anything else (resets, timeouts, 5xx past the client's budget) is retried. */
-function isRetryable(err: unknown): boolean {
-  if (err instanceof VmimgError) {
-    return err.code === ErrorCode.NETWORK || err.code === ErrorCode.REGISTRY_UNAVAILABLE;
-  }
-  return true;
 }
 
 function shortBody(t: DownloadTarget, have: number): VmimgError {

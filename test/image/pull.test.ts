@@ -141,7 +141,7 @@ describe('pull', () => {
     proxy.clear();
     proxy.add({ method: 'GET', path: /\/blobs\/sha256:/, fault: { kind: 'reset', afterBytes: 50_000 } });
     await assert.rejects(
-      pull(`${proxy.host}/busybox:multi`, { platform: parsePlatform('arm64'), cacheDir, retry: { retries: 0, baseDelayMs: 1, maxDelayMs: 1 } }),
+      pull(`${proxy.host}/busybox:multi`, { platform: parsePlatform('arm64'), cacheDir, retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 1 } }),
       (err: unknown) => isVmimgError(err) && /ERR_NETWORK|ERR_REGISTRY_UNAVAILABLE/.test(err.code),
     );
     assert.deepEqual(await readdir(join(cacheDir, 'images')).catch(() => []), []);

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import { Agent } from 'undici';
 import { isVmimgError } from '../../src/errors.js';
 import { Authorizer } from '../../src/registry/auth.js';
-import { DEFAULT_RETRY, parseWWWAuthenticate, registryEndpoints, saysTokenExpired, type Challenge } from '../../src/registry/index.js';
+import { parseWWWAuthenticate, registryEndpoints, saysTokenExpired, type Challenge } from '../../src/registry/index.js';
 import { Transport } from '../../src/registry/transport.js';
 
 const cases: [string, string | string[] | undefined, Challenge[]][] = [
@@ -87,7 +87,7 @@ test('credentials are never sent to a plain-HTTP token realm from an HTTPS regis
   const agent = new Agent();
   let asked = 0;
   const authorizer = new Authorizer({
-    transport: new Transport(agent, DEFAULT_RETRY, 'test'),
+    transport: new Transport(agent, 'test'),
     credentials: async () => {
       asked++;
       return { source: 'option', username: 'u', password: 'p' };

@@ -7,6 +7,7 @@ import { parseManifestDocument } from '../../src/manifest/index.js';
 import { RegistryClient } from '../../src/registry/index.js';
 import { buildBusyboxLayout, buildMultiArchLayout, pushLayout } from '../helpers/busybox.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
+import { downloadBlob } from '../helpers/blob-download.js';
 
 let registry: RunningRegistry;
 let client: RegistryClient;
@@ -63,12 +64,12 @@ describe('RegistryClient, anonymous, real docker-registry', () => {
     if (doc.kind !== 'manifest') return;
     const repo = { registry: registry.host, repository: 'test/busybox' };
     for (const desc of [doc.manifest.config, ...doc.manifest.layers]) {
-      const bytes = await collect(client.fetchBlob(repo, desc));
+      const bytes = await downloadBlob(client, repo, desc);
       assert.equal(bytes.length, desc.size);
       assert.equal(`sha256:${createHash('sha256').update(bytes).digest('hex')}`, desc.digest);
     }
     const layer = doc.manifest.layers[0]!;
-    const whole = await collect(client.fetchBlob(repo, layer));
+    const whole = await downloadBlob(client, repo, layer);
     const opened = await client.openBlob(repo, layer, { offset: 100 });
     assert.equal(opened.offset, 100, 'the registry honours Range with 206');
     assert.deepEqual(await collect(opened.stream), whole.subarray(100));
@@ -105,7 +106,7 @@ describe('RegistryClient, anonymous, real docker-registry', () => {
       ['repo', () => client.fetchManifest({ registry: registry.host, repository: 'no/such', tag: '1' }), /no\/such:1.*MANIFEST_UNKNOWN|no\/such:1.*NAME_UNKNOWN/],
       [
         'blob',
-        () => collect(client.fetchBlob({ registry: registry.host, repository: 'test/busybox' }, { mediaType: 'x', digest: `sha256:${'0'.repeat(64)}`, size: 1 })),
+        () => client.openBlob({ registry: registry.host, repository: 'test/busybox' }, { mediaType: 'x', digest: `sha256:${'0'.repeat(64)}`, size: 1 }),
         /blob sha256:0{64}.*BLOB_UNKNOWN/,
       ],
     ];

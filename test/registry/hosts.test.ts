@@ -10,6 +10,7 @@ import { checkRedirectTarget } from '../../src/registry/transport.js';
 import { buildBusyboxLayout, pushLayout } from '../helpers/busybox.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
+import { downloadBlob } from '../helpers/blob-download.js';
 
 const endpointCases: [string, string, HostOptions, [string, boolean, boolean][]][] = [
   ['Docker Hub', 'docker.io', {}, [['https://registry-1.docker.io', true, false]]],
@@ -89,7 +90,7 @@ describe('mirrors in front of a real registry', () => {
   const clients: RegistryClient[] = [];
   const client = (extra: Partial<RegistryClientOptions> = {}) => {
     const c = new RegistryClient({
-      retry: { retries: 3, baseDelayMs: 5, maxDelayMs: 10 },
+      retry: { attempts: 4, baseDelayMs: 5, maxDelayMs: 10 },
       idleTimeoutMs: 500,
       env: {},
       mirrors: { [origin.host]: [m1.url, m2.url] },
@@ -125,7 +126,7 @@ describe('mirrors in front of a real registry', () => {
     const doc = parseManifestDocument(m.bytes, m.mediaType);
     assert.equal(doc.kind, 'manifest');
     if (doc.kind !== 'manifest') return;
-    for await (const _ of c.fetchBlob(ref(), doc.manifest.layers[0]!)) void _;
+    await downloadBlob(c, ref(), doc.manifest.layers[0]!);
     assert.equal(manifestRequests(m1).length, 1, 'the 503 mirror is asked once, not retried');
     assert.equal(manifestRequests(m2).length, 1);
     assert.ok(m2.requests.some((r) => r.path.includes('/blobs/')));

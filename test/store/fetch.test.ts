@@ -12,7 +12,7 @@ const SIZE = 50_000;
 const data = content(SIZE);
 const digest = sha256(data);
 const hex = digest.slice('sha256:'.length);
-const fast = { retryDelayMs: 1 };
+const fast = { retry: { baseDelayMs: 1 } };
 
 async function partialSize(root: string): Promise<number | undefined> {
   try {
@@ -60,7 +60,7 @@ describe('fetchInto: downloads, resumes and retries', () => {
     ['reset before the first byte', { failAfter: [0] }, [0, 0]],
     ['server ignores Range: starts over', { failAfter: [20_000], ignoreRange: true }, [0, 20_000]],
     ['open fails with a network error, then works', { openError: [new VmimgError('ERR_NETWORK', 'ECONNREFUSED')] }, [0, 0]],
-    ['open fails with a plain error, then works', { openError: [new Error('socket hang up')] }, [0, 0]],
+    ['open fails with a plain ECONNRESET, then works', { openError: [Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' })] }, [0, 0]],
   ];
   for (const [name, script, calls] of retryCases) {
     it(name, async (t) => {
@@ -75,12 +75,12 @@ describe('fetchInto: downloads, resumes and retries', () => {
     });
   }
 
-  it('gives up after the retry budget, keeping the partial; a later call resumes it', async (t) => {
+  it('gives up after the attempts allowed in a row without progress, keeping the partial; a later call resumes it', async (t) => {
     const root = await tempRoot(t);
     const store = new BlobStore(root);
-    const first = scriptedOpener(data, { failAfter: [1000, 1000, 1000] });
-    await assert.rejects(store.fetchInto({ digest, size: SIZE }, first.open, { ...fast, retries: 2 }), /socket hang up/);
-    assert.deepEqual(first.calls, [0, 1000, 2000]);
+    const first = scriptedOpener(data, { failAfter: [3000, 0, 0] });
+    await assert.rejects(store.fetchInto({ digest, size: SIZE }, first.open, { retry: { baseDelayMs: 1, attempts: 3 } }), /socket hang up/);
+    assert.deepEqual(first.calls, [0, 3000, 3000], 'the first attempt made progress; the next two did not');
     assert.equal(await partialSize(root), 3000);
     assert.equal(await store.has(digest), false, 'an incomplete blob never looks complete');
 
@@ -156,6 +156,14 @@ describe('fetchInto: verification failures leave nothing', () => {
       assert.deepEqual(await leftovers(root), [], 'no partial, no lock');
     });
   }
+
+  it('disk errors are never retried', async (t) => {
+    const store = new BlobStore(await tempRoot(t));
+    const full = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    const o = scriptedOpener(data, { openError: [full] });
+    await assert.rejects(store.fetchInto({ digest, size: SIZE }, o.open, fast), /ENOSPC/);
+    assert.deepEqual(o.calls, [0]);
+  });
 
   it('non-retryable opener errors pass through at once', async (t) => {
     const store = new BlobStore(await tempRoot(t));

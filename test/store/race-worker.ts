@@ -33,7 +33,7 @@ async function main(): Promise<void> {
       appendFileSync(log, `${process.pid} ${offset}\n`);
       return { stream: Readable.from(body(data, offset, mode === 'hang')), offset };
     },
-    { retryDelayMs: 1 },
+    { retry: { baseDelayMs: 1 } },
   );
   process.stdout.write(JSON.stringify(res));
 }
