@@ -115,7 +115,7 @@ export function humanWait(ms: number): string {
   const s = ms / 1000;
   if (s < 10) return `${Math.round(s * 10) / 10} s`;
   if (s < 120) return `${Math.round(s)} s`;
-  if (s < 7200) return `${Math.round(s / 60)} min`;
+  if (s < 3600) return `${Math.round(s / 60)} min`;
   const h = Math.floor(s / 3600);
   const m = Math.round((s - h * 3600) / 60);
   return m > 0 ? `${h} h ${m} min` : `${h} h`;

@@ -1,6 +1,7 @@
 // A real loopback HTTP proxy in front of a real registry that injects faults per test:
 // statuses (429/503 with Retry-After), resets and stalls mid-body, bodies longer than their
-// descriptor, wrong bytes, replaced (huge) bodies and redirects to another host.
+// descriptor, wrong bytes, replaced (huge) bodies, redirects to another host, bodies and
+// headers that trickle (slowloris), and a corrupted prefix followed by a reset.
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 
@@ -16,6 +17,12 @@ export type Fault =
   | { kind: 'extend'; extra: number; chunked?: boolean }
   /** Forward with one byte flipped (same length). */
   | { kind: 'corrupt' }
+  /** Forward with the byte at `at` flipped, then cut the connection after `afterBytes` (a bad prefix, then RST). */
+  | { kind: 'corrupt-then-reset'; at: number; afterBytes: number }
+  /** Forward `afterBytes` at full speed, then `bytes` bytes every `everyMs` ms (slowloris). */
+  | { kind: 'trickle'; afterBytes: number; bytes: number; everyMs: number }
+  /** Send the response's status line and headers one byte every `everyMs` ms, never finishing them. */
+  | { kind: 'slow-headers'; everyMs: number }
   /** Answer 200 with this body instead; `chunked` sends no Content-Length. */
   | { kind: 'body'; body: Buffer; contentType?: string; chunked?: boolean }
   /** Forward without the Range header (a server that ignores Range and sends everything). */
@@ -85,6 +92,11 @@ export async function startFaultProxy(upstream: string, options: { bindAddress?:
       req.resume();
       return;
     }
+    if (fault?.kind === 'slow-headers') {
+      slowHeaders(req.socket, fault.everyMs);
+      req.resume();
+      return;
+    }
     if (fault?.kind === 'redirect') {
       res.writeHead(307, { location: `${fault.to}${req.url ?? '/'}${fault.query ?? ''}` });
       res.end();
@@ -148,7 +160,40 @@ function forward(req: IncomingMessage, res: ServerResponse, target: URL, fault: 
   req.pipe(up);
 }
 
+function slowHeaders(socket: Socket, everyMs: number): void {
+  const head = Buffer.from('HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nX-Pad: ');
+  let i = 0;
+  const timer = setInterval(() => {
+    if (socket.destroyed) return clearInterval(timer);
+    socket.write(i < head.length ? head.subarray(i, i + 1) : 'a');
+    i++;
+  }, everyMs);
+  socket.on('close', () => clearInterval(timer));
+}
+
+/** The whole upstream body, then written as the fault says: a prefix at once, the rest in small doses. */
+function trickle(upRes: IncomingMessage, res: ServerResponse, fault: Extract<Fault, { kind: 'trickle' }>): void {
+  const parts: Buffer[] = [];
+  upRes.on('data', (chunk: Buffer) => parts.push(chunk));
+  upRes.on('end', () => {
+    const body = Buffer.concat(parts);
+    res.write(body.subarray(0, fault.afterBytes));
+    let sent = Math.min(fault.afterBytes, body.length);
+    const timer = setInterval(() => {
+      if (res.destroyed || sent >= body.length) {
+        clearInterval(timer);
+        if (!res.destroyed) res.end();
+        return;
+      }
+      res.write(body.subarray(sent, sent + fault.bytes));
+      sent += fault.bytes;
+    }, fault.everyMs);
+    res.on('close', () => clearInterval(timer));
+  });
+}
+
 function transformBody(upRes: IncomingMessage, res: ServerResponse, fault: Fault, length: number): void {
+  if (fault.kind === 'trickle') return trickle(upRes, res, fault);
   let sent = 0;
   let flipped = false;
   let held = false;
@@ -164,6 +209,17 @@ function transformBody(upRes: IncomingMessage, res: ServerResponse, fault: Fault
         sent += chunk.length - part.length;
         res.write(chunk.subarray(part.length));
         upRes.resume();
+      });
+      return;
+    }
+    if (fault.kind === 'corrupt-then-reset') {
+      if (sent >= fault.afterBytes) return;
+      const part = Buffer.from(chunk.subarray(0, fault.afterBytes - sent));
+      if (fault.at >= sent && fault.at < sent + part.length) part[fault.at - sent] = part[fault.at - sent]! ^ 0xff;
+      sent += part.length;
+      const done = sent >= fault.afterBytes;
+      res.write(part, () => {
+        if (done) res.socket?.destroy();
       });
       return;
     }
@@ -189,7 +245,7 @@ function transformBody(upRes: IncomingMessage, res: ServerResponse, fault: Fault
   });
   upRes.on('end', () => {
     // A body shorter than the cut point never triggered the fault: finish it like a clean one.
-    if ((fault.kind === 'reset' || fault.kind === 'stall') && sent >= fault.afterBytes) return;
+    if ((fault.kind === 'reset' || fault.kind === 'stall' || fault.kind === 'corrupt-then-reset') && sent >= fault.afterBytes) return;
     if (fault.kind === 'extend') res.write(Buffer.alloc(fault.extra, 0x5a));
     res.end();
   });

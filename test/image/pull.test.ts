@@ -16,7 +16,7 @@ import { tmpDir } from '../helpers/tools.js';
 
 let registry: RunningRegistry;
 let proxy: FaultProxy;
-const FAST_RETRY = { retry: { retries: 3, baseDelayMs: 10, maxDelayMs: 50 } };
+const FAST_RETRY = { retry: { attempts: 4, baseDelayMs: 10, maxDelayMs: 50 } };
 
 before(async () => {
   registry = await startRegistry();
