@@ -73,7 +73,9 @@ export async function openRemote(ref: Reference, options: RemoteOptions): Promis
       return store.open(desc.digest);
     }
     const signal = open.signal ?? options.signal;
-    const tee = teeDownload(store, desc, (offset, s) => client.openBlob(ref, desc, { offset, ...(s ?? signal ? { signal: (s ?? signal)! } : {}) }), {
+    const openRange = (offset: number, s?: AbortSignal) =>
+      client.openBlob(ref, desc, { offset, ...(s ?? signal ? { signal: (s ?? signal)! } : {}), ...(open.onNotice ? { onNotice: open.onNotice } : {}) });
+    const tee = teeDownload(store, desc, openRange, {
       ...(signal ? { signal } : {}),
       ...(open.onProgress ? { onProgress: open.onProgress } : {}),
       ...(open.onNotice ? { onNotice: open.onNotice } : {}),

@@ -5,7 +5,7 @@
  * fetch (store/fetch.ts) resumes, verifies and retries them.
  */
 import { Agent } from 'undici';
-import { PassThrough, Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { digestAlgorithm, digestOf, validateDigest } from '../digest/index.js';
 import type { Descriptor } from '../manifest/types.js';
@@ -19,8 +19,9 @@ import { checkDigest, describe, manifestTarget, mediaTypeOf, rangeStart, sniffMe
 import { parseWWWAuthenticate } from './challenge.js';
 import { DEFAULT_MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, readCapped } from './limits.js';
 import { Transport, discard, header, readSmallText, type HttpResponse } from './transport.js';
-import { DEFAULT_RETRY_POLICY, RetryBudget, withRetry, type NoticeListener, type RetryPolicy } from '../util/retry.js';
-import { DEFAULT_THROUGHPUT, guardThroughput, type ThroughputRule } from '../util/throughput.js';
+import { DEFAULT_RETRY_POLICY, RetryBudget, hostOf, humanWait, withRetry, type NoticeListener, type RetryPolicy } from '../util/retry.js';
+import { DEFAULT_THROUGHPUT, type ThroughputRule } from '../util/throughput.js';
+import { codedErrors, guardedBody } from './bodies.js';
 
 export interface RegistryClientOptions extends HostOptions, CredentialOptions {
   /** Attempts, backoff and time budget per operation (defaults in util/retry.ts). */
@@ -151,7 +152,7 @@ export class RegistryClient {
     const target = manifestTarget(ref);
     return this.call({ ...this.manifestStep(ref, target, 'GET'), ...callParts(options) }, async (res) => {
       const what = `manifest ${describe(ref)}`;
-      const bytes = await readCapped(this.guarded(res, what, options), this.maxManifestBytes, what);
+      const bytes = await readCapped(guardedBody(res, what, this.throughputRule, options.onNotice ?? this.options.onNotice, options.signal), this.maxManifestBytes, what);
       const mediaType = mediaTypeOf(res) ?? sniffMediaType(bytes) ?? 'application/octet-stream';
       let digest: string;
       if (ref.digest !== undefined) {
@@ -218,7 +219,7 @@ export class RegistryClient {
       ...callParts(options),
     };
     return this.call(step, async (res) => {
-      const bytes = await readCapped(this.guarded(res, what, options), desc.size, what);
+      const bytes = await readCapped(guardedBody(res, what, this.throughputRule, options.onNotice ?? this.options.onNotice, options.signal), desc.size, what);
       if (bytes.length !== desc.size) {
         throw new VmimgError(ErrorCode.NETWORK, `${what}: body ended after ${bytes.length} of ${desc.size} bytes`, { details: { retryable: true, url: redactUrl(res.url) } });
       }
@@ -275,7 +276,7 @@ export class RegistryClient {
 
   /** One attempt at one endpoint: auth, the request, `handle` on a 2xx answer. */
   private async callOne<T>(endpoint: RegistryEndpoint, step: Step, handle: (res: HttpResponse, endpoint: RegistryEndpoint) => Promise<T>): Promise<T> {
-    const res = await this.authed(endpoint, step);
+    const res = await this.sayIfSlow(step, endpoint, () => this.authed(endpoint, step));
     if (res.status < 200 || res.status > 299) {
       const body = await readSmallText(res.body);
       const retryAfter = header(res, 'retry-after');
@@ -289,14 +290,17 @@ export class RegistryClient {
     }
   }
 
-  /** A body held to the minimum-throughput rule (a manifest or config trickling in is cut and retried). */
-  private guarded(res: HttpResponse, what: string, options: CallOptions): HttpResponse {
-    const source = res.body;
-    source.on('error', () => undefined); // read through the iteration below; a late one after destroy is moot
-    const chunks = guardThroughput(source, this.throughputRule, { what, from: hostOf(res.url), onNotice: options.onNotice ?? this.options.onNotice });
-    const body = Readable.from(codedChunks(chunks, res.url, options.signal), { objectMode: false });
-    body.on('close', () => source.destroy());
-    return { ...res, body: body as unknown as HttpResponse['body'] };
+  /** Runs `answer`, announcing a stall when it takes longer than the stall notice (headers that do not come). */
+  private async sayIfSlow<T>(step: Step, endpoint: RegistryEndpoint, answer: () => Promise<T>): Promise<T> {
+    const onNotice = step.onNotice ?? this.options.onNotice;
+    const after = this.throughputRule.stallNoticeMs;
+    const message = `no answer from ${hostOf(endpoint.url)} for ${humanWait(after)}`;
+    const timer = onNotice && setTimeout(() => onNotice({ kind: 'stall', what: step.what, seconds: Math.round(after / 1000), message }), after);
+    try {
+      return await answer();
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** One request with auth: a second try with a fresh token after a 401, or a 403 that says the token is bad. */
@@ -323,32 +327,7 @@ export class RegistryClient {
   }
 }
 
-/** The body with its errors turned into VmimgErrors (ERR_NETWORK with `retryable`, ERR_ABORTED). */
-function codedErrors(body: Readable, url: string, signal?: AbortSignal): Readable {
-  const out = new PassThrough();
-  body.on('error', (err) => out.destroy(networkError(err, url, signal)));
-  out.on('close', () => body.destroy());
-  return body.pipe(out);
-}
-
-/** Chunks with their errors turned into VmimgErrors (as codedErrors, for an iteration). */
-async function* codedChunks(chunks: AsyncIterable<Buffer>, url: string, signal?: AbortSignal): AsyncGenerator<Buffer> {
-  try {
-    yield* chunks;
-  } catch (err) {
-    throw networkError(err, url, signal);
-  }
-}
-
 /** What a call's options add to its step. */
 function callParts(options: CallOptions): Pick<Step, 'signal' | 'onNotice'> {
   return { signal: options.signal, ...(options.onNotice !== undefined ? { onNotice: options.onNotice } : {}) };
-}
-
-function hostOf(url: string): string {
-  try {
-    return new URL(url).host;
-  } catch {
-    return redactUrl(url);
-  }
 }

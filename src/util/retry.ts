@@ -133,7 +133,8 @@ export function retryReason(err: unknown): string {
   return message.length > 120 ? `${message.slice(0, 117)}...` : message;
 }
 
-function hostOf(url: string): string {
+/** `host[:port]` of a URL, for messages (the input itself when it is not a URL). */
+export function hostOf(url: string): string {
   try {
     return new URL(url).host;
   } catch {

@@ -102,9 +102,11 @@ describe('one retry budget, visible waits, a minimum throughput', () => {
 
   test('headers sent 1 byte at a time (N21): each attempt ends at the idle timeout, attempts bounded', async () => {
     proxy.add({ path: blobPath(), fault: { kind: 'slow-headers', everyMs: 50 } });
-    const c = client({ idleTimeoutMs: 300, retry: { attempts: 2, baseDelayMs: 5, maxDelayMs: 5 } });
+    const notices: NetworkNotice[] = [];
+    const c = client({ idleTimeoutMs: 400, retry: { attempts: 2, baseDelayMs: 5, maxDelayMs: 5 }, throughput: { stallNoticeMs: 100 }, onNotice: (n) => notices.push(n) });
     await assert.rejects(downloadBlob(c, repo(), layer), (err: unknown) => isVmimgError(err, 'ERR_NETWORK') && /stalled/.test(err.message));
     assert.equal(blobGets().length, 2);
+    assert.match(notices.find((n) => n.kind === 'stall')?.message ?? '', /^no answer from 127\.0\.0\.1:\d+ for 0\.1 s$/);
   });
 
   test('a body trickling at 20 B/s (N20) is cut by the throughput rule and resumed from the verified partial', async () => {
