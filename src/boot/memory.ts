@@ -29,7 +29,7 @@ export function initramfsMemoryMiB(fs: ContainerFS): number {
 export function checkInitramfsFits(needMiB: number, memoryMiB: number): void {
   if (needMiB <= memoryMiB) return;
   throw new VmimgError(ErrorCode.TOO_LARGE, `the image needs about ${needMiB} MiB in RAM as an initramfs; the guest has ${memoryMiB} MiB`, {
-    hint: `boot with --memory ${Math.ceil(needMiB / 64) * 64}`,
+    hint: `boot from a disk (--root disk), or with --memory ${Math.ceil(needMiB / 64) * 64}`,
     details: { needMiB, memoryMiB },
   });
 }

@@ -4,22 +4,20 @@
  * A boot that ends without an exit status is ERR_BOOT_FAILED naming the cause from the console.
  */
 import { spawn } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCode, VmimgError } from '../errors.js';
 import type { Image } from '../image/index.js';
 import { EXIT_STATUS_RE, GUEST_INIT, START_LINE } from '../export/guest-init.js';
-import { exportInitramfs } from '../export/initramfs.js';
-import { withFs } from '../export/source.js';
 import { bootFailureCause, GuestOutputSplitter, initramfsTooLarge } from './console.js';
-import { checkInitramfsFits, initramfsMemoryMiB } from './memory.js';
+import { prepareRoot, type RootKind } from './root.js';
 import { ensureKernel, type BootArch } from './kernel.js';
 import { checkKernelFile } from './kernel-file.js';
 import { requireBinary } from './tools.js';
 
 export type { BootArch } from './kernel.js';
+export type { RootKind } from './root.js';
 
 export interface BootOptions {
   /** Guest architecture; defaults to the image's (which it must match). */
@@ -37,6 +35,12 @@ export interface BootOptions {
   memoryMiB?: number;
   /** Extra kernel command-line parameters. */
   append?: string;
+  /** The guest's root: 'initramfs' (in RAM) or 'disk' (ext4 on virtio-blk); default: disk when the image would not fit comfortably in memory. */
+  root?: RootKind;
+  /** Boot this ext4 image (made by exportExt4 with the guest init) as the disk root. */
+  disk?: string;
+  /** Let guest writes reach `disk` (default: never modified, QEMU snapshot=on). */
+  persist?: boolean;
   /** Give the guest command this process's stdin (default: the command's stdin is /dev/null). */
   interactive?: boolean;
   /** Serial console output as it arrives (firmware, kernel, guest). */
@@ -61,17 +65,31 @@ export interface BootResult {
   timedOut: boolean;
   /** Milliseconds from QEMU's start until it exited. */
   durationMs: number;
+  /** What the guest booted from. */
+  root?: RootKind;
 }
 
 const ARCHES: Record<string, BootArch> = { amd64: 'amd64', x86_64: 'amd64', arm64: 'arm64', aarch64: 'arm64' };
 const QEMU_PACKAGE: Record<BootArch, string> = { amd64: 'qemu-system-x86', arm64: 'qemu-system-arm' };
 
-/** The QEMU binary and arguments for one boot. */
-export function qemuCommand(arch: BootArch, kernel: string, initrd: string, options: { memoryMiB?: number; append?: string } = {}): { bin: string; args: string[] } {
+/**
+ * The QEMU binary and arguments for one boot: `initrd` is the whole root, or with `disk` the stage
+ * one that mounts it (a virtio-blk-pci device; `snapshot=on` unless `persist`).
+ */
+export function qemuCommand(
+  arch: BootArch,
+  kernel: string,
+  initrd: string,
+  options: { memoryMiB?: number; append?: string; disk?: { path: string; persist: boolean } } = {},
+): { bin: string; args: string[] } {
   const console = arch === 'amd64' ? 'ttyS0' : 'ttyAMA0';
-  const append = [`console=${console}`, `rdinit=${GUEST_INIT}`, 'panic=-1', 'quiet', options.append ?? ''].join(' ').trim();
+  const rdinit = options.disk ? '/init' : GUEST_INIT;
+  const append = [`console=${console}`, `rdinit=${rdinit}`, 'panic=-1', 'quiet', options.append ?? ''].join(' ').trim();
   const machine = arch === 'amd64' ? [] : ['-M', 'virt', '-cpu', 'cortex-a57'];
-  const args = [...machine, '-m', String(options.memoryMiB ?? 512), '-nographic', '-no-reboot', '-kernel', kernel, '-initrd', initrd, '-append', append];
+  const disk = options.disk
+    ? ['-drive', `file=${options.disk.path.replace(/,/g, ',,')},format=raw,if=none,id=root${options.disk.persist ? '' : ',snapshot=on'}`, '-device', 'virtio-blk-pci,drive=root']
+    : [];
+  const args = [...machine, '-m', String(options.memoryMiB ?? 512), '-nographic', '-no-reboot', '-kernel', kernel, '-initrd', initrd, ...disk, '-append', append];
   return { bin: arch === 'amd64' ? 'qemu-system-x86_64' : 'qemu-system-aarch64', args };
 }
 
@@ -104,22 +122,11 @@ export async function bootImage(image: Image, options: BootOptions = {}): Promis
   const memoryMiB = options.memoryMiB ?? 512;
   const work = await mkdtemp(join(tmpdir(), 'vmimg-boot-'));
   try {
-    const initrd = join(work, 'root.cpio.gz');
-    const needMiB = await withFs(image, async (fs) => {
-      const need = initramfsMemoryMiB(fs);
-      checkInitramfsFits(need, memoryMiB);
-      await exportInitramfs(fs, createWriteStream(initrd), {
-        config: image.config,
-        ...(options.command ? { command: options.command } : {}),
-        ...(options.entrypoint ? { entrypoint: options.entrypoint } : {}),
-        gzip: 1, // boot-time speed over size: the file is thrown away after the boot
-      });
-      return need;
-    });
-    const append = [options.append ?? '', options.interactive ? 'vmimg.stdin=1' : ''].join(' ').trim();
-    const { args } = qemuCommand(arch, kernel, initrd, { memoryMiB, append });
-    const result = await runQemu(qemu, args, options);
-    if (result.exitStatus === undefined) throw bootFailed(result, options.timeoutMs ?? 180_000, needMiB);
+    const root = await prepareRoot(image, arch, kernel, memoryMiB, work, options);
+    const append = [options.append ?? '', ...root.append, options.interactive ? 'vmimg.stdin=1' : ''].filter((a) => a !== '').join(' ');
+    const { args } = qemuCommand(arch, kernel, root.initrd, { memoryMiB, append, ...(root.disk ? { disk: root.disk } : {}) });
+    const result = { ...(await runQemu(qemu, args, options)), root: root.kind };
+    if (result.exitStatus === undefined) throw bootFailed(result, options.timeoutMs ?? 180_000, root.needMiB);
     return result;
   } finally {
     await rm(work, { recursive: true, force: true });
@@ -145,7 +152,7 @@ function bootFailed(r: BootResult, timeoutMs: number, needMiB: number): VmimgErr
   const cause = bootFailureCause(r.output).join('; ');
   const what = r.timedOut ? `the guest did not finish within ${Math.round(timeoutMs / 1000)} s` : 'the guest stopped without reporting an exit status';
   const hint = initramfsTooLarge(r.output)
-    ? `the image needs about ${needMiB} MiB in RAM as an initramfs: boot with --memory ${needMiB} or more`
+    ? `the image needs about ${needMiB} MiB in RAM as an initramfs: boot with --memory ${needMiB} or more, or --root disk`
     : r.timedOut
       ? 'raise --timeout (TCG is slow), or watch the console with --console'
       : 'watch the whole console with --console';
