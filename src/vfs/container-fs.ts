@@ -245,7 +245,7 @@ export class ContainerFS {
   }
 
   /** Like fs.createReadStream: `end` is inclusive; errors (ENOENT, ...) arrive as 'error' events. */
-  createReadStream(path: string, options: VfsReadStreamOptions = {}): Readable {
+  createReadStream(path: ImagePath, options: VfsReadStreamOptions = {}): Readable {
     return createVfsReadStream(this, path, options);
   }
 

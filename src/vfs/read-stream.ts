@@ -1,8 +1,9 @@
 /** createReadStream over ContainerFS: chunked positional reads, `end` inclusive like fs. */
 import { Readable } from 'node:stream';
-import type { ContainerFS } from './container-fs.js';
+import type { ContainerFS, ImagePath } from './container-fs.js';
 import { S_IFDIR, S_IFMT } from '../layer/entry.js';
 import { VfsError } from './errors.js';
+import { nameString } from '../util/byte-names.js';
 
 export interface VfsReadStreamOptions {
   start?: number;
@@ -12,7 +13,7 @@ export interface VfsReadStreamOptions {
   encoding?: BufferEncoding;
 }
 
-export function createVfsReadStream(fs: ContainerFS, path: string, options: VfsReadStreamOptions): Readable {
+export function createVfsReadStream(fs: ContainerFS, path: ImagePath, options: VfsReadStreamOptions): Readable {
   let ino = 0;
   let pos = options.start ?? 0;
   let last = 0; // inclusive
@@ -22,7 +23,7 @@ export function createVfsReadStream(fs: ContainerFS, path: string, options: VfsR
       try {
         ino = fs.resolvePath(path);
         const attr = fs.getattr(ino);
-        if ((attr.mode & S_IFMT) === S_IFDIR) throw new VfsError('EISDIR', 'read', path);
+        if ((attr.mode & S_IFMT) === S_IFDIR) throw new VfsError('EISDIR', 'read', nameString(path));
         last = Math.min(options.end ?? Infinity, attr.size - 1);
         callback();
       } catch (err) {

@@ -17,7 +17,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { loadFromTar } from '../../src/image/index.js';
 import { ContainerFS } from '../../src/vfs/index.js';
-import { exportInitramfs, exportTar } from '../../src/export/index.js';
+import { exportExt4, exportInitramfs, exportTar } from '../../src/export/index.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../../src/layer/entry.js';
 import { pyBuild, type PyEntry } from '../helpers/pyimage.js';
 import { REPO_ROOT } from '../helpers/cache.js';
@@ -168,6 +168,19 @@ describe('names that are not UTF-8 (exports)', () => {
     await run('sh', ['-c', 'cd "$1" && cpio -idm --quiet --no-absolute-filenames < "$2"', 'sh', join(dir, 'x'), join(dir, 'root.cpio')]);
     assert.deepEqual(await describeDir(join(dir, 'x'), false), await describeVfs(fsys, false));
   });
+
+  it('exports an ext4 image whose names debugfs dumps as the same bytes', async () => {
+    requireTools(['debugfs']);
+    const dir = await tmpDir('vmimg-raw-names-ext4-');
+    await exportExt4(fsys, join(dir, 'root.ext4'), { init: false });
+    mkdirSync(join(dir, 'x'));
+    await run('debugfs', ['-R', `rdump / ${join(dir, 'x')}`, join(dir, 'root.ext4')]);
+    const dumped = await describeDir(join(dir, 'x'), false);
+    delete dumped[b64(b('lost+found'))]; // every ext4 has one
+    assert.deepEqual(dumped, await describeVfs(fsys, false));
+    const ea = await run('sh', ['-c', `debugfs -R "ea_get /xattr-file $(printf 'user.x\\344')" "$1"`, 'sh', join(dir, 'root.ext4')]);
+    assert.match(ea, /hello/);
+  });
 });
 
 describe('names that are not UTF-8 or hold control characters (CLI)', () => {
@@ -198,6 +211,9 @@ describe('names that are not UTF-8 or hold control characters (CLI)', () => {
     assert.equal(byBytes.get(b64(Buffer.from('/new\nline')))?.path, '/new\nline');
     assert.equal(byBytes.get(b64(b('/dir\xe9/inner')))?.type, 'file');
     assert.ok(!byBytes.has(b64(b('/bad\xfe'))));
+    const resolved = JSON.parse((await expectExit(0, cli(['resolve', archive, '/lnk', '--json']))).stdout) as Record<string, string>;
+    assert.deepEqual(resolved, { path: '/lnk', resolved: '/etc/\udcff\udcfe', resolvedBytes: b64(b('/etc/\xff\xfe')) });
+    assert.equal((await expectExit(0, cli(['resolve', archive, '/lnk']))).stdout, '/etc/\\377\\376\n');
   });
 
   it('cat takes the name as the bytes the shell passed', async () => {

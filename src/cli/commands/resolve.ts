@@ -4,6 +4,7 @@ import type { GlobalArgs } from '../context.js';
 import { resolveImage } from '../resolve-image.js';
 import { run } from './common.js';
 import { escapeTerminal } from '../escape.js';
+import { encodeName, isRawName } from '../../util/byte-names.js';
 
 interface Args {
   image: string;
@@ -23,7 +24,9 @@ export const resolveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
     const fs = await ContainerFS.open(image.dir);
     try {
       const real = fs.realpath(args.path);
-      ctx.out(ctx.json ? JSON.stringify({ path: args.path, resolved: real }) : escapeTerminal(real));
+      // --json: exact strings, plus base64 bytes of a path that is not UTF-8 (as ls --json)
+      const bytes = isRawName(real) ? { resolvedBytes: encodeName(real).toString('base64') } : {};
+      ctx.out(ctx.json ? JSON.stringify({ path: args.path, resolved: real, ...bytes }) : escapeTerminal(real));
     } finally {
       await fs.close();
     }

@@ -8,6 +8,7 @@ import { ErrorCode, VmimgError } from '../../errors.js';
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from '../../layer/entry.js';
 import type { ContainerFS } from '../../vfs/index.js';
 import { FIRST_INO, ROOT_INO } from './format.js';
+import { encodeName } from '../../util/byte-names.js';
 
 export interface ExtraEntry {
   /** Image path without a leading slash, e.g. '.vmimg/init'; its parent must exist or be an earlier extra. */
@@ -55,9 +56,9 @@ export function direntType(mode: number): number {
   return DIRENT_TYPE[mode & S_IFMT] ?? 0;
 }
 
-/** A name's bytes. ContainerFS names are strings; raw bytes, when the VFS offers them, go here. */
+/** A name's bytes: ContainerFS strings decode them losslessly (util/byte-names.ts), UTF-8 or not. */
 function nameBytes(name: string): Buffer {
-  return Buffer.from(name, 'utf8');
+  return encodeName(name);
 }
 
 function nodeFromFs(fs: ContainerFS, src: number, ino: number, path: string): PlanNode {

@@ -6,6 +6,7 @@
  */
 import { ErrorCode, VmimgError } from '../../errors.js';
 import { BLOCK, EXTRA_ISIZE, INODE_SIZE } from './format.js';
+import { encodeName } from '../../util/byte-names.js';
 
 const MAGIC = 0xea020000;
 /** In-inode space after the 4-byte magic. */
@@ -32,7 +33,7 @@ interface Entry {
 function toEntry(fullName: string, value: Buffer): Entry {
   for (const [prefix, index] of PREFIXES) {
     if (!fullName.startsWith(prefix)) continue;
-    const rest = Buffer.from(fullName.slice(prefix.length), 'utf8');
+    const rest = encodeName(fullName.slice(prefix.length)); // any bytes (util/byte-names.ts)
     if (rest.length > 255) throw new VmimgError(ErrorCode.TOO_LARGE, `xattr name ${fullName} is longer than ext4 allows (255 bytes after the prefix)`);
     return { index, name: rest, value: index === 2 || index === 3 ? aclToDisk(value, fullName) : value };
   }
