@@ -111,7 +111,7 @@ test('hardlinks: the first name is the file, later names link to it (tar and cpi
   }
 });
 
-test('tar and initramfs exports of the issue-9 cases (repeated layers, ...) equal umoci unpack', async () => {
+test('tar and initramfs exports of the issue-9 cases (repeated layers, symlinked parents, hardlinks) are safe and equal umoci unpack', async () => {
   requireTools(['tar', 'cpio', 'gzip']);
   for (const c of await treeCases()) {
     const [fs, rootfs] = await Promise.all([openFlattened(c.image), umociRootfs(c.image)]);
@@ -122,6 +122,9 @@ test('tar and initramfs exports of the issue-9 cases (repeated layers, ...) equa
       const dir = await tmpDir('vmimg-export-case-');
       await exportTar(fs, createWriteStream(join(dir, 'r.tar')));
       await exportInitramfs(fs, createWriteStream(join(dir, 'r.cpio.gz')), { init: false });
+      // no entry below a symlink (A1.08-A1.11 write through same-layer symlinks), none escaping
+      await assertSafeExport(join(dir, 'r.tar'));
+      await assertSafeExport(join(dir, 'r.cpio.gz'));
       for (const [name, cmd] of [['t', 'tar -xpf ../r.tar --numeric-owner'], ['c', 'gzip -dc ../r.cpio.gz | cpio -idm --no-absolute-filenames --quiet']]) {
         const out = join(dir, name!);
         mkdirSync(out);

@@ -150,7 +150,7 @@ test('merged tree of the rich fixture (devices, xattrs, hardlinks, odd names) eq
   }
 });
 
-test('merged trees of the issue-9 cases (repeated layers, ...) equal umoci unpack', async () => {
+test('merged trees of the issue-9 cases (repeated layers, symlinked parents, hardlinks) equal umoci unpack', async () => {
   for (const c of await treeCases()) {
     const [dir, rootfs] = await Promise.all([flattenImage(c.image), umociUnpack(c.image)]);
     const fs = await ContainerFS.open(dir);
