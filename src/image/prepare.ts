@@ -16,6 +16,7 @@ import { configPlatform } from '../manifest/index.js';
 import { buildRuntimeConfig, type LayerRecord } from './runtime-config.js';
 import type { ImageSource, SourceLayer } from './source.js';
 import { isReopen } from './tee-download.js';
+import { createLimiter, type Limiter } from '../util/limiter.js';
 import { openLease, type CacheLease } from './lease.js';
 
 export interface PrepareOptions {
@@ -50,11 +51,12 @@ export async function prepareImage(source: ImageSource, options: PrepareOptions)
     // A diff_id listed more than once (repeated empty layers, a layer re-applied after a whiteout) is
     // flattened once; every position still applies it (config.json keeps the full list).
     const once = new Map<string, Promise<LayerInfo>>();
+    const shared: Shared = { cache, progress, limits, lookups: createLimiter(16) };
     const infos = await Promise.all(
       source.layers.map((layer, i) => {
         const first = once.get(layer.diffId);
         if (first) return first.then((info) => (progress.layer(i, 'cached'), info));
-        const flattening = flattenOne(layer, i, { cache, progress, limits }, limit, layerSignal).catch((err: unknown) => {
+        const flattening = flattenOne(layer, i, shared, limit, layerSignal).catch((err: unknown) => {
           siblings.abort(err);
           throw err;
         });
@@ -103,11 +105,13 @@ interface Shared {
   cache: CacheLayout;
   progress: ProgressTracker;
   limits: LayerLimits;
+  /** Bounds the cache lookups (each opens an index): 10 000 layers must not mean 10 000 open files. */
+  lookups: Limiter;
 }
 
 async function flattenOne(layer: SourceLayer, index: number, shared: Shared, limit: Limiter, signal: AbortSignal | undefined): Promise<LayerInfo> {
   const { cache, progress } = shared;
-  const cached = await hasLayer(cache.layersDir, layer.diffId);
+  const cached = await shared.lookups(() => hasLayer(cache.layersDir, layer.diffId));
   if (cached) {
     progress.layer(index, 'cached');
     return cached;
@@ -192,25 +196,4 @@ function countBytes(onCount: (n: number) => void): Transform {
       cb(null, chunk);
     },
   });
-}
-
-type Limiter = <T>(task: () => Promise<T>) => Promise<T>;
-
-/** Runs at most `n` tasks at once, in submission order. */
-function createLimiter(n: number): Limiter {
-  if (!Number.isInteger(n) || n < 1) {
-    throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `concurrency must be a whole number of at least 1, got ${n}`);
-  }
-  let active = 0;
-  const queue: (() => void)[] = [];
-  return async (task) => {
-    if (active >= n) await new Promise<void>((resolve) => queue.push(resolve));
-    active++;
-    try {
-      return await task();
-    } finally {
-      active--;
-      queue.shift()?.();
-    }
-  };
 }

@@ -7,7 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { ErrorCode, VmimgError, wrapError } from '../errors.js';
+import { ErrorCode, VmimgError, isVmimgError, wrapError } from '../errors.js';
 import { assertDigest, validateDigest } from '../digest/index.js';
 import { decompress } from './decompress.js';
 import { ContentsWriter } from './contents-writer.js';
@@ -59,7 +59,11 @@ function infoFrom(header: IndexHeader, files: LayerFiles): LayerInfo {
   };
 }
 
-/** The layer's info when its `.idx` exists and decodes and its `.contents` has the recorded size; else undefined. */
+/**
+ * The layer's info when its `.idx` exists and decodes and its `.contents` has the recorded size;
+ * undefined when either is missing or corrupt (flatten it again). Other I/O errors (EMFILE, EACCES,
+ * EIO) are thrown: a layer that cannot be read is not a layer that is absent.
+ */
 export async function hasLayer(dir: string, diffId: string): Promise<LayerInfo | undefined> {
   const files = layerPaths(dir, diffId);
   try {
@@ -67,8 +71,10 @@ export async function hasLayer(dir: string, diffId: string): Promise<LayerInfo |
     if (header.diffId !== diffId) return undefined;
     if ((await stat(files.contentsPath)).size !== header.contentsSize) return undefined;
     return infoFrom(header, files);
-  } catch {
-    return undefined;
+  } catch (err) {
+    if (isVmimgError(err, ErrorCode.NOT_FOUND) || isVmimgError(err, ErrorCode.INVALID_INDEX)) return undefined;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw wrapError(err, `reading the cached layer ${files.indexPath}`);
   }
 }
 

@@ -1,13 +1,41 @@
 /**
- * A layer's `.contents` file: opened on first read (one FileHandle per layer, shared by all reads),
- * read with positional reads only, closed by close().
+ * A layer's `.contents` file: opened on first read, read with positional reads only, closed by close().
+ * Open handles are pooled process-wide: at most MAX_OPEN_CONTENTS stay open, the least recently used
+ * idle one is closed to make room, so an image of 10 000 layers reads under `ulimit -n 1024`.
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { closedError } from './errors.js';
 
+/** Most `.contents` handles held open at once (idle ones past it are closed, least recently used first). */
+export const MAX_OPEN_CONTENTS = 64;
+
+/** Files holding a handle, least recently used first (a Set keeps insertion order). */
+const holding = new Set<ContentFile>();
+
+/** Closes idle handles, least recently used first, until fewer than `keep` are open. */
+function makeRoom(keep = MAX_OPEN_CONTENTS): void {
+  for (const f of holding) {
+    if (holding.size < keep) return;
+    f.dropIfIdle();
+  }
+}
+
+/** Opens for reading; on EMFILE (a low `ulimit -n`) closes every idle handle and tries once more. */
+async function openReadOnly(path: string): Promise<FileHandle> {
+  try {
+    return await open(path, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EMFILE') throw err;
+    makeRoom(1);
+    await new Promise(setImmediate); // the closes run on the thread pool
+    return await open(path, 'r');
+  }
+}
+
 export class ContentFile {
   private handle: Promise<FileHandle> | null = null;
+  private busy = 0;
   private closed = false;
 
   constructor(readonly path: string) {}
@@ -15,31 +43,55 @@ export class ContentFile {
   /** Fills `buf` from `position`; fails if the file ends first (a truncated layer). */
   async readExactly(buf: Buffer, position: number): Promise<void> {
     if (this.closed) throw closedError(`reading ${this.path}`);
-    this.handle ??= open(this.path, 'r');
-    let fh: FileHandle;
+    const fh = await this.acquire();
     try {
-      fh = await this.handle;
+      let done = 0;
+      while (done < buf.length) {
+        const { bytesRead } = await fh.read(buf, done, buf.length - done, position + done);
+        if (bytesRead === 0) {
+          throw new VmimgError(ErrorCode.INVALID_INDEX, `${this.path} is shorter than its index says`, {
+            hint: 'delete the layer files and pull the image again',
+          });
+        }
+        done += bytesRead;
+      }
+    } finally {
+      this.busy--;
+    }
+  }
+
+  private async acquire(): Promise<FileHandle> {
+    this.busy++;
+    holding.delete(this);
+    holding.add(this); // now the most recently used
+    if (this.handle === null) {
+      makeRoom();
+      this.handle = openReadOnly(this.path);
+    }
+    try {
+      return await this.handle;
     } catch (err) {
-      this.handle = null; // let a later read retry (e.g. the file was being renamed into place)
+      this.busy--;
+      void this.forget()?.catch(() => undefined); // let a later read retry (e.g. the file was being renamed into place)
       throw err;
     }
-    let done = 0;
-    while (done < buf.length) {
-      const { bytesRead } = await fh.read(buf, done, buf.length - done, position + done);
-      if (bytesRead === 0) {
-        throw new VmimgError(ErrorCode.INVALID_INDEX, `${this.path} is shorter than its index says`, {
-          hint: 'delete the layer files and pull the image again',
-        });
-      }
-      done += bytesRead;
-    }
+  }
+
+  /** The pool's eviction: closes the handle unless a read is using it. */
+  dropIfIdle(): void {
+    if (this.busy === 0) void this.forget()?.catch(() => undefined);
+  }
+
+  private forget(): Promise<void> | undefined {
+    const h = this.handle;
+    this.handle = null;
+    holding.delete(this);
+    return h?.then((fh) => fh.close());
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    const h = this.handle;
-    this.handle = null;
-    if (h !== null) await h.then((fh) => fh.close()).catch(() => undefined);
+    await this.forget()?.catch(() => undefined);
   }
 }

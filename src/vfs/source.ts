@@ -9,6 +9,7 @@ import { digestHex, validateDigest } from '../digest/index.js';
 import { ErrorCode, VmimgError } from '../errors.js';
 import type { IndexEntry } from '../layer/entry.js';
 import { readIndexFile } from '../layer/index-format.js';
+import { mapLimit } from '../util/limiter.js';
 
 export interface LayerFiles {
   indexPath: string;
@@ -38,12 +39,11 @@ export async function loadLayers(source: ContainerSource): Promise<MemoryLayer[]
     if (p === undefined) decoded.set(indexPath, (p = readIndexFile(indexPath).then((r) => r.entries)));
     return p;
   };
-  return Promise.all(
-    layers.map(async (l): Promise<MemoryLayer> => {
-      if ('entries' in l) return l;
-      return { entries: await entriesOf(l.indexPath), contentsPath: l.contentsPath };
-    }),
-  );
+  // A few index files at a time: an image of 10 000 layers must not hold 10 000 descriptors at once.
+  return mapLimit(layers, 8, async (l): Promise<MemoryLayer> => {
+    if ('entries' in l) return l;
+    return { entries: await entriesOf(l.indexPath), contentsPath: l.contentsPath };
+  });
 }
 
 async function sourceLayers(source: ContainerSource): Promise<readonly LayerSource[]> {
