@@ -3,8 +3,7 @@
  * `initramfs` (gzip newc cpio with the vmimg guest init) and `ext4` (a filesystem image, guest init
  * included). Formats: docs/EXPORT.md.
  */
-import { createWriteStream } from 'node:fs';
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { ErrorCode, VmimgError } from '../errors.js';
@@ -65,7 +64,9 @@ export async function exportImage(image: Image, dst: string, options: ExportOpti
       throw err;
     }
   }
-  const out = createWriteStream(tmp);
+  // Opened before any stream exists: an open failure (EMFILE, EACCES) is this call's rejection, never an
+  // 'error' event nobody listens to yet (the exporters attach theirs only after opening the image).
+  const out = (await open(tmp, 'w')).createWriteStream();
   try {
     if (options.format === 'tar') {
       const r = await exportTar(image, out, options);
