@@ -8,6 +8,7 @@
  */
 import type { RegistryClientOptions } from './registry/index.js';
 
+/** The `"network"` section as read (seconds; every key optional, defaults in util/retry.ts and util/throughput.ts). */
 export interface NetworkSettings {
   /** Attempts in a row without progress per operation (a manifest, a blob). */
   readonly retryAttempts?: number;

@@ -14,6 +14,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { ErrorCode, VmimgError } from '../errors.js';
 import type { BlobStore, FetchOptions, FetchResult, RangeOpener } from '../store/index.js';
 
+/** A download under way and its bytes as they arrive. */
 export interface TeeDownload {
   /** The blob's bytes from 0, while they download. */
   stream: Readable;
@@ -27,6 +28,7 @@ export interface TeeDownload {
   verdict: Promise<boolean>;
 }
 
+/** Starts `store.fetchInto(desc, open)` and returns its bytes as a stream from 0 (see the module comment). */
 export function teeDownload(
   store: BlobStore,
   desc: { digest: string; size: number },

@@ -1,6 +1,6 @@
 /** Turning transport failures and registry answers into VmimgErrors with redacted URLs and the registry's own diagnostics. */
 import { ErrorCode, VmimgError, type ErrorCodeValue } from '../errors.js';
-import { errnoOf, isRetryableErrno, parseRetryAfter } from '../util/retry.js';
+import { errnoOf, hostOf, isRetryableErrno, parseRetryAfter } from '../util/retry.js';
 
 /** `scheme://host/path` with user info, query (signed-URL tokens) and fragment removed. */
 export function redactUrl(url: string): string {
@@ -58,10 +58,14 @@ export function networkError(err: unknown, url: string, signal?: AbortSignal): V
     });
   }
   const stalled = code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT';
+  const host = hostOf(where);
+  const reason = stalled ? `${code === 'UND_ERR_HEADERS_TIMEOUT' ? 'no headers' : 'no data'} in time from ${host}` : undefined;
   return new VmimgError(ErrorCode.NETWORK, `${stalled ? 'stalled' : 'connection failed'}: ${where}: ${why}`, {
     cause: err,
-    hint: stalled ? 'The registry stopped sending data; try again or raise the idle timeout.' : 'Check the network and the registry address.',
-    details: { url: where, ...(code !== undefined ? { errno: code } : {}), retryable: isRetryableNetworkError(err) },
+    hint: stalled
+      ? 'The registry stopped sending data; try again, or raise "idleTimeoutSeconds" in the vmimg config file.'
+      : 'Check the network and the registry address.',
+    details: { url: where, ...(code !== undefined ? { errno: code } : {}), retryable: isRetryableNetworkError(err), ...(reason ? { reason } : {}) },
   });
 }
 

@@ -20,6 +20,7 @@ export interface RetryPolicy {
   readonly budgetMs: number;
 }
 
+/** 5 attempts in a row, 0.5 s doubling to at most 15 s, 5 minutes of failing per operation. */
 export const DEFAULT_RETRY_POLICY: RetryPolicy = { attempts: 5, baseDelayMs: 500, maxDelayMs: 15_000, budgetMs: 300_000 };
 
 /** A wait about to start (`retrying in 12 s: HTTP 429 from HOST`), for progress displays. */
@@ -46,7 +47,9 @@ export interface StallNotice {
   readonly message: string;
 }
 
+/** What a network operation tells a display while it waits. */
 export type NetworkNotice = RetryNotice | StallNotice;
+/** Receives notices as they happen; must not throw. */
 export type NoticeListener = (notice: NetworkNotice) => void;
 
 /** HTTP statuses worth another try (as go-containerregistry's): timeouts, rate limits, server trouble. */
@@ -83,6 +86,7 @@ export function errnoOf(err: unknown): string | undefined {
   return undefined;
 }
 
+/** True for a connection-level errno worth another try (ECONNRESET, timeouts, ...). */
 export function isRetryableErrno(code: string | undefined): boolean {
   return code !== undefined && RETRYABLE_ERRNO.has(code);
 }
@@ -142,6 +146,7 @@ export function hostOf(url: string): string {
   }
 }
 
+/** What a RetryBudget names in its notices and errors, its abort signal and listener. */
 export interface RetryBudgetOptions {
   readonly what: string;
   readonly signal?: AbortSignal | undefined;

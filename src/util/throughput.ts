@@ -20,8 +20,10 @@ export interface ThroughputRule {
   readonly stallNoticeMs: number;
 }
 
+/** At least 1 KiB/s averaged over 30 s of waiting; a stall notice after 5 s without a byte. */
 export const DEFAULT_THROUGHPUT: ThroughputRule = { minBytesPerSecond: 1024, windowMs: 30_000, stallNoticeMs: 5_000 };
 
+/** What the guard names in its notices and errors, and who hears its stall notices. */
 export interface GuardOptions {
   /** What is read, for messages (`blob sha256:…`). */
   readonly what: string;

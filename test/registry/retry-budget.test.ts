@@ -104,9 +104,10 @@ describe('one retry budget, visible waits, a minimum throughput', () => {
     proxy.add({ path: blobPath(), fault: { kind: 'slow-headers', everyMs: 50 } });
     const notices: NetworkNotice[] = [];
     const c = client({ idleTimeoutMs: 400, retry: { attempts: 2, baseDelayMs: 5, maxDelayMs: 5 }, throughput: { stallNoticeMs: 100 }, onNotice: (n) => notices.push(n) });
-    await assert.rejects(downloadBlob(c, repo(), layer), (err: unknown) => isVmimgError(err, 'ERR_NETWORK') && /stalled/.test(err.message));
+    await assert.rejects(downloadBlob(c, repo(), layer, { onNotice: (n) => notices.push(n) }), (err: unknown) => isVmimgError(err, 'ERR_NETWORK') && /stalled/.test(err.message));
     assert.equal(blobGets().length, 2);
     assert.match(notices.find((n) => n.kind === 'stall')?.message ?? '', /^no answer from 127\.0\.0\.1:\d+ for 0\.1 s$/);
+    assert.match(notices.find((n) => n.kind === 'retry')?.message ?? '', /^retrying in [\d.]+ s: no headers in time from 127\.0\.0\.1:\d+$/);
   });
 
   test('a body trickling at 20 B/s (N20) is cut by the throughput rule and resumed from the verified partial', async () => {
