@@ -7,7 +7,8 @@
  */
 import { ContainerFS, DT } from 'vmimg/vfs';
 
-const [imageDir, catPath = '/etc/os-release'] = process.argv.slice(2);
+const [imageDir, named] = process.argv.slice(2);
+// With no FILE_TO_CAT, show /etc/os-release when the image has one (busybox images don't).
 if (imageDir === undefined) {
   console.error('usage: walk.ts IMAGE_DIR [FILE_TO_CAT]');
   process.exit(2);
@@ -28,6 +29,7 @@ try {
   walk(fs.root(), '');
 
   // Symlinks are resolved inside the image (absolute targets start at its root).
+  const catPath = named ?? '/etc/os-release';
   if (fs.exists(catPath)) {
     console.log(`\n==> ${catPath} (really ${fs.realpath(catPath)}) <==`);
     const ino = fs.resolvePath(catPath);
@@ -37,8 +39,9 @@ try {
       process.stdout.write(chunk);
       offset += chunk.length;
     }
-  } else {
-    console.log(`\n${catPath}: not in the image`);
+  } else if (named !== undefined) {
+    console.error(`${catPath}: not in the image`);
+    process.exitCode = 1;
   }
 } finally {
   await fs.close();
