@@ -27,6 +27,8 @@ export interface InitramfsOptions {
   /** gzip level 0-9 (default 6); `false` writes the cpio uncompressed. */
   gzip?: number | false;
   signal?: AbortSignal;
+  /** Check every file's bytes against its index sha256 (default true): ERR_DIGEST_MISMATCH naming the file. */
+  verify?: boolean;
   /** Hears each warning (an image entry replaced or left out), as it happens; all are in the result too. */
   onWarning?: (message: string) => void;
 }
@@ -66,7 +68,7 @@ export async function exportInitramfs(source: ExportSource, out: Writable, optio
     };
     const guest = withInit ? guestEntries(fs, guestConfig(merged, argv), hasOwnInit, warn) : { entries: [], replaced: new Set<string>() };
     const stages: (NodeJS.ReadableStream | NodeJS.WritableStream | NodeJS.ReadWriteStream)[] = [
-      Readable.from(cpioStream(fs, guest.entries, (p) => guest.replaced.has(p), warn, counter)),
+      Readable.from(cpioStream(fs, guest.entries, (p) => guest.replaced.has(p), warn, counter, options.verify ?? true)),
     ];
     if (options.gzip !== false) stages.push(createGzip({ level: options.gzip ?? zlibConstants.Z_DEFAULT_COMPRESSION }));
     stages.push(out);
@@ -105,6 +107,7 @@ async function* cpioStream(
   skip: (path: string) => boolean,
   warn: (message: string) => void,
   counter: { entries: number },
+  verify: boolean,
 ): AsyncGenerator<Buffer> {
   for (const e of walkTree(fs, skip, warn)) {
     const a = e.attr;
@@ -115,7 +118,7 @@ async function* cpioStream(
       const size = e.linkTo === undefined ? a.size : 0;
       yield cpioHeader({ ...base, nlink: a.nlink, size });
       if (size > 0) {
-        for await (const chunk of inodeStream(fs, e.ino, size)) yield chunk as Buffer;
+        for await (const chunk of inodeStream(fs, e.ino, size, `/${e.path}`, verify)) yield chunk as Buffer;
         yield cpioDataPad(size);
       }
     } else if (type === S_IFLNK) {

@@ -17,6 +17,8 @@ export interface TarOptions {
   signal?: AbortSignal;
   /** gzip level 0-9 for a `.tar.gz`; absent or `false` writes the tar uncompressed. */
   gzip?: number | false;
+  /** Check every file's bytes against its index sha256 (default true): ERR_DIGEST_MISMATCH naming the file. */
+  verify?: boolean;
   /** Hears each warning (an image entry left out), as it happens; all are in the result too. */
   onWarning?: (message: string) => void;
 }
@@ -60,7 +62,7 @@ export async function exportTar(source: ExportSource, out: Writable, options: Ta
       for (const e of walkTree(fs, undefined, warn)) {
         const header = headerFor(fs, e);
         if (!header) continue;
-        await addEntry(pack, header, fs, e);
+        await addEntry(pack, header, fs, e, options.verify ?? true);
         entries++;
       }
       pack.finalize();
@@ -117,13 +119,22 @@ function headerFor(fs: ContainerFS, e: TreeEntry): Header | undefined {
 
 const SMALL_FILE = 1 << 20;
 
-function addEntry(pack: tarStream.Pack, header: Header, fs: ContainerFS, e: TreeEntry): Promise<void> {
+function addEntry(pack: tarStream.Pack, header: Header, fs: ContainerFS, e: TreeEntry, verify: boolean): Promise<void> {
   const size = header.type === 'file' ? header.size ?? 0 : 0;
   // small files in one positional read: a stream per file costs more than the copy
   if (size <= SMALL_FILE) {
     const body = size === 0 ? Promise.resolve(undefined) : fs.read(e.ino, 0, size);
     return body.then((buf) => new Promise<void>((resolve, reject) => {
       if (buf !== undefined && buf.length !== size) return reject(shortRead(`${header.name}: ${buf.length} of ${size} bytes`));
+      if (buf !== undefined && verify) {
+        const v = fs.verifier(e.ino, `/${e.path}`);
+        v.update(buf);
+        try {
+          v.check();
+        } catch (err) {
+          return reject(err as Error);
+        }
+      }
       const done = (err?: Error | null): void => (err ? reject(err) : resolve());
       if (header.type === 'file') pack.entry(header, buf ?? Buffer.alloc(0), done);
       else pack.entry(header, done);
@@ -133,7 +144,7 @@ function addEntry(pack: tarStream.Pack, header: Header, fs: ContainerFS, e: Tree
     const sink = pack.entry(header, (err) => (err ? reject(err) : resolve()));
     // destroy(err) below makes the entry emit 'error': without a listener that is an uncaught exception
     sink.on('error', reject);
-    const src = inodeStream(fs, e.ino, size);
+    const src = inodeStream(fs, e.ino, size, `/${e.path}`, verify);
     src.on('error', (err) => {
       sink.destroy(err);
       reject(err);

@@ -74,13 +74,20 @@ export function splitDev(rdev: number): { major: number; minor: number } {
 
 const CHUNK = 1 << 20;
 
-/** A file's content by inode, read in 1 MiB positional reads (never the whole file at once). */
-export function inodeStream(fs: ContainerFS, ino: number, size: number): Readable {
+/**
+ * A file's content by inode, read in 1 MiB positional reads (never the whole file at once). With
+ * `verify` (the default) the bytes are checked against the index sha256 as they pass, and the stream
+ * fails with ERR_DIGEST_MISMATCH naming `name` before its last chunk.
+ */
+export function inodeStream(fs: ContainerFS, ino: number, size: number, name = `inode ${ino}`, verify = true): Readable {
   async function* chunks(): AsyncGenerator<Buffer> {
+    const v = verify ? fs.verifier(ino, name) : undefined;
     for (let pos = 0; pos < size; ) {
       const buf = await fs.read(ino, pos, Math.min(CHUNK, size - pos));
       if (buf.length === 0) throw shortRead(`inode ${ino}: ${pos} of ${size} bytes`);
       pos += buf.length;
+      v?.update(buf);
+      if (pos === size) v?.check();
       yield buf;
     }
   }

@@ -2,7 +2,7 @@
 export { pull, type PullOptions } from './pull.js';
 export { loadFromTar, type LoadOptions } from './load.js';
 export { isLocalTar, openArchive, type ArchiveOptions } from './archive.js';
-export { validateTar, type TarReport } from './validate.js';
+export { validateTar, verifyImage, type TarReport, type ImageCheck } from './validate.js';
 export { loadFromDir, exportToDir, writeImageDir, CONFIG_FILE, type Image, type ImageLayer, type WriteImageDirOptions } from './image-dir.js';
 export { CacheLayout, resolveCacheDir, type CacheOptions } from './cache.js';
 export { listImages, findImage, removeImage, type ImageSummary } from './catalog.js';

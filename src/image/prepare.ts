@@ -2,10 +2,11 @@
  * The one pipeline every source goes through: layers → flattened `.idx`/`.contents` (keyed by diff_id,
  * so shared layers convert once), then the runtime config, then the image directory, `config.json` last.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { pipeline, Transform } from 'node:stream';
 import { ErrorCode, VmimgError, isVmimgError, wrapError } from '../errors.js';
 import { flattenLayer, hasLayer, type LayerInfo } from '../layer/flatten.js';
+import { verifyLayer } from '../layer/verify.js';
 import { resolveLimits, type LayerLimits } from '../layer/limits.js';
 import { ContainerFS } from '../vfs/index.js';
 import { CacheLayout } from './cache.js';
@@ -51,7 +52,7 @@ export async function prepareImage(source: ImageSource, options: PrepareOptions)
     // A diff_id listed more than once (repeated empty layers, a layer re-applied after a whiteout) is
     // flattened once; every position still applies it (config.json keeps the full list).
     const once = new Map<string, Promise<LayerInfo>>();
-    const shared: Shared = { cache, progress, limits, lookups: createLimiter(16) };
+    const shared: Shared = { cache, progress, limits, lookups: createLimiter(16), warn: (message) => options.onProgress?.({ type: 'warning', message }) };
     const infos = await Promise.all(
       source.layers.map((layer, i) => {
         const first = once.get(layer.diffId);
@@ -100,6 +101,24 @@ function leaseDigests(source: ImageSource): string[] {
   return [source.info.configDigest, ...source.layers.flatMap((l) => (l.digest ? [l.digest, l.diffId] : [l.diffId]))];
 }
 
+/**
+ * A cached layer's files still hold what its blob did: every file's bytes against the index sha256
+ * (docs/DECISIONS.md: why the whole check). A damaged one is removed, with a warning, and converted
+ * again from its blob; false then.
+ */
+async function cachedIntact(info: LayerInfo, index: number, shared: Shared, limit: Limiter, signal: AbortSignal | undefined): Promise<boolean> {
+  try {
+    await limit(() => verifyLayer(info, signal ? { signal } : {}));
+    return true;
+  } catch (err) {
+    if (!isVmimgError(err, ErrorCode.DIGEST_MISMATCH) && !isVmimgError(err, ErrorCode.INVALID_INDEX)) throw err;
+    shared.warn(`layer ${index + 1}/${shared.progress.count}: the cached copy is damaged (${(err as Error).message}); converting it again`);
+    await rm(info.indexPath, { force: true }); // the index first: a layer without it is never taken as cached
+    await rm(info.contentsPath, { force: true });
+    return false;
+  }
+}
+
 /** What every layer's flattening shares. */
 interface Shared {
   cache: CacheLayout;
@@ -107,12 +126,13 @@ interface Shared {
   limits: LayerLimits;
   /** Bounds the cache lookups (each opens an index): 10 000 layers must not mean 10 000 open files. */
   lookups: Limiter;
+  warn: (message: string) => void;
 }
 
 async function flattenOne(layer: SourceLayer, index: number, shared: Shared, limit: Limiter, signal: AbortSignal | undefined): Promise<LayerInfo> {
   const { cache, progress } = shared;
   const cached = await shared.lookups(() => hasLayer(cache.layersDir, layer.diffId));
-  if (cached) {
+  if (cached && (await cachedIntact(cached, index, shared, limit, signal))) {
     progress.layer(index, 'cached');
     return cached;
   }

@@ -1,4 +1,7 @@
-/** `validateTar(path)`: what an image archive holds, or exactly why it is not one. Reads no layer. */
+/**
+ * `validateTar(path)`: what an image archive holds, or exactly why it is not one. Reads no layer.
+ * `verifyImage(image)`: every file of a prepared image checked against its layer index's sha256.
+ */
 import { resolve } from 'node:path';
 import { ErrorCode, VmimgError, wrapError } from '../errors.js';
 import { MAX_MANIFEST_BYTES, MediaType, configPlatform, parseManifestDocument } from '../manifest/index.js';
@@ -7,6 +10,8 @@ import { ArchiveBlobs, openArchiveMembers, parseDockerManifest } from './archive
 import { addUnlistedManifests, listDockerImages } from './docker-save-images.js';
 import { listOciImages } from './oci-images.js';
 import type { TarMembers } from './tar-members.js';
+import { verifyLayer } from '../layer/verify.js';
+import type { Image } from './image-dir.js';
 
 export interface TarImage {
   name?: string;
@@ -62,4 +67,31 @@ async function ociImages(tar: TarMembers): Promise<TarImage[]> {
       layers: i.manifest.layers.length,
     };
   });
+}
+
+export interface ImageCheck {
+  /** Distinct layers checked. */
+  layers: number;
+  /** Regular files checked (every layer's, including those an upper layer hides). */
+  files: number;
+  /** Content bytes read and hashed. */
+  bytes: number;
+}
+
+/**
+ * Reads every regular file of every layer of `image` and checks it against the sha256 its `.idx`
+ * recorded at flattening. Throws ERR_DIGEST_MISMATCH naming the first damaged file (exit 6).
+ */
+export async function verifyImage(image: Pick<Image, 'layers'>, options: { signal?: AbortSignal } = {}): Promise<ImageCheck> {
+  const seen = new Set<string>();
+  const total: ImageCheck = { layers: 0, files: 0, bytes: 0 };
+  for (const layer of image.layers) {
+    if (seen.has(layer.indexPath)) continue; // a layer listed twice is stored once
+    seen.add(layer.indexPath);
+    const r = await verifyLayer(layer, options);
+    total.layers++;
+    total.files += r.files;
+    total.bytes += r.bytes;
+  }
+  return total;
 }

@@ -8,6 +8,7 @@
  */
 import type { Readable } from 'node:stream';
 import { closedError, VfsError } from './errors.js';
+import { ContentVerifier } from './verify.js';
 import { ContentFile } from './content.js';
 import { Merger } from './merge.js';
 import { VfsPromises } from './promises.js';
@@ -237,14 +238,45 @@ export class ContainerFS {
     return dir === '/' ? `/${r.lastName}` : `${dir}/${r.lastName}`;
   }
 
-  async readFile(path: ImagePath): Promise<Buffer> {
+  /** The whole file; with `verify`, checked against its index sha256 first (ERR_DIGEST_MISMATCH). */
+  async readFile(path: ImagePath, options: { verify?: boolean } = {}): Promise<Buffer> {
     const t = this.table('open');
     const ino = this.resolver.resolve(path, true, 'open');
     if (t.isDir(ino)) throw new VfsError('EISDIR', 'read', nameString(path));
-    return this.read(ino, 0, t.size[ino]!);
+    const buf = await this.read(ino, 0, t.size[ino]!);
+    if (options.verify) {
+      const v = this.verifier(ino, nameString(path));
+      v.update(buf);
+      v.check();
+    }
+    return buf;
   }
 
-  /** Like fs.createReadStream: `end` is inclusive; errors (ENOENT, ...) arrive as 'error' events. */
+  /**
+   * A checker of inode `ino`'s content against the sha256 its layer's index recorded: feed it every
+   * byte in order (`update`), then `check()` throws ERR_DIGEST_MISMATCH naming `name` on a mismatch.
+   */
+  verifier(ino: number, name = `inode ${ino}`): ContentVerifier {
+    const t = this.inode(ino, 'verify');
+    return new ContentVerifier(t.sha256Hex(ino), t.size[ino]!, name);
+  }
+
+  /** Reads a regular file whole, in 1 MiB reads, and checks its content (see `verifier`). */
+  async verify(ino: number, name?: string): Promise<void> {
+    const v = this.verifier(ino, name);
+    const size = this.getattr(ino).size;
+    for (let pos = 0; pos < size; ) {
+      const buf = await this.read(ino, pos, Math.min(1 << 20, size - pos));
+      v.update(buf);
+      pos += buf.length;
+    }
+    v.check();
+  }
+
+  /**
+   * Like fs.createReadStream: `end` is inclusive; errors (ENOENT, ...) arrive as 'error' events.
+   * `verify: true` (whole-file reads only) fails the stream with ERR_DIGEST_MISMATCH before its last chunk.
+   */
   createReadStream(path: ImagePath, options: VfsReadStreamOptions = {}): Readable {
     return createVfsReadStream(this, path, options);
   }

@@ -10,3 +10,4 @@ export { MAX_SYMLINK_HOPS } from './resolve.js';
 export { ROOT_INO, compareNames, S_IFMT, S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO } from './tree.js';
 export type { ContainerSource, LayeredImage, LayerSource, LayerFiles, MemoryLayer } from './source.js';
 export type { VfsReadStreamOptions } from './read-stream.js';
+export { ContentVerifier, contentMismatch } from './verify.js';

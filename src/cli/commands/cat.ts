@@ -28,11 +28,16 @@ export const catCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
     try {
       const ino = regularFile(fs, args.path); // fail before writing anything (ENOENT, ELOOP, EISDIR, ...)
       const size = fs.getattr(ino).size;
+      // checked against the index sha256 before the last chunk goes out: a file of one chunk
+      // (up to 1 MiB) that is damaged prints nothing, a longer one stops short (exit 6 either way)
+      const verifier = fs.verifier(ino, args.path);
       for (let pos = 0; pos < size; ) {
         ctx.signal.throwIfAborted();
         const buf = await fs.read(ino, pos, Math.min(CHUNK, size - pos));
         if (buf.length === 0) break; // the file ended early: ContentFile reports truncation itself
         pos += buf.length;
+        verifier.update(buf);
+        if (pos === size) verifier.check();
         await writeStdout(buf);
       }
     } finally {

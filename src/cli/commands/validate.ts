@@ -1,6 +1,9 @@
 import type { CommandModule } from 'yargs';
-import { ErrorCode, RegistryClient, VmimgError, formatReference, parseReference, validateTar } from '../../index.js';
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CONFIG_FILE, ErrorCode, RegistryClient, VmimgError, findImage, formatReference, isVmimgError, loadFromDir, parseReference, validateTar, verifyImage, type Image } from '../../index.js';
 import { classifyImageArg } from '../image-arg.js';
+import { humanBytes } from '../format.js';
 import type { Context, GlobalArgs } from '../context.js';
 import { run } from './common.js';
 import { escapeTerminal } from '../escape.js';
@@ -12,22 +15,26 @@ interface Args {
 
 export const validateCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
   command: 'validate <target>',
-  describe: 'Check a reference (grammar, and with --check-registry that it exists) or what an image tar holds',
+  describe: 'Check a reference (grammar, and with --check-registry that it exists), what an image tar holds, or every file of a cached image or image directory against its digest',
   builder: (y) =>
     y
-      .positional('target', { type: 'string', demandOption: true, describe: 'REF or TAR' })
+      .positional('target', { type: 'string', demandOption: true, describe: 'REF, TAR, image directory, or cached image name/id' })
       .option('check-registry', { type: 'boolean', describe: 'Also ask the registry that the reference exists' })
       .example('$0 validate alpine:3.20', 'Prints docker.io/library/alpine:3.20')
       .example('$0 validate alpine:3.20 --check-registry', 'Also resolves it to a digest')
-      .example('$0 validate saved.tar --json', 'Format, images, platforms and digests of a tar'),
+      .example('$0 validate saved.tar --json', 'Format, images, platforms and digests of a tar')
+      .example('$0 validate ./vm', 'Reads every file of an image directory and checks its sha256'),
   handler: run<Args>(async (ctx, args) => {
     const a = await classifyImageArg(args.target);
     if (a.kind === 'path' && a.type === 'file') return validateFile(ctx, a.path);
     if (a.kind === 'path') {
-      throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `${a.path} is a directory: validate checks a reference or an image tar`, {
+      if (await stat(join(a.path, CONFIG_FILE)).catch(() => undefined)) return verifyFiles(ctx, await loadFromDir(a.path));
+      throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `${a.path} is a directory without ${CONFIG_FILE}: validate checks a reference, an image tar or an image directory`, {
         hint: `vmimg inspect ${args.target} shows an image directory`,
       });
     }
+    const cached = a.forced ? undefined : await cachedImage(ctx, a.name);
+    if (cached !== undefined) return verifyFiles(ctx, cached);
     const ref = parseReference(a.name);
     const result: Record<string, unknown> = { reference: a.name, canonical: formatReference(ref), ...ref };
     if (args['check-registry']) {
@@ -54,4 +61,22 @@ async function validateFile(ctx: Context, path: string): Promise<void> {
   for (const i of report.images) {
     ctx.out(escapeTerminal(`  ${i.name ?? '(unnamed)'}  ${i.platform}  ${i.configDigest}  ${i.layers} layers`));
   }
+}
+
+/** A cached image by name or id, without pulling; undefined when the cache has none (then: a reference). */
+async function cachedImage(ctx: Context, name: string): Promise<Image | undefined> {
+  try {
+    return await findImage(ctx.cache, name, ctx.platform);
+  } catch (err) {
+    if (isVmimgError(err, ErrorCode.NOT_FOUND) || isVmimgError(err, ErrorCode.PLATFORM_MISMATCH)) return undefined;
+    throw err;
+  }
+}
+
+/** Every file of every layer against its index sha256; the first damaged one is ERR_DIGEST_MISMATCH (exit 6). */
+async function verifyFiles(ctx: Context, image: Image): Promise<void> {
+  const r = await verifyImage(image, { signal: ctx.signal });
+  const id = image.config.source.configDigest;
+  if (ctx.json) ctx.out(JSON.stringify({ image: id, dir: image.dir, verified: true, ...r }));
+  else ctx.out(`${escapeTerminal(image.dir)}: ${r.layers} layers, ${r.files} files, ${humanBytes(r.bytes)} verified`);
 }

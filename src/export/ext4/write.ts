@@ -219,12 +219,16 @@ class DataWriter {
   async file(fs: ContainerFS, node: PlanNode): Promise<{ iblock: Buffer; blocks: number; flags: number; size: number }> {
     const extents: Extent[] = [];
     const size = node.size;
+    // image files are checked against their index sha256 as they pass (ERR_DIGEST_MISMATCH)
+    const verifier = node.src === undefined ? undefined : fs.verifier(node.src, `/${node.path}`);
     for (let pos = 0; pos < size; ) {
       const buf = node.src === undefined ? node.data!.subarray(pos, pos + CHUNK) : await fs.read(node.src, pos, Math.min(CHUNK, size - pos));
       if (buf.length === 0) throw shortRead(`/${node.path}: ${pos} of ${size} bytes`);
+      verifier?.update(buf);
       await this.#chunk(buf, pos / BLOCK, extents);
       pos += buf.length;
     }
+    verifier?.check();
     return mapped(extents, size, this);
   }
 

@@ -1,0 +1,60 @@
+/**
+ * Re-checks a flattened layer: every regular file's bytes in `.contents` against the sha256 its
+ * `.idx` recorded when the layer was flattened from a verified blob. What `validate` and a pull or
+ * load of an already cached layer run; a damaged `.contents` is ERR_DIGEST_MISMATCH naming the file.
+ */
+import { createHash } from 'node:crypto';
+import { open } from 'node:fs/promises';
+import { ErrorCode, VmimgError } from '../errors.js';
+import { EntryType } from './entry.js';
+import { readIndexFile } from './index-format.js';
+import type { LayerFiles } from './paths.js';
+
+export interface LayerCheck {
+  /** Regular files checked. */
+  files: number;
+  /** Content bytes read and hashed. */
+  bytes: number;
+}
+
+const CHUNK = 1 << 20;
+
+/** ERR_DIGEST_MISMATCH (exit 6) for the content of `name` (an image path or a layer entry). */
+export function contentMismatch(name: string, expected: string, actual: string): VmimgError {
+  return new VmimgError(ErrorCode.DIGEST_MISMATCH, `${name}: content does not match the sha256 in its layer index (expected ${expected}, got ${actual}): the layer's .contents is damaged`, {
+    hint: '`vmimg validate IMAGE` checks every file; pull or load the image again to repair the cache',
+    details: { path: name, expected: `sha256:${expected}`, actual: `sha256:${actual}` },
+  });
+}
+
+
+/** Reads the layer's files in `.contents` order, 1 MiB at a time; throws on the first mismatch. */
+export async function verifyLayer(files: LayerFiles, options: { signal?: AbortSignal } = {}): Promise<LayerCheck> {
+  const { entries } = await readIndexFile(files.indexPath);
+  const regular = entries.filter((e) => e.type === EntryType.File && e.sha256 !== undefined).sort((a, b) => a.offset - b.offset);
+  const fh = await open(files.contentsPath, 'r');
+  const buf = Buffer.allocUnsafe(CHUNK);
+  let bytes = 0;
+  try {
+    for (const e of regular) {
+      options.signal?.throwIfAborted();
+      const hash = createHash('sha256');
+      for (let done = 0; done < e.size; ) {
+        const { bytesRead } = await fh.read(buf, 0, Math.min(CHUNK, e.size - done), e.offset + done);
+        if (bytesRead === 0) {
+          throw new VmimgError(ErrorCode.INVALID_INDEX, `${files.contentsPath} is shorter than its index says (/${e.path})`, {
+            hint: 'pull or load the image again to repair the cache',
+          });
+        }
+        hash.update(buf.subarray(0, bytesRead));
+        done += bytesRead;
+      }
+      bytes += e.size;
+      const actual = hash.digest('hex');
+      if (actual !== e.sha256) throw contentMismatch(`/${e.path} (layer ${files.indexPath.replace(/\.idx$/, '')})`, e.sha256!, actual);
+    }
+  } finally {
+    await fh.close();
+  }
+  return { files: regular.length, bytes };
+}
