@@ -14,6 +14,8 @@ const DOT = 46;
 
 /** Paths remembered by resolve(); the cache is simply dropped when full. */
 const CACHE_LIMIT = 1 << 16;
+/** A string whose escaped bytes spell valid UTF-8 (U+DCC3 U+DCA4 is "ä") is retried in the names' form. */
+const SURROGATE = /[\ud800-\udfff]/;
 
 export class Resolver {
   /** After walk() of a non-directory: the directory holding it and the name used. */
@@ -38,10 +40,16 @@ export class Resolver {
     return ino;
   }
 
+  private notFound(path: string, followLast: boolean, syscall: string): number {
+    const canonical = SURROGATE.test(path) ? nameString(path) : path;
+    if (canonical !== path) return this.walk(canonical, followLast, syscall);
+    throw new VfsError('ENOENT', syscall, path);
+  }
+
   /** resolve() without the cache, setting lastParent / lastName. */
   walk(path: string | Uint8Array, followLast: boolean, syscall: string): number {
     const t = this.t;
-    const given = nameString(path); // bytes, or a string holding escaped bytes: the names' own form
+    const given = typeof path === 'string' ? path : decodeName(path);
     let p = given;
     let i = 0;
     let cur = ROOT_INO;
@@ -66,7 +74,7 @@ export class Resolver {
       }
       const name = i === 0 && j === p.length ? p : p.slice(i, j);
       const child = t.child(cur, name);
-      if (child === 0) throw new VfsError('ENOENT', syscall, given);
+      if (child === 0) return this.notFound(given, followLast, syscall);
       const type = t.mode[child]! & S_IFMT;
       if (type === S_IFDIR) {
         cur = child;

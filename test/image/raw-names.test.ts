@@ -117,6 +117,8 @@ describe('names that are not UTF-8 (VFS and library)', () => {
     assert.equal((await fsys.readFile(b('/bad\xef\xbf\xbd'))).toString(), 'real U+FFFD\n');
     assert.equal((await fsys.readFile('/bad\ufffd')).toString(), 'real U+FFFD\n', 'a UTF-8 name is its usual string');
     assert.equal((await fsys.readFile('/bad\udcff')).toString(), 'FF\n', 'a string holding escaped bytes names the raw file');
+    assert.equal((await fsys.readFile('/bad\udcef\udcbf\udcbd')).toString(), 'real U+FFFD\n', 'escaped bytes that spell UTF-8 name the UTF-8 file');
+    assert.equal(fsys.lookup(fsys.root(), 'bad\udcef\udcbf\udcbd'), fsys.lookupPath('/bad\ufffd'));
   });
 
   it('lists a directory bytewise, applies a whiteout of a raw name to that name only', () => {
