@@ -5,7 +5,7 @@
  *   .img/.ext4 → ext4 · anything else → the directory format (or what --format says).
  */
 import type { ExportFormat, ExportResult } from '../export/index.js';
-import { humanBytes } from './format.js';
+import { humanBytes, plural } from './format.js';
 import { UsageError } from './exit-codes.js';
 
 export interface ExportTarget {
@@ -73,9 +73,4 @@ export function describeExport(result: ExportResult, target: ExportTarget, layer
     case 'ext4':
       return `an ext4 disk image (${humanBytes(result.sizeBytes)}, ${humanBytes(result.usedBytes)} used) to ${result.path}`;
   }
-}
-
-/** `1 entry`, `2 entries`. */
-export function plural(n: number, one: string, many: string): string {
-  return `${n} ${n === 1 ? one : many}`;
 }

@@ -1,5 +1,18 @@
 /** Small text formatters for human output. */
 
+/** `1 entry`, `2 entries`. */
+export function plural(n: number, one: string, many: string): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+/**
+ * One spelling per platform in everything the CLI prints: `linux/arm64/v8` (a registry's index) and
+ * `linux/arm64` (a tar's config) are the same platform (containerd normalises the same way).
+ */
+export function platformText(platform: string): string {
+  return platform.replace(/^([^/]+\/arm64)\/v8$/, '$1');
+}
+
 export function humanBytes(n: number | undefined): string {
   if (n === undefined || !Number.isFinite(n)) return '?';
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];

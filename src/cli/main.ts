@@ -78,7 +78,8 @@ export async function main(rawArgv: string[]): Promise<void> {
   const argv = rewriteHelp(argvBytes(rawArgv)); // names in arguments keep their bytes
   const json = wantsJson(argv);
   const command = commandInfo(firstWord(argv))?.name;
-  const report = (err: unknown): number => reportError(err, { json, ...(command ? { command } : {}) }).exit;
+  const arch = argv.some((a) => a === '--arch' || a.startsWith('--arch='));
+  const report = (err: unknown): number => reportError(err, { json, arch, ...(command ? { command } : {}) }).exit;
   // An error thrown where no one awaits it (an event handler) is still one coded line, not a stack.
   const onUncaught = (err: unknown): void => process.exit(report(err));
   process.on('uncaughtException', onUncaught);

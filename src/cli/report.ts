@@ -45,14 +45,24 @@ export function helpHint(command?: string): string {
   return command ? `vmimg ${command} --help shows its arguments and options` : 'vmimg --help lists the commands';
 }
 
+/** What the user typed that a report refers to: the command, and --arch rather than --platform. */
+export interface ReportContext {
+  command?: string;
+  /** The user named the platform with --arch: hints should say --arch too. */
+  arch?: boolean;
+}
+
 /** The code, message, hint and exit status for an error that ended `command`. */
-export function describeError(err: unknown, command?: string): ErrorReport {
+export function describeError(err: unknown, context: ReportContext = {}): ErrorReport {
+  const { command } = context;
   if (isVfsError(err)) {
     const code = err.code === 'ENOENT' ? ErrorCode.NOT_FOUND : ErrorCode.INVALID_ARGUMENT;
     return { code, message: vfsMessage(err), hint: null, exit: exitCodeForCode(code), errno: err.code };
   }
   if (err instanceof VmimgError) {
-    const hint = err.hint ?? (err instanceof UsageError ? helpHint(command) : null);
+    const archHint =
+      context.arch && err.code === ErrorCode.PLATFORM_MISMATCH ? (archMismatchHint(err.details) ?? err.hint?.replace(/--platform\b/g, '--arch')) : undefined;
+    const hint = archHint ?? err.hint ?? (err instanceof UsageError ? helpHint(command) : null);
     return { code: err.code, message: err.message, hint, exit: exitCodeForCode(err.code) };
   }
   const e = err instanceof Error ? err : undefined;
@@ -73,6 +83,14 @@ export function describeError(err: unknown, command?: string): ErrorReport {
   };
 }
 
+/** A platform mismatch hint in --arch terms (`linux/arm64/v8` → `arm64`) for someone who typed --arch. */
+function archMismatchHint(details: Record<string, unknown> | undefined): string | undefined {
+  const available = Array.isArray(details?.available) ? details.available.filter((p): p is string => typeof p === 'string') : [];
+  const archs = [...new Set(available.map((p) => p.split('/').slice(1).join('/').replace(/^arm64\/v8$/, 'arm64')).filter((a) => a !== ''))];
+  if (archs.length === 0) return undefined;
+  return `use ${archs.map((a) => `--arch ${a}`).join(' or ')}${typeof details?.wanted === 'string' ? `, or pick an image built for ${details.wanted}` : ''}`;
+}
+
 /** `ENOENT: no such file or directory, open '/x'` → `/x: no such file or directory in the image (ENOENT)`. */
 function vfsMessage(err: { code: string; syscall: string; path?: string; message: string }): string {
   const where = `, ${err.syscall}${err.path === undefined ? '' : ` '${err.path}'`}`;
@@ -82,8 +100,8 @@ function vfsMessage(err: { code: string; syscall: string; path?: string; message
 }
 
 /** Writes the report of `err` to stderr: one coded line (+ hint), or one JSON object with --json. */
-export function reportError(err: unknown, options: { json: boolean; command?: string }): ErrorReport {
-  const report = describeError(err, options.command);
+export function reportError(err: unknown, options: ReportContext & { json: boolean }): ErrorReport {
+  const report = describeError(err, options);
   if (options.json) {
     process.stderr.write(`${JSON.stringify({ error: report })}\n`);
   } else {

@@ -35,7 +35,7 @@ export function parseReference(s: string): Reference {
     try {
       validateDigest(digest);
     } catch (err) {
-      throw invalid(s, `bad digest "${digest}": ${(err as Error).message}`, err);
+      throw invalid(s, (err as Error).message, err); // already names the digest and what is wrong
     }
   }
 

@@ -6,6 +6,7 @@ import { createContext, type Context, type GlobalArgs } from '../context.js';
 import type { ResolvedImage } from '../resolve-image.js';
 import { UsageError } from '../exit-codes.js';
 import { escapeTerminal } from '../escape.js';
+import { platformText } from '../format.js';
 
 /** Wraps a command body: builds the context from the global options. */
 export function run<A>(body: (ctx: Context, args: A & GlobalArgs) => Promise<void>) {
@@ -15,7 +16,7 @@ export function run<A>(body: (ctx: Context, args: A & GlobalArgs) => Promise<voi
 }
 
 export function imagePlatform(image: Image): string {
-  return formatPlatform(configPlatform(image.config));
+  return platformText(formatPlatform(configPlatform(image.config)));
 }
 
 /** The summary pull/load print: JSON object with --json, aligned lines otherwise. */

@@ -1,7 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { listImages } from '../../index.js';
 import type { GlobalArgs } from '../context.js';
-import { humanBytes, shortDigest, table } from '../format.js';
+import { humanBytes, platformText, shortDigest, table } from '../format.js';
 import { run } from './common.js';
 import { escapeTerminal } from '../escape.js';
 
@@ -17,7 +17,7 @@ export const imagesCommand: CommandModule<GlobalArgs, GlobalArgs> = {
     }
     const rows = [['NAME', 'ID', 'PLATFORM', 'SIZE', 'CREATED']];
     for (const i of images) {
-      rows.push([escapeTerminal(i.names.join(',')) || '<none>', shortDigest(i.id), i.platform, humanBytes(i.size), i.createdAt]);
+      rows.push([escapeTerminal(i.names.join(',')) || '<none>', shortDigest(i.id), platformText(i.platform), humanBytes(i.size), i.createdAt]);
     }
     for (const line of table(rows)) ctx.out(line);
   }),

@@ -2,7 +2,7 @@ import type { CommandModule } from 'yargs';
 import { RegistryClient, formatPlatform, loadFromDir, parseReference, validateTar } from '../../index.js';
 import { classifyImageArg } from '../image-arg.js';
 import type { Context, GlobalArgs } from '../context.js';
-import { humanBytes } from '../format.js';
+import { humanBytes, platformText, plural } from '../format.js';
 import { resolveImage, type ResolvedImage } from '../resolve-image.js';
 import { imagePlatform, run } from './common.js';
 import { escapeTerminal } from '../escape.js';
@@ -33,7 +33,7 @@ async function listPlatforms(ctx: Context, arg: string): Promise<void> {
   const a = await classifyImageArg(arg);
   if (a.kind === 'path' && a.type === 'file') {
     const report = await validateTar(a.path);
-    rows = report.images.map((i) => ({ platform: i.platform, ...(i.manifestDigest ? { digest: i.manifestDigest } : {}) }));
+    rows = report.images.map((i) => ({ platform: platformText(i.platform), ...(i.manifestDigest ? { digest: i.manifestDigest } : {}) }));
   } else if (a.kind === 'path') {
     rows = [{ platform: imagePlatform(await loadFromDir(a.path)) }]; // an image directory holds one image
   } else {
@@ -41,7 +41,7 @@ async function listPlatforms(ctx: Context, arg: string): Promise<void> {
     const client = new RegistryClient(await ctx.registryOptions(arg));
     try {
       const entries = await client.listPlatforms(ref, { signal: ctx.signal });
-      rows = entries.map((e) => ({ platform: e.platform ? formatPlatform(e.platform) : 'unknown', digest: e.descriptor.digest }));
+      rows = entries.map((e) => ({ platform: e.platform ? platformText(formatPlatform(e.platform)) : 'unknown', digest: e.descriptor.digest }));
     } finally {
       await client.close();
     }
@@ -68,14 +68,13 @@ function printInspect(ctx: Context, resolved: ResolvedImage): void {
     `entrypoint:  ${JSON.stringify(c.entrypoint)}`,
     `cmd:         ${JSON.stringify(c.cmd)}`,
     `workingDir:  ${c.workingDir}`,
-    `user:        ${c.user || '(root)'} (uid ${c.uid}, gid ${c.gid})`,
-    'env:',
-    ...c.env.map((e) => `  ${e}`),
+    `user:        ${c.user ? `${c.user} ` : ''}(uid ${c.uid}, gid ${c.gid}${c.user ? '' : '; the image names no user'})`,
+    ...(c.env.length > 0 ? ['env:', ...c.env.map((e) => `  ${e}`)] : ['env:         (none)']),
     ...(Object.keys(c.labels).length > 0 ? ['labels:', ...Object.entries(c.labels).map(([k, v]) => `  ${k}=${v}`)] : []),
     `layers:      ${c.layerDetails.length} (${humanBytes(c.layerDetails.reduce((s, l) => s + l.size, 0))} of content)`,
     ...c.layerDetails.map(
       (l, i) =>
-        `  ${i + 1}. ${l.diffId}  ${humanBytes(l.size)}, ${l.entries} entries` +
+        `  ${i + 1}. ${l.diffId}  ${humanBytes(l.size)}, ${plural(l.entries, 'entry', 'entries')}` +
         (l.compressedSize !== undefined ? `, ${humanBytes(l.compressedSize)} compressed` : ''),
     ),
   ];

@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { removeImage } from '../../index.js';
+import { ErrorCode, VmimgError, isVmimgError, removeImage } from '../../index.js';
 import type { GlobalArgs } from '../context.js';
 import { run } from './common.js';
 
@@ -19,7 +19,11 @@ export const rmCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
   handler: run<Args>(async (ctx, args) => {
     for (const name of args.image ?? []) {
       // without --arch a name's images for every platform go; with it, only that platform's
-      for (const id of await removeImage(ctx.cache, name, ctx.platform)) ctx.out(ctx.json ? JSON.stringify({ removed: id, name }) : `removed ${id}`);
+      const ids = await removeImage(ctx.cache, name, ctx.platform).catch((err: unknown) => {
+        if (!isVmimgError(err, ErrorCode.NOT_FOUND) || !/^(sha256:)?[0-9a-f]{1,5}$/.test(name)) throw err;
+        throw new VmimgError(ErrorCode.NOT_FOUND, `no cached image named "${name}"`, { hint: 'an image id prefix needs at least 6 hex digits (vmimg images shows 12)' });
+      });
+      for (const id of ids) ctx.out(ctx.json ? JSON.stringify({ removed: id, name }) : `removed ${id}`);
     }
   }),
 };

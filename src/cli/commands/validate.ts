@@ -5,6 +5,7 @@ import { CONFIG_FILE, ErrorCode, RegistryClient, VmimgError, findImage, formatRe
 import { classifyImageArg } from '../image-arg.js';
 import { humanBytes } from '../format.js';
 import type { Context, GlobalArgs } from '../context.js';
+import { platformText } from '../format.js';
 import { run } from './common.js';
 import { escapeTerminal } from '../escape.js';
 
@@ -59,7 +60,7 @@ async function validateFile(ctx: Context, path: string): Promise<void> {
   }
   ctx.out(escapeTerminal(`${report.path}: ${report.format}, ${report.images.length} image(s)`));
   for (const i of report.images) {
-    ctx.out(escapeTerminal(`  ${i.name ?? '(unnamed)'}  ${i.platform}  ${i.configDigest}  ${i.layers} layers`));
+    ctx.out(escapeTerminal(`  ${i.name ?? '(unnamed)'}  ${platformText(i.platform)}  ${i.configDigest}  ${i.layers} layers`));
   }
 }
 
