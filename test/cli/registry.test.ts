@@ -104,10 +104,10 @@ describe('vmimg inspect --platforms / validate --check-registry', () => {
     const cache = await tmpDir('vmimg-cli-reg-');
     const r = await expectExit(0, ['--cache-dir', cache, 'inspect', `${open.host}/busybox:multi`, '--platforms', '--json']);
     const out = JSON.parse(r.stdout) as { platforms: { platform: string; digest: string }[] };
-    assert.deepEqual(out.platforms.map((p) => p.platform), ['linux/amd64', 'linux/arm64/v8']);
+    assert.deepEqual(out.platforms.map((p) => p.platform), ['linux/amd64', 'linux/arm64'], 'one spelling of arm64: linux/arm64 (the index says arm64/v8)');
     for (const p of out.platforms) assert.match(p.digest, /^sha256:[0-9a-f]{64}$/);
     const human = await expectExit(0, ['--cache-dir', cache, 'inspect', `${open.host}/busybox:multi`, '--platforms']);
-    assert.match(human.stdout, /^linux\/arm64\/v8\tsha256:/m);
+    assert.match(human.stdout, /^linux\/arm64\tsha256:/m);
     assert.deepEqual(JSON.parse((await expectExit(0, ['--cache-dir', cache, 'images', '--json'])).stdout), [], 'nothing pulled');
     await expectExit(3, ['--cache-dir', cache, 'inspect', `${open.host}/busybox:nope`, '--platforms']);
     await expectExit(4, ['--cache-dir', cache, 'inspect', `${locked.host}/private/busybox:1`, '--platforms']);
