@@ -84,7 +84,10 @@ export function qemuCommand(
 ): { bin: string; args: string[] } {
   const console = arch === 'amd64' ? 'ttyS0' : 'ttyAMA0';
   const rdinit = options.disk ? '/init' : GUEST_INIT;
-  const append = [`console=${console}`, `rdinit=${rdinit}`, 'panic=-1', 'quiet', options.append ?? ''].join(' ').trim();
+  // no_timer_check: under TCG on a busy host the x86 kernel's IO-APIC timer check can fail and panic
+  // ("IO-APIC + timer doesn't work"); seen with the test suite running beside other work.
+  const timer = arch === 'amd64' ? ['no_timer_check'] : [];
+  const append = [`console=${console}`, `rdinit=${rdinit}`, 'panic=-1', 'quiet', ...timer, options.append ?? ''].join(' ').trim();
   const machine = arch === 'amd64' ? [] : ['-M', 'virt', '-cpu', 'cortex-a57'];
   const disk = options.disk
     ? ['-drive', `file=${options.disk.path.replace(/,/g, ',,')},format=raw,if=none,id=root${options.disk.persist ? '' : ',snapshot=on'}`, '-device', 'virtio-blk-pci,drive=root']
