@@ -55,6 +55,7 @@ test('A1.20 variant: the name becomes a directory; several hardlinks and chains 
     py.file('g', 'GGGG\n'), py.hard('g1', 'g'), py.hard('g2', 'g'), py.hard('g3', 'g1'),
     py.file('g', 'other g\n'), py.file('g1', 'other g1\n'),
     py.sym('s', 'target'), py.hard('s2', 's'), py.file('s', 'not a link\n'),
+    py.file('r', 'RRRR\n'), py.hard('r1', 'r'), py.hard('r', 'r1'), // the name linked again to its own hardlink
   ];
   const fs = await open(layer);
   try {
@@ -68,6 +69,8 @@ test('A1.20 variant: the name becomes a directory; several hardlinks and chains 
     assert.equal(await text(fs, '/g1'), 'other g1\n');
     assert.equal(fs.readlink('/s2'), 'target', 'a hardlink to a symlink is that symlink');
     assert.equal(await text(fs, '/s'), 'not a link\n');
+    assert.equal(fs.lstat('/r').ino, fs.lstat('/r1').ino);
+    assert.equal(await text(fs, '/r'), 'RRRR\n');
   } finally {
     await fs.close();
   }
@@ -75,6 +78,7 @@ test('A1.20 variant: the name becomes a directory; several hardlinks and chains 
   assert.equal(ref.get('g2')?.ino, ref.get('g3')?.ino, 'GNU tar agrees');
   assert.equal(ref.get('h')?.kind, 'file');
   assert.equal(ref.get('s2')?.link, 'target');
+  assert.equal(ref.get('r')?.ino, ref.get('r1')?.ino);
 });
 
 test('hardlink to a lower layer\'s file: linked to it (one inode, nlink counts both), with a warning', async () => {
