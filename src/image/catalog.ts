@@ -52,7 +52,8 @@ export async function listImages(cache: CacheLayout): Promise<ImageSummary[]> {
 
 /**
  * Finds a cached image by name (as pulled/loaded, or its canonical reference form), by id or id prefix
- * (`sha256:ab12…` or `ab12…`, at least 6 hex digits), or the most recent one when `name` is undefined.
+ * (`sha256:ab12…` or `ab12…`, at least 6 hex digits), or the most recent one when `name` is undefined
+ * (with `platform`, the image for it under the most recent one's name).
  *
  * A name holds one image per platform. With `platform` (asked for explicitly) the name's image for it,
  * else ERR_PLATFORM_MISMATCH listing the platforms it has; without, the host's platform is preferred
@@ -63,6 +64,9 @@ export async function findImage(cache: CacheLayout, name: string | undefined, pl
   if (name === undefined) {
     const id = refs.last;
     if (!id) throw new VmimgError(ErrorCode.NOT_FOUND, 'no image pulled or loaded yet', { hint: 'run vmimg pull REF or vmimg load TAR first' });
+    // another platform asked: the most recent image's name may hold one for it
+    const sibling = platform && Object.entries(refs.refs).find(([, e]) => entryTargets(e).some((t) => t.image === id));
+    if (sibling) return pickPlatform(sibling[0], await entryImages(cache, sibling[1]), platform);
     return loadFromDir(cache.imageDir(id), platform ? { platform } : {});
   }
   const entry = refs.refs[name] ?? refs.refs[canonical(name) ?? ''];

@@ -27,7 +27,7 @@ before(async () => {
   const multi = await buildMultiArchLayout('cachewriters');
   await pushLayout(multi.ref, registry.host, 'busybox:multi', { all: true });
   await pushLayout(multi.ref, registry.host, 'busybox:v2s2', { all: true, format: 'v2s2' });
-  for (const name of ['a', 'b', 'c']) {
+  for (const name of ['a', 'b']) {
     const image = await buildBusyboxLayout({ arch: 'amd64', tag: `x-${name}`, extraLayers: [{ files: { 'etc/x': `${name}\n` } }, { files: { [`opt/${name}`]: name } }] });
     await pushLayout(image, registry.host, `x:${name}`);
     extras.push(image);
@@ -134,9 +134,11 @@ describe('prune and running pulls (C08)', () => {
 });
 
 describe('concurrent pulls sharing a blob (C07)', () => {
-  it('five pulls into one cache all succeed and every name is kept', async () => {
-    const refs = ['busybox:multi', 'busybox:v2s2', 'x:a', 'x:b', 'x:c'].map((r) => `${registry.host}/${r}`);
-    for (let round = 0; round < 2; round++) {
+  // One round: the crash's class has a deterministic test (test/image/prepare-streams.test.ts), the
+  // refs.json lock one too (test/image/refs.test.ts); this is the whole path, as C07 ran it.
+  it('four pulls into one cache all succeed and every name is kept', async () => {
+    const refs = ['busybox:multi', 'busybox:v2s2', 'x:a', 'x:b'].map((r) => `${registry.host}/${r}`);
+    for (let round = 0; round < 1; round++) {
       const cache = await tmpDir('vmimg-cache-writers-');
       const results = await Promise.all(refs.map((ref) => vmimg(['--cache-dir', cache, 'pull', ref, '--arch', 'amd64', '-q'])));
       results.forEach((r, i) => assert.equal(r.code, 0, `round ${round}: pull ${refs[i]} failed: ${r.stderr}`));
