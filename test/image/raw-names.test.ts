@@ -23,6 +23,7 @@ import { pyBuild, type PyEntry } from '../helpers/pyimage.js';
 import { REPO_ROOT } from '../helpers/cache.js';
 import { requireTools, run, runFull, tmpDir, type RunError } from '../helpers/tools.js';
 import { expectExit } from '../cli/run.js';
+import { assertSafeExport } from '../helpers/export-check.js';
 
 const b = (s: string): Buffer => Buffer.from(s, 'latin1'); // one char per byte
 const b64 = (x: Buffer): string => x.toString('base64');
@@ -155,6 +156,8 @@ describe('names that are not UTF-8 (exports)', () => {
     requireTools(['tar']);
     const dir = await tmpDir('vmimg-raw-names-tar-');
     await exportTar(fsys, createWriteStream(join(dir, 'root.tar')));
+    const listing = await assertSafeExport(join(dir, 'root.tar')); // the suite's escape checker, names as bytes
+    assert.ok(listing.entries.some((e) => e.name.equals(b('./bad\xff'))));
     mkdirSync(join(dir, 'x'));
     const r = await run('tar', ['--xattrs', '--xattrs-include=*', '-C', join(dir, 'x'), '-xf', join(dir, 'root.tar')]);
     assert.equal(r, '');
@@ -165,6 +168,8 @@ describe('names that are not UTF-8 (exports)', () => {
     requireTools(['cpio']);
     const dir = await tmpDir('vmimg-raw-names-cpio-');
     await exportInitramfs(fsys, createWriteStream(join(dir, 'root.cpio.gz')), { init: false });
+    const listing = await assertSafeExport(join(dir, 'root.cpio.gz'));
+    assert.ok(listing.entries.some((e) => e.name.equals(b('bad\xff'))));
     await pipeline(createReadStream(join(dir, 'root.cpio.gz')), createGunzip(), createWriteStream(join(dir, 'root.cpio')));
     mkdirSync(join(dir, 'x'));
     await run('sh', ['-c', 'cd "$1" && cpio -idm --quiet --no-absolute-filenames < "$2"', 'sh', join(dir, 'x'), join(dir, 'root.cpio')]);
