@@ -8,6 +8,7 @@
  *  3. peak RSS while flattening a 1 GiB layer                                     (target < 200 MiB)
  *  4. ContainerFS on the pulled image: open, lookups, walk vs `find` (bench/vfs.ts)
  *  5. export to tar / initramfs vs `tar -c` (+ gzip) of umoci's rootfs, boot time under QEMU (bench/export.ts)
+ *  6. peak RSS of loading 1 M entries, cold open of a 100k-entry .idx (bench/entries.ts)
  *
  * The Debian image is made once with debootstrap (minbase) + umoci and cached in bench/.cache/.
  * Needs root (debootstrap, umoci unpack), docker-registry, skopeo, umoci, curl; `bash .ci/run --setup-only`.
@@ -22,6 +23,7 @@ import { pull, parsePlatform } from '../src/index.js';
 import { startRegistry } from '../test/helpers/registry.js';
 import { tmpDir } from '../test/helpers/tools.js';
 import { debianLayout } from './debian.js';
+import { entriesBench } from './entries.js';
 import { sh, sideBySide } from './util.js';
 
 const results: string[] = [];
@@ -104,6 +106,9 @@ async function main(): Promise<void> {
     const exp = spawnSync(process.execPath, ['--import', 'tsx', join('bench', 'export.ts')], { encoding: 'utf8' });
     for (const line of exp.stdout.trim().split('\n')) report(line);
     if (exp.status !== 0) report(`export bench failed: ${exp.stderr}`);
+
+    // 6. memory and time that grow with entry counts
+    for (const line of entriesBench()) report(line);
   } finally {
     await registry.stop();
   }

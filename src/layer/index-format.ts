@@ -75,34 +75,44 @@ function u64(buf: Buffer, at: number): number {
   return hi >= 0x200000 ? NaN : hi * TWO32 + buf.readUInt32LE(at);
 }
 
-interface Prepared {
-  path: Buffer;
-  link: Buffer | undefined;
-  xattrs: [Buffer, Buffer][];
-  size: number;
+/**
+ * A name's bytes: ASCII names (nearly all) stay strings, measured and written without a Buffer each,
+ * so encoding a million entries makes no million small Buffers.
+ */
+function nameBytes(name: string): string | Buffer {
+  return Buffer.byteLength(name) === name.length ? name : encodeName(name);
 }
 
-function prepare(e: IndexEntry): Prepared {
-  const path = e.pathBytes ?? encodeName(e.path);
-  const link = e.linkTargetBytes ?? (e.linkTarget === undefined ? undefined : encodeName(e.linkTarget));
-  const xattrs: [Buffer, Buffer][] = [];
+function writeName(buf: Buffer, name: string | Buffer, at: number): number {
+  return typeof name === 'string' ? buf.write(name, at, 'latin1') : name.copy(buf, at);
+}
+
+/** The entry's record size; checks the limits the decoder enforces. */
+function entrySize(e: IndexEntry): number {
+  const path = e.pathBytes ?? nameBytes(e.path);
+  const link = e.linkTargetBytes ?? (e.linkTarget === undefined ? undefined : nameBytes(e.linkTarget));
   let size = ENTRY_FIXED_SIZE + path.length + (link?.length ?? 0) + (e.sha256 !== undefined ? 32 : 0);
-  for (const [k, v] of Object.entries(e.xattrs ?? {})) {
-    const name = encodeName(k);
+  let count = 0;
+  for (const k in e.xattrs) {
+    const name = nameBytes(k);
+    const v = e.xattrs[k]!;
     if (name.length > LIMITS.xattrName || v.length > LIMITS.xattrValue) throw bad(`xattr ${k} of ${e.path} too large`);
-    xattrs.push([name, v]);
     size += 6 + name.length + v.length;
+    count++;
   }
   if (path.length > LIMITS.pathBytes) throw bad(`path of ${path.length} bytes is too long`);
   if ((link?.length ?? 0) > LIMITS.linkBytes) throw bad(`link target of ${e.path} is too long`);
-  if (xattrs.length > LIMITS.xattrs) throw bad(`too many xattrs on ${e.path}`);
-  return { path, link, xattrs, size };
+  if (count > LIMITS.xattrs) throw bad(`too many xattrs on ${e.path}`);
+  return size;
 }
 
-function encodeEntry(buf: Buffer, at: number, e: IndexEntry, p: Prepared): number {
+function encodeEntry(buf: Buffer, at: number, e: IndexEntry): number {
+  const path = e.pathBytes ?? nameBytes(e.path);
+  const link = e.linkTargetBytes ?? (e.linkTarget === undefined ? undefined : nameBytes(e.linkTarget));
+  const xattrNames = e.xattrs === undefined ? [] : Object.keys(e.xattrs);
   buf[at] = e.type;
-  buf[at + 1] = (e.sha256 !== undefined ? E_SHA256 : 0) | (p.link !== undefined ? 2 : 0);
-  buf.writeUInt16LE(p.xattrs.length, at + 2);
+  buf[at + 1] = (e.sha256 !== undefined ? E_SHA256 : 0) | (link !== undefined ? 2 : 0);
+  buf.writeUInt16LE(xattrNames.length, at + 2);
   buf.writeUInt32LE(e.mode >>> 0, at + 4);
   buf.writeUInt32LE(e.uid >>> 0, at + 8);
   buf.writeUInt32LE(e.gid >>> 0, at + 12);
@@ -110,23 +120,25 @@ function encodeEntry(buf: Buffer, at: number, e: IndexEntry, p: Prepared): numbe
   buf.writeUInt32LE(e.mtimeNsec >>> 0, at + 24);
   buf.writeUInt32LE(e.devMajor >>> 0, at + 28);
   buf.writeUInt32LE(e.devMinor >>> 0, at + 32);
-  buf.writeUInt32LE(p.path.length, at + 36);
+  buf.writeUInt32LE(path.length, at + 36);
   writeU64(buf, e.size, at + 40, 'size');
   writeU64(buf, e.offset, at + 48, 'offset');
-  buf.writeUInt32LE(p.link?.length ?? 0, at + 56);
+  buf.writeUInt32LE(link?.length ?? 0, at + 56);
   buf.writeUInt32LE(0, at + 60);
   let pos = at + ENTRY_FIXED_SIZE;
   if (e.sha256 !== undefined) {
     if (!/^[0-9a-f]{64}$/.test(e.sha256)) throw bad(`sha256 of ${e.path} is not 64 lowercase hex digits`);
     pos += buf.write(e.sha256, pos, 32, 'hex');
   }
-  pos += p.path.copy(buf, pos);
-  if (p.link !== undefined) pos += p.link.copy(buf, pos);
-  for (const [name, value] of p.xattrs) {
+  pos += writeName(buf, path, pos);
+  if (link !== undefined) pos += writeName(buf, link, pos);
+  for (const k of xattrNames) {
+    const name = nameBytes(k);
+    const value = e.xattrs![k]!;
     buf.writeUInt16LE(name.length, pos);
     buf.writeUInt32LE(value.length, pos + 2);
     pos += 6;
-    pos += name.copy(buf, pos);
+    pos += writeName(buf, name, pos);
     pos += value.copy(buf, pos);
   }
   return pos;
@@ -136,8 +148,8 @@ function encodeEntry(buf: Buffer, at: number, e: IndexEntry, p: Prepared): numbe
 export type IndexHeaderInput = Pick<IndexHeader, 'diffId' | 'contentsSize'> & Partial<Omit<IndexHeader, 'diffId' | 'contentsSize'>>;
 
 export function encodeIndex(header: IndexHeaderInput, entries: readonly IndexEntry[]): Buffer {
-  const prepared = entries.map(prepare);
-  const entriesSize = prepared.reduce((n, p) => n + p.size, 0);
+  let entriesSize = 0;
+  for (const e of entries) entriesSize += entrySize(e);
   if (HEADER_SIZE + entriesSize > LIMITS.indexBytes) {
     throw new VmimgError(ErrorCode.TOO_LARGE, `layer index of ${HEADER_SIZE + entriesSize} bytes is over the ${LIMITS.indexBytes}-byte limit of the .idx format`, {
       hint: 'the layer has too many entries or too much metadata (names, xattrs) to index',
@@ -146,7 +158,7 @@ export function encodeIndex(header: IndexHeaderInput, entries: readonly IndexEnt
   }
   const buf = Buffer.alloc(HEADER_SIZE + entriesSize);
   let pos = HEADER_SIZE;
-  for (let i = 0; i < entries.length; i++) pos = encodeEntry(buf, pos, entries[i]!, prepared[i]!);
+  for (const e of entries) pos = encodeEntry(buf, pos, e);
   INDEX_MAGIC.copy(buf, 0);
   buf.writeUInt16LE(INDEX_VERSION, 8);
   buf.writeUInt16LE(HEADER_SIZE, 10);

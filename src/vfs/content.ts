@@ -56,7 +56,7 @@ export class ContentFile {
         done += bytesRead;
       }
     } finally {
-      this.busy--;
+      if (--this.busy === 0 && this.closed) void this.forget()?.catch(() => undefined); // close() waited for us
     }
   }
 
@@ -89,9 +89,10 @@ export class ContentFile {
     return h?.then((fh) => fh.close());
   }
 
+  /** Closes the file; reads already started finish first (the last one closes the handle). */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.forget()?.catch(() => undefined);
+    if (this.busy === 0) await this.forget()?.catch(() => undefined);
   }
 }

@@ -1,0 +1,69 @@
+/**
+ * Memory and time that grow with entry counts (issue 10 item 2), each in a fresh child process:
+ *  - peak RSS of `loadFromTar` (flatten + open + config) of one layer of 1 M empty files   (goal < 300 MiB)
+ *  - cold ContainerFS.open of a 100k-entry `.idx` (first open in a fresh process)         (goal < 50 ms)
+ * Inputs are written by python3's tarfile (test/helpers/bombs.py) and cached in bench/.cache/.
+ * Run alone: node --import tsx bench/entries.ts
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { median, rounds } from './util.js';
+
+const CACHE = resolve('bench', '.cache');
+
+function archive(entries: number): string {
+  const out = join(CACHE, `entries-${entries}.tar`);
+  if (!existsSync(out)) {
+    mkdirSync(CACHE, { recursive: true });
+    const r = spawnSync('python3', [join('test', 'helpers', 'bombs.py'), `${out}.tmp`, 'entries', String(entries)], { stdio: 'inherit' });
+    if (r.status !== 0) throw new Error('building the entries archive failed (python3 needed)');
+    spawnSync('mv', [`${out}.tmp`, out]);
+  }
+  return out;
+}
+
+/** Runs `code` (an ES module body) in a fresh Node with tsx; returns its last stdout line as JSON. */
+function child<T>(name: string, code: string): T {
+  const file = join(CACHE, `${name}.mts`);
+  writeFileSync(file, code);
+  const r = spawnSync(process.execPath, ['--import', 'tsx', file], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  if (r.status !== 0) throw new Error(`${name} failed: ${r.stderr.slice(-2000)}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as T;
+}
+
+function loadRss(tar: string, cacheDir: string): { rss: number; entries: number } {
+  rmSync(cacheDir, { recursive: true, force: true });
+  return child('entries-load', `
+    import { loadFromTar } from '../../src/index.js';
+    const image = await loadFromTar(${JSON.stringify(tar)}, { cacheDir: ${JSON.stringify(cacheDir)}, limits: { maxLayerEntries: 1e7 } });
+    console.log(JSON.stringify({ rss: process.resourceUsage().maxRSS * 1024, entries: image.config.layerDetails.at(-1).entries }));
+  `);
+}
+
+function coldOpen(indexPath: string): { ms: number } {
+  return child('entries-open', `
+    import { ContainerFS } from '../../src/vfs/index.js';
+    const t = performance.now();
+    const fs = await ContainerFS.open([{ indexPath: ${JSON.stringify(indexPath)}, contentsPath: '/dev/null' }]);
+    const ms = performance.now() - t;
+    await fs.close();
+    console.log(JSON.stringify({ ms }));
+  `);
+}
+
+export function entriesBench(): string[] {
+  const lines: string[] = [];
+  const million = loadRss(archive(1_000_000), join(CACHE, 'entries-cache-1m'));
+  lines.push(`1 M entries, load (flatten + open + config): peak RSS ${(million.rss / 2 ** 20).toFixed(0)} MiB (goal < 300 MiB)`);
+  const cache100k = join(CACHE, 'entries-cache-100k');
+  loadRss(archive(100_000), cache100k);
+  const layers = join(cache100k, 'layers', 'sha256');
+  const index = join(layers, readdirSync(layers).find((f) => f.endsWith('.idx'))!); // the archive's only layer
+  const times = Array.from({ length: Math.max(3, rounds) }, () => coldOpen(index).ms);
+  lines.push(`100k-entry .idx, cold ContainerFS.open: median ${median(times).toFixed(0)} ms of ${times.length} fresh processes (goal < 50 ms)`);
+  rmSync(join(CACHE, 'entries-cache-1m'), { recursive: true, force: true });
+  return lines;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) for (const line of entriesBench()) console.log(line);
