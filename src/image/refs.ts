@@ -8,7 +8,7 @@
  * The file stays version 1: `image` is still the name's most recent image (what older vmimg reads),
  * and `platforms` is an added map older code ignores.
  */
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { configPlatform } from '../manifest/index.js';
 import { formatPlatform, normalizePlatform } from '../platform/index.js';
@@ -16,6 +16,7 @@ import type { Platform } from '../platform/types.js';
 import { waitLock } from '../store/lock.js';
 import type { CacheLayout } from './cache.js';
 import { writeFileAtomic } from './image-dir.js';
+import type { RuntimeConfig } from './runtime-config.js';
 
 export interface RefTarget {
   /** Config digest: the image id. */
@@ -54,10 +55,33 @@ export async function readRefs(cache: CacheLayout): Promise<Refs> {
   try {
     const parsed = JSON.parse(await readFile(cache.refsFile, 'utf8')) as Refs;
     if (parsed?.version === 1 && typeof parsed.refs === 'object' && parsed.refs !== null) return parsed;
-  } catch {
-    // Missing or unreadable: start over; images themselves are intact in images/.
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { version: 1, refs: {} };
   }
-  return { version: 1, refs: {} };
+  // Damaged (or from an unknown version): every image dir records the name it came by.
+  return rebuildRefs(cache);
+}
+
+/** refs.json as the image dirs' own records say (`source.reference`, platform, time): what a damaged file held. */
+async function rebuildRefs(cache: CacheLayout): Promise<Refs> {
+  const refs: Refs = { version: 1, refs: {} };
+  const found: { name?: string; image: string; platform: string; updatedAt: string }[] = [];
+  for (const hex of await readdir(cache.imagesDir).catch(() => [] as string[])) {
+    if (!/^[0-9a-f]{64}$/.test(hex)) continue;
+    try {
+      const config = JSON.parse(await readFile(join(cache.imagesDir, hex, 'config.json'), 'utf8')) as RuntimeConfig;
+      found.push({ name: config.source.reference, image: `sha256:${hex}`, platform: platformKey(configPlatform(config)), updatedAt: config.source.createdAt });
+    } catch {
+      // not an image (yet), or damaged too
+    }
+  }
+  found.sort((a, b) => a.updatedAt.localeCompare(b.updatedAt)); // oldest first: the newest wins each name
+  for (const f of found) {
+    const target = { image: f.image, updatedAt: f.updatedAt };
+    if (f.name) refs.refs[f.name] = { ...target, platforms: { ...refs.refs[f.name]?.platforms, [f.platform]: target } };
+    refs.last = f.image;
+  }
+  return refs;
 }
 
 /** Held for one read-modify-write (milliseconds); a holder that died is detected by its pid. */
