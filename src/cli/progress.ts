@@ -67,12 +67,18 @@ interface BarPayload {
 
 const STATE_WIDTH = 'downloading'.length;
 
+/**
+ * Bars sized to the terminal: label 12 + state 11 + bytes 17 + speed 10 + ETA 9 and the spaces take 66
+ * columns besides the bar; below 72 columns the bytes column goes, so speed and ETA stay visible.
+ */
 function createMultibar(stream: NodeJS.WriteStream): cliProgress.MultiBar {
+  const columns = stream.columns > 0 ? stream.columns : 80;
+  const wide = columns >= 72;
   return new cliProgress.MultiBar(
     {
       stream,
-      format: '{label} {state} {bar} {bytes} {speed} {etaText}',
-      barsize: 14,
+      format: wide ? '{label} {state} {bar} {bytes} {speed} {etaText}' : '{label} {state} {bar} {speed} {etaText}',
+      barsize: Math.max(4, Math.min(30, columns - (wide ? 66 : 48))),
       hideCursor: true,
       clearOnComplete: false,
       stopOnComplete: false,

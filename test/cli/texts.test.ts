@@ -5,11 +5,12 @@
  */
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT } from '../helpers/cache.js';
-import { tmpDir } from '../helpers/tools.js';
-import { AMD64_TAR, MULTIARCH_TAR, expectExit } from './run.js';
+import { requireTool, tmpDir } from '../helpers/tools.js';
+import { AMD64_TAR, BIN, MULTIARCH_TAR, expectExit } from './run.js';
 
 let cache: string;
 const c = (...args: string[]): string[] => ['--cache-dir', cache, ...args];
@@ -69,5 +70,31 @@ describe('small texts', () => {
 
   it('the quick start output directory is ignored by git', () => {
     assert.match(readFileSync(join(REPO_ROOT, '.gitignore'), 'utf8'), /^\/?out\/$/m);
+  });
+});
+
+describe('progress a user can match and read', () => {
+  it('inspect names each layer by diff_id and by the blob digest progress shows', async () => {
+    const load = await expectExit(0, c('load', MULTIARCH_TAR, '--arch', 'arm64')); // stderr is a pipe: one line per state
+    const blobs = [...load.stderr.matchAll(/^layer \d\/3 ([0-9a-f]{12}): /gm)].map((m) => m[1]);
+    const out = (await expectExit(0, c('inspect', MULTIARCH_TAR, '--arch', 'arm64', '-q'))).stdout;
+    for (const blob of new Set(blobs)) assert.match(out, new RegExp(`^ +\\d\\. sha256:[0-9a-f]{64} .*, blob ${blob}$`, 'm'));
+  });
+
+  it('at 60 columns the bars fit: no line cut, the layer count and speed column stay', async () => {
+    const script = requireTool('script', 'bsdutils');
+    const command = `stty cols 60; '${process.execPath}' '${BIN}' --cache-dir '${await tmpDir('vmimg-cli-narrow-')}' load '${MULTIARCH_TAR}' --arch arm64`;
+    const screen = await new Promise<string>((resolve, reject) => {
+      const child = spawn(script, ['-qfec', command, '/dev/null'], { cwd: REPO_ROOT, env: { ...process.env, NO_COLOR: '1', TERM: 'xterm' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const out: Buffer[] = [];
+      child.stdout.on('data', (b: Buffer) => out.push(b));
+      child.on('error', reject);
+      child.on('close', () => resolve(Buffer.concat(out).toString('utf8')));
+    });
+    // eslint-disable-next-line no-control-regex
+    const lines = screen.replace(/\u001b\[[0-9;?]*[A-Za-z]/g, '\n').split(/[\r\n]+/).filter((l) => /[\u2588\u2591]/.test(l));
+    assert.ok(lines.length > 0, screen);
+    for (const l of lines) assert.ok([...l.trimEnd()].length <= 60, `${[...l].length} columns: ${l}`);
+    assert.ok(lines.some((l) => /^total +done +[\u2588]+ 3\/3 layers/.test(l)), lines.join('\n'));
   });
 });

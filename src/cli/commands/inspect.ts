@@ -2,7 +2,7 @@ import type { CommandModule } from 'yargs';
 import { RegistryClient, formatPlatform, loadFromDir, parseReference, validateTar } from '../../index.js';
 import { classifyImageArg } from '../image-arg.js';
 import type { Context, GlobalArgs } from '../context.js';
-import { humanBytes, platformText, plural } from '../format.js';
+import { humanBytes, platformText, plural, shortDigest } from '../format.js';
 import { resolveImage, type ResolvedImage } from '../resolve-image.js';
 import { imagePlatform, run } from './common.js';
 import { escapeTerminal } from '../escape.js';
@@ -75,7 +75,8 @@ function printInspect(ctx: Context, resolved: ResolvedImage): void {
     ...c.layerDetails.map(
       (l, i) =>
         `  ${i + 1}. ${l.diffId}  ${humanBytes(l.size)}, ${plural(l.entries, 'entry', 'entries')}` +
-        (l.compressedSize !== undefined ? `, ${humanBytes(l.compressedSize)} compressed` : ''),
+        (l.compressedSize !== undefined ? `, ${humanBytes(l.compressedSize)} compressed` : '') +
+        (l.digest !== undefined ? `, blob ${shortDigest(l.digest)}` : ''),
     ),
   ];
   for (const line of lines) ctx.out(escapeTerminal(line));
