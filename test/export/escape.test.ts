@@ -6,13 +6,14 @@ import assert from 'node:assert/strict';
 import { createWriteStream, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { exportInitramfs, exportTar } from '../../src/export/index.js';
+import { exportExt4, exportInitramfs, exportTar } from '../../src/export/index.js';
 import type { RuntimeConfig } from '../../src/image/index.js';
 import { buildBusyboxLayout, type ExtraLayer } from '../helpers/busybox.js';
 import { assertSafeExport, entryNames, exportProblems, listArchive } from '../helpers/export-check.js';
 import { requireTools, run, tmpDir } from '../helpers/tools.js';
 import { AMD64_TAR, expectExit } from '../cli/run.js';
 import { openFlattened } from './compare.js';
+import { e2fsckClean, requireE2fsprogs, statExt4 } from './ext4-read.js';
 
 const config = { env: ['PATH=/bin'], entrypoint: ['/bin/sh'], cmd: [], workingDir: '/', uid: 0, gid: 0, user: '', architecture: 'amd64' } as unknown as RuntimeConfig;
 
@@ -121,5 +122,20 @@ test('the shipped sample images export as a tar and an initramfs the checker pas
     const file = join(dir, `root.${format}`);
     await expectExit(0, ['--cache-dir', cache, 'export', file, AMD64_TAR, '--format', format, '-q']);
     assert.ok(entryNames(await assertSafeExport(file)).includes('bin/busybox'));
+  }
+});
+
+test('the ext4 export of an image whose /dev is a symlink to /etc has a real /dev (the stage-one init mounts there)', async () => {
+  requireE2fsprogs();
+  const fs = await openFlattened(await buildBusyboxLayout({ arch: 'amd64', tag: 'dev-absolute', extraLayers: [{ whiteout: '/dev' }, { files: { dev: { symlink: '/etc' } } }] }));
+  try {
+    const img = join(await tmpDir('vmimg-escape-ext4-'), 'root.img');
+    const warnings: string[] = [];
+    await exportExt4(fs, img, { config, seed: 'escape', onWarning: (m) => warnings.push(m) });
+    await e2fsckClean(img);
+    assert.match(await statExt4(img, 'dev'), /Type: directory/);
+    assert.match(warnings.join('\n'), /\/dev is a symlink to "\/etc"/);
+  } finally {
+    await fs.close();
   }
 });

@@ -6,9 +6,10 @@ import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { ErrorCode, VmimgError } from '../../errors.js';
 import { commandLine, type RuntimeConfig } from '../../image/index.js';
-import { S_IFDIR, S_IFMT, S_IFREG } from '../../layer/entry.js';
+import { S_IFCHR, S_IFMT, S_IFREG } from '../../layer/entry.js';
 import type { ContainerFS } from '../../vfs/index.js';
-import { GUEST_CONFIG, GUEST_DIR, GUEST_INIT, GUEST_INIT_SCRIPT, guestConfig } from '../guest-init.js';
+import { guestEntries as placeGuestEntries } from '../guest-entries.js';
+import { guestConfig } from '../guest-init.js';
 import { requireShell } from '../initramfs.js';
 import { isImage, withFs, type ExportSource } from '../source.js';
 import { BLOCK } from './format.js';
@@ -36,6 +37,8 @@ export interface Ext4Options {
   /** What the filesystem UUID is derived from (default: the image's config digest). */
   seed?: string;
   signal?: AbortSignal;
+  /** Hears each image entry the guest init's own entries replace (a symlinked /dev, /proc, ...). */
+  onWarning?: (message: string) => void;
 }
 
 export interface Ext4Result {
@@ -72,21 +75,22 @@ export async function exportExt4(source: ExportSource, path: string, options: Ex
       requireShell(fs);
       const merged = { ...config!, entrypoint: options.entrypoint ?? config!.entrypoint };
       argv = commandLine(merged, options.command);
-      extras.push(...guestEntries(fs, guestConfig(merged, argv)));
+      extras.push(...guestEntries(fs, guestConfig(merged, argv), options.onWarning ?? (() => {})));
     }
     return { ...(await writeImage(fs, path, extras, seed, options)), argv };
   });
 }
 
-/** /.vmimg/{init,config}, and /dev when the image has none (the stage-one init mounts devtmpfs there). */
-function guestEntries(fs: ContainerFS, configText: string): ExtraEntry[] {
-  const out: ExtraEntry[] = [
-    { path: GUEST_DIR, mode: S_IFDIR | 0o755 },
-    { path: GUEST_INIT.slice(1), mode: S_IFREG | 0o755, data: Buffer.from(GUEST_INIT_SCRIPT) },
-    { path: GUEST_CONFIG.slice(1), mode: S_IFREG | 0o644, data: Buffer.from(configText) },
-  ];
-  if (!fs.exists('/dev')) out.push({ path: 'dev', mode: S_IFDIR | 0o755 });
-  return out;
+/**
+ * /.vmimg/{init,config}, /dev when the image has none, and a directory in place of an image's /dev,
+ * /proc, /sys, /tmp or /run that is a symlink or a file (the stage-one init mounts there): the
+ * initramfs export's placement rules (guest-entries.ts), without /init and /dev/console, which a
+ * disk root does not need (devtmpfs is mounted before the guest init starts).
+ */
+function guestEntries(fs: ContainerFS, configText: string, warn: (message: string) => void): ExtraEntry[] {
+  return placeGuestEntries(fs, configText, true, warn)
+    .entries.filter((e) => (e.header.mode & S_IFMT) !== S_IFCHR)
+    .map((e) => ({ path: e.header.name, mode: e.header.mode, ...(e.data ? { data: e.data } : {}) }));
 }
 
 /** A version-5-style UUID from `seed`: the same image always gets the same filesystem UUID. */
