@@ -5,6 +5,7 @@ import { resolveImage } from '../resolve-image.js';
 import { Lister, modeString, type ListedEntry } from '../walk.js';
 import { run } from './common.js';
 import { escapeTerminal } from '../escape.js';
+import { writeStdout } from '../stdout.js';
 
 interface Args {
   image: string;
@@ -35,7 +36,17 @@ export const lsCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       if (fs.getattr(ino).mode >> 12 === 0o12 && fs.stat(path).isDirectory()) ino = fs.resolvePath(path);
       const isDir = fs.getattr(ino).mode >> 12 === 0o4;
       const entries = isDir ? lister.children(ino, path, args.recursive === true) : [lister.entry(ino, path)];
-      for (const e of entries) ctx.out(format(e, ctx.json, args.long === true, args.recursive === true || !isDir));
+      // A recursive listing can be far larger than memory (R07: 1 GB for a 32k-deep tree): write in
+      // chunks and wait for a slow reader (a pipe) instead of queueing everything in stdout's buffer.
+      let chunk = '';
+      for (const e of entries) {
+        chunk += `${format(e, ctx.json, args.long === true, args.recursive === true || !isDir)}\n`;
+        if (chunk.length >= 1 << 16) {
+          await writeStdout(Buffer.from(chunk));
+          chunk = '';
+        }
+      }
+      if (chunk) await writeStdout(Buffer.from(chunk));
     } finally {
       await fs.close();
     }
