@@ -9,8 +9,8 @@
  *  4. ContainerFS on the pulled image: open, lookups, walk vs `find` (bench/vfs.ts)
  *  5. export to tar / initramfs vs `tar -c` (+ gzip) of umoci's rootfs, boot time under QEMU (bench/export.ts)
  *  6. peak RSS of loading 1 M entries, cold open of a 100k-entry .idx (bench/entries.ts)
-
  *  7. deep trees: tar / initramfs export time per MiB of path bytes at 4 000 vs 8 000 levels (bench/deep.ts)
+ *  8. ext4 export vs `umoci unpack` + `mkfs.ext4 -d` and `tar -c`; boots from disk vs initramfs (bench/ext4.ts)
  *
  * The Debian image is made once with debootstrap (minbase) + umoci and cached in bench/.cache/.
  * Needs root (debootstrap, umoci unpack), docker-registry, skopeo, umoci, curl; `bash .ci/run --setup-only`.
@@ -116,6 +116,11 @@ async function main(): Promise<void> {
     const deep = spawnSync(process.execPath, ['--import', 'tsx', join('bench', 'deep.ts')], { encoding: 'utf8' });
     for (const line of deep.stdout.trim().split('\n')) report(line);
     if (deep.status !== 0) report(`deep-tree bench failed: ${deep.stderr}`);
+
+    // 8. ext4 export vs umoci unpack + mkfs.ext4 -d and tar -c; boots from disk vs initramfs
+    const ext4 = spawnSync(process.execPath, ['--import', 'tsx', join('bench', 'ext4.ts')], { encoding: 'utf8' });
+    for (const line of ext4.stdout.trim().split('\n')) report(line);
+    if (ext4.status !== 0) report(`ext4 bench failed: ${ext4.stderr}`);
   } finally {
     await registry.stop();
   }

@@ -3,14 +3,11 @@
  * initramfs of a disk boot runs on it. Cached as `<kernelDir>/busybox-static-<arch>/busybox`,
  * fetched once with `apt-get download` (like the kernel); a package already in that directory is used.
  */
-import { spawn } from 'node:child_process';
-import { createWriteStream, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import tarStream from 'tar-stream';
 import { ErrorCode, VmimgError } from '../errors.js';
-import type { BootArch } from './kernel.js';
+import { extractDebFile, type BootArch } from './kernel.js';
 import { runTool } from './tools.js';
 
 /** Path of a static busybox for `arch`, fetching busybox-static:<arch> the first time. */
@@ -37,21 +34,6 @@ export async function ensureBusybox(arch: BootArch, kernelDir: string, onLog?: (
 }
 
 /** Streams `dpkg-deb --fsys-tarfile` and keeps `bin/busybox`. */
-export async function extractBusybox(deb: string, dest: string): Promise<void> {
-  const child = spawn('dpkg-deb', ['--fsys-tarfile', deb], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const extract = tarStream.extract();
-  let found = false;
-  extract.on('entry', (header, stream, next) => {
-    if (!found && header.type === 'file' && /^(\.\/)?(usr\/)?bin\/busybox$/.test(header.name)) {
-      found = true;
-      pipeline(stream, createWriteStream(dest, { mode: 0o755 })).then(() => next(), next);
-    } else {
-      stream.on('end', () => next());
-      stream.resume();
-    }
-  });
-  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
-  await pipeline(child.stdout, extract);
-  if ((await exited) !== 0) throw new VmimgError(ErrorCode.INVALID_ARCHIVE, `dpkg-deb --fsys-tarfile ${deb} failed`);
-  if (!found) throw new VmimgError(ErrorCode.INVALID_ARCHIVE, `${deb} holds no bin/busybox`);
+export function extractBusybox(deb: string, dest: string): Promise<void> {
+  return extractDebFile(deb, /^(\.\/)?(usr\/)?bin\/busybox$/, dest, 0o755, 'bin/busybox');
 }

@@ -92,14 +92,19 @@ export async function ensureKernel(arch: BootArch, options: KernelOptions = {}):
 }
 
 /** Streams `dpkg-deb --fsys-tarfile` and keeps `boot/vmlinuz-*`. */
-export async function extractVmlinuz(deb: string, dest: string): Promise<void> {
+export function extractVmlinuz(deb: string, dest: string): Promise<void> {
+  return extractDebFile(deb, /^(\.\/)?boot\/vmlinuz-/, dest, 0o644, 'boot/vmlinuz-*');
+}
+
+/** Streams `dpkg-deb --fsys-tarfile` and writes the first regular file whose name matches `name` to `dest`. */
+export async function extractDebFile(deb: string, name: RegExp, dest: string, mode: number, what: string): Promise<void> {
   const child = spawn('dpkg-deb', ['--fsys-tarfile', deb], { stdio: ['ignore', 'pipe', 'inherit'] });
   const extract = tarStream.extract();
   let found = false;
   extract.on('entry', (header, stream, next) => {
-    if (!found && header.type === 'file' && /^(\.\/)?boot\/vmlinuz-/.test(header.name)) {
+    if (!found && header.type === 'file' && name.test(header.name)) {
       found = true;
-      pipeline(stream, createWriteStream(dest, { mode: 0o644 })).then(() => next(), next);
+      pipeline(stream, createWriteStream(dest, { mode })).then(() => next(), next);
     } else {
       stream.on('end', () => next());
       stream.resume();
@@ -109,7 +114,7 @@ export async function extractVmlinuz(deb: string, dest: string): Promise<void> {
   await pipeline(child.stdout, extract);
   const code = await exited;
   if (code !== 0) throw new VmimgError(ErrorCode.INVALID_ARCHIVE, `dpkg-deb --fsys-tarfile ${deb} failed (exit ${code})`);
-  if (!found) throw new VmimgError(ErrorCode.INVALID_ARCHIVE, `${deb} holds no boot/vmlinuz-*`);
+  if (!found) throw new VmimgError(ErrorCode.INVALID_ARCHIVE, `${deb} holds no ${what}`);
 }
 
 async function requireForeignArch(): Promise<void> {
