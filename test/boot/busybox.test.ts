@@ -16,7 +16,7 @@ import { testKernel, type Arch } from './kernels.js';
 
 const SAMPLE = join(REPO_ROOT, 'images', 'busybox-multiarch.oci.tar');
 const QEMU: Record<Arch, string> = { amd64: 'qemu-system-x86_64', arm64: 'qemu-system-aarch64' };
-const BOOT_TIMEOUT_MS = 120_000; // a hang guard: TCG boots take seconds here, never asserted
+const BOOT_TIMEOUT_MS = 300_000; // a hang guard: TCG boots take seconds here, never asserted
 
 const cache = tmpDir('vmimg-boot-cache-');
 const images: Partial<Record<Arch, Promise<Image>>> = {};

@@ -20,7 +20,7 @@ describe('Debian packages image under QEMU', { concurrency: 2 }, () => {
       requireTools([QEMU[arch]]);
       const [archive, kernel, cacheDir] = await Promise.all([debianArchive(arch), testKernel(arch), tmpDir('vmimg-boot-debian-')]);
       const image = await loadFromTar(archive, { platform: parsePlatform(arch), cacheDir });
-      const r = await bootImage(image, { kernel, root, timeoutMs: 150_000 });
+      const r = await bootImage(image, { kernel, root, timeoutMs: 300_000 });
       assert.equal(r.root, root);
       assert.equal(r.timedOut, false, r.output);
       assert.equal(r.guestOutput, `1000:1000 /home/app debian /bin/dash\ndebian packages ${arch}\n`, r.output);

@@ -27,7 +27,7 @@ test('amd64: the busybox sample boots from an ext4 disk at 512 MiB and prints it
   requireTools(['qemu-system-x86_64']);
   const [kernel, cacheDir] = await Promise.all([testKernel('amd64'), tmpDir('vmimg-disk-boot-')]);
   const image = await loadFromTar(SAMPLE, { platform: parsePlatform('amd64'), cacheDir });
-  const r = await bootImage(image, { kernel, root: 'disk', timeoutMs: 150_000 });
+  const r = await bootImage(image, { kernel, root: 'disk', timeoutMs: 300_000 });
   assert.equal(r.root, 'disk');
   assert.equal(r.guestOutput, 'amd64\nWelcome to the vmimg sample (amd64).\n', r.output);
   assert.equal(r.exitStatus, 0, r.output);

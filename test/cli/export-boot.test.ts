@@ -42,6 +42,10 @@ describe('vmimg export --format', () => {
     assert.equal(result.format, 'ext4');
     assert.ok(result.sizeBytes >= result.usedBytes + (8 << 20));
     execFileSync('e2fsck', ['-fn', file], { stdio: 'pipe' });
+    // the guest init is in by default, with /dev/console for the stage one's switch_root
+    const stat = (p: string): string => execFileSync('debugfs', ['-R', `stat ${p}`, file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    assert.match(stat('/.vmimg/init'), /Type: regular +Mode: +0755/);
+    assert.match(stat('/dev/console'), /Type: character special/);
     const small = await expectExit(6, c('export', join(work, 'small.img'), '--format', 'ext4', '--size', '1M'));
     assert.match(small.stderr, /needs \d+ bytes \(\d+ MiB\) as ext4; --size is 1048576 bytes/);
     assert.match(small.stderr, /--size \d+M/);

@@ -6,9 +6,9 @@ import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { ErrorCode, VmimgError } from '../../errors.js';
 import { commandLine, type RuntimeConfig } from '../../image/index.js';
-import { S_IFCHR, S_IFMT, S_IFREG } from '../../layer/entry.js';
-import type { ContainerFS } from '../../vfs/index.js';
-import { guestEntries as placeGuestEntries } from '../guest-entries.js';
+import { S_IFMT, S_IFREG } from '../../layer/entry.js';
+import { makedev, type ContainerFS } from '../../vfs/index.js';
+import { guestEntries } from '../guest-entries.js';
 import { guestConfig } from '../guest-init.js';
 import { requireShell } from '../initramfs.js';
 import { isImage, withFs, type ExportSource } from '../source.js';
@@ -32,6 +32,8 @@ export interface Ext4Options {
   command?: string[];
   /** Replaces the image's entrypoint for the guest init. */
   entrypoint?: string[];
+  /** Hears each image entry the guest init's entries replace. */
+  onWarning?: (message: string) => void;
   /** Volume label (at most 16 bytes; default "vmimg"). */
   label?: string;
   /** What the filesystem UUID is derived from (default: the image's config digest). */
@@ -54,6 +56,8 @@ export interface Ext4Result {
   uuid: string;
   /** The command the guest init runs (when `init`). */
   argv: string[];
+  /** Image entries the guest init's entries replaced (a /dev symlink, ...), as for the initramfs. */
+  warnings: string[];
 }
 
 /**
@@ -71,26 +75,32 @@ export async function exportExt4(source: ExportSource, path: string, options: Ex
   return withFs(source, async (fs) => {
     let argv: string[] = [];
     const extras: ExtraEntry[] = [];
+    const warnings: string[] = [];
     if (withInit) {
       requireShell(fs);
       const merged = { ...config!, entrypoint: options.entrypoint ?? config!.entrypoint };
       argv = commandLine(merged, options.command);
-      extras.push(...guestEntries(fs, guestConfig(merged, argv), options.onWarning ?? (() => {})));
+      extras.push(...guestExtras(fs, guestConfig(merged, argv), (m) => {
+        warnings.push(m);
+        options.onWarning?.(m);
+      }));
     }
-    return { ...(await writeImage(fs, path, extras, seed, options)), argv };
+    return { ...(await writeImage(fs, path, extras, seed, options)), argv, warnings };
   });
 }
 
 /**
- * /.vmimg/{init,config}, /dev when the image has none, and a directory in place of an image's /dev,
- * /proc, /sys, /tmp or /run that is a symlink or a file (the stage-one init mounts there): the
- * initramfs export's placement rules (guest-entries.ts), without /init and /dev/console, which a
- * disk root does not need (devtmpfs is mounted before the guest init starts).
+ * The initramfs's guest entries (export/guest-entries.ts) as ext4 extras: /.vmimg/{init,config}, real
+ * directories for mount points the image has as symlinks or files, /dev and /dev/console. No /init
+ * symlink: a disk boot names the init itself.
  */
-function guestEntries(fs: ContainerFS, configText: string, warn: (message: string) => void): ExtraEntry[] {
-  return placeGuestEntries(fs, configText, true, warn)
-    .entries.filter((e) => (e.header.mode & S_IFMT) !== S_IFCHR)
-    .map((e) => ({ path: e.header.name, mode: e.header.mode, ...(e.data ? { data: e.data } : {}) }));
+function guestExtras(fs: ContainerFS, configText: string, warn: (message: string) => void): ExtraEntry[] {
+  return guestEntries(fs, configText, true, warn).entries.map((e) => ({
+    path: e.header.name,
+    mode: e.header.mode,
+    ...(e.data ? { data: e.data } : {}),
+    ...(e.header.rdevMajor !== undefined ? { rdev: makedev(e.header.rdevMajor, e.header.rdevMinor ?? 0) } : {}),
+  }));
 }
 
 /** A version-5-style UUID from `seed`: the same image always gets the same filesystem UUID. */
@@ -106,7 +116,7 @@ function formatUuid(b: Buffer): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
-async function writeImage(fs: ContainerFS, path: string, extras: ExtraEntry[], seed: string, options: Ext4Options): Promise<Omit<Ext4Result, 'argv'>> {
+async function writeImage(fs: ContainerFS, path: string, extras: ExtraEntry[], seed: string, options: Ext4Options): Promise<Omit<Ext4Result, 'argv' | 'warnings'>> {
   const plan = planTree(fs, extras);
   const meta = layoutMeta(plan);
   let dataUpper = 0;

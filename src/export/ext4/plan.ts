@@ -15,6 +15,8 @@ export interface ExtraEntry {
   path: string;
   mode: number;
   data?: Buffer;
+  /** Device number (makedev) of a char/block device. */
+  rdev?: number;
 }
 
 export interface Child {
@@ -73,8 +75,8 @@ function nodeFromFs(fs: ContainerFS, src: number, ino: number, path: string): Pl
   return node;
 }
 
-function syntheticNode(ino: number, path: string, mode: number, data?: Buffer): PlanNode {
-  const node: PlanNode = { ino, path, mode, uid: 0, gid: 0, size: data?.length ?? 0, sec: 0, nsec: 0, rdev: 0, links: 0, xattrs: new Map() };
+function syntheticNode(ino: number, path: string, mode: number, data?: Buffer, rdev = 0): PlanNode {
+  const node: PlanNode = { ino, path, mode, uid: 0, gid: 0, size: data?.length ?? 0, sec: 0, nsec: 0, rdev, links: 0, xattrs: new Map() };
   if (data) node.data = data;
   return node;
 }
@@ -108,7 +110,7 @@ export function planTree(fs: ContainerFS, extras: readonly ExtraEntry[] = []): P
     if (dir.src !== undefined) {
       for (const e of fs.readdir(dir.src)) if (!replaced.has(e.name) && isComponent(e.name)) listing.push({ name: e.name, src: e.ino, make: (ino, p) => nodeFromFs(fs, e.ino, ino, p) });
     }
-    for (const x of extraHere) listing.push({ name: x.path.slice(x.path.lastIndexOf('/') + 1), make: (ino, p) => syntheticNode(ino, p, x.mode, x.data) });
+    for (const x of extraHere) listing.push({ name: x.path.slice(x.path.lastIndexOf('/') + 1), make: (ino, p) => syntheticNode(ino, p, x.mode, x.data, x.rdev) });
     if (dir.ino === ROOT_INO && !listing.some((l) => l.name === 'lost+found')) {
       listing.push({ name: 'lost+found', make: (ino, p) => syntheticNode(ino, p, S_IFDIR | 0o700) });
     }

@@ -19,6 +19,8 @@ import type { Plan, PlanNode } from './plan.js';
 import { placeXattrs, setRefcount, type XattrPlacement } from './xattr.js';
 
 const CHUNK = 1 << 20;
+/** Data-area writes are gathered up to this size. */
+const FLUSH_BYTES = 4 << 20;
 const ZERO = Buffer.alloc(BLOCK);
 const ZERO_CHUNK = Buffer.alloc(CHUNK);
 /** Directories take at least this many blocks for lost+found, as mke2fs makes it (room to reconnect). */
@@ -147,7 +149,7 @@ function runs(physical: number, count: number): Extent[] {
 /** An extent-mapped inode's i_block and block count; tree blocks (if any) come from the data writer. */
 function mapped(extents: Extent[], size: number, data: DataWriter): { iblock: Buffer; blocks: number; flags: number; size: number } {
   const tree = buildExtentTree(extents, (n) => data.allocate(n));
-  for (const b of tree.blocks) data.queueBlock(b.at, b.data);
+  for (const b of tree.blocks) data.queueBlocks(b.at, b.data, 1);
   const blocks = extents.reduce((n, e) => n + e.length, 0) + tree.blocks.length;
   return { iblock: tree.iblock, blocks, flags: EXT4_EXTENTS_FL, size };
 }
@@ -190,15 +192,22 @@ function setBits(buf: Buffer, base: number, from: number, to: number): void {
   for (; i < to; i++) buf[base + (i >> 3)]! |= 1 << (i & 7);
 }
 
-/** Allocates data-area blocks in order and writes file content into them, leaving zero blocks as holes. */
+/**
+ * Allocates data-area blocks in order and writes file content into them, leaving zero blocks as holes.
+ * Allocation is sequential, so every write lands right after the previous one: writes are gathered
+ * into one buffer and flushed a few MiB at a time.
+ */
 class DataWriter {
   next: number;
   dataBlocks = 0;
   holeBlocks = 0;
-  readonly #pending: { at: number; data: Buffer }[] = [];
+  readonly #pending: Buffer[] = [];
+  #pendingStart: number;
+  #pendingBytes = 0;
 
   constructor(private readonly fh: FileHandle, first: number) {
     this.next = first;
+    this.#pendingStart = first;
   }
 
   allocate(count: number): number {
@@ -207,12 +216,27 @@ class DataWriter {
     return at;
   }
 
-  queueBlock(at: number, data: Buffer): void {
-    this.#pending.push({ at, data });
+  /** Queues `data` for the `count` blocks at `at` (just allocated: contiguous with what is queued). */
+  async put(at: number, data: Buffer, count: number): Promise<void> {
+    this.queueBlocks(at, data, count);
+    if (this.#pendingBytes >= FLUSH_BYTES) await this.flush();
+  }
+
+  /** Like put, without flushing (extent-tree blocks, queued while an inode is encoded). */
+  queueBlocks(at: number, data: Buffer, count: number): void {
+    if (at !== this.#pendingStart + this.#pendingBytes / BLOCK) throw new Error(`ext4 data writer: block ${at} out of order`);
+    this.#pending.push(data);
+    const pad = count * BLOCK - data.length;
+    if (pad > 0) this.#pending.push(ZERO.subarray(0, pad));
+    this.#pendingBytes += count * BLOCK;
   }
 
   async flush(): Promise<void> {
-    for (const p of this.#pending.splice(0)) await writeAt(this.fh, p.data, p.at);
+    if (this.#pendingBytes === 0) return;
+    await writeAt(this.fh, Buffer.concat(this.#pending, this.#pendingBytes), this.#pendingStart);
+    this.#pending.length = 0;
+    this.#pendingStart += this.#pendingBytes / BLOCK;
+    this.#pendingBytes = 0;
   }
 
   /** Streams a regular file's content into the data area; returns its inode mapping. */
@@ -232,7 +256,7 @@ class DataWriter {
     return mapped(extents, size, this);
   }
 
-  /** Writes the non-zero blocks of `buf` (starting at logical block `logical`), extending `extents`. */
+  /** Queues the non-zero blocks of `buf` (starting at logical block `logical`), extending `extents`. */
   async #chunk(buf: Buffer, logical: number, extents: Extent[]): Promise<void> {
     if (buf.length === CHUNK && buf.equals(ZERO_CHUNK)) {
       this.holeBlocks += CHUNK / BLOCK; // one compare for a whole chunk of hole
@@ -246,7 +270,7 @@ class DataWriter {
       if (zero && runStart >= 0) {
         const count = i - runStart;
         const at = this.allocate(count);
-        await writeAt(this.fh, buf.subarray(runStart * BLOCK, Math.min(buf.length, i * BLOCK)), at);
+        await this.put(at, buf.subarray(runStart * BLOCK, Math.min(buf.length, i * BLOCK)), count);
         addRun(extents, logical + runStart, at, count);
         this.dataBlocks += count;
         runStart = -1;
