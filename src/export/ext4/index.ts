@@ -127,7 +127,6 @@ async function writeImage(fs: ContainerFS, path: string, extras: ExtraEntry[], s
   try {
     await fh.truncate(geo.blocks * BLOCK);
     const stats = await writeFilesystem(fs, plan, meta, geo, fh, { uuid, label: options.label ?? 'vmimg', ...(options.signal ? { signal: options.signal } : {}) });
-    await fh.sync();
     return {
       sizeBytes: geo.blocks * BLOCK,
       usedBytes: stats.usedBlocks * BLOCK,
