@@ -96,8 +96,8 @@ describe('vmimg boot', () => {
     // --json: no terminal escapes from the guest; --console streams the whole console to stderr
     const json = await vmimg(c('boot', MULTIARCH_TAR, '--arch', 'arm64', '--kernel', kernel, '-q', '--json', '--console', '--entrypoint', '', '--', '/bin/sh', '-c', "printf '\\033[1;31mjson\\033[0m\\n'; exit 3"));
     assert.equal(json.code, 3, json.stderr);
-    const result = JSON.parse(json.stdout) as { exitStatus: number | null; timedOut: boolean; durationMs: number; output: string };
-    assert.deepEqual({ ...result, durationMs: typeof result.durationMs }, { exitStatus: 3, timedOut: false, durationMs: 'number', output: 'json\n' });
+    const result = JSON.parse(json.stdout) as { exitStatus: number | null; timedOut: boolean; durationMs: number; root: string; output: string };
+    assert.deepEqual({ ...result, durationMs: typeof result.durationMs }, { exitStatus: 3, timedOut: false, durationMs: 'number', root: 'initramfs', output: 'json\n' });
     assert.match(json.stderr, /^vmimg: start\r?$/m);
   });
 
@@ -107,7 +107,8 @@ describe('vmimg boot', () => {
     assert.match(wrong.stderr, /is an amd64 kernel, the guest is arm64/);
     const missing = await expectExit(3, c('boot', MULTIARCH_TAR, '--arch', 'arm64', '--kernel', join(work, 'no-such-vmlinuz'), '-q'));
     assert.match(missing.stderr, /no-such-vmlinuz: no such file/);
-    const small = await expectExit(6, c('boot', MULTIARCH_TAR, '--arch', 'amd64', '--kernel', amd64, '--memory', '40', '-q'));
+    // (without --root the default would pick a disk for an image this size in 40 MiB)
+    const small = await expectExit(6, c('boot', MULTIARCH_TAR, '--arch', 'amd64', '--kernel', amd64, '--memory', '40', '--root', 'initramfs', '-q'));
     assert.match(small.stderr, /needs about \d+ MiB in RAM as an initramfs; the guest has 40 MiB/);
     assert.match(small.stderr, /--memory \d+/);
   });
