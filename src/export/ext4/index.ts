@@ -32,8 +32,6 @@ export interface Ext4Options {
   command?: string[];
   /** Replaces the image's entrypoint for the guest init. */
   entrypoint?: string[];
-  /** Hears each image entry the guest init's entries replace. */
-  onWarning?: (message: string) => void;
   /** Volume label (at most 16 bytes; default "vmimg"). */
   label?: string;
   /** What the filesystem UUID is derived from (default: the image's config digest). */
