@@ -45,7 +45,7 @@ export class Authorizer {
   async headerFor(endpoint: RegistryEndpoint, scope: string, signal?: AbortSignal): Promise<string | undefined> {
     const challenge = this.challenges.get(endpoint.url);
     if (challenge === undefined) return undefined;
-    return (await this.obtain(endpoint, challenge, scope, [scope], signal))?.header;
+    return (await this.obtain(endpoint, challenge, scope, scopeList(scope), signal))?.header;
   }
 
   /**
@@ -65,7 +65,7 @@ export class Authorizer {
     const key = cacheKey(endpoint, challenge, scope);
     if (stale !== undefined && this.cache.get(key)?.header === stale) this.cache.delete(key);
     const extra = (challenge.params.scope ?? '').split(' ').filter((s) => s !== '');
-    const scopes = [...new Set([scope, ...extra])];
+    const scopes = [...new Set([...scopeList(scope), ...extra])];
     return (await this.obtain(endpoint, challenge, scope, scopes, signal))?.header;
   }
 
@@ -199,6 +199,11 @@ export class Authorizer {
     const margin = Math.min(5_000, life * 100);
     return { header: `Bearer ${token}`, expiresAt: this.now() + life * 1000 - margin };
   }
+}
+
+/** `scope` may name several, space-separated (`repository:a:pull,push repository:b:pull` for a cross-repository mount). */
+function scopeList(scope: string): string[] {
+  return scope.split(' ').filter((s) => s !== '');
 }
 
 /** Bearer beats Basic; other schemes we cannot answer. */

@@ -3,6 +3,7 @@
  * retries belong to the operation above (util/retry.ts), so they never nest.
  * Auth sits on top (client.ts); this layer knows nothing about registries' APIs.
  */
+import type { Readable } from 'node:stream';
 import { request, type Dispatcher } from 'undici';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { networkError, redactUrl } from './http-errors.js';
@@ -10,11 +11,14 @@ import { isLoopback } from './names.js';
 
 export type ResponseBody = Dispatcher.ResponseData['body'];
 
+/** A request body: text, bytes, or a stream (sent once: a redirect cannot replay a stream). */
+export type RequestBody = string | Uint8Array | Readable;
+
 export interface HttpRequest {
   readonly url: string;
-  readonly method: 'GET' | 'HEAD' | 'POST';
+  readonly method: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
   readonly headers?: Readonly<Record<string, string>>;
-  readonly body?: string;
+  readonly body?: RequestBody;
   readonly signal?: AbortSignal | undefined;
 }
 
@@ -130,7 +134,10 @@ function redirected(req: HttpRequest, to: URL, status: number): HttpRequest {
   if (from.origin !== to.origin) {
     for (const name of Object.keys(headers)) if (name.toLowerCase() === 'authorization') delete headers[name];
   }
-  const toGet = status === 303 && req.method === 'POST';
+  const toGet = status === 303 && req.method !== 'GET' && req.method !== 'HEAD';
+  if (!toGet && req.body !== undefined && typeof req.body !== 'string' && !(req.body instanceof Uint8Array)) {
+    throw new VmimgError(ErrorCode.REGISTRY_ERROR, `${redactUrl(req.url)} redirects a streamed ${req.method}; its body cannot be sent twice`);
+  }
   return {
     url: to.toString(),
     method: toGet ? 'GET' : req.method,

@@ -1,0 +1,127 @@
+/**
+ * An OCI image layout directory as a sink (image-spec image-layout.md): `oci-layout`, `index.json`
+ * naming each pushed image by `org.opencontainers.image.ref.name`, and `blobs/<alg>/<hex>`. Blobs are
+ * written to a temp name, verified against their descriptor, and renamed; `index.json` is replaced
+ * atomically and last, so a reader never sees an image whose blobs are not all in place.
+ */
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+import { digestAlgorithm, digestHex, digestOf, VerifyingStream } from '../digest/index.js';
+import { ErrorCode, VmimgError } from '../errors.js';
+import { MediaType } from '../manifest/media-types.js';
+import type { Descriptor } from '../manifest/types.js';
+
+/** The annotation naming an image in an OCI layout's index.json. */
+export const REF_NAME = 'org.opencontainers.image.ref.name';
+
+const LAYOUT_FILE = JSON.stringify({ imageLayoutVersion: '1.0.0' });
+
+interface LayoutIndex {
+  schemaVersion: 2;
+  mediaType?: string;
+  manifests: Descriptor[];
+  annotations?: Record<string, string>;
+}
+
+/** Writes blobs and manifests into an OCI image layout directory (created when missing). */
+export class OciLayoutWriter {
+  constructor(readonly dir: string) {}
+
+  /**
+   * Creates the directory and `oci-layout` (keeping an existing layout's blobs and index). A directory
+   * that holds other things and no `oci-layout` is ERR_DESTINATION_EXISTS: never mix an image into it.
+   */
+  async init(): Promise<void> {
+    await fs.mkdir(this.dir, { recursive: true });
+    const entries = await fs.readdir(this.dir);
+    if (!entries.includes('oci-layout')) {
+      if (entries.length > 0) {
+        throw new VmimgError(ErrorCode.DESTINATION_EXISTS, `${this.dir} is not empty and is not an OCI layout (no oci-layout file)`, {
+          hint: 'Name an empty or new directory, or an existing OCI layout to add the image to.',
+        });
+      }
+      await fs.writeFile(join(this.dir, 'oci-layout'), LAYOUT_FILE);
+    }
+    await fs.mkdir(join(this.dir, 'blobs', 'sha256'), { recursive: true });
+  }
+
+  /** Path of a blob in the layout. */
+  blobPath(digest: string): string {
+    return join(this.dir, 'blobs', digestAlgorithm(digest), digestHex(digest));
+  }
+
+  /** True when the blob is present with the descriptor's size (a stat; blobs are only ever renamed in complete). */
+  async has(desc: Descriptor): Promise<boolean> {
+    const st = await fs.stat(this.blobPath(desc.digest)).catch(() => undefined);
+    return st !== undefined && st.size === desc.size;
+  }
+
+  /** Copies a blob in, verified against `desc` (ERR_DIGEST_MISMATCH / ERR_TOO_LARGE leave nothing behind). */
+  async writeBlob(desc: Descriptor, source: Readable, onBytes?: (n: number) => void): Promise<void> {
+    const final = this.blobPath(desc.digest);
+    await fs.mkdir(join(this.dir, 'blobs', digestAlgorithm(desc.digest)), { recursive: true });
+    const tmp = `${final}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+    const verify = new VerifyingStream({ digest: desc.digest, size: desc.size, what: `blob ${desc.digest}` });
+    if (onBytes) verify.on('data', (b: Buffer) => onBytes(b.length));
+    try {
+      await pipeline(source, verify, createWriteStream(tmp, { flags: 'wx' }));
+      await fs.rename(tmp, final);
+    } catch (err) {
+      await fs.rm(tmp, { force: true });
+      throw err;
+    }
+  }
+
+  /** Writes a small blob (manifest, config, index) given as bytes. */
+  async writeBytes(desc: Descriptor, bytes: Buffer): Promise<void> {
+    if (digestOf(bytes, digestAlgorithm(desc.digest)) !== desc.digest || bytes.length !== desc.size) {
+      throw new VmimgError(ErrorCode.DIGEST_MISMATCH, `blob ${desc.digest}: bytes do not match the descriptor`);
+    }
+    if (await this.has(desc)) return;
+    const final = this.blobPath(desc.digest);
+    const tmp = `${final}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+    await fs.writeFile(tmp, bytes, { flag: 'wx' });
+    await fs.rename(tmp, final);
+  }
+
+  /**
+   * Names `desc` (a manifest or index already written) in index.json as `refName`, replacing an entry
+   * of the same name; without a name the descriptor is added once. Written last, atomically.
+   */
+  async tag(desc: Descriptor, refName: string | undefined): Promise<void> {
+    const path = join(this.dir, 'index.json');
+    const index = await readIndex(path);
+    const entry: Descriptor = {
+      mediaType: desc.mediaType,
+      digest: desc.digest,
+      size: desc.size,
+      ...(desc.platform ? { platform: desc.platform } : {}),
+      ...(refName !== undefined ? { annotations: { [REF_NAME]: refName } } : {}),
+    };
+    const keep = index.manifests.filter((d) =>
+      refName !== undefined ? d.annotations?.[REF_NAME] !== refName : !(d.digest === desc.digest && d.annotations?.[REF_NAME] === undefined),
+    );
+    index.manifests = [...keep, entry];
+    const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+    await fs.writeFile(tmp, `${JSON.stringify(index)}\n`);
+    await fs.rename(tmp, path);
+  }
+}
+
+async function readIndex(path: string): Promise<LayoutIndex> {
+  let text: string;
+  try {
+    text = await fs.readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { schemaVersion: 2, mediaType: MediaType.OCI_INDEX, manifests: [] };
+    throw err;
+  }
+  const doc = JSON.parse(text) as Partial<LayoutIndex>;
+  if (doc.schemaVersion !== 2 || !Array.isArray(doc.manifests)) {
+    throw new VmimgError(ErrorCode.INVALID_IMAGE, `${path} is not an OCI image index`);
+  }
+  return doc as LayoutIndex;
+}
