@@ -9,12 +9,12 @@
 import type { Readable } from 'node:stream';
 import { closedError, VfsError } from './errors.js';
 import { ContentVerifier } from './verify.js';
-import { ContentFile } from './content.js';
+import type { ContentReader } from './content.js';
 import { Merger } from './merge.js';
 import { VfsPromises } from './promises.js';
 import { createVfsReadStream, type VfsReadStreamOptions } from './read-stream.js';
 import { dirPath, Resolver } from './resolve.js';
-import { loadLayers, type ContainerSource, type MemoryLayer } from './source.js';
+import { contentReader, loadLayers, type ContainerSource, type MemoryLayer } from './source.js';
 import { attrOf, type Attr, dtype, VfsStats } from './stats.js';
 import { type InodeTable, packTree, ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from './tree.js';
 import { encodeName, nameString } from '../util/byte-names.js';
@@ -38,11 +38,17 @@ export interface DirEntry {
   nextCookie: number;
 }
 
-let internals: (fs: ContainerFS) => { table: InodeTable; files: readonly ContentFile[] };
+let internals: (fs: ContainerFS) => { table: InodeTable; files: readonly ContentReader[] };
 
-/** For LayeredContainerFS (not exported from the package): a live ContainerFS's tree and layer files. */
-export function containerInternals(fs: ContainerFS): { table: InodeTable; files: readonly ContentFile[] } {
+/** For LayeredContainerFS (not exported from the package): a live ContainerFS's tree and layer readers. */
+export function containerInternals(fs: ContainerFS): { table: InodeTable; files: readonly ContentReader[] } {
   return internals(fs);
+}
+
+/** Readers for `layers` (bottom first), and those of them ContainerFS made and must close. */
+export function layerReaders(layers: readonly MemoryLayer[]): { readers: ContentReader[]; owned: ContentReader[] } {
+  const made = layers.map(contentReader);
+  return { readers: made.map((m) => m.reader), owned: made.filter((m) => m.owned).map((m) => m.reader) };
 }
 
 export class ContainerFS {
@@ -50,8 +56,9 @@ export class ContainerFS {
   readonly promises: VfsPromises;
   #t: InodeTable | null;
   #resolver: Resolver | null;
-  readonly #files: ContentFile[];
-  readonly #ownedFrom: number;
+  readonly #files: ContentReader[];
+  /** The readers this object made (its `.contents` files): closed by close(). */
+  readonly #owned: ContentReader[];
 
   /** Opens an image directory, a loaded image or a list of layers (bottom first) and merges them. */
   static async open(source: ContainerSource): Promise<ContainerFS> {
@@ -62,22 +69,23 @@ export class ContainerFS {
   static fromLayers(layers: readonly MemoryLayer[]): ContainerFS {
     const merger = new Merger();
     layers.forEach((l, i) => merger.applyLayer(l.entries, i));
-    return new ContainerFS(packTree(merger.root), layers.map((l) => new ContentFile(l.contentsPath)), 0, merger.allWarnings());
+    const { readers, owned } = layerReaders(layers);
+    return new ContainerFS(packTree(merger.root), readers, owned, merger.allWarnings());
   }
 
-  /** `files[ownedFrom..]` are this object's to close; lower ones belong to a base it stacks on. */
   /**
    * What the merge wants a user to know, one line each (e.g. a hardlink linked to a lower layer's
    * file); the image loaders report them as warning events.
    */
   readonly warnings: readonly string[];
 
-  protected constructor(table: InodeTable, files: ContentFile[], ownedFrom: number, warnings: readonly string[] = []) {
+  /** `files`: every layer's reader, bottom first; `owned`: those this object closes (not a base's, not a caller's). */
+  protected constructor(table: InodeTable, files: ContentReader[], owned: ContentReader[], warnings: readonly string[] = []) {
     this.warnings = warnings;
     this.#t = table;
     this.#resolver = new Resolver(table);
     this.#files = files;
-    this.#ownedFrom = ownedFrom;
+    this.#owned = owned;
     this.promises = new VfsPromises(this);
   }
 
@@ -141,17 +149,34 @@ export class ContainerFS {
     return out;
   }
 
-  /** Up to `length` bytes of a regular file from `offset` (fewer at the end of the file). */
+  /** Up to `length` bytes of a regular file from `offset` (fewer at the end of the file), in a new Buffer. */
   async read(ino: number, offset: number, length: number): Promise<Buffer> {
-    const t = this.inode(ino, 'read');
-    const type = t.mode[ino]! & S_IFMT;
-    if (type !== S_IFREG) throw new VfsError(type === S_IFDIR ? 'EISDIR' : 'EINVAL', 'read');
-    if (!(offset >= 0) || !(length >= 0)) throw new VfsError('EINVAL', 'read');
-    const size = t.size[ino]!;
-    const n = Math.max(0, Math.min(length, size - offset));
-    const buf = Buffer.allocUnsafe(n);
-    if (n > 0) await this.#files[t.layer[ino]!]!.readExactly(buf, t.offset[ino]! + offset);
+    const buf = Buffer.allocUnsafe(this.readable(ino, offset, length, 'read'));
+    await this.readInto(ino, buf, 0, buf.length, offset);
     return buf;
+  }
+
+  /**
+   * Like `fs.read(fd, buffer, offset, length, position)`: up to `length` bytes of regular file `ino`
+   * from byte `position` into `buffer` at `offset`; resolves to the bytes read (fewer at the end of the
+   * file, 0 past it). Allocates nothing per call: for servers and exporters reading in a loop.
+   * EISDIR / EINVAL like `read`; a range outside `buffer` is EINVAL.
+   */
+  async readInto(ino: number, buffer: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+    if (!(offset >= 0) || !(length >= 0) || offset + length > buffer.length) throw new VfsError('EINVAL', 'read');
+    const n = this.readable(ino, position, length, 'read');
+    const t = this.table('read');
+    if (n > 0) await this.#files[t.layer[ino]!]!.readInto(buffer, offset, n, t.offset[ino]! + position);
+    return n;
+  }
+
+  /** Bytes a read of `length` at `position` of regular file `ino` gets; throws the read's VfsErrors. */
+  private readable(ino: number, position: number, length: number, syscall: string): number {
+    const t = this.inode(ino, syscall);
+    const type = t.mode[ino]! & S_IFMT;
+    if (type !== S_IFREG) throw new VfsError(type === S_IFDIR ? 'EISDIR' : 'EINVAL', syscall);
+    if (!(position >= 0) || !(length >= 0)) throw new VfsError('EINVAL', syscall);
+    return Math.max(0, Math.min(length, t.size[ino]! - position));
   }
 
   /** The target of a symlink, exactly as stored (its bytes with `{ encoding: 'buffer' }`); EINVAL for anything else. */
@@ -286,7 +311,7 @@ export class ContainerFS {
     if (this.#t === null) return;
     this.#t = null;
     this.#resolver = null;
-    await Promise.all(this.#files.slice(this.#ownedFrom).map((f) => f.close()));
+    await Promise.all(this.#owned.map((f) => f.close?.()));
   }
 
   static {

@@ -1,5 +1,6 @@
 /**
- * A layer's `.contents` file: opened on first read, read with positional reads only, closed by close().
+ * Where ContainerFS reads file bytes: a `ContentReader` per layer. The local one is `ContentFile`, a
+ * layer's `.contents` file: opened on first read, read with positional reads only, closed by close().
  * Open handles are pooled process-wide: at most MAX_OPEN_CONTENTS stay open, the least recently used
  * idle one is closed to make room, so an image of 10 000 layers reads under `ulimit -n 1024`.
  */
@@ -33,21 +34,39 @@ async function openReadOnly(path: string): Promise<FileHandle> {
   }
 }
 
-export class ContentFile {
+/**
+ * A layer's content, addressed like its `.contents` file (docs/FORMAT.md: each regular file's bytes
+ * at its index `offset`). ContainerFS reads every file through one of these, so a remote or lazy
+ * backend (range reads of the layer blob, say) plugs in by implementing it and handing it over as a
+ * layer's `content` (see `LayerFiles`): nothing in the merge or the inode API changes.
+ */
+export interface ContentReader {
+  /**
+   * Fills `buffer[offset .. offset + length)` with the layer content's bytes at `position..`. Resolves
+   * only when all `length` bytes are in; content that ends first is an error (ContentFile:
+   * ERR_INVALID_INDEX, a truncated layer). Called concurrently; must not keep `buffer` after resolving.
+   */
+  readInto(buffer: Uint8Array, offset: number, length: number, position: number): Promise<void>;
+  /** Releases what the reader holds. ContainerFS calls it only for the readers it made itself. */
+  close?(): Promise<void>;
+}
+
+/** The local ContentReader: a layer's `.contents` file. */
+export class ContentFile implements ContentReader {
   private handle: Promise<FileHandle> | null = null;
   private busy = 0;
   private closed = false;
 
   constructor(readonly path: string) {}
 
-  /** Fills `buf` from `position`; fails if the file ends first (a truncated layer). */
-  async readExactly(buf: Buffer, position: number): Promise<void> {
+  /** Fills `buffer[offset, +length)` from `position`; fails if the file ends first (a truncated layer). */
+  async readInto(buffer: Uint8Array, offset: number, length: number, position: number): Promise<void> {
     if (this.closed) throw closedError(`reading ${this.path}`);
     const fh = await this.acquire();
     try {
       let done = 0;
-      while (done < buf.length) {
-        const { bytesRead } = await fh.read(buf, done, buf.length - done, position + done);
+      while (done < length) {
+        const { bytesRead } = await fh.read(buffer, offset + done, length - done, position + done);
         if (bytesRead === 0) {
           throw new VmimgError(ErrorCode.INVALID_INDEX, `${this.path} is shorter than its index says`, {
             hint: 'delete the layer files and pull the image again',

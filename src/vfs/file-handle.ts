@@ -37,10 +37,9 @@ export class VfsFileHandle {
     const at = o.offset ?? 0;
     const want = o.length ?? buffer.length - at;
     const pos = typeof o.position === 'number' && o.position >= 0 ? o.position : this.#position;
-    const data = await this.fs.read(this.check('read'), pos, want);
-    data.copy(buffer, at);
-    if (!(typeof o.position === 'number' && o.position >= 0)) this.#position += data.length;
-    return { bytesRead: data.length, buffer };
+    const bytesRead = await this.fs.readInto(this.check('read'), buffer, at, want, pos); // straight into the caller's buffer
+    if (!(typeof o.position === 'number' && o.position >= 0)) this.#position += bytesRead;
+    return { bytesRead, buffer };
   }
 
   async readFile(options?: BufferEncoding | null | { encoding?: BufferEncoding | null }): Promise<Buffer | string> {

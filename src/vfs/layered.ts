@@ -3,8 +3,7 @@
  * (whiteouts, opaque directories, hardlinks). The base stays usable and is not closed by close();
  * base content is read through the base's own layer files, so close the base last.
  */
-import { ContainerFS, containerInternals } from './container-fs.js';
-import { ContentFile } from './content.js';
+import { ContainerFS, containerInternals, layerReaders } from './container-fs.js';
 import { Merger } from './merge.js';
 import { loadLayers, type LayerSource, type MemoryLayer } from './source.js';
 import { packTree, unpackTree } from './tree.js';
@@ -17,8 +16,8 @@ export class LayeredContainerFS extends ContainerFS {
     const { table, files } = containerInternals(base);
     const merger = new Merger(unpackTree(table));
     extraLayers.forEach((l, i) => merger.applyLayer(l.entries, files.length + i));
-    const extraFiles = extraLayers.map((l) => new ContentFile(l.contentsPath));
-    super(packTree(merger.root), [...files, ...extraFiles], files.length, merger.allWarnings());
+    const { readers, owned } = layerReaders(extraLayers);
+    super(packTree(merger.root), [...files, ...readers], owned, merger.allWarnings());
     this.#base = base;
   }
 

@@ -10,15 +10,26 @@ import { ErrorCode, VmimgError } from '../errors.js';
 import type { IndexEntry } from '../layer/entry.js';
 import { readIndexFile } from '../layer/index-format.js';
 import { mapLimit } from '../util/limiter.js';
+import { ContentFile, type ContentReader } from './content.js';
 
-export interface LayerFiles {
-  indexPath: string;
-  contentsPath: string;
+/**
+ * A layer's file bytes: its `.contents` file (`contentsPath`), or any `ContentReader` (`content`, e.g. a
+ * remote or lazy backend), which wins when both are given. ContainerFS closes the `.contents` files it
+ * opens, never a reader it was handed.
+ */
+export interface LayerContent {
+  contentsPath?: string;
+  content?: ContentReader;
 }
 
-export interface MemoryLayer {
+/** A flattened layer on disk: its `.idx` and its content. */
+export interface LayerFiles extends LayerContent {
+  indexPath: string;
+}
+
+/** A layer whose entries are already decoded (tests, tools building a tree in memory). */
+export interface MemoryLayer extends LayerContent {
   entries: readonly IndexEntry[];
-  contentsPath: string;
 }
 
 export type LayerSource = LayerFiles | MemoryLayer;
@@ -42,7 +53,7 @@ export async function loadLayers(source: ContainerSource): Promise<MemoryLayer[]
   // A few index files at a time: an image of 10 000 layers must not hold 10 000 descriptors at once.
   return mapLimit(layers, 8, async (l): Promise<MemoryLayer> => {
     if ('entries' in l) return l;
-    return { entries: await entriesOf(l.indexPath), contentsPath: l.contentsPath };
+    return { ...contentOf(l), entries: await entriesOf(l.indexPath) };
   });
 }
 
@@ -54,7 +65,19 @@ async function sourceLayers(source: ContainerSource): Promise<readonly LayerSour
     throw new VmimgError(ErrorCode.INVALID_ARGUMENT, 'ContainerFS.open takes an image directory, a loaded image or a list of layers');
   }
   // only the file names: an Image's layers carry more (diffId, sizes) that the VFS has no use for
-  return layers.map((l: LayerFiles) => ({ indexPath: l.indexPath, contentsPath: l.contentsPath }));
+  return layers.map((l: LayerFiles) => ({ indexPath: l.indexPath, ...contentOf(l) }));
+}
+
+/** Only the content fields (a loaded Image's layers carry more). */
+function contentOf(l: LayerContent): LayerContent {
+  return l.content !== undefined ? { content: l.content } : { contentsPath: l.contentsPath };
+}
+
+/** The reader for a layer's content, and whether ContainerFS made it (and so must close it). */
+export function contentReader(l: LayerContent): { reader: ContentReader; owned: boolean } {
+  if (l.content !== undefined) return { reader: l.content, owned: false };
+  if (typeof l.contentsPath !== 'string') throw new VmimgError(ErrorCode.INVALID_ARGUMENT, 'a layer needs a contentsPath or a content reader');
+  return { reader: new ContentFile(l.contentsPath), owned: true };
 }
 
 async function imageDirLayers(dir: string): Promise<LayerFiles[]> {

@@ -91,7 +91,7 @@ export class LayerBuilder {
   }
 
   /** Writes the `.contents` file into `dir` and returns the layer. */
-  build(dir: string): MemoryLayer {
+  build(dir: string): MemoryLayer & { contentsPath: string } {
     const contentsPath = join(dir, `layer-${process.pid}-${layerCounter++}.contents`);
     writeFileSync(contentsPath, Buffer.concat(this.chunks));
     return { entries: this.entries, contentsPath };
