@@ -61,6 +61,16 @@ export interface OpenedBlob {
   readonly offset: number;
   /** The host that answered (after redirects), for messages. */
   readonly from: string;
+  /** Body bytes the answer announced (Content-Length), when it did. */
+  readonly length?: number;
+}
+
+/** A small API answer (tags/list, referrers): its bytes and the headers a proxy passes on. */
+export interface ApiAnswer {
+  readonly bytes: Buffer;
+  readonly contentType?: string;
+  /** The `Link` header (pagination of tags/list and referrers). */
+  readonly link?: string;
 }
 
 export interface FetchedManifest {
@@ -195,7 +205,8 @@ export class RegistryClient {
         res.body.destroy();
         throw new VmimgError(ErrorCode.TOO_LARGE, `${step.what}: server sends ${start + length} bytes, descriptor says ${desc.size}`);
       }
-      return { stream: codedErrors(res.body, res.url, options.signal), offset: start, from: hostOf(res.url) };
+      const stream = codedErrors(res.body, res.url, options.signal);
+      return { stream, offset: start, from: hostOf(res.url), ...(Number.isSafeInteger(length) ? { length } : {}) };
     });
   }
 
@@ -225,6 +236,29 @@ export class RegistryClient {
       }
       checkDigest(what, desc.digest, digestOf(bytes, digestAlgorithm(desc.digest)));
       return bytes;
+    });
+  }
+
+  /**
+   * GET of a small API path under the repository (`tags/list?n=10`, `referrers/<digest>`), capped at
+   * `maxBytes` (default: the manifest cap); a non-2xx answer is the usual coded error (404 → ERR_NOT_FOUND).
+   */
+  async fetchApi(repo: RepositoryRef, pathAndQuery: string, options: CallOptions & { accept?: string; maxBytes?: number } = {}): Promise<ApiAnswer> {
+    const what = `${pathAndQuery.replace(/\?.*$/, '')} of ${repo.registry}/${repo.repository}`;
+    const step: Step = {
+      repo,
+      what,
+      path: `/v2/${repo.repository}/${pathAndQuery}`,
+      method: 'GET',
+      headers: options.accept !== undefined ? { accept: options.accept } : {},
+      capability: 'resolve',
+      ...callParts(options),
+    };
+    return this.call(step, async (res) => {
+      const bytes = await readCapped(guardedBody(res, what, this.throughputRule, options.onNotice ?? this.options.onNotice, options.signal), options.maxBytes ?? this.maxManifestBytes, what);
+      const contentType = header(res, 'content-type');
+      const link = header(res, 'link');
+      return { bytes, ...(contentType !== undefined ? { contentType } : {}), ...(link !== undefined ? { link } : {}) };
     });
   }
 

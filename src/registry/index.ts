@@ -7,6 +7,7 @@ export {
   type FetchedManifest,
   type BlobReadOptions,
   type OpenedBlob,
+  type ApiAnswer,
   type PingResult,
 } from './client.js';
 export type { PlatformEntry } from './platforms.js';

@@ -18,6 +18,18 @@ export interface StartRegistryOptions {
   issuer?: Omit<TokenIssuerOptions, 'users'>;
   /** Share storage with another registry (to serve the same content under other auth). */
   storageDir?: string;
+  /** Keep the registry's access log (one line per request, read with `accessLog()`). */
+  accessLog?: boolean;
+  /** Run as a pull-through cache of this registry URL (distribution's proxy mode). */
+  proxyOf?: string;
+}
+
+/** One request from the registry's access log (Apache combined format). */
+export interface AccessLine {
+  readonly method: string;
+  readonly path: string;
+  readonly status: number;
+  readonly bytes: number;
 }
 
 export interface RunningRegistry {
@@ -29,6 +41,8 @@ export interface RunningRegistry {
   readonly issuer?: TokenIssuer;
   /** `user:password` of the first user, for `skopeo --dest-creds`. */
   readonly creds?: string;
+  /** The requests logged so far (empty unless started with `accessLog`). */
+  accessLog(): AccessLine[];
   stop(): Promise<void>;
 }
 
@@ -90,9 +104,16 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
     const config = join(dir, 'config.yml');
     writeFileSync(
       config,
-      `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${storageDir}\n  delete:\n    enabled: true\nhttp:\n  addr: ${host}\n  secret: vmimg-test-secret\n${await authSection(mode, dir, users, issuer)}`,
+      `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: ${options.accessLog !== true}\n${options.proxyOf !== undefined ? `proxy:\n  remoteurl: ${options.proxyOf}\n` : ''}storage:\n  filesystem:\n    rootdirectory: ${storageDir}\n  delete:\n    enabled: true\nhttp:\n  addr: ${host}\n  secret: vmimg-test-secret\n${await authSection(mode, dir, users, issuer)}`,
     );
-    const child = spawn(bin, ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(bin, ['serve', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const access: string[] = [];
+    let partial = '';
+    child.stdout!.on('data', (b: Buffer) => {
+      const lines = (partial + b.toString()).split('\n');
+      partial = lines.pop()!;
+      access.push(...lines);
+    });
     running.add(child);
     child.once('exit', () => running.delete(child));
     const stderr: string[] = [];
@@ -112,6 +133,7 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
       users,
       ...(issuer !== undefined ? { issuer } : {}),
       ...(mode !== 'none' && first !== undefined ? { creds: `${first[0]}:${first[1]}` } : {}),
+      accessLog: () => access.map(parseAccessLine).filter((l): l is AccessLine => l !== undefined),
       stop: async () => {
         await stopChild(child);
         await issuer?.stop();
@@ -119,6 +141,13 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
       },
     };
   }
+}
+
+/** `127.0.0.1 - - [date] "GET /v2/x HTTP/1.1" 200 123 "" "ua"` → its request, status and size. */
+function parseAccessLine(line: string): AccessLine | undefined {
+  const m = /"([A-Z]+) (\S+) HTTP\/[\d.]+" (\d{3}) (\d+|-)/.exec(line);
+  if (m === null) return undefined;
+  return { method: m[1]!, path: m[2]!, status: Number(m[3]), bytes: m[4] === '-' ? 0 : Number(m[4]) };
 }
 
 async function waitUntilUp(url: string, child: ChildProcess): Promise<boolean> {

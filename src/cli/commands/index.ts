@@ -12,6 +12,7 @@ import { pruneCommand } from './prune.js';
 import { pullCommand } from './pull.js';
 import { resolveCommand } from './resolve.js';
 import { rmCommand } from './rm.js';
+import { serveCommand } from './serve.js';
 import { validateCommand } from './validate.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -28,4 +29,5 @@ export const commands: CommandModule<GlobalArgs, any>[] = [
   pruneCommand,
   validateCommand,
   bootCommand,
+  serveCommand,
 ];

@@ -1,0 +1,68 @@
+import type { CommandModule } from 'yargs';
+import { startServe, DEFAULT_LISTEN } from '../../serve/index.js';
+import type { GlobalArgs } from '../context.js';
+import { UsageError } from '../exit-codes.js';
+import { run } from './common.js';
+
+interface Args {
+  listen: string;
+  upstream?: string;
+  route?: string[];
+  insecure?: boolean;
+  'tls-cert'?: string;
+  'tls-key'?: string;
+  'tag-ttl'?: number;
+  'shutdown-grace'?: number;
+}
+
+export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
+  command: 'serve',
+  describe: 'Serve the cache as a pull-through caching registry (read-only)',
+  builder: (y) =>
+    y
+      .option('listen', { type: 'string', default: DEFAULT_LISTEN, describe: 'HOST:PORT to listen on' })
+      .option('upstream', { type: 'string', describe: 'Registry URL for unprefixed repositories (http(s)://HOST[:PORT])' })
+      .option('route', { type: 'string', array: true, describe: 'PREFIX=URL: /v2/PREFIX/repo/... goes to URL as repo (repeatable)' })
+      .option('insecure', { type: 'boolean', describe: 'Allow plain HTTP on a non-loopback address' })
+      .option('tls-cert', { type: 'string', describe: 'PEM certificate for HTTPS' })
+      .option('tls-key', { type: 'string', describe: 'PEM private key for HTTPS' })
+      .option('tag-ttl', { type: 'number', describe: 'Seconds a tag is trusted before one HEAD revalidates it (default 300)' })
+      .option('shutdown-grace', { type: 'number', describe: 'Seconds in-flight answers get to finish on SIGTERM (default 30)' })
+      .example('$0 serve --upstream https://registry-1.docker.io', 'A Docker Hub mirror on 127.0.0.1:5050')
+      .example('$0 serve --listen 0.0.0.0:5050 --tls-cert c.pem --tls-key k.pem --route ghcr=https://ghcr.io', 'HTTPS for a fleet'),
+  handler: run<Args>(async (ctx, args) => {
+    if ((args['tls-cert'] === undefined) !== (args['tls-key'] === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
+    const seconds = (v: number | undefined, name: string): number | undefined => {
+      if (v === undefined) return undefined;
+      if (!(v >= 0)) throw new UsageError(`--${name} must be a number of seconds, not ${String(v)}`);
+      return v * 1000;
+    };
+    const ttl = seconds(args['tag-ttl'], 'tag-ttl');
+    const grace = seconds(args['shutdown-grace'], 'shutdown-grace');
+    const registry = await ctx.registryOptions();
+    const server = await startServe({
+      cacheDir: ctx.cache.root,
+      listen: args.listen,
+      ...(args.upstream !== undefined ? { upstream: args.upstream } : {}),
+      routes: args.route ?? [],
+      insecure: args.insecure === true,
+      ...(args['tls-cert'] !== undefined ? { tls: { cert: args['tls-cert'], key: args['tls-key']! } } : {}),
+      ...(ttl !== undefined ? { tagTtlMs: ttl } : {}),
+      ...(grace !== undefined ? { shutdownGraceMs: grace } : {}),
+      registry,
+      onAccess: (r) => ctx.out(JSON.stringify(r)),
+    });
+    process.stderr.write(`vmimg: serving ${ctx.cache.root} on ${server.url}\n`);
+    await new Promise<void>((resolve) => {
+      const stop = (): void => {
+        process.off('SIGTERM', stop);
+        ctx.signal.removeEventListener('abort', stop);
+        resolve();
+      };
+      process.once('SIGTERM', stop);
+      ctx.signal.addEventListener('abort', stop, { once: true });
+    });
+    process.stderr.write('vmimg: shutting down: finishing answers in flight\n');
+    await server.shutdown();
+  }),
+};

@@ -1,0 +1,127 @@
+/**
+ * Blob GET/HEAD: a hit is read from `blobs/`, a miss joins the blob's one upstream download and is
+ * answered from it as the bytes arrive (headers as soon as the upstream answered). One `Range` is
+ * honoured on both (206, 416 with `Content-Range: bytes *\/SIZE`).
+ */
+import { createReadStream } from 'node:fs';
+import type { ServerResponse } from 'node:http';
+import { fileSize } from '../store/fs-util.js';
+import { fillBroken, type BlobFill } from './fill.js';
+import { toServeError } from './errors.js';
+import { parseRange, type ByteRange } from './range.js';
+import type { ServeState } from './state.js';
+import type { RouteTarget } from './routes.js';
+
+/** Bytes read from a growing file per write to a client. */
+const CHUNK = 256 * 1024;
+
+/** Answers a blob request (`head`: headers only). */
+export async function serveBlob(s: ServeState, res: ServerResponse, t: RouteTarget, digest: string, rangeHeader: string | undefined, head: boolean): Promise<void> {
+  const known = s.sizes.get(digest);
+  const present = await fileSize(s.store.path(digest));
+  if (present !== undefined && (known === undefined || present === known)) {
+    s.metrics.hits.blob++;
+    res.setHeader('x-vmimg-cache', 'hit');
+    const range = answerHeaders(res, digest, present, rangeHeader);
+    if (range === 'unsatisfiable' || head) return void res.end();
+    return sendFile(s, res, s.store.path(digest), range ?? { start: 0, end: present - 1 });
+  }
+  s.metrics.misses.blob++;
+  res.setHeader('x-vmimg-cache', 'miss');
+  const fill = s.fills.join(digest, known, (offset, signal) => s.upstream.openBlob(t, digest, known, offset, signal));
+  try {
+    await fill.started;
+  } catch (err) {
+    throw toServeError(err, 'BLOB_UNKNOWN');
+  }
+  if (fill.size === undefined) {
+    // The upstream sent no length: the whole blob, chunked, ended once verified.
+    answerHeaders(res, digest, undefined, undefined);
+    if (head) return void res.end();
+    return sendFromFill(s, res, fill, 0, undefined);
+  }
+  const range = answerHeaders(res, digest, fill.size, rangeHeader);
+  if (range === 'unsatisfiable' || head || fill.size === 0) return void res.end();
+  return sendFromFill(s, res, fill, range?.start ?? 0, range?.end ?? fill.size - 1);
+}
+
+/** Status and headers; returns the range being answered. */
+function answerHeaders(res: ServerResponse, digest: string, size: number | undefined, rangeHeader: string | undefined): ByteRange | 'unsatisfiable' | undefined {
+  res.setHeader('content-type', 'application/octet-stream');
+  res.setHeader('docker-content-digest', digest);
+  res.setHeader('etag', `"${digest}"`);
+  res.setHeader('accept-ranges', 'bytes');
+  res.setHeader('cache-control', 'max-age=31536000, immutable');
+  if (size === undefined) return undefined;
+  const range = parseRange(rangeHeader, size);
+  if (range === 'unsatisfiable') {
+    res.statusCode = 416;
+    res.setHeader('content-range', `bytes */${size}`);
+    res.setHeader('content-length', 0);
+    return range;
+  }
+  if (range !== undefined) {
+    res.statusCode = 206;
+    res.setHeader('content-range', `bytes ${range.start}-${range.end}/${size}`);
+    res.setHeader('content-length', range.end - range.start + 1);
+  } else {
+    res.statusCode = 200;
+    res.setHeader('content-length', size);
+  }
+  res.flushHeaders();
+  return range;
+}
+
+function sendFile(s: ServeState, res: ServerResponse, path: string, range: ByteRange): Promise<void> {
+  return new Promise((resolve) => {
+    const stream = createReadStream(path, { start: range.start, end: range.end, highWaterMark: CHUNK });
+    stream.on('data', (chunk) => {
+      s.metrics.bytesServed += chunk.length;
+    });
+    stream.on('error', (err) => res.destroy(err));
+    res.on('close', () => {
+      stream.destroy();
+      resolve();
+    });
+    stream.pipe(res);
+  });
+}
+
+/**
+ * Bytes `start`..`end` (inclusive; `undefined`: to the end, whatever it is) from a running download.
+ * The blob's last byte waits for its verification, so a client never sees a complete bad blob.
+ */
+async function sendFromFill(s: ServeState, res: ServerResponse, fill: BlobFill, start: number, end: number | undefined): Promise<void> {
+  const fh = await fill.openFile();
+  const closed = new Promise<void>((resolve) => res.once('close', resolve));
+  const generation = fill.generation;
+  let pos = start;
+  try {
+    for (;;) {
+      if (res.destroyed) return;
+      if (fill.generation !== generation || fill.state === 'failed') return void res.destroy(fillBroken(fill));
+      const stop = end === undefined ? fill.have : Math.min(fill.have, end + 1);
+      if (end === undefined ? fill.state === 'done' && pos >= fill.have : pos > end) break;
+      // the blob's last byte goes out only once the blob is verified
+      const held = fill.state !== 'done' && fill.size !== undefined && stop === fill.size ? 1 : 0;
+      const n = Math.min(stop - held - pos, CHUNK);
+      if (n <= 0) {
+        await Promise.race([fill.changed(), closed]);
+        continue;
+      }
+      const chunk = Buffer.allocUnsafe(n);
+      const { bytesRead } = await fh.read(chunk, 0, n, pos);
+      if (bytesRead === 0) {
+        if (fill.state === 'done') return void res.destroy(fillBroken(fill)); // the file is shorter than the fill said
+        await Promise.race([fill.changed(), closed]);
+        continue;
+      }
+      pos += bytesRead;
+      s.metrics.bytesServed += bytesRead;
+      if (!res.write(chunk.subarray(0, bytesRead))) await Promise.race([new Promise((r) => res.once('drain', r)), closed]);
+    }
+    res.end();
+  } finally {
+    await fh.close();
+  }
+}

@@ -1,0 +1,148 @@
+/**
+ * One upstream download per blob, shared by every client that asks while it runs (singleflight).
+ * The store's fetch (store/fetch.ts) writes the bytes to `partial/<hex>`, resumes with Range,
+ * verifies and renames into `blobs/`; clients read the growing partial file behind it, so memory
+ * stays bounded whatever the number of clients, and a client leaving does not stop the download.
+ * A whole-blob answer withholds its last byte until the blob is verified: a blob failing its digest
+ * is never committed, and its clients' connections are cut instead of ending cleanly.
+ */
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { digestHex } from '../digest/index.js';
+import { ErrorCode, VmimgError } from '../errors.js';
+import type { BlobStore } from '../store/index.js';
+import type { OpenedRange } from '../store/fetch.js';
+
+/** Opens the blob upstream from `offset`; `total` is the blob's size when the answer tells it. */
+export type FillOpener = (offset: number, signal?: AbortSignal) => Promise<OpenedRange & { total?: number }>;
+
+/** One running download and what its readers need to follow it. */
+export class BlobFill {
+  /** The blob's size once known (descriptor, or the first upstream answer). */
+  size: number | undefined;
+  /** Bytes present in the partial file, from 0. */
+  have = 0;
+  /** Bumped when the download starts over (bytes already sent may differ from what comes). */
+  generation = 0;
+  state: 'running' | 'done' | 'failed' = 'running';
+  error: unknown;
+  /** Resolves once the upstream answered (headers can go out), or the blob turned out complete. */
+  readonly started: Promise<void>;
+  readonly partialPath: string;
+  readonly finalPath: string;
+  private markStarted!: () => void;
+  private failStart!: (err: unknown) => void;
+  private waiters: (() => void)[] = [];
+
+  constructor(store: BlobStore, readonly digest: string, size: number | undefined) {
+    this.size = size;
+    this.partialPath = join(store.root, 'partial', digestHex(digest));
+    this.finalPath = store.path(digest);
+    this.started = new Promise<void>((resolve, reject) => {
+      this.markStarted = resolve;
+      this.failStart = reject;
+    });
+    this.started.catch(() => undefined); // a failure reaches whoever awaits it; no unhandled rejection
+  }
+
+  /** Resolves at the next change (bytes, restart, end). */
+  changed(): Promise<void> {
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /** Opens the bytes written so far: the partial file, or the blob once renamed into place. */
+  async openFile(): Promise<fs.FileHandle> {
+    try {
+      return await fs.open(this.partialPath, 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      return fs.open(this.finalPath, 'r');
+    }
+  }
+
+  /** Runs the download (called once by Fills). */
+  async run(store: BlobStore, open: FillOpener, signal: AbortSignal): Promise<void> {
+    const opener = async (offset: number, s?: AbortSignal): Promise<OpenedRange> => {
+      const opened = await open(offset, s);
+      if (this.size === undefined && opened.total !== undefined) this.size = opened.total;
+      this.markStarted();
+      return opened;
+    };
+    try {
+      const result = await store.fetchInto({ digest: this.digest, ...(this.size !== undefined ? { size: this.size } : {}) }, opener, {
+        signal,
+        onProgress: (bytes) => this.progress(bytes),
+      });
+      this.size = result.size;
+      this.have = result.size;
+      this.state = 'done';
+      this.markStarted();
+    } catch (err) {
+      this.fail(err);
+      return;
+    }
+    this.notify();
+  }
+
+  /** Ends the fill with `err`: waiting requests answer it, readers are cut. */
+  fail(err: unknown): void {
+    this.state = 'failed';
+    this.error = err;
+    this.failStart(err);
+    this.notify();
+  }
+
+  private progress(bytes: number): void {
+    if (bytes < this.have) this.generation++;
+    this.have = bytes;
+    this.notify();
+  }
+
+  private notify(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+}
+
+/** The downloads in flight, by digest. */
+export class Fills {
+  private readonly running = new Map<string, BlobFill>();
+
+  constructor(
+    private readonly store: BlobStore,
+    private readonly signal: AbortSignal,
+    private readonly hooks: { started?: (digest: string) => Promise<void>; changed?: (inFlight: number) => void } = {},
+  ) {}
+
+  /** The fill for `digest`: the running one, or a new one started with `open`. */
+  join(digest: string, size: number | undefined, open: FillOpener): BlobFill {
+    const existing = this.running.get(digest);
+    if (existing !== undefined) return existing;
+    const fill = new BlobFill(this.store, digest, size);
+    this.running.set(digest, fill);
+    this.hooks.changed?.(this.running.size);
+    void (async () => {
+      try {
+        await this.hooks.started?.(digest); // e.g. a lease, before any byte lands in the cache
+        await fill.run(this.store, open, this.signal);
+      } catch (err) {
+        fill.fail(err);
+      } finally {
+        this.running.delete(digest);
+        this.hooks.changed?.(this.running.size);
+      }
+    })();
+    return fill;
+  }
+
+  get size(): number {
+    return this.running.size;
+  }
+}
+
+/** The error a reader's connection is cut with when its fill fails or starts over. */
+export function fillBroken(fill: BlobFill): VmimgError {
+  if (fill.state === 'failed' && fill.error instanceof VmimgError) return fill.error;
+  return new VmimgError(ErrorCode.NETWORK, `download of ${fill.digest} started over; the bytes already sent may differ`);
+}

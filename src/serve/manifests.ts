@@ -1,0 +1,128 @@
+/**
+ * Manifest GET/HEAD by tag or digest. By digest: the stored bytes, else fetched once, verified and
+ * stored. By tag: the tag table's digest while fresh (TTL), else one HEAD upstream revalidates it; an
+ * upstream that fails then gets the last known digest served with a `Warning` (stale-if-error).
+ * The exact stored bytes are served, never converted; a tag whose manifest type the client's
+ * `Accept` does not list is MANIFEST_UNKNOWN (as distribution answers), a digest is always served.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ErrorCode, isVmimgError } from '../errors.js';
+import { MediaType } from '../manifest/media-types.js';
+import { ServeError, toServeError } from './errors.js';
+import type { RouteTarget } from './routes.js';
+import { learnSize, once, type ServeState } from './state.js';
+import type { TagEntry } from './tags.js';
+
+interface Manifest {
+  readonly bytes: Buffer;
+  readonly mediaType: string;
+  readonly digest: string;
+}
+
+/** Answers a manifest request. */
+export async function serveManifest(s: ServeState, req: IncomingMessage, res: ServerResponse, t: RouteTarget, target: { tag?: string; digest?: string }, head: boolean): Promise<void> {
+  let m: Manifest;
+  try {
+    if (target.digest !== undefined) {
+      m = await byDigest(s, res, t, target.digest);
+    } else {
+      const entry = await tagEntry(s, res, t, target.tag!);
+      m = await byDigest(s, res, t, entry.digest, entry.mediaType);
+      if (!accepts(req.headers.accept, m.mediaType)) {
+        throw new ServeError(404, 'MANIFEST_UNKNOWN', `${t.repository}:${target.tag} is a ${m.mediaType}, which the request's Accept header does not list`);
+      }
+    }
+  } catch (err) {
+    throw toServeError(err, 'MANIFEST_UNKNOWN');
+  }
+  res.statusCode = 200;
+  res.setHeader('content-type', m.mediaType);
+  res.setHeader('docker-content-digest', m.digest);
+  res.setHeader('etag', `"${m.digest}"`);
+  res.setHeader('content-length', m.bytes.length);
+  if (head) return void res.end();
+  s.metrics.bytesServed += m.bytes.length;
+  res.end(m.bytes);
+}
+
+/** The tag's entry: fresh from the table, revalidated by one HEAD, or stale when the upstream fails. */
+async function tagEntry(s: ServeState, res: ServerResponse, t: RouteTarget, tag: string): Promise<TagEntry> {
+  const key = `${t.upstream.url}/${t.repository}:${tag}`;
+  const known = s.tags.get(key);
+  if (known !== undefined && s.tags.fresh(known)) return known;
+  try {
+    return await once(s, `tag ${key}`, async () => {
+      if (known !== undefined) {
+        const desc = await s.upstream.resolveTag(t, tag);
+        if (desc.digest === known.digest) return s.tags.set(key, known);
+        return s.tags.set(key, { digest: desc.digest, mediaType: desc.mediaType, size: desc.size });
+      }
+      const m = await s.upstream.manifest(t, { tag });
+      s.metrics.misses.manifest++;
+      await keep(s, m);
+      return s.tags.set(key, { digest: m.digest, mediaType: m.mediaType, size: m.size });
+    });
+  } catch (err) {
+    if (known === undefined || !upstreamDown(err)) throw err;
+    s.metrics.staleServed++;
+    res.setHeader('warning', '110 vmimg "Response is Stale"');
+    res.setHeader('x-vmimg-cache', 'stale');
+    return known;
+  }
+}
+
+/** The manifest with this digest: from the store, else fetched (once), verified and stored. */
+async function byDigest(s: ServeState, res: ServerResponse, t: RouteTarget, digest: string, mediaType?: string): Promise<Manifest> {
+  if (await s.store.has(digest)) {
+    const bytes = await s.store.readBytes(digest, s.maxManifestBytes);
+    s.metrics.hits.manifest++;
+    if (!res.hasHeader('x-vmimg-cache')) res.setHeader('x-vmimg-cache', 'hit');
+    return { bytes, digest, mediaType: mediaType ?? s.mediaTypes.get(digest) ?? sniffType(bytes) };
+  }
+  res.setHeader('x-vmimg-cache', 'miss');
+  return once(s, `manifest ${digest}`, async () => {
+    const m = await s.upstream.manifest(t, { digest });
+    s.metrics.misses.manifest++;
+    await keep(s, m);
+    return m;
+  });
+}
+
+/** Stores a fetched (verified) manifest under the server's lease and learns its descriptors' sizes. */
+async function keep(s: ServeState, m: Manifest): Promise<void> {
+  await s.lease.add([m.digest]);
+  await s.store.putBytes(m.bytes, { digest: m.digest, size: m.bytes.length });
+  s.mediaTypes.set(m.digest, m.mediaType);
+  try {
+    const doc = JSON.parse(m.bytes.toString('utf8')) as { config?: unknown; layers?: unknown; manifests?: unknown };
+    for (const d of [doc.config, ...(Array.isArray(doc.layers) ? doc.layers : []), ...(Array.isArray(doc.manifests) ? doc.manifests : [])]) {
+      const { digest, size } = (d ?? {}) as { digest?: unknown; size?: unknown };
+      if (typeof digest === 'string' && typeof size === 'number' && Number.isSafeInteger(size) && size >= 0) learnSize(s, digest, size);
+    }
+  } catch {
+    // not JSON: served as the upstream sent it; nothing to learn
+  }
+}
+
+/** A manifest's type from its bytes (`mediaType`, else the OCI shape), for bytes stored without one. */
+function sniffType(bytes: Buffer): string {
+  try {
+    const doc = JSON.parse(bytes.toString('utf8')) as { mediaType?: unknown; manifests?: unknown };
+    if (typeof doc.mediaType === 'string') return doc.mediaType;
+    return Array.isArray(doc.manifests) ? MediaType.OCI_INDEX : MediaType.OCI_MANIFEST;
+  } catch {
+    return MediaType.OCI_MANIFEST;
+  }
+}
+
+/** Does an `Accept` header list `mediaType` (no header, `*\/*` or `application/*` accept all)? */
+function accepts(header: string | undefined, mediaType: string): boolean {
+  if (header === undefined || header.trim() === '') return true;
+  const types = header.split(',').map((p) => p.split(';')[0]!.trim().toLowerCase());
+  return types.some((x) => x === mediaType || x === '*/*' || x === 'application/*');
+}
+
+/** Failures that stale-if-error covers: the upstream unreachable or failing, not a tag it says is gone. */
+function upstreamDown(err: unknown): boolean {
+  return isVmimgError(err, ErrorCode.NETWORK) || isVmimgError(err, ErrorCode.REGISTRY_UNAVAILABLE) || isVmimgError(err, ErrorCode.REGISTRY_ERROR);
+}

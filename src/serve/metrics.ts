@@ -1,0 +1,47 @@
+/**
+ * Counters for `/metrics` in the Prometheus text format (version 0.0.4): requests by endpoint and
+ * status, cache hits and misses, upstream requests and bytes, bytes served, stale answers, and the
+ * downloads in flight.
+ */
+
+/** The server's counters; plain numbers, read when `/metrics` is asked for. */
+export class ServeMetrics {
+  readonly requests = new Map<string, number>();
+  readonly hits = { blob: 0, manifest: 0 };
+  readonly misses = { blob: 0, manifest: 0 };
+  upstreamRequests = 0;
+  upstreamBytes = 0;
+  bytesServed = 0;
+  staleServed = 0;
+  inFlightDownloads = 0;
+
+  /** Counts one answered request. */
+  request(endpoint: string, status: number): void {
+    const key = `endpoint="${endpoint}",code="${status}"`;
+    this.requests.set(key, (this.requests.get(key) ?? 0) + 1);
+  }
+
+  /** The exposition text. */
+  render(): string {
+    const lines: string[] = [];
+    const metric = (name: string, type: string, help: string, samples: [string, number][]): void => {
+      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+      for (const [labels, v] of samples) lines.push(`${name}${labels ? `{${labels}}` : ''} ${v}`);
+    };
+    metric('vmimg_serve_requests_total', 'counter', 'Requests answered, by endpoint and HTTP status.', [...this.requests]);
+    metric('vmimg_serve_cache_hits_total', 'counter', 'Blobs and manifests answered from the cache.', [
+      ['kind="blob"', this.hits.blob],
+      ['kind="manifest"', this.hits.manifest],
+    ]);
+    metric('vmimg_serve_cache_misses_total', 'counter', 'Blobs and manifests fetched from an upstream.', [
+      ['kind="blob"', this.misses.blob],
+      ['kind="manifest"', this.misses.manifest],
+    ]);
+    metric('vmimg_serve_upstream_requests_total', 'counter', 'Requests made to upstream registries.', [['', this.upstreamRequests]]);
+    metric('vmimg_serve_upstream_bytes_total', 'counter', 'Blob and manifest bytes received from upstreams.', [['', this.upstreamBytes]]);
+    metric('vmimg_serve_bytes_served_total', 'counter', 'Body bytes sent to clients.', [['', this.bytesServed]]);
+    metric('vmimg_serve_stale_total', 'counter', 'Tags answered from a stale entry because the upstream failed.', [['', this.staleServed]]);
+    metric('vmimg_serve_downloads_in_flight', 'gauge', 'Upstream blob downloads running.', [['', this.inFlightDownloads]]);
+    return `${lines.join('\n')}\n`;
+  }
+}

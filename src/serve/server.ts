@@ -1,0 +1,151 @@
+/**
+ * `vmimg serve`: a pull-through caching registry over the vmimg cache (node:http / node:https).
+ * Listens on loopback by default; plain HTTP elsewhere only when asked (`insecure`). Every request
+ * is one access-log record; `/metrics` is the Prometheus text; `shutdown()` stops accepting, lets
+ * in-flight answers finish within a grace period, then aborts the downloads (their partial files stay
+ * and resume on the next start).
+ */
+import { createServer as createHttp, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttps } from 'node:https';
+import { readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { ErrorCode, VmimgError } from '../errors.js';
+import { CacheLayout } from '../image/cache.js';
+import { openLease } from '../image/lease.js';
+import { isLoopbackHost } from '../reference/index.js';
+import type { RegistryClientOptions } from '../registry/index.js';
+import { BlobStore } from '../store/index.js';
+import { handle, type AccessRecord } from './handler.js';
+import { Fills } from './fill.js';
+import { ServeMetrics } from './metrics.js';
+import { Router, parseUpstream, plainHttpHosts } from './routes.js';
+import type { ServeState } from './state.js';
+import { TagTable } from './tags.js';
+import { UpstreamAccess } from './upstream.js';
+import { MAX_MANIFEST_BYTES } from '../manifest/media-types.js';
+
+export type { AccessRecord };
+
+/** How to run the server. Durations in milliseconds. */
+export interface ServeOptions {
+  /** The cache directory shared with the CLI (`vmimg pull` on the same host hits what serve stored). */
+  readonly cacheDir: string;
+  /** `HOST:PORT` (default `127.0.0.1:5050`; port 0 picks a free one). */
+  readonly listen?: string;
+  /** Where unprefixed repositories go: `http(s)://HOST[:PORT]`. */
+  readonly upstream?: string;
+  /** `PREFIX=URL` routes: `/v2/PREFIX/repo/...` goes to URL as `repo`. */
+  readonly routes?: readonly string[];
+  /** Allow plain HTTP on a non-loopback address (default false). */
+  readonly insecure?: boolean;
+  /** PEM files for HTTPS. */
+  readonly tls?: { readonly cert: string; readonly key: string };
+  /** How long a tag's digest is trusted before one HEAD revalidates it (default 5 minutes). */
+  readonly tagTtlMs?: number;
+  /** In-flight answers get this long to finish at shutdown (default 30 s). */
+  readonly shutdownGraceMs?: number;
+  /** Largest manifest taken from an upstream (default 4 MiB). */
+  readonly maxManifestBytes?: number;
+  /** Credentials, network settings and TLS for upstreams (mirrors are ignored: serve is the mirror). */
+  readonly registry?: RegistryClientOptions;
+  /** One record per answered request. */
+  readonly onAccess?: (record: AccessRecord) => void;
+}
+
+/** A running server. */
+export interface RunningServe {
+  /** `http(s)://HOST:PORT`. */
+  readonly url: string;
+  /** `HOST:PORT`, as references and `ctr` take it. */
+  readonly host: string;
+  readonly metrics: ServeMetrics;
+  /** Stops accepting; waits for in-flight answers (up to the grace period), then cuts the rest. */
+  shutdown(): Promise<void>;
+}
+
+/** The default listen address. */
+export const DEFAULT_LISTEN = '127.0.0.1:5050';
+/** The default tag TTL: 5 minutes. */
+export const DEFAULT_TAG_TTL_MS = 5 * 60_000;
+
+/** Starts the server; ERR_INVALID_ARGUMENT for a bad address, route or an unsafe plain-HTTP listen. */
+export async function startServe(options: ServeOptions): Promise<RunningServe> {
+  const { hostname, port } = parseListen(options.listen ?? DEFAULT_LISTEN);
+  if (options.tls === undefined && options.insecure !== true && !isLoopbackHost(hostname)) {
+    throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `plain HTTP on ${hostname} would serve the cache unencrypted beyond this host`, {
+      hint: 'Give --tls-cert and --tls-key, listen on 127.0.0.1, or pass --insecure.',
+    });
+  }
+  const router = new Router(options.upstream !== undefined ? parseUpstream(options.upstream, '--upstream') : undefined, options.routes ?? []);
+  const cache = new CacheLayout(options.cacheDir);
+  const metrics = new ServeMetrics();
+  const abort = new AbortController();
+  const lease = await openLease(cache, []);
+  const store = new BlobStore(options.cacheDir);
+  const tags = new TagTable(join(options.cacheDir, 'serve', 'tags.json'), options.tagTtlMs ?? DEFAULT_TAG_TTL_MS);
+  await tags.load();
+  const { mirrors: _ignored, ...clientOptions } = options.registry ?? {};
+  const insecure = [...(clientOptions.insecureRegistries ?? []), ...plainHttpHosts(router.upstreams())];
+  const state: ServeState = {
+    store,
+    fills: new Fills(store, abort.signal, {
+      started: (digest) => lease.add([digest]),
+      changed: (n) => {
+        metrics.inFlightDownloads = n;
+      },
+    }),
+    upstream: new UpstreamAccess({ retry: { attempts: 2, baseDelayMs: 200, maxDelayMs: 2000, budgetMs: 15_000 }, ...clientOptions, insecureRegistries: insecure }, metrics),
+    metrics,
+    tags,
+    sizes: new Map(),
+    mediaTypes: new Map(),
+    lease,
+    pending: new Map(),
+    maxManifestBytes: options.maxManifestBytes ?? MAX_MANIFEST_BYTES,
+  };
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    void handle(state, router, req, res, options.onAccess);
+  };
+  const server: Server = options.tls
+    ? createHttps({ cert: readFileSync(options.tls.cert), key: readFileSync(options.tls.key) }, onRequest)
+    : createHttp(onRequest);
+  server.headersTimeout = 30_000;
+  server.requestTimeout = 0; // a large blob to a slow client may take long; idle sockets still time out
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err) => reject(new VmimgError(ErrorCode.IO, `cannot listen on ${hostname}:${port}: ${err.message}`, { cause: err })));
+    server.listen(port, hostname, resolve);
+  });
+  const address = server.address() as AddressInfo;
+  const host = `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  let stopping: Promise<void> | undefined;
+  return {
+    url: `${options.tls ? 'https' : 'http'}://${host}`,
+    host,
+    metrics,
+    shutdown: () => (stopping ??= shutdown(server, options.shutdownGraceMs ?? 30_000, async () => {
+      abort.abort(new VmimgError(ErrorCode.ABORTED, 'the server is shutting down'));
+      await tags.flush();
+      await state.upstream.close();
+      await lease.release();
+    })),
+  };
+}
+
+async function shutdown(server: Server, graceMs: number, after: () => Promise<void>): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeIdleConnections();
+  const timer = setTimeout(() => server.closeAllConnections(), graceMs);
+  await closed;
+  clearTimeout(timer);
+  await after();
+}
+
+/** `HOST:PORT`, `[V6]:PORT` or `:PORT` (loopback). */
+export function parseListen(listen: string): { hostname: string; port: number } {
+  const m = /^(?:\[([0-9a-f:.]+)\]|([^:[\]]*)):(\d{1,5})$/i.exec(listen.trim());
+  const port = m === null ? NaN : Number(m[3]);
+  if (m === null || port > 65535) throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `--listen "${listen}" is not HOST:PORT`);
+  const hostname = m[1] ?? (m[2] === '' ? '127.0.0.1' : m[2]!);
+  return { hostname, port };
+}

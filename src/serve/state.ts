@@ -1,0 +1,44 @@
+/** What the request handlers share: the store, downloads, upstream access, tables and counters. */
+import type { BlobStore } from '../store/index.js';
+import type { CacheLease } from '../image/lease.js';
+import type { Fills } from './fill.js';
+import type { ServeMetrics } from './metrics.js';
+import type { TagTable } from './tags.js';
+import type { UpstreamAccess } from './upstream.js';
+
+/** Blob sizes learnt from manifests that went through (so a miss knows the size before the upstream says it). */
+export const MAX_KNOWN_SIZES = 200_000;
+
+export interface ServeState {
+  readonly store: BlobStore;
+  readonly fills: Fills;
+  readonly upstream: UpstreamAccess;
+  readonly metrics: ServeMetrics;
+  readonly tags: TagTable;
+  /** digest → size, from descriptors in manifests served (bounded: MAX_KNOWN_SIZES). */
+  readonly sizes: Map<string, number>;
+  /** manifest digest → media type, as the upstream sent it. */
+  readonly mediaTypes: Map<string, string>;
+  /** One lease for the server's life: what it stores is kept from `vmimg prune` while it runs. */
+  readonly lease: CacheLease;
+  /** Upstream work in progress by key (tag revalidations, manifest fetches): one call however many ask. */
+  readonly pending: Map<string, Promise<unknown>>;
+  /** Largest manifest accepted from an upstream (bytes). */
+  readonly maxManifestBytes: number;
+}
+
+/** Runs `work` once per `key` at a time; concurrent callers share its promise. */
+export function once<T>(s: ServeState, key: string, work: () => Promise<T>): Promise<T> {
+  const running = s.pending.get(key) as Promise<T> | undefined;
+  if (running !== undefined) return running;
+  const p = work().finally(() => s.pending.delete(key));
+  s.pending.set(key, p);
+  return p;
+}
+
+/** Remembers a digest → size (dropping the oldest past the bound). */
+export function learnSize(s: ServeState, digest: string, size: number): void {
+  if (s.sizes.has(digest)) return;
+  s.sizes.set(digest, size);
+  if (s.sizes.size > MAX_KNOWN_SIZES) s.sizes.delete(s.sizes.keys().next().value as string);
+}
