@@ -58,22 +58,60 @@ export async function exportTar(source: ExportSource, out: Writable, options: Ta
       warnings.push(message);
       options.onWarning?.(message);
     };
+    const readerWants = consumerDemand(pack);
     try {
       for (const e of walkTree(fs, undefined, warn)) {
         const header = headerFor(fs, e);
         if (!header) continue;
+        options.signal?.throwIfAborted();
+        // pack.entry throws once the pipeline is torn down (a failed write): the real cause is `done`'s
+        if (tornDown(pack)) break;
         await addEntry(pack, header, fs, e, options.verify ?? true);
         entries++;
+        await readerWants();
       }
-      pack.finalize();
+      if (!tornDown(pack)) pack.finalize();
     } catch (err) {
+      // torn down from outside (Ctrl-C, the reader failed): the entry's own error only echoes that cause
+      const echo = tornDown(pack);
       pack.destroy(err as Error);
-      await done.catch(() => undefined);
-      throw err;
+      const cause: unknown = await done.then(() => undefined, (e: unknown) => e);
+      throw echo && cause !== undefined ? cause : err;
     }
     await done;
     return { entries, warnings };
   });
+}
+
+/**
+ * Backpressure for entries without a body: tar-stream's pack waits for its reader only while writing a
+ * file's bytes, so headers alone (a deep or wide tree of directories, 1.1 GB of pax headers for a
+ * 32k-deep one) would pile up in its buffer. The returned wait resolves at once while the pack holds
+ * less than its high-water mark, else when the reader next asks for data (or the pack is torn down).
+ */
+function consumerDemand(pack: tarStream.Pack): () => Promise<void> {
+  const p = pack as unknown as { _readableState: { buffered: number; highWaterMark: number }; _read(cb: (err?: Error) => void): void };
+  let wake: (() => void) | undefined;
+  const wakeUp = (): void => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  const read = p._read.bind(pack);
+  p._read = (cb) => {
+    wakeUp();
+    read(cb);
+  };
+  pack.on('close', wakeUp);
+  return () => {
+    if (tornDown(pack) || p._readableState.buffered < p._readableState.highWaterMark) return Promise.resolve();
+    return new Promise<void>((resolve) => (wake = resolve));
+  };
+}
+
+/** streamx's flag: the pack is being destroyed (its `entry` would throw "already finalized or destroyed"). */
+function tornDown(pack: tarStream.Pack): boolean {
+  return (pack as unknown as { destroying: boolean }).destroying;
 }
 
 function headerFor(fs: ContainerFS, e: TreeEntry): Header | undefined {
