@@ -3,8 +3,8 @@
  *
  *  1. cold download of a Debian-size image's blobs from the real registry on loopback
  *     vs `curl` + `sha256sum` of the same blobs                                   (target ≤ 1.3×)
- *  2. cold pull + flatten vs `gzip -dc` of the same layers                        (target ≤ 1.5×)
- *     and vs `skopeo copy` to an OCI layout + `umoci unpack`                      (target ≤ 0.2×)
+ *  2. cold pull vs node:zlib gunzip of the same layers (≤ 1.6×), `gzip -dc`, `skopeo copy` + `umoci unpack`
+ *     (≤ 0.12×); warm re-pull (≤ 0.25 s); load of a docker-save tar vs node gunzip (≤ 1.3×) (bench/pull.ts)
  *  3. peak RSS while flattening a 1 GiB layer                                     (target < 200 MiB)
  *  4. ContainerFS on the pulled image: open, lookups, walk vs `find` (bench/vfs.ts)
  *  5. export to tar / initramfs vs `tar -c` (+ gzip) of umoci's rootfs, boot time under QEMU (bench/export.ts)
@@ -12,7 +12,8 @@
  *  7. deep trees: tar / initramfs export time per MiB of path bytes at 4 000 vs 8 000 levels (bench/deep.ts)
  *  8. ext4 export vs `umoci unpack` + `mkfs.ext4 -d` and `tar -c`; boots from disk vs initramfs (bench/ext4.ts)
  *
- * The Debian image is made once with debootstrap (minbase) + umoci and cached in bench/.cache/.
+ * `npm run bench -- pull export` runs only the sections named (download pull rss vfs export boot entries
+ * deep ext4); vfs needs pull's cache and umoci's rootfs. The Debian image is made once with debootstrap (minbase) + umoci and cached in bench/.cache/.
  * Needs root (debootstrap, umoci unpack), docker-registry, skopeo, umoci, curl; `bash .ci/run --setup-only`.
  */
 import { spawnSync } from 'node:child_process';
@@ -21,12 +22,18 @@ import { join } from 'node:path';
 import { BlobStore } from '../src/store/index.js';
 import { RegistryClient } from '../src/registry/index.js';
 import { parseManifestDocument, parseImageConfig, type ImageManifest } from '../src/manifest/index.js';
-import { pull, parsePlatform } from '../src/index.js';
 import { startRegistry } from '../test/helpers/registry.js';
 import { tmpDir } from '../test/helpers/tools.js';
 import { debianLayout } from './debian.js';
 import { entriesBench } from './entries.js';
-import { sh, sideBySide } from './util.js';
+import { pullBench } from './pull.js';
+import { loadAverage, sh, sideBySide } from './util.js';
+
+const SECTIONS = ['download', 'pull', 'rss', 'vfs', 'export', 'boot', 'entries', 'deep', 'ext4'];
+const only = process.argv.slice(2);
+for (const s of only) if (!SECTIONS.includes(s)) throw new Error(`unknown bench section ${s}; sections: ${SECTIONS.join(' ')}`);
+/** True when `section` runs: all do when none is named on the command line. */
+const want = (section: string): boolean => only.length === 0 || only.includes(section);
 
 const results: string[] = [];
 function report(line: string): void {
@@ -47,83 +54,75 @@ async function main(): Promise<void> {
     const manifest: ImageManifest = doc.manifest;
     const config = parseImageConfig(await client.fetchBlobBytes(ref, manifest.config));
     const total = manifest.layers.reduce((s, l) => s + l.size, 0);
+    report(`started at ${new Date().toISOString()}, ${loadAverage()}`);
     report(`image: ${manifest.layers.length} layers, ${(total / 1e6).toFixed(1)} MB compressed, ${config.rootfs.diff_ids.length} diff_ids`);
 
     // 1. download into the blob store vs curl + sha256sum
-    const urls = manifest.layers.map((l) => `${registry.url}/v2/debian/blobs/${l.digest}`);
-    const dl = await sideBySide({
-      curl: () => {
-        const dir = join(work, 'curl');
-        rmSync(dir, { recursive: true, force: true });
-        mkdirSync(dir);
-        sh('cd "$1" && shift && n=0 && for u in "$@"; do n=$((n+1)); curl -sf -o "b$n" "$u"; done && sha256sum b* > /dev/null', dir, ...urls);
-      },
-      vmimg: async () => {
-        const dir = join(work, 'store');
-        rmSync(dir, { recursive: true, force: true });
-        const store = new BlobStore(dir);
-        await Promise.all(manifest.layers.map((d) => store.fetchInto(d, (offset) => client.openBlob(ref, d, { offset }))));
-      },
-    });
-    report(`download: curl+sha256sum ${dl.curl!.toFixed(0)} ms, vmimg ${dl.vmimg!.toFixed(0)} ms → ${(dl.vmimg! / dl.curl!).toFixed(2)}× (target ≤ 1.3×)`);
+    if (want('download')) {
+      const urls = manifest.layers.map((l) => `${registry.url}/v2/debian/blobs/${l.digest}`);
+      const dl = await sideBySide({
+        curl: () => {
+          const dir = join(work, 'curl');
+          rmSync(dir, { recursive: true, force: true });
+          mkdirSync(dir);
+          sh('cd "$1" && shift && n=0 && for u in "$@"; do n=$((n+1)); curl -sf -o "b$n" "$u"; done && sha256sum b* > /dev/null', dir, ...urls);
+        },
+        vmimg: async () => {
+          const dir = join(work, 'store');
+          rmSync(dir, { recursive: true, force: true });
+          const store = new BlobStore(dir);
+          await Promise.all(manifest.layers.map((d) => store.fetchInto(d, (offset) => client.openBlob(ref, d, { offset }))));
+        },
+      });
+      report(`download: curl+sha256sum ${dl.curl!.toFixed(0)} ms, vmimg ${dl.vmimg!.toFixed(0)} ms → ${(dl.vmimg! / dl.curl!).toFixed(2)}× (target ≤ 1.3×)`);
+    }
     await client.close();
 
-    // 2. pull + flatten vs gzip -dc, and vs skopeo + umoci unpack
-    const blobs = manifest.layers.map((l) => join(layout, 'blobs', 'sha256', l.digest.slice(7)));
+    // 2. cold pull vs node:zlib gunzip, gzip -dc and skopeo + umoci; warm re-pull; load of a docker-save tar
     const cacheDir = join(work, 'cache');
-    const pf = await sideBySide({
-      'gzip -dc': () => sh('for b in "$@"; do gzip -dc "$b" > /dev/null; done', ...blobs),
-      'vmimg pull': async () => {
-        rmSync(cacheDir, { recursive: true, force: true });
-        await pull(`${registry.host}/debian:bench`, { cacheDir, platform: parsePlatform('amd64') });
-      },
-      'skopeo+umoci': () => {
-        rmSync(join(work, 'oci'), { recursive: true, force: true });
-        rmSync(join(work, 'bundle'), { recursive: true, force: true });
-        sh(
-          'skopeo copy --quiet --src-tls-verify=false "docker://$1/debian:bench" "oci:$2:bench" && umoci unpack --image "$2:bench" "$3" > /dev/null',
-          registry.host,
-          join(work, 'oci'),
-          join(work, 'bundle'),
-        );
-      },
-    });
-    report(
-      `pull+flatten: gzip -dc ${pf['gzip -dc']!.toFixed(0)} ms, vmimg ${pf['vmimg pull']!.toFixed(0)} ms, skopeo+umoci ${pf['skopeo+umoci']!.toFixed(0)} ms → ` +
-        `${(pf['vmimg pull']! / pf['gzip -dc']!).toFixed(2)}× gzip -dc (target ≤ 1.5×), ${(pf['vmimg pull']! / pf['skopeo+umoci']!).toFixed(2)}× skopeo+umoci (target ≤ 0.2×)`,
-    );
+    if (want('pull')) for (const line of await pullBench({ host: registry.host, layout, layers: manifest.layers.map((l) => l.digest), work })) report(line);
 
     // 3. peak RSS flattening a 1 GiB layer
-    report(flattenRss(work));
+    if (want('rss')) report(flattenRss(work));
 
     // 4. ContainerFS on the pulled image vs find over umoci's rootfs of the same image
-    const imageDir = join(cacheDir, 'images', readdirSync(join(cacheDir, 'images')).find((d) => /^[0-9a-f]{64}$/.test(d))!);
-    const vfs = spawnSync(process.execPath, ['--import', 'tsx', join('bench', 'vfs.ts'), imageDir, join(work, 'bundle', 'rootfs')], {
-      encoding: 'utf8',
-    });
-    for (const line of vfs.stdout.trim().split('\n')) report(line);
-    if (vfs.status !== 0) report(`vfs bench failed: ${vfs.stderr}`);
+    if (want('vfs') && want('pull')) {
+      const imageDir = join(cacheDir, 'images', readdirSync(join(cacheDir, 'images')).find((d) => /^[0-9a-f]{64}$/.test(d))!);
+      const vfs = spawnSync(process.execPath, ['--import', 'tsx', join('bench', 'vfs.ts'), imageDir, join(work, 'bundle', 'rootfs')], {
+        encoding: 'utf8',
+      });
+      for (const line of vfs.stdout.trim().split('\n')) report(line);
+      if (vfs.status !== 0) report(`vfs bench failed: ${vfs.stderr}`);
+    }
 
     // 5. exports (tar, initramfs) vs tar/gzip of umoci's rootfs, and boot-to-entrypoint under QEMU
-    const exp = spawnSync(process.execPath, ['--import', 'tsx', join('bench', 'export.ts')], { encoding: 'utf8' });
-    for (const line of exp.stdout.trim().split('\n')) report(line);
-    if (exp.status !== 0) report(`export bench failed: ${exp.stderr}`);
+    if (want('export') || want('boot')) {
+      const parts = ['export', 'boot'].filter(want);
+      const exp = spawnSync(process.execPath, ['--import', 'tsx', join('bench', 'export.ts'), ...parts], { encoding: 'utf8' });
+      for (const line of exp.stdout.trim().split('\n')) report(line);
+      if (exp.status !== 0) report(`export bench failed: ${exp.stderr}`);
+    }
 
     // 6. memory and time that grow with entry counts
-    for (const line of entriesBench()) report(line);
+    if (want('entries')) for (const line of entriesBench()) report(line);
 
     // 7. deep trees: export time per byte of path stays flat as the depth doubles
-    const deep = spawnSync(process.execPath, ['--import', 'tsx', join('bench', 'deep.ts')], { encoding: 'utf8' });
-    for (const line of deep.stdout.trim().split('\n')) report(line);
-    if (deep.status !== 0) report(`deep-tree bench failed: ${deep.stderr}`);
+    if (want('deep')) {
+      const deep = spawnSync(process.execPath, ['--import', 'tsx', join('bench', 'deep.ts')], { encoding: 'utf8' });
+      for (const line of deep.stdout.trim().split('\n')) report(line);
+      if (deep.status !== 0) report(`deep-tree bench failed: ${deep.stderr}`);
+    }
 
     // 8. ext4 export vs umoci unpack + mkfs.ext4 -d and tar -c; boots from disk vs initramfs
-    const ext4 = spawnSync(process.execPath, ['--import', 'tsx', join('bench', 'ext4.ts')], { encoding: 'utf8' });
-    for (const line of ext4.stdout.trim().split('\n')) report(line);
-    if (ext4.status !== 0) report(`ext4 bench failed: ${ext4.stderr}`);
+    if (want('ext4')) {
+      const ext4 = spawnSync(process.execPath, ['--import', 'tsx', join('bench', 'ext4.ts')], { encoding: 'utf8' });
+      for (const line of ext4.stdout.trim().split('\n')) report(line);
+      if (ext4.status !== 0) report(`ext4 bench failed: ${ext4.stderr}`);
+    }
   } finally {
     await registry.stop();
   }
+  report(`finished at ${new Date().toISOString()}, ${loadAverage()}`);
   console.log('\nSummary\n' + results.map((l) => `  ${l}`).join('\n'));
 }
 

@@ -1,5 +1,6 @@
 /** What every benchmark script shares: interleaved side-by-side timing, medians, shell helpers. */
 import { execFileSync } from 'node:child_process';
+import { availableParallelism, loadavg } from 'node:os';
 
 export const rounds = Number(process.env.VMIMG_BENCH_ROUNDS ?? 3);
 
@@ -15,16 +16,30 @@ export function sh(script: string, ...args: string[]): void {
 
 /**
  * Runs each contender once per round, interleaved (so machine noise hits all alike), and returns
- * each one's median in milliseconds.
+ * each one's median in milliseconds. With `cpu`, also fills it with each one's median CPU time of this
+ * process in milliseconds (threads included, child processes not: meaningful for in-process contenders).
  */
-export async function sideBySide(contenders: Record<string, () => Promise<unknown> | unknown>): Promise<Record<string, number>> {
+export async function sideBySide(
+  contenders: Record<string, () => Promise<unknown> | unknown>,
+  cpu?: Record<string, number>,
+): Promise<Record<string, number>> {
   const times: Record<string, number[]> = Object.fromEntries(Object.keys(contenders).map((k) => [k, []]));
+  const cpus: Record<string, number[]> = Object.fromEntries(Object.keys(contenders).map((k) => [k, []]));
   for (let r = 0; r < rounds; r++) {
     for (const [name, fn] of Object.entries(contenders)) {
       const t = performance.now();
+      const c = process.cpuUsage();
       await fn();
+      const used = process.cpuUsage(c);
       times[name]!.push(performance.now() - t);
+      cpus[name]!.push((used.user + used.system) / 1000);
     }
   }
+  if (cpu) for (const [k, v] of Object.entries(cpus)) cpu[k] = median(v);
   return Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)]));
+}
+
+/** The 1/5/15-minute load averages, for reports: this machine is shared, so times need their context. */
+export function loadAverage(): string {
+  return `load average ${loadavg().map((x) => x.toFixed(1)).join(', ')} on ${availableParallelism()} cores`;
 }

@@ -1,0 +1,91 @@
+/**
+ * Cold pull, warm re-pull and `load`, side by side in one interleaved run (issue 13), as ratios:
+ *  - `node:zlib` gunzip of every layer, one stream at a time, 1 MiB reads and chunks, output discarded:
+ *    the inflate baseline                                                        (cold pull ≤ 1.6×)
+ *  - `gzip -dc` of every layer (the bound earlier sessions compared with)
+ *  - cold `pull` (in this process, like the gunzip baseline; empty cache)
+ *  - warm re-pull of the image just pulled (tag check only)                      (≤ 0.25 s)
+ *  - `loadFromTar` of a classic `docker save` tar of the same image (skopeo's docker-archive: plain layers),
+ *    empty cache                                                                 (≤ 1.3× node gunzip)
+ *  - `skopeo copy` + `umoci unpack`, what users of the Go tools run              (cold pull ≤ 0.12×)
+ */
+import { createReadStream, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Writable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import { loadFromTar, pull, parsePlatform } from '../src/index.js';
+import { loadAverage, rounds, sh, sideBySide } from './util.js';
+
+const MIB = 1 << 20;
+
+/** Inflates each blob in turn with node:zlib's 1 MiB form (TESTING-NOTES: the fast one), discarding the output. */
+export async function nodeGunzip(blobs: string[]): Promise<void> {
+  for (const blob of blobs) {
+    await pipeline(
+      createReadStream(blob, { highWaterMark: MIB }),
+      createGunzip({ chunkSize: MIB }),
+      new Writable({ highWaterMark: MIB, write: (_chunk, _enc, cb) => cb() }),
+    );
+  }
+}
+
+export interface PullBenchInput {
+  /** `127.0.0.1:PORT` of the registry serving `debian:bench`. */
+  host: string;
+  /** The OCI layout the image came from (its blobs are the gzip layers). */
+  layout: string;
+  /** Digests of the image's layers, in order. */
+  layers: string[];
+  work: string;
+}
+
+/** Runs the contenders interleaved; returns report lines. The cold pull's cache is left in `work/cache`. */
+export async function pullBench(input: PullBenchInput): Promise<string[]> {
+  const { host, layout, work } = input;
+  const blobs = input.layers.map((d) => join(layout, 'blobs', 'sha256', d.slice(7)));
+  const cacheDir = join(work, 'cache');
+  const loadCache = join(work, 'load-cache');
+  const saved = join(work, 'debian.docker.tar');
+  rmSync(saved, { force: true });
+  sh('skopeo copy --quiet "oci:$1:bench" "docker-archive:$2:debian:bench"', layout, saved);
+  const platform = parsePlatform('amd64');
+  const before = loadAverage();
+  const cpu: Record<string, number> = {};
+  const m = await sideBySide({
+    'node gunzip': () => nodeGunzip(blobs),
+    'gzip -dc': () => sh('for b in "$@"; do gzip -dc "$b" > /dev/null; done', ...blobs),
+    'vmimg pull': async () => {
+      rmSync(cacheDir, { recursive: true, force: true });
+      await pull(`${host}/debian:bench`, { cacheDir, platform });
+    },
+    'warm pull': () => pull(`${host}/debian:bench`, { cacheDir, platform }),
+    'vmimg load': async () => {
+      rmSync(loadCache, { recursive: true, force: true });
+      await loadFromTar(saved, { cacheDir: loadCache, platform });
+    },
+    'skopeo+umoci': () => {
+      rmSync(join(work, 'oci'), { recursive: true, force: true });
+      rmSync(join(work, 'bundle'), { recursive: true, force: true });
+      sh(
+        'skopeo copy --quiet --src-tls-verify=false "docker://$1/debian:bench" "oci:$2:bench" && umoci unpack --image "$2:bench" "$3" > /dev/null',
+        host,
+        join(work, 'oci'),
+        join(work, 'bundle'),
+      );
+    },
+  }, cpu);
+  const ms = (k: string): string => `${m[k]!.toFixed(0)} ms`;
+  const ratio = (a: string, b: string): string => `${(m[a]! / m[b]!).toFixed(2)}×`;
+  return [
+    `pull (median of ${rounds} interleaved): node gunzip ${ms('node gunzip')}, gzip -dc ${ms('gzip -dc')}, vmimg pull ${ms('vmimg pull')}, ` +
+      `warm pull ${ms('warm pull')}, vmimg load ${ms('vmimg load')}, skopeo+umoci ${ms('skopeo+umoci')}`,
+    `  cold pull: ${ratio('vmimg pull', 'node gunzip')} node gunzip (target ≤ 1.6×), ${ratio('vmimg pull', 'gzip -dc')} gzip -dc, ` +
+      `${ratio('vmimg pull', 'skopeo+umoci')} skopeo+umoci (target ≤ 0.12×)`,
+    `  CPU time (this process, threads included): node gunzip ${cpu['node gunzip']!.toFixed(0)} ms, vmimg pull ${cpu['vmimg pull']!.toFixed(0)} ms, ` +
+      `warm pull ${cpu['warm pull']!.toFixed(0)} ms, vmimg load ${cpu['vmimg load']!.toFixed(0)} ms`,
+    `  ${before} before, ${loadAverage()} after`,
+    `  warm re-pull (tag check only): ${(m['warm pull']! / 1000).toFixed(3)} s (target ≤ 0.25 s)`,
+    `  load of a docker-save tar: ${ratio('vmimg load', 'node gunzip')} node gunzip (target ≤ 1.3×)`,
+  ];
+}
