@@ -10,7 +10,7 @@ import { parseManifestDocument } from '../manifest/parse.js';
 import type { Descriptor, ImageIndex } from '../manifest/types.js';
 import { hostPlatform } from '../platform/index.js';
 import type { Platform } from '../platform/types.js';
-import { mapLimit } from '../util/limiter.js';
+import { createLimiter } from '../util/limiter.js';
 import type { BlobOutcome, PushEvent, PushSink, PushSource } from './types.js';
 
 export interface PushOptions {
@@ -42,7 +42,10 @@ const MAX_INDEX_DEPTH = 8;
 /** Copies `source`'s image (one platform, or everything with `all`) to `sink`; see the module comment. */
 export async function pushImage(source: PushSource, sink: PushSink, options: PushOptions = {}): Promise<PushResult> {
   const counts: Record<BlobOutcome, number> = { exists: 0, mounted: 0, uploaded: 0 };
-  const job: Job = { source, sink, options, counts, uploadedBytes: 0, done: new Map() };
+  // One failed blob stops the others: their uploads are cancelled, not left running after we return.
+  const failed = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, failed.signal]) : failed.signal;
+  const job: Job = { source, sink, options: { ...options, signal }, counts, uploadedBytes: 0, done: new Map(), failed };
   const { descriptor, bytes } = options.all === true ? source.root : await chooseManifest(source, options);
   await copyDocument(job, descriptor, bytes, 0);
   await sink.putManifest(descriptor, bytes, options.tag, true, options.signal);
@@ -58,6 +61,7 @@ interface Job {
   uploadedBytes: number;
   /** Blobs already handled in this push (an index's children share layers). */
   readonly done: Map<string, Promise<void>>;
+  readonly failed: AbortController;
 }
 
 /** The platform's manifest, walking nested indexes; a single manifest is taken as it is. */
@@ -78,7 +82,7 @@ async function copyDocument(job: Job, descriptor: Descriptor, bytes: Buffer, dep
   const doc = parseManifestDocument(bytes, descriptor.mediaType);
   if (doc.kind === 'manifest') {
     const blobs = [doc.manifest.config, ...doc.manifest.layers].filter((d) => !isForeign(d));
-    await mapLimit(blobs, job.options.concurrency ?? 3, (d) => copyBlobOnce(job, d));
+    await allOrFirstError(job, blobs, (d) => copyBlobOnce(job, d));
     return;
   }
   if (depth >= MAX_INDEX_DEPTH) throw tooDeep();
@@ -98,6 +102,24 @@ function children(index: ImageIndex): Descriptor[] {
 /** Non-distributable layers (with `urls`) are not copied, as registries and skopeo do by default. */
 function isForeign(d: Descriptor): boolean {
   return d.urls !== undefined && d.urls.length > 0 && /foreign|nondistributable/.test(d.mediaType);
+}
+
+/** Runs `fn` over `items` (job.options.concurrency at once); on a failure aborts the rest, waits for them, throws the first error. */
+async function allOrFirstError<T>(job: Job, items: readonly T[], fn: (item: T) => Promise<void>): Promise<void> {
+  const limit = createLimiter(job.options.concurrency ?? 3);
+  const settled = await Promise.allSettled(
+    items.map((item) =>
+      limit(async () => {
+        if (job.failed.signal.aborted) return;
+        await fn(item).catch((err: unknown) => {
+          job.failed.abort(err);
+          throw err;
+        });
+      }),
+    ),
+  );
+  const first = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (first !== undefined) throw job.failed.signal.reason ?? first.reason;
 }
 
 function copyBlobOnce(job: Job, desc: Descriptor): Promise<void> {

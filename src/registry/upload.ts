@@ -56,8 +56,8 @@ export class BlobUploader {
 
   /**
    * Cross-repository mount from `from` (same registry). True when the registry mounted it (201 naming
-   * the digest); false when it declined (it opened an upload instead, which is cancelled) — the caller
-   * then uploads.
+   * the digest); false when it declined (it opened an upload instead, which is cancelled; or refused
+   * access to `from`) — the caller then uploads.
    */
   async mount(desc: Descriptor, from: string, signal?: AbortSignal): Promise<boolean> {
     const query = new URLSearchParams({ mount: validateDigest(desc.digest), from });
@@ -70,13 +70,19 @@ export class BlobUploader {
       signal,
     };
     return this.retried(req.what, signal, undefined, async () => {
-      const res = await this.session.send(req);
+      const res = await this.session.send(req).catch((err: unknown) => {
+        // No pull access to `from` (or no such repository): decline, and let the upload decide.
+        if (err instanceof VmimgError && (err.code === ErrorCode.UNAUTHORIZED || err.code === ErrorCode.NOT_FOUND)) return undefined;
+        throw err;
+      });
+      if (res === undefined) return false;
       await discard(res);
       if (res.status === 201) {
         const got = header(res, 'docker-content-digest');
         if (got !== undefined) checkDigest(req.what, desc.digest, got);
         return true;
       }
+      if (res.status === 404 || res.status === 403) return false;
       if (res.status !== 202) throw await this.session.unexpected(req, res);
       const location = header(res, 'location');
       if (location !== undefined) await this.cancel(location, signal);
@@ -245,6 +251,8 @@ function hashed(source: Readable, length: number, hash: Hash, digest: string | u
     },
   });
   source.on('error', (err) => cut.destroy(err));
+  // The request may end early (an error answer, an abort): release the source's file or connection.
+  cut.on('close', () => source.destroy());
   if (length === 0) {
     source.destroy();
     cut.end();

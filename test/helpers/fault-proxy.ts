@@ -59,7 +59,11 @@ export interface FaultProxy {
   stop(): Promise<void>;
 }
 
-export async function startFaultProxy(upstream: string, options: { bindAddress?: string } = {}): Promise<FaultProxy> {
+/**
+ * `forwardedHost`: send `X-Forwarded-Host: <proxy host>` upstream, so the registry's upload Locations
+ * point back at the proxy (distribution builds them from that header) and faults reach uploads too.
+ */
+export async function startFaultProxy(upstream: string, options: { bindAddress?: string; forwardedHost?: boolean } = {}): Promise<FaultProxy> {
   const target = new URL(upstream);
   const rules: (FaultRule & { used: number })[] = [];
   const requests: ProxiedRequest[] = [];
@@ -77,6 +81,7 @@ export async function startFaultProxy(upstream: string, options: { bindAddress?:
     return undefined;
   };
 
+  let host = '';
   const server: Server = createServer((req, res) => {
     const fault = pick(req);
     requests.push({
@@ -111,7 +116,7 @@ export async function startFaultProxy(upstream: string, options: { bindAddress?:
       req.resume();
       return;
     }
-    forward(req, res, target, fault);
+    forward(req, res, target, fault, options.forwardedHost === true ? host : undefined);
   });
   server.on('connection', (s: Socket) => {
     sockets.add(s);
@@ -119,7 +124,7 @@ export async function startFaultProxy(upstream: string, options: { bindAddress?:
   });
   await new Promise<void>((resolve) => server.listen(0, options.bindAddress ?? '127.0.0.1', resolve));
   const { port, address } = server.address() as AddressInfo;
-  const host = `${address}:${port}`;
+  host = `${address}:${port}`;
   return {
     host,
     url: `http://${host}`,
@@ -137,8 +142,8 @@ export async function startFaultProxy(upstream: string, options: { bindAddress?:
   };
 }
 
-function forward(req: IncomingMessage, res: ServerResponse, target: URL, fault: Fault | undefined): void {
-  const headers = { ...req.headers, host: target.host };
+function forward(req: IncomingMessage, res: ServerResponse, target: URL, fault: Fault | undefined, forwardedHost?: string): void {
+  const headers = { ...req.headers, host: target.host, ...(forwardedHost !== undefined ? { 'x-forwarded-host': forwardedHost } : {}) };
   if (fault?.kind === 'ignore-range') delete headers.range;
   const up = request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers }, (upRes) => {
     const outHeaders = { ...upRes.headers };

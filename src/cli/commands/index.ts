@@ -10,6 +10,7 @@ import { loadCommand } from './load.js';
 import { lsCommand } from './ls.js';
 import { pruneCommand } from './prune.js';
 import { pullCommand } from './pull.js';
+import { pushCommand } from './push.js';
 import { resolveCommand } from './resolve.js';
 import { rmCommand } from './rm.js';
 import { serveCommand } from './serve.js';
@@ -18,6 +19,7 @@ import { validateCommand } from './validate.js';
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const commands: CommandModule<GlobalArgs, any>[] = [
   pullCommand,
+  pushCommand,
   loadCommand,
   exportCommand,
   inspectCommand,

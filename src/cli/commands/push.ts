@@ -1,0 +1,120 @@
+import type { CommandModule } from 'yargs';
+import { ErrorCode, VmimgError } from '../../errors.js';
+import { formatReference, parseReference } from '../../reference/index.js';
+import { RegistryClient } from '../../registry/client.js';
+import { pushImage, type PushResult } from '../../push/push.js';
+import { registrySource } from '../../push/registry-source.js';
+import { RegistrySink, type RegistrySinkOptions } from '../../push/sinks.js';
+import type { PushEvent, PushSink, PushSource } from '../../push/types.js';
+import type { Context, GlobalArgs } from '../context.js';
+import { escapeTerminal } from '../escape.js';
+import { humanBytes, shortDigest } from '../format.js';
+import { classifyImageArg } from '../image-arg.js';
+import { UsageError } from '../exit-codes.js';
+import { run } from './common.js';
+
+interface Args {
+  src: string;
+  dest: string;
+  all?: boolean;
+  concurrency?: number;
+  'chunk-size'?: string;
+}
+
+export const pushCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
+  command: 'push <src> <dest>',
+  describe: 'Copy an image to a registry, byte for byte (blobs the registry has are skipped, same-registry blobs mounted)',
+  builder: (y) =>
+    y
+      .positional('src', { type: 'string', demandOption: true, describe: 'IMAGE: a registry reference (more sources as the content seam lands)' })
+      .positional('dest', { type: 'string', demandOption: true, describe: 'Registry reference to push to (name[:tag])' })
+      .option('all', { type: 'boolean', describe: 'Copy the whole image index (every platform), not one platform' })
+      .option('concurrency', { type: 'number', describe: 'Blobs uploaded at once (default 3)' })
+      .option('chunk-size', { type: 'string', describe: 'Blobs larger than this are uploaded in chunks of it (default 64M)' })
+      .example('$0 push alpine:3.20 127.0.0.1:5000/alpine:3.20 --arch arm64', 'One platform of a multi-arch image')
+      .example('$0 push alpine:3.20 reg.lan:5000/alpine --all --json', 'The whole index; the result as JSON'),
+  handler: run<Args>(async (ctx, args) => {
+    const dest = destinationRef(args.dest);
+    const sinkOptions: RegistrySinkOptions = { ...(await ctx.registryOptions(formatReference(dest))), ...chunkOption(args['chunk-size']) };
+    const client = new RegistryClient(await ctx.registryOptions());
+    const sink = new RegistrySink(dest, sinkOptions);
+    let source: PushSource | undefined;
+    try {
+      source = await openSource(ctx, client, args.src);
+      const result = await pushImage(source, sink, {
+        ...(ctx.platform ? { platform: ctx.platform } : {}),
+        all: args.all === true,
+        tag: dest.tag,
+        signal: ctx.signal,
+        ...(args.concurrency !== undefined ? { concurrency: positive(args.concurrency, '--concurrency') } : {}),
+        onEvent: progress(ctx),
+      });
+      report(ctx, sink, result);
+    } finally {
+      await source?.close?.();
+      await Promise.all([sink.close(), client.close()]);
+    }
+  }),
+};
+
+/** DEST: a registry reference; `docker://` may prefix it. A digest pin is refused (push names a tag). */
+function destinationRef(arg: string) {
+  const ref = parseReference(arg.replace(/^docker:\/\//, ''));
+  if (ref.digest !== undefined) throw new UsageError(`push DEST ${arg} names a digest; name a tag (the pushed digest is printed)`);
+  return ref;
+}
+
+async function openSource(ctx: Context, client: RegistryClient, arg: string): Promise<PushSource> {
+  const a = await classifyImageArg(arg);
+  if (a.kind === 'path') {
+    throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `push from ${a.path}: tars and layout directories are not yet a push source`, {
+      hint: 'push a registry reference for now',
+    });
+  }
+  return registrySource(client, parseReference(a.name), ctx.signal);
+}
+
+function chunkOption(text: string | undefined): { chunkBytes?: number } {
+  if (text === undefined) return {};
+  const m = /^(\d+)([KMG]?)$/i.exec(text.trim());
+  if (m === null) throw new UsageError(`--chunk-size takes bytes or 512K, 64M, 1G; not ${text}`);
+  const unit = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[m[2]!.toUpperCase() as '' | 'K' | 'M' | 'G'];
+  return { chunkBytes: positive(Number(m[1]) * unit, '--chunk-size') };
+}
+
+function positive(n: number, name: string): number {
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${name} must be a whole number of at least 1, not ${String(n)}`);
+  return n;
+}
+
+/** One line per blob state change on stderr (JSON lines with --json, nothing with -q). */
+function progress(ctx: Context): (e: PushEvent) => void {
+  const seen = new Map<string, string>();
+  return (e) => {
+    if (ctx.quiet) return;
+    if (ctx.json) return void process.stderr.write(`${JSON.stringify({ progress: e })}\n`);
+    if (e.type === 'manifest') return void process.stderr.write(`manifest ${shortDigest(e.digest)}: pushed${e.tag ? ` as ${escapeTerminal(e.tag)}` : ''}\n`);
+    if (e.state === 'checking' || seen.get(e.digest) === e.state) return;
+    seen.set(e.digest, e.state);
+    process.stderr.write(`blob ${shortDigest(e.digest)} (${humanBytes(e.size)}): ${e.state === 'exists' ? 'already there' : e.state}\n`);
+  };
+}
+
+function report(ctx: Context, sink: PushSink, result: PushResult): void {
+  const summary = {
+    pushed: sink.name,
+    digest: result.descriptor.digest,
+    mediaType: result.descriptor.mediaType,
+    size: result.descriptor.size,
+    blobs: result.blobs,
+    uploadedBytes: result.uploadedBytes,
+    notes: result.notes,
+  };
+  if (ctx.json) return ctx.out(JSON.stringify(summary));
+  for (const note of result.notes) process.stderr.write(`note: ${escapeTerminal(note)}\n`);
+  if (ctx.quiet) return ctx.out(summary.digest);
+  ctx.out(`pushed:   ${escapeTerminal(summary.pushed)}`);
+  ctx.out(`digest:   ${summary.digest}`);
+  const { uploaded, mounted, exists } = result.blobs;
+  ctx.out(`blobs:    ${uploaded} uploaded (${humanBytes(result.uploadedBytes)}), ${mounted} mounted, ${exists} already there`);
+}
