@@ -46,7 +46,12 @@ async function rootfs(arch: Arch): Promise<string> {
 }
 
 /** An OCI archive of the image: user app, working dir /home/app, cmd printing who and where it runs. */
-export function debianArchive(arch: Arch): Promise<string> {
+export async function debianArchive(arch: Arch): Promise<string> {
+  return (await debianImage(arch)).archive;
+}
+
+/** The image as an OCI layout (`ref` = `layout:debian`, for `umoci unpack`) and as an OCI archive. */
+export function debianImage(arch: Arch): Promise<{ ref: string; archive: string }> {
   return memo(`debian-archive:${arch}`, async () => {
     requireTools(['umoci', 'skopeo']);
     const root = await rootfs(arch);
@@ -61,6 +66,6 @@ export function debianArchive(arch: Arch): Promise<string> {
       '--config.workingdir', '/home/app', '--config.env', 'PATH=/usr/sbin:/usr/bin:/sbin:/bin', '--config.env', 'FIXTURE=debian',
       '--config.cmd', '/bin/sh', '--config.cmd', '-c', '--config.cmd', 'echo "$(id -u):$(id -g) $(pwd) $FIXTURE $(readlink /proc/$$/exe)"; cat /etc/fixture',
     ]);
-    return toOciArchive(ref, join(work, 'debian.tar'), 'latest');
+    return { ref, archive: await toOciArchive(ref, join(work, 'debian.tar'), 'latest') };
   });
 }

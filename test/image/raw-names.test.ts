@@ -176,10 +176,11 @@ describe('names that are not UTF-8 (exports)', () => {
     assert.deepEqual(await describeDir(join(dir, 'x'), false), await describeVfs(fsys, false));
   });
 
-  it('exports an ext4 image whose names debugfs dumps as the same bytes', async () => {
-    requireTools(['debugfs']);
+  it('exports an ext4 image that e2fsck -fn passes and whose names debugfs dumps as the same bytes', async () => {
+    requireTools(['debugfs', 'e2fsck']);
     const dir = await tmpDir('vmimg-raw-names-ext4-');
     await exportExt4(fsys, join(dir, 'root.ext4'), { init: false });
+    await run('e2fsck', ['-fn', join(dir, 'root.ext4')]); // exits non-zero on any finding
     mkdirSync(join(dir, 'x'));
     await run('debugfs', ['-R', `rdump / ${join(dir, 'x')}`, join(dir, 'root.ext4')]);
     const dumped = await describeDir(join(dir, 'x'), false);
