@@ -5,6 +5,7 @@ import { bootCommand } from './boot.js';
 import { catCommand } from './cat.js';
 import { exportCommand } from './export.js';
 import { imagesCommand } from './images.js';
+import { indexCommand } from './layer-index.js';
 import { inspectCommand } from './inspect.js';
 import { loadCommand } from './load.js';
 import { lsCommand } from './ls.js';
@@ -32,4 +33,5 @@ export const commands: CommandModule<GlobalArgs, any>[] = [
   validateCommand,
   bootCommand,
   serveCommand,
+  indexCommand,
 ];

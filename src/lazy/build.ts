@@ -1,0 +1,150 @@
+/**
+ * Builds gzip checkpoint indexes off the main thread (src/lazy/checkpoint-worker.ts) and stores them
+ * as `<cache>/checkpoints/sha256/<compressedHex>.zran` (docs/FORMAT.md "`.zran`").
+ */
+import { createReadStream } from 'node:fs';
+import { mkdir, rename, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { dirname, extname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
+import { ErrorCode, VmimgError, type ErrorCodeValue } from '../errors.js';
+import { digestHex } from '../digest/index.js';
+import { writeFileDurable } from '../util/fs.js';
+import type { CheckpointOptions } from './checkpoint-builder.js';
+
+/** Blobs smaller than this get no checkpoints: fetching them whole is cheaper (SOCI's 10 MiB). */
+export const MIN_INDEXED_BLOB = 10 * 1024 * 1024;
+/** Chunks the worker has not consumed yet, at most (bytes): beyond it `push` waits. */
+const MAX_QUEUED = 32 * 1024 * 1024;
+const BATCH = 1024 * 1024;
+
+/** The checkpoints directory of a cache root. */
+export function checkpointsDir(cacheRoot: string): string {
+  return join(cacheRoot, 'checkpoints', 'sha256');
+}
+
+/** Where the `.zran` of the blob `digest` lives. */
+export function zranPath(cacheRoot: string, digest: string): string {
+  return join(checkpointsDir(cacheRoot), `${digestHex(digest)}.zran`);
+}
+
+/**
+ * A checkpoint builder in a worker thread. Feed the blob with {@link push} (resolves when the worker is
+ * less than 32 MiB behind), then {@link finish}; {@link abort} ends the worker. Errors of the builder
+ * (ERR_INVALID_LAYER, ERR_TOO_LARGE) surface from push or finish.
+ */
+export class CheckpointWorker {
+  private readonly worker: Worker;
+  private queued = 0;
+  private batch: Buffer[] = [];
+  private batchBytes = 0;
+  private error: VmimgError | undefined;
+  private waiters: (() => void)[] = [];
+  private settle: { resolve: (zran: Buffer) => void; reject: (err: Error) => void } | undefined;
+  private exited = false;
+
+  constructor(options: Partial<CheckpointOptions> = {}) {
+    const self = fileURLToPath(import.meta.url);
+    // .js in dist/; .ts when run from source under tsx, whose loader a worker must register itself.
+    const ext = extname(self);
+    const entry = new URL(`./checkpoint-worker${ext}`, import.meta.url);
+    this.worker = ext === '.ts' ? tsxWorker(entry, options) : new Worker(entry, { workerData: options });
+    this.worker.on('message', (msg: { acked?: number; zran?: Uint8Array; error?: { code: string; message: string } }) => {
+      if (msg.acked !== undefined) this.queued -= msg.acked;
+      if (msg.error) this.fail(new VmimgError(msg.error.code as ErrorCodeValue, `building gzip checkpoints: ${msg.error.message}`));
+      if (msg.zran) this.settle?.resolve(Buffer.from(msg.zran.buffer, msg.zran.byteOffset, msg.zran.byteLength));
+      this.wake();
+    });
+    this.worker.on('error', (err) => this.fail(new VmimgError(ErrorCode.INTERNAL, `checkpoint worker: ${err.message}`, { cause: err })));
+    this.worker.on('exit', () => {
+      this.exited = true;
+      this.fail(new VmimgError(ErrorCode.INTERNAL, 'checkpoint worker exited'));
+    });
+  }
+
+  private fail(err: VmimgError): void {
+    this.error ??= err;
+    this.settle?.reject(this.error);
+    this.wake();
+  }
+
+  private wake(): void {
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  /** Queues bytes of the blob (copied: the caller may reuse its buffer). */
+  async push(chunk: Uint8Array): Promise<void> {
+    if (this.error) throw this.error;
+    this.batch.push(Buffer.from(chunk));
+    this.batchBytes += chunk.length;
+    if (this.batchBytes >= BATCH) this.flush();
+    while (this.queued > MAX_QUEUED && !this.error) await new Promise<void>((r) => this.waiters.push(r));
+    if (this.error) throw this.error;
+  }
+
+  private flush(): void {
+    if (this.batchBytes === 0) return;
+    const data = this.batch.length === 1 ? this.batch[0]! : Buffer.concat(this.batch);
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    this.queued += bytes.length;
+    // Only a buffer that owns its whole ArrayBuffer can be transferred; small pooled ones are copied.
+    const own = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
+    this.worker.postMessage({ chunk: bytes }, own ? [bytes.buffer as ArrayBuffer] : []);
+    this.batch = [];
+    this.batchBytes = 0;
+  }
+
+  /** The encoded `.zran` of everything pushed; `digest`/`diffId` as verified by the caller. */
+  async finish(ids: { digest: string; diffId: string }): Promise<Buffer> {
+    this.flush();
+    if (this.error) throw this.error;
+    const done = new Promise<Buffer>((resolve, reject) => (this.settle = { resolve, reject }));
+    this.worker.postMessage({ finish: ids });
+    try {
+      return await done;
+    } finally {
+      await this.abort();
+    }
+  }
+
+  /** Ends the worker (idempotent). */
+  async abort(): Promise<void> {
+    if (!this.exited) await this.worker.terminate();
+  }
+}
+
+/** Tests and benchmarks run the sources under tsx: such a worker registers tsx's loader first. */
+function tsxWorker(entry: URL, workerData: unknown): Worker {
+  // tsx registers its hooks by itself in the main thread only; its ESM API registers them here.
+  const api = join(dirname(createRequire(import.meta.url).resolve('tsx/package.json')), 'dist', 'esm', 'api', 'index.mjs');
+  const code = `import(${JSON.stringify(pathToFileURL(api).href)}).then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); })`;
+  return new Worker(code, { eval: true, workerData });
+}
+
+/** Builds the `.zran` of a gzip blob file in a worker and returns it encoded. */
+export async function buildCheckpointsFromFile(path: string, ids: { digest: string; diffId: string }, options: Partial<CheckpointOptions> = {}): Promise<Buffer> {
+  const w = new CheckpointWorker(options);
+  try {
+    for await (const chunk of createReadStream(path, { highWaterMark: BATCH })) await w.push(chunk as Buffer);
+    return await w.finish(ids);
+  } finally {
+    await w.abort();
+  }
+}
+
+/** Writes `zran` as the checkpoint index of `digest` (temp name, fsync, rename). */
+export async function storeCheckpoints(cacheRoot: string, digest: string, zran: Buffer): Promise<string> {
+  const dir = checkpointsDir(cacheRoot);
+  await mkdir(dir, { recursive: true });
+  const final = zranPath(cacheRoot, digest);
+  const tmp = join(dir, `.tmp-${process.pid}-${randomBytes(8).toString('hex')}.zran`);
+  try {
+    await writeFileDurable(tmp, zran);
+    await rename(tmp, final);
+  } finally {
+    await rm(tmp, { force: true });
+  }
+  return final;
+}

@@ -1,0 +1,63 @@
+// `vmimg index build` on an image pulled from the real registry (docker-registry on loopback; the
+// Debian test image made by umoci and pushed by skopeo): one .zran for its 10+ MiB gzip layer, whose
+// spans re-inflate to what `gzip -dc` makes of the cached blob.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { inflateSpan } from '../../src/lazy/span-inflate.js';
+import { decodeZran, spanRange } from '../../src/lazy/zran-format.js';
+import { debianArchive } from '../boot/debian-fixture.js';
+import { expectExit } from '../cli/run.js';
+import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
+import { requireTools, run, runBuffer, tmpDir } from '../helpers/tools.js';
+
+let registry: RunningRegistry;
+let ref: string;
+
+before(async () => {
+  requireTools(['skopeo', 'gzip']);
+  const [archive, reg] = await Promise.all([debianArchive('amd64'), startRegistry()]);
+  registry = reg;
+  ref = `${registry.host}/lazy/debian:1`;
+  await run('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci-archive:${archive}:latest`, `docker://${ref}`]);
+});
+
+after(async () => {
+  await registry?.stop();
+});
+
+interface Result {
+  layers: { digest: string; status: string; checkpoints?: number; indexSize?: number; path?: string; compressedSize: number }[];
+}
+
+describe('vmimg index build', () => {
+  test('builds the .zran of the pulled gzip layer once; its spans inflate to gzip -dc of the blob', async () => {
+    const cache = await tmpDir('vmimg-lazy-cli-');
+    await expectExit(0, ['--cache-dir', cache, 'pull', '-q', ref]);
+    const first = JSON.parse((await expectExit(0, ['--cache-dir', cache, 'index', 'build', ref, '--span-size', '1', '--json'])).stdout) as Result;
+    const built = first.layers.filter((l) => l.status === 'built');
+    assert.equal(built.length, 1, JSON.stringify(first));
+    const layer = built[0]!;
+    const index = decodeZran(readFileSync(layer.path!));
+    assert.equal(index.digest, layer.digest);
+    assert.equal(index.checkpoints.length, layer.checkpoints);
+    assert.ok(layer.indexSize! < layer.compressedSize * 0.05, `index ${layer.indexSize} of ${layer.compressedSize}`);
+    const blobFile = join(cache, 'blobs', 'sha256', layer.digest.slice(7));
+    const blob = readFileSync(blobFile);
+    const tar = await runBuffer('gzip', ['-dc', blobFile]);
+    for (let i = 0; i < index.checkpoints.length; i++) {
+      const r = spanRange(index, i);
+      assert.ok(inflateSpan(index, i, blob.subarray(r.cStart, r.cEnd)).equals(tar.subarray(r.uStart, r.uEnd)), `span ${i}`);
+    }
+    const again = JSON.parse((await expectExit(0, ['--cache-dir', cache, 'index', 'build', ref, '--json'])).stdout) as Result;
+    assert.equal(again.layers.find((l) => l.digest === layer.digest)!.status, 'present');
+    const human = await expectExit(0, ['--cache-dir', cache, 'index', 'build', ref, '--force']);
+    assert.match(human.stdout, /built, \d+ checkpoints/);
+  });
+
+  test('--span-size outside 1..64 is ERR_INVALID_ARGUMENT', async () => {
+    const r = await expectExit(2, ['index', 'build', ref, '--span-size', '0']);
+    assert.match(r.stderr, /ERR_INVALID_ARGUMENT.*--span-size/);
+  });
+});
