@@ -132,6 +132,36 @@ describe('vmimg push', () => {
     }
   });
 
+  it('bytes that do not hash to their descriptor are never completed: ERR_DIGEST_MISMATCH (exit 6), blob and tag absent', () =>
+    withDest(async (dest, proxy) => {
+      const srcProxy = await startFaultProxy(src.url);
+      try {
+        const blobs = manifestBlobs(multi.images.amd64.manifestDigest);
+        const layer = blobs.layers[0]!;
+        srcProxy.add({ method: 'GET', path: `/blobs/${layer}`, fault: { kind: 'corrupt' } });
+        const to = `${proxy.host}/app:corrupt`;
+        const r = await vmimg(['push', `${srcProxy.host}/busybox:multi`, to, '--arch', 'amd64'], { env });
+        assert.equal(r.code, 6, r.stderr);
+        assert.match(r.stderr, /ERR_DIGEST_MISMATCH/);
+        const head = await fetch(`${dest.url}/v2/app/blobs/${layer}`, { method: 'HEAD' });
+        assert.equal(head.status, 404, 'the registry never completed the corrupt upload');
+        assert.equal(manifestPuts(proxy).length, 0);
+        assert.equal(await published(to), false);
+      } finally {
+        await srcProxy.stop();
+      }
+    }));
+
+  it('a registry confirming another digest than the one uploaded is ERR_DIGEST_MISMATCH', () =>
+    withDest(async (_dest, proxy) => {
+      const wrong = `sha256:${'0'.repeat(64)}`;
+      proxy.add({ method: 'PUT', path: '/blobs/uploads/', fault: { kind: 'status', status: 201, headers: { 'docker-content-digest': wrong } } });
+      const r = await vmimg(['push', `${src.host}/busybox:multi`, `${proxy.host}/app:lying`, '--arch', 'amd64'], { env });
+      assert.equal(r.code, 6, r.stderr);
+      assert.match(r.stderr, new RegExp(`ERR_DIGEST_MISMATCH.*${wrong.slice(0, 20)}|${wrong.slice(0, 20)}[^]*ERR_DIGEST_MISMATCH`));
+      assert.equal(manifestPuts(proxy).length, 0);
+    }));
+
   it('a push killed with SIGKILL mid-blob, rerun, uploads only the blobs still missing', () =>
     withDest(async (dest) => {
       const srcProxy = await startFaultProxy(src.url);
