@@ -16,7 +16,7 @@ import { platformKey, recordImage } from './refs.js';
 import { configPlatform } from '../manifest/index.js';
 import { buildRuntimeConfig, type LayerRecord } from './runtime-config.js';
 import type { ImageSource, SourceLayer } from './source.js';
-import { isReopen } from './tee-download.js';
+import { isReopen, storeCheck } from './tee-download.js';
 import { createLimiter, type Limiter } from '../util/limiter.js';
 import { openLease, type CacheLease } from './lease.js';
 
@@ -174,11 +174,13 @@ async function flattenFrom(layer: SourceLayer, index: number, shared: Shared, na
   // pipeline, not pipe: both streams get an error listener at once (a download can fail before the
   // flattener starts reading), and a flattener that stops early (layer already there) releases the download.
   pipeline(stream, counted, () => undefined);
+  const blobVerified = storeCheck(stream); // a download: the store hashes the blob, the flattener need not
   const info = await flattenLayer(counted, {
     dir: cache.layersDir,
     expectedDiffId: layer.diffId,
     ...(layer.digest ? { expectedDigest: layer.digest } : {}),
     ...(layer.size !== undefined ? { compressedSize: layer.size } : {}),
+    ...(blobVerified ? { blobVerified } : {}),
     limits: shared.limits,
     name,
     ...(signal ? { signal } : {}),

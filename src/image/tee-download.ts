@@ -84,7 +84,19 @@ export function teeDownload(
   );
   const verdict = done.then(() => !rewound);
   verdict.catch(() => undefined); // awaited only when a consumer failed; never an unhandled rejection
+  checks.set(out, done);
   return { stream: out, done, verdict };
+}
+
+const checks = new WeakMap<Readable, Promise<FetchResult>>();
+
+/**
+ * For a stream `teeDownload` returned: the store's download, which checks every byte the stream
+ * carries against the blob's digest (it settles after the stream ends, rejecting on a mismatch).
+ * A consumer can await it instead of hashing the bytes again. Undefined for any other stream.
+ */
+export function storeCheck(stream: Readable): Promise<FetchResult> | undefined {
+  return checks.get(stream);
 }
 
 /** True for the error `teeDownload` uses to say "read it from the store instead". */

@@ -34,6 +34,12 @@ export interface FlattenOptions {
   compressedSize?: number;
   /** What the layer may cost (defaults: DEFAULT_LIMITS); a refusal is ERR_TOO_LARGE. */
   limits?: Partial<LayerLimits>;
+  /**
+   * Set when someone else checks `source`'s bytes against `expectedDigest` (the blob store, downloading
+   * the bytes it tees to us): the blob is then not hashed a second time here, and the layer is committed
+   * only once this resolves; its rejection (ERR_DIGEST_MISMATCH) fails the flattening.
+   */
+  blobVerified?: Promise<unknown>;
 }
 
 export interface LayerInfo extends LayerFiles {
@@ -88,7 +94,8 @@ interface Converted {
 }
 
 interface Counter {
-  hash: ReturnType<typeof createHash>;
+  /** Undefined when the bytes are only counted (hashed by someone else, or equal to another Counter's). */
+  hash: ReturnType<typeof createHash> | undefined;
   n: number;
 }
 
@@ -96,7 +103,7 @@ async function* hashing(src: AsyncIterable<Uint8Array>, count: Counter): AsyncGe
   for await (const raw of src) {
     // Plain Uint8Array chunks (web streams) become Buffers without copying.
     const chunk = Buffer.isBuffer(raw) ? raw : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
-    count.hash.update(chunk);
+    count.hash?.update(chunk);
     count.n += chunk.length;
     yield chunk;
   }
@@ -108,6 +115,7 @@ async function* hashing(src: AsyncIterable<Uint8Array>, count: Counter): AsyncGe
  */
 async function digestExplains(source: Readable, blob: Counter, expected: string): Promise<VmimgError | undefined> {
   if (source.destroyed && !source.readableEnded) return undefined; // cut short: cannot tell
+  if (blob.hash === undefined) return undefined; // the blob's checker (the store) has the verdict
   try {
     if (!source.readableEnded) for await (const chunk of source) blob.hash.update(chunk as Buffer);
   } catch {
@@ -151,7 +159,11 @@ async function copyBody(reader: TarReader, writer: ContentsWriter, signal: Abort
 async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what: string, opts: FlattenOptions, blob: Counter): Promise<Converted> {
   const { signal } = opts;
   const tarCount: Counter = { hash: createHash('sha256'), n: 0 };
-  const tar = decompress(Readable.from(blobChunks, { objectMode: false, highWaterMark: 1024 * 1024 }));
+  // An uncompressed blob (docker save) is its tar: its digest is the diff_id, hashed once.
+  const onKind = (kind: string): void => {
+    if (kind === 'none' && blob.hash !== undefined) tarCount.hash = undefined;
+  };
+  const tar = decompress(Readable.from(blobChunks, { objectMode: false, highWaterMark: 1024 * 1024 }), onKind);
   try {
     const reader = new TarReader(hashing(tar, tarCount)[Symbol.asyncIterator]());
     const budget = new LayerBudget(resolveLimits(opts.limits), opts.compressedSize);
@@ -174,9 +186,10 @@ async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what:
       budget.check(offset);
     });
     await writer.finish();
+    const digest = blob.hash ? `sha256:${blob.hash.digest('hex')}` : opts.expectedDigest!;
     return {
-      digest: `sha256:${blob.hash.digest('hex')}`,
-      diffId: `sha256:${tarCount.hash.digest('hex')}`,
+      digest,
+      diffId: tarCount.hash ? `sha256:${tarCount.hash.digest('hex')}` : digest,
       compressedSize: blob.n,
       tarSize: tarCount.n,
       contentsSize: writer.size,
@@ -211,7 +224,8 @@ function mapError(err: unknown, what: string, signal: AbortSignal | undefined): 
 
 /** convert(), then both digests checked; a corrupt blob is reported as the digest mismatch it is. */
 async function convertVerified(source: Readable, fh: FileHandle, opts: FlattenOptions, what: string): Promise<Converted> {
-  const blob: Counter = { hash: createHash('sha256'), n: 0 };
+  const checked = opts.blobVerified !== undefined && opts.expectedDigest !== undefined;
+  const blob: Counter = { hash: checked ? undefined : createHash('sha256'), n: 0 };
   // destroyOnReturn false: after a parse error the rest of the source can still be hashed.
   const blobChunks = hashing(source.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>, blob);
   const c = await convert(blobChunks, fh, what, opts, blob).catch(async (err: unknown) => {
@@ -219,7 +233,8 @@ async function convertVerified(source: Readable, fh: FileHandle, opts: FlattenOp
     await blobChunks.return(undefined); // waits for a pending read, so every byte is hashed once, in order
     throw (await digestExplains(source, blob, opts.expectedDigest)) ?? err;
   });
-  if (opts.expectedDigest !== undefined) assertDigest('compressed blob', opts.expectedDigest, c.digest);
+  if (checked) await opts.blobVerified;
+  else if (opts.expectedDigest !== undefined) assertDigest('compressed blob', opts.expectedDigest, c.digest);
   if (opts.expectedDiffId !== undefined) assertDigest('uncompressed tar (diff_id)', opts.expectedDiffId, c.diffId);
   return c;
 }
