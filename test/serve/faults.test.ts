@@ -1,0 +1,182 @@
+/**
+ * `vmimg serve` caching under faults, with a relay (test/helpers/fault-proxy.ts) between serve and
+ * Debian's docker-registry: one upstream GET for 20 concurrent clients of a cold blob, headers and
+ * first bytes before a held upstream body goes on, a truncated body resumed by Range, a corrupted byte
+ * cutting every client and caching nothing, a client leaving mid-blob, tag TTL and one HEAD to
+ * revalidate, and an upstream gone dead (stale tag with a Warning, blob hits still served).
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { get, type IncomingMessage } from 'node:http';
+import { join } from 'node:path';
+import { startServe, type RunningServe } from '../../src/serve/index.js';
+import { buildBusyboxLayout, pushLayout } from '../helpers/busybox.js';
+import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
+import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
+import { tmpDir } from '../helpers/tools.js';
+
+let registry: RunningRegistry;
+let proxy: FaultProxy;
+let layer: { digest: string; size: number };
+let manifestDigest: string;
+const servers: RunningServe[] = [];
+
+const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+before(async () => {
+  registry = await startRegistry({ accessLog: true });
+  const image = await buildBusyboxLayout({ arch: 'amd64', tag: 'serve-faults' });
+  manifestDigest = await pushLayout(image.ref, registry.host, 'lib/busybox:1');
+  const manifest = JSON.parse(readFileSync(join(image.layout, 'blobs', 'sha256', manifestDigest.slice(7)), 'utf8')) as { layers: { digest: string; size: number }[] };
+  layer = manifest.layers[0]!;
+  assert.ok(layer.size > 500_000, `the layer is big enough to cut in the middle (${layer.size} bytes)`);
+  proxy = await startFaultProxy(registry.url);
+});
+
+after(async () => {
+  for (const s of servers) await s.shutdown();
+  await proxy?.stop();
+  await registry?.stop();
+});
+
+async function serveFresh(options: { tagTtlMs?: number; upstream?: string } = {}): Promise<{ serve: RunningServe; cacheDir: string }> {
+  proxy.clear();
+  const cacheDir = await tmpDir('vmimg-serve-faults-');
+  const serve = await startServe({ cacheDir, listen: '127.0.0.1:0', upstream: options.upstream ?? proxy.url, ...options });
+  servers.push(serve);
+  return { serve, cacheDir };
+}
+
+function request(url: string, headers: Record<string, string> = {}): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => get(url, { headers }, resolve).on('error', reject));
+}
+
+/** The whole body, or the error that cut it. */
+function body(res: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    res.on('data', (b: Buffer) => parts.push(b));
+    res.on('end', () => resolve(Buffer.concat(parts)));
+    res.on('error', reject);
+    res.on('aborted', () => reject(new Error('aborted')));
+    res.resume(); // firstBytes may have paused it
+  });
+}
+
+/** Resolves once `n` body bytes arrived (the rest stays unread in the stream's buffer). */
+function firstBytes(res: IncomingMessage, n: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let got = 0;
+    const parts: Buffer[] = [];
+    const onData = (b: Buffer): void => {
+      parts.push(b);
+      got += b.length;
+      if (got >= n) {
+        res.off('data', onData);
+        res.pause();
+        res.unshift(Buffer.concat(parts));
+        resolve();
+      }
+    };
+    res.on('data', onData);
+    res.on('error', reject);
+  });
+}
+
+const upstreamGets = (digest: string) => proxy.requests.filter((r) => r.method === 'GET' && r.path.endsWith(`/blobs/${digest}`));
+const blobUrl = (s: RunningServe) => `${s.url}/v2/lib/busybox/blobs/${layer.digest}`;
+
+describe('serve: one upstream fetch per blob, shared and verified', () => {
+  it('20 concurrent clients of one cold blob cause exactly one upstream GET, and all get the blob', async () => {
+    const { serve } = await serveFresh();
+    const bodies = await Promise.all(Array.from({ length: 20 }, async () => body(await request(blobUrl(serve)))));
+    for (const b of bodies) assert.equal(sha(b), layer.digest);
+    assert.equal(upstreamGets(layer.digest).length, 1, JSON.stringify(proxy.requests));
+  });
+
+  it('a held upstream body: headers and the first bytes reach the client before the upstream goes on', async () => {
+    const { serve } = await serveFresh();
+    let release!: () => void;
+    proxy.add({ method: 'GET', path: `/blobs/${layer.digest}`, fault: { kind: 'hold', afterBytes: 100_000, release: new Promise((r) => (release = r)) } });
+    const res = await request(blobUrl(serve)); // resolves on the status line and headers
+    assert.equal(res.statusCode, 200);
+    assert.equal(Number(res.headers['content-length']), layer.size);
+    await firstBytes(res, 50_000); // while the upstream still holds the rest
+    release();
+    assert.equal(sha(await body(res)), layer.digest);
+  });
+
+  it('a body cut short upstream is resumed with Range; the client sees one whole answer', async () => {
+    const { serve, cacheDir } = await serveFresh();
+    proxy.add({ method: 'GET', path: `/blobs/${layer.digest}`, fault: { kind: 'reset', afterBytes: 300_000 }, times: 1 });
+    assert.equal(sha(await body(await request(blobUrl(serve)))), layer.digest);
+    const gets = upstreamGets(layer.digest);
+    assert.equal(gets.length, 2);
+    assert.match(gets[1]!.range ?? '', /^bytes=\d+-$/);
+    assert.ok(existsSync(join(cacheDir, 'blobs', 'sha256', layer.digest.slice(7))));
+  });
+
+  it('a corrupted byte cuts every client before the blob ends and caches nothing; the next request fetches again', async () => {
+    const { serve, cacheDir } = await serveFresh();
+    proxy.add({ method: 'GET', path: `/blobs/${layer.digest}`, fault: { kind: 'corrupt' }, times: 1 });
+    const results = await Promise.allSettled([1, 2, 3].map(async () => body(await request(blobUrl(serve)))));
+    for (const r of results) {
+      if (r.status === 'fulfilled') assert.fail(`a client got a complete body of ${r.value.length} bytes`);
+    }
+    assert.ok(!existsSync(join(cacheDir, 'blobs', 'sha256', layer.digest.slice(7))), 'not committed');
+    assert.ok(!existsSync(join(cacheDir, 'partial', layer.digest.slice(7))), 'no partial kept');
+    assert.equal(sha(await body(await request(blobUrl(serve)))), layer.digest);
+    assert.equal(upstreamGets(layer.digest).length, 2);
+  });
+
+  it('a client leaving mid-blob does not stop the download for the others', async () => {
+    const { serve } = await serveFresh();
+    let release!: () => void;
+    proxy.add({ method: 'GET', path: `/blobs/${layer.digest}`, fault: { kind: 'hold', afterBytes: 200_000, release: new Promise((r) => (release = r)) } });
+    const leaving = await request(blobUrl(serve));
+    await firstBytes(leaving, 100_000);
+    const staying = await request(blobUrl(serve));
+    leaving.destroy();
+    await new Promise((r) => leaving.once('close', r));
+    release();
+    assert.equal(sha(await body(staying)), layer.digest);
+    assert.equal(upstreamGets(layer.digest).length, 1);
+  });
+});
+
+describe('serve: tags', () => {
+  const tagRequests = () => proxy.requests.filter((r) => r.path.endsWith('/manifests/1'));
+
+  it('within the TTL a tag is answered from the table: one upstream GET for three clients', async () => {
+    const { serve } = await serveFresh();
+    for (let i = 0; i < 3; i++) assert.equal((await request(`${serve.url}/v2/lib/busybox/manifests/1`)).headers['docker-content-digest'], manifestDigest);
+    assert.deepEqual(tagRequests().map((r) => r.method), ['GET']);
+  });
+
+  it('past the TTL one HEAD revalidates; an upstream gone dead gets the last digest served with a Warning, and blob hits go on', async () => {
+    const deadProxy = await startFaultProxy(registry.url);
+    proxy.clear();
+    const cacheDir = await tmpDir('vmimg-serve-stale-');
+    const serve = await startServe({ cacheDir, listen: '127.0.0.1:0', upstream: deadProxy.url, tagTtlMs: 0 });
+    servers.push(serve);
+    const tag = `${serve.url}/v2/lib/busybox/manifests/1`;
+    assert.equal((await request(tag)).statusCode, 200);
+    assert.equal(sha(await body(await request(blobUrl(serve)))), layer.digest);
+    const again = await request(tag);
+    assert.equal(again.headers['docker-content-digest'], manifestDigest);
+    assert.deepEqual(deadProxy.requests.filter((r) => r.path.endsWith('/manifests/1')).map((r) => r.method), ['GET', 'HEAD']);
+    await deadProxy.stop();
+    const stale = await request(tag);
+    assert.equal(stale.statusCode, 200);
+    assert.equal(stale.headers['docker-content-digest'], manifestDigest);
+    assert.match(String(stale.headers.warning), /^110 /);
+    const hit = await request(blobUrl(serve));
+    assert.equal(hit.headers['x-vmimg-cache'], 'hit');
+    assert.equal(sha(await body(hit)), layer.digest);
+    const unknown = await request(`${serve.url}/v2/lib/busybox/manifests/never-seen`);
+    assert.equal(unknown.statusCode, 503);
+    assert.equal((JSON.parse((await body(unknown)).toString()) as { errors: { code: string }[] }).errors[0]!.code, 'UNAVAILABLE');
+  });
+});
