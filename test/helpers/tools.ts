@@ -29,6 +29,9 @@ export const TOOL_PACKAGES: Record<string, string> = {
   sha256sum: 'coreutils',
   'qemu-system-x86_64': 'qemu-system-x86',
   'qemu-system-aarch64': 'qemu-system-arm',
+  curl: 'curl',
+  ctr: 'containerd',
+  containerd: 'containerd',
 };
 
 /** Absolute path of `name` on PATH, or undefined. */

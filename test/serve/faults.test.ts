@@ -146,6 +146,21 @@ describe('serve: one upstream fetch per blob, shared and verified', () => {
   });
 });
 
+describe('serve: hostile upstream answers', () => {
+  it('an oversized manifest is a coded JSON error and nothing is cached', async () => {
+    const { serve, cacheDir } = await serveFresh();
+    const huge = Buffer.alloc(5 * 1024 * 1024, 0x20);
+    proxy.add({ method: 'GET', path: '/manifests/big', fault: { kind: 'body', body: huge, chunked: true } });
+    const res = await request(`${serve.url}/v2/lib/busybox/manifests/big`);
+    assert.equal(res.statusCode, 502);
+    const err = (JSON.parse((await body(res)).toString()) as { errors: { code: string; detail: { vmimg: string } }[] }).errors[0]!;
+    assert.equal(err.code, 'MANIFEST_INVALID');
+    assert.equal(err.detail.vmimg, 'ERR_TOO_LARGE');
+    assert.ok(!existsSync(join(cacheDir, 'blobs')), 'no blob stored');
+    assert.ok(!existsSync(join(cacheDir, 'serve', 'tags.json')), 'no tag recorded');
+  });
+});
+
 describe('serve: tags', () => {
   const tagRequests = () => proxy.requests.filter((r) => r.path.endsWith('/manifests/1'));
 

@@ -143,6 +143,24 @@ describe('serve: protocol read side', () => {
     assert.equal(readdirSync(join(cacheDir, 'blobs', 'sha256')).length, blobsBefore, 'nothing cached');
   });
 
+  it('routes: ?ns= names an upstream; --route PREFIX=URL strips the prefix; a repository outside every route is NAME_UNKNOWN', async () => {
+    const ns = await curl(`${serve.url}/v2/lib/busybox/manifests/1?ns=${registry.host}`, ['-I']);
+    assert.equal(ns.headers['docker-content-digest'], manifestDigest);
+    const routedDir = await tmpDir('vmimg-serve-routed-');
+    const routed = await startServe({ cacheDir: routedDir, listen: '127.0.0.1:0', routes: [`up=${registry.url}`] });
+    try {
+      const r = await curl(`${routed.url}/v2/up/lib/busybox/manifests/1`, ['-I']);
+      assert.equal(r.headers['docker-content-digest'], manifestDigest);
+      const logged = registry.accessLog().length;
+      const outside = await curl(`${routed.url}/v2/lib/busybox/manifests/1`);
+      assert.equal(outside.status, 404);
+      assert.equal(outside.json<{ errors: { code: string }[] }>().errors[0]!.code, 'NAME_UNKNOWN');
+      assert.equal(registry.accessLog().length, logged);
+    } finally {
+      await routed.shutdown();
+    }
+  });
+
   it('/metrics counts hits, misses and upstream bytes in Prometheus text', async () => {
     const r = await curl(`${serve.url}/metrics`);
     assert.equal(r.status, 200);
