@@ -7,10 +7,11 @@
  * (symlink-parents.ts): no entry of a layer's index ever sits below one of its symlinks.
  */
 import { ErrorCode, VmimgError } from '../errors.js';
-import { EntryType, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, type EntryTypeValue, type IndexEntry } from './entry.js';
+import { EntryType, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, type EntryTypeValue, type IndexEntry, type TarSparse } from './entry.js';
 import type { TarHeader } from './tar-reader.js';
 import { classifyWhiteout, fromBytes, normaliseTarPath } from './paths.js';
-import { LIMITS } from './index-format.js';
+import { INDEX_VERSION, LIMITS } from './index-format.js';
+import { RecordTable } from './record-table.js';
 import { HardlinkGroups } from './hardlinks.js';
 import { LayerSymlinks } from './symlink-parents.js';
 import { encodeName } from '../util/byte-names.js';
@@ -34,6 +35,9 @@ export interface FileContent {
   offset: number;
   size: number;
   sha256: string;
+  /** Where the bytes sit in the uncompressed tar (`.idx` version 2). */
+  tarOffset: number;
+  tarSparse?: TarSparse;
 }
 
 /** Printable form of a byte name for messages. */
@@ -43,7 +47,7 @@ function show(latin1: string): string {
 
 export class EntriesBuilder {
   /** Keyed by latin1 path; whiteouts/opaques in their own key space so they never replace real entries. */
-  private readonly entries = new Map<string, IndexEntry>();
+  readonly entries = new RecordTable(INDEX_VERSION);
   private readonly hardlinks = new HardlinkGroups();
   private readonly symlinks = new LayerSymlinks();
 
@@ -75,13 +79,14 @@ export class EntriesBuilder {
     if (wh.kind === 'whiteout') return this.put(`\0w${wh.target}`, this.base(EntryType.Whiteout, wh.target, S_IFREG, h));
     const [type, ifmt] = TYPES[h.type]!;
     if (!validId(h.uid) || !validId(h.gid)) throw this.fail(`entry ${show(name)} has uid/gid ${h.uid}/${h.gid} outside 0..2^32-1`);
-    const old = this.entries.get(path);
-    if (old !== undefined) this.replacing(path, old);
+    if (this.entries.has(path)) this.replacing(path);
     const entry = this.base(type, path, ifmt, h);
     if (type === EntryType.File) {
       entry.offset = content?.offset ?? 0;
       entry.size = content?.size ?? 0;
       entry.sha256 = content?.sha256 ?? EMPTY_SHA256;
+      if (entry.size > 0) entry.tarOffset = content!.tarOffset;
+      if (entry.size > 0 && content!.tarSparse !== undefined) entry.tarSparse = content!.tarSparse;
     } else if (type === EntryType.Symlink) {
       this.setLink(entry, h.linkname.toString('latin1'));
     } else if (type === EntryType.Hardlink) {
@@ -96,26 +101,37 @@ export class EntriesBuilder {
     this.put(path, entry);
   }
 
+  /** Points every in-layer hardlink at its inode's final holder; call once, after the last add(). */
+  finish(): RecordTable {
+    for (const [key, inodeKey] of this.hardlinks.links()) {
+      const link = this.entries.get(key)!;
+      const before = link.linkTarget;
+      this.setLink(link, inodeKey);
+      if (link.linkTarget !== before) this.entries.replace(key, link);
+    }
+    return this.entries;
+  }
+
+  /** The entries decoded, in order (tests; the flattener writes `finish()`'s records as they are). */
   list(): IndexEntry[] {
-    for (const [key, inodeKey] of this.hardlinks.links()) this.setLink(this.entries.get(key)!, inodeKey);
-    return [...this.entries.values()];
+    return [...this.finish().values()];
   }
 
   /** `key` is about to name a new entry: the inode it held stays with its first hardlink, if any. */
-  private replacing(key: string, old: IndexEntry): void {
+  private replacing(key: string): void {
     const heirKey = this.hardlinks.release(key);
     if (heirKey === undefined) return;
+    const old = this.entries.get(key)!;
     const heir = this.entries.get(heirKey)!;
     const inode: IndexEntry = { ...old, path: heir.path }; // same position: still before the other hardlinks
     if (heir.pathBytes !== undefined) inode.pathBytes = heir.pathBytes;
     else delete inode.pathBytes;
-    this.entries.set(heirKey, inode);
+    this.entries.replace(heirKey, inode);
   }
 
   private put(key: string, entry: IndexEntry): void {
     this.checkLimits(entry, key);
-    this.entries.delete(key); // later wins, at the later position
-    this.entries.set(key, entry);
+    this.entries.set(key, entry); // later wins, at the later position
   }
 
   /** What the .idx format cannot hold is a bad layer, not a bad index. */
@@ -187,6 +203,8 @@ export class EntriesBuilder {
     entry.size = source.size;
     entry.offset = source.offset;
     if (source.sha256 !== undefined) entry.sha256 = source.sha256;
+    if (source.tarOffset !== undefined) entry.tarOffset = source.tarOffset;
+    if (source.tarSparse !== undefined) entry.tarSparse = source.tarSparse;
     return source;
   }
 }

@@ -58,4 +58,20 @@ export interface IndexEntry {
   linkTargetBytes?: Buffer;
   /** Extended attributes (from PAX `SCHILY.xattr.*`), e.g. `security.capability`; names decoded like `path`. */
   xattrs?: Record<string, Buffer>;
+  /**
+   * `.idx` version 2: offset in the layer's uncompressed tar of the content's first data byte (files
+   * with content, and hardlinks carrying their target's); 0 or absent otherwise (docs/FORMAT.md).
+   */
+  tarOffset?: number;
+  /**
+   * `.idx` version 2, files stored sparse in the tar (not contiguous): where the entry's first header
+   * block starts and how many data bytes the archive stores after its last header (the `size` field).
+   */
+  tarSparse?: TarSparse;
+}
+
+/** Where a sparse file sits in its tar: `[headerOffset, tarOffset + storedSize)` re-read by the tar reader. */
+export interface TarSparse {
+  headerOffset: number;
+  storedSize: number;
 }

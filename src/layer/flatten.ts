@@ -12,7 +12,8 @@ import { assertDigest, validateDigest } from '../digest/index.js';
 import { decompress } from './decompress.js';
 import { ContentsWriter } from './contents-writer.js';
 import { EntriesBuilder } from './entries-builder.js';
-import { encodeIndex, readIndexFile, type IndexHeader } from './index-format.js';
+import { encodeHeader, HEADER_SIZE, INDEX_VERSION, scanIndexFile, type IndexHeader } from './index-format.js';
+import type { RecordTable } from './record-table.js';
 import { layerPaths, type LayerFiles } from './paths.js';
 import { LayerBudget, resolveLimits, type LayerLimits } from './limits.js';
 import { TarReader } from './tar-reader.js';
@@ -73,7 +74,7 @@ function infoFrom(header: IndexHeader, files: LayerFiles): LayerInfo {
 export async function hasLayer(dir: string, diffId: string): Promise<LayerInfo | undefined> {
   const files = layerPaths(dir, diffId);
   try {
-    const { header } = await readIndexFile(files.indexPath);
+    const { header } = await scanIndexFile(files.indexPath);
     if (header.diffId !== diffId) return undefined;
     if ((await stat(files.contentsPath)).size !== header.contentsSize) return undefined;
     return infoFrom(header, files);
@@ -178,7 +179,8 @@ async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what:
       }
       const offset = writer.beginFile();
       const sha256 = await copyBody(reader, writer, signal);
-      builder.add(h, { offset, size: h.size, sha256 });
+      const tarSparse = h.sparse ? { headerOffset: h.firstHeaderOffset, storedSize: h.storedSize } : undefined;
+      builder.add(h, { offset, size: h.size, sha256, tarOffset: h.dataOffset, ...(tarSparse ? { tarSparse } : {}) });
     }
     // Trailing zero blocks and padding are part of the diff_id; a bomb hidden after the end is bounded too.
     await reader.drain((offset) => {
@@ -239,17 +241,31 @@ async function convertVerified(source: Readable, fh: FileHandle, opts: FlattenOp
   return c;
 }
 
+/** Writes the records (straight from the builder's table) after their header, and fsyncs. */
+async function writeIndex(path: string, header: Omit<IndexHeader, 'version' | 'entryCount'>, table: RecordTable): Promise<number> {
+  const { count, bytes, crc } = await table.write(undefined, 0); // the header needs the records' size and CRC first
+  const head = encodeHeader(header, count, bytes, crc);
+  const fh = await open(path, 'w');
+  try {
+    await fh.write(head, 0, head.length, 0);
+    await table.write(fh, HEADER_SIZE);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  return count;
+}
+
 /** Writes the .idx under its temp name, then renames .contents and, last, .idx into place. */
 async function commit(dir: string, tmp: { contents: string; index: string }, c: Converted, signal: AbortSignal | undefined): Promise<LayerInfo> {
-  const entries = c.builder.list();
   const header = { digest: c.digest, diffId: c.diffId, contentsSize: c.contentsSize, compressedSize: c.compressedSize, tarSize: c.tarSize };
-  await writeFileDurable(tmp.index, encodeIndex(header, entries));
+  const entryCount = await writeIndex(tmp.index, header, c.builder.finish());
   signal?.throwIfAborted();
   const files = layerPaths(dir, c.diffId);
   await rename(tmp.contents, files.contentsPath);
   await rename(tmp.index, files.indexPath); // the completion marker, last
   await syncDir(dir);
-  return infoFrom({ ...header, version: 1, entryCount: entries.length }, files);
+  return infoFrom({ ...header, version: INDEX_VERSION, entryCount }, files);
 }
 
 /**

@@ -28,6 +28,12 @@ export interface TarHeader {
   sparse: boolean;
   /** Byte offset of this entry's header block in the tar (for messages). */
   headerOffset: number;
+  /** Byte offset of the entry's first header block, PAX `x` and GNU `L`/`K` blocks included. */
+  firstHeaderOffset: number;
+  /** Byte offset of the entry's first data byte: after its last header block (old GNU sparse extension blocks too). */
+  dataOffset: number;
+  /** Data bytes stored after the last header block: the header's `size` (a PAX 1.0 sparse map included). */
+  storedSize: number;
 }
 
 const MAX_META = 1 << 20;
@@ -142,6 +148,9 @@ export function decodeHeader(block: Buffer, headerOffset: number): TarHeader {
     devMinor: parseNumeric(block, 337, 8, 'devminor'),
     xattrs: undefined,
     sparse: type === 'S',
+    firstHeaderOffset: headerOffset,
+    dataOffset: headerOffset + 512,
+    storedSize: 0,
     headerOffset,
   };
 }
@@ -163,9 +172,11 @@ export class TarReader {
     let pax: PaxRecords | undefined;
     let longName: Buffer | undefined;
     let longLink: Buffer | undefined;
+    let firstHeaderOffset = -1;
     for (;;) {
       if (this.done) return null;
       const headerOffset = this.r.offset;
+      if (firstHeaderOffset < 0) firstHeaderOffset = headerOffset;
       const block = await this.r.read(512);
       if (block.length === 0 && pax === undefined && longName === undefined && longLink === undefined) return this.end();
       if (block.length < 512) throw invalid(`tar truncated inside the header at byte ${headerOffset}`);
@@ -186,6 +197,9 @@ export class TarReader {
       h.type = entryType(block[156]!, h.name);
       if (h.size < 0) throw invalid(`negative size at byte ${headerOffset}`);
       const sparse = h.type === 'S' ? await readOldGnuSparse(block, this.r) : pax && sparseFromPax(pax);
+      h.firstHeaderOffset = firstHeaderOffset;
+      h.dataOffset = this.r.offset;
+      h.storedSize = HEADER_ONLY.has(h.type) ? 0 : h.size;
       // Like Go's archive/tar: links, devices, dirs and fifos never carry data, whatever `size` says.
       this.remaining = HEADER_ONLY.has(h.type) ? 0 : h.size;
       this.padding = (512 - (this.remaining % 512)) % 512;

@@ -7,7 +7,8 @@ import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { EntryType } from './entry.js';
-import { readIndexFile } from './index-format.js';
+import { scanIndexFile, type ScannedIndex } from './index-format.js';
+import { decodeText, ENTRY_FIXED_SIZE, pathStart, R_SHA256, u64 } from './index-records.js';
 import type { LayerFiles } from './paths.js';
 
 export interface LayerCheck {
@@ -28,10 +29,30 @@ export function contentMismatch(name: string, expected: string, actual: string):
 }
 
 
+interface RegularFile {
+  offset: number;
+  size: number;
+  sha256: string;
+  /** Decoded only for a message. */
+  path: () => string;
+}
+
+/** The regular files of a checked index, in `.contents` order, read from the records (no entry objects). */
+function regularFiles({ buf, starts, version, header }: ScannedIndex): RegularFile[] {
+  const out: RegularFile[] = [];
+  for (let i = 0; i < header.entryCount; i++) {
+    const at = starts[i]!;
+    if (buf[at] !== EntryType.File || !(buf[at + 1]! & R_SHA256)) continue;
+    const shaAt = at + ENTRY_FIXED_SIZE[version];
+    const p = pathStart(buf, at, version);
+    out.push({ offset: u64(buf, at + 48), size: u64(buf, at + 40), sha256: buf.toString('hex', shaAt, shaAt + 32), path: () => decodeText(buf, p, p + buf.readUInt32LE(at + 36)) });
+  }
+  return out.sort((a, b) => a.offset - b.offset);
+}
+
 /** Reads the layer's files in `.contents` order, 1 MiB at a time; throws on the first mismatch. */
 export async function verifyLayer(files: LayerFiles, options: { signal?: AbortSignal } = {}): Promise<LayerCheck> {
-  const { entries } = await readIndexFile(files.indexPath);
-  const regular = entries.filter((e) => e.type === EntryType.File && e.sha256 !== undefined).sort((a, b) => a.offset - b.offset);
+  const regular = regularFiles(await scanIndexFile(files.indexPath));
   const fh = await open(files.contentsPath, 'r');
   const buf = Buffer.allocUnsafe(CHUNK);
   let bytes = 0;
@@ -42,7 +63,7 @@ export async function verifyLayer(files: LayerFiles, options: { signal?: AbortSi
       for (let done = 0; done < e.size; ) {
         const { bytesRead } = await fh.read(buf, 0, Math.min(CHUNK, e.size - done), e.offset + done);
         if (bytesRead === 0) {
-          throw new VmimgError(ErrorCode.INVALID_INDEX, `${files.contentsPath} is shorter than its index says (/${e.path})`, {
+          throw new VmimgError(ErrorCode.INVALID_INDEX, `${files.contentsPath} is shorter than its index says (/${e.path()})`, {
             hint: 'pull or load the image again to repair the cache',
           });
         }
@@ -51,7 +72,7 @@ export async function verifyLayer(files: LayerFiles, options: { signal?: AbortSi
       }
       bytes += e.size;
       const actual = hash.digest('hex');
-      if (actual !== e.sha256) throw contentMismatch(`/${e.path} (layer ${files.indexPath.replace(/\.idx$/, '')})`, e.sha256!, actual);
+      if (actual !== e.sha256) throw contentMismatch(`/${e.path()} (layer ${files.indexPath.replace(/\.idx$/, '')})`, e.sha256, actual);
     }
   } finally {
     await fh.close();

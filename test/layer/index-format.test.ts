@@ -19,11 +19,12 @@ const header = {
 const sample: IndexEntry[] = [
   { ...base, type: EntryType.Dir, path: '', mode: 0o040755 },
   { ...base, type: EntryType.Dir, path: 'etc', mode: 0o041777, uid: 1000, gid: 4294967294 },
-  { ...base, type: EntryType.File, path: 'etc/passwd', mode: 0o104755, size: 5, offset: 8192, sha256: 'ab'.repeat(32), mtimeSec: -5, mtimeNsec: 999999999 },
+  { ...base, type: EntryType.File, path: 'etc/passwd', mode: 0o104755, size: 5, offset: 8192, sha256: 'ab'.repeat(32), mtimeSec: -5, mtimeNsec: 999999999, tarOffset: 1536 },
+  { ...base, type: EntryType.File, path: 'holes', mode: 0o100644, size: 4, offset: 0, sha256: 'ef'.repeat(32), tarOffset: 3072, tarSparse: { headerOffset: 2048, storedSize: 1024 } },
   { ...base, type: EntryType.File, path: 'empty', mode: 0o100600, sha256: 'e3'.repeat(32), mtimeSec: 2 ** 40 },
   { ...base, type: EntryType.Symlink, path: 'tab\there\nnewline', mode: 0o120777, linkTarget: '../../x/ünï' },
   { ...base, type: EntryType.Symlink, path: 'b\udcff\udcfe', pathBytes: Buffer.from([0x62, 0xff, 0xfe]), mode: 0o120777, linkTarget: '\udcc3', linkTargetBytes: Buffer.from([0xc3]), xattrs: { 'user.\udce4': Buffer.from('raw name') } },
-  { ...base, type: EntryType.Hardlink, path: 'etc/passwd-', mode: 0o100644, linkTarget: 'etc/passwd', size: 5, offset: 8192 },
+  { ...base, type: EntryType.Hardlink, path: 'etc/passwd-', mode: 0o100644, linkTarget: 'etc/passwd', size: 5, offset: 8192, tarOffset: 1536 },
   { ...base, type: EntryType.CharDevice, path: 'dev/null', mode: 0o020666, devMajor: 1, devMinor: 3 },
   { ...base, type: EntryType.BlockDevice, path: 'dev/sda', mode: 0o060660, devMajor: 8, devMinor: 0 },
   { ...base, type: EntryType.Fifo, path: 'run/fifo', mode: 0o010644 },
@@ -49,14 +50,35 @@ async function expectInvalid(buf: Buffer, what: string): Promise<void> {
   assert.fail(`${what}: decoded without error`);
 }
 
-test('round-trips every entry type, raw names and xattrs', () => {
+test('round-trips every entry type, raw names, xattrs and (version 2) tar offsets', () => {
   const buf = encodeIndex(header, sample);
   const { header: h, entries } = decodeIndex(buf);
-  assert.deepEqual(h, { ...header, version: 1, entryCount: sample.length });
-  assert.deepEqual(entries.map(strip), sample.map(strip));
-  assert.deepEqual(entries[5]!.pathBytes, Buffer.from([0x62, 0xff, 0xfe]));
+  assert.deepEqual(h, { ...header, version: 2, entryCount: sample.length });
+  assert.deepEqual(entries.map(strip), sample.map((e) => strip({ tarOffset: 0, ...e })));
+  assert.deepEqual(entries[6]!.pathBytes, Buffer.from([0x62, 0xff, 0xfe]));
   assert.equal(entries[2]!.pathBytes, undefined);
   assert.ok(buf.includes(Buffer.from('user.\xe4raw name', 'latin1')), 'a raw xattr name is stored as its bytes');
+});
+
+test('version 1 files (no tar offsets) still decode', () => {
+  const { header: h, entries } = decodeIndex(encodeIndex(header, sample, 1));
+  assert.equal(h.version, 1);
+  assert.deepEqual(entries.map(strip), sample.map((e) => strip({ ...e, tarOffset: undefined, tarSparse: undefined })));
+});
+
+test('hazard: version 2 tar ranges are checked (alignment, inside the tar, sparse only on files)', () => {
+  const file = sample[2]!;
+  const cases: Array<[string, IndexEntry, RegExp]> = [
+    ['misaligned tar offset', { ...file, tarOffset: 1537 }, /tar range/],
+    ['past the tar', { ...file, tarOffset: 10240 }, /tar range/],
+    ['sparse header after the data', { ...sample[3]!, tarSparse: { headerOffset: 3072, storedSize: 0 } }, /sparse/],
+    ['sparse data past the tar', { ...sample[3]!, tarSparse: { headerOffset: 2048, storedSize: 10240 } }, /sparse/],
+    ['a directory with a tar offset', { ...sample[1]!, tarOffset: 512 }, /tar offset/],
+    ['a symlink flagged sparse', { ...sample[5]!, tarSparse: { headerOffset: 0, storedSize: 0 } }, /sparse flag/],
+  ];
+  for (const [what, e, message] of cases) {
+    assert.throws(() => decodeIndex(encodeIndex(header, [e])), (err: Error) => isVmimgError(err, 'ERR_INVALID_INDEX') && message.test(err.message), what);
+  }
 });
 
 test('a header without the compressed digest decodes without one', () => {
@@ -110,14 +132,14 @@ test('hazard: random garbage and foreign files are ERR_INVALID_INDEX', async () 
 
 test('hazard: another format version is refused with a clear message', () => {
   const buf = encodeIndex(header, sample);
-  buf.writeUInt16LE(2, 8);
-  assert.throws(() => decodeIndex(buf), (err: Error) => isVmimgError(err, 'ERR_INVALID_INDEX') && /version 2/.test(err.message));
+  buf.writeUInt16LE(3, 8);
+  assert.throws(() => decodeIndex(buf), (err: Error) => isVmimgError(err, 'ERR_INVALID_INDEX') && /version 3/.test(err.message));
 });
 
 test('hazard: consistent checksums do not hide a bad structure', () => {
   // Rewrite an entry's offset to point past .contents and fix both CRCs: the bounds check must still fire.
   const buf = encodeIndex(header, sample);
-  const third = HEADER_SIZE + 64 * 2; // entries 0 and 1 have no sha/link/xattrs and paths '' and 'etc'
+  const third = HEADER_SIZE + 72 * 2; // entries 0 and 1 have no sha/link/xattrs and paths '' and 'etc'
   buf.writeUInt32LE(0x10000, third + 3 + 48);
   buf.writeUInt32LE(crc32(buf.subarray(HEADER_SIZE)), 120);
   buf.writeUInt32LE(crc32(buf.subarray(0, 124)), 124);

@@ -1,0 +1,285 @@
+/**
+ * One `.idx` entry record (docs/FORMAT.md): its size, its encoding, its checks, and decoding into an
+ * IndexEntry. Version 1 records have 64 fixed bytes; version 2 adds the tar offset (72) and, for
+ * sparse files, two u64 after the xattrs. The index codec, the flattener's record table and
+ * ContainerFS's record reader all go through here, so there is one description of the bytes.
+ */
+import { isUtf8 } from 'node:buffer';
+import { ErrorCode, VmimgError } from '../errors.js';
+import { decodeName, encodeName } from '../util/byte-names.js';
+import type { EntryTypeValue, IndexEntry } from './entry.js';
+
+export const ENTRY_FIXED_SIZE = { 1: 64, 2: 72 } as const;
+/**
+ * Limits the decoder enforces; the encoder refuses to write past them, so vmimg never writes an index
+ * it cannot read. `indexBytes` (1 GiB) keeps a whole `.idx` well inside one Buffer.
+ */
+export const LIMITS = { pathBytes: 65535, linkBytes: 65535, xattrs: 65535, xattrName: 255, xattrValue: 65536, indexBytes: 2 ** 30 };
+
+export const R_SHA256 = 1;
+export const R_LINK = 2;
+export const R_SPARSE = 4;
+const MAX_TYPE = 9;
+const TWO32 = 0x100000000;
+
+export type IndexVersion = 1 | 2;
+
+export function bad(msg: string): VmimgError {
+  return new VmimgError(ErrorCode.INVALID_INDEX, `invalid layer index: ${msg}`, {
+    hint: 'delete the layer files and pull the image again',
+  });
+}
+
+export function writeU64(buf: Buffer, n: number, at: number, what: string): void {
+  if (!Number.isSafeInteger(n) || n < 0) throw bad(`${what} ${n} is not a non-negative safe integer`);
+  buf.writeUInt32LE(n % TWO32, at);
+  buf.writeUInt32LE(Math.floor(n / TWO32), at + 4);
+}
+
+/** NaN when not a safe integer (lets the hot path skip building message strings). */
+export function u64(buf: Buffer, at: number): number {
+  const hi = buf.readUInt32LE(at + 4);
+  return hi >= 0x200000 ? NaN : hi * TWO32 + buf.readUInt32LE(at);
+}
+
+/**
+ * A name's bytes: ASCII names (nearly all) stay strings, measured and written without a Buffer each,
+ * so encoding a million entries makes no million small Buffers.
+ */
+function nameBytes(name: string): string | Buffer {
+  return Buffer.byteLength(name) === name.length ? name : encodeName(name);
+}
+
+function writeName(buf: Buffer, name: string | Buffer, at: number): number {
+  return typeof name === 'string' ? buf.write(name, at, 'latin1') : name.copy(buf, at);
+}
+
+function linkOf(e: IndexEntry): string | Buffer | undefined {
+  return e.linkTargetBytes ?? (e.linkTarget === undefined ? undefined : nameBytes(e.linkTarget));
+}
+
+/** The entry's record size in `version`; checks the limits the decoder enforces. */
+export function recordSize(e: IndexEntry, version: IndexVersion): number {
+  const path = e.pathBytes ?? nameBytes(e.path);
+  const link = linkOf(e);
+  let size = ENTRY_FIXED_SIZE[version] + path.length + (link?.length ?? 0) + (e.sha256 !== undefined ? 32 : 0);
+  if (version === 2 && e.tarSparse !== undefined) size += 16;
+  let count = 0;
+  for (const k in e.xattrs) {
+    const name = nameBytes(k);
+    const v = e.xattrs[k]!;
+    if (name.length > LIMITS.xattrName || v.length > LIMITS.xattrValue) throw bad(`xattr ${k} of ${e.path} too large`);
+    size += 6 + name.length + v.length;
+    count++;
+  }
+  if (path.length > LIMITS.pathBytes) throw bad(`path of ${path.length} bytes is too long`);
+  if ((link?.length ?? 0) > LIMITS.linkBytes) throw bad(`link target of ${e.path} is too long`);
+  if (count > LIMITS.xattrs) throw bad(`too many xattrs on ${e.path}`);
+  return size;
+}
+
+/** Writes the record at `at` (the buffer must hold `recordSize` bytes there); returns the end. */
+export function encodeRecord(buf: Buffer, at: number, e: IndexEntry, version: IndexVersion): number {
+  const path = e.pathBytes ?? nameBytes(e.path);
+  const link = linkOf(e);
+  const xattrNames = e.xattrs === undefined ? [] : Object.keys(e.xattrs);
+  const sparse = version === 2 && e.tarSparse !== undefined;
+  buf[at] = e.type;
+  buf[at + 1] = (e.sha256 !== undefined ? R_SHA256 : 0) | (link !== undefined ? R_LINK : 0) | (sparse ? R_SPARSE : 0);
+  buf.writeUInt16LE(xattrNames.length, at + 2);
+  buf.writeUInt32LE(e.mode >>> 0, at + 4);
+  buf.writeUInt32LE(e.uid >>> 0, at + 8);
+  buf.writeUInt32LE(e.gid >>> 0, at + 12);
+  buf.writeBigInt64LE(BigInt(Math.trunc(e.mtimeSec)), at + 16);
+  buf.writeUInt32LE(e.mtimeNsec >>> 0, at + 24);
+  buf.writeUInt32LE(e.devMajor >>> 0, at + 28);
+  buf.writeUInt32LE(e.devMinor >>> 0, at + 32);
+  buf.writeUInt32LE(path.length, at + 36);
+  writeU64(buf, e.size, at + 40, 'size');
+  writeU64(buf, e.offset, at + 48, 'offset');
+  buf.writeUInt32LE(link?.length ?? 0, at + 56);
+  buf.writeUInt32LE(0, at + 60);
+  if (version === 2) writeU64(buf, e.tarOffset ?? 0, at + 64, 'tarOffset');
+  let pos = at + ENTRY_FIXED_SIZE[version];
+  if (e.sha256 !== undefined) {
+    if (!/^[0-9a-f]{64}$/.test(e.sha256)) throw bad(`sha256 of ${e.path} is not 64 lowercase hex digits`);
+    pos += buf.write(e.sha256, pos, 32, 'hex');
+  }
+  pos += writeName(buf, path, pos);
+  if (link !== undefined) pos += writeName(buf, link, pos);
+  for (const k of xattrNames) {
+    const name = nameBytes(k);
+    const value = e.xattrs![k]!;
+    buf.writeUInt16LE(name.length, pos);
+    buf.writeUInt32LE(value.length, pos + 2);
+    pos += 6;
+    pos += writeName(buf, name, pos);
+    pos += value.copy(buf, pos);
+  }
+  if (sparse) {
+    writeU64(buf, e.tarSparse!.headerOffset, pos, 'tarHeaderOffset');
+    writeU64(buf, e.tarSparse!.storedSize, pos + 8, 'tarStoredSize');
+    pos += 16;
+  }
+  return pos;
+}
+
+/** What the record checks need from the header. */
+export interface RecordBounds {
+  version: IndexVersion;
+  contentsSize: number;
+  tarSize: number;
+}
+
+function need(pos: number, n: number, end: number, i: number): void {
+  if (pos + n > end) throw bad(`entry ${i} runs past the end of the index`);
+}
+
+/** Files and hardlinks (which copy their target's range) must point inside .contents; other types carry no content. */
+function checkContentRange(type: number, size: number, offset: number, contentsSize: number, i: number): void {
+  if (type === 1 || type === 4) {
+    if (offset % 4096 !== 0 || offset + size > contentsSize) {
+      throw bad(`entry ${i} content [${offset}, +${size}) is misaligned or outside .contents (${contentsSize} bytes)`);
+    }
+  } else if (size !== 0 || offset !== 0) {
+    throw bad(`entry ${i} of type ${type} has a non-zero size or offset`);
+  }
+}
+
+/** Version 2's tar fields (docs/FORMAT.md "version 2" checks). */
+function checkTarRange(buf: Buffer, at: number, tailEnd: number, b: RecordBounds, i: number): void {
+  const type = buf[at]!;
+  const sparse = (buf[at + 1]! & R_SPARSE) !== 0;
+  const tarOffset = u64(buf, at + 64);
+  const size = u64(buf, at + 40);
+  if (Number.isNaN(tarOffset)) throw bad(`entry ${i} has an oversized tar offset`);
+  if (type !== 1 && type !== 4) {
+    if (tarOffset !== 0 || sparse) throw bad(`entry ${i} of type ${type} has a tar offset or the sparse flag`);
+    return;
+  }
+  if (!sparse) {
+    if (size > 0 && (tarOffset % 512 !== 0 || tarOffset + size > b.tarSize)) throw bad(`entry ${i} tar range [${tarOffset}, +${size}) is misaligned or outside the tar (${b.tarSize} bytes)`);
+    return;
+  }
+  const headerOffset = u64(buf, tailEnd - 16);
+  const stored = u64(buf, tailEnd - 8);
+  if (Number.isNaN(headerOffset) || Number.isNaN(stored) || headerOffset % 512 !== 0 || headerOffset >= tarOffset || tarOffset + stored > b.tarSize) {
+    throw bad(`entry ${i} has a bad sparse tar range`);
+  }
+}
+
+/**
+ * Checks the record at `at` (everything the decoder relies on: type, flags, lengths, ranges) and
+ * returns where the next one starts. Allocates nothing: a whole index is validated before any use.
+ */
+export function checkRecord(buf: Buffer, at: number, end: number, b: RecordBounds, i: number): number {
+  const fixed = ENTRY_FIXED_SIZE[b.version];
+  need(at, fixed, end, i);
+  const type = buf[at]!;
+  const flags = buf[at + 1]!;
+  if (type < 1 || type > MAX_TYPE) throw bad(`entry ${i} has unknown type ${type}`);
+  const known = b.version === 2 ? R_SHA256 | R_LINK | R_SPARSE : R_SHA256 | R_LINK;
+  if ((flags & ~known) !== 0 || buf.readUInt32LE(at + 60) !== 0) throw bad(`entry ${i} has unknown flags or a non-zero reserved field`);
+  const pathLen = buf.readUInt32LE(at + 36);
+  const linkLen = buf.readUInt32LE(at + 56);
+  if (buf.readUInt32LE(at + 24) >= 1e9) throw bad(`entry ${i} has mtime nanoseconds ${buf.readUInt32LE(at + 24)}`);
+  if (pathLen > LIMITS.pathBytes || linkLen > LIMITS.linkBytes) throw bad(`entry ${i} has an oversized name`);
+  if (!(flags & R_LINK) && linkLen !== 0) throw bad(`entry ${i} has a link length but no link`);
+  const size = u64(buf, at + 40);
+  const offset = u64(buf, at + 48);
+  if (Number.isNaN(size) || Number.isNaN(offset)) throw bad(`entry ${i} has an oversized size or offset`);
+  checkContentRange(type, size, offset, b.contentsSize, i);
+  let pos = at + fixed + (flags & R_SHA256 ? 32 : 0);
+  need(pos, pathLen + linkLen, end, i);
+  pos += pathLen + linkLen;
+  for (let k = buf.readUInt16LE(at + 2); k > 0; k--) {
+    need(pos, 6, end, i);
+    const nameLen = buf.readUInt16LE(pos);
+    const valueLen = buf.readUInt32LE(pos + 2);
+    if (nameLen > LIMITS.xattrName || valueLen > LIMITS.xattrValue) throw bad(`entry ${i} has an oversized xattr`);
+    pos += 6;
+    need(pos, nameLen + valueLen, end, i);
+    pos += nameLen + valueLen;
+  }
+  if (flags & R_SPARSE) {
+    need(pos, 16, end, i);
+    pos += 16;
+  }
+  if (b.version === 2) checkTarRange(buf, at, pos, b, i);
+  return pos;
+}
+
+/** Bytes → string (latin1 for ASCII, fast; UTF-8 otherwise), or a copy of the raw bytes when they are not valid UTF-8. */
+export function decodeBytes(buf: Buffer, start: number, end: number): string | Buffer {
+  for (let i = start; i < end; i++) {
+    if (buf[i]! >= 0x80) {
+      const bytes = buf.subarray(start, end);
+      return isUtf8(bytes) ? bytes.toString('utf8') : Buffer.from(bytes);
+    }
+  }
+  return buf.toString('latin1', start, end);
+}
+
+/** A name in util/byte-names.ts form (lossless). */
+export function decodeText(buf: Buffer, start: number, end: number): string {
+  const d = decodeBytes(buf, start, end);
+  return typeof d === 'string' ? d : decodeName(d);
+}
+
+/** Offset of the record's path bytes; their length is at `at + 36`. */
+export function pathStart(buf: Buffer, at: number, version: IndexVersion): number {
+  return at + ENTRY_FIXED_SIZE[version] + (buf[at + 1]! & R_SHA256 ? 32 : 0);
+}
+
+/** Decodes a record that checkRecord accepted into an IndexEntry. */
+export function decodeRecord(buf: Buffer, at: number, version: IndexVersion): IndexEntry {
+  const flags = buf[at + 1]!;
+  const pathLen = buf.readUInt32LE(at + 36);
+  const linkLen = buf.readUInt32LE(at + 56);
+  const shaAt = flags & R_SHA256 ? at + ENTRY_FIXED_SIZE[version] : -1;
+  let pos = pathStart(buf, at, version);
+  const path = decodeBytes(buf, pos, pos + pathLen);
+  pos += pathLen;
+  const link = flags & R_LINK ? decodeBytes(buf, pos, pos + linkLen) : undefined;
+  pos += linkLen;
+  // One object shape for every entry (absent optionals are undefined) keeps property access monomorphic.
+  const entry: IndexEntry = {
+    type: buf[at] as EntryTypeValue,
+    path: typeof path === 'string' ? path : decodeName(path),
+    pathBytes: typeof path === 'string' ? undefined : path,
+    mode: buf.readUInt32LE(at + 4),
+    uid: buf.readUInt32LE(at + 8),
+    gid: buf.readUInt32LE(at + 12),
+    mtimeSec: buf.readInt32LE(at + 20) * TWO32 + buf.readUInt32LE(at + 16),
+    mtimeNsec: buf.readUInt32LE(at + 24),
+    size: u64(buf, at + 40),
+    offset: u64(buf, at + 48),
+    sha256: shaAt >= 0 ? buf.toString('hex', shaAt, shaAt + 32) : undefined,
+    devMajor: buf.readUInt32LE(at + 28),
+    devMinor: buf.readUInt32LE(at + 32),
+    linkTarget: link === undefined || typeof link === 'string' ? link : decodeName(link),
+    linkTargetBytes: link === undefined || typeof link === 'string' ? undefined : link,
+    xattrs: undefined,
+    tarOffset: version === 2 ? u64(buf, at + 64) : undefined,
+    tarSparse: undefined,
+  };
+  const xattrCount = buf.readUInt16LE(at + 2);
+  if (xattrCount > 0) pos = decodeXattrs(buf, pos, xattrCount, entry);
+  if (flags & R_SPARSE) entry.tarSparse = { headerOffset: u64(buf, pos), storedSize: u64(buf, pos + 8) };
+  return entry;
+}
+
+/** The xattr records at `pos` (already checked); returns the end. */
+export function decodeXattrs(buf: Buffer, pos: number, count: number, entry: { xattrs?: Record<string, Buffer> | undefined }): number {
+  const xattrs: Record<string, Buffer> = Object.create(null) as Record<string, Buffer>;
+  for (let k = 0; k < count; k++) {
+    const nameLen = buf.readUInt16LE(pos);
+    const valueLen = buf.readUInt32LE(pos + 2);
+    pos += 6;
+    const name = decodeText(buf, pos, pos + nameLen);
+    xattrs[name] = Buffer.from(buf.subarray(pos + nameLen, pos + nameLen + valueLen));
+    pos += nameLen + valueLen;
+  }
+  entry.xattrs = xattrs;
+  return pos;
+}
