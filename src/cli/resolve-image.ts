@@ -94,7 +94,7 @@ function warn(ctx: Context, message: string): void {
   process.stderr.write(ctx.json ? `${JSON.stringify({ progress: { type: 'warning', message } })}\n` : `warning: ${escapeTerminal(message)}\n`);
 }
 
-export async function pullImage(ctx: Context, ref: string, extra: Pick<PullOptions, 'concurrency' | 'limits'> = {}): Promise<Image> {
+export async function pullImage(ctx: Context, ref: string, extra: Pick<PullOptions, 'concurrency' | 'limits' | 'checkpoints'> = {}): Promise<Image> {
   parseReference(ref); // a bad reference is a usage error before anything starts
   const progress = ctx.progress();
   const notice = pullNotices.get(ref);

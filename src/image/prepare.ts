@@ -19,6 +19,8 @@ import type { ImageSource, SourceLayer } from './source.js';
 import { isReopen, storeCheck } from './tee-download.js';
 import { createLimiter, type Limiter } from '../util/limiter.js';
 import { openLease, type CacheLease } from './lease.js';
+import { MIN_INDEXED_BLOB } from '../lazy/build.js';
+import { CheckpointTee } from '../lazy/tee.js';
 
 export interface PrepareOptions {
   cache: CacheLayout;
@@ -33,6 +35,11 @@ export interface PrepareOptions {
   name?: string;
   /** What one layer may cost (src/layer/limits.ts); a refusal is ERR_TOO_LARGE. */
   limits?: Partial<LayerLimits>;
+  /**
+   * Also build each 10+ MiB gzip layer's checkpoint index (`.zran`, for lazy reads) in a worker thread
+   * while it is flattened (default false). Failing to build one is a warning, never a failed pull.
+   */
+  checkpoints?: boolean;
 }
 
 export async function prepareImage(source: ImageSource, options: PrepareOptions): Promise<Image> {
@@ -52,7 +59,7 @@ export async function prepareImage(source: ImageSource, options: PrepareOptions)
     // A diff_id listed more than once (repeated empty layers, a layer re-applied after a whiteout) is
     // flattened once; every position still applies it (config.json keeps the full list).
     const once = new Map<string, Promise<LayerInfo>>();
-    const shared: Shared = { cache, progress, limits, lookups: createLimiter(16), warn: (message) => options.onProgress?.({ type: 'warning', message }) };
+    const shared: Shared = { cache, progress, limits, lookups: createLimiter(16), warn: (message) => options.onProgress?.({ type: 'warning', message }), checkpoints: options.checkpoints ?? false };
     const infos = await Promise.all(
       source.layers.map((layer, i) => {
         const first = once.get(layer.diffId);
@@ -127,6 +134,7 @@ interface Shared {
   /** Bounds the cache lookups (each opens an index): 10 000 layers must not mean 10 000 open files. */
   lookups: Limiter;
   warn: (message: string) => void;
+  checkpoints: boolean;
 }
 
 async function flattenOne(layer: SourceLayer, index: number, shared: Shared, limit: Limiter, signal: AbortSignal | undefined): Promise<LayerInfo> {
@@ -171,20 +179,29 @@ async function flattenFrom(layer: SourceLayer, index: number, shared: Shared, na
     onNotice: (n) => progress.notice(index, n),
   });
   const counted = countBytes((n) => downloading || progress.layer(index, 'extracting', n));
+  const tee = shared.checkpoints && layer.digest && (layer.size ?? 0) >= MIN_INDEXED_BLOB ? new CheckpointTee({ cacheRoot: cache.root, name, warn: shared.warn }) : undefined;
   // pipeline, not pipe: both streams get an error listener at once (a download can fail before the
   // flattener starts reading), and a flattener that stops early (layer already there) releases the download.
-  pipeline(stream, counted, () => undefined);
+  if (tee) pipeline(stream, counted, tee.transform, () => undefined);
+  else pipeline(stream, counted, () => undefined);
   const blobVerified = storeCheck(stream); // a download: the store hashes the blob, the flattener need not
-  const info = await flattenLayer(counted, {
-    dir: cache.layersDir,
-    expectedDiffId: layer.diffId,
-    ...(layer.digest ? { expectedDigest: layer.digest } : {}),
-    ...(layer.size !== undefined ? { compressedSize: layer.size } : {}),
-    ...(blobVerified ? { blobVerified } : {}),
-    limits: shared.limits,
-    name,
-    ...(signal ? { signal } : {}),
-  });
+  let info: LayerInfo;
+  try {
+    info = await flattenLayer(tee ? tee.transform : counted, {
+      dir: cache.layersDir,
+      expectedDiffId: layer.diffId,
+      ...(layer.digest ? { expectedDigest: layer.digest } : {}),
+      ...(layer.size !== undefined ? { compressedSize: layer.size } : {}),
+      ...(blobVerified ? { blobVerified } : {}),
+      limits: shared.limits,
+      name,
+      ...(signal ? { signal } : {}),
+    });
+  } catch (err) {
+    await tee?.abort();
+    throw err;
+  }
+  await tee?.finish(info);
   progress.layer(index, 'done');
   return info;
 }

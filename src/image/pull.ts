@@ -25,6 +25,8 @@ export interface PullOptions extends RegistryClientOptions {
   limits?: Partial<LayerLimits>;
   /** Reuse a client (connections, token cache) across pulls; otherwise one is made and closed. */
   client?: RegistryClient;
+  /** Build gzip checkpoint indexes while flattening (PrepareOptions.checkpoints). */
+  checkpoints?: boolean;
 }
 
 export async function pull(reference: string | Reference, options: PullOptions = {}): Promise<Image> {
@@ -45,6 +47,7 @@ export async function pull(reference: string | Reference, options: PullOptions =
       name: formatReference(ref),
       ...(options.concurrency ? { concurrency: options.concurrency } : {}),
       ...(options.limits ? { limits: options.limits } : {}),
+      ...(options.checkpoints ? { checkpoints: true } : {}),
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
     });

@@ -74,12 +74,23 @@ export class CheckpointWorker {
     for (const w of this.waiters.splice(0)) w();
   }
 
-  /** Queues bytes of the blob (copied: the caller may reuse its buffer). */
-  async push(chunk: Uint8Array): Promise<void> {
-    if (this.error) throw this.error;
+  /** Bytes posted to the worker and not consumed yet. */
+  get behind(): number {
+    return this.queued + this.batchBytes;
+  }
+
+  /** Queues bytes of the blob without waiting (copied: the caller may reuse its buffer); false after an error. */
+  offer(chunk: Uint8Array): boolean {
+    if (this.error) return false;
     this.batch.push(Buffer.from(chunk));
     this.batchBytes += chunk.length;
     if (this.batchBytes >= BATCH) this.flush();
+    return true;
+  }
+
+  /** Queues bytes of the blob (copied), waiting while the worker is more than 32 MiB behind. */
+  async push(chunk: Uint8Array): Promise<void> {
+    if (!this.offer(chunk)) throw this.error!;
     while (this.queued > MAX_QUEUED && !this.error) await new Promise<void>((r) => this.waiters.push(r));
     if (this.error) throw this.error;
   }

@@ -2,7 +2,7 @@
 // Debian test image made by umoci and pushed by skopeo): one .zran for its 10+ MiB gzip layer, whose
 // spans re-inflate to what `gzip -dc` makes of the cached blob.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { inflateSpan } from '../../src/lazy/span-inflate.js';
@@ -54,6 +54,17 @@ describe('vmimg index build', () => {
     assert.equal(again.layers.find((l) => l.digest === layer.digest)!.status, 'present');
     const human = await expectExit(0, ['--cache-dir', cache, 'index', 'build', ref, '--force']);
     assert.match(human.stdout, /built, \d+ checkpoints/);
+  });
+
+  test('pull --index-build writes the same .zran in a worker while flattening', async () => {
+    const cache = await tmpDir('vmimg-lazy-pull-');
+    await expectExit(0, ['--cache-dir', cache, 'pull', '-q', '--index-build', ref]);
+    const zrans = readdirSync(join(cache, 'checkpoints', 'sha256')).filter((n) => n.endsWith('.zran'));
+    assert.equal(zrans.length, 1, zrans.join(' '));
+    const during = readFileSync(join(cache, 'checkpoints', 'sha256', zrans[0]!));
+    const r = JSON.parse((await expectExit(0, ['--cache-dir', cache, 'index', 'build', ref, '--force', '--json'])).stdout) as Result;
+    assert.equal(r.layers.filter((l) => l.status === 'built').length, 1);
+    assert.ok(readFileSync(join(cache, 'checkpoints', 'sha256', zrans[0]!)).equals(during), 'built from the file = built during the pull');
   });
 
   test('--span-size outside 1..64 is ERR_INVALID_ARGUMENT', async () => {
