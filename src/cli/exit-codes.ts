@@ -21,7 +21,7 @@ export const ExitCode = {
   INTEGRITY: 6,
   /** A bug in vmimg (ERR_INTERNAL): an error nobody anticipated; EX_SOFTWARE of sysexits.h. */
   INTERNAL: 70,
-  /** Interrupted (Ctrl-C / SIGINT); the cache is left consistent. */
+  /** Interrupted by Ctrl-C (SIGINT); the cache is left consistent. SIGTERM and SIGHUP give 143 and 129 (signals.ts). */
   INTERRUPTED: 130,
 } as const;
 

@@ -7,6 +7,8 @@ import yargs from 'yargs';
 import { commands } from './commands/index.js';
 import { setInterruptSignal } from './context.js';
 import { ExitCode } from './exit-codes.js';
+import { handleStopSignals, interruptedBy } from './signals.js';
+import { removeTempFilesSync } from '../util/temp-files.js';
 import { reportError } from './report.js';
 import { firstWord, rewriteHelp, unknownCommand, usageError, wantsJson } from './usage.js';
 import { argvBytes } from './argv.js';
@@ -17,7 +19,8 @@ const EPILOGUE = [
   'path is not found (never pulled). docker://NAME forces a reference, oci-archive:PATH a tar.',
   'Cache: --cache-dir, else $VMIMG_CACHE_DIR, else',
   '$XDG_CACHE_HOME/vmimg, else ~/.cache/vmimg. Exit codes: 0 ok, 1 error, 2 usage, 3 not found,',
-  '4 unauthorized, 5 platform mismatch, 6 integrity, 70 internal error (a bug), 130 interrupted.',
+  '4 unauthorized, 5 platform mismatch, 6 integrity, 70 internal error (a bug), 130/143/129 interrupted',
+  '(SIGINT/SIGTERM/SIGHUP: the command stops and removes its temp files).',
   'vmimg help COMMAND (or vmimg COMMAND --help) shows one command.',
 ].join('\n');
 
@@ -80,18 +83,15 @@ export async function main(rawArgv: string[]): Promise<void> {
   const command = commandInfo(firstWord(argv))?.name;
   const arch = argv.some((a) => a === '--arch' || a.startsWith('--arch='));
   const report = (err: unknown): number => reportError(err, { json, arch, ...(command ? { command } : {}) }).exit;
+  // Whatever way the process ends, the temp files exports registered go (process.exit included).
+  process.on('exit', removeTempFilesSync);
   // An error thrown where no one awaits it (an event handler) is still one coded line, not a stack.
   const onUncaught = (err: unknown): void => process.exit(report(err));
   process.on('uncaughtException', onUncaught);
   process.on('unhandledRejection', onUncaught);
   const controller = new AbortController();
   setInterruptSignal(controller.signal);
-  const onSigint = (): void => {
-    if (controller.signal.aborted) process.exit(ExitCode.INTERRUPTED); // second Ctrl-C: give up now
-    process.stderr.write('\nvmimg: interrupted, cleaning up (Ctrl-C again to quit now)\n');
-    controller.abort();
-  };
-  process.on('SIGINT', onSigint);
+  const stop = handleStopSignals(controller, process.stderr.isTTY === true && !json, (signal) => process.exit(report(interruptedBy(signal))));
   // The reader went away (`vmimg ls … | head`): stop quietly, like other Unix tools.
   // Any other stdout failure (EIO, ENOSPC) ends the command like other errors: one line, no stack.
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
@@ -102,11 +102,11 @@ export async function main(rawArgv: string[]): Promise<void> {
   try {
     checkCommand(argv);
     await buildParser(argv).parseAsync();
-    if (controller.signal.aborted) process.exitCode = ExitCode.INTERRUPTED;
   } catch (err) {
-    const exit = report(err);
-    process.exitCode = controller.signal.aborted ? ExitCode.INTERRUPTED : exit;
+    // a command stopped by a signal fails with an echo of the abort: the signal is the one thing to say
+    if (stop.caught === undefined) process.exitCode = report(err);
   } finally {
-    process.off('SIGINT', onSigint);
+    stop.dispose();
   }
+  if (stop.caught !== undefined) process.exitCode = report(interruptedBy(stop.caught));
 }

@@ -14,6 +14,7 @@ import { ErrorCode, VmimgError } from '../errors.js';
 import { isVfsError } from '../vfs/errors.js';
 import { escapeTerminal } from './escape.js';
 import { ExitCode, UsageError, exitCodeForCode } from './exit-codes.js';
+import { exitCodeForSignal } from './signals.js';
 
 export interface ErrorReport {
   code: string;
@@ -63,7 +64,9 @@ export function describeError(err: unknown, context: ReportContext = {}): ErrorR
     const archHint =
       context.arch && err.code === ErrorCode.PLATFORM_MISMATCH ? (archMismatchHint(err.details) ?? err.hint?.replace(/--platform\b/g, '--arch')) : undefined;
     const hint = archHint ?? err.hint ?? (err instanceof UsageError ? helpHint(command) : null);
-    return { code: err.code, message: err.message, hint, exit: exitCodeForCode(err.code) };
+    const signal = err.code === ErrorCode.ABORTED ? err.details?.signal : undefined;
+    const exit = typeof signal === 'string' ? exitCodeForSignal(signal as NodeJS.Signals) : exitCodeForCode(err.code);
+    return { code: err.code, message: err.message, hint, exit };
   }
   const e = err instanceof Error ? err : undefined;
   if (e?.name === 'AbortError') return { code: ErrorCode.ABORTED, message: 'interrupted', hint: null, exit: ExitCode.INTERRUPTED };

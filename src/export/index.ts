@@ -7,6 +7,7 @@ import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { ErrorCode, VmimgError } from '../errors.js';
+import { trackTempFile } from '../util/temp-files.js';
 import { exportToDir, type Image } from '../image/index.js';
 import { exportInitramfs, type InitramfsOptions, type InitramfsResult } from './initramfs.js';
 import { exportTar, type TarOptions, type TarResult } from './tar.js';
@@ -53,6 +54,16 @@ export async function exportImage(image: Image, dst: string, options: ExportOpti
   }
   await checkFileDestination(dst, options.force ?? false);
   const tmp = join(dirname(dst), `.${basename(dst)}.tmp-${randomBytes(6).toString('hex')}`);
+  const forget = trackTempFile(tmp);
+  try {
+    return await exportFile(image, dst, tmp, options);
+  } finally {
+    forget();
+  }
+}
+
+/** Writes a file format to `tmp`, renames it to `dst`; `tmp` is gone on every way out. */
+async function exportFile(image: Image, dst: string, tmp: string, options: ExportOptions): Promise<ExportResult> {
   if (options.format === 'ext4') {
     // positional writes into a sparse file: the writer opens the temp file itself
     try {
