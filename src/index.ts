@@ -1,6 +1,7 @@
 /** vmimg: prepare OCI/Docker images for lightweight VMs. */
 export { VmimgError, ErrorCode, isVmimgError, type ErrorCodeValue } from './errors.js';
 export * from './image/index.js';
+export * from './content/index.js';
 export { parseReference, formatReference, familiarName, type Reference } from './reference/index.js';
 export { parsePlatform, formatPlatform, hostPlatform, normalizePlatform, createMatcher, type Platform } from './platform/index.js';
 export { validateDigest, digestHex, sha256Digest } from './digest/index.js';

@@ -2,24 +2,28 @@
  * Is an IMAGE argument a path or a name? Decided before anything is contacted, so a typo'd path is
  * "not found", never a request to docker.io. In order:
  *   1. a transport prefix forces the choice: `docker://REF` is a registry reference;
- *      `oci-archive:PATH` and `docker-archive:PATH` are image tars (skopeo's spellings);
+ *      `oci-archive:PATH` and `docker-archive:PATH` are image tars, `oci:DIR[:TAG]` an OCI image layout
+ *      directory and the image its index.json names TAG (skopeo's spellings; like skopeo, DIR ends at
+ *      the first `:` unless the whole of it names a directory);
  *   2. `docker.io/…` is a registry reference;
  *   3. `/…`, `./…`, `../…`, `~`, `~/…`, `.` and `..` are paths; so is anything ending in `.tar`,
- *      `.tar.gz` or `.tgz`, and anything that names an existing file or directory;
+ *      `.tar.gz` or `.tgz`, and anything that names an existing file or directory (a directory is an
+ *      image directory, or an OCI image layout when it holds `oci-layout`);
  *   4. everything else is a name: a cached image's name or id, else a registry reference.
  * A path that does not exist is ERR_NOT_FOUND naming it.
  */
-import { stat } from 'node:fs/promises';
+import { access, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCode, VmimgError } from '../errors.js';
 
 export type ImageArg =
-  | { kind: 'path'; path: string; type: 'file' | 'dir'; forced?: 'oci-archive' | 'docker-archive' }
+  | { kind: 'path'; path: string; type: 'file' | 'dir' | 'layout'; forced?: 'oci-archive' | 'docker-archive' | 'oci'; tag?: string }
   | { kind: 'name'; name: string; forced: boolean };
 
 const TAR_PREFIXES = ['oci-archive:', 'docker-archive:'] as const;
 const REGISTRY_PREFIX = 'docker://';
+const LAYOUT_PREFIX = 'oci:';
 
 /** True when `arg` must be read as a path (rule 3 without the file-system check). */
 export function looksLikePath(arg: string): boolean {
@@ -29,6 +33,7 @@ export function looksLikePath(arg: string): boolean {
 /** Classifies an IMAGE argument (see the module comment); a missing path is ERR_NOT_FOUND. */
 export async function classifyImageArg(arg: string): Promise<ImageArg> {
   if (arg.startsWith(REGISTRY_PREFIX)) return { kind: 'name', name: arg.slice(REGISTRY_PREFIX.length), forced: true };
+  if (arg.startsWith(LAYOUT_PREFIX)) return layoutArg(arg);
   if (arg.startsWith('docker.io/')) return { kind: 'name', name: arg, forced: true };
   const prefix = TAR_PREFIXES.find((p) => arg.startsWith(p));
   const path = expandHome(prefix ? arg.slice(prefix.length) : arg);
@@ -40,9 +45,36 @@ export async function classifyImageArg(arg: string): Promise<ImageArg> {
     if (prefix || looksLikePath(arg)) throw missingPath(arg, path);
     return { kind: 'name', name: arg, forced: false };
   }
-  const type = st.isDirectory() ? 'dir' : 'file';
+  const type = st.isDirectory() ? ((await isLayout(path)) ? 'layout' : 'dir') : 'file';
   if (prefix && type !== 'file') throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `${arg}: ${prefix} needs an image tar, and ${path} is a directory`);
   return { kind: 'path', path, type, ...(prefix ? { forced: prefix.slice(0, -1) as 'oci-archive' | 'docker-archive' } : {}) };
+}
+
+/** `oci:DIR[:TAG]`: DIR must be an OCI image layout directory. */
+async function layoutArg(arg: string): Promise<ImageArg> {
+  const rest = arg.slice(LAYOUT_PREFIX.length);
+  const whole = expandHome(rest);
+  const colon = rest.indexOf(':');
+  const [dir, tag] = colon < 0 || (await isDir(whole)) ? [whole, undefined] : [expandHome(rest.slice(0, colon)), rest.slice(colon + 1)];
+  if (!(await isDir(dir))) throw missingPath(arg, dir);
+  if (!(await isLayout(dir))) {
+    throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `${arg}: ${dir} is not an OCI image layout (no oci-layout file)`, {
+      hint: 'oci:DIR names a directory written by skopeo copy ... oci:DIR:TAG, umoci or buildah',
+    });
+  }
+  return { kind: 'path', path: dir, type: 'layout', forced: 'oci', ...(tag ? { tag } : {}) };
+}
+
+async function isDir(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => undefined))?.isDirectory() ?? false;
+}
+
+/** An OCI image layout directory holds an `oci-layout` file (what makes it one, by the spec). */
+async function isLayout(dir: string): Promise<boolean> {
+  return access(join(dir, 'oci-layout')).then(
+    () => true,
+    () => false,
+  );
 }
 
 function expandHome(p: string): string {
@@ -62,15 +94,18 @@ function missingPath(arg: string, path: string): VmimgError {
 export async function referenceArg(arg: string): Promise<string> {
   const a = await classifyImageArg(arg);
   if (a.kind === 'name') return a.name;
-  throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `${arg} is a ${a.type === 'dir' ? 'directory' : 'file'}, not a registry reference`, {
+  throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `${arg} is a ${a.type === 'file' ? 'file' : 'directory'}, not a registry reference`, {
     hint: a.type === 'file' ? `vmimg load ${arg} reads an image tar` : 'commands taking IMAGE read an image directory in place',
   });
 }
 
-/** `load`'s TAR: an existing image tar (`oci-archive:`/`docker-archive:` prefixes and `~` allowed). */
-export async function tarArg(arg: string): Promise<string> {
+/**
+ * `load`'s SOURCE: an existing image tar (`oci-archive:`/`docker-archive:` prefixes and `~` allowed) or
+ * an OCI image layout directory (`oci:DIR[:TAG]`, or a directory holding `oci-layout`).
+ */
+export async function loadArg(arg: string): Promise<{ path: string; type: 'file' | 'layout'; tag?: string }> {
   const a = await classifyImageArg(arg);
-  if (a.kind === 'path' && a.type === 'file') return a.path;
+  if (a.kind === 'path' && (a.type === 'file' || a.type === 'layout')) return { path: a.path, type: a.type, ...(a.tag ? { tag: a.tag } : {}) };
   if (a.kind === 'path') {
     throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `${a.path} is a directory, not an image tar`, { hint: 'commands taking IMAGE read an image directory in place' });
   }

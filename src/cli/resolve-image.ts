@@ -12,6 +12,7 @@ import {
   isVmimgError,
   listImages,
   loadFromDir,
+  loadFromLayout,
   loadFromTar,
   parseReference,
   pull,
@@ -31,7 +32,7 @@ export interface ResolveOptions {
   cached?: boolean;
 }
 
-export type ImageKind = 'dir' | 'tar' | 'cached' | 'registry';
+export type ImageKind = 'dir' | 'tar' | 'layout' | 'cached' | 'registry';
 
 export interface ResolvedImage {
   image: Image;
@@ -44,6 +45,7 @@ export async function resolveImage(ctx: Context, arg: string, options: ResolveOp
   const a = await classifyImageArg(arg);
   if (a.kind === 'path') {
     if (a.type === 'dir') return { image: await loadFromDir(a.path, platformOption(ctx)), kind: 'dir', names: [] };
+    if (a.type === 'layout') return named(ctx, await loadTar(ctx, a.path, a.tag, {}, 'layout'), 'layout');
     return named(ctx, await loadTar(ctx, a.path), 'tar');
   }
   if (options.cached !== false) {
@@ -115,7 +117,14 @@ export async function pullImage(ctx: Context, ref: string, extra: Pick<PullOptio
   }
 }
 
-export async function loadTar(ctx: Context, path: string, tag?: string, extra: Pick<LoadOptions, 'concurrency' | 'limits'> = {}): Promise<Image> {
+/** Loads an image tar, or (`type` 'layout') an OCI image layout directory, into the cache. */
+export async function loadTar(
+  ctx: Context,
+  path: string,
+  tag?: string,
+  extra: Pick<LoadOptions, 'concurrency' | 'limits'> = {},
+  type: 'file' | 'layout' = 'file',
+): Promise<Image> {
   const progress = ctx.progress();
   try {
     const options: LoadOptions = {
@@ -127,7 +136,7 @@ export async function loadTar(ctx: Context, path: string, tag?: string, extra: P
       ...extra,
       limits: await configLimits(extra.limits),
     };
-    return await loadFromTar(path, options);
+    return await (type === 'layout' ? loadFromLayout(path, options) : loadFromTar(path, options));
   } finally {
     progress.done();
   }

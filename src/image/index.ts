@@ -1,8 +1,9 @@
 /** Images: pull from registries, load from tars, image directories, the cache's catalog. */
 export { pull, type PullOptions } from './pull.js';
-export { loadFromTar, type LoadOptions } from './load.js';
-export { isLocalTar, openArchive, type ArchiveOptions } from './archive.js';
-export { validateTar, verifyImage, type TarReport, type ImageCheck } from './validate.js';
+export { loadFromTar, loadFromLayout, type LoadOptions } from './load.js';
+export { isLocalTar, openArchive, openArchiveReader, openLayoutDir, type ArchiveOptions } from './archive.js';
+export { openReaderSource, type ReaderSourceOptions } from './reader-source.js';
+export { validateTar, validateLayout, verifyImage, type TarReport, type ImageCheck } from './validate.js';
 export { loadFromDir, exportToDir, writeImageDir, CONFIG_FILE, type Image, type ImageLayer, type WriteImageDirOptions } from './image-dir.js';
 export { CacheLayout, resolveCacheDir, type CacheOptions } from './cache.js';
 export { listImages, findImage, removeImage, type ImageSummary } from './catalog.js';

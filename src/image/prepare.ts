@@ -21,6 +21,7 @@ import { createLimiter, type Limiter } from '../util/limiter.js';
 import { openLease, type CacheLease } from './lease.js';
 import { MIN_INDEXED_BLOB } from '../lazy/build.js';
 import { CheckpointTee } from '../lazy/tee.js';
+import { BlobStore } from '../store/index.js';
 
 export interface PrepareOptions {
   cache: CacheLayout;
@@ -56,6 +57,7 @@ export async function prepareImage(source: ImageSource, options: PrepareOptions)
   try {
     // Before anything is looked up in the cache: what this run needs is safe from a concurrent prune.
     lease = await openLease(cache, leaseDigests(source), signal);
+    await keepDocuments(cache, source);
     // A diff_id listed more than once (repeated empty layers, a layer re-applied after a whiteout) is
     // flattened once; every position still applies it (config.json keeps the full list).
     const once = new Map<string, Promise<LayerInfo>>();
@@ -103,9 +105,16 @@ export async function prepareImage(source: ImageSource, options: PrepareOptions)
   }
 }
 
-/** Everything the run reads or writes in the cache: layer blobs, flattened layers, the image dir. */
+/** Everything the run reads or writes in the cache: layer blobs, flattened layers, the image dir, kept documents. */
 function leaseDigests(source: ImageSource): string[] {
-  return [source.info.configDigest, ...source.layers.flatMap((l) => (l.digest ? [l.digest, l.diffId] : [l.diffId]))];
+  const documents = (source.documents ?? []).map((d) => d.descriptor.digest);
+  return [source.info.configDigest, ...documents, ...source.layers.flatMap((l) => (l.digest ? [l.digest, l.diffId] : [l.diffId]))];
+}
+
+/** The manifests, indexes and config the source resolved, into the store (verified again; present = done). */
+async function keepDocuments(cache: CacheLayout, source: ImageSource): Promise<void> {
+  const store = new BlobStore(cache.root);
+  for (const { descriptor, bytes } of source.documents ?? []) await store.putBytes(bytes, descriptor);
 }
 
 /**

@@ -177,13 +177,23 @@ async function referencedDigests(cache: CacheLayout): Promise<Set<string>> {
   const wanted = new Set<string>();
   for (const hex of await names(cache.imagesDir)) {
     if (!/^[0-9a-f]{64}$/.test(hex)) continue;
-    let config: { layers?: unknown; layerDetails?: { diffId?: unknown; digest?: unknown }[] };
+    let config: {
+      layers?: unknown;
+      layerDetails?: { diffId?: unknown; digest?: unknown }[];
+      source?: { manifestDigest?: unknown; indexDigest?: unknown; indexDigests?: unknown[] };
+    };
     try {
       config = JSON.parse(await readFile(join(cache.imagesDir, hex, 'config.json'), 'utf8'));
     } catch {
       continue;
     }
     for (const d of Array.isArray(config?.layers) ? config.layers : []) if (typeof d === 'string') wanted.add(d);
+    // The image's own config blob and the manifest and indexes it was resolved through.
+    wanted.add(`sha256:${hex}`);
+    const source = config?.source;
+    for (const d of [source?.manifestDigest, source?.indexDigest, ...(Array.isArray(source?.indexDigests) ? source.indexDigests : [])]) {
+      if (typeof d === 'string') wanted.add(d);
+    }
     for (const l of Array.isArray(config?.layerDetails) ? config.layerDetails : []) {
       if (typeof l?.diffId === 'string') wanted.add(l.diffId);
       if (typeof l?.digest === 'string') wanted.add(l.digest);

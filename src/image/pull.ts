@@ -5,13 +5,14 @@ import { formatReference, parseReference } from '../reference/index.js';
 import type { Reference } from '../reference/types.js';
 import { RegistryClient, type RegistryClientOptions } from '../registry/index.js';
 import { BlobStore } from '../store/index.js';
+import { RegistryBlobReader } from '../content/registry.js';
 import { CacheLayout, resolveCacheDir } from './cache.js';
 import type { Image } from './image-dir.js';
 import { prepareImage } from './prepare.js';
 import type { LayerLimits } from '../layer/limits.js';
 import { noticeEvent, type ProgressListener } from './progress.js';
 import type { NetworkNotice } from '../util/retry.js';
-import { openRemote } from './remote.js';
+import { openReaderSource } from './reader-source.js';
 
 export interface PullOptions extends RegistryClientOptions {
   /** Wanted platform (the host's when absent). Naming one makes a single-platform mismatch an error. */
@@ -29,14 +30,19 @@ export interface PullOptions extends RegistryClientOptions {
   checkpoints?: boolean;
 }
 
+/**
+ * Pulls `reference` (`alpine`, `ghcr.io/o/app:1.2`, `…@sha256:…`) into the cache for `platform`
+ * (the host's by default) and returns the prepared image. The reference's index is walked by the one
+ * index walk (src/content/walk.ts); layers download into the store while they convert; the manifest,
+ * indexes and config are kept in the store too. Errors are VmimgErrors prefixed `pulling REF: `.
+ */
 export async function pull(reference: string | Reference, options: PullOptions = {}): Promise<Image> {
   const ref = typeof reference === 'string' ? parseReference(reference) : reference;
   const cache = new CacheLayout(resolveCacheDir(options));
   const client = options.client ?? new RegistryClient(options);
   try {
     options.onProgress?.({ type: 'image', state: 'resolving', layersDone: 0, layerCount: 0, bytesDone: 0 });
-    const source = await openRemote(ref, {
-      client,
+    const source = await openReaderSource(new RegistryBlobReader(client, ref), {
       store: new BlobStore(cache.root),
       ...(options.platform ? { platform: options.platform, explicitPlatform: true } : {}),
       ...(options.signal ? { signal: options.signal } : {}),

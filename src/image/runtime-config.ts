@@ -23,13 +23,15 @@ export interface LayerRecord {
 
 export interface ImageSourceInfo {
   /** How the image arrived. */
-  kind: 'registry' | 'docker-archive' | 'oci-archive';
+  kind: 'registry' | 'docker-archive' | 'oci-archive' | 'oci-layout' | 'store';
   /** Canonical reference or tar path. */
   reference?: string;
   /** Digest of the platform-specific manifest, when there was one. */
   manifestDigest?: string;
-  /** Digest of the index the manifest was chosen from, when there was one. */
+  /** Digest of the (top) index the manifest was chosen from, when there was one. */
   indexDigest?: string;
+  /** Nested indexes only: every index from the top down to the manifest's (the store keeps them all). */
+  indexDigests?: string[];
   /** Digest of the image config blob: also the image's id. */
   configDigest: string;
   /** `os/arch[/variant]` of the image. */

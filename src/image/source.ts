@@ -1,12 +1,14 @@
 /**
- * An image, wherever it comes from (registry, `docker save`, OCI archive), reduced to what the
- * preparation pipeline needs: the parsed config and an ordered list of layers that open as streams.
- * Every source feeds the same pipeline (src/image/prepare.ts).
+ * An image, wherever it comes from, reduced to what the preparation pipeline needs: the parsed config
+ * and an ordered list of layers that open as streams. Sources are BlobReaders (src/content/); one
+ * function turns any reader into an ImageSource (reader-source.ts), and every source feeds the same
+ * pipeline (src/image/prepare.ts).
  */
 import type { Readable } from 'node:stream';
 import type { ImageConfig } from '../manifest/index.js';
 import type { ImageSourceInfo } from './runtime-config.js';
 import type { NoticeListener } from '../util/retry.js';
+import type { Descriptor } from '../manifest/types.js';
 
 export interface OpenLayerOptions {
   signal?: AbortSignal | undefined;
@@ -48,6 +50,12 @@ export interface ImageSource {
   info: Omit<ImageSourceInfo, 'createdAt'>;
   config: ImageConfig;
   layers: SourceLayer[];
+  /**
+   * The small blobs the image was resolved through — indexes (top first), manifest, config — with their
+   * exact bytes (digest-checked): the pipeline keeps them in the store so the image can be pushed or
+   * served byte for byte without the source. A synthesised `docker save` manifest is not among them.
+   */
+  documents?: readonly { readonly descriptor: Descriptor; readonly bytes: Buffer }[];
   /** Things worth telling the user (reported as progress warnings). */
   warnings?: string[];
   /** Releases what the source holds (open files, connections). */

@@ -9,7 +9,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { parsePax, type PaxRecords } from '../layer/tar-fields.js';
 import { applyPax, checksumOk, cstr, decodeHeader, isZero } from '../layer/tar-reader.js';
@@ -86,11 +86,13 @@ export class TarMembers {
     }
   }
 
-  /** Streams a member's bytes. */
-  stream(name: string): Readable {
+  /** Streams a member's bytes: `length` of them from `offset` (default: all). */
+  stream(name: string, offset = 0, length?: number): Readable {
     const member = this.require(name);
-    if (member.size === 0) return createReadStream(this.path, { start: 1, end: 0 });
-    return createReadStream(this.path, { start: member.offset, end: member.offset + member.size - 1, highWaterMark: 1 << 20 });
+    const n = Math.max(0, Math.min(length ?? member.size, member.size - offset));
+    if (n === 0) return Readable.from([]);
+    const start = member.offset + offset;
+    return createReadStream(this.path, { start, end: start + n - 1, highWaterMark: 1 << 20 });
   }
 
   require(name: string): TarMember {

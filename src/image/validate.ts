@@ -1,21 +1,24 @@
 /**
- * `validateTar(path)`: what an image archive holds, or exactly why it is not one. Reads no layer.
+ * `validateTar(path)`: what an image archive (or OCI layout directory) holds, or exactly why it is not
+ * one — the one index walk with every manifest and config read, and every layer's presence checked.
+ * Reads no layer's bytes.
  * `verifyImage(image)`: every file of a prepared image checked against its layer index's sha256.
  */
 import { resolve } from 'node:path';
-import { ErrorCode, VmimgError, wrapError } from '../errors.js';
-import { MAX_MANIFEST_BYTES, MediaType, configPlatform, parseManifestDocument } from '../manifest/index.js';
+import { wrapError } from '../errors.js';
 import { formatPlatform } from '../platform/index.js';
-import { ArchiveBlobs, openArchiveMembers, parseDockerManifest } from './archive.js';
-import { addUnlistedManifests, listDockerImages } from './docker-save-images.js';
-import { listOciImages } from './oci-images.js';
-import type { TarMembers } from './tar-members.js';
+import type { BlobReader } from '../content/blob-reader.js';
+import { SYNTHESIZED_ANNOTATION } from '../content/docker-save.js';
+import { OciLayoutReader, directoryFiles } from '../content/layout.js';
+import { listImageEntries } from '../content/walk.js';
+import { openArchiveReader } from './archive.js';
 import { verifyLayer } from '../layer/verify.js';
 import type { Image } from './image-dir.js';
 
 export interface TarImage {
   name?: string;
   platform: string;
+  /** The image's manifest digest (absent for a classic `docker save`, which has no manifests). */
   manifestDigest?: string;
   configDigest: string;
   layers: number;
@@ -23,50 +26,49 @@ export interface TarImage {
 
 export interface TarReport {
   path: string;
-  format: 'docker-archive' | 'oci-archive';
+  format: 'docker-archive' | 'oci-archive' | 'oci-layout';
   images: TarImage[];
 }
 
+/** Lists the images of an image tar; ERR_INVALID_ARCHIVE (or a blob's error) when it is not a whole one. */
 export async function validateTar(path: string): Promise<TarReport> {
   const file = resolve(path);
   try {
-    const { tar, format } = await openArchiveMembers(file);
-    return { path: file, format, images: format === 'docker-archive' ? await dockerImages(tar) : await ociImages(tar) };
+    return await report(file, await openArchiveReader(file));
   } catch (err) {
     throw wrapError(err, `validating ${path}`);
   }
 }
 
-async function dockerImages(tar: TarMembers): Promise<TarImage[]> {
-  const images = await listDockerImages(tar, parseDockerManifest(await tar.read('manifest.json', MAX_MANIFEST_BYTES), tar.path));
-  await addUnlistedManifests(tar, images); // Docker 25+ may leave images out of index.json
-  return images.map((i) => {
-    for (const layer of i.manifestEntry.Layers) tar.require(layer);
-    return {
-      ...(i.names.length > 0 ? { name: i.names.join(', ') } : {}),
-      platform: formatPlatform(configPlatform(i.config)),
-      ...(i.digests[0] ? { manifestDigest: i.digests[0] } : {}),
-      configDigest: i.configDigest,
-      layers: i.manifestEntry.Layers.length,
-    };
-  });
+/** The same for an OCI image layout directory. */
+export async function validateLayout(path: string): Promise<TarReport> {
+  const dir = resolve(path);
+  try {
+    return await report(dir, await OciLayoutReader.open(directoryFiles(dir), 'oci-layout'));
+  } catch (err) {
+    throw wrapError(err, `validating ${path}`);
+  }
 }
 
-async function ociImages(tar: TarMembers): Promise<TarImage[]> {
-  const blobs = new ArchiveBlobs(tar);
-  const top = parseManifestDocument(await tar.read('index.json', MAX_MANIFEST_BYTES), MediaType.OCI_INDEX);
-  if (top.kind !== 'index') throw new VmimgError(ErrorCode.INVALID_ARCHIVE, `${tar.path}: index.json is not an image index`);
-  const images = await listOciImages(top.index, (d, max) => blobs.read(d, max), tar.path);
-  return images.map((i) => {
-    for (const layer of i.manifest.layers) tar.require(blobs.member(layer));
-    return {
-      ...(i.refName ? { name: i.refName } : {}),
-      platform: formatPlatform(configPlatform(i.config)),
-      manifestDigest: i.descriptor.digest,
-      configDigest: i.manifest.config.digest,
-      layers: i.manifest.layers.length,
-    };
-  });
+async function report(path: string, reader: BlobReader): Promise<TarReport> {
+  try {
+    const images: TarImage[] = [];
+    for (const e of await listImageEntries(reader, { readAll: true })) {
+      const manifest = e.manifest!;
+      for (const layer of manifest.layers) (await reader.open(layer, { length: 0 })).destroy(); // present?
+      const names = e.names.join(', ');
+      images.push({
+        ...(names ? { name: names } : {}),
+        platform: formatPlatform(e.platform!),
+        ...(e.root.descriptor.annotations?.[SYNTHESIZED_ANNOTATION] === undefined ? { manifestDigest: e.descriptor.digest } : {}),
+        configDigest: manifest.config.digest,
+        layers: manifest.layers.length,
+      });
+    }
+    return { path, format: reader.kind as TarReport['format'], images };
+  } finally {
+    await reader.close();
+  }
 }
 
 export interface ImageCheck {

@@ -11,7 +11,6 @@ import { digestAlgorithm, digestOf, validateDigest } from '../digest/index.js';
 import type { Descriptor } from '../manifest/types.js';
 import type { Reference } from '../reference/types.js';
 import { Authorizer, saysTokenExpired } from './auth.js';
-import { listPlatforms, type PlatformEntry } from './platforms.js';
 import { credentialChain, type CredentialOptions } from './credentials.js';
 import { plainHttpPolicy, registryEndpoints, type HostOptions, type RegistryEndpoint } from './hosts.js';
 import { networkError, redactUrl, statusError } from './http-errors.js';
@@ -83,6 +82,8 @@ export interface FetchedManifest {
 export interface BlobReadOptions extends CallOptions {
   /** Start from this byte (Range request). */
   readonly offset?: number;
+  /** Ask for this many bytes from `offset` (a closed Range); the server may still send more, or all. */
+  readonly length?: number;
 }
 
 export interface PingResult {
@@ -183,13 +184,14 @@ export class RegistryClient {
    */
   async openBlob(repo: RepositoryRef, desc: Descriptor, options: BlobReadOptions = {}): Promise<OpenedBlob> {
     const offset = options.offset ?? 0;
+    const last = options.length !== undefined ? String(offset + options.length - 1) : '';
     validateDigest(desc.digest);
     const step: Step = {
       repo,
       what: `blob ${desc.digest} in ${repo.registry}/${repo.repository}`,
       path: `/v2/${repo.repository}/blobs/${desc.digest}`,
       method: 'GET',
-      headers: offset > 0 ? { range: `bytes=${offset}-` } : {},
+      headers: offset > 0 || last !== '' ? { range: `bytes=${offset}-${last}` } : {},
       capability: 'pull',
       ...callParts(options),
       once: true,
@@ -260,11 +262,6 @@ export class RegistryClient {
       const link = header(res, 'link');
       return { bytes, ...(contentType !== undefined ? { contentType } : {}), ...(link !== undefined ? { link } : {}) };
     });
-  }
-
-  /** The platforms an image offers (index entries, or the config of a single manifest). */
-  listPlatforms(ref: Reference, options: CallOptions = {}): Promise<PlatformEntry[]> {
-    return listPlatforms(this, ref, options);
   }
 
   async close(): Promise<void> {

@@ -10,7 +10,6 @@ export {
   type ApiAnswer,
   type PingResult,
 } from './client.js';
-export type { PlatformEntry } from './platforms.js';
 export { registryEndpoints, plainHttpAllowed, type RegistryEndpoint, type HostOptions, type MirrorSpec, type HostCapabilities } from './hosts.js';
 export { credentialChain, credentialKeyOf, type Credential, type CredentialInput, type CredentialLookup, type CredentialOptions } from './credentials.js';
 export { parseWWWAuthenticate, saysTokenExpired, type Challenge } from './auth.js';

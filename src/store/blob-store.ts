@@ -53,11 +53,17 @@ export class BlobStore {
     return actual !== undefined && (size === undefined || actual === size);
   }
 
-  /** Opens a blob for reading; ERR_NOT_FOUND when absent. */
-  async open(digest: string): Promise<Readable> {
+  /** Opens a blob for reading, whole or `length` bytes from `offset`; ERR_NOT_FOUND when absent. */
+  async open(digest: string, range: { offset?: number; length?: number } = {}): Promise<Readable> {
     try {
       const fh = await fs.open(this.path(digest), 'r');
-      return fh.createReadStream();
+      const start = range.offset ?? 0;
+      if (range.length === 0) {
+        await fh.close();
+        return Readable.from([]);
+      }
+      const end = range.length !== undefined ? start + range.length - 1 : undefined;
+      return fh.createReadStream({ start, ...(end !== undefined ? { end } : {}) });
     } catch (err) {
       throw this.mapMissing(err, digest);
     }

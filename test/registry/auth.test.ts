@@ -4,6 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isVmimgError } from '../../src/errors.js';
 import { RegistryClient, type RegistryClientOptions } from '../../src/registry/index.js';
+import { RegistryBlobReader, listPlatforms } from '../../src/content/index.js';
 import { buildBusyboxLayout, pushLayout } from '../helpers/busybox.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
@@ -87,7 +88,7 @@ describe('token auth (Bearer)', () => {
       const ref = { registry: reg.host, repository: 'tok/busybox', tag: '1' };
       assert.equal((await client.resolve(ref)).digest, digest);
       await client.fetchManifest(ref);
-      await client.listPlatforms(ref);
+      await listPlatforms(new RegistryBlobReader(client, ref));
       assert.equal(issuer.requests.length, 1, 'one token for three calls on one scope');
       const [req] = issuer.requests;
       assert.equal(req!.method, 'GET');

@@ -5,6 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import { isVmimgError } from '../../src/errors.js';
 import { parseManifestDocument } from '../../src/manifest/index.js';
 import { RegistryClient } from '../../src/registry/index.js';
+import { RegistryBlobReader, listPlatforms } from '../../src/content/index.js';
 import { buildBusyboxLayout, buildMultiArchLayout, pushLayout } from '../helpers/busybox.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { downloadBlob } from '../helpers/blob-download.js';
@@ -76,7 +77,7 @@ describe('RegistryClient, anonymous, real docker-registry', () => {
   });
 
   test('listPlatforms of an index and of a single manifest', async () => {
-    const multi = await client.listPlatforms({ registry: registry.host, repository: 'test/multi', tag: '1' });
+    const multi = await listPlatforms(new RegistryBlobReader(client, { registry: registry.host, repository: 'test/multi', tag: '1' }));
     assert.deepEqual(
       multi.map((e) => e.platform),
       [
@@ -86,7 +87,7 @@ describe('RegistryClient, anonymous, real docker-registry', () => {
     );
     const resolved = await client.resolve({ registry: registry.host, repository: 'test/multi', tag: '1' });
     assert.equal(resolved.digest, indexDigest);
-    const single = await client.listPlatforms({ registry: registry.host, repository: 'test/busybox', tag: '1' });
+    const single = await listPlatforms(new RegistryBlobReader(client, { registry: registry.host, repository: 'test/busybox', tag: '1' }));
     assert.deepEqual(single.map((e) => e.platform), [{ os: 'linux', architecture: 'amd64' }]);
     assert.equal(single[0]!.descriptor.digest, manifestDigest);
   });
@@ -95,7 +96,7 @@ describe('RegistryClient, anonymous, real docker-registry', () => {
     const ref = { registry: registry.host, repository: 'test/multi-docker', tag: '1' };
     const desc = await client.resolve(ref);
     assert.equal(desc.mediaType, 'application/vnd.docker.distribution.manifest.list.v2+json');
-    const entries = await client.listPlatforms(ref);
+    const entries = await listPlatforms(new RegistryBlobReader(client, ref));
     assert.deepEqual(entries.map((e) => e.platform?.architecture), ['amd64', 'arm64']);
     assert.ok(entries.every((e) => e.descriptor.mediaType === 'application/vnd.docker.distribution.manifest.v2+json'));
   });

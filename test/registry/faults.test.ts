@@ -7,6 +7,7 @@ import { isVmimgError } from '../../src/errors.js';
 import { parseManifestDocument } from '../../src/manifest/index.js';
 import type { Descriptor } from '../../src/manifest/types.js';
 import { RegistryClient, type RegistryClientOptions } from '../../src/registry/index.js';
+import { RegistryBlobReader, listPlatforms } from '../../src/content/index.js';
 import { buildBusyboxLayout, pushLayout } from '../helpers/busybox.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
@@ -175,7 +176,7 @@ describe('fault injection between client and real registry', () => {
     // The same through a manifest a registry serves: listing its platforms needs the config.
     const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config, layers: [layer] }));
     proxy.add({ path: manifestPath, fault: { kind: 'body', body: manifest } });
-    await assert.rejects(client().listPlatforms(ref()), { code: 'ERR_TOO_LARGE' });
+    await assert.rejects(listPlatforms(new RegistryBlobReader(client(), ref())), { code: 'ERR_TOO_LARGE' });
     assert.ok(proxy.requests.every((r) => !r.path.includes('/blobs/')), 'the config was never requested');
   });
 

@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { RegistryClient, formatPlatform, loadFromDir, parseReference, validateTar } from '../../index.js';
+import { RegistryBlobReader, RegistryClient, formatPlatform, listPlatforms as platformsOf, loadFromDir, parseReference, validateLayout, validateTar } from '../../index.js';
 import { classifyImageArg } from '../image-arg.js';
 import type { Context, GlobalArgs } from '../context.js';
 import { humanBytes, platformText, plural, shortDigest } from '../format.js';
@@ -31,8 +31,8 @@ export const inspectCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
 async function listPlatforms(ctx: Context, arg: string): Promise<void> {
   let rows: { platform: string; digest?: string }[];
   const a = await classifyImageArg(arg);
-  if (a.kind === 'path' && a.type === 'file') {
-    const report = await validateTar(a.path);
+  if (a.kind === 'path' && a.type !== 'dir') {
+    const report = a.type === 'layout' ? await validateLayout(a.path) : await validateTar(a.path);
     rows = report.images.map((i) => ({ platform: platformText(i.platform), ...(i.manifestDigest ? { digest: i.manifestDigest } : {}) }));
   } else if (a.kind === 'path') {
     rows = [{ platform: imagePlatform(await loadFromDir(a.path)) }]; // an image directory holds one image
@@ -40,7 +40,7 @@ async function listPlatforms(ctx: Context, arg: string): Promise<void> {
     const ref = parseReference(a.name);
     const client = new RegistryClient(await ctx.registryOptions(arg));
     try {
-      const entries = await client.listPlatforms(ref, { signal: ctx.signal });
+      const entries = await platformsOf(new RegistryBlobReader(client, ref), { signal: ctx.signal });
       rows = entries.map((e) => ({ platform: e.platform ? platformText(formatPlatform(e.platform)) : 'unknown', digest: e.descriptor.digest }));
     } finally {
       await client.close();

@@ -1,7 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CONFIG_FILE, ErrorCode, RegistryClient, VmimgError, findImage, formatReference, isVmimgError, loadFromDir, parseReference, validateTar, verifyImage, type Image } from '../../index.js';
+import { CONFIG_FILE, ErrorCode, RegistryClient, VmimgError, findImage, formatReference, isVmimgError, loadFromDir, parseReference, validateLayout, validateTar, verifyImage, type Image, type TarReport } from '../../index.js';
 import { classifyImageArg } from '../image-arg.js';
 import { humanBytes } from '../format.js';
 import type { Context, GlobalArgs } from '../context.js';
@@ -24,10 +24,11 @@ export const validateCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       .example('$0 validate alpine:3.20', 'Prints docker.io/library/alpine:3.20')
       .example('$0 validate alpine:3.20 --check-registry', 'Also resolves it to a digest')
       .example('$0 validate saved.tar --json', 'Format, images, platforms and digests of a tar')
+      .example('$0 validate oci:./layout', 'The same for an OCI image layout directory')
       .example('$0 validate ./vm', 'Reads every file of an image directory and checks its sha256'),
   handler: run<Args>(async (ctx, args) => {
     const a = await classifyImageArg(args.target);
-    if (a.kind === 'path' && a.type === 'file') return validateFile(ctx, a.path);
+    if (a.kind === 'path' && a.type !== 'dir') return validateFile(ctx, a.type === 'layout' ? await validateLayout(a.path) : await validateTar(a.path));
     if (a.kind === 'path') {
       if (await stat(join(a.path, CONFIG_FILE)).catch(() => undefined)) return verifyFiles(ctx, await loadFromDir(a.path));
       throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `${a.path} is a directory without ${CONFIG_FILE}: validate checks a reference, an image tar or an image directory`, {
@@ -52,8 +53,7 @@ export const validateCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
   }),
 };
 
-async function validateFile(ctx: Context, path: string): Promise<void> {
-  const report = await validateTar(path);
+async function validateFile(ctx: Context, report: TarReport): Promise<void> {
   if (ctx.json) {
     ctx.out(JSON.stringify(report));
     return;
