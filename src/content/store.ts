@@ -34,6 +34,17 @@ export class StoreBlobReader implements BlobReader {
     return new StoreBlobReader(store, named);
   }
 
+  /**
+   * A cached image's source as a reader: its root is the top index it was chosen from, else its
+   * manifest (`config.json`'s `source`). ERR_NOT_FOUND when the image has no manifest (a classic
+   * `docker save`) or the store lacks it (prepared before the store kept manifests: pull or load it again).
+   */
+  static forSource(store: BlobStore, source: { readonly indexDigest?: string; readonly manifestDigest?: string; readonly reference?: string }): Promise<StoreBlobReader> {
+    const digest = source.indexDigest ?? source.manifestDigest;
+    if (digest === undefined) throw new VmimgError(ErrorCode.NOT_FOUND, `${source.reference ?? 'the image'} came without a manifest (a classic docker save): nothing to read by digest`);
+    return StoreBlobReader.forDigests(store, [{ digest, names: source.reference !== undefined ? [source.reference] : [] }]);
+  }
+
   get where(): string {
     return this.store.root;
   }
