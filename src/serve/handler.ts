@@ -21,7 +21,7 @@ export interface AccessRecord {
   /** Bytes written to the connection for this answer (headers included). */
   readonly bytes: number;
   readonly ms: number;
-  /** `hit`, `miss`, `stale`, or absent when no cache was involved. */
+  /** `hit`, `miss`, `revalidated` (a tag checked with one HEAD), `stale`, or absent when no cache was involved. */
   readonly cache?: string;
   /** The upstream the repository routes to. */
   readonly upstream?: string;

@@ -50,6 +50,7 @@ async function tagEntry(s: ServeState, res: ServerResponse, t: RouteTarget, tag:
   const key = `${t.upstream.url}/${t.repository}:${tag}`;
   const known = s.tags.get(key);
   if (known !== undefined && s.tags.fresh(known)) return known;
+  res.setHeader('x-vmimg-cache', known === undefined ? 'miss' : 'revalidated');
   try {
     return await once(s, `tag ${key}`, async () => {
       if (known !== undefined) {

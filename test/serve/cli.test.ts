@@ -1,0 +1,114 @@
+/**
+ * `vmimg serve` as a process: upstream credentials from vmimg's chain (a token-auth docker-registry
+ * refusing anonymous pulls), one JSON access-log line per request on stdout, `vmimg prune` on the
+ * same cache keeping what serve holds (its lease), and SIGTERM letting an in-flight blob finish before
+ * the process exits 0.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { get, type IncomingMessage } from 'node:http';
+import { join } from 'node:path';
+import { buildBusyboxLayout, pushLayout } from '../helpers/busybox.js';
+import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
+import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
+import { tmpDir } from '../helpers/tools.js';
+import { BIN, expectExit } from '../cli/run.js';
+
+let registry: RunningRegistry;
+let proxy: FaultProxy;
+let layer: { digest: string; size: number };
+let cacheDir: string;
+let child: ChildProcess;
+let url: string;
+const stdout: string[] = [];
+const stderr: string[] = [];
+
+const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+const request = (u: string) => new Promise<IncomingMessage>((resolve, reject) => get(u, resolve).on('error', reject));
+
+before(async () => {
+  registry = await startRegistry({ auth: 'token', issuer: { anonymousPull: false } });
+  const image = await buildBusyboxLayout({ arch: 'amd64', tag: 'serve-cli' });
+  const digest = await pushLayout(image.ref, registry.host, 'lib/busybox:1', { creds: registry.creds! });
+  layer = (JSON.parse(readFileSync(join(image.layout, 'blobs', 'sha256', digest.slice(7)), 'utf8')) as { layers: { digest: string; size: number }[] }).layers[0]!;
+  proxy = await startFaultProxy(registry.url);
+  cacheDir = await tmpDir('vmimg-serve-cli-');
+  const [user, password] = registry.creds!.split(':');
+  child = spawn(process.execPath, [BIN, 'serve', '--listen', '127.0.0.1:0', '--upstream', proxy.url, '--cache-dir', cacheDir], {
+    env: { ...process.env, VMIMG_REGISTRY_AUTH: JSON.stringify({ [proxy.host]: { username: user, password } }) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout!.on('data', (b: Buffer) => stdout.push(b.toString()));
+  url = await new Promise<string>((resolve, reject) => {
+    child.stderr!.on('data', (b: Buffer) => {
+      stderr.push(b.toString());
+      const m = /serving .* on (http:\/\/\S+)/.exec(stderr.join(''));
+      if (m) resolve(m[1]!);
+    });
+    child.once('exit', (code) => reject(new Error(`vmimg serve exited ${code}: ${stderr.join('')}`)));
+  });
+});
+
+after(async () => {
+  if (child.exitCode === null) child.kill('SIGKILL');
+  await proxy?.stop();
+  await registry?.stop();
+});
+
+function body(res: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    res.on('data', (b: Buffer) => parts.push(b));
+    res.on('end', () => resolve(Buffer.concat(parts)));
+    res.on('error', reject);
+  });
+}
+
+describe('vmimg serve (the process)', () => {
+  it('pulls from a token-auth upstream with credentials from the chain, and logs one JSON line per request', async () => {
+    const res = await request(`${url}/v2/lib/busybox/manifests/1`);
+    const text = (await body(res)).toString();
+    assert.equal(res.statusCode, 200, text);
+    while (!stdout.join('').includes('"/v2/lib/busybox/manifests/1"')) await new Promise((r) => setTimeout(r, 20)); // written once the answer closed
+    const lines = stdout.join('').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const line = lines.find((l) => l.path === '/v2/lib/busybox/manifests/1');
+    assert.ok(line, stdout.join(''));
+    assert.equal(line.method, 'GET');
+    assert.equal(line.status, 200);
+    assert.equal(line.cache, 'miss');
+    assert.equal(line.upstream, proxy.url);
+  });
+
+  it('vmimg prune on the same cache keeps what serve holds', async () => {
+    assert.equal(sha(await body(await request(`${url}/v2/lib/busybox/blobs/${layer.digest}`))), layer.digest);
+    await expectExit(0, ['prune', '--cache-dir', cacheDir]);
+    assert.ok(existsSync(join(cacheDir, 'blobs', 'sha256', layer.digest.slice(7))));
+    const hit = await request(`${url}/v2/lib/busybox/blobs/${layer.digest}`);
+    assert.equal(hit.headers['x-vmimg-cache'], 'hit');
+    await body(hit);
+  });
+
+  it('SIGTERM: an answer in flight finishes, then the process exits 0', async () => {
+    const other = await buildBusyboxLayout({ arch: 'arm64', tag: 'serve-cli' });
+    const digest = await pushLayout(other.ref, registry.host, 'lib/busybox:arm', { creds: registry.creds! });
+    const l = (JSON.parse(readFileSync(join(other.layout, 'blobs', 'sha256', digest.slice(7)), 'utf8')) as { layers: { digest: string }[] }).layers[0]!;
+    let release!: () => void;
+    let reached!: () => void;
+    const held = new Promise<void>((r) => (reached = r));
+    proxy.add({ method: 'GET', path: `/blobs/${l.digest}`, fault: { kind: 'hold', afterBytes: 100_000, reached, release: new Promise((r) => (release = r)) } });
+    const res = await request(`${url}/v2/lib/busybox/blobs/${l.digest}`);
+    await held;
+    const exited = new Promise<number | null>((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await new Promise<void>((r) => {
+      const check = (): void => (stderr.join('').includes('shutting down') ? r() : void setTimeout(check, 20));
+      check();
+    });
+    release();
+    assert.equal(sha(await body(res)), l.digest);
+    assert.equal(await exited, 0, stderr.join(''));
+  });
+});
