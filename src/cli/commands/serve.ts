@@ -53,16 +53,12 @@ export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       onAccess: (r) => ctx.out(JSON.stringify(r)),
     });
     process.stderr.write(`vmimg: serving ${ctx.cache.root} on ${server.url}\n`);
-    await new Promise<void>((resolve) => {
-      const stop = (): void => {
-        process.off('SIGTERM', stop);
-        ctx.signal.removeEventListener('abort', stop);
-        resolve();
-      };
-      process.once('SIGTERM', stop);
-      ctx.signal.addEventListener('abort', stop, { once: true });
-    });
+    // main turns SIGINT/SIGTERM/SIGHUP into this abort; a second signal still quits at once
+    await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve(), { once: true }));
     process.stderr.write('vmimg: shutting down: finishing answers in flight\n');
     await server.shutdown();
+    // For a server SIGTERM is the normal way to stop (systemd, Kubernetes): a clean end, exit 0.
+    const reason = ctx.signal.reason as { details?: { signal?: string } } | undefined;
+    if (reason?.details?.signal === 'SIGTERM') process.exit(0);
   }),
 };
