@@ -1,24 +1,26 @@
 /**
  * The data area of the ext4 writer: blocks allocated in order, file content streamed into them with
- * all-zero 4 KiB blocks left as holes, writes gathered into a few large sequential writev calls, and
- * the next files' first reads started early (each read waits on the thread pool).
+ * all-zero 4 KiB blocks left as holes, writes gathered into a few large sequential writev calls;
+ * image files read in spans of many files, in the order their bytes lie in the layers (spans.ts).
  */
 import type { FileHandle } from 'node:fs/promises';
 import { S_IFMT, S_IFREG } from '../../layer/entry.js';
-import type { ContainerFS } from '../../vfs/index.js';
-import { shortRead } from '../walk.js';
+import type { ContainerFS, ContentVerifier } from '../../vfs/index.js';
 import { BLOCK } from './format.js';
 import { buildExtentTree, EXT4_EXTENTS_FL, MAX_EXTENT_BLOCKS, type Extent } from './inode.js';
 import type { Plan, PlanNode } from './plan.js';
+import { planSpans, readSpans, SpanBuffers } from './spans.js';
 
+/** Hole detection looks at this much at once (one compare when it is all zeros). */
 const CHUNK = 1 << 20;
-/** Inodes looked ahead for file reads to start early. */
-const READ_AHEAD = 32;
 /** Data-area writes are gathered up to this size, or this many buffers (under IOV_MAX for writev). */
-const FLUSH_BYTES = 4 << 20;
+const FLUSH_BYTES = 2 << 20;
+/** Data-area writes running at once (each a thread-pool job). */
+const WRITES_IN_FLIGHT = 4;
 const MAX_BUFFERS = 512;
 const ZERO = Buffer.alloc(BLOCK);
 const ZERO_CHUNK = Buffer.alloc(CHUNK);
+const EMPTY = Buffer.alloc(0);
 /** An inode's mapping: its i_block, blocks used and flags. */
 export interface Mapping {
   iblock: Buffer;
@@ -39,6 +41,11 @@ export class DataWriter {
   readonly #pending: Buffer[] = [];
   #pendingStart: number;
   #pendingBytes = 0;
+  readonly #writing: Promise<void>[] = [];
+  /** Flushes started, and the leading ones finished (a span buffer is reused once the flush holding its bytes is done). */
+  #flushes = 0;
+  #written = 0;
+  readonly #done = new Set<number>();
 
   constructor(private readonly fh: FileHandle, first: number) {
     this.next = first;
@@ -66,35 +73,76 @@ export class DataWriter {
     this.#pendingBytes += count * BLOCK;
   }
 
+  /**
+   * Starts writing what is queued (one positional writev) and goes on while up to WRITES_IN_FLIGHT
+   * writes run: on a busy host each thread-pool job waits to be scheduled, so overlapping them is
+   * what keeps the export moving.
+   */
   async flush(): Promise<void> {
     if (this.#pendingBytes === 0) return;
-    // writev: no copy into one buffer; a short write (rare on a regular file) finishes with a plain write
-    const { bytesWritten } = await this.fh.writev(this.#pending, this.#pendingStart * BLOCK);
-    if (bytesWritten < this.#pendingBytes) {
-      const rest = Buffer.concat(this.#pending, this.#pendingBytes).subarray(bytesWritten);
-      await writeAtByte(this.fh, rest, this.#pendingStart * BLOCK + bytesWritten);
-    }
-    this.#pending.length = 0;
-    this.#pendingStart += this.#pendingBytes / BLOCK;
+    const buffers = this.#pending.splice(0);
+    const [position, bytes, index] = [this.#pendingStart * BLOCK, this.#pendingBytes, ++this.#flushes];
+    this.#pendingStart += bytes / BLOCK;
     this.#pendingBytes = 0;
+    const write = writeBuffers(this.fh, buffers, position, bytes).then(() => this.#finished(index));
+    write.catch(() => undefined); // awaited below or by drain
+    this.#writing.push(write);
+    if (this.#writing.length >= WRITES_IN_FLIGHT) await this.#writing.shift();
   }
 
-  /** Streams a regular file's content into the data area; returns its inode mapping. */
-  async file(fs: ContainerFS, node: PlanNode, first?: Promise<Buffer>): Promise<Mapping> {
-    const extents: Extent[] = [];
-    const size = node.size;
-    // image files are checked against their index sha256 as they pass (ERR_DIGEST_MISMATCH)
-    const verifier = node.src === undefined ? undefined : fs.verifier(node.src, `/${node.path}`);
-    for (let pos = 0; pos < size; ) {
-      const buf =
-        node.src === undefined ? node.data!.subarray(pos, pos + CHUNK) : pos === 0 && first ? await first : await fs.read(node.src, pos, Math.min(CHUNK, size - pos));
-      if (buf.length === 0) throw shortRead(`/${node.path}: ${pos} of ${size} bytes`);
-      verifier?.update(buf);
-      await this.#chunk(buf, pos / BLOCK, extents);
-      pos += buf.length;
+  /** Writes finish in any order; `#written` counts the leading run of finished ones. */
+  #finished(index: number): void {
+    this.#done.add(index);
+    while (this.#done.delete(this.#written + 1)) this.#written++;
+  }
+
+  /** Writes everything queued and waits for it. */
+  async drain(): Promise<void> {
+    await this.flush();
+    while (this.#writing.length > 0) await this.#writing.shift();
+  }
+
+  /**
+   * Writes every regular file's content (extras first, then image files in the order their bytes lie
+   * in the layers, spans.ts) and returns each inode's mapping. Image files are checked against their
+   * index sha256 as they pass (ERR_DIGEST_MISMATCH).
+   */
+  async files(fs: ContainerFS, plan: Plan, aborted: () => void): Promise<Map<number, Mapping>> {
+    const out = new Map<number, Mapping>();
+    const image: PlanNode[] = [];
+    for (const node of plan.nodes) {
+      if (!node || (node.mode & S_IFMT) !== S_IFREG) continue;
+      if (node.src !== undefined && node.size > 0) image.push(node);
+      else out.set(node.ino, await this.#extra(node));
     }
-    verifier?.check();
-    return mapped(extents, size, this);
+    const buffers = new SpanBuffers();
+    let open: { node: PlanNode; extents: Extent[]; verifier?: ContentVerifier; seen: number } | undefined;
+    for await (const { buf, bytes: span, pieces } of readSpans(fs, planSpans(fs, image), () => buffers.take(this.#written))) {
+      aborted();
+      for (const p of pieces) {
+        const bytes = span.subarray(p.at, p.at + p.length);
+        if (p.fileOffset === 0) open = { node: p.node, extents: [], seen: 0 };
+        const f = open!;
+        f.verifier ??= fs.verifier(f.node.src!, `/${f.node.path}`);
+        f.verifier.update(bytes);
+        for (let at = 0; at < bytes.length; at += CHUNK) await this.#chunk(bytes.subarray(at, at + CHUNK), (p.fileOffset + at) / BLOCK, f.extents);
+        f.seen += p.length;
+        if (f.seen === f.node.size) {
+          f.verifier?.check();
+          out.set(f.node.ino, mapped(f.extents, f.node.size, this));
+        }
+      }
+      buffers.hold(buf, this.#flushes + 1); // its bytes go out with the next flush at the latest
+    }
+    return out;
+  }
+
+  /** An extra's content (the guest init, ...), or an empty file. */
+  async #extra(node: PlanNode): Promise<Mapping> {
+    const extents: Extent[] = [];
+    const data = (node.src === undefined && node.data) || EMPTY;
+    for (let pos = 0; pos < data.length; pos += CHUNK) await this.#chunk(data.subarray(pos, pos + CHUNK), pos / BLOCK, extents);
+    return mapped(extents, data.length, this);
   }
 
   /** Queues the non-zero blocks of `buf` (starting at logical block `logical`), extending `extents`. */
@@ -118,32 +166,6 @@ export class DataWriter {
       }
       if (zero && i < nblocks) this.holeBlocks++;
     }
-  }
-}
-
-/** Reads the first chunk of the next few image files while earlier ones are written (reads wait on the thread pool). */
-export class ReadAhead {
-  readonly #started = new Map<number, Promise<Buffer>>();
-  #next = 1;
-
-  constructor(private readonly fs: ContainerFS, private readonly plan: Plan) {}
-
-  /** Starts reads for the files among the next READ_AHEAD inodes after `ino`. */
-  advance(ino: number): void {
-    this.#next = Math.max(this.#next, ino);
-    for (; this.#next <= Math.min(this.plan.lastIno, ino + READ_AHEAD); this.#next++) {
-      const n = this.plan.nodes[this.#next];
-      if (!n || n.src === undefined || (n.mode & S_IFMT) !== S_IFREG || n.size === 0) continue;
-      const read = this.fs.read(n.src, 0, Math.min(CHUNK, n.size));
-      read.catch(() => undefined); // a failure surfaces when the file's turn comes
-      this.#started.set(this.#next, read);
-    }
-  }
-
-  take(ino: number): Promise<Buffer> | undefined {
-    const p = this.#started.get(ino);
-    this.#started.delete(ino);
-    return p;
   }
 }
 
@@ -181,6 +203,12 @@ export function mapped(extents: Extent[], size: number, data: DataWriter): Mappi
 
 export async function writeAt(fh: FileHandle, buf: Buffer, block: number): Promise<void> {
   await writeAtByte(fh, buf, block * BLOCK);
+}
+
+/** writev without a copy into one buffer; a short write (rare on a regular file) finishes with plain writes. */
+async function writeBuffers(fh: FileHandle, buffers: Buffer[], position: number, bytes: number): Promise<void> {
+  const { bytesWritten } = await fh.writev(buffers, position);
+  if (bytesWritten < bytes) await writeAtByte(fh, Buffer.concat(buffers, bytes).subarray(bytesWritten), position + bytesWritten);
 }
 
 async function writeAtByte(fh: FileHandle, buf: Buffer, position: number): Promise<void> {

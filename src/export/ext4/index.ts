@@ -61,7 +61,7 @@ export interface Ext4Result {
 /**
  * Writes `source` as an ext4 filesystem image to `path` (created or replaced; a regular file, sparse
  * where nothing was written). Same input, same bytes: the UUID comes from `seed`, timestamps in the
- * superblock are fixed. File content is streamed in 1 MiB reads, never held whole.
+ * superblock are fixed. File content is streamed in reads of at most 2 MiB, never held whole.
  */
 export async function exportExt4(source: ExportSource, path: string, options: Ext4Options = {}): Promise<Ext4Result> {
   const config = isImage(source) ? source.config : options.config;

@@ -5,14 +5,15 @@
  * the image file sparse where nothing was written.
  *
  * Block layout: [superblock, group descriptors, bitmaps, inode tables] [directories, symlinks,
- * xattr blocks] [file data in inode order, each file's blocks contiguous and 4 KiB aligned] [free].
+ * xattr blocks] [file data in layer order (each layer's files as they lie in its .contents), each
+ * file's blocks contiguous and 4 KiB aligned] [free].
  */
 import type { FileHandle } from 'node:fs/promises';
 import { ErrorCode, VmimgError } from '../../errors.js';
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../../layer/entry.js';
 import type { ContainerFS } from '../../vfs/index.js';
 import { splitDev } from '../walk.js';
-import { DataWriter, mapped, ReadAhead, writeAt, type Mapping } from './data.js';
+import { DataWriter, mapped, writeAt, type Mapping } from './data.js';
 import { dirBlocks, encodeDir } from './dirent.js';
 import { BLOCK, BLOCKS_PER_GROUP, groupDescriptor, INODE_SIZE, superblock, type Geometry } from './format.js';
 import { deviceIblock, encodeInode, MAX_EXTENT_BLOCKS, type Extent } from './inode.js';
@@ -80,12 +81,14 @@ export async function writeFilesystem(fs: ContainerFS, plan: Plan, meta: MetaLay
   const data = new DataWriter(fh, metaStart + meta.blocks);
   for (const s of meta.xattrBlocks) s.data.copy(metaBuf, s.at * BLOCK);
   const usedDirs = new Array<number>(geo.groups).fill(0);
-  const ahead = new ReadAhead(fs, plan);
+  const aborted = (): void => {
+    if (sb.signal?.aborted) throw new VmimgError(ErrorCode.ABORTED, 'ext4 export cancelled');
+  };
+  const files = await data.files(fs, plan, aborted);
   for (let ino = 1; ino <= plan.lastIno; ino++) {
     const node = plan.nodes[ino];
     if (!node) continue;
-    ahead.advance(ino);
-    if (sb.signal?.aborted) throw new VmimgError(ErrorCode.ABORTED, 'ext4 export cancelled');
+    if (ino % 4096 === 0) aborted();
     const type = node.mode & S_IFMT;
     let content: Mapping;
     if (type === S_IFDIR) {
@@ -95,7 +98,7 @@ export async function writeFilesystem(fs: ContainerFS, plan: Plan, meta: MetaLay
       for (let b = dirBlocks(node.children ?? []); b < d.count; b++) metaBuf.writeUInt16LE(BLOCK, (d.at + b) * BLOCK + 4); // empty blocks
       content = mapped(runs(metaStart + d.at, d.count), d.count * BLOCK, data);
     } else if (type === S_IFREG) {
-      content = await data.file(fs, node, ahead.take(ino));
+      content = files.get(ino)!;
     } else if (type === S_IFLNK) {
       const at = meta.symlinkBlock.get(ino);
       if (at === undefined) content = { iblock: padTo60(node.data!), blocks: 0, flags: 0, size: node.size };
@@ -123,7 +126,7 @@ export async function writeFilesystem(fs: ContainerFS, plan: Plan, meta: MetaLay
       (ino - 1) * INODE_SIZE,
     );
   }
-  await data.flush();
+  await data.drain();
   await writeAt(fh, metaBuf, metaStart);
   await writeAt(fh, table, geo.inodeTableStart);
   const usedBlocks = data.next;
