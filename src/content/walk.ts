@@ -35,6 +35,13 @@ import { isRemoteReader, type BlobReader, type NamedDescriptor, type ReadOptions
 
 /** Indexes below the root index (containerd walks any depth; real images use one or two). */
 export const MAX_INDEX_DEPTH = 4;
+/**
+ * Index entries one walk looks at, all roots together. Real sources list tens; the cap keeps a hostile
+ * source (indexes of 40 000 entries each, nested) from costing more than this many steps.
+ */
+export const MAX_WALK_ENTRIES = 100_000;
+/** Manifests, indexes and configs one walk reads (a multi-platform image needs tens). */
+export const MAX_WALK_DOCUMENTS = 1_000;
 
 /** A small blob as read: its descriptor, its exact bytes (digest-checked) and its parsed form. */
 export interface ReadBlob<T> {
@@ -84,6 +91,9 @@ class BlobCache {
   async get(desc: Descriptor, max: number): Promise<Buffer> {
     let bytes = this.bytes.get(desc.digest);
     if (bytes === undefined) {
+      if (this.bytes.size >= MAX_WALK_DOCUMENTS) {
+        throw new VmimgError(ErrorCode.TOO_LARGE, `${this.reader.where}: the image indexes reach over ${MAX_WALK_DOCUMENTS} manifests and indexes (MAX_WALK_DOCUMENTS)`);
+      }
       bytes = await this.reader.readBytes(desc, max, this.options);
       this.bytes.set(desc.digest, bytes);
     }
@@ -106,11 +116,18 @@ export async function listImageEntries(reader: BlobReader, options: ReadOptions 
 
 async function enumerate(cache: BlobCache, reader: BlobReader, roots: readonly NamedDescriptor[], readAll: boolean): Promise<ImageEntry[]> {
   const out: ImageEntry[] = [];
+  let steps = 0;
   for (let entry = 0; entry < roots.length; entry++) {
     const root = roots[entry]!;
     const stack: { desc: Descriptor; above: Descriptor[] }[] = [{ desc: root.descriptor, above: [] }];
+    const seen = new Set<string>(); // an index or manifest listed again under one root is one image
     while (stack.length > 0) {
       const { desc, above } = stack.pop()!;
+      if (++steps > MAX_WALK_ENTRIES) {
+        throw new VmimgError(ErrorCode.TOO_LARGE, `${reader.where}: the image indexes list over ${MAX_WALK_ENTRIES} entries (MAX_WALK_ENTRIES)`);
+      }
+      if (seen.has(desc.digest)) continue;
+      seen.add(desc.digest);
       if (isAttestation(desc) || (above.length > 0 && !isManifestMediaType(desc.mediaType) && !isIndexMediaType(desc.mediaType))) continue;
       if (above.length > MAX_INDEX_DEPTH) throw new VmimgError(ErrorCode.INVALID_MANIFEST, `${reader.where}: image indexes nested too deeply (over ${MAX_INDEX_DEPTH})`);
       let doc: ManifestDocument | undefined;
