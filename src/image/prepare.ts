@@ -7,6 +7,7 @@ import { pipeline, Transform } from 'node:stream';
 import { ErrorCode, VmimgError, isVmimgError, wrapError } from '../errors.js';
 import { flattenLayer, hasLayer, type LayerInfo } from '../layer/flatten.js';
 import { verifyLayer } from '../layer/verify.js';
+import { dropStamp, stampMatches, writeStamp } from '../layer/verified-stamp.js';
 import { resolveLimits, type LayerLimits } from '../layer/limits.js';
 import { ContainerFS } from '../vfs/index.js';
 import { CacheLayout } from './cache.js';
@@ -81,13 +82,17 @@ export async function prepareImage(source: ImageSource, options: PrepareOptions)
     let config;
     try {
       for (const message of fs.warnings) options.onProgress?.({ type: 'warning', message });
+      const checked = new Set<number>();
       config = await buildRuntimeConfig(
         source.config,
         infos.map((info, i) => layerRecord(info, source.layers[i]!)),
         { ...source.info, createdAt: new Date().toISOString() },
-        (path, offset, length) => readIfPresent(fs, path, offset, length),
+        (path, offset, length) => readIfPresent(fs, path, offset, length, checked, limits.maxUserFileBytes),
         limits.maxUserFileBytes,
-      );
+      ).catch(async (err: unknown) => {
+        if (isVmimgError(err, ErrorCode.DIGEST_MISMATCH)) await markDamaged(infos);
+        throw err;
+      });
     } finally {
       await fs.close();
     }
@@ -105,6 +110,15 @@ export async function prepareImage(source: ImageSource, options: PrepareOptions)
   }
 }
 
+/**
+ * A file read for the config did not match its index: check the layers in full, which touches a damaged
+ * layer's `.contents` so the next pull or load converts it again (src/layer/verify.ts). Rare; bounded by
+ * the layers' size.
+ */
+async function markDamaged(infos: LayerInfo[]): Promise<void> {
+  for (const info of infos) await verifyLayer(info).catch(() => undefined);
+}
+
 /** Everything the run reads or writes in the cache: layer blobs, flattened layers, the image dir, kept documents. */
 function leaseDigests(source: ImageSource): string[] {
   const documents = (source.documents ?? []).map((d) => d.descriptor.digest);
@@ -118,17 +132,21 @@ async function keepDocuments(cache: CacheLayout, source: ImageSource): Promise<v
 }
 
 /**
- * A cached layer's files still hold what its blob did: every file's bytes against the index sha256
- * (docs/DECISIONS.md: why the whole check). A damaged one is removed, with a warning, and converted
- * again from its blob; false then.
+ * A cached layer's files still hold what its blob did: trusted while they are the files its stamp
+ * recorded when last known good, else every file's bytes checked against the index sha256 and the stamp
+ * renewed (docs/DECISIONS.md "A cached layer is checked in full once, then by its stamp"). A damaged
+ * one is removed, with a warning, and converted again from its blob; false then.
  */
 async function cachedIntact(info: LayerInfo, index: number, shared: Shared, limit: Limiter, signal: AbortSignal | undefined): Promise<boolean> {
+  if (await stampMatches(info)) return true;
   try {
     await limit(() => verifyLayer(info, signal ? { signal } : {}));
+    await writeStamp(info);
     return true;
   } catch (err) {
     if (!isVmimgError(err, ErrorCode.DIGEST_MISMATCH) && !isVmimgError(err, ErrorCode.INVALID_INDEX)) throw err;
     shared.warn(`layer ${index + 1}/${shared.progress.count}: the cached copy is damaged (${(err as Error).message}); converting it again`);
+    await dropStamp(info);
     await rm(info.indexPath, { force: true }); // the index first: a layer without it is never taken as cached
     await rm(info.contentsPath, { force: true });
     return false;
@@ -225,9 +243,17 @@ function layerRecord(info: LayerInfo, layer: SourceLayer): LayerRecord {
   };
 }
 
-async function readIfPresent(fs: ContainerFS, path: string, offset: number, length: number): Promise<Buffer | undefined> {
+/**
+ * Reads a file the runtime config needs (/etc/passwd, /etc/group). A layer trusted by its stamp is
+ * not re-hashed, so the file is checked against its index sha256 on first read (when it is within
+ * `maxBytes`, the most the config reads of it): damaged bytes never become a uid.
+ */
+async function readIfPresent(fs: ContainerFS, path: string, offset: number, length: number, checked: Set<number>, maxBytes: number): Promise<Buffer | undefined> {
   try {
-    return await fs.read(fs.resolvePath(path, 'open'), offset, length);
+    const ino = fs.resolvePath(path, 'open');
+    if (!checked.has(ino) && fs.getattr(ino).size <= maxBytes) await fs.verify(ino, path);
+    checked.add(ino);
+    return await fs.read(ino, offset, length);
   } catch (err) {
     const code = (err as { code?: string }).code;
     if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP' || code === 'EISDIR') return undefined;

@@ -17,6 +17,7 @@ import type { RecordTable } from './record-table.js';
 import { layerPaths, type LayerFiles } from './paths.js';
 import { LayerBudget, resolveLimits, type LayerLimits } from './limits.js';
 import { TarReader } from './tar-reader.js';
+import { writeStamp } from './verified-stamp.js';
 import { syncDir, writeFileDurable } from '../util/fs.js';
 
 export { layerPaths, type LayerFiles } from './paths.js';
@@ -265,6 +266,7 @@ async function commit(dir: string, tmp: { contents: string; index: string }, c: 
   await rename(tmp.contents, files.contentsPath);
   await rename(tmp.index, files.indexPath); // the completion marker, last
   await syncDir(dir);
+  await writeStamp(files); // every byte just checked: the next pull need not hash them again
   return infoFrom({ ...header, version: INDEX_VERSION, entryCount }, files);
 }
 

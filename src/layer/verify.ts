@@ -4,7 +4,7 @@
  * load of an already cached layer run; a damaged `.contents` is ERR_DIGEST_MISMATCH naming the file.
  */
 import { createHash } from 'node:crypto';
-import { open } from 'node:fs/promises';
+import { open, utimes } from 'node:fs/promises';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { EntryType } from './entry.js';
 import { scanIndexFile, type ScannedIndex } from './index-format.js';
@@ -74,6 +74,11 @@ export async function verifyLayer(files: LayerFiles, options: { signal?: AbortSi
       const actual = hash.digest('hex');
       if (actual !== e.sha256) throw contentMismatch(`/${e.path()} (layer ${files.indexPath.replace(/\.idx$/, '')})`, e.sha256, actual);
     }
+  } catch (err) {
+    // The file's mtime is in its stamp: touching it makes the next pull or load check the layer in full
+    // and convert it again (src/layer/verified-stamp.ts), whichever hard link this check went through.
+    if (err instanceof VmimgError) await utimes(files.contentsPath, new Date(), new Date()).catch(() => undefined);
+    throw err;
   } finally {
     await fh.close();
   }
