@@ -14,7 +14,8 @@ import { Merger } from './merge.js';
 import { VfsPromises } from './promises.js';
 import { createVfsReadStream, type VfsReadStreamOptions } from './read-stream.js';
 import { dirPath, Resolver } from './resolve.js';
-import { contentReader, loadLayers, type ContainerSource, type MemoryLayer } from './source.js';
+import { contentReader, loadLayers, type ContainerSource, type LoadedLayer, type MemoryLayer } from './source.js';
+import { layerEntries } from './layer-entries.js';
 import { attrOf, type Attr, dtype, VfsStats } from './stats.js';
 import { type InodeTable, packTree, ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from './tree.js';
 import { encodeName, nameString } from '../util/byte-names.js';
@@ -46,7 +47,7 @@ export function containerInternals(fs: ContainerFS): { table: InodeTable; files:
 }
 
 /** Readers for `layers` (bottom first), and those of them ContainerFS made and must close. */
-export function layerReaders(layers: readonly MemoryLayer[]): { readers: ContentReader[]; owned: ContentReader[] } {
+export function layerReaders(layers: readonly LoadedLayer[]): { readers: ContentReader[]; owned: ContentReader[] } {
   const made = layers.map(contentReader);
   return { readers: made.map((m) => m.reader), owned: made.filter((m) => m.owned).map((m) => m.reader) };
 }
@@ -62,13 +63,17 @@ export class ContainerFS {
 
   /** Opens an image directory, a loaded image or a list of layers (bottom first) and merges them. */
   static async open(source: ContainerSource): Promise<ContainerFS> {
-    return ContainerFS.fromLayers(await loadLayers(source));
+    return ContainerFS.fromLoaded(await loadLayers(source));
   }
 
   /** Merges already-decoded layers (bottom first). */
   static fromLayers(layers: readonly MemoryLayer[]): ContainerFS {
+    return ContainerFS.fromLoaded(layers);
+  }
+
+  private static fromLoaded(layers: readonly LoadedLayer[]): ContainerFS {
     const merger = new Merger();
-    layers.forEach((l, i) => merger.applyLayer(l.entries, i));
+    layers.forEach((l, i) => merger.applyLayer(layerEntries(l.entries), i));
     const { readers, owned } = layerReaders(layers);
     return new ContainerFS(packTree(merger.root), readers, owned, merger.allWarnings());
   }

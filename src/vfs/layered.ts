@@ -5,17 +5,18 @@
  */
 import { ContainerFS, containerInternals, layerReaders } from './container-fs.js';
 import { Merger } from './merge.js';
-import { loadLayers, type LayerSource, type MemoryLayer } from './source.js';
+import { loadLayers, type LayerSource, type LoadedLayer, type MemoryLayer } from './source.js';
+import { layerEntries } from './layer-entries.js';
 import { packTree, unpackTree } from './tree.js';
 
 export class LayeredContainerFS extends ContainerFS {
   readonly #base: ContainerFS;
 
   /** Stacks already-decoded layers (bottom first) on `base`. */
-  constructor(base: ContainerFS, extraLayers: readonly MemoryLayer[]) {
+  constructor(base: ContainerFS, extraLayers: readonly (MemoryLayer | LoadedLayer)[]) {
     const { table, files } = containerInternals(base);
     const merger = new Merger(unpackTree(table));
-    extraLayers.forEach((l, i) => merger.applyLayer(l.entries, files.length + i));
+    extraLayers.forEach((l, i) => merger.applyLayer(layerEntries(l.entries), files.length + i));
     const { readers, owned } = layerReaders(extraLayers);
     super(packTree(merger.root), [...files, ...readers], owned, merger.allWarnings());
     this.#base = base;

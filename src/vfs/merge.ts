@@ -9,25 +9,25 @@
  * The result is a throw-away object tree; tree.ts packs it into compact typed arrays.
  */
 import { ErrorCode, VmimgError } from '../errors.js';
-import { EntryType, type IndexEntry } from '../layer/entry.js';
+import { EntryType } from '../layer/entry.js';
+import type { LayerEntries } from './layer-entries.js';
 import type { InodeTable } from './tree.js';
 
-/** The metadata fields ContainerFS needs from an index entry. */
-export type NodeMeta = Pick<
-  IndexEntry,
-  'type' | 'mode' | 'uid' | 'gid' | 'mtimeSec' | 'mtimeNsec' | 'size' | 'offset' | 'sha256' | 'devMajor' | 'devMinor' | 'linkTarget' | 'xattrs'
->;
+/**
+ * A directory's child: a node, or — for a plain leaf of a layer (most entries) — just its number in
+ * the merge's LeafTable, so a million files cost no million objects. A leaf becomes a node when a
+ * hardlink must share it.
+ */
+export type Child = MNode | number;
 
 export class MNode {
-  /** Entry metadata; null for an implicit directory or a node copied from a base table. */
-  meta: NodeMeta | null = null;
-  /** When copied from a base ContainerFS: its table and inode. */
-  src: InodeTable | null = null;
-  srcIno = 0;
+  /** Where the metadata comes from: a layer's entries (entry `idx`), a base ContainerFS's table (inode `idx`), or null for an implicit directory. */
+  src: LayerEntries | InodeTable | null = null;
+  idx = 0;
   /** Index of the layer holding the content (-1: none). */
   layer = -1;
   /** Non-null exactly for directories. */
-  children: Map<string, MNode> | null;
+  children: Map<string, Child> | null;
   /** Assigned when packing. */
   ino = 0;
   links = 0;
@@ -37,11 +37,45 @@ export class MNode {
   }
 }
 
-function leaf(meta: NodeMeta, layer: number): MNode {
+function leaf(entries: LayerEntries, i: number, layer: number): MNode {
   const n = new MNode(false);
-  n.meta = meta;
+  n.src = entries;
+  n.idx = i;
   n.layer = layer;
   return n;
+}
+
+/** Numbers for leaves: each applied layer owns the range [base, base + count). Small integers only (V8 Smis). */
+export class LeafTable {
+  private readonly bases: number[] = [];
+  private readonly layers: { entries: LayerEntries; layer: number }[] = [];
+  private next = 0;
+
+  /** The base number of an applied layer's leaves, or -1 when numbers ran out (its leaves are nodes then). */
+  add(entries: LayerEntries, layer: number): number {
+    if (this.next + entries.count >= 2 ** 30) return -1;
+    this.bases.push(this.next);
+    this.layers.push({ entries, layer });
+    this.next += entries.count;
+    return this.bases[this.bases.length - 1]!;
+  }
+
+  /** The layer and entry of leaf number `n`. */
+  get(n: number): { entries: LayerEntries; layer: number; i: number } {
+    let lo = 0;
+    let hi = this.bases.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.bases[mid]! <= n) lo = mid;
+      else hi = mid - 1;
+    }
+    return { ...this.layers[lo]!, i: n - this.bases[lo]! };
+  }
+
+  node(n: number): MNode {
+    const { entries, layer, i } = this.get(n);
+    return leaf(entries, i, layer);
+  }
 }
 
 /** Warnings kept per merge (one per hardlink to a lower layer); the rest are counted. */
@@ -49,6 +83,8 @@ const MAX_WARNINGS = 100;
 
 export class Merger {
   readonly root: MNode;
+  readonly leaves = new LeafTable();
+  private base = -1;
   private readonly warnings: string[] = [];
   private unshownWarnings = 0;
   /** Per layer: hardlink target → the node it names now (lower layers' node, then this layer's). */
@@ -61,19 +97,23 @@ export class Merger {
     this.root = root ?? new MNode(true);
   }
 
-  applyLayer(entries: readonly IndexEntry[], layer: number): void {
+  applyLayer(entries: LayerEntries, layer: number): void {
     this.linkTargets = null;
-    for (const e of entries) {
-      if (e.type !== EntryType.Hardlink || e.linkTarget === undefined) continue;
+    this.base = this.leaves.add(entries, layer);
+    const n = entries.count;
+    for (let i = 0; i < n; i++) {
+      const target = entries.type(i) === EntryType.Hardlink ? entries.linkTarget(i) : undefined;
+      if (target === undefined) continue;
       this.linkTargets ??= new Map();
-      if (!this.linkTargets.has(e.linkTarget)) this.linkTargets.set(e.linkTarget, this.find(e.linkTarget));
+      if (!this.linkTargets.has(target)) this.linkTargets.set(target, this.find(target));
     }
-    for (const e of entries) {
-      if (e.type === EntryType.Whiteout) this.whiteout(e.path);
-      else if (e.type === EntryType.Opaque) this.opaque(e.path);
+    for (let i = 0; i < n; i++) {
+      const type = entries.type(i);
+      if (type === EntryType.Whiteout) this.whiteout(entries.path(i));
+      else if (type === EntryType.Opaque) this.opaque(entries.path(i));
     }
     this.cachedPath = null;
-    for (const e of entries) this.add(e, layer);
+    for (let i = 0; i < n; i++) this.add(entries, i, layer);
     this.cachedPath = null;
     this.linkTargets = null;
   }
@@ -83,7 +123,7 @@ export class Merger {
     return this.unshownWarnings === 0 ? this.warnings : [...this.warnings, `... and ${this.unshownWarnings} more hardlinks to lower layers`];
   }
 
-  /** The node at a root-relative path, walking real directories only (no symlinks). */
+  /** The node at a root-relative path, walking real directories only (no symlinks); a leaf found becomes a node. */
   find(path: string): MNode | undefined {
     if (path === '') return this.root;
     let dir = this.root;
@@ -92,56 +132,73 @@ export class Merger {
       const slash = path.indexOf('/', start);
       const name = slash < 0 ? path.slice(start) : path.slice(start, slash);
       const child = dir.children!.get(name);
-      if (slash < 0 || child === undefined) return child;
+      if (child === undefined) return undefined;
+      if (typeof child === 'number') {
+        if (slash >= 0) return undefined;
+        const node = this.leaves.node(child);
+        dir.children!.set(name, node); // same position in the map: listing order is sorted later anyway
+        return node;
+      }
+      if (slash < 0) return child;
       if (child.children === null) return undefined;
       dir = child;
       start = slash + 1;
     }
   }
 
+  /** The directory at a root-relative path, or undefined. */
+  private dirAt(path: string): MNode | undefined {
+    const node = this.find(path);
+    return node?.children === null ? undefined : node;
+  }
+
   private whiteout(path: string): void {
     if (path === '') return;
     const slash = path.lastIndexOf('/');
-    const parent = slash < 0 ? this.root : this.find(path.slice(0, slash));
-    parent?.children?.delete(path.slice(slash + 1));
+    const parent = slash < 0 ? this.root : this.dirAt(path.slice(0, slash));
+    parent?.children!.delete(path.slice(slash + 1));
   }
 
   private opaque(path: string): void {
-    this.find(path)?.children?.clear();
+    this.dirAt(path)?.children!.clear();
   }
 
-  private add(e: IndexEntry, layer: number): void {
-    if (e.path === '') {
-      if (e.type === EntryType.Dir) this.setDirMeta(this.root, e, layer);
+  private add(entries: LayerEntries, i: number, layer: number): void {
+    const type = entries.type(i);
+    if (type === EntryType.Whiteout || type < EntryType.File || type > EntryType.Opaque) return;
+    const path = entries.path(i);
+    if (path === '') {
+      if (type === EntryType.Dir) this.setDirMeta(this.root, entries, i, layer);
       return;
     }
-    if (e.type === EntryType.Opaque) {
-      this.ensureDir(e.path); // the marker lives inside the directory, so the directory exists here
+    if (type === EntryType.Opaque) {
+      this.ensureDir(path); // the marker lives inside the directory, so the directory exists here
       return;
     }
-    if (e.type === EntryType.Whiteout || e.type < EntryType.File || e.type > EntryType.Opaque) return;
-    const slash = e.path.lastIndexOf('/');
-    const parent = this.ensureDir(slash < 0 ? '' : e.path.slice(0, slash));
-    const name = e.path.slice(slash + 1);
+    const slash = path.lastIndexOf('/');
+    const parent = this.ensureDir(slash < 0 ? '' : path.slice(0, slash));
+    const name = path.slice(slash + 1);
     const existing = parent.children!.get(name);
-    let node: MNode;
-    if (e.type === EntryType.Dir) {
-      if (existing?.children) return this.setDirMeta(existing, e, layer);
+    const existingDir = typeof existing === 'object' && existing.children !== null ? existing : undefined;
+    const linked = this.linkTargets?.has(path) === true; // a later hardlink of this layer names it: a node
+    let node: Child;
+    if (type === EntryType.Dir) {
+      if (existingDir) return this.setDirMeta(existingDir, entries, i, layer);
       node = new MNode(true);
-      this.setDirMeta(node, e, layer);
-    } else if (e.type === EntryType.Hardlink) {
-      node = this.hardlinkNode(e, layer);
+      this.setDirMeta(node, entries, i, layer);
+    } else if (type === EntryType.Hardlink) {
+      node = this.hardlinkNode(path, entries.linkTarget(i), layer);
     } else {
-      node = leaf(e, layer);
+      node = linked || this.base < 0 ? leaf(entries, i, layer) : this.base + i;
     }
-    if (existing?.children) this.cachedPath = null; // a directory (maybe the cached one) goes away
+    if (existingDir) this.cachedPath = null; // a directory (maybe the cached one) goes away
     parent.children!.set(name, node);
-    if (this.linkTargets?.has(e.path)) this.linkTargets.set(e.path, node);
+    if (linked) this.linkTargets!.set(path, node as MNode);
   }
 
-  private hardlinkNode(e: IndexEntry, layer: number): MNode {
-    const target = this.linkTargets?.get(e.linkTarget ?? '');
-    const where = `layer ${layer + 1}: hardlink ${JSON.stringify(e.path)} names ${JSON.stringify(e.linkTarget)}`;
+  private hardlinkNode(path: string, linkTarget: string | undefined, layer: number): MNode {
+    const target = this.linkTargets?.get(linkTarget ?? '');
+    const where = `layer ${layer + 1}: hardlink ${JSON.stringify(path)} names ${JSON.stringify(linkTarget)}`;
     if (target === undefined) throw new VmimgError(ErrorCode.INVALID_LAYER, `${where}, which is neither an earlier entry of its layer nor a file of a lower layer`);
     if (target.children !== null) throw new VmimgError(ErrorCode.INVALID_LAYER, `${where}, a directory`);
     if (target.layer !== layer) {
@@ -151,9 +208,9 @@ export class Merger {
     return target;
   }
 
-  private setDirMeta(dir: MNode, e: IndexEntry, layer: number): void {
-    dir.meta = e;
-    dir.src = null;
+  private setDirMeta(dir: MNode, entries: LayerEntries, i: number, layer: number): void {
+    dir.src = entries;
+    dir.idx = i;
     dir.layer = layer;
   }
 
@@ -167,7 +224,7 @@ export class Merger {
       const slash = path.indexOf('/', start);
       const name = slash < 0 ? path.slice(start) : path.slice(start, slash);
       let child = dir.children!.get(name);
-      if (child === undefined || child.children === null) {
+      if (typeof child !== 'object' || child.children === null) {
         child = new MNode(true);
         dir.children!.set(name, child);
       }

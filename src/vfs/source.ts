@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { digestHex, validateDigest } from '../digest/index.js';
 import { ErrorCode, VmimgError } from '../errors.js';
 import type { IndexEntry } from '../layer/entry.js';
-import { readIndexFile } from '../layer/index-format.js';
+import { scanIndexFile } from '../layer/index-format.js';
+import { RecordEntries, type LayerEntries } from './layer-entries.js';
 import { mapLimit } from '../util/limiter.js';
 import { ContentFile, type ContentReader } from './content.js';
 
@@ -34,6 +35,11 @@ export interface MemoryLayer extends LayerContent {
 
 export type LayerSource = LayerFiles | MemoryLayer;
 
+/** A layer ready to merge: its entries read in place from its `.idx` (or wrapped objects) and its content. */
+export interface LoadedLayer extends LayerContent {
+  entries: LayerEntries | readonly IndexEntry[];
+}
+
 /** A loaded image (src/image's Image has this shape): its layers' files, bottom first. */
 export interface LayeredImage {
   readonly layers: readonly LayerFiles[];
@@ -42,16 +48,17 @@ export interface LayeredImage {
 /** An image directory path, a loaded image, or layers bottom first. */
 export type ContainerSource = string | LayeredImage | readonly LayerSource[];
 
-export async function loadLayers(source: ContainerSource): Promise<MemoryLayer[]> {
+/** Reads every layer's `.idx` (checked whole, entries left in place as records), bottom first. */
+export async function loadLayers(source: ContainerSource): Promise<LoadedLayer[]> {
   const layers = await sourceLayers(source);
-  const decoded = new Map<string, Promise<readonly IndexEntry[]>>(); // a layer listed twice is decoded once
-  const entriesOf = (indexPath: string): Promise<readonly IndexEntry[]> => {
+  const decoded = new Map<string, Promise<LayerEntries>>(); // a layer listed twice is read once
+  const entriesOf = (indexPath: string): Promise<LayerEntries> => {
     let p = decoded.get(indexPath);
-    if (p === undefined) decoded.set(indexPath, (p = readIndexFile(indexPath).then((r) => r.entries)));
+    if (p === undefined) decoded.set(indexPath, (p = scanIndexFile(indexPath).then((r) => new RecordEntries(r))));
     return p;
   };
   // A few index files at a time: an image of 10 000 layers must not hold 10 000 descriptors at once.
-  return mapLimit(layers, 8, async (l): Promise<MemoryLayer> => {
+  return mapLimit(layers, 8, async (l): Promise<LoadedLayer> => {
     if ('entries' in l) return l;
     return { ...contentOf(l), entries: await entriesOf(l.indexPath) };
   });

@@ -3,22 +3,13 @@
  * a few dozen bytes per inode plus one string per directory entry. Directory entries of all
  * directories live in one array, each directory's slice sorted bytewise (UTF-8 order).
  */
-import { EntryType, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG } from '../layer/entry.js';
+import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG } from '../layer/entry.js';
 
 export { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG };
 import { MNode } from './merge.js';
-import { compareNameBytes, encodeName } from '../util/byte-names.js';
+import { compareNameBytes } from '../util/byte-names.js';
 
 export const ROOT_INO = 1;
-
-const TYPE_BITS: Record<number, number> = {
-  [EntryType.File]: S_IFREG,
-  [EntryType.Dir]: S_IFDIR,
-  [EntryType.Symlink]: S_IFLNK,
-  [EntryType.CharDevice]: S_IFCHR,
-  [EntryType.BlockDevice]: S_IFBLK,
-  [EntryType.Fifo]: S_IFIFO,
-};
 
 /** Implicit directories (only implied by their children): 0755 root:root, mtime 0. */
 const IMPLICIT_DIR_MODE = S_IFDIR | 0o755;
@@ -173,31 +164,9 @@ function fillInode(t: InodeTable, node: MNode): void {
   const ino = node.ino;
   t.layer[ino] = node.layer;
   t.nlink[ino] = node.links;
-  if (node.src !== null) return copyInode(t, node.src, node.srcIno, ino);
-  const m = node.meta;
-  if (m === null) {
-    t.mode[ino] = IMPLICIT_DIR_MODE;
-    return;
-  }
-  const typeBits = TYPE_BITS[m.type] ?? S_IFREG;
-  // Linux reports every symlink as 0777, whatever the tar header said.
-  t.mode[ino] = typeBits === S_IFLNK ? S_IFLNK | 0o777 : typeBits | (m.mode & 0o7777);
-  t.uid[ino] = m.uid;
-  t.gid[ino] = m.gid;
-  t.mtimeSec[ino] = m.mtimeSec;
-  t.mtimeNsec[ino] = m.mtimeNsec;
-  t.devMajor[ino] = m.devMajor;
-  t.devMinor[ino] = m.devMinor;
-  if (typeBits === S_IFREG) {
-    t.size[ino] = m.size;
-    t.offset[ino] = m.offset;
-    if (m.sha256 !== undefined && t.sha256.write(m.sha256, ino * 32, 32, 'hex') === 32) t.hasSha256[ino] = 1;
-  } else if (typeBits === S_IFLNK) {
-    const target = m.linkTarget ?? '';
-    t.linkTarget.set(ino, target);
-    t.size[ino] = encodeName(target).length;
-  }
-  if (m.xattrs !== undefined && Object.keys(m.xattrs).length > 0) t.xattrs.set(ino, m.xattrs);
+  if (node.src === null) t.mode[ino] = IMPLICIT_DIR_MODE;
+  else if (node.src instanceof InodeTable) copyInode(t, node.src, node.idx, ino);
+  else node.src.fill(node.idx, t, ino);
 }
 
 function copyInode(t: InodeTable, s: InodeTable, from: number, ino: number): void {
@@ -228,7 +197,7 @@ export function unpackTree(t: InodeTable): MNode {
     if (n !== undefined) return n;
     n = new MNode(t.isDir(ino));
     n.src = t;
-    n.srcIno = ino;
+    n.idx = ino;
     n.layer = t.layer[ino]!;
     nodes[ino] = n;
     return n;
