@@ -75,7 +75,7 @@ export class ContainerFS {
     const merger = new Merger();
     layers.forEach((l, i) => merger.applyLayer(layerEntries(l.entries), i));
     const { readers, owned } = layerReaders(layers);
-    return new ContainerFS(packTree(merger.root), readers, owned, merger.allWarnings());
+    return new ContainerFS(packTree(merger.root, merger.leaves), readers, owned, merger.allWarnings());
   }
 
   /**

@@ -18,7 +18,7 @@ export class LayeredContainerFS extends ContainerFS {
     const merger = new Merger(unpackTree(table));
     extraLayers.forEach((l, i) => merger.applyLayer(layerEntries(l.entries), files.length + i));
     const { readers, owned } = layerReaders(extraLayers);
-    super(packTree(merger.root), [...files, ...readers], owned, merger.allWarnings());
+    super(packTree(merger.root, merger.leaves), [...files, ...readers], owned, merger.allWarnings());
     this.#base = base;
   }
 

@@ -62,6 +62,25 @@ export class LeafTable {
 
   /** The layer and entry of leaf number `n`. */
   get(n: number): { entries: LayerEntries; layer: number; i: number } {
+    const k = this.layerOf(n);
+    return { ...this.layers[k]!, i: n - this.bases[k]! };
+  }
+
+  node(n: number): MNode {
+    const { entries, layer, i } = this.get(n);
+    return leaf(entries, i, layer);
+  }
+
+  /** Fills inode `ino` of `t` from leaf number `n` (one name: nlink 1). */
+  fill(n: number, t: InodeTable, ino: number): void {
+    const k = this.layerOf(n);
+    const { entries, layer } = this.layers[k]!;
+    t.layer[ino] = layer;
+    t.nlink[ino] = 1;
+    entries.fill(n - this.bases[k]!, t, ino);
+  }
+
+  private layerOf(n: number): number {
     let lo = 0;
     let hi = this.bases.length - 1;
     while (lo < hi) {
@@ -69,12 +88,7 @@ export class LeafTable {
       if (this.bases[mid]! <= n) lo = mid;
       else hi = mid - 1;
     }
-    return { ...this.layers[lo]!, i: n - this.bases[lo]! };
-  }
-
-  node(n: number): MNode {
-    const { entries, layer, i } = this.get(n);
-    return leaf(entries, i, layer);
+    return lo;
   }
 }
 

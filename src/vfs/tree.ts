@@ -6,7 +6,7 @@
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG } from '../layer/entry.js';
 
 export { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG };
-import { MNode } from './merge.js';
+import { MNode, type Child, type LeafTable } from './merge.js';
 import { compareNameBytes } from '../util/byte-names.js';
 
 export const ROOT_INO = 1;
@@ -112,46 +112,63 @@ function sortNames(names: string[]): string[] {
   return names.some((n) => SURROGATE.test(n)) ? names.sort(compareNames) : names.sort();
 }
 
-/** Packs a merged tree: inode numbers in breadth-first, sorted order, so equal trees get equal numbers. */
-export function packTree(root: MNode): InodeTable {
-  const order: MNode[] = [root];
+/** Stands in for a directory's children once packed: the tree is thrown away after packing, its maps first. */
+const PACKED = new Map<string, Child>();
+
+/**
+ * Packs a merged tree: inode numbers in breadth-first, sorted order, so equal trees get equal numbers.
+ * `leaves` resolves the leaf numbers the merge left in place of nodes. Consumes the tree.
+ */
+export function packTree(root: MNode, leaves?: LeafTable): InodeTable {
+  const order: Child[] = [root];
   const names: string[] = [];
-  const kids: MNode[] = [];
+  const kidIno: number[] = [];
   const starts: number[] = []; // by position in `order`: first dirent
   root.ino = 1;
   for (let q = 0; q < order.length; q++) {
     const node = order[q]!;
     starts.push(names.length);
-    if (node.children === null) continue;
+    if (typeof node === 'number' || node.children === null) continue;
     for (const name of sortNames([...node.children.keys()])) {
       const child = node.children.get(name)!;
       names.push(name);
-      kids.push(child);
+      if (typeof child === 'number') {
+        order.push(child); // a leaf has one name
+        kidIno.push(order.length);
+        continue;
+      }
       child.links++;
       if (child.ino === 0) {
         order.push(child);
         child.ino = order.length;
       }
+      kidIno.push(child.ino);
     }
+    node.children = PACKED; // still a directory; its map can go
   }
   starts.push(names.length);
   const t = new InodeTable(order.length, names);
   for (let q = 0; q < order.length; q++) {
     const node = order[q]!;
+    const ino = q + 1;
+    if (typeof node === 'number') {
+      leaves!.fill(node, t, ino);
+      continue;
+    }
     fillInode(t, node);
     if (node.children === null) continue;
-    const ino = node.ino;
     const end = starts[q + 1]!;
     let subdirs = 0;
     t.dirStart[ino] = starts[q]!;
     t.dirCount[ino] = end - starts[q]!;
     for (let d = starts[q]!; d < end; d++) {
-      const child = kids[d]!;
-      t.direntIno[d] = child.ino;
-      if (child.children !== null) {
+      const child = kidIno[d]!;
+      t.direntIno[d] = child;
+      const c = order[child - 1]!;
+      if (typeof c === 'object' && c.children !== null) {
         subdirs++;
-        t.parent[child.ino] = ino;
-        t.selfDirent[child.ino] = d;
+        t.parent[child] = ino;
+        t.selfDirent[child] = d;
       }
     }
     t.nlink[ino] = 2 + subdirs;
