@@ -5,19 +5,14 @@
  * blob it references is confirmed. A rerun after an interruption uploads only what is missing.
  */
 import { ErrorCode, VmimgError } from '../errors.js';
-import { choosePlatformManifest, isAttestation } from '../manifest/choose.js';
+import { MAX_INDEX_DEPTH } from '../content/walk.js';
+import { isAttestation } from '../manifest/choose.js';
 import { parseManifestDocument } from '../manifest/parse.js';
 import type { Descriptor, ImageIndex } from '../manifest/types.js';
-import { hostPlatform } from '../platform/index.js';
-import type { Platform } from '../platform/types.js';
 import { createLimiter } from '../util/limiter.js';
 import type { BlobOutcome, PushEvent, PushSink, PushSource } from './types.js';
 
 export interface PushOptions {
-  /** Platform to copy out of an index (default: the host's); ignored with `all`. */
-  readonly platform?: Platform;
-  /** Copy the whole index, every child (attestations too), instead of one platform's manifest. */
-  readonly all?: boolean;
   /** Tag at the destination; undefined pushes by digest only. */
   readonly tag?: string | undefined;
   /** Blobs in flight at once (default 3). */
@@ -36,17 +31,18 @@ export interface PushResult {
   readonly notes: readonly string[];
 }
 
-/** Nested indexes deeper than this are refused (a loop of indexes would otherwise never end). */
-const MAX_INDEX_DEPTH = 8;
 
-/** Copies `source`'s image (one platform, or everything with `all`) to `sink`; see the module comment. */
+/**
+ * Copies `source.root` to `sink`: a manifest with its config and layers, or an index with every child
+ * (attestations too; open-source.ts chooses which root). See the module comment.
+ */
 export async function pushImage(source: PushSource, sink: PushSink, options: PushOptions = {}): Promise<PushResult> {
   const counts: Record<BlobOutcome, number> = { exists: 0, mounted: 0, uploaded: 0 };
   // One failed blob stops the others: their uploads are cancelled, not left running after we return.
   const failed = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, failed.signal]) : failed.signal;
   const job: Job = { source, sink, options: { ...options, signal }, counts, uploadedBytes: 0, done: new Map(), failed };
-  const { descriptor, bytes } = options.all === true ? source.root : await chooseManifest(source, options);
+  const { descriptor, bytes } = source.root;
   await copyDocument(job, descriptor, bytes, 0);
   await sink.putManifest(descriptor, bytes, options.tag, true, options.signal);
   options.onEvent?.({ type: 'manifest', digest: descriptor.digest, mediaType: descriptor.mediaType, tag: options.tag, state: 'pushed' });
@@ -62,19 +58,6 @@ interface Job {
   /** Blobs already handled in this push (an index's children share layers). */
   readonly done: Map<string, Promise<void>>;
   readonly failed: AbortController;
-}
-
-/** The platform's manifest, walking nested indexes; a single manifest is taken as it is. */
-async function chooseManifest(source: PushSource, options: PushOptions): Promise<{ descriptor: Descriptor; bytes: Buffer }> {
-  let { descriptor, bytes } = source.root;
-  for (let depth = 0; ; depth++) {
-    const doc = parseManifestDocument(bytes, descriptor.mediaType);
-    if (doc.kind === 'manifest') return { descriptor: { ...descriptor, mediaType: doc.manifest.mediaType }, bytes };
-    if (depth >= MAX_INDEX_DEPTH) throw tooDeep();
-    const chosen = choosePlatformManifest(doc.index, options.platform ?? hostPlatform());
-    descriptor = chosen;
-    bytes = await source.readBytes(chosen, options.signal);
-  }
 }
 
 /** Everything a manifest or index references, in the sink, before the document itself. */
@@ -155,5 +138,5 @@ async function copyBlob(job: Job, desc: Descriptor): Promise<void> {
 }
 
 function tooDeep(): VmimgError {
-  return new VmimgError(ErrorCode.INVALID_MANIFEST, `image indexes nested more than ${MAX_INDEX_DEPTH} deep`);
+  return new VmimgError(ErrorCode.INVALID_MANIFEST, `image indexes nested more than ${MAX_INDEX_DEPTH} deep (a loop of indexes would never end)`);
 }

@@ -14,7 +14,8 @@ import { requireTools, run, runBuffer, tmpDir } from '../helpers/tools.js';
 import { RegistryClient } from '../../src/registry/client.js';
 import { parseReference } from '../../src/reference/index.js';
 import { pushImage } from '../../src/push/push.js';
-import { registrySource } from '../../src/push/registry-source.js';
+import { pushSourceFromReader } from '../../src/push/open-source.js';
+import { RegistryBlobReader } from '../../src/content/index.js';
 import { OciLayoutSink, RegistrySink, type RegistrySinkOptions } from '../../src/push/sinks.js';
 import type { PushEvent } from '../../src/push/types.js';
 
@@ -45,13 +46,12 @@ async function push(from: string, to: string, options: RegistrySinkOptions & { a
   const sink = new RegistrySink(toRef, options);
   const events: PushEvent[] = [];
   try {
-    const source = await registrySource(client, fromRef);
-    const result = await pushImage(source, sink, {
-      tag: toRef.tag,
+    const source = await pushSourceFromReader(new RegistryBlobReader(client, fromRef), {
       all: options.all === true,
       platform: { os: 'linux', architecture: options.arch ?? 'amd64' },
-      onEvent: (e) => events.push(e),
+      origin: { registry: fromRef.registry, repository: fromRef.repository },
     });
+    const result = await pushImage(source, sink, { tag: toRef.tag, onEvent: (e) => events.push(e) });
     return { result, events };
   } finally {
     await sink.close();
@@ -111,8 +111,8 @@ describe('push to an OCI layout directory', () => {
     const work = await tmpDir('vmimg-push-layout-');
     const layout = join(work, 'layout');
     const sink = new OciLayoutSink(layout);
-    const source = await registrySource(client, parseReference(`${src.host}/busybox:multi`));
-    const result = await pushImage(source, sink, { tag: 'v1', platform: { os: 'linux', architecture: 'arm64' } });
+    const source = await pushSourceFromReader(new RegistryBlobReader(client, parseReference(`${src.host}/busybox:multi`)), { platform: { os: 'linux', architecture: 'arm64' } });
+    const result = await pushImage(source, sink, { tag: 'v1' });
     assert.equal(result.descriptor.digest, multi.images.arm64.manifestDigest);
     await run('umoci', ['unpack', '--image', `${layout}:v1`, join(work, 'bundle')]);
     assert.equal((await run('cat', [join(work, 'bundle', 'rootfs', 'etc', 'arch')])).trim(), 'arm64');

@@ -1,9 +1,15 @@
 import type { CommandModule } from 'yargs';
-import { ErrorCode, VmimgError } from '../../errors.js';
+import { ErrorCode, isVmimgError, VmimgError } from '../../errors.js';
 import { formatReference, parseReference } from '../../reference/index.js';
 import { RegistryClient } from '../../registry/client.js';
 import { pushImage, type PushResult } from '../../push/push.js';
-import { registrySource } from '../../push/registry-source.js';
+import { pushSourceFromReader } from '../../push/open-source.js';
+import { readerSource } from '../../push/reader-source.js';
+import { OciLayoutReader, RegistryBlobReader, StoreBlobReader, directoryFiles, type BlobReader } from '../../content/index.js';
+import { openArchiveReader } from '../../image/archive.js';
+import { findImage } from '../../image/catalog.js';
+import { BlobStore } from '../../store/index.js';
+import type { Image } from '../../image/index.js';
 import { RegistrySink, type RegistrySinkOptions } from '../../push/sinks.js';
 import type { PushEvent, PushSink, PushSource } from '../../push/types.js';
 import type { Context, GlobalArgs } from '../context.js';
@@ -15,6 +21,7 @@ import { run } from './common.js';
 
 interface Args {
   src: string;
+  tag?: string;
   dest: string;
   all?: boolean;
   concurrency?: number;
@@ -26,13 +33,15 @@ export const pushCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
   describe: 'Copy an image to a registry, byte for byte (blobs the registry has are skipped, same-registry blobs mounted)',
   builder: (y) =>
     y
-      .positional('src', { type: 'string', demandOption: true, describe: 'IMAGE: a registry reference (more sources as the content seam lands)' })
+      .positional('src', { type: 'string', demandOption: true, describe: 'IMAGE: a cached image, a registry reference, an image tar or an OCI layout directory (oci:DIR[:TAG])' })
       .positional('dest', { type: 'string', demandOption: true, describe: 'Registry reference to push to (name[:tag])' })
+      .option('tag', { type: 'string', describe: 'Which image of a multi-image SRC (tag, ref name, digest), as for load' })
       .option('all', { type: 'boolean', describe: 'Copy the whole image index (every platform), not one platform' })
       .option('concurrency', { type: 'number', describe: 'Blobs uploaded at once (default 3)' })
       .option('chunk-size', { type: 'string', describe: 'Blobs larger than this are uploaded in chunks of it (default 64M)' })
       .example('$0 push alpine:3.20 127.0.0.1:5000/alpine:3.20 --arch arm64', 'One platform of a multi-arch image')
-      .example('$0 push alpine:3.20 reg.lan:5000/alpine --all --json', 'The whole index; the result as JSON'),
+      .example('$0 push alpine:3.20 reg.lan:5000/alpine --all --json', 'The whole index; the result as JSON')
+      .example('$0 push saved.tar 127.0.0.1:5000/app:1', 'From a docker save or OCI archive tar (oci:DIR:TAG for a layout)'),
   handler: run<Args>(async (ctx, args) => {
     const dest = destinationRef(args.dest);
     const sinkOptions: RegistrySinkOptions = { ...(await ctx.registryOptions(formatReference(dest))), ...chunkOption(args['chunk-size']) };
@@ -40,10 +49,8 @@ export const pushCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
     const sink = new RegistrySink(dest, sinkOptions);
     let source: PushSource | undefined;
     try {
-      source = await openSource(ctx, client, args.src);
+      source = await openSource(ctx, client, args.src, args);
       const result = await pushImage(source, sink, {
-        ...(ctx.platform ? { platform: ctx.platform } : {}),
-        all: args.all === true,
         tag: dest.tag,
         signal: ctx.signal,
         ...(args.concurrency !== undefined ? { concurrency: positive(args.concurrency, '--concurrency') } : {}),
@@ -64,14 +71,82 @@ function destinationRef(arg: string) {
   return ref;
 }
 
-async function openSource(ctx: Context, client: RegistryClient, arg: string): Promise<PushSource> {
+/** SRC as a PushSource: an image tar, an OCI layout directory, a cached image, else a registry reference. */
+async function openSource(ctx: Context, client: RegistryClient, arg: string, args: Args): Promise<PushSource> {
   const a = await classifyImageArg(arg);
+  const choice = {
+    platform: ctx.platform,
+    explicitPlatform: ctx.platform !== undefined,
+    tag: a.kind === 'path' && a.tag !== undefined ? a.tag : args.tag,
+    all: args.all === true,
+    signal: ctx.signal,
+  };
   if (a.kind === 'path') {
-    throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `push from ${a.path}: tars and layout directories are not yet a push source`, {
-      hint: 'push a registry reference for now',
+    if (a.type === 'dir') {
+      throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `${a.path} is a flattened image directory: it holds no blobs to push`, {
+        hint: 'push the image it came from: its name in the cache, its tar, or its registry reference',
+      });
+    }
+    const reader = a.type === 'file' ? await openArchiveReader(a.path) : await OciLayoutReader.open(directoryFiles(a.path), 'oci-layout');
+    return closingOnError(reader, () => pushSourceFromReader(reader, choice));
+  }
+  const cached = a.forced ? undefined : await cachedSource(ctx, a.name, choice.all);
+  if (cached !== undefined) return cached;
+  const ref = parseReference(a.name);
+  const reader = new RegistryBlobReader(client, ref);
+  return closingOnError(reader, () => pushSourceFromReader(reader, { ...choice, origin: { registry: ref.registry, repository: ref.repository } }));
+}
+
+/**
+ * A cached image by name or id, read from the store (which keeps its manifest, index and config): the
+ * manifest, or with `all` the index it came from. Undefined when the name is not cached for the platform.
+ */
+async function cachedSource(ctx: Context, name: string, all: boolean): Promise<PushSource | undefined> {
+  let image: Image;
+  try {
+    image = await findImage(ctx.cache, name, ctx.platform);
+  } catch (err) {
+    const notCached = isVmimgError(err, ErrorCode.NOT_FOUND) || isVmimgError(err, ErrorCode.PLATFORM_MISMATCH);
+    if (notCached && isReference(name)) return undefined;
+    throw err;
+  }
+  const src = image.config.source;
+  const digest = all ? (src.indexDigest ?? src.manifestDigest) : src.manifestDigest;
+  if (digest === undefined) {
+    throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `cached image ${name} came from a classic docker save tar and has no manifest of its own`, {
+      hint: `push the tar itself (${src.reference ?? 'the docker save file'}): vmimg builds a manifest for it`,
     });
   }
-  return registrySource(client, parseReference(a.name), ctx.signal);
+  const reader = await StoreBlobReader.forDigests(new BlobStore(ctx.cache.root), [{ digest, names: [name] }]);
+  const origin = src.kind === 'registry' && src.reference !== undefined ? originOf(src.reference) : undefined;
+  return readerSource(reader, (await reader.roots())[0]!.descriptor, { ...(origin ? { origin } : {}), signal: ctx.signal });
+}
+
+function isReference(name: string): boolean {
+  try {
+    parseReference(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function originOf(reference: string): { registry: string; repository: string } | undefined {
+  try {
+    const ref = parseReference(reference);
+    return { registry: ref.registry, repository: ref.repository };
+  } catch {
+    return undefined;
+  }
+}
+
+async function closingOnError<T>(reader: BlobReader, body: () => Promise<T>): Promise<T> {
+  try {
+    return await body();
+  } catch (err) {
+    await reader.close();
+    throw err;
+  }
 }
 
 function chunkOption(text: string | undefined): { chunkBytes?: number } {
