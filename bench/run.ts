@@ -11,9 +11,10 @@
  *  6. peak RSS of loading 1 M entries, cold open of a 100k-entry .idx (bench/entries.ts)
  *  7. deep trees: tar / initramfs export time per MiB of path bytes at 4 000 vs 8 000 levels (bench/deep.ts)
  *  8. ext4 export vs `umoci unpack` + `mkfs.ext4 -d` and `tar -c`; boots from disk vs initramfs (bench/ext4.ts)
+ *  9. push from the cache to a fresh registry vs `skopeo copy` from the OCI layout (≤ 0.7×); re-push ≤ 0.2 s (bench/push.ts)
  *
  * `npm run bench -- pull export` runs only the sections named (download pull rss vfs export boot entries
- * deep ext4); vfs needs pull's cache and umoci's rootfs. The Debian image is made once with debootstrap (minbase) + umoci and cached in bench/.cache/.
+ * deep ext4 push); vfs needs pull's cache and umoci's rootfs. The Debian image is made once with debootstrap (minbase) + umoci and cached in bench/.cache/.
  * Needs root (debootstrap, umoci unpack), docker-registry, skopeo, umoci, curl; `bash .ci/run --setup-only`.
  */
 import { spawnSync } from 'node:child_process';
@@ -27,9 +28,10 @@ import { tmpDir } from '../test/helpers/tools.js';
 import { debianLayout } from './debian.js';
 import { entriesBench } from './entries.js';
 import { pullBench } from './pull.js';
+import { pushBench } from './push.js';
 import { loadAverage, sh, sideBySide } from './util.js';
 
-const SECTIONS = ['download', 'pull', 'rss', 'vfs', 'export', 'boot', 'entries', 'deep', 'ext4'];
+const SECTIONS = ['download', 'pull', 'rss', 'vfs', 'export', 'boot', 'entries', 'deep', 'ext4', 'push'];
 const only = process.argv.slice(2);
 for (const s of only) if (!SECTIONS.includes(s)) throw new Error(`unknown bench section ${s}; sections: ${SECTIONS.join(' ')}`);
 /** True when `section` runs: all do when none is named on the command line. */
@@ -119,6 +121,9 @@ async function main(): Promise<void> {
       for (const line of ext4.stdout.trim().split('\n')) report(line);
       if (ext4.status !== 0) report(`ext4 bench failed: ${ext4.stderr}`);
     }
+
+    // 9. push from the cache vs skopeo copy from the OCI layout; re-push with everything there
+    if (want('push')) for (const line of await pushBench({ host: registry.host, layout, work })) report(line);
   } finally {
     await registry.stop();
   }
