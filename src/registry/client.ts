@@ -199,12 +199,12 @@ export class RegistryClient {
     return this.call(step, async (res) => {
       const start = res.status === 206 ? rangeStart(header(res, 'content-range')) : 0;
       if (res.status === 206 && start !== offset) {
-        res.body.destroy();
+        res.body.on('error', () => undefined).destroy(); // undici emits UND_ERR_ABORTED: nobody else listens yet
         throw new VmimgError(ErrorCode.REGISTRY_ERROR, `${step.what}: asked for bytes from ${offset}, got a range from ${start}`);
       }
       const length = Number(header(res, 'content-length') ?? NaN);
       if (Number.isSafeInteger(length) && start + length > desc.size) {
-        res.body.destroy();
+        res.body.on('error', () => undefined).destroy(); // undici emits UND_ERR_ABORTED: nobody else listens yet
         throw new VmimgError(ErrorCode.TOO_LARGE, `${step.what}: server sends ${start + length} bytes, descriptor says ${desc.size}`);
       }
       const stream = codedErrors(res.body, res.url, options.signal);
@@ -316,7 +316,7 @@ export class RegistryClient {
     try {
       return await handle(res, endpoint);
     } catch (err) {
-      res.body.destroy();
+      res.body.on('error', () => undefined).destroy();
       throw err;
     }
   }

@@ -1,0 +1,274 @@
+/**
+ * A ContainerFS content reader for a layer whose `.contents` fills on demand from ranges of its gzip
+ * blob (docs/FORMAT.md "`.spans`"): a read maps `.contents` positions to files, files to tar ranges,
+ * tar ranges to spans; missing spans are fetched with one range request per run of adjacent spans,
+ * verified (span sha256) before they are inflated, and written into `.contents` at each file's offset.
+ * Concurrent reads of one span share its fetch. A source that ignores Range sends the whole blob:
+ * it is verified against the layer digest and fills everything, with a warning, never wrong bytes.
+ */
+import { createHash } from 'node:crypto';
+import { open, type FileHandle } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import { ErrorCode, VmimgError } from '../errors.js';
+import type { IndexEntry } from '../layer/entry.js';
+import type { ContentReader } from '../vfs/content.js';
+import { inflateSpan } from './span-inflate.js';
+import { SpanMap } from './span-map.js';
+import { spanRange, type ZranIndex } from './zran-format.js';
+
+/** What a range request got: the asked bytes, or the whole blob from a server that ignored Range. */
+export type RangeAnswer = { kind: 'range'; bytes: Buffer } | { kind: 'whole'; stream: Readable };
+
+/** Ranges of one blob. `read` resolves with exactly `end - start` bytes, or the whole blob. */
+export interface RangeSource {
+  read(start: number, end: number): Promise<RangeAnswer>;
+}
+
+/** Counters for `vmimg stats` and tests. */
+export interface LazyStats {
+  rangeRequests: number;
+  rangeBytes: number;
+  spansFetched: number;
+  spansVerified: number;
+  inflateMs: number;
+  readHits: number;
+  readMisses: number;
+  wholeBlobFetches: number;
+}
+
+export interface LazyContentOptions {
+  /** The layer's checkpoints; without one (a blob under 10 MiB) the first read fetches the blob whole. */
+  zran?: ZranIndex;
+  /** The layer's `.idx` version 2 entries. */
+  entries: readonly IndexEntry[];
+  /** `sha256:` digest of the gzip blob. */
+  digest: string;
+  /** The sparse `.contents` file (created at its full size by the caller) and its `.spans` map. */
+  contentsPath: string;
+  spansPath: string;
+  source: RangeSource;
+  warn?: (message: string) => void;
+}
+
+/** A regular file's bytes in `.contents` and in the tar. */
+interface Placed {
+  offset: number;
+  size: number;
+  tarOffset: number;
+}
+
+export class LazyContent implements ContentReader {
+  readonly stats: LazyStats = { rangeRequests: 0, rangeBytes: 0, spansFetched: 0, spansVerified: 0, inflateMs: 0, readHits: 0, readMisses: 0, wholeBlobFetches: 0 };
+  /** Files by `.contents` offset (which is also tar order). */
+  private readonly files: Placed[];
+  private readonly inflight = new Map<number, Promise<void>>();
+  private whole: Promise<void> | undefined;
+  private fh: Promise<FileHandle> | undefined;
+  /** The layer holds sparse files: its first read fetches it whole (span reads of sparse files: not yet). */
+  private sparse = false;
+
+  private constructor(
+    private readonly opts: LazyContentOptions,
+    private readonly map: SpanMap,
+  ) {
+    const seen = new Set<number>();
+    this.files = [];
+    for (const e of opts.entries) {
+      if (e.size === 0 || e.tarOffset === undefined || seen.has(e.offset)) continue;
+      if (e.tarSparse !== undefined) this.sparse = true;
+      seen.add(e.offset);
+      this.files.push({ offset: e.offset, size: e.size, tarOffset: e.tarOffset });
+    }
+    this.files.sort((a, b) => a.offset - b.offset);
+  }
+
+  /** Opens the reader, loading the `.spans` map if one exists. */
+  static async open(opts: LazyContentOptions): Promise<LazyContent> {
+    const spanCount = opts.zran?.checkpoints.length ?? 1;
+    return new LazyContent(opts, await SpanMap.load(opts.spansPath, opts.digest, spanCount));
+  }
+
+  /** Every span present: the `.contents` is complete. */
+  get complete(): boolean {
+    return this.map.complete;
+  }
+
+  async readInto(buffer: Uint8Array, offset: number, length: number, position: number): Promise<void> {
+    const spans = this.spansFor(position, position + length);
+    const missing = spans.filter((i) => !this.map.has(i));
+    if (missing.length === 0) this.stats.readHits++;
+    else {
+      this.stats.readMisses++;
+      await this.ensure(missing);
+    }
+    const fh = await this.handle();
+    const { bytesRead } = await fh.read(buffer, offset, length, position);
+    if (bytesRead < length) buffer.fill(0, offset + bytesRead, offset + length); // the sparse tail
+  }
+
+  /** Span indexes holding the tar bytes of `.contents` range `[from, to)`. */
+  private spansFor(from: number, to: number): number[] {
+    const zran = this.opts.zran;
+    if (zran === undefined) return [0];
+    const out = new Set<number>();
+    for (let k = this.fileAt(from); k < this.files.length && this.files[k]!.offset < to; k++) {
+      const f = this.files[k]!;
+      const a = f.tarOffset + Math.max(0, from - f.offset);
+      const b = f.tarOffset + Math.min(f.size, to - f.offset);
+      if (a >= b) continue;
+      for (let i = spanAt(zran, a); i < zran.checkpoints.length && zran.checkpoints[i]!.uOff < b; i++) out.add(i);
+    }
+    return [...out].sort((x, y) => x - y);
+  }
+
+  /** The first file ending after `.contents` position `pos`. */
+  private fileAt(pos: number): number {
+    let lo = 0;
+    let hi = this.files.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      const f = this.files[mid]!;
+      if (f.offset + f.size <= pos) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  private async ensure(spans: number[]): Promise<void> {
+    if (this.opts.zran === undefined || this.sparse) return this.fillWhole();
+    const waits: Promise<void>[] = [];
+    const todo = spans.filter((i) => {
+      const pending = this.inflight.get(i);
+      if (pending) waits.push(pending);
+      return pending === undefined && !this.map.has(i);
+    });
+    // Runs of adjacent spans: one request each.
+    for (let s = 0; s < todo.length; ) {
+      let e = s;
+      while (e + 1 < todo.length && todo[e + 1] === todo[e]! + 1) e++;
+      const first = todo[s]!;
+      const last = todo[e]!;
+      const run = this.fetchRun(first, last);
+      for (let i = first; i <= last; i++) this.inflight.set(i, run);
+      const forget = (): void => {
+        for (let i = first; i <= last; i++) if (this.inflight.get(i) === run) this.inflight.delete(i);
+      };
+      run.then(forget, forget); // a failed run is forgotten too: the next read tries again
+      waits.push(run);
+      s = e + 1;
+    }
+    await Promise.all(waits);
+  }
+
+  private async fetchRun(first: number, last: number): Promise<void> {
+    const zran = this.opts.zran!;
+    const start = spanRange(zran, first).cStart;
+    const end = spanRange(zran, last).cEnd;
+    this.stats.rangeRequests++;
+    const answer = await this.opts.source.read(start, end);
+    if (answer.kind === 'whole') {
+      this.opts.warn?.(`the registry ignored a Range request for ${this.opts.digest}: fetching the whole blob`);
+      return this.fillWhole(answer.stream);
+    }
+    if (answer.bytes.length !== end - start) throw new VmimgError(ErrorCode.REGISTRY_ERROR, `range ${start}-${end - 1} of ${this.opts.digest}: got ${answer.bytes.length} bytes`);
+    this.stats.rangeBytes += answer.bytes.length;
+    const fh = await this.handle();
+    for (let i = first; i <= last; i++) {
+      const r = spanRange(zran, i);
+      const t = performance.now();
+      const tar = inflateSpan(zran, i, answer.bytes.subarray(r.cStart - start, r.cEnd - start)); // verifies first
+      this.stats.inflateMs += performance.now() - t;
+      this.stats.spansFetched++;
+      this.stats.spansVerified++;
+      await this.place(fh, tar, r.uStart);
+    }
+    await fh.datasync(); // bytes first, then the bits that vouch for them
+    for (let i = first; i <= last; i++) this.map.set(i);
+    await this.map.save();
+  }
+
+  /** Writes tar bytes `[at, at + tar.length)` into `.contents` wherever files overlap them. */
+  private async place(fh: FileHandle, tar: Uint8Array, at: number): Promise<void> {
+    const end = at + tar.length;
+    let k = this.fileByTar(at);
+    for (; k < this.files.length && this.files[k]!.tarOffset < end; k++) {
+      const f = this.files[k]!;
+      const a = Math.max(at, f.tarOffset);
+      const b = Math.min(end, f.tarOffset + f.size);
+      if (a < b) await fh.write(tar, a - at, b - a, f.offset + (a - f.tarOffset));
+    }
+  }
+
+  private fileByTar(tarPos: number): number {
+    let lo = 0;
+    let hi = this.files.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      const f = this.files[mid]!;
+      if (f.tarOffset + f.size <= tarPos) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** The whole blob, verified against the layer digest, inflated into every file; all spans present. */
+  private fillWhole(stream?: Readable): Promise<void> {
+    this.whole ??= this.fetchWhole(stream).finally(() => (this.whole = undefined));
+    return this.whole;
+  }
+
+  private async fetchWhole(given: Readable | undefined): Promise<void> {
+    this.stats.wholeBlobFetches++;
+    let stream = given;
+    if (stream === undefined) {
+      const answer = await this.opts.source.read(0, Number.MAX_SAFE_INTEGER);
+      stream = answer.kind === 'whole' ? answer.stream : (await import('node:stream')).Readable.from([answer.bytes]);
+    }
+    const hash = createHash('sha256');
+    const gunzip = createGunzip({ chunkSize: 1 << 20 });
+    const fh = await this.handle();
+    const feeding = (async () => {
+      for await (const chunk of stream) {
+        hash.update(chunk as Buffer);
+        this.stats.rangeBytes += (chunk as Buffer).length;
+        if (!gunzip.write(chunk)) await new Promise((r) => gunzip.once('drain', r));
+      }
+      gunzip.end();
+    })();
+    let at = 0;
+    for await (const chunk of gunzip) {
+      await this.place(fh, chunk as Buffer, at);
+      at += (chunk as Buffer).length;
+    }
+    await feeding;
+    const actual = `sha256:${hash.digest('hex')}`;
+    if (actual !== this.opts.digest) throw new VmimgError(ErrorCode.DIGEST_MISMATCH, `layer blob: expected ${this.opts.digest}, got ${actual}`);
+    await fh.datasync();
+    for (let i = 0; i < this.map.spanCount; i++) this.map.set(i);
+    await this.map.save();
+  }
+
+  private handle(): Promise<FileHandle> {
+    this.fh ??= open(this.opts.contentsPath, 'r+');
+    return this.fh;
+  }
+
+  async close(): Promise<void> {
+    const fh = this.fh;
+    this.fh = undefined;
+    await (await fh)?.close();
+  }
+}
+
+/** The last span whose checkpoint is at or before tar offset `u`. */
+function spanAt(zran: ZranIndex, u: number): number {
+  let lo = 0;
+  let hi = zran.checkpoints.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (zran.checkpoints[mid]!.uOff <= u) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}

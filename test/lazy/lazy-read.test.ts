@@ -1,0 +1,159 @@
+// Lazy reads of a layer from the real registry (docker-registry on loopback, the Debian test image made
+// by umoci and pushed by skopeo), through the fault proxy: every file read through spans equals the
+// eager flatten; one request per run of spans, one for concurrent readers; Range ignored, a corrupted
+// span and a wrong Content-Range behave as docs/FORMAT.md and issue 15 say.
+import assert from 'node:assert/strict';
+import { copyFileSync, existsSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { pull } from '../../src/image/pull.js';
+import { readIndexFile } from '../../src/layer/index-format.js';
+import type { IndexEntry } from '../../src/layer/entry.js';
+import { CheckpointBuilder } from '../../src/lazy/checkpoint-builder.js';
+import { LazyContent } from '../../src/lazy/lazy-content.js';
+import { registryRangeSource } from '../../src/lazy/registry-source.js';
+import type { ZranIndex } from '../../src/lazy/zran-format.js';
+import { RegistryClient } from '../../src/registry/index.js';
+import { ContainerFS } from '../../src/vfs/index.js';
+import { debianArchive } from '../boot/debian-fixture.js';
+import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
+import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
+import { requireTools, run, tmpDir } from '../helpers/tools.js';
+
+let registry: RunningRegistry;
+let proxy: FaultProxy;
+let layer: { digest: string; size: number; indexPath: string; contentsPath: string; entries: IndexEntry[]; contentsSize: number };
+let zran: ZranIndex;
+const client = new RegistryClient();
+const REPO = 'lazy/debian';
+
+before(async () => {
+  requireTools(['skopeo']);
+  const [archive, reg] = await Promise.all([debianArchive('amd64'), startRegistry()]);
+  registry = reg;
+  proxy = await startFaultProxy(registry.url);
+  await run('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci-archive:${archive}:latest`, `docker://${registry.host}/${REPO}:1`]);
+  const cache = await tmpDir('vmimg-lazy-read-');
+  const image = await pull(`${registry.host}/${REPO}:1`, { cacheDir: cache });
+  const details = image.config.layerDetails.filter((l) => (l.compressedSize ?? 0) > 10 << 20);
+  assert.equal(details.length, 1, 'the Debian test image has one 10+ MiB layer');
+  const d = details[0]!;
+  const files = image.layers.find((l) => l.diffId === d.diffId)!;
+  const decoded = await readIndexFile(files.indexPath);
+  assert.equal(decoded.header.version, 2, 'an .idx with tar offsets');
+  layer = { digest: d.digest!, size: d.compressedSize!, indexPath: files.indexPath, contentsPath: files.contentsPath, entries: decoded.entries, contentsSize: decoded.header.contentsSize };
+  const b = new CheckpointBuilder({ spanSize: 1 << 20 });
+  b.push(readFileSync(join(cache, 'blobs', 'sha256', layer.digest.slice(7))));
+  zran = b.finish({ digest: layer.digest, diffId: d.diffId });
+});
+
+after(async () => {
+  await proxy?.stop();
+  await registry?.stop();
+  await client.close();
+});
+
+/** A fresh lazy copy of the layer: its .idx, an empty sparse .contents, no .spans; read through the proxy. */
+async function lazyLayer(warnings: string[] = []): Promise<{ lazy: LazyContent; dir: string; spansPath: string; contentsPath: string }> {
+  const dir = await tmpDir('vmimg-lazy-layer-');
+  const contentsPath = join(dir, 'layer.contents');
+  writeFileSync(contentsPath, '');
+  truncateSync(contentsPath, layer.contentsSize);
+  const spansPath = join(dir, 'layer.spans');
+  const source = registryRangeSource(client, { registry: proxy.host, repository: REPO }, { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layer.digest, size: layer.size });
+  const lazy = await LazyContent.open({ zran, entries: layer.entries, digest: layer.digest, contentsPath, spansPath, source, warn: (m) => warnings.push(m) });
+  copyFileSync(layer.indexPath, join(dir, 'layer.idx'));
+  return { lazy, dir, spansPath, contentsPath };
+}
+
+function blobRequests(): number {
+  return proxy.requests.filter((r) => r.method === 'GET' && r.path.includes(`/blobs/${layer.digest}`)).length;
+}
+
+async function readFile(lazy: LazyContent, e: IndexEntry): Promise<Buffer> {
+  const buf = Buffer.alloc(e.size);
+  await lazy.readInto(buf, 0, e.size, e.offset);
+  return buf;
+}
+
+describe('lazy reads', () => {
+  test('every file read through spans equals the eager flatten; a second pass fetches nothing', async () => {
+    proxy.clear();
+    const eager = readFileSync(layer.contentsPath);
+    const { lazy, contentsPath } = await lazyLayer();
+    const files = layer.entries.filter((e) => e.type === 1 && e.size > 0);
+    const before = blobRequests();
+    for (const e of files) assert.ok((await readFile(lazy, e)).equals(eager.subarray(e.offset, e.offset + e.size)), e.path);
+    assert.ok(lazy.complete);
+    const requests = blobRequests() - before;
+    assert.ok(requests <= zran.checkpoints.length, `${requests} requests for ${zran.checkpoints.length} spans`);
+    assert.equal(lazy.stats.spansVerified, zran.checkpoints.length);
+    for (const e of files.slice(0, 50)) await readFile(lazy, e);
+    assert.equal(blobRequests() - before, requests, 'all hits the second time');
+    await lazy.close();
+    assert.ok(readFileSync(contentsPath).equals(eager), 'a fully read layer is the eager .contents');
+  });
+
+  test('ContainerFS over the lazy reader: /etc/passwd and /bin/sh resolve and read like the eager image', async () => {
+    const { lazy, dir } = await lazyLayer();
+    const fs = await ContainerFS.open([{ indexPath: join(dir, 'layer.idx'), content: lazy }]);
+    const eagerFs = await ContainerFS.open([{ indexPath: layer.indexPath, contentsPath: layer.contentsPath }]);
+    try {
+      for (const p of ['/etc/passwd', '/bin/sh', '/bin/ls']) {
+        const a = fs.resolvePath(p, 'open');
+        const b = eagerFs.resolvePath(p, 'open');
+        const size = eagerFs.getattr(b).size;
+        assert.ok((await fs.read(a, 0, size)).equals(await eagerFs.read(b, 0, size)), p);
+      }
+      assert.ok(!lazy.complete, 'three files fetched only some spans');
+    } finally {
+      await fs.close();
+      await eagerFs.close();
+      await lazy.close();
+    }
+  });
+
+  test('concurrent readers of one span cause one GET; adjacent missing spans are one GET', async () => {
+    const { lazy } = await lazyLayer();
+    const big = layer.entries.filter((e) => e.type === 1).sort((a, b) => b.size - a.size)[0]!;
+    const before = blobRequests();
+    await Promise.all(Array.from({ length: 8 }, () => readFile(lazy, big)));
+    assert.equal(blobRequests() - before, 1, `one request for ${big.path} (${big.size} bytes) read 8 times at once`);
+    assert.equal(lazy.stats.rangeRequests, 1);
+    await lazy.close();
+  });
+
+  test('a registry ignoring Range: the whole blob, verified, with a warning', async () => {
+    const warnings: string[] = [];
+    const { lazy } = await lazyLayer(warnings);
+    proxy.add({ path: `/blobs/${layer.digest}`, fault: { kind: 'ignore-range' }, times: 1 });
+    const e = layer.entries.find((x) => x.path === 'etc/passwd')!;
+    assert.ok((await readFile(lazy, e)).equals(readFileSync(layer.contentsPath).subarray(e.offset, e.offset + e.size)));
+    assert.match(warnings.join('\n'), /ignored a Range request/);
+    assert.equal(lazy.stats.wholeBlobFetches, 1);
+    assert.ok(lazy.complete);
+    proxy.clear();
+    await lazy.close();
+  });
+
+  test('a corrupted span byte is ERR_DIGEST_MISMATCH and nothing is cached; the next read succeeds', async () => {
+    const { lazy, spansPath } = await lazyLayer();
+    proxy.add({ path: `/blobs/${layer.digest}`, fault: { kind: 'corrupt' }, times: 1 });
+    const e = layer.entries.find((x) => x.path === 'etc/passwd')!;
+    await assert.rejects(readFile(lazy, e), { code: 'ERR_DIGEST_MISMATCH' });
+    assert.ok(!existsSync(spansPath), 'no span marked present');
+    assert.ok((await readFile(lazy, e)).equals(readFileSync(layer.contentsPath).subarray(e.offset, e.offset + e.size)));
+    proxy.clear();
+    await lazy.close();
+  });
+
+  test('a 206 whose Content-Range starts elsewhere is ERR_REGISTRY_ERROR', async () => {
+    const { lazy } = await lazyLayer();
+    const e = layer.entries.filter((x) => x.type === 1 && x.tarOffset! > 4 << 20)[0]!;
+    proxy.add({ path: `/blobs/${layer.digest}`, fault: { kind: 'status', status: 206, headers: { 'content-range': `bytes 0-9/${layer.size}` }, body: '0123456789' }, times: 1 });
+    await assert.rejects(readFile(lazy, e), { code: 'ERR_REGISTRY_ERROR' });
+    proxy.clear();
+    assert.equal((await readFile(lazy, e)).length, e.size);
+    await lazy.close();
+  });
+});
