@@ -3,6 +3,7 @@ export { pull, type PullOptions } from './pull.js';
 export { loadFromTar, loadFromLayout, type LoadOptions } from './load.js';
 export { isLocalTar, openArchive, openArchiveReader, openLayoutDir, type ArchiveOptions } from './archive.js';
 export { openReaderSource, type ReaderSourceOptions } from './reader-source.js';
+export { openSourceReader, type SourceSpec } from './open-reader.js';
 export { validateTar, validateLayout, verifyImage, type TarReport, type ImageCheck } from './validate.js';
 export { loadFromDir, exportToDir, writeImageDir, CONFIG_FILE, type Image, type ImageLayer, type WriteImageDirOptions } from './image-dir.js';
 export { CacheLayout, resolveCacheDir, type CacheOptions } from './cache.js';

@@ -2,8 +2,9 @@
  * One contract, run against every BlobReader (containerd runs one suite against every content store):
  * the same busybox image (umoci) served by the real registry, written by skopeo as an OCI layout
  * directory, an OCI archive and a classic `docker save`, assembled as a Docker 25+ save, and kept in
- * the local store after a load. Every reader walks to the same config and layers; small reads are
- * capped and checked; ranges are the bytes of the whole blob; a missing blob is ERR_NOT_FOUND.
+ * the local store after a pull (opened as a cached image and by digest). Every reader walks to the
+ * same config and layers; small reads are capped and checked; ranges are the bytes of the whole blob;
+ * a missing blob is ERR_NOT_FOUND.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,15 +12,13 @@ import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { ErrorCode, RegistryClient, isVmimgError, parsePlatform, parseReference, pull } from '../../src/index.js';
+import { CacheLayout, ErrorCode, RegistryClient, isVmimgError, openSourceReader, parsePlatform, parseReference, pull } from '../../src/index.js';
 import {
   DockerSaveReader,
-  OciLayoutReader,
   RegistryBlobReader,
   StoreBlobReader,
   SYNTHESIZED_ANNOTATION,
   chooseImage,
-  directoryFiles,
   type BlobReader,
 } from '../../src/content/index.js';
 import { openArchiveReader } from '../../src/image/archive.js';
@@ -61,12 +60,13 @@ before(async () => {
   // A pull keeps layer blobs and the manifest in the store (local sources keep only the manifests).
   const pulled = await pull(`${registry.host}/contract/busybox:1`, { cacheDir, platform: AMD64 });
   readers.registry = async () => new RegistryBlobReader(client, parseReference(`${registry.host}/contract/busybox:1`));
-  readers['oci layout dir'] = () => OciLayoutReader.open(directoryFiles(layout), 'oci-layout');
-  readers['oci archive'] = () => openArchiveReader(ociTar);
+  readers['oci layout dir'] = () => openSourceReader({ kind: 'layout', dir: layout });
+  readers['oci archive'] = () => openSourceReader({ kind: 'tar', path: ociTar });
   readers['docker save, classic'] = () => openArchiveReader(classic);
   readers['docker save, Docker 25+'] = () => openArchiveReader(v25.file);
-  readers.store = () => StoreBlobReader.forDigests(new BlobStore(cacheDir), [{ digest: pulled.config.source.manifestDigest!, names: [] }]);
-  for (const kind of ['registry', 'oci layout dir', 'oci archive', 'store']) expected[kind] = image.manifestDigest;
+  readers.store = () => openSourceReader({ kind: 'cached', image: pulled, cache: new CacheLayout(cacheDir) });
+  readers['store, by digest'] = () => StoreBlobReader.forDigests(new BlobStore(cacheDir), [{ digest: pulled.config.source.manifestDigest!, names: [] }]);
+  for (const kind of ['registry', 'oci layout dir', 'oci archive', 'store', 'store, by digest']) expected[kind] = image.manifestDigest;
   expected['docker save, Docker 25+'] = v25.manifestDigest;
 });
 
@@ -76,7 +76,7 @@ after(async () => {
 });
 
 describe('every BlobReader keeps one contract', () => {
-  const kinds = ['registry', 'oci layout dir', 'oci archive', 'docker save, classic', 'docker save, Docker 25+', 'store'];
+  const kinds = ['registry', 'oci layout dir', 'oci archive', 'docker save, classic', 'docker save, Docker 25+', 'store', 'store, by digest'];
   for (const kind of kinds) {
     it(`${kind}: walks to the image, reads capped and checked, opens ranges, misses are ERR_NOT_FOUND`, async () => {
       const reader = await readers[kind]!();
