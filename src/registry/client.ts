@@ -101,6 +101,8 @@ export class RegistryClient {
   readonly retryPolicy: RetryPolicy;
   readonly throughputRule: ThroughputRule;
   private readonly maxManifestBytes: number;
+  /** Credential helpers running now: a stall while one runs is the helper's, not the registry's. */
+  private readonly helpersRunning: () => readonly string[];
 
   constructor(private readonly options: RegistryClientOptions = {}) {
     const idle = options.idleTimeoutMs ?? 30_000;
@@ -114,9 +116,11 @@ export class RegistryClient {
     this.retryPolicy = { ...DEFAULT_RETRY_POLICY, ...options.retry };
     this.throughputRule = { ...DEFAULT_THROUGHPUT, ...options.throughput };
     this.transport = new Transport(this.agent, options.userAgent ?? 'vmimg/0.1', plainHttpPolicy(options));
+    const credentials = credentialChain(options);
+    this.helpersRunning = credentials.running ?? (() => []);
     this.authorizer = new Authorizer({
       transport: this.transport,
-      credentials: credentialChain(options),
+      credentials,
       ...(options.now !== undefined ? { now: options.now } : {}),
     });
     this.maxManifestBytes = options.maxManifestBytes ?? MAX_MANIFEST_BYTES;
@@ -325,8 +329,12 @@ export class RegistryClient {
   private async sayIfSlow<T>(step: Step, endpoint: RegistryEndpoint, answer: () => Promise<T>): Promise<T> {
     const onNotice = step.onNotice ?? this.options.onNotice;
     const after = this.throughputRule.stallNoticeMs;
-    const message = `no answer from ${hostOf(endpoint.url)} for ${humanWait(after)}`;
-    const timer = onNotice && setTimeout(() => onNotice({ kind: 'stall', what: step.what, seconds: Math.round(after / 1000), message }), after);
+    const message = (): string => {
+      const helpers = this.helpersRunning();
+      const from = helpers.length > 0 ? `credential helper ${helpers.join(', ')}` : hostOf(endpoint.url);
+      return `no answer from ${from} for ${humanWait(after)}`;
+    };
+    const timer = onNotice && setTimeout(() => onNotice({ kind: 'stall', what: step.what, seconds: Math.round(after / 1000), message: message() }), after);
     try {
       return await answer();
     } finally {

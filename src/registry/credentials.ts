@@ -38,32 +38,51 @@ export interface CredentialOptions {
   readonly helperTimeoutMs?: number;
 }
 
-export type CredentialLookup = (registryOrHost: string) => Promise<Credential | undefined>;
+export type CredentialLookup = ((registryOrHost: string) => Promise<Credential | undefined>) & {
+  /**
+   * The credential helpers (`docker-credential-NAME`) running for this lookup right now: what a stalled
+   * request is waiting on while a helper hangs (the stall notice names it, not the registry).
+   */
+  readonly running?: () => readonly string[];
+};
 
 const DOCKER_HUB_KEY = 'https://index.docker.io/v1/';
 
 /** A lookup function walking the chain; results are memoised per key for the lookup's lifetime. */
 export function credentialChain(options: CredentialOptions = {}): CredentialLookup {
   const memo = new Map<string, Promise<Credential | undefined>>();
-  return (key) => {
+  const running = new Map<string, number>();
+  const track: Track = (program) => {
+    running.set(program, (running.get(program) ?? 0) + 1);
+    return () => {
+      const n = running.get(program)! - 1;
+      if (n === 0) running.delete(program);
+      else running.set(program, n);
+    };
+  };
+  const chain = (key: string): Promise<Credential | undefined> => {
     const k = key.toLowerCase();
     let found = memo.get(k);
     if (found === undefined) {
-      found = lookup(k, options);
+      found = lookup(k, options, track);
       memo.set(k, found);
       found.catch(() => memo.delete(k));
     }
     return found;
   };
+  return Object.assign(chain, { running: () => [...running.keys()] });
 }
 
-async function lookup(key: string, options: CredentialOptions): Promise<Credential | undefined> {
+/** Counts `program` as running until the returned function is called. */
+type Track = (program: string) => () => void;
+
+async function lookup(key: string, options: CredentialOptions, track: Track): Promise<Credential | undefined> {
   const env = options.env ?? process.env;
   const explicit = findIn(options.credentials, key);
   if (explicit !== undefined) return normalise(explicit, 'option', key);
   const fromEnv = findIn(parseEnvAuth(env.VMIMG_REGISTRY_AUTH), key);
   if (fromEnv !== undefined) return normalise(envInput(fromEnv, key), 'env', key);
-  return fromDockerConfig(key, options, env);
+  return fromDockerConfig(key, options, env, track);
 }
 
 /** Normalises a config key (`https://ghcr.io/v1/`, `docker.io`) to the host it names. */
@@ -153,18 +172,18 @@ async function readDockerConfig(options: CredentialOptions, env: NodeJS.ProcessE
   }
 }
 
-async function fromDockerConfig(key: string, options: CredentialOptions, env: NodeJS.ProcessEnv): Promise<Credential | undefined> {
+async function fromDockerConfig(key: string, options: CredentialOptions, env: NodeJS.ProcessEnv, track: Track): Promise<Credential | undefined> {
   const config = await readDockerConfig(options, env);
   if (config === undefined) return undefined;
   const serverUrl = credentialKeyOf(key) === 'docker.io' ? DOCKER_HUB_KEY : credentialKeyOf(key);
   const helper = findIn(config.credHelpers, key);
-  if (helper !== undefined && helper !== '') return runHelper(helper, serverUrl, options, env);
+  if (helper !== undefined && helper !== '') return runHelper(helper, serverUrl, options, env, track);
   const entry = findIn(config.auths, key);
   if (entry !== undefined) {
     const cred = fromAuthEntry(entry, key);
     if (cred !== undefined) return cred;
   }
-  if (config.credsStore !== undefined && config.credsStore !== '') return runHelper(config.credsStore, serverUrl, options, env);
+  if (config.credsStore !== undefined && config.credsStore !== '') return runHelper(config.credsStore, serverUrl, options, env, track);
   return undefined;
 }
 
@@ -185,7 +204,7 @@ function fromAuthEntry(entry: NonNullable<DockerConfig['auths']>[string], key: s
 }
 
 /** Runs `docker-credential-NAME get`, server URL on stdin. "Not found" is no credential, not an error. */
-async function runHelper(name: string, serverUrl: string, options: CredentialOptions, env: NodeJS.ProcessEnv): Promise<Credential | undefined> {
+async function runHelper(name: string, serverUrl: string, options: CredentialOptions, env: NodeJS.ProcessEnv, track: Track): Promise<Credential | undefined> {
   const program = `docker-credential-${name}`;
   const limitMs = options.helperTimeoutMs ?? 30_000;
   const fail = (why: string, cause?: unknown, hint = `Check that ${program} is installed and on PATH, or remove it from your Docker config.`) =>
@@ -194,7 +213,8 @@ async function runHelper(name: string, serverUrl: string, options: CredentialOpt
       hint,
       details: { helper: program },
     });
-  const run = await runBounded(program, serverUrl, env, limitMs);
+  const done = track(program);
+  const run = await runBounded(program, serverUrl, env, limitMs).finally(done);
   if (run.kind === 'spawn-error') throw fail((run.error as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found on PATH' : 'could not start', run.error);
   if (run.kind === 'timeout') {
     const hint = `Make ${program} answer faster, or raise "credentialHelperTimeoutSeconds" in the vmimg config file.`;

@@ -2,12 +2,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { chmodSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { isVmimgError } from '../../src/errors.js';
 import { RegistryClient, type RegistryClientOptions } from '../../src/registry/index.js';
 import { RegistryBlobReader, listPlatforms } from '../../src/content/index.js';
 import { buildBusyboxLayout, pushLayout } from '../helpers/busybox.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
+import { tmpDir } from '../helpers/tools.js';
 
 const FAST = { retry: { baseDelayMs: 10, maxDelayMs: 50 }, env: {} } as const;
 
@@ -58,6 +61,29 @@ describe('htpasswd Basic auth', () => {
         await client.close();
       }
     }
+  });
+
+  test('while a credential helper hangs, the stall notice names the helper, not the registry', async () => {
+    const dir = await tmpDir('vmimg-auth-slowhelper-');
+    const helper = join(dir, 'docker-credential-slow');
+    // answers after 2 s, long past the 200 ms stall notice (a hanging helper, as in S08, cut short)
+    writeFileSync(helper, `#!/bin/sh\nsleep 2\necho '{"Username":"tester","Secret":"secret"}'\n`);
+    chmodSync(helper, 0o755);
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ credHelpers: { [reg.host]: 'slow' } }));
+    const notices: string[] = [];
+    const client = clientFor(reg, {
+      env: { PATH: `${dir}:${process.env.PATH ?? '/usr/bin:/bin'}`, DOCKER_CONFIG: dir },
+      throughput: { stallNoticeMs: 200 },
+      onNotice: (n) => notices.push(n.message),
+    });
+    try {
+      const m = await client.fetchManifest({ registry: reg.host, repository: 'basic/busybox', tag: '1' });
+      assert.equal(m.digest, digest);
+    } finally {
+      await client.close();
+    }
+    assert.ok(notices.length > 0, 'a stall was announced');
+    for (const message of notices) assert.match(message, /^no answer from credential helper docker-credential-slow for /);
   });
 
   test('credentials from VMIMG_REGISTRY_AUTH work too', async () => {
