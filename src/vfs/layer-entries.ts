@@ -6,7 +6,7 @@
  */
 import { EntryType, type IndexEntry } from '../layer/entry.js';
 import type { ScannedIndex } from '../layer/index-format.js';
-import { decodeText, decodeXattrs, ENTRY_FIXED_SIZE, pathStart, R_LINK, R_SHA256, u64, type IndexVersion } from '../layer/index-records.js';
+import { decodeText, decodeXattrs, ENTRY_FIXED_SIZE, pathStart, r16, r32, R_LINK, R_SHA256, u64, type IndexVersion } from '../layer/index-records.js';
 import { encodeName } from '../util/byte-names.js';
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG } from '../layer/entry.js';
 import type { InodeTable } from './tree.js';
@@ -103,36 +103,37 @@ export class RecordEntries implements LayerEntries {
   path(i: number): string {
     const at = this.starts[i]!;
     const p = pathStart(this.buf, at, this.version);
-    return decodeText(this.buf, p, p + this.buf.readUInt32LE(at + 36));
+    return decodeText(this.buf, p, p + r32(this.buf, at + 36));
   }
 
   linkTarget(i: number): string | undefined {
     const at = this.starts[i]!;
     if (!(this.buf[at + 1]! & R_LINK)) return undefined;
-    const p = pathStart(this.buf, at, this.version) + this.buf.readUInt32LE(at + 36);
-    return decodeText(this.buf, p, p + this.buf.readUInt32LE(at + 56));
+    const p = pathStart(this.buf, at, this.version) + r32(this.buf, at + 36);
+    return decodeText(this.buf, p, p + r32(this.buf, at + 56));
   }
 
   fill(i: number, t: InodeTable, ino: number): void {
     const { buf } = this;
     const at = this.starts[i]!;
-    const typeBits = fillCommon(t, ino, buf[at]!, buf.readUInt32LE(at + 4), u64(buf, at + 40), u64(buf, at + 48));
-    t.uid[ino] = buf.readUInt32LE(at + 8);
-    t.gid[ino] = buf.readUInt32LE(at + 12);
-    t.mtimeSec[ino] = buf.readInt32LE(at + 20) * 0x100000000 + buf.readUInt32LE(at + 16);
-    t.mtimeNsec[ino] = buf.readUInt32LE(at + 24);
-    t.devMajor[ino] = buf.readUInt32LE(at + 28);
-    t.devMinor[ino] = buf.readUInt32LE(at + 32);
+    const typeBits = fillCommon(t, ino, buf[at]!, r32(buf, at + 4), u64(buf, at + 40), u64(buf, at + 48));
+    t.uid[ino] = r32(buf, at + 8);
+    t.gid[ino] = r32(buf, at + 12);
+    t.mtimeSec[ino] = (r32(buf, at + 20) | 0) * 0x100000000 + r32(buf, at + 16);
+    t.mtimeNsec[ino] = r32(buf, at + 24);
+    t.devMajor[ino] = r32(buf, at + 28);
+    t.devMinor[ino] = r32(buf, at + 32);
     const shaAt = at + ENTRY_FIXED_SIZE[this.version];
     if (typeBits === S_IFREG && buf[at + 1]! & R_SHA256) {
-      buf.copy(t.sha256, ino * 32, shaAt, shaAt + 32); // raw bytes, no hex round trip
+      const sha = t.sha256; // raw bytes, no hex round trip; a loop: Buffer.copy costs more for 32 bytes
+      for (let k = 0, to = ino * 32; k < 32; k++) sha[to + k] = buf[shaAt + k]!;
       t.hasSha256[ino] = 1;
     } else if (typeBits === S_IFLNK) {
       setLink(t, ino, this.linkTarget(i) ?? '');
     }
-    const xattrCount = buf.readUInt16LE(at + 2);
+    const xattrCount = r16(buf, at + 2);
     if (xattrCount > 0) {
-      const p = pathStart(buf, at, this.version) + buf.readUInt32LE(at + 36) + buf.readUInt32LE(at + 56);
+      const p = pathStart(buf, at, this.version) + r32(buf, at + 36) + r32(buf, at + 56);
       const holder: { xattrs?: Record<string, Buffer> } = {};
       decodeXattrs(buf, p, xattrCount, holder);
       t.xattrs.set(ino, holder.xattrs!);
