@@ -15,7 +15,7 @@ import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { requireTools, run, runBuffer, tmpDir } from '../helpers/tools.js';
 import { describeTree, diffTrees, umociRootfs } from '../export/compare.js';
-import { expectExit } from '../cli/run.js';
+import { expectExit, vmimg } from '../cli/run.js';
 
 let dest: RunningRegistry;
 let image: BuiltImage;
@@ -113,6 +113,26 @@ describe('vmimg push from each source', () => {
       await proxy.stop();
       await src.stop();
     }
+  });
+
+  it('export --format oci writes an OCI layout umoci unpacks, byte for byte, from a registry or the cache', async () => {
+    await push(`oci:${image.ref}`, 'forexport:7');
+    const out = join(await tmpDir('vmimg-push-export-'), 'layout');
+    const cache = join(work, 'export-cache');
+    const r = await expectExit(0, ['--cache-dir', cache, 'export', out, `${dest.host}/forexport:7`, '--format', 'oci', '--json']);
+    const res = JSON.parse(r.stdout) as { refName: string; digest: string };
+    assert.deepEqual([res.refName, res.digest], ['7', image.manifestDigest]);
+    const raw = await runBuffer('skopeo', ['inspect', '--raw', `oci:${out}:7`]);
+    assert.equal(`sha256:${createHash('sha256').update(raw).digest('hex')}`, image.manifestDigest);
+    assert.deepEqual(diffTrees(describeTree(await umociRootfs({ ...image, layout: out, tag: '7', ref: `${out}:7` })), wantTree), []);
+    // From the cache: the most recent image when IMAGE is left out, added to the same layout.
+    await expectExit(0, ['--cache-dir', cache, 'pull', `${dest.host}/forexport:7`, '-q']);
+    const again = await expectExit(0, ['--cache-dir', cache, 'export', out, '--format', 'oci', '--json']);
+    assert.equal((JSON.parse(again.stdout) as { digest: string }).digest, image.manifestDigest);
+    const junk = await tmpDir('vmimg-push-junk-');
+    await run('touch', [join(junk, 'file')]);
+    const refused = await vmimg(['--cache-dir', cache, 'export', junk, '--format', 'oci']);
+    assert.match(refused.stderr, /ERR_DESTINATION_EXISTS/);
   });
 
   it('--all copies a multi-arch index byte for byte; each platform unpacks to its own tree', async () => {

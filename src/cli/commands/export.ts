@@ -7,6 +7,7 @@ import { resolveImageOrLast } from '../resolve-image.js';
 import { imagePlatform, run } from './common.js';
 import { escapeTerminal } from '../escape.js';
 import { describeExport, exportTarget } from '../export-format.js';
+import { exportOciLayout } from '../oci-export.js';
 
 /** gzip level of .tar.gz / .cpio.gz exports (zlib's default). */
 const GZIP_LEVEL = 6;
@@ -14,7 +15,7 @@ const GZIP_LEVEL = 6;
 interface Args {
   dest: string;
   image?: string;
-  format?: ExportFormat;
+  format?: ExportFormat | 'oci';
   force?: boolean;
   init?: boolean;
   entrypoint?: string;
@@ -31,8 +32,8 @@ export const exportCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       .positional('dest', { type: 'string', demandOption: true, describe: 'Directory, or file: .tar .tar.gz .tgz .cpio .cpio.gz .img .ext4 (- for stdout)' })
       .positional('image', { type: 'string', describe: 'IMAGE (default: the most recently pulled or loaded)' })
       .option('format', {
-        choices: EXPORT_FORMATS,
-        describe: "dir: config.json + .idx/.contents; tar: the flattened root; initramfs: newc cpio with the vmimg guest init; ext4: a root disk image (default: from DEST's name, else dir)",
+        choices: [...EXPORT_FORMATS, 'oci'] as (ExportFormat | 'oci')[],
+        describe: "dir: config.json + .idx/.contents; tar: the flattened root; initramfs: newc cpio with the vmimg guest init; ext4: a root disk image; oci: an OCI image layout, byte for byte (default: from DEST's name, else dir)",
       })
       .option('force', { alias: 'f', type: 'boolean', describe: 'Replace an existing destination' })
       .option('entrypoint', { type: 'string', describe: "initramfs: replace the image's entrypoint ('' clears it; words split on spaces)" })
@@ -44,8 +45,10 @@ export const exportCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       .example('$0 export root.cpio.gz IMAGE -- /bin/echo hi', 'A bootable (gzip) initramfs running a command; root.cpio is uncompressed')
       .example('$0 export root.tar.gz IMAGE', 'The flattened root as a gzip-compressed tar')
       .example('$0 export - IMAGE --format tar | tar -t', 'The flattened root as a tar on stdout')
-      .example('$0 export root.img IMAGE --format ext4 --free 1G', 'An ext4 root disk with 1 GiB free, written without root'),
+      .example('$0 export root.img IMAGE --format ext4 --free 1G', 'An ext4 root disk with 1 GiB free, written without root')
+      .example('$0 export ./layout alpine:3.20 --format oci', 'The image as an OCI image layout, byte for byte (oci:./layout:3.20)'),
   handler: run<Args>(async (ctx, args) => {
+    if (args.format === 'oci') return exportOciLayout(ctx, args.dest, args.image);
     const { image } = await resolveImageOrLast(ctx, args.image);
     const command = args['--']?.length ? { command: args['--'].map(String) } : {};
     const options = {

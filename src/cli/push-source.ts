@@ -1,0 +1,105 @@
+/**
+ * IMAGE as a PushSource, for `push` and `export --format oci`: an image tar, an OCI layout directory, a
+ * cached image (read from the store), else a registry reference — each through the content seam's
+ * BlobReader and the one index walk.
+ */
+import { OciLayoutReader, RegistryBlobReader, StoreBlobReader, directoryFiles, type BlobReader } from '../content/index.js';
+import { ErrorCode, isVmimgError, VmimgError } from '../errors.js';
+import { openArchiveReader } from '../image/archive.js';
+import { findImage } from '../image/catalog.js';
+import type { Image } from '../image/index.js';
+import { pushSourceFromReader } from '../push/open-source.js';
+import { readerSource } from '../push/reader-source.js';
+import type { PushSource } from '../push/types.js';
+import { parseReference } from '../reference/index.js';
+import type { RegistryClient } from '../registry/client.js';
+import { BlobStore } from '../store/index.js';
+import type { Context } from './context.js';
+import { classifyImageArg } from './image-arg.js';
+
+export interface SourceChoice {
+  /** Which image of a multi-image source (`--tag`). */
+  readonly tag?: string | undefined;
+  /** The whole index (`--all`). */
+  readonly all?: boolean;
+}
+
+/** SRC as a PushSource: an image tar, an OCI layout directory, a cached image, else a registry reference. */
+export async function openPushSource(ctx: Context, client: RegistryClient, arg: string | undefined, args: SourceChoice): Promise<PushSource> {
+  if (arg === undefined) return (await cachedSource(ctx, undefined, args.all === true))!;
+  const a = await classifyImageArg(arg);
+  const choice = {
+    platform: ctx.platform,
+    explicitPlatform: ctx.platform !== undefined,
+    tag: a.kind === 'path' && a.tag !== undefined ? a.tag : args.tag,
+    all: args.all === true,
+    signal: ctx.signal,
+  };
+  if (a.kind === 'path') {
+    if (a.type === 'dir') {
+      throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `${a.path} is a flattened image directory: it holds no blobs to push`, {
+        hint: 'push the image it came from: its name in the cache, its tar, or its registry reference',
+      });
+    }
+    const reader = a.type === 'file' ? await openArchiveReader(a.path) : await OciLayoutReader.open(directoryFiles(a.path), 'oci-layout');
+    return closingOnError(reader, () => pushSourceFromReader(reader, choice));
+  }
+  const cached = a.forced ? undefined : await cachedSource(ctx, a.name, choice.all);
+  if (cached !== undefined) return cached;
+  const ref = parseReference(a.name);
+  const reader = new RegistryBlobReader(client, ref);
+  return closingOnError(reader, () => pushSourceFromReader(reader, { ...choice, origin: { registry: ref.registry, repository: ref.repository } }));
+}
+
+/**
+ * A cached image by name or id, read from the store (which keeps its manifest, index and config): the
+ * manifest, or with `all` the index it came from. Undefined when the name is not cached for the platform.
+ */
+async function cachedSource(ctx: Context, name: string | undefined, all: boolean): Promise<PushSource | undefined> {
+  let image: Image;
+  try {
+    image = await findImage(ctx.cache, name, ctx.platform);
+  } catch (err) {
+    const notCached = isVmimgError(err, ErrorCode.NOT_FOUND) || isVmimgError(err, ErrorCode.PLATFORM_MISMATCH);
+    if (notCached && name !== undefined && isReference(name)) return undefined;
+    throw err;
+  }
+  const src = image.config.source;
+  const digest = all ? (src.indexDigest ?? src.manifestDigest) : src.manifestDigest;
+  if (digest === undefined) {
+    throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `cached image ${name ?? src.configDigest} came from a classic docker save tar and has no manifest of its own`, {
+      hint: `push the tar itself (${src.reference ?? 'the docker save file'}): vmimg builds a manifest for it`,
+    });
+  }
+  const reader = await StoreBlobReader.forDigests(new BlobStore(ctx.cache.root), [{ digest, names: name !== undefined ? [name] : [] }]);
+  const origin = src.kind === 'registry' && src.reference !== undefined ? originOf(src.reference) : undefined;
+  return readerSource(reader, (await reader.roots())[0]!.descriptor, { ...(origin ? { origin } : {}), signal: ctx.signal });
+}
+
+function isReference(name: string): boolean {
+  try {
+    parseReference(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function originOf(reference: string): { registry: string; repository: string } | undefined {
+  try {
+    const ref = parseReference(reference);
+    return { registry: ref.registry, repository: ref.repository };
+  } catch {
+    return undefined;
+  }
+}
+
+async function closingOnError<T>(reader: BlobReader, body: () => Promise<T>): Promise<T> {
+  try {
+    return await body();
+  } catch (err) {
+    await reader.close();
+    throw err;
+  }
+}
+
