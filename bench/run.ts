@@ -12,9 +12,11 @@
  *  7. deep trees: tar / initramfs export time per MiB of path bytes at 4 000 vs 8 000 levels (bench/deep.ts)
  *  8. ext4 export vs `umoci unpack` + `mkfs.ext4 -d` and `tar -c`; boots from disk vs initramfs (bench/ext4.ts)
  *  9. push from the cache to a fresh registry vs `skopeo copy` from the OCI layout (≤ 0.7×); re-push ≤ 0.2 s (bench/push.ts)
+ * 10. `vmimg serve` vs docker-registry in proxy mode: 4 cold clients (upstream bytes, wall on loopback and
+ *     behind a 50 MB/s link), a warm hit vs the upstream straight (bench/serve.ts)
  *
  * `npm run bench -- pull export` runs only the sections named (download pull rss vfs export boot entries
- * deep ext4 push); vfs needs pull's cache and umoci's rootfs. The Debian image is made once with debootstrap (minbase) + umoci and cached in bench/.cache/.
+ * deep ext4 push serve); vfs needs pull's cache and umoci's rootfs. The Debian image is made once with debootstrap (minbase) + umoci and cached in bench/.cache/.
  * Needs root (debootstrap, umoci unpack), docker-registry, skopeo, umoci, curl; `bash .ci/run --setup-only`.
  */
 import { spawnSync } from 'node:child_process';
@@ -29,9 +31,10 @@ import { debianLayout } from './debian.js';
 import { entriesBench } from './entries.js';
 import { pullBench } from './pull.js';
 import { pushBench } from './push.js';
+import { serveBench } from './serve.js';
 import { loadAverage, sh, sideBySide } from './util.js';
 
-const SECTIONS = ['download', 'pull', 'rss', 'vfs', 'export', 'boot', 'entries', 'deep', 'ext4', 'push'];
+const SECTIONS = ['download', 'pull', 'rss', 'vfs', 'export', 'boot', 'entries', 'deep', 'ext4', 'push', 'serve'];
 const only = process.argv.slice(2);
 for (const s of only) if (!SECTIONS.includes(s)) throw new Error(`unknown bench section ${s}; sections: ${SECTIONS.join(' ')}`);
 /** True when `section` runs: all do when none is named on the command line. */
@@ -124,6 +127,9 @@ async function main(): Promise<void> {
 
     // 9. push from the cache vs skopeo copy from the OCI layout; re-push with everything there
     if (want('push')) for (const line of await pushBench({ host: registry.host, layout, work })) report(line);
+
+    // 10. vmimg serve vs docker-registry's proxy mode (its own upstream registry)
+    if (want('serve')) for (const line of await serveBench()) report(line);
   } finally {
     await registry.stop();
   }

@@ -13,7 +13,7 @@ import type { ServeState } from './state.js';
 import type { RouteTarget } from './routes.js';
 
 /** Bytes read from a growing file per write to a client. */
-const CHUNK = 256 * 1024;
+const CHUNK = 1024 * 1024;
 
 /** Answers a blob request (`head`: headers only). */
 export async function serveBlob(s: ServeState, res: ServerResponse, t: RouteTarget, digest: string, rangeHeader: string | undefined, head: boolean): Promise<void> {
