@@ -4,7 +4,7 @@
 // directory, an xattr block shared by two files, 32-bit ids, a slow symlink, sparse files, > 4 GiB.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { chownSync, closeSync, ftruncateSync, mkdirSync, openSync, readFileSync, readSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, createReadStream, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { isVmimgError } from '../../src/errors.js';
@@ -12,10 +12,10 @@ import { exportExt4 } from '../../src/export/index.js';
 import { EntryType, type IndexEntry } from '../../src/layer/entry.js';
 import { ContainerFS } from '../../src/vfs/index.js';
 import { buildBusyboxLayout } from '../helpers/busybox.js';
-import { buildRichImage, xattrsOf } from '../helpers/layers.js';
+import { buildRichImage, layoutLayers, xattrsOf } from '../helpers/layers.js';
 import { requireTools, run, tmpDir } from '../helpers/tools.js';
 import { describeTree, diffTrees, openFlattened, umociRootfs } from './compare.js';
-import { describeExt4, e2fsckClean, ext4Xattrs, listExt4, requireE2fsprogs, statExt4 } from './ext4-read.js';
+import { debugfs, describeExt4, e2fsckClean, ext4Xattrs, listExt4, requireE2fsprogs, statExt4 } from './ext4-read.js';
 import { py, pyLayerTar } from '../helpers/pyimage.js';
 import { flattenLayer } from '../../src/layer/flatten.js';
 import { Readable } from 'node:stream';
@@ -188,6 +188,37 @@ test('ext4 of a 5 GiB sparse file: i_size_high, extents past 2^20 blocks, holes 
       closeSync(fd);
       assert.equal(buf.toString('latin1', 0, `island-${i}`.length), `island-${i}`);
     }
+  } finally {
+    await fs.close();
+  }
+});
+
+test('ext4 checks file bytes against the index sha256 (ERR_DIGEST_MISMATCH naming the file); verify: false writes them as they are', async () => {
+  requireE2fsprogs();
+  const image = await buildBusyboxLayout({ arch: 'arm64', tag: 'ext4-small' });
+  const dir = await tmpDir('vmimg-ext4-verify-');
+  const layers = layoutLayers(image.layout, image.manifestDigest);
+  for (const l of layers) await flattenLayer(createReadStream(l.path), { dir, expectedDiffId: l.diffId, expectedDigest: l.digest });
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ layers: layers.map((l) => l.diffId) }));
+  // flip one byte of busybox's version banner, found by content as attack C03 did
+  const contents = readdirSync(dir).filter((n) => n.endsWith('.contents')).map((n) => join(dir, n)).find((f) => readFileSync(f).includes('BusyBox v'))!;
+  const at = readFileSync(contents).indexOf('BusyBox v');
+  chmodSync(contents, 0o644);
+  const fd = openSync(contents, 'r+');
+  writeSync(fd, Buffer.from('b'), 0, 1, at);
+  closeSync(fd);
+  const fs = await ContainerFS.open(dir);
+  try {
+    await assert.rejects(exportExt4(fs, join(dir, 'a.img'), { init: false }), (e: unknown) => {
+      assert.ok(isVmimgError(e, 'ERR_DIGEST_MISMATCH'), String(e));
+      assert.match(e.message, /\/bin\/busybox: content does not match/);
+      return true;
+    });
+    const img = join(dir, 'b.img');
+    await exportExt4(fs, img, { init: false, verify: false });
+    await e2fsckClean(img);
+    await debugfs(img, [`dump /bin/busybox ${join(dir, 'busybox')}`]);
+    assert.ok(readFileSync(join(dir, 'busybox')).includes('busyBox v'), 'the bytes as they are in the layer');
   } finally {
     await fs.close();
   }

@@ -104,10 +104,10 @@ export class DataWriter {
 
   /**
    * Writes every regular file's content (extras first, then image files in the order their bytes lie
-   * in the layers, spans.ts) and returns each inode's mapping. Image files are checked against their
-   * index sha256 as they pass (ERR_DIGEST_MISMATCH).
+   * in the layers, spans.ts) and returns each inode's mapping. With `verify`, image files are checked
+   * against their index sha256 as they pass (ERR_DIGEST_MISMATCH).
    */
-  async files(fs: ContainerFS, plan: Plan, aborted: () => void): Promise<Map<number, Mapping>> {
+  async files(fs: ContainerFS, plan: Plan, { verify, aborted }: { verify: boolean; aborted: () => void }): Promise<Map<number, Mapping>> {
     const out = new Map<number, Mapping>();
     const image: PlanNode[] = [];
     for (const node of plan.nodes) {
@@ -123,8 +123,7 @@ export class DataWriter {
         const bytes = span.subarray(p.at, p.at + p.length);
         if (p.fileOffset === 0) open = { node: p.node, extents: [], seen: 0 };
         const f = open!;
-        f.verifier ??= fs.verifier(f.node.src!, `/${f.node.path}`);
-        f.verifier.update(bytes);
+        if (verify) (f.verifier ??= fs.verifier(f.node.src!, `/${f.node.path}`)).update(bytes);
         for (let at = 0; at < bytes.length; at += CHUNK) await this.#chunk(bytes.subarray(at, at + CHUNK), (p.fileOffset + at) / BLOCK, f.extents);
         f.seen += p.length;
         if (f.seen === f.node.size) {

@@ -37,6 +37,8 @@ export interface Ext4Options {
   /** What the filesystem UUID is derived from (default: the image's config digest). */
   seed?: string;
   signal?: AbortSignal;
+  /** Check every file's bytes against its index sha256 (default true): ERR_DIGEST_MISMATCH naming the file. */
+  verify?: boolean;
   /** Hears each image entry the guest init's own entries replace (a symlinked /dev, /proc, ...). */
   onWarning?: (message: string) => void;
 }
@@ -124,7 +126,7 @@ async function writeImage(fs: ContainerFS, path: string, extras: ExtraEntry[], s
   const fh = await open(path, 'w');
   try {
     await fh.truncate(geo.blocks * BLOCK);
-    const stats = await writeFilesystem(fs, plan, meta, geo, fh, { uuid, label: options.label ?? 'vmimg', ...(options.signal ? { signal: options.signal } : {}) });
+    const stats = await writeFilesystem(fs, plan, meta, geo, fh, { uuid, label: options.label ?? 'vmimg', verify: options.verify ?? true, ...(options.signal ? { signal: options.signal } : {}) });
     return {
       sizeBytes: geo.blocks * BLOCK,
       usedBytes: stats.usedBlocks * BLOCK,

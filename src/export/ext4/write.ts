@@ -74,7 +74,7 @@ export interface WriteStats {
 }
 
 /** Writes the whole filesystem into `fh` (already truncated to the image size). */
-export async function writeFilesystem(fs: ContainerFS, plan: Plan, meta: MetaLayout, geo: Geometry, fh: FileHandle, sb: { uuid: Buffer; label: string; signal?: AbortSignal }): Promise<WriteStats> {
+export async function writeFilesystem(fs: ContainerFS, plan: Plan, meta: MetaLayout, geo: Geometry, fh: FileHandle, sb: { uuid: Buffer; label: string; verify: boolean; signal?: AbortSignal }): Promise<WriteStats> {
   const metaStart = geo.overheadEnd;
   const metaBuf = Buffer.alloc(meta.blocks * BLOCK);
   const table = Buffer.alloc(plan.lastIno * INODE_SIZE);
@@ -84,7 +84,7 @@ export async function writeFilesystem(fs: ContainerFS, plan: Plan, meta: MetaLay
   const aborted = (): void => {
     if (sb.signal?.aborted) throw new VmimgError(ErrorCode.ABORTED, 'ext4 export cancelled');
   };
-  const files = await data.files(fs, plan, aborted);
+  const files = await data.files(fs, plan, { verify: sb.verify, aborted });
   for (let ino = 1; ino <= plan.lastIno; ino++) {
     const node = plan.nodes[ino];
     if (!node) continue;
