@@ -67,6 +67,27 @@ describe('vmimg index build', () => {
     assert.ok(readFileSync(join(cache, 'checkpoints', 'sha256', zrans[0]!)).equals(during), 'built from the file = built during the pull');
   });
 
+  test('index push: an OCI artifact with subject = the image manifest, listed by the sha256-<hex> fallback tag (skopeo reads both)', async () => {
+    const cache = await tmpDir('vmimg-lazy-push-');
+    const pulled = JSON.parse((await expectExit(0, ['--cache-dir', cache, 'pull', '--index-build', '--json', ref])).stdout) as { manifestDigest: string };
+    const subject = pulled.manifestDigest;
+    const r = JSON.parse((await expectExit(0, ['--cache-dir', cache, 'index', 'push', ref, '--json'])).stdout) as { artifact: { digest: string }; discovery: string; blobs: number };
+    assert.equal(r.discovery, 'tag-fallback', 'distribution 2.8.2 has no referrers API');
+    assert.equal(r.blobs, 2, 'the .idx and the .zran of the one layer');
+    const repo = `docker://${registry.host}/lazy/debian`;
+    const raw = async (target: string): Promise<Record<string, unknown>> => JSON.parse(await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `${repo}${target}`])) as Record<string, unknown>;
+    const fallback = (await raw(`:${subject.replace(':', '-')}`)) as { manifests: { digest: string; artifactType?: string }[] };
+    assert.deepEqual(fallback.manifests.map((m) => [m.digest, m.artifactType]), [[r.artifact.digest, 'application/vnd.vmimg.lazy-index.v1']]);
+    const artifact = (await raw(`@${r.artifact.digest}`)) as { subject: { digest: string }; layers: { mediaType: string; annotations: Record<string, string> }[] };
+    assert.equal(artifact.subject.digest, subject);
+    assert.deepEqual(artifact.layers.map((l) => l.mediaType).sort(), ['application/vnd.vmimg.layer.idx.v2', 'application/vnd.vmimg.layer.zran.v1']);
+    assert.ok(artifact.layers.every((l) => l.annotations['dev.vmimg.layer.digest']?.startsWith('sha256:')));
+    // A second push (a new artifact: another creation time) is appended, never duplicated or lost.
+    const again = JSON.parse((await expectExit(0, ['--cache-dir', cache, 'index', 'push', ref, '--json'])).stdout) as { artifact: { digest: string } };
+    const after2 = (await raw(`:${subject.replace(':', '-')}`)) as { manifests: { digest: string }[] };
+    assert.deepEqual(after2.manifests.map((m) => m.digest).sort(), [r.artifact.digest, again.artifact.digest].sort());
+  });
+
   test('--span-size outside 1..64 is ERR_INVALID_ARGUMENT', async () => {
     const r = await expectExit(2, ['index', 'build', ref, '--span-size', '0']);
     assert.match(r.stderr, /ERR_INVALID_ARGUMENT.*--span-size/);

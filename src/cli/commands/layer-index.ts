@@ -5,6 +5,11 @@ import type { GlobalArgs } from '../context.js';
 import { humanBytes, shortDigest } from '../format.js';
 import { resolveImage } from '../resolve-image.js';
 import { run } from './common.js';
+import { fallbackTag, publishIndex } from '../../lazy/publish.js';
+import { parseReference } from '../../reference/index.js';
+import type { Image } from '../../image/image-dir.js';
+import type { Context } from '../context.js';
+import { escapeTerminal } from '../escape.js';
 
 interface Args {
   action: string;
@@ -21,17 +26,19 @@ export const indexCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
   describe: "Build the gzip checkpoint index of an image's layers (for lazy reads)",
   builder: (y) =>
     y
-      .positional('action', { type: 'string', demandOption: true, choices: ['build'], describe: 'build' })
+      .positional('action', { type: 'string', demandOption: true, choices: ['build', 'push'], describe: 'build, or push (publish the built indexes next to the image in its registry)' })
       .positional('image', { type: 'string', demandOption: true, describe: 'IMAGE' })
       .option('span-size', { type: 'number', describe: 'MiB of uncompressed tar per span (1-64, default 4)' })
       .option('force', { type: 'boolean', describe: 'Rebuild indexes that exist already' })
-      .example('$0 index build debian:bookworm', 'One .zran per gzip layer of 10 MiB or more'),
+      .example('$0 index build debian:bookworm', 'One .zran per gzip layer of 10 MiB or more')
+      .example('$0 index push reg.lan:5000/app:1', 'An OCI artifact with subject = the image manifest (referrers API or sha256-<hex> tag)'),
   handler: run<Args>(async (ctx, args) => {
     const span = args['span-size'];
     if (span !== undefined && !(Number.isInteger(span) && span >= 1 && span <= 64)) {
       throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `--span-size ${span}: a whole number of MiB from 1 to 64`);
     }
     const { image } = await resolveImage(ctx, args.image);
+    if (args.action === 'push') return push(ctx, image);
     const results = await buildImageIndex(image.config.layerDetails, {
       cacheRoot: ctx.cache.root,
       force: args.force ?? false,
@@ -41,6 +48,21 @@ export const indexCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
     if (ctx.json) ctx.out(JSON.stringify({ image: image.dir, layers: results }));
   }),
 };
+
+async function push(ctx: Context, image: Image): Promise<void> {
+  const { reference, manifestDigest } = image.config.source;
+  if (image.config.source.kind !== 'registry' || reference === undefined || manifestDigest === undefined) {
+    throw new VmimgError(ErrorCode.INVALID_ARGUMENT, 'index push needs an image pulled from a registry (its manifest is the subject)');
+  }
+  const layers = image.config.layerDetails.flatMap((l) => {
+    const files = image.layers.find((f) => f.diffId === l.diffId);
+    return l.digest !== undefined && files ? [{ digest: l.digest, diffId: l.diffId, indexPath: files.indexPath }] : [];
+  });
+  const r = await publishIndex(parseReference(reference), manifestDigest, layers, { ...(await ctx.registryOptions(reference)), cacheRoot: ctx.cache.root, signal: ctx.signal });
+  if (ctx.json) return ctx.out(JSON.stringify({ subject: manifestDigest, ...r }));
+  const how = r.discovery === 'referrers-api' ? 'the referrers API' : `the ${fallbackTag(manifestDigest)} tag (referrers tag fallback)`;
+  ctx.out(`pushed ${r.artifact.digest} (${r.blobs} blobs) for ${escapeTerminal(reference)}; found through ${how}`);
+}
 
 function line(r: LayerIndexResult, i: number): string {
   const head = `layer ${i + 1} ${shortDigest(r.digest)} ${humanBytes(r.compressedSize)}:`;

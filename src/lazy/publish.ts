@@ -1,0 +1,130 @@
+/**
+ * `vmimg index push`: publishes an image's per-layer `.idx` (version 2) and `.zran` blobs next to it in
+ * its repository, as one OCI artifact manifest whose `subject` is the image manifest (distribution-spec
+ * v1.1 referrers). Discovery: the referrers API when the registry has one, else the spec's tag fallback
+ * (`sha256-<hex>` tagging an image index of referrers), updated read-modify-write and checked by reading
+ * it back (distribution 2.8.2, Debian's registry, has only the fallback).
+ */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { ErrorCode, VmimgError, isVmimgError } from '../errors.js';
+import type { Descriptor } from '../manifest/types.js';
+import { RegistrySink } from '../push/sinks.js';
+import { RegistryClient, type RegistryClientOptions } from '../registry/client.js';
+import type { Reference } from '../reference/types.js';
+import { zranPath } from './build.js';
+
+export const ARTIFACT_TYPE = 'application/vnd.vmimg.lazy-index.v1';
+export const IDX_MEDIA_TYPE = 'application/vnd.vmimg.layer.idx.v2';
+export const ZRAN_MEDIA_TYPE = 'application/vnd.vmimg.layer.zran.v1';
+/** The annotation naming the compressed layer digest a blob describes. */
+export const LAYER_ANNOTATION = 'dev.vmimg.layer.digest';
+const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
+const EMPTY = Buffer.from('{}');
+
+/** One layer of the image as the cache holds it. */
+export interface PublishLayer {
+  digest: string;
+  diffId: string;
+  indexPath: string;
+}
+
+export interface PublishResult {
+  /** The artifact manifest's descriptor. */
+  artifact: Descriptor;
+  /** How referrers are found there: the registry's API, or the fallback tag it updated. */
+  discovery: 'referrers-api' | 'tag-fallback';
+  blobs: number;
+}
+
+function descriptor(bytes: Buffer, mediaType: string, annotations?: Record<string, string>): Descriptor {
+  return { mediaType, digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}`, size: bytes.length, ...(annotations ? { annotations } : {}) };
+}
+
+/** The referrers tag of the spec's fallback: `sha256-<hex>`. */
+export function fallbackTag(digest: string): string {
+  return digest.replace(':', '-');
+}
+
+/** Pushes the artifact for the image manifest `subjectDigest` of `repo` (a reference naming the repository). */
+export async function publishIndex(
+  repo: Reference,
+  subjectDigest: string,
+  layers: PublishLayer[],
+  options: RegistryClientOptions & { cacheRoot: string; signal?: AbortSignal },
+): Promise<PublishResult> {
+  const client = new RegistryClient(options);
+  const sink = new RegistrySink(repo, options);
+  try {
+    const subject = await client.fetchManifest({ registry: repo.registry, repository: repo.repository, digest: subjectDigest }, options.signal ? { signal: options.signal } : {});
+    const blobs: { desc: Descriptor; bytes: Buffer }[] = [];
+    for (const l of layers) {
+      const ann = { [LAYER_ANNOTATION]: l.digest, 'dev.vmimg.layer.diff_id': l.diffId };
+      const idx = await readFile(l.indexPath);
+      blobs.push({ desc: descriptor(idx, IDX_MEDIA_TYPE, ann), bytes: idx });
+      const zran = await readFile(zranPath(options.cacheRoot, l.digest)).catch(() => undefined);
+      if (zran !== undefined) blobs.push({ desc: descriptor(zran, ZRAN_MEDIA_TYPE, ann), bytes: zran });
+    }
+    const config = descriptor(EMPTY, 'application/vnd.oci.empty.v1+json');
+    for (const b of [{ desc: config, bytes: EMPTY }, ...blobs]) {
+      if (await sink.has(b.desc, options.signal)) continue;
+      await sink.writeBlob(b.desc, async (offset) => Readable.from([b.bytes.subarray(offset)]), () => undefined, options.signal);
+    }
+    const manifest = {
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      artifactType: ARTIFACT_TYPE,
+      config,
+      layers: blobs.map((b) => b.desc),
+      subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
+      annotations: { 'org.opencontainers.image.created': new Date().toISOString() },
+    };
+    const bytes = Buffer.from(JSON.stringify(manifest));
+    const artifact = { ...descriptor(bytes, OCI_MANIFEST), artifactType: ARTIFACT_TYPE } as Descriptor;
+    await sink.putManifest(artifact, bytes, undefined, true, options.signal);
+    if (await hasReferrersApi(client, repo, subject.digest, options.signal)) return { artifact, discovery: 'referrers-api', blobs: blobs.length };
+    await addToFallback(client, sink, repo, subject.digest, artifact, options.signal);
+    return { artifact, discovery: 'tag-fallback', blobs: blobs.length };
+  } finally {
+    await sink.close();
+    await client.close();
+  }
+}
+
+async function hasReferrersApi(client: RegistryClient, repo: Reference, digest: string, signal?: AbortSignal): Promise<boolean> {
+  try {
+    await client.fetchApi(repo, `referrers/${digest}`, { accept: OCI_INDEX, ...(signal ? { signal } : {}) });
+    return true;
+  } catch (err) {
+    if (isVmimgError(err, ErrorCode.NOT_FOUND)) return false; // the spec: 404 means "use the tag schema"
+    throw err;
+  }
+}
+
+/** Read-modify-write of the fallback index; re-read to confirm (two pushers race), up to 5 tries. */
+async function addToFallback(client: RegistryClient, sink: RegistrySink, repo: Reference, subject: string, artifact: Descriptor, signal?: AbortSignal): Promise<void> {
+  const tag = fallbackTag(subject);
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const list = await readFallback(client, repo, tag, signal);
+    if (list.some((d) => d.digest === artifact.digest)) return;
+    const index = { schemaVersion: 2, mediaType: OCI_INDEX, manifests: [...list, artifact] };
+    const bytes = Buffer.from(JSON.stringify(index));
+    await sink.putManifest(descriptor(bytes, OCI_INDEX), bytes, tag, true, signal);
+    await new Promise((r) => setTimeout(r, 50 * (attempt + 1) * Math.random())); // let a racing writer land first
+  }
+  throw new VmimgError(ErrorCode.REGISTRY_ERROR, `the referrers tag ${tag} kept losing ${artifact.digest} to concurrent writers`);
+}
+
+/** The descriptors the fallback tag lists (empty when the tag does not exist). */
+export async function readFallback(client: RegistryClient, repo: Reference, tag: string, signal?: AbortSignal): Promise<Descriptor[]> {
+  try {
+    const m = await client.fetchManifest({ registry: repo.registry, repository: repo.repository, tag }, signal ? { signal } : {});
+    const doc = JSON.parse(m.bytes.toString('utf8')) as { manifests?: Descriptor[] };
+    return Array.isArray(doc.manifests) ? doc.manifests : [];
+  } catch (err) {
+    if (isVmimgError(err, ErrorCode.NOT_FOUND)) return [];
+    throw err;
+  }
+}
