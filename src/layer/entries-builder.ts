@@ -79,7 +79,11 @@ export class EntriesBuilder {
     if (wh.kind === 'whiteout') return this.put(`\0w${wh.target}`, this.base(EntryType.Whiteout, wh.target, S_IFREG, h));
     const [type, ifmt] = TYPES[h.type]!;
     if (!validId(h.uid) || !validId(h.gid)) throw this.fail(`entry ${show(name)} has uid/gid ${h.uid}/${h.gid} outside 0..2^32-1`);
-    if (this.entries.has(path)) this.replacing(path);
+    const old = this.entries.get(path);
+    if (old !== undefined) {
+      this.replacing(path);
+      if (old.type === EntryType.Dir && type !== EntryType.Dir) this.entries.cut(path); // its tree goes with it
+    }
     const entry = this.base(type, path, ifmt, h);
     if (type === EntryType.File) {
       entry.offset = content?.offset ?? 0;
@@ -103,6 +107,7 @@ export class EntriesBuilder {
 
   /** Points every in-layer hardlink at its inode's final holder; call once, after the last add(). */
   finish(): RecordTable {
+    for (const key of this.hardlinks.holders()) if (this.entries.wasCut(key)) this.inherit(key);
     for (const [key, inodeKey] of this.hardlinks.links()) {
       const link = this.entries.get(key)!;
       const before = link.linkTarget;
@@ -117,16 +122,29 @@ export class EntriesBuilder {
     return [...this.finish().values()];
   }
 
-  /** `key` is about to name a new entry: the inode it held stays with its first hardlink, if any. */
-  private replacing(key: string): void {
+  /**
+   * The name holding a hardlinked inode went with a replaced directory: the inode lives on in its first
+   * hardlink that is still there (as after extracting the tar, where the other names keep the file).
+   */
+  private inherit(key: string): void {
+    for (let holder = key; ; ) {
+      const heirKey = this.replacing(holder, true);
+      if (heirKey === undefined || !this.entries.wasCut(heirKey)) return;
+      holder = heirKey; // the heir went too: the next hardlink inherits
+    }
+  }
+
+  /** `key` is about to name a new entry: the inode it held stays with its first hardlink, if any (returned). */
+  private replacing(key: string, cut = false): string | undefined {
     const heirKey = this.hardlinks.release(key);
-    if (heirKey === undefined) return;
-    const old = this.entries.get(key)!;
-    const heir = this.entries.get(heirKey)!;
+    if (heirKey === undefined) return undefined;
+    const old = this.entries.get(key, cut)!;
+    const heir = this.entries.get(heirKey, true)!;
     const inode: IndexEntry = { ...old, path: heir.path }; // same position: still before the other hardlinks
     if (heir.pathBytes !== undefined) inode.pathBytes = heir.pathBytes;
     else delete inode.pathBytes;
-    this.entries.replace(heirKey, inode);
+    this.entries.replace(heirKey, inode, true);
+    return heirKey;
   }
 
   private put(key: string, entry: IndexEntry): void {

@@ -54,6 +54,11 @@ export class HardlinkGroups {
     return heir;
   }
 
+  /** Keys holding an inode that hardlinks name. */
+  holders(): string[] {
+    return [...this.byInode.keys()];
+  }
+
   /** Every in-layer hardlink: [its key, the key holding its inode]. */
   *links(): IterableIterator<[string, string]> {
     for (const [key, group] of this.byLink) yield [key, group.key];

@@ -43,20 +43,24 @@ export class RecordTable {
   private readonly overrides = new Map<number, IndexEntry>();
   /** Open addressing: record number + 1 per slot, 0 empty. */
   private slots = new Int32Array(2048);
+  /** Directory keys replaced by a non-directory → records (ids below the value) under them are gone. */
+  private readonly cuts = new Map<string, number>();
 
   constructor(private readonly version: IndexVersion) {}
-
-  get size(): number {
-    return this.alive;
-  }
 
   has(key: string): boolean {
     return this.find(key) >= 0;
   }
 
-  get(key: string): IndexEntry | undefined {
-    const id = this.find(key);
+  /** The entry at `key`; with `evenCut`, also one a replaced directory above it took away. */
+  get(key: string, evenCut = false): IndexEntry | undefined {
+    const id = evenCut ? this.slots[this.slotOf(key, hashKey(key))]! - 1 : this.find(key);
     return id < 0 ? undefined : this.entry(id);
+  }
+
+  /** Whether `key` was recorded and then taken away by a replaced directory above it. */
+  wasCut(key: string): boolean {
+    return this.cuts.size > 0 && this.get(key, true) !== undefined && this.find(key) < 0;
   }
 
   /** Adds `entry` under `key` at the end; an earlier record of the key is dropped. */
@@ -77,16 +81,43 @@ export class RecordTable {
   }
 
   /** Replaces the entry of an existing `key` at its position (rare: kept as an object). */
-  replace(key: string, entry: IndexEntry): void {
-    const id = this.find(key);
+  replace(key: string, entry: IndexEntry, evenCut = false): void {
+    const id = evenCut ? this.slots[this.slotOf(key, hashKey(key))]! - 1 : this.find(key);
     if (id < 0) throw new Error(`record table: no entry ${JSON.stringify(key)} to replace`);
     recordSize(entry, this.version); // the limits, now rather than when writing
     this.overrides.set(id, entry);
   }
 
+  /**
+   * The directory at `key` is being replaced by a non-directory: every entry recorded so far below it is
+   * gone (as extracting the tar in order removes the directory's tree). Checked per lookup and when
+   * writing, walking a key's parents: no scan of the table per replacement.
+   */
+  cut(key: string): void {
+    if (key !== '') this.cuts.set(key, this.n);
+  }
+
   /** Every live entry in order, decoded (tests and small layers; the flattener writes records as they are). */
   *values(): IterableIterator<IndexEntry> {
-    for (let id = 0; id < this.n; id++) if (!this.dead[id]) yield this.entry(id);
+    for (let id = 0; id < this.n; id++) if (this.live(id)) yield this.entry(id);
+  }
+
+  private live(id: number): boolean {
+    if (this.dead[id]) return false;
+    if (this.cuts.size === 0) return true;
+    const [buf, at] = this.record(id);
+    if (buf[at] === EntryType.Whiteout || buf[at] === EntryType.Opaque) return true; // markers are never applied in their layer
+    const p = pathStart(buf, at, this.version);
+    return !this.isCut(buf.toString('latin1', p, p + buf.readUInt32LE(at + 36)), id);
+  }
+
+  /** Whether record `id` at real key `key` sits below a directory replaced after it was recorded. */
+  private isCut(key: string, id: number): boolean {
+    for (let slash = key.indexOf('/'); slash >= 0; slash = key.indexOf('/', slash + 1)) {
+      const cutAt = this.cuts.get(key.slice(0, slash));
+      if (cutAt !== undefined && id < cutAt) return true;
+    }
+    return false;
   }
 
   /** Writes the live records in order from `at` (no `fh`: only measures); returns their count, byte length and CRC-32. */
@@ -94,7 +125,8 @@ export class RecordTable {
     let crc = 0;
     let bytes = 0;
     let batch: Buffer[] = [];
-    for (const piece of this.pieces()) {
+    const counter = { count: 0 };
+    for (const piece of this.pieces(counter)) {
       crc = crc32(piece, crc);
       bytes += piece.length;
       if (fh === undefined) continue;
@@ -106,15 +138,16 @@ export class RecordTable {
       }
     }
     if (fh !== undefined && batch.length > 0) await writeAll(fh, batch, at);
-    return { count: this.alive, bytes, crc };
+    return { count: counter.count, bytes, crc };
   }
 
-  /** The live records as buffers, runs of adjacent records in one chunk joined. */
-  private *pieces(): IterableIterator<Buffer> {
+  /** The live records as buffers, runs of adjacent records in one chunk joined; counts them. */
+  private *pieces(counter: { count: number }): IterableIterator<Buffer> {
     let runStart = -1;
     let runEnd = -1;
     for (let id = 0; id < this.n; id++) {
-      if (this.dead[id]) continue;
+      if (!this.live(id)) continue;
+      counter.count++;
       const override = this.overrides.get(id);
       const loc = this.loc[id]!;
       if (override === undefined && loc >= 0 && loc === runEnd && Math.floor(loc / CHUNK) === Math.floor(runStart / CHUNK)) {
@@ -190,9 +223,10 @@ export class RecordTable {
     this.dead = grown(this.dead, Uint8Array);
   }
 
-  /** The record number of `key`, or -1. */
+  /** The record number of `key`, or -1 (also when a replaced directory above it took it away). */
   private find(key: string): number {
-    return this.slots[this.slotOf(key, hashKey(key))]! - 1;
+    const id = this.slots[this.slotOf(key, hashKey(key))]! - 1;
+    return id >= 0 && this.cuts.size > 0 && key.charCodeAt(0) !== 0 && this.isCut(key, id) ? -1 : id;
   }
 
   /** The slot holding `key`, or the empty slot where it would go. */
