@@ -95,7 +95,12 @@ export async function referenceArg(arg: string): Promise<string> {
   const a = await classifyImageArg(arg);
   if (a.kind === 'name') return a.name;
   throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `${arg} is a ${a.type === 'file' ? 'file' : 'directory'}, not a registry reference`, {
-    hint: a.type === 'file' ? `vmimg load ${arg} reads an image tar` : 'commands taking IMAGE read an image directory in place',
+    hint:
+      a.type === 'file'
+        ? `vmimg load ${arg} reads an image tar`
+        : a.type === 'layout'
+          ? `vmimg load ${arg} reads an OCI image layout directory`
+          : 'commands taking IMAGE read an image directory in place',
   });
 }
 

@@ -78,9 +78,11 @@ function checkSize(bytes: Buffer, desc: Descriptor, what: string): Buffer {
 function slice(opened: OpenedBlob, offset: number, length: number | undefined): Readable {
   let skip = offset - opened.offset;
   let left = length ?? Infinity;
+  let done = false;
   if (skip === 0 && length === undefined) return opened.stream;
   const cut = new Transform({
     transform(chunk: Buffer, _enc, cb) {
+      if (done) return cb();
       let part = chunk;
       if (skip > 0) {
         const n = Math.min(skip, part.length);
@@ -90,13 +92,14 @@ function slice(opened: OpenedBlob, offset: number, length: number | undefined): 
       if (part.length > left) part = part.subarray(0, left);
       left -= part.length;
       if (part.length > 0) this.push(part);
-      if (left === 0) {
+      if (left === 0 && !done) {
+        done = true; // the rest (a server that sent more than asked) is not wanted
         this.push(null);
         opened.stream.destroy();
       }
       cb();
     },
   });
-  opened.stream.on('error', (err) => cut.destroy(err));
+  opened.stream.on('error', (err) => done || cut.destroy(err));
   return opened.stream.pipe(cut);
 }

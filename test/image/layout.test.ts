@@ -123,6 +123,7 @@ describe('OCI image layout directories', () => {
     assert.deepEqual(platforms.platforms.map((p) => p.platform).sort(), ['linux/amd64', 'linux/arm64']);
     const ambiguous = await expectExit(2, c('ls', multi.layout, '/'));
     assert.match(ambiguous.stderr, /ERR_AMBIGUOUS_IMAGE.*extra/);
+    assert.match((await expectExit(2, c('pull', `oci:${multi.layout}:extra`))).stderr, /hint: vmimg load oci:.* reads an OCI image layout directory/);
     const notLayout = await tmpDir('vmimg-layout-none-');
     assert.match((await expectExit(2, c('ls', `oci:${notLayout}`, '/'))).stderr, /ERR_INVALID_ARGUMENT: .*not an OCI image layout/);
     assert.match((await expectExit(3, c('ls', `oci:${notLayout}/missing:tag`, '/'))).stderr, /ERR_NOT_FOUND/);
