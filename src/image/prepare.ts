@@ -177,6 +177,9 @@ async function flattenOne(layer: SourceLayer, index: number, shared: Shared, lim
       try {
         return await flattenFrom(layer, index, shared, name, signal);
       } catch (err) {
+        // A limit refusal is final: waiting for the download's verdict would only finish a doomed
+        // download (the siblings' abort stops it). Either verdict exits 6, so the outcome is the same.
+        if (isVmimgError(err, ErrorCode.TOO_LARGE)) throw err;
         // Bytes still being verified: the store's verdict comes first (its error wins), and bytes it had
         // to replace are read again from the store; so one input gives one outcome, whatever the timing.
         const faithful = await layer.verdict?.();
