@@ -14,9 +14,11 @@
  *  9. push from the cache to a fresh registry vs `skopeo copy` from the OCI layout (≤ 0.7×); re-push ≤ 0.2 s (bench/push.ts)
  * 10. `vmimg serve` vs docker-registry in proxy mode: 4 cold clients (upstream bytes, wall on loopback and
  *     behind a 50 MB/s link), a warm hit vs the upstream straight (bench/serve.ts)
+ * 11. gzip checkpoints: `.zran` size vs the compressed layers (≤ 1 %), cold pull with checkpoints built
+ *     beside the flatten vs without (≤ 1.10×), `index build` vs node:zlib gunzip (bench/lazy.ts)
  *
  * `npm run bench -- pull export` runs only the sections named (download pull rss vfs export boot entries
- * deep ext4 push serve); vfs needs pull's cache and umoci's rootfs. The Debian image is made once with debootstrap (minbase) + umoci and cached in bench/.cache/.
+ * deep ext4 push serve lazy); vfs needs pull's cache and umoci's rootfs. The Debian image is made once with debootstrap (minbase) + umoci and cached in bench/.cache/.
  * Needs root (debootstrap, umoci unpack), docker-registry, skopeo, umoci, curl; `bash .ci/run --setup-only`.
  */
 import { spawnSync } from 'node:child_process';
@@ -30,11 +32,12 @@ import { tmpDir } from '../test/helpers/tools.js';
 import { debianLayout } from './debian.js';
 import { entriesBench } from './entries.js';
 import { pullBench } from './pull.js';
+import { lazyBench } from './lazy.js';
 import { pushBench } from './push.js';
 import { serveBench } from './serve.js';
 import { loadAverage, sh, sideBySide } from './util.js';
 
-const SECTIONS = ['download', 'pull', 'rss', 'vfs', 'export', 'boot', 'entries', 'deep', 'ext4', 'push', 'serve'];
+const SECTIONS = ['download', 'pull', 'rss', 'vfs', 'export', 'boot', 'entries', 'deep', 'ext4', 'push', 'serve', 'lazy'];
 const only = process.argv.slice(2);
 for (const s of only) if (!SECTIONS.includes(s)) throw new Error(`unknown bench section ${s}; sections: ${SECTIONS.join(' ')}`);
 /** True when `section` runs: all do when none is named on the command line. */
@@ -130,6 +133,9 @@ async function main(): Promise<void> {
 
     // 10. vmimg serve vs docker-registry's proxy mode (its own upstream registry)
     if (want('serve')) for (const line of await serveBench()) report(line);
+
+    // 11. lazy foundations: .zran size vs the layers, pull --index-build vs pull, index build vs gunzip
+    if (want('lazy')) await lazyBench(report);
   } finally {
     await registry.stop();
   }

@@ -86,6 +86,8 @@ describe('vmimg index build', () => {
     const again = JSON.parse((await expectExit(0, ['--cache-dir', cache, 'index', 'push', ref, '--json'])).stdout) as { artifact: { digest: string } };
     const after2 = (await raw(`:${subject.replace(':', '-')}`)) as { manifests: { digest: string }[] };
     assert.deepEqual(after2.manifests.map((m) => m.digest).sort(), [r.artifact.digest, again.artifact.digest].sort());
+    const human = await expectExit(0, ['--cache-dir', cache, 'index', 'push', ref]);
+    assert.match(human.stdout, /^pushed sha256:[0-9a-f]{64} \(2 blobs\) .* sha256-[0-9a-f]{64} tag/);
   });
 
   test('--span-size outside 1..64 is ERR_INVALID_ARGUMENT', async () => {
