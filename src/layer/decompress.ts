@@ -60,8 +60,9 @@ function zstdError(err: unknown): Error {
 }
 
 function decoderFor(kind: Compression): Transform | undefined {
-  // Bigger chunks and buffer: gunzip keeps working on the threadpool while we hash and parse.
-  if (kind === 'gzip') return zlib.createGunzip({ chunkSize: 128 * 1024, highWaterMark: 1024 * 1024 } as zlib.ZlibOptions);
+  // Bigger chunks and buffer: gunzip keeps working on the threadpool while we hash and parse. 1 MiB output
+  // chunks, not 128 KiB: 8× fewer zlib callbacks on the main thread (TESTING-NOTES: the 1 MiB form is 2.5× faster).
+  if (kind === 'gzip') return zlib.createGunzip({ chunkSize: 1024 * 1024, highWaterMark: 1024 * 1024 } as zlib.ZlibOptions);
   if (kind === 'zstd') return createZstdDecompressor();
   return undefined;
 }
