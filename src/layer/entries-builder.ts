@@ -190,6 +190,17 @@ export class EntriesBuilder {
     if (link.raw !== undefined) entry.linkTargetBytes = link.raw;
   }
 
+  /** How an earlier whiteout or opaque marker of this layer took `key` away, if one did. */
+  private hiddenEarlier(key: string): string | undefined {
+    if (this.entries.has(`\0w${key}`)) return 'a whiteout removed';
+    for (let slash = key.lastIndexOf('/'); ; slash = key.lastIndexOf('/', slash - 1)) {
+      const dir = slash < 0 ? '' : key.slice(0, slash);
+      if (this.entries.has(`\0o${dir}`)) return `an opaque marker of ${dir === '' ? 'the root' : show(dir)} hid`;
+      if (dir !== '' && this.entries.has(`\0w${dir}`)) return `a whiteout of ${show(dir)} removed`;
+      if (slash <= 0) return undefined;
+    }
+  }
+
   /**
    * Tar hardlink targets are root-relative. A hardlink to an earlier entry of this layer shares its
    * inode (content, mode, owner, mtime, xattrs are copied; chains collapse to the inode's holder).
@@ -202,6 +213,9 @@ export class EntriesBuilder {
     if (target === key) throw this.fail(`hardlink ${show(name)} names itself`);
     const earlier = this.entries.get(target);
     if (earlier === undefined) {
+      const hidden = this.hiddenEarlier(target);
+      // Extracting in order, the name is gone by now (overlayfs: a whiteout, umoci: removed): nothing to link.
+      if (hidden !== undefined) throw this.fail(`hardlink ${show(name)} names ${show(rawTarget)}, which ${hidden} earlier in its layer`);
       this.setLink(entry, target);
       return undefined;
     }

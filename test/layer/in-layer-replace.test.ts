@@ -85,3 +85,22 @@ for (const [what, entries, unlink = true] of cases) {
     }
   });
 }
+
+test('a hardlink to a name its own layer whited out (or hid with an opaque marker) earlier is refused, as extraction fails it', async () => {
+  const lower = [py.dir('d/'), py.file('d/x', 'lower x'), py.file('y', 'lower y')];
+  const flat = async (entries: PyEntry[]) => flattenLayer(Readable.from([await pyLayerTar(entries)]), { dir: await tmpDir('vmimg-inlayer-wh-') });
+  await assert.rejects(flat([py.file('.wh.y', ''), py.hard('h', 'y')]), { code: 'ERR_INVALID_LAYER', message: /hardlink "h" names "y", which a whiteout removed earlier in its layer/ });
+  await assert.rejects(flat([py.dir('d/'), py.file('d/.wh..wh..opq', ''), py.hard('h', 'd/x')]), { code: 'ERR_INVALID_LAYER', message: /an opaque marker of "d" hid/ });
+  await assert.rejects(flat([py.file('.wh.d', ''), py.hard('h', 'd/x')]), { code: 'ERR_INVALID_LAYER', message: /a whiteout of "d" removed/ });
+  // The other order links the lower file, whose name the whiteout then hides: the hardlink keeps it.
+  const dir = await tmpDir('vmimg-inlayer-wh2-');
+  const pairs = [];
+  for (const entries of [lower, [py.hard('h', 'y'), py.file('.wh.y', '')]]) pairs.push(await flattenLayer(Readable.from([await pyLayerTar(entries)]), { dir }));
+  const fs = await ContainerFS.open(pairs);
+  try {
+    assert.equal((await fs.readFile('/h')).toString(), 'lower y');
+    assert.equal(fs.exists('/y'), false);
+  } finally {
+    await fs.close();
+  }
+});
