@@ -4,10 +4,13 @@
  * blobs from the store). Consumers that need content by descriptor — push, serve, lazy reads —
  * start here and never look at a source's internals.
  */
-import type { BlobReader } from '../content/blob-reader.js';
+import type { Readable } from 'node:stream';
+import { ErrorCode, isVmimgError } from '../errors.js';
+import type { BlobReader, NamedDescriptor, OpenBlobOptions, ReadOptions } from '../content/blob-reader.js';
 import { OciLayoutReader, directoryFiles } from '../content/layout.js';
 import { RegistryBlobReader } from '../content/registry.js';
 import { StoreBlobReader } from '../content/store.js';
+import type { Descriptor } from '../manifest/types.js';
 import type { Reference } from '../reference/types.js';
 import type { RegistryClient } from '../registry/client.js';
 import { BlobStore } from '../store/index.js';
@@ -21,9 +24,10 @@ export type SourceSpec =
   | { readonly kind: 'tar'; readonly path: string }
   | { readonly kind: 'layout'; readonly dir: string }
   /**
-   * A prepared image of `cache`: its root is the index or manifest its `config.json` records. Layer
-   * blobs are there only for images pulled from a registry (loads keep the flattened layers alone);
-   * a classic `docker save` image has no manifest (ERR_NOT_FOUND).
+   * A prepared image of `cache`: its root is the index or manifest its `config.json` records, read from
+   * the store. Layer blobs are in the store for images pulled from a registry; for images loaded from a
+   * tar or layout directory they are read from that file (`source.path`) while it still exists. A
+   * classic `docker save` image has no manifest (ERR_NOT_FOUND).
    */
   | { readonly kind: 'cached'; readonly image: Pick<Image, 'config'>; readonly cache: CacheLayout };
 
@@ -36,7 +40,54 @@ export async function openSourceReader(spec: SourceSpec): Promise<BlobReader> {
       return openArchiveReader(spec.path);
     case 'layout':
       return OciLayoutReader.open(directoryFiles(spec.dir), 'oci-layout');
-    case 'cached':
-      return StoreBlobReader.forSource(new BlobStore(spec.cache.root), spec.image.config.source);
+    case 'cached': {
+      const source = spec.image.config.source;
+      const store = await StoreBlobReader.forSource(new BlobStore(spec.cache.root), source);
+      const path = source.path;
+      if (path === undefined || source.kind === 'registry') return store;
+      return new FallbackReader(store, () => (source.kind === 'oci-layout' ? openSourceReader({ kind: 'layout', dir: path }) : openArchiveReader(path)));
+    }
+  }
+}
+
+/** The store first; a blob it lacks from the source the image was loaded from (opened on the first miss). */
+class FallbackReader implements BlobReader {
+  readonly kind = 'store' as const;
+  private second: Promise<BlobReader> | undefined;
+
+  constructor(
+    private readonly first: BlobReader,
+    private readonly openSecond: () => Promise<BlobReader>,
+  ) {}
+
+  get where(): string {
+    return this.first.where;
+  }
+
+  roots(options?: ReadOptions): Promise<NamedDescriptor[]> {
+    return this.first.roots(options);
+  }
+
+  open(desc: Descriptor, options?: OpenBlobOptions): Promise<Readable> {
+    return this.either((r) => r.open(desc, options));
+  }
+
+  readBytes(desc: Descriptor, maxBytes: number, options?: ReadOptions): Promise<Buffer> {
+    return this.either((r) => r.readBytes(desc, maxBytes, options));
+  }
+
+  async close(): Promise<void> {
+    await this.first.close();
+    await (await this.second?.catch(() => undefined))?.close();
+  }
+
+  private async either<T>(read: (r: BlobReader) => Promise<T>): Promise<T> {
+    try {
+      return await read(this.first);
+    } catch (err) {
+      if (!isVmimgError(err, ErrorCode.NOT_FOUND)) throw err;
+      this.second ??= this.openSecond();
+      return read(await this.second.catch(() => Promise.reject(err)));
+    }
   }
 }

@@ -47,6 +47,7 @@ export async function openReaderSource(reader: BlobReader, options: ReaderSource
     info: {
       kind: reader.kind,
       reference: options.reference ?? sourceReference(reader, walked, options.tag),
+      ...(reader.kind === 'docker-archive' || reader.kind === 'oci-archive' || reader.kind === 'oci-layout' ? { path: reader.where } : {}),
       ...(synthesized ? {} : { manifestDigest: manifest.descriptor.digest }),
       ...(indexDigests.length > 0 ? { indexDigest: indexDigests[0]! } : {}),
       ...(indexDigests.length > 1 ? { indexDigests } : {}),

@@ -26,6 +26,8 @@ export interface ImageSourceInfo {
   kind: 'registry' | 'docker-archive' | 'oci-archive' | 'oci-layout' | 'store';
   /** Canonical reference or tar path. */
   reference?: string;
+  /** A tar's or OCI layout directory's absolute path (local sources): where its layer blobs still are. */
+  path?: string;
   /** Digest of the platform-specific manifest, when there was one. */
   manifestDigest?: string;
   /** Digest of the (top) index the manifest was chosen from, when there was one. */

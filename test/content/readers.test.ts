@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { CacheLayout, ErrorCode, RegistryClient, isVmimgError, openSourceReader, parsePlatform, parseReference, pull } from '../../src/index.js';
+import { CacheLayout, ErrorCode, RegistryClient, isVmimgError, loadFromTar, openSourceReader, parsePlatform, parseReference, pull } from '../../src/index.js';
 import {
   DockerSaveReader,
   RegistryBlobReader,
@@ -65,6 +65,11 @@ before(async () => {
   readers['docker save, classic'] = () => openArchiveReader(classic);
   readers['docker save, Docker 25+'] = () => openArchiveReader(v25.file);
   readers.store = () => openSourceReader({ kind: 'cached', image: pulled, cache: new CacheLayout(cacheDir) });
+  // A load keeps the manifest and config; the layers come from the tar it was loaded from.
+  const loadCache = await tmpDir('vmimg-readers-load-');
+  const loaded = await loadFromTar(v25.file, { cacheDir: loadCache, platform: AMD64 });
+  readers['cached, loaded from a Docker 25+ save'] = () => openSourceReader({ kind: 'cached', image: loaded, cache: new CacheLayout(loadCache) });
+  expected['cached, loaded from a Docker 25+ save'] = v25.manifestDigest;
   readers['store, by digest'] = () => StoreBlobReader.forDigests(new BlobStore(cacheDir), [{ digest: pulled.config.source.manifestDigest!, names: [] }]);
   for (const kind of ['registry', 'oci layout dir', 'oci archive', 'store', 'store, by digest']) expected[kind] = image.manifestDigest;
   expected['docker save, Docker 25+'] = v25.manifestDigest;
@@ -76,7 +81,7 @@ after(async () => {
 });
 
 describe('every BlobReader keeps one contract', () => {
-  const kinds = ['registry', 'oci layout dir', 'oci archive', 'docker save, classic', 'docker save, Docker 25+', 'store', 'store, by digest'];
+  const kinds = ['registry', 'oci layout dir', 'oci archive', 'docker save, classic', 'docker save, Docker 25+', 'store', 'store, by digest', 'cached, loaded from a Docker 25+ save'];
   for (const kind of kinds) {
     it(`${kind}: walks to the image, reads capped and checked, opens ranges, misses are ERR_NOT_FOUND`, async () => {
       const reader = await readers[kind]!();
