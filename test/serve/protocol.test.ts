@@ -100,6 +100,20 @@ describe('serve: protocol read side', () => {
     assert.equal(blobGets(layer.digest) - before, 1, 'one upstream GET for all of them');
   });
 
+  it('what the upstream does not have is BLOB_UNKNOWN / MANIFEST_UNKNOWN, and nothing is cached', async () => {
+    const missing = `sha256:${'0'.repeat(64)}`;
+    const blob = await curl(`${serve.url}/v2/lib/busybox/blobs/${missing}`);
+    assert.equal(blob.status, 404);
+    assert.equal(blob.json<{ errors: { code: string }[] }>().errors[0]!.code, 'BLOB_UNKNOWN');
+    const tag = await curl(`${serve.url}/v2/lib/busybox/manifests/nope`);
+    assert.equal(tag.status, 404);
+    assert.equal(tag.json<{ errors: { code: string }[] }>().errors[0]!.code, 'MANIFEST_UNKNOWN');
+    const head = await curl(`${serve.url}/v2/lib/busybox/manifests/${missing}`, ['-I']);
+    assert.equal(head.status, 404);
+    assert.ok(!readdirSync(join(cacheDir, 'blobs', 'sha256')).includes('0'.repeat(64)));
+    assert.ok(!readdirSync(join(cacheDir, 'partial')).some((n) => n.startsWith('0'.repeat(64))), 'no partial left');
+  });
+
   it('tags/list is passed through (n, last and Link as the upstream answers them)', async () => {
     await pushLayout((await buildBusyboxLayout({ arch: 'amd64', tag: 'serve' })).ref, registry.host, 'lib/busybox:2');
     for (const query of ['', '?n=1', '?n=1&last=1']) {

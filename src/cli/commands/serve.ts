@@ -13,6 +13,7 @@ interface Args {
   'tls-key'?: string;
   'tag-ttl'?: number;
   'shutdown-grace'?: number;
+  'max-connections'?: number;
 }
 
 export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
@@ -27,6 +28,7 @@ export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       .option('tls-cert', { type: 'string', describe: 'PEM certificate for HTTPS' })
       .option('tls-key', { type: 'string', describe: 'PEM private key for HTTPS' })
       .option('tag-ttl', { type: 'number', describe: 'Seconds a tag is trusted before one HEAD revalidates it (default 300)' })
+      .option('max-connections', { type: 'number', describe: 'Client connections at once (default 256; each may hold a 1 MiB buffer)' })
       .option('shutdown-grace', { type: 'number', describe: 'Seconds in-flight answers get to finish on SIGTERM (default 30)' })
       .example('$0 serve --upstream https://registry-1.docker.io', 'A Docker Hub mirror on 127.0.0.1:5050')
       .example('$0 serve --listen 0.0.0.0:5050 --tls-cert c.pem --tls-key k.pem --route ghcr=https://ghcr.io', 'HTTPS for a fleet'),
@@ -39,6 +41,8 @@ export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
     };
     const ttl = seconds(args['tag-ttl'], 'tag-ttl');
     const grace = seconds(args['shutdown-grace'], 'shutdown-grace');
+    const max = args['max-connections'];
+    if (max !== undefined && !(Number.isInteger(max) && max >= 1)) throw new UsageError(`--max-connections must be a whole number of at least 1, not ${String(max)}`);
     const registry = await ctx.registryOptions();
     const server = await startServe({
       cacheDir: ctx.cache.root,
@@ -49,6 +53,7 @@ export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       ...(args['tls-cert'] !== undefined ? { tls: { cert: args['tls-cert'], key: args['tls-key']! } } : {}),
       ...(ttl !== undefined ? { tagTtlMs: ttl } : {}),
       ...(grace !== undefined ? { shutdownGraceMs: grace } : {}),
+      ...(max !== undefined ? { maxConnections: max } : {}),
       registry,
       onAccess: (r) => ctx.out(JSON.stringify(r)),
     });
