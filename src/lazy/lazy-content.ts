@@ -56,6 +56,9 @@ interface Placed {
   offset: number;
   size: number;
   tarOffset: number;
+  sha256: string | undefined;
+  /** Checked against `sha256` once read whole. */
+  verified: boolean;
 }
 
 export class LazyContent implements ContentReader {
@@ -78,7 +81,7 @@ export class LazyContent implements ContentReader {
       if (e.size === 0 || e.tarOffset === undefined || seen.has(e.offset)) continue;
       if (e.tarSparse !== undefined) this.sparse = true;
       seen.add(e.offset);
-      this.files.push({ offset: e.offset, size: e.size, tarOffset: e.tarOffset });
+      this.files.push({ offset: e.offset, size: e.size, tarOffset: e.tarOffset, sha256: e.sha256, verified: false });
     }
     this.files.sort((a, b) => a.offset - b.offset);
   }
@@ -105,6 +108,23 @@ export class LazyContent implements ContentReader {
     const fh = await this.handle();
     const { bytesRead } = await fh.read(buffer, offset, length, position);
     if (bytesRead < length) buffer.fill(0, offset + bytesRead, offset + length); // the sparse tail
+    this.verifyWhole(buffer.subarray(offset, offset + length), position);
+  }
+
+  /**
+   * A file read whole in one call is checked against its `.idx` sha256 the first time: spans are
+   * verified against the `.zran`, this checks the `.idx` that placed their bytes (a published index).
+   */
+  private verifyWhole(bytes: Uint8Array, position: number): void {
+    const f = this.files[this.fileAt(position)];
+    if (f === undefined || f.verified || f.offset !== position || f.size !== bytes.length || f.sha256 === undefined) return;
+    const actual = createHash('sha256').update(bytes).digest('hex');
+    if (actual !== f.sha256) {
+      throw new VmimgError(ErrorCode.DIGEST_MISMATCH, `the file at .contents offset ${f.offset} of ${this.opts.digest} does not match its index sha256`, {
+        details: { expected: `sha256:${f.sha256}`, actual: `sha256:${actual}` },
+      });
+    }
+    f.verified = true;
   }
 
   /** Span indexes holding the tar bytes of `.contents` range `[from, to)`. */
@@ -124,15 +144,7 @@ export class LazyContent implements ContentReader {
 
   /** The first file ending after `.contents` position `pos`. */
   private fileAt(pos: number): number {
-    let lo = 0;
-    let hi = this.files.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      const f = this.files[mid]!;
-      if (f.offset + f.size <= pos) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
+    return firstEndingAfter(this.files, pos, 'offset');
   }
 
   private async ensure(spans: number[]): Promise<void> {
@@ -201,15 +213,7 @@ export class LazyContent implements ContentReader {
   }
 
   private fileByTar(tarPos: number): number {
-    let lo = 0;
-    let hi = this.files.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      const f = this.files[mid]!;
-      if (f.tarOffset + f.size <= tarPos) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
+    return firstEndingAfter(this.files, tarPos, 'tarOffset');
   }
 
   /** The whole blob, verified against the layer digest, inflated into every file; all spans present. */
@@ -269,6 +273,19 @@ function spanAt(zran: ZranIndex, u: number): number {
     const mid = (lo + hi + 1) >> 1;
     if (zran.checkpoints[mid]!.uOff <= u) lo = mid;
     else hi = mid - 1;
+  }
+  return lo;
+}
+
+/** Binary search in files sorted by `key`: the first whose `[key, key + size)` ends after `pos`. */
+function firstEndingAfter(files: readonly Placed[], pos: number, key: 'offset' | 'tarOffset'): number {
+  let lo = 0;
+  let hi = files.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    const f = files[mid]!;
+    if (f[key] + f.size <= pos) lo = mid + 1;
+    else hi = mid;
   }
   return lo;
 }

@@ -54,14 +54,14 @@ after(async () => {
 });
 
 /** A fresh lazy copy of the layer: its .idx, an empty sparse .contents, no .spans; read through the proxy. */
-async function lazyLayer(warnings: string[] = []): Promise<{ lazy: LazyContent; dir: string; spansPath: string; contentsPath: string }> {
+async function lazyLayer(warnings: string[] = [], entries: IndexEntry[] = layer.entries): Promise<{ lazy: LazyContent; dir: string; spansPath: string; contentsPath: string }> {
   const dir = await tmpDir('vmimg-lazy-layer-');
   const contentsPath = join(dir, 'layer.contents');
   writeFileSync(contentsPath, '');
   truncateSync(contentsPath, layer.contentsSize);
   const spansPath = join(dir, 'layer.spans');
   const source = registryRangeSource(client, { registry: proxy.host, repository: REPO }, { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layer.digest, size: layer.size });
-  const lazy = await LazyContent.open({ zran, entries: layer.entries, digest: layer.digest, contentsPath, spansPath, source, warn: (m) => warnings.push(m) });
+  const lazy = await LazyContent.open({ zran, entries, digest: layer.digest, contentsPath, spansPath, source, warn: (m) => warnings.push(m) });
   copyFileSync(layer.indexPath, join(dir, 'layer.idx'));
   return { lazy, dir, spansPath, contentsPath };
 }
@@ -154,6 +154,25 @@ describe('lazy reads', () => {
     await assert.rejects(readFile(lazy, e), { code: 'ERR_REGISTRY_ERROR' });
     proxy.clear();
     assert.equal((await readFile(lazy, e)).length, e.size);
+    await lazy.close();
+  });
+
+  test('the registry cutting a range mid-body is a coded error; a later read succeeds', async () => {
+    const { lazy, spansPath } = await lazyLayer();
+    const e = layer.entries.find((x) => x.path === 'etc/passwd')!;
+    proxy.add({ path: `/blobs/${layer.digest}`, fault: { kind: 'reset', afterBytes: 1000 }, times: 1 });
+    await assert.rejects(readFile(lazy, e), (err: { code?: string }) => typeof err.code === 'string' && err.code.startsWith('ERR_'));
+    assert.ok(!existsSync(spansPath));
+    proxy.clear();
+    assert.ok((await readFile(lazy, e)).equals(readFileSync(layer.contentsPath).subarray(e.offset, e.offset + e.size)));
+    await lazy.close();
+  });
+
+  test("a file read whole is checked against the .idx sha256 (an index that does not match the blob)", async () => {
+    const target = layer.entries.find((x) => x.path === 'etc/passwd')!;
+    const entries = layer.entries.map((x) => (x === target ? { ...x, sha256: '0'.repeat(64) } : x));
+    const { lazy } = await lazyLayer([], entries);
+    await assert.rejects(readFile(lazy, target), { code: 'ERR_DIGEST_MISMATCH' });
     await lazy.close();
   });
 });
