@@ -25,6 +25,7 @@ export interface CheckpointOptions {
   maxCheckpoints: number;
 }
 
+/** 4 MiB spans (SOCI), extras before 1 MiB+ files after 1 MiB of output, at most 2^20 checkpoints. */
 export const DEFAULT_CHECKPOINT_OPTIONS: CheckpointOptions = { spanSize: 4 * MiB, largeFileSize: MiB, minGap: MiB, maxCheckpoints: 1 << 20 };
 
 /** Unhashed input is hashed anyway past this many bytes (a huge deflate block); the pending boundary is dropped. */

@@ -23,6 +23,7 @@ export interface LayerIndexResult {
   path?: string;
 }
 
+/** Options of {@link buildImageIndex}. */
 export interface BuildImageIndexOptions {
   /** The cache root (`<cache>`): blobs are read from `blobs/sha256/`, indexes written to `checkpoints/sha256/`. */
   cacheRoot: string;

@@ -37,6 +37,7 @@ export interface LazyStats {
   wholeBlobFetches: number;
 }
 
+/** Inputs of {@link LazyContent.open}. */
 export interface LazyContentOptions {
   /** The layer's checkpoints; without one (a blob under 10 MiB) the first read fetches the blob whole. */
   zran?: ZranIndex;
@@ -61,6 +62,10 @@ interface Placed {
   verified: boolean;
 }
 
+/**
+ * The lazy ContentReader of one layer. `open` it with the layer's `.zran`, `.idx` v2 entries and a RangeSource;
+ * errors: ERR_DIGEST_MISMATCH (a span or a whole file that does not match), ERR_REGISTRY_ERROR, network codes.
+ */
 export class LazyContent implements ContentReader {
   readonly stats: LazyStats = { rangeRequests: 0, rangeBytes: 0, spansFetched: 0, spansVerified: 0, inflateMs: 0, readHits: 0, readMisses: 0, wholeBlobFetches: 0 };
   /** Files by `.contents` offset (which is also tar order). */

@@ -15,6 +15,7 @@ import { RegistryClient, type RegistryClientOptions } from '../registry/client.j
 import type { Reference } from '../reference/types.js';
 import { zranPath } from './build.js';
 
+/** The artifact type of a published lazy index, and the media types of its blobs. */
 export const ARTIFACT_TYPE = 'application/vnd.vmimg.lazy-index.v1';
 export const IDX_MEDIA_TYPE = 'application/vnd.vmimg.layer.idx.v2';
 export const ZRAN_MEDIA_TYPE = 'application/vnd.vmimg.layer.zran.v1';
@@ -31,6 +32,7 @@ export interface PublishLayer {
   indexPath: string;
 }
 
+/** What {@link publishIndex} pushed and how clients will find it. */
 export interface PublishResult {
   /** The artifact manifest's descriptor. */
   artifact: Descriptor;

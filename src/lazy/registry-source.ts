@@ -8,6 +8,7 @@ import type { RegistryClient, RepositoryRef } from '../registry/client.js';
 import { ErrorCode, VmimgError } from '../errors.js';
 import type { RangeAnswer, RangeSource } from './lazy-content.js';
 
+/** Ranges of `desc` in `repo` through `client` (errors: the client's coded ones; ERR_REGISTRY_ERROR for a wrong byte count). */
 export function registryRangeSource(client: RegistryClient, repo: RepositoryRef, desc: Descriptor, signal?: AbortSignal): RangeSource {
   return {
     async read(start: number, end: number): Promise<RangeAnswer> {

@@ -9,6 +9,7 @@ const HEADER_ONLY = new Set(['1', '2', '3', '4', '5', '6']);
 /** PAX header data larger than this is skipped unread (only its `size` record matters here). */
 const MAX_PAX = 64 * 1024;
 
+/** Feeds on tar bytes in order; reports where regular files of at least `minSize` bytes start their data. */
 export class TarFollower {
   /** Tar offset of the next header block, or -1 once stopped. */
   private next = 0;

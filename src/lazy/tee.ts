@@ -8,6 +8,7 @@ import { Transform } from 'node:stream';
 import { CheckpointWorker, storeCheckpoints } from './build.js';
 import type { CheckpointOptions } from './checkpoint-builder.js';
 
+/** Where a tee stores its `.zran` and how it reports. */
 export interface CheckpointTeeOptions {
   cacheRoot: string;
   /** Names the layer in warnings. */
@@ -18,6 +19,7 @@ export interface CheckpointTeeOptions {
   checkpoints?: Partial<CheckpointOptions>;
 }
 
+/** Pass the blob through `transform`, then `finish` after a successful flatten or `abort` after a failed one. */
 export class CheckpointTee {
   readonly transform: Transform;
   private worker: CheckpointWorker | undefined;

@@ -6,6 +6,7 @@ import { ErrorCode, VmimgError } from '../errors.js';
 import { crc32 } from '../layer/crc32.js';
 import { digestHex } from '../digest/index.js';
 
+/** File magic and the one version readers accept (docs/FORMAT.md). */
 export const ZRAN_MAGIC = 'VMIMGZRN';
 export const ZRAN_VERSION = 1;
 const HEADER = 128;
