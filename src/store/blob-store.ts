@@ -63,7 +63,8 @@ export class BlobStore {
         return Readable.from([]);
       }
       const end = range.length !== undefined ? start + range.length - 1 : undefined;
-      return fh.createReadStream({ start, ...(end !== undefined ? { end } : {}) });
+      // 1 MiB reads: a tenth of the syscalls and chunk handling of the 64 KiB default on whole-blob reads (push, serve).
+      return fh.createReadStream({ start, highWaterMark: 1 << 20, ...(end !== undefined ? { end } : {}) });
     } catch (err) {
       throw this.mapMissing(err, digest);
     }
