@@ -217,6 +217,7 @@ export class EntriesBuilder {
       // Extracting in order, the name is gone by now (overlayfs: a whiteout, umoci: removed): nothing to link.
       if (hidden !== undefined) throw this.fail(`hardlink ${show(name)} names ${show(rawTarget)}, which ${hidden} earlier in its layer`);
       this.setLink(entry, target);
+      entry.lowerLink = true; // whatever this layer later puts at that name
       return undefined;
     }
     if (earlier.type === EntryType.Dir) throw this.fail(`hardlink ${show(name)} names the directory ${show(rawTarget)}`);

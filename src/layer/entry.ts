@@ -68,6 +68,11 @@ export interface IndexEntry {
    * block starts and how many data bytes the archive stores after its last header (the `size` field).
    */
   tarSparse?: TarSparse;
+  /**
+   * Hardlinks only (`.idx` version 2): the target is no entry of this layer, so the merge links the
+   * lower layers' file at `linkTarget`, even when this layer also puts an entry at that name.
+   */
+  lowerLink?: boolean;
 }
 
 /** Where a sparse file sits in its tar: `[headerOffset, tarOffset + storedSize)` re-read by the tar reader. */

@@ -19,6 +19,7 @@ export const LIMITS = { pathBytes: 65535, linkBytes: 65535, xattrs: 65535, xattr
 export const R_SHA256 = 1;
 export const R_LINK = 2;
 export const R_SPARSE = 4;
+export const R_LOWER_LINK = 8;
 const MAX_TYPE = 9;
 const TWO32 = 0x100000000;
 
@@ -97,7 +98,8 @@ export function encodeRecord(buf: Buffer, at: number, e: IndexEntry, version: In
   const xattrNames = e.xattrs === undefined ? [] : Object.keys(e.xattrs);
   const sparse = version === 2 && e.tarSparse !== undefined;
   buf[at] = e.type;
-  buf[at + 1] = (e.sha256 !== undefined ? R_SHA256 : 0) | (link !== undefined ? R_LINK : 0) | (sparse ? R_SPARSE : 0);
+  const lower = version === 2 && e.lowerLink === true ? R_LOWER_LINK : 0;
+  buf[at + 1] = (e.sha256 !== undefined ? R_SHA256 : 0) | (link !== undefined ? R_LINK : 0) | (sparse ? R_SPARSE : 0) | lower;
   buf.writeUInt16LE(xattrNames.length, at + 2);
   buf.writeUInt32LE(e.mode >>> 0, at + 4);
   buf.writeUInt32LE(e.uid >>> 0, at + 8);
@@ -190,7 +192,7 @@ export function checkRecord(buf: Buffer, at: number, end: number, b: RecordBound
   const type = buf[at]!;
   const flags = buf[at + 1]!;
   if (type < 1 || type > MAX_TYPE) throw bad(`entry ${i} has unknown type ${type}`);
-  const known = b.version === 2 ? R_SHA256 | R_LINK | R_SPARSE : R_SHA256 | R_LINK;
+  const known = b.version === 2 ? R_SHA256 | R_LINK | R_SPARSE | R_LOWER_LINK : R_SHA256 | R_LINK;
   if ((flags & ~known) !== 0 || r32(buf, at + 60) !== 0) throw bad(`entry ${i} has unknown flags or a non-zero reserved field`);
   const pathLen = r32(buf, at + 36);
   const linkLen = r32(buf, at + 56);
@@ -201,6 +203,7 @@ export function checkRecord(buf: Buffer, at: number, end: number, b: RecordBound
   const offset = u64(buf, at + 48);
   if (Number.isNaN(size) || Number.isNaN(offset)) throw bad(`entry ${i} has an oversized size or offset`);
   checkContentRange(type, size, offset, b.contentsSize, i);
+  if (flags & R_LOWER_LINK && (type !== 4 || !(flags & R_LINK) || size !== 0)) throw bad(`entry ${i} has the lower-link flag but is not a hardlink without content`);
   let pos = at + fixed + (flags & R_SHA256 ? 32 : 0);
   need(pos, pathLen + linkLen, end, i);
   pos += pathLen + linkLen;
@@ -274,6 +277,7 @@ export function decodeRecord(buf: Buffer, at: number, version: IndexVersion): In
     xattrs: undefined,
     tarOffset: version === 2 ? u64(buf, at + 64) : undefined,
     tarSparse: undefined,
+    lowerLink: flags & R_LOWER_LINK ? true : undefined,
   };
   const xattrCount = buf.readUInt16LE(at + 2);
   if (xattrCount > 0) pos = decodeXattrs(buf, pos, xattrCount, entry);

@@ -6,7 +6,7 @@
  */
 import { EntryType, type IndexEntry } from '../layer/entry.js';
 import type { ScannedIndex } from '../layer/index-format.js';
-import { decodeText, decodeXattrs, ENTRY_FIXED_SIZE, pathStart, r16, r32, R_LINK, R_SHA256, u64, type IndexVersion } from '../layer/index-records.js';
+import { decodeText, decodeXattrs, ENTRY_FIXED_SIZE, pathStart, r16, r32, R_LINK, R_LOWER_LINK, R_SHA256, u64, type IndexVersion } from '../layer/index-records.js';
 import { encodeName } from '../util/byte-names.js';
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG } from '../layer/entry.js';
 import type { InodeTable } from './tree.js';
@@ -18,6 +18,8 @@ export interface LayerEntries {
   path(i: number): string;
   /** Symlink target or hardlink target path; undefined when the entry has none. */
   linkTarget(i: number): string | undefined;
+  /** A hardlink to the lower layers' file (true), to an entry of its layer (false), or not recorded (undefined: version 1). */
+  lowerLink(i: number): boolean | undefined;
   /** Writes entry i's metadata into inode `ino` of `t` (mode, owner, times, size, content, link, xattrs). */
   fill(i: number, t: InodeTable, ino: number): void;
 }
@@ -67,6 +69,10 @@ export class ObjectEntries implements LayerEntries {
     return this.entries[i]!.linkTarget;
   }
 
+  lowerLink(i: number): boolean | undefined {
+    return this.entries[i]!.lowerLink;
+  }
+
   fill(i: number, t: InodeTable, ino: number): void {
     const m = this.entries[i]!;
     const typeBits = fillCommon(t, ino, m.type, m.mode, m.size, m.offset);
@@ -111,6 +117,10 @@ export class RecordEntries implements LayerEntries {
     if (!(this.buf[at + 1]! & R_LINK)) return undefined;
     const p = pathStart(this.buf, at, this.version) + r32(this.buf, at + 36);
     return decodeText(this.buf, p, p + r32(this.buf, at + 56));
+  }
+
+  lowerLink(i: number): boolean | undefined {
+    return this.version === 1 ? undefined : (this.buf[this.starts[i]! + 1]! & R_LOWER_LINK) !== 0;
   }
 
   fill(i: number, t: InodeTable, ino: number): void {

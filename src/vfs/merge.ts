@@ -103,6 +103,8 @@ export class Merger {
   private unshownWarnings = 0;
   /** Per layer: hardlink target → the node it names now (lower layers' node, then this layer's). */
   private linkTargets: Map<string, MNode | undefined> | null = null;
+  /** Per layer: targets of hardlinks flagged as links to lower layers → the lower layers' node. */
+  private lowerTargets: Map<string, MNode | undefined> | null = null;
   // Parent-directory cache for pass 2: tar entries come grouped by directory.
   private cachedPath: string | null = null;
   private cachedDir: MNode | null = null;
@@ -115,9 +117,15 @@ export class Merger {
     this.linkTargets = null;
     this.base = this.leaves.add(entries, layer);
     const n = entries.count;
+    this.lowerTargets = null;
     for (let i = 0; i < n; i++) {
       const target = entries.type(i) === EntryType.Hardlink ? entries.linkTarget(i) : undefined;
       if (target === undefined) continue;
+      if (entries.lowerLink(i) === true) {
+        this.lowerTargets ??= new Map();
+        if (!this.lowerTargets.has(target)) this.lowerTargets.set(target, this.find(target));
+        continue;
+      }
       this.linkTargets ??= new Map();
       if (!this.linkTargets.has(target)) this.linkTargets.set(target, this.find(target));
     }
@@ -130,6 +138,7 @@ export class Merger {
     for (let i = 0; i < n; i++) this.add(entries, i, layer);
     this.cachedPath = null;
     this.linkTargets = null;
+    this.lowerTargets = null;
   }
 
   /** Things a user should know about the merged image (hardlinks to lower layers' files), at most ~100. */
@@ -201,7 +210,7 @@ export class Merger {
       node = new MNode(true);
       this.setDirMeta(node, entries, i, layer);
     } else if (type === EntryType.Hardlink) {
-      node = this.hardlinkNode(path, entries.linkTarget(i), layer);
+      node = this.hardlinkNode(path, entries.linkTarget(i), entries.lowerLink(i) === true, layer);
     } else {
       node = linked || this.base < 0 ? leaf(entries, i, layer) : this.base + i;
     }
@@ -210,8 +219,8 @@ export class Merger {
     if (linked) this.linkTargets!.set(path, node as MNode);
   }
 
-  private hardlinkNode(path: string, linkTarget: string | undefined, layer: number): MNode {
-    const target = this.linkTargets?.get(linkTarget ?? '');
+  private hardlinkNode(path: string, linkTarget: string | undefined, lower: boolean, layer: number): MNode {
+    const target = (lower ? this.lowerTargets : this.linkTargets)?.get(linkTarget ?? '');
     const where = `layer ${layer + 1}: hardlink ${JSON.stringify(path)} names ${JSON.stringify(linkTarget)}`;
     if (target === undefined) throw new VmimgError(ErrorCode.INVALID_LAYER, `${where}, which is neither an earlier entry of its layer nor a file of a lower layer`);
     if (target.children !== null) throw new VmimgError(ErrorCode.INVALID_LAYER, `${where}, a directory`);

@@ -104,3 +104,25 @@ test('a hardlink to a name its own layer whited out (or hid with an opaque marke
     await fs.close();
   }
 });
+
+test('a hardlink inheriting a link to a lower file keeps that file when its layer put a new file at the name in between (as GNU tar extracting both layers in order)', async () => {
+  const lower = [py.file('x', 'lower x')];
+  const upper = [py.hard('h1', 'x'), py.file('x', 'new x'), py.hard('h2', 'h1'), py.file('h1', 'replaced h1')];
+  const dir = await tmpDir('vmimg-inlayer-lower-');
+  const pairs = [];
+  const tars = [await pyLayerTar(lower), await pyLayerTar(upper)];
+  for (const tar of tars) pairs.push(await flattenLayer(Readable.from([tar]), { dir }));
+  const root = join(dir, 'gnu');
+  await run('mkdir', [root]);
+  for (const [k, tar] of tars.entries()) {
+    writeFileSync(join(dir, `l${k}.tar`), tar);
+    await run('tar', ['-x', '-f', join(dir, `l${k}.tar`), '-C', root]);
+  }
+  const fs = await ContainerFS.open(pairs);
+  try {
+    for (const name of ['x', 'h1', 'h2']) assert.equal((await fs.readFile(`/${name}`)).toString(), readFileSync(join(root, name)).toString(), name);
+    assert.equal((await fs.readFile('/h2')).toString(), 'lower x');
+  } finally {
+    await fs.close();
+  }
+});

@@ -25,6 +25,7 @@ const sample: IndexEntry[] = [
   { ...base, type: EntryType.Symlink, path: 'tab\there\nnewline', mode: 0o120777, linkTarget: '../../x/ünï' },
   { ...base, type: EntryType.Symlink, path: 'b\udcff\udcfe', pathBytes: Buffer.from([0x62, 0xff, 0xfe]), mode: 0o120777, linkTarget: '\udcc3', linkTargetBytes: Buffer.from([0xc3]), xattrs: { 'user.\udce4': Buffer.from('raw name') } },
   { ...base, type: EntryType.Hardlink, path: 'etc/passwd-', mode: 0o100644, linkTarget: 'etc/passwd', size: 5, offset: 8192, tarOffset: 1536 },
+  { ...base, type: EntryType.Hardlink, path: 'lib/so', mode: 0o100644, linkTarget: 'lib/so.1', lowerLink: true },
   { ...base, type: EntryType.CharDevice, path: 'dev/null', mode: 0o020666, devMajor: 1, devMinor: 3 },
   { ...base, type: EntryType.BlockDevice, path: 'dev/sda', mode: 0o060660, devMajor: 8, devMinor: 0 },
   { ...base, type: EntryType.Fifo, path: 'run/fifo', mode: 0o010644 },
@@ -63,7 +64,7 @@ test('round-trips every entry type, raw names, xattrs and (version 2) tar offset
 test('version 1 files (no tar offsets) still decode', () => {
   const { header: h, entries } = decodeIndex(encodeIndex(header, sample, 1));
   assert.equal(h.version, 1);
-  assert.deepEqual(entries.map(strip), sample.map((e) => strip({ ...e, tarOffset: undefined, tarSparse: undefined })));
+  assert.deepEqual(entries.map(strip), sample.map((e) => strip({ ...e, tarOffset: undefined, tarSparse: undefined, lowerLink: undefined })));
 });
 
 test('hazard: version 2 tar ranges are checked (alignment, inside the tar, sparse only on files)', () => {
@@ -75,6 +76,7 @@ test('hazard: version 2 tar ranges are checked (alignment, inside the tar, spars
     ['sparse data past the tar', { ...sample[3]!, tarSparse: { headerOffset: 2048, storedSize: 10240 } }, /sparse/],
     ['a directory with a tar offset', { ...sample[1]!, tarOffset: 512 }, /tar offset/],
     ['a symlink flagged sparse', { ...sample[5]!, tarSparse: { headerOffset: 0, storedSize: 0 } }, /sparse flag/],
+    ['a file flagged as a lower link', { ...sample[2]!, lowerLink: true }, /lower-link flag/],
   ];
   for (const [what, e, message] of cases) {
     assert.throws(() => decodeIndex(encodeIndex(header, [e])), (err: Error) => isVmimgError(err, 'ERR_INVALID_INDEX') && message.test(err.message), what);
