@@ -63,18 +63,24 @@ export async function prepareImage(source: ImageSource, options: PrepareOptions)
     // flattened once; every position still applies it (config.json keeps the full list).
     const once = new Map<string, Promise<LayerInfo>>();
     const shared: Shared = { cache, progress, limits, lookups: createLimiter(16), warn: (message) => options.onProgress?.({ type: 'warning', message }), checkpoints: options.checkpoints ?? false };
-    const infos = await Promise.all(
-      source.layers.map((layer, i) => {
-        const first = once.get(layer.diffId);
-        if (first) return first.then((info) => (progress.layer(i, 'cached'), info));
-        const flattening = flattenOne(layer, i, shared, limit, layerSignal).catch((err: unknown) => {
-          siblings.abort(err);
-          throw err;
-        });
-        once.set(layer.diffId, flattening);
-        return flattening;
-      }),
-    );
+    // The biggest layers take the first slots: the longest conversion should not queue behind small ones.
+    const bySize = source.layers.map((_, i) => i).sort((a, b) => (source.layers[b]!.size ?? 0) - (source.layers[a]!.size ?? 0));
+    const started: Promise<LayerInfo>[] = [];
+    for (const i of bySize) {
+      const layer = source.layers[i]!;
+      const first = once.get(layer.diffId);
+      if (first) {
+        started[i] = first.then((info) => (progress.layer(i, 'cached'), info));
+        continue;
+      }
+      const flattening = flattenOne(layer, i, shared, limit, layerSignal).catch((err: unknown) => {
+        siblings.abort(err);
+        throw err;
+      });
+      once.set(layer.diffId, flattening);
+      started[i] = flattening;
+    }
+    const infos = await Promise.all(started);
     signal?.throwIfAborted();
     progress.image('writing');
     const layers = infos.map((info) => ({ diffId: info.diffId, indexPath: info.indexPath, contentsPath: info.contentsPath }));
