@@ -71,7 +71,8 @@ export class BlobFill {
     try {
       const result = await store.fetchInto({ digest: this.digest, ...(this.size !== undefined ? { size: this.size } : {}) }, opener, {
         signal,
-        onProgress: (bytes) => this.progress(bytes),
+        // onData: each chunk once it is in the partial file (onProgress counts bytes received, maybe not yet written)
+        onData: (chunk, offset) => this.progress(offset, offset + chunk.length),
       });
       this.size = result.size;
       this.have = result.size;
@@ -105,9 +106,10 @@ export class BlobFill {
     this.notify();
   }
 
-  private progress(bytes: number): void {
-    if (bytes < this.have) this.generation++;
-    this.have = bytes;
+  /** Bytes `offset`..`end` are in the partial file; an offset before what we had means the download started over. */
+  private progress(offset: number, end: number): void {
+    if (offset < this.have) this.generation++;
+    this.have = end;
     this.notify();
   }
 
