@@ -1,4 +1,4 @@
-/** Manifests, indexes and image configs: media types, parsing with validation, platform choice. No fetching. */
+/** Manifests, indexes and image configs: media types, parsing with validation, config platform checks. No fetching. */
 export * from './media-types.js';
 export { parseManifestDocument } from './parse.js';
 export { parseImageConfig } from './config.js';
@@ -6,9 +6,7 @@ export {
   ATTESTATION_ANNOTATION,
   checkConfigPlatform,
   configPlatform,
-  choosePlatformManifest,
   isAttestation,
-  offeredPlatforms,
 } from './choose.js';
 export { parseDescriptor } from './validate.js';
 export type {
