@@ -18,6 +18,7 @@ import { configPlatform } from '../manifest/index.js';
 import { buildRuntimeConfig, type LayerRecord } from './runtime-config.js';
 import type { ImageSource, SourceLayer } from './source.js';
 import { isReopen, storeCheck } from './tee-download.js';
+import { AbortFanOut } from '../util/abort-fan-out.js';
 import { createLimiter, type Limiter } from '../util/limiter.js';
 import { openLease, type CacheLease } from './lease.js';
 import { MIN_INDEXED_BLOB } from '../lazy/build.js';
@@ -54,6 +55,8 @@ export async function prepareImage(source: ImageSource, options: PrepareOptions)
   // The first failing layer stops its siblings: no point downloading the rest of a doomed image.
   const siblings = new AbortController();
   const layerSignal = signal ? AbortSignal.any([signal, siblings.signal]) : siblings.signal;
+  // each layer's requests, download and flattening listen to a child signal, not all to this one
+  const fanOut = new AbortFanOut(layerSignal);
   let lease: CacheLease | undefined;
   try {
     // Before anything is looked up in the cache: what this run needs is safe from a concurrent prune.
@@ -73,7 +76,7 @@ export async function prepareImage(source: ImageSource, options: PrepareOptions)
         started[i] = first.then((info) => (progress.layer(i, 'cached'), info));
         continue;
       }
-      const flattening = flattenOne(layer, i, shared, limit, layerSignal).catch((err: unknown) => {
+      const flattening = fanOut.run((layerSignal) => flattenOne(layer, i, shared, limit, layerSignal)).catch((err: unknown) => {
         siblings.abort(err);
         throw err;
       });
