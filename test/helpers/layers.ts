@@ -2,7 +2,7 @@
 // setfattr), and a reference reader: GNU tar extracts a layer and we walk the result with lstat.
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync, openSync, writeSync, closeSync, chmodSync, chownSync, utimesSync } from 'node:fs';
+import { appendFileSync, linkSync, lstatSync, truncateSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync, openSync, writeSync, closeSync, chmodSync, chownSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { memo } from './cache.js';
@@ -289,3 +289,24 @@ export function compareWithReference(entries: IndexEntry[], ref: Map<string, Ref
   }
   return problems;
 }
+
+/**
+ * A 9 MiB sparse file at `path`: 'head', then 30 data islands 256 KiB apart (more than an old GNU
+ * header's 4 map slots, so extension blocks are needed) and a trailing hole. For GNU tar `--sparse`.
+ */
+export function writeSparseFile(path: string): void {
+  writeFileSync(path, 'head');
+  for (let i = 1; i <= 30; i++) {
+    truncateSync(path, i * 256 * 1024);
+    appendFileSync(path, `island ${i}`);
+  }
+  truncateSync(path, 9 << 20);
+}
+
+/** GNU tar's sparse formats: [name, `tar -c --sparse` arguments]. */
+export const GNU_SPARSE_FORMATS: [string, string[]][] = [
+  ['gnu', ['--format=gnu']],
+  ['pax 0.0', ['--format=posix', '--sparse-version=0.0']],
+  ['pax 0.1', ['--format=posix', '--sparse-version=0.1']],
+  ['pax 1.0', ['--format=posix', '--sparse-version=1.0']],
+];

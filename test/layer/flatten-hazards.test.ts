@@ -1,7 +1,7 @@
 // Malicious and odd tars built in code (tar-stream's pack); each test is named after the hazard.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, writeFileSync, truncateSync, appendFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
@@ -12,6 +12,7 @@ import { readIndexFile } from '../../src/layer/index-format.js';
 import { EntryType, type IndexEntry } from '../../src/layer/entry.js';
 import { isVmimgError } from '../../src/errors.js';
 import { run, tmpDir } from '../helpers/tools.js';
+import { GNU_SPARSE_FORMATS, writeSparseFile } from '../helpers/layers.js';
 
 type Spec = Partial<Header> & { name: string } & { body?: string | Buffer };
 
@@ -140,21 +141,9 @@ test('hazard: not a tar at all (bad header checksum) is refused', async () => {
 test('GNU sparse files (old GNU, PAX 0.0, 0.1, 1.0; made by GNU tar) are expanded byte for byte', async () => {
   const src = await tmpDir('vmimg-sparse-');
   const f = join(src, 'sparse.img');
-  writeFileSync(f, 'head');
-  // 30 data islands: more than the 4 map slots of an old GNU header, so extension blocks are needed.
-  for (let i = 1; i <= 30; i++) {
-    truncateSync(f, i * 256 * 1024);
-    appendFileSync(f, `island ${i}`);
-  }
-  truncateSync(f, 9 << 20); // a trailing hole
+  writeSparseFile(f); // 30 data islands (old GNU extension blocks needed) and a trailing hole
   const want = createHash('sha256').update(readFileSync(f)).digest('hex');
-  const variants: [string, string[]][] = [
-    ['gnu', ['--format=gnu']],
-    ['pax 0.0', ['--format=posix', '--sparse-version=0.0']],
-    ['pax 0.1', ['--format=posix', '--sparse-version=0.1']],
-    ['pax 1.0', ['--format=posix', '--sparse-version=1.0']],
-  ];
-  for (const [what, args] of variants) {
+  for (const [what, args] of GNU_SPARSE_FORMATS) {
     const tarFile = join(src, 'out.tar');
     await run('tar', ['-c', '--sparse', ...args, '-f', tarFile, '-C', src, 'sparse.img']);
     const tar = readFileSync(tarFile);

@@ -3,13 +3,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { appendFileSync, linkSync, mkdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { flattenLayer } from '../../src/layer/flatten.js';
 import { readIndexFile } from '../../src/layer/index-format.js';
 import { EntryType, type IndexEntry } from '../../src/layer/entry.js';
 import { run, tmpDir } from '../helpers/tools.js';
+import { GNU_SPARSE_FORMATS, writeSparseFile } from '../helpers/layers.js';
 
 async function flatten(tar: Buffer): Promise<{ entries: IndexEntry[]; version: number }> {
   const dir = await tmpDir('vmimg-taroff-');
@@ -50,21 +51,10 @@ test('each file\'s tarOffset points at its bytes in the tar (ustar, GNU long nam
 test('a sparse file carries its tar range, which the layer reader expands to the file (old GNU, PAX 0.0, 0.1, 1.0)', async () => {
   const src = await tmpDir('vmimg-taroff-sparse-');
   const f = join(src, 'sparse.img');
-  writeFileSync(f, 'head');
-  for (let i = 1; i <= 30; i++) { // more islands than an old GNU header holds: extension blocks
-    truncateSync(f, i * 256 * 1024);
-    appendFileSync(f, `island ${i}`);
-  }
-  truncateSync(f, 9 << 20);
+  writeSparseFile(f);
   writeFileSync(join(src, 'after'), 'after the sparse file');
   const want = sha(readFileSync(f));
-  const variants: [string, string[]][] = [
-    ['gnu', ['--format=gnu']],
-    ['pax 0.0', ['--format=posix', '--sparse-version=0.0']],
-    ['pax 0.1', ['--format=posix', '--sparse-version=0.1']],
-    ['pax 1.0', ['--format=posix', '--sparse-version=1.0']],
-  ];
-  for (const [what, args] of variants) {
+  for (const [what, args] of GNU_SPARSE_FORMATS) {
     const tarFile = join(src, '..', 'out.tar');
     await run('tar', ['-c', '--sparse', ...args, '-f', tarFile, '-C', src, 'sparse.img', 'after']);
     const tar = readFileSync(tarFile);
