@@ -7,7 +7,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startServe, type RunningServe } from '../../src/serve/index.js';
 import { buildBusyboxLayout, buildMultiArchLayout, pushLayout } from '../helpers/busybox.js';
@@ -125,11 +125,22 @@ describe('serve: protocol read side', () => {
     }
   });
 
-  it('referrers: the fallback tag of an upstream without the API, else an empty index', async () => {
-    const r = await curl(`${serve.url}/v2/lib/busybox/referrers/${manifestDigest}`);
-    assert.equal(r.status, 200);
-    assert.equal(r.headers['content-type'], 'application/vnd.oci.image.index.v1+json');
-    assert.deepEqual(r.json<{ manifests: unknown[] }>().manifests, []);
+  it('referrers: an empty index when there are none; else the fallback tag of an upstream without the API, filtered by artifactType', async () => {
+    const none = await curl(`${serve.url}/v2/lib/busybox/referrers/${manifestDigest}`);
+    assert.equal(none.status, 200);
+    assert.equal(none.headers['content-type'], 'application/vnd.oci.image.index.v1+json');
+    assert.deepEqual(none.json<{ manifests: unknown[] }>().manifests, []);
+    // distribution 2.8 has no referrers API: a referrer is listed under the spec's fallback tag (pushed with curl)
+    const entry = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: manifestDigest, size: manifestBytes.length, artifactType: 'application/vnd.example.test' };
+    const file = join(await tmpDir('vmimg-serve-referrers-'), 'index.json');
+    writeFileSync(file, JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [entry] }));
+    const put = await curl(`${registry.url}/v2/lib/busybox/manifests/sha256-${manifestDigest.slice(7)}`, ['-X', 'PUT', '-H', 'Content-Type: application/vnd.oci.image.index.v1+json', '--data-binary', `@${file}`]);
+    assert.equal(put.status, 201, put.body.toString());
+    const listed = await curl(`${serve.url}/v2/lib/busybox/referrers/${manifestDigest}`);
+    assert.deepEqual(listed.json<{ manifests: unknown[] }>().manifests, [entry]);
+    const other = await curl(`${serve.url}/v2/lib/busybox/referrers/${manifestDigest}?artifactType=application/vnd.example.other`);
+    assert.deepEqual(other.json<{ manifests: unknown[] }>().manifests, []);
+    assert.equal(other.headers['oci-filters-applied'], 'artifactType');
   });
 
   it('hostile paths and methods are coded JSON errors and reach neither the upstream nor the cache', async () => {
