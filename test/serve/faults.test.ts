@@ -3,7 +3,8 @@
  * Debian's docker-registry: one upstream GET for 20 concurrent clients of a cold blob, headers and
  * first bytes before a held upstream body goes on, a truncated body resumed by Range, a corrupted byte
  * cutting every client and caching nothing, a client leaving mid-blob, tag TTL and one HEAD to
- * revalidate, and an upstream gone dead (stale tag with a Warning, blob hits still served).
+ * revalidate, an upstream gone dead (stale tag with a Warning, blob hits still served), and a
+ * download cut by shutdown resuming with Range at the next start.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -44,7 +45,7 @@ after(async () => {
 async function serveFresh(options: { tagTtlMs?: number; upstream?: string } = {}): Promise<{ serve: RunningServe; cacheDir: string }> {
   proxy.clear();
   const cacheDir = await tmpDir('vmimg-serve-faults-');
-  const serve = await startServe({ cacheDir, listen: '127.0.0.1:0', upstream: options.upstream ?? proxy.url, ...options });
+  const serve = await startServe({ cacheDir, listen: '127.0.0.1:0', upstream: options.upstream ?? proxy.url, shutdownGraceMs: 0, ...options });
   servers.push(serve);
   return { serve, cacheDir };
 }
@@ -145,6 +146,45 @@ describe('serve: one upstream fetch per blob, shared and verified', () => {
     assert.equal(upstreamGets(layer.digest).length, 1);
   });
 });
+
+describe('serve: shutdown', () => {
+  it('a download cut by shutdown resumes with Range at the next start on the same cache', async () => {
+    const { serve, cacheDir } = await serveFresh();
+    let reached!: () => void;
+    const held = new Promise<void>((r) => (reached = r));
+    proxy.add({ method: 'GET', path: `/blobs/${layer.digest}`, fault: { kind: 'hold', afterBytes: 300_000, reached, release: new Promise(() => {}) }, times: 1 });
+    const res = await request(blobUrl(serve));
+    res.on('error', () => {});
+    res.resume();
+    await held;
+    await firstPartialBytes(join(cacheDir, 'partial', layer.digest.slice(7)));
+    const stopped = new Promise((r) => res.once('close', r));
+    await stopNow(serve);
+    await stopped;
+    const again = await startServe({ cacheDir, listen: '127.0.0.1:0', upstream: proxy.url });
+    servers.push(again);
+    assert.equal(sha(await body(await request(blobUrl(again)))), layer.digest);
+    const gets = upstreamGets(layer.digest);
+    assert.equal(gets.length, 2);
+    assert.match(gets[1]!.range ?? '', /^bytes=[1-9]\d*-$/, 'the second start resumed from the partial file');
+  });
+});
+
+/** Shuts a server down with its in-flight answers cut at once (a 0 s grace). */
+async function stopNow(serve: RunningServe): Promise<void> {
+  servers.splice(servers.indexOf(serve), 1);
+  await serve.shutdown();
+}
+
+/** Resolves once the partial file has bytes in it. */
+async function firstPartialBytes(path: string): Promise<void> {
+  const { stat } = await import('node:fs/promises');
+  for (;;) {
+    const size = await stat(path).then((s) => s.size, () => 0);
+    if (size > 0) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
 
 describe('serve: hostile upstream answers', () => {
   it('an oversized manifest is a coded JSON error and nothing is cached', async () => {
