@@ -4,6 +4,7 @@
  * read as zeros).
  */
 import type { FileHandle } from 'node:fs/promises';
+import { writevAll } from '../util/fs.js';
 
 export const CONTENTS_ALIGN = 4096;
 const FLUSH_BYTES = 1 << 20;
@@ -52,11 +53,7 @@ export class ContentsWriter {
     const bytes = this.pendingBytes;
     this.pending = [];
     this.pendingBytes = 0;
-    let done = 0;
-    while (done < bytes) {
-      const { bytesWritten } = await this.fh.writev(done === 0 ? bufs : remaining(bufs, done), this.written + done);
-      done += bytesWritten;
-    }
+    await writevAll(this.fh, bufs, bytes, this.written);
     this.written += bytes;
   }
 
@@ -65,17 +62,4 @@ export class ContentsWriter {
     this.pendingBytes += chunk.length;
     this.size += chunk.length;
   }
-}
-
-/** The part of `bufs` after the first `skip` bytes (after a short writev). */
-function remaining(bufs: Buffer[], skip: number): Buffer[] {
-  const out: Buffer[] = [];
-  for (const b of bufs) {
-    if (skip >= b.length) skip -= b.length;
-    else {
-      out.push(skip > 0 ? b.subarray(skip) : b);
-      skip = 0;
-    }
-  }
-  return out;
 }

@@ -15,6 +15,7 @@ import { ErrorCode, VmimgError } from '../errors.js';
 import { RetryBudget, type NoticeListener, type RetryPolicy } from '../util/retry.js';
 import { guardThroughput, type ThroughputRule } from '../util/throughput.js';
 import { aborted, isAbortError, syncDir, throwIfAborted } from './fs-util.js';
+import { writevAll } from '../util/fs.js';
 
 /** What an opener returns: a body and the offset it really starts at (0 when the server ignored Range). */
 export interface OpenedRange {
@@ -146,6 +147,8 @@ async function realign(t: DownloadTarget, st: State, opened: OpenedRange): Promi
 
 /** Bytes gathered (as views, no copy) for one writev: a write per 64 KiB network chunk was a threadpool round trip each. */
 const BATCH_BYTES = 1 << 20;
+/** ...or this many chunks (a body in tiny chunks), well under IOV_MAX (1024) buffers per writev. */
+const MAX_BATCH_CHUNKS = 512;
 /** ...or this long after the batch's first chunk, so a slow or stalled body still reaches the disk. */
 const BATCH_MS = 100;
 
@@ -172,10 +175,7 @@ async function append(t: DownloadTarget, st: State, opened: OpenedRange, opts: F
     const chunks = batch.splice(0);
     const bytes = batchBytes;
     batchBytes = 0;
-    for (let done = 0; done < bytes; ) {
-      const { bytesWritten } = await st.fh.writev(done === 0 ? chunks : unwritten(chunks, done), st.have + done);
-      done += bytesWritten;
-    }
+    await writevAll(st.fh, chunks, bytes, st.have);
     let offset = st.have;
     for (const chunk of chunks) st.hasher.update(chunk);
     st.have += bytes;
@@ -205,7 +205,7 @@ async function append(t: DownloadTarget, st: State, opened: OpenedRange, opts: F
       opts.onProgress?.(st.have + batchBytes); // received: written by the next flush, or before any error is thrown
       // A body that slows or stalls still reaches the disk within BATCH_MS (a killed process keeps it).
       timer ??= setTimeout(() => void flush().catch((err: unknown) => (timerError = err)), BATCH_MS);
-      if (batchBytes >= BATCH_BYTES) await flush();
+      if (batchBytes >= BATCH_BYTES || batch.length >= MAX_BATCH_CHUNKS) await flush();
     }
     await flush();
     if (timerError !== undefined) throw timerError;
@@ -216,19 +216,6 @@ async function append(t: DownloadTarget, st: State, opened: OpenedRange, opts: F
     clearTimeout(timer);
     opts.signal?.removeEventListener('abort', onAbort);
   }
-}
-
-/** The part of `chunks` after the first `skip` bytes (after a short writev). */
-function unwritten(chunks: Buffer[], skip: number): Buffer[] {
-  const out: Buffer[] = [];
-  for (const c of chunks) {
-    if (skip >= c.length) skip -= c.length;
-    else {
-      out.push(skip > 0 ? c.subarray(skip) : c);
-      skip = 0;
-    }
-  }
-  return out;
 }
 
 /** Truncates the partial file to `offset` and re-hashes the bytes kept. */
