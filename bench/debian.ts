@@ -4,7 +4,7 @@
  * cached under bench/.cache/. Made by outside tools only, never by vmimg.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 const CACHE = resolve('bench', '.cache');
@@ -12,6 +12,21 @@ const MIRROR = 'http://deb.debian.org/debian';
 
 function run(cmd: string, args: string[]): void {
   execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] });
+}
+
+/**
+ * debootstrap can leave /proc (and /sys) mounted inside the tree it made (seen on these machines); a
+ * rename then moves a mount and umoci's walk of the tree fails. Unmount whatever is below `dir`,
+ * deepest first.
+ */
+function unmountBelow(dir: string): void {
+  const root = resolve(dir);
+  const mounts = readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .map((line) => (line.split(' ')[1] ?? '').replace(/\\040/g, ' '))
+    .filter((m) => m.startsWith(`${root}/`))
+    .sort((a, b) => b.length - a.length);
+  for (const m of mounts) run('umount', ['-l', m]);
 }
 
 export async function debianLayout(): Promise<string> {
@@ -22,9 +37,14 @@ export async function debianLayout(): Promise<string> {
   if (!existsSync(join(rootfs, 'etc', 'debian_version'))) {
     console.log('bench: debootstrap --variant=minbase bookworm (once, a few minutes)...');
     rmSync(`${rootfs}.tmp`, { recursive: true, force: true });
-    run('debootstrap', ['--variant=minbase', 'bookworm', `${rootfs}.tmp`, MIRROR]);
+    try {
+      run('debootstrap', ['--variant=minbase', 'bookworm', `${rootfs}.tmp`, MIRROR]);
+    } finally {
+      unmountBelow(`${rootfs}.tmp`);
+    }
     renameSync(`${rootfs}.tmp`, rootfs);
   }
+  unmountBelow(rootfs); // a tree made by an earlier run that was not cleaned up
   console.log('bench: layering the Debian image with umoci (once)...');
   const tmp = `${layout}.tmp`;
   rmSync(tmp, { recursive: true, force: true });
