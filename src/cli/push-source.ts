@@ -16,6 +16,7 @@ import type { RegistryClient } from '../registry/client.js';
 import { BlobStore } from '../store/index.js';
 import type { Context } from './context.js';
 import { classifyImageArg } from './image-arg.js';
+import { isReference } from './resolve-image.js';
 
 export interface SourceChoice {
   /** Which image of a multi-image source (`--tag`). */
@@ -74,15 +75,6 @@ async function cachedSource(ctx: Context, name: string | undefined, all: boolean
   const reader = await StoreBlobReader.forDigests(new BlobStore(ctx.cache.root), [{ digest, names: name !== undefined ? [name] : [] }]);
   const origin = src.kind === 'registry' && src.reference !== undefined ? originOf(src.reference) : undefined;
   return readerSource(reader, (await reader.roots())[0]!.descriptor, { ...(origin ? { origin } : {}), signal: ctx.signal });
-}
-
-function isReference(name: string): boolean {
-  try {
-    parseReference(name);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function originOf(reference: string): { registry: string; repository: string } | undefined {

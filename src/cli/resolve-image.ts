@@ -162,7 +162,8 @@ function isImageId(s: string): boolean {
   return /^sha256:[0-9a-f]{6,64}$/.test(s) || /^[0-9a-f]{64}$/.test(s);
 }
 
-function isReference(s: string): boolean {
+/** True when `s` parses as a registry reference. */
+export function isReference(s: string): boolean {
   try {
     parseReference(s);
     return true;

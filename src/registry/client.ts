@@ -4,7 +4,7 @@
  * RetryBudget per call (util/retry.ts); blobs are only opened here, one attempt per range: the store's
  * fetch (store/fetch.ts) resumes, verifies and retries them.
  */
-import { Agent } from 'undici';
+import type { Agent } from 'undici';
 import type { Readable } from 'node:stream';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { digestAlgorithm, digestOf, validateDigest } from '../digest/index.js';
@@ -17,7 +17,7 @@ import { networkError, redactUrl, statusError } from './http-errors.js';
 import { checkDigest, describe, manifestTarget, mediaTypeOf, rangeStart, sniffMediaType, unauthorized, type Step } from './responses.js';
 import { parseWWWAuthenticate } from './challenge.js';
 import { DEFAULT_MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, readCapped } from './limits.js';
-import { Transport, discard, header, readSmallText, type HttpResponse } from './transport.js';
+import { Transport, createAgent, discard, header, readSmallText, type HttpResponse } from './transport.js';
 import { DEFAULT_RETRY_POLICY, RetryBudget, hostOf, humanWait, withRetry, type NoticeListener, type RetryPolicy } from '../util/retry.js';
 import { DEFAULT_THROUGHPUT, type ThroughputRule } from '../util/throughput.js';
 import { codedErrors, guardedBody } from './bodies.js';
@@ -105,14 +105,7 @@ export class RegistryClient {
   private readonly helpersRunning: () => readonly string[];
 
   constructor(private readonly options: RegistryClientOptions = {}) {
-    const idle = options.idleTimeoutMs ?? 30_000;
-    this.agent = new Agent({
-      keepAliveTimeout: 30_000,
-      connections: options.connections ?? 6,
-      headersTimeout: idle,
-      bodyTimeout: idle,
-      connect: { timeout: options.connectTimeoutMs ?? 15_000, ...(options.tls ?? {}) },
-    });
+    this.agent = createAgent(options);
     this.retryPolicy = { ...DEFAULT_RETRY_POLICY, ...options.retry };
     this.throughputRule = { ...DEFAULT_THROUGHPUT, ...options.throughput };
     this.transport = new Transport(this.agent, options.userAgent ?? 'vmimg/0.1', plainHttpPolicy(options));

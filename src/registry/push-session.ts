@@ -5,12 +5,12 @@
  * same token flow and credential chain as pulls (auth.ts, credentials.ts). One attempt per call: the
  * uploader retries under one RetryBudget per blob (util/retry.ts).
  */
-import { Agent } from 'undici';
+import type { Agent } from 'undici';
 import { Authorizer, saysTokenExpired } from './auth.js';
 import { credentialChain } from './credentials.js';
 import { plainHttpPolicy, registryEndpoints, type RegistryEndpoint } from './hosts.js';
 import { networkError, statusError, unauthorizedHint } from './http-errors.js';
-import { Transport, header, readSmallText, type HttpRequest, type HttpResponse, type RequestBody } from './transport.js';
+import { Transport, createAgent, header, readSmallText, type HttpRequest, type HttpResponse, type RequestBody } from './transport.js';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { DEFAULT_RETRY_POLICY, type RetryPolicy } from '../util/retry.js';
 import type { RegistryClientOptions } from './client.js';
@@ -48,14 +48,7 @@ export class PushSession {
     readonly repository: string,
     options: RegistryClientOptions = {},
   ) {
-    const idle = options.idleTimeoutMs ?? 30_000;
-    this.agent = new Agent({
-      keepAliveTimeout: 30_000,
-      connections: options.connections ?? 6,
-      headersTimeout: idle,
-      bodyTimeout: idle,
-      connect: { timeout: options.connectTimeoutMs ?? 15_000, ...(options.tls ?? {}) },
-    });
+    this.agent = createAgent(options);
     this.transport = new Transport(this.agent, options.userAgent ?? 'vmimg/0.1', plainHttpPolicy(options));
     this.authorizer = new Authorizer({ transport: this.transport, credentials: credentialChain(options), ...(options.now ? { now: options.now } : {}) });
     this.endpoint = registryEndpoints(registry, { ...options, mirrors: {} }).find((e) => !e.mirror)!;

@@ -4,7 +4,7 @@
  * Auth sits on top (client.ts); this layer knows nothing about registries' APIs.
  */
 import type { Readable } from 'node:stream';
-import { request, type Dispatcher } from 'undici';
+import { Agent, request, type Dispatcher } from 'undici';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { networkError, redactUrl } from './http-errors.js';
 import { isLoopback } from './names.js';
@@ -63,6 +63,28 @@ export async function discard(res: HttpResponse): Promise<void> {
   } catch {
     res.body.destroy();
   }
+}
+
+/** Connection settings shared by the registry client and push sessions (seconds in the config file, ms here). */
+export interface AgentOptions {
+  /** Longest wait for headers or between body chunks (default 30 s). */
+  readonly idleTimeoutMs?: number;
+  readonly connectTimeoutMs?: number;
+  /** Connections per origin (default 6). */
+  readonly connections?: number;
+  readonly tls?: { readonly ca?: string | Buffer; readonly rejectUnauthorized?: boolean };
+}
+
+/** The undici Agent every registry conversation uses: keep-alive, idle and connect timeouts, TLS options. */
+export function createAgent(options: AgentOptions = {}): Agent {
+  const idle = options.idleTimeoutMs ?? 30_000;
+  return new Agent({
+    keepAliveTimeout: 30_000,
+    connections: options.connections ?? 6,
+    headersTimeout: idle,
+    bodyTimeout: idle,
+    connect: { timeout: options.connectTimeoutMs ?? 15_000, ...(options.tls ?? {}) },
+  });
 }
 
 export class Transport {
