@@ -69,7 +69,7 @@ export async function findImage(cache: CacheLayout, name: string | undefined, pl
     if (sibling) return pickPlatform(sibling[0], await entryImages(cache, sibling[1]), platform);
     return loadFromDir(cache.imageDir(id), platform ? { platform } : {});
   }
-  const entry = refs.refs[name] ?? refs.refs[canonical(name) ?? ''];
+  const entry = refEntry(refs.refs, name);
   if (entry) return pickPlatform(name, await entryImages(cache, entry), platform);
   const id = await byIdPrefix(cache, name);
   if (!id) throw new VmimgError(ErrorCode.NOT_FOUND, `no cached image named "${name}"`, { hint: 'vmimg images lists what is cached' });
@@ -100,6 +100,15 @@ function pickPlatform(name: string, images: Image[], platform: Platform | undefi
   });
 }
 
+/**
+ * The entry a name the user typed means: the name as recorded; its canonical reference form (`alpine` →
+ * `docker.io/library/alpine:latest`); and for a tar's path (`/abs/x.tar`, recorded `<path>:latest` when
+ * the archive's ref name is `latest`) the path's `:latest` entry, as a reference without a tag means `:latest`.
+ */
+function refEntry(refs: Record<string, RefEntry>, name: string): RefEntry | undefined {
+  return refs[name] ?? refs[canonical(name) ?? ''] ?? (name.startsWith('/') ? refs[`${name}:latest`] : undefined);
+}
+
 function canonical(name: string): string | undefined {
   try {
     return formatReference(parseReference(name));
@@ -128,7 +137,7 @@ async function byIdPrefix(cache: CacheLayout, name: string): Promise<string | un
  */
 export async function removeImage(cache: CacheLayout, name: string, platform?: Platform): Promise<string[]> {
   const refs = await readRefs(cache);
-  const entry = refs.refs[name] ?? refs.refs[canonical(name) ?? ''];
+  const entry = refEntry(refs.refs, name);
   const images = entry && !platform ? await entryImages(cache, entry) : [await findImage(cache, name, platform)];
   if (images.length === 0) throw new VmimgError(ErrorCode.NOT_FOUND, `no cached image named "${name}"`, { hint: 'vmimg images lists what is cached' });
   const ids = new Set(images.map((i) => i.config.source.configDigest));

@@ -12,7 +12,7 @@ import type { BlobStore } from '../store/index.js';
 import { isRemoteReader, type BlobReader, type RemoteBlobReader } from '../content/blob-reader.js';
 import { SYNTHESIZED_ANNOTATION } from '../content/docker-save.js';
 import { chooseImage, type WalkOptions, type WalkedImage } from '../content/walk.js';
-import { nameMatches } from './select.js';
+import { isDigestSelector, nameMatches } from './select.js';
 import { teeDownload } from './tee-download.js';
 import type { ImageSource, OpenLayerOptions, SourceLayer } from './source.js';
 
@@ -72,6 +72,8 @@ export async function openReaderSource(reader: BlobReader, options: ReaderSource
 export function sourceReference(reader: BlobReader, walked: WalkedImage, tag: string | undefined): string {
   const names = walked.entry.names;
   const name = (tag === undefined ? undefined : names.find((n) => nameMatches(n, tag))) ?? names[0];
+  // an unnamed image picked by digest is one of several a tar or layout holds: each gets its own name
+  if (name === undefined && reader.kind !== 'registry' && tag !== undefined && isDigestSelector(tag)) return `${reader.where}@${walked.entry.root.descriptor.digest}`;
   if (reader.kind === 'registry' || name === undefined) return name ?? reader.where;
   if (reader.kind === 'docker-archive') return name;
   return name.includes('/') || name.includes(':') ? name : `${reader.where}:${name}`;

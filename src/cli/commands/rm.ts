@@ -1,6 +1,9 @@
 import type { CommandModule } from 'yargs';
 import { ErrorCode, VmimgError, isVmimgError, removeImage } from '../../index.js';
+import { homedir } from 'node:os';
+import { resolve } from 'node:path';
 import type { GlobalArgs } from '../context.js';
+import { looksLikePath } from '../image-arg.js';
 import { run } from './common.js';
 
 interface Args {
@@ -20,7 +23,11 @@ export const rmCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
     for (const name of args.image ?? []) {
       // without --arch a name's images for every platform go; with it, only that platform's
       const ids = await removeImage(ctx.cache, name, ctx.platform).catch((err: unknown) => {
-        if (!isVmimgError(err, ErrorCode.NOT_FOUND) || !/^(sha256:)?[0-9a-f]{1,5}$/.test(name)) throw err;
+        if (!isVmimgError(err, ErrorCode.NOT_FOUND)) throw err;
+        // a loaded tar's name is its absolute path: `rm ./x.tar` means that one
+        const path = looksLikePath(name) ? resolve(name.replace(/^~(?=\/|$)/, homedir())) : name;
+        if (path !== name) return removeImage(ctx.cache, path, ctx.platform).catch(() => Promise.reject(err));
+        if (!/^(sha256:)?[0-9a-f]{1,5}$/.test(name)) throw err;
         throw new VmimgError(ErrorCode.NOT_FOUND, `no cached image named "${name}"`, { hint: 'an image id prefix needs at least 6 hex digits (vmimg images shows 12)' });
       });
       for (const id of ids) ctx.out(ctx.json ? JSON.stringify({ removed: id, name }) : `removed ${id}`);
