@@ -53,6 +53,11 @@ export class CacheLayout {
     return join(this.root, 'tmp');
   }
 
+  /** Gzip checkpoint indexes, `<compressed hex>.zran` (src/lazy/build.ts, docs/FORMAT.md). */
+  get checkpointsDir(): string {
+    return join(this.root, 'checkpoints', 'sha256');
+  }
+
   get blobsDir(): string {
     return join(this.root, 'blobs', 'sha256');
   }

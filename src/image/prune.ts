@@ -67,6 +67,7 @@ export async function prune(cache: CacheLayout, options: PruneOptions = {}): Pro
       const wanted = await referencedDigests(cache);
       await sweep.layers(cache.layersDir, wanted, leases.digests);
       await sweep.blobs(cache.blobsDir, wanted, leases.digests);
+      await sweep.checkpoints(cache.checkpointsDir, wanted, leases.digests);
       await sweep.partials(cache.partialDir, leases.digests, options.partials === true);
       return result;
     },
@@ -124,6 +125,19 @@ class Sweep {
       if (st === undefined) continue;
       if (leased.has(digest)) this.count(this.result.kept.inUse, st.size);
       else await this.remove(join(dir, name), st.size, 'blob');
+    }
+  }
+
+  /** Gzip checkpoint indexes (`<hex>.zran`, src/lazy/build.ts) go with the compressed blob they index. */
+  async checkpoints(dir: string, wanted: Set<string>, leased: Set<string>): Promise<void> {
+    await this.leftovers(dir, (name) => name.startsWith('.tmp-'));
+    for (const name of await names(dir)) {
+      const m = /^([0-9a-f]{64})\.zran$/.exec(name);
+      if (!m || wanted.has(`sha256:${m[1]}`)) continue;
+      const st = await lstatOrUndefined(join(dir, name));
+      if (st === undefined) continue;
+      if (leased.has(`sha256:${m[1]}`)) this.count(this.result.kept.inUse, st.size);
+      else await this.remove(join(dir, name), st.size, 'none');
     }
   }
 

@@ -11,6 +11,7 @@ import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { ErrorCode, VmimgError, type ErrorCodeValue } from '../errors.js';
 import { digestHex } from '../digest/index.js';
+import { CacheLayout } from '../image/cache.js';
 import { writeFileDurable } from '../util/fs.js';
 import type { CheckpointOptions } from './checkpoint-builder.js';
 
@@ -22,7 +23,7 @@ const BATCH = 1024 * 1024;
 
 /** The checkpoints directory of a cache root. */
 export function checkpointsDir(cacheRoot: string): string {
-  return join(cacheRoot, 'checkpoints', 'sha256');
+  return new CacheLayout(cacheRoot).checkpointsDir;
 }
 
 /** Where the `.zran` of the blob `digest` lives. */

@@ -2,7 +2,7 @@
 // Debian test image made by umoci and pushed by skopeo): one .zran for its 10+ MiB gzip layer, whose
 // spans re-inflate to what `gzip -dc` makes of the cached blob.
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { inflateSpan } from '../../src/lazy/span-inflate.js';
@@ -54,6 +54,12 @@ describe('vmimg index build', () => {
     assert.equal(again.layers.find((l) => l.digest === layer.digest)!.status, 'present');
     const human = await expectExit(0, ['--cache-dir', cache, 'index', 'build', ref, '--force']);
     assert.match(human.stdout, /built, \d+ checkpoints/);
+    // prune keeps the .zran while an image uses its blob, and deletes it with the blob.
+    await expectExit(0, ['--cache-dir', cache, 'prune']);
+    assert.ok(existsSync(layer.path!), 'kept while the image is cached');
+    await expectExit(0, ['--cache-dir', cache, 'rm', ref]);
+    await expectExit(0, ['--cache-dir', cache, 'prune']);
+    assert.ok(!existsSync(layer.path!), 'deleted with its blob');
   });
 
   test('pull --index-build writes the same .zran in a worker while flattening', async () => {
