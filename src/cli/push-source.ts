@@ -6,6 +6,7 @@
 import { OciLayoutReader, RegistryBlobReader, StoreBlobReader, directoryFiles, type BlobReader } from '../content/index.js';
 import { ErrorCode, isVmimgError, VmimgError } from '../errors.js';
 import { openArchiveReader } from '../image/archive.js';
+import { openSourceReader } from '../image/open-reader.js';
 import { findImage } from '../image/catalog.js';
 import type { Image } from '../image/index.js';
 import { pushSourceFromReader } from '../push/open-source.js';
@@ -53,7 +54,8 @@ export async function openPushSource(ctx: Context, client: RegistryClient, arg: 
 }
 
 /**
- * A cached image by name or id, read from the store (which keeps its manifest, index and config): the
+ * A cached image by name or id, read from the store (which keeps its manifest, index and config) and the
+ * tar or layout it was loaded from, if so: the
  * manifest, or with `all` the index it came from. Undefined when the name is not cached for the platform.
  */
 async function cachedSource(ctx: Context, name: string | undefined, all: boolean): Promise<PushSource | undefined> {
@@ -72,9 +74,12 @@ async function cachedSource(ctx: Context, name: string | undefined, all: boolean
       hint: `push the tar itself (${src.reference ?? 'the docker save file'}): vmimg builds a manifest for it`,
     });
   }
-  const reader = await StoreBlobReader.forDigests(new BlobStore(ctx.cache.root), [{ digest, names: name !== undefined ? [name] : [] }]);
+  // The root by digest from the store; blobs through openSourceReader, which falls back to the tar or
+  // layout a loaded image came from (its layer blobs are not copied into the store).
+  const [root] = await (await StoreBlobReader.forDigests(new BlobStore(ctx.cache.root), [{ digest, names: name !== undefined ? [name] : [] }])).roots();
+  const reader = await openSourceReader({ kind: 'cached', image, cache: ctx.cache });
   const origin = src.kind === 'registry' && src.reference !== undefined ? originOf(src.reference) : undefined;
-  return readerSource(reader, (await reader.roots())[0]!.descriptor, { ...(origin ? { origin } : {}), signal: ctx.signal });
+  return closingOnError(reader, () => readerSource(reader, root!.descriptor, { ...(origin ? { origin } : {}), signal: ctx.signal }));
 }
 
 function originOf(reference: string): { registry: string; repository: string } | undefined {
