@@ -18,7 +18,7 @@ export { exportExt4, uuidFrom, type Ext4Options, type Ext4Result, type ExtraEntr
 export { exportInitramfs, requireShell, type InitramfsOptions, type InitramfsResult } from './initramfs.js';
 export { GUEST_INIT, GUEST_CONFIG, START_LINE, GUEST_INIT_SCRIPT, EXIT_STATUS_RE, guestConfig, kernelCmdParam, shQuote, shWords } from './guest-init.js';
 export { cpioHeader, cpioTrailer, cpioDataPad, type CpioHeader } from './cpio.js';
-export { walkTree, splitDev, type TreeEntry } from './walk.js';
+export { walkTree, splitDev, type ExportProgress, type TreeEntry } from './walk.js';
 export type { ExportSource } from './source.js';
 // QEMU boot lives in src/boot/; re-exported so `vmimg/export` keeps offering it
 export * from '../boot/index.js';

@@ -13,7 +13,7 @@ import { cpioDataPad, cpioHeader, cpioTrailer } from './cpio.js';
 import { guestEntries, type GuestEntry } from './guest-entries.js';
 import { GUEST_INIT, guestConfig } from './guest-init.js';
 import { isImage, withFs, type ExportSource } from './source.js';
-import { inodeStream, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, splitDev, walkTree } from './walk.js';
+import { inodeStream, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, splitDev, walkTree, type ExportProgress } from './walk.js';
 
 export interface InitramfsOptions {
   /** Replaces the image's cmd (appended to the entrypoint, like `docker run IMAGE ARGS`). */
@@ -31,6 +31,8 @@ export interface InitramfsOptions {
   verify?: boolean;
   /** Hears each warning (an image entry replaced or left out), as it happens; all are in the result too. */
   onWarning?: (message: string) => void;
+  /** Hears the progress after each entry (often: throttle what you draw). */
+  onProgress?: (progress: ExportProgress) => void;
 }
 
 export interface InitramfsResult {
@@ -60,7 +62,7 @@ export async function exportInitramfs(source: ExportSource, out: Writable, optio
     const hasOwnInit = fs.exists('/init') || isSymlink(fs, '/init');
     const merged = { ...config!, entrypoint: options.entrypoint ?? config?.entrypoint ?? [] };
     const argv = config ? commandLine(merged, options.command) : [];
-    const counter = { entries: 0 };
+    const counter = { entries: 0, bytes: 0, ...(options.onProgress ? { onProgress: options.onProgress } : {}) };
     const warnings: string[] = [];
     const warn = (message: string): void => {
       warnings.push(message);
@@ -101,12 +103,17 @@ function isSymlink(fs: ContainerFS, path: string): boolean {
   }
 }
 
+/** Entries and file bytes written so far, and who hears them. */
+interface Counter extends ExportProgress {
+  onProgress?: (progress: ExportProgress) => void;
+}
+
 async function* cpioStream(
   fs: ContainerFS,
   extras: GuestEntry[],
   skip: (path: string) => boolean,
   warn: (message: string) => void,
-  counter: { entries: number },
+  counter: Counter,
   verify: boolean,
 ): AsyncGenerator<Buffer> {
   for (const e of walkTree(fs, skip, warn)) {
@@ -114,12 +121,14 @@ async function* cpioStream(
     const type = a.mode & S_IFMT;
     const base = { name: e.path === '' ? '.' : e.path, ino: e.ino, mode: a.mode, uid: a.uid, gid: a.gid, mtime: a.mtimeSec };
     counter.entries++;
+    counter.onProgress?.({ entries: counter.entries, bytes: counter.bytes });
     if (type === S_IFREG) {
       const size = e.linkTo === undefined ? a.size : 0;
       yield cpioHeader({ ...base, nlink: a.nlink, size });
       if (size > 0) {
         for await (const chunk of inodeStream(fs, e.ino, size, `/${e.path}`, verify)) yield chunk as Buffer;
         yield cpioDataPad(size);
+        counter.bytes += size;
       }
     } else if (type === S_IFLNK) {
       const target = fs.readlink(e.ino, { encoding: 'buffer' });

@@ -11,7 +11,7 @@ import tarStream from 'tar-stream';
 import type { ContainerFS } from '../vfs/index.js';
 import { encodeName, isRawName } from '../util/byte-names.js';
 import { withFs, type ExportSource } from './source.js';
-import { inodeStream, shortRead, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, splitDev, walkTree, type TreeEntry } from './walk.js';
+import { inodeStream, shortRead, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, splitDev, walkTree, type ExportProgress, type TreeEntry } from './walk.js';
 
 export interface TarOptions {
   signal?: AbortSignal;
@@ -21,6 +21,8 @@ export interface TarOptions {
   verify?: boolean;
   /** Hears each warning (an image entry left out), as it happens; all are in the result too. */
   onWarning?: (message: string) => void;
+  /** Hears the progress after each entry (often: throttle what you draw). */
+  onProgress?: (progress: ExportProgress) => void;
 }
 
 export interface TarResult {
@@ -53,6 +55,7 @@ export async function exportTar(source: ExportSource, out: Writable, options: Ta
     const gzip = options.gzip === undefined || options.gzip === false ? [] : [createGzip({ level: options.gzip })];
     const done = (pipeline as (...s: unknown[]) => Promise<void>)(pack, ...gzip, out, ...(options.signal ? [{ signal: options.signal }] : []));
     let entries = 0;
+    let bytes = 0;
     const warnings: string[] = [];
     const warn = (message: string): void => {
       warnings.push(message);
@@ -68,6 +71,8 @@ export async function exportTar(source: ExportSource, out: Writable, options: Ta
         if (tornDown(pack)) break;
         await addEntry(pack, header, fs, e, options.verify ?? true);
         entries++;
+        bytes += header.type === 'file' ? header.size ?? 0 : 0;
+        options.onProgress?.({ entries, bytes });
         await readerWants();
       }
       if (!tornDown(pack)) pack.finalize();

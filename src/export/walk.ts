@@ -11,6 +11,12 @@ import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG } from '..
 export { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG };
 
 
+/** How far an export is: entries written and file bytes read so far (for a progress line). */
+export interface ExportProgress {
+  entries: number;
+  bytes: number;
+}
+
 export interface TreeEntry {
   /** Image-relative path without a leading slash; '' for the root. */
   path: string;

@@ -7,6 +7,7 @@ import { resolveImageOrLast } from '../resolve-image.js';
 import { imagePlatform, run } from './common.js';
 import { escapeTerminal } from '../escape.js';
 import { describeExport, exportTarget } from '../export-format.js';
+import { exportProgressLine } from '../export-progress.js';
 import { exportOciLayout } from '../oci-export.js';
 
 /** gzip level of .tar.gz / .cpio.gz exports (zlib's default). */
@@ -61,14 +62,21 @@ export const exportCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
     const toStdout = args.dest === '-' || args.dest === '';
     const target = exportTarget(args.dest, args.format, toStdout);
     const gzip = target.gzip === undefined ? {} : { gzip: target.gzip ? GZIP_LEVEL : (false as const) };
-    if (toStdout) {
-      if (target.format === 'dir' || target.format === 'ext4') throw new UsageError(`the ${target.format} format can't go to stdout; use --format tar or initramfs`);
-      // a failed export destroys its sink; stdoutSink keeps that from reaching process.stdout
-      if (target.format === 'tar') await exportTar(image, stdoutSink(), options);
-      else await exportInitramfs(image, stdoutSink(), options);
-      return;
+    if (toStdout && (target.format === 'dir' || target.format === 'ext4')) throw new UsageError(`the ${target.format} format can't go to stdout; use --format tar or initramfs`);
+    const line = exportProgressLine(ctx, args.dest);
+    const withProgress = { ...options, ...(line.onProgress ? { onProgress: line.onProgress } : {}) };
+    let result;
+    try {
+      if (toStdout) {
+        // a failed export destroys its sink; stdoutSink keeps that from reaching process.stdout
+        if (target.format === 'tar') await exportTar(image, stdoutSink(), withProgress);
+        else await exportInitramfs(image, stdoutSink(), withProgress);
+        return;
+      }
+      result = await exportImage(image, args.dest, { format: target.format, ...withProgress, ...gzip });
+    } finally {
+      line.done();
     }
-    const result = await exportImage(image, args.dest, { format: target.format, ...options, ...gzip });
     if (ctx.json) {
       const dir = result.format === 'dir' ? { dir: result.path } : {};
       const compression = result.format === 'tar' || result.format === 'initramfs' ? { gzip: target.gzip ?? result.format === 'initramfs' } : {};
