@@ -89,7 +89,8 @@ function sendFile(s: ServeState, res: ServerResponse, path: string, range: ByteR
 
 /**
  * Bytes `start`..`end` (inclusive; `undefined`: to the end, whatever it is) from a running download.
- * The blob's last byte waits for its verification, so a client never sees a complete bad blob.
+ * The answer's last byte (a range's too) waits for the blob's verification, so a client never sees a
+ * clean end of a bad blob; on a failed verification its connection is cut.
  */
 async function sendFromFill(s: ServeState, res: ServerResponse, fill: BlobFill, start: number, end: number | undefined): Promise<void> {
   const fh = await fill.openFile();
@@ -102,8 +103,10 @@ async function sendFromFill(s: ServeState, res: ServerResponse, fill: BlobFill, 
       if (fill.generation !== generation || fill.state === 'failed') return void res.destroy(fillBroken(fill));
       const stop = end === undefined ? fill.have : Math.min(fill.have, end + 1);
       if (end === undefined ? fill.state === 'done' && pos >= fill.have : pos > end) break;
-      // the blob's last byte goes out only once the blob is verified
-      const held = fill.state !== 'done' && fill.size !== undefined && stop === fill.size ? 1 : 0;
+      // the answer's last byte (the blob's or the range's) goes out only once the blob is verified:
+      // a client never sees a clean end of bytes from a blob that may fail its digest
+      const last = end === undefined ? undefined : end + 1;
+      const held = fill.state !== 'done' && stop === last ? 1 : 0;
       const n = Math.min(stop - held - pos, CHUNK);
       if (n <= 0) {
         await Promise.race([fill.changed(), closed]);

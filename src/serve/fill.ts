@@ -3,8 +3,9 @@
  * The store's fetch (store/fetch.ts) writes the bytes to `partial/<hex>`, resumes with Range,
  * verifies and renames into `blobs/`; clients read the growing partial file behind it, so memory
  * stays bounded whatever the number of clients, and a client leaving does not stop the download.
- * A whole-blob answer withholds its last byte until the blob is verified: a blob failing its digest
- * is never committed, and its clients' connections are cut instead of ending cleanly.
+ * Every answer from a running download (whole blob or Range) withholds its last byte until the blob
+ * is verified: a blob failing its digest is never committed, and its clients' connections are cut
+ * instead of ending cleanly.
  */
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';

@@ -17,6 +17,11 @@ export type Fault =
   | { kind: 'extend'; extra: number; chunked?: boolean }
   /** Forward with one byte flipped (same length). */
   | { kind: 'corrupt' }
+  /**
+   * Forward all but the body's last `bytes` bytes, call `reached`, hold the rest until `release`
+   * settles, then send it with its first byte flipped (the corrupted end arrives when the test says).
+   */
+  | { kind: 'corrupt-tail'; bytes: number; reached?: () => void; release: Promise<void> }
   /** Forward with the byte at `at` flipped, then cut the connection after `afterBytes` (a bad prefix, then RST). */
   | { kind: 'corrupt-then-reset'; at: number; afterBytes: number }
   /** Forward `afterBytes` at full speed, then `bytes` bytes every `everyMs` ms (slowloris). */
@@ -199,6 +204,7 @@ function trickle(upRes: IncomingMessage, res: ServerResponse, fault: Extract<Fau
 
 function transformBody(upRes: IncomingMessage, res: ServerResponse, fault: Fault, length: number): void {
   if (fault.kind === 'trickle') return trickle(upRes, res, fault);
+  if (fault.kind === 'corrupt-tail') return corruptTail(upRes, res, fault);
   let sent = 0;
   let flipped = false;
   let held = false;
@@ -253,5 +259,22 @@ function transformBody(upRes: IncomingMessage, res: ServerResponse, fault: Fault
     if ((fault.kind === 'reset' || fault.kind === 'stall' || fault.kind === 'corrupt-then-reset') && sent >= fault.afterBytes) return;
     if (fault.kind === 'extend') res.write(Buffer.alloc(fault.extra, 0x5a));
     res.end();
+  });
+}
+
+/** The whole upstream body; all but its tail at once, then (on release) the tail with its first byte flipped. */
+function corruptTail(upRes: IncomingMessage, res: ServerResponse, fault: Extract<Fault, { kind: 'corrupt-tail' }>): void {
+  const parts: Buffer[] = [];
+  upRes.on('data', (chunk: Buffer) => parts.push(chunk));
+  upRes.on('end', () => {
+    const body = Buffer.concat(parts);
+    const cut = Math.max(0, body.length - fault.bytes);
+    res.write(body.subarray(0, cut));
+    fault.reached?.();
+    void fault.release.then(() => {
+      const tail = Buffer.from(body.subarray(cut));
+      if (tail.length > 0) tail[0] = tail[0]! ^ 0xff;
+      if (!res.destroyed) res.end(tail);
+    });
   });
 }

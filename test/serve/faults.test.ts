@@ -2,7 +2,7 @@
  * `vmimg serve` caching under faults, with a relay (test/helpers/fault-proxy.ts) between serve and
  * Debian's docker-registry: one upstream GET for 20 concurrent clients of a cold blob, headers and
  * first bytes before a held upstream body goes on, a truncated body resumed by Range, a corrupted byte
- * cutting every client and caching nothing, a client leaving mid-blob, tag TTL and one HEAD to
+ * cutting every client (whole-blob and Range) and caching nothing, a client leaving mid-blob, tag TTL and one HEAD to
  * revalidate, an upstream gone dead (stale tag with a Warning, blob hits still served), and a
  * download cut by shutdown resuming with Range at the next start.
  */
@@ -121,8 +121,15 @@ describe('serve: one upstream fetch per blob, shared and verified', () => {
 
   it('a corrupted byte cuts every client before the blob ends and caches nothing; the next request fetches again', async () => {
     const { serve, cacheDir } = await serveFresh();
-    proxy.add({ method: 'GET', path: `/blobs/${layer.digest}`, fault: { kind: 'corrupt' }, times: 1 });
-    const results = await Promise.allSettled([1, 2, 3].map(async () => body(await request(blobUrl(serve)))));
+    // the corrupted end arrives only once every client has all the bytes before it: the clients are at
+    // the edge, so only the held-back last byte keeps them from a clean end
+    const tail = 1000;
+    let release!: () => void;
+    proxy.add({ method: 'GET', path: `/blobs/${layer.digest}`, fault: { kind: 'corrupt-tail', bytes: tail, release: new Promise((r) => (release = r)) }, times: 1 });
+    const clients = await Promise.all([1, 2, 3].map(() => request(blobUrl(serve))));
+    await Promise.all(clients.map((res) => firstBytes(res, layer.size - tail)));
+    release();
+    const results = await Promise.allSettled(clients.map(body));
     for (const r of results) {
       if (r.status === 'fulfilled') assert.fail(`a client got a complete body of ${r.value.length} bytes`);
     }
@@ -130,6 +137,19 @@ describe('serve: one upstream fetch per blob, shared and verified', () => {
     assert.ok(!existsSync(join(cacheDir, 'partial', layer.digest.slice(7))), 'no partial kept');
     assert.equal(sha(await body(await request(blobUrl(serve)))), layer.digest);
     assert.equal(upstreamGets(layer.digest).length, 2);
+  });
+
+  it('a Range answer on a miss is cut, not ended, when the blob fails its digest', async () => {
+    const { serve, cacheDir } = await serveFresh();
+    let release!: () => void;
+    proxy.add({ method: 'GET', path: `/blobs/${layer.digest}`, fault: { kind: 'corrupt-tail', bytes: 1000, release: new Promise((r) => (release = r)) }, times: 1 });
+    const res = await request(blobUrl(serve), { range: 'bytes=1000-1999' });
+    assert.equal(res.statusCode, 206);
+    assert.equal(res.headers['x-vmimg-cache'], 'miss');
+    await firstBytes(res, 999); // all of the range but its last byte, which waits for the verification
+    release();
+    await assert.rejects(body(res), 'the Range client saw the connection cut');
+    assert.ok(!existsSync(join(cacheDir, 'blobs', 'sha256', layer.digest.slice(7))), 'not committed');
   });
 
   it('a client leaving mid-blob does not stop the download for the others', async () => {
