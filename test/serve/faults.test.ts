@@ -221,6 +221,21 @@ describe('serve: hostile upstream answers', () => {
   });
 });
 
+describe('serve: tags/list pagination', () => {
+  // Debian's docker-registry 2.8 ignores `n` (every tag, no Link), so comparing with it cannot show a
+  // dropped query: the relay records what reached the upstream and answers one page with a Link
+  it('n and last reach the upstream, and its Link comes back with the client\'s repository name', async () => {
+    const { serve } = await serveFresh();
+    const link = '</v2/lib/busybox/tags/list?n=1&last=1>; rel="next"';
+    proxy.add({ method: 'GET', path: '/tags/list', fault: { kind: 'status', status: 200, headers: { link }, body: '{"name":"lib/busybox","tags":["1"]}' } });
+    const res = await request(`${serve.url}/v2/lib/busybox/tags/list?n=1&last=0`);
+    assert.equal(res.statusCode, 200);
+    assert.deepEqual(JSON.parse((await body(res)).toString()), { name: 'lib/busybox', tags: ['1'] });
+    assert.equal(res.headers.link, link);
+    assert.deepEqual(proxy.requests.filter((r) => r.path.includes('/tags/list')).map((r) => r.path), ['/v2/lib/busybox/tags/list?n=1&last=0']);
+  });
+});
+
 describe('serve: tags', () => {
   const tagRequests = () => proxy.requests.filter((r) => r.path.endsWith('/manifests/1'));
 
