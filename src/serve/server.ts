@@ -73,6 +73,16 @@ export const DEFAULT_MAX_CONNECTIONS = 256;
 /** The default tag TTL: 5 minutes. */
 export const DEFAULT_TAG_TTL_MS = 5 * 60_000;
 
+/** A TLS file's bytes; one coded line naming the option when it cannot be read (not node's raw ENOENT). */
+function readTlsFile(path: string, option: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `${option} ${path}: cannot read it (${why})`, { hint: `Give ${option} a readable PEM file.`, cause: err });
+  }
+}
+
 /** Starts the server; ERR_INVALID_ARGUMENT for a bad address, route or an unsafe plain-HTTP listen. */
 export async function startServe(options: ServeOptions): Promise<RunningServe> {
   const { hostname, port } = parseListen(options.listen ?? DEFAULT_LISTEN);
@@ -81,6 +91,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
       hint: 'Give --tls-cert and --tls-key, listen on 127.0.0.1, or pass --insecure.',
     });
   }
+  const tls = options.tls && { cert: readTlsFile(options.tls.cert, '--tls-cert'), key: readTlsFile(options.tls.key, '--tls-key') };
   const router = new Router(options.upstream !== undefined ? parseUpstream(options.upstream, '--upstream') : undefined, options.routes ?? []);
   const cache = new CacheLayout(options.cacheDir);
   const metrics = new ServeMetrics();
@@ -111,9 +122,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     void handle(state, router, req, res, options.onAccess);
   };
-  const server: Server = options.tls
-    ? createHttps({ cert: readFileSync(options.tls.cert), key: readFileSync(options.tls.key) }, onRequest)
-    : createHttp(onRequest);
+  const server: Server = tls ? createHttps(tls, onRequest) : createHttp(onRequest);
   server.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS; // beyond it new connections are closed at once
   server.headersTimeout = 30_000;
   server.requestTimeout = 0; // a large blob to a slow client may take long; idle sockets still time out

@@ -112,3 +112,14 @@ describe('vmimg serve (the process)', () => {
     assert.equal(await exited, 0, stderr.join(''));
   });
 });
+
+describe('vmimg serve: options', () => {
+  it('an unreadable --tls-cert is one coded line naming the option, not a raw ENOENT', async () => {
+    const dir = await tmpDir('vmimg-serve-tls-');
+    const r = await expectExit(2, ['serve', '--listen', '127.0.0.1:0', '--upstream', 'http://127.0.0.1:1', '--cache-dir', dir, '--tls-cert', join(dir, 'nonexist'), '--tls-key', join(dir, 'nokey')]);
+    const lines = r.stderr.trim().split('\n');
+    assert.match(lines[0]!, /ERR_INVALID_ARGUMENT/, r.stderr);
+    assert.match(lines[0]!, /--tls-cert .*nonexist: cannot read it \(ENOENT\)/, r.stderr);
+    assert.doesNotMatch(r.stderr, /open '/, r.stderr);
+  });
+});
