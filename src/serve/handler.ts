@@ -37,11 +37,12 @@ export async function handle(s: ServeState, router: Router, req: IncomingMessage
   let upstream: string | undefined;
   let error: string | undefined;
   const written = req.socket.bytesWritten; // the socket may carry earlier answers (keep-alive)
+  const remote = req.socket.remoteAddress ?? ''; // read now: a socket destroyed mid-body no longer has it
   res.once('close', () => {
     s.metrics.request(endpointOf(rawPath), res.statusCode);
     log?.({
       time: new Date(began).toISOString(),
-      remote: req.socket.remoteAddress ?? '',
+      remote,
       method: req.method ?? '',
       path: clip(req.url ?? '/'),
       status: res.writableFinished ? res.statusCode : 499,

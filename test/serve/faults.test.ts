@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { get, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
-import { startServe, type RunningServe } from '../../src/serve/index.js';
+import { startServe, type AccessRecord, type RunningServe } from '../../src/serve/index.js';
 import { buildBusyboxLayout, pushLayout } from '../helpers/busybox.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
@@ -42,7 +42,7 @@ after(async () => {
   await registry?.stop();
 });
 
-async function serveFresh(options: { tagTtlMs?: number; upstream?: string } = {}): Promise<{ serve: RunningServe; cacheDir: string }> {
+async function serveFresh(options: { tagTtlMs?: number; upstream?: string; onAccess?: (r: AccessRecord) => void } = {}): Promise<{ serve: RunningServe; cacheDir: string }> {
   proxy.clear();
   const cacheDir = await tmpDir('vmimg-serve-faults-');
   const serve = await startServe({ cacheDir, listen: '127.0.0.1:0', upstream: options.upstream ?? proxy.url, shutdownGraceMs: 0, ...options });
@@ -152,8 +152,9 @@ describe('serve: one upstream fetch per blob, shared and verified', () => {
     assert.ok(!existsSync(join(cacheDir, 'blobs', 'sha256', layer.digest.slice(7))), 'not committed');
   });
 
-  it('a client leaving mid-blob does not stop the download for the others', async () => {
-    const { serve } = await serveFresh();
+  it('a client leaving mid-blob does not stop the download for the others, and its log line has its address', async () => {
+    const log: AccessRecord[] = [];
+    const { serve } = await serveFresh({ onAccess: (r) => log.push(r) });
     let release!: () => void;
     proxy.add({ method: 'GET', path: `/blobs/${layer.digest}`, fault: { kind: 'hold', afterBytes: 200_000, release: new Promise((r) => (release = r)) } });
     const leaving = await request(blobUrl(serve));
@@ -164,6 +165,9 @@ describe('serve: one upstream fetch per blob, shared and verified', () => {
     release();
     assert.equal(sha(await body(staying)), layer.digest);
     assert.equal(upstreamGets(layer.digest).length, 1);
+    const cut = log.find((r) => r.status === 499);
+    assert.ok(cut !== undefined, JSON.stringify(log));
+    assert.equal(cut.remote, '127.0.0.1', 'the remote address is recorded at request start');
   });
 });
 
