@@ -123,3 +123,12 @@ describe('vmimg serve: options', () => {
     assert.doesNotMatch(r.stderr, /open '/, r.stderr);
   });
 });
+
+describe('vmimg serve: help', () => {
+  it('serve --help does not list --arch or --platform (serve answers any platform); pull --help still does', async () => {
+    const serve = await expectExit(0, ['serve', '--help']);
+    assert.match(serve.stdout, /--tls-cert/);
+    assert.doesNotMatch(serve.stdout, /--arch|--platform/);
+    assert.match((await expectExit(0, ['pull', '--help'])).stdout, /--arch/);
+  });
+});

@@ -30,6 +30,8 @@ export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       .option('tag-ttl', { type: 'number', describe: 'Seconds a tag is trusted before one HEAD revalidates it (default 300)' })
       .option('max-connections', { type: 'number', describe: 'Client connections at once (default 256; each may hold a 1 MiB buffer)' })
       .option('shutdown-grace', { type: 'number', describe: 'Seconds in-flight answers get to finish on SIGTERM (default 30)' })
+      .hide('arch') // global options that mean nothing here: serve answers whatever platform a client asks for
+      .hide('platform')
       .example('$0 serve --upstream https://registry-1.docker.io', 'A Docker Hub mirror on 127.0.0.1:5050')
       .example('$0 serve --listen 0.0.0.0:5050 --tls-cert c.pem --tls-key k.pem --route ghcr=https://ghcr.io', 'HTTPS for a fleet'),
   handler: run<Args>(async (ctx, args) => {
