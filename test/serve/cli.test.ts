@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { get, type IncomingMessage } from 'node:http';
+import type { IncomingMessage } from 'node:http';
+import { body, request } from '../helpers/http.js';
 import { join } from 'node:path';
 import { buildBusyboxLayout, pushLayout } from '../helpers/busybox.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
@@ -27,7 +28,6 @@ const stdout: string[] = [];
 const stderr: string[] = [];
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-const request = (u: string) => new Promise<IncomingMessage>((resolve, reject) => get(u, resolve).on('error', reject));
 
 before(async () => {
   registry = await startRegistry({ auth: 'token', issuer: { anonymousPull: false } });
@@ -57,15 +57,6 @@ after(async () => {
   await proxy?.stop();
   await registry?.stop();
 });
-
-function body(res: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const parts: Buffer[] = [];
-    res.on('data', (b: Buffer) => parts.push(b));
-    res.on('end', () => resolve(Buffer.concat(parts)));
-    res.on('error', reject);
-  });
-}
 
 describe('vmimg serve (the process)', () => {
   it('pulls from a token-auth upstream with credentials from the chain, and logs one JSON line per request', async () => {

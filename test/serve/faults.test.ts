@@ -10,7 +10,8 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { get, type IncomingMessage } from 'node:http';
+import type { IncomingMessage } from 'node:http';
+import { body, request } from '../helpers/http.js';
 import { join } from 'node:path';
 import { startServe, type AccessRecord, type RunningServe } from '../../src/serve/index.js';
 import { buildBusyboxLayout, pushLayout } from '../helpers/busybox.js';
@@ -48,22 +49,6 @@ async function serveFresh(options: { tagTtlMs?: number; upstream?: string; onAcc
   const serve = await startServe({ cacheDir, listen: '127.0.0.1:0', upstream: options.upstream ?? proxy.url, shutdownGraceMs: 0, ...options });
   servers.push(serve);
   return { serve, cacheDir };
-}
-
-function request(url: string, headers: Record<string, string> = {}): Promise<IncomingMessage> {
-  return new Promise((resolve, reject) => get(url, { headers }, resolve).on('error', reject));
-}
-
-/** The whole body, or the error that cut it. */
-function body(res: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const parts: Buffer[] = [];
-    res.on('data', (b: Buffer) => parts.push(b));
-    res.on('end', () => resolve(Buffer.concat(parts)));
-    res.on('error', reject);
-    res.on('aborted', () => reject(new Error('aborted')));
-    res.resume(); // firstBytes may have paused it
-  });
 }
 
 /** Resolves once `n` body bytes arrived (the rest stays unread in the stream's buffer). */
