@@ -37,7 +37,7 @@ export async function pushSourceFromReader(reader: BlobReader, options: PushSour
     tag: options.tag,
     ...(options.signal ? { signal: options.signal } : {}),
   });
-  const root = options.all === true && walked.indexes.length > 0 ? walked.indexes[0]!.descriptor : walked.manifest.descriptor;
+  const root = options.all === true && walked.indexes.length > 0 ? walked.indexes[0]! : walked.manifest;
   const synthesized = walked.entry.root.descriptor.annotations?.[SYNTHESIZED_ANNOTATION] !== undefined;
   const notes = [...walked.warnings];
   if (synthesized) {
@@ -46,5 +46,5 @@ export async function pushSourceFromReader(reader: BlobReader, options: PushSour
         `(${walked.manifest.descriptor.digest}) over its layers as saved`,
     );
   }
-  return readerSource(reader, root, { notes, ...(options.origin ? { origin: options.origin } : {}), ...(options.signal ? { signal: options.signal } : {}) });
+  return readerSource(reader, root.descriptor, { rootBytes: root.bytes, notes, ...(options.origin ? { origin: options.origin } : {}), ...(options.signal ? { signal: options.signal } : {}) });
 }

@@ -15,13 +15,15 @@ export interface ReaderSourceOptions {
   readonly notes?: readonly string[];
   /** Cap for manifests, indexes and configs (default MAX_MANIFEST_BYTES, 4 MiB). */
   readonly maxBytes?: number;
+  /** `root`'s bytes when the caller already read them (the index walk did): not read again. */
+  readonly rootBytes?: Buffer;
   readonly signal?: AbortSignal;
 }
 
 /** Reads `root` (a manifest or index the reader offers) and wraps the reader; closing it closes the reader. */
 export async function readerSource(reader: BlobReader, root: Descriptor, options: ReaderSourceOptions = {}): Promise<PushSource> {
   const cap = options.maxBytes ?? MAX_MANIFEST_BYTES;
-  const bytes = await reader.readBytes(root, cap, options.signal ? { signal: options.signal } : {});
+  const bytes = options.rootBytes ?? (await reader.readBytes(root, cap, options.signal ? { signal: options.signal } : {}));
   return {
     root: { descriptor: root, bytes },
     ...(options.origin ? { origin: options.origin } : {}),
