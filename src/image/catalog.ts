@@ -8,7 +8,7 @@ import { formatPlatform, hostPlatform, selectBest } from '../platform/index.js';
 import type { Platform } from '../platform/types.js';
 import { CacheLayout } from './cache.js';
 import { loadFromDir, type Image } from './image-dir.js';
-import { entryTargets, readRefs, updateRefs, type RefEntry, type RefTarget } from './refs.js';
+import { configAsArrived, entryTargets, readRefs, updateRefs, type RefEntry, type RefTarget } from './refs.js';
 
 export interface ImageSummary {
   /** Config digest. */
@@ -76,12 +76,13 @@ export async function findImage(cache: CacheLayout, name: string | undefined, pl
   return loadFromDir(cache.imageDir(id), platform ? { platform } : {});
 }
 
-/** The images a name points at that are still in the cache, most recent first. */
+/** The images a name points at that are still in the cache, most recent first, each as it arrived under the name. */
 async function entryImages(cache: CacheLayout, entry: RefEntry): Promise<Image[]> {
   const images: Image[] = [];
   for (const target of entryTargets(entry)) {
     try {
-      images.push(await loadFromDir(cache.imageDir(target.image)));
+      const image = await loadFromDir(cache.imageDir(target.image));
+      images.push({ ...image, config: configAsArrived(image.config, target) });
     } catch {
       // removed or damaged meanwhile: not a candidate
     }

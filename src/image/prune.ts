@@ -13,6 +13,7 @@ import { readLock, tryLock } from '../store/lock.js';
 import { isOwnerAlive, isPidAlive } from '../store/owner.js';
 import type { CacheLayout } from './cache.js';
 import { scanLeases, withGcLock } from './lease.js';
+import { arrivalDigests, entryTargets, readRefs } from './refs.js';
 
 export interface PruneOptions {
   /** Also delete partial downloads of interrupted pulls (which a rerun would resume). */
@@ -192,9 +193,16 @@ function writerPid(name: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
-/** Diff_ids and blob digests of every complete image dir (damaged ones protect their layers by link count). */
+/**
+ * Diff_ids and blob digests of every complete image dir (damaged ones protect their layers by link count),
+ * and the manifests and blobs each name's own arrival references (refs.json: a pulled name keeps its
+ * gzip blobs after a load of the same image from a tar).
+ */
 async function referencedDigests(cache: CacheLayout): Promise<Set<string>> {
   const wanted = new Set<string>();
+  for (const entry of Object.values((await readRefs(cache)).refs)) {
+    for (const target of entryTargets(entry)) for (const d of arrivalDigests(target.arrival)) wanted.add(d);
+  }
   for (const hex of await names(cache.imagesDir)) {
     if (!/^[0-9a-f]{64}$/.test(hex)) continue;
     let config: {

@@ -16,13 +16,49 @@ import type { Platform } from '../platform/types.js';
 import { waitLock } from '../store/lock.js';
 import type { CacheLayout } from './cache.js';
 import { writeFileAtomic } from './image-dir.js';
-import type { RuntimeConfig } from './runtime-config.js';
+import type { ImageSourceInfo, LayerRecord, RuntimeConfig } from './runtime-config.js';
+
+/**
+ * How a name's image arrived. Image dirs are one per config digest and their `config.json` records the
+ * latest arrival only, so a pull and a `docker save` load of one image would otherwise share one
+ * `source`: each name keeps its own (the pulled name its manifest and gzip layer digests).
+ */
+export interface Arrival {
+  source: ImageSourceInfo;
+  /** Per layer, bottom first: the blob digest and size as this source distributed it (when known). */
+  layers: Pick<LayerRecord, 'digest' | 'compressedSize'>[];
+}
 
 export interface RefTarget {
   /** Config digest: the image id. */
   image: string;
   /** ISO time the name was last pointed here. */
   updatedAt: string;
+  /** How the image arrived under this name (absent in files of older vmimg: `config.json`'s `source` holds). */
+  arrival?: Arrival;
+}
+
+/** `config` as the image arrived under a name (`target.arrival`), else as its `config.json` says. */
+export function configAsArrived(config: RuntimeConfig, target: RefTarget | undefined): RuntimeConfig {
+  const arrival = target?.arrival;
+  if (typeof arrival?.source !== 'object' || !Array.isArray(arrival.layers) || arrival.layers.length !== config.layerDetails.length) return config;
+  const layerDetails = config.layerDetails.map(({ digest: _d, compressedSize: _c, ...rest }, i) => ({ ...rest, ...arrival.layers[i] }));
+  return { ...config, source: arrival.source, layerDetails };
+}
+
+/** The arrival a freshly prepared image's runtime config describes. */
+export function arrivalOf(config: RuntimeConfig): Arrival {
+  const layers = config.layerDetails.map(({ digest, compressedSize }) => ({ ...(digest !== undefined ? { digest } : {}), ...(compressedSize !== undefined ? { compressedSize } : {}) }));
+  return { source: config.source, layers };
+}
+
+/** What an arrival references in the store (manifest, indexes, layer blobs): prune keeps them. */
+export function arrivalDigests(arrival: Arrival | undefined): string[] {
+  if (typeof arrival !== 'object' || arrival === null) return [];
+  const s = arrival.source ?? {};
+  const layers = Array.isArray(arrival.layers) ? arrival.layers : [];
+  const indexes = Array.isArray(s.indexDigests) ? s.indexDigests : [];
+  return [s.manifestDigest, s.indexDigest, ...indexes, ...layers.map((l) => l?.digest)].filter((d): d is string => typeof d === 'string');
 }
 
 export interface RefEntry extends RefTarget {
@@ -37,7 +73,7 @@ export function platformKey(p: Platform): string {
 
 /** Every image a name points at, most recent first (an entry of older vmimg has one). */
 export function entryTargets(entry: RefEntry): RefTarget[] {
-  const all = [...Object.values(entry.platforms ?? {}), { image: entry.image, updatedAt: entry.updatedAt }];
+  const all = [...Object.values(entry.platforms ?? {}), { image: entry.image, updatedAt: entry.updatedAt, ...(entry.arrival ? { arrival: entry.arrival } : {}) }];
   const seen = new Set<string>();
   return all
     .sort((a, b) => b.updatedAt.localeCompare(a.updatedAt))
@@ -106,15 +142,17 @@ export async function updateRefs<T>(cache: CacheLayout, change: (refs: Refs) => 
 
 /**
  * Points `name` at an image for its platform (`platform`: a platformKey), keeping the name's images for
- * other platforms, and makes it the most recent image.
+ * other platforms, and makes it the most recent image. `arrival`: how it came under this name.
  */
-export async function recordImage(cache: CacheLayout, name: string, configDigest: string, platform?: string): Promise<void> {
+export async function recordImage(cache: CacheLayout, name: string, configDigest: string, platform?: string, arrival?: Arrival): Promise<void> {
   await updateRefs(cache, async (refs) => {
-    const target = { image: configDigest, updatedAt: new Date().toISOString() };
+    const target: RefTarget = { image: configDigest, updatedAt: new Date().toISOString(), ...(arrival ? { arrival } : {}) };
     const old = refs.refs[name];
     const platforms = old ? await platformsOf(cache, old) : {};
     if (platform !== undefined) platforms[platform] = target;
-    refs.refs[name] = { ...target, ...(Object.keys(platforms).length > 0 ? { platforms } : {}) };
+    // the arrival is kept once: in the platform's target when there is one
+    const { arrival: _, ...top } = target;
+    refs.refs[name] = Object.keys(platforms).length > 0 ? { ...top, platforms } : target;
     refs.last = configDigest;
   });
 }
