@@ -6,6 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { serveTags, serveReferrers } from './api.js';
 import { serveBlob } from './blobs.js';
 import { errorBody, ServeError, toServeError } from './errors.js';
+import { AUTH_REALM } from './htpasswd.js';
 import { serveManifest } from './manifests.js';
 import { clip, parseApiPath, type ApiPath } from './paths.js';
 import type { Router } from './routes.js';
@@ -27,6 +28,8 @@ export interface AccessRecord {
   readonly upstream?: string;
   /** The spec error code of an error answer. */
   readonly error?: string;
+  /** The client's user name, when client auth (`--htpasswd`) is on and it proved one. */
+  readonly user?: string;
 }
 
 /** Answers one request; never throws. */
@@ -36,6 +39,7 @@ export async function handle(s: ServeState, router: Router, req: IncomingMessage
   const rawPath = (req.url ?? '/').replace(/[?#].*$/, ''); // not normalised: `..` must fail the name grammar, not resolve
   let upstream: string | undefined;
   let error: string | undefined;
+  let user: string | undefined;
   const written = req.socket.bytesWritten; // the socket may carry earlier answers (keep-alive)
   const remote = req.socket.remoteAddress ?? ''; // read now: a socket destroyed mid-body no longer has it
   res.once('close', () => {
@@ -51,10 +55,12 @@ export async function handle(s: ServeState, router: Router, req: IncomingMessage
       ...(typeof res.getHeader('x-vmimg-cache') === 'string' ? { cache: res.getHeader('x-vmimg-cache') as string } : {}),
       ...(upstream !== undefined ? { upstream } : {}),
       ...(error !== undefined ? { error } : {}),
+      ...(user !== undefined ? { user } : {}),
     });
   });
   try {
     res.setHeader('docker-distribution-api-version', 'registry/2.0');
+    if (s.auth !== undefined) user = await s.auth.check(req.headers.authorization); // before anything is read or fetched
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD');
       throw new ServeError(405, 'UNSUPPORTED', `${clip(req.method ?? '')} is not supported: this is a read-only pull-through cache`);
@@ -72,6 +78,7 @@ export async function handle(s: ServeState, router: Router, req: IncomingMessage
     if (res.headersSent) return void res.destroy(); // mid-body: cut, never end cleanly
     const body = errorBody(e);
     res.removeHeader('content-range');
+    if (e.status === 401) res.setHeader('www-authenticate', `Basic realm="${AUTH_REALM}"`);
     text(res, e.status, body, 'application/json', req.method === 'HEAD');
   }
 }

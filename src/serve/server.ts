@@ -18,6 +18,7 @@ import type { RegistryClientOptions } from '../registry/index.js';
 import { BlobStore } from '../store/index.js';
 import { handle, type AccessRecord } from './handler.js';
 import { Fills } from './fill.js';
+import { Htpasswd } from './htpasswd.js';
 import { ServeMetrics } from './metrics.js';
 import { Router, parseUpstream, plainHttpHosts } from './routes.js';
 import type { ServeState } from './state.js';
@@ -39,6 +40,8 @@ export interface ServeOptions {
   readonly routes?: readonly string[];
   /** Allow plain HTTP on a non-loopback address (default false). */
   readonly insecure?: boolean;
+  /** An htpasswd file of bcrypt entries (`htpasswd -B`): clients must log in with HTTP Basic. */
+  readonly htpasswd?: string;
   /** PEM files for HTTPS. */
   readonly tls?: { readonly cert: string; readonly key: string };
   /** How long a tag's digest is trusted before one HEAD revalidates it (default 5 minutes). */
@@ -92,6 +95,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     });
   }
   const tls = options.tls && { cert: readTlsFile(options.tls.cert, '--tls-cert'), key: readTlsFile(options.tls.key, '--tls-key') };
+  const auth = options.htpasswd !== undefined ? Htpasswd.load(options.htpasswd) : undefined;
   const router = new Router(options.upstream !== undefined ? parseUpstream(options.upstream, '--upstream') : undefined, options.routes ?? []);
   const cache = new CacheLayout(options.cacheDir);
   const metrics = new ServeMetrics();
@@ -118,6 +122,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     lease,
     pending: new Map(),
     maxManifestBytes: options.maxManifestBytes ?? MAX_MANIFEST_BYTES,
+    ...(auth !== undefined ? { auth } : {}),
   };
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     void handle(state, router, req, res, options.onAccess);

@@ -2,6 +2,7 @@
 import type { BlobStore } from '../store/index.js';
 import type { CacheLease } from '../image/lease.js';
 import type { Fills } from './fill.js';
+import type { Htpasswd } from './htpasswd.js';
 import type { ServeMetrics } from './metrics.js';
 import type { TagTable } from './tags.js';
 import type { UpstreamAccess } from './upstream.js';
@@ -25,6 +26,8 @@ export interface ServeState {
   readonly pending: Map<string, Promise<unknown>>;
   /** Largest manifest accepted from an upstream (bytes). */
   readonly maxManifestBytes: number;
+  /** Client auth (`--htpasswd`); every request is refused without valid credentials when set. */
+  readonly auth?: Htpasswd;
 }
 
 /** Runs `work` once per `key` at a time; concurrent callers share its promise. */

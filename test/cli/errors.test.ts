@@ -88,6 +88,7 @@ const ROWS: Row[] = [
   { what: 'prune with an extra argument', args: () => ['prune', 'x'], code: 'ERR_INVALID_ARGUMENT', exit: 2 },
   { what: 'push of a missing tar', args: () => ['push', '/nonexistent/src.tar', '127.0.0.1:1/x:1'], code: 'ERR_NOT_FOUND', exit: 3, message: /nonexistent\/src\.tar/ },
   { what: 'serve on a bad --listen', args: () => ['serve', '--listen', 'nonsense'], code: 'ERR_INVALID_ARGUMENT', exit: 2, message: /--listen/ },
+  { what: 'serve with a missing --htpasswd file', args: () => ['serve', '--listen', '127.0.0.1:0', '--upstream', 'http://127.0.0.1:9', '--htpasswd', '/nonexistent/htpasswd'], code: 'ERR_INVALID_ARGUMENT', exit: 2, message: /--htpasswd \/nonexistent\/htpasswd: cannot read it/ },
   { what: 'validate of a bad reference', args: () => ['validate', 'Upper/Case'], code: 'ERR_INVALID_REFERENCE', exit: 2 },
   { what: 'validate of a text file', args: (x) => ['validate', x.notTar], code: 'ERR_INVALID_ARCHIVE', exit: 1 },
   { what: 'boot for a platform the tar lacks', args: () => ['boot', MULTIARCH_TAR, '--arch', 's390x'], code: 'ERR_PLATFORM_MISMATCH', exit: 5 },

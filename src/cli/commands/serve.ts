@@ -11,6 +11,7 @@ interface Args {
   insecure?: boolean;
   'tls-cert'?: string;
   'tls-key'?: string;
+  htpasswd?: string;
   'tag-ttl'?: number;
   'shutdown-grace'?: number;
   'max-connections'?: number;
@@ -27,6 +28,7 @@ export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       .option('insecure', { type: 'boolean', describe: 'Allow plain HTTP on a non-loopback address' })
       .option('tls-cert', { type: 'string', describe: 'PEM certificate for HTTPS' })
       .option('tls-key', { type: 'string', describe: 'PEM private key for HTTPS' })
+      .option('htpasswd', { type: 'string', describe: 'Require HTTP Basic logins checked against this htpasswd file (bcrypt: htpasswd -B)' })
       .option('tag-ttl', { type: 'number', describe: 'Seconds a tag is trusted before one HEAD revalidates it (default 300)' })
       .option('max-connections', { type: 'number', describe: 'Client connections at once (default 256; each may hold a 1 MiB buffer)' })
       .option('shutdown-grace', { type: 'number', describe: 'Seconds in-flight answers get to finish on SIGTERM (default 30)' })
@@ -52,6 +54,7 @@ export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       ...(args.upstream !== undefined ? { upstream: args.upstream } : {}),
       routes: args.route ?? [],
       insecure: args.insecure === true,
+      ...(args.htpasswd !== undefined ? { htpasswd: args.htpasswd } : {}),
       ...(args['tls-cert'] !== undefined ? { tls: { cert: args['tls-cert'], key: args['tls-key']! } } : {}),
       ...(ttl !== undefined ? { tagTtlMs: ttl } : {}),
       ...(grace !== undefined ? { shutdownGraceMs: grace } : {}),

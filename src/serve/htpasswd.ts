@@ -1,0 +1,95 @@
+/**
+ * Client auth for `vmimg serve --htpasswd FILE`: HTTP Basic checked against an Apache htpasswd file of
+ * bcrypt entries (`htpasswd -B`: `$2y$`, also `$2a$`/`$2b$`), as the CNCF registry's `auth.htpasswd`
+ * does (it too takes bcrypt only). bcrypt is bcryptjs, pure JS (docs/DECISIONS.md says why not our own
+ * nor the native `bcrypt`). bcrypt costs tens of milliseconds by design and a pull makes dozens of
+ * requests with the same credentials, so a verified user:password is remembered as an HMAC under a
+ * per-process key (bounded, never the password itself); a refused one is never remembered.
+ */
+import { createHmac, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import bcrypt from 'bcryptjs';
+import { ErrorCode, VmimgError } from '../errors.js';
+import { ServeError } from './errors.js';
+
+/** The realm in the `WWW-Authenticate: Basic` challenge. */
+export const AUTH_REALM = 'vmimg serve';
+/** Verified credentials remembered at once (the oldest is forgotten first). */
+export const MAX_REMEMBERED_LOGINS = 1024;
+
+const BCRYPT = /^\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}$/;
+
+/** The users of an htpasswd file and a check of `Authorization` headers against them. */
+export class Htpasswd {
+  private readonly key = randomBytes(32);
+  private readonly verified = new Set<string>();
+  private readonly pending = new Map<string, Promise<boolean>>();
+
+  private constructor(private readonly users: ReadonlyMap<string, string>) {}
+
+  /**
+   * Reads FILE: `user:hash` lines, `#` comments and blank lines. ERR_INVALID_ARGUMENT naming the file
+   * (and the line) when it cannot be read, holds a non-bcrypt entry, or names no user.
+   */
+  static load(path: string): Htpasswd {
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (err) {
+      const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `--htpasswd ${path}: cannot read it (${why})`, { cause: err });
+    }
+    const users = new Map<string, string>();
+    text.split('\n').forEach((raw, i) => {
+      const line = raw.replace(/\r$/, '');
+      if (line.trim() === '' || line.trimStart().startsWith('#')) return;
+      const colon = line.indexOf(':');
+      const [user, hash] = [line.slice(0, colon), line.slice(colon + 1).trim()];
+      if (colon <= 0 || !BCRYPT.test(hash)) {
+        throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `--htpasswd ${path} line ${i + 1}: not a user:bcrypt-hash entry`, {
+          hint: 'Only bcrypt entries are accepted (as by the CNCF registry): make them with `htpasswd -B FILE USER`.',
+        });
+      }
+      users.set(user, hash);
+    });
+    if (users.size === 0) throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `--htpasswd ${path}: names no user`, { hint: 'Add one with `htpasswd -B FILE USER`.' });
+    return new Htpasswd(users);
+  }
+
+  /**
+   * The user an `Authorization: Basic` header proves; a 401 ServeError (UNAUTHORIZED) when the header
+   * is missing, malformed, or its user name or password is wrong.
+   */
+  async check(header: string | undefined): Promise<string> {
+    const m = /^basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header ?? '');
+    if (m === null) throw new ServeError(401, 'UNAUTHORIZED', 'authentication required', { vmimg: ErrorCode.UNAUTHORIZED });
+    const decoded = Buffer.from(m[1]!, 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    const [user, password] = colon < 0 ? [decoded, ''] : [decoded.slice(0, colon), decoded.slice(colon + 1)];
+    if (!(await this.verify(user, password))) {
+      throw new ServeError(401, 'UNAUTHORIZED', 'wrong user name or password', { vmimg: ErrorCode.UNAUTHORIZED });
+    }
+    return user;
+  }
+
+  private async verify(user: string, password: string): Promise<boolean> {
+    const hash = this.users.get(user);
+    // an unknown user costs one bcrypt too, so response times do not tell which users exist
+    const against = hash ?? this.users.values().next().value!;
+    const key = createHmac('sha256', this.key).update(`${user}\0${password}\0${against}`).digest('base64');
+    if (hash !== undefined && this.verified.has(key)) return true;
+    let running = this.pending.get(key);
+    if (running === undefined) {
+      running = bcrypt.compare(password, against).finally(() => this.pending.delete(key));
+      this.pending.set(key, running);
+    }
+    const ok = (await running) && hash !== undefined;
+    if (ok) this.remember(key);
+    return ok;
+  }
+
+  private remember(key: string): void {
+    this.verified.add(key);
+    if (this.verified.size > MAX_REMEMBERED_LOGINS) this.verified.delete(this.verified.values().next().value!);
+  }
+}
