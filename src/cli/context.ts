@@ -2,7 +2,11 @@
  * What every command gets from the global options: the cache, the wanted platform, registry options,
  * the output mode, the progress listener and the Ctrl-C signal.
  */
-import { CacheLayout, parsePlatform, parseReference, resolveCacheDir, type Platform, type RegistryClientOptions } from '../index.js';
+// narrow imports, not the library's index: every process loads this module (commands/index.ts)
+import { CacheLayout, resolveCacheDir } from '../image/cache.js';
+import { parsePlatform, type Platform } from '../platform/index.js';
+import { parseReference } from '../reference/index.js';
+import type { RegistryClientOptions } from '../registry/index.js';
 import { createProgress, type ProgressMode, type ProgressRenderer } from './progress.js';
 import { readPasswordFromStdin } from './stdin.js';
 import { loadUserConfig, type UserConfig } from '../config.js';

@@ -4,7 +4,7 @@
  * with --json (report.ts); VMIMG_DEBUG=1 adds the stack and causes.
  */
 import yargs from 'yargs';
-import { commands } from './commands/index.js';
+import { commandNames, loadCommands, type AnyCommand } from './commands/index.js';
 import { setInterruptSignal } from './context.js';
 import { ExitCode } from './exit-codes.js';
 import { handleStopSignals, interruptedBy } from './signals.js';
@@ -25,13 +25,13 @@ const EPILOGUE = [
 ].join('\n');
 
 /** A command's name and usage line (`pull <ref>`), for usage errors. */
-function commandInfo(name: string | undefined): { name: string; usage: string } | undefined {
+function commandInfo(commands: AnyCommand[], name: string | undefined): { name: string; usage: string } | undefined {
   const usage = commands.map((c) => String(c.command)).find((u) => u.split(' ')[0] === name);
   return name !== undefined && usage !== undefined ? { name, usage } : undefined;
 }
 
-function buildParser(argv: string[]) {
-  const command = commandInfo(firstWord(argv));
+function buildParser(argv: string[], commands: AnyCommand[]) {
+  const command = commandInfo(commands, firstWord(argv));
   let parser = yargs(argv)
     .scriptName('vmimg')
     .parserConfiguration({ 'populate--': true })
@@ -73,14 +73,14 @@ function buildParser(argv: string[]) {
 /** Unknown commands are refused before yargs (whose suggestions can be far-fetched: `run` → prune). */
 function checkCommand(argv: string[]): void {
   const word = firstWord(argv);
-  const names = commands.map((c) => String(c.command).split(' ')[0]!);
-  if (word !== undefined && !names.includes(word)) throw unknownCommand(word, names);
+  if (word !== undefined && !commandNames.includes(word)) throw unknownCommand(word, commandNames);
 }
 
 export async function main(rawArgv: string[]): Promise<void> {
   const argv = rewriteHelp(argvBytes(rawArgv)); // names in arguments keep their bytes
   const json = wantsJson(argv);
-  const command = commandInfo(firstWord(argv))?.name;
+  const word = firstWord(argv);
+  const command = word !== undefined && commandNames.includes(word) ? word : undefined;
   const arch = argv.some((a) => a === '--arch' || a.startsWith('--arch='));
   const report = (err: unknown): number => reportError(err, { json, arch, ...(command ? { command } : {}) }).exit;
   // Whatever way the process ends, the temp files exports registered go (process.exit included).
@@ -101,7 +101,8 @@ export async function main(rawArgv: string[]): Promise<void> {
   });
   try {
     checkCommand(argv);
-    await buildParser(argv).parseAsync();
+    const help = argv.some((a) => a === '--help' || a === '-h');
+    await buildParser(argv, await loadCommands(command, help)).parseAsync();
   } catch (err) {
     // a command stopped by a signal fails with an echo of the abort: the signal is the one thing to say
     if (stop.caught === undefined) process.exitCode = report(err);

@@ -3,25 +3,17 @@
  * (used in place) or an image tar (loaded into the cache); a missing path is ERR_NOT_FOUND. A name is
  * a cached image's name or id (when `cached` is allowed), else a registry reference (pulled).
  */
-import {
-  createMatcher,
-  ErrorCode,
-  formatPlatform,
-  hostPlatform,
-  findImage,
-  isVmimgError,
-  listImages,
-  loadFromDir,
-  loadFromLayout,
-  loadFromTar,
-  parseReference,
-  pull,
-  type Image,
-  type LayerLimits,
-  type LoadOptions,
-  loadUserConfig,
-  type PullOptions,
-} from '../index.js';
+// Narrow imports: reading a cached image must not load the pull and load pipelines (every
+// `vmimg ls`/`cat` would pay for them); those are imported when an image is pulled or loaded.
+import { ErrorCode, isVmimgError } from '../errors.js';
+import { createMatcher, formatPlatform, hostPlatform } from '../platform/index.js';
+import { parseReference } from '../reference/index.js';
+import { findImage, listImages } from '../image/catalog.js';
+import { loadFromDir, type Image } from '../image/image-dir.js';
+import { loadUserConfig } from '../config.js';
+import type { LayerLimits } from '../layer/limits.js';
+import type { PullOptions } from '../image/pull.js';
+import type { LoadOptions } from '../image/load.js';
 import { configPlatform } from '../manifest/index.js';
 import type { Context } from './context.js';
 import { classifyImageArg } from './image-arg.js';
@@ -111,6 +103,7 @@ export async function pullImage(ctx: Context, ref: string, extra: Pick<PullOptio
       ...extra,
       limits: await configLimits(extra.limits),
     };
+    const { pull } = await import('../image/pull.js');
     return await pull(ref, options);
   } finally {
     progress.done();
@@ -136,6 +129,7 @@ export async function loadTar(
       ...extra,
       limits: await configLimits(extra.limits),
     };
+    const { loadFromLayout, loadFromTar } = await import('../image/load.js');
     return await (type === 'layout' ? loadFromLayout(path, options) : loadFromTar(path, options));
   } finally {
     progress.done();

@@ -4,7 +4,7 @@
  * names as `hardlink` entries pointing at it (the way a tar of the tree would record them).
  */
 import type { ContainerFS } from '../index.js';
-import { walkTree } from '../export/index.js';
+import { walkTree } from '../export/walk.js';
 import { encodeName, isRawName } from '../util/byte-names.js';
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from '../layer/entry.js';
 

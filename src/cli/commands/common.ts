@@ -1,6 +1,8 @@
 /** Shared pieces of command modules: the handler wrapper and how an image is printed. */
 import type { ArgumentsCamelCase } from 'yargs';
-import { formatPlatform, parseSize, type Image, type LayerLimits } from '../../index.js';
+import { formatPlatform } from '../../platform/index.js';
+import { parseSize, type LayerLimits } from '../../layer/limits.js';
+import type { Image } from '../../image/image-dir.js';
 import { configPlatform } from '../../manifest/index.js';
 import { createContext, type Context, type GlobalArgs } from '../context.js';
 import type { ResolvedImage } from '../resolve-image.js';

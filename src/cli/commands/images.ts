@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { listImages } from '../../index.js';
+import { listImages } from '../../image/catalog.js';
 import type { GlobalArgs } from '../context.js';
 import { humanBytes, platformText, shortDigest, table } from '../format.js';
 import { run } from './common.js';

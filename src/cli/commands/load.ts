@@ -1,6 +1,6 @@
 import type { CommandModule } from 'yargs';
 import type { GlobalArgs } from '../context.js';
-import { ErrorCode, VmimgError } from '../../index.js';
+import { ErrorCode, VmimgError } from '../../errors.js';
 import { loadArg } from '../image-arg.js';
 import { loadTar, named } from '../resolve-image.js';
 import { CONCURRENCY_OPTION, concurrencyOption, LIMIT_OPTIONS, limitOptions, printImage, run } from './common.js';

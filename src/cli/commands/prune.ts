@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { prune, type PruneResult } from '../../index.js';
+import { prune, type PruneResult } from '../../image/prune.js';
 import type { GlobalArgs } from '../context.js';
 import { humanBytes } from '../format.js';
 import { run } from './common.js';

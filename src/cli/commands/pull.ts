@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { formatReference, parseReference } from '../../index.js';
+import { formatReference, parseReference } from '../../reference/index.js';
 import type { GlobalArgs } from '../context.js';
 import { referenceArg } from '../image-arg.js';
 import { named, pullImage } from '../resolve-image.js';

@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { ContainerFS } from '../../index.js';
+import { ContainerFS } from '../../vfs/container-fs.js';
 import type { GlobalArgs } from '../context.js';
 import { resolveImage } from '../resolve-image.js';
 import { run } from './common.js';

@@ -1,5 +1,6 @@
 import type { CommandModule } from 'yargs';
-import { ErrorCode, VmimgError, isVmimgError, removeImage } from '../../index.js';
+import { ErrorCode, VmimgError, isVmimgError } from '../../errors.js';
+import { removeImage } from '../../image/catalog.js';
 import { homedir } from 'node:os';
 import { resolve } from 'node:path';
 import type { GlobalArgs } from '../context.js';
