@@ -8,7 +8,6 @@
  */
 import { createHmac, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import bcrypt from 'bcryptjs';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { ServeError } from './errors.js';
 
@@ -80,7 +79,7 @@ export class Htpasswd {
     if (hash !== undefined && this.verified.has(key)) return true;
     let running = this.pending.get(key);
     if (running === undefined) {
-      running = bcrypt.compare(password, against).finally(() => this.pending.delete(key));
+      running = compare(password, against).finally(() => this.pending.delete(key));
       this.pending.set(key, running);
     }
     const ok = (await running) && hash !== undefined;
@@ -92,4 +91,10 @@ export class Htpasswd {
     this.verified.add(key);
     if (this.verified.size > MAX_REMEMBERED_LOGINS) this.verified.delete(this.verified.values().next().value!);
   }
+}
+
+/** bcryptjs's compare, loaded on first use: processes that never check a login never load it. */
+async function compare(password: string, hash: string): Promise<boolean> {
+  const bcrypt = (await import('bcryptjs')).default;
+  return bcrypt.compare(password, hash);
 }
