@@ -61,30 +61,12 @@ export async function publishIndex(
   const sink = new RegistrySink(repo, options);
   try {
     const subject = await client.fetchManifest({ registry: repo.registry, repository: repo.repository, digest: subjectDigest }, options.signal ? { signal: options.signal } : {});
-    const blobs: { desc: Descriptor; bytes: Buffer }[] = [];
-    for (const l of layers) {
-      const ann = { [LAYER_ANNOTATION]: l.digest, 'dev.vmimg.layer.diff_id': l.diffId };
-      const idx = await readFile(l.indexPath);
-      blobs.push({ desc: descriptor(idx, IDX_MEDIA_TYPE, ann), bytes: idx });
-      const zran = await readFile(zranPath(options.cacheRoot, l.digest)).catch(() => undefined);
-      if (zran !== undefined) blobs.push({ desc: descriptor(zran, ZRAN_MEDIA_TYPE, ann), bytes: zran });
-    }
-    const config = descriptor(EMPTY, 'application/vnd.oci.empty.v1+json');
-    for (const b of [{ desc: config, bytes: EMPTY }, ...blobs]) {
+    const built = await buildLazyArtifact(subject, layers, options.cacheRoot, new Date());
+    const { artifact, bytes, blobs } = built;
+    for (const b of [built.config, ...blobs]) {
       if (await sink.has(b.desc, options.signal)) continue;
       await sink.writeBlob(b.desc, async (offset) => Readable.from([b.bytes.subarray(offset)]), () => undefined, options.signal);
     }
-    const manifest = {
-      schemaVersion: 2,
-      mediaType: OCI_MANIFEST,
-      artifactType: ARTIFACT_TYPE,
-      config,
-      layers: blobs.map((b) => b.desc),
-      subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
-      annotations: { 'org.opencontainers.image.created': new Date().toISOString() },
-    };
-    const bytes = Buffer.from(JSON.stringify(manifest));
-    const artifact = { ...descriptor(bytes, OCI_MANIFEST), artifactType: ARTIFACT_TYPE } as Descriptor;
     await sink.putManifest(artifact, bytes, undefined, true, options.signal);
     if (await hasReferrersApi(client, repo, subject.digest, options.signal)) return { artifact, discovery: 'referrers-api', blobs: blobs.length };
     await addToFallback(client, sink, repo, subject.digest, artifact, options.signal);
@@ -93,6 +75,46 @@ export async function publishIndex(
     await sink.close();
     await client.close();
   }
+}
+
+/** A lazy-index artifact as {@link buildLazyArtifact} makes it: the manifest, its descriptor and its blobs. */
+export interface LazyArtifact {
+  /** The artifact manifest's descriptor (with `artifactType`). */
+  readonly artifact: Descriptor;
+  /** The artifact manifest's exact bytes. */
+  readonly bytes: Buffer;
+  /** The empty config blob. */
+  readonly config: { readonly desc: Descriptor; readonly bytes: Buffer };
+  /** One `.idx` per layer, and a `.zran` for each layer that has one, in layer order. */
+  readonly blobs: readonly { readonly desc: Descriptor; readonly bytes: Buffer }[];
+}
+
+/**
+ * The artifact for the image manifest `subject`: each layer's `.idx` (read from `indexPath`) and its
+ * `.zran` when `<cacheRoot>/checkpoints/` holds one, annotated with the layer digest and diff_id.
+ * Without `created` the bytes depend on the inputs alone (the same artifact digest every time).
+ */
+export async function buildLazyArtifact(subject: Pick<Descriptor, 'mediaType' | 'digest' | 'size'>, layers: readonly PublishLayer[], cacheRoot: string, created?: Date): Promise<LazyArtifact> {
+  const blobs: { desc: Descriptor; bytes: Buffer }[] = [];
+  for (const l of layers) {
+    const ann = { [LAYER_ANNOTATION]: l.digest, 'dev.vmimg.layer.diff_id': l.diffId };
+    const idx = await readFile(l.indexPath);
+    blobs.push({ desc: descriptor(idx, IDX_MEDIA_TYPE, ann), bytes: idx });
+    const zran = await readFile(zranPath(cacheRoot, l.digest)).catch(() => undefined);
+    if (zran !== undefined) blobs.push({ desc: descriptor(zran, ZRAN_MEDIA_TYPE, ann), bytes: zran });
+  }
+  const config = descriptor(EMPTY, 'application/vnd.oci.empty.v1+json');
+  const manifest = {
+    schemaVersion: 2,
+    mediaType: OCI_MANIFEST,
+    artifactType: ARTIFACT_TYPE,
+    config,
+    layers: blobs.map((b) => b.desc),
+    subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
+    ...(created !== undefined ? { annotations: { 'org.opencontainers.image.created': created.toISOString() } } : {}),
+  };
+  const bytes = Buffer.from(JSON.stringify(manifest));
+  return { artifact: { ...descriptor(bytes, OCI_MANIFEST), artifactType: ARTIFACT_TYPE } as Descriptor, bytes, config: { desc: config, bytes: EMPTY }, blobs };
 }
 
 async function hasReferrersApi(client: RegistryClient, repo: Reference, digest: string, signal?: AbortSignal): Promise<boolean> {
