@@ -3,8 +3,8 @@
  * "not found", never a request to docker.io. In order:
  *   1. a transport prefix forces the choice: `docker://REF` is a registry reference;
  *      `oci-archive:PATH` and `docker-archive:PATH` are image tars, `oci:DIR[:TAG]` an OCI image layout
- *      directory and the image its index.json names TAG (skopeo's spellings; like skopeo, DIR ends at
- *      the first `:` unless the whole of it names a directory);
+ *      directory and the image its index.json names TAG (skopeo's spellings; DIR may hold `:` itself:
+ *      see splitLayoutArg);
  *   2. `docker.io/…` is a registry reference;
  *   3. `/…`, `./…`, `../…`, `~`, `~/…`, `.` and `..` are paths; so is anything ending in `.tar`,
  *      `.tar.gz` or `.tgz`, and anything that names an existing file or directory (a directory is an
@@ -52,10 +52,7 @@ export async function classifyImageArg(arg: string): Promise<ImageArg> {
 
 /** `oci:DIR[:TAG]`: DIR must be an OCI image layout directory. */
 async function layoutArg(arg: string): Promise<ImageArg> {
-  const rest = arg.slice(LAYOUT_PREFIX.length);
-  const whole = expandHome(rest);
-  const colon = rest.indexOf(':');
-  const [dir, tag] = colon < 0 || (await isDir(whole)) ? [whole, undefined] : [expandHome(rest.slice(0, colon)), rest.slice(colon + 1)];
+  const { dir, tag } = await splitLayoutArg(arg);
   if (!(await isDir(dir))) throw missingPath(arg, dir);
   if (!(await isLayout(dir))) {
     throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `${arg}: ${dir} is not an OCI image layout (no oci-layout file)`, {
@@ -63,6 +60,25 @@ async function layoutArg(arg: string): Promise<ImageArg> {
     });
   }
   return { kind: 'path', path: dir, type: 'layout', forced: 'oci', ...(tag ? { tag } : {}) };
+}
+
+/**
+ * `oci:PATH[:TAG]` → the directory and the tag. A path may hold `:` itself: the whole of PATH when it
+ * names a directory, else the longest part before a `:` that names one, else the split at the last `:`
+ * (a directory yet to be written, as an export's destination). `oci:` alone is ERR_INVALID_ARGUMENT.
+ */
+export async function splitLayoutArg(arg: string): Promise<{ dir: string; tag?: string }> {
+  const rest = arg.startsWith(LAYOUT_PREFIX) ? arg.slice(LAYOUT_PREFIX.length) : arg;
+  if (rest === '' || rest.startsWith(':')) {
+    throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `${arg}: oci: needs a directory (oci:DIR or oci:DIR:TAG)`);
+  }
+  if (await isDir(expandHome(rest))) return { dir: expandHome(rest) };
+  const colons = [...rest.matchAll(/:/g)].map((m) => m.index!).reverse();
+  for (const at of colons) {
+    if (await isDir(expandHome(rest.slice(0, at)))) return { dir: expandHome(rest.slice(0, at)), tag: rest.slice(at + 1) };
+  }
+  const last = colons[0];
+  return last === undefined ? { dir: expandHome(rest) } : { dir: expandHome(rest.slice(0, last)), tag: rest.slice(last + 1) };
 }
 
 async function isDir(path: string): Promise<boolean> {

@@ -1,28 +1,40 @@
 /**
- * `vmimg export DIR IMAGE --format oci`: the image's manifest, config and blobs copied byte for byte
- * into an OCI image layout directory (created, or added to when DIR already is one), named in
- * index.json by IMAGE's tag (`latest` when it has none). A push whose sink is a directory.
+ * `vmimg export DIR IMAGE --format oci` (or DEST `oci:DIR[:NAME]`): the image's manifest (or with `all`
+ * its whole index), config and blobs copied byte for byte into an OCI image layout directory (created,
+ * or added to when DIR already is one). A push whose sink is a directory. The image is named in
+ * index.json by NAME, else by the source's own name for it (`oci:SRC:TAG`'s TAG, a tar's RepoTag, a
+ * reference's tag), else `latest`; a name given to another image is replaced only with `force`.
  */
 import { pushImage } from '../push/push.js';
 import { OciLayoutSink } from '../push/sinks.js';
 import type { PushEvent } from '../push/types.js';
-import { parseReference } from '../reference/index.js';
 import { RegistryClient } from '../registry/client.js';
 import type { Context } from './context.js';
 import { escapeTerminal } from './escape.js';
 import { openPushSource } from './push-source.js';
 
+export interface OciExportOptions {
+  /** The ref name from DEST (`oci:DIR:NAME`). */
+  readonly refName?: string | undefined;
+  /** The whole index the image is listed in (every platform). */
+  readonly all?: boolean;
+  /** Replace an image of the same ref name. */
+  readonly force?: boolean;
+  readonly onEvent?: (e: PushEvent) => void;
+}
+
 /** Exports IMAGE (default: the most recent cached image) into the layout `dir`; prints what it wrote. */
-export async function exportOciLayout(ctx: Context, dir: string, image: string | undefined, onEvent?: (e: PushEvent) => void): Promise<void> {
+export async function exportOciLayout(ctx: Context, dir: string, image: string | undefined, options: OciExportOptions = {}): Promise<void> {
   const client = new RegistryClient(await ctx.registryOptions());
-  const sink = new OciLayoutSink(dir);
-  const refName = refNameOf(image);
-  const source = await openPushSource(ctx, client, image, {}).catch(async (err: unknown) => {
+  const sink = new OciLayoutSink(dir, { replace: options.force === true });
+  const source = await openPushSource(ctx, client, image, { all: options.all === true }).catch(async (err: unknown) => {
     await client.close();
     throw err;
   });
   try {
-    const result = await pushImage(source, sink, { tag: refName, signal: ctx.signal, ...(onEvent ? { onEvent } : {}) });
+    const refName = options.refName ?? refNameOf(source.names ?? []) ?? 'latest';
+    await sink.checkName(source.root.descriptor, refName);
+    const result = await pushImage(source, sink, { tag: refName, signal: ctx.signal, ...(options.onEvent ? { onEvent: options.onEvent } : {}) });
     const d = result.descriptor;
     if (ctx.json) {
       ctx.out(JSON.stringify({ format: 'oci', path: dir, refName, digest: d.digest, mediaType: d.mediaType, size: d.size, blobs: result.blobs, notes: result.notes }));
@@ -36,12 +48,20 @@ export async function exportOciLayout(ctx: Context, dir: string, image: string |
   }
 }
 
-/** The tag of IMAGE when it reads as a reference with one; `latest` otherwise (paths, ids, digests). */
-function refNameOf(image: string | undefined): string {
-  if (image === undefined || /^(\/|\.|~|oci:|oci-archive:|docker-archive:)/.test(image) || /\.(tar|tgz|tar\.gz)$/.test(image)) return 'latest';
-  try {
-    return parseReference(image.replace(/^docker:\/\//, '')).tag ?? 'latest';
-  } catch {
-    return 'latest';
+/** A valid ref name that is a tag too (the OCI ref-name grammar is wider; a tag fits every tool). */
+const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
+
+/**
+ * The ref name the source's names give: a bare name is a layout's ref name (`7`, `latest`); a
+ * reference or RepoTag gives its tag (`busybox:1.36` → `1.36`; none after the last `/` → none).
+ */
+export function refNameOf(names: readonly string[]): string | undefined {
+  for (const name of names) {
+    if (TAG.test(name)) return name;
+    const bare = name.split('@')[0]!;
+    const colon = bare.lastIndexOf(':');
+    const tag = colon > bare.lastIndexOf('/') ? bare.slice(colon + 1) : '';
+    if (TAG.test(tag)) return tag;
   }
+  return undefined;
 }

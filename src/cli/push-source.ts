@@ -12,7 +12,7 @@ import type { Image } from '../image/index.js';
 import { pushSourceFromReader } from '../push/open-source.js';
 import { readerSource } from '../push/reader-source.js';
 import type { PushSource } from '../push/types.js';
-import { parseReference } from '../reference/index.js';
+import { formatReference, parseReference } from '../reference/index.js';
 import type { RegistryClient } from '../registry/client.js';
 import { BlobStore } from '../store/index.js';
 import type { Context } from './context.js';
@@ -79,7 +79,13 @@ async function cachedSource(ctx: Context, name: string | undefined, all: boolean
   const [root] = await (await StoreBlobReader.forDigests(new BlobStore(ctx.cache.root), [{ digest, names: name !== undefined ? [name] : [] }])).roots();
   const reader = await openSourceReader({ kind: 'cached', image, cache: ctx.cache });
   const origin = src.kind === 'registry' && src.reference !== undefined ? originOf(src.reference) : undefined;
-  return closingOnError(reader, () => readerSource(reader, root!.descriptor, { ...(origin ? { origin } : {}), signal: ctx.signal }));
+  const names = [canonicalName(name ?? src.reference)].filter((n): n is string => n !== undefined);
+  return closingOnError(reader, () => readerSource(reader, root!.descriptor, { names, ...(origin ? { origin } : {}), signal: ctx.signal }));
+}
+
+/** A cached name as a full reference when it is one (`alpine` → `docker.io/library/alpine:latest`), else as is (a tar's path). */
+function canonicalName(name: string | undefined): string | undefined {
+  return name !== undefined && isReference(name) ? formatReference(parseReference(name)) : name;
 }
 
 function originOf(reference: string): { registry: string; repository: string } | undefined {

@@ -45,7 +45,22 @@ export class OciLayoutWriter {
       }
       await fs.writeFile(join(this.dir, 'oci-layout'), LAYOUT_FILE);
     }
-    await fs.mkdir(join(this.dir, 'blobs', 'sha256'), { recursive: true });
+    for (const sub of ['blobs', join('blobs', 'sha256')]) await this.realDir(sub);
+  }
+
+  /** Creates `sub` as a directory of the layout; a symlink there (to anywhere) is refused: blobs stay inside. */
+  private async realDir(sub: string): Promise<void> {
+    const path = join(this.dir, sub);
+    const st = await fs.lstat(path).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? undefined : Promise.reject(err)));
+    if (st === undefined) {
+      await fs.mkdir(path);
+      return;
+    }
+    if (st.isSymbolicLink() || !st.isDirectory()) {
+      throw new VmimgError(ErrorCode.DESTINATION_EXISTS, `${path} is ${st.isSymbolicLink() ? 'a symlink' : 'not a directory'}: refusing to write the layout's blobs anywhere but inside it`, {
+        hint: 'export into a new directory, or make blobs/ a plain directory',
+      });
+    }
   }
 
   /** Path of a blob in the layout. */
@@ -53,10 +68,13 @@ export class OciLayoutWriter {
     return join(this.dir, 'blobs', digestAlgorithm(digest), digestHex(digest));
   }
 
-  /** True when the blob is present with the descriptor's size (a stat; blobs are only ever renamed in complete). */
+  /**
+   * True when the blob is present with the descriptor's size (blobs are only ever renamed in complete).
+   * A symlink is not a blob of the layout: it is written over.
+   */
   async has(desc: Descriptor): Promise<boolean> {
-    const st = await fs.stat(this.blobPath(desc.digest)).catch(() => undefined);
-    return st !== undefined && st.size === desc.size;
+    const st = await fs.lstat(this.blobPath(desc.digest)).catch(() => undefined);
+    return st !== undefined && st.isFile() && st.size === desc.size;
   }
 
   /** Copies a blob in, verified against `desc` (ERR_DIGEST_MISMATCH / ERR_TOO_LARGE leave nothing behind). */
@@ -88,12 +106,30 @@ export class OciLayoutWriter {
   }
 
   /**
-   * Names `desc` (a manifest or index already written) in index.json as `refName`, replacing an entry
-   * of the same name; without a name the descriptor is added once. Written last, atomically.
+   * ERR_DESTINATION_EXISTS when index.json already names another image `refName` and `replace` is not
+   * set: a layout's names are the user's, never replaced without a word.
    */
-  async tag(desc: Descriptor, refName: string | undefined): Promise<void> {
+  async checkName(desc: Descriptor, refName: string, replace: boolean): Promise<void> {
+    this.refuseTaken(await readIndex(join(this.dir, 'index.json')), desc, refName, replace);
+  }
+
+  private refuseTaken(index: LayoutIndex, desc: Descriptor, refName: string, replace: boolean): void {
+    const taken = index.manifests.find((d) => d.annotations?.[REF_NAME] === refName && d.digest !== desc.digest);
+    if (taken === undefined || replace) return;
+    throw new VmimgError(ErrorCode.DESTINATION_EXISTS, `oci:${this.dir}:${refName} already names another image (${taken.digest})`, {
+      hint: `--force replaces it; oci:${this.dir}:NAME as the destination names the image NAME instead`,
+    });
+  }
+
+  /**
+   * Names `desc` (a manifest or index already written) in index.json as `refName`, replacing an entry
+   * of the same name only with `replace` (else see checkName); without a name the descriptor is added
+   * once. Written last, atomically.
+   */
+  async tag(desc: Descriptor, refName: string | undefined, replace = false): Promise<void> {
     const path = join(this.dir, 'index.json');
     const index = await readIndex(path);
+    if (refName !== undefined) this.refuseTaken(index, desc, refName, replace);
     const entry: Descriptor = {
       mediaType: desc.mediaType,
       digest: desc.digest,

@@ -46,5 +46,5 @@ export async function pushSourceFromReader(reader: BlobReader, options: PushSour
         `(${walked.manifest.descriptor.digest}) over its layers as saved`,
     );
   }
-  return readerSource(reader, root.descriptor, { rootBytes: root.bytes, notes, ...(options.origin ? { origin: options.origin } : {}), ...(options.signal ? { signal: options.signal } : {}) });
+  return readerSource(reader, root.descriptor, { rootBytes: root.bytes, notes, names: walked.entry.root.names, ...(options.origin ? { origin: options.origin } : {}), ...(options.signal ? { signal: options.signal } : {}) });
 }

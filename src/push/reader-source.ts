@@ -15,6 +15,8 @@ export interface ReaderSourceOptions {
   readonly notes?: readonly string[];
   /** Cap for manifests, indexes and configs (default MAX_MANIFEST_BYTES, 4 MiB). */
   readonly maxBytes?: number;
+  /** The names the source gives the image (NamedDescriptor's `names`). */
+  readonly names?: readonly string[];
   /** `root`'s bytes when the caller already read them (the index walk did): not read again. */
   readonly rootBytes?: Buffer;
   readonly signal?: AbortSignal;
@@ -28,6 +30,7 @@ export async function readerSource(reader: BlobReader, root: Descriptor, options
     root: { descriptor: root, bytes },
     ...(options.origin ? { origin: options.origin } : {}),
     ...(options.notes ? { notes: options.notes } : {}),
+    ...(options.names ? { names: options.names } : {}),
     readBytes: (desc: Descriptor, signal?: AbortSignal) => reader.readBytes(desc, cap, signal ? { signal } : {}),
     open: (desc: Descriptor, offset: number, signal?: AbortSignal): Promise<Readable> => reader.open(desc, { offset, ...(signal ? { signal } : {}) }),
     close: () => reader.close(),

@@ -53,13 +53,20 @@ export class RegistrySink implements PushSink {
   }
 }
 
-/** A PushSink writing into an OCI image layout directory, naming the image `refName` in index.json. */
+/**
+ * A PushSink writing into an OCI image layout directory, naming the image `refName` in index.json. A
+ * name already given to another image is ERR_DESTINATION_EXISTS unless `replace` (checkName says so
+ * before any blob is copied).
+ */
 export class OciLayoutSink implements PushSink {
   readonly name: string;
   private readonly writer: OciLayoutWriter;
   private ready: Promise<void> | undefined;
 
-  constructor(dir: string) {
+  constructor(
+    dir: string,
+    private readonly options: { readonly replace?: boolean } = {},
+  ) {
     this.name = `oci:${dir}`;
     this.writer = new OciLayoutWriter(dir);
   }
@@ -67,6 +74,12 @@ export class OciLayoutSink implements PushSink {
   private init(): Promise<void> {
     this.ready ??= this.writer.init();
     return this.ready;
+  }
+
+  /** Refuses early what `putManifest` would refuse last: `refName` naming another image than `desc`. */
+  async checkName(desc: Descriptor, refName: string): Promise<void> {
+    await this.init();
+    await this.writer.checkName(desc, refName, this.options.replace ?? false);
   }
 
   async has(desc: Descriptor): Promise<boolean> {
@@ -84,6 +97,6 @@ export class OciLayoutSink implements PushSink {
   async putManifest(desc: Descriptor, bytes: Buffer, tag: string | undefined, root: boolean): Promise<void> {
     await this.init();
     await this.writer.writeBytes(desc, bytes);
-    if (root) await this.writer.tag(desc, tag);
+    if (root) await this.writer.tag(desc, tag, this.options.replace ?? false);
   }
 }

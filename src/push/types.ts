@@ -23,6 +23,8 @@ export interface PushSource {
   readonly origin?: { readonly registry: string; readonly repository: string };
   /** Said to the user, e.g. that a classic `docker save` image got a freshly built manifest. */
   readonly notes?: readonly string[];
+  /** The names the source gives the image (RepoTags, ref names, the reference), as NamedDescriptor's. */
+  readonly names?: readonly string[];
   close?(): Promise<void>;
 }
 

@@ -9,6 +9,7 @@ import { escapeTerminal } from '../escape.js';
 import { describeExport, exportTarget } from '../export-format.js';
 import { exportProgressLine } from '../export-progress.js';
 import { exportOciLayout } from '../oci-export.js';
+import { splitLayoutArg } from '../image-arg.js';
 
 /** gzip level of .tar.gz / .cpio.gz exports (zlib's default). */
 const GZIP_LEVEL = 6;
@@ -18,6 +19,7 @@ interface Args {
   image?: string;
   format?: ExportFormat | 'oci';
   force?: boolean;
+  all?: boolean;
   init?: boolean;
   entrypoint?: string;
   size?: string;
@@ -30,13 +32,14 @@ export const exportCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
   describe: 'Write an image for a VM: an image directory, a root tar, a bootable initramfs or an ext4 disk (chosen by the file name or --format)',
   builder: (y) =>
     y
-      .positional('dest', { type: 'string', demandOption: true, describe: 'Directory, or file: .tar .tar.gz .tgz .cpio .cpio.gz .img .ext4 (- for stdout)' })
+      .positional('dest', { type: 'string', demandOption: true, describe: 'Directory, or file: .tar .tar.gz .tgz .cpio .cpio.gz .img .ext4 (- for stdout); oci:DIR[:NAME] an OCI layout' })
       .positional('image', { type: 'string', describe: 'IMAGE (default: the most recently pulled or loaded)' })
       .option('format', {
         choices: [...EXPORT_FORMATS, 'oci'] as (ExportFormat | 'oci')[],
         describe: "dir: config.json + .idx/.contents; tar: the flattened root; initramfs: newc cpio with the vmimg guest init; ext4: a root disk image; oci: an OCI image layout, byte for byte (default: from DEST's name, else dir)",
       })
       .option('force', { alias: 'f', type: 'boolean', describe: 'Replace an existing destination' })
+      .option('all', { type: 'boolean', describe: 'oci: the whole index the image is listed in (every platform)' })
       .option('entrypoint', { type: 'string', describe: "initramfs: replace the image's entrypoint ('' clears it; words split on spaces)" })
       .option('init', { type: 'boolean', default: true, describe: 'initramfs, ext4: add the vmimg guest init (--no-init leaves it out)' })
       .option('size', { type: 'string', describe: 'ext4: the image size (bytes, or 512M, 4G); too small fails with the size needed' })
@@ -47,9 +50,12 @@ export const exportCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       .example('$0 export root.tar.gz IMAGE', 'The flattened root as a gzip-compressed tar')
       .example('$0 export - IMAGE --format tar | tar -t', 'The flattened root as a tar on stdout')
       .example('$0 export root.img IMAGE --format ext4 --free 1G', 'An ext4 root disk with 1 GiB free, written without root')
-      .example('$0 export ./layout alpine:3.20 --format oci', 'The image as an OCI image layout, byte for byte (oci:./layout:3.20)'),
+      .example('$0 export ./layout alpine:3.20 --format oci', 'The image as an OCI image layout, byte for byte (oci:./layout:3.20)')
+      .example('$0 export oci:./layout:v1 alpine:3.20 --all', 'Every platform of the image, named v1 in the layout'),
   handler: run<Args>(async (ctx, args) => {
-    if (args.format === 'oci') return exportOciLayout(ctx, args.dest, args.image);
+    const oci = await ociDestination(args);
+    if (oci) return exportOciLayout(ctx, oci.dir, args.image, { refName: oci.tag, all: args.all === true, force: args.force === true });
+    if (args.all) throw new UsageError('--all applies to --format oci only (an OCI layout holds every platform; the other formats hold one root)');
     const { image } = await resolveImageOrLast(ctx, args.image);
     const command = args['--']?.length ? { command: args['--'].map(String) } : {};
     const options = {
@@ -60,7 +66,7 @@ export const exportCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
     const id = image.config.source.configDigest;
     // yargs hands a lone `-` positional over as '' (and an empty path is no destination anyway).
     const toStdout = args.dest === '-' || args.dest === '';
-    const target = exportTarget(args.dest, args.format, toStdout);
+    const target = exportTarget(args.dest, args.format as ExportFormat | undefined, toStdout); // oci went above
     const gzip = target.gzip === undefined ? {} : { gzip: target.gzip ? GZIP_LEVEL : (false as const) };
     if (toStdout && (target.format === 'dir' || target.format === 'ext4')) throw new UsageError(`the ${target.format} format can't go to stdout; use --format tar or initramfs`);
     const line = exportProgressLine(ctx, args.dest);
@@ -86,6 +92,15 @@ export const exportCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
     }
   }),
 };
+
+/** An OCI layout destination: `--format oci DIR`, or DEST `oci:DIR[:NAME]` (which needs no --format). */
+async function ociDestination(args: Args): Promise<{ dir: string; tag?: string | undefined } | undefined> {
+  if (args.dest.startsWith('oci:')) {
+    if (args.format !== undefined && args.format !== 'oci') throw new UsageError(`--format ${args.format} contradicts the destination ${args.dest} (an OCI layout)`);
+    return splitLayoutArg(args.dest);
+  }
+  return args.format === 'oci' ? { dir: args.dest } : undefined;
+}
 
 /** Export warnings (image entries replaced or left out) on stderr, like progress warnings. */
 function warner(ctx: Context): (message: string) => void {
