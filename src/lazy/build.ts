@@ -5,14 +5,13 @@
 import { createReadStream } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { dirname, extname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { createRequire } from 'node:module';
-import { Worker } from 'node:worker_threads';
+import { join } from 'node:path';
+import type { Worker } from 'node:worker_threads';
 import { ErrorCode, VmimgError, type ErrorCodeValue } from '../errors.js';
 import { digestHex } from '../digest/index.js';
 import { CacheLayout } from '../image/cache.js';
 import { writeFileDurable } from '../util/fs.js';
+import { startWorker } from '../util/worker-thread.js';
 import type { CheckpointOptions } from './checkpoint-builder.js';
 
 /** Blobs smaller than this get no checkpoints: fetching them whole is cheaper (SOCI's 10 MiB). */
@@ -47,11 +46,7 @@ export class CheckpointWorker {
   private exited = false;
 
   constructor(options: Partial<CheckpointOptions> = {}) {
-    const self = fileURLToPath(import.meta.url);
-    // .js in dist/; .ts when run from source under tsx, whose loader a worker must register itself.
-    const ext = extname(self);
-    const entry = new URL(`./checkpoint-worker${ext}`, import.meta.url);
-    this.worker = ext === '.ts' ? tsxWorker(entry, options) : new Worker(entry, { workerData: options });
+    this.worker = startWorker(import.meta.url, 'checkpoint-worker', { workerData: options });
     this.worker.on('message', (msg: { acked?: number; zran?: Uint8Array; error?: { code: string; message: string } }) => {
       if (msg.acked !== undefined) this.queued -= msg.acked;
       if (msg.error) this.fail(new VmimgError(msg.error.code as ErrorCodeValue, `building gzip checkpoints: ${msg.error.message}`));
@@ -125,14 +120,6 @@ export class CheckpointWorker {
   async abort(): Promise<void> {
     if (!this.exited) await this.worker.terminate();
   }
-}
-
-/** Tests and benchmarks run the sources under tsx: such a worker registers tsx's loader first. */
-function tsxWorker(entry: URL, workerData: unknown): Worker {
-  // tsx registers its hooks by itself in the main thread only; its ESM API registers them here.
-  const api = join(dirname(createRequire(import.meta.url).resolve('tsx/package.json')), 'dist', 'esm', 'api', 'index.mjs');
-  const code = `import(${JSON.stringify(pathToFileURL(api).href)}).then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); })`;
-  return new Worker(code, { eval: true, workerData });
 }
 
 /** Builds the `.zran` of a gzip blob file in a worker and returns it encoded. */

@@ -1,0 +1,55 @@
+/**
+ * One cold pull of the bench image from the real registry on loopback, in this process, for profiling:
+ * `node --import tsx bench/profile-pull.ts [pull|load|gunzip] [rounds] [OUT.cpuprofile]` profiles the main
+ * thread over the last round only. Prints wall and CPU time per round (not a benchmark: `npm run bench -- pull` is).
+ */
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import { join } from 'node:path';
+import { loadFromTar, parsePlatform, pull } from '../src/index.js';
+import { startRegistry } from '../test/helpers/registry.js';
+import { tmpDir } from '../test/helpers/tools.js';
+import { debianLayout } from './debian.js';
+import { nodeGunzip } from './pull.js';
+import { loadAverage, sh } from './util.js';
+
+const what = process.argv[2] ?? 'pull';
+const rounds = Number(process.argv[3] ?? 1);
+const layout = await debianLayout();
+const work = await tmpDir('vmimg-profile-');
+const registry = await startRegistry();
+try {
+  sh('skopeo copy --quiet --dest-tls-verify=false "oci:$1:bench" "docker://$2/debian:bench"', layout, registry.host);
+  const saved = join(work, 'debian.docker.tar');
+  if (what === 'load') sh('skopeo copy --quiet "oci:$1:bench" "docker-archive:$2:debian:bench"', layout, saved);
+  const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8'));
+  const manifest = JSON.parse(readFileSync(join(layout, 'blobs', 'sha256', index.manifests[0].digest.slice(7)), 'utf8'));
+  const blobs = manifest.layers.map((l: { digest: string }) => join(layout, 'blobs', 'sha256', l.digest.slice(7)));
+  const platform = parsePlatform('amd64');
+  for (let r = 0; r < rounds; r++) {
+    const cacheDir = join(work, 'cache');
+    rmSync(cacheDir, { recursive: true, force: true });
+    const session = r === rounds - 1 && process.argv[4] !== undefined ? new Session() : undefined;
+    if (session) {
+      session.connect();
+      await session.post('Profiler.enable');
+      await session.post('Profiler.setSamplingInterval', { interval: 200 });
+      await session.post('Profiler.start');
+    }
+    const t = performance.now();
+    const c = process.cpuUsage();
+    if (what === 'pull') await pull(`${registry.host}/debian:bench`, { cacheDir, platform });
+    else if (what === 'load') await loadFromTar(saved, { cacheDir, platform });
+    else await nodeGunzip(blobs);
+    const u = process.cpuUsage(c);
+    if (session) {
+      const { profile } = await session.post('Profiler.stop');
+      writeFileSync(process.argv[4]!, JSON.stringify(profile));
+      session.disconnect();
+    }
+    console.log(`${what}: ${(performance.now() - t).toFixed(0)} ms wall, ${((u.user + u.system) / 1000).toFixed(0)} ms CPU; ${loadAverage()}`);
+  }
+} finally {
+  await registry.stop();
+  rmSync(work, { recursive: true, force: true });
+}

@@ -1,0 +1,298 @@
+/**
+ * SHA-256 off the main thread: a persistent pool of worker threads (hash-worker.ts), one per core by
+ * default, started on first use and unref'd while idle, so it never keeps the process alive.
+ *
+ * Work is organised in streams. A {@link HashStream} belongs to one worker and owns a ring of shared
+ * memory: `push` copies bytes into it (one memcpy, no allocation, no transfer: the caller keeps its
+ * buffer) and the worker hashes them into the stream's whole digest and into any number of *parts*,
+ * each a digest over ranges of the stream's bytes and runs of zeros (a file inside a tar, or inside
+ * a span of an export). Ops are batched into one message per push, so thousands of small parts cost a
+ * few messages, not one each.
+ *
+ * Usage: `const s = sharedHashPool().stream({ whole: true })`; `await s.push(chunk)`; for a part
+ * `const p = s.part(); p.range(start, end); p.zeros(n); const hex = p.digest()`; `s.release(offset)`
+ * once no part will read below `offset`; `await s.end()` → the whole stream's hex digest. `destroy()`
+ * stops the stream at once (its worker checks a shared flag while hashing long runs).
+ */
+import { availableParallelism } from 'node:os';
+import type { Worker } from 'node:worker_threads';
+import { ErrorCode, VmimgError } from '../errors.js';
+import { Op, type FromWorker } from './hash-protocol.js';
+import { startWorker } from './worker-thread.js';
+
+/** Ring size of a stream unless asked otherwise (bytes): a few 1 MiB chunks in flight. */
+export const DEFAULT_RING_BYTES = 8 << 20;
+/** Bytes of the ring's control header (an Int32 cancel flag, padded). */
+const CONTROL = 8;
+
+export interface HashPoolOptions {
+  /** Worker threads (default: the machine's available parallelism). */
+  threads?: number;
+}
+
+export interface HashStreamOptions {
+  /** Hash every pushed byte into the stream's digest, answered by `end()` (default false). */
+  whole?: boolean;
+  /**
+   * Set false when no part reads pushed bytes (only `whole`, or parts of zeros): the ring is reused
+   * as soon as the worker hashed a push, with no `release` calls (default true).
+   */
+  ranges?: boolean;
+  /** Ring bytes (default 8 MiB): how far pushes may run ahead of the worker plus the unreleased window. */
+  ringBytes?: number;
+}
+
+interface Slot {
+  worker: Worker | undefined;
+  streams: Map<number, HashStream>;
+  /** Messages sent and not yet answered: the worker is ref'd while any are. */
+  inflight: number;
+}
+
+/** A pool of hashing workers; most callers share one ({@link sharedHashPool}). */
+export class HashPool {
+  private readonly slots: Slot[];
+  private nextId = 1;
+  private readonly rings: SharedArrayBuffer[] = [];
+
+  constructor(options: HashPoolOptions = {}) {
+    const n = Math.max(1, options.threads ?? availableParallelism());
+    this.slots = Array.from({ length: n }, () => ({ worker: undefined, streams: new Map(), inflight: 0 }));
+  }
+
+  /** A new stream on the least busy worker (started now if it was not running). */
+  stream(options: HashStreamOptions = {}): HashStream {
+    const slot = this.slots.reduce((a, b) => (b.streams.size < a.streams.size ? b : a));
+    const size = options.ringBytes ?? DEFAULT_RING_BYTES;
+    const i = this.rings.findIndex((r) => r.byteLength === size + CONTROL);
+    const ring = i >= 0 ? this.rings.splice(i, 1)[0]! : new SharedArrayBuffer(size + CONTROL);
+    const stream = new HashStream(this, slot, this.nextId++, ring, options);
+    slot.streams.set(stream.id, stream);
+    this.post(slot, { t: 'open', id: stream.id, ring, whole: options.whole === true }, false);
+    return stream;
+  }
+
+  /** The SHA-256 (hex) of `data`, hashed by a worker (the bytes are copied once). */
+  async digest(data: Uint8Array): Promise<string> {
+    const s = this.stream({ whole: true, ranges: false, ringBytes: Math.min(DEFAULT_RING_BYTES, Math.max(1 << 16, data.length)) });
+    await s.push(data);
+    return s.end();
+  }
+
+  /** Stops the workers; streams still open fail with ERR_ABORTED. */
+  async close(): Promise<void> {
+    await Promise.all(this.slots.map(async (slot) => {
+      const w = slot.worker;
+      slot.worker = undefined;
+      for (const s of slot.streams.values()) s.fail(new VmimgError(ErrorCode.ABORTED, 'hash pool closed'));
+      await w?.terminate();
+    }));
+  }
+
+  /** @internal Sends a message to the slot's worker (started on demand); `answered` ones ref it. */
+  post(slot: Slot, msg: unknown, answered: boolean): void {
+    const worker = slot.worker ?? this.start(slot);
+    if (answered && slot.inflight++ === 0) worker.ref();
+    worker.postMessage(msg);
+  }
+
+  /** @internal A stream ended cleanly: its ring can serve the next one. */
+  done(slot: Slot, stream: HashStream, ring: SharedArrayBuffer | undefined): void {
+    slot.streams.delete(stream.id);
+    if (ring !== undefined && this.rings.length < 8) this.rings.push(ring);
+  }
+
+  private start(slot: Slot): Worker {
+    const worker = startWorker(import.meta.url, 'hash-worker');
+    slot.worker = worker;
+    slot.inflight = 0;
+    worker.unref();
+    worker.on('message', (msg: FromWorker) => {
+      if (--slot.inflight === 0) worker.unref();
+      slot.streams.get(msg.id)?.answer(msg);
+    });
+    const lost = (why: string): void => {
+      if (slot.worker !== worker) return;
+      slot.worker = undefined;
+      for (const s of slot.streams.values()) s.fail(new VmimgError(ErrorCode.INTERNAL, `hash worker ${why}`));
+      slot.streams.clear();
+    };
+    worker.on('error', (err) => lost(`failed: ${err.message}`));
+    worker.on('exit', (code) => lost(`exited (${code})`));
+    return worker;
+  }
+}
+
+/** A digest over ranges of a stream's bytes and runs of zeros, in the order given. */
+export interface HashPart {
+  /** Stream bytes [start, end) (pushed, not yet released). */
+  range(start: number, end: number): void;
+  /** `n` zero bytes (a sparse file's hole). */
+  zeros(n: number): void;
+  /** Completes the part: its SHA-256 in hex. */
+  digest(): Promise<string>;
+}
+
+interface Waiter<T> {
+  resolve: (v: T) => void;
+  reject: (err: Error) => void;
+}
+
+/** One stream of bytes hashed by one worker of a {@link HashPool}; see the module comment. */
+export class HashStream {
+  /** Bytes pushed so far: the stream offset the next push starts at. */
+  length = 0;
+  private readonly ring: Uint8Array;
+  private readonly flag: Int32Array;
+  private readonly size: number;
+  private freed = 0;
+  private released = 0;
+  private ops: number[] = [];
+  private immediate: NodeJS.Immediate | undefined;
+  private nextPart = 1;
+  private readonly parts = new Map<number, Waiter<string>>();
+  private whole: Waiter<string> | undefined;
+  private space: (() => void)[] = [];
+  private error: Error | undefined;
+  private closed = false;
+
+  /** @internal Made by {@link HashPool.stream}. */
+  constructor(private readonly pool: HashPool, private readonly slot: Slot, readonly id: number, private readonly sab: SharedArrayBuffer, private readonly options: HashStreamOptions) {
+    this.ring = new Uint8Array(sab, CONTROL);
+    this.flag = new Int32Array(sab, 0, 1);
+    Atomics.store(this.flag, 0, 0);
+    this.size = this.ring.length;
+  }
+
+  /**
+   * Appends `chunk` to the stream (copied into the ring). Resolves at once while the ring has room,
+   * else when the worker caught up. Rejects when the room can never come: the bytes not yet released
+   * fill the ring (release more often, or use a bigger `ringBytes`).
+   */
+  async push(chunk: Uint8Array): Promise<void> {
+    for (let at = 0; at < chunk.length; ) {
+      if (this.error) throw this.error;
+      const room = this.size - (this.length - this.freed);
+      if (room === 0) {
+        const unreleased = this.options.ranges === false ? 0 : this.length - this.released;
+        if (unreleased >= this.size) throw new VmimgError(ErrorCode.INTERNAL, `hash stream: ${unreleased} bytes not released fill its ${this.size}-byte ring`);
+        this.flush();
+        await new Promise<void>((resolve) => this.space.push(resolve));
+        continue;
+      }
+      const n = Math.min(room, chunk.length - at);
+      const pos = this.length % this.size;
+      const first = Math.min(n, this.size - pos);
+      this.ring.set(chunk.subarray(at, at + first), pos);
+      if (first < n) this.ring.set(chunk.subarray(at + first, at + n), 0);
+      this.ops.push(Op.Push, n);
+      this.length += n;
+      if (this.options.ranges === false) this.ops.push(Op.Release, this.length);
+      at += n;
+    }
+    this.flush(); // new bytes: let the worker start on them now
+  }
+
+  /** A new part of this stream (see {@link HashPart}). */
+  part(): HashPart {
+    const id = this.nextPart++;
+    return {
+      range: (start, end) => {
+        if (end > start) this.queue(Op.Range, id, start, end);
+      },
+      zeros: (n) => {
+        if (n > 0) this.queue(Op.Zeros, id, n);
+      },
+      digest: () => this.request(this.parts, id, () => this.queue(Op.Digest, id)),
+    };
+  }
+
+  /** No part will read stream bytes below `offset` any more: their ring space can be reused. */
+  release(offset: number): void {
+    if (offset <= this.released) return;
+    this.released = offset;
+    this.queue(Op.Release, offset);
+  }
+
+  /** Ends the stream: the whole stream's SHA-256 in hex ('' unless made with `whole`). */
+  end(): Promise<string> {
+    const p = this.request({ set: (_id: number, w: Waiter<string>) => (this.whole = w) }, 0, () => this.ops.push(Op.End));
+    this.flush();
+    return p;
+  }
+
+  /** Stops the stream at once; its pending digests never settle. Idempotent. */
+  destroy(): void {
+    if (this.closed) return;
+    this.closed = true;
+    Atomics.store(this.flag, 0, 1);
+    if (this.immediate) clearImmediate(this.immediate);
+    this.ops = [];
+    if (this.slot.worker) this.pool.post(this.slot, { t: 'close', id: this.id }, false);
+    this.pool.done(this.slot, this, undefined); // the worker may still read the ring: not reused
+  }
+
+  /** Sends the queued ops now (push and end do; parts' ops otherwise go with the next push or soon after). */
+  flush(): void {
+    if (this.immediate) clearImmediate(this.immediate);
+    this.immediate = undefined;
+    if (this.ops.length === 0 || this.closed) return;
+    const ops = this.ops;
+    this.ops = [];
+    this.pool.post(this.slot, { t: 'ops', id: this.id, ops }, true);
+  }
+
+  /** @internal The worker's answer to one message. */
+  answer(msg: FromWorker): void {
+    this.freed += msg.freed;
+    for (let i = 0; i < msg.digests.length; i += 2) {
+      const id = msg.digests[i] as number;
+      this.parts.get(id)?.resolve(msg.digests[i + 1] as string);
+      this.parts.delete(id);
+    }
+    if (msg.whole !== undefined) {
+      this.closed = true;
+      this.pool.done(this.slot, this, this.sab);
+      this.whole?.resolve(msg.whole);
+    }
+    this.wake();
+  }
+
+  /** @internal The worker is gone: every pending digest and push fails with `err`. */
+  fail(err: Error): void {
+    this.error ??= err;
+    for (const w of this.parts.values()) w.reject(err);
+    this.parts.clear();
+    this.whole?.reject(err);
+    this.whole = undefined;
+    this.wake();
+  }
+
+  private wake(): void {
+    const waiters = this.space;
+    this.space = [];
+    for (const w of waiters) w();
+  }
+
+  private queue(...ops: number[]): void {
+    if (this.closed) return;
+    this.ops.push(...ops);
+    this.immediate ??= setImmediate(() => this.flush());
+  }
+
+  /** A promise for an answer, marked handled (a caller that stopped listening is not an unhandled rejection). */
+  private request(table: { set(id: number, w: Waiter<string>): unknown }, id: number, send: () => void): Promise<string> {
+    if (this.error) return Promise.reject(this.error);
+    const p = new Promise<string>((resolve, reject) => table.set(id, { resolve, reject }));
+    p.catch(() => undefined);
+    send();
+    return p;
+  }
+}
+
+let shared: HashPool | undefined;
+
+/** The process's shared pool (sized to the cores, started on first use). */
+export function sharedHashPool(): HashPool {
+  return (shared ??= new HashPool());
+}
