@@ -11,3 +11,5 @@ export { EntryType, type IndexEntry } from './layer/entry.js';
 export { exportImage, exportTar, exportInitramfs, bootImage, type ExportFormat, type ExportOptions, type BootOptions, type BootResult } from './export/index.js';
 export { loadUserConfig, userConfigPath, type UserConfig } from './config.js';
 export { DEFAULT_LIMITS, parseSize, type LayerLimits } from './layer/limits.js';
+export { openLazyImage, hasLazyLayers, type LazyImage, type LazyOpenOptions } from './lazy/open-image.js';
+export type { LazyStats } from './lazy/lazy-content.js';

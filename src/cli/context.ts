@@ -38,6 +38,10 @@ export interface Context {
   registryOptions(reference?: string): Promise<RegistryClientOptions>;
   /** Writes a line to stdout. */
   out(line: string): void;
+  /** Runs `fn` when the command ends, either way (lazy images' readers and connections). */
+  defer(fn: () => Promise<void>): void;
+  /** Runs what was deferred, last first (the command runner calls it). */
+  close(): Promise<void>;
 }
 
 let signal: AbortSignal = new AbortController().signal;
@@ -53,6 +57,7 @@ export function createContext(args: GlobalArgs): Context {
   const quiet = args.quiet === true;
   const mode: ProgressMode = quiet ? 'quiet' : json ? 'json' : process.stderr.isTTY ? 'tty' : 'log';
   let password: Promise<string> | undefined;
+  const deferred: (() => Promise<void>)[] = [];
   return {
     cache: new CacheLayout(resolveCacheDir(args['cache-dir'] ? { cacheDir: args['cache-dir'] } : {})),
     ...(platformText !== undefined ? { platform: parsePlatform(platformText) } : {}),
@@ -82,6 +87,10 @@ export function createContext(args: GlobalArgs): Context {
       return options;
     },
     out: (line) => process.stdout.write(`${line}\n`),
+    defer: (fn) => void deferred.push(fn),
+    async close() {
+      for (const fn of deferred.splice(0).reverse()) await fn();
+    },
   };
 }
 

@@ -15,6 +15,7 @@ import type { LayerLimits } from '../layer/limits.js';
 import type { PullOptions } from '../image/pull.js';
 import type { LoadOptions } from '../image/load.js';
 import { configPlatform } from '../manifest/index.js';
+import { hasLazyLayers, openLazyImage } from '../lazy/open-image.js';
 import type { Context } from './context.js';
 import { classifyImageArg } from './image-arg.js';
 import { escapeTerminal } from './escape.js';
@@ -34,6 +35,10 @@ export interface ResolvedImage {
 }
 
 export async function resolveImage(ctx: Context, arg: string, options: ResolveOptions = {}): Promise<ResolvedImage> {
+  return readable(ctx, await resolveAny(ctx, arg, options));
+}
+
+async function resolveAny(ctx: Context, arg: string, options: ResolveOptions): Promise<ResolvedImage> {
   const a = await classifyImageArg(arg);
   if (a.kind === 'path') {
     if (a.type === 'dir') return { image: await loadFromDir(a.path, platformOption(ctx)), kind: 'dir', names: [] };
@@ -50,7 +55,16 @@ export async function resolveImage(ctx: Context, arg: string, options: ResolveOp
 /** The image a command names, or with no argument the most recently pulled or loaded one. */
 export async function resolveImageOrLast(ctx: Context, arg: string | undefined): Promise<ResolvedImage> {
   if (arg !== undefined && arg !== '') return resolveImage(ctx, arg);
-  return named(ctx, await findImage(ctx.cache, undefined, ctx.platform), 'cached');
+  return readable(ctx, await named(ctx, await findImage(ctx.cache, undefined, ctx.platform), 'cached'));
+}
+
+/** A lazily pulled image, with the readers that fetch its files as they are read (closed when the command ends). */
+async function readable(ctx: Context, resolved: ResolvedImage): Promise<ResolvedImage> {
+  if (!hasLazyLayers(resolved.image)) return resolved;
+  const options = await ctx.registryOptions(resolved.image.config.source.reference);
+  const image = await openLazyImage(resolved.image, { ...options, signal: ctx.signal, warn: (m) => warn(ctx, m) });
+  ctx.defer(() => image.close());
+  return { ...resolved, image };
 }
 
 /**
@@ -88,7 +102,7 @@ function warn(ctx: Context, message: string): void {
   process.stderr.write(ctx.json ? `${JSON.stringify({ progress: { type: 'warning', message } })}\n` : `warning: ${escapeTerminal(message)}\n`);
 }
 
-export async function pullImage(ctx: Context, ref: string, extra: Pick<PullOptions, 'concurrency' | 'limits' | 'checkpoints'> = {}): Promise<Image> {
+export async function pullImage(ctx: Context, ref: string, extra: Pick<PullOptions, 'concurrency' | 'limits' | 'checkpoints' | 'lazy'> = {}): Promise<Image> {
   parseReference(ref); // a bad reference is a usage error before anything starts
   const progress = ctx.progress();
   const notice = pullNotices.get(ref);

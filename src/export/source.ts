@@ -11,7 +11,7 @@ export function isImage(x: ExportSource): x is Image {
 /** Runs `fn` with a ContainerFS for `source`, closing it afterwards only when we opened it. */
 export async function withFs<T>(source: ExportSource, fn: (fs: ContainerFS) => Promise<T>): Promise<T> {
   if (!isImage(source)) return fn(source);
-  const fs = await ContainerFS.open(source.layers.map((l) => ({ indexPath: l.indexPath, contentsPath: l.contentsPath })));
+  const fs = await ContainerFS.open(source); // its layers carry their content readers (lazy ones) along
   try {
     return await fn(fs);
   } finally {

@@ -10,7 +10,7 @@ import { ErrorCode, VmimgError } from '../errors.js';
 import { RUNTIME_CONFIG_VERSION } from './runtime-config.js';
 
 const CONFIG_FILE = 'config.json';
-const LAYER_FILE = /^[0-9a-f]{64}\.(idx|contents)$/;
+const LAYER_FILE = /^[0-9a-f]{64}\.(idx|contents|spans|zran)$/; // .spans/.zran: a lazy layer's
 
 /**
  * Checks `dst` (absolute) and returns the names it holds now; undefined when it does not exist (its

@@ -7,7 +7,7 @@ import { constants as fsConstants } from 'node:fs';
 import { chmod, copyFile, link, mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { validateDigest } from '../digest/index.js';
+import { digestHex, validateDigest } from '../digest/index.js';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { layerPaths } from '../layer/paths.js';
 import { configPlatform } from '../manifest/index.js';
@@ -21,6 +21,12 @@ export interface ImageLayer {
   diffId: string;
   indexPath: string;
   contentsPath: string;
+  /**
+   * A layer pulled lazily (docs/FORMAT.md "`.spans`"): its presence map, and its `.zran` when the blob
+   * has checkpoints. Its `.contents` fills as it is read: open the image with `openLazyImage`.
+   */
+  spansPath?: string;
+  zranPath?: string;
 }
 
 /** A prepared image: an image directory and its runtime config. */
@@ -46,9 +52,9 @@ export async function loadFromDir(dir: string, options: { platform?: Platform } 
   }
   const config = parseRuntimeConfig(text, dir);
   if (options.platform) checkPlatform(config, options.platform, dir);
-  const layers = config.layers.map((diffId) => ({ diffId, ...layerPaths(dir, diffId) }));
+  const layers: ImageLayer[] = config.layers.map((diffId, i) => ({ diffId, ...layerPaths(dir, diffId), ...lazyPaths(dir, diffId, config.layerDetails?.[i]?.lazy === true, config.layerDetails?.[i]?.checkpoints === true) }));
   await Promise.all(
-    layers.flatMap((l) => [l.indexPath, l.contentsPath]).map(async (p) => {
+    layers.flatMap((l) => [l.indexPath, l.contentsPath, ...(l.spansPath ? [l.spansPath] : [])]).map(async (p) => {
       try {
         await stat(p);
       } catch (err) {
@@ -57,6 +63,13 @@ export async function loadFromDir(dir: string, options: { platform?: Platform } 
     }),
   );
   return { dir, config, layers };
+}
+
+/** A lazy layer's `.spans` and `.zran` in an image directory (`<diffHex>.spans`, `<diffHex>.zran`). */
+function lazyPaths(dir: string, diffId: string, lazy: boolean, zran: boolean): Pick<ImageLayer, 'spansPath' | 'zranPath'> {
+  if (!lazy) return {};
+  const hex = digestHex(diffId);
+  return { spansPath: join(dir, `${hex}.spans`), ...(zran ? { zranPath: join(dir, `${hex}.zran`) } : {}) };
 }
 
 function parseRuntimeConfig(text: string, dir: string): RuntimeConfig {
@@ -120,9 +133,12 @@ export async function writeImageDir(
         const staged = layerPaths(tmp, layer.diffId);
         await linkOrCopy(layer.contentsPath, staged.contentsPath);
         await linkOrCopy(layer.indexPath, staged.indexPath);
+        const lazy = lazyPaths(tmp, layer.diffId, layer.spansPath !== undefined, layer.zranPath !== undefined);
+        if (lazy.spansPath) await linkOrCopy(layer.spansPath!, lazy.spansPath);
+        if (lazy.zranPath) await linkOrCopy(layer.zranPath!, lazy.zranPath);
         stored.add(layer.diffId);
       }
-      placed.push({ diffId: layer.diffId, ...layerPaths(dst, layer.diffId) });
+      placed.push({ diffId: layer.diffId, ...layerPaths(dst, layer.diffId), ...lazyPaths(dst, layer.diffId, layer.spansPath !== undefined, layer.zranPath !== undefined) });
     }
     await writeFileDurable(join(tmp, CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`);
     await moveIntoPlace(tmp, dst, existing);

@@ -23,6 +23,8 @@ import { createLimiter, type Limiter } from '../util/limiter.js';
 import { openLease, type CacheLease } from './lease.js';
 import { MIN_INDEXED_BLOB } from '../lazy/build.js';
 import { CheckpointTee } from '../lazy/tee.js';
+import { lazyFields, type LazyPlacer } from '../lazy/lazy-pull.js';
+import type { ContentReader } from '../vfs/content.js';
 import { BlobStore } from '../store/index.js';
 
 export interface PrepareOptions {
@@ -43,6 +45,8 @@ export interface PrepareOptions {
    * while it is flattened (default false). Failing to build one is a warning, never a failed pull.
    */
   checkpoints?: boolean;
+  /** `pull --lazy`: places layers from a published lazy index instead of flattening them (src/lazy/lazy-pull.ts). */
+  lazy?: LazyPlacer;
 }
 
 export async function prepareImage(source: ImageSource, options: PrepareOptions): Promise<Image> {
@@ -65,7 +69,7 @@ export async function prepareImage(source: ImageSource, options: PrepareOptions)
     // A diff_id listed more than once (repeated empty layers, a layer re-applied after a whiteout) is
     // flattened once; every position still applies it (config.json keeps the full list).
     const once = new Map<string, Promise<LayerInfo>>();
-    const shared: Shared = { cache, progress, limits, lookups: createLimiter(16), warn: (message) => options.onProgress?.({ type: 'warning', message }), checkpoints: options.checkpoints ?? false };
+    const shared: Shared = { cache, progress, limits, lookups: createLimiter(16), warn: (message) => options.onProgress?.({ type: 'warning', message }), checkpoints: options.checkpoints ?? false, ...(options.lazy ? { lazy: options.lazy } : {}) };
     // The biggest layers take the first slots: the longest conversion should not queue behind small ones.
     const bySize = source.layers.map((_, i) => i).sort((a, b) => (source.layers[b]!.size ?? 0) - (source.layers[a]!.size ?? 0));
     const started: Promise<LayerInfo>[] = [];
@@ -86,8 +90,8 @@ export async function prepareImage(source: ImageSource, options: PrepareOptions)
     const infos = await Promise.all(started);
     signal?.throwIfAborted();
     progress.image('writing');
-    const layers = infos.map((info) => ({ diffId: info.diffId, indexPath: info.indexPath, contentsPath: info.contentsPath }));
-    const fs = await ContainerFS.open(layers);
+    const layers = infos.map((info) => ({ diffId: info.diffId, indexPath: info.indexPath, contentsPath: info.contentsPath, ...lazyFields(info) }));
+    const fs = await ContainerFS.open(layers.map((l) => ({ ...l, ...contentOf(options.lazy, l.diffId) })));
     let config;
     try {
       for (const message of fs.warnings) options.onProgress?.({ type: 'warning', message });
@@ -171,10 +175,13 @@ interface Shared {
   lookups: Limiter;
   warn: (message: string) => void;
   checkpoints: boolean;
+  lazy?: LazyPlacer;
 }
 
 async function flattenOne(layer: SourceLayer, index: number, shared: Shared, limit: Limiter, signal: AbortSignal | undefined): Promise<LayerInfo> {
   const { cache, progress } = shared;
+  const placed = await shared.lazy?.place(layer, index);
+  if (placed) return (progress.layer(index, 'done'), placed);
   const cached = await shared.lookups(() => hasLayer(cache.layersDir, layer.diffId));
   if (cached && (await cachedIntact(cached, index, shared, limit, signal))) {
     progress.layer(index, 'cached');
@@ -252,7 +259,13 @@ function layerRecord(info: LayerInfo, layer: SourceLayer): LayerRecord {
     compressedSize: info.compressedSize,
     size: info.contentsSize,
     entries: info.entryCount,
+    ...(lazyFields(info).spansPath !== undefined ? { lazy: true, checkpoints: lazyFields(info).zranPath !== undefined } : {}),
   };
+}
+
+function contentOf(lazy: LazyPlacer | undefined, diffId: string): { content?: ContentReader } {
+  const content = lazy?.content(diffId);
+  return content ? { content } : {};
 }
 
 /**

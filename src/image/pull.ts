@@ -13,6 +13,7 @@ import type { LayerLimits } from '../layer/limits.js';
 import { noticeEvent, type ProgressListener } from './progress.js';
 import type { NetworkNotice } from '../util/retry.js';
 import { openReaderSource } from './reader-source.js';
+import { lazyPlacer } from '../lazy/lazy-pull.js';
 
 export interface PullOptions extends RegistryClientOptions {
   /** Wanted platform (the host's when absent). Naming one makes a single-platform mismatch an error. */
@@ -28,6 +29,12 @@ export interface PullOptions extends RegistryClientOptions {
   client?: RegistryClient;
   /** Build gzip checkpoint indexes while flattening (PrepareOptions.checkpoints). */
   checkpoints?: boolean;
+  /**
+   * Place layers from the lazy index published next to the image (`vmimg index push`) instead of
+   * downloading them: nothing but the manifest, config and index comes now, files are fetched as they are
+   * read (open the image with `openLazyImage`). Without a published index: a warning, then a whole pull.
+   */
+  lazy?: boolean;
 }
 
 /**
@@ -48,15 +55,25 @@ export async function pull(reference: string | Reference, options: PullOptions =
       ...(options.signal ? { signal: options.signal } : {}),
       ...(options.onProgress ? { onNotice: (n: NetworkNotice) => options.onProgress?.(noticeEvent(n)) } : {}),
     });
-    return await prepareImage(source, {
-      cache,
-      name: formatReference(ref),
-      ...(options.concurrency ? { concurrency: options.concurrency } : {}),
-      ...(options.limits ? { limits: options.limits } : {}),
-      ...(options.checkpoints ? { checkpoints: true } : {}),
-      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
-      ...(options.signal ? { signal: options.signal } : {}),
-    });
+    const warn = (message: string): void => options.onProgress?.({ type: 'warning', message });
+    const manifestDigest = source.info.manifestDigest;
+    const lazy = options.lazy && manifestDigest !== undefined
+      ? await lazyPlacer(client, ref, manifestDigest, { cacheRoot: cache.root, layersDir: cache.layersDir, ...(options.limits ? { limits: options.limits } : {}), ...(options.signal ? { signal: options.signal } : {}), warn })
+      : undefined;
+    try {
+      return await prepareImage(source, {
+        cache,
+        name: formatReference(ref),
+        ...(options.concurrency ? { concurrency: options.concurrency } : {}),
+        ...(options.limits ? { limits: options.limits } : {}),
+        ...(options.checkpoints ? { checkpoints: true } : {}),
+        ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+        ...(options.signal ? { signal: options.signal } : {}),
+        ...(lazy ? { lazy } : {}),
+      });
+    } finally {
+      await lazy?.close();
+    }
   } catch (err) {
     throw wrapError(err, `pulling ${typeof reference === 'string' ? reference : formatReference(ref)}`);
   } finally {

@@ -19,6 +19,10 @@ export interface LayerRecord {
   size: number;
   /** Entries in the layer's index. */
   entries: number;
+  /** Pulled lazily (`pull --lazy`): the image directory holds its `.spans`; reads fill its `.contents`. */
+  lazy?: boolean;
+  /** With `lazy`: the blob has a `.zran` (in the image directory); without one it is fetched whole on first read. */
+  checkpoints?: boolean;
 }
 
 export interface ImageSourceInfo {

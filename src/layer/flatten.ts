@@ -14,7 +14,7 @@ import { ContentsWriter } from './contents-writer.js';
 import { EntriesBuilder } from './entries-builder.js';
 import { encodeHeader, HEADER_SIZE, INDEX_VERSION, scanIndexFile, type IndexHeader } from './index-format.js';
 import type { RecordTable } from './record-table.js';
-import { layerPaths, type LayerFiles } from './paths.js';
+import { layerPaths, spansPath, type LayerFiles } from './paths.js';
 import { LayerBudget, resolveLimits, type LayerLimits } from './limits.js';
 import { TarReader } from './tar-reader.js';
 import { writeStamp } from './verified-stamp.js';
@@ -75,6 +75,8 @@ function infoFrom(header: IndexHeader, files: LayerFiles): LayerInfo {
 export async function hasLayer(dir: string, diffId: string): Promise<LayerInfo | undefined> {
   const files = layerPaths(dir, diffId);
   try {
+    // a lazy layer (docs/FORMAT.md "`.spans`") is not complete: flatten it over its placeholder files
+    if (await stat(spansPath(dir, diffId)).then(() => true, () => false)) return undefined;
     const { header } = await scanIndexFile(files.indexPath);
     if (header.diffId !== diffId) return undefined;
     if ((await stat(files.contentsPath)).size !== header.contentsSize) return undefined;
@@ -265,6 +267,7 @@ async function commit(dir: string, tmp: { contents: string; index: string }, c: 
   const files = layerPaths(dir, c.diffId);
   await rename(tmp.contents, files.contentsPath);
   await rename(tmp.index, files.indexPath); // the completion marker, last
+  await rm(spansPath(dir, c.diffId), { force: true }); // a lazy layer's presence map: the layer is whole now
   await syncDir(dir);
   await writeStamp(files); // every byte just checked: the next pull need not hash them again
   return infoFrom({ ...header, version: INDEX_VERSION, entryCount }, files);

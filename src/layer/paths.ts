@@ -18,6 +18,11 @@ export function layerPaths(dir: string, diffId: string): LayerFiles {
   return { indexPath: join(dir, `${hex}.idx`), contentsPath: join(dir, `${hex}.contents`) };
 }
 
+/** A lazily pulled layer's presence map next to its `.idx` (docs/FORMAT.md "`.spans`"): `<dir>/<diffHex>.spans`. */
+export function spansPath(dir: string, diffId: string): string {
+  return join(dir, `${digestHex(diffId)}.spans`);
+}
+
 /**
  * Normalises a tar name to a root-relative path: drops leading `/`, `.` and empty components,
  * resolves `..` lexically. Returns null when the name escapes the root or holds a NUL.

@@ -8,8 +8,8 @@
  */
 import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
-import { createGunzip } from 'node:zlib';
+import { Transform, type Readable } from 'node:stream';
+import { decompress } from '../layer/decompress.js';
 import { ErrorCode, VmimgError } from '../errors.js';
 import type { IndexEntry } from '../layer/entry.js';
 import type { ContentReader } from '../vfs/content.js';
@@ -235,26 +235,25 @@ export class LazyContent implements ContentReader {
       stream = answer.kind === 'whole' ? answer.stream : (await import('node:stream')).Readable.from([answer.bytes]);
     }
     const hash = createHash('sha256');
-    const gunzip = createGunzip({ chunkSize: 1 << 20 });
+    const counted = new Transform({
+      transform: (chunk: Buffer, _enc, cb) => {
+        hash.update(chunk);
+        this.stats.rangeBytes += chunk.length;
+        cb(null, chunk);
+      },
+    });
     const fh = await this.handle();
-    const feeding = (async () => {
-      for await (const chunk of stream) {
-        hash.update(chunk as Buffer);
-        this.stats.rangeBytes += (chunk as Buffer).length;
-        if (!gunzip.write(chunk)) await new Promise((r) => gunzip.once('drain', r));
-      }
-      gunzip.end();
-    })();
+    const tar = decompress(stream.pipe(counted)); // gzip, zstd or plain: layers without checkpoints may be any
+    stream.once('error', (err) => counted.destroy(err));
     let at = 0;
-    for await (const chunk of gunzip) {
+    for await (const chunk of tar) {
       await this.place(fh, chunk as Buffer, at);
       at += (chunk as Buffer).length;
     }
-    await feeding;
     const actual = `sha256:${hash.digest('hex')}`;
     if (actual !== this.opts.digest) throw new VmimgError(ErrorCode.DIGEST_MISMATCH, `layer blob: expected ${this.opts.digest}, got ${actual}`);
     await fh.datasync();
-    for (let i = 0; i < this.map.spanCount; i++) this.map.set(i);
+    this.map.setAll();
     await this.map.save();
   }
 

@@ -49,11 +49,43 @@ export class SpanMap {
     return true;
   }
 
+  /** Every span present from now on (a layer fetched whole). */
+  setAll(): void {
+    for (let i = 0; i < this.spanCount; i++) this.set(i);
+  }
+
+  /**
+   * Writes the bits in place (image directories hard-link the layer's `.spans`, so a rename would
+   * split them); a missing or foreign file is written whole under a temp name and renamed.
+   */
   async save(): Promise<void> {
-    const tmp = `${this.path}.tmp-${process.pid}`;
+    const fh = await open(this.path, 'r+').catch(() => undefined);
+    if (fh !== undefined) {
+      try {
+        const head = Buffer.alloc(HEADER);
+        await fh.read(head, 0, HEADER, 0);
+        if ((await fh.stat()).size === HEADER + this.bits.length && head.equals(encodeSpans(this.digest, this.spanCount, new Uint8Array(0)))) {
+          await fh.write(this.bits, 0, this.bits.length, HEADER);
+          await fh.datasync();
+          return;
+        }
+      } finally {
+        await fh.close();
+      }
+    }
+    await SpanMap.write(this.path, encodeSpans(this.digest, this.spanCount, this.bits));
+  }
+
+  /** Writes an empty map for `digest` at `path` (temp name, fsync, rename). */
+  static async create(path: string, digest: string, spanCount: number): Promise<void> {
+    await SpanMap.write(path, encodeSpans(digest, spanCount, new Uint8Array(Math.ceil(spanCount / 8))));
+  }
+
+  private static async write(path: string, bytes: Buffer): Promise<void> {
+    const tmp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
     try {
-      await writeFileDurable(tmp, encodeSpans(this.digest, this.spanCount, this.bits));
-      await rename(tmp, this.path);
+      await writeFileDurable(tmp, bytes);
+      await rename(tmp, path);
     } finally {
       await rm(tmp, { force: true });
     }

@@ -26,6 +26,11 @@ export interface LayerContent {
 /** A flattened layer on disk: its `.idx` and its content. */
 export interface LayerFiles extends LayerContent {
   indexPath: string;
+  /**
+   * Set on a layer pulled lazily (its `.contents` fills as it is read): such a layer needs a `content`
+   * reader that fetches what is missing (`openLazyImage` of `vmimg`); without one, opening fails.
+   */
+  spansPath?: string;
 }
 
 /** A layer whose entries are already decoded (tests, tools building a tree in memory). */
@@ -65,6 +70,17 @@ export async function loadLayers(source: ContainerSource): Promise<LoadedLayer[]
 }
 
 async function sourceLayers(source: ContainerSource): Promise<readonly LayerSource[]> {
+  const layers = await givenLayers(source);
+  const lazy = layers.findIndex((l) => 'spansPath' in l && l.spansPath !== undefined && l.content === undefined);
+  if (lazy >= 0) {
+    throw new VmimgError(ErrorCode.INVALID_IMAGE, `layer ${lazy + 1} of the image was pulled lazily: its files are fetched as they are read`, {
+      hint: "open it with openLazyImage() of 'vmimg' (the CLI does), or complete it with vmimg pull --fill",
+    });
+  }
+  return layers;
+}
+
+async function givenLayers(source: ContainerSource): Promise<readonly LayerSource[]> {
   if (typeof source === 'string') return imageDirLayers(source);
   if (Array.isArray(source)) return source as readonly LayerSource[];
   const layers = (source as Partial<LayeredImage> | null)?.layers;
@@ -72,7 +88,7 @@ async function sourceLayers(source: ContainerSource): Promise<readonly LayerSour
     throw new VmimgError(ErrorCode.INVALID_ARGUMENT, 'ContainerFS.open takes an image directory, a loaded image or a list of layers');
   }
   // only the file names: an Image's layers carry more (diffId, sizes) that the VFS has no use for
-  return layers.map((l: LayerFiles) => ({ indexPath: l.indexPath, ...contentOf(l) }));
+  return layers.map((l: LayerFiles) => ({ indexPath: l.indexPath, ...contentOf(l), ...(l.spansPath !== undefined ? { spansPath: l.spansPath } : {}) }));
 }
 
 /** Only the content fields (a loaded Image's layers carry more). */
@@ -98,10 +114,11 @@ async function imageDirLayers(dir: string): Promise<LayerFiles[]> {
     });
   }
   const layers = (config as { layers?: unknown } | null)?.layers;
+  const details = (config as { layerDetails?: { lazy?: unknown }[] }).layerDetails;
   if (!Array.isArray(layers)) {
     throw new VmimgError(ErrorCode.INVALID_IMAGE, `${configPath}: no "layers" list`);
   }
-  return layers.map((diffId: unknown) => {
+  return layers.map((diffId: unknown, i) => {
     if (typeof diffId !== 'string') throw new VmimgError(ErrorCode.INVALID_IMAGE, `${configPath}: bad layer entry`);
     let hex: string;
     try {
@@ -109,6 +126,7 @@ async function imageDirLayers(dir: string): Promise<LayerFiles[]> {
     } catch (err) {
       throw new VmimgError(ErrorCode.INVALID_IMAGE, `${configPath}: bad layer diff_id ${diffId}`, { cause: err });
     }
-    return { indexPath: join(dir, `${hex}.idx`), contentsPath: join(dir, `${hex}.contents`) };
+    const lazy = Array.isArray(details) && details[i]?.lazy === true ? { spansPath: join(dir, `${hex}.spans`) } : {};
+    return { indexPath: join(dir, `${hex}.idx`), contentsPath: join(dir, `${hex}.contents`), ...lazy };
   });
 }

@@ -24,7 +24,7 @@ export const catCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       .example('$0 cat ./vm /bin/sh > sh.bin', 'Copy a binary out of an image directory'),
   handler: run<Args>(async (ctx, args) => {
     const { image } = await resolveImage(ctx, args.image);
-    const fs = await ContainerFS.open(image.dir);
+    const fs = await ContainerFS.open(image);
     try {
       const ino = regularFile(fs, args.path); // fail before writing anything (ENOENT, ELOOP, EISDIR, ...)
       const size = fs.getattr(ino).size;

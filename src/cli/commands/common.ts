@@ -13,7 +13,12 @@ import { platformText } from '../format.js';
 /** Wraps a command body: builds the context from the global options. */
 export function run<A>(body: (ctx: Context, args: A & GlobalArgs) => Promise<void>) {
   return async (args: ArgumentsCamelCase<A & GlobalArgs>): Promise<void> => {
-    await body(createContext(args as unknown as GlobalArgs), args as unknown as A & GlobalArgs);
+    const ctx = createContext(args as unknown as GlobalArgs);
+    try {
+      await body(ctx, args as unknown as A & GlobalArgs);
+    } finally {
+      await ctx.close();
+    }
   };
 }
 
@@ -35,6 +40,7 @@ export function printImage(ctx: Context, resolved: ResolvedImage, name?: string)
     ...(src.manifestDigest ? { manifestDigest: src.manifestDigest } : {}),
     ...(src.indexDigest ? { indexDigest: src.indexDigest } : {}),
     layers: image.config.layers.length,
+    ...(lazyCount(image) > 0 ? { lazyLayers: lazyCount(image) } : {}),
   };
   if (ctx.json) {
     ctx.out(JSON.stringify(summary));
@@ -47,6 +53,12 @@ export function printImage(ctx: Context, resolved: ResolvedImage, name?: string)
   // the manifest digest pins the image for a later pull (name@digest); a docker-save tar has none
   if (summary.manifestDigest) ctx.out(`digest:   ${summary.manifestDigest}`);
   ctx.out(`dir:      ${escapeTerminal(summary.dir)}`);
+  if (summary.lazyLayers !== undefined) ctx.out(`lazy:     ${summary.lazyLayers} of ${summary.layers} layers are fetched as their files are read`);
+}
+
+/** Layers of the image pulled lazily (distinct diff_ids). */
+function lazyCount(image: Image): number {
+  return new Set(image.config.layerDetails.filter((l) => l.lazy === true).map((l) => l.diffId)).size;
 }
 
 /** The --concurrency option of pull and load: layers fetched and flattened at once. */

@@ -27,7 +27,7 @@ export const lsCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       .example('$0 ls images/busybox-amd64.docker.tar -R --json', 'Every entry as one JSON object per line'),
   handler: run<Args>(async (ctx, args) => {
     const { image } = await resolveImage(ctx, args.image);
-    const fs = await ContainerFS.open(image.dir);
+    const fs = await ContainerFS.open(image);
     try {
       const lister = new Lister(fs);
       const path = normalise(args.path);

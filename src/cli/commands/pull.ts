@@ -11,6 +11,7 @@ interface Args {
   'max-layer-size'?: string;
   'max-layer-ratio'?: number;
   'index-build'?: boolean;
+  lazy?: boolean;
 }
 
 export const pullCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
@@ -22,13 +23,15 @@ export const pullCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       .option('concurrency', CONCURRENCY_OPTION)
       .options(LIMIT_OPTIONS)
       .option('index-build', { type: 'boolean', describe: 'Also build gzip checkpoint indexes (.zran) of 10+ MiB layers, in a worker thread' })
+      .option('lazy', { type: 'boolean', describe: 'Fetch no layer blobs: use the lazy index published next to the image (vmimg index push); files are fetched as they are read' })
       .example('$0 pull alpine:3.20 --arch arm64', 'The arm64 image of a multi-arch tag')
       .example('$0 pull 127.0.0.1:5000/app:1 --platform linux/arm/v7', 'A variant, from a local registry (plain HTTP)')
       .example('echo "$TOKEN" | $0 pull ghcr.io/me/app --username me --password-stdin', 'With explicit credentials')
-      .example('$0 pull reg.lan:5000/app --insecure-registry reg.lan:5000 --json', 'Plain HTTP registry, JSON result'),
+      .example('$0 pull reg.lan:5000/app --insecure-registry reg.lan:5000 --json', 'Plain HTTP registry, JSON result')
+      .example('$0 pull reg.lan:5000/app:1 --lazy', 'Usable at once: ls, cat, export and boot fetch only what they read'),
   handler: run<Args>(async (ctx, args) => {
     const ref = await referenceArg(args.ref);
-    const image = await pullImage(ctx, ref, { ...concurrencyOption(args.concurrency), ...limitOptions(args), ...(args['index-build'] ? { checkpoints: true } : {}) });
+    const image = await pullImage(ctx, ref, { ...concurrencyOption(args.concurrency), ...limitOptions(args), ...(args['index-build'] ? { checkpoints: true } : {}), ...(args.lazy ? { lazy: true } : {}) });
     printImage(ctx, await named(ctx, image, 'registry'), formatReference(parseReference(ref)));
   }),
 };

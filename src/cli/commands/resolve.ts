@@ -21,7 +21,7 @@ export const resolveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       .example('$0 resolve alpine:3.20 /bin/sh', 'Prints /bin/busybox'),
   handler: run<Args>(async (ctx, args) => {
     const { image } = await resolveImage(ctx, args.image);
-    const fs = await ContainerFS.open(image.dir);
+    const fs = await ContainerFS.open(image);
     try {
       const real = fs.realpath(args.path);
       // --json: exact strings, plus base64 bytes of a path that is not UTF-8 (as ls --json)

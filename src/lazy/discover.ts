@@ -1,0 +1,96 @@
+/**
+ * Finding the lazy index `vmimg index push` published for an image manifest (docs/FORMAT.md "Published
+ * lazy index"): the registry's referrers API (`GET /v2/NAME/referrers/DIGEST?artifactType=…`), and
+ * when that answers 404 (distribution 2.8.2) the spec's fallback tag `sha256-<hex>`. The artifact
+ * manifest is fetched by digest (so verified) and must name the image manifest as its `subject`.
+ */
+import { ErrorCode, isVmimgError } from '../errors.js';
+import type { Descriptor } from '../manifest/types.js';
+import type { RegistryClient } from '../registry/client.js';
+import type { Reference } from '../reference/types.js';
+import { ARTIFACT_TYPE, IDX_MEDIA_TYPE, LAYER_ANNOTATION, ZRAN_MEDIA_TYPE, fallbackTag, readFallback } from './publish.js';
+
+const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
+
+/** The blobs a published index holds for one layer (by compressed digest). */
+export interface PublishedLayer {
+  idx: Descriptor;
+  /** Absent for layers under 10 MiB and non-gzip ones: those are fetched whole. */
+  zran?: Descriptor;
+}
+
+/** A published lazy index: the artifact's descriptor, where it was found, and its blobs by layer digest. */
+export interface PublishedIndex {
+  artifact: Descriptor;
+  via: 'referrers-api' | 'tag-fallback';
+  layers: Map<string, PublishedLayer>;
+}
+
+/**
+ * The newest lazy index published for `subjectDigest` in `repo`, or undefined when there is none.
+ * Errors: the client's coded ones (ERR_REGISTRY_UNAVAILABLE, ERR_UNAUTHORIZED, …); an artifact that
+ * is not vmimg's or names another subject is skipped, not trusted.
+ */
+export async function findPublishedIndex(client: RegistryClient, repo: Reference, subjectDigest: string, signal?: AbortSignal): Promise<PublishedIndex | undefined> {
+  const listed = await referrers(client, repo, subjectDigest, signal);
+  const candidates = listed.list.filter((d) => (d as { artifactType?: string }).artifactType === ARTIFACT_TYPE).sort(newestFirst);
+  for (const artifact of candidates) {
+    const m = await client.fetchManifest({ registry: repo.registry, repository: repo.repository, digest: artifact.digest }, signal ? { signal } : {}).catch((err: unknown) => {
+      if (isVmimgError(err, ErrorCode.NOT_FOUND)) return undefined; // listed but deleted since
+      throw err;
+    });
+    if (m === undefined) continue;
+    const layers = parseArtifact(m.bytes, subjectDigest);
+    if (layers !== undefined) return { artifact: { ...artifact, digest: m.digest, size: m.size }, via: listed.via, layers };
+  }
+  return undefined;
+}
+
+async function referrers(client: RegistryClient, repo: Reference, digest: string, signal?: AbortSignal): Promise<{ list: Descriptor[]; via: PublishedIndex['via'] }> {
+  try {
+    const answer = await client.fetchApi(repo, `referrers/${digest}?artifactType=${encodeURIComponent(ARTIFACT_TYPE)}`, { accept: OCI_INDEX, ...(signal ? { signal } : {}) });
+    return { list: manifestsOf(answer.bytes), via: 'referrers-api' };
+  } catch (err) {
+    if (!isVmimgError(err, ErrorCode.NOT_FOUND)) throw err; // the spec: 404 means "use the tag schema"
+  }
+  return { list: await readFallback(client, repo, fallbackTag(digest), signal), via: 'tag-fallback' };
+}
+
+function manifestsOf(bytes: Buffer): Descriptor[] {
+  try {
+    const doc = JSON.parse(bytes.toString('utf8')) as { manifests?: unknown };
+    return Array.isArray(doc.manifests) ? (doc.manifests as Descriptor[]).filter((d) => typeof d?.digest === 'string') : [];
+  } catch {
+    return [];
+  }
+}
+
+/** Newest first by the creation annotation the publisher sets (descriptors without one last, in list order reversed). */
+function newestFirst(a: Descriptor, b: Descriptor): number {
+  const ta = a.annotations?.['org.opencontainers.image.created'] ?? '';
+  const tb = b.annotations?.['org.opencontainers.image.created'] ?? '';
+  return tb < ta ? -1 : tb > ta ? 1 : 0;
+}
+
+/** The artifact's blobs by layer digest, or undefined when it is not a vmimg lazy index for `subject`. */
+export function parseArtifact(bytes: Buffer, subject: string): Map<string, PublishedLayer> | undefined {
+  let doc: { artifactType?: unknown; subject?: { digest?: unknown }; layers?: unknown };
+  try {
+    doc = JSON.parse(bytes.toString('utf8')) as typeof doc;
+  } catch {
+    return undefined;
+  }
+  if (doc.artifactType !== ARTIFACT_TYPE || doc.subject?.digest !== subject || !Array.isArray(doc.layers)) return undefined;
+  const found = new Map<string, Partial<PublishedLayer>>();
+  for (const d of doc.layers as Descriptor[]) {
+    const layer = d?.annotations?.[LAYER_ANNOTATION];
+    if (typeof layer !== 'string' || typeof d.digest !== 'string' || !Number.isSafeInteger(d.size)) continue;
+    const entry = found.get(layer) ?? {};
+    if (d.mediaType === IDX_MEDIA_TYPE) entry.idx = d;
+    else if (d.mediaType === ZRAN_MEDIA_TYPE) entry.zran = d;
+    found.set(layer, entry);
+  }
+  const layers = new Map<string, PublishedLayer>();
+  for (const [k, v] of found) if (v.idx !== undefined) layers.set(k, v as PublishedLayer);
+  return layers;
+}

@@ -1,0 +1,90 @@
+/**
+ * `pull --lazy`: instead of downloading and flattening a layer, place it from the lazy index published
+ * next to the image (src/lazy/discover.ts): its `.idx` and `.zran`, verified by digest and checked
+ * against the layer, an empty sparse `.contents` and a `.spans` (src/lazy/place.ts). The prepare
+ * pipeline (src/image/prepare.ts) asks {@link LazyPlacer.place} for each layer and reads the image's
+ * `/etc/passwd` through {@link LazyPlacer.content}; layers the index does not cover are pulled whole.
+ */
+import type { LayerInfo } from '../layer/flatten.js';
+import { hasLayer } from '../layer/flatten.js';
+import { resolveLimits, tooLarge, type LayerLimits } from '../layer/limits.js';
+import type { Reference } from '../reference/types.js';
+import type { RegistryClient } from '../registry/client.js';
+import type { ContentReader } from '../vfs/content.js';
+import type { SourceLayer } from '../image/source.js';
+import { findPublishedIndex, type PublishedIndex, type PublishedLayer } from './discover.js';
+import type { LazyContent } from './lazy-content.js';
+import { openLazyLayer } from './open-image.js';
+import { findLazyLayer, placeLazyLayer, type LazyLayerInfo } from './place.js';
+
+/** What the prepare pipeline asks of a lazy pull. */
+export interface LazyPlacer {
+  /** How the index was found (for the pull's message). */
+  readonly published: PublishedIndex;
+  /** Places layer `index` lazily, or resolves undefined to flatten it as usual (cached whole, or not in the index). */
+  place(layer: SourceLayer, index: number): Promise<LazyLayerInfo | undefined>;
+  /** The reader of a layer `place` placed. */
+  content(diffId: string): ContentReader | undefined;
+  close(): Promise<void>;
+}
+
+/** Options of {@link lazyPlacer}. */
+export interface LazyPlacerOptions {
+  cacheRoot: string;
+  layersDir: string;
+  limits?: Partial<LayerLimits>;
+  signal?: AbortSignal;
+  warn: (message: string) => void;
+}
+
+/**
+ * The placer for image manifest `manifestDigest` of `repo`, or undefined (after a warning) when no
+ * lazy index is published for it: the caller then pulls eagerly.
+ */
+export async function lazyPlacer(client: RegistryClient, repo: Reference, manifestDigest: string, options: LazyPlacerOptions): Promise<LazyPlacer | undefined> {
+  const published = await findPublishedIndex(client, repo, manifestDigest, options.signal);
+  if (published === undefined) {
+    options.warn(`no lazy index is published for ${manifestDigest} (vmimg index push publishes one): pulling the image whole`);
+    return undefined;
+  }
+  const limits = resolveLimits(options.limits);
+  const readers = new Map<string, LazyContent>();
+  const call = options.signal ? { signal: options.signal } : {};
+  const fetch = async (what: string, d: PublishedLayer['idx'], max: number): Promise<Buffer> => {
+    if (d.size > max) throw tooLarge('maxLayerSize', `the published ${what} is ${d.size} bytes, more than the layer's tar may be (${max})`);
+    return client.fetchBlobBytes(repo, d, { ...call, maxBytes: max });
+  };
+  return {
+    published,
+    async place(layer, index) {
+      if (layer.digest === undefined || layer.size === undefined) return undefined;
+      if (await hasLayer(options.layersDir, layer.diffId)) return undefined; // cached whole: nothing to fetch
+      const ids = { digest: layer.digest, diffId: layer.diffId, size: layer.size };
+      let info = await findLazyLayer(options.layersDir, options.cacheRoot, ids); // an earlier lazy pull's spans are kept
+      if (info === undefined) {
+        const pub = published.layers.get(layer.digest);
+        if (pub === undefined) {
+          options.warn(`layer ${index + 1} (${layer.digest}) is not in the published lazy index: pulling it whole`);
+          return undefined;
+        }
+        // neither file can be larger than the layer's tar may be (the expansion limits bound both)
+        const max = Math.min(limits.maxLayerSize, Math.ceil(layer.size * limits.maxLayerRatio)) + (1 << 20);
+        const idx = await fetch('.idx', pub.idx, max);
+        const zran = pub.zran !== undefined ? await fetch('.zran', pub.zran, max) : undefined;
+        info = await placeLazyLayer(options.layersDir, options.cacheRoot, ids, idx, zran);
+      }
+      if (!readers.has(layer.diffId)) readers.set(layer.diffId, await openLazyLayer(info, ids, client, repo, options));
+      return info;
+    },
+    content: (diffId) => readers.get(diffId),
+    async close() {
+      for (const r of readers.values()) await r.close();
+    },
+  };
+}
+
+/** The lazy fields of a layer's info, if `place` placed it (prepare passes them to the image directory). */
+export function lazyFields(info: LayerInfo): { spansPath?: string; zranPath?: string } {
+  const l = info as Partial<LazyLayerInfo>;
+  return l.spansPath === undefined ? {} : { spansPath: l.spansPath, ...(l.zranPath !== undefined ? { zranPath: l.zranPath } : {}) };
+}

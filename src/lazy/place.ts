@@ -1,0 +1,116 @@
+/**
+ * Placing a lazy layer in the cache (docs/FORMAT.md "`.spans`"): a published `.idx` (version 2) and
+ * `.zran`, checked against the layer they claim to describe, become `<diffHex>.idx`, an empty sparse
+ * `<diffHex>.contents` of its full size and a `<diffHex>.spans` with no span present — `.spans` first,
+ * `.idx` last, so a layer is never taken as complete (`hasLayer` ignores layers with a `.spans`).
+ */
+import { randomBytes } from 'node:crypto';
+import { access, mkdir, open, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ErrorCode, VmimgError } from '../errors.js';
+import type { LayerInfo } from '../layer/flatten.js';
+import { decodeIndex, scanIndexFile, type IndexHeader } from '../layer/index-format.js';
+import { layerPaths, spansPath } from '../layer/paths.js';
+import { syncDir, writeFileDurable } from '../util/fs.js';
+import { storeCheckpoints, zranPath } from './build.js';
+import { SpanMap } from './span-map.js';
+import { decodeZran } from './zran-format.js';
+
+/** A lazily placed layer: its info plus its presence map and (for indexed blobs) its `.zran`. */
+export interface LazyLayerInfo extends LayerInfo {
+  spansPath: string;
+  zranPath?: string;
+}
+
+/** True while `<dir>/<diffHex>.spans` exists: the layer's `.contents` is still filling. */
+export async function isLazyLayer(dir: string, diffId: string): Promise<boolean> {
+  return access(spansPath(dir, diffId)).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** The layer, blob digest and size a published index must describe. */
+export interface LazyLayerIds {
+  digest: string;
+  diffId: string;
+  size: number;
+}
+
+/**
+ * The lazily placed layer when `<dir>` holds one for `ids` (an earlier `pull --lazy`: its spans are kept),
+ * else undefined.
+ */
+export async function findLazyLayer(dir: string, cacheRoot: string, ids: LazyLayerIds): Promise<LazyLayerInfo | undefined> {
+  if (!(await isLazyLayer(dir, ids.diffId))) return undefined;
+  const files = layerPaths(dir, ids.diffId);
+  const header = await scanIndexFile(files.indexPath).then((s) => s.header, () => undefined);
+  if (header === undefined || header.diffId !== ids.diffId) return undefined;
+  const zran = zranPath(cacheRoot, ids.digest);
+  const hasZran = await access(zran).then(() => true, () => false);
+  return info(header, ids, files, spansPath(dir, ids.diffId), hasZran ? zran : undefined);
+}
+
+/**
+ * Checks `idx` (and `zran`) against `ids` and places the layer lazily in `dir` (the layers directory).
+ * Errors: ERR_INVALID_INDEX for an index that does not decode or describes another layer.
+ */
+export async function placeLazyLayer(dir: string, cacheRoot: string, ids: LazyLayerIds, idx: Buffer, zran: Buffer | undefined): Promise<LazyLayerInfo> {
+  const header = checkIdx(idx, ids);
+  let zranFile: string | undefined;
+  let spanCount = 1;
+  if (zran !== undefined) {
+    const z = decodeZran(zran);
+    if (z.digest !== ids.digest || z.diffId !== ids.diffId || z.compressedSize !== ids.size || z.tarSize !== header.tarSize) {
+      throw new VmimgError(ErrorCode.INVALID_INDEX, `the published .zran of ${ids.digest} describes another layer (${z.digest}, ${z.compressedSize} bytes)`);
+    }
+    spanCount = z.checkpoints.length;
+    zranFile = await storeCheckpoints(cacheRoot, ids.digest, zran);
+  }
+  await mkdir(dir, { recursive: true });
+  const files = layerPaths(dir, ids.diffId);
+  const spans = spansPath(dir, ids.diffId);
+  await SpanMap.create(spans, ids.digest, spanCount); // first: from now on the layer is lazy
+  const tmp = join(dir, `.tmp-${process.pid}-${randomBytes(8).toString('hex')}`);
+  try {
+    const fh = await open(`${tmp}.contents`, 'w');
+    try {
+      await fh.truncate(header.contentsSize); // sparse: no bytes written
+    } finally {
+      await fh.close();
+    }
+    await writeFileDurable(`${tmp}.idx`, idx);
+    await rename(`${tmp}.contents`, files.contentsPath);
+    await rename(`${tmp}.idx`, files.indexPath); // last
+    await syncDir(dir);
+  } finally {
+    await rm(`${tmp}.contents`, { force: true });
+    await rm(`${tmp}.idx`, { force: true });
+  }
+  return info(header, ids, files, spans, zranFile);
+}
+
+function checkIdx(idx: Buffer, ids: LazyLayerIds): IndexHeader {
+  const { header } = decodeIndex(idx); // every record's bounds (ERR_INVALID_INDEX)
+  const wrong =
+    header.version < 2 ? 'it is version 1 (no tar offsets)' :
+    header.diffId !== ids.diffId ? `its diff_id is ${header.diffId}` :
+    header.digest !== undefined && header.digest !== ids.digest ? `its blob digest is ${header.digest}` :
+    header.compressedSize !== 0 && header.compressedSize !== ids.size ? `its blob is ${header.compressedSize} bytes, not ${ids.size}` : undefined;
+  if (wrong !== undefined) throw new VmimgError(ErrorCode.INVALID_INDEX, `the published .idx of layer ${ids.digest} does not describe it: ${wrong}`);
+  return header;
+}
+
+function info(header: IndexHeader, ids: LazyLayerIds, files: { indexPath: string; contentsPath: string }, spansPath: string, zran: string | undefined): LazyLayerInfo {
+  return {
+    ...files,
+    diffId: ids.diffId,
+    digest: ids.digest,
+    compressedSize: ids.size,
+    size: header.tarSize,
+    contentsSize: header.contentsSize,
+    entryCount: header.entryCount,
+    spansPath,
+    ...(zran !== undefined ? { zranPath: zran } : {}),
+  };
+}

@@ -1,0 +1,111 @@
+// `pull --lazy` against the real registry (docker-registry on loopback) through the fault proxy, which
+// counts requests: images are pushed by skopeo (the Debian test image made by umoci, and the rich image
+// with devices, hardlinks, xattrs, odd names and a 33 MiB file), pulled whole into one cache, their lazy
+// index published with `vmimg index push` (the sha256-<hex> fallback tag: 2.8.2 has no referrers API),
+// then pulled lazily into a second cache: no layer blob is fetched by the pull, and every file read
+// through the lazy readers equals the eager flatten.
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { pull } from '../../src/image/pull.js';
+import { openLazyImage } from '../../src/lazy/open-image.js';
+import { ContainerFS } from '../../src/vfs/index.js';
+import { debianArchive } from '../boot/debian-fixture.js';
+import { expectExit } from '../cli/run.js';
+import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
+import { buildRichImage } from '../helpers/layers.js';
+import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
+import { requireTools, run, tmpDir } from '../helpers/tools.js';
+
+let registry: RunningRegistry;
+let proxy: FaultProxy;
+let eagerCache: string;
+const images: Record<string, { ref: string; viaProxy: string }> = {};
+
+before(async () => {
+  requireTools(['skopeo', 'umoci']);
+  const [archive, rich, reg] = await Promise.all([debianArchive('amd64'), buildRichImage(), startRegistry()]);
+  registry = reg;
+  proxy = await startFaultProxy(registry.url);
+  const sources: Record<string, string> = { debian: `oci-archive:${archive}:latest`, rich: `oci:${rich.image.layout}:rich` };
+  eagerCache = await tmpDir('vmimg-lazy-eager-');
+  for (const [name, src] of Object.entries(sources)) {
+    const ref = `${registry.host}/lazy/${name}:1`;
+    images[name] = { ref, viaProxy: `${proxy.host}/lazy/${name}:1` };
+    await run('skopeo', ['copy', '-q', '--dest-tls-verify=false', src, `docker://${ref}`]);
+    await expectExit(0, ['--cache-dir', eagerCache, 'pull', '-q', '--index-build', ref]);
+    await expectExit(0, ['--cache-dir', eagerCache, 'index', 'push', '-q', ref]);
+  }
+});
+
+after(async () => {
+  await proxy?.stop();
+  await registry?.stop();
+});
+
+/** Every entry of the tree: type, mode, owner, size, link target, xattrs and the sha256 of its bytes. */
+async function describeTree(fs: ContainerFS): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  const walk = async (ino: number, path: string): Promise<void> => {
+    for (const e of fs.readdir(ino)) {
+      const a = fs.getattr(e.ino);
+      const p = `${path}/${e.name}`;
+      let extra = '';
+      if ((a.mode & 0o170000) === 0o100000) extra = createHash('sha256').update(await fs.read(e.ino, 0, a.size)).digest('hex');
+      else if ((a.mode & 0o170000) === 0o120000) extra = fs.readlink(e.ino);
+      const xattrs = fs.listxattr(e.ino).map((x) => `${x}=${fs.getxattr(e.ino, x).toString('hex')}`);
+      out.set(p, [a.mode.toString(8), a.uid, a.gid, a.size, a.nlink, extra, ...xattrs].join(' '));
+      if ((a.mode & 0o170000) === 0o040000) await walk(e.ino, p);
+    }
+  };
+  await walk(fs.root(), '');
+  return out;
+}
+
+/** Layer blob GETs since request `from`: how many, how many without a Range, and the bytes the ranges asked for. */
+function layerGets(layerDigests: string[], from = 0): { gets: number; whole: number; bytes: number } {
+  const gets = proxy.requests.slice(from).filter((r) => r.method === 'GET' && layerDigests.some((d) => r.path.endsWith(`/blobs/${d}`)));
+  const bytes = gets.reduce((n, r) => {
+    const m = /^bytes=(\d+)-(\d+)$/.exec(r.range ?? '');
+    return n + (m ? Number(m[2]) - Number(m[1]) + 1 : 0);
+  }, 0);
+  return { gets: gets.length, whole: gets.filter((r) => r.range === undefined).length, bytes };
+}
+
+describe('pull --lazy', () => {
+  for (const name of ['debian', 'rich']) {
+    test(`${name}: no layer blob is fetched by the pull; every file read lazily equals the eager flatten`, async () => {
+      const { ref, viaProxy } = images[name]!;
+      const eager = await pull(ref, { cacheDir: eagerCache });
+      const layerDigests = eager.config.layerDetails.map((l) => l.digest!);
+      const cache = await tmpDir('vmimg-lazy-cache-');
+      const warnings: string[] = [];
+      const from = proxy.requests.length;
+      const compressed = eager.config.layerDetails.reduce((n, l) => n + l.compressedSize!, 0);
+      const image = await pull(viaProxy, { cacheDir: cache, lazy: true, onProgress: (e) => e.type === 'warning' && warnings.push(e.message) });
+      assert.deepEqual(warnings, []);
+      // the pull itself reads /etc/passwd and /etc/group (the config's User): a span, or a small layer whole
+      const byPull = layerGets(layerDigests, from);
+      assert.equal(byPull.whole, 0, 'no layer blob fetched without a Range');
+      assert.ok(byPull.bytes < compressed / 4, `the pull fetched ${byPull.bytes} of ${compressed} compressed bytes`);
+      assert.ok(image.config.layerDetails.every((l) => l.lazy === true), 'every layer lazy');
+      assert.equal(image.config.uid, eager.config.uid, 'User resolved through a lazy read of /etc/passwd');
+      await assert.rejects(ContainerFS.open(image.dir), { code: 'ERR_INVALID_IMAGE' }, 'the plain opener refuses a lazy image');
+      const lazy = await openLazyImage(await pull(viaProxy, { cacheDir: cache, lazy: true }));
+      const [lfs, efs] = [await ContainerFS.open(lazy), await ContainerFS.open(eager)];
+      try {
+        const [got, want] = [await describeTree(lfs), await describeTree(efs)];
+        assert.equal(got.size, want.size);
+        for (const [p, d] of want) assert.equal(got.get(p), d, p);
+      } finally {
+        await lfs.close();
+        await efs.close();
+        await lazy.close();
+      }
+      assert.ok(layerGets(layerDigests, from).gets > byPull.gets, 'the reads fetched ranges');
+      assert.ok(existsSync(join(cache, 'layers', 'sha256', `${eager.config.layers[0]!.slice(7)}.spans`)));
+    });
+  }
+});
