@@ -6,11 +6,17 @@
  * Run alone: node --import tsx bench/entries.ts
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { median, rounds } from './util.js';
+import { pathToFileURL } from 'node:url';
+import { loadAverage, median, rounds } from './util.js';
 
+/** Inputs only (shared between worktrees: bench/.cache may be a symlink); scripts and caches go to WORK. */
 const CACHE = resolve('bench', '.cache');
+const WORK = mkdtempSync(join(tmpdir(), 'vmimg-bench-entries-'));
+/** Absolute module URLs: the child scripts live outside the repository. */
+const SRC = (path: string): string => JSON.stringify(pathToFileURL(resolve('src', path)).href);
 
 function archive(entries: number): string {
   const out = join(CACHE, `entries-${entries}.tar`);
@@ -25,7 +31,7 @@ function archive(entries: number): string {
 
 /** Runs `code` (an ES module body) in a fresh Node with tsx; returns its last stdout line as JSON. */
 function child<T>(name: string, code: string): T {
-  const file = join(CACHE, `${name}.mts`);
+  const file = join(WORK, `${name}.mts`);
   writeFileSync(file, code);
   const r = spawnSync(process.execPath, ['--import', 'tsx', file], { encoding: 'utf8', maxBuffer: 1 << 24 });
   if (r.status !== 0) throw new Error(`${name} failed: ${r.stderr.slice(-2000)}`);
@@ -35,7 +41,7 @@ function child<T>(name: string, code: string): T {
 function loadRss(tar: string, cacheDir: string): { rss: number; entries: number } {
   rmSync(cacheDir, { recursive: true, force: true });
   return child('entries-load', `
-    import { loadFromTar } from '../../src/index.js';
+    import { loadFromTar } from ${SRC('index.ts')};
     const image = await loadFromTar(${JSON.stringify(tar)}, { cacheDir: ${JSON.stringify(cacheDir)}, limits: { maxLayerEntries: 1e7 } });
     console.log(JSON.stringify({ rss: process.resourceUsage().maxRSS * 1024, entries: image.config.layerDetails.at(-1).entries }));
   `);
@@ -44,7 +50,7 @@ function loadRss(tar: string, cacheDir: string): { rss: number; entries: number 
 /** Wall and CPU (user + system) milliseconds of the first open; CPU time shows the cost on a busy machine. */
 function coldOpen(indexPath: string): { ms: number; cpu: number } {
   return child('entries-open', `
-    import { ContainerFS } from '../../src/vfs/index.js';
+    import { ContainerFS } from ${SRC('vfs/index.ts')};
     const c = process.cpuUsage();
     const t = performance.now();
     const fs = await ContainerFS.open([{ indexPath: ${JSON.stringify(indexPath)}, contentsPath: '/dev/null' }]);
@@ -56,19 +62,28 @@ function coldOpen(indexPath: string): { ms: number; cpu: number } {
 }
 
 export function entriesBench(): string[] {
-  const lines: string[] = [];
-  const million = loadRss(archive(1_000_000), join(CACHE, 'entries-cache-1m'));
-  lines.push(`1 M entries, load (flatten + open + config): peak RSS ${(million.rss / 2 ** 20).toFixed(0)} MiB (goal < 300 MiB)`);
-  const cache100k = join(CACHE, 'entries-cache-100k');
+  try {
+    return [...millionLoad(), ...coldOpens(), loadAverage()];
+  } finally {
+    rmSync(WORK, { recursive: true, force: true });
+  }
+}
+
+function millionLoad(): string[] {
+  const million = loadRss(archive(1_000_000), join(WORK, 'cache-1m'));
+  rmSync(join(WORK, 'cache-1m'), { recursive: true, force: true });
+  return [`1 M entries, load (flatten + open + config): peak RSS ${(million.rss / 2 ** 20).toFixed(0)} MiB (goal < 300 MiB)`];
+}
+
+function coldOpens(): string[] {
+  const cache100k = join(WORK, 'cache-100k');
   loadRss(archive(100_000), cache100k);
   const layers = join(cache100k, 'layers', 'sha256');
   const index = join(layers, readdirSync(layers).find((f) => f.endsWith('.idx'))!); // the archive's only layer
   const runs = Array.from({ length: Math.max(3, rounds) }, () => coldOpen(index));
   const wall = median(runs.map((r) => r.ms));
   const cpu = median(runs.map((r) => r.cpu));
-  lines.push(`100k-entry .idx, cold ContainerFS.open: median ${wall.toFixed(0)} ms wall, ${cpu.toFixed(0)} ms CPU, of ${runs.length} fresh processes (goal < 50 ms)`);
-  rmSync(join(CACHE, 'entries-cache-1m'), { recursive: true, force: true });
-  return lines;
+  return [`100k-entry .idx, cold ContainerFS.open: median ${wall.toFixed(0)} ms wall, ${cpu.toFixed(0)} ms CPU, of ${runs.length} fresh processes (goal < 50 ms)`];
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) for (const line of entriesBench()) console.log(line);
