@@ -17,7 +17,8 @@ import { dirPath, Resolver } from './resolve.js';
 import { contentReader, loadLayers, type ContainerSource, type LoadedLayer, type MemoryLayer } from './source.js';
 import { layerEntries } from './layer-entries.js';
 import { attrOf, type Attr, dtype, VfsStats } from './stats.js';
-import { type InodeTable, packTree, ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from './tree.js';
+import { type InodeTable, ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from './tree.js';
+import { packTree } from './pack.js';
 import { encodeName, nameString } from '../util/byte-names.js';
 
 /**
@@ -72,10 +73,11 @@ export class ContainerFS {
   }
 
   private static fromLoaded(layers: readonly LoadedLayer[]): ContainerFS {
+    const sources = layers.map((l) => layerEntries(l.entries));
     const merger = new Merger();
-    layers.forEach((l, i) => merger.applyLayer(layerEntries(l.entries), i));
+    sources.forEach((entries, i) => merger.applyLayer(entries, i));
     const { readers, owned } = layerReaders(layers);
-    return new ContainerFS(packTree(merger.root, merger.leaves), readers, owned, merger.allWarnings());
+    return new ContainerFS(packTree(merger.root, merger.leaves, sources), readers, owned, merger.allWarnings());
   }
 
   /**
@@ -136,7 +138,8 @@ export class ContainerFS {
       const t = this.table('scandir');
       const ino = this.resolver.resolve(x, true, 'scandir');
       if (!t.isDir(ino)) throw new VfsError('ENOTDIR', 'scandir', nameString(x));
-      const names = t.direntName.slice(t.dirStart[ino]!, t.dirStart[ino]! + t.dirCount[ino]!);
+      const names: string[] = [];
+      for (let d = t.dirStart[ino]!, end = d + t.dirCount[ino]!; d < end; d++) names.push(t.name(d));
       return typeof cookie === 'object' ? names.map(encodeName) : names;
     }
     if (typeof cookie !== 'number') throw new VfsError('EINVAL', 'readdir');
@@ -149,7 +152,7 @@ export class ContainerFS {
     const out: DirEntry[] = [];
     for (let i = first; i < end; i++) {
       const child = t.direntIno[start + i]!;
-      out.push({ name: t.direntName[start + i]!, ino: child, type: dtype(t.mode[child]!), nextCookie: i + 1 });
+      out.push({ name: t.name(start + i), ino: child, type: dtype(t.mode[child]!), nextCookie: i + 1 });
     }
     return out;
   }
@@ -171,7 +174,7 @@ export class ContainerFS {
     if (!(offset >= 0) || !(length >= 0) || offset + length > buffer.length) throw new VfsError('EINVAL', 'read');
     const n = this.readable(ino, position, length, 'read');
     const t = this.table('read');
-    if (n > 0) await this.#files[t.layer[ino]!]!.readInto(buffer, offset, n, t.offset[ino]! + position);
+    if (n > 0) await this.#files[t.layer[ino]!]!.readInto(buffer, offset, n, t.offset(ino) + position);
     return n;
   }
 
@@ -181,7 +184,7 @@ export class ContainerFS {
     const type = t.mode[ino]! & S_IFMT;
     if (type !== S_IFREG) throw new VfsError(type === S_IFDIR ? 'EISDIR' : 'EINVAL', syscall);
     if (!(position >= 0) || !(length >= 0)) throw new VfsError('EINVAL', syscall);
-    return Math.max(0, Math.min(length, t.size[ino]! - position));
+    return Math.max(0, Math.min(length, t.size(ino) - position));
   }
 
   /** The target of a symlink, exactly as stored (its bytes with `{ encoding: 'buffer' }`); EINVAL for anything else. */
@@ -190,8 +193,8 @@ export class ContainerFS {
   readlink(x: number | ImagePath, options?: BufferEncodingOption): string | Buffer {
     const t = this.inode(typeof x === 'number' ? x : ROOT_INO, 'readlink');
     const ino = typeof x !== 'number' ? this.resolver.resolve(x, false, 'readlink') : x;
-    const target = t.linkTarget.get(ino);
-    if (target === undefined || (t.mode[ino]! & S_IFMT) !== S_IFLNK) {
+    const target = t.linkTarget(ino);
+    if (target === undefined) {
       throw new VfsError('EINVAL', 'readlink', typeof x !== 'number' ? nameString(x) : undefined);
     }
     return options?.encoding === 'buffer' ? encodeName(target) : target;
@@ -201,7 +204,7 @@ export class ContainerFS {
   listxattr(ino: number): string[];
   listxattr(ino: number, options: BufferEncodingOption): Buffer[];
   listxattr(ino: number, options?: BufferEncodingOption): string[] | Buffer[] {
-    const x = this.inode(ino, 'listxattr').xattrs.get(ino);
+    const x = this.inode(ino, 'listxattr').xattrs(ino);
     const names = x === undefined ? [] : Object.keys(x);
     return options?.encoding === 'buffer' ? names.map(encodeName) : names;
   }
@@ -209,7 +212,7 @@ export class ContainerFS {
   /** An extended attribute's value, named by a string or bytes; ENODATA when the inode does not have it. */
   getxattr(ino: number, nameOrBytes: ImagePath): Buffer {
     const name = nameString(nameOrBytes);
-    const value = this.inode(ino, 'getxattr').xattrs.get(ino)?.[name];
+    const value = this.inode(ino, 'getxattr').xattrs(ino)?.[name];
     if (value === undefined) throw new VfsError('ENODATA', 'getxattr', name);
     return value;
   }
@@ -218,7 +221,7 @@ export class ContainerFS {
   statfs(): { bsize: number; blocks: number; bfree: number; bavail: number; files: number; ffree: number; namelen: number } {
     const t = this.table('statfs');
     let bytes = 0;
-    for (let ino = 1; ino <= t.count; ino++) if ((t.mode[ino]! & S_IFMT) === S_IFREG) bytes += t.size[ino]!;
+    for (let ino = 1; ino <= t.count; ino++) if ((t.mode[ino]! & S_IFMT) === S_IFREG) bytes += t.size(ino);
     return { bsize: 4096, blocks: Math.ceil(bytes / 4096), bfree: 0, bavail: 0, files: t.count, ffree: 0, namelen: 255 };
   }
 
@@ -273,7 +276,7 @@ export class ContainerFS {
     const t = this.table('open');
     const ino = this.resolver.resolve(path, true, 'open');
     if (t.isDir(ino)) throw new VfsError('EISDIR', 'read', nameString(path));
-    const buf = await this.read(ino, 0, t.size[ino]!);
+    const buf = await this.read(ino, 0, t.size(ino));
     if (options.verify) {
       const v = this.verifier(ino, nameString(path));
       v.update(buf);
@@ -288,7 +291,7 @@ export class ContainerFS {
    */
   verifier(ino: number, name = `inode ${ino}`): ContentVerifier {
     const t = this.inode(ino, 'verify');
-    return new ContentVerifier(t.sha256Hex(ino), t.size[ino]!, name);
+    return new ContentVerifier(t.sha256Hex(ino), t.size(ino), name);
   }
 
   /** Reads a regular file whole, in 1 MiB reads, and checks its content (see `verifier`). */

@@ -1,7 +1,8 @@
 /**
- * A layer's entries as the merge reads them: by position, without an object per entry. `.idx` files are
- * read as records straight from their buffer (RecordEntries): a million-entry layer costs its file
- * bytes plus 4 bytes per entry while merging, instead of a decoded IndexEntry each (docs/DECISIONS.md).
+ * A layer's entries as the merge and the inode table read them: by position, without an object per
+ * entry. `.idx` files are read as records straight from their buffer (RecordEntries): a million-entry
+ * layer costs its file bytes plus 4 bytes per entry, and the inode table keeps only (layer, entry) per
+ * inode and reads mode, owner, size, link, sha256 and xattrs from here when asked (docs/DECISIONS.md).
  * Layers built in memory (`MemoryLayer`) are wrapped as they are (ObjectEntries).
  */
 import { EntryType, type IndexEntry } from '../layer/entry.js';
@@ -9,8 +10,8 @@ import type { ScannedIndex } from '../layer/index-format.js';
 import { decodeText, decodeXattrs, ENTRY_FIXED_SIZE, pathStart, r16, r32, R_LINK, R_LOWER_LINK, R_SHA256, u64, type IndexVersion } from '../layer/index-records.js';
 import { encodeName } from '../util/byte-names.js';
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG } from '../layer/entry.js';
-import type { InodeTable } from './tree.js';
 
+/** Entry i of a layer; the metadata accessors answer as ContainerFS reports the inode the entry makes. */
 export interface LayerEntries {
   readonly count: number;
   type(i: number): number;
@@ -20,8 +21,22 @@ export interface LayerEntries {
   linkTarget(i: number): string | undefined;
   /** A hardlink to the lower layers' file (true), to an entry of its layer (false), or not recorded (undefined: version 1). */
   lowerLink(i: number): boolean | undefined;
-  /** Writes entry i's metadata into inode `ino` of `t` (mode, owner, times, size, content, link, xattrs). */
-  fill(i: number, t: InodeTable, ino: number): void;
+  /** Full st_mode as reported: type bits from the entry type, the stored low 12 bits; symlinks 0120777. */
+  mode(i: number): number;
+  uid(i: number): number;
+  gid(i: number): number;
+  mtimeSec(i: number): number;
+  mtimeNsec(i: number): number;
+  devMajor(i: number): number;
+  devMinor(i: number): number;
+  /** Bytes: a regular file's content, a symlink's target bytes, 0 for the rest. */
+  size(i: number): number;
+  /** A regular file's content offset in its layer's content (0 for the rest). */
+  offset(i: number): number;
+  /** Lowercase hex sha256 of a regular file's content, when recorded. */
+  sha256Hex(i: number): string | undefined;
+  /** Extended attributes, decoded on each call; undefined when there are none. */
+  xattrs(i: number): Record<string, Buffer> | undefined;
 }
 
 const TYPE_BITS: Record<number, number> = {
@@ -33,21 +48,17 @@ const TYPE_BITS: Record<number, number> = {
   [EntryType.Fifo]: S_IFIFO,
 };
 
-/** The fields every entry form fills alike; returns the S_IFMT bits. Linux reports every symlink as 0777. */
-function fillCommon(t: InodeTable, ino: number, type: number, mode: number, size: number, offset: number): number {
+/** The reported st_mode of an entry of `type` with stored `mode`. Linux reports every symlink as 0777. */
+function reportedMode(type: number, mode: number): number {
   const typeBits = TYPE_BITS[type] ?? S_IFREG;
-  t.mode[ino] = typeBits === S_IFLNK ? S_IFLNK | 0o777 : typeBits | (mode & 0o7777);
-  if (typeBits === S_IFREG) {
-    t.size[ino] = size;
-    t.offset[ino] = offset;
-  }
-  return typeBits;
+  return typeBits === S_IFLNK ? S_IFLNK | 0o777 : typeBits | (mode & 0o7777);
 }
 
-function setLink(t: InodeTable, ino: number, target: string): void {
-  t.linkTarget.set(ino, target);
-  t.size[ino] = encodeName(target).length;
+function typeBitsOf(type: number): number {
+  return TYPE_BITS[type] ?? S_IFREG;
 }
+
+const HEX64 = /^[0-9a-fA-F]{64}$/;
 
 /** Entries decoded in memory (tests, tools, `ContainerFS.fromLayers`). */
 export class ObjectEntries implements LayerEntries {
@@ -73,26 +84,63 @@ export class ObjectEntries implements LayerEntries {
     return this.entries[i]!.lowerLink;
   }
 
-  fill(i: number, t: InodeTable, ino: number): void {
-    const m = this.entries[i]!;
-    const typeBits = fillCommon(t, ino, m.type, m.mode, m.size, m.offset);
-    t.uid[ino] = m.uid;
-    t.gid[ino] = m.gid;
-    t.mtimeSec[ino] = m.mtimeSec;
-    t.mtimeNsec[ino] = m.mtimeNsec;
-    t.devMajor[ino] = m.devMajor;
-    t.devMinor[ino] = m.devMinor;
-    if (typeBits === S_IFREG && m.sha256 !== undefined && t.sha256.write(m.sha256, ino * 32, 32, 'hex') === 32) t.hasSha256[ino] = 1;
-    else if (typeBits === S_IFLNK) setLink(t, ino, m.linkTarget ?? '');
-    if (m.xattrs !== undefined && Object.keys(m.xattrs).length > 0) t.xattrs.set(ino, m.xattrs);
+  mode(i: number): number {
+    return reportedMode(this.entries[i]!.type, this.entries[i]!.mode);
+  }
+
+  uid(i: number): number {
+    return this.entries[i]!.uid;
+  }
+
+  gid(i: number): number {
+    return this.entries[i]!.gid;
+  }
+
+  mtimeSec(i: number): number {
+    return this.entries[i]!.mtimeSec;
+  }
+
+  mtimeNsec(i: number): number {
+    return this.entries[i]!.mtimeNsec;
+  }
+
+  devMajor(i: number): number {
+    return this.entries[i]!.devMajor;
+  }
+
+  devMinor(i: number): number {
+    return this.entries[i]!.devMinor;
+  }
+
+  size(i: number): number {
+    const e = this.entries[i]!;
+    const bits = typeBitsOf(e.type);
+    if (bits === S_IFLNK) return encodeName(e.linkTarget ?? '').length;
+    return bits === S_IFREG ? e.size : 0;
+  }
+
+  offset(i: number): number {
+    const e = this.entries[i]!;
+    return typeBitsOf(e.type) === S_IFREG ? e.offset : 0;
+  }
+
+  sha256Hex(i: number): string | undefined {
+    const e = this.entries[i]!;
+    return typeBitsOf(e.type) === S_IFREG && e.sha256 !== undefined && HEX64.test(e.sha256) ? e.sha256.toLowerCase() : undefined;
+  }
+
+  xattrs(i: number): Record<string, Buffer> | undefined {
+    const x = this.entries[i]!.xattrs;
+    return x !== undefined && Object.keys(x).length > 0 ? x : undefined;
   }
 }
 
 /** The records of a checked `.idx` buffer (layer/index-format.ts `scanIndex`), read in place. */
 export class RecordEntries implements LayerEntries {
-  private readonly buf: Buffer;
-  private readonly starts: Uint32Array;
-  private readonly version: IndexVersion;
+  readonly buf: Buffer;
+  /** Byte offset of record i in `buf`. */
+  readonly starts: Uint32Array;
+  readonly version: IndexVersion;
   readonly count: number;
 
   constructor(index: ScannedIndex) {
@@ -123,31 +171,63 @@ export class RecordEntries implements LayerEntries {
     return this.version === 1 ? undefined : (this.buf[this.starts[i]! + 1]! & R_LOWER_LINK) !== 0;
   }
 
-  fill(i: number, t: InodeTable, ino: number): void {
+  mode(i: number): number {
+    const at = this.starts[i]!;
+    return reportedMode(this.buf[at]!, r32(this.buf, at + 4));
+  }
+
+  uid(i: number): number {
+    return r32(this.buf, this.starts[i]! + 8);
+  }
+
+  gid(i: number): number {
+    return r32(this.buf, this.starts[i]! + 12);
+  }
+
+  mtimeSec(i: number): number {
+    const at = this.starts[i]!;
+    return (r32(this.buf, at + 20) | 0) * 0x100000000 + r32(this.buf, at + 16);
+  }
+
+  mtimeNsec(i: number): number {
+    return r32(this.buf, this.starts[i]! + 24);
+  }
+
+  devMajor(i: number): number {
+    return r32(this.buf, this.starts[i]! + 28);
+  }
+
+  devMinor(i: number): number {
+    return r32(this.buf, this.starts[i]! + 32);
+  }
+
+  size(i: number): number {
+    const at = this.starts[i]!;
+    const bits = typeBitsOf(this.buf[at]!);
+    if (bits === S_IFLNK) return this.buf[at + 1]! & R_LINK ? r32(this.buf, at + 56) : 0;
+    return bits === S_IFREG ? u64(this.buf, at + 40) : 0;
+  }
+
+  offset(i: number): number {
+    const at = this.starts[i]!;
+    return typeBitsOf(this.buf[at]!) === S_IFREG ? u64(this.buf, at + 48) : 0;
+  }
+
+  sha256Hex(i: number): string | undefined {
+    const at = this.starts[i]!;
+    if (typeBitsOf(this.buf[at]!) !== S_IFREG || !(this.buf[at + 1]! & R_SHA256)) return undefined;
+    const shaAt = at + ENTRY_FIXED_SIZE[this.version];
+    return this.buf.toString('hex', shaAt, shaAt + 32);
+  }
+
+  xattrs(i: number): Record<string, Buffer> | undefined {
     const { buf } = this;
     const at = this.starts[i]!;
-    const typeBits = fillCommon(t, ino, buf[at]!, r32(buf, at + 4), u64(buf, at + 40), u64(buf, at + 48));
-    t.uid[ino] = r32(buf, at + 8);
-    t.gid[ino] = r32(buf, at + 12);
-    t.mtimeSec[ino] = (r32(buf, at + 20) | 0) * 0x100000000 + r32(buf, at + 16);
-    t.mtimeNsec[ino] = r32(buf, at + 24);
-    t.devMajor[ino] = r32(buf, at + 28);
-    t.devMinor[ino] = r32(buf, at + 32);
-    const shaAt = at + ENTRY_FIXED_SIZE[this.version];
-    if (typeBits === S_IFREG && buf[at + 1]! & R_SHA256) {
-      const sha = t.sha256; // raw bytes, no hex round trip; a loop: Buffer.copy costs more for 32 bytes
-      for (let k = 0, to = ino * 32; k < 32; k++) sha[to + k] = buf[shaAt + k]!;
-      t.hasSha256[ino] = 1;
-    } else if (typeBits === S_IFLNK) {
-      setLink(t, ino, this.linkTarget(i) ?? '');
-    }
-    const xattrCount = r16(buf, at + 2);
-    if (xattrCount > 0) {
-      const p = pathStart(buf, at, this.version) + r32(buf, at + 36) + r32(buf, at + 56);
-      const holder: { xattrs?: Record<string, Buffer> } = {};
-      decodeXattrs(buf, p, xattrCount, holder);
-      t.xattrs.set(ino, holder.xattrs!);
-    }
+    const count = r16(buf, at + 2);
+    if (count === 0) return undefined;
+    const holder: { xattrs?: Record<string, Buffer> } = {};
+    decodeXattrs(buf, pathStart(buf, at, this.version) + r32(buf, at + 36) + r32(buf, at + 56), count, holder);
+    return holder.xattrs;
   }
 }
 

@@ -7,7 +7,7 @@ import { ContainerFS, containerInternals, layerReaders } from './container-fs.js
 import { Merger } from './merge.js';
 import { loadLayers, type LayerSource, type LoadedLayer, type MemoryLayer } from './source.js';
 import { layerEntries } from './layer-entries.js';
-import { packTree, unpackTree } from './tree.js';
+import { packTree, unpackTree } from './pack.js';
 
 export class LayeredContainerFS extends ContainerFS {
   readonly #base: ContainerFS;
@@ -16,9 +16,10 @@ export class LayeredContainerFS extends ContainerFS {
   constructor(base: ContainerFS, extraLayers: readonly (MemoryLayer | LoadedLayer)[]) {
     const { table, files } = containerInternals(base);
     const merger = new Merger(unpackTree(table));
-    extraLayers.forEach((l, i) => merger.applyLayer(layerEntries(l.entries), files.length + i));
+    const sources = [...table.sources, ...extraLayers.map((l) => layerEntries(l.entries))];
+    for (let i = table.sources.length; i < sources.length; i++) merger.applyLayer(sources[i]!, i);
     const { readers, owned } = layerReaders(extraLayers);
-    super(packTree(merger.root, merger.leaves), [...files, ...readers], owned, merger.allWarnings());
+    super(packTree(merger.root, merger.leaves, sources), [...files, ...readers], owned, merger.allWarnings());
     this.#base = base;
   }
 

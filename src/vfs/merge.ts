@@ -11,7 +11,6 @@
 import { ErrorCode, VmimgError } from '../errors.js';
 import { EntryType } from '../layer/entry.js';
 import type { LayerEntries } from './layer-entries.js';
-import type { InodeTable } from './tree.js';
 
 /**
  * A directory's child: a node, or — for a plain leaf of a layer (most entries) — just its number in
@@ -21,8 +20,8 @@ import type { InodeTable } from './tree.js';
 export type Child = MNode | number;
 
 export class MNode {
-  /** Where the metadata comes from: a layer's entries (entry `idx`), a base ContainerFS's table (inode `idx`), or null for an implicit directory. */
-  src: LayerEntries | InodeTable | null = null;
+  /** Where the metadata comes from: a layer's entries (entry `idx`), or null for an implicit directory. */
+  src: LayerEntries | null = null;
   idx = 0;
   /** Index of the layer holding the content (-1: none). */
   layer = -1;
@@ -62,8 +61,18 @@ export class LeafTable {
 
   /** The layer and entry of leaf number `n`. */
   get(n: number): { entries: LayerEntries; layer: number; i: number } {
-    const k = this.layerOf(n);
+    const k = this.indexOf(n);
     return { ...this.layers[k]!, i: n - this.bases[k]! };
+  }
+
+  /** The layer position of leaf number `n`. */
+  layerOf(n: number): number {
+    return this.layers[this.indexOf(n)]!.layer;
+  }
+
+  /** The entry number of leaf number `n` in its layer. */
+  entryOf(n: number): number {
+    return n - this.bases[this.indexOf(n)]!;
   }
 
   node(n: number): MNode {
@@ -71,16 +80,7 @@ export class LeafTable {
     return leaf(entries, i, layer);
   }
 
-  /** Fills inode `ino` of `t` from leaf number `n` (one name: nlink 1). */
-  fill(n: number, t: InodeTable, ino: number): void {
-    const k = this.layerOf(n);
-    const { entries, layer } = this.layers[k]!;
-    t.layer[ino] = layer;
-    t.nlink[ino] = 1;
-    entries.fill(n - this.bases[k]!, t, ino);
-  }
-
-  private layerOf(n: number): number {
+  private indexOf(n: number): number {
     let lo = 0;
     let hi = this.bases.length - 1;
     while (lo < hi) {

@@ -83,7 +83,7 @@ export class Resolver {
       }
       if (type === S_IFLNK && (!last || followLast || j < p.length)) {
         if (++hops > MAX_SYMLINK_HOPS) throw new VfsError('ELOOP', syscall, given);
-        const target = t.linkTarget.get(child)!;
+        const target = t.linkTarget(child)!;
         if (target === '') throw new VfsError('ENOENT', syscall, given);
         p = j < p.length ? target + p.slice(j) : target;
         i = 0;
@@ -103,6 +103,6 @@ export class Resolver {
 export function dirPath(t: InodeTable, ino: number): string {
   if (ino === ROOT_INO) return '/';
   const names: string[] = [];
-  for (let cur = ino; cur !== ROOT_INO; cur = t.parent[cur]!) names.push(t.direntName[t.selfDirent[cur]!]!);
+  for (let cur = ino; cur !== ROOT_INO; cur = t.parent[cur]!) names.push(t.name(t.selfDirent[cur]!));
   return '/' + names.reverse().join('/');
 }

@@ -35,17 +35,17 @@ export function makedev(major: number, minor: number): number {
 export function attrOf(t: InodeTable, ino: number): Attr {
   const mode = t.mode[ino]!;
   const type = mode & S_IFMT;
-  const size = type === S_IFDIR ? DIR_SIZE : t.size[ino]!;
+  const size = type === S_IFDIR ? DIR_SIZE : t.size(ino);
   return {
     ino,
     mode,
-    uid: t.uid[ino]!,
-    gid: t.gid[ino]!,
+    uid: t.uid(ino),
+    gid: t.gid(ino),
     size,
-    mtimeSec: t.mtimeSec[ino]!,
-    mtimeNsec: t.mtimeNsec[ino]!,
+    mtimeSec: t.mtimeSec(ino),
+    mtimeNsec: t.mtimeNsec(ino),
     nlink: t.nlink[ino]!,
-    rdev: type === S_IFCHR || type === S_IFBLK ? makedev(t.devMajor[ino]!, t.devMinor[ino]!) : 0,
+    rdev: type === S_IFCHR || type === S_IFBLK ? makedev(t.devMajor(ino), t.devMinor(ino)) : 0,
     blocks: type === S_IFREG || type === S_IFDIR ? Math.ceil(size / 512) : 0,
     blksize: BLOCK_SIZE,
   };

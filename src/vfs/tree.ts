@@ -1,75 +1,131 @@
 /**
- * The merged tree packed into typed arrays indexed by inode number (root = 1, 0 unused):
- * a few dozen bytes per inode plus one string per directory entry. Directory entries of all
- * directories live in one array, each directory's slice sorted bytewise (UTF-8 order).
+ * The merged tree packed into typed arrays indexed by inode number (root = 1, 0 unused). Per inode
+ * only its st_mode, link count and where its metadata lives (layer + entry number) are kept: owner,
+ * times, size, content offset, link target, sha256 and xattrs are read from the layer's entries when
+ * asked (layer-entries.ts; for `.idx` layers, from the retained record buffer). Directory entries of all
+ * directories live in one array, each directory's slice sorted bytewise (UTF-8 order); their names
+ * are a DirentNames (strings from a merge, or byte ranges of a layer's records).
  */
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG } from '../layer/entry.js';
+import type { LayerEntries } from './layer-entries.js';
+import { compareNameBytes } from '../util/byte-names.js';
 
 export { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG };
-import { MNode, type Child, type LeafTable } from './merge.js';
-import { compareNameBytes } from '../util/byte-names.js';
 
 export const ROOT_INO = 1;
 
 /** Implicit directories (only implied by their children): 0755 root:root, mtime 0. */
-const IMPLICIT_DIR_MODE = S_IFDIR | 0o755;
+export const IMPLICIT_DIR_MODE = S_IFDIR | 0o755;
+
+/** The names of the dirent arrays, by dirent index. */
+export interface DirentNames {
+  readonly length: number;
+  name(d: number): string;
+}
+
+/** Names held as strings (what the merge produces). */
+export class StringNames implements DirentNames {
+  constructor(private readonly names: string[]) {}
+
+  get length(): number {
+    return this.names.length;
+  }
+
+  name(d: number): string {
+    return this.names[d]!;
+  }
+}
 
 export class InodeTable {
   readonly count: number; // highest inode number
+  /** Full st_mode as reported (symlinks 0120777; implicit directories IMPLICIT_DIR_MODE). */
   readonly mode: Uint32Array;
-  readonly uid: Uint32Array;
-  readonly gid: Uint32Array;
   readonly nlink: Uint32Array;
-  readonly mtimeNsec: Uint32Array;
-  readonly devMajor: Uint32Array;
-  readonly devMinor: Uint32Array;
+  /** Layer position holding the inode's metadata and content (-1: an implicit directory, which has neither). */
   readonly layer: Int32Array;
-  readonly size: Float64Array;
-  readonly mtimeSec: Float64Array;
-  readonly offset: Float64Array;
+  /** The inode's entry number in `sources[layer]`. */
+  readonly entry: Uint32Array;
   /** Directories: parent inode (root's is root) and their slice of the dirent arrays. */
   readonly parent: Uint32Array;
   readonly dirStart: Uint32Array;
   readonly dirCount: Uint32Array;
   /** Directories: index of their own dirent (for realpath); root: 0. */
   readonly selfDirent: Uint32Array;
-  readonly direntName: string[];
   readonly direntIno: Uint32Array;
-  readonly linkTarget = new Map<number, string>();
-  /** Raw sha256 of regular files' content, 32 bytes per inode (hex strings would cost 3x more). */
-  readonly sha256: Buffer;
-  readonly hasSha256: Uint8Array;
-  readonly xattrs = new Map<number, Record<string, Buffer>>();
   /** Lazily built name → inode maps, one per directory looked up. */
-  readonly dirMaps: (Map<string, number> | undefined)[];
+  private readonly dirMaps = new Map<number, Map<string, number>>();
 
-  constructor(inodes: number, direntName: string[]) {
+  /** `sources`: each layer position's entries (a layer listed twice appears twice). */
+  constructor(inodes: number, readonly names: DirentNames, readonly sources: readonly LayerEntries[]) {
     const n = inodes + 1;
     this.count = inodes;
     this.mode = new Uint32Array(n);
-    this.uid = new Uint32Array(n);
-    this.gid = new Uint32Array(n);
     this.nlink = new Uint32Array(n);
-    this.mtimeNsec = new Uint32Array(n);
-    this.devMajor = new Uint32Array(n);
-    this.devMinor = new Uint32Array(n);
     this.layer = new Int32Array(n);
-    this.size = new Float64Array(n);
-    this.mtimeSec = new Float64Array(n);
-    this.offset = new Float64Array(n);
+    this.entry = new Uint32Array(n);
     this.parent = new Uint32Array(n);
     this.dirStart = new Uint32Array(n);
     this.dirCount = new Uint32Array(n);
     this.selfDirent = new Uint32Array(n);
-    this.sha256 = Buffer.alloc(n * 32);
-    this.hasSha256 = new Uint8Array(n);
-    this.direntName = direntName;
-    this.direntIno = new Uint32Array(direntName.length);
-    this.dirMaps = new Array(n);
+    this.direntIno = new Uint32Array(names.length);
+  }
+
+  /** The entries holding inode `ino`'s metadata, or undefined for an implicit directory. */
+  private src(ino: number): LayerEntries | undefined {
+    const l = this.layer[ino]!;
+    return l < 0 ? undefined : this.sources[l];
+  }
+
+  uid(ino: number): number {
+    return this.src(ino)?.uid(this.entry[ino]!) ?? 0;
+  }
+
+  gid(ino: number): number {
+    return this.src(ino)?.gid(this.entry[ino]!) ?? 0;
+  }
+
+  mtimeSec(ino: number): number {
+    return this.src(ino)?.mtimeSec(this.entry[ino]!) ?? 0;
+  }
+
+  mtimeNsec(ino: number): number {
+    return this.src(ino)?.mtimeNsec(this.entry[ino]!) ?? 0;
+  }
+
+  devMajor(ino: number): number {
+    return this.src(ino)?.devMajor(this.entry[ino]!) ?? 0;
+  }
+
+  devMinor(ino: number): number {
+    return this.src(ino)?.devMinor(this.entry[ino]!) ?? 0;
+  }
+
+  /** Content bytes of a regular file, target bytes of a symlink, 0 otherwise. */
+  size(ino: number): number {
+    return this.src(ino)?.size(this.entry[ino]!) ?? 0;
+  }
+
+  /** A regular file's content offset in its layer's content. */
+  offset(ino: number): number {
+    return this.src(ino)?.offset(this.entry[ino]!) ?? 0;
+  }
+
+  /** A symlink's target; undefined for anything else. */
+  linkTarget(ino: number): string | undefined {
+    if ((this.mode[ino]! & S_IFMT) !== S_IFLNK) return undefined;
+    return this.src(ino)?.linkTarget(this.entry[ino]!) ?? '';
   }
 
   sha256Hex(ino: number): string | undefined {
-    return this.hasSha256[ino] ? this.sha256.toString('hex', ino * 32, ino * 32 + 32) : undefined;
+    return this.src(ino)?.sha256Hex(this.entry[ino]!);
+  }
+
+  xattrs(ino: number): Record<string, Buffer> | undefined {
+    return this.src(ino)?.xattrs(this.entry[ino]!);
+  }
+
+  name(d: number): string {
+    return this.names.name(d);
   }
 
   isDir(ino: number): boolean {
@@ -78,12 +134,12 @@ export class InodeTable {
 
   /** Child inode by name, 0 when absent. `ino` must be a directory. */
   child(ino: number, name: string): number {
-    let map = this.dirMaps[ino];
+    let map = this.dirMaps.get(ino);
     if (map === undefined) {
       map = new Map();
       const end = this.dirStart[ino]! + this.dirCount[ino]!;
-      for (let i = this.dirStart[ino]!; i < end; i++) map.set(this.direntName[i]!, this.direntIno[i]!);
-      this.dirMaps[ino] = map;
+      for (let i = this.dirStart[ino]!; i < end; i++) map.set(this.names.name(i), this.direntIno[i]!);
+      this.dirMaps.set(ino, map);
     }
     return map.get(name) ?? 0;
   }
@@ -103,127 +159,4 @@ export function compareNames(a: string, b: string): number {
     return x - y;
   }
   return a.length - b.length;
-}
-
-const SURROGATE = /[\ud800-\udfff]/;
-
-/** Bytewise order; the built-in (UTF-16) sort agrees unless a name has surrogates. */
-function sortNames(names: string[]): string[] {
-  return names.some((n) => SURROGATE.test(n)) ? names.sort(compareNames) : names.sort();
-}
-
-/** Stands in for a directory's children once packed: the tree is thrown away after packing, its maps first. */
-const PACKED = new Map<string, Child>();
-
-/**
- * Packs a merged tree: inode numbers in breadth-first, sorted order, so equal trees get equal numbers.
- * `leaves` resolves the leaf numbers the merge left in place of nodes. Consumes the tree.
- */
-export function packTree(root: MNode, leaves?: LeafTable): InodeTable {
-  const order: Child[] = [root];
-  const names: string[] = [];
-  const kidIno: number[] = [];
-  const starts: number[] = []; // by position in `order`: first dirent
-  root.ino = 1;
-  for (let q = 0; q < order.length; q++) {
-    const node = order[q]!;
-    starts.push(names.length);
-    if (typeof node === 'number' || node.children === null) continue;
-    for (const name of sortNames([...node.children.keys()])) {
-      const child = node.children.get(name)!;
-      names.push(name);
-      if (typeof child === 'number') {
-        order.push(child); // a leaf has one name
-        kidIno.push(order.length);
-        continue;
-      }
-      child.links++;
-      if (child.ino === 0) {
-        order.push(child);
-        child.ino = order.length;
-      }
-      kidIno.push(child.ino);
-    }
-    node.children = PACKED; // still a directory; its map can go
-  }
-  starts.push(names.length);
-  const t = new InodeTable(order.length, names);
-  for (let q = 0; q < order.length; q++) {
-    const node = order[q]!;
-    const ino = q + 1;
-    if (typeof node === 'number') {
-      leaves!.fill(node, t, ino);
-      continue;
-    }
-    fillInode(t, node);
-    if (node.children === null) continue;
-    const end = starts[q + 1]!;
-    let subdirs = 0;
-    t.dirStart[ino] = starts[q]!;
-    t.dirCount[ino] = end - starts[q]!;
-    for (let d = starts[q]!; d < end; d++) {
-      const child = kidIno[d]!;
-      t.direntIno[d] = child;
-      const c = order[child - 1]!;
-      if (typeof c === 'object' && c.children !== null) {
-        subdirs++;
-        t.parent[child] = ino;
-        t.selfDirent[child] = d;
-      }
-    }
-    t.nlink[ino] = 2 + subdirs;
-  }
-  t.parent[1] = 1;
-  return t;
-}
-
-function fillInode(t: InodeTable, node: MNode): void {
-  const ino = node.ino;
-  t.layer[ino] = node.layer;
-  t.nlink[ino] = node.links;
-  if (node.src === null) t.mode[ino] = IMPLICIT_DIR_MODE;
-  else if (node.src instanceof InodeTable) copyInode(t, node.src, node.idx, ino);
-  else node.src.fill(node.idx, t, ino);
-}
-
-function copyInode(t: InodeTable, s: InodeTable, from: number, ino: number): void {
-  t.mode[ino] = s.mode[from]!;
-  t.uid[ino] = s.uid[from]!;
-  t.gid[ino] = s.gid[from]!;
-  t.mtimeSec[ino] = s.mtimeSec[from]!;
-  t.mtimeNsec[ino] = s.mtimeNsec[from]!;
-  t.devMajor[ino] = s.devMajor[from]!;
-  t.devMinor[ino] = s.devMinor[from]!;
-  t.size[ino] = s.size[from]!;
-  t.offset[ino] = s.offset[from]!;
-  const target = s.linkTarget.get(from);
-  if (target !== undefined) t.linkTarget.set(ino, target);
-  if (s.hasSha256[from]) {
-    s.sha256.copy(t.sha256, ino * 32, from * 32, from * 32 + 32);
-    t.hasSha256[ino] = 1;
-  }
-  const x = s.xattrs.get(from);
-  if (x !== undefined) t.xattrs.set(ino, x);
-}
-
-/** Rebuilds a merge tree from a packed one (for stacking more layers on a ContainerFS). */
-export function unpackTree(t: InodeTable): MNode {
-  const nodes = new Array<MNode | undefined>(t.count + 1);
-  const make = (ino: number): MNode => {
-    let n = nodes[ino];
-    if (n !== undefined) return n;
-    n = new MNode(t.isDir(ino));
-    n.src = t;
-    n.idx = ino;
-    n.layer = t.layer[ino]!;
-    nodes[ino] = n;
-    return n;
-  };
-  for (let ino = 1; ino <= t.count; ino++) {
-    if (!t.isDir(ino)) continue;
-    const dir = make(ino);
-    const end = t.dirStart[ino]! + t.dirCount[ino]!;
-    for (let i = t.dirStart[ino]!; i < end; i++) dir.children!.set(t.direntName[i]!, make(t.direntIno[i]!));
-  }
-  return make(1);
 }

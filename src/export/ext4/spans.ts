@@ -36,7 +36,7 @@ export interface Span {
 function located(fs: ContainerFS, nodes: readonly PlanNode[]): { node: PlanNode; layer: number; offset: number }[] {
   const { table } = containerInternals(fs);
   return nodes
-    .map((node) => ({ node, layer: table.layer[node.src!]!, offset: table.offset[node.src!]! }))
+    .map((node) => ({ node, layer: table.layer[node.src!]!, offset: table.offset(node.src!) }))
     .sort((a, b) => a.layer - b.layer || a.offset - b.offset || a.node.ino - b.node.ino);
 }
 
