@@ -15,7 +15,8 @@ import { VfsPromises } from './promises.js';
 import { createVfsReadStream, type VfsReadStreamOptions } from './read-stream.js';
 import { dirPath, Resolver } from './resolve.js';
 import { contentReader, loadLayers, type ContainerSource, type LoadedLayer, type MemoryLayer } from './source.js';
-import { layerEntries } from './layer-entries.js';
+import { layerEntries, RecordEntries } from './layer-entries.js';
+import { packRecords } from './direct-pack.js';
 import { attrOf, type Attr, dtype, VfsStats } from './stats.js';
 import { type InodeTable, ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from './tree.js';
 import { packTree } from './pack.js';
@@ -74,6 +75,11 @@ export class ContainerFS {
 
   private static fromLoaded(layers: readonly LoadedLayer[]): ContainerFS {
     const sources = layers.map((l) => layerEntries(l.entries));
+    const direct = sources.length === 1 && sources[0] instanceof RecordEntries ? packRecords(sources[0]) : undefined;
+    if (direct !== undefined) {
+      const { readers, owned } = layerReaders(layers);
+      return new ContainerFS(direct, readers, owned);
+    }
     const merger = new Merger();
     sources.forEach((entries, i) => merger.applyLayer(entries, i));
     const { readers, owned } = layerReaders(layers);

@@ -39,23 +39,27 @@ export interface LayerEntries {
   xattrs(i: number): Record<string, Buffer> | undefined;
 }
 
-const TYPE_BITS: Record<number, number> = {
-  [EntryType.File]: S_IFREG,
-  [EntryType.Dir]: S_IFDIR,
-  [EntryType.Symlink]: S_IFLNK,
-  [EntryType.CharDevice]: S_IFCHR,
-  [EntryType.BlockDevice]: S_IFBLK,
-  [EntryType.Fifo]: S_IFIFO,
-};
+/** S_IFMT bits by entry type (a hardlink's record describes a regular file; markers never become inodes). */
+const TYPE_BITS = new Uint32Array(256).fill(S_IFREG);
+TYPE_BITS[EntryType.Dir] = S_IFDIR;
+TYPE_BITS[EntryType.Symlink] = S_IFLNK;
+TYPE_BITS[EntryType.CharDevice] = S_IFCHR;
+TYPE_BITS[EntryType.BlockDevice] = S_IFBLK;
+TYPE_BITS[EntryType.Fifo] = S_IFIFO;
+
+function typeBitsOf(type: number): number {
+  return TYPE_BITS[type & 0xff]!;
+}
 
 /** The reported st_mode of an entry of `type` with stored `mode`. Linux reports every symlink as 0777. */
 function reportedMode(type: number, mode: number): number {
-  const typeBits = TYPE_BITS[type] ?? S_IFREG;
+  const typeBits = typeBitsOf(type);
   return typeBits === S_IFLNK ? S_IFLNK | 0o777 : typeBits | (mode & 0o7777);
 }
 
-function typeBitsOf(type: number): number {
-  return TYPE_BITS[type] ?? S_IFREG;
+/** The reported st_mode of the `.idx` record at `at` (see LayerEntries.mode). */
+export function recordMode(buf: Uint8Array, at: number): number {
+  return reportedMode(buf[at]!, r32(buf, at + 4));
 }
 
 const HEX64 = /^[0-9a-fA-F]{64}$/;
@@ -172,8 +176,7 @@ export class RecordEntries implements LayerEntries {
   }
 
   mode(i: number): number {
-    const at = this.starts[i]!;
-    return reportedMode(this.buf[at]!, r32(this.buf, at + 4));
+    return recordMode(this.buf, this.starts[i]!);
   }
 
   uid(i: number): number {

@@ -1,0 +1,106 @@
+/**
+ * A single `.idx` layer is packed straight from its records (src/vfs/direct-pack.ts) instead of going
+ * through the merge. It must give the merge's answers exactly: same inode numbers, names in the same
+ * bytewise order, attributes, links, digests. Layers are written by python3's tarfile and flattened; each
+ * is opened both ways (the records, and the same entries decoded, which always take the merge) and the
+ * whole trees are compared. Layers only the merge may judge (a name that is a directory and a file, a
+ * dangling hardlink) must make the direct packer give up, and still open.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { Readable } from 'node:stream';
+import { test } from 'node:test';
+import { flattenLayer } from '../../src/layer/flatten.js';
+import { readIndexFile, scanIndex } from '../../src/layer/index-format.js';
+import { packRecords } from '../../src/vfs/direct-pack.js';
+import { RecordEntries } from '../../src/vfs/layer-entries.js';
+import { ContainerFS, encodeName } from '../../src/vfs/index.js';
+import { py, pyLayerTar, type PyEntry } from '../helpers/pyimage.js';
+import { tmpDir } from '../helpers/tools.js';
+
+const b64 = (bytes: number[]): { b64: string } => ({ b64: Buffer.from(bytes).toString('base64') });
+
+/** Everything ContainerFS answers about every inode reachable from the root, in walk order. */
+function dump(fs: ContainerFS): string[] {
+  const out: string[] = [];
+  const queue: [number, string][] = [[fs.root(), '']];
+  while (queue.length > 0) {
+    const [ino, path] = queue.shift()!;
+    const a = fs.getattr(ino);
+    const xattrs = fs.listxattr(ino).map((n) => `${n}=${fs.getxattr(ino, n).toString('hex')}`);
+    const link = (a.mode & 0o170000) === 0o120000 ? fs.readlink(ino, { encoding: 'buffer' }).toString('hex') : '';
+    out.push(JSON.stringify([encodeName(path).toString('hex'), a, link, fs.contentSha256(ino) ?? '', xattrs]));
+    if ((a.mode & 0o170000) !== 0o040000) continue;
+    for (const e of fs.readdir(ino)) {
+      assert.equal(fs.lookup(ino, e.name), e.ino);
+      queue.push([e.ino, `${path}/${e.name}`]);
+    }
+  }
+  return out;
+}
+
+async function bothWays(entries: PyEntry[]): Promise<{ direct: boolean; records: string[]; merged: string[] }> {
+  const info = await flattenLayer(Readable.from([await pyLayerTar(entries)]), { dir: await tmpDir('vmimg-direct-') });
+  const direct = packRecords(new RecordEntries(scanIndex(readFileSync(info.indexPath)))) !== undefined;
+  const viaRecords = await ContainerFS.open([info]);
+  const decoded = (await readIndexFile(info.indexPath)).entries;
+  const viaMerge = await ContainerFS.open([{ entries: decoded, contentsPath: info.contentsPath }]);
+  try {
+    return { direct, records: dump(viaRecords), merged: dump(viaMerge) };
+  } finally {
+    await viaRecords.close();
+    await viaMerge.close();
+  }
+}
+
+const packed: [string, PyEntry[]][] = [
+  ['a tar in sorted, depth-first order with an explicit root', [
+    py.dir('./'), py.dir('bin/'), py.file('bin/a', 'a', { mode: 0o4755, uid: 7, gid: 9 }), py.sym('bin/b', 'a'),
+    py.dir('etc/'), py.file('etc/passwd', 'root:x:0:0::/:/bin/sh\n'), py.file('etc/empty'),
+    { name: 'dev/null', type: 'chr', major: 1, minor: 3 }, { name: 'dev/sda', type: 'blk', major: 8, minor: 0 }, { name: 'run/fifo', type: 'fifo' },
+  ]],
+  ['children out of order, directories implied before their own entry', [
+    py.file('z/y/x', 'x'), py.file('a', 'a'), py.file('z/b', 'b'), py.dir('z/', { mode: 0o700 }), py.file('z/a', 'a2'), py.file('m/k'),
+    py.dir('z/y/', { mode: 0o711 }), py.file('B', 'upper case sorts first'),
+  ]],
+  ['names compared as bytes: non-UTF-8, astral and U+FFFD names', [
+    py.file('n/\ufffd'), py.file('n/\u{1f600}'), { name: b64([0x6e, 0x2f, 0xff, 0x61]), data: 'raw' }, py.file('n/a'), py.file('n/~'),
+    { name: b64([0x6e, 0x2f, 0xc3]), type: 'dir' }, { name: b64([0x6e, 0x2f, 0xc3, 0x2f, 0x80]), data: 'under a raw dir' },
+  ]],
+  ['hardlinks, chains and a hardlink to a symlink share inodes', [
+    py.dir('d/'), py.file('d/f', 'data'), py.hard('d/h1', 'd/f'), py.hard('e/h2', 'd/h1'), py.sym('d/s', 'f'), py.hard('d/hs', 'd/s'),
+    py.file('a/first'), py.hard('a/second', 'd/f'),
+  ]],
+  ['whiteouts and opaque markers of the only layer hide nothing', [
+    py.file('x/.wh.y'), py.file('x/y', 'kept'), py.file('o/.wh..wh..opq'), py.file('o/in', 'kept too'), py.file('.wh.gone'), py.file('q/.wh..wh..opq'),
+  ]],
+];
+
+for (const [name, entries] of packed) {
+  test(`direct pack: ${name} — the merge's tree exactly`, async () => {
+    const r = await bothWays(entries);
+    assert.equal(r.direct, true, 'packed from the records');
+    assert.deepEqual(r.records, r.merged);
+  });
+}
+
+const merged: [string, PyEntry[]][] = [
+  ['a file whose name later becomes a directory', [py.file('a', 'file'), py.file('a/b', 'below')]],
+  ['a directory whose name later becomes a file', [py.file('a/b', 'below'), py.file('a', 'file')]],
+];
+
+for (const [name, entries] of merged) {
+  test(`direct pack gives up and the merge decides: ${name}`, async () => {
+    const r = await bothWays(entries);
+    assert.equal(r.direct, false, 'left to the merge');
+    assert.deepEqual(r.records, r.merged);
+  });
+}
+
+test('a 3000-entry layer in several directories, some listed out of order: the same tree both ways', async () => {
+  const entries: PyEntry[] = [];
+  for (let i = 0; i < 3000; i++) entries.push(py.file(`d${i % 7}/${i % 3 === 0 ? 'sub/' : ''}f${(i * 7919) % 3001}`, `${i}`));
+  const r = await bothWays(entries);
+  assert.equal(r.direct, true);
+  assert.deepEqual(r.records, r.merged);
+});
