@@ -1,6 +1,7 @@
 /**
  * The stage-one initramfs of a disk boot: a static busybox, the kernel modules a virtio ext4 root
- * needs, and an /init that loads them, mounts /dev/vda, moves /dev over and switch_roots into the
+ * needs (trimmed to load fast: module-trim.ts), and an /init that loads them, mounts /dev/vda, moves
+ * /proc, /sys and /dev over, mounts /dev/pts, /tmp and /run as the guest init would, and switch_roots into the
  * disk's guest init (/.vmimg/init, the same contract as an initramfs boot). Anything that goes wrong
  * is one `vmimg: …` line on the console, then power-off (the boot then fails naming that line).
  */
@@ -13,6 +14,7 @@ import { createGzip } from 'node:zlib';
 import { cpioDataPad, cpioHeader, cpioTrailer } from '../export/cpio.js';
 import { GUEST_INIT } from '../export/guest-init.js';
 import type { ModuleSet } from './modules.js';
+import { trimModule } from './module-trim.js';
 
 /** The disk the stage one mounts (the first virtio-blk device). */
 export const ROOT_DEVICE = '/dev/vda';
@@ -37,9 +39,13 @@ while [ ! -b ${ROOT_DEVICE} ]; do
 done
 $B mount -t ext4 ${ROOT_DEVICE} /newroot || fail "cannot mount ${ROOT_DEVICE} as ext4"
 [ -x /newroot${GUEST_INIT} ] || fail "the disk has no ${GUEST_INIT}: export it with the guest init"
-# the guest init mounts /dev itself when the disk's /dev is not a plain directory
-if [ -d /newroot/dev ] && [ ! -L /newroot/dev ]; then $B mount --move /dev /newroot/dev; fi
-$B umount /proc /sys
+# the guest init's mounts, made here by busybox (a dynamic mount binary per mount is slow under TCG):
+# the init finds them mounted and goes on; what the disk has no plain directory for is left to it
+dir() { [ -d /newroot/$1 ] && [ ! -L /newroot/$1 ]; }
+for d in proc sys; do if dir $d; then $B mount --move /$d /newroot/$d; else $B umount /$d; fi; done
+if dir dev; then $B mount --move /dev /newroot/dev && $B mkdir -p /newroot/dev/pts && $B mount -t devpts devpts /newroot/dev/pts; fi
+if dir tmp; then $B mount -t tmpfs -o mode=1777 tmpfs /newroot/tmp; fi
+if dir run; then $B mount -t tmpfs -o mode=0755 tmpfs /newroot/run; fi
 exec $B switch_root /newroot ${GUEST_INIT}
 `;
 }
@@ -56,7 +62,7 @@ export async function writeStageOne(dest: string, busybox: string, modules: Modu
     { name: 'bin/busybox', mode: S_IFREG | 0o755, data: await readFile(busybox) },
     { name: 'init', mode: S_IFREG | 0o755, data: Buffer.from(stageOneInit(modules.names)) },
   ];
-  for (const f of modules.files) files.push({ name: `lib/modules/${basename(f)}`, mode: S_IFREG | 0o644, data: await readFile(f) });
+  for (const f of modules.files) files.push({ name: `lib/modules/${basename(f)}`, mode: S_IFREG | 0o644, data: trimModule(await readFile(f)) });
   const parts: Buffer[] = [];
   files.forEach((f, i) => {
     const data = f.data ?? Buffer.alloc(0);

@@ -112,7 +112,9 @@ vmimg_halt() {
 }
 
 # vmimg.cmd=<base64 of sh words> on the kernel command line replaces the command
-for arg in $(cat /proc/cmdline 2>/dev/null); do
+# (shell builtins, not cat or hostname: each exec of a dynamic binary is slow under TCG)
+vmimg_cmdline=; { read -r vmimg_cmdline < /proc/cmdline; } 2>/dev/null
+for arg in $vmimg_cmdline; do
   case "$arg" in
     vmimg.stdin=1) vmimg_stdin=1 ;;
     vmimg.cmd=*)
@@ -121,8 +123,8 @@ for arg in $(cat /proc/cmdline 2>/dev/null); do
   esac
 done
 
-vmimg_tool hostname vmimg 2>/dev/null
-unset arg decoded
+{ echo vmimg > /proc/sys/kernel/hostname; } 2>/dev/null || vmimg_tool hostname vmimg 2>/dev/null
+unset arg decoded vmimg_cmdline
 HOME=$(vmimg_home)
 TERM=\${TERM:-linux}
 export HOME TERM

@@ -41,10 +41,13 @@ test('arm64 via the CLI: boot --disk of an exported ext4 runs the command, and a
   await expectExit(0, c('export', disk, SAMPLE, '--arch', 'arm64', '--format', 'ext4', '-q'));
   const sha = (): string => createHash('sha256').update(readFileSync(disk)).digest('hex');
   const before = sha();
-  const cmd = 'echo written > /written && sync && cat /written /etc/arch; exit 5';
+  // the stage one makes the guest init's mounts (busybox, before switch_root): the command sees them all
+  const mounts = 'while read -r dev dir type rest; do echo "$dir $type"; done < /proc/mounts | grep -E "^/(proc|sys|dev|dev/pts|tmp) " | sort';
+  const cmd = `echo written > /written && sync && cat /written /etc/arch; hostname; stat -c %a /tmp; ${mounts}; exit 5`;
   const r = await expectExit(5, c('boot', SAMPLE, '--arch', 'arm64', '--kernel', kernel, '--disk', disk, '--json', '--entrypoint', '', '--', '/bin/sh', '-c', cmd));
   const result = JSON.parse(r.stdout) as { exitStatus: number; root: string; output: string };
-  assert.deepEqual({ exitStatus: result.exitStatus, root: result.root, output: result.output }, { exitStatus: 5, root: 'disk', output: 'written\narm64\n' });
+  const output = 'written\narm64\nvmimg\n1777\n/dev devtmpfs\n/dev/pts devpts\n/proc proc\n/sys sysfs\n/tmp tmpfs\n';
+  assert.deepEqual({ exitStatus: result.exitStatus, root: result.root, output: result.output }, { exitStatus: 5, root: 'disk', output });
   assert.equal(sha(), before, 'QEMU snapshot=on: the disk image is unchanged');
 });
 

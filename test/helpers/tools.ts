@@ -30,6 +30,8 @@ export const TOOL_PACKAGES: Record<string, string> = {
   'qemu-system-x86_64': 'qemu-system-x86',
   'qemu-system-aarch64': 'qemu-system-arm',
   curl: 'curl',
+  readelf: 'binutils',
+  xz: 'xz-utils',
   ctr: 'containerd',
   containerd: 'containerd',
 };
