@@ -6,7 +6,7 @@
 // through the lazy readers equals the eager flatten.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { pull } from '../../src/image/pull.js';
@@ -15,6 +15,7 @@ import { ContainerFS } from '../../src/vfs/index.js';
 import { debianArchive } from '../boot/debian-fixture.js';
 import { expectExit } from '../cli/run.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
+import { buildBusyboxLayout } from '../helpers/busybox.js';
 import { buildRichImage } from '../helpers/layers.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { requireTools, run, tmpDir } from '../helpers/tools.js';
@@ -108,4 +109,47 @@ describe('pull --lazy', () => {
       assert.ok(existsSync(join(cache, 'layers', 'sha256', `${eager.config.layers[0]!.slice(7)}.spans`)));
     });
   }
+});
+
+describe('pull --lazy from the command line', () => {
+  test('ls -R, cat and a tar export of the lazy image equal the eager ones; a later whole pull completes it', async () => {
+    const { ref } = images.debian!;
+    const cache = await tmpDir('vmimg-lazy-cli-');
+    const pulled = await expectExit(0, ['--cache-dir', cache, 'pull', '--lazy', ref]);
+    assert.match(pulled.stdout, /^lazy: +1 of 1 layers are fetched as their files are read$/m);
+    const both = async (args: string[]): Promise<[string, string]> => [
+      (await expectExit(0, ['--cache-dir', cache, ...args])).stdout,
+      (await expectExit(0, ['--cache-dir', eagerCache, ...args])).stdout,
+    ];
+    for (const args of [['cat', ref, '/etc/fixture'], ['cat', ref, '/bin/sh'], ['ls', ref, '/', '-R', '-l'], ['resolve', ref, '/bin/sh']]) {
+      const [lazy, eager] = await both(args);
+      assert.equal(lazy, eager, args.join(' '));
+    }
+    const exported = async (c: string): Promise<string> => {
+      const out = join(await tmpDir('vmimg-lazy-export-'), 'root.tar');
+      await expectExit(0, ['--cache-dir', c, 'export', '-q', out, ref]);
+      return createHash('sha256').update(readFileSync(out)).digest('hex');
+    };
+    assert.equal(await exported(cache), await exported(eagerCache), 'the same tar, byte for byte');
+    // a whole pull flattens the layer over its lazy placeholder: no .spans left, an eager image directory
+    const json = JSON.parse((await expectExit(0, ['--cache-dir', cache, 'pull', '--json', ref])).stdout) as { dir: string; lazyLayers?: number };
+    assert.equal(json.lazyLayers, undefined);
+    assert.deepEqual(readdirSync(join(cache, 'layers', 'sha256')).filter((n) => n.endsWith('.spans')), []);
+    assert.deepEqual(readdirSync(json.dir).filter((n) => n.endsWith('.spans') || n.endsWith('.zran')), []);
+    const opened = await ContainerFS.open(json.dir); // no readers needed any more
+    await opened.close();
+    const [lazy, eager] = await both(['ls', ref, '/', '-R', '-l']);
+    assert.equal(lazy, eager);
+  });
+
+  test('an image without a published index: a warning, then a whole pull', async () => {
+    const busybox = await buildBusyboxLayout({ arch: 'amd64', tag: 'plain' });
+    const ref = `${registry.host}/lazy/plain:1`;
+    await run('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${busybox.layout}:plain`, `docker://${ref}`]);
+    const cache = await tmpDir('vmimg-lazy-none-');
+    const r = await expectExit(0, ['--cache-dir', cache, 'pull', '--lazy', ref]);
+    assert.match(r.stderr, /warning: no lazy index is published for sha256:[0-9a-f]{64} \(vmimg index push publishes one\): pulling the image whole/);
+    assert.doesNotMatch(r.stdout, /^lazy:/m);
+    assert.equal((await expectExit(0, ['--cache-dir', cache, 'cat', ref, '/etc/arch'])).stdout, 'amd64\n');
+  });
 });
