@@ -153,3 +153,35 @@ describe('pull --lazy from the command line', () => {
     assert.equal((await expectExit(0, ['--cache-dir', cache, 'cat', ref, '/etc/arch'])).stdout, 'amd64\n');
   });
 });
+
+describe('pull --lazy through the referrers API', () => {
+  // distribution 2.8.2 has no referrers API: the fault proxy answers GET /referrers/ in front of it
+  // (first with an empty index, so `index push` sees an API, then listing the artifact it pushed).
+  test('index push uses the API (no fallback tag); pull --lazy finds the artifact there', async () => {
+    const ref = `${registry.host}/lazy/api:1`;
+    const viaProxy = `${proxy.host}/lazy/api:1`;
+    await run('skopeo', ['copy', '-q', '--dest-tls-verify=false', `docker://${images.debian!.ref}`, `docker://${ref}`, '--src-tls-verify=false']);
+    const answer = (manifests: unknown[]): Buffer => Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests }));
+    const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
+    try {
+      proxy.add({ method: 'GET', path: '/referrers/', fault: { kind: 'body', body: answer([]), contentType: OCI_INDEX } });
+      await expectExit(0, ['--cache-dir', eagerCache, 'pull', '-q', '--index-build', viaProxy]);
+      const pushed = JSON.parse((await expectExit(0, ['--cache-dir', eagerCache, 'index', 'push', '--json', viaProxy])).stdout) as { subject: string; discovery: string; artifact: Record<string, unknown> };
+      assert.equal(pushed.discovery, 'referrers-api');
+      const tag = pushed.subject.replace(':', '-');
+      await assert.rejects(run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${registry.host}/lazy/api:${tag}`]), /manifest unknown/, 'no fallback tag was written');
+      proxy.clear();
+      proxy.add({ method: 'GET', path: '/referrers/', fault: { kind: 'body', body: answer([pushed.artifact]), contentType: OCI_INDEX } });
+      const from = proxy.requests.length;
+      const cache = await tmpDir('vmimg-lazy-api-');
+      const json = JSON.parse((await expectExit(0, ['--cache-dir', cache, 'pull', '--lazy', '--json', viaProxy])).stdout) as { lazyLayers?: number };
+      assert.equal(json.lazyLayers, 1);
+      const asked = proxy.requests.slice(from).map((r) => r.path);
+      assert.ok(asked.some((p) => p.includes(`/referrers/${pushed.subject}`)));
+      assert.ok(!asked.some((p) => p.endsWith(`/manifests/${tag}`)), 'the fallback tag was not read');
+      assert.equal((await expectExit(0, ['--cache-dir', cache, 'cat', viaProxy, '/etc/fixture'])).stdout, 'debian packages amd64\n');
+    } finally {
+      proxy.clear();
+    }
+  });
+});
