@@ -25,7 +25,7 @@ export interface ReaderSourceOptions extends WalkOptions {
 
 /** Walks `reader` to the image `options` name and returns it as an ImageSource; closing it closes the reader. */
 export async function openReaderSource(reader: BlobReader, options: ReaderSourceOptions = {}): Promise<ImageSource> {
-  const walked = await chooseImage(reader, options);
+  const walked = await chooseImage(isRemoteReader(reader) && options.store !== undefined ? storeFirst(reader, options.store) : reader, options);
   const { manifest, config } = walked;
   const synthesized = walked.entry.root.descriptor.annotations?.[SYNTHESIZED_ANNOTATION] !== undefined;
   let layers: SourceLayer[];
@@ -126,5 +126,28 @@ function storeBacked(reader: RemoteBlobReader, store: BlobStore, sourceSignal: A
     // Only a blob that came from the store can be stale; a fresh download failing is the registry's fault.
     invalidate: async (desc: Descriptor) => !downloads.has(desc.digest) && (await store.delete(desc.digest)),
     verdict: (desc: Descriptor) => downloads.get(desc.digest),
+  };
+}
+
+/**
+ * The walk's view of a remote reader: manifests by digest and configs come from the store when it holds
+ * them (the store verifies what it reads), so a re-pull of a cached image (or of one `vmimg serve` stored
+ * in the same cache) asks the registry for the tag alone. Everything else goes to the reader.
+ */
+function storeFirst(reader: RemoteBlobReader, store: BlobStore): RemoteBlobReader {
+  return {
+    openRange: (d, offset, o) => reader.openRange(d, offset, o),
+    kind: reader.kind,
+    where: reader.where,
+    roots: (o) => reader.roots(o),
+    open: (d, o) => reader.open(d, o),
+    close: () => reader.close(),
+    readBytes: async (desc, max, o) => {
+      if (await store.has(desc.digest, desc.size)) {
+        const local = await store.readBytes(desc.digest, max).catch(() => undefined); // corrupt: the registry's copy
+        if (local !== undefined) return local;
+      }
+      return reader.readBytes(desc, max, o);
+    },
   };
 }

@@ -38,10 +38,37 @@ export async function serveTags(s: ServeState, res: ServerResponse, t: RouteTarg
   res.end(body);
 }
 
-/** GET referrers/<digest>: the upstream's API, else its fallback tag, else an empty index. */
+/**
+ * GET referrers/<digest>: the upstream's API, else its fallback tag, else an empty index; with
+ * `--prepare`, the image's layer-index artifact is added once the image is prepared (and is the answer
+ * alone when the upstream fails).
+ */
 export async function serveReferrers(s: ServeState, res: ServerResponse, t: RouteTarget, digest: string, query: URLSearchParams): Promise<void> {
   const artifactType = query.get('artifactType') ?? undefined;
-  let index: { manifests?: unknown[] } & Record<string, unknown> = { schemaVersion: 2, mediaType: MediaType.OCI_INDEX, manifests: [] };
+  const local = await s.prepare?.referrer(s, digest);
+  let manifests: unknown[];
+  try {
+    manifests = await upstreamReferrers(s, t, digest);
+  } catch (err) {
+    if (local === undefined) throw err;
+    manifests = [];
+  }
+  if (local !== undefined && !manifests.some((d) => (d as { digest?: unknown }).digest === local.digest)) manifests = [...manifests, local];
+  if (artifactType !== undefined) {
+    manifests = manifests.filter((d) => (d as { artifactType?: unknown }).artifactType === artifactType);
+    res.setHeader('oci-filters-applied', 'artifactType');
+  }
+  const body = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OCI_INDEX, manifests }));
+  res.statusCode = 200;
+  res.setHeader('content-type', MediaType.OCI_INDEX);
+  res.setHeader('content-length', body.length);
+  s.metrics.bytesServed += body.length;
+  res.end(body);
+}
+
+/** The upstream's referrers of `digest`: its API, else its fallback tag, else none. */
+async function upstreamReferrers(s: ServeState, t: RouteTarget, digest: string): Promise<unknown[]> {
+  let index: { manifests?: unknown } = {};
   try {
     const a = await s.upstream.api(t, `referrers/${digest}`, MediaType.OCI_INDEX);
     index = JSON.parse(a.bytes.toString('utf8')) as typeof index;
@@ -54,15 +81,5 @@ export async function serveReferrers(s: ServeState, res: ServerResponse, t: Rout
       if (!isVmimgError(err2, ErrorCode.NOT_FOUND) && !(err2 instanceof SyntaxError)) throw toServeError(err2, 'NAME_UNKNOWN');
     }
   }
-  let manifests = Array.isArray(index.manifests) ? index.manifests : [];
-  if (artifactType !== undefined) {
-    manifests = manifests.filter((d) => (d as { artifactType?: unknown }).artifactType === artifactType);
-    res.setHeader('oci-filters-applied', 'artifactType');
-  }
-  const body = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OCI_INDEX, manifests }));
-  res.statusCode = 200;
-  res.setHeader('content-type', MediaType.OCI_INDEX);
-  res.setHeader('content-length', body.length);
-  s.metrics.bytesServed += body.length;
-  res.end(body);
+  return Array.isArray(index.manifests) ? index.manifests : [];
 }

@@ -28,7 +28,7 @@ export async function serveBlob(s: ServeState, res: ServerResponse, t: RouteTarg
   }
   s.metrics.misses.blob++;
   res.setHeader('x-vmimg-cache', 'miss');
-  const fill = s.fills.join(digest, known, (offset, signal) => s.upstream.openBlob(t, digest, known, offset, signal));
+  const fill = joinFill(s, t, digest, known);
   try {
     await fill.started;
   } catch (err) {
@@ -43,6 +43,11 @@ export async function serveBlob(s: ServeState, res: ServerResponse, t: RouteTarg
   const range = answerHeaders(res, digest, fill.size, rangeHeader);
   if (range === 'unsatisfiable' || head || fill.size === 0) return void res.end();
   return sendFromFill(s, res, fill, range?.start ?? 0, range?.end ?? fill.size - 1);
+}
+
+/** The running download of `digest` from `t`'s upstream, or a new one (`size` when a descriptor told it). */
+export function joinFill(s: ServeState, t: RouteTarget, digest: string, size: number | undefined): BlobFill {
+  return s.fills.join(digest, size, (offset, signal) => s.upstream.openBlob(t, digest, size, offset, signal));
 }
 
 /** Status and headers; returns the range being answered. */

@@ -51,6 +51,12 @@ export class BlobFill {
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
+  /** Resolves once the blob is verified and stored; rejects with the fill's error. */
+  async finished(): Promise<void> {
+    while (this.state === 'running') await this.changed();
+    if (this.state === 'failed') throw this.error;
+  }
+
   /** Opens the bytes written so far: the partial file, or the blob once renamed into place. */
   async openFile(): Promise<fs.FileHandle> {
     try {

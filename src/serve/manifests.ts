@@ -43,6 +43,7 @@ export async function serveManifest(s: ServeState, req: IncomingMessage, res: Se
   if (head) return void res.end();
   s.metrics.bytesServed += m.bytes.length;
   res.end(m.bytes);
+  s.prepare?.served(s, t, m, target.tag);
 }
 
 /** The tag's entry: fresh from the table, revalidated by one HEAD, or stale when the upstream fails. */

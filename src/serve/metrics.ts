@@ -14,6 +14,8 @@ export class ServeMetrics {
   bytesServed = 0;
   staleServed = 0;
   inFlightDownloads = 0;
+  /** Images `--prepare` flattened, and those it failed to. */
+  readonly prepared = { ok: 0, failed: 0 };
 
   /** Counts one answered request. */
   request(endpoint: string, status: number): void {
@@ -42,6 +44,10 @@ export class ServeMetrics {
     metric('vmimg_serve_bytes_served_total', 'counter', 'Body bytes sent to clients.', [['', this.bytesServed]]);
     metric('vmimg_serve_stale_total', 'counter', 'Tags answered from a stale entry because the upstream failed.', [['', this.staleServed]]);
     metric('vmimg_serve_downloads_in_flight', 'gauge', 'Upstream blob downloads running.', [['', this.inFlightDownloads]]);
+    metric('vmimg_serve_prepared_total', 'counter', 'Images flattened into the cache as they passed (--prepare), by result.', [
+      ['result="ok"', this.prepared.ok],
+      ['result="failed"', this.prepared.failed],
+    ]);
     return `${lines.join('\n')}\n`;
   }
 }

@@ -19,6 +19,7 @@ import { BlobStore } from '../store/index.js';
 import { handle, type AccessRecord } from './handler.js';
 import { Fills } from './fill.js';
 import { Htpasswd } from './htpasswd.js';
+import { Prebaker, type PrepareRecord } from './prepare.js';
 import { ServeMetrics } from './metrics.js';
 import { Router, parseUpstream, plainHttpHosts } from './routes.js';
 import type { ServeState } from './state.js';
@@ -26,7 +27,7 @@ import { TagTable } from './tags.js';
 import { UpstreamAccess } from './upstream.js';
 import { MAX_MANIFEST_BYTES } from '../manifest/media-types.js';
 
-export type { AccessRecord };
+export type { AccessRecord, PrepareRecord };
 
 /** How to run the server. Durations in milliseconds. */
 export interface ServeOptions {
@@ -56,6 +57,13 @@ export interface ServeOptions {
   readonly registry?: RegistryClientOptions;
   /** One record per answered request. */
   readonly onAccess?: (record: AccessRecord) => void;
+  /**
+   * Flatten images into the cache as they are pulled through (checkpoints too), and answer their layer
+   * indexes on the referrers endpoint (default false).
+   */
+  readonly prepare?: boolean;
+  /** One record per image `prepare` finished or failed. */
+  readonly onPrepare?: (record: PrepareRecord) => void;
 }
 
 /** A running server. */
@@ -65,6 +73,8 @@ export interface RunningServe {
   /** `HOST:PORT`, as references and `ctr` take it. */
   readonly host: string;
   readonly metrics: ServeMetrics;
+  /** Resolves once every image `prepare` queued so far is prepared (or failed); at once without `prepare`. */
+  idle(): Promise<void>;
   /** Stops accepting; waits for in-flight answers (up to the grace period), then cuts the rest. */
   shutdown(): Promise<void>;
 }
@@ -123,6 +133,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     pending: new Map(),
     maxManifestBytes: options.maxManifestBytes ?? MAX_MANIFEST_BYTES,
     ...(auth !== undefined ? { auth } : {}),
+    ...(options.prepare === true ? { prepare: new Prebaker(cache, abort.signal, options.onPrepare) } : {}),
   };
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     void handle(state, router, req, res, options.onAccess);
@@ -142,8 +153,10 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     url: `${options.tls ? 'https' : 'http'}://${host}`,
     host,
     metrics,
+    idle: async () => state.prepare?.idle(),
     shutdown: () => (stopping ??= shutdown(server, options.shutdownGraceMs ?? 30_000, async () => {
       abort.abort(new VmimgError(ErrorCode.ABORTED, 'the server is shutting down'));
+      await state.prepare?.idle();
       await tags.flush();
       await state.upstream.close();
       await lease.release();

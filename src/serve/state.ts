@@ -3,6 +3,7 @@ import type { BlobStore } from '../store/index.js';
 import type { CacheLease } from '../image/lease.js';
 import type { Fills } from './fill.js';
 import type { Htpasswd } from './htpasswd.js';
+import type { Prebaker } from './prepare.js';
 import type { ServeMetrics } from './metrics.js';
 import type { TagTable } from './tags.js';
 import type { UpstreamAccess } from './upstream.js';
@@ -28,6 +29,8 @@ export interface ServeState {
   readonly maxManifestBytes: number;
   /** Client auth (`--htpasswd`); every request is refused without valid credentials when set. */
   readonly auth?: Htpasswd;
+  /** `--prepare`: images that pass are flattened into the cache; their layer indexes become referrers. */
+  readonly prepare?: Prebaker;
 }
 
 /** Runs `work` once per `key` at a time; concurrent callers share its promise. */

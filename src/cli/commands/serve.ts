@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { startServe, DEFAULT_LISTEN } from '../../serve/index.js';
+import { startServe, DEFAULT_LISTEN, type PrepareRecord } from '../../serve/index.js';
 import type { GlobalArgs } from '../context.js';
 import { UsageError } from '../exit-codes.js';
 import { run } from './common.js';
@@ -12,6 +12,7 @@ interface Args {
   'tls-cert'?: string;
   'tls-key'?: string;
   htpasswd?: string;
+  prepare?: boolean;
   'tag-ttl'?: number;
   'shutdown-grace'?: number;
   'max-connections'?: number;
@@ -29,6 +30,7 @@ export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       .option('tls-cert', { type: 'string', describe: 'PEM certificate for HTTPS' })
       .option('tls-key', { type: 'string', describe: 'PEM private key for HTTPS' })
       .option('htpasswd', { type: 'string', describe: 'Require HTTP Basic logins checked against this htpasswd file (bcrypt: htpasswd -B)' })
+      .option('prepare', { type: 'boolean', describe: 'Flatten images into the cache as they are pulled through, and serve their layer indexes as referrers (for pull --lazy)' })
       .option('tag-ttl', { type: 'number', describe: 'Seconds a tag is trusted before one HEAD revalidates it (default 300)' })
       .option('max-connections', { type: 'number', describe: 'Client connections at once (default 256; each may hold a 1 MiB buffer)' })
       .option('shutdown-grace', { type: 'number', describe: 'Seconds in-flight answers get to finish on SIGTERM (default 30)' })
@@ -61,6 +63,7 @@ export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       ...(max !== undefined ? { maxConnections: max } : {}),
       registry,
       onAccess: (r) => ctx.out(JSON.stringify(r)),
+      ...(args.prepare === true ? { prepare: true, onPrepare: (r: PrepareRecord) => ctx.out(JSON.stringify(r)) } : {}),
     });
     process.stderr.write(`vmimg: serving ${ctx.cache.root} on ${server.url}\n`);
     // main turns SIGINT/SIGTERM/SIGHUP into this abort; a second signal still quits at once
