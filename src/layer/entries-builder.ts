@@ -29,7 +29,6 @@ const TYPES: Readonly<Record<string, [EntryTypeValue, number]>> = {
   D: [EntryType.Dir, S_IFDIR], // GNU dumpdir: a directory plus a listing we do not need
 };
 
-const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 
 export interface FileContent {
   offset: number;
@@ -88,7 +87,7 @@ export class EntriesBuilder {
     if (type === EntryType.File) {
       entry.offset = content?.offset ?? 0;
       entry.size = content?.size ?? 0;
-      entry.sha256 = content?.sha256 ?? EMPTY_SHA256;
+      if (entry.size > 0) entry.sha256 = content!.sha256; // an empty file's is known: not stored (docs/FORMAT.md)
       if (entry.size > 0) entry.tarOffset = content!.tarOffset;
       if (entry.size > 0 && content!.tarSparse !== undefined) entry.tarSparse = content!.tarSparse;
     } else if (type === EntryType.Symlink) {
@@ -235,7 +234,7 @@ export class EntriesBuilder {
     if (source.xattrs !== undefined) entry.xattrs = source.xattrs;
     entry.size = source.size;
     entry.offset = source.offset;
-    if (source.sha256 !== undefined) entry.sha256 = source.sha256;
+    if (source.sha256 !== undefined && source.size > 0) entry.sha256 = source.sha256;
     if (source.tarOffset !== undefined) entry.tarOffset = source.tarOffset;
     if (source.tarSparse !== undefined) entry.tarSparse = source.tarSparse;
     return source;

@@ -16,6 +16,12 @@ export const ENTRY_FIXED_SIZE = { 1: 64, 2: 72 } as const;
  */
 export const LIMITS = { pathBytes: 65535, linkBytes: 65535, xattrs: 65535, xattrName: 255, xattrValue: 65536, indexBytes: 2 ** 30 };
 
+/**
+ * The sha256 of no bytes: what an empty regular file's digest is. Writers since 2026-11-30 store no
+ * digest for empty files (32 bytes of a 72-byte record); readers report this one for them.
+ */
+export const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+
 export const R_SHA256 = 1;
 export const R_LINK = 2;
 export const R_SPARSE = 4;
@@ -269,7 +275,7 @@ export function decodeRecord(buf: Buffer, at: number, version: IndexVersion): In
     mtimeNsec: buf.readUInt32LE(at + 24),
     size: u64(buf, at + 40),
     offset: u64(buf, at + 48),
-    sha256: shaAt >= 0 ? buf.toString('hex', shaAt, shaAt + 32) : undefined,
+    sha256: shaAt >= 0 ? buf.toString('hex', shaAt, shaAt + 32) : buf[at] === 1 && u64(buf, at + 40) === 0 ? EMPTY_SHA256 : undefined,
     devMajor: buf.readUInt32LE(at + 28),
     devMinor: buf.readUInt32LE(at + 32),
     linkTarget: link === undefined || typeof link === 'string' ? link : decodeName(link),

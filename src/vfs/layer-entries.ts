@@ -7,7 +7,7 @@
  */
 import { EntryType, type IndexEntry } from '../layer/entry.js';
 import type { ScannedIndex } from '../layer/index-format.js';
-import { decodeText, decodeXattrs, ENTRY_FIXED_SIZE, pathStart, r16, r32, R_LINK, R_LOWER_LINK, R_SHA256, u64, type IndexVersion } from '../layer/index-records.js';
+import { decodeText, decodeXattrs, EMPTY_SHA256, ENTRY_FIXED_SIZE, pathStart, r16, r32, R_LINK, R_LOWER_LINK, R_SHA256, u64, type IndexVersion } from '../layer/index-records.js';
 import { encodeName } from '../util/byte-names.js';
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG } from '../layer/entry.js';
 
@@ -130,7 +130,9 @@ export class ObjectEntries implements LayerEntries {
 
   sha256Hex(i: number): string | undefined {
     const e = this.entries[i]!;
-    return typeBitsOf(e.type) === S_IFREG && e.sha256 !== undefined && HEX64.test(e.sha256) ? e.sha256.toLowerCase() : undefined;
+    if (typeBitsOf(e.type) !== S_IFREG) return undefined;
+    if (e.sha256 === undefined) return e.type === EntryType.File && e.size === 0 ? EMPTY_SHA256 : undefined;
+    return HEX64.test(e.sha256) ? e.sha256.toLowerCase() : undefined;
   }
 
   xattrs(i: number): Record<string, Buffer> | undefined {
@@ -218,7 +220,8 @@ export class RecordEntries implements LayerEntries {
 
   sha256Hex(i: number): string | undefined {
     const at = this.starts[i]!;
-    if (typeBitsOf(this.buf[at]!) !== S_IFREG || !(this.buf[at + 1]! & R_SHA256)) return undefined;
+    if (typeBitsOf(this.buf[at]!) !== S_IFREG) return undefined;
+    if (!(this.buf[at + 1]! & R_SHA256)) return this.buf[at] === EntryType.File && u64(this.buf, at + 40) === 0 ? EMPTY_SHA256 : undefined;
     const shaAt = at + ENTRY_FIXED_SIZE[this.version];
     return this.buf.toString('hex', shaAt, shaAt + 32);
   }

@@ -12,11 +12,12 @@ import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { flattenLayer } from '../../src/layer/flatten.js';
 import { readIndexFile, scanIndex } from '../../src/layer/index-format.js';
+import { R_SHA256 } from '../../src/layer/index-records.js';
 import { packRecords } from '../../src/vfs/direct-pack.js';
 import { RecordEntries } from '../../src/vfs/layer-entries.js';
 import { ContainerFS, encodeName } from '../../src/vfs/index.js';
 import { py, pyLayerTar, type PyEntry } from '../helpers/pyimage.js';
-import { tmpDir } from '../helpers/tools.js';
+import { run, tmpDir } from '../helpers/tools.js';
 
 const b64 = (bytes: number[]): { b64: string } => ({ b64: Buffer.from(bytes).toString('base64') });
 
@@ -103,4 +104,28 @@ test('a 3000-entry layer in several directories, some listed out of order: the s
   const r = await bothWays(entries);
   assert.equal(r.direct, true);
   assert.deepEqual(r.records, r.merged);
+});
+
+test('an empty file stores no digest in its record; ContainerFS and decodeIndex report the sha256 of no bytes', async () => {
+  const tar = await pyLayerTar([py.file('empty'), py.file('full', 'x'), py.hard('empty2', 'empty')]);
+  const info = await flattenLayer(Readable.from([tar]), { dir: await tmpDir('vmimg-empty-sha-') });
+  const scanned = scanIndex(readFileSync(info.indexPath));
+  const flags = (path: string): number => {
+    const records = new RecordEntries(scanned);
+    for (let i = 0; i < records.count; i++) if (records.path(i) === path) return scanned.buf[scanned.starts[i]! + 1]!;
+    throw new Error(`no record ${path}`);
+  };
+  assert.equal(flags('empty') & R_SHA256, 0, 'no digest stored');
+  assert.equal(flags('full') & R_SHA256, R_SHA256);
+  const none = (await run('sha256sum', ['/dev/null'])).split(' ')[0];
+  const fs = await ContainerFS.open([info]);
+  try {
+    assert.equal(fs.contentSha256(fs.lookupPath('/empty')), none);
+    assert.equal(fs.contentSha256(fs.lookupPath('/empty2')), none);
+    assert.equal(fs.lstat('/empty').nlink, 2);
+  } finally {
+    await fs.close();
+  }
+  const decoded = (await readIndexFile(info.indexPath)).entries.find((e) => e.path === 'empty');
+  assert.equal(decoded?.sha256, none);
 });
