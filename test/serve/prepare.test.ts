@@ -11,8 +11,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pull, type ProgressEvent } from '../../src/index.js';
+import { openLazyImage } from '../../src/lazy/open-image.js';
+import { ContainerFS } from '../../src/vfs/index.js';
 import { startServe, type RunningServe } from '../../src/serve/index.js';
-import type { PrepareRecord } from '../../src/serve/server.js';
+import type { AccessRecord, PrepareRecord } from '../../src/serve/server.js';
 import { buildBusyboxLayout, buildMultiArchLayout, pushLayout } from '../helpers/busybox.js';
 import { curl } from '../helpers/curl.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
@@ -25,6 +27,7 @@ let serve: RunningServe;
 let cacheDir: string;
 let big: { manifest: string; config: string; layers: { digest: string; size: number }[]; diffIds: string[] };
 const prepared: PrepareRecord[] = [];
+const access: AccessRecord[] = [];
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const blobGets = () => registry.accessLog().filter((l) => l.method === 'GET' && l.path.includes('/blobs/'));
@@ -42,7 +45,7 @@ before(async () => {
   big.config = m.config.digest;
   big.diffIds = (JSON.parse(readFileSync(join(image.layout, 'blobs', 'sha256', m.config.digest.slice(7)), 'utf8')) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids;
   cacheDir = await tmpDir('vmimg-serve-prepare-');
-  serve = await startServe({ cacheDir, listen: '127.0.0.1:0', upstream: registry.url, prepare: true, onPrepare: (r) => prepared.push(r) });
+  serve = await startServe({ cacheDir, listen: '127.0.0.1:0', upstream: registry.url, prepare: true, onPrepare: (r) => prepared.push(r), onAccess: (r) => access.push(r) });
 });
 
 after(async () => {
@@ -95,6 +98,29 @@ describe('serve --prepare', () => {
     const z = await curl(`${serve.url}/v2/lib/big/blobs/${zran[0]!.digest}`);
     assert.ok(z.body.equals(readFileSync(join(cacheDir, 'checkpoints', 'sha256', `${zran[0]!.annotations!['dev.vmimg.layer.digest']!.slice(7)}.zran`))));
     assert.equal(blobGets().length, afterPrepare, 'the artifact came from serve, not the upstream');
+  });
+
+  it('vmimg pull --lazy through serve finds the layer indexes: no whole layer blob is sent, a file read lazily equals the prepared one', async () => {
+    const cache = await tmpDir('vmimg-serve-prepare-lazy-');
+    const warnings: string[] = [];
+    const from = access.length;
+    const image = await pull(`${serve.host}/lib/big:1`, { cacheDir: cache, lazy: true, onProgress: (e) => e.type === 'warning' && warnings.push(e.message) });
+    assert.deepEqual(warnings, [], 'a published index was found');
+    assert.ok(image.config.layerDetails.every((l) => l.lazy === true), 'every layer lazy');
+    const wholeLayers = () => access.slice(from).filter((r) => r.status === 200 && big.layers.some((l) => r.path.endsWith(`/blobs/${l.digest}`)));
+    assert.deepEqual(wholeLayers(), [], 'no layer blob sent whole');
+    const lazy = await openLazyImage(image);
+    const eager = await pull(`${registry.host}/lib/big:1`, { cacheDir });
+    const [lfs, efs] = [await ContainerFS.open(lazy), await ContainerFS.open(eager)];
+    try {
+      const read = async (fs: ContainerFS) => sha(await fs.readFile('/big.bin'));
+      assert.equal(await read(lfs), await read(efs));
+    } finally {
+      await lfs.close();
+      await efs.close();
+      await lazy.close();
+    }
+    assert.deepEqual(wholeLayers(), [], 'the read fetched ranges');
   });
 
   it('after a restart the same artifact (same digest) is answered without preparing again', async () => {
