@@ -8,6 +8,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
+import { setTimeout as delay } from 'node:timers/promises';
 import { ErrorCode, VmimgError, isVmimgError } from '../errors.js';
 import type { Descriptor } from '../manifest/types.js';
 import { RegistrySink } from '../push/sinks.js';
@@ -127,16 +128,32 @@ async function hasReferrersApi(client: RegistryClient, repo: Reference, digest: 
   }
 }
 
-/** Read-modify-write of the fallback index; re-read to confirm (two pushers race), up to 5 tries. */
+/** How long an entry must stay listed before a pusher trusts it (ms): a racing writer's PUT lands within it. */
+const FALLBACK_SETTLE_MS = 300;
+const FALLBACK_ATTEMPTS = 8;
+
+/**
+ * Read-modify-write of the fallback index. Registries without the referrers API have no conditional
+ * PUT, so two pushers reading the same list each write it with only their own entry added, and the
+ * later PUT drops the earlier one's. So an entry counts as published only when a read *after a settle
+ * delay* still lists it; a pusher that finds its entry dropped adds it to the list as it is then.
+ * What is left: a writer whose PUT lands later than the settle delay after its read (see DECISIONS).
+ */
 async function addToFallback(client: RegistryClient, sink: RegistrySink, repo: Reference, subject: string, artifact: Descriptor, signal?: AbortSignal): Promise<void> {
   const tag = fallbackTag(subject);
-  for (let attempt = 0; attempt < 5; attempt++) {
+  let seen = false;
+  for (let attempt = 0; attempt < FALLBACK_ATTEMPTS; attempt++) {
     const list = await readFallback(client, repo, tag, signal);
-    if (list.some((d) => d.digest === artifact.digest)) return;
-    const index = { schemaVersion: 2, mediaType: OCI_INDEX, manifests: [...list, artifact] };
-    const bytes = Buffer.from(JSON.stringify(index));
-    await sink.putManifest(descriptor(bytes, OCI_INDEX), bytes, tag, true, signal);
-    await new Promise((r) => setTimeout(r, 50 * (attempt + 1) * Math.random())); // let a racing writer land first
+    if (list.some((d) => d.digest === artifact.digest)) {
+      if (seen) return; // still there after a settle delay
+      seen = true;
+    } else {
+      seen = false;
+      const index = { schemaVersion: 2, mediaType: OCI_INDEX, manifests: [...list, artifact] };
+      const bytes = Buffer.from(JSON.stringify(index));
+      await sink.putManifest(descriptor(bytes, OCI_INDEX), bytes, tag, true, signal);
+    }
+    await delay(FALLBACK_SETTLE_MS * (1 + Math.random()), undefined, signal ? { signal } : {}); // jitter: two losers do not collide again
   }
   throw new VmimgError(ErrorCode.REGISTRY_ERROR, `the referrers tag ${tag} kept losing ${artifact.digest} to concurrent writers`);
 }

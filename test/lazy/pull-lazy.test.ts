@@ -11,6 +11,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { pull } from '../../src/image/pull.js';
 import { openLazyImage } from '../../src/lazy/open-image.js';
+import { publishIndex, type PublishResult } from '../../src/lazy/publish.js';
+import { parseReference } from '../../src/reference/index.js';
 import { ContainerFS } from '../../src/vfs/index.js';
 import { debianArchive } from '../boot/debian-fixture.js';
 import { expectExit } from '../cli/run.js';
@@ -180,6 +182,34 @@ describe('pull --lazy through the referrers API', () => {
       assert.ok(asked.some((p) => p.includes(`/referrers/${pushed.subject}`)));
       assert.ok(!asked.some((p) => p.endsWith(`/manifests/${tag}`)), 'the fallback tag was not read');
       assert.equal((await expectExit(0, ['--cache-dir', cache, 'cat', viaProxy, '/etc/fixture'])).stdout, 'debian packages amd64\n');
+    } finally {
+      proxy.clear();
+    }
+  });
+});
+
+describe('the referrers fallback tag', () => {
+  test('two pushers that read the same list: both artifacts end up listed', async () => {
+    const ref = `${registry.host}/lazy/race:1`;
+    const viaProxy = `${proxy.host}/lazy/race:1`;
+    await run('skopeo', ['copy', '-q', '--src-tls-verify=false', '--dest-tls-verify=false', `docker://${images.debian!.ref}`, `docker://${ref}`]);
+    const image = await pull(viaProxy, { cacheDir: eagerCache });
+    const subject = image.config.source.manifestDigest!;
+    const layers = image.config.layerDetails.map((l, i) => ({ digest: l.digest!, diffId: l.diffId, indexPath: image.layers[i]!.indexPath }));
+    const publish = (ls: typeof layers): Promise<PublishResult> => publishIndex(parseReference(viaProxy), subject, ls, { cacheRoot: eagerCache });
+    await publish(layers); // the tag exists: its reads have a body to hold
+    // both pushers' first reads of the fallback tag are held until both have asked: each reads the same
+    // list, so the later PUT drops the other's entry unless the pusher notices and adds it back
+    let arrived = 0;
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    const reached = (): void => void (++arrived === 2 && release());
+    proxy.add({ method: 'GET', path: /\/manifests\/sha256-/, times: 2, fault: { kind: 'hold', afterBytes: 0, reached, release: released } });
+    try {
+      const pushed = await Promise.all([publish(layers), publish([])]); // two different artifacts
+      assert.equal(arrived, 2, 'both pushers read the list while the other was reading it');
+      const listed = JSON.parse(await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${ref.replace(':1', `:${subject.replace(':', '-')}`)}`])) as { manifests: { digest: string }[] };
+      for (const p of pushed) assert.ok(listed.manifests.some((m) => m.digest === p.artifact.digest), `${p.artifact.digest} listed`);
     } finally {
       proxy.clear();
     }
