@@ -14,7 +14,7 @@
  */
 import { access, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { ErrorCode, VmimgError } from '../errors.js';
 
 export type ImageArg =
@@ -42,12 +42,39 @@ export async function classifyImageArg(arg: string): Promise<ImageArg> {
     throw err; // EACCES and friends: the CLI reports them as ERR_IO
   });
   if (st === undefined) {
+    const pinned = await pinnedArchive(path);
+    if (pinned !== undefined) return pinned;
     if (prefix || looksLikePath(arg)) throw missingPath(arg, path);
     return { kind: 'name', name: arg, forced: false };
   }
   const type = st.isDirectory() ? ((await isLayout(path)) ? 'layout' : 'dir') : 'file';
   if (prefix && type !== 'file') throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `${arg}: ${prefix} needs an image tar, and ${path} is a directory`);
   return { kind: 'path', path, type, ...(prefix ? { forced: prefix.slice(0, -1) as 'oci-archive' | 'docker-archive' } : {}) };
+}
+
+/**
+ * `<tar or layout>@sha256:<hex>` (how `images` names an unnamed image of a multi-image archive): the
+ * archive, and the image its digest picks (as `--tag DIGEST`). Undefined when the part before `@`
+ * names no file or layout.
+ */
+async function pinnedArchive(path: string): Promise<ImageArg | undefined> {
+  const m = /^(.+)@(sha256:[0-9a-f]{64})$/.exec(path);
+  if (!m) return undefined;
+  const st = await stat(m[1]!).catch(() => undefined);
+  const type = st?.isFile() ? 'file' : st?.isDirectory() && (await isLayout(m[1]!)) ? 'layout' : undefined;
+  return type === undefined ? undefined : { kind: 'path', path: m[1]!, type, tag: m[2]! };
+}
+
+/**
+ * The cache names a path-looking argument may be (`<path>:<ref name>`, `<path>@<digest>`, the path of
+ * a tar loaded earlier): the argument and its absolute form, when nothing on disk has that name.
+ * Undefined for arguments that are not path-like or that name a file: the file wins.
+ */
+export async function cachedPathNames(arg: string): Promise<string[] | undefined> {
+  if (!looksLikePath(arg)) return undefined;
+  const path = expandHome(arg);
+  if ((await stat(path).catch(() => undefined)) !== undefined) return undefined;
+  return [...new Set([arg, resolve(path)])];
 }
 
 /** `oci:DIR[:TAG]`: DIR must be an OCI image layout directory. */

@@ -16,7 +16,7 @@ import { formatReference, parseReference } from '../reference/index.js';
 import type { RegistryClient } from '../registry/client.js';
 import { BlobStore } from '../store/index.js';
 import type { Context } from './context.js';
-import { classifyImageArg } from './image-arg.js';
+import { cachedPathNames, classifyImageArg } from './image-arg.js';
 import { isReference } from './resolve-image.js';
 
 export interface SourceChoice {
@@ -29,6 +29,11 @@ export interface SourceChoice {
 /** SRC as a PushSource: an image tar, an OCI layout directory, a cached image, else a registry reference. */
 export async function openPushSource(ctx: Context, client: RegistryClient, arg: string | undefined, args: SourceChoice): Promise<PushSource> {
   if (arg === undefined) return (await cachedSource(ctx, undefined, args.all === true))!;
+  // names `images` shows for archive images (`<path>@<digest>`) before paths: they outlive the archive
+  for (const name of (await cachedPathNames(arg)) ?? []) {
+    const hit = await cachedSource(ctx, name, args.all === true).catch((err: unknown) => (isVmimgError(err, ErrorCode.NOT_FOUND) ? undefined : Promise.reject(err)));
+    if (hit !== undefined) return hit;
+  }
   const a = await classifyImageArg(arg);
   const choice = {
     platform: ctx.platform,

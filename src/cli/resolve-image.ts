@@ -17,7 +17,7 @@ import type { LoadOptions } from '../image/load.js';
 import { configPlatform } from '../manifest/index.js';
 import { hasLazyLayers, openLazyImage } from '../lazy/open-image.js';
 import type { Context } from './context.js';
-import { classifyImageArg } from './image-arg.js';
+import { cachedPathNames, classifyImageArg } from './image-arg.js';
 import { escapeTerminal } from './escape.js';
 
 export interface ResolveOptions {
@@ -39,11 +39,15 @@ export async function resolveImage(ctx: Context, arg: string, options: ResolveOp
 }
 
 async function resolveAny(ctx: Context, arg: string, options: ResolveOptions): Promise<ResolvedImage> {
+  if (options.cached !== false) {
+    const byName = await cachedByPathName(ctx, arg);
+    if (byName !== undefined) return named(ctx, byName, 'cached');
+  }
   const a = await classifyImageArg(arg);
   if (a.kind === 'path') {
     if (a.type === 'dir') return { image: await loadFromDir(a.path, platformOption(ctx)), kind: 'dir', names: [] };
     if (a.type === 'layout') return named(ctx, await loadTar(ctx, a.path, a.tag, {}, 'layout'), 'layout');
-    return named(ctx, await loadTar(ctx, a.path), 'tar');
+    return named(ctx, await loadTar(ctx, a.path, a.tag), 'tar');
   }
   if (options.cached !== false) {
     const hit = await findCached(ctx, a.name);
@@ -91,6 +95,22 @@ async function findCached(ctx: Context, arg: string): Promise<Image | undefined>
     pullNotices.set(arg, `${err.message}: pulling it from ${parseReference(arg).registry}`);
     return undefined;
   }
+}
+
+/**
+ * A path-looking argument that names nothing on disk, as a cached image's name: `images` shows archive
+ * images as `<path>:<ref name>` or `<path>@<digest>`, names that outlive the archive. Undefined when
+ * the argument is no such name (then it is read as a path: a missing one is ERR_NOT_FOUND).
+ */
+export async function cachedByPathName(ctx: Context, arg: string): Promise<Image | undefined> {
+  for (const name of (await cachedPathNames(arg)) ?? []) {
+    try {
+      return await findImage(ctx.cache, name, ctx.platform);
+    } catch (err) {
+      if (!isVmimgError(err, ErrorCode.NOT_FOUND)) throw err;
+    }
+  }
+  return undefined;
 }
 
 /** Why a reference is about to be pulled by a command that reads images (said once the pull starts). */

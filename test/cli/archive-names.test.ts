@@ -6,6 +6,7 @@
  */
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { copyFileSync, rmSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { REPO_ROOT } from '../helpers/cache.js';
 import { py, pyBuild, type PyReport } from '../helpers/pyimage.js';
@@ -59,4 +60,28 @@ test('two unnamed images of one archive, each picked by digest, are cached under
   assert.equal((await cli(cache, 'cat', b!.configDigest, '/etc/which')).stdout, 'second\n');
   await cli(cache, 'rm', `${file}@${a!.manifestDigest}`);
   assert.deepEqual((await images(cache)).map((i) => i.id), [b!.configDigest]);
+});
+
+test('ls and cat take the names images shows for archive images (<path>@<digest>, <path>:<ref name>) before reading them as paths', async () => {
+  const cache = await tmpDir('vmimg-archive-names-cache-');
+  const dir = await tmpDir('vmimg-archive-names-moved-');
+  const file = join(dir, 'two.tar');
+  const latest = join(dir, 'latest.tar');
+  copyFileSync(join(work, 'two.tar'), file);
+  copyFileSync(join(work, 'latest.tar'), latest);
+  const [a, b] = two.layout!;
+  // not cached yet: the path before `@` is the archive, the digest picks its image
+  assert.equal((await cli(cache, 'cat', `${file}@${b!.manifestDigest}`, '/etc/which')).stdout, 'second\n');
+  await cli(cache, 'load', file, '--tag', a!.manifestDigest!, '-q');
+  await cli(cache, 'load', latest, '-q');
+  rmSync(file);
+  rmSync(latest);
+  // the archives are gone: the names images shows still mean the cached images
+  assert.equal((await cli(cache, 'cat', `${file}@${a!.manifestDigest}`, '/etc/which')).stdout, 'first\n');
+  assert.equal((await cli(cache, 'cat', `${file}@${b!.manifestDigest}`, '/etc/which')).stdout, 'second\n');
+  assert.match((await cli(cache, 'ls', `${latest}:latest`, '/etc')).stdout, /^which$/m);
+  const rel = `./${relative(REPO_ROOT, file)}@${a!.manifestDigest}`;
+  assert.equal((await cli(cache, 'cat', rel, '/etc/which')).stdout, 'first\n');
+  const missing = await expectExit(3, ['--cache-dir', cache, 'cat', `${file}@sha256:${'0'.repeat(64)}`, '/etc/which']);
+  assert.match(missing.stderr, /ERR_NOT_FOUND/);
 });
