@@ -15,7 +15,6 @@ import type { LayerLimits } from '../layer/limits.js';
 import type { PullOptions } from '../image/pull.js';
 import type { LoadOptions } from '../image/load.js';
 import { configPlatform } from '../manifest/index.js';
-import { hasLazyLayers, openLazyImage } from '../lazy/open-image.js';
 import type { Context } from './context.js';
 import { cachedPathNames, classifyImageArg } from './image-arg.js';
 import { escapeTerminal } from './escape.js';
@@ -64,7 +63,9 @@ export async function resolveImageOrLast(ctx: Context, arg: string | undefined):
 
 /** A lazily pulled image, with the readers that fetch its files as they are read (closed when the command ends). */
 async function readable(ctx: Context, resolved: ResolvedImage): Promise<ResolvedImage> {
-  if (!hasLazyLayers(resolved.image)) return resolved;
+  // A lazy image has a .spans map on some layer; only then load the lazy reader (and the registry client).
+  if (!resolved.image.layers.some((l) => l.spansPath !== undefined)) return resolved;
+  const { openLazyImage } = await import('../lazy/open-image.js');
   const options = await ctx.registryOptions(resolved.image.config.source.reference);
   const image = await openLazyImage(resolved.image, { ...options, signal: ctx.signal, warn: (m) => warn(ctx, m) });
   ctx.defer(() => image.close());
