@@ -107,11 +107,11 @@ async function sendFromFill(s: ServeState, res: ServerResponse, fill: BlobFill, 
       if (res.destroyed) return;
       if (fill.generation !== generation || fill.state === 'failed') return void res.destroy(fillBroken(fill));
       const stop = end === undefined ? fill.have : Math.min(fill.have, end + 1);
-      if (end === undefined ? fill.state === 'done' && pos >= fill.have : pos > end) break;
+      if (end === undefined ? fill.verified && pos >= fill.have : pos > end) break;
       // the answer's last byte (the blob's or the range's) goes out only once the blob is verified:
       // a client never sees a clean end of bytes from a blob that may fail its digest
       const last = end === undefined ? undefined : end + 1;
-      const held = fill.state !== 'done' && stop === last ? 1 : 0;
+      const held = !fill.verified && stop === last ? 1 : 0;
       const n = Math.min(stop - held - pos, CHUNK);
       if (n <= 0) {
         await Promise.race([fill.changed(), closed]);
@@ -120,7 +120,7 @@ async function sendFromFill(s: ServeState, res: ServerResponse, fill: BlobFill, 
       const chunk = Buffer.allocUnsafe(n);
       const { bytesRead } = await fh.read(chunk, 0, n, pos);
       if (bytesRead === 0) {
-        if (fill.state === 'done') return void res.destroy(fillBroken(fill)); // the file is shorter than the fill said
+        if (fill.verified) return void res.destroy(fillBroken(fill)); // the file is shorter than the fill said
         await Promise.race([fill.changed(), closed]);
         continue;
       }

@@ -4,8 +4,8 @@
  * verifies and renames into `blobs/`; clients read the growing partial file behind it, so memory
  * stays bounded whatever the number of clients, and a client leaving does not stop the download.
  * Every answer from a running download (whole blob or Range) withholds its last byte until the blob
- * is verified: a blob failing its digest is never committed, and its clients' connections are cut
- * instead of ending cleanly.
+ * is verified (hashed whole; the fsync and rename that commit it come after): a blob failing its digest
+ * is never committed, and its clients' connections are cut instead of ending cleanly.
  */
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
@@ -26,6 +26,8 @@ export class BlobFill {
   /** Bumped when the download starts over (bytes already sent may differ from what comes). */
   generation = 0;
   state: 'running' | 'done' | 'failed' = 'running';
+  /** All `have` bytes are in and match the digest (the store may still be committing them). */
+  verified = false;
   error: unknown;
   /** Resolves once the upstream answered (headers can go out), or the blob turned out complete. */
   readonly started: Promise<void>;
@@ -80,10 +82,16 @@ export class BlobFill {
         signal,
         // onData: each chunk once it is in the partial file (onProgress counts bytes received, maybe not yet written)
         onData: (chunk, offset) => this.progress(offset, offset + chunk.length),
+        // answers end once the bytes are verified, not after the fsync and rename that commit them
+        onVerified: () => {
+          this.verified = true;
+          this.notify();
+        },
       });
       this.size = result.size;
       this.have = result.size;
       this.state = 'done';
+      this.verified = true;
       this.markStarted();
     } catch (err) {
       await this.dropEmptyPartial();
@@ -160,6 +168,11 @@ export class Fills {
 
   get size(): number {
     return this.running.size;
+  }
+
+  /** Resolves once the downloads running now have ended (committed or failed). */
+  async idle(): Promise<void> {
+    await Promise.allSettled([...this.running.values()].map((f) => f.finished()));
   }
 }
 

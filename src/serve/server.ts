@@ -73,7 +73,10 @@ export interface RunningServe {
   /** `HOST:PORT`, as references and `ctr` take it. */
   readonly host: string;
   readonly metrics: ServeMetrics;
-  /** Resolves once every image `prepare` queued so far is prepared (or failed); at once without `prepare`. */
+  /**
+   * Resolves once the downloads running now are committed to the store (a client gets its last byte
+   * when the blob is verified, just before the commit) and every image `prepare` queued is prepared.
+   */
   idle(): Promise<void>;
   /** Stops accepting; waits for in-flight answers (up to the grace period), then cuts the rest. */
   shutdown(): Promise<void>;
@@ -153,7 +156,11 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     url: `${options.tls ? 'https' : 'http'}://${host}`,
     host,
     metrics,
-    idle: async () => state.prepare?.idle(),
+    idle: async () => {
+      await state.fills.idle();
+      await state.prepare?.idle();
+      await state.fills.idle(); // what the prepares fetched
+    },
     shutdown: () => (stopping ??= shutdown(server, options.shutdownGraceMs ?? 30_000, async () => {
       abort.abort(new VmimgError(ErrorCode.ABORTED, 'the server is shutting down'));
       await state.prepare?.idle();

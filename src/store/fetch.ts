@@ -45,6 +45,11 @@ export interface FetchOptions {
   onData?: (chunk: Buffer, offset: number) => void | Promise<void>;
   /** A lock untouched for this long is stale (default 60 s). */
   staleLockMs?: number;
+  /**
+   * The content is complete and matches its digest; called before the fsync and rename that commit it
+   * (a server streaming the partial file can end its answers here rather than after the commit).
+   */
+  onVerified?: () => void;
 }
 
 export interface FetchResult {
@@ -82,6 +87,7 @@ export async function download(t: DownloadTarget, open: RangeOpener, opts: Fetch
     const resumedFrom = st.have;
     opts.onProgress?.(st.have);
     await fill(t, st, open, opts, resumedFrom > 0);
+    opts.onVerified?.();
     await fh.sync();
     await fh.close();
     await fs.mkdir(dirname(t.finalPath), { recursive: true });

@@ -75,6 +75,8 @@ describe('vmimg serve (the process)', () => {
 
   it('vmimg prune on the same cache keeps what serve holds', async () => {
     assert.equal(sha(await body(await request(`${url}/v2/lib/busybox/blobs/${layer.digest}`))), layer.digest);
+    // the last byte goes once the blob is verified; the commit follows: wait for no download in flight
+    while (!(await body(await request(`${url}/metrics`))).toString().includes('vmimg_serve_downloads_in_flight 0')) await new Promise((r) => setTimeout(r, 20));
     await expectExit(0, ['prune', '--cache-dir', cacheDir]);
     assert.ok(existsSync(join(cacheDir, 'blobs', 'sha256', layer.digest.slice(7))));
     const hit = await request(`${url}/v2/lib/busybox/blobs/${layer.digest}`);

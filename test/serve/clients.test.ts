@@ -63,6 +63,7 @@ describe('serve: real clients', () => {
     assert.equal((JSON.parse(mirrored.stdout) as { manifestDigest: string }).manifestDigest, image.manifestDigest);
     assert.equal(blobGets().length, before, 'every blob came from serve\'s cache');
     assert.equal(registry.accessLog().filter((l) => l.path.includes('/manifests/')).length, manifestsBefore, 'the tag too (within its TTL)');
+    await serve.idle(); // blobs are committed just after their last byte went out
     await expectExit(0, ['pull', `${registry.host}/lib/busybox:1`, '--arch', 'amd64', '--json', '--cache-dir', cacheDir]);
     assert.deepEqual(blobGets().slice(before), [], 'a pull on serve\'s cache dir fetched no blob, the config neither');
   });
