@@ -7,7 +7,6 @@
  */
 import { createServer as createHttp, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttps } from 'node:https';
-import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { ErrorCode, VmimgError } from '../errors.js';
@@ -24,6 +23,7 @@ import { ServeMetrics } from './metrics.js';
 import { Router, parseUpstream, plainHttpHosts } from './routes.js';
 import type { ServeState } from './state.js';
 import { TagTable } from './tags.js';
+import { loadTlsFiles } from './tls.js';
 import { UpstreamAccess } from './upstream.js';
 import { MAX_MANIFEST_BYTES } from '../manifest/media-types.js';
 
@@ -89,16 +89,6 @@ export const DEFAULT_MAX_CONNECTIONS = 256;
 /** The default tag TTL: 5 minutes. */
 export const DEFAULT_TAG_TTL_MS = 5 * 60_000;
 
-/** A TLS file's bytes; one coded line naming the option when it cannot be read (not node's raw ENOENT). */
-function readTlsFile(path: string, option: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (err) {
-    const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-    throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `${option} ${path}: cannot read it (${why})`, { hint: `Give ${option} a readable PEM file.`, cause: err });
-  }
-}
-
 /** Starts the server; ERR_INVALID_ARGUMENT for a bad address, route or an unsafe plain-HTTP listen. */
 export async function startServe(options: ServeOptions): Promise<RunningServe> {
   const { hostname, port } = parseListen(options.listen ?? DEFAULT_LISTEN);
@@ -107,7 +97,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
       hint: 'Give --tls-cert and --tls-key, listen on 127.0.0.1, or pass --insecure.',
     });
   }
-  const tls = options.tls && { cert: readTlsFile(options.tls.cert, '--tls-cert'), key: readTlsFile(options.tls.key, '--tls-key') };
+  const tls = options.tls && loadTlsFiles(options.tls);
   const auth = options.htpasswd !== undefined ? Htpasswd.load(options.htpasswd) : undefined;
   const router = new Router(options.upstream !== undefined ? parseUpstream(options.upstream, '--upstream') : undefined, options.routes ?? []);
   const cache = new CacheLayout(options.cacheDir);

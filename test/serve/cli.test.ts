@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { body, request } from '../helpers/http.js';
 import { join } from 'node:path';
@@ -114,6 +114,16 @@ describe('vmimg serve: options', () => {
     assert.match(lines[0]!, /ERR_INVALID_ARGUMENT/, r.stderr);
     assert.match(lines[0]!, /--tls-cert .*nonexist: cannot read it \(ENOENT\)/, r.stderr);
     assert.doesNotMatch(r.stderr, /open '/, r.stderr);
+  });
+
+  it('a readable file that is not PEM is one coded line naming the option, not an OpenSSL error', async () => {
+    const dir = await tmpDir('vmimg-serve-tls-');
+    writeFileSync(join(dir, 'cert.pem'), 'not a certificate\n');
+    writeFileSync(join(dir, 'key.pem'), 'not a key\n');
+    const r = await expectExit(2, ['serve', '--listen', '127.0.0.1:0', '--upstream', 'http://127.0.0.1:1', '--cache-dir', dir, '--tls-cert', join(dir, 'cert.pem'), '--tls-key', join(dir, 'key.pem')]);
+    const lines = r.stderr.trim().split('\n');
+    assert.match(lines[0]!, /^vmimg: ERR_INVALID_ARGUMENT: --tls-cert .*cert\.pem: not a PEM certificate/, r.stderr);
+    assert.ok(lines.length <= 2, r.stderr);
   });
 });
 

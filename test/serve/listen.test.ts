@@ -4,6 +4,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isVmimgError } from '../../src/index.js';
 import { parseListen, startServe } from '../../src/serve/index.js';
@@ -38,6 +39,33 @@ describe('serve: listening', () => {
       assert.equal(r.headers['docker-distribution-api-version'], 'registry/2.0');
     } finally {
       await serve.shutdown();
+    }
+  });
+
+  it('a bad PEM (not a certificate, not a key, a key of another pair) is ERR_INVALID_ARGUMENT naming the option', async () => {
+    requireTools(['openssl']);
+    const dir = await tmpDir('vmimg-serve-pem-');
+    const pair = async (name: string): Promise<[string, string]> => {
+      const [cert, key] = [join(dir, `${name}.crt`), join(dir, `${name}.key`)];
+      await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1']);
+      return [cert, key];
+    };
+    const [certA, keyA] = await pair('a');
+    const [, keyB] = await pair('b');
+    const garbage = join(dir, 'garbage.pem');
+    writeFileSync(garbage, '-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n');
+    const cases: [{ cert: string; key: string }, RegExp][] = [
+      [{ cert: garbage, key: keyA }, /^--tls-cert .*garbage\.pem: not a PEM certificate/],
+      [{ cert: keyA, key: keyA }, /^--tls-cert .*a\.key: not a PEM certificate/],
+      [{ cert: certA, key: certA }, /^--tls-key .*a\.crt: not a PEM private key/],
+      [{ cert: certA, key: keyB }, /^--tls-key .*b\.key is not the private key of --tls-cert .*a\.crt/],
+    ];
+    for (const [tls, message] of cases) {
+      await assert.rejects(startServe({ cacheDir: join(dir, 'cache'), listen: '127.0.0.1:0', upstream: 'http://127.0.0.1:9', tls }), (err: unknown) => {
+        assert.ok(isVmimgError(err, 'ERR_INVALID_ARGUMENT'), String(err));
+        assert.match((err as Error).message, message);
+        return true;
+      });
     }
   });
 });
