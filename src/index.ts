@@ -13,3 +13,4 @@ export { loadUserConfig, userConfigPath, type UserConfig } from './config.js';
 export { DEFAULT_LIMITS, parseSize, type LayerLimits } from './layer/limits.js';
 export { openLazyImage, hasLazyLayers, type LazyImage, type LazyOpenOptions } from './lazy/open-image.js';
 export type { LazyStats } from './lazy/lazy-content.js';
+export { readLazyStats, statsPath, type ImageLazyStats } from './lazy/stats.js';

@@ -67,7 +67,7 @@ async function readable(ctx: Context, resolved: ResolvedImage): Promise<Resolved
   if (!resolved.image.layers.some((l) => l.spansPath !== undefined)) return resolved;
   const { openLazyImage } = await import('../lazy/open-image.js');
   const options = await ctx.registryOptions(resolved.image.config.source.reference);
-  const image = await openLazyImage(resolved.image, { ...options, signal: ctx.signal, warn: (m) => warn(ctx, m) });
+  const image = await openLazyImage(resolved.image, { ...options, signal: ctx.signal, warn: (m) => warn(ctx, m), cacheDir: ctx.cache.root });
   ctx.defer(() => image.close());
   return { ...resolved, image };
 }

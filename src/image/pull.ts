@@ -58,7 +58,7 @@ export async function pull(reference: string | Reference, options: PullOptions =
     const warn = (message: string): void => options.onProgress?.({ type: 'warning', message });
     const manifestDigest = source.info.manifestDigest;
     const lazy = options.lazy && manifestDigest !== undefined
-      ? await lazyPlacer(client, ref, manifestDigest, { cacheRoot: cache.root, layersDir: cache.layersDir, ...(options.limits ? { limits: options.limits } : {}), ...(options.signal ? { signal: options.signal } : {}), warn })
+      ? await lazyPlacer(client, ref, manifestDigest, { cacheRoot: cache.root, layersDir: cache.layersDir, image: source.info.configDigest, ...(options.limits ? { limits: options.limits } : {}), ...(options.signal ? { signal: options.signal } : {}), warn })
       : undefined;
     try {
       return await prepareImage(source, {

@@ -35,6 +35,16 @@ export interface LazyStats {
   readHits: number;
   readMisses: number;
   wholeBlobFetches: number;
+  /** Milliseconds the missing reads waited for their bytes (fetch, verify, inflate, write), in all and at most. */
+  missMs: number;
+  maxMissMs: number;
+  /** When this layer was first read (ISO 8601), if it was. */
+  firstReadAt?: string;
+}
+
+/** Counters at zero. */
+export function emptyStats(): LazyStats {
+  return { rangeRequests: 0, rangeBytes: 0, spansFetched: 0, spansVerified: 0, inflateMs: 0, readHits: 0, readMisses: 0, wholeBlobFetches: 0, missMs: 0, maxMissMs: 0 };
 }
 
 /** Inputs of {@link LazyContent.open}. */
@@ -67,7 +77,7 @@ interface Placed {
  * errors: ERR_DIGEST_MISMATCH (a span or a whole file that does not match), ERR_REGISTRY_ERROR, network codes.
  */
 export class LazyContent implements ContentReader {
-  readonly stats: LazyStats = { rangeRequests: 0, rangeBytes: 0, spansFetched: 0, spansVerified: 0, inflateMs: 0, readHits: 0, readMisses: 0, wholeBlobFetches: 0 };
+  readonly stats: LazyStats = emptyStats();
   /** Files by `.contents` offset (which is also tar order). */
   private readonly files: Placed[];
   private readonly inflight = new Map<number, Promise<void>>();
@@ -105,10 +115,15 @@ export class LazyContent implements ContentReader {
   async readInto(buffer: Uint8Array, offset: number, length: number, position: number): Promise<void> {
     const spans = this.spansFor(position, position + length);
     const missing = spans.filter((i) => !this.map.has(i));
+    this.stats.firstReadAt ??= new Date().toISOString();
     if (missing.length === 0) this.stats.readHits++;
     else {
       this.stats.readMisses++;
+      const t = performance.now();
       await this.ensure(missing);
+      const ms = performance.now() - t;
+      this.stats.missMs += ms;
+      this.stats.maxMissMs = Math.max(this.stats.maxMissMs, ms);
     }
     const fh = await this.handle();
     const { bytesRead } = await fh.read(buffer, offset, length, position);

@@ -15,6 +15,7 @@ import type { SourceLayer } from '../image/source.js';
 import { findPublishedIndex, type PublishedIndex, type PublishedLayer } from './discover.js';
 import type { LazyContent } from './lazy-content.js';
 import { openLazyLayer } from './open-image.js';
+import { addLazyStats } from './stats.js';
 import { findLazyLayer, placeLazyLayer, type LazyLayerInfo } from './place.js';
 
 /** What the prepare pipeline asks of a lazy pull. */
@@ -35,6 +36,8 @@ export interface LazyPlacerOptions {
   limits?: Partial<LayerLimits>;
   signal?: AbortSignal;
   warn: (message: string) => void;
+  /** The image's config digest: `close` adds the pull's own reads (the config's /etc/passwd) to its kept counters. */
+  image?: string;
 }
 
 /**
@@ -79,6 +82,7 @@ export async function lazyPlacer(client: RegistryClient, repo: Reference, manife
     content: (diffId) => readers.get(diffId),
     async close() {
       for (const r of readers.values()) await r.close();
+      if (options.image !== undefined) await addLazyStats(options.cacheRoot, options.image, new Map([...readers].map(([d, r]) => [d, r.stats])));
     },
   };
 }

@@ -15,6 +15,7 @@ import type { ContentReader } from '../vfs/content.js';
 import { LazyContent, type LazyStats } from './lazy-content.js';
 import { registryRangeSource } from './registry-source.js';
 import { decodeZran } from './zran-format.js';
+import { addLazyStats } from './stats.js';
 
 /** Options of {@link openLazyImage}: how to reach the image's registry. */
 export interface LazyOpenOptions extends RegistryClientOptions {
@@ -23,6 +24,8 @@ export interface LazyOpenOptions extends RegistryClientOptions {
   client?: RegistryClient;
   /** Warnings while reading (a registry ignoring Range). */
   warn?: (message: string) => void;
+  /** The cache the image is in: `close` then adds this process's counters to the image's kept ones (`vmimg stats`). */
+  cacheDir?: string;
 }
 
 /** An image whose lazy layers carry their reader as `content`; `close` releases readers and connections. */
@@ -82,9 +85,11 @@ export async function openLazyImage(image: Image, options: LazyOpenOptions = {})
   }
   const repo = parseReference(reference);
   const client = options.client ?? new RegistryClient(options);
+  const stats = (): Map<string, LazyStats> => new Map([...readers].map(([d, r]) => [d, { ...r.stats }]));
   const close = async (): Promise<void> => {
     for (const r of readers.values()) await r.close();
     if (!options.client) await client.close();
+    if (options.cacheDir !== undefined) await addLazyStats(options.cacheDir, image.config.source.configDigest, stats());
   };
   try {
     const layers: (ImageLayer & { content?: ContentReader })[] = [];
@@ -102,7 +107,7 @@ export async function openLazyImage(image: Image, options: LazyOpenOptions = {})
       }
       layers.push({ ...layer, content: reader });
     }
-    return { ...image, layers, lazy: true, stats: () => new Map([...readers].map(([d, r]) => [d, { ...r.stats }])), close };
+    return { ...image, layers, lazy: true, stats, close };
   } catch (err) {
     await close();
     throw err;

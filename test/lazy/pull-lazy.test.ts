@@ -133,6 +133,16 @@ describe('pull --lazy from the command line', () => {
       return createHash('sha256').update(readFileSync(out)).digest('hex');
     };
     assert.equal(await exported(cache), await exported(eagerCache), 'the same tar, byte for byte');
+    // the counters every process added (the pull's /etc/passwd read, cat, ls, resolve, export), kept in the cache
+    type Stats = { layers: { state: string; spans?: { present: number; count: number }; rangeRequests: number; rangeBytes: number; spansFetched: number; readMisses: number; readHits: number }[]; total: { rangeRequests: number; firstReadAt?: string } };
+    const stats = JSON.parse((await expectExit(0, ['--cache-dir', cache, 'stats', ref, '--json'])).stdout) as Stats;
+    const [l] = stats.layers;
+    assert.equal(l!.state, 'complete', 'the tar export read every file: every span is present');
+    assert.ok(l!.spans!.count > 1 && l!.spans!.present === l!.spans!.count, JSON.stringify(l!.spans));
+    assert.ok(l!.rangeRequests > 1 && l!.spansFetched === l!.spans!.count && l!.readMisses > 0 && l!.readHits > 0, JSON.stringify(l));
+    assert.ok(stats.total.firstReadAt !== undefined);
+    const human = (await expectExit(0, ['--cache-dir', cache, 'stats', ref])).stdout;
+    assert.match(human, /^layer 1 [0-9a-f]{12} .*: complete, \d+ of \d+ spans present; \d+ range requests, .* spans fetched and verified, inflate \d+ ms; reads \d+ hits, \d+ misses/m);
     // a whole pull flattens the layer over its lazy placeholder: no .spans left, an eager image directory
     const json = JSON.parse((await expectExit(0, ['--cache-dir', cache, 'pull', '--json', ref])).stdout) as { dir: string; lazyLayers?: number };
     assert.equal(json.lazyLayers, undefined);
@@ -142,6 +152,7 @@ describe('pull --lazy from the command line', () => {
     await opened.close();
     const [lazy, eager] = await both(['ls', ref, '/', '-R', '-l']);
     assert.equal(lazy, eager);
+    assert.equal((JSON.parse((await expectExit(0, ['--cache-dir', cache, 'stats', ref, '--json'])).stdout) as Stats).layers[0]!.state, 'flattened');
   });
 
   test('an image without a published index: a warning, then a whole pull', async () => {

@@ -26,6 +26,7 @@ export const commandLoaders: Record<string, () => Promise<AnyCommand>> = {
   boot: async () => (await import('./boot.js')).bootCommand,
   serve: async () => (await import('./serve.js')).serveCommand,
   index: async () => (await import('./layer-index.js')).indexCommand,
+  stats: async () => (await import('./stats.js')).statsCommand,
 };
 
 /** The command names, in help order. */
