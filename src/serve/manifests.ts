@@ -40,10 +40,10 @@ export async function serveManifest(s: ServeState, req: IncomingMessage, res: Se
   res.setHeader('docker-content-digest', m.digest);
   res.setHeader('etag', `"${m.digest}"`);
   res.setHeader('content-length', m.bytes.length);
+  s.prepare?.served(s, t, m, target.tag, head);
   if (head) return void res.end();
   s.metrics.bytesServed += m.bytes.length;
   res.end(m.bytes);
-  s.prepare?.served(s, t, m, target.tag);
 }
 
 /** The tag's entry: fresh from the table, revalidated by one HEAD, or stale when the upstream fails. */

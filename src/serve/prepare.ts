@@ -57,21 +57,28 @@ export class Prebaker {
     private readonly report?: (r: PrepareRecord) => void,
   ) {}
 
-  /** A manifest went to a client (by `tag`, or by digest): an index names its children, an image manifest is queued. */
-  served(s: ServeState, t: RouteTarget, m: Served, tag?: string): void {
+  /**
+   * A manifest went to a client (by `tag`, or by digest; `head`: only its headers). A tag names the
+   * manifest (containerd HEADs the tag, then GETs the digest), an index passes its name to its children,
+   * and an image manifest whose body was sent is queued.
+   */
+  served(s: ServeState, t: RouteTarget, m: Served, tag?: string, head = false): void {
+    if (tag !== undefined) remember(this.names, m.digest, `${t.upstream.registry}/${t.repository}:${tag}`);
+    if (head) return;
     let doc;
     try {
       doc = parseManifestDocument(m.bytes);
     } catch {
       return; // not a manifest vmimg reads: nothing to prepare
     }
-    const name = tag !== undefined ? `${t.upstream.registry}/${t.repository}:${tag}` : this.names.get(m.digest) ?? `${t.upstream.registry}/${t.repository}@${m.digest}`;
+    const known = this.names.get(m.digest);
     if (doc.kind === 'index') {
-      if (tag !== undefined) for (const d of doc.index.manifests) remember(this.names, d.digest, name);
+      if (known !== undefined) for (const d of doc.index.manifests) remember(this.names, d.digest, known);
       return;
     }
     const config = doc.manifest.config.mediaType;
     if ((config !== MediaType.OCI_CONFIG && config !== MediaType.DOCKER_CONFIG) || this.seen.has(m.digest)) return; // artifacts are not images
+    const name = known ?? `${t.upstream.registry}/${t.repository}@${m.digest}`;
     const job = this.limit(() => this.run(s, t, m.digest, doc.manifest, name));
     remember(this.seen, m.digest, job);
   }

@@ -123,6 +123,23 @@ describe('serve --prepare', () => {
     assert.deepEqual(wholeLayers(), [], 'the read fetched ranges');
   });
 
+  it('a client that HEADs the tag and GETs the digest (as containerd does) gets the image prepared under the tag\'s name', async () => {
+    const cache = await tmpDir('vmimg-serve-prepare-ctr-');
+    const records: PrepareRecord[] = [];
+    const s2 = await startServe({ cacheDir: cache, listen: '127.0.0.1:0', upstream: registry.url, prepare: true, onPrepare: (r) => records.push(r) });
+    try {
+      const accept = ['-H', 'Accept: application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json'];
+      const h = await curl(`${s2.url}/v2/lib/multi/manifests/1`, ['-I', ...accept]);
+      const index = await curl(`${s2.url}/v2/lib/multi/manifests/${h.headers['docker-content-digest']}`, accept);
+      const amd64 = index.json<{ manifests: { digest: string; platform: { architecture: string } }[] }>().manifests.find((d) => d.platform.architecture === 'amd64')!;
+      await curl(`${s2.url}/v2/lib/multi/manifests/${amd64.digest}`, accept);
+      await s2.idle();
+      assert.deepEqual(records.map((r) => [r.event, r.name, r.manifest]), [['prepared', `${registry.host}/lib/multi:1`, amd64.digest]]);
+    } finally {
+      await s2.shutdown();
+    }
+  });
+
   it('after a restart the same artifact (same digest) is answered without preparing again', async () => {
     const first = (await curl(`${serve.url}/v2/lib/big/referrers/${big.manifest}`)).json<{ manifests: Desc[] }>().manifests;
     const again = await startServe({ cacheDir, listen: '127.0.0.1:0', upstream: registry.url, prepare: true });
