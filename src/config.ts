@@ -6,7 +6,7 @@
  *     "mirrors": { "docker.io": ["https://mirror.example", { "url": "http://10.0.0.5:5000", "resolve": true }] },
  *     "insecureRegistries": ["registry.lan:5000"],
  *     "originFallback": true,
- *     "limits": { "maxLayerSize": "64G", "maxLayerRatio": 1000, "maxLayerEntries": 2000000 },
+ *     "limits": { "maxLayerSize": "64G", "maxLayerRatio": 1000, "maxLayerEntries": 2000000, "maxManifestBytes": "8M" },
  *     "network": { "retryBudgetSeconds": 300, "minBytesPerSecond": 1024 }
  *   }
  *
@@ -20,11 +20,15 @@ import { join } from 'node:path';
 import { ErrorCode, VmimgError } from './errors.js';
 import type { HostOptions, MirrorSpec } from './registry/index.js';
 import { DEFAULT_LIMITS, parseSize, resolveLimits, type LayerLimits } from './layer/limits.js';
+import { DEFAULT_DOCUMENT_LIMITS, resolveDocumentLimits, type DocumentLimits } from './manifest/limits.js';
 import { parseNetworkSettings, type NetworkSettings } from './config-network.js';
 
 export type UserConfig = Pick<HostOptions, 'mirrors' | 'insecureRegistries' | 'originFallback'> & {
-  /** What one layer may cost (src/layer/limits.ts); sizes as bytes or strings such as "64G". */
-  limits?: Partial<LayerLimits>;
+  /**
+   * What one layer may cost (src/layer/limits.ts) and the manifest/config sizes and index walk bounds
+   * (src/manifest/limits.ts); sizes as bytes or strings such as "64G".
+   */
+  limits?: Partial<LayerLimits & DocumentLimits>;
   /** Retry budget, throughput rule and timeouts (src/config-network.ts). */
   network?: NetworkSettings;
 };
@@ -84,15 +88,17 @@ function parseMirrors(value: unknown, path: string): Record<string, (string | Mi
 }
 
 /** `"limits"`: known keys only; sizes as bytes or "64G"-style strings, the ratio and counts as numbers. */
-function parseLimits(value: unknown, path: string): Partial<LayerLimits> {
+function parseLimits(value: unknown, path: string): Partial<LayerLimits & DocumentLimits> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw bad(path, '"limits" must be an object');
-  const out: Partial<LayerLimits> = {};
+  const out: Partial<LayerLimits & DocumentLimits> = {};
+  const known = [...Object.keys(DEFAULT_LIMITS), ...Object.keys(DEFAULT_DOCUMENT_LIMITS)];
   for (const [key, v] of Object.entries(value)) {
-    if (!(key in DEFAULT_LIMITS)) throw bad(path, `unknown limit "${key}" (known: ${Object.keys(DEFAULT_LIMITS).join(', ')})`);
-    const k = key as keyof LayerLimits;
+    if (!known.includes(key)) throw bad(path, `unknown limit "${key}" (known: ${known.join(', ')})`);
+    const k = key as keyof (LayerLimits & DocumentLimits);
     try {
       out[k] = typeof v === 'string' ? parseSize(v, `"limits"."${key}"`) : (v as number);
-      resolveLimits({ [k]: out[k] });
+      if (key in DEFAULT_LIMITS) resolveLimits({ [k]: out[k] });
+      else resolveDocumentLimits({ [k]: out[k] });
     } catch (err) {
       throw bad(path, (err as Error).message);
     }

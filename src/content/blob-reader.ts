@@ -67,7 +67,7 @@ export interface BlobReader {
   /**
    * A small blob (manifest, index, config) whole in memory, checked against `desc.digest` and
    * `desc.size`; over `maxBytes` is ERR_TOO_LARGE before anything is read where the source knows the
-   * size (limits: MAX_MANIFEST_BYTES / MAX_CONFIG_BYTES in src/manifest/media-types.ts, the registry
+   * size (limits: documentLimits() in src/manifest/limits.ts, the registry
    * client's `maxManifestBytes`).
    */
   readBytes(desc: Descriptor, maxBytes: number, options?: ReadOptions): Promise<Buffer>;

@@ -17,7 +17,7 @@ import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { assertDigest, sha256Digest } from '../digest/index.js';
 import { ErrorCode, VmimgError } from '../errors.js';
-import { MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, MediaType, parseImageConfig, parseManifestDocument, type Descriptor } from '../manifest/index.js';
+import { documentLimits, MediaType, parseImageConfig, parseManifestDocument, type Descriptor } from '../manifest/index.js';
 import type { TarMembers } from '../image/tar-members.js';
 import { OciLayoutReader, blobPath, tarFiles } from './layout.js';
 import { listImageEntries } from './walk.js';
@@ -52,7 +52,7 @@ export class DockerSaveReader implements BlobReader {
     const reader = new DockerSaveReader(tar);
     const layout = tar.has('index.json') && tar.has('oci-layout') ? await ociManifests(tar) : new Map<string, Descriptor>();
     for (const entry of entries) {
-      const config = await tar.read(entry.Config, MAX_CONFIG_BYTES);
+      const config = await tar.read(entry.Config, documentLimits().maxConfigBytes);
       const configDigest = sha256Digest(config);
       parseImageConfig(config);
       reader.members.set(configDigest, entry.Config);
@@ -70,7 +70,7 @@ export class DockerSaveReader implements BlobReader {
 
   /** Builds the classic entry's manifest (module comment) and records where its blobs are. */
   private async synthesize(entry: DockerManifestEntry, config: Descriptor): Promise<Descriptor> {
-    const diffIds = parseImageConfig(await this.tar.read(entry.Config, MAX_CONFIG_BYTES)).rootfs.diff_ids;
+    const diffIds = parseImageConfig(await this.tar.read(entry.Config, documentLimits().maxConfigBytes)).rootfs.diff_ids;
     const layers: Descriptor[] = [];
     for (const [i, member] of entry.Layers.entries()) {
       const size = this.tar.require(member).size;
@@ -137,8 +137,8 @@ async function ociManifests(tar: TarMembers): Promise<Map<string, Descriptor>> {
 async function unlistedManifest(tar: TarMembers, configDigest: string): Promise<Descriptor | undefined> {
   for (const name of tar.names()) {
     const hex = /^blobs\/sha256\/([0-9a-f]{64})$/.exec(name)?.[1];
-    if (hex === undefined || tar.require(name).size > MAX_MANIFEST_BYTES || `sha256:${hex}` === configDigest) continue;
-    const bytes = await tar.read(name, MAX_MANIFEST_BYTES);
+    if (hex === undefined || tar.require(name).size > documentLimits().maxManifestBytes || `sha256:${hex}` === configDigest) continue;
+    const bytes = await tar.read(name, documentLimits().maxManifestBytes);
     if (!bytes.includes(configDigest) || sha256Digest(bytes) !== `sha256:${hex}`) continue;
     try {
       const doc = parseManifestDocument(bytes);

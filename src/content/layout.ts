@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { assertDigest, digestAlgorithm, digestHex, digestOf } from '../digest/index.js';
 import { ErrorCode, VmimgError } from '../errors.js';
-import { MAX_MANIFEST_BYTES, MediaType, parseManifestDocument, type Descriptor } from '../manifest/index.js';
+import { documentLimits, MediaType, parseManifestDocument, type Descriptor } from '../manifest/index.js';
 import type { TarMembers } from '../image/tar-members.js';
 import type { BlobReader, NamedDescriptor, OpenBlobOptions, SourceKind } from './blob-reader.js';
 
@@ -105,7 +105,7 @@ export class OciLayoutReader implements BlobReader {
 
   /** index.json's entries, in order, with their names. */
   async roots(): Promise<NamedDescriptor[]> {
-    const doc = parseManifestDocument(await this.files.read('index.json', MAX_MANIFEST_BYTES), MediaType.OCI_INDEX);
+    const doc = parseManifestDocument(await this.files.read('index.json', documentLimits().maxManifestBytes), MediaType.OCI_INDEX);
     if (doc.kind !== 'index') throw new VmimgError(ErrorCode.INVALID_ARCHIVE, `${this.where}: index.json is not an image index`);
     return doc.index.manifests.map((descriptor) => ({ descriptor, names: namesOf(descriptor) }));
   }

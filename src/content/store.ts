@@ -6,7 +6,7 @@
  */
 import type { Readable } from 'node:stream';
 import { ErrorCode, VmimgError } from '../errors.js';
-import { MAX_MANIFEST_BYTES, parseManifestDocument, type Descriptor } from '../manifest/index.js';
+import { documentLimits, parseManifestDocument, type Descriptor } from '../manifest/index.js';
 import type { BlobStore } from '../store/index.js';
 import type { BlobReader, NamedDescriptor, OpenBlobOptions } from './blob-reader.js';
 
@@ -26,7 +26,7 @@ export class StoreBlobReader implements BlobReader {
   static async forDigests(store: BlobStore, roots: readonly { digest: string; names: readonly string[] }[]): Promise<StoreBlobReader> {
     const named: NamedDescriptor[] = [];
     for (const r of roots) {
-      const bytes = await store.readBytes(r.digest, MAX_MANIFEST_BYTES);
+      const bytes = await store.readBytes(r.digest, documentLimits().maxManifestBytes);
       const doc = parseManifestDocument(bytes, undefined);
       const mediaType = doc.kind === 'index' ? doc.index.mediaType : doc.manifest.mediaType;
       named.push({ descriptor: { mediaType, digest: r.digest, size: bytes.length }, names: r.names });

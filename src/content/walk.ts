@@ -11,10 +11,11 @@
  * for every image when the selector is a digest (it may be a config digest). Local sources read all. Depth is at most MAX_INDEX_DEPTH, walked
  * without recursion.
  */
-import { ErrorCode, VmimgError } from '../errors.js';
+import { ErrorCode, VmimgError, isVmimgError } from '../errors.js';
 import {
-  MAX_CONFIG_BYTES,
-  MAX_MANIFEST_BYTES,
+  DEFAULT_DOCUMENT_LIMITS,
+  documentLimits,
+  documentTooLarge,
   checkConfigPlatform,
   configPlatform,
   isAttestation,
@@ -33,15 +34,19 @@ import type { Platform } from '../platform/types.js';
 import { isDigestSelector, selectImage, type ImageCandidate } from '../image/select.js';
 import { isRemoteReader, type BlobReader, type NamedDescriptor, type ReadOptions } from './blob-reader.js';
 
-/** Indexes below the root index (containerd walks any depth; real images use one or two). */
-export const MAX_INDEX_DEPTH = 4;
+/**
+ * Defaults of the walk's bounds; the bounds in force are `documentLimits()` (src/manifest/limits.ts:
+ * settings `maxIndexDepth`, `maxWalkEntries`, `maxWalkDocuments`). Indexes below the root index
+ * (containerd walks any depth; real images use one or two).
+ */
+export const MAX_INDEX_DEPTH = DEFAULT_DOCUMENT_LIMITS.maxIndexDepth;
 /**
  * Index entries one walk looks at, all roots together. Real sources list tens; the cap keeps a hostile
  * source (indexes of 40 000 entries each, nested) from costing more than this many steps.
  */
-export const MAX_WALK_ENTRIES = 100_000;
+export const MAX_WALK_ENTRIES = DEFAULT_DOCUMENT_LIMITS.maxWalkEntries;
 /** Manifests, indexes and configs one walk reads (a multi-platform image needs tens). */
-export const MAX_WALK_DOCUMENTS = 1_000;
+export const MAX_WALK_DOCUMENTS = DEFAULT_DOCUMENT_LIMITS.maxWalkDocuments;
 
 /** A small blob as read: its descriptor, its exact bytes (digest-checked) and its parsed form. */
 export interface ReadBlob<T> {
@@ -88,20 +93,26 @@ class BlobCache {
   private readonly bytes = new Map<string, Buffer>();
   constructor(private readonly reader: BlobReader, private readonly options: ReadOptions) {}
 
-  async get(desc: Descriptor, max: number): Promise<Buffer> {
+  /** A manifest or index (`config`: an image config) by descriptor, within its size limit. */
+  async get(desc: Descriptor, what: 'manifest' | 'config' = 'manifest'): Promise<Buffer> {
     let bytes = this.bytes.get(desc.digest);
     if (bytes === undefined) {
-      if (this.bytes.size >= MAX_WALK_DOCUMENTS) {
-        throw new VmimgError(ErrorCode.TOO_LARGE, `${this.reader.where}: the image indexes reach over ${MAX_WALK_DOCUMENTS} manifests and indexes (MAX_WALK_DOCUMENTS)`);
+      const limits = documentLimits();
+      if (this.bytes.size >= limits.maxWalkDocuments) {
+        throw documentTooLarge('maxWalkDocuments', `${this.reader.where}: the image indexes reach over ${limits.maxWalkDocuments} manifests and indexes (maxWalkDocuments)`);
       }
-      bytes = await this.reader.readBytes(desc, max, this.options);
+      const key = what === 'config' ? 'maxConfigBytes' : 'maxManifestBytes';
+      bytes = await this.reader.readBytes(desc, limits[key], this.options).catch((err: unknown) => {
+        // the reader's refusal, with the setting that raises it
+        throw isVmimgError(err, ErrorCode.TOO_LARGE) && err.hint === undefined ? documentTooLarge(key, `${err.message} (${key})`, err) : err;
+      });
       this.bytes.set(desc.digest, bytes);
     }
     return bytes;
   }
 
   async document(desc: Descriptor): Promise<ManifestDocument> {
-    return parseManifestDocument(await this.get(desc, MAX_MANIFEST_BYTES), desc.mediaType);
+    return parseManifestDocument(await this.get(desc), desc.mediaType);
   }
 }
 
@@ -116,6 +127,7 @@ export async function listImageEntries(reader: BlobReader, options: ReadOptions 
 
 async function enumerate(cache: BlobCache, reader: BlobReader, roots: readonly NamedDescriptor[], readAll: boolean): Promise<ImageEntry[]> {
   const out: ImageEntry[] = [];
+  const limits = documentLimits();
   let steps = 0;
   for (let entry = 0; entry < roots.length; entry++) {
     const root = roots[entry]!;
@@ -123,13 +135,17 @@ async function enumerate(cache: BlobCache, reader: BlobReader, roots: readonly N
     const seen = new Set<string>(); // an index or manifest listed again under one root is one image
     while (stack.length > 0) {
       const { desc, above } = stack.pop()!;
-      if (++steps > MAX_WALK_ENTRIES) {
-        throw new VmimgError(ErrorCode.TOO_LARGE, `${reader.where}: the image indexes list over ${MAX_WALK_ENTRIES} entries (MAX_WALK_ENTRIES)`);
+      if (++steps > limits.maxWalkEntries) {
+        throw documentTooLarge('maxWalkEntries', `${reader.where}: the image indexes list over ${limits.maxWalkEntries} entries (maxWalkEntries)`);
       }
       if (seen.has(desc.digest)) continue;
       seen.add(desc.digest);
       if (isAttestation(desc) || (above.length > 0 && !isManifestMediaType(desc.mediaType) && !isIndexMediaType(desc.mediaType))) continue;
-      if (above.length > MAX_INDEX_DEPTH) throw new VmimgError(ErrorCode.INVALID_MANIFEST, `${reader.where}: image indexes nested too deeply (over ${MAX_INDEX_DEPTH})`);
+      if (above.length > limits.maxIndexDepth) {
+        throw new VmimgError(ErrorCode.INVALID_MANIFEST, `${reader.where}: image indexes nested too deeply (over ${limits.maxIndexDepth}, maxIndexDepth)`, {
+          hint: 'raise the limit with "limits": {"maxIndexDepth": …} in the config file if the source is trusted',
+        });
+      }
       let doc: ManifestDocument | undefined;
       if (!isManifestMediaType(desc.mediaType)) {
         doc = await cache.document(desc); // an index, or a root whose type the source did not say
@@ -144,7 +160,7 @@ async function enumerate(cache: BlobCache, reader: BlobReader, roots: readonly N
       if (readAll || platform === undefined) {
         doc ??= await cache.document(desc);
         if (doc.kind !== 'manifest') continue;
-        read = { manifest: doc.manifest, config: parseImageConfig(await cache.get(doc.manifest.config, MAX_CONFIG_BYTES)) };
+        read = { manifest: doc.manifest, config: parseImageConfig(await cache.get(doc.manifest.config, 'config')) };
         platform = configPlatform(read.config);
       }
       out.push({
@@ -181,14 +197,14 @@ async function readImage(cache: BlobCache, entry: ImageEntry, wanted: Platform, 
   const indexes: ReadBlob<ImageIndex>[] = [];
   for (const descriptor of entry.indexes) {
     const doc = await cache.document(descriptor);
-    if (doc.kind === 'index') indexes.push({ descriptor, bytes: await cache.get(descriptor, MAX_MANIFEST_BYTES), parsed: doc.index });
+    if (doc.kind === 'index') indexes.push({ descriptor, bytes: await cache.get(descriptor), parsed: doc.index });
   }
   const doc = await cache.document(entry.descriptor);
   if (doc.kind !== 'manifest') throw new VmimgError(ErrorCode.INVALID_MANIFEST, `${entry.descriptor.digest} is not an image manifest`);
-  const manifestBytes = await cache.get(entry.descriptor, MAX_MANIFEST_BYTES);
+  const manifestBytes = await cache.get(entry.descriptor);
   // A root descriptor may not have said its media type: the document's own is the truth.
   const manifestDesc = { ...entry.descriptor, mediaType: doc.manifest.mediaType };
-  const configBytes = await cache.get(doc.manifest.config, MAX_CONFIG_BYTES);
+  const configBytes = await cache.get(doc.manifest.config, 'config');
   const config = parseImageConfig(configBytes);
   return {
     entry,

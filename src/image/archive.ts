@@ -6,7 +6,7 @@
  */
 import { open } from 'node:fs/promises';
 import { ErrorCode, VmimgError } from '../errors.js';
-import { MAX_MANIFEST_BYTES } from '../manifest/index.js';
+import { documentLimits } from '../manifest/index.js';
 import type { Platform } from '../platform/types.js';
 import type { BlobReader } from '../content/blob-reader.js';
 import { DockerSaveReader, type DockerManifestEntry } from '../content/docker-save.js';
@@ -56,7 +56,7 @@ export async function openLayoutDir(path: string, options: ArchiveOptions = {}):
 export async function openArchiveReader(path: string): Promise<BlobReader> {
   await refuseCompressed(path);
   const tar = await TarMembers.open(path);
-  if (tar.has('manifest.json')) return DockerSaveReader.open(tar, parseDockerManifest(await tar.read('manifest.json', MAX_MANIFEST_BYTES), tar.path));
+  if (tar.has('manifest.json')) return DockerSaveReader.open(tar, parseDockerManifest(await tar.read('manifest.json', documentLimits().maxManifestBytes), tar.path));
   if (tar.has('index.json')) return OciLayoutReader.open(tarFiles(tar), 'oci-archive');
   throw new VmimgError(
     ErrorCode.INVALID_ARCHIVE,

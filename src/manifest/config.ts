@@ -1,7 +1,7 @@
 /** Image config parsing (OCI image config / Docker container image v1). */
 import { validateDigest } from '../digest/index.js';
 import { ErrorCode, VmimgError } from '../errors.js';
-import { MAX_CONFIG_BYTES } from './media-types.js';
+import { documentLimits, documentTooLarge } from './limits.js';
 import type { ContainerConfig, HistoryEntry, ImageConfig } from './types.js';
 import { invalidManifest, isObject, optString, optStringArray, optStringMap, parseJson, type Json } from './validate.js';
 
@@ -9,9 +9,8 @@ const WHAT = 'image config';
 
 /** Parses and validates an image config; `rootfs.diff_ids` are validated digests. */
 export function parseImageConfig(bytes: Buffer): ImageConfig {
-  if (bytes.length > MAX_CONFIG_BYTES) {
-    throw new VmimgError(ErrorCode.TOO_LARGE, `${WHAT} is ${bytes.length} bytes; the limit is ${MAX_CONFIG_BYTES}`);
-  }
+  const max = documentLimits().maxConfigBytes;
+  if (bytes.length > max) throw documentTooLarge('maxConfigBytes', `${WHAT} is ${bytes.length} bytes; the limit is ${max} (maxConfigBytes)`);
   const doc = parseJson(bytes, WHAT);
   const architecture = optString(doc, 'architecture', WHAT);
   const os = optString(doc, 'os', WHAT);

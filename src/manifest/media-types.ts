@@ -37,9 +37,12 @@ export const MANIFEST_ACCEPT: readonly string[] = [
   MediaType.DOCKER_MANIFEST,
 ];
 
-/** Hard cap on a manifest or index body; fetchers enforce it before parsing (containerd uses 4 MiB too). */
+/**
+ * Default cap on a manifest or index body (containerd uses 4 MiB too). The cap in force is
+ * `documentLimits().maxManifestBytes` (src/manifest/limits.ts: a setting).
+ */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
-/** Cap on an image config body (configs with long histories can be large, but not unbounded). */
+/** Default cap on an image config body; the cap in force is `documentLimits().maxConfigBytes`. */
 export const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
 
 export function isManifestMediaType(mediaType: string | undefined): boolean {

@@ -1,7 +1,7 @@
 /** Parsing and validating manifests and indexes (OCI and Docker schema 2); schema 1 is refused. */
 import { ErrorCode, VmimgError } from '../errors.js';
+import { documentLimits, documentTooLarge } from './limits.js';
 import {
-  MAX_MANIFEST_BYTES,
   MediaType,
   baseType,
   isIndexMediaType,
@@ -17,9 +17,8 @@ import { invalidManifest, isObject, optString, optStringMap, parseDescriptor, pa
  * that disagree on the kind are refused, as are documents shaped like both.
  */
 export function parseManifestDocument(bytes: Buffer, mediaTypeHeader?: string): ManifestDocument {
-  if (bytes.length > MAX_MANIFEST_BYTES) {
-    throw new VmimgError(ErrorCode.TOO_LARGE, `manifest is ${bytes.length} bytes; the limit is ${MAX_MANIFEST_BYTES}`);
-  }
+  const max = documentLimits().maxManifestBytes;
+  if (bytes.length > max) throw documentTooLarge('maxManifestBytes', `manifest is ${bytes.length} bytes; the limit is ${max} (maxManifestBytes)`);
   const doc = parseJson(bytes, 'manifest');
   const bodyType = optString(doc, 'mediaType', 'manifest');
   const header = mediaTypeHeader === undefined ? undefined : baseType(mediaTypeHeader);

@@ -5,7 +5,7 @@
  * blob it references is confirmed. A rerun after an interruption uploads only what is missing.
  */
 import { ErrorCode, VmimgError } from '../errors.js';
-import { MAX_INDEX_DEPTH } from '../content/walk.js';
+import { documentLimits } from '../manifest/limits.js';
 import { isAttestation } from '../manifest/choose.js';
 import { parseManifestDocument } from '../manifest/parse.js';
 import type { Descriptor, ImageIndex } from '../manifest/types.js';
@@ -68,7 +68,7 @@ async function copyDocument(job: Job, descriptor: Descriptor, bytes: Buffer, dep
     await allOrFirstError(job, blobs, (d) => copyBlobOnce(job, d));
     return;
   }
-  if (depth >= MAX_INDEX_DEPTH) throw tooDeep();
+  if (depth >= documentLimits().maxIndexDepth) throw tooDeep();
   for (const child of children(doc.index)) {
     const childBytes = await job.source.readBytes(child, job.options.signal);
     await copyDocument(job, child, childBytes, depth + 1);
@@ -138,5 +138,5 @@ async function copyBlob(job: Job, desc: Descriptor): Promise<void> {
 }
 
 function tooDeep(): VmimgError {
-  return new VmimgError(ErrorCode.INVALID_MANIFEST, `image indexes nested more than ${MAX_INDEX_DEPTH} deep (a loop of indexes would never end)`);
+  return new VmimgError(ErrorCode.INVALID_MANIFEST, `image indexes nested more than ${documentLimits().maxIndexDepth} deep (maxIndexDepth; a loop of indexes would never end)`);
 }

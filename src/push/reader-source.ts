@@ -4,7 +4,7 @@
  */
 import type { Readable } from 'node:stream';
 import type { BlobReader } from '../content/blob-reader.js';
-import { MAX_MANIFEST_BYTES } from '../manifest/media-types.js';
+import { documentLimits } from '../manifest/limits.js';
 import type { Descriptor } from '../manifest/types.js';
 import type { PushSource } from './types.js';
 
@@ -13,7 +13,7 @@ export interface ReaderSourceOptions {
   readonly origin?: { readonly registry: string; readonly repository: string };
   /** Said to the user (e.g. a classic `docker save` image's manifest was built fresh). */
   readonly notes?: readonly string[];
-  /** Cap for manifests, indexes and configs (default MAX_MANIFEST_BYTES, 4 MiB). */
+  /** Cap for manifests, indexes and configs (default: the larger of documentLimits()' manifest and config caps). */
   readonly maxBytes?: number;
   /** The names the source gives the image (NamedDescriptor's `names`). */
   readonly names?: readonly string[];
@@ -24,7 +24,8 @@ export interface ReaderSourceOptions {
 
 /** Reads `root` (a manifest or index the reader offers) and wraps the reader; closing it closes the reader. */
 export async function readerSource(reader: BlobReader, root: Descriptor, options: ReaderSourceOptions = {}): Promise<PushSource> {
-  const cap = options.maxBytes ?? MAX_MANIFEST_BYTES;
+  const limits = documentLimits();
+  const cap = options.maxBytes ?? Math.max(limits.maxManifestBytes, limits.maxConfigBytes);
   const bytes = options.rootBytes ?? (await reader.readBytes(root, cap, options.signal ? { signal: options.signal } : {}));
   return {
     root: { descriptor: root, bytes },

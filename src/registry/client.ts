@@ -16,7 +16,8 @@ import { plainHttpPolicy, registryEndpoints, type HostOptions, type RegistryEndp
 import { networkError, redactUrl, statusError } from './http-errors.js';
 import { checkDigest, describe, manifestTarget, mediaTypeOf, rangeStart, sniffMediaType, unauthorized, type Step } from './responses.js';
 import { parseWWWAuthenticate } from './challenge.js';
-import { DEFAULT_MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, readCapped } from './limits.js';
+import { DEFAULT_MANIFEST_ACCEPT, readCapped } from './limits.js';
+import { documentLimits } from '../manifest/limits.js';
 import { Transport, createAgent, discard, header, readSmallText, type HttpResponse } from './transport.js';
 import { DEFAULT_RETRY_POLICY, RetryBudget, hostOf, humanWait, withRetry, type NoticeListener, type RetryPolicy } from '../util/retry.js';
 import { DEFAULT_THROUGHPUT, type ThroughputRule } from '../util/throughput.js';
@@ -35,7 +36,7 @@ export interface RegistryClientOptions extends HostOptions, CredentialOptions {
   /** Connections per origin (default 6). */
   readonly connections?: number;
   readonly userAgent?: string;
-  /** Cap for manifests and configs (default 4 MiB): larger ones are refused, never truncated. */
+  /** Cap for manifests and configs (default documentLimits().maxManifestBytes, 4 MiB): larger ones are refused, never truncated. */
   readonly maxManifestBytes?: number;
   /** Accept header for manifests (default: OCI and Docker v2 manifests and indexes). */
   readonly manifestAccept?: readonly string[];
@@ -116,7 +117,7 @@ export class RegistryClient {
       credentials,
       ...(options.now !== undefined ? { now: options.now } : {}),
     });
-    this.maxManifestBytes = options.maxManifestBytes ?? MAX_MANIFEST_BYTES;
+    this.maxManifestBytes = options.maxManifestBytes ?? documentLimits().maxManifestBytes;
   }
 
   /** The endpoints tried for a registry, mirrors first. */

@@ -4,16 +4,22 @@ import { formatPlatform } from '../../platform/index.js';
 import { parseSize, type LayerLimits } from '../../layer/limits.js';
 import type { Image } from '../../image/image-dir.js';
 import { configPlatform } from '../../manifest/index.js';
+import { setDocumentLimits } from '../../manifest/limits.js';
+import { loadUserConfig } from '../../config.js';
 import { createContext, type Context, type GlobalArgs } from '../context.js';
 import type { ResolvedImage } from '../resolve-image.js';
 import { UsageError } from '../exit-codes.js';
 import { escapeTerminal } from '../escape.js';
 import { platformText } from '../format.js';
 
-/** Wraps a command body: builds the context from the global options. */
+/**
+ * Wraps a command body: builds the context from the global options, and applies the config file's
+ * manifest/config size and index walk limits (process-wide settings, src/manifest/limits.ts).
+ */
 export function run<A>(body: (ctx: Context, args: A & GlobalArgs) => Promise<void>) {
   return async (args: ArgumentsCamelCase<A & GlobalArgs>): Promise<void> => {
     const ctx = createContext(args as unknown as GlobalArgs);
+    setDocumentLimits((await loadUserConfig()).limits ?? {});
     try {
       await body(ctx, args as unknown as A & GlobalArgs);
     } finally {
