@@ -17,6 +17,7 @@ import { startServe, type RunningServe } from '../../src/serve/index.js';
 import type { AccessRecord, PrepareRecord } from '../../src/serve/server.js';
 import { buildBusyboxLayout, buildMultiArchLayout, pushLayout } from '../helpers/busybox.js';
 import { curl } from '../helpers/curl.js';
+import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { requireTools, run, tmpDir } from '../helpers/tools.js';
 import { expectExit } from '../cli/run.js';
@@ -137,6 +138,32 @@ describe('serve --prepare', () => {
       assert.deepEqual(records.map((r) => [r.event, r.name, r.manifest]), [['prepared', `${registry.host}/lib/multi:1`, amd64.digest]]);
     } finally {
       await s2.shutdown();
+    }
+  });
+
+  it('a layer failing its digest fails the prepare (a log record and a metric, no image recorded); the next request prepares it', async () => {
+    const proxy = await startFaultProxy(registry.url);
+    const cache = await tmpDir('vmimg-serve-prepare-bad-');
+    const records: PrepareRecord[] = [];
+    const s2 = await startServe({ cacheDir: cache, listen: '127.0.0.1:0', upstream: proxy.url, prepare: true, onPrepare: (r) => records.push(r) });
+    try {
+      const layer = big.layers[big.layers.length - 1]!.digest;
+      proxy.add({ method: 'GET', path: `/blobs/${layer}`, fault: { kind: 'corrupt' }, times: 1 });
+      const url = `${s2.url}/v2/lib/big/manifests/1`;
+      const accept = ['-H', 'Accept: application/vnd.oci.image.manifest.v1+json'];
+      assert.equal((await curl(url, accept)).status, 200, 'the client is answered whatever the prepare does');
+      await s2.idle();
+      assert.deepEqual(records.map((r) => r.event), ['prepare-failed']);
+      assert.match(records[0]!.error ?? '', /digest/i);
+      assert.equal(s2.metrics.prepared.failed, 1);
+      assert.doesNotMatch((await expectExit(0, ['images', '--json', '--cache-dir', cache])).stdout, /lib\/big/);
+      assert.equal((await curl(url, accept)).status, 200);
+      await s2.idle();
+      assert.deepEqual(records.map((r) => r.event), ['prepare-failed', 'prepared']);
+      assert.match((await expectExit(0, ['images', '--json', '--cache-dir', cache])).stdout, /lib\/big:1/);
+    } finally {
+      await s2.shutdown();
+      await proxy.stop();
     }
   });
 
