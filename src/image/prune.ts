@@ -110,10 +110,10 @@ class Sweep {
       else if (st.nlink > 1) this.count(this.result.kept.linked, st.size);
       else await this.remove(join(dir, name), st.size, m[2] === 'idx' ? 'layer' : 'none');
     }
-    // A removed layer's stamp (src/layer/verified-stamp.ts) goes with it; a few bytes, not counted.
+    // A removed layer's stamp (src/layer/verified-stamp.ts) and a lazy one's `.spans` go with it; a few bytes, not counted.
     const left = new Set(await names(dir));
     for (const name of left) {
-      const m = /^([0-9a-f]{64})\.verified$/.exec(name);
+      const m = /^([0-9a-f]{64})\.(verified|spans)$/.exec(name);
       if (m && !left.has(`${m[1]}.idx`)) await rm(join(dir, name), { force: true });
     }
   }

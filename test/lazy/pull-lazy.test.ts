@@ -155,6 +155,21 @@ describe('pull --lazy from the command line', () => {
     assert.equal((JSON.parse((await expectExit(0, ['--cache-dir', cache, 'stats', ref, '--json'])).stdout) as Stats).layers[0]!.state, 'flattened');
   });
 
+  test('pull --lazy --fill: usable first, then every layer downloaded, verified and flattened', async () => {
+    const { ref } = images.rich!;
+    const cache = await tmpDir('vmimg-lazy-fill-');
+    const r = await expectExit(0, ['--cache-dir', cache, 'pull', '--lazy', '--fill', ref]);
+    assert.match(r.stdout, /^lazy: +\d+ of \d+ layers are fetched as their files are read\n(.|\n)*^filled: /m);
+    assert.deepEqual(readdirSync(join(cache, 'layers', 'sha256')).filter((n) => n.endsWith('.spans')), []);
+    const stats = JSON.parse((await expectExit(0, ['--cache-dir', cache, 'stats', ref, '--json'])).stdout) as { layers: { state: string }[] };
+    assert.ok(stats.layers.every((l) => l.state === 'flattened'), JSON.stringify(stats.layers.map((l) => l.state)));
+    for (const args of [['ls', ref, '/', '-R', '-l'], ['cat', ref, '/data/fresh.txt']]) {
+      const [filled, eager] = [(await expectExit(0, ['--cache-dir', cache, ...args])).stdout, (await expectExit(0, ['--cache-dir', eagerCache, ...args])).stdout];
+      assert.equal(filled, eager, args.join(' '));
+    }
+    await expectExit(2, ['--cache-dir', cache, 'pull', '--fill', ref]);
+  });
+
   test('an image without a published index: a warning, then a whole pull', async () => {
     const busybox = await buildBusyboxLayout({ arch: 'amd64', tag: 'plain' });
     const ref = `${registry.host}/lazy/plain:1`;

@@ -1,6 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { formatReference, parseReference } from '../../reference/index.js';
 import type { GlobalArgs } from '../context.js';
+import { UsageError } from '../exit-codes.js';
 import { referenceArg } from '../image-arg.js';
 import { named, pullImage } from '../resolve-image.js';
 import { CONCURRENCY_OPTION, concurrencyOption, LIMIT_OPTIONS, limitOptions, printImage, run } from './common.js';
@@ -12,6 +13,7 @@ interface Args {
   'max-layer-ratio'?: number;
   'index-build'?: boolean;
   lazy?: boolean;
+  fill?: boolean;
 }
 
 export const pullCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
@@ -24,6 +26,7 @@ export const pullCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       .options(LIMIT_OPTIONS)
       .option('index-build', { type: 'boolean', describe: 'Also build gzip checkpoint indexes (.zran) of 10+ MiB layers, in a worker thread' })
       .option('lazy', { type: 'boolean', describe: 'Fetch no layer blobs: use the lazy index published next to the image (vmimg index push); files are fetched as they are read' })
+      .option('fill', { type: 'boolean', describe: 'With --lazy: once the image is usable, download its layers whole, verify them and make it an ordinary cached image' })
       .example('$0 pull alpine:3.20 --arch arm64', 'The arm64 image of a multi-arch tag')
       .example('$0 pull 127.0.0.1:5000/app:1 --platform linux/arm/v7', 'A variant, from a local registry (plain HTTP)')
       .example('echo "$TOKEN" | $0 pull ghcr.io/me/app --username me --password-stdin', 'With explicit credentials')
@@ -31,7 +34,16 @@ export const pullCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       .example('$0 pull reg.lan:5000/app:1 --lazy', 'Usable at once: ls, cat, export and boot fetch only what they read'),
   handler: run<Args>(async (ctx, args) => {
     const ref = await referenceArg(args.ref);
-    const image = await pullImage(ctx, ref, { ...concurrencyOption(args.concurrency), ...limitOptions(args), ...(args['index-build'] ? { checkpoints: true } : {}), ...(args.lazy ? { lazy: true } : {}) });
-    printImage(ctx, await named(ctx, image, 'registry'), formatReference(parseReference(ref)));
+    if (args.fill && !args.lazy) throw new UsageError('--fill completes a lazy pull: use it with --lazy (a plain pull is whole already)');
+    const options = { ...concurrencyOption(args.concurrency), ...limitOptions(args), ...(args['index-build'] ? { checkpoints: true } : {}) };
+    const name = formatReference(parseReference(ref));
+    const image = await pullImage(ctx, ref, { ...options, ...(args.lazy ? { lazy: true } : {}) });
+    if (!args.fill) return printImage(ctx, await named(ctx, image, 'registry'), name);
+    // the lazy image is usable now (other processes may read it); a whole pull flattens each lazy layer
+    // from its verified download over its placeholder files, then rewrites the image directory
+    if (!ctx.json && !ctx.quiet) printImage(ctx, await named(ctx, image, 'registry'), name);
+    const filled = await pullImage(ctx, ref, options);
+    if (ctx.json) return printImage(ctx, await named(ctx, filled, 'registry'), name);
+    if (!ctx.quiet) ctx.out(`filled:   every layer downloaded, verified against its digest and diff_id, and flattened`);
   }),
 };
