@@ -7,7 +7,8 @@ import { ErrorCode, VmimgError } from '../errors.js';
 import { validateDigest } from '../digest/index.js';
 import { crc32 } from './crc32.js';
 import type { IndexEntry } from './entry.js';
-import { bad, checkRecord, decodeRecord, encodeRecord, ENTRY_FIXED_SIZE, LIMITS, recordSize, u64, writeU64, type IndexVersion } from './index-records.js';
+import { scanRecords } from './record-checks.js';
+import { bad, decodeRecord, encodeRecord, ENTRY_FIXED_SIZE, LIMITS, recordSize, u64, writeU64, type IndexVersion } from './index-records.js';
 
 export const INDEX_MAGIC = Buffer.from('VMIMGIDX', 'latin1');
 /** The version vmimg writes; readers take 1 and 2 (docs/FORMAT.md). */
@@ -136,12 +137,7 @@ export function scanIndex(buf: Buffer): ScannedIndex {
     if (header.entryCount > (buf.length - HEADER_SIZE) / ENTRY_FIXED_SIZE[version]) throw bad('entry count exceeds file size');
     const bounds = { version, contentsSize: header.contentsSize, tarSize: header.tarSize };
     const starts = new Uint32Array(header.entryCount + 1);
-    let pos = HEADER_SIZE;
-    for (let i = 0; i < header.entryCount; i++) {
-      starts[i] = pos;
-      pos = checkRecord(buf, pos, buf.length, bounds, i);
-    }
-    starts[header.entryCount] = pos;
+    const pos = scanRecords(buf, HEADER_SIZE, header.entryCount, bounds, starts);
     if (pos !== buf.length) throw bad(`${buf.length - pos} unexpected bytes after the last entry`);
     return { header, version, buf, starts };
   } catch (err) {

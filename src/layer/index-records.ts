@@ -26,8 +26,8 @@ export const R_SHA256 = 1;
 export const R_LINK = 2;
 export const R_SPARSE = 4;
 export const R_LOWER_LINK = 8;
-const MAX_TYPE = 9;
-const TWO32 = 0x100000000;
+export const MAX_TYPE = 9;
+export const TWO32 = 0x100000000;
 
 export type IndexVersion = 1 | 2;
 
@@ -141,92 +141,6 @@ export function encodeRecord(buf: Buffer, at: number, e: IndexEntry, version: In
     writeU64(buf, e.tarSparse!.storedSize, pos + 8, 'tarStoredSize');
     pos += 16;
   }
-  return pos;
-}
-
-/** What the record checks need from the header. */
-export interface RecordBounds {
-  version: IndexVersion;
-  contentsSize: number;
-  tarSize: number;
-}
-
-function need(pos: number, n: number, end: number, i: number): void {
-  if (pos + n > end) throw bad(`entry ${i} runs past the end of the index`);
-}
-
-/** Files and hardlinks (which copy their target's range) must point inside .contents; other types carry no content. */
-function checkContentRange(type: number, size: number, offset: number, contentsSize: number, i: number): void {
-  if (type === 1 || type === 4) {
-    if (offset % 4096 !== 0 || offset + size > contentsSize) {
-      throw bad(`entry ${i} content [${offset}, +${size}) is misaligned or outside .contents (${contentsSize} bytes)`);
-    }
-  } else if (size !== 0 || offset !== 0) {
-    throw bad(`entry ${i} of type ${type} has a non-zero size or offset`);
-  }
-}
-
-/** Version 2's tar fields (docs/FORMAT.md "version 2" checks). */
-function checkTarRange(buf: Buffer, at: number, tailEnd: number, b: RecordBounds, i: number): void {
-  const type = buf[at]!;
-  const sparse = (buf[at + 1]! & R_SPARSE) !== 0;
-  const tarOffset = u64(buf, at + 64);
-  const size = u64(buf, at + 40);
-  if (Number.isNaN(tarOffset)) throw bad(`entry ${i} has an oversized tar offset`);
-  if (type !== 1 && type !== 4) {
-    if (tarOffset !== 0 || sparse) throw bad(`entry ${i} of type ${type} has a tar offset or the sparse flag`);
-    return;
-  }
-  if (!sparse) {
-    if (size > 0 && (tarOffset % 512 !== 0 || tarOffset + size > b.tarSize)) throw bad(`entry ${i} tar range [${tarOffset}, +${size}) is misaligned or outside the tar (${b.tarSize} bytes)`);
-    return;
-  }
-  const headerOffset = u64(buf, tailEnd - 16);
-  const stored = u64(buf, tailEnd - 8);
-  if (Number.isNaN(headerOffset) || Number.isNaN(stored) || headerOffset % 512 !== 0 || headerOffset >= tarOffset || tarOffset + stored > b.tarSize) {
-    throw bad(`entry ${i} has a bad sparse tar range`);
-  }
-}
-
-/**
- * Checks the record at `at` (everything the decoder relies on: type, flags, lengths, ranges) and
- * returns where the next one starts. Allocates nothing: a whole index is validated before any use.
- */
-export function checkRecord(buf: Buffer, at: number, end: number, b: RecordBounds, i: number): number {
-  const fixed = ENTRY_FIXED_SIZE[b.version];
-  need(at, fixed, end, i);
-  const type = buf[at]!;
-  const flags = buf[at + 1]!;
-  if (type < 1 || type > MAX_TYPE) throw bad(`entry ${i} has unknown type ${type}`);
-  const known = b.version === 2 ? R_SHA256 | R_LINK | R_SPARSE | R_LOWER_LINK : R_SHA256 | R_LINK;
-  if ((flags & ~known) !== 0 || r32(buf, at + 60) !== 0) throw bad(`entry ${i} has unknown flags or a non-zero reserved field`);
-  const pathLen = r32(buf, at + 36);
-  const linkLen = r32(buf, at + 56);
-  if (r32(buf, at + 24) >= 1e9) throw bad(`entry ${i} has mtime nanoseconds ${r32(buf, at + 24)}`);
-  if (pathLen > LIMITS.pathBytes || linkLen > LIMITS.linkBytes) throw bad(`entry ${i} has an oversized name`);
-  if (!(flags & R_LINK) && linkLen !== 0) throw bad(`entry ${i} has a link length but no link`);
-  const size = u64(buf, at + 40);
-  const offset = u64(buf, at + 48);
-  if (Number.isNaN(size) || Number.isNaN(offset)) throw bad(`entry ${i} has an oversized size or offset`);
-  checkContentRange(type, size, offset, b.contentsSize, i);
-  if (flags & R_LOWER_LINK && (type !== 4 || !(flags & R_LINK) || size !== 0)) throw bad(`entry ${i} has the lower-link flag but is not a hardlink without content`);
-  let pos = at + fixed + (flags & R_SHA256 ? 32 : 0);
-  need(pos, pathLen + linkLen, end, i);
-  pos += pathLen + linkLen;
-  for (let k = r16(buf, at + 2); k > 0; k--) {
-    need(pos, 6, end, i);
-    const nameLen = r16(buf, pos);
-    const valueLen = r32(buf, pos + 2);
-    if (nameLen > LIMITS.xattrName || valueLen > LIMITS.xattrValue) throw bad(`entry ${i} has an oversized xattr`);
-    pos += 6;
-    need(pos, nameLen + valueLen, end, i);
-    pos += nameLen + valueLen;
-  }
-  if (flags & R_SPARSE) {
-    need(pos, 16, end, i);
-    pos += 16;
-  }
-  if (b.version === 2) checkTarRange(buf, at, pos, b, i);
   return pos;
 }
 

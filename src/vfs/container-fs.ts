@@ -18,7 +18,7 @@ import { contentReader, loadLayers, type ContainerSource, type LoadedLayer, type
 import { layerEntries, RecordEntries } from './layer-entries.js';
 import { packRecords } from './direct-pack.js';
 import { attrOf, type Attr, dtype, VfsStats } from './stats.js';
-import { type InodeTable, ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from './tree.js';
+import { type InodeTable, ROOT_INO, S_IFDIR, S_IFMT, S_IFREG } from './tree.js';
 import { packTree } from './pack.js';
 import { encodeName, nameString } from '../util/byte-names.js';
 

@@ -347,11 +347,6 @@ class DirectBuilder {
   }
 }
 
-function sameBytes(buf: Buffer, a: number, b: number, len: number): boolean {
-  for (let i = 0; i < len; i++) if (buf[a + i] !== buf[b + i]) return false;
-  return true;
-}
-
 function compareBytes(buf: Buffer, aAt: number, aLen: number, bAt: number, bLen: number): number {
   for (let i = 0, m = Math.min(aLen, bLen); i < m; i++) {
     const x = buf[aAt + i]!;

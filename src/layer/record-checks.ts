@@ -1,0 +1,139 @@
+/**
+ * The checks of one `.idx` record (docs/FORMAT.md): everything a reader relies on — type, flags,
+ * lengths, content and tar ranges — before any record is used. `checkRecord` is the definition;
+ * `scanRecords` is the loop a whole index goes through, with the common record checked inline.
+ */
+import { bad, ENTRY_FIXED_SIZE, LIMITS, MAX_TYPE, r16, r32, R_LINK, R_LOWER_LINK, R_SHA256, R_SPARSE, TWO32, u64, type IndexVersion } from './index-records.js';
+
+/** What the record checks need from the header. */
+export interface RecordBounds {
+  version: IndexVersion;
+  contentsSize: number;
+  tarSize: number;
+}
+
+function need(pos: number, n: number, end: number, i: number): void {
+  if (pos + n > end) throw bad(`entry ${i} runs past the end of the index`);
+}
+
+/** Files and hardlinks (which copy their target's range) must point inside .contents; other types carry no content. */
+function checkContentRange(type: number, size: number, offset: number, contentsSize: number, i: number): void {
+  if (type === 1 || type === 4) {
+    if (offset % 4096 !== 0 || offset + size > contentsSize) {
+      throw bad(`entry ${i} content [${offset}, +${size}) is misaligned or outside .contents (${contentsSize} bytes)`);
+    }
+  } else if (size !== 0 || offset !== 0) {
+    throw bad(`entry ${i} of type ${type} has a non-zero size or offset`);
+  }
+}
+
+/** Version 2's tar fields (docs/FORMAT.md "version 2" checks). */
+function checkTarRange(buf: Buffer, at: number, tailEnd: number, b: RecordBounds, i: number): void {
+  const type = buf[at]!;
+  const sparse = (buf[at + 1]! & R_SPARSE) !== 0;
+  const tarOffset = u64(buf, at + 64);
+  const size = u64(buf, at + 40);
+  if (Number.isNaN(tarOffset)) throw bad(`entry ${i} has an oversized tar offset`);
+  if (type !== 1 && type !== 4) {
+    if (tarOffset !== 0 || sparse) throw bad(`entry ${i} of type ${type} has a tar offset or the sparse flag`);
+    return;
+  }
+  if (!sparse) {
+    if (size > 0 && (tarOffset % 512 !== 0 || tarOffset + size > b.tarSize)) throw bad(`entry ${i} tar range [${tarOffset}, +${size}) is misaligned or outside the tar (${b.tarSize} bytes)`);
+    return;
+  }
+  const headerOffset = u64(buf, tailEnd - 16);
+  const stored = u64(buf, tailEnd - 8);
+  if (Number.isNaN(headerOffset) || Number.isNaN(stored) || headerOffset % 512 !== 0 || headerOffset >= tarOffset || tarOffset + stored > b.tarSize) {
+    throw bad(`entry ${i} has a bad sparse tar range`);
+  }
+}
+
+/**
+ * Checks the record at `at` (everything the decoder relies on: type, flags, lengths, ranges) and
+ * returns where the next one starts. Allocates nothing: a whole index is validated before any use.
+ */
+export function checkRecord(buf: Buffer, at: number, end: number, b: RecordBounds, i: number): number {
+  const fixed = ENTRY_FIXED_SIZE[b.version];
+  need(at, fixed, end, i);
+  const type = buf[at]!;
+  const flags = buf[at + 1]!;
+  if (type < 1 || type > MAX_TYPE) throw bad(`entry ${i} has unknown type ${type}`);
+  const known = b.version === 2 ? R_SHA256 | R_LINK | R_SPARSE | R_LOWER_LINK : R_SHA256 | R_LINK;
+  if ((flags & ~known) !== 0 || r32(buf, at + 60) !== 0) throw bad(`entry ${i} has unknown flags or a non-zero reserved field`);
+  const pathLen = r32(buf, at + 36);
+  const linkLen = r32(buf, at + 56);
+  if (r32(buf, at + 24) >= 1e9) throw bad(`entry ${i} has mtime nanoseconds ${r32(buf, at + 24)}`);
+  if (pathLen > LIMITS.pathBytes || linkLen > LIMITS.linkBytes) throw bad(`entry ${i} has an oversized name`);
+  if (!(flags & R_LINK) && linkLen !== 0) throw bad(`entry ${i} has a link length but no link`);
+  const size = u64(buf, at + 40);
+  const offset = u64(buf, at + 48);
+  if (Number.isNaN(size) || Number.isNaN(offset)) throw bad(`entry ${i} has an oversized size or offset`);
+  checkContentRange(type, size, offset, b.contentsSize, i);
+  if (flags & R_LOWER_LINK && (type !== 4 || !(flags & R_LINK) || size !== 0)) throw bad(`entry ${i} has the lower-link flag but is not a hardlink without content`);
+  let pos = at + fixed + (flags & R_SHA256 ? 32 : 0);
+  need(pos, pathLen + linkLen, end, i);
+  pos += pathLen + linkLen;
+  for (let k = r16(buf, at + 2); k > 0; k--) {
+    need(pos, 6, end, i);
+    const nameLen = r16(buf, pos);
+    const valueLen = r32(buf, pos + 2);
+    if (nameLen > LIMITS.xattrName || valueLen > LIMITS.xattrValue) throw bad(`entry ${i} has an oversized xattr`);
+    pos += 6;
+    need(pos, nameLen + valueLen, end, i);
+    pos += nameLen + valueLen;
+  }
+  if (flags & R_SPARSE) {
+    need(pos, 16, end, i);
+    pos += 16;
+  }
+  if (b.version === 2) checkTarRange(buf, at, pos, b, i);
+  return pos;
+}
+
+/**
+ * Checks `count` records from `at` on and fills `starts` (record i at starts[i], the end at
+ * starts[count]). The common record (no xattrs, not sparse, every field in range) is checked inline in
+ * this one loop — an index is scanned once per open, mostly before the JIT has optimised anything, so
+ * calls per record cost more than the checks; anything else, and any failure, goes through
+ * `checkRecord`, which decides (and words the error).
+ */
+export function scanRecords(buf: Buffer, at: number, count: number, b: RecordBounds, starts: Uint32Array): number {
+  const end = buf.length;
+  const fixed = ENTRY_FIXED_SIZE[b.version];
+  const v2 = b.version === 2;
+  const known = v2 ? R_SHA256 | R_LINK | R_LOWER_LINK : R_SHA256 | R_LINK; // sparse records take checkRecord
+  for (let i = 0; i < count; i++) {
+    starts[i] = at;
+    const next = at + fixed;
+    const type = buf[at]!;
+    const flags = buf[at + 1]!;
+    // xattr count, reserved field, path/link lengths over 65535, the high words of size and offset: all zero
+    const zeros = buf[at + 2]! | buf[at + 3]! | buf[at + 38]! | buf[at + 39]! | buf[at + 58]! | buf[at + 59]! | buf[at + 60]! | buf[at + 61]! | buf[at + 62]! | buf[at + 63]!;
+    const pathLen = buf[at + 36]! | (buf[at + 37]! << 8);
+    const linkLen = buf[at + 56]! | (buf[at + 57]! << 8);
+    const nsec = (buf[at + 24]! | (buf[at + 25]! << 8) | (buf[at + 26]! << 16)) + buf[at + 27]! * 0x1000000;
+    const sizeHi = (buf[at + 44]! | (buf[at + 45]! << 8) | (buf[at + 46]! << 16)) + buf[at + 47]! * 0x1000000;
+    const offsetHi = (buf[at + 52]! | (buf[at + 53]! << 8) | (buf[at + 54]! << 16)) + buf[at + 55]! * 0x1000000;
+    const tarHi = v2 ? (buf[at + 68]! | (buf[at + 69]! << 8) | (buf[at + 70]! << 16)) + buf[at + 71]! * 0x1000000 : 0;
+    let ok = next <= end && type >= 1 && type <= MAX_TYPE && (flags & ~known) === 0 && zeros === 0 && nsec < 1e9;
+    ok &&= (flags & R_LINK) !== 0 || linkLen === 0;
+    ok &&= sizeHi < 0x200000 && offsetHi < 0x200000 && tarHi < 0x200000;
+    const size = sizeHi * TWO32 + (buf[at + 40]! | (buf[at + 41]! << 8) | (buf[at + 42]! << 16)) + buf[at + 43]! * 0x1000000;
+    const offset = offsetHi * TWO32 + (buf[at + 48]! | (buf[at + 49]! << 8) | (buf[at + 50]! << 16)) + buf[at + 51]! * 0x1000000;
+    const tarOffset = v2 ? tarHi * TWO32 + (buf[at + 64]! | (buf[at + 65]! << 8) | (buf[at + 66]! << 16)) + buf[at + 67]! * 0x1000000 : 0;
+    const content = type === 1 || type === 4;
+    if (content) {
+      ok &&= offset % 4096 === 0 && offset + size <= b.contentsSize;
+      ok &&= !v2 || size === 0 || (tarOffset % 512 === 0 && tarOffset + size <= b.tarSize);
+    } else {
+      ok &&= size === 0 && offset === 0 && tarOffset === 0;
+    }
+    ok &&= (flags & R_LOWER_LINK) === 0 || (type === 4 && (flags & R_LINK) !== 0 && size === 0);
+    const tail = next + (flags & R_SHA256 ? 32 : 0) + pathLen + linkLen;
+    at = ok && tail <= end ? tail : checkRecord(buf, at, end, b, i);
+  }
+  starts[count] = at;
+  return at;
+}
+
