@@ -60,13 +60,11 @@ export function packRecords(entries: RecordEntries): InodeTable | undefined {
 class DirectBuilder {
   private readonly buf: Buffer;
   private readonly n: number;
-  /** Per record: its parent directory (-1: not a child: markers, directories, the root) and its name's bytes. */
-  private readonly parentOf: Int32Array;
+  /** Per record: its name's bytes (records that are children: not markers, directories or the root). */
   private readonly nameAt: Uint32Array;
   private readonly nameLen: Uint16Array;
-  /** Per directory (0 = root): its record (-1: implicit), parent, name bytes. */
+  /** Per directory (0 = root): its record (-1: implicit) and name bytes. */
   private readonly dirRec: number[] = [-1];
-  private readonly dirParent: number[] = [-1];
   private readonly dirNameAt: number[] = [0];
   private readonly dirNameLen: number[] = [0];
   private readonly dirKeys = new Map<string, number>();
@@ -74,8 +72,9 @@ class DirectBuilder {
   private readonly lastAt: number[] = [0];
   private readonly lastLen: number[] = [-1];
   private readonly unsorted = new Set<number>();
-  /** Children in the order they appeared: a record number, or ~dir. */
+  /** Children in the order they appeared: a record number, or ~dir; and the directory holding each. */
   private events: Int32Array;
+  private eventParent: Int32Array;
   private eventCount = 0;
   private leaves = 0;
   private readonly hardlinks: number[] = [];
@@ -87,10 +86,10 @@ class DirectBuilder {
   constructor(private readonly entries: RecordEntries) {
     this.buf = entries.buf;
     this.n = entries.count;
-    this.parentOf = new Int32Array(this.n);
     this.nameAt = new Uint32Array(this.n);
     this.nameLen = new Uint16Array(this.n);
     this.events = new Int32Array(Math.max(16, this.n + (this.n >> 3)));
+    this.eventParent = new Int32Array(this.events.length);
   }
 
   /**
@@ -98,10 +97,9 @@ class DirectBuilder {
    * directory's children came in name order. Flat on purpose: it runs once per open, mostly unoptimised.
    */
   scan(): void {
-    const { buf, n, nameAt, nameLen, parentOf } = this;
+    const { buf, n, nameAt, nameLen } = this;
     const { starts, version } = this.entries;
     const fixed = ENTRY_FIXED_SIZE[version];
-    parentOf.fill(-1);
     let prevAt = 0;
     let prevLen = -1;
     let prevDir = 0;
@@ -140,7 +138,6 @@ class DirectBuilder {
         this.dirRec[this.childDir(dir, p + s + 1, len - s - 1)] = i;
         continue;
       }
-      parentOf[i] = dir;
       nameAt[i] = p + s + 1;
       nameLen[i] = len - s - 1;
       this.append(dir, i, p + s + 1, len - s - 1);
@@ -152,10 +149,10 @@ class DirectBuilder {
   /** Child `v` of `dir` appeared, named by bytes [at, at + len): recorded, and the directory's order checked. */
   private append(dir: number, v: number, at: number, len: number): void {
     if (this.eventCount === this.events.length) {
-      const grown = new Int32Array(this.events.length * 2);
-      grown.set(this.events);
-      this.events = grown;
+      this.events = grown(this.events);
+      this.eventParent = grown(this.eventParent);
     }
+    this.eventParent[this.eventCount] = dir;
     this.events[this.eventCount++] = v;
     const lastLen = this.lastLen[dir]!;
     if (lastLen >= 0) {
@@ -188,7 +185,6 @@ class DirectBuilder {
       d = this.dirRec.length;
       this.dirKeys.set(key, d);
       this.dirRec.push(-1);
-      this.dirParent.push(parent);
       this.dirNameAt.push(at);
       this.dirNameLen.push(len);
       this.lastAt.push(0);
@@ -201,23 +197,17 @@ class DirectBuilder {
   /** Counting sort of the children by directory (appearance order kept), then each directory sorted by name. */
   layOut(): void {
     const dirs = this.dirRec.length;
+    const { events, eventParent, eventCount } = this;
     const start = new Uint32Array(dirs + 1);
-    for (let k = 0; k < this.eventCount; k++) start[this.parentOfChild(this.events[k]!) + 1]++;
+    for (let k = 0; k < eventCount; k++) start[eventParent[k]! + 1]++;
     for (let d = 0; d < dirs; d++) start[d + 1]! += start[d]!;
     const fill = start.slice(0, dirs);
-    const kids = new Int32Array(this.eventCount);
-    for (let k = 0; k < this.eventCount; k++) {
-      const v = this.events[k]!;
-      kids[fill[this.parentOfChild(v)]!++] = v;
-    }
-    this.events = new Int32Array(0);
+    const kids = new Int32Array(eventCount);
+    for (let k = 0; k < eventCount; k++) kids[fill[eventParent[k]!]!++] = events[k]!;
+    this.events = this.eventParent = new Int32Array(0);
     this.kids = kids;
     this.childStart = start;
     for (const d of this.unsorted) this.sortChildren(start[d]!, start[d + 1]!);
-  }
-
-  private parentOfChild(v: number): number {
-    return v >= 0 ? this.parentOf[v]! : this.dirParent[~v]!;
   }
 
   /** Sorts kids[from, to) by name bytes; two equal names mean the merge must judge. */
@@ -345,6 +335,12 @@ class DirectBuilder {
     t.dirStart[ino] = this.childStart[d]!;
     t.dirCount[ino] = this.childStart[d + 1]! - this.childStart[d]!;
   }
+}
+
+function grown(a: Int32Array): Int32Array {
+  const b = new Int32Array(a.length * 2);
+  b.set(a);
+  return b;
 }
 
 function compareBytes(buf: Buffer, aAt: number, aLen: number, bAt: number, bLen: number): number {
