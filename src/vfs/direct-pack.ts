@@ -9,9 +9,10 @@
  * a lower-layer link, an empty name — makes it give up (undefined) and the caller merges instead.
  */
 import { EntryType } from '../layer/entry.js';
-import { decodeText, ENTRY_FIXED_SIZE, pathStart, r32, R_LINK, R_LOWER_LINK, R_SHA256 } from '../layer/index-records.js';
+import { decodeText, pathStart, r32, R_LINK, R_LOWER_LINK } from '../layer/index-records.js';
 import { recordMode, type RecordEntries } from './layer-entries.js';
 import { IMPLICIT_DIR_MODE, InodeTable, type DirentNames } from './tree.js';
+import { compareBytes, LayerScan, NeedsMerge } from './direct-scan.js';
 
 const SLASH = 47;
 
@@ -40,14 +41,12 @@ class ByteNames implements DirentNames {
   }
 }
 
-/** Thrown inside the builder when the layer needs the general merge. */
-class NeedsMerge extends Error {}
-
 /** Packs a single layer's records (applied once, on nothing); undefined when the merge must do it. */
 export function packRecords(entries: RecordEntries): InodeTable | undefined {
   try {
-    const b = new DirectBuilder(entries);
-    b.scan();
+    const s = new LayerScan(entries);
+    s.scan();
+    const b = new DirectBuilder(s);
     b.layOut();
     b.resolveHardlinks();
     return b.pack();
@@ -59,155 +58,29 @@ export function packRecords(entries: RecordEntries): InodeTable | undefined {
 
 class DirectBuilder {
   private readonly buf: Buffer;
-  private readonly n: number;
-  /** Per record: its name's bytes (records that are children: not markers, directories or the root). */
-  private readonly nameAt: Uint32Array;
-  private readonly nameLen: Uint16Array;
-  /** Per directory (0 = root): its record (-1: implicit) and name bytes. */
-  private readonly dirRec: number[] = [-1];
-  private readonly dirNameAt: number[] = [0];
-  private readonly dirNameLen: number[] = [0];
-  private readonly dirKeys = new Map<string, number>();
-  /** Per directory: the name bytes of its last child so far (length -1: none yet); directories whose children came out of order. */
-  private readonly lastAt: number[] = [0];
-  private readonly lastLen: number[] = [-1];
-  private readonly unsorted = new Set<number>();
-  /** Children in the order they appeared: a record number, or ~dir; and the directory holding each. */
-  private events: Int32Array;
-  private eventParent: Int32Array;
-  private eventCount = 0;
-  private leaves = 0;
-  private readonly hardlinks: number[] = [];
   private readonly linkTo = new Map<number, number>();
   // Laid out: every directory's children, sorted; directory d's are kids[childStart[d] .. childStart[d + 1]).
   private kids = new Int32Array(0);
   private childStart = new Uint32Array(0);
 
-  constructor(private readonly entries: RecordEntries) {
-    this.buf = entries.buf;
-    this.n = entries.count;
-    this.nameAt = new Uint32Array(this.n);
-    this.nameLen = new Uint16Array(this.n);
-    this.events = new Int32Array(Math.max(16, this.n + (this.n >> 3)));
-    this.eventParent = new Int32Array(this.events.length);
-  }
-
-  /**
-   * One pass over the records: parents, names, directories, in order of appearance, and whether each
-   * directory's children came in name order. Flat on purpose: it runs once per open, mostly unoptimised.
-   */
-  scan(): void {
-    const { buf, n, nameAt, nameLen } = this;
-    const { starts, version } = this.entries;
-    const fixed = ENTRY_FIXED_SIZE[version];
-    let prevAt = 0;
-    let prevLen = -1;
-    let prevDir = 0;
-    for (let i = 0; i < n; i++) {
-      const at = starts[i]!;
-      const type = buf[at]!;
-      if (type === EntryType.Whiteout) continue; // hides lower layers only: there are none
-      const p = at + fixed + (buf[at + 1]! & R_SHA256 ? 32 : 0);
-      const len = buf[at + 36]! | (buf[at + 37]! << 8); // at most 65535 (checkRecord)
-      let s = len - 1;
-      while (s >= 0 && buf[p + s] !== SLASH) s--;
-      const dirLen = s < 0 ? 0 : s;
-      let dir = prevDir;
-      if (dirLen !== prevLen) dir = this.ensureDir(p, dirLen);
-      else {
-        for (let k = 0; k < dirLen; k++) {
-          if (buf[p + k] !== buf[prevAt + k]) {
-            dir = this.ensureDir(p, dirLen);
-            break;
-          }
-        }
-      }
-      prevAt = p;
-      prevLen = dirLen;
-      prevDir = dir;
-      if (type === EntryType.Opaque) {
-        if (len > 0) this.childDir(dir, p + s + 1, len - s - 1); // the marker's directory exists
-        continue;
-      }
-      if (len === 0) {
-        if (type === EntryType.Dir) this.dirRec[0] = i; // a non-directory root entry is ignored, as the merge does
-        continue;
-      }
-      if (s === len - 1) throw new NeedsMerge();
-      if (type === EntryType.Dir) {
-        this.dirRec[this.childDir(dir, p + s + 1, len - s - 1)] = i;
-        continue;
-      }
-      nameAt[i] = p + s + 1;
-      nameLen[i] = len - s - 1;
-      this.append(dir, i, p + s + 1, len - s - 1);
-      if (type === EntryType.Hardlink) this.hardlinks.push(i);
-      else this.leaves++;
-    }
-  }
-
-  /** Child `v` of `dir` appeared, named by bytes [at, at + len): recorded, and the directory's order checked. */
-  private append(dir: number, v: number, at: number, len: number): void {
-    if (this.eventCount === this.events.length) {
-      this.events = grown(this.events);
-      this.eventParent = grown(this.eventParent);
-    }
-    this.eventParent[this.eventCount] = dir;
-    this.events[this.eventCount++] = v;
-    const lastLen = this.lastLen[dir]!;
-    if (lastLen >= 0) {
-      const c = compareBytes(this.buf, this.lastAt[dir]!, lastLen, at, len);
-      if (c === 0) throw new NeedsMerge(); // one name twice in a directory
-      if (c > 0) this.unsorted.add(dir);
-    }
-    this.lastAt[dir] = at;
-    this.lastLen[dir] = len;
-  }
-
-  /** The directory at path bytes [p, p + len), made (implicit) with its missing ancestors. */
-  private ensureDir(p: number, len: number): number {
-    let dir = 0;
-    for (let i = p, end = p + len; i < end; ) {
-      let j = i;
-      while (j < end && this.buf[j] !== SLASH) j++;
-      dir = this.childDir(dir, i, j - i);
-      i = j + 1;
-    }
-    return dir;
-  }
-
-  /** Directory `parent`'s child directory named by bytes [at, at + len), made when missing. */
-  private childDir(parent: number, at: number, len: number): number {
-    if (len === 0) throw new NeedsMerge();
-    const key = `${parent}/${this.buf.toString('latin1', at, at + len)}`;
-    let d = this.dirKeys.get(key);
-    if (d === undefined) {
-      d = this.dirRec.length;
-      this.dirKeys.set(key, d);
-      this.dirRec.push(-1);
-      this.dirNameAt.push(at);
-      this.dirNameLen.push(len);
-      this.lastAt.push(0);
-      this.lastLen.push(-1);
-      this.append(parent, ~d, at, len);
-    }
-    return d;
+  constructor(private readonly s: LayerScan) {
+    this.buf = s.buf;
   }
 
   /** Counting sort of the children by directory (appearance order kept), then each directory sorted by name. */
   layOut(): void {
-    const dirs = this.dirRec.length;
-    const { events, eventParent, eventCount } = this;
+    const dirs = this.s.dirRec.length;
+    const { events, eventParent, eventCount } = this.s;
     const start = new Uint32Array(dirs + 1);
     for (let k = 0; k < eventCount; k++) start[eventParent[k]! + 1]++;
     for (let d = 0; d < dirs; d++) start[d + 1]! += start[d]!;
     const fill = start.slice(0, dirs);
     const kids = new Int32Array(eventCount);
     for (let k = 0; k < eventCount; k++) kids[fill[eventParent[k]!]!++] = events[k]!;
-    this.events = this.eventParent = new Int32Array(0);
+    this.s.events = this.s.eventParent = new Int32Array(0); // done with them
     this.kids = kids;
     this.childStart = start;
-    for (const d of this.unsorted) this.sortChildren(start[d]!, start[d + 1]!);
+    for (const d of this.s.unsorted) this.sortChildren(start[d]!, start[d + 1]!);
   }
 
   /** Sorts kids[from, to) by name bytes; two equal names mean the merge must judge. */
@@ -224,17 +97,18 @@ class DirectBuilder {
 
   /** Where child `v`'s name bytes start, and how many there are. */
   private at(v: number): number {
-    return v >= 0 ? this.nameAt[v]! : this.dirNameAt[~v]!;
+    return v >= 0 ? this.s.nameAt[v]! : this.s.dirNameAt[~v]!;
   }
 
   private len(v: number): number {
-    return v >= 0 ? this.nameLen[v]! : this.dirNameLen[~v]!;
+    return v >= 0 ? this.s.nameLen[v]! : this.s.dirNameLen[~v]!;
   }
 
   /** Each hardlink → the earlier record (not a directory, not a hardlink) whose inode it names. */
   resolveHardlinks(): void {
-    const { buf, entries } = this;
-    for (const r of this.hardlinks) {
+    const { buf } = this;
+    const { entries } = this.s;
+    for (const r of this.s.hardlinks) {
       const at = entries.starts[r]!;
       if (!(buf[at + 1]! & R_LINK) || buf[at + 1]! & R_LOWER_LINK) throw new NeedsMerge();
       const p = pathStart(buf, at, entries.version) + r32(buf, at + 36);
@@ -253,7 +127,7 @@ class DirectBuilder {
       let j = i;
       while (j < end && this.buf[j] !== SLASH) j++;
       if (j >= end) return this.child(dir, i, j - i);
-      const d = this.dirKeys.get(`${dir}/${this.buf.toString('latin1', i, j)}`);
+      const d = this.s.dirKeys.get(`${dir}/${this.buf.toString('latin1', i, j)}`);
       if (d === undefined) return -1;
       dir = d;
       i = j + 1;
@@ -277,15 +151,15 @@ class DirectBuilder {
 
   /** The table: inode numbers breadth-first in name order, as packTree gives them. */
   pack(): InodeTable {
-    const dirs = this.dirRec.length;
+    const dirs = this.s.dirRec.length;
     const { buf, kids, childStart } = this;
-    const { starts } = this.entries;
-    const names = new ByteNames(buf, kids, this.nameAt, this.nameLen, this.dirNameAt, this.dirNameLen);
-    const t = new InodeTable(dirs + this.leaves, names, [this.entries]);
+    const { starts } = this.s.entries;
+    const names = new ByteNames(buf, kids, this.s.nameAt, this.s.nameLen, this.s.dirNameAt, this.s.dirNameLen);
+    const t = new InodeTable(dirs + this.s.leaves, names, [this.s.entries]);
     const { mode, entry, nlink, direntIno, selfDirent } = t;
     const dirIno = new Uint32Array(dirs);
     // Only a hardlink's target can be met twice; without hardlinks every record child is a new inode.
-    const recIno = this.hardlinks.length > 0 ? new Uint32Array(this.n) : null;
+    const recIno = this.s.hardlinks.length > 0 ? new Uint32Array(this.s.n) : null;
     const queue = new Uint32Array(dirs);
     let next = 1;
     dirIno[0] = 1;
@@ -327,27 +201,12 @@ class DirectBuilder {
   }
 
   private setDir(t: InodeTable, d: number, ino: number, parent: number): void {
-    const rec = this.dirRec[d]!;
+    const rec = this.s.dirRec[d]!;
     t.layer[ino] = rec < 0 ? -1 : 0;
     t.entry[ino] = rec < 0 ? 0 : rec;
-    t.mode[ino] = rec < 0 ? IMPLICIT_DIR_MODE : recordMode(this.buf, this.entries.starts[rec]!);
+    t.mode[ino] = rec < 0 ? IMPLICIT_DIR_MODE : recordMode(this.buf, this.s.entries.starts[rec]!);
     t.parent[ino] = parent;
     t.dirStart[ino] = this.childStart[d]!;
     t.dirCount[ino] = this.childStart[d + 1]! - this.childStart[d]!;
   }
-}
-
-function grown(a: Int32Array): Int32Array {
-  const b = new Int32Array(a.length * 2);
-  b.set(a);
-  return b;
-}
-
-function compareBytes(buf: Buffer, aAt: number, aLen: number, bAt: number, bLen: number): number {
-  for (let i = 0, m = Math.min(aLen, bLen); i < m; i++) {
-    const x = buf[aAt + i]!;
-    const y = buf[bAt + i]!;
-    if (x !== y) return x - y;
-  }
-  return aLen - bLen;
 }
