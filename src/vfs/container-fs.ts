@@ -8,50 +8,26 @@
  */
 import type { Readable } from 'node:stream';
 import { closedError, VfsError } from './errors.js';
-import { ContentVerifier } from './verify.js';
+import { ContentVerifier, verifyWhole } from './verify.js';
 import type { ContentReader } from './content.js';
-import { Merger } from './merge.js';
 import { VfsPromises } from './promises.js';
 import { createVfsReadStream, type VfsReadStreamOptions } from './read-stream.js';
 import { dirPath, Resolver } from './resolve.js';
-import { contentReader, loadLayers, type ContainerSource, type LoadedLayer, type MemoryLayer } from './source.js';
-import { layerEntries, RecordEntries } from './layer-entries.js';
-import { packRecords } from './direct-pack.js';
-import { attrOf, type Attr, dtype, VfsStats } from './stats.js';
+import { loadLayers, type ContainerSource, type LoadedLayer, type MemoryLayer } from './source.js';
+import { buildTable, layerReaders } from './build.js';
+import { attrOf, type Attr, direntsOf, type Statfs, statfsOf, VfsStats } from './stats.js';
+import type { BufferEncodingOption, DirEntry, ImagePath } from './vfs-types.js';
 import { type InodeTable, ROOT_INO, S_IFDIR, S_IFMT, S_IFREG } from './tree.js';
-import { packTree } from './pack.js';
 import { encodeName, nameString } from '../util/byte-names.js';
 
-/**
- * An image path or name: a string in util/byte-names.ts form (UTF-8 names as they are; a byte that is
- * not UTF-8 as U+DC80..U+DCFF), or the raw bytes.
- */
-export type ImagePath = string | Uint8Array;
-/** `{ encoding: 'buffer' }` asks for raw bytes instead of strings, as node:fs does. */
-export interface BufferEncodingOption {
-  encoding: 'buffer';
-}
-
-export interface DirEntry {
-  name: string;
-  ino: number;
-  /** d_type (see DT). */
-  type: number;
-  /** Pass as `cookie` to continue after this entry. */
-  nextCookie: number;
-}
+export type { BufferEncodingOption, DirEntry, ImagePath };
+export { layerReaders };
 
 let internals: (fs: ContainerFS) => { table: InodeTable; files: readonly ContentReader[] };
 
 /** For LayeredContainerFS (not exported from the package): a live ContainerFS's tree and layer readers. */
 export function containerInternals(fs: ContainerFS): { table: InodeTable; files: readonly ContentReader[] } {
   return internals(fs);
-}
-
-/** Readers for `layers` (bottom first), and those of them ContainerFS made and must close. */
-export function layerReaders(layers: readonly LoadedLayer[]): { readers: ContentReader[]; owned: ContentReader[] } {
-  const made = layers.map(contentReader);
-  return { readers: made.map((m) => m.reader), owned: made.filter((m) => m.owned).map((m) => m.reader) };
 }
 
 export class ContainerFS {
@@ -74,16 +50,9 @@ export class ContainerFS {
   }
 
   private static fromLoaded(layers: readonly LoadedLayer[]): ContainerFS {
-    const sources = layers.map((l) => layerEntries(l.entries));
-    const direct = sources.length === 1 && sources[0] instanceof RecordEntries ? packRecords(sources[0]) : undefined;
-    if (direct !== undefined) {
-      const { readers, owned } = layerReaders(layers);
-      return new ContainerFS(direct, readers, owned);
-    }
-    const merger = new Merger();
-    sources.forEach((entries, i) => merger.applyLayer(entries, i));
+    const { table, warnings } = buildTable(layers);
     const { readers, owned } = layerReaders(layers);
-    return new ContainerFS(packTree(merger.root, merger.leaves, sources), readers, owned, merger.allWarnings());
+    return new ContainerFS(table, readers, owned, warnings);
   }
 
   /**
@@ -144,23 +113,13 @@ export class ContainerFS {
       const t = this.table('scandir');
       const ino = this.resolver.resolve(x, true, 'scandir');
       if (!t.isDir(ino)) throw new VfsError('ENOTDIR', 'scandir', nameString(x));
-      const names: string[] = [];
-      for (let d = t.dirStart[ino]!, end = d + t.dirCount[ino]!; d < end; d++) names.push(t.name(d));
+      const names = t.dirNames(ino);
       return typeof cookie === 'object' ? names.map(encodeName) : names;
     }
     if (typeof cookie !== 'number') throw new VfsError('EINVAL', 'readdir');
     const t = this.inode(x, 'readdir');
     if (!t.isDir(x)) throw new VfsError('ENOTDIR', 'readdir');
-    const start = t.dirStart[x]!;
-    const count = t.dirCount[x]!;
-    const first = Math.max(0, Math.floor(cookie));
-    const end = Math.min(count, first + Math.max(0, limit));
-    const out: DirEntry[] = [];
-    for (let i = first; i < end; i++) {
-      const child = t.direntIno[start + i]!;
-      out.push({ name: t.name(start + i), ino: child, type: dtype(t.mode[child]!), nextCookie: i + 1 });
-    }
-    return out;
+    return direntsOf(t, x, cookie, limit);
   }
 
   /** Up to `length` bytes of a regular file from `offset` (fewer at the end of the file), in a new Buffer. */
@@ -224,11 +183,8 @@ export class ContainerFS {
   }
 
   /** Totals for a statfs reply: a full, read-only filesystem (no free blocks or inodes). */
-  statfs(): { bsize: number; blocks: number; bfree: number; bavail: number; files: number; ffree: number; namelen: number } {
-    const t = this.table('statfs');
-    let bytes = 0;
-    for (let ino = 1; ino <= t.count; ino++) if ((t.mode[ino]! & S_IFMT) === S_IFREG) bytes += t.size(ino);
-    return { bsize: 4096, blocks: Math.ceil(bytes / 4096), bfree: 0, bavail: 0, files: t.count, ffree: 0, namelen: 255 };
+  statfs(): Statfs {
+    return statfsOf(this.table('statfs'));
   }
 
   /** Lowercase hex sha256 of a regular file's content, when the index recorded it. */
@@ -302,14 +258,7 @@ export class ContainerFS {
 
   /** Reads a regular file whole, in 1 MiB reads, and checks its content (see `verifier`). */
   async verify(ino: number, name?: string): Promise<void> {
-    const v = this.verifier(ino, name);
-    const size = this.getattr(ino).size;
-    for (let pos = 0; pos < size; ) {
-      const buf = await this.read(ino, pos, Math.min(1 << 20, size - pos));
-      v.update(buf);
-      pos += buf.length;
-    }
-    v.check();
+    await verifyWhole(this, ino, name);
   }
 
   /**

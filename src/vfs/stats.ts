@@ -1,4 +1,5 @@
 /** Attribute records: a plain `Attr` for inode servers, and Node-shaped Stats / Dirent objects. */
+import type { DirEntry } from './vfs-types.js';
 import { type InodeTable, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG } from './tree.js';
 
 export const S_IFSOCK = 0o140000;
@@ -49,6 +50,37 @@ export function attrOf(t: InodeTable, ino: number): Attr {
     blocks: type === S_IFREG || type === S_IFDIR ? Math.ceil(size / 512) : 0,
     blksize: BLOCK_SIZE,
   };
+}
+
+/** Directory `ino`'s entries from `cookie` (an index into them), at most `limit`. */
+export function direntsOf(t: InodeTable, ino: number, cookie: number, limit: number): DirEntry[] {
+  const start = t.dirStart[ino]!;
+  const first = Math.max(0, Math.floor(cookie));
+  const end = Math.min(t.dirCount[ino]!, first + Math.max(0, limit));
+  const out: DirEntry[] = [];
+  for (let i = first; i < end; i++) {
+    const child = t.direntIno[start + i]!;
+    out.push({ name: t.name(start + i), ino: child, type: dtype(t.mode[child]!), nextCookie: i + 1 });
+  }
+  return out;
+}
+
+/** Totals for a statfs reply. */
+export interface Statfs {
+  bsize: number;
+  blocks: number;
+  bfree: number;
+  bavail: number;
+  files: number;
+  ffree: number;
+  namelen: number;
+}
+
+/** A full, read-only filesystem: the regular files' bytes in 4 KiB blocks, no free blocks or inodes. */
+export function statfsOf(t: InodeTable): Statfs {
+  let bytes = 0;
+  for (let ino = 1; ino <= t.count; ino++) if ((t.mode[ino]! & S_IFMT) === S_IFREG) bytes += t.size(ino);
+  return { bsize: 4096, blocks: Math.ceil(bytes / 4096), bfree: 0, bavail: 0, files: t.count, ffree: 0, namelen: 255 };
 }
 
 export function dtype(mode: number): number {

@@ -128,6 +128,13 @@ export class InodeTable {
     return this.names.name(d);
   }
 
+  /** A directory's names, in its (bytewise) order. */
+  dirNames(ino: number): string[] {
+    const out: string[] = [];
+    for (let d = this.dirStart[ino]!, end = d + this.dirCount[ino]!; d < end; d++) out.push(this.names.name(d));
+    return out;
+  }
+
   isDir(ino: number): boolean {
     return (this.mode[ino]! & S_IFMT) === S_IFDIR;
   }

@@ -35,3 +35,22 @@ export class ContentVerifier {
     if (actual !== this.expected) throw contentMismatch(this.name, this.expected, actual);
   }
 }
+
+/** What verifyWhole reads through. */
+interface VerifiableFS {
+  verifier(ino: number, name?: string): ContentVerifier;
+  getattr(ino: number): { size: number };
+  read(ino: number, offset: number, length: number): Promise<Buffer>;
+}
+
+/** Reads a regular file whole, in 1 MiB reads, and checks it against its index sha256. */
+export async function verifyWhole(fs: VerifiableFS, ino: number, name?: string): Promise<void> {
+  const v = fs.verifier(ino, name);
+  const size = fs.getattr(ino).size;
+  for (let pos = 0; pos < size; ) {
+    const buf = await fs.read(ino, pos, Math.min(1 << 20, size - pos));
+    v.update(buf);
+    pos += buf.length;
+  }
+  v.check();
+}
