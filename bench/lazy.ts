@@ -6,6 +6,7 @@
  *  - CPU of building alone (`vmimg index build` from the cached blobs) vs node:zlib gunzip of them
  * The image: the host's /usr/lib/x86_64-linux-gnu (shared libraries, ~gzip 3:1), a 96 MiB
  * compressible text file and a 64 MiB random file, layered with umoci (made once, bench/.cache/lazy-layout).
+ * Then the `pull --lazy` goals on a ≥ 1 GB image (bench/lazy-pull.ts).
  * Run alone: `node --import tsx bench/lazy.ts`, or `npm run bench -- lazy`. Needs umoci, skopeo, docker-registry.
  */
 import { execFileSync } from 'node:child_process';
@@ -20,6 +21,7 @@ import { buildImageIndex } from '../src/lazy/image-index.js';
 import { startRegistry } from '../test/helpers/registry.js';
 import { tmpDir } from '../test/helpers/tools.js';
 import { loadAverage, sideBySide } from './util.js';
+import { lazyPullBench } from './lazy-pull.js';
 
 const CACHE = resolve('bench', '.cache');
 
@@ -94,6 +96,7 @@ export async function lazyBench(report: (line: string) => void): Promise<void> {
     await registry.stop();
     rmSync(work, { recursive: true, force: true });
   }
+  await lazyPullBench(report);
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
