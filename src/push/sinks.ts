@@ -5,7 +5,7 @@ import { formatReference } from '../reference/index.js';
 import type { Reference } from '../reference/types.js';
 import type { RegistryClientOptions } from '../registry/client.js';
 import { PushSession } from '../registry/push-session.js';
-import { BlobUploader, DEFAULT_CHUNK_BYTES } from '../registry/upload.js';
+import { BlobUploader, DEFAULT_CHUNK_BYTES, type UploadJournal } from '../registry/upload.js';
 import type { NoticeListener } from '../util/retry.js';
 import { OciLayoutWriter } from './oci-layout.js';
 import type { PushSink } from './types.js';
@@ -13,6 +13,8 @@ import type { PushSink } from './types.js';
 export interface RegistrySinkOptions extends RegistryClientOptions {
   /** Uploads larger than this go in PATCH chunks of this size (default 64 MiB). */
   readonly chunkBytes?: number;
+  /** Where chunked upload sessions are kept for a rerun (upload-journal.ts); none by default. */
+  readonly journal?: UploadJournal;
 }
 
 /** A PushSink writing to `ref`'s repository; call close() when done. */
@@ -26,7 +28,7 @@ export class RegistrySink implements PushSink {
     this.name = formatReference(ref);
     this.registry = ref.registry;
     this.session = new PushSession(ref.registry, ref.repository, options);
-    this.uploader = new BlobUploader(this.session, options.chunkBytes ?? DEFAULT_CHUNK_BYTES);
+    this.uploader = new BlobUploader(this.session, options.chunkBytes ?? DEFAULT_CHUNK_BYTES, options.journal);
     this.onNotice = options.onNotice;
   }
 

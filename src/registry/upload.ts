@@ -4,7 +4,9 @@
  * Content-Range, then PUT `?digest=`), manifest PUT by tag or digest. What is written is verified: the
  * bytes sent are hashed and must match the descriptor before the closing PUT completes, and the
  * registry's Docker-Content-Digest must name the same digest. Retries: one RetryBudget per blob or
- * manifest; a chunked upload resumes from the offset the registry confirms (GET on its Location).
+ * manifest; a chunked upload resumes from the offset the registry confirms (GET on its Location), in
+ * the same run or, with an UploadJournal, the next one (the prefix the registry holds is hashed again
+ * from the source, not sent).
  */
 import { createHash, type Hash } from 'node:crypto';
 import { Readable, Transform } from 'node:stream';
@@ -26,6 +28,24 @@ export interface UploadOptions {
   readonly onNotice?: NoticeListener | undefined;
 }
 
+/**
+ * Where upload sessions are remembered between processes, by blob digest (one journal per repository):
+ * the session's URL and the offset the registry confirmed. Failures to read or write it only cost the
+ * resume, never the upload.
+ */
+export interface UploadJournal {
+  get(digest: string): Promise<UploadSession | undefined>;
+  set(digest: string, session: UploadSession): Promise<void>;
+  delete(digest: string): Promise<void>;
+}
+
+export interface UploadSession {
+  /** The upload's absolute URL as the registry last named it. */
+  readonly location: string;
+  /** Bytes the registry confirmed. */
+  readonly offset: number;
+}
+
 /** Blobs up to this size go in one PUT; larger ones in PATCH chunks of this size (default 64 MiB). */
 export const DEFAULT_CHUNK_BYTES = 64 * 1024 * 1024;
 
@@ -35,6 +55,8 @@ export class BlobUploader {
     private readonly session: PushSession,
     /** Chunk size for PATCH uploads; blobs no larger go monolithically. */
     private readonly chunkBytes = DEFAULT_CHUNK_BYTES,
+    /** Chunked upload sessions kept for a later process (none: a rerun starts a blob over). */
+    private readonly journal?: UploadJournal,
   ) {}
 
   private get repo(): string {
@@ -93,9 +115,10 @@ export class BlobUploader {
   /** Uploads a blob the registry lacks; resolves once it confirmed the digest. */
   async upload(desc: Descriptor, open: BlobOpener, options: UploadOptions = {}): Promise<void> {
     validateDigest(desc.digest);
-    const state: UploadState = { location: undefined, offset: 0, hash: createHash(digestAlgorithm(desc.digest)) };
+    const saved = await this.savedSession(desc.digest);
+    const state: UploadState = { location: saved?.location, offset: saved?.offset ?? 0, hash: createHash(digestAlgorithm(desc.digest)), hashed: 0 };
     await this.retried(`upload of ${this.what(desc)}`, options.signal, options.onNotice, async (budget) => {
-      await this.resumeOrStart(desc, state, options.signal);
+      await this.resumeOrStart(desc, open, state, options.signal);
       while (true) {
         const before = state.offset;
         const done = await this.sendPart(desc, open, state, options.signal);
@@ -103,9 +126,21 @@ export class BlobUploader {
           budget.progressed();
           options.onProgress?.(state.offset);
         }
-        if (done) return;
+        if (done) {
+          await this.journal?.delete(desc.digest).catch(() => undefined);
+          return;
+        }
+        await this.journal?.set(desc.digest, { location: state.location!, offset: state.offset }).catch(() => undefined);
       }
     });
+  }
+
+  /** A session an earlier process left for this blob, on this registry's own origin (credentials go nowhere else). */
+  private async savedSession(digest: string): Promise<UploadSession | undefined> {
+    const saved = await this.journal?.get(digest).catch(() => undefined);
+    if (saved === undefined) return undefined;
+    const same = URL.canParse(saved.location) && new URL(saved.location).origin === new URL(this.session.url('/v2/')).origin;
+    return same && Number.isSafeInteger(saved.offset) && saved.offset > 0 ? saved : undefined;
   }
 
   /** PUT a manifest or index under `target` (a tag, or its digest); returns the registry's digest. */
@@ -129,21 +164,27 @@ export class BlobUploader {
     });
   }
 
-  /** A fresh POST, or (after a failure) the offset the registry holds for our upload. */
-  private async resumeOrStart(desc: Descriptor, state: UploadState, signal?: AbortSignal): Promise<void> {
+  /**
+   * A fresh POST, or (after a failure, or a session an earlier process left) the offset the registry
+   * holds for our upload; a prefix our hash does not cover yet is hashed from the source.
+   */
+  private async resumeOrStart(desc: Descriptor, open: BlobOpener, state: UploadState, signal?: AbortSignal): Promise<void> {
     if (state.location !== undefined && state.offset > 0) {
       const req: PushRequest = { what: `upload status of ${this.what(desc)}`, method: 'GET', path: state.location, signal };
       const res = await this.session.send(req);
       await discard(res);
       const end = confirmedEnd(res);
-      if (res.status === 204 && end === state.offset) {
-        state.location = header(res, 'location') ?? state.location;
+      if (res.status === 204 && end > 0 && end < desc.size) {
+        if (header(res, 'location') !== undefined) state.location = requireLocation(res, req.what);
+        if (end !== state.hashed) state.hash = await hashPrefix(open, end, desc.digest, this.what(desc));
+        state.offset = state.hashed = end;
         return;
       }
     }
-    // No upload to continue (first attempt, lost session, or a different offset): start over.
+    // No upload to continue (first attempt, lost or expired session): start over.
     if (state.location !== undefined) await this.cancel(state.location, signal).catch(() => undefined);
-    state.offset = 0;
+    await this.journal?.delete(desc.digest).catch(() => undefined);
+    state.offset = state.hashed = 0;
     state.hash = createHash(digestAlgorithm(desc.digest));
     const req: PushRequest = { what: `upload of ${this.what(desc)}`, method: 'POST', path: `/v2/${this.repo}/blobs/uploads/`, headers: { 'content-length': '0' }, signal };
     const res = await this.session.send(req);
@@ -183,7 +224,7 @@ export class BlobUploader {
     if (end !== state.offset + length) {
       throw new VmimgError(ErrorCode.REGISTRY_ERROR, `${req.what}: registry confirms ${end} bytes after sending up to ${state.offset + length}`);
     }
-    state.offset = end;
+    state.offset = state.hashed = end;
     state.hash = hash;
     state.location = requireLocation(res, req.what);
     return false;
@@ -209,8 +250,16 @@ interface UploadState {
   location: string | undefined;
   /** Bytes the registry has confirmed. */
   offset: number;
-  /** Hash of those bytes. */
+  /** Hash of the first `hashed` bytes (equal to `offset` except while resuming another process's session). */
   hash: Hash;
+  hashed: number;
+}
+
+/** The hash of the blob's first `length` bytes, read from the source (the part a registry already holds). */
+async function hashPrefix(open: BlobOpener, length: number, digest: string, what: string): Promise<Hash> {
+  const hash = createHash(digestAlgorithm(digest));
+  for await (const _ of hashed(await open(0), length, hash, undefined, what));
+  return hash;
 }
 
 function requireLocation(res: HttpResponse, what: string): string {

@@ -7,12 +7,13 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildMultiArchLayout, pushLayout, type MultiArchImage } from '../helpers/busybox.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
-import { requireTools, run, tmpDir } from '../helpers/tools.js';
+import { requireTools, run, runBuffer, tmpDir } from '../helpers/tools.js';
 import { expectExit, jsonLines, vmimg } from './run.js';
 
 let src: RunningRegistry;
@@ -38,6 +39,12 @@ async function published(ref: string): Promise<boolean> {
     () => true,
     () => false,
   );
+}
+
+/** sha256 of what `skopeo inspect --raw` gets for `ref`. */
+async function rawDigest(ref: string): Promise<string> {
+  const raw = await runBuffer('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${ref}`]);
+  return `sha256:${createHash('sha256').update(raw).digest('hex')}`;
 }
 
 /** The config and layer digests of a manifest in the fixture layout (read as JSON from its blob). */
@@ -188,6 +195,48 @@ describe('vmimg push', () => {
         assert.equal(final.get(last), 'uploaded');
         assert.equal((JSON.parse(r.stdout) as { digest: string }).digest, multi.images.amd64.manifestDigest);
         assert.ok(await published(to));
+      } finally {
+        await srcProxy.stop();
+      }
+    }));
+
+  it('a chunked upload killed with SIGKILL mid-blob continues the registry upload session at its offset on a rerun', () =>
+    withDest(async (_dest, proxy) => {
+      const srcProxy = await startFaultProxy(src.url);
+      try {
+        const blobs = manifestBlobs(multi.images.amd64.manifestDigest);
+        const last = blobs.layers[blobs.layers.length - 1]!;
+        const size = statSync(join(multi.layout, 'blobs', 'sha256', last.slice(7))).size;
+        const chunk = Math.ceil(size / 5); // four PATCHes and the closing PUT
+        let release!: () => void;
+        const held = new Promise<void>((resolve) => (release = resolve));
+        let reached!: () => void;
+        const atHold = new Promise<void>((resolve) => (reached = resolve));
+        // each chunk reads its range of the source: two go through, the third stalls until the kill
+        srcProxy.add({ method: 'GET', path: `/blobs/${last}`, fault: { kind: 'strip-headers', headers: [] }, times: 2 });
+        srcProxy.add({ method: 'GET', path: `/blobs/${last}`, fault: { kind: 'hold', afterBytes: 16, reached, release: held } });
+        const cache = join(await tmpDir('vmimg-push-resume-'), 'cache');
+        const to = `${proxy.host}/app:chunked`;
+        const args = ['--cache-dir', cache, 'push', `${srcProxy.host}/busybox:multi`, to, '--arch', 'amd64', '--concurrency', '1', '--chunk-size', String(chunk), '--json'];
+        const first = await vmimg(args, { env, onSpawn: (child) => void atHold.then(() => setTimeout(() => child.kill('SIGKILL'), 200)) });
+        release();
+        assert.equal(first.signal, 'SIGKILL');
+        const patched = proxy.requests.filter((q) => q.method === 'PATCH').map((q) => q.contentRange);
+        assert.deepEqual(patched.slice(0, 2), [`0-${chunk - 1}`, `${chunk}-${2 * chunk - 1}`], 'two chunks sent before the kill (a third stalled)');
+        srcProxy.clear();
+        proxy.clear();
+        const r = await expectExit(0, args, { env });
+        assert.equal((JSON.parse(r.stdout) as { digest: string }).digest, multi.images.amd64.manifestDigest);
+        const uploads = proxy.requests.filter((q) => q.path.includes('/blobs/uploads/'));
+        assert.deepEqual(uploads.filter((q) => q.method === 'POST'), [], 'no new upload session');
+        assert.ok(uploads.some((q) => q.method === 'GET'), 'asked the registry where the session stands');
+        assert.deepEqual(
+          uploads.filter((q) => q.method === 'PATCH').map((q) => q.contentRange),
+          [`${2 * chunk}-${3 * chunk - 1}`, `${3 * chunk}-${4 * chunk - 1}`],
+          'only the chunks after the confirmed offset are sent',
+        );
+        assert.ok(await published(to));
+        assert.equal(await rawDigest(to), multi.images.amd64.manifestDigest);
       } finally {
         await srcProxy.stop();
       }

@@ -51,6 +51,8 @@ export interface ProxiedRequest {
   readonly path: string;
   readonly authorization?: string;
   readonly range?: string;
+  /** The request's Content-Range (chunked uploads). */
+  readonly contentRange?: string;
   /** The fault applied, if any. */
   readonly fault?: Fault['kind'];
 }
@@ -94,6 +96,7 @@ export async function startFaultProxy(upstream: string, options: { bindAddress?:
       path: req.url ?? '/',
       ...(req.headers.authorization !== undefined ? { authorization: req.headers.authorization } : {}),
       ...(typeof req.headers.range === 'string' ? { range: req.headers.range } : {}),
+      ...(typeof req.headers['content-range'] === 'string' ? { contentRange: req.headers['content-range'] } : {}),
       ...(fault !== undefined ? { fault: fault.kind } : {}),
     });
     if (fault?.kind === 'status') {
