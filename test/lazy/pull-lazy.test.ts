@@ -15,6 +15,7 @@ import { publishIndex, type PublishResult } from '../../src/lazy/publish.js';
 import { parseReference } from '../../src/reference/index.js';
 import { ContainerFS } from '../../src/vfs/index.js';
 import { debianArchive } from '../boot/debian-fixture.js';
+import { testKernel } from '../boot/kernels.js';
 import { expectExit } from '../cli/run.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { buildBusyboxLayout } from '../helpers/busybox.js';
@@ -239,5 +240,16 @@ describe('the referrers fallback tag', () => {
     } finally {
       proxy.clear();
     }
+  });
+});
+
+describe('booting a lazy image', () => {
+  test('vmimg boot of the lazily pulled Debian image runs its cmd as app under QEMU (amd64, initramfs)', async () => {
+    requireTools(['qemu-system-x86_64']);
+    const { ref } = images.debian!;
+    const cache = await tmpDir('vmimg-lazy-boot-');
+    await expectExit(0, ['--cache-dir', cache, 'pull', '-q', '--lazy', ref]);
+    const r = await expectExit(0, ['--cache-dir', cache, 'boot', ref, '--kernel', await testKernel('amd64'), '--root', 'initramfs', '-q']);
+    assert.equal(r.stdout, '1000:1000 /home/app debian /bin/dash\ndebian packages amd64\n');
   });
 });
