@@ -18,7 +18,7 @@ import type { Readable } from 'node:stream';
 import { assertDigest, sha256Digest } from '../digest/index.js';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { documentLimits, MediaType, parseImageConfig, parseManifestDocument, type Descriptor } from '../manifest/index.js';
-import type { TarMembers } from '../image/tar-members.js';
+import type { TarMembers } from './tar-members.js';
 import { OciLayoutReader, blobPath, tarFiles } from './layout.js';
 import { listImageEntries } from './walk.js';
 import type { BlobReader, NamedDescriptor, OpenBlobOptions } from './blob-reader.js';

@@ -11,7 +11,7 @@ import { Readable } from 'node:stream';
 import { assertDigest, digestAlgorithm, digestHex, digestOf } from '../digest/index.js';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { documentLimits, MediaType, parseManifestDocument, type Descriptor } from '../manifest/index.js';
-import type { TarMembers } from '../image/tar-members.js';
+import type { TarMembers } from './tar-members.js';
 import type { BlobReader, NamedDescriptor, OpenBlobOptions, SourceKind } from './blob-reader.js';
 
 export const REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name';

@@ -1,7 +1,7 @@
 /**
  * The one index walk, over any BlobReader: from the reader's roots through (nested) indexes to image
  * manifests, attestations and non-image entries left out, then one image chosen by name or digest
- * (`--tag`) and platform (src/image/select.ts, containerd's matching), and its index chain, manifest
+ * (`--tag`) and platform (select.ts, containerd's matching), and its index chain, manifest
  * and config read — raw bytes kept next to the parsed form, so the store can keep them and push can
  * copy them byte for byte. Registries, `docker save`, OCI archives and layout directories all go
  * through here; nothing else walks indexes.
@@ -31,7 +31,7 @@ import {
 } from '../manifest/index.js';
 import { formatPlatform, hostPlatform, normalizePlatform } from '../platform/index.js';
 import type { Platform } from '../platform/types.js';
-import { isDigestSelector, selectImage, type ImageCandidate } from '../image/select.js';
+import { isDigestSelector, selectImage, type ImageCandidate } from './select.js';
 import { isRemoteReader, type BlobReader, type NamedDescriptor, type ReadOptions } from './blob-reader.js';
 
 /**

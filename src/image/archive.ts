@@ -12,7 +12,7 @@ import type { BlobReader } from '../content/blob-reader.js';
 import { DockerSaveReader, type DockerManifestEntry } from '../content/docker-save.js';
 import { OciLayoutReader, directoryFiles, tarFiles } from '../content/layout.js';
 import type { ImageSource } from './source.js';
-import { TarMembers } from './tar-members.js';
+import { TarMembers } from '../content/tar-members.js';
 import { openReaderSource } from './reader-source.js';
 
 export type { DockerManifestEntry } from '../content/docker-save.js';

@@ -8,7 +8,7 @@ import { CacheLayout, resolveCacheDir } from './cache.js';
 import type { Image } from './image-dir.js';
 import { prepareImage } from './prepare.js';
 import type { LayerLimits } from '../layer/limits.js';
-import { isDigestSelector } from './select.js';
+import { isDigestSelector } from '../content/select.js';
 import type { ProgressListener } from './progress.js';
 
 export interface LoadOptions {
@@ -16,7 +16,7 @@ export interface LoadOptions {
   platform?: Platform;
   /**
    * Which image of a multi-image archive: a repo tag or OCI ref name, a manifest or config digest, or
-   * a unique prefix of at least 12 hex digits of one (src/image/select.ts).
+   * a unique prefix of at least 12 hex digits of one (src/content/select.ts).
    */
   tag?: string;
   /** Same as `tag` (the name the issue tracker's API sketch used). */

@@ -12,7 +12,7 @@ import type { BlobStore } from '../store/index.js';
 import { isRemoteReader, type BlobReader, type RemoteBlobReader } from '../content/blob-reader.js';
 import { SYNTHESIZED_ANNOTATION } from '../content/docker-save.js';
 import { chooseImage, type WalkOptions, type WalkedImage } from '../content/walk.js';
-import { isDigestSelector, nameMatches } from './select.js';
+import { isDigestSelector, nameMatches } from '../content/select.js';
 import { teeDownload } from './tee-download.js';
 import type { ImageSource, OpenLayerOptions, SourceLayer } from './source.js';
 

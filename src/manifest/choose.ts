@@ -1,6 +1,6 @@
 /**
  * Attestation entries and checking a single-platform image's config. Choosing among an index's entries
- * is the index walk's (src/content/walk.ts, with src/image/select.ts).
+ * is the index walk's (src/content/walk.ts, with src/content/select.ts).
  */
 import { ErrorCode, VmimgError } from '../errors.js';
 import { createMatcher, formatPlatform, isAttestationPlatform, normalizePlatform } from '../platform/index.js';

@@ -16,7 +16,7 @@ export interface PushSourceOptions {
   readonly platform?: Platform | undefined;
   /** The user named the platform (a single-platform mismatch is then an error, not a warning). */
   readonly explicitPlatform?: boolean;
-  /** Which image of a multi-image source: tag, ref name, digest or 12+ hex prefix (src/image/select.ts). */
+  /** Which image of a multi-image source: tag, ref name, digest or 12+ hex prefix (src/content/select.ts). */
   readonly tag?: string | undefined;
   /** Push the whole index the chosen image is listed in. */
   readonly all?: boolean;

@@ -8,7 +8,7 @@ import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { ContainerFS, ErrorCode, isVmimgError, loadFromTar, parsePlatform, validateTar, type Image } from '../../src/index.js';
-import { isDigestSelector, matchSelector, selectImage, type ImageCandidate } from '../../src/image/select.js';
+import { isDigestSelector, matchSelector, selectImage, type ImageCandidate } from '../../src/content/select.js';
 import { py, pyBuild, type PyImage, type PyReport } from '../helpers/pyimage.js';
 import { tmpDir } from '../helpers/tools.js';
 import { vmimg } from '../cli/run.js';
