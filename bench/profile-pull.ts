@@ -3,7 +3,7 @@
  * `node --import tsx bench/profile-pull.ts [pull|load|gunzip] [rounds] [OUT.cpuprofile]` profiles the main
  * thread over the last round only. Prints wall and CPU time per round (not a benchmark: `npm run bench -- pull` is).
  */
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { join } from 'node:path';
 import { loadFromTar, parsePlatform, pull } from '../src/index.js';
@@ -12,6 +12,22 @@ import { tmpDir } from '../test/helpers/tools.js';
 import { debianLayout } from './debian.js';
 import { nodeGunzip } from './pull.js';
 import { loadAverage, sh } from './util.js';
+
+/** CPU ms per thread of this process (Linux /proc), by thread name. */
+function threadCpu(): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const tid of readdirSync('/proc/self/task')) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(`${name}#${tid}`, ((Number(f[11]) + Number(f[12])) * 1000) / 100);
+    } catch {
+      // the thread ended
+    }
+  }
+  return out;
+}
 
 const what = process.argv[2] ?? 'pull';
 const rounds = Number(process.argv[3] ?? 1);
@@ -36,6 +52,7 @@ try {
       await session.post('Profiler.setSamplingInterval', { interval: 200 });
       await session.post('Profiler.start');
     }
+    const threads = threadCpu();
     const t = performance.now();
     const c = process.cpuUsage();
     if (what === 'pull') await pull(`${registry.host}/debian:bench`, { cacheDir, platform });
@@ -48,6 +65,13 @@ try {
       session.disconnect();
     }
     console.log(`${what}: ${(performance.now() - t).toFixed(0)} ms wall, ${((u.user + u.system) / 1000).toFixed(0)} ms CPU; ${loadAverage()}`);
+    const byName = new Map<string, number>();
+    for (const [k, v] of threadCpu()) {
+      const tid = k.split('#')[1]!;
+      const name = tid === String(process.pid) ? 'main' : `${k.split('#')[0]!}-${tid}`;
+      byName.set(name, (byName.get(name) ?? 0) + v - (threads.get(k) ?? 0));
+    }
+    console.log(`  threads: ${[...byName].filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ')}`);
   }
 } finally {
   await registry.stop();

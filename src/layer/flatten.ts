@@ -1,9 +1,9 @@
 /**
  * One streaming pass from a layer blob to its `.idx` + `.contents` pair (docs/FORMAT.md):
- * hash compressed bytes → decompress → hash tar bytes → parse → aligned contents + entries,
- * then verify both digests and commit with temp names and renames (.idx last).
+ * hash compressed bytes → decompress → hash tar bytes → parse → aligned contents + entries (the hashing
+ * in the hash pool's workers: layer-hashes.ts), then verify both digests and commit with temp names and renames (.idx last).
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -17,6 +17,7 @@ import type { RecordTable } from './record-table.js';
 import { layerPaths, spansPath, type LayerFiles } from './paths.js';
 import { LayerBudget, resolveLimits, type LayerLimits } from './limits.js';
 import { TarReader } from './tar-reader.js';
+import { copyBody, CountedStream, flattenPool, OrderedEntries } from './layer-hashes.js';
 import { writeStamp } from './verified-stamp.js';
 import { syncDir, writeFileDurable } from '../util/fs.js';
 
@@ -97,93 +98,55 @@ interface Converted {
   builder: EntriesBuilder;
 }
 
-interface Counter {
-  /** Undefined when the bytes are only counted (hashed by someone else, or equal to another Counter's). */
-  hash: ReturnType<typeof createHash> | undefined;
-  n: number;
-}
-
-async function* hashing(src: AsyncIterable<Uint8Array>, count: Counter): AsyncGenerator<Buffer> {
-  for await (const raw of src) {
-    // Plain Uint8Array chunks (web streams) become Buffers without copying.
-    const chunk = Buffer.isBuffer(raw) ? raw : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
-    count.hash?.update(chunk);
-    count.n += chunk.length;
-    yield chunk;
-  }
-}
-
 /**
  * A blob that fails to decompress or parse may simply be corrupt: when its digest is known, read the
  * rest and report ERR_DIGEST_MISMATCH (the actual cause) instead of ERR_INVALID_LAYER.
  */
-async function digestExplains(source: Readable, blob: Counter, expected: string): Promise<VmimgError | undefined> {
+async function digestExplains(source: Readable, blob: CountedStream, expected: string): Promise<VmimgError | undefined> {
   if (source.destroyed && !source.readableEnded) return undefined; // cut short: cannot tell
-  if (blob.hash === undefined) return undefined; // the blob's checker (the store) has the verdict
+  if (blob.stream === undefined) return undefined; // the blob's checker (the store) has the verdict
   try {
-    if (!source.readableEnded) for await (const chunk of source) blob.hash.update(chunk as Buffer);
+    for await (const chunk of source.readableEnded ? [] : source) {
+      blob.stream.release(blob.stream.length); // no file reads the blob's bytes any more
+      await blob.stream.push(chunk as Buffer);
+    }
   } catch {
     return undefined;
   }
-  const actual = `sha256:${blob.hash.digest('hex')}`;
+  const actual = await blob.digest();
   if (actual === expected) return undefined;
   return new VmimgError(ErrorCode.DIGEST_MISMATCH, `digest mismatch: expected ${expected}, got ${actual}`, { details: { expected, actual } });
 }
 
-const ZEROS = Buffer.alloc(1 << 20);
-
-/**
- * Hashes `n` zero bytes (a sparse hole). Nothing is read meanwhile, so it yields to the event loop every
- * 16 MiB: without that, Ctrl-C's handler could not even run until a 60 GiB hole was hashed.
- */
-async function hashZeros(hash: ReturnType<typeof createHash>, n: number, signal: AbortSignal | undefined): Promise<void> {
-  for (let left = n, i = 0; left > 0; left -= ZEROS.length, i++) {
-    if (i % 16 === 15) await new Promise(setImmediate);
-    signal?.throwIfAborted();
-    hash.update(left >= ZEROS.length ? ZEROS : ZEROS.subarray(0, left));
-  }
-}
-
-/** Copies the current entry's data into `.contents` (holes as holes); returns its sha256. */
-async function copyBody(reader: TarReader, writer: ContentsWriter, signal: AbortSignal | undefined): Promise<string> {
-  const fileHash = createHash('sha256');
-  for await (const chunk of reader.body()) {
-    signal?.throwIfAborted();
-    if (typeof chunk === 'number') {
-      await hashZeros(fileHash, chunk, signal);
-      await writer.hole(chunk);
-    } else {
-      fileHash.update(chunk);
-      await writer.write(chunk);
-    }
-  }
-  return fileHash.digest('hex');
-}
-
-async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what: string, opts: FlattenOptions, blob: Counter): Promise<Converted> {
+async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what: string, opts: FlattenOptions, blob: CountedStream): Promise<Converted> {
   const { signal } = opts;
-  const tarCount: Counter = { hash: createHash('sha256'), n: 0 };
-  // An uncompressed blob (docker save) is its tar: its digest is the diff_id, hashed once.
+  const tarCount = new CountedStream(undefined);
+  let reader: TarReader | undefined;
+  // An uncompressed blob (docker save) is its tar: its digest is the diff_id, and its stream holds the
+  // files' ranges; otherwise the tar gets a stream of its own. Decided before the first tar byte.
   const onKind = (kind: string): void => {
-    if (kind === 'none' && blob.hash !== undefined) tarCount.hash = undefined;
+    const plain = kind === 'none' && blob.stream !== undefined;
+    if (!plain) tarCount.stream = flattenPool().stream({ whole: true, ranges: true });
+    (plain ? blob : tarCount).releaseTo = () => reader?.offset ?? 0; // file ranges never start before what the reader parsed
   };
   const tar = decompress(Readable.from(blobChunks, { objectMode: false, highWaterMark: 1024 * 1024 }), onKind);
   try {
-    const reader = new TarReader(hashing(tar, tarCount)[Symbol.asyncIterator]());
+    reader = new TarReader(tarCount.tap(tar)[Symbol.asyncIterator]());
     const budget = new LayerBudget(resolveLimits(opts.limits), opts.compressedSize);
     const builder = new EntriesBuilder(what);
+    const entries = new OrderedEntries(builder);
     const writer = new ContentsWriter(fh);
     for (let h = await reader.next(); h !== null; h = await reader.next()) {
       signal?.throwIfAborted();
       budget.entry(h, reader.offset, reader.stored); // before any data is read or written
       if (!builder.precheck(h)) {
-        builder.add(h);
+        await entries.add(h);
         continue;
       }
       const offset = writer.beginFile();
-      const sha256 = await copyBody(reader, writer, signal);
+      const { sha256 } = await copyBody(reader, (tarCount.stream ?? blob.stream)!, writer, signal);
       const tarSparse = h.sparse ? { headerOffset: h.firstHeaderOffset, storedSize: h.storedSize } : undefined;
-      builder.add(h, { offset, size: h.size, sha256, tarOffset: h.dataOffset, ...(tarSparse ? { tarSparse } : {}) });
+      await entries.add(h, { offset, size: h.size, tarOffset: h.dataOffset, ...(tarSparse ? { tarSparse } : {}) }, sha256);
     }
     // Trailing zero blocks and padding are part of the diff_id; a bomb hidden after the end is bounded too.
     await reader.drain((offset) => {
@@ -191,10 +154,11 @@ async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what:
       budget.check(offset);
     });
     await writer.finish();
-    const digest = blob.hash ? `sha256:${blob.hash.digest('hex')}` : opts.expectedDigest!;
+    await entries.finish();
+    const digest = (await blob.digest()) ?? opts.expectedDigest!;
     return {
       digest,
-      diffId: tarCount.hash ? `sha256:${tarCount.hash.digest('hex')}` : digest,
+      diffId: (await tarCount.digest()) ?? digest,
       compressedSize: blob.n,
       tarSize: tarCount.n,
       contentsSize: writer.size,
@@ -202,6 +166,7 @@ async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what:
     };
   } finally {
     tar.destroy();
+    tarCount.destroy();
   }
 }
 
@@ -230,14 +195,16 @@ function mapError(err: unknown, what: string, signal: AbortSignal | undefined): 
 /** convert(), then both digests checked; a corrupt blob is reported as the digest mismatch it is. */
 async function convertVerified(source: Readable, fh: FileHandle, opts: FlattenOptions, what: string): Promise<Converted> {
   const checked = opts.blobVerified !== undefined && opts.expectedDigest !== undefined;
-  const blob: Counter = { hash: checked ? undefined : createHash('sha256'), n: 0 };
+  const blob = new CountedStream(checked ? undefined : flattenPool());
   // destroyOnReturn false: after a parse error the rest of the source can still be hashed.
-  const blobChunks = hashing(source.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>, blob);
-  const c = await convert(blobChunks, fh, what, opts, blob).catch(async (err: unknown) => {
-    if (!isLayerError(err) || opts.expectedDigest === undefined || opts.signal?.aborted) throw err;
-    await blobChunks.return(undefined); // waits for a pending read, so every byte is hashed once, in order
-    throw (await digestExplains(source, blob, opts.expectedDigest)) ?? err;
-  });
+  const blobChunks = blob.tap(source.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>);
+  const c = await convert(blobChunks, fh, what, opts, blob)
+    .catch(async (err: unknown) => {
+      if (!isLayerError(err) || opts.expectedDigest === undefined || opts.signal?.aborted) throw err;
+      await blobChunks.return(undefined); // waits for a pending read, so every byte is hashed once, in order
+      throw (await digestExplains(source, blob, opts.expectedDigest)) ?? err;
+    })
+    .finally(() => blob.destroy());
   if (checked) await opts.blobVerified;
   else if (opts.expectedDigest !== undefined) assertDigest('compressed blob', opts.expectedDigest, c.digest);
   if (opts.expectedDiffId !== undefined) assertDigest('uncompressed tar (diff_id)', opts.expectedDiffId, c.diffId);

@@ -6,11 +6,11 @@
  * every body is held to the minimum-throughput rule (util/throughput.ts): a trickle is cut and resumed.
  * Callers hold the partial's lock (see lock.ts).
  */
-import { type Hash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { dirname } from 'node:path';
 import { Readable } from 'node:stream';
-import { createDigester, digestAlgorithm } from '../digest/index.js';
+import { digestAlgorithm } from '../digest/index.js';
+import { poolDigest, type PoolDigest } from '../util/pool-digest.js';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { RetryBudget, type NoticeListener, type RetryPolicy } from '../util/retry.js';
 import { guardThroughput, type ThroughputRule } from '../util/throughput.js';
@@ -72,7 +72,10 @@ export interface DownloadTarget {
 
 interface State {
   fh: fs.FileHandle;
-  hasher: Hash;
+  /** Hashes what is in the partial file (a pool worker for sha256: issue 13). */
+  hasher: PoolDigest;
+  /** No byte went into `hasher` yet (a rewind to 0 can keep it). */
+  fresh: boolean;
   have: number;
 }
 
@@ -80,8 +83,9 @@ interface State {
 export async function download(t: DownloadTarget, open: RangeOpener, opts: FetchOptions): Promise<FetchResult> {
   await fs.mkdir(dirname(t.partialPath), { recursive: true });
   const fh = await fs.open(t.partialPath, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
+  let st: State | undefined;
   try {
-    const st: State = { fh, hasher: createDigester(digestAlgorithm(t.digest)), have: 0 };
+    st = { fh, hasher: poolDigest(digestAlgorithm(t.digest), t.size), fresh: true, have: 0 };
     const existing = (await fh.stat()).size;
     await rewind(t, st, t.size !== undefined && existing > t.size ? 0 : existing);
     const resumedFrom = st.have;
@@ -95,6 +99,7 @@ export async function download(t: DownloadTarget, open: RangeOpener, opts: Fetch
     await syncDir(dirname(t.finalPath));
     return { digest: t.digest, size: st.have, path: t.finalPath, fetched: true, resumedFrom };
   } finally {
+    st?.hasher.destroy();
     await fh.close().catch(() => undefined);
   }
 }
@@ -122,7 +127,8 @@ async function fill(t: DownloadTarget, st: State, open: RangeOpener, opts: Fetch
         continue;
       }
     }
-    const actual = `${digestAlgorithm(t.digest)}:${st.hasher.copy().digest('hex')}`;
+    st.fresh = false; // the digest is finished: a rewind needs a new one
+    const actual = `${digestAlgorithm(t.digest)}:${await st.hasher.digest()}`;
     if (actual === t.digest) return;
     // Resumed content may be what went wrong (a stale partial, a server that changed): start over once.
     await rewind(t, st, 0);
@@ -183,7 +189,8 @@ async function append(t: DownloadTarget, st: State, opened: OpenedRange, opts: F
     batchBytes = 0;
     await writevAll(st.fh, chunks, bytes, st.have);
     let offset = st.have;
-    for (const chunk of chunks) st.hasher.update(chunk);
+    st.fresh = false;
+    for (const chunk of chunks) await st.hasher.update(chunk);
     st.have += bytes;
     for (const chunk of chunks) {
       await opts.onData?.(chunk, offset);
@@ -227,13 +234,18 @@ async function append(t: DownloadTarget, st: State, opened: OpenedRange, opts: F
 /** Truncates the partial file to `offset` and re-hashes the bytes kept. */
 async function rewind(t: DownloadTarget, st: State, offset: number): Promise<void> {
   await st.fh.truncate(offset);
-  st.hasher = createDigester(digestAlgorithm(t.digest));
+  if (!st.fresh) {
+    st.hasher.destroy();
+    st.hasher = poolDigest(digestAlgorithm(t.digest), t.size);
+    st.fresh = true;
+  }
   const buf = Buffer.allocUnsafe(1024 * 1024);
   let pos = 0;
   while (pos < offset) {
     const { bytesRead } = await st.fh.read(buf, 0, Math.min(buf.length, offset - pos), pos);
     if (bytesRead === 0) break;
-    st.hasher.update(buf.subarray(0, bytesRead));
+    st.fresh = false;
+    await st.hasher.update(buf.subarray(0, bytesRead));
     pos += bytesRead;
   }
   st.have = pos;

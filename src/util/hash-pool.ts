@@ -6,8 +6,8 @@
  * memory: `push` copies bytes into it (one memcpy, no allocation, no transfer: the caller keeps its
  * buffer) and the worker hashes them into the stream's whole digest and into any number of *parts*,
  * each a digest over ranges of the stream's bytes and runs of zeros (a file inside a tar, or inside
- * a span of an export). Ops are batched into one message per push, so thousands of small parts cost a
- * few messages, not one each.
+ * a span of an export). Ops are batched into a message per 2 MiB pushed (or a millisecond after a
+ * digest is asked for), so thousands of small parts cost a few messages, not one each.
  *
  * Usage: `const s = sharedHashPool().stream({ whole: true })`; `await s.push(chunk)`; for a part
  * `const p = s.part(); p.range(start, end); p.zeros(n); const hex = p.digest()`; `s.release(offset)`
@@ -24,6 +24,13 @@ import { startWorker } from './worker-thread.js';
 export const DEFAULT_RING_BYTES = 8 << 20;
 /** Bytes of the ring's control header (an Int32 cancel flag, padded). */
 const CONTROL = 8;
+/**
+ * Pushed bytes that make a message go at once; fewer wait up to a millisecond (small chunks batch).
+ * Messages cost a thread wake-up each: a 1 GiB layer is ~500 of them, not one per chunk or file.
+ */
+const SEND_BYTES = 2 << 20;
+/** Queued op numbers that make a message go at once (a long run of tiny files between pushes). */
+const SEND_OPS = 8192;
 
 export interface HashPoolOptions {
   /** Worker threads (default: the machine's available parallelism). */
@@ -42,6 +49,13 @@ export interface HashStreamOptions {
   ringBytes?: number;
 }
 
+/** A ring for a stream of about `bytes` (a small blob needs no 8 MiB of shared memory): 64 KiB to 8 MiB. */
+export function ringFor(bytes: number): number {
+  let size = 64 << 10;
+  while (size < bytes && size < DEFAULT_RING_BYTES) size *= 2;
+  return size;
+}
+
 interface Slot {
   worker: Worker | undefined;
   streams: Map<number, HashStream>;
@@ -54,6 +68,8 @@ export class HashPool {
   private readonly slots: Slot[];
   private nextId = 1;
   private readonly rings: SharedArrayBuffer[] = [];
+  /** Rings of destroyed streams, reused once their worker confirms it let go of them. */
+  private readonly closing = new Map<number, SharedArrayBuffer>();
 
   constructor(options: HashPoolOptions = {}) {
     const n = Math.max(1, options.threads ?? availableParallelism());
@@ -74,7 +90,7 @@ export class HashPool {
 
   /** The SHA-256 (hex) of `data`, hashed by a worker (the bytes are copied once). */
   async digest(data: Uint8Array): Promise<string> {
-    const s = this.stream({ whole: true, ranges: false, ringBytes: Math.min(DEFAULT_RING_BYTES, Math.max(1 << 16, data.length)) });
+    const s = this.stream({ whole: true, ranges: false, ringBytes: ringFor(data.length) });
     await s.push(data);
     return s.end();
   }
@@ -96,10 +112,18 @@ export class HashPool {
     worker.postMessage(msg);
   }
 
-  /** @internal A stream ended cleanly: its ring can serve the next one. */
-  done(slot: Slot, stream: HashStream, ring: SharedArrayBuffer | undefined): void {
+  /** @internal A stream ended: its ring can serve the next one (a destroyed one's once its worker let go). */
+  done(slot: Slot, stream: HashStream, ring: SharedArrayBuffer, ended: boolean): void {
     slot.streams.delete(stream.id);
-    if (ring !== undefined && this.rings.length < 8) this.rings.push(ring);
+    if (ended) this.reuse(ring);
+    else if (slot.worker) {
+      this.closing.set(stream.id, ring);
+      this.post(slot, { t: 'close', id: stream.id }, true);
+    }
+  }
+
+  private reuse(ring: SharedArrayBuffer): void {
+    if (this.rings.length < 8) this.rings.push(ring);
   }
 
   private start(slot: Slot): Worker {
@@ -109,6 +133,11 @@ export class HashPool {
     worker.unref();
     worker.on('message', (msg: FromWorker) => {
       if (--slot.inflight === 0) worker.unref();
+      const closed = this.closing.get(msg.id);
+      if (msg.closed && closed !== undefined) {
+        this.closing.delete(msg.id);
+        this.reuse(closed);
+      }
       slot.streams.get(msg.id)?.answer(msg);
     });
     const lost = (why: string): void => {
@@ -148,7 +177,8 @@ export class HashStream {
   private freed = 0;
   private released = 0;
   private ops: number[] = [];
-  private immediate: NodeJS.Immediate | undefined;
+  private unsent = 0;
+  private timer: NodeJS.Timeout | undefined;
   private nextPart = 1;
   private readonly parts = new Map<number, Waiter<string>>();
   private whole: Waiter<string> | undefined;
@@ -187,10 +217,13 @@ export class HashStream {
       if (first < n) this.ring.set(chunk.subarray(at + first, at + n), 0);
       this.ops.push(Op.Push, n);
       this.length += n;
+      this.unsent += n;
       if (this.options.ranges === false) this.ops.push(Op.Release, this.length);
       at += n;
     }
-    this.flush(); // new bytes: let the worker start on them now
+    // enough new bytes: let the worker start on them now (a trickle of small chunks goes in batches)
+    if (this.unsent >= SEND_BYTES) this.flush();
+    else this.soon();
   }
 
   /** A new part of this stream (see {@link HashPart}). */
@@ -203,7 +236,11 @@ export class HashStream {
       zeros: (n) => {
         if (n > 0) this.queue(Op.Zeros, id, n);
       },
-      digest: () => this.request(this.parts, id, () => this.queue(Op.Digest, id)),
+      digest: () =>
+        this.request(this.parts, id, () => {
+          this.queue(Op.Digest, id);
+          this.soon(); // someone may wait for it: it goes with the next push, or in a millisecond
+        }),
     };
   }
 
@@ -226,19 +263,19 @@ export class HashStream {
     if (this.closed) return;
     this.closed = true;
     Atomics.store(this.flag, 0, 1);
-    if (this.immediate) clearImmediate(this.immediate);
+    clearTimeout(this.timer);
     this.ops = [];
-    if (this.slot.worker) this.pool.post(this.slot, { t: 'close', id: this.id }, false);
-    this.pool.done(this.slot, this, undefined); // the worker may still read the ring: not reused
+    this.pool.done(this.slot, this, this.sab, false);
   }
 
   /** Sends the queued ops now (push and end do; parts' ops otherwise go with the next push or soon after). */
   flush(): void {
-    if (this.immediate) clearImmediate(this.immediate);
-    this.immediate = undefined;
+    clearTimeout(this.timer);
+    this.timer = undefined;
     if (this.ops.length === 0 || this.closed) return;
     const ops = this.ops;
     this.ops = [];
+    this.unsent = 0;
     this.pool.post(this.slot, { t: 'ops', id: this.id, ops }, true);
   }
 
@@ -252,7 +289,7 @@ export class HashStream {
     }
     if (msg.whole !== undefined) {
       this.closed = true;
-      this.pool.done(this.slot, this, this.sab);
+      this.pool.done(this.slot, this, this.sab, true);
       this.whole?.resolve(msg.whole);
     }
     this.wake();
@@ -277,7 +314,12 @@ export class HashStream {
   private queue(...ops: number[]): void {
     if (this.closed) return;
     this.ops.push(...ops);
-    this.immediate ??= setImmediate(() => this.flush());
+    if (this.ops.length >= SEND_OPS) this.flush();
+  }
+
+  /** Sends what is queued within a millisecond unless a push sends it first. */
+  private soon(): void {
+    this.timer ??= setTimeout(() => this.flush(), 1);
   }
 
   /** A promise for an answer, marked handled (a caller that stopped listening is not an unhandled rejection). */

@@ -29,4 +29,6 @@ export interface FromWorker {
   /** part, hex, part, hex, ... */
   digests: (number | string)[];
   whole?: string;
+  /** The answer to `close`: the worker no longer reads the stream's ring. */
+  closed?: true;
 }

@@ -94,9 +94,10 @@ parentPort!.on('message', (msg: ToWorker) => {
   }
   if (msg.t === 'close') {
     streams.delete(msg.id);
+    parentPort!.postMessage({ id: msg.id, freed: 0, digests: [], closed: true });
     return;
   }
   const s = streams.get(msg.id);
-  if (s === undefined) return; // closed meanwhile
-  parentPort!.postMessage(run(msg.id, s, msg.ops));
+  // every ops message is answered (the pool keeps this thread ref'd until it is), a closed stream's too
+  parentPort!.postMessage(s === undefined ? { id: msg.id, freed: 0, digests: [] } : run(msg.id, s, msg.ops));
 });
