@@ -5,7 +5,8 @@
  * `verifyImage(image)`: every file of a prepared image checked against its layer index's sha256.
  */
 import { resolve } from 'node:path';
-import { wrapError } from '../errors.js';
+import { ErrorCode, VmimgError, wrapError } from '../errors.js';
+import type { LazyContent } from '../lazy/lazy-content.js';
 import { formatPlatform } from '../platform/index.js';
 import type { BlobReader } from '../content/blob-reader.js';
 import { SYNTHESIZED_ANNOTATION } from '../content/docker-save.js';
@@ -87,10 +88,14 @@ export interface ImageCheck {
 export async function verifyImage(image: Pick<Image, 'layers'>, options: { signal?: AbortSignal } = {}): Promise<ImageCheck> {
   const seen = new Set<string>();
   const total: ImageCheck = { layers: 0, files: 0, bytes: 0 };
-  for (const layer of image.layers) {
+  for (const layer of image.layers as (Image['layers'][number] & { content?: Partial<LazyContent> })[]) {
     if (seen.has(layer.indexPath)) continue; // a layer listed twice is stored once
     seen.add(layer.indexPath);
-    const r = await verifyLayer(layer, options);
+    // a lazy layer's .contents is sparse: its reader fetches and checks (never the damage marking below)
+    if (layer.spansPath !== undefined && typeof layer.content?.verifyAll !== 'function') {
+      throw new VmimgError(ErrorCode.INVALID_IMAGE, `${layer.indexPath}: a lazily pulled layer: verify the image opened with openLazyImage`);
+    }
+    const r = layer.spansPath !== undefined ? await layer.content!.verifyAll!(options.signal) : await verifyLayer(layer, options);
     total.layers++;
     total.files += r.files;
     total.bytes += r.bytes;

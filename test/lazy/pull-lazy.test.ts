@@ -171,6 +171,17 @@ describe('pull --lazy from the command line', () => {
     await expectExit(2, ['--cache-dir', cache, 'pull', '--fill', ref]);
   });
 
+  test('validate of a lazy image fetches and checks every file like an eager one', async () => {
+    const { ref } = images.rich!;
+    const cache = await tmpDir('vmimg-lazy-validate-');
+    await expectExit(0, ['--cache-dir', cache, 'pull', '-q', '--lazy', ref]);
+    type Check = { verified: boolean; layers: number; files: number; bytes: number };
+    const lazy = JSON.parse((await expectExit(0, ['--cache-dir', cache, 'validate', ref, '--json'])).stdout) as Check;
+    const eager = JSON.parse((await expectExit(0, ['--cache-dir', eagerCache, 'validate', ref, '--json'])).stdout) as Check;
+    assert.deepEqual({ ...lazy, dir: undefined, image: undefined }, { ...eager, dir: undefined, image: undefined });
+    assert.ok(lazy.files > 10 && lazy.bytes > 30 << 20, JSON.stringify(lazy));
+  });
+
   test('an image without a published index: a warning, then a whole pull', async () => {
     const busybox = await buildBusyboxLayout({ arch: 'amd64', tag: 'plain' });
     const ref = `${registry.host}/lazy/plain:1`;

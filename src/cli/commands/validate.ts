@@ -1,6 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { hasLazyLayers, openLazyImage } from '../../lazy/open-image.js';
 import { CONFIG_FILE, ErrorCode, RegistryClient, VmimgError, findImage, formatReference, isVmimgError, loadFromDir, parseReference, validateLayout, validateTar, verifyImage, type Image, type TarReport } from '../../index.js';
 import { classifyImageArg } from '../image-arg.js';
 import { humanBytes } from '../format.js';
@@ -75,7 +76,14 @@ async function cachedImage(ctx: Context, name: string): Promise<Image | undefine
 }
 
 /** Every file of every layer against its index sha256; the first damaged one is ERR_DIGEST_MISMATCH (exit 6). */
-async function verifyFiles(ctx: Context, image: Image): Promise<void> {
+async function verifyFiles(ctx: Context, given: Image): Promise<void> {
+  let image = given;
+  if (hasLazyLayers(given)) {
+    // a lazy image's files are fetched (and kept) to be checked: validate reads every one
+    const lazy = await openLazyImage(given, { ...(await ctx.registryOptions(given.config.source.reference)), signal: ctx.signal, cacheDir: ctx.cache.root });
+    ctx.defer(() => lazy.close());
+    image = lazy;
+  }
   const r = await verifyImage(image, { signal: ctx.signal });
   const id = image.config.source.configDigest;
   if (ctx.json) ctx.out(JSON.stringify({ image: id, dir: image.dir, verified: true, ...r }));
