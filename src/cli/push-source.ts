@@ -76,7 +76,7 @@ async function cachedSource(ctx: Context, name: string | undefined, all: boolean
   const digest = all ? (src.indexDigest ?? src.manifestDigest) : src.manifestDigest;
   if (digest === undefined) {
     throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `cached image ${name ?? src.configDigest} came from a classic docker save tar and has no manifest of its own`, {
-      hint: `push the tar itself (${src.reference ?? 'the docker save file'}): vmimg builds a manifest for it`,
+      hint: `push the tar itself (${src.path ?? src.reference ?? 'the docker save file'}): vmimg builds a manifest for it`,
     });
   }
   // The root by digest from the store; blobs through openSourceReader, which falls back to the tar or

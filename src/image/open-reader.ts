@@ -5,7 +5,7 @@
  * start here and never look at a source's internals.
  */
 import type { Readable } from 'node:stream';
-import { ErrorCode, isVmimgError } from '../errors.js';
+import { ErrorCode, VmimgError, isVmimgError } from '../errors.js';
 import type { BlobReader, NamedDescriptor, OpenBlobOptions, ReadOptions } from '../content/blob-reader.js';
 import { OciLayoutReader, directoryFiles } from '../content/layout.js';
 import { RegistryBlobReader } from '../content/registry.js';
@@ -45,7 +45,7 @@ export async function openSourceReader(spec: SourceSpec): Promise<BlobReader> {
       const store = await StoreBlobReader.forSource(new BlobStore(spec.cache.root), source);
       const path = source.path;
       if (path === undefined || source.kind === 'registry') return store;
-      return new FallbackReader(store, () => (source.kind === 'oci-layout' ? openSourceReader({ kind: 'layout', dir: path }) : openArchiveReader(path)));
+      return new FallbackReader(store, path, () => (source.kind === 'oci-layout' ? openSourceReader({ kind: 'layout', dir: path }) : openArchiveReader(path)));
     }
   }
 }
@@ -57,6 +57,8 @@ class FallbackReader implements BlobReader {
 
   constructor(
     private readonly first: BlobReader,
+    /** The tar or layout directory the image was loaded from (for the error when it is gone). */
+    private readonly secondPath: string,
     private readonly openSecond: () => Promise<BlobReader>,
   ) {}
 
@@ -87,7 +89,15 @@ class FallbackReader implements BlobReader {
     } catch (err) {
       if (!isVmimgError(err, ErrorCode.NOT_FOUND)) throw err;
       this.second ??= this.openSecond();
-      return read(await this.second.catch(() => Promise.reject(err)));
+      return read(await this.second.catch((why: unknown) => Promise.reject(this.gone(err, why))));
     }
+  }
+
+  /** The store lacks a layer blob and the archive that holds it cannot be opened (moved, deleted). */
+  private gone(missing: VmimgError, why: unknown): VmimgError {
+    return new VmimgError(ErrorCode.NOT_FOUND, `${missing.message}, and ${this.secondPath}, which the image was loaded from and which holds its layer blobs, cannot be read (${(why as Error).message})`, {
+      hint: 'a loaded image keeps its layer blobs in its archive, not in the cache: load it again, or push or export from the archive itself',
+      cause: why,
+    });
   }
 }

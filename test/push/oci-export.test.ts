@@ -8,9 +8,9 @@
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { cpSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildBusyboxLayout, buildMultiArchLayout, toDockerArchive, type BuiltImage, type MultiArchImage } from '../helpers/busybox.js';
+import { buildBusyboxLayout, buildMultiArchLayout, toDockerArchive, toOciArchive, type BuiltImage, type MultiArchImage } from '../helpers/busybox.js';
 import { requireTools, runBuffer, tmpDir } from '../helpers/tools.js';
 import { describeTree, diffTrees, umociRootfs } from '../export/compare.js';
 import { expectExit, vmimg } from '../cli/run.js';
@@ -116,6 +116,17 @@ describe('export --format oci', () => {
     const bare = await vmimg([...cache, 'ls', 'oci:', '/']);
     assert.equal(bare.code, 2, bare.stderr);
     assert.match(bare.stderr, /ERR_INVALID_ARGUMENT.*oci:/);
+  });
+
+  it('a loaded image whose archive is gone: ERR_NOT_FOUND naming the archive and what to do', async () => {
+    const tar = await toOciArchive(image, join(work, 'gone.tar'), 'gone');
+    await expectExit(0, [...cache, 'load', tar, '-q']);
+    await expectExit(0, [...cache, 'export', join(work, 'gone-ok'), `${tar}:gone`, '--format', 'oci']);
+    rmSync(tar);
+    const r = await exportOci([join(work, 'gone-out'), `${tar}:gone`]);
+    assert.equal(r.code, 3, r.stderr);
+    assert.ok(r.stderr.includes(`${tar}, which the image was loaded from`), r.stderr);
+    assert.match(r.stderr, /"hint":"[^"]*load it again/);
   });
 
   it('the tree of an exported layout is the source tree (umoci unpack)', async () => {
