@@ -130,7 +130,6 @@ export class HashPool {
     const worker = startWorker(import.meta.url, 'hash-worker');
     slot.worker = worker;
     slot.inflight = 0;
-    worker.unref();
     worker.on('message', (msg: FromWorker) => {
       if (--slot.inflight === 0) worker.unref();
       const closed = this.closing.get(msg.id);
@@ -148,6 +147,7 @@ export class HashPool {
     };
     worker.on('error', (err) => lost(`failed: ${err.message}`));
     worker.on('exit', (code) => lost(`exited (${code})`));
+    worker.unref(); // after the listeners: adding a 'message' listener refs a Worker again
     return worker;
   }
 }

@@ -97,5 +97,11 @@ describe('hash pool', () => {
     await writeFile(script, `import { sharedHashPool } from ${src};\nconsole.log(await sharedHashPool().digest(Buffer.from('abc')));\n`);
     const r = await runFull(process.execPath, ['--import', 'tsx', script], { cwd: REPO_ROOT, timeoutMs: 50_000 });
     assert.equal(r.stdout.trim(), sha(Buffer.from('abc')), r.stderr);
+    // nor one whose worker never answered anything (a stream opened, then unused: an ext4 export refused
+    // for its --size hung the CLI while the worker was ref'd by its 'message' listener)
+    const opened = join(dir, 'opened.mts');
+    await writeFile(opened, `import { sharedHashPool } from ${src};\nsharedHashPool().stream();\nconsole.log('opened');\n`);
+    const o = await runFull(process.execPath, ['--import', 'tsx', opened], { cwd: REPO_ROOT, timeoutMs: 50_000 });
+    assert.equal(o.stdout.trim(), 'opened', o.stderr);
   });
 });
