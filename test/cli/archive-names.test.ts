@@ -80,6 +80,7 @@ test('ls and cat take the names images shows for archive images (<path>@<digest>
   assert.equal((await cli(cache, 'cat', `${file}@${a!.manifestDigest}`, '/etc/which')).stdout, 'first\n');
   assert.equal((await cli(cache, 'cat', `${file}@${b!.manifestDigest}`, '/etc/which')).stdout, 'second\n');
   assert.match((await cli(cache, 'ls', `${latest}:latest`, '/etc')).stdout, /^which$/m);
+  assert.match((await cli(cache, 'validate', `${file}@${a!.manifestDigest}`)).stdout, /verified$/m);
   const rel = `./${relative(REPO_ROOT, file)}@${a!.manifestDigest}`;
   assert.equal((await cli(cache, 'cat', rel, '/etc/which')).stdout, 'first\n');
   const missing = await expectExit(3, ['--cache-dir', cache, 'cat', `${file}@sha256:${'0'.repeat(64)}`, '/etc/which']);

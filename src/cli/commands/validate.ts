@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { hasLazyLayers, openLazyImage } from '../../lazy/open-image.js';
 import { CONFIG_FILE, ErrorCode, RegistryClient, VmimgError, findImage, formatReference, isVmimgError, loadFromDir, parseReference, validateLayout, validateTar, verifyImage, type Image, type TarReport } from '../../index.js';
 import { classifyImageArg } from '../image-arg.js';
+import { cachedByPathName } from '../resolve-image.js';
 import { humanBytes } from '../format.js';
 import type { Context, GlobalArgs } from '../context.js';
 import { platformText } from '../format.js';
@@ -28,6 +29,9 @@ export const validateCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       .example('$0 validate oci:./layout', 'The same for an OCI image layout directory')
       .example('$0 validate ./vm', 'Reads every file of an image directory and checks its sha256'),
   handler: run<Args>(async (ctx, args) => {
+    // names `images` shows for archive images (`<path>@<digest>`) before paths: they outlive the archive
+    const byName = await cachedByPathName(ctx, args.target);
+    if (byName !== undefined) return verifyFiles(ctx, byName);
     const a = await classifyImageArg(args.target);
     if (a.kind === 'path' && a.type !== 'dir') return validateFile(ctx, a.type === 'layout' ? await validateLayout(a.path) : await validateTar(a.path));
     if (a.kind === 'path') {
