@@ -59,7 +59,7 @@ function reportedMode(type: number, mode: number): number {
 
 /** The reported st_mode of the `.idx` record at `at` (see LayerEntries.mode). */
 export function recordMode(buf: Uint8Array, at: number): number {
-  return reportedMode(buf[at]!, r32(buf, at + 4));
+  return reportedMode(buf[at]!, buf[at + 4]! | (buf[at + 5]! << 8)); // only the low 12 bits count
 }
 
 const HEX64 = /^[0-9a-fA-F]{64}$/;
