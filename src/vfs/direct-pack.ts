@@ -72,8 +72,7 @@ class DirectBuilder {
     const dirs = this.s.dirRec.length;
     const { events, eventParent, eventCount } = this.s;
     const start = new Uint32Array(dirs + 1);
-    for (let k = 0; k < eventCount; k++) start[eventParent[k]! + 1]++;
-    for (let d = 0; d < dirs; d++) start[d + 1]! += start[d]!;
+    for (let d = 0; d < dirs; d++) start[d + 1] = start[d]! + this.s.childCount[d]!;
     const fill = start.slice(0, dirs);
     const kids = new Int32Array(eventCount);
     for (let k = 0; k < eventCount; k++) kids[fill[eventParent[k]!]!++] = events[k]!;

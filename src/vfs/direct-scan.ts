@@ -37,6 +37,8 @@ export class LayerScan {
   /** Per directory: the name bytes of its last child so far (length -1: none yet). */
   private readonly lastAt: number[] = [0];
   private readonly lastLen: number[] = [-1];
+  /** Per directory: how many children it has. */
+  readonly childCount: number[] = [0];
 
   constructor(readonly entries: RecordEntries) {
     this.buf = entries.buf;
@@ -117,6 +119,7 @@ export class LayerScan {
     }
     this.lastAt[dir] = at;
     this.lastLen[dir] = len;
+    this.childCount[dir]++;
   }
 
   /** The directory at path bytes [p, p + len), made (implicit) with its missing ancestors. */
@@ -144,6 +147,7 @@ export class LayerScan {
       this.dirNameLen.push(len);
       this.lastAt.push(0);
       this.lastLen.push(-1);
+      this.childCount.push(0);
       this.append(parent, ~d, at, len);
     }
     return d;
