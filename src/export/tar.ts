@@ -11,6 +11,7 @@ import tarStream from 'tar-stream';
 import type { ContainerFS } from '../vfs/index.js';
 import { encodeName, isRawName } from '../util/byte-names.js';
 import { withFs, type ExportSource } from './source.js';
+import { PoolVerifier } from './pool-verify.js';
 import { inodeStream, shortRead, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, splitDev, walkTree, type ExportProgress, type TreeEntry } from './walk.js';
 
 export interface TarOptions {
@@ -63,10 +64,11 @@ export async function exportTar(source: ExportSource, out: Writable, options: Ta
     };
     const readerWants = consumerDemand(pack);
     const ahead = new ReadAhead(fs);
+    const verifier = options.verify ?? true ? new PoolVerifier() : undefined;
     const write = async (next: Pending): Promise<boolean> => {
       // pack.entry throws once the pipeline is torn down (a failed write): the real cause is `done`'s
       if (tornDown(pack)) return false;
-      await addEntry(pack, next.header, fs, next.e, options.verify ?? true, next.body);
+      await addEntry(pack, next.header, fs, next.e, verifier, next.body);
       entries++;
       bytes += next.header.type === 'file' ? next.header.size ?? 0 : 0;
       options.onProgress?.({ entries, bytes });
@@ -84,8 +86,10 @@ export async function exportTar(source: ExportSource, out: Writable, options: Ta
         if (!going) break;
       }
       while (going && ahead.size > 0) going = await write(ahead.take());
+      await verifier?.finish(); // before the archive ends: a damaged file fails the export
       if (!tornDown(pack)) pack.finalize();
     } catch (err) {
+      verifier?.destroy();
       // torn down from outside (Ctrl-C, the reader failed): the entry's own error only echoes that cause
       const echo = tornDown(pack);
       pack.destroy(err as Error);
@@ -219,32 +223,25 @@ class ReadAhead {
   }
 }
 
-function addEntry(pack: tarStream.Pack, header: Header, fs: ContainerFS, e: TreeEntry, verify: boolean, ahead?: Promise<Buffer | undefined>): Promise<void> {
+async function addEntry(pack: tarStream.Pack, header: Header, fs: ContainerFS, e: TreeEntry, verifier: PoolVerifier | undefined, ahead?: Promise<Buffer | undefined>): Promise<void> {
   const size = header.type === 'file' ? header.size ?? 0 : 0;
   // small files in one positional read: a stream per file costs more than the copy
   if (size <= SMALL_FILE) {
-    const body = ahead ?? (size === 0 ? Promise.resolve(undefined) : fs.read(e.ino, 0, size));
-    return body.then((buf) => new Promise<void>((resolve, reject) => {
-      if (buf !== undefined && buf.length !== size) return reject(shortRead(`${header.name}: ${buf.length} of ${size} bytes`));
-      if (buf !== undefined && verify) {
-        const v = fs.verifier(e.ino, `/${e.path}`);
-        v.update(buf);
-        try {
-          v.check();
-        } catch (err) {
-          return reject(err as Error);
-        }
-      }
+    const buf = await (ahead ?? (size === 0 ? undefined : fs.read(e.ino, 0, size)));
+    if (buf !== undefined && buf.length !== size) throw shortRead(`${header.name}: ${buf.length} of ${size} bytes`);
+    // checked by a pool worker while the entry is written; a mismatch fails the export before it ends
+    if (buf !== undefined && verifier) await verifier.check(fs.verifier(e.ino, `/${e.path}`), buf, `/${e.path}`);
+    return new Promise<void>((resolve, reject) => {
       const done = (err?: Error | null): void => (err ? reject(err) : resolve());
       if (header.type === 'file') pack.entry(header, buf ?? Buffer.alloc(0), done);
       else pack.entry(header, done);
-    }));
+    });
   }
   return new Promise((resolve, reject) => {
     const sink = pack.entry(header, (err) => (err ? reject(err) : resolve()));
     // destroy(err) below makes the entry emit 'error': without a listener that is an uncaught exception
     sink.on('error', reject);
-    const src = inodeStream(fs, e.ino, size, `/${e.path}`, verify);
+    const src = inodeStream(fs, e.ino, size, `/${e.path}`, verifier !== undefined);
     src.on('error', (err) => {
       sink.destroy(err);
       reject(err);

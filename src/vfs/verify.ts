@@ -22,6 +22,11 @@ export class ContentVerifier {
     this.#hash = expected === undefined ? undefined : createHash('sha256');
   }
 
+  /** The recorded sha256 (lowercase hex), or undefined when there is nothing to check. */
+  get expectedSha256(): string | undefined {
+    return this.expected;
+  }
+
   update(chunk: Uint8Array): void {
     this.#hash?.update(chunk);
     this.#seen += chunk.length;
