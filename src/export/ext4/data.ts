@@ -5,12 +5,11 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import { S_IFMT, S_IFREG } from '../../layer/entry.js';
-import type { ContainerFS } from '../../vfs/index.js';
+import type { ContainerFS, ContentVerifier } from '../../vfs/index.js';
 import { BLOCK } from './format.js';
 import { buildExtentTree, EXT4_EXTENTS_FL, MAX_EXTENT_BLOCKS, type Extent } from './inode.js';
 import type { Plan, PlanNode } from './plan.js';
 import { planSpans, readSpans, SpanBuffers } from './spans.js';
-import type { FileCheck, FileDigests } from './verify.js';
 
 /** Hole detection looks at this much at once (one compare when it is all zeros). */
 const CHUNK = 1 << 20;
@@ -105,10 +104,10 @@ export class DataWriter {
 
   /**
    * Writes every regular file's content (extras first, then image files in the order their bytes lie
-   * in the layers, spans.ts) and returns each inode's mapping. With `digests`, image files are checked
-   * against their index sha256 off the main thread as they pass (ERR_DIGEST_MISMATCH, verify.ts).
+   * in the layers, spans.ts) and returns each inode's mapping. With `verify`, image files are checked
+   * against their index sha256 as they pass (ERR_DIGEST_MISMATCH).
    */
-  async files(fs: ContainerFS, plan: Plan, { digests, aborted }: { digests?: FileDigests; aborted: () => void }): Promise<Map<number, Mapping>> {
+  async files(fs: ContainerFS, plan: Plan, { verify, aborted }: { verify: boolean; aborted: () => void }): Promise<Map<number, Mapping>> {
     const out = new Map<number, Mapping>();
     const image: PlanNode[] = [];
     for (const node of plan.nodes) {
@@ -117,27 +116,23 @@ export class DataWriter {
       else out.set(node.ino, await this.#extra(node));
     }
     const buffers = new SpanBuffers();
-    let open: { node: PlanNode; extents: Extent[]; check?: FileCheck | undefined; seen: number } | undefined;
+    let open: { node: PlanNode; extents: Extent[]; verifier?: ContentVerifier; seen: number } | undefined;
     for await (const { buf, bytes: span, pieces } of readSpans(fs, planSpans(fs, image), () => buffers.take(this.#written))) {
       aborted();
-      digests?.throwIfFailed();
-      const at = digests ? await digests.push(span, pieces[0]!.fileOffset > 0 ? open?.check : undefined) : undefined;
       for (const p of pieces) {
         const bytes = span.subarray(p.at, p.at + p.length);
-        if (p.fileOffset === 0) open = { node: p.node, extents: [], seen: 0, check: at && digests!.file(p.node.src!, `/${p.node.path}`, at) };
+        if (p.fileOffset === 0) open = { node: p.node, extents: [], seen: 0 };
         const f = open!;
-        if (f.check) f.check.part.range(at!.base + p.at, at!.base + p.at + p.length);
+        if (verify) (f.verifier ??= fs.verifier(f.node.src!, `/${f.node.path}`)).update(bytes);
         for (let at = 0; at < bytes.length; at += CHUNK) await this.#chunk(bytes.subarray(at, at + CHUNK), (p.fileOffset + at) / BLOCK, f.extents);
         f.seen += p.length;
         if (f.seen === f.node.size) {
-          if (f.check) digests!.end(f.check);
+          f.verifier?.check();
           out.set(f.node.ino, mapped(f.extents, f.node.size, this));
         }
       }
-      if (at) digests!.release(at);
       buffers.hold(buf, this.#flushes + 1); // its bytes go out with the next flush at the latest
     }
-    await digests?.finish();
     return out;
   }
 

@@ -15,7 +15,6 @@ import { isImage, withFs, type ExportSource } from '../source.js';
 import { BLOCK } from './format.js';
 import { planTree, type ExtraEntry } from './plan.js';
 import { chooseGeometry, fileBlocksUpperBound } from './size.js';
-import { FileDigests } from './verify.js';
 import { layoutMeta, writeFilesystem } from './write.js';
 
 export type { ExtraEntry } from './plan.js';
@@ -38,10 +37,7 @@ export interface Ext4Options {
   /** What the filesystem UUID is derived from (default: the image's config digest). */
   seed?: string;
   signal?: AbortSignal;
-  /**
-   * Check every file's bytes against its index sha256 (default true): ERR_DIGEST_MISMATCH naming the
-   * file. Hashed by the process's worker-thread hash pool, which stays (unref'd) for later exports.
-   */
+  /** Check every file's bytes against its index sha256 (default true): ERR_DIGEST_MISMATCH naming the file. */
   verify?: boolean;
   /** Hears each image entry the guest init's own entries replace (a symlinked /dev, /proc, ...). */
   onWarning?: (message: string) => void;
@@ -121,30 +117,25 @@ function formatUuid(b: Buffer): string {
 }
 
 async function writeImage(fs: ContainerFS, path: string, extras: ExtraEntry[], seed: string, options: Ext4Options): Promise<Omit<Ext4Result, 'argv' | 'warnings'>> {
-  const digests = options.verify ?? true ? new FileDigests(fs) : undefined; // its worker starts while we plan
+  const plan = planTree(fs, extras);
+  const meta = layoutMeta(plan);
+  let dataUpper = 0;
+  for (const node of plan.nodes) if (node && (node.mode & S_IFMT) === S_IFREG) dataUpper += fileBlocksUpperBound(node.size);
+  const geo = chooseGeometry(plan.lastIno, meta.blocks, dataUpper, options);
+  const uuid = uuidFrom(seed);
+  const fh = await open(path, 'w');
   try {
-    const plan = planTree(fs, extras);
-    const meta = layoutMeta(plan);
-    let dataUpper = 0;
-    for (const node of plan.nodes) if (node && (node.mode & S_IFMT) === S_IFREG) dataUpper += fileBlocksUpperBound(node.size);
-    const geo = chooseGeometry(plan.lastIno, meta.blocks, dataUpper, options);
-    const uuid = uuidFrom(seed);
-    const fh = await open(path, 'w');
-    try {
-      await fh.truncate(geo.blocks * BLOCK);
-      const stats = await writeFilesystem(fs, plan, meta, geo, fh, { uuid, label: options.label ?? 'vmimg', digests, ...(options.signal ? { signal: options.signal } : {}) });
-      return {
-        sizeBytes: geo.blocks * BLOCK,
-        usedBytes: stats.usedBlocks * BLOCK,
-        inodes: plan.lastIno,
-        inodesTotal: geo.groups * geo.inodesPerGroup,
-        holeBlocks: stats.holeBlocks,
-        uuid: formatUuid(uuid),
-      };
-    } finally {
-      await fh.close();
-    }
+    await fh.truncate(geo.blocks * BLOCK);
+    const stats = await writeFilesystem(fs, plan, meta, geo, fh, { uuid, label: options.label ?? 'vmimg', verify: options.verify ?? true, ...(options.signal ? { signal: options.signal } : {}) });
+    return {
+      sizeBytes: geo.blocks * BLOCK,
+      usedBytes: stats.usedBlocks * BLOCK,
+      inodes: plan.lastIno,
+      inodesTotal: geo.groups * geo.inodesPerGroup,
+      holeBlocks: stats.holeBlocks,
+      uuid: formatUuid(uuid),
+    };
   } finally {
-    digests?.destroy();
+    await fh.close();
   }
 }

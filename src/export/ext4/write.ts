@@ -18,7 +18,6 @@ import { dirBlocks, encodeDir } from './dirent.js';
 import { BLOCK, BLOCKS_PER_GROUP, groupDescriptor, INODE_SIZE, superblock, type Geometry } from './format.js';
 import { deviceIblock, encodeInode, MAX_EXTENT_BLOCKS, type Extent } from './inode.js';
 import type { Plan } from './plan.js';
-import type { FileDigests } from './verify.js';
 import { placeXattrs, setRefcount, type XattrPlacement } from './xattr.js';
 
 /** Directories take at least this many blocks for lost+found, as mke2fs makes it (room to reconnect). */
@@ -75,7 +74,7 @@ export interface WriteStats {
 }
 
 /** Writes the whole filesystem into `fh` (already truncated to the image size). */
-export async function writeFilesystem(fs: ContainerFS, plan: Plan, meta: MetaLayout, geo: Geometry, fh: FileHandle, sb: { uuid: Buffer; label: string; digests?: FileDigests | undefined; signal?: AbortSignal }): Promise<WriteStats> {
+export async function writeFilesystem(fs: ContainerFS, plan: Plan, meta: MetaLayout, geo: Geometry, fh: FileHandle, sb: { uuid: Buffer; label: string; verify: boolean; signal?: AbortSignal }): Promise<WriteStats> {
   const metaStart = geo.overheadEnd;
   const metaBuf = Buffer.alloc(meta.blocks * BLOCK);
   const table = Buffer.alloc(plan.lastIno * INODE_SIZE);
@@ -85,7 +84,7 @@ export async function writeFilesystem(fs: ContainerFS, plan: Plan, meta: MetaLay
   const aborted = (): void => {
     if (sb.signal?.aborted) throw new VmimgError(ErrorCode.ABORTED, 'ext4 export cancelled');
   };
-  const files = await data.files(fs, plan, { ...(sb.digests ? { digests: sb.digests } : {}), aborted });
+  const files = await data.files(fs, plan, { verify: sb.verify, aborted });
   for (let ino = 1; ino <= plan.lastIno; ino++) {
     const node = plan.nodes[ino];
     if (!node) continue;
