@@ -15,7 +15,7 @@ import { readIndexFile, scanIndex } from '../../src/layer/index-format.js';
 import { R_SHA256 } from '../../src/layer/index-records.js';
 import { packRecords } from '../../src/vfs/direct-pack.js';
 import { RecordEntries } from '../../src/vfs/layer-entries.js';
-import { ContainerFS, encodeName } from '../../src/vfs/index.js';
+import { ContainerFS, encodeName, LayeredContainerFS } from '../../src/vfs/index.js';
 import { py, pyLayerTar, type PyEntry } from '../helpers/pyimage.js';
 import { run, tmpDir } from '../helpers/tools.js';
 
@@ -128,4 +128,22 @@ test('an empty file stores no digest in its record; ContainerFS and decodeIndex 
   }
   const decoded = (await readIndexFile(info.indexPath)).entries.find((e) => e.path === 'empty');
   assert.equal(decoded?.sha256, none);
+});
+
+test('layers stacked on a directly packed base give the tree of both merged at once', async () => {
+  const dir = await tmpDir('vmimg-direct-stack-');
+  const lower = await flattenLayer(Readable.from([await pyLayerTar([py.dir('etc/'), py.file('etc/a', 'a'), py.hard('etc/b', 'etc/a'), py.sym('l', 'etc'), py.file('gone', 'g')])]), { dir });
+  const upper = await flattenLayer(Readable.from([await pyLayerTar([py.file('etc/c', 'c'), py.file('.wh.gone'), py.hard('etc/d', 'etc/a')])]), { dir });
+  const base = await ContainerFS.open([lower]);
+  const stacked = await LayeredContainerFS.stack(base, [upper]);
+  const whole = await ContainerFS.open([lower, upper]);
+  try {
+    assert.deepEqual(dump(stacked), dump(whole));
+    assert.equal(stacked.lstat('/etc/d').nlink, 3, 'a hardlink to the base layer names the base inode');
+    assert.equal((await stacked.readFile('/etc/d')).toString(), 'a');
+  } finally {
+    await stacked.close();
+    await whole.close();
+    await base.close();
+  }
 });
