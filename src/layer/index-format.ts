@@ -160,15 +160,7 @@ async function readCapped(path: string): Promise<Buffer> {
   try {
     const { size } = await fh.stat();
     if (size > LIMITS.indexBytes) throw bad(`${path} is ${size} bytes, over the ${LIMITS.indexBytes}-byte limit of the .idx format`);
-    // Whole reads, not readFile's 512 KiB ones: each read is a thread-pool round trip, slow on a busy host.
-    const buf = Buffer.allocUnsafe(size);
-    let got = 0;
-    while (got < size) {
-      const { bytesRead } = await fh.read(buf, got, size - got, got);
-      if (bytesRead === 0) break; // shorter than it said: the length check refuses it
-      got += bytesRead;
-    }
-    return got === size ? buf : buf.subarray(0, got);
+    return await fh.readFile();
   } finally {
     await fh.close();
   }
