@@ -51,8 +51,8 @@ export function emptyStats(): LazyStats {
 export interface LazyContentOptions {
   /** The layer's checkpoints; without one (a blob under 10 MiB) the first read fetches the blob whole. */
   zran?: ZranIndex;
-  /** The layer's `.idx` version 2 entries. */
-  entries: readonly IndexEntry[];
+  /** The layer's `.idx` version 2 entries, or how to read them (on the first read: `ls` never needs them). */
+  entries: readonly IndexEntry[] | (() => Promise<readonly IndexEntry[]>);
   /** `sha256:` digest of the gzip blob. */
   digest: string;
   /** The sparse `.contents` file (created at its full size by the caller) and its `.spans` map. */
@@ -78,8 +78,9 @@ interface Placed {
  */
 export class LazyContent implements ContentReader {
   readonly stats: LazyStats = emptyStats();
-  /** Files by `.contents` offset (which is also tar order). */
-  private readonly files: Placed[];
+  /** Files by `.contents` offset (which is also tar order); filled by `ready`. */
+  private files: Placed[] = [];
+  private loaded: Promise<void> | undefined;
   private readonly inflight = new Map<number, Promise<void>>();
   private whole: Promise<void> | undefined;
   private fh: Promise<FileHandle> | undefined;
@@ -89,16 +90,16 @@ export class LazyContent implements ContentReader {
   private constructor(
     private readonly opts: LazyContentOptions,
     private readonly map: SpanMap,
-  ) {
-    const seen = new Set<number>();
-    this.files = [];
-    for (const e of opts.entries) {
-      if (e.size === 0 || e.tarOffset === undefined || seen.has(e.offset)) continue;
-      if (e.tarSparse !== undefined) this.sparse = true;
-      seen.add(e.offset);
-      this.files.push({ offset: e.offset, size: e.size, tarOffset: e.tarOffset, sha256: e.sha256, verified: false });
-    }
-    this.files.sort((a, b) => a.offset - b.offset);
+  ) {}
+
+  /** The file table, from the entries (read now if they were deferred). */
+  private ready(): Promise<void> {
+    this.loaded ??= (async () => {
+      const entries = typeof this.opts.entries === 'function' ? await this.opts.entries() : this.opts.entries;
+      this.files = placedFiles(entries);
+      this.sparse = entries.some((e) => e.tarSparse !== undefined && e.size > 0);
+    })();
+    return this.loaded;
   }
 
   /** Opens the reader, loading the `.spans` map if one exists. */
@@ -113,6 +114,7 @@ export class LazyContent implements ContentReader {
   }
 
   async readInto(buffer: Uint8Array, offset: number, length: number, position: number): Promise<void> {
+    await this.ready();
     const spans = this.spansFor(position, position + length);
     const missing = spans.filter((i) => !this.map.has(i));
     this.stats.firstReadAt ??= new Date().toISOString();
@@ -152,6 +154,7 @@ export class LazyContent implements ContentReader {
    * 8 MiB at a time; the first that differs is ERR_DIGEST_MISMATCH. What `vmimg validate` does for a lazy layer.
    */
   async verifyAll(signal?: AbortSignal): Promise<{ files: number; bytes: number }> {
+    await this.ready();
     const buf = Buffer.alloc(8 << 20);
     let bytes = 0;
     for (const f of this.files) {
@@ -309,6 +312,18 @@ export class LazyContent implements ContentReader {
     this.fh = undefined;
     await (await fh)?.close();
   }
+}
+
+/** Regular files with content, once each (hardlinks share their target's bytes), by `.contents` offset. */
+function placedFiles(entries: readonly IndexEntry[]): Placed[] {
+  const seen = new Set<number>();
+  const files: Placed[] = [];
+  for (const e of entries) {
+    if (e.size === 0 || e.tarOffset === undefined || seen.has(e.offset)) continue;
+    seen.add(e.offset);
+    files.push({ offset: e.offset, size: e.size, tarOffset: e.tarOffset, sha256: e.sha256, verified: false });
+  }
+  return files.sort((a, b) => a.offset - b.offset);
 }
 
 /** The last span whose checkpoint is at or before tar offset `u`. */

@@ -56,7 +56,7 @@ export async function openLazyLayer(
   const desc = { mediaType: 'application/octet-stream', digest: blob.digest, size: blob.size };
   return LazyContent.open({
     ...(files.zranPath !== undefined ? { zran: decodeZran(await readFile(files.zranPath)) } : {}),
-    entries: (await readIndexFile(files.indexPath)).entries,
+    entries: async () => (await readIndexFile(files.indexPath)).entries, // on the first read
     digest: blob.digest,
     contentsPath: files.contentsPath,
     spansPath: files.spansPath,

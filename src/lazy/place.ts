@@ -9,7 +9,7 @@ import { access, mkdir, open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCode, VmimgError } from '../errors.js';
 import type { LayerInfo } from '../layer/flatten.js';
-import { decodeIndex, scanIndexFile, type IndexHeader } from '../layer/index-format.js';
+import { scanIndex, scanIndexFile, type IndexHeader } from '../layer/index-format.js';
 import { layerPaths, spansPath } from '../layer/paths.js';
 import { syncDir, writeFileDurable } from '../util/fs.js';
 import { storeCheckpoints, zranPath } from './build.js';
@@ -91,7 +91,7 @@ export async function placeLazyLayer(dir: string, cacheRoot: string, ids: LazyLa
 }
 
 function checkIdx(idx: Buffer, ids: LazyLayerIds): IndexHeader {
-  const { header } = decodeIndex(idx); // every record's bounds (ERR_INVALID_INDEX)
+  const { header } = scanIndex(idx); // every record's bounds (ERR_INVALID_INDEX), no object per entry
   const wrong =
     header.version < 2 ? 'it is version 1 (no tar offsets)' :
     header.diffId !== ids.diffId ? `its diff_id is ${header.diffId}` :
