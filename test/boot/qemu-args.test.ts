@@ -1,0 +1,26 @@
+// The QEMU command line vmimg boots with (what the boot tests then run for real under QEMU): no NIC to
+// probe, amd64's PCI interrupt routing without ACPI's AML, the disk as a snapshot unless persisted.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { qemuCommand } from '../../src/boot/index.js';
+
+const append = (args: string[]): string[] => args[args.indexOf('-append') + 1]!.split(' ');
+
+test('amd64: -nic none, pci=noacpi and no_timer_check; a disk is virtio-blk with snapshot=on unless persist', () => {
+  const { bin, args } = qemuCommand('amd64', '/k/vmlinux', '/r.cpio.gz', { disk: { path: '/d,1.img', persist: false } });
+  assert.equal(bin, 'qemu-system-x86_64');
+  assert.equal(args[args.indexOf('-nic') + 1], 'none');
+  assert.deepEqual(append(args).filter((a) => ['pci=noacpi', 'no_timer_check', 'rdinit=/init'].includes(a)), ['rdinit=/init', 'no_timer_check', 'pci=noacpi']);
+  assert.equal(args[args.indexOf('-drive') + 1], 'file=/d,,1.img,format=raw,if=none,id=root,snapshot=on');
+  const kept = qemuCommand('amd64', '/k/vmlinux', '/r.cpio.gz', { disk: { path: '/d.img', persist: true } }).args;
+  assert.ok(!kept[kept.indexOf('-drive') + 1]!.includes('snapshot'));
+});
+
+test('arm64: virt machine, -nic none, no x86-only parameters', () => {
+  const { bin, args } = qemuCommand('arm64', '/k/vmlinuz', '/r.cpio.gz');
+  assert.equal(bin, 'qemu-system-aarch64');
+  assert.deepEqual(args.slice(0, 4), ['-M', 'virt', '-cpu', 'cortex-a57']);
+  assert.equal(args[args.indexOf('-nic') + 1], 'none');
+  assert.ok(!append(args).some((a) => a === 'pci=noacpi' || a === 'no_timer_check'));
+  assert.ok(append(args).includes('rdinit=/.vmimg/init'));
+});
