@@ -79,6 +79,7 @@ export async function handle(s: ServeState, router: Router, req: IncomingMessage
     const body = errorBody(e);
     res.removeHeader('content-range');
     if (e.status === 401) res.setHeader('www-authenticate', `Basic realm="${AUTH_REALM}"`);
+    if (e.status === 429) res.setHeader('retry-after', '1');
     text(res, e.status, body, 'application/json', req.method === 'HEAD');
   }
 }

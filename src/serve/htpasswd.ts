@@ -15,6 +15,18 @@ import { ServeError } from './errors.js';
 export const AUTH_REALM = 'vmimg serve';
 /** Verified credentials remembered at once (the oldest is forgotten first). */
 export const MAX_REMEMBERED_LOGINS = 1024;
+/** bcrypt checks run at once by default (`--max-login-checks`): bcryptjs runs on the one event loop. */
+export const DEFAULT_MAX_LOGIN_CHECKS = 2;
+/** Checks waiting for a turn by default (`--max-login-queue`); more are answered 429 at once. */
+export const DEFAULT_MAX_LOGIN_QUEUE = 16;
+
+/** Bounds on bcrypt work, so parallel wrong logins cannot starve clients already logged in. */
+export interface LoginLimits {
+  /** bcrypt checks running at once (default 2). */
+  readonly maxChecks?: number;
+  /** Checks waiting for a turn (default 16); beyond it a login is refused with 429 TOOMANYREQUESTS. */
+  readonly maxQueue?: number;
+}
 
 const BCRYPT = /^\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}$/;
 
@@ -23,14 +35,32 @@ export class Htpasswd {
   private readonly key = randomBytes(32);
   private readonly verified = new Set<string>();
   private readonly pending = new Map<string, Promise<boolean>>();
+  private readonly waiting: (() => void)[] = [];
+  private readonly maxChecks: number;
+  private readonly maxQueue: number;
+  /** bcrypt checks running now. */
+  running = 0;
+  /** Logins refused with 429 because the queue was full. */
+  refusedBusy = 0;
 
-  private constructor(private readonly users: ReadonlyMap<string, string>) {}
+  private constructor(
+    private readonly users: ReadonlyMap<string, string>,
+    limits: LoginLimits,
+  ) {
+    this.maxChecks = limits.maxChecks ?? DEFAULT_MAX_LOGIN_CHECKS;
+    this.maxQueue = limits.maxQueue ?? DEFAULT_MAX_LOGIN_QUEUE;
+  }
+
+  /** Checks waiting for a turn now. */
+  get queued(): number {
+    return this.waiting.length;
+  }
 
   /**
    * Reads FILE: `user:hash` lines, `#` comments and blank lines. ERR_INVALID_ARGUMENT naming the file
    * (and the line) when it cannot be read, holds a non-bcrypt entry, or names no user.
    */
-  static load(path: string): Htpasswd {
+  static load(path: string, limits: LoginLimits = {}): Htpasswd {
     let text: string;
     try {
       text = readFileSync(path, 'utf8');
@@ -52,12 +82,13 @@ export class Htpasswd {
       users.set(user, hash);
     });
     if (users.size === 0) throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `--htpasswd ${path}: names no user`, { hint: 'Add one with `htpasswd -B FILE USER`.' });
-    return new Htpasswd(users);
+    return new Htpasswd(users, limits);
   }
 
   /**
    * The user an `Authorization: Basic` header proves; a 401 ServeError (UNAUTHORIZED) when the header
-   * is missing, malformed, or its user name or password is wrong.
+   * is missing, malformed, or its user name or password is wrong; a 429 ServeError (TOOMANYREQUESTS)
+   * when the login needs a bcrypt check and `maxQueue` checks already wait. A remembered login never waits.
    */
   async check(header: string | undefined): Promise<string> {
     const m = /^basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header ?? '');
@@ -79,12 +110,34 @@ export class Htpasswd {
     if (hash !== undefined && this.verified.has(key)) return true;
     let running = this.pending.get(key);
     if (running === undefined) {
-      running = compare(password, against).finally(() => this.pending.delete(key));
+      running = this.bounded(() => compare(password, against)).finally(() => this.pending.delete(key));
       this.pending.set(key, running);
     }
     const ok = (await running) && hash !== undefined;
     if (ok) this.remember(key);
     return ok;
+  }
+
+  /** Runs `check` when one of `maxChecks` turns is free; refuses at once when `maxQueue` already wait. */
+  private async bounded(check: () => Promise<boolean>): Promise<boolean> {
+    if (this.running >= this.maxChecks) {
+      if (this.waiting.length >= this.maxQueue) {
+        this.refusedBusy++;
+        throw new ServeError(429, 'TOOMANYREQUESTS', `too many logins being checked at once (more than --max-login-queue ${this.maxQueue} waiting); try again later`, {
+          vmimg: ErrorCode.REGISTRY_UNAVAILABLE,
+        });
+      }
+      await new Promise<void>((resolve) => this.waiting.push(resolve)); // the finishing check hands its turn over
+    } else {
+      this.running++;
+    }
+    try {
+      return await check();
+    } finally {
+      const next = this.waiting.shift();
+      if (next !== undefined) next();
+      else this.running--;
+    }
   }
 
   private remember(key: string): void {

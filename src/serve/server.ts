@@ -17,7 +17,7 @@ import type { RegistryClientOptions } from '../registry/index.js';
 import { BlobStore } from '../store/index.js';
 import { handle, type AccessRecord } from './handler.js';
 import { Fills } from './fill.js';
-import { Htpasswd } from './htpasswd.js';
+import { Htpasswd, type LoginLimits } from './htpasswd.js';
 import { Prebaker, type PrepareRecord } from './prepare.js';
 import { ServeMetrics } from './metrics.js';
 import { Router, parseUpstream, plainHttpHosts } from './routes.js';
@@ -43,6 +43,8 @@ export interface ServeOptions {
   readonly insecure?: boolean;
   /** An htpasswd file of bcrypt entries (`htpasswd -B`): clients must log in with HTTP Basic. */
   readonly htpasswd?: string;
+  /** bcrypt checks of `htpasswd` logins at once, and how many may wait (defaults 2 and 16; more: 429). */
+  readonly loginLimits?: LoginLimits;
   /** PEM files for HTTPS. */
   readonly tls?: { readonly cert: string; readonly key: string };
   /** How long a tag's digest is trusted before one HEAD revalidates it (default 5 minutes). */
@@ -98,7 +100,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     });
   }
   const tls = options.tls && loadTlsFiles(options.tls);
-  const auth = options.htpasswd !== undefined ? Htpasswd.load(options.htpasswd) : undefined;
+  const auth = options.htpasswd !== undefined ? Htpasswd.load(options.htpasswd, options.loginLimits) : undefined;
   const router = new Router(options.upstream !== undefined ? parseUpstream(options.upstream, '--upstream') : undefined, options.routes ?? []);
   const cache = new CacheLayout(options.cacheDir);
   const metrics = new ServeMetrics();

@@ -10,6 +10,8 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isVmimgError } from '../../src/index.js';
 import { startServe, type RunningServe } from '../../src/serve/index.js';
+import { Htpasswd } from '../../src/serve/htpasswd.js';
+import type { ServeError } from '../../src/serve/errors.js';
 import { buildBusyboxLayout, pushLayout } from '../helpers/busybox.js';
 import { curl } from '../helpers/curl.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
@@ -102,6 +104,21 @@ describe('serve: client auth (--htpasswd)', () => {
     assert.match(refused.stderr, /ERR_UNAUTHORIZED/);
     const pulled = await expectExit(0, [...args, '--cache-dir', await tmpDir('vmimg-serve-auth-pull-')], { input: 'hunter2\n' });
     assert.equal((JSON.parse(pulled.stdout) as { manifestDigest: string }).manifestDigest, manifestDigest);
+  });
+
+  it('wrong logins in parallel: 2 bcrypt checks at once, a bounded queue, 429 beyond it; a remembered login never waits', async () => {
+    const auth = Htpasswd.load(htpasswd, { maxChecks: 2, maxQueue: 4 });
+    const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+    assert.equal(await auth.check(basic('fleet', 'hunter2')), 'fleet'); // remembered from now on
+    const bad = Array.from({ length: 12 }, (_, i) => auth.check(basic('fleet', `wrong${i}`)).then(() => 200, (e: ServeError) => e.status));
+    assert.deepEqual([auth.running, auth.queued, auth.refusedBusy], [2, 4, 6]);
+    // answered before any queued check got a turn: no bcrypt finished meanwhile
+    assert.equal(await auth.check(basic('fleet', 'hunter2')), 'fleet');
+    assert.deepEqual([auth.running, auth.queued], [2, 4]);
+    const statuses = await Promise.all(bad);
+    assert.deepEqual([statuses.filter((s) => s === 401).length, statuses.filter((s) => s === 429).length], [6, 6]);
+    assert.deepEqual([auth.running, auth.queued], [0, 0]);
+    await assert.rejects(Htpasswd.load(htpasswd, { maxChecks: 1, maxQueue: 0 }).check(basic('x', 'y')), /wrong user name or password/);
   });
 
   it('an htpasswd file that is missing, names no user, or holds a non-bcrypt entry is one coded error naming it', async () => {

@@ -16,6 +16,8 @@ interface Args {
   'tag-ttl'?: number;
   'shutdown-grace'?: number;
   'max-connections'?: number;
+  'max-login-checks'?: number;
+  'max-login-queue'?: number;
 }
 
 export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
@@ -30,6 +32,8 @@ export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       .option('tls-cert', { type: 'string', describe: 'PEM certificate for HTTPS' })
       .option('tls-key', { type: 'string', describe: 'PEM private key for HTTPS' })
       .option('htpasswd', { type: 'string', describe: 'Require HTTP Basic logins checked against this htpasswd file (bcrypt: htpasswd -B)' })
+      .option('max-login-checks', { type: 'number', describe: 'bcrypt login checks at once (default 2)' })
+      .option('max-login-queue', { type: 'number', describe: 'Login checks waiting for a turn (default 16); more are answered 429' })
       .option('prepare', { type: 'boolean', describe: 'Flatten images into the cache as they are pulled through, and serve their layer indexes as referrers (for pull --lazy)' })
       .option('tag-ttl', { type: 'number', describe: 'Seconds a tag is trusted before one HEAD revalidates it (default 300)' })
       .option('max-connections', { type: 'number', describe: 'Client connections at once (default 256; each may hold a 1 MiB buffer)' })
@@ -48,7 +52,14 @@ export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
     const ttl = seconds(args['tag-ttl'], 'tag-ttl');
     const grace = seconds(args['shutdown-grace'], 'shutdown-grace');
     const max = args['max-connections'];
-    if (max !== undefined && !(Number.isInteger(max) && max >= 1)) throw new UsageError(`--max-connections must be a whole number of at least 1, not ${String(max)}`);
+    const whole = (name: keyof Args, least: number): number | undefined => {
+      const v = args[name] as number | undefined;
+      if (v !== undefined && !(Number.isInteger(v) && v >= least)) throw new UsageError(`--${name} must be a whole number of at least ${least}, not ${String(v)}`);
+      return v;
+    };
+    whole('max-connections', 1);
+    const maxChecks = whole('max-login-checks', 1);
+    const maxQueue = whole('max-login-queue', 0);
     const registry = await ctx.registryOptions();
     const server = await startServe({
       cacheDir: ctx.cache.root,
@@ -61,6 +72,7 @@ export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       ...(ttl !== undefined ? { tagTtlMs: ttl } : {}),
       ...(grace !== undefined ? { shutdownGraceMs: grace } : {}),
       ...(max !== undefined ? { maxConnections: max } : {}),
+      loginLimits: { ...(maxChecks !== undefined ? { maxChecks } : {}), ...(maxQueue !== undefined ? { maxQueue } : {}) },
       registry,
       onAccess: (r) => ctx.out(JSON.stringify(r)),
       ...(args.prepare === true ? { prepare: true, onPrepare: (r: PrepareRecord) => ctx.out(JSON.stringify(r)) } : {}),
