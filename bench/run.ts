@@ -23,7 +23,8 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { BlobStore } from '../src/store/index.js';
 import { RegistryClient } from '../src/registry/index.js';
 import { parseManifestDocument, parseImageConfig, type ImageManifest } from '../src/manifest/index.js';
@@ -154,14 +155,15 @@ function flattenRss(work: string): string {
     sh('tar -C "$1" -cf - . | gzip -1 > "$2"', src, blob);
     rmSync(src, { recursive: true, force: true });
   }
+  // the script lives in the run's work dir (bench/.cache may be a symlink to a shared cache elsewhere)
   const script = `
     import { createReadStream } from 'node:fs';
-    import { flattenLayer } from './src/layer/flatten.js';
+    import { flattenLayer } from ${JSON.stringify(pathToFileURL(resolve('src', 'layer', 'flatten.ts')).href)};
     const info = await flattenLayer(createReadStream(${JSON.stringify(blob)}), { dir: ${JSON.stringify(join(work, 'big-layers'))} });
     console.log(JSON.stringify({ size: info.size, rss: process.resourceUsage().maxRSS * 1024 }));
   `;
-  writeFileSync(join(process.cwd(), 'bench', '.cache', 'rss.mts'), script.replaceAll('./src/', '../../src/'));
-  const out = spawnSync(process.execPath, ['--import', 'tsx', join('bench', '.cache', 'rss.mts')], { encoding: 'utf8' });
+  writeFileSync(join(work, 'rss.mts'), script);
+  const out = spawnSync(process.execPath, ['--import', 'tsx', join(work, 'rss.mts')], { encoding: 'utf8' });
   if (out.status !== 0) return `flatten 1 GiB: failed: ${out.stderr.slice(0, 500)}`;
   const { size, rss } = JSON.parse(out.stdout.trim().split('\n').pop()!) as { size: number; rss: number };
   return `flatten ${(size / 2 ** 30).toFixed(2)} GiB layer: peak RSS ${(rss / 2 ** 20).toFixed(0)} MiB (target < 200 MiB; blob ${(statSync(blob).size / 2 ** 20).toFixed(0)} MiB)`;
