@@ -4,6 +4,7 @@
  * included). Formats: docs/EXPORT.md.
  */
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { ErrorCode, VmimgError } from '../errors.js';
@@ -108,5 +109,19 @@ async function checkFileDestination(dst: string, force: boolean): Promise<void> 
       hint: 'name the file to write (e.g. root.cpio.gz)',
     });
   }
+  if (!st.isFile()) {
+    // --force renames a new file over the old one: over /dev/null, a disk or a fifo that would replace the node
+    throw new VmimgError(ErrorCode.DESTINATION_EXISTS, `${dst} is a ${fileKind(st)}, not a regular file`, {
+      hint: 'vmimg writes and replaces only regular files: name a file to write',
+    });
+  }
   if (!force) throw new VmimgError(ErrorCode.DESTINATION_EXISTS, `${dst} already exists`, { hint: 'use --force to replace it' });
+}
+
+function fileKind(st: Stats): string {
+  if (st.isCharacterDevice()) return 'character device';
+  if (st.isBlockDevice()) return 'block device';
+  if (st.isFIFO()) return 'fifo';
+  if (st.isSocket()) return 'socket';
+  return 'special file';
 }

@@ -5,8 +5,8 @@
  */
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { lstatSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpDir } from '../helpers/tools.js';
 import { AMD64_TAR, BIN, MULTIARCH_TAR, expectExit } from './run.js';
@@ -88,5 +88,21 @@ describe('export DIR --force', () => {
     assert.equal(second.code, 0, second.stderr);
     assert.equal((await expectExit(0, c('cat', dst, '/etc/arch'))).stdout, 'arm64\n');
     assert.deepEqual(readdirSync(work).filter((f) => f.startsWith('.')), [], 'no temp dirs left beside it');
+  });
+
+  it('--force never replaces a device node or a fifo with a file (tar, initramfs, ext4): refused, node kept', async () => {
+    const fifo = join(work, 'pipe');
+    execFileSync('mkfifo', [fifo]);
+    const devnull = join(work, 'null-link');
+    symlinkSync('/dev/null', devnull); // a name leading to a character device, made without privileges
+    for (const [dst, kind] of [[fifo, 'fifo'], [devnull, 'character device']] as const) {
+      for (const format of ['tar', 'initramfs', 'ext4']) {
+        const r = await expectExit(1, c('export', dst, amd64, '--format', format, '--force', '-q'));
+        assert.match(r.stderr, /ERR_DESTINATION_EXISTS/);
+        assert.match(r.stderr, new RegExp(`is a ${kind}, not a regular file`));
+      }
+    }
+    assert.ok(lstatSync(fifo).isFIFO(), 'the fifo is still a fifo');
+    assert.ok(lstatSync(devnull).isSymbolicLink() && statSync('/dev/null').isCharacterDevice(), '/dev/null untouched');
   });
 });
