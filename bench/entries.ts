@@ -12,9 +12,9 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { loadAverage, median, rounds } from './util.js';
 
-/** Inputs only (shared between worktrees: bench/.cache may be a symlink); scripts and caches go to WORK. */
+/** Inputs only (shared between worktrees: bench/.cache may be a symlink); scripts and caches go to WORK, a temp dir per run. */
 const CACHE = resolve('bench', '.cache');
-const WORK = mkdtempSync(join(tmpdir(), 'vmimg-bench-entries-'));
+let WORK = '';
 /** Absolute module URLs: the child scripts live outside the repository. */
 const SRC = (path: string): string => JSON.stringify(pathToFileURL(resolve('src', path)).href);
 
@@ -69,6 +69,7 @@ function coldOpen(indexPath: string): { ms: number; cpu: number; main: number } 
 }
 
 export function entriesBench(): string[] {
+  WORK = mkdtempSync(join(tmpdir(), 'vmimg-bench-entries-')); // made here: run.ts imports this module for every section
   try {
     return [...millionLoad(), ...coldOpens(), loadAverage()];
   } finally {
