@@ -11,6 +11,7 @@ import type { PushEvent } from '../push/types.js';
 import { RegistryClient } from '../registry/client.js';
 import type { Context } from './context.js';
 import { escapeTerminal } from './escape.js';
+import { ErrorCode, VmimgError } from '../errors.js';
 import { openPushSource } from './push-source.js';
 
 export interface OciExportOptions {
@@ -46,6 +47,22 @@ export async function exportOciLayout(ctx: Context, dir: string, image: string |
     await source.close?.();
     await client.close();
   }
+}
+
+/** The image-spec's ref name (image-layout.md): alphanum components joined by `[-._:@+]` or `--`, then `/`. */
+const COMPONENT = '[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*';
+const REF_NAME = new RegExp(`^${COMPONENT}(?:/${COMPONENT})*$`);
+
+/**
+ * Refuses a ref name (DEST `oci:DIR:NAME`) outside both the image-spec's ref-name grammar and a Docker
+ * tag's (`[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`), or empty: ERR_INVALID_ARGUMENT naming `dest`. Such a
+ * name would be written, but skopeo and other tools could not address it.
+ */
+export function checkRefName(name: string, dest: string): void {
+  if (TAG.test(name) || REF_NAME.test(name)) return;
+  throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `${dest}: ${name === '' ? 'an empty ref name' : `ref name ${JSON.stringify(name)} is not valid`}`, {
+    hint: 'Give a tag such as oci:DIR:v1 (letters, digits and . _ -), or oci:DIR to name it by the source.',
+  });
 }
 
 /** A valid ref name that is a tag too (the OCI ref-name grammar is wider; a tag fits every tool). */

@@ -118,6 +118,22 @@ describe('export --format oci', () => {
     assert.match(bare.stderr, /ERR_INVALID_ARGUMENT.*oci:/);
   });
 
+  it('a ref name outside the image-spec and tag grammars, or empty, is ERR_INVALID_ARGUMENT before anything is written', async () => {
+    for (const bad of ['Bad Tag', '', 'a//b', '-x', 'v1:']) {
+      const dest = join(work, `badname${bad.length}`);
+      const r = await vmimg([...cache, 'export', `oci:${dest}:${bad}`, `oci:${image.ref}`]);
+      assert.equal(r.code, 2, `${JSON.stringify(bad)}: ${r.stderr}`);
+      assert.match(r.stderr, /ERR_INVALID_ARGUMENT.*ref name/);
+      assert.throws(() => readdirSync(dest), /ENOENT/, 'nothing written');
+    }
+    for (const good of ['v1.0_rc-1', 'a+b@c--d']) {
+      const dest = join(work, `goodname${good.length}`);
+      await expectExit(0, [...cache, 'export', `oci:${dest}:${good}`, `oci:${image.ref}`]);
+      assert.deepEqual(refNames(dest), { [good]: image.manifestDigest });
+    }
+    assert.equal(await rawDigest(`${join(work, 'goodname9')}:v1.0_rc-1`), image.manifestDigest, 'skopeo addresses it');
+  });
+
   it('a loaded image whose archive is gone: ERR_NOT_FOUND naming the archive and what to do', async () => {
     const tar = await toOciArchive(image, join(work, 'gone.tar'), 'gone');
     await expectExit(0, [...cache, 'load', tar, '-q']);

@@ -10,6 +10,7 @@ import { describeExport, exportTarget } from '../export-format.js';
 import { exportProgressLine } from '../export-progress.js';
 import { exportOciLayout } from '../oci-export.js';
 import { splitLayoutArg } from '../image-arg.js';
+import { checkRefName } from '../oci-export.js';
 
 /** gzip level of .tar.gz / .cpio.gz exports (zlib's default). */
 const GZIP_LEVEL = 6;
@@ -97,7 +98,9 @@ export const exportCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
 async function ociDestination(args: Args): Promise<{ dir: string; tag?: string | undefined } | undefined> {
   if (args.dest.startsWith('oci:')) {
     if (args.format !== undefined && args.format !== 'oci') throw new UsageError(`--format ${args.format} contradicts the destination ${args.dest} (an OCI layout)`);
-    return splitLayoutArg(args.dest);
+    const dest = await splitLayoutArg(args.dest);
+    if (dest.tag !== undefined) checkRefName(dest.tag, args.dest);
+    return dest;
   }
   return args.format === 'oci' ? { dir: args.dest } : undefined;
 }
