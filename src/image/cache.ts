@@ -75,6 +75,11 @@ export class CacheLayout {
     return join(this.root, 'leases');
   }
 
+  /** Push's unfinished chunked upload sessions (src/push/upload-journal.ts). */
+  get uploadsDir(): string {
+    return join(this.root, 'uploads');
+  }
+
   /** The image directory for an image, named by its config digest. */
   imageDir(configDigest: string): string {
     return join(this.imagesDir, digestHex(configDigest));

@@ -44,6 +44,9 @@ export interface PruneResult {
   };
 }
 
+/** An upload session older than this is forgotten by the registry (distribution purges after 168 h). */
+const UPLOAD_SESSION_MS = 7 * 24 * 3600 * 1000;
+
 /** A partial's lock untouched this long is stale (fetch.ts's default). */
 const PARTIAL_LOCK_STALE_MS = 60_000;
 
@@ -70,6 +73,7 @@ export async function prune(cache: CacheLayout, options: PruneOptions = {}): Pro
       await sweep.blobs(cache.blobsDir, wanted, leases.digests);
       await sweep.checkpoints(cache.checkpointsDir, wanted, leases.digests);
       await sweep.partials(cache.partialDir, leases.digests, options.partials === true);
+      await sweep.uploads(cache.uploadsDir, options.partials === true);
       return result;
     },
     options.signal,
@@ -157,6 +161,22 @@ class Sweep {
       const holder = await readLock(`${path}.lock`);
       if ((holder !== undefined && isOwnerAlive(holder)) || leased.has(`sha256:${name}`)) this.count(this.result.kept.inUse, st.size);
       else if (!drop || !(await this.removePartial(path, st.size))) this.count(this.result.kept.partials, st.size);
+    }
+  }
+
+  /**
+   * Push's upload sessions (src/push/upload-journal.ts, a few bytes each): a registry forgets an
+   * unfinished one after a while (distribution: a week), so older entries go, and with `drop` all of
+   * them (a running push only loses the chance to resume after a later kill).
+   */
+  async uploads(dir: string, drop: boolean): Promise<void> {
+    for (const key of await names(dir)) {
+      const sub = join(dir, key);
+      await this.leftovers(sub, (name) => name.includes('.tmp-'));
+      for (const name of await names(sub)) {
+        const st = name.endsWith('.json') ? await lstatOrUndefined(join(sub, name)) : undefined;
+        if (st !== undefined && (drop || Date.now() - st.mtimeMs > UPLOAD_SESSION_MS)) await this.remove(join(sub, name), st.size, 'leftover');
+      }
     }
   }
 

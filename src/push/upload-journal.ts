@@ -5,7 +5,8 @@
  * push killed mid-blob continues the registry's session on the next run instead of sending the blob
  * from byte 0 (distribution answers a GET on the URL with the Range it holds). An entry is removed when
  * its blob completes or its session is abandoned; a registry forgets unfinished sessions after a while
- * (distribution: a week), and then the rerun starts the blob over.
+ * (distribution: a week), and then the rerun starts the blob over. `prune` deletes entries older than a
+ * week, and all of them with `--partials`.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
@@ -13,15 +14,10 @@ import { join } from 'node:path';
 import { digestHex } from '../digest/index.js';
 import type { UploadJournal, UploadSession } from '../registry/upload.js';
 
-/** The uploads directory of a cache (what `CacheLayout.root` names). */
-export function uploadsDir(cacheRoot: string): string {
-  return join(cacheRoot, 'uploads');
-}
-
 export class FileUploadJournal implements UploadJournal {
   private readonly dir: string;
 
-  /** Sessions for `registry/repository`, kept below `root` (see uploadsDir). */
+  /** Sessions for `registry/repository`, kept below `root` (a cache's `uploadsDir`). */
   constructor(root: string, registry: string, repository: string) {
     this.dir = join(root, createHash('sha256').update(`${registry}/${repository}`).digest('hex').slice(0, 16));
   }

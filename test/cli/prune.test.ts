@@ -4,7 +4,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, readdir, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tmpDir } from '../helpers/tools.js';
 import { AMD64_TAR, expectExit, MULTIARCH_TAR } from './run.js';
@@ -26,6 +26,22 @@ describe('vmimg prune explains what it kept', () => {
     );
     const json = JSON.parse((await expectExit(0, c('prune', '--json'))).stdout) as { kept: { linked: { files: number; bytes: number } } };
     assert.equal(json.kept.linked.files, loaded.layers * 2);
+  });
+});
+
+describe('push upload sessions in the cache', () => {
+  it('a week-old session goes at once, a fresh one only with --partials', async () => {
+    const cache = await tmpDir('vmimg-cli-prune-');
+    const dir = join(cache, 'uploads', '0123456789abcdef');
+    await mkdir(dir, { recursive: true });
+    const [old, fresh] = [join(dir, `${'a'.repeat(64)}.json`), join(dir, `${'b'.repeat(64)}.json`)];
+    for (const file of [old, fresh]) await writeFile(file, JSON.stringify({ location: 'http://127.0.0.1:1/v2/x/blobs/uploads/u', offset: 1 }));
+    const eightDays = new Date(Date.now() - 8 * 24 * 3600 * 1000);
+    await utimes(old, eightDays, eightDays);
+    await expectExit(0, ['--cache-dir', cache, 'prune']);
+    assert.deepEqual(await readdir(dir), [`${'b'.repeat(64)}.json`]);
+    await expectExit(0, ['--cache-dir', cache, 'prune', '--partials']);
+    assert.deepEqual(await readdir(dir), []);
   });
 });
 

@@ -13,7 +13,7 @@ export const pruneCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
   describe: 'Delete layers and blobs no cached image uses, and leftovers of interrupted runs',
   builder: (y) =>
     y
-      .option('partials', { type: 'boolean', describe: 'Also delete partial downloads of interrupted pulls (a rerun would resume them)' })
+      .option('partials', { type: 'boolean', describe: 'Also delete partial downloads of interrupted pulls and the upload sessions of interrupted pushes (a rerun would resume them)' })
       .example('$0 prune', 'Reports the space freed and what was kept, and why')
       .example('$0 prune --partials', 'Also drop what interrupted pulls downloaded so far'),
   handler: run<Args>(async (ctx, args) => {

@@ -3,7 +3,7 @@ import { formatReference, parseReference } from '../../reference/index.js';
 import { RegistryClient } from '../../registry/client.js';
 import { pushImage, type PushResult } from '../../push/push.js';
 import { RegistrySink, type RegistrySinkOptions } from '../../push/sinks.js';
-import { FileUploadJournal, uploadsDir } from '../../push/upload-journal.js';
+import { FileUploadJournal } from '../../push/upload-journal.js';
 import type { PushEvent, PushSink, PushSource } from '../../push/types.js';
 import type { Context, GlobalArgs } from '../context.js';
 import { escapeTerminal } from '../escape.js';
@@ -38,7 +38,7 @@ export const pushCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
   handler: run<Args>(async (ctx, args) => {
     const dest = destinationRef(args.dest);
     // chunked uploads cut short (even by kill -9) continue at the registry's offset on a rerun
-    const journal = new FileUploadJournal(uploadsDir(ctx.cache.root), dest.registry, dest.repository);
+    const journal = new FileUploadJournal(ctx.cache.uploadsDir, dest.registry, dest.repository);
     const sinkOptions: RegistrySinkOptions = { ...(await ctx.registryOptions(formatReference(dest))), ...chunkOption(args['chunk-size']), journal };
     const client = new RegistryClient(await ctx.registryOptions());
     const sink = new RegistrySink(dest, sinkOptions);
