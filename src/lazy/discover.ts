@@ -5,6 +5,7 @@
  * manifest is fetched by digest (so verified) and must name the image manifest as its `subject`.
  */
 import { ErrorCode, isVmimgError } from '../errors.js';
+import { documentLimits } from '../manifest/limits.js';
 import type { Descriptor } from '../manifest/types.js';
 import type { RegistryClient } from '../registry/client.js';
 import type { Reference } from '../reference/types.js';
@@ -29,12 +30,13 @@ export interface PublishedIndex {
 /**
  * The newest lazy index published for `subjectDigest` in `repo`, or undefined when there is none.
  * Errors: the client's coded ones (ERR_REGISTRY_UNAVAILABLE, ERR_UNAUTHORIZED, …); an artifact that
- * is not vmimg's or names another subject is skipped, not trusted.
+ * is not vmimg's or names another subject is skipped, not trusted. Candidates are tried once per digest,
+ * at most `limits.maxReferrerCandidates` of them (the newest).
  */
 export async function findPublishedIndex(client: RegistryClient, repo: Reference, subjectDigest: string, signal?: AbortSignal): Promise<PublishedIndex | undefined> {
   const listed = await referrers(client, repo, subjectDigest, signal);
-  const candidates = listed.list.filter((d) => (d as { artifactType?: string }).artifactType === ARTIFACT_TYPE).sort(newestFirst);
-  for (const artifact of candidates) {
+  const candidates = distinct(listed.list.filter((d) => (d as { artifactType?: string }).artifactType === ARTIFACT_TYPE).sort(newestFirst));
+  for (const artifact of candidates.slice(0, documentLimits().maxReferrerCandidates)) {
     const m = await client.fetchManifest({ registry: repo.registry, repository: repo.repository, digest: artifact.digest }, signal ? { signal } : {}).catch((err: unknown) => {
       if (isVmimgError(err, ErrorCode.NOT_FOUND)) return undefined; // listed but deleted since
       throw err;
@@ -63,6 +65,12 @@ function manifestsOf(bytes: Buffer): Descriptor[] {
   } catch {
     return [];
   }
+}
+
+/** The first descriptor of each digest (a hostile list may repeat one thousands of times). */
+function distinct(list: Descriptor[]): Descriptor[] {
+  const seen = new Set<string>();
+  return list.filter((d) => !seen.has(d.digest) && seen.add(d.digest) !== undefined);
 }
 
 /** Newest first by the creation annotation the publisher sets (descriptors without one last, in list order reversed). */

@@ -19,6 +19,11 @@ export interface DocumentLimits {
   maxWalkEntries: number;
   /** Manifests, indexes and configs one walk reads (default 1 000; a multi-platform image needs tens). */
   maxWalkDocuments: number;
+  /**
+   * Lazy-index artifacts `pull --lazy` tries from a referrers list, distinct digests newest first
+   * (default 8): the list is anyone-with-push-rights writable, and each candidate costs a manifest GET.
+   */
+  maxReferrerCandidates: number;
 }
 
 export const DEFAULT_DOCUMENT_LIMITS: Readonly<DocumentLimits> = {
@@ -27,6 +32,7 @@ export const DEFAULT_DOCUMENT_LIMITS: Readonly<DocumentLimits> = {
   maxIndexDepth: 4,
   maxWalkEntries: 100_000,
   maxWalkDocuments: 1_000,
+  maxReferrerCandidates: 8,
 };
 
 let current: Readonly<DocumentLimits> = DEFAULT_DOCUMENT_LIMITS;
