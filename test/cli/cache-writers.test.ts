@@ -83,7 +83,8 @@ describe('prune and running pulls (C08)', () => {
   it('a prune during a pull keeps what the pull needs and frees the rest; the pull succeeds', async () => {
     const cache = await tmpDir('vmimg-cache-writers-');
     const loaded = JSON.parse((await expectExit(0, ['--cache-dir', cache, 'load', MULTIARCH_TAR, '--arch', 'arm64', '--json', '-q'])).stdout) as { id: string; layers: number };
-    await expectExit(0, ['--cache-dir', cache, 'rm', loaded.id]);
+    const removed = await expectExit(0, ['--cache-dir', cache, 'rm', loaded.id, '-q']);
+    assert.equal(removed.stdout + removed.stderr, '', '-q: rm prints nothing');
     const pull = await heldPull(cache, 'x:a');
     await layersDone(cache, loaded.layers + 2, pull.child); // the removed image's layers and the pull's two small ones
     try {
@@ -102,6 +103,8 @@ describe('prune and running pulls (C08)', () => {
     const after = JSON.parse((await expectExit(0, ['--cache-dir', cache, 'prune', '--json'])).stdout) as PruneJson;
     assert.equal(after.removedLayers, 0);
     assert.deepEqual(after.kept.inUse.owners, []);
+    const quiet = await expectExit(0, ['--cache-dir', cache, 'prune', '-q']);
+    assert.equal(quiet.stdout + quiet.stderr, '', '-q: prune prints nothing');
     assert.equal((await expectExit(0, ['--cache-dir', cache, 'cat', `${proxy.host}/x:a`, '/opt/a'])).stdout, 'a');
   });
 

@@ -22,7 +22,7 @@ export const pruneCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       ctx.out(JSON.stringify(result));
       return;
     }
-    for (const line of pruneReport(result)) ctx.out(line);
+    if (!ctx.quiet) for (const line of pruneReport(result)) ctx.out(line);
   }),
 };
 

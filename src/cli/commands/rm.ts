@@ -31,7 +31,7 @@ export const rmCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
         if (!/^(sha256:)?[0-9a-f]{1,5}$/.test(name)) throw err;
         throw new VmimgError(ErrorCode.NOT_FOUND, `no cached image named "${name}"`, { hint: 'an image id prefix needs at least 6 hex digits (vmimg images shows 12)' });
       });
-      for (const id of ids) ctx.out(ctx.json ? JSON.stringify({ removed: id, name }) : `removed ${id}`);
+      for (const id of ids) if (ctx.json || !ctx.quiet) ctx.out(ctx.json ? JSON.stringify({ removed: id, name }) : `removed ${id}`); // -q: only errors
     }
   }),
 };
