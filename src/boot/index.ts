@@ -10,4 +10,4 @@ export { initramfsMemoryMiB } from './memory.js';
 export { ensureModules, moduleClosure, modinfoDepends, extractModules, DISK_MODULES, type ModuleSet } from './modules.js';
 export { ensureBusybox, extractBusybox } from './busybox.js';
 export { stageOneInit, writeStageOne, ROOT_DEVICE } from './stage-one.js';
-export { chooseRoot, type RootOptions } from './root.js';
+export { checkRootOptions, chooseRoot, type RootOptions } from './root.js';

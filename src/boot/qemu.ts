@@ -11,7 +11,7 @@ import { ErrorCode, VmimgError } from '../errors.js';
 import type { Image } from '../image/index.js';
 import { EXIT_STATUS_RE, GUEST_INIT, START_LINE } from '../export/guest-init.js';
 import { bootFailureCause, GuestOutputSplitter, initramfsTooLarge } from './console.js';
-import { prepareRoot, type RootKind } from './root.js';
+import { checkRootOptions, prepareRoot, type RootKind } from './root.js';
 import { ensureKernel, type BootArch } from './kernel.js';
 import { checkKernelFile } from './kernel-file.js';
 import { pvhKernel } from './pvh.js';
@@ -122,6 +122,7 @@ export function parseGuestOutput(output: string): string | undefined {
  */
 export async function bootImage(image: Image, options: BootOptions = {}): Promise<BootResult> {
   const arch = bootArch(image, options.arch);
+  await checkRootOptions(options);
   const qemu = requireBinary(qemuCommand(arch, '', '').bin, QEMU_PACKAGE[arch]);
   if (options.kernel !== undefined) await checkKernelFile(options.kernel, arch);
   const kernel =

@@ -4,6 +4,7 @@
  * the image would not fit comfortably in the guest's memory as an initramfs.
  */
 import { createWriteStream, existsSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Image } from '../image/index.js';
 import { commandLine } from '../image/index.js';
@@ -44,6 +45,34 @@ export interface PreparedRoot {
   append: string[];
   /** RAM an initramfs of the image needs (MiB), for messages. */
   needMiB: number;
+}
+
+/**
+ * Refuses contradictory root options before anything is fetched or exported (ERR_INVALID_ARGUMENT):
+ * `persist` without `disk` (nothing would keep the writes), `root: 'initramfs'` with `disk` (a disk
+ * implies `--root disk`), and an existing `disk` that is not ext4 (no superblock magic 0xEF53 at byte
+ * 1080; it would boot and fail in the guest after the kernel's whole start).
+ */
+export async function checkRootOptions(o: Pick<RootOptions, 'root' | 'disk' | 'persist'>): Promise<void> {
+  if (o.persist === true && o.disk === undefined) {
+    throw new VmimgError(ErrorCode.INVALID_ARGUMENT, '--persist needs --disk FILE: without one the guest writes to a throwaway disk', { hint: 'Add --disk vm.img (made now if missing, and kept).' });
+  }
+  if (o.root === 'initramfs' && o.disk !== undefined) {
+    throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `--root initramfs contradicts --disk ${o.disk} (a disk boots with --root disk)`);
+  }
+  if (o.disk === undefined || !existsSync(o.disk)) return;
+  const magic = Buffer.alloc(2);
+  const fd = await open(o.disk, 'r');
+  try {
+    await fd.read(magic, 0, 2, 1080);
+  } finally {
+    await fd.close();
+  }
+  if (magic.readUInt16LE(0) !== 0xef53) {
+    throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `--disk ${o.disk} is not an ext4 image (no ext2/3/4 superblock at byte 1024)`, {
+      hint: 'Give a disk vmimg exported (vmimg export vm.img IMAGE), or a path that does not exist yet to make one.',
+    });
+  }
 }
 
 /** The root to boot: as asked; else a disk when one is given or the initramfs would take over 3/4 of the RAM. */
