@@ -121,13 +121,16 @@ async function digestExplains(source: Readable, blob: CountedStream, expected: s
 async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what: string, opts: FlattenOptions, blob: CountedStream): Promise<Converted> {
   const { signal } = opts;
   const tarCount = new CountedStream(undefined);
+  const hold: { at: number | undefined } = { at: undefined };
   let reader: TarReader | undefined;
   // An uncompressed blob (docker save) is its tar: its digest is the diff_id, and its stream holds the
   // files' ranges; otherwise the tar gets a stream of its own. Decided before the first tar byte.
   const onKind = (kind: string): void => {
-    const plain = kind === 'none' && blob.stream !== undefined;
-    if (!plain) tarCount.stream = flattenPool().stream({ whole: true, ranges: true });
-    (plain ? blob : tarCount).releaseTo = () => reader?.offset ?? 0; // file ranges never start before what the reader parsed
+    // A plain blob's bytes go to the tar's stream too: the blob's stream is pushed by its own read
+    // loop, ahead of the reader, and ranges on it raced that loop (wrong file digests seen with a
+    // 4 MiB ring). The diff_id of a plain blob is still its digest (hashed twice, for now).
+    tarCount.stream = flattenPool().stream({ whole: true, ranges: true });
+    tarCount.releaseTo = () => hold.at ?? reader?.offset ?? 0; // no file range starts below
   };
   const tar = decompress(Readable.from(blobChunks, { objectMode: false, highWaterMark: 1024 * 1024 }), onKind);
   try {
@@ -144,7 +147,7 @@ async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what:
         continue;
       }
       const offset = writer.beginFile();
-      const { sha256 } = await copyBody(reader, (tarCount.stream ?? blob.stream)!, writer, signal);
+      const { sha256 } = await copyBody(reader, tarCount.stream!, writer, signal, hold);
       const tarSparse = h.sparse ? { headerOffset: h.firstHeaderOffset, storedSize: h.storedSize } : undefined;
       await entries.add(h, { offset, size: h.size, tarOffset: h.dataOffset, ...(tarSparse ? { tarSparse } : {}) }, sha256);
     }

@@ -70,18 +70,26 @@ export async function copyBody(
   parts: HashStream,
   writer: { write(chunk: Buffer): Promise<void>; hole(n: number): Promise<void> },
   signal: AbortSignal | undefined,
+  hold: { at: number | undefined },
 ): Promise<{ sha256: Promise<string> }> {
   const part = parts.part();
-  for await (const chunk of reader.body()) {
-    signal?.throwIfAborted();
-    if (typeof chunk === 'number') {
-      part.zeros(chunk);
-      await writer.hole(chunk);
-    } else {
-      // queued before the reader pulls more: the next push releases only what parts are done with
-      part.range(reader.offset - chunk.length, reader.offset);
-      await writer.write(chunk);
+  // While a body is copied, ring space is released only up to its last queued range: a plain blob's
+  // stream is pushed by its own read loop, which may run between a chunk's hand-out and its range.
+  hold.at = reader.offset;
+  try {
+    for await (const chunk of reader.body()) {
+      signal?.throwIfAborted();
+      if (typeof chunk === 'number') {
+        part.zeros(chunk);
+        await writer.hole(chunk);
+      } else {
+        part.range(reader.offset - chunk.length, reader.offset);
+        hold.at = reader.offset;
+        await writer.write(chunk);
+      }
     }
+  } finally {
+    hold.at = undefined;
   }
   return { sha256: part.digest() };
 }

@@ -334,7 +334,10 @@ export class HashStream {
 
 let shared: HashPool | undefined;
 
-/** The process's shared pool (sized to the cores, started on first use). */
+/**
+ * The process's shared pool, started on first use: one worker fewer than the cores (the main thread
+ * keeps one busy; each worker costs ~20 MiB of RSS, which a 1 GiB flatten's 200 MiB budget felt).
+ */
 export function sharedHashPool(): HashPool {
-  return (shared ??= new HashPool());
+  return (shared ??= new HashPool({ threads: Math.max(1, availableParallelism() - 1) }));
 }
