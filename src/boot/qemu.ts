@@ -122,8 +122,9 @@ export function parseGuestOutput(output: string): string | undefined {
  */
 export async function bootImage(image: Image, options: BootOptions = {}): Promise<BootResult> {
   const arch = bootArch(image, options.arch);
-  await checkRootOptions(options);
+  // QEMU is looked up before the first await (its PATH is the caller's at the call; a test relies on it)
   const qemu = requireBinary(qemuCommand(arch, '', '').bin, QEMU_PACKAGE[arch]);
+  await checkRootOptions(options);
   if (options.kernel !== undefined) await checkKernelFile(options.kernel, arch);
   const kernel =
     options.kernel ?? (await ensureKernel(arch, { ...(options.kernelDir ? { kernelDir: options.kernelDir } : {}), ...(options.onLog ? { onLog: options.onLog } : {}) })).path;
