@@ -9,7 +9,7 @@ import { ErrorCode, isVmimgError } from '../errors.js';
 import { createMatcher, formatPlatform, hostPlatform } from '../platform/index.js';
 import { parseReference } from '../reference/index.js';
 import { findImage, listImages } from '../image/catalog.js';
-import { loadFromDir, type Image } from '../image/image-dir.js';
+import { hasLazyLayers, loadFromDir, type Image } from '../image/image-dir.js';
 import { loadUserConfig } from '../config.js';
 import type { LayerLimits } from '../layer/limits.js';
 import type { PullOptions } from '../image/pull.js';
@@ -63,8 +63,8 @@ export async function resolveImageOrLast(ctx: Context, arg: string | undefined):
 
 /** A lazily pulled image, with the readers that fetch its files as they are read (closed when the command ends). */
 async function readable(ctx: Context, resolved: ResolvedImage): Promise<ResolvedImage> {
-  // A lazy image has a .spans map on some layer; only then load the lazy reader (and the registry client).
-  if (!resolved.image.layers.some((l) => l.spansPath !== undefined)) return resolved;
+  // only a lazy image loads the lazy reader (and with it the registry client)
+  if (!hasLazyLayers(resolved.image)) return resolved;
   const { openLazyImage } = await import('../lazy/open-image.js');
   const options = await ctx.registryOptions(resolved.image.config.source.reference);
   const image = await openLazyImage(resolved.image, { ...options, signal: ctx.signal, warn: (m) => warn(ctx, m), cacheDir: ctx.cache.root });

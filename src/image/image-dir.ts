@@ -40,6 +40,11 @@ export interface Image {
 
 export const CONFIG_FILE = 'config.json';
 
+/** True when any layer of `image` is still read lazily (its image directory holds the layer's `.spans`). */
+export function hasLazyLayers(image: Image): boolean {
+  return image.layers.some((l) => l.spansPath !== undefined);
+}
+
 /** Opens an image directory, refusing one made for another platform (ERR_PLATFORM_MISMATCH). */
 export async function loadFromDir(dir: string, options: { platform?: Platform } = {}): Promise<Image> {
   let text: string;

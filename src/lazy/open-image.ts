@@ -6,7 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { ErrorCode, VmimgError } from '../errors.js';
-import type { Image, ImageLayer } from '../image/image-dir.js';
+import { hasLazyLayers, type Image, type ImageLayer } from '../image/image-dir.js';
 import { readIndexFile } from '../layer/index-format.js';
 import { parseReference } from '../reference/index.js';
 import type { Reference } from '../reference/types.js';
@@ -65,10 +65,7 @@ export async function openLazyLayer(
   });
 }
 
-/** True when any layer of `image` is still read lazily (its image directory holds the layer's `.spans`). */
-export function hasLazyLayers(image: Image): boolean {
-  return image.layers.some((l) => l.spansPath !== undefined);
-}
+export { hasLazyLayers };
 
 /**
  * `image` with a LazyContent on each lazy layer (an image without one is returned as is, `lazy` false).
