@@ -5,8 +5,7 @@
  * tar stream (its data ranges plus its holes), so its bytes are copied once, for the diff_id.
  * Entries reach the EntriesBuilder in tar order as their digests arrive ({@link OrderedEntries}).
  */
-import type { TarHeader } from './tar-reader.js';
-import type { TarReader } from './tar-reader.js';
+import type { TarHeader, TarReader } from './tar-reader.js';
 import type { EntriesBuilder, FileContent } from './entries-builder.js';
 import { sharedHashPool, type HashPool, type HashStream } from '../util/hash-pool.js';
 
