@@ -7,7 +7,7 @@ import { ErrorCode, VmimgError } from '../errors.js';
 import { validateDigest } from '../digest/index.js';
 import { crc32 } from './crc32.js';
 import type { IndexEntry } from './entry.js';
-import { scanRecords } from './record-checks.js';
+import { scanRecords, type RecordScanner } from './record-checks.js';
 import { bad, decodeRecord, encodeRecord, ENTRY_FIXED_SIZE, LIMITS, recordSize, u64, writeU64, type IndexVersion } from './index-records.js';
 
 export const INDEX_MAGIC = Buffer.from('VMIMGIDX', 'latin1');
@@ -129,15 +129,19 @@ export interface ScannedIndex {
   starts: Uint32Array;
 }
 
-/** Checks a whole `.idx` (header, CRCs, every record) and finds its records, without decoding them. */
-export function scanIndex(buf: Buffer): ScannedIndex {
+/**
+ * Checks a whole `.idx` (header, CRCs, every record) and finds its records, without decoding them.
+ * `records`: the loop over the records, scanRecords unless a caller fuses its own pass into it
+ * (ContainerFS's direct pack does: src/vfs/direct-scan.ts); it must check as scanRecords does.
+ */
+export function scanIndex(buf: Buffer, records: RecordScanner = scanRecords): ScannedIndex {
   try {
     const { header } = decodeHeader(buf);
     const version = header.version as IndexVersion;
     if (header.entryCount > (buf.length - HEADER_SIZE) / ENTRY_FIXED_SIZE[version]) throw bad('entry count exceeds file size');
     const bounds = { version, contentsSize: header.contentsSize, tarSize: header.tarSize };
     const starts = new Uint32Array(header.entryCount + 1);
-    const pos = scanRecords(buf, HEADER_SIZE, header.entryCount, bounds, starts);
+    const pos = records(buf, HEADER_SIZE, header.entryCount, bounds, starts);
     if (pos !== buf.length) throw bad(`${buf.length - pos} unexpected bytes after the last entry`);
     return { header, version, buf, starts };
   } catch (err) {
@@ -190,7 +194,7 @@ export function readIndexFile(path: string): Promise<DecodedIndex> {
   return readIndexWith(path, decodeIndex);
 }
 
-/** Reads and checks an `.idx` file whole (see scanIndex), decoding no entry; errors as readIndexFile. */
-export function scanIndexFile(path: string): Promise<ScannedIndex> {
-  return readIndexWith(path, scanIndex);
+/** Reads and checks an `.idx` file whole (see scanIndex, and its `records`), decoding no entry; errors as readIndexFile. */
+export function scanIndexFile(path: string, records?: RecordScanner): Promise<ScannedIndex> {
+  return readIndexWith(path, (buf) => scanIndex(buf, records));
 }

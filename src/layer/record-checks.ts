@@ -91,50 +91,58 @@ export function checkRecord(buf: Buffer, at: number, end: number, b: RecordBound
   return pos;
 }
 
+/** What `scanIndex` runs over the records: fills `starts` (see scanRecords) and returns the end of the last. */
+export type RecordScanner = (buf: Buffer, at: number, count: number, b: RecordBounds, starts: Uint32Array) => number;
+
 /**
  * Checks `count` records from `at` on and fills `starts` (record i at starts[i], the end at
- * starts[count]). The common record (no xattrs, not sparse, every field in range) is checked inline in
- * this one loop — an index is scanned once per open, mostly before the JIT has optimised anything, so
- * calls per record cost more than the checks; anything else, and any failure, goes through
- * `checkRecord`, which decides (and words the error).
+ * starts[count]); `from`: the first record's number (records before it were checked by the caller).
+ * The common record is checked by `commonRecordEnd`, anything else, and any failure, by `checkRecord`,
+ * which decides (and words the error).
  */
-export function scanRecords(buf: Buffer, at: number, count: number, b: RecordBounds, starts: Uint32Array): number {
-  const end = buf.length;
-  const fixed = ENTRY_FIXED_SIZE[b.version];
-  const v2 = b.version === 2;
-  const known = v2 ? R_SHA256 | R_LINK | R_LOWER_LINK : R_SHA256 | R_LINK; // sparse records take checkRecord
-  for (let i = 0; i < count; i++) {
+export function scanRecords(buf: Buffer, at: number, count: number, b: RecordBounds, starts: Uint32Array, from = 0): number {
+  for (let i = from; i < count; i++) {
     starts[i] = at;
-    const next = at + fixed;
-    const type = buf[at]!;
-    const flags = buf[at + 1]!;
-    // xattr count, reserved field, path/link lengths over 65535, the high words of size and offset: all zero
-    const zeros = buf[at + 2]! | buf[at + 3]! | buf[at + 38]! | buf[at + 39]! | buf[at + 58]! | buf[at + 59]! | buf[at + 60]! | buf[at + 61]! | buf[at + 62]! | buf[at + 63]!;
-    const pathLen = buf[at + 36]! | (buf[at + 37]! << 8);
-    const linkLen = buf[at + 56]! | (buf[at + 57]! << 8);
-    const nsec = (buf[at + 24]! | (buf[at + 25]! << 8) | (buf[at + 26]! << 16)) + buf[at + 27]! * 0x1000000;
-    const sizeHi = (buf[at + 44]! | (buf[at + 45]! << 8) | (buf[at + 46]! << 16)) + buf[at + 47]! * 0x1000000;
-    const offsetHi = (buf[at + 52]! | (buf[at + 53]! << 8) | (buf[at + 54]! << 16)) + buf[at + 55]! * 0x1000000;
-    const tarHi = v2 ? (buf[at + 68]! | (buf[at + 69]! << 8) | (buf[at + 70]! << 16)) + buf[at + 71]! * 0x1000000 : 0;
-    let ok = next <= end && type >= 1 && type <= MAX_TYPE && (flags & ~known) === 0 && zeros === 0 && nsec < 1e9;
-    ok &&= (flags & R_LINK) !== 0 || linkLen === 0;
-    ok &&= sizeHi < 0x200000 && offsetHi < 0x200000 && tarHi < 0x200000;
-    const size = sizeHi * TWO32 + (buf[at + 40]! | (buf[at + 41]! << 8) | (buf[at + 42]! << 16)) + buf[at + 43]! * 0x1000000;
-    const offset = offsetHi * TWO32 + (buf[at + 48]! | (buf[at + 49]! << 8) | (buf[at + 50]! << 16)) + buf[at + 51]! * 0x1000000;
-    const tarOffset = v2 ? tarHi * TWO32 + (buf[at + 64]! | (buf[at + 65]! << 8) | (buf[at + 66]! << 16)) + buf[at + 67]! * 0x1000000 : 0;
-    const content = type === 1 || type === 4;
-    if (content) {
-      // multiples of 4096 and 512 by their low bytes (a double's % is a slow call)
-      ok &&= buf[at + 48] === 0 && (buf[at + 49]! & 0x0f) === 0 && offset + size <= b.contentsSize;
-      ok &&= !v2 || size === 0 || (buf[at + 64] === 0 && (buf[at + 65]! & 1) === 0 && tarOffset + size <= b.tarSize);
-    } else {
-      ok &&= size === 0 && offset === 0 && tarOffset === 0;
-    }
-    ok &&= (flags & R_LOWER_LINK) === 0 || (type === 4 && (flags & R_LINK) !== 0 && size === 0);
-    const tail = next + (flags & R_SHA256 ? 32 : 0) + pathLen + linkLen;
-    at = ok && tail <= end ? tail : checkRecord(buf, at, end, b, i);
+    const tail = commonRecordEnd(buf, at, b);
+    at = tail >= 0 ? tail : checkRecord(buf, at, buf.length, b, i);
   }
   starts[count] = at;
   return at;
 }
 
+/**
+ * Where the record at `at` ends when it is a common one (no xattrs, not sparse, every field in range),
+ * else -1 (then `checkRecord` decides). Inline checks, no calls: an index is scanned once per open,
+ * mostly before the JIT has optimised anything, so calls per record cost more than the checks.
+ */
+export function commonRecordEnd(buf: Buffer, at: number, b: RecordBounds): number {
+  const v2 = b.version === 2;
+  const next = at + (v2 ? 72 : 64); // ENTRY_FIXED_SIZE
+  const known = v2 ? R_SHA256 | R_LINK | R_LOWER_LINK : R_SHA256 | R_LINK; // sparse records take checkRecord
+  const type = buf[at]!;
+  const flags = buf[at + 1]!;
+  // xattr count, reserved field, path/link lengths over 65535, the high words of size and offset: all zero
+  const zeros = buf[at + 2]! | buf[at + 3]! | buf[at + 38]! | buf[at + 39]! | buf[at + 58]! | buf[at + 59]! | buf[at + 60]! | buf[at + 61]! | buf[at + 62]! | buf[at + 63]!;
+  const pathLen = buf[at + 36]! | (buf[at + 37]! << 8);
+  const linkLen = buf[at + 56]! | (buf[at + 57]! << 8);
+  const nsec = (buf[at + 24]! | (buf[at + 25]! << 8) | (buf[at + 26]! << 16)) + buf[at + 27]! * 0x1000000;
+  const sizeHi = (buf[at + 44]! | (buf[at + 45]! << 8) | (buf[at + 46]! << 16)) + buf[at + 47]! * 0x1000000;
+  const offsetHi = (buf[at + 52]! | (buf[at + 53]! << 8) | (buf[at + 54]! << 16)) + buf[at + 55]! * 0x1000000;
+  const tarHi = v2 ? (buf[at + 68]! | (buf[at + 69]! << 8) | (buf[at + 70]! << 16)) + buf[at + 71]! * 0x1000000 : 0;
+  let ok = next <= buf.length && type >= 1 && type <= MAX_TYPE && (flags & ~known) === 0 && zeros === 0 && nsec < 1e9;
+  ok &&= (flags & R_LINK) !== 0 || linkLen === 0;
+  ok &&= sizeHi < 0x200000 && offsetHi < 0x200000 && tarHi < 0x200000;
+  const size = sizeHi * TWO32 + (buf[at + 40]! | (buf[at + 41]! << 8) | (buf[at + 42]! << 16)) + buf[at + 43]! * 0x1000000;
+  const offset = offsetHi * TWO32 + (buf[at + 48]! | (buf[at + 49]! << 8) | (buf[at + 50]! << 16)) + buf[at + 51]! * 0x1000000;
+  const tarOffset = v2 ? tarHi * TWO32 + (buf[at + 64]! | (buf[at + 65]! << 8) | (buf[at + 66]! << 16)) + buf[at + 67]! * 0x1000000 : 0;
+  if (type === 1 || type === 4) {
+    // multiples of 4096 and 512 by their low bytes (a double's % is a slow call)
+    ok &&= buf[at + 48] === 0 && (buf[at + 49]! & 0x0f) === 0 && offset + size <= b.contentsSize;
+    ok &&= !v2 || size === 0 || (buf[at + 64] === 0 && (buf[at + 65]! & 1) === 0 && tarOffset + size <= b.tarSize);
+  } else {
+    ok &&= size === 0 && offset === 0 && tarOffset === 0;
+  }
+  ok &&= (flags & R_LOWER_LINK) === 0 || (type === 4 && (flags & R_LINK) !== 0 && size === 0);
+  const tail = next + (flags & R_SHA256 ? 32 : 0) + pathLen + linkLen;
+  return ok && tail <= buf.length ? tail : -1;
+}

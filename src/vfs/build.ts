@@ -1,9 +1,9 @@
 /**
  * From loaded layers to an inode table: a single `.idx` layer packed straight from its records
- * (direct-pack.ts), anything else merged (merge.ts) and packed (pack.ts); and the layers' content readers.
+ * (direct-pack.ts, from the scan loadLayers made while checking them), anything else merged (merge.ts) and packed (pack.ts); and the layers' content readers.
  */
 import type { ContentReader } from './content.js';
-import { packRecords } from './direct-pack.js';
+import { packScanned } from './direct-pack.js';
 import { layerEntries, RecordEntries } from './layer-entries.js';
 import { Merger } from './merge.js';
 import { packTree } from './pack.js';
@@ -13,7 +13,8 @@ import type { InodeTable } from './tree.js';
 /** The merged tree of `layers` (bottom first) and what the merge wants a user to know (one line each). */
 export function buildTable(layers: readonly LoadedLayer[]): { table: InodeTable; warnings: string[] } {
   const sources = layers.map((l) => layerEntries(l.entries));
-  const direct = sources.length === 1 && sources[0] instanceof RecordEntries ? packRecords(sources[0]) : undefined;
+  const scan = layers.length === 1 ? layers[0]!.scan : undefined;
+  const direct = scan !== undefined && sources[0] instanceof RecordEntries ? packScanned(scan, sources[0]) : undefined;
   if (direct !== undefined) return { table: direct, warnings: [] };
   const merger = new Merger();
   sources.forEach((entries, i) => merger.applyLayer(entries, i));

@@ -41,7 +41,7 @@ export class ContainerFS {
 
   /** Opens an image directory, a loaded image or a list of layers (bottom first) and merges them. */
   static async open(source: ContainerSource): Promise<ContainerFS> {
-    return ContainerFS.fromLoaded(await loadLayers(source));
+    return ContainerFS.fromLoaded(await loadLayers(source, { direct: true }));
   }
 
   /** Merges already-decoded layers (bottom first). */

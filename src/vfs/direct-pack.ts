@@ -10,9 +10,9 @@
  */
 import { EntryType } from '../layer/entry.js';
 import { decodeText, pathStart, r32, R_LINK, R_LOWER_LINK } from '../layer/index-records.js';
-import { recordMode, type RecordEntries } from './layer-entries.js';
-import { IMPLICIT_DIR_MODE, InodeTable, type DirentNames } from './tree.js';
-import { compareBytes, LayerScan, NeedsMerge } from './direct-scan.js';
+import { recordMode, TYPE_BITS, type RecordEntries } from './layer-entries.js';
+import { IMPLICIT_DIR_MODE, InodeTable, S_IFLNK, type DirentNames } from './tree.js';
+import { compareBytes, NeedsMerge, type LayerScan } from './direct-scan.js';
 
 const SLASH = 47;
 
@@ -41,12 +41,14 @@ class ByteNames implements DirentNames {
   }
 }
 
-/** Packs a single layer's records (applied once, on nothing); undefined when the merge must do it. */
-export function packRecords(entries: RecordEntries): InodeTable | undefined {
+/**
+ * Packs a single layer's records (applied once, on nothing) from the scan that checked them
+ * (`scanIndex(buf, scan.records)`); undefined when the merge must do it.
+ */
+export function packScanned(s: LayerScan, entries: RecordEntries): InodeTable | undefined {
+  if (!s.direct) return undefined;
   try {
-    const s = new LayerScan(entries);
-    s.scan();
-    const b = new DirectBuilder(s);
+    const b = new DirectBuilder(s, entries);
     b.layOut();
     b.resolveHardlinks();
     return b.pack();
@@ -63,7 +65,10 @@ class DirectBuilder {
   private kids = new Int32Array(0);
   private childStart = new Uint32Array(0);
 
-  constructor(private readonly s: LayerScan) {
+  constructor(
+    private readonly s: LayerScan,
+    private readonly entries: RecordEntries,
+  ) {
     this.buf = s.buf;
   }
 
@@ -105,8 +110,7 @@ class DirectBuilder {
 
   /** Each hardlink → the earlier record (not a directory, not a hardlink) whose inode it names. */
   resolveHardlinks(): void {
-    const { buf } = this;
-    const { entries } = this.s;
+    const { buf, entries } = this;
     for (const r of this.s.hardlinks) {
       const at = entries.starts[r]!;
       if (!(buf[at + 1]! & R_LINK) || buf[at + 1]! & R_LOWER_LINK) throw new NeedsMerge();
@@ -152,9 +156,9 @@ class DirectBuilder {
   pack(): InodeTable {
     const dirs = this.s.dirRec.length;
     const { buf, kids, childStart } = this;
-    const { starts } = this.s.entries;
+    const { starts } = this.s;
     const names = new ByteNames(buf, kids, this.s.nameAt, this.s.nameLen, this.s.dirNameAt, this.s.dirNameLen);
-    const t = new InodeTable(dirs + this.s.leaves, names, [this.s.entries]);
+    const t = new InodeTable(dirs + this.s.leaves, names, [this.entries]);
     const { mode, entry, nlink, direntIno, selfDirent } = t;
     const dirIno = new Uint32Array(dirs);
     // Only a hardlink's target can be met twice; without hardlinks every record child is a new inode.
@@ -189,7 +193,9 @@ class DirectBuilder {
           child = ++next;
           if (recIno !== null) recIno[r] = child;
           entry[child] = r; // layer 0: the arrays start zeroed
-          mode[child] = recordMode(buf, starts[r]!);
+          const at = starts[r]!;
+          const type = buf[at]!; // recordMode inline: a call per leaf costs more than this, unoptimised
+          mode[child] = type === EntryType.Symlink ? S_IFLNK | 0o777 : TYPE_BITS[type]! | ((buf[at + 4]! | (buf[at + 5]! << 8)) & 0o7777);
         }
         nlink[child]++;
         direntIno[k] = child;
@@ -203,7 +209,7 @@ class DirectBuilder {
     const rec = this.s.dirRec[d]!;
     t.layer[ino] = rec < 0 ? -1 : 0;
     t.entry[ino] = rec < 0 ? 0 : rec;
-    t.mode[ino] = rec < 0 ? IMPLICIT_DIR_MODE : recordMode(this.buf, this.s.entries.starts[rec]!);
+    t.mode[ino] = rec < 0 ? IMPLICIT_DIR_MODE : recordMode(this.buf, this.s.starts[rec]!);
     t.parent[ino] = parent;
     t.dirStart[ino] = this.childStart[d]!;
     t.dirCount[ino] = this.childStart[d + 1]! - this.childStart[d]!;

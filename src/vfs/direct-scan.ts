@@ -1,25 +1,31 @@
 /**
- * The one pass over a single layer's `.idx` records that direct-pack.ts builds on: each record's name
+ * The one pass over a single layer's `.idx` records that direct-pack.ts builds on, fused with the
+ * records' checks (scanIndex runs it in place of scanRecords): each record checked, then its name
  * bytes, the directories (keyed by parent and name, implicit ones made on the way), every child in
  * order of appearance with the directory holding it, and which directories got their children out of
- * name order. Throws NeedsMerge on what only the merge may judge (one name twice in a directory, an
- * empty name).
+ * name order. What only the merge may judge (one name twice in a directory, an empty name) ends the
+ * directory work (`direct` false) but never the checks.
  */
 import { EntryType } from '../layer/entry.js';
-import { ENTRY_FIXED_SIZE, R_SHA256 } from '../layer/index-records.js';
-import type { RecordEntries } from './layer-entries.js';
+import { R_SHA256 } from '../layer/index-records.js';
+import { checkRecord, commonRecordEnd, scanRecords, type RecordBounds, type RecordScanner } from '../layer/record-checks.js';
 
 const SLASH = 47;
 
-/** Thrown while packing when the layer needs the general merge. */
+/** Thrown by the rare paths of the scan when the layer needs the general merge. */
 export class NeedsMerge extends Error {}
 
 export class LayerScan {
-  readonly buf: Buffer;
-  readonly n: number;
+  buf: Buffer = Buffer.alloc(0);
+  n = 0;
+  /** Where each record starts (scanIndex's array) and the fixed record size of the index's version. */
+  starts: Uint32Array = new Uint32Array(1);
+  fixed = 72;
+  /** False when the layer needs the merge (the pack must not use this scan). */
+  direct = true;
   /** Per record: its name's bytes (records that are children: not markers, directories or the root). */
-  readonly nameAt: Uint32Array;
-  readonly nameLen: Uint16Array;
+  nameAt: Uint32Array = new Uint32Array(0);
+  nameLen: Uint16Array = new Uint16Array(0);
   /** Per directory (0 = root): its record (-1: implicit) and name bytes; keyed by `${parent}/${latin1 name}`. */
   readonly dirRec: number[] = [-1];
   readonly dirNameAt: number[] = [0];
@@ -28,8 +34,8 @@ export class LayerScan {
   /** Directories whose children came out of name order. */
   readonly unsorted = new Set<number>();
   /** Children in the order they appeared (a record number, or ~dir) and the directory holding each. */
-  events: Int32Array;
-  eventParent: Int32Array;
+  events: Int32Array = new Int32Array(0);
+  eventParent: Int32Array = new Int32Array(0);
   eventCount = 0;
   /** Records that are inodes of their own (not directories, not hardlinks), and the hardlink records. */
   leaves = 0;
@@ -40,75 +46,140 @@ export class LayerScan {
   /** Per directory: how many children it has. */
   readonly childCount: number[] = [0];
 
-  constructor(readonly entries: RecordEntries) {
-    this.buf = entries.buf;
-    this.n = entries.count;
-    this.nameAt = new Uint32Array(this.n);
-    this.nameLen = new Uint16Array(this.n);
-    this.events = new Int32Array(Math.max(16, this.n + (this.n >> 3)));
+  /** The records loop for scanIndex: checks as scanRecords does, and scans in the same pass. */
+  readonly records: RecordScanner = (buf, at, count, b, starts) => this.scan(buf, at, count, b, starts);
+
+  private scan(buf: Buffer, at: number, count: number, b: RecordBounds, starts: Uint32Array): number {
+    this.buf = buf;
+    this.n = count;
+    this.starts = starts;
+    this.fixed = b.version === 2 ? 72 : 64;
+    this.nameAt = new Uint32Array(count);
+    this.nameLen = new Uint16Array(count);
+    this.events = new Int32Array(Math.max(16, count + (count >> 3)));
     this.eventParent = new Int32Array(this.events.length);
+    const i = this.scanDirect(buf, at, count, b, starts);
+    if (this.direct) return starts[count]!;
+    // the rest is only checked; the merge needs none of this
+    this.nameAt = new Uint32Array(0);
+    this.nameLen = new Uint16Array(0);
+    this.events = this.eventParent = new Int32Array(0);
+    return scanRecords(buf, starts[i]!, count, b, starts, i);
   }
 
   /**
-   * One pass over the records: parents, names, directories, in order of appearance, and whether each
-   * directory's children came in name order. Flat on purpose: it runs once per open, mostly unoptimised.
+   * Records checked and scanned, in one flat loop (it runs once per open, mostly unoptimised: no call
+   * per record but the check). Returns how many were checked: all, or fewer when the layer needs the merge (`direct` false).
    */
-  scan(): void {
-    const { buf, n, nameAt, nameLen } = this;
-    const { starts, version } = this.entries;
-    const fixed = ENTRY_FIXED_SIZE[version];
-    let prevAt = 0;
-    let prevLen = -1;
+  private scanDirect(buf: Buffer, at: number, count: number, b: RecordBounds, starts: Uint32Array): number {
+    const { nameAt, nameLen, fixed, lastAt, lastLen, childCount } = this;
+    const end = buf.length;
+    // The previous record's path bytes, its last slash (-1: none), its directory, and whether it was that directory's last child.
+    let prevP = 0;
+    let prevLen = 0;
+    let prevS = -1;
     let prevDir = 0;
-    for (let i = 0; i < n; i++) {
-      const at = starts[i]!;
-      const type = buf[at]!;
+    let prevChild = false;
+    starts[0] = at;
+    for (let i = 0; i < count; i++) {
+      let next = commonRecordEnd(buf, at, b);
+      if (next < 0) next = checkRecord(buf, at, end, b, i);
+      const rec = at;
+      starts[i + 1] = at = next;
+      const type = buf[rec]!;
       if (type === EntryType.Whiteout) continue; // hides lower layers only: there are none
-      const p = at + fixed + (buf[at + 1]! & R_SHA256 ? 32 : 0);
-      const len = buf[at + 36]! | (buf[at + 37]! << 8); // at most 65535 (checkRecord)
+      const p = rec + fixed + (buf[rec + 1]! & R_SHA256 ? 32 : 0);
+      const len = buf[rec + 36]! | (buf[rec + 37]! << 8); // at most 65535 (checked)
+      // The common prefix with the previous path says whether this record sits in the same directory.
+      const m = len < prevLen ? len : prevLen;
+      let k = 0;
+      while (k < m && buf[p + k] === buf[prevP + k]) k++;
+      const afterPrev = k < m ? buf[p + k]! - buf[prevP + k]! : len - prevLen; // this path against the previous one
       let s = len - 1;
       while (s >= 0 && buf[p + s] !== SLASH) s--;
-      const dirLen = s < 0 ? 0 : s;
       let dir = prevDir;
-      if (dirLen !== prevLen) dir = this.ensureDir(p, dirLen);
-      else {
-        for (let k = 0; k < dirLen; k++) {
-          if (buf[p + k] !== buf[prevAt + k]) {
-            dir = this.ensureDir(p, dirLen);
-            break;
-          }
-        }
+      if (s !== prevS || k <= s) {
+        const d = this.dirAt(p, s);
+        if (d < 0) return this.giveUp(i);
+        dir = d;
       }
-      prevAt = p;
-      prevLen = dirLen;
+      const same = dir === prevDir && prevChild;
+      prevP = p;
+      prevLen = len;
+      prevS = s;
       prevDir = dir;
+      prevChild = false;
       if (type === EntryType.Opaque) {
-        if (len > 0) this.childDir(dir, p + s + 1, len - s - 1); // the marker's directory exists
+        if (len > 0 && this.childDirAt(dir, p + s + 1, len - s - 1) < 0) return this.giveUp(i); // the marker's directory exists
         continue;
       }
       if (len === 0) {
         if (type === EntryType.Dir) this.dirRec[0] = i; // a non-directory root entry is ignored, as the merge does
         continue;
       }
-      if (s === len - 1) throw new NeedsMerge();
+      if (s === len - 1) return this.giveUp(i); // an empty name
       if (type === EntryType.Dir) {
-        this.dirRec[this.childDir(dir, p + s + 1, len - s - 1)] = i;
+        const d = this.childDirAt(dir, p + s + 1, len - s - 1);
+        if (d < 0) return this.giveUp(i);
+        this.dirRec[d] = i;
         continue;
       }
-      nameAt[i] = p + s + 1;
-      nameLen[i] = len - s - 1;
-      this.append(dir, i, p + s + 1, len - s - 1);
+      const nameStart = p + s + 1;
+      const nl = len - s - 1;
+      nameAt[i] = nameStart;
+      nameLen[i] = nl;
+      // Name order within the directory: against the previous record's name when it was the last child (the
+      // common prefix already compared), else against the directory's last child.
+      const c = same ? afterPrev : lastLen[dir]! < 0 ? 1 : compareBytes(buf, nameStart, nl, lastAt[dir]!, lastLen[dir]!);
+      if (c === 0) return this.giveUp(i); // one name twice in a directory
+      if (c < 0) this.unsorted.add(dir);
+      if (this.eventCount === this.events.length) this.grow();
+      this.eventParent[this.eventCount] = dir;
+      this.events[this.eventCount++] = i;
+      lastAt[dir] = nameStart;
+      lastLen[dir] = nl;
+      childCount[dir]++;
+      prevChild = true;
       if (type === EntryType.Hardlink) this.hardlinks.push(i);
       else this.leaves++;
     }
+    return count;
+  }
+
+  /** Record i (checked) needs the merge: the records after it are only checked. */
+  private giveUp(i: number): number {
+    this.direct = false;
+    return i + 1;
+  }
+
+  /** The directory at path bytes [p, p + s) (s < 0: the root), made with its missing ancestors; -1 when the merge must judge. */
+  private dirAt(p: number, s: number): number {
+    try {
+      return s < 0 ? 0 : this.ensureDir(p, s);
+    } catch (err) {
+      if (err instanceof NeedsMerge) return -1;
+      throw err;
+    }
+  }
+
+  /** childDir, or -1 when the merge must judge. */
+  private childDirAt(parent: number, at: number, len: number): number {
+    try {
+      return this.childDir(parent, at, len);
+    } catch (err) {
+      if (err instanceof NeedsMerge) return -1;
+      throw err;
+    }
+  }
+
+  private grow(): void {
+    this.events = grown(this.events);
+    this.eventParent = grown(this.eventParent);
   }
 
   /** Child `v` of `dir` appeared, named by bytes [at, at + len): recorded, and the directory's order checked. */
   private append(dir: number, v: number, at: number, len: number): void {
-    if (this.eventCount === this.events.length) {
-      this.events = grown(this.events);
-      this.eventParent = grown(this.eventParent);
-    }
+    if (this.eventCount === this.events.length) this.grow();
     this.eventParent[this.eventCount] = dir;
     this.events[this.eventCount++] = v;
     const lastLen = this.lastLen[dir]!;

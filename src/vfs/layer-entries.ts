@@ -40,7 +40,7 @@ export interface LayerEntries {
 }
 
 /** S_IFMT bits by entry type (a hardlink's record describes a regular file; markers never become inodes). */
-const TYPE_BITS = new Uint32Array(256).fill(S_IFREG);
+export const TYPE_BITS = new Uint32Array(256).fill(S_IFREG);
 TYPE_BITS[EntryType.Dir] = S_IFDIR;
 TYPE_BITS[EntryType.Symlink] = S_IFLNK;
 TYPE_BITS[EntryType.CharDevice] = S_IFCHR;

@@ -10,6 +10,7 @@ import { ErrorCode, VmimgError } from '../errors.js';
 import type { IndexEntry } from '../layer/entry.js';
 import { scanIndexFile } from '../layer/index-format.js';
 import { RecordEntries, type LayerEntries } from './layer-entries.js';
+import { LayerScan } from './direct-scan.js';
 import { mapLimit } from '../util/limiter.js';
 import { ContentFile, type ContentReader } from './content.js';
 
@@ -43,6 +44,8 @@ export type LayerSource = LayerFiles | MemoryLayer;
 /** A layer ready to merge: its entries read in place from its `.idx` (or wrapped objects) and its content. */
 export interface LoadedLayer extends LayerContent {
   entries: LayerEntries | readonly IndexEntry[];
+  /** The direct pack's scan of the records, made while checking them (an image of one `.idx` layer). */
+  scan?: LayerScan;
 }
 
 /** A loaded image (src/image's Image has this shape): its layers' files, bottom first. */
@@ -53,9 +56,18 @@ export interface LayeredImage {
 /** An image directory path, a loaded image, or layers bottom first. */
 export type ContainerSource = string | LayeredImage | readonly LayerSource[];
 
-/** Reads every layer's `.idx` (checked whole, entries left in place as records), bottom first. */
-export async function loadLayers(source: ContainerSource): Promise<LoadedLayer[]> {
+/**
+ * Reads every layer's `.idx` (checked whole, entries left in place as records), bottom first.
+ * `direct`: an image of one `.idx` layer is scanned for the direct pack in the same pass as its checks.
+ */
+export async function loadLayers(source: ContainerSource, { direct = false } = {}): Promise<LoadedLayer[]> {
   const layers = await sourceLayers(source);
+  const only = layers.length === 1 ? layers[0]! : undefined;
+  if (direct && only !== undefined && !('entries' in only)) {
+    const scan = new LayerScan();
+    const entries = new RecordEntries(await scanIndexFile(only.indexPath, scan.records));
+    return [{ ...contentOf(only), entries, scan }];
+  }
   const decoded = new Map<string, Promise<LayerEntries>>(); // a layer listed twice is read once
   const entriesOf = (indexPath: string): Promise<LayerEntries> => {
     let p = decoded.get(indexPath);

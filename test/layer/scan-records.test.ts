@@ -1,6 +1,7 @@
 /**
- * scanRecords checks the common `.idx` record inline and hands everything else to checkRecord. It must
- * accept exactly what checkRecord accepts and fail with its words: thousands of records with one
+ * scanRecords checks the common `.idx` record inline and hands everything else to checkRecord; the direct
+ * pack's scan (src/vfs/direct-scan.ts) checks in its own pass. Both must accept exactly what checkRecord
+ * accepts and fail with its words: thousands of records with one
  * field byte changed (a layer written by python3's tarfile, flattened) are scanned both ways.
  */
 import assert from 'node:assert/strict';
@@ -11,6 +12,7 @@ import { flattenLayer } from '../../src/layer/flatten.js';
 import { HEADER_SIZE, scanIndex } from '../../src/layer/index-format.js';
 import { ENTRY_FIXED_SIZE } from '../../src/layer/index-records.js';
 import { checkRecord, scanRecords, type RecordBounds } from '../../src/layer/record-checks.js';
+import { LayerScan } from '../../src/vfs/direct-scan.js';
 import { py, pyLayerTar } from '../helpers/pyimage.js';
 import { tmpDir } from '../helpers/tools.js';
 
@@ -29,10 +31,11 @@ function reference(buf: Buffer, count: number, b: RecordBounds): string {
   }
 }
 
-function fast(buf: Buffer, count: number, b: RecordBounds): string {
+/** scanRecords, or (`direct`) the direct pack's scan, which checks the records in its own pass. */
+function fast(buf: Buffer, count: number, b: RecordBounds, direct = false): string {
   const starts = new Uint32Array(count + 1);
   try {
-    scanRecords(buf, HEADER_SIZE, count, b, starts);
+    (direct ? new LayerScan().records : scanRecords)(buf, HEADER_SIZE, count, b, starts);
     return [...starts].join(',');
   } catch (err) {
     return (err as Error).message;
@@ -49,6 +52,7 @@ test('scanRecords accepts and refuses exactly what checkRecord does, one changed
   const count = good.header.entryCount;
   const bounds: RecordBounds = { version: good.version, contentsSize: good.header.contentsSize, tarSize: good.header.tarSize };
   assert.equal(fast(good.buf, count, bounds), reference(good.buf, count, bounds));
+  assert.equal(fast(good.buf, count, bounds, true), reference(good.buf, count, bounds));
   let seed = 12345;
   const rand = (n: number): number => {
     seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
@@ -64,6 +68,7 @@ test('scanRecords accepts and refuses exactly what checkRecord does, one changed
     const want = reference(buf, count, bounds);
     if (!/^\d/.test(want)) refused++;
     assert.equal(fast(buf, count, bounds), want, `record ${r}, byte ${at - good.starts[r]!} = ${buf[at]}`);
+    assert.equal(fast(buf, count, bounds, true), want, `direct scan: record ${r}, byte ${at - good.starts[r]!} = ${buf[at]}`);
   }
   assert.ok(refused > 1000, `the changes reach the checks (${refused} refused)`);
 });

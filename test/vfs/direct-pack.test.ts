@@ -13,7 +13,8 @@ import { test } from 'node:test';
 import { flattenLayer } from '../../src/layer/flatten.js';
 import { readIndexFile, scanIndex } from '../../src/layer/index-format.js';
 import { R_SHA256 } from '../../src/layer/index-records.js';
-import { packRecords } from '../../src/vfs/direct-pack.js';
+import { packScanned } from '../../src/vfs/direct-pack.js';
+import { LayerScan } from '../../src/vfs/direct-scan.js';
 import { RecordEntries } from '../../src/vfs/layer-entries.js';
 import { ContainerFS, encodeName, LayeredContainerFS } from '../../src/vfs/index.js';
 import { py, pyLayerTar, type PyEntry } from '../helpers/pyimage.js';
@@ -42,7 +43,8 @@ function dump(fs: ContainerFS): string[] {
 
 async function bothWays(entries: PyEntry[]): Promise<{ direct: boolean; records: string[]; merged: string[] }> {
   const info = await flattenLayer(Readable.from([await pyLayerTar(entries)]), { dir: await tmpDir('vmimg-direct-') });
-  const direct = packRecords(new RecordEntries(scanIndex(readFileSync(info.indexPath)))) !== undefined;
+  const scan = new LayerScan();
+  const direct = packScanned(scan, new RecordEntries(scanIndex(readFileSync(info.indexPath), scan.records))) !== undefined;
   const viaRecords = await ContainerFS.open([info]);
   const decoded = (await readIndexFile(info.indexPath)).entries;
   const viaMerge = await ContainerFS.open([{ entries: decoded, contentsPath: info.contentsPath }]);
