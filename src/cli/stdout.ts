@@ -12,11 +12,15 @@ export function writeStdout(buf: Buffer): Promise<void> {
   });
 }
 
-/** A Writable forwarding to stdout; destroying it (a failed pipeline) leaves stdout alone. */
+/**
+ * A Writable forwarding to stdout; destroying it (a failed pipeline) leaves stdout alone. It calls
+ * back for a chunk once stdout has written it, not when stdout merely queued it: the tar export
+ * reuses a chunk's memory as soon as its write is called back.
+ */
 export function stdoutSink(): Writable {
   return new Writable({
     write(chunk: Buffer, _enc, callback) {
-      writeStdout(chunk).then(() => callback(), callback);
+      process.stdout.write(chunk, () => callback()); // EPIPE and other stdout errors are main's to handle
     },
   });
 }

@@ -5,14 +5,13 @@
  * targets and xattr names are written as their original bytes (in PAX records, as GNU tar does).
  */
 import type { Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { createGzip } from 'node:zlib';
 import tarStream from 'tar-stream';
 import type { ContainerFS } from '../vfs/index.js';
 import { encodeName, isRawName } from '../util/byte-names.js';
 import { withFs, type ExportSource } from './source.js';
-import { PoolVerifier } from './pool-verify.js';
-import { inodeStream, shortRead, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, splitDev, walkTree, type ExportProgress, type TreeEntry } from './walk.js';
+import { ReadAhead, SLAB, type Placed } from './read-ahead.js';
+import { TarSink, type FileCheck } from './tar-sink.js';
+import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, splitDev, walkTree, type ExportProgress, type TreeEntry } from './walk.js';
 
 export interface TarOptions {
   signal?: AbortSignal;
@@ -48,13 +47,24 @@ const MAX_OCTAL_ID = 0o7777777;
 const USTAR_NAME_MAX = 256;
 const USTAR_LINK_MAX = 100;
 
-/** Writes the tar to `out` (which is ended). Sockets, which tar cannot hold, are left out. */
+/**
+ * Writes the tar to `out` (which is ended). Sockets, which tar cannot hold, are left out. `out` must be
+ * done with a chunk when it calls back for it (as file, zlib and socket streams are): the export reuses
+ * that memory.
+ */
 export async function exportTar(source: ExportSource, out: Writable, options: TarOptions = {}): Promise<TarResult> {
   return withFs(source, async (fs) => {
     const pack = tarStream.pack();
     patchPaxEncoder(pack);
-    const gzip = options.gzip === undefined || options.gzip === false ? [] : [createGzip({ level: options.gzip })];
-    const done = (pipeline as (...s: unknown[]) => Promise<void>)(pack, ...gzip, out, ...(options.signal ? [{ signal: options.signal }] : []));
+    const ahead = new ReadAhead(fs);
+    const sink = new TarSink(out, options.gzip === undefined || options.gzip === false ? undefined : options.gzip, (err) => {
+      ahead.fail(err);
+      pack.destroy(err);
+    });
+    const done = sink.run(pack);
+    done.catch(() => undefined); // awaited below, or its error is the cause we rethrow
+    const onAbort = (): void => sink.fail(options.signal!.reason as Error);
+    options.signal?.addEventListener('abort', onAbort, { once: true });
     let entries = 0;
     let bytes = 0;
     const warnings: string[] = [];
@@ -63,12 +73,12 @@ export async function exportTar(source: ExportSource, out: Writable, options: Ta
       options.onWarning?.(message);
     };
     const readerWants = consumerDemand(pack);
-    const ahead = new ReadAhead(fs);
-    const verifier = options.verify ?? true ? new PoolVerifier() : undefined;
+    const queue = new Queue();
+    const writer = { pack, fs, ahead, sink, verify: options.verify ?? true };
     const write = async (next: Pending): Promise<boolean> => {
       // pack.entry throws once the pipeline is torn down (a failed write): the real cause is `done`'s
-      if (tornDown(pack)) return false;
-      await addEntry(pack, next.header, fs, next.e, verifier, next.body);
+      if (tornDown(pack) || sink.failure) return false;
+      await addEntry(writer, next);
       entries++;
       bytes += next.header.type === 'file' ? next.header.size ?? 0 : 0;
       options.onProgress?.({ entries, bytes });
@@ -81,20 +91,21 @@ export async function exportTar(source: ExportSource, out: Writable, options: Ta
         const header = headerFor(fs, e);
         if (!header) continue;
         options.signal?.throwIfAborted();
-        ahead.add(e, header);
-        while (going && ahead.full()) going = await write(ahead.take());
+        const size = header.type === 'file' ? header.size ?? 0 : 0;
+        queue.push({ e, header, placed: size > 0 && size <= SLAB ? ahead.place(e.ino, size) : undefined });
+        while (going && (queue.size >= AHEAD_ENTRIES || ahead.full)) going = await write(queue.take());
         if (!going) break;
       }
-      while (going && ahead.size > 0) going = await write(ahead.take());
-      await verifier?.finish(); // before the archive ends: a damaged file fails the export
+      while (going && queue.size > 0) going = await write(queue.take());
       if (!tornDown(pack)) pack.finalize();
     } catch (err) {
-      verifier?.destroy();
       // torn down from outside (Ctrl-C, the reader failed): the entry's own error only echoes that cause
-      const echo = tornDown(pack);
-      pack.destroy(err as Error);
+      const echo = tornDown(pack) || sink.failure !== undefined;
+      sink.fail(err as Error);
       const cause: unknown = await done.then(() => undefined, (e: unknown) => e);
       throw echo && cause !== undefined ? cause : err;
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
     }
     await done;
     return { entries, warnings };
@@ -173,82 +184,85 @@ function headerFor(fs: ContainerFS, e: TreeEntry): Header | undefined {
   return h;
 }
 
-const SMALL_FILE = 1 << 20;
-/** Entries whose reads run ahead of the one being written, and the bytes they may hold. */
-const AHEAD_ENTRIES = 64;
-const AHEAD_BYTES = 8 << 20;
+/** Entries queued ahead of the one being written (their small files' reads run meanwhile). */
+const AHEAD_ENTRIES = 256;
 
 interface Pending {
   e: TreeEntry;
   header: Header;
-  /** A small file's bytes, being read. */
-  body: Promise<Buffer | undefined> | undefined;
+  /** A small file's place in a run of reads. */
+  placed: Placed | undefined;
 }
 
-/**
- * Small files' reads started ahead of the entry being written: one read per file was a thread-pool
- * round trip the export waited for, ~6 500 in a row for the Debian image (issue 13's profile).
- */
-class ReadAhead {
-  private readonly queue: Pending[] = [];
+/** Entries walked and not yet written, first in first out. */
+class Queue {
+  private readonly items: Pending[] = [];
   private head = 0;
-  private bytes = 0;
-
-  constructor(private readonly fs: ContainerFS) {}
 
   get size(): number {
-    return this.queue.length - this.head;
+    return this.items.length - this.head;
   }
 
-  add(e: TreeEntry, header: Header): void {
-    const size = header.type === 'file' ? header.size ?? 0 : 0;
-    const body = size > 0 && size <= SMALL_FILE ? this.fs.read(e.ino, 0, size) : undefined;
-    body?.catch(() => undefined); // awaited when written; an export stopped before then is no unhandled rejection
-    this.bytes += body ? size : 0;
-    this.queue.push({ e, header, body });
-  }
-
-  full(): boolean {
-    return this.size >= AHEAD_ENTRIES || this.bytes >= AHEAD_BYTES;
+  push(p: Pending): void {
+    this.items.push(p);
   }
 
   take(): Pending {
-    const next = this.queue[this.head++]!;
-    if (next.body) this.bytes -= next.header.size ?? 0;
+    const next = this.items[this.head++]!;
     if (this.head >= 1024) {
-      this.queue.splice(0, this.head);
+      this.items.splice(0, this.head);
       this.head = 0;
     }
     return next;
   }
 }
 
-async function addEntry(pack: tarStream.Pack, header: Header, fs: ContainerFS, e: TreeEntry, verifier: PoolVerifier | undefined, ahead?: Promise<Buffer | undefined>): Promise<void> {
+interface Writer {
+  pack: tarStream.Pack;
+  fs: ContainerFS;
+  ahead: ReadAhead;
+  sink: TarSink;
+  verify: boolean;
+}
+
+/** Gives one entry to the pack: a small file's body from its run, a large one's in 1 MiB chunks. */
+async function addEntry(w: Writer, { e, header, placed }: Pending): Promise<void> {
   const size = header.type === 'file' ? header.size ?? 0 : 0;
-  // small files in one positional read: a stream per file costs more than the copy
-  if (size <= SMALL_FILE) {
-    const buf = await (ahead ?? (size === 0 ? undefined : fs.read(e.ino, 0, size)));
-    if (buf !== undefined && buf.length !== size) throw shortRead(`${header.name}: ${buf.length} of ${size} bytes`);
-    // checked by a pool worker while the entry is written; a mismatch fails the export before it ends
-    if (buf !== undefined && verifier) await verifier.check(fs.verifier(e.ino, `/${e.path}`), buf, `/${e.path}`);
+  const file: FileCheck | undefined = w.verify && size > 0 ? { name: `/${e.path}`, expected: w.fs.contentSha256(e.ino) } : undefined;
+  if (size <= SLAB) {
+    const body = placed ? await w.ahead.body(placed) : undefined;
+    if (body) w.sink.expect(body.bytes, file, true, body.release);
     return new Promise<void>((resolve, reject) => {
       const done = (err?: Error | null): void => (err ? reject(err) : resolve());
-      if (header.type === 'file') pack.entry(header, buf ?? Buffer.alloc(0), done);
-      else pack.entry(header, done);
+      if (header.type === 'file') w.pack.entry(header, body?.bytes ?? EMPTY, done);
+      else w.pack.entry(header, done);
     });
   }
-  return new Promise((resolve, reject) => {
-    const sink = pack.entry(header, (err) => (err ? reject(err) : resolve()));
+  let failed: Error | undefined;
+  const written = new Promise<void>((resolve, reject) => {
+    const entry = w.pack.entry(header, (err) => (err ? reject(err) : resolve()));
     // destroy(err) below makes the entry emit 'error': without a listener that is an uncaught exception
-    sink.on('error', reject);
-    const src = inodeStream(fs, e.ino, size, `/${e.path}`, verifier !== undefined);
-    src.on('error', (err) => {
-      sink.destroy(err);
+    entry.on('error', (err: Error) => (failed ??= err));
+    void (async () => {
+      for (let pos = 0; pos < size; ) {
+        const n = Math.min(SLAB, size - pos);
+        // at most two chunks in slabs: the next read waits until the sink copied the one before last
+        const chunk = await w.ahead.chunk(e.ino, pos, n, `/${e.path}`);
+        pos += n;
+        w.sink.expect(chunk.bytes, file, pos === size, chunk.release);
+        entry.write(chunk.bytes);
+      }
+      entry.end(undefined);
+    })().catch((err: Error) => {
+      entry.destroy(err);
       reject(err);
     });
-    src.pipe(sink as unknown as NodeJS.WritableStream);
   });
+  await written;
+  if (failed) throw failed;
 }
+
+const EMPTY = Buffer.alloc(0);
 
 /** One pax record: `<len> <key>=<value>\n` where len counts its own digits. */
 function paxRecord(key: string, value: Buffer): Buffer {

@@ -244,6 +244,22 @@ export class HashStream {
     };
   }
 
+  /**
+   * Stream bytes [start, end) as views of the ring (two at the wrap), valid until `release` passes
+   * them: a writer can send the bytes the worker hashes without copying them again (the tar export).
+   */
+  view(start: number, end: number): Buffer[] {
+    if (start < this.released || end > this.length || end - start > this.size) throw new RangeError(`hash stream: bytes ${start}-${end} are not in the ring`);
+    const views: Buffer[] = [];
+    for (let at = start; at < end; ) {
+      const pos = at % this.size;
+      const n = Math.min(end - at, this.size - pos);
+      views.push(Buffer.from(this.ring.buffer, this.ring.byteOffset + pos, n));
+      at += n;
+    }
+    return views;
+  }
+
   /** No part will read stream bytes below `offset` any more: their ring space can be reused. */
   release(offset: number): void {
     if (offset <= this.released) return;

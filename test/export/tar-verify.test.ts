@@ -1,8 +1,8 @@
 /**
- * The tar export checks small files in the hash pool's workers while it writes them
- * (src/export/pool-verify.ts): one flipped byte in a small file (`/etc/passwd`, nothing else damaged)
- * still fails the export with ERR_DIGEST_MISMATCH naming that file, and with `verify: false` it
- * does not; the intact image exports.
+ * The tar export checks every file in the hash pool's workers while it writes it
+ * (src/export/tar-sink.ts): one flipped byte in a small file (`/etc/passwd`) or in a large one read in
+ * 1 MiB chunks (`/bin/busybox`, ~2 MiB), nothing else damaged, still fails the export with
+ * ERR_DIGEST_MISMATCH naming that file, and with `verify: false` it does not; the intact image exports.
  */
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -19,22 +19,36 @@ import { tmpDir } from '../helpers/tools.js';
 
 let good: string;
 let broken: string;
+let brokenLarge: string;
+
+/** A copy of image dir `from` with one byte of the `.contents` holding `needle` flipped at `skip` bytes past it. */
+function damagedCopy(from: string, to: string, needle: Buffer, skip: number): void {
+  mkdirSync(to);
+  for (const f of readdirSync(from)) copyFileSync(join(from, f), join(to, f)); // copies: the cache stays intact
+  const contents = readdirSync(to).filter((f) => f.endsWith('.contents')).find((f) => readFileSync(join(to, f)).includes(needle));
+  assert.ok(contents, `a layer holds ${needle.toString('latin1')}`);
+  const path = join(to, contents);
+  const bytes = readFileSync(path);
+  const at = bytes.indexOf(needle) + skip;
+  chmodSync(path, 0o644);
+  const fd = openSync(path, 'r+');
+  writeSync(fd, Buffer.from([bytes[at]! ^ 0xff]), 0, 1, at);
+  closeSync(fd);
+}
 
 before(async () => {
   const work = await tmpDir('vmimg-tar-verify-');
   const image = await loadFromTar(join(REPO_ROOT, 'images', 'busybox-multiarch.oci.tar'), { platform: parsePlatform('amd64'), cacheDir: join(work, 'cache') });
   good = image.dir;
   broken = join(work, 'broken');
-  mkdirSync(broken);
-  for (const f of readdirSync(good)) copyFileSync(join(good, f), join(broken, f)); // copies: the cache stays intact
-  const contents = readdirSync(broken).filter((f) => f.endsWith('.contents')).find((f) => readFileSync(join(broken, f)).includes('root:x:0:0'));
-  assert.ok(contents, 'a layer holds /etc/passwd');
-  const path = join(broken, contents);
-  const at = readFileSync(path).indexOf('root:x:0:0');
-  chmodSync(path, 0o644);
-  const fd = openSync(path, 'r+');
-  writeSync(fd, Buffer.from('R'), 0, 1, at);
-  closeSync(fd);
+  damagedCopy(good, broken, Buffer.from('root:x:0:0'), 0);
+  // a byte of busybox-static's second 1 MiB chunk, found in its layer by the 64 bytes around it
+  const fs = await ContainerFS.open(good);
+  const busybox = await fs.readFile('/bin/busybox');
+  await fs.close();
+  assert.ok(busybox.length > (3 << 19), `/bin/busybox is ${busybox.length} bytes: more than 1.5 MiB`);
+  brokenLarge = join(work, 'broken-large');
+  damagedCopy(good, brokenLarge, busybox.subarray(3 << 19, (3 << 19) + 64), 32);
 });
 
 const discard = (): Writable => new Writable({ write: (_c, _e, cb) => cb() });
@@ -47,6 +61,12 @@ test('a flipped byte in a small file fails the tar export naming it; verify: fal
     assert.ok(r.entries > 10);
   } finally {
     await fs.close();
+  }
+  const large = await ContainerFS.open(brokenLarge);
+  try {
+    await assert.rejects(exportTar(large, discard()), (err: Error) => isVmimgError(err) && /\/bin\/busybox: content does not match/.test(err.message));
+  } finally {
+    await large.close();
   }
   const intact = await ContainerFS.open(good);
   try {

@@ -1,0 +1,173 @@
+/**
+ * Where the tar export's bytes go: every chunk tar-stream's pack emits is copied once into a hash
+ * stream's ring of shared memory (src/util/hash-pool.ts). From there a pool worker checks each file's
+ * body against its index sha256 (a part per file) while `out` is written in 1 MiB views of the same
+ * ring, so the main thread neither hashes nor makes a write per header, body and padding. Ring space
+ * is reused once `out` called back for it, which bounds how far the export runs ahead of its reader.
+ */
+import { finished, pipeline } from 'node:stream/promises';
+import type { Writable } from 'node:stream';
+import { createGzip, type Gzip } from 'node:zlib';
+import { sharedHashPool, type HashPart, type HashStream } from '../util/hash-pool.js';
+import { contentMismatch } from '../vfs/verify.js';
+
+/** Bytes of the ring: the most the export runs ahead of `out` (written, not yet called back). */
+export const TAR_RING_BYTES = 4 << 20;
+/** Bytes gathered before a write to `out`. */
+const WRITE_BYTES = 1 << 20;
+
+/** A file whose body passes in one or more chunks; checked once the last one did. */
+export interface FileCheck {
+  name: string;
+  /** Lowercase hex sha256 the index recorded (none: nothing to check). */
+  expected: string | undefined;
+  part?: HashPart;
+}
+
+/** What the sink does with one body chunk it sees: check it, and hand its memory back once copied. */
+interface BodyChunk {
+  file: FileCheck | undefined;
+  last: boolean;
+  release: () => void;
+}
+
+/** See the module comment. `expect` each body chunk before giving it to the pack; `run` consumes the pack. */
+export class TarSink {
+  private readonly stream: HashStream;
+  private readonly bodies = new WeakMap<Uint8Array, BodyChunk>();
+  private readonly checks = new Set<Promise<void>>();
+  /** Stream offsets: bytes handed to `out`, and bytes it called back for (released to the ring). */
+  private written = 0;
+  private released = 0;
+  private wake: (() => void) | undefined;
+  private error: Error | undefined;
+  /** What the ring is written to: `out`, or a gzip stream piped to it. */
+  private readonly target: Writable | Gzip;
+  /** Settles when `out` has finished (or failed). */
+  private readonly done: Promise<void>;
+  /** Rejects with the first failure: what every wait races against. */
+  private readonly stopped: Promise<never>;
+  private stop!: (err: Error) => void;
+
+  /** `gzip`: a level 0-9 to compress on the way to `out`; `onFail` hears the first failure (to stop the producer). */
+  constructor(private readonly out: Writable, gzip: number | undefined, private readonly onFail: (err: Error) => void) {
+    this.stream = sharedHashPool().stream({ ranges: true, ringBytes: TAR_RING_BYTES });
+    if (gzip === undefined) {
+      this.target = out;
+      this.done = finished(out);
+    } else {
+      const z = createGzip({ level: gzip });
+      this.target = z;
+      this.done = pipeline(z, out);
+    }
+    this.done.catch(() => undefined); // awaited by run(); a failure before then is its rejection
+    this.stopped = new Promise<never>((_resolve, reject) => (this.stop = reject));
+    this.stopped.catch(() => undefined);
+  }
+
+  /** The first failure (a mismatch, `out`'s error), once known. */
+  get failure(): Error | undefined {
+    return this.error;
+  }
+
+  /** Marks `chunk` (which the pack will emit as one piece) as a body chunk of `file`. */
+  expect(chunk: Uint8Array, file: FileCheck | undefined, last: boolean, release: () => void): void {
+    this.bodies.set(chunk, { file, last, release });
+  }
+
+  /** Copies the pack's bytes out until it ends; resolves once `out` has finished with all of them. */
+  async run(pack: AsyncIterable<unknown>): Promise<void> {
+    try {
+      for await (const chunk of pack) await this.add(chunk as Uint8Array);
+      // every check done before the archive's last bytes go out: a damaged file fails the export
+      while (this.checks.size > 0) await Promise.race([Promise.all([...this.checks]), this.stopped]);
+      this.throwIfFailed();
+      this.write();
+      this.target.end();
+      await this.done;
+    } catch (err) {
+      this.fail(err as Error);
+      throw this.error;
+    } finally {
+      this.stream.destroy();
+    }
+  }
+
+  /** Stops: the ring is dropped and `out` destroyed (its owner sees why from the export's rejection). */
+  fail(err: Error): void {
+    if (this.error === undefined) {
+      this.error = err;
+      this.stop(err);
+      this.onFail(err);
+    }
+    this.stream.destroy();
+    this.target.destroy();
+    this.out.destroy();
+    this.wakeUp();
+  }
+
+  private async add(chunk: Uint8Array): Promise<void> {
+    const body = this.bodies.get(chunk);
+    for (let at = 0; at < chunk.length; ) {
+      const n = Math.min(chunk.length - at, WRITE_BYTES);
+      // room in the ring only where `out` is done: wait for its callbacks, never overwrite what it holds
+      while (this.stream.length + n - this.released > TAR_RING_BYTES) await this.writeDone();
+      const start = this.stream.length;
+      await this.stream.push(chunk.subarray(at, at + n));
+      if (body?.file?.expected !== undefined) (body.file.part ??= this.stream.part()).range(start, this.stream.length);
+      at += n;
+      if (this.stream.length - this.written >= WRITE_BYTES) this.write();
+    }
+    if (body) this.consumed(body);
+  }
+
+  private consumed(body: BodyChunk): void {
+    body.release();
+    const f = body.file;
+    if (!body.last || f?.expected === undefined) return;
+    const expected = f.expected;
+    const check: Promise<void> = (f.part ?? this.stream.part()).digest().then(
+      (actual) => {
+        if (actual !== expected) this.fail(contentMismatch(f.name, expected, actual));
+      },
+      (err: unknown) => this.fail(err as Error),
+    ).finally(() => this.checks.delete(check));
+    this.checks.add(check);
+  }
+
+  /** Hands the ring's unwritten bytes to `out`; their space is released when it calls back. */
+  private write(): void {
+    const end = this.stream.length;
+    if (end === this.written) return;
+    const views = this.stream.view(this.written, end);
+    this.written = end;
+    views.forEach((v, i) => {
+      const last = i === views.length - 1;
+      this.target.write(v, last ? (err) => this.wrote(end, err) : undefined);
+    });
+  }
+
+  private wrote(end: number, err: Error | null | undefined): void {
+    if (err) return this.fail(err);
+    this.released = end;
+    this.stream.release(end);
+    this.stream.flush(); // a push waiting for room hears of it now
+    this.wakeUp();
+  }
+
+  private writeDone(): Promise<void> {
+    this.throwIfFailed();
+    this.write(); // what is gathered goes out now: its callback is what frees room
+    return new Promise<void>((resolve) => (this.wake = resolve)).then(() => this.throwIfFailed());
+  }
+
+  private wakeUp(): void {
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
+  }
+
+  private throwIfFailed(): void {
+    if (this.error) throw this.error;
+  }
+}
