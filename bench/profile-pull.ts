@@ -3,7 +3,7 @@
  * `node --import tsx bench/profile-pull.ts [pull|load|gunzip] [rounds] [OUT.cpuprofile]` profiles the main
  * thread over the last round only. Prints wall and CPU time per round (not a benchmark: `npm run bench -- pull` is).
  */
-import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { join } from 'node:path';
 import { loadFromTar, parsePlatform, pull } from '../src/index.js';
@@ -11,23 +11,7 @@ import { startRegistry } from '../test/helpers/registry.js';
 import { tmpDir } from '../test/helpers/tools.js';
 import { debianLayout } from './debian.js';
 import { nodeGunzip } from './pull.js';
-import { loadAverage, sh } from './util.js';
-
-/** CPU ms per thread of this process (Linux /proc), by thread name. */
-function threadCpu(): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const tid of readdirSync('/proc/self/task')) {
-    try {
-      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      out.set(`${name}#${tid}`, ((Number(f[11]) + Number(f[12])) * 1000) / 100);
-    } catch {
-      // the thread ended
-    }
-  }
-  return out;
-}
+import { loadAverage, sh, threadCpu, threadCpuSince } from './util.js';
 
 const what = process.argv[2] ?? 'pull';
 const rounds = Number(process.argv[3] ?? 1);
@@ -65,13 +49,7 @@ try {
       session.disconnect();
     }
     console.log(`${what}: ${(performance.now() - t).toFixed(0)} ms wall, ${((u.user + u.system) / 1000).toFixed(0)} ms CPU; ${loadAverage()}`);
-    const byName = new Map<string, number>();
-    for (const [k, v] of threadCpu()) {
-      const tid = k.split('#')[1]!;
-      const name = tid === String(process.pid) ? 'main' : `${k.split('#')[0]!}-${tid}`;
-      byName.set(name, (byName.get(name) ?? 0) + v - (threads.get(k) ?? 0));
-    }
-    console.log(`  threads: ${[...byName].filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ')}`);
+    console.log(`  threads: ${threadCpuSince(threads)}`);
   }
 } finally {
   await registry.stop();

@@ -10,7 +10,7 @@
  * Upstream bytes come from the upstream registry's access log. Standalone: `node --import tsx bench/serve.ts`.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { RegistryClient } from '../src/registry/index.js';
@@ -28,18 +28,28 @@ const CLIENTS = 4;
 const LINK = Number(process.env.VMIMG_BENCH_LINK ?? 50e6);
 
 /** One client: the tag's manifest, then each blob in turn, bodies discarded. */
-async function client(base: string, blobs: string[], dir: string): Promise<void> {
-  mkdirSync(dir, { recursive: true });
+async function client(base: string, blobs: string[]): Promise<void> {
   const urls = [`${base}/v2/debian/manifests/bench`, ...blobs.map((d) => `${base}/v2/debian/blobs/${d}`)];
   const args = ['-sSf', '-H', 'Accept: application/vnd.oci.image.manifest.v1+json'];
   for (const u of urls) args.push('-o', '/dev/null', u);
   await execFileP('curl', args);
 }
 
-async function clients(base: string, blobs: string[], work: string, n: number): Promise<number> {
+/** `n` clients at once; their wall time in ms. */
+export async function clients(base: string, blobs: string[], n: number): Promise<number> {
   const t = performance.now();
-  await Promise.all(Array.from({ length: n }, (_, i) => client(base, blobs, join(work, `c${i}`))));
+  await Promise.all(Array.from({ length: n }, () => client(base, blobs)));
   return performance.now() - t;
+}
+
+/** The bench image's config and layer digests at `host`'s `debian:bench`, and their total size. */
+export async function imageBlobs(host: string): Promise<{ blobs: string[]; imageBytes: number }> {
+  const rc = new RegistryClient();
+  const doc = parseManifestDocument((await rc.fetchManifest({ registry: host, repository: 'debian', tag: 'bench' })).bytes);
+  await rc.close();
+  if (doc.kind !== 'manifest') throw new Error('expected a single manifest');
+  const descs = [doc.manifest.config, ...doc.manifest.layers];
+  return { blobs: descs.map((d) => d.digest), imageBytes: descs.reduce((a, d) => a + d.size, 0) };
 }
 
 /** Bytes of blob GETs the upstream sent since `from` (an index into its access log). */
@@ -55,13 +65,7 @@ export async function serveBench(): Promise<string[]> {
   const out: string[] = [];
   try {
     sh('skopeo copy --quiet --dest-tls-verify=false "oci:$1:bench" "docker://$2/debian:bench"', layout, upstream.host);
-    const rc = new RegistryClient();
-    const doc = parseManifestDocument((await rc.fetchManifest({ registry: upstream.host, repository: 'debian', tag: 'bench' })).bytes);
-    await rc.close();
-    if (doc.kind !== 'manifest') throw new Error('expected a single manifest');
-    const descs = [doc.manifest.config, ...doc.manifest.layers];
-    const blobs = descs.map((d) => d.digest);
-    const imageBytes = descs.reduce((s, d) => s + d.size, 0);
+    const { blobs, imageBytes } = await imageBlobs(upstream.host);
     const times = { serve: [] as number[], proxy: [] as number[], warm: [] as number[], direct: [] as number[], serveLink: [] as number[], proxyLink: [] as number[] };
     const ratios = { serve: [] as number[], proxy: [] as number[] };
     const cold = async (via: string, kind: 'serve' | 'proxy', after?: (base: string) => Promise<void>): Promise<[number, number]> => {
@@ -75,7 +79,7 @@ export async function serveBench(): Promise<string[]> {
         const proxy = await startRegistry({ proxyOf: via });
         [base, stop] = [proxy.url, () => proxy.stop()];
       }
-      const t = await clients(base, blobs, work, CLIENTS);
+      const t = await clients(base, blobs, CLIENTS);
       const bytes = upstreamBytes(upstream, mark) / imageBytes;
       await after?.(base);
       await stop();
@@ -86,8 +90,8 @@ export async function serveBench(): Promise<string[]> {
     for (let r = 0; r < rounds; r++) {
       // loopback: cold through vmimg serve (then a warm client vs one straight from the upstream), then the proxy
       const [ts, bs] = await cold(upstream.url, 'serve', async (base) => {
-        times.warm.push(await clients(base, blobs, work, 1));
-        times.direct.push(await clients(upstream.url, blobs, work, 1));
+        times.warm.push(await clients(base, blobs, 1));
+        times.direct.push(await clients(upstream.url, blobs, 1));
       });
       const [tp, bp] = await cold(upstream.url, 'proxy');
       times.serve.push(ts);

@@ -1,5 +1,6 @@
 /** What every benchmark script shares: interleaved side-by-side timing, medians, shell helpers. */
 import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 
 export const rounds = Number(process.env.VMIMG_BENCH_ROUNDS ?? 3);
@@ -42,4 +43,31 @@ export async function sideBySide(
 /** The 1/5/15-minute load averages, for reports: this machine is shared, so times need their context. */
 export function loadAverage(): string {
   return `load average ${loadavg().map((x) => x.toFixed(1)).join(', ')} on ${availableParallelism()} cores`;
+}
+
+/** CPU ms per thread of this process (Linux /proc), by thread name. */
+export function threadCpu(): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const tid of readdirSync('/proc/self/task')) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(`${name}#${tid}`, ((Number(f[11]) + Number(f[12])) * 1000) / 100);
+    } catch {
+      // the thread ended
+    }
+  }
+  return out;
+}
+
+/** "main N, NAME-TID N, ...": CPU ms per thread since `before` (a {@link threadCpu} reading). */
+export function threadCpuSince(before: Map<string, number>): string {
+  const byName = new Map<string, number>();
+  for (const [k, v] of threadCpu()) {
+    const tid = k.split('#')[1]!;
+    const name = tid === String(process.pid) ? 'main' : `${k.split('#')[0]!}-${tid}`;
+    byName.set(name, (byName.get(name) ?? 0) + v - (before.get(k) ?? 0));
+  }
+  return [...byName].filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ');
 }

@@ -117,6 +117,20 @@ async function sendFromFill(s: ServeState, res: ServerResponse, fill: BlobFill, 
         await Promise.race([fill.changed(), closed]);
         continue;
       }
+      const views = fill.inMemory(pos, n);
+      if (views.length > 0) {
+        // keeping up with the download: its own buffers, one writev
+        let ok = true;
+        res.cork();
+        for (const v of views) {
+          ok = res.write(v);
+          pos += v.length;
+          s.metrics.bytesServed += v.length;
+        }
+        res.uncork();
+        if (!ok) await Promise.race([new Promise((r) => res.once('drain', r)), closed]);
+        continue;
+      }
       const chunk = Buffer.allocUnsafe(n);
       const { bytesRead } = await fh.read(chunk, 0, n, pos);
       if (bytesRead === 0) {

@@ -3,6 +3,10 @@
  * The store's fetch (store/fetch.ts) writes the bytes to `partial/<hex>`, resumes with Range,
  * verifies and renames into `blobs/`; clients read the growing partial file behind it, so memory
  * stays bounded whatever the number of clients, and a client leaving does not stop the download.
+ * The last HOT_BYTES written are also kept in memory (the download's own buffers, no copy): clients
+ * keeping up with the download are answered from them, sparing a file read per client per chunk
+ * (4 cold clients: 4 × the blob copied from the page cache by the thread pool, and the GC of the
+ * buffers read into); clients behind the window read the file.
  * Every answer from a running download (whole blob or Range) withholds its last byte until the blob
  * is verified (hashed whole; the fsync and rename that commit it come after): a blob failing its digest
  * is never committed, and its clients' connections are cut instead of ending cleanly.
@@ -16,6 +20,9 @@ import type { OpenedRange } from '../store/fetch.js';
 
 /** Opens the blob upstream from `offset`; `total` is the blob's size when the answer tells it. */
 export type FillOpener = (offset: number, signal?: AbortSignal) => Promise<OpenedRange & { total?: number }>;
+
+/** Bytes of the newest chunks a download keeps in memory for clients that keep up with it. */
+export const HOT_BYTES = 8 << 20;
 
 /** One running download and what its readers need to follow it. */
 export class BlobFill {
@@ -36,6 +43,10 @@ export class BlobFill {
   private markStarted!: () => void;
   private failStart!: (err: unknown) => void;
   private waiters: (() => void)[] = [];
+  /** The newest chunks, in order, contiguous, ending at `have`; `hotStart` is the first one's offset. */
+  private hot: Buffer[] = [];
+  private hotStart = 0;
+  private hotBytes = 0;
 
   constructor(store: BlobStore, readonly digest: string, size: number | undefined) {
     this.size = size;
@@ -81,7 +92,7 @@ export class BlobFill {
       const result = await store.fetchInto({ digest: this.digest, ...(this.size !== undefined ? { size: this.size } : {}) }, opener, {
         signal,
         // onData: each chunk once it is in the partial file (onProgress counts bytes received, maybe not yet written)
-        onData: (chunk, offset) => this.progress(offset, offset + chunk.length),
+        onData: (chunk, offset) => this.progress(chunk, offset),
         // answers end once the bytes are verified, not after the fsync and rename that commit them
         onVerified: () => {
           this.verified = true;
@@ -115,16 +126,49 @@ export class BlobFill {
 
   /** Ends the fill with `err`: waiting requests answer it, readers are cut. */
   fail(err: unknown): void {
+    this.hot = [];
     this.state = 'failed';
     this.error = err;
     this.failStart(err);
     this.notify();
   }
 
-  /** Bytes `offset`..`end` are in the partial file; an offset before what we had means the download started over. */
-  private progress(offset: number, end: number): void {
+  /**
+   * Views (no copy) of up to `max` bytes from `offset` while they are still in memory; empty when
+   * `offset` fell behind the window or is not there yet. Valid until the fill starts over.
+   */
+  inMemory(offset: number, max: number): Buffer[] {
+    const out: Buffer[] = [];
+    if (offset < this.hotStart || max <= 0) return out;
+    let at = this.hotStart;
+    let i = 0;
+    while (i < this.hot.length && at + this.hot[i]!.length <= offset) at += this.hot[i++]!.length;
+    for (let pos = offset; i < this.hot.length && pos - offset < max; i++) {
+      const chunk = this.hot[i]!;
+      const view = chunk.subarray(pos - at, Math.min(chunk.length, pos - at + max - (pos - offset)));
+      out.push(view);
+      pos += view.length;
+      at += chunk.length;
+    }
+    return out;
+  }
+
+  /** `chunk` is in the partial file at `offset`; an offset before what we had means the download started over. */
+  private progress(chunk: Buffer, offset: number): void {
     if (offset < this.have) this.generation++;
-    this.have = end;
+    if (offset !== this.hotStart + this.hotBytes) {
+      this.hot = [];
+      this.hotStart = offset;
+      this.hotBytes = 0;
+    }
+    this.hot.push(chunk);
+    this.hotBytes += chunk.length;
+    while (this.hotBytes - this.hot[0]!.length >= HOT_BYTES) {
+      const gone = this.hot.shift()!;
+      this.hotStart += gone.length;
+      this.hotBytes -= gone.length;
+    }
+    this.have = offset + chunk.length;
     this.notify();
   }
 

@@ -1,0 +1,85 @@
+/**
+ * `vmimg serve` fanning one download out to its clients: those keeping up are answered from the
+ * download's newest bytes in memory (HOT_BYTES), those behind it from the partial file. A layer of
+ * incompressible bytes larger than that window (umoci builds it) is held upstream part-way by the
+ * fault relay, so a late client starts behind the window and catches up, and a paused one falls behind
+ * it; every client must get exactly the blob, from one upstream GET.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
+import { join } from 'node:path';
+import { startServe, type RunningServe } from '../../src/serve/index.js';
+import { HOT_BYTES } from '../../src/serve/fill.js';
+import { buildBusyboxLayout, pushLayout } from '../helpers/busybox.js';
+import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
+import { body, request } from '../helpers/http.js';
+import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
+import { tmpDir } from '../helpers/tools.js';
+
+let registry: RunningRegistry;
+let proxy: FaultProxy;
+let layer: { digest: string; size: number };
+let serve: RunningServe;
+
+const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+before(async () => {
+  registry = await startRegistry();
+  const image = await buildBusyboxLayout({ arch: 'amd64', tag: 'serve-fanout', extraLayers: [{ files: { 'big.bin': randomBytes(3 * HOT_BYTES) } }] });
+  const manifestDigest = await pushLayout(image.ref, registry.host, 'lib/big:1');
+  const manifest = JSON.parse(readFileSync(join(image.layout, 'blobs', 'sha256', manifestDigest.slice(7)), 'utf8')) as { layers: { digest: string; size: number }[] };
+  layer = manifest.layers[1]!;
+  assert.ok(layer.size > 2 * HOT_BYTES, `the layer outgrows the in-memory window (${layer.size} bytes)`);
+  proxy = await startFaultProxy(registry.url);
+  serve = await startServe({ cacheDir: await tmpDir('vmimg-serve-fanout-'), listen: '127.0.0.1:0', upstream: proxy.url, shutdownGraceMs: 0 });
+});
+
+after(async () => {
+  await serve?.shutdown();
+  await proxy?.stop();
+  await registry?.stop();
+});
+
+/** Resolves once `n` body bytes arrived; the stream is paused with them put back. */
+function firstBytes(res: IncomingMessage, n: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let got = 0;
+    const parts: Buffer[] = [];
+    const onData = (b: Buffer): void => {
+      parts.push(b);
+      got += b.length;
+      if (got >= n) {
+        res.off('data', onData);
+        res.pause();
+        res.unshift(Buffer.concat(parts));
+        resolve();
+      }
+    };
+    res.on('data', onData);
+    res.on('error', reject);
+  });
+}
+
+describe('serve: one download fanned out from memory and from the partial file', () => {
+  it('a client starting behind the window, one keeping up and one falling behind all get the blob; one upstream GET', async () => {
+    let release!: () => void;
+    const heldAt = 2 * HOT_BYTES;
+    proxy.add({ method: 'GET', path: `/blobs/${layer.digest}`, fault: { kind: 'hold', afterBytes: heldAt, release: new Promise((r) => (release = r)) } });
+    const url = `${serve.url}/v2/lib/big/blobs/${layer.digest}`;
+    const first = await request(url);
+    await firstBytes(first, heldAt - HOT_BYTES / 2); // the download is well past the window's size
+    const late = await request(url); // starts at 0, behind the window: the partial file, then memory
+    const paused = await request(url);
+    await firstBytes(paused, 100_000);
+    release();
+    const [a, b] = await Promise.all([body(first), body(late)]);
+    assert.equal(sha(a), layer.digest);
+    assert.equal(sha(b), layer.digest);
+    await serve.idle(); // the download is done and committed while `paused` still has most to read
+    assert.equal(sha(await body(paused)), layer.digest);
+    assert.equal(proxy.requests.filter((r) => r.method === 'GET' && r.path.endsWith(`/blobs/${layer.digest}`)).length, 1);
+  });
+});
