@@ -101,48 +101,55 @@ export type RecordScanner = (buf: Buffer, at: number, count: number, b: RecordBo
  * which decides (and words the error).
  */
 export function scanRecords(buf: Buffer, at: number, count: number, b: RecordBounds, starts: Uint32Array, from = 0): number {
+  const view = viewOf(buf);
   for (let i = from; i < count; i++) {
     starts[i] = at;
-    const tail = commonRecordEnd(buf, at, b);
+    const tail = commonRecordEnd(buf, view, at, b);
     at = tail >= 0 ? tail : checkRecord(buf, at, buf.length, b, i);
   }
   starts[count] = at;
   return at;
 }
 
+/** A DataView over `buf`'s bytes, for commonRecordEnd. */
+export function viewOf(buf: Buffer): DataView {
+  return new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+}
+
 /**
  * Where the record at `at` ends when it is a common one (no xattrs, not sparse, every field in range),
- * else -1 (then `checkRecord` decides). Inline checks, no calls: an index is scanned once per open,
- * mostly before the JIT has optimised anything, so calls per record cost more than the checks.
+ * else -1 (then `checkRecord` decides). `view` is `viewOf(buf)`. Inline checks, no calls but the
+ * view's reads (one load each once optimised, and cheaper than four byte loads before): an index is
+ * scanned once per open, mostly before the JIT has optimised anything.
  */
-export function commonRecordEnd(buf: Buffer, at: number, b: RecordBounds): number {
+export function commonRecordEnd(buf: Buffer, view: DataView, at: number, b: RecordBounds): number {
   const v2 = b.version === 2;
   const next = at + (v2 ? 72 : 64); // ENTRY_FIXED_SIZE
-  const known = v2 ? R_SHA256 | R_LINK | R_LOWER_LINK : R_SHA256 | R_LINK; // sparse records take checkRecord
+  if (next > buf.length) return -1;
   const type = buf[at]!;
   const flags = buf[at + 1]!;
-  // xattr count, reserved field, path/link lengths over 65535, the high words of size and offset: all zero
-  const zeros = buf[at + 2]! | buf[at + 3]! | buf[at + 38]! | buf[at + 39]! | buf[at + 58]! | buf[at + 59]! | buf[at + 60]! | buf[at + 61]! | buf[at + 62]! | buf[at + 63]!;
-  const pathLen = buf[at + 36]! | (buf[at + 37]! << 8);
-  const linkLen = buf[at + 56]! | (buf[at + 57]! << 8);
-  const nsec = (buf[at + 24]! | (buf[at + 25]! << 8) | (buf[at + 26]! << 16)) + buf[at + 27]! * 0x1000000;
-  const sizeHi = (buf[at + 44]! | (buf[at + 45]! << 8) | (buf[at + 46]! << 16)) + buf[at + 47]! * 0x1000000;
-  const offsetHi = (buf[at + 52]! | (buf[at + 53]! << 8) | (buf[at + 54]! << 16)) + buf[at + 55]! * 0x1000000;
-  const tarHi = v2 ? (buf[at + 68]! | (buf[at + 69]! << 8) | (buf[at + 70]! << 16)) + buf[at + 71]! * 0x1000000 : 0;
-  let ok = next <= buf.length && type >= 1 && type <= MAX_TYPE && (flags & ~known) === 0 && zeros === 0 && nsec < 1e9;
-  ok &&= (flags & R_LINK) !== 0 || linkLen === 0;
+  const known = v2 ? R_SHA256 | R_LINK | R_LOWER_LINK : R_SHA256 | R_LINK; // sparse records take checkRecord
+  const pathLen = view.getUint32(at + 36, true);
+  const linkLen = view.getUint32(at + 56, true);
+  const sizeHi = view.getUint32(at + 44, true);
+  const offsetHi = view.getUint32(at + 52, true);
+  const tarHi = v2 ? view.getUint32(at + 68, true) : 0;
+  // no xattrs, a zero reserved field, names of at most 65535 bytes, sizes and offsets safe integers
+  let ok = type >= 1 && type <= MAX_TYPE && (flags & ~known) === 0 && (view.getUint16(at + 2, true) | view.getUint32(at + 60, true)) === 0;
+  ok &&= view.getUint32(at + 24, true) < 1e9 && pathLen <= 0xffff && linkLen <= 0xffff && ((flags & R_LINK) !== 0 || linkLen === 0);
   ok &&= sizeHi < 0x200000 && offsetHi < 0x200000 && tarHi < 0x200000;
-  const size = sizeHi * TWO32 + (buf[at + 40]! | (buf[at + 41]! << 8) | (buf[at + 42]! << 16)) + buf[at + 43]! * 0x1000000;
-  const offset = offsetHi * TWO32 + (buf[at + 48]! | (buf[at + 49]! << 8) | (buf[at + 50]! << 16)) + buf[at + 51]! * 0x1000000;
-  const tarOffset = v2 ? tarHi * TWO32 + (buf[at + 64]! | (buf[at + 65]! << 8) | (buf[at + 66]! << 16)) + buf[at + 67]! * 0x1000000 : 0;
+  const sizeLo = view.getUint32(at + 40, true);
+  const offsetLo = view.getUint32(at + 48, true);
+  const tarLo = v2 ? view.getUint32(at + 64, true) : 0;
   if (type === 1 || type === 4) {
-    // multiples of 4096 and 512 by their low bytes (a double's % is a slow call)
-    ok &&= buf[at + 48] === 0 && (buf[at + 49]! & 0x0f) === 0 && offset + size <= b.contentsSize;
-    ok &&= !v2 || size === 0 || (buf[at + 64] === 0 && (buf[at + 65]! & 1) === 0 && tarOffset + size <= b.tarSize);
+    const size = sizeHi * TWO32 + sizeLo;
+    // multiples of 4096 and 512 by their low bits (a double's % is a slow call)
+    ok &&= (offsetLo & 0xfff) === 0 && offsetHi * TWO32 + offsetLo + size <= b.contentsSize;
+    ok &&= !v2 || size === 0 || ((tarLo & 0x1ff) === 0 && tarHi * TWO32 + tarLo + size <= b.tarSize);
   } else {
-    ok &&= size === 0 && offset === 0 && tarOffset === 0;
+    ok &&= (sizeHi | sizeLo | offsetHi | offsetLo | tarHi | tarLo) === 0;
   }
-  ok &&= (flags & R_LOWER_LINK) === 0 || (type === 4 && (flags & R_LINK) !== 0 && size === 0);
+  ok &&= (flags & R_LOWER_LINK) === 0 || (type === 4 && (flags & R_LINK) !== 0 && (sizeHi | sizeLo) === 0);
   const tail = next + (flags & R_SHA256 ? 32 : 0) + pathLen + linkLen;
   return ok && tail <= buf.length ? tail : -1;
 }

@@ -10,8 +10,8 @@
  */
 import { EntryType } from '../layer/entry.js';
 import { decodeText, pathStart, r32, R_LINK, R_LOWER_LINK } from '../layer/index-records.js';
-import { recordMode, TYPE_BITS, type RecordEntries } from './layer-entries.js';
-import { IMPLICIT_DIR_MODE, InodeTable, S_IFLNK, type DirentNames } from './tree.js';
+import { recordMode, type RecordEntries } from './layer-entries.js';
+import { IMPLICIT_DIR_MODE, InodeTable, type DirentNames } from './tree.js';
 import { compareBytes, NeedsMerge, type LayerScan } from './direct-scan.js';
 
 const SLASH = 47;
@@ -161,6 +161,7 @@ class DirectBuilder {
     const t = new InodeTable(dirs + this.s.leaves, names, [this.entries]);
     const { mode, entry, nlink, direntIno, selfDirent } = t;
     const dirIno = new Uint32Array(dirs);
+    const recMode = this.s.mode;
     // Only a hardlink's target can be met twice; without hardlinks every record child is a new inode.
     const recIno = this.s.hardlinks.length > 0 ? new Uint32Array(this.s.n) : null;
     const queue = new Uint32Array(dirs);
@@ -193,9 +194,7 @@ class DirectBuilder {
           child = ++next;
           if (recIno !== null) recIno[r] = child;
           entry[child] = r; // layer 0: the arrays start zeroed
-          const at = starts[r]!;
-          const type = buf[at]!; // recordMode inline: a call per leaf costs more than this, unoptimised
-          mode[child] = type === EntryType.Symlink ? S_IFLNK | 0o777 : TYPE_BITS[type]! | ((buf[at + 4]! | (buf[at + 5]! << 8)) & 0o7777);
+          mode[child] = recMode[r]!;
         }
         nlink[child]++;
         direntIno[k] = child;

@@ -6,9 +6,10 @@
  * name order. What only the merge may judge (one name twice in a directory, an empty name) ends the
  * directory work (`direct` false) but never the checks.
  */
-import { EntryType } from '../layer/entry.js';
+import { EntryType, S_IFLNK } from '../layer/entry.js';
+import { TYPE_BITS } from './layer-entries.js';
 import { R_SHA256 } from '../layer/index-records.js';
-import { checkRecord, commonRecordEnd, scanRecords, type RecordBounds, type RecordScanner } from '../layer/record-checks.js';
+import { checkRecord, commonRecordEnd, scanRecords, viewOf, type RecordBounds, type RecordScanner } from '../layer/record-checks.js';
 
 const SLASH = 47;
 
@@ -26,6 +27,8 @@ export class LayerScan {
   /** Per record: its name's bytes (records that are children: not markers, directories or the root). */
   nameAt: Uint32Array = new Uint32Array(0);
   nameLen: Uint16Array = new Uint16Array(0);
+  /** Per leaf record: its st_mode as reported (16 bits hold it), taken while the record is in the cache. */
+  mode: Uint16Array = new Uint16Array(0);
   /** Per directory (0 = root): its record (-1: implicit) and name bytes; keyed by `${parent}/${latin1 name}`. */
   readonly dirRec: number[] = [-1];
   readonly dirNameAt: number[] = [0];
@@ -56,13 +59,14 @@ export class LayerScan {
     this.fixed = b.version === 2 ? 72 : 64;
     this.nameAt = new Uint32Array(count);
     this.nameLen = new Uint16Array(count);
+    this.mode = new Uint16Array(count);
     this.events = new Int32Array(Math.max(16, count + (count >> 3)));
     this.eventParent = new Int32Array(this.events.length);
     const i = this.scanDirect(buf, at, count, b, starts);
     if (this.direct) return starts[count]!;
     // the rest is only checked; the merge needs none of this
     this.nameAt = new Uint32Array(0);
-    this.nameLen = new Uint16Array(0);
+    this.nameLen = this.mode = new Uint16Array(0);
     this.events = this.eventParent = new Int32Array(0);
     return scanRecords(buf, starts[i]!, count, b, starts, i);
   }
@@ -72,8 +76,9 @@ export class LayerScan {
    * per record but the check). Returns how many were checked: all, or fewer when the layer needs the merge (`direct` false).
    */
   private scanDirect(buf: Buffer, at: number, count: number, b: RecordBounds, starts: Uint32Array): number {
-    const { nameAt, nameLen, fixed, lastAt, lastLen, childCount } = this;
+    const { nameAt, nameLen, mode, fixed, lastAt, lastLen, childCount } = this;
     const end = buf.length;
+    const view = viewOf(buf);
     // The previous record's path bytes, its last slash (-1: none), its directory, and whether it was that directory's last child.
     let prevP = 0;
     let prevLen = 0;
@@ -82,7 +87,7 @@ export class LayerScan {
     let prevChild = false;
     starts[0] = at;
     for (let i = 0; i < count; i++) {
-      let next = commonRecordEnd(buf, at, b);
+      let next = commonRecordEnd(buf, view, at, b);
       if (next < 0) next = checkRecord(buf, at, end, b, i);
       const rec = at;
       starts[i + 1] = at = next;
@@ -90,15 +95,20 @@ export class LayerScan {
       if (type === EntryType.Whiteout) continue; // hides lower layers only: there are none
       const p = rec + fixed + (buf[rec + 1]! & R_SHA256 ? 32 : 0);
       const len = buf[rec + 36]! | (buf[rec + 37]! << 8); // at most 65535 (checked)
-      // The common prefix with the previous path says whether this record sits in the same directory.
+      // The common prefix with the previous path says whether this record sits in the same directory:
+      // when it covers the previous directory and its slash, and no slash follows, it does.
       const m = len < prevLen ? len : prevLen;
       let k = 0;
+      while (k + 4 <= m && view.getUint32(p + k) === view.getUint32(prevP + k)) k += 4;
       while (k < m && buf[p + k] === buf[prevP + k]) k++;
       const afterPrev = k < m ? buf[p + k]! - buf[prevP + k]! : len - prevLen; // this path against the previous one
-      let s = len - 1;
-      while (s >= 0 && buf[p + s] !== SLASH) s--;
+      let s = k > prevS ? k : len;
+      while (s < len && buf[p + s] !== SLASH) s++;
       let dir = prevDir;
-      if (s !== prevS || k <= s) {
+      if (s === len && k > prevS) s = prevS;
+      else {
+        s = len - 1;
+        while (s >= 0 && buf[p + s] !== SLASH) s--;
         const d = this.dirAt(p, s);
         if (d < 0) return this.giveUp(i);
         dir = d;
@@ -141,7 +151,10 @@ export class LayerScan {
       childCount[dir]++;
       prevChild = true;
       if (type === EntryType.Hardlink) this.hardlinks.push(i);
-      else this.leaves++;
+      else {
+        this.leaves++;
+        mode[i] = type === EntryType.Symlink ? S_IFLNK | 0o777 : TYPE_BITS[type]! | (view.getUint16(rec + 4, true) & 0o7777); // as recordMode
+      }
     }
     return count;
   }
