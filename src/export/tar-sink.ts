@@ -51,7 +51,8 @@ export class TarSink {
 
   /** `gzip`: a level 0-9 to compress on the way to `out`; `onFail` hears the first failure (to stop the producer). */
   constructor(private readonly out: Writable, gzip: number | undefined, private readonly onFail: (err: Error) => void) {
-    this.stream = sharedHashPool().stream({ ranges: true, ringBytes: TAR_RING_BYTES });
+    // digests are wanted by the archive's end, not at once: their ops ride on the 2 MiB pushes' messages
+    this.stream = sharedHashPool().stream({ ranges: true, ringBytes: TAR_RING_BYTES, flushDelayMs: 20 });
     if (gzip === undefined) {
       this.target = out;
       this.done = finished(out);
@@ -80,6 +81,7 @@ export class TarSink {
     try {
       for await (const chunk of pack) await this.add(chunk as Uint8Array);
       // every check done before the archive's last bytes go out: a damaged file fails the export
+      this.stream.flush();
       while (this.checks.size > 0) await Promise.race([Promise.all([...this.checks]), this.stopped]);
       this.throwIfFailed();
       this.write();
@@ -113,7 +115,7 @@ export class TarSink {
       // room in the ring only where `out` is done: wait for its callbacks, never overwrite what it holds
       while (this.stream.length + n - this.released > TAR_RING_BYTES) await this.writeDone();
       const start = this.stream.length;
-      await this.stream.push(chunk.subarray(at, at + n));
+      await this.stream.push(n === chunk.length ? chunk : chunk.subarray(at, at + n));
       if (body?.file?.expected !== undefined) (body.file.part ??= this.stream.part()).range(start, this.stream.length);
       at += n;
       if (this.stream.length - this.written >= WRITE_BYTES) this.write();
@@ -150,8 +152,7 @@ export class TarSink {
   private wrote(end: number, err: Error | null | undefined): void {
     if (err) return this.fail(err);
     this.released = end;
-    this.stream.release(end);
-    this.stream.flush(); // a push waiting for room hears of it now
+    this.stream.release(end); // sent with the next push (one waiting for room sends it at once)
     this.wakeUp();
   }
 

@@ -47,6 +47,11 @@ export interface HashStreamOptions {
   ranges?: boolean;
   /** Ring bytes (default 8 MiB): how far pushes may run ahead of the worker plus the unreleased window. */
   ringBytes?: number;
+  /**
+   * Milliseconds queued ops (parts, digests, small pushes) wait for a push to carry them before they
+   * go alone (default 1). A caller that needs no digest soon sets more: fewer messages and wake-ups.
+   */
+  flushDelayMs?: number;
 }
 
 /** A ring for a stream of about `bytes` (a small blob needs no 8 MiB of shared memory): 64 KiB to 8 MiB. */
@@ -335,7 +340,7 @@ export class HashStream {
 
   /** Sends what is queued within a millisecond unless a push sends it first. */
   private soon(): void {
-    this.timer ??= setTimeout(() => this.flush(), 1);
+    this.timer ??= setTimeout(() => this.flush(), this.options.flushDelayMs ?? 1);
   }
 
   /** A promise for an answer, marked handled (a caller that stopped listening is not an unhandled rejection). */
