@@ -7,6 +7,7 @@
  */
 import { finished, pipeline } from 'node:stream/promises';
 import type { Writable } from 'node:stream';
+import type { Pack } from 'tar-stream';
 import { createGzip, type Gzip } from 'node:zlib';
 import { sharedHashPool, type HashPart, type HashStream } from '../util/hash-pool.js';
 import { contentMismatch } from '../vfs/verify.js';
@@ -35,7 +36,9 @@ interface BodyChunk {
 export class TarSink {
   private readonly stream: HashStream;
   private readonly bodies = new WeakMap<Uint8Array, BodyChunk>();
-  private readonly checks = new Set<Promise<void>>();
+  /** Digests asked for and not yet answered, and who waits for the last one. */
+  private checking = 0;
+  private checked: (() => void) | undefined;
   /** Stream offsets: bytes handed to `out`, and bytes it called back for (released to the ring). */
   private written = 0;
   private released = 0;
@@ -76,13 +79,27 @@ export class TarSink {
     this.bodies.set(chunk, { file, last, release });
   }
 
-  /** Copies the pack's bytes out until it ends; resolves once `out` has finished with all of them. */
-  async run(pack: AsyncIterable<unknown>): Promise<void> {
+  /**
+   * Copies the pack's bytes out until it ends; resolves once `out` has finished with all of them.
+   * A chunk that fits the ring now is copied in its 'data' event; otherwise the pack pauses until it fits.
+   */
+  async run(pack: Pack): Promise<void> {
     try {
-      for await (const chunk of pack) await this.add(chunk as Uint8Array);
+      await new Promise<void>((resolve, reject) => {
+        pack.on('data', (data: unknown) => {
+          const chunk = data as Uint8Array;
+          if (this.addNow(chunk)) return;
+          pack.pause();
+          this.add(chunk).then(() => pack.resume(), (err: Error) => this.fail(err));
+        });
+        pack.on('end', resolve);
+        pack.on('error', reject);
+        pack.on('close', () => reject(this.error ?? new Error('the tar pack closed before its end')));
+        this.stopped.catch(reject);
+      });
       // every check done before the archive's last bytes go out: a damaged file fails the export
       this.stream.flush();
-      while (this.checks.size > 0) await Promise.race([Promise.all([...this.checks]), this.stopped]);
+      while (this.checking > 0) await Promise.race([new Promise<void>((resolve) => (this.checked = resolve)), this.stopped]);
       this.throwIfFailed();
       this.write();
       this.target.end();
@@ -108,6 +125,17 @@ export class TarSink {
     this.wakeUp();
   }
 
+  /** Copies `chunk` in without waiting when the ring has room for all of it now; false when it has not. */
+  private addNow(chunk: Uint8Array): boolean {
+    if (chunk.length > WRITE_BYTES || this.stream.length + chunk.length - this.released > TAR_RING_BYTES) return false;
+    const start = this.stream.length;
+    if (!this.stream.tryPush(chunk)) return false;
+    const body = this.bodies.get(chunk);
+    if (body) this.bodyIn(body, start, this.stream.length);
+    if (this.stream.length - this.written >= WRITE_BYTES) this.write();
+    return true;
+  }
+
   private async add(chunk: Uint8Array): Promise<void> {
     const body = this.bodies.get(chunk);
     for (let at = 0; at < chunk.length; ) {
@@ -116,25 +144,31 @@ export class TarSink {
       while (this.stream.length + n - this.released > TAR_RING_BYTES) await this.writeDone();
       const start = this.stream.length;
       await this.stream.push(n === chunk.length ? chunk : chunk.subarray(at, at + n));
-      if (body?.file?.expected !== undefined) (body.file.part ??= this.stream.part()).range(start, this.stream.length);
       at += n;
+      // the range is queued before any write of these bytes can call back and release them
+      if (body) this.bodyIn(body, start, this.stream.length, at === chunk.length);
       if (this.stream.length - this.written >= WRITE_BYTES) this.write();
     }
-    if (body) this.consumed(body);
   }
 
-  private consumed(body: BodyChunk): void {
-    body.release();
+  /** Body bytes [start, end) of the stream are in the ring: hash them into their file's part; at the chunk's end, hand its memory back. */
+  private bodyIn(body: BodyChunk, start: number, end: number, chunkDone = true): void {
     const f = body.file;
-    if (!body.last || f?.expected === undefined) return;
-    const expected = f.expected;
-    const check: Promise<void> = (f.part ?? this.stream.part()).digest().then(
+    if (f?.expected !== undefined) (f.part ??= this.stream.part()).range(start, end);
+    if (!chunkDone) return;
+    body.release();
+    if (body.last && f?.expected !== undefined) this.check(f.part!, f.name, f.expected);
+  }
+
+  private check(part: HashPart, name: string, expected: string): void {
+    this.checking++;
+    part.digest().then(
       (actual) => {
-        if (actual !== expected) this.fail(contentMismatch(f.name, expected, actual));
+        if (actual !== expected) this.fail(contentMismatch(name, expected, actual));
+        if (--this.checking === 0) this.checked?.();
       },
-      (err: unknown) => this.fail(err as Error),
-    ).finally(() => this.checks.delete(check));
-    this.checks.add(check);
+      (err: Error) => this.fail(err),
+    );
   }
 
   /** Hands the ring's unwritten bytes to `out`; their space is released when it calls back. */

@@ -216,16 +216,37 @@ export class HashStream {
         continue;
       }
       const n = Math.min(room, chunk.length - at);
-      const pos = this.length % this.size;
-      const first = Math.min(n, this.size - pos);
-      this.ring.set(chunk.subarray(at, at + first), pos);
-      if (first < n) this.ring.set(chunk.subarray(at + first, at + n), 0);
-      this.ops.push(Op.Push, n);
-      this.length += n;
-      this.unsent += n;
-      if (this.options.ranges === false) this.ops.push(Op.Release, this.length);
+      this.copyIn(n === chunk.length ? chunk : chunk.subarray(at, at + n));
       at += n;
     }
+    this.pushed();
+  }
+
+  /**
+   * `push` without waiting: copies all of `chunk` in and returns true when the ring has room for it
+   * now, else copies nothing and returns false (then `push` it). Saves a promise per small chunk.
+   */
+  tryPush(chunk: Uint8Array): boolean {
+    if (this.error) throw this.error;
+    if (this.size - (this.length - this.freed) < chunk.length) return false;
+    this.copyIn(chunk);
+    this.pushed();
+    return true;
+  }
+
+  private copyIn(chunk: Uint8Array): void {
+    const n = chunk.length;
+    const pos = this.length % this.size;
+    const first = Math.min(n, this.size - pos);
+    this.ring.set(first === n ? chunk : chunk.subarray(0, first), pos);
+    if (first < n) this.ring.set(chunk.subarray(first), 0);
+    this.ops.push(Op.Push, n);
+    this.length += n;
+    this.unsent += n;
+    if (this.options.ranges === false) this.ops.push(Op.Release, this.length);
+  }
+
+  private pushed(): void {
     // enough new bytes: let the worker start on them now (a trickle of small chunks goes in batches)
     if (this.unsent >= SEND_BYTES) this.flush();
     else this.soon();
