@@ -9,5 +9,5 @@ export { checkKernelFile, kernelKind, type KernelKind } from './kernel-file.js';
 export { initramfsMemoryMiB } from './memory.js';
 export { ensureModules, moduleClosure, modinfoDepends, extractModules, DISK_MODULES, type ModuleSet } from './modules.js';
 export { ensureBusybox, extractBusybox } from './busybox.js';
-export { stageOneInit, writeStageOne, ROOT_DEVICE } from './stage-one.js';
+export { stageOneInit, writeStageOne, moduleRelease, ROOT_DEVICE } from './stage-one.js';
 export { checkRootOptions, chooseRoot, type RootOptions } from './root.js';

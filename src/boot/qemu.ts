@@ -75,7 +75,7 @@ const QEMU_PACKAGE: Record<BootArch, string> = { amd64: 'qemu-system-x86', arm64
 
 /**
  * The QEMU binary and arguments for one boot: `initrd` is the whole root, or with `disk` the stage
- * one that mounts it (a virtio-blk-pci device; `snapshot=on` unless `persist`).
+ * one that mounts it (virtio-blk: PCI on amd64, virtio-mmio on arm64; `snapshot=on` unless `persist`).
  */
 export function qemuCommand(
   arch: BootArch,
@@ -92,8 +92,10 @@ export function qemuCommand(
   const timer = arch === 'amd64' ? ['no_timer_check', 'pci=noacpi'] : [];
   const append = [`console=${console}`, `rdinit=${rdinit}`, 'panic=-1', 'quiet', ...timer, options.append ?? ''].join(' ').trim();
   const machine = arch === 'amd64' ? [] : ['-M', 'virt', '-cpu', 'cortex-a57'];
+  // arm64: virtio-blk on one of virt's virtio-mmio transports (no PCI driver to load in the stage one)
+  const device = arch === 'amd64' ? 'virtio-blk-pci' : 'virtio-blk-device';
   const disk = options.disk
-    ? ['-drive', `file=${options.disk.path.replace(/,/g, ',,')},format=raw,if=none,id=root${options.disk.persist ? '' : ',snapshot=on'}`, '-device', 'virtio-blk-pci,drive=root']
+    ? ['-drive', `file=${options.disk.path.replace(/,/g, ',,')},format=raw,if=none,id=root${options.disk.persist ? '' : ',snapshot=on'}`, '-device', `${device},drive=root`]
     : [];
   // -nic none: no network card to probe (no driver would load), no NIC option ROM for the firmware to run
   const args = [...machine, '-m', String(options.memoryMiB ?? 512), '-nographic', '-no-reboot', '-nic', 'none', '-kernel', kernel, '-initrd', initrd, ...disk, '-append', append];

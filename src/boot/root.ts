@@ -106,7 +106,7 @@ export async function prepareRoot(image: Image, arch: BootArch, kernel: string, 
       const merged = { ...image.config, entrypoint: o.entrypoint ?? image.config.entrypoint };
       append.push(kernelCmdParam(commandLine(merged, o.command)));
     }
-    const initrd = join(work, 'stage-one.cpio.gz');
+    const initrd = join(work, 'stage-one.cpio');
     const modules = await kernelModules(kernel, arch, o.onLog);
     await writeStageOne(initrd, await ensureBusybox(arch, o.kernelDir ?? dirname(dirname(kernel)), o.onLog), modules);
     return { kind, initrd, disk: { path, persist: o.persist === true }, append, needMiB };
