@@ -3,17 +3,16 @@
  * answered from it as the bytes arrive (headers as soon as the upstream answered). One `Range` is
  * honoured on both (206, 416 with `Content-Range: bytes *\/SIZE`).
  */
-import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
+import { ErrorCode, VmimgError } from '../errors.js';
 import { fileSize } from '../store/fs-util.js';
 import { fillBroken, type BlobFill } from './fill.js';
 import { toServeError } from './errors.js';
 import { parseRange, type ByteRange } from './range.js';
+import { CHUNK, drained, sendFromFile } from './send.js';
 import type { ServeState } from './state.js';
 import type { RouteTarget } from './routes.js';
-
-/** Bytes read per write to a client: 1 MiB kept hits at the upstream registry's speed (256 KiB: ~half). */
-const CHUNK = 1024 * 1024;
 
 /** Answers a blob request (`head`: headers only). */
 export async function serveBlob(s: ServeState, res: ServerResponse, t: RouteTarget, digest: string, rangeHeader: string | undefined, head: boolean): Promise<void> {
@@ -77,19 +76,24 @@ function answerHeaders(res: ServerResponse, digest: string, size: number | undef
   return range;
 }
 
-function sendFile(s: ServeState, res: ServerResponse, path: string, range: ByteRange): Promise<void> {
-  return new Promise((resolve) => {
-    const stream = createReadStream(path, { start: range.start, end: range.end, highWaterMark: CHUNK });
-    stream.on('data', (chunk) => {
-      s.metrics.bytesServed += chunk.length;
-    });
-    stream.on('error', (err) => res.destroy(err));
-    res.on('close', () => {
-      stream.destroy();
-      resolve();
-    });
-    stream.pipe(res);
-  });
+/** A hit: bytes `range` of the stored blob. */
+async function sendFile(s: ServeState, res: ServerResponse, path: string, range: ByteRange): Promise<void> {
+  const fh = await open(path, 'r');
+  const closed = new Promise<void>((resolve) => res.once('close', resolve));
+  try {
+    for (let pos = range.start; pos <= range.end; ) {
+      const n = await sendFromFile(res, fh, pos, Math.min(CHUNK, range.end + 1 - pos), closed);
+      if (res.destroyed) return;
+      if (n === 0) return void res.destroy(new VmimgError(ErrorCode.IO, `${path} is shorter than its answer`)); // never a clean short end
+      pos += n;
+      s.metrics.bytesServed += n;
+    }
+    res.end();
+  } catch (err) {
+    res.destroy(err as Error);
+  } finally {
+    await fh.close();
+  }
 }
 
 /**
@@ -128,11 +132,11 @@ async function sendFromFill(s: ServeState, res: ServerResponse, fill: BlobFill, 
           s.metrics.bytesServed += v.length;
         }
         res.uncork();
-        if (!ok) await Promise.race([new Promise((r) => res.once('drain', r)), closed]);
+        if (!ok) await drained(res, closed);
         continue;
       }
-      const chunk = Buffer.allocUnsafe(n);
-      const { bytesRead } = await fh.read(chunk, 0, n, pos);
+      const bytesRead = await sendFromFile(res, fh, pos, n, closed);
+      if (res.destroyed) return;
       if (bytesRead === 0) {
         if (fill.verified) return void res.destroy(fillBroken(fill)); // the file is shorter than the fill said
         await Promise.race([fill.changed(), closed]);
@@ -140,7 +144,6 @@ async function sendFromFill(s: ServeState, res: ServerResponse, fill: BlobFill, 
       }
       pos += bytesRead;
       s.metrics.bytesServed += bytesRead;
-      if (!res.write(chunk.subarray(0, bytesRead))) await Promise.race([new Promise((r) => res.once('drain', r)), closed]);
     }
     res.end();
   } finally {

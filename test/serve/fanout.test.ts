@@ -3,7 +3,8 @@
  * download's newest bytes in memory (HOT_BYTES), those behind it from the partial file. A layer of
  * incompressible bytes larger than that window (umoci builds it) is held upstream part-way by the
  * fault relay, so a late client starts behind the window and catches up, and a paused one falls behind
- * it; every client must get exactly the blob, from one upstream GET.
+ * it; every client must get exactly the blob, from one upstream GET. Hits read the stored blob into
+ * reused buffers: many clients at once, some slow, must each get exactly the blob too.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -81,5 +82,24 @@ describe('serve: one download fanned out from memory and from the partial file',
     await serve.idle(); // the download is done and committed while `paused` still has most to read
     assert.equal(sha(await body(paused)), layer.digest);
     assert.equal(proxy.requests.filter((r) => r.method === 'GET' && r.path.endsWith(`/blobs/${layer.digest}`)).length, 1);
+  });
+
+  it('hits: eight clients at once, half of them slow readers, each get exactly the stored blob', async () => {
+    const url = `${serve.url}/v2/lib/big/blobs/${layer.digest}`;
+    await body(await request(url));
+    await serve.idle();
+    const answers = await Promise.all(Array.from({ length: 8 }, async (_, i) => {
+      const res = await request(url);
+      assert.equal(res.headers['x-vmimg-cache'], 'hit');
+      if (i % 2 === 0) return body(res);
+      // a slow reader: its socket fills, so serve's writes queue behind it
+      const parts: Buffer[] = [];
+      for await (const chunk of res) {
+        parts.push(chunk as Buffer);
+        if (parts.length % 64 === 0) await new Promise((r) => setTimeout(r, 5));
+      }
+      return Buffer.concat(parts);
+    }));
+    for (const a of answers) assert.equal(sha(a), layer.digest);
   });
 });
