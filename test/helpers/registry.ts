@@ -41,6 +41,8 @@ export interface RunningRegistry {
   readonly issuer?: TokenIssuer;
   /** `user:password` of the first user, for `skopeo --dest-creds`. */
   readonly creds?: string;
+  /** The docker-registry process (e.g. for its CPU time in /proc). */
+  readonly pid: number;
   /** The requests logged so far (empty unless started with `accessLog`). */
   accessLog(): AccessLine[];
   stop(): Promise<void>;
@@ -131,6 +133,7 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
       url: `http://${host}`,
       storageDir,
       users,
+      pid: child.pid!,
       ...(issuer !== undefined ? { issuer } : {}),
       ...(mode !== 'none' && first !== undefined ? { creds: `${first[0]}:${first[1]}` } : {}),
       accessLog: () => access.map(parseAccessLine).filter((l): l is AccessLine => l !== undefined),
