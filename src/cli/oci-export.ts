@@ -5,9 +5,9 @@
  * index.json by NAME, else by the source's own name for it (`oci:SRC:TAG`'s TAG, a tar's RepoTag, a
  * reference's tag), else `latest`; a name given to another image is replaced only with `force`.
  */
-import { pushImage } from '../push/push.js';
+import { pushImage, type PushResult } from '../push/push.js';
 import { OciLayoutSink } from '../push/sinks.js';
-import type { PushEvent } from '../push/types.js';
+import type { PushEvent, PushSource } from '../push/types.js';
 import { RegistryClient } from '../registry/client.js';
 import type { Context } from './context.js';
 import { escapeTerminal } from './escape.js';
@@ -34,8 +34,7 @@ export async function exportOciLayout(ctx: Context, dir: string, image: string |
   });
   try {
     const refName = options.refName ?? refNameOf(source.names ?? []) ?? 'latest';
-    await sink.checkName(source.root.descriptor, refName);
-    const result = await pushImage(source, sink, { tag: refName, signal: ctx.signal, ...(options.onEvent ? { onEvent: options.onEvent } : {}) });
+    const result = await copyInto(sink, source, refName, ctx.signal, options.onEvent);
     const d = result.descriptor;
     if (ctx.json) {
       ctx.out(JSON.stringify({ format: 'oci', path: dir, refName, digest: d.digest, mediaType: d.mediaType, size: d.size, blobs: result.blobs, notes: result.notes }));
@@ -46,6 +45,17 @@ export async function exportOciLayout(ctx: Context, dir: string, image: string |
   } finally {
     await source.close?.();
     await client.close();
+  }
+}
+
+/** The image checked and copied into the layout; on any failure what this run wrote there is removed. */
+async function copyInto(sink: OciLayoutSink, source: PushSource, refName: string, signal: AbortSignal | undefined, onEvent?: (e: PushEvent) => void): Promise<PushResult> {
+  try {
+    await sink.checkName(source.root.descriptor, refName);
+    return await pushImage(source, sink, { tag: refName, signal, ...(onEvent ? { onEvent } : {}) });
+  } catch (err) {
+    await sink.abort().catch(() => undefined);
+    throw err;
   }
 }
 

@@ -43,8 +43,13 @@ export async function pushImage(source: PushSource, sink: PushSink, options: Pus
   const signal = options.signal ? AbortSignal.any([options.signal, failed.signal]) : failed.signal;
   const job: Job = { source, sink, options: { ...options, signal }, counts, uploadedBytes: 0, done: new Map(), failed };
   const { descriptor, bytes } = source.root;
-  await copyDocument(job, descriptor, bytes, 0);
-  await sink.putManifest(descriptor, bytes, options.tag, true, options.signal);
+  try {
+    await copyDocument(job, descriptor, bytes, 0);
+    await sink.putManifest(descriptor, bytes, options.tag, true, options.signal);
+  } catch (err) {
+    await sink.abort?.().catch(() => undefined); // the push's own error is the one to report
+    throw err;
+  }
   options.onEvent?.({ type: 'manifest', digest: descriptor.digest, mediaType: descriptor.mediaType, tag: options.tag, state: 'pushed' });
   return { descriptor, blobs: counts, uploadedBytes: job.uploadedBytes, notes: source.notes ?? [] };
 }

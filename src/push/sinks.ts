@@ -99,6 +99,13 @@ export class OciLayoutSink implements PushSink {
   async putManifest(desc: Descriptor, bytes: Buffer, tag: string | undefined, root: boolean): Promise<void> {
     await this.init();
     await this.writer.writeBytes(desc, bytes);
-    if (root) await this.writer.tag(desc, tag, this.options.replace ?? false);
+    if (!root) return;
+    await this.writer.tag(desc, tag, this.options.replace ?? false);
+    await this.writer.commit();
+  }
+
+  /** Removes what this push wrote into the layout (a new layout entirely); what was there before stays. */
+  async abort(): Promise<void> {
+    if (this.ready !== undefined) await this.writer.abort();
   }
 }

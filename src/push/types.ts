@@ -46,6 +46,8 @@ export interface PushSink {
    * image pushed (last); other calls are an index's children.
    */
   putManifest(desc: Descriptor, bytes: Buffer, tag: string | undefined, root: boolean, signal?: AbortSignal): Promise<void>;
+  /** After a failed push: undo what this push wrote, where the sink can (an OCI layout directory does). */
+  abort?(): Promise<void>;
 }
 
 /** Progress of a push, per blob and per manifest. */

@@ -19,7 +19,7 @@ export function trackTempFile(path: string): () => void {
 export function removeTempFilesSync(): void {
   for (const path of live) {
     try {
-      rmSync(path, { force: true });
+      rmSync(path, { force: true, recursive: true }); // a directory too (a new OCI layout's temp sibling)
     } catch {
       // exiting anyway: a file that cannot be removed now is prune's or the user's
     }
