@@ -228,17 +228,18 @@ async function flattenFrom(layer: SourceLayer, index: number, shared: Shared, na
   const tee = shared.checkpoints && layer.digest && (layer.size ?? 0) >= MIN_INDEXED_BLOB ? new CheckpointTee({ cacheRoot: cache.root, name, warn: shared.warn }) : undefined;
   // pipeline, not pipe: both streams get an error listener at once (a download can fail before the
   // flattener starts reading), and a flattener that stops early (layer already there) releases the download.
-  if (tee) pipeline(stream, counted, tee.transform, () => undefined);
+  if (tee?.transform) pipeline(stream, counted, tee.transform, () => undefined);
   else pipeline(stream, counted, () => undefined);
   const blobVerified = storeCheck(stream); // a download: the store hashes the blob, the flattener need not
   let info: LayerInfo;
   try {
-    info = await flattenLayer(tee ? tee.transform : counted, {
+    info = await flattenLayer(tee?.transform ?? counted, {
       dir: cache.layersDir,
       expectedDiffId: layer.diffId,
       ...(layer.digest ? { expectedDigest: layer.digest } : {}),
       ...(layer.size !== undefined ? { compressedSize: layer.size } : {}),
       ...(blobVerified ? { blobVerified } : {}),
+      ...tee?.flattenOptions(),
       limits: shared.limits,
       name,
       ...(signal ? { signal } : {}),

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, type Transform } from 'node:stream';
 import { ErrorCode, VmimgError, isVmimgError, wrapError } from '../errors.js';
 import { assertDigest, validateDigest } from '../digest/index.js';
 import { decompress } from './decompress.js';
@@ -43,6 +43,8 @@ export interface FlattenOptions {
    * only once this resolves; its rejection (ERR_DIGEST_MISMATCH) fails the flattening.
    */
   blobVerified?: Promise<unknown>;
+  /** A gzip decoder to use instead of node:zlib's: the checkpoint builder's, which inflates once for both (src/lazy/tee.ts). */
+  gunzip?: () => Transform;
 }
 
 export interface LayerInfo extends LayerFiles {
@@ -132,7 +134,7 @@ async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what:
     tarCount.stream = flattenPool().stream({ whole: true, ranges: true });
     tarCount.releaseTo = () => hold.at ?? reader?.offset ?? 0; // no file range starts below
   };
-  const tar = decompress(Readable.from(blobChunks, { objectMode: false, highWaterMark: 1024 * 1024 }), onKind);
+  const tar = decompress(Readable.from(blobChunks, { objectMode: false, highWaterMark: 1024 * 1024 }), onKind, opts.gunzip);
   try {
     reader = new TarReader(tarCount.tap(tar)[Symbol.asyncIterator]());
     const budget = new LayerBudget(resolveLimits(opts.limits), opts.compressedSize);

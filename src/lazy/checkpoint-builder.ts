@@ -2,11 +2,14 @@
  * Builds a `.zran` checkpoint index from a gzip layer blob fed in chunks (docs/FORMAT.md "Where
  * checkpoints are taken"): one at every member start, one at the first block boundary more than
  * `spanSize` output bytes after the last, and an extra one at the last boundary before a large file's
- * data. Each span's compressed bytes are hashed as they pass, so reads can verify them.
+ * data. Each span's compressed bytes are hashed as they pass, so reads can verify them. The inflater is
+ * node:zlib's (native-block.ts: a boundary's bits are found by trial once some output follows it) unless
+ * Node's internals changed, then pako's (pako-block.ts: zlib's `data_type` gives them).
  */
 import { createHash, type Hash } from 'node:crypto';
 import * as zlib from 'node:zlib';
 import { ErrorCode, VmimgError } from '../errors.js';
+import { nativeBlockAvailable, NativeBlockInflater, resolveBits } from './native-block.js';
 import { BlockInflater, type Step } from './pako-block.js';
 import { TarFollower } from './tar-follower.js';
 import type { Checkpoint, ZranIndex } from './zran-format.js';
@@ -30,26 +33,54 @@ export const DEFAULT_CHECKPOINT_OPTIONS: CheckpointOptions = { spanSize: 4 * MiB
 
 /** Unhashed input is hashed anyway past this many bytes (a huge deflate block); the pending boundary is dropped. */
 const MAX_HELD = 16 * MiB;
+/** Output kept after a boundary whose bits are unknown, to find them (native-block.ts `resolveBits`). */
+const PROBE = 8192;
+/** Compressed bytes after such a boundary handed to the trial, at most. */
+const MAX_AFTER = 64 * 1024;
 
 /** A block boundary not taken as a checkpoint yet: it still can be, until the next boundary. */
 interface Boundary {
   cOff: number;
   uOff: number;
+  /** -1: not known yet (native inflater). */
   bits: number;
   prevByte: number;
   window: Uint8Array | undefined;
+  /** Output following the boundary, for finding `bits`. */
+  probe?: { buf: Buffer; n: number };
 }
 
-/** Feed the blob with {@link push}, then {@link finish}. Corrupt gzip is ERR_INVALID_LAYER. */
+/** What the builder drives: pako-block.ts's `BlockInflater` or native-block.ts's `NativeBlockInflater`. */
+interface BlockSteps {
+  setInput(chunk: Uint8Array): void;
+  step(): Step;
+  resetMember(): void;
+  window(): Uint8Array;
+  end(): void;
+}
+
+/** Which inflater, and whether the output is kept for {@link CheckpointBuilder.takeOutput} (native only). */
+export interface BuilderMode {
+  engine?: 'native' | 'pako';
+  collect?: boolean;
+}
+
+/**
+ * Feed the blob with {@link push}, then {@link finish}. Corrupt gzip is ERR_INVALID_LAYER (from push or
+ * finish); an index that cannot be built (too many checkpoints) is reported by finish only, so a
+ * collecting builder keeps inflating for its reader.
+ */
 export class CheckpointBuilder {
   private readonly opts: CheckpointOptions;
-  private readonly inflater = new BlockInflater();
+  private readonly inflater: BlockSteps;
   private readonly follower: TarFollower;
   private readonly checkpoints: Checkpoint[] = [];
   private readonly held: { buf: Uint8Array; at: number }[] = [];
   private spanHash: Hash | undefined;
   private hashedTo = 0;
   private cAbs = 0;
+  /** Blob offset of the first input byte the inflater has not used. */
+  private at = 0;
   private uOff = 0;
   private lastByte = 0;
   private memberStart = true;
@@ -57,18 +88,34 @@ export class CheckpointBuilder {
   private ended = false;
   private members = 0;
   private pending: Boundary | undefined;
+  /** A checkpoint waiting for output after it to find its bits; nothing past it is hashed meanwhile. */
+  private unresolved: { b: Boundary; window: Uint8Array } | undefined;
+  private indexError: VmimgError | undefined;
   /** Tar offset where a large file's data begins, found by the follower and not yet passed. */
   private largeAt: number | undefined;
 
-  constructor(options: Partial<CheckpointOptions> = {}) {
+  constructor(options: Partial<CheckpointOptions> = {}, mode: BuilderMode = {}) {
     this.opts = { ...DEFAULT_CHECKPOINT_OPTIONS, ...options };
     this.follower = new TarFollower(this.opts.largeFileSize);
+    const native = (mode.engine ?? (nativeBlockAvailable() ? 'native' : 'pako')) === 'native';
+    if (mode.collect && !native) throw new VmimgError(ErrorCode.INTERNAL, 'only the native inflater collects output');
+    this.inflater = native ? new NativeBlockInflater(mode.collect) : new BlockInflater();
+  }
+
+  /** Whether this builder inflates with node:zlib (see {@link nativeBlockAvailable}). */
+  get native(): boolean {
+    return this.inflater instanceof NativeBlockInflater;
+  }
+
+  /** With `collect`: the tar bytes inflated since the last call, in order (the caller owns them). */
+  takeOutput(): Buffer[] {
+    return (this.inflater as NativeBlockInflater).takeOutput();
   }
 
   /** Feeds the next bytes of the blob (the buffer must not change until {@link finish}). */
   push(chunk: Uint8Array): void {
     if (chunk.length === 0) return;
-    this.held.push({ buf: chunk, at: this.cAbs });
+    if (this.indexError === undefined) this.held.push({ buf: chunk, at: this.cAbs });
     let used = 0;
     if (this.atMemberEnd) used = this.afterMember(chunk, 0);
     if (!this.ended && used < chunk.length) {
@@ -76,8 +123,10 @@ export class CheckpointBuilder {
       this.run(chunk, used);
     }
     this.cAbs += chunk.length;
+    this.at = this.cAbs;
     this.lastByte = chunk[chunk.length - 1]!;
     if (this.cAbs - this.hashedTo > MAX_HELD) {
+      if (this.unresolved) this.resolve();
       this.hashTo(this.cAbs);
       this.pending = undefined;
     }
@@ -87,9 +136,12 @@ export class CheckpointBuilder {
     for (;;) {
       const st = this.inflater.step();
       const used = base + st.inputUsed;
+      this.at = this.cAbs + used;
       this.output(st);
-      if (st.boundary) this.boundary(st, used > 0 ? chunk[used - 1]! : this.lastByte, this.cAbs + used);
+      if (this.unresolved && this.unresolved.b.probe!.n === PROBE) this.resolve();
+      if (st.boundary && this.indexError === undefined) this.boundary(st, used > 0 ? chunk[used - 1]! : this.lastByte, this.cAbs + used);
       if (st.memberEnd) {
+        if (this.unresolved) this.resolve();
         this.members++;
         this.pending = undefined;
         this.largeAt = undefined;
@@ -121,18 +173,22 @@ export class CheckpointBuilder {
     const large = this.follower.feed(st.output, this.uOff);
     this.uOff += st.output.length;
     if (this.largeAt === undefined && large.length > 0) this.largeAt = large[0];
+    if (this.unresolved) feedProbe(this.unresolved.b, st.output);
+    if (this.pending?.probe) feedProbe(this.pending, st.output);
   }
 
   private boundary(st: Step, prevByte: number, cOff: number): void {
+    if (this.unresolved) this.resolve(); // with the output of one whole block, however short
     const b: Boundary = { cOff, uOff: this.uOff, bits: st.bits, prevByte, window: undefined };
     if (this.memberStart) {
-      if (b.bits !== 0) throw new VmimgError(ErrorCode.INTERNAL, `pako: a gzip member's first block starts mid-byte (${b.bits} bits)`);
+      if (b.bits !== 0) throw new VmimgError(ErrorCode.INTERNAL, `inflater: a gzip member's first block starts mid-byte (${b.bits} bits)`);
       this.memberStart = false;
       return this.emit(b, true, new Uint8Array(0));
     }
     // Past a large file's data start: the last boundary before it becomes the extra checkpoint.
     if (this.largeAt !== undefined && b.uOff > this.largeAt) {
       if (this.pending?.window !== undefined) this.emit(this.pending, false, this.pending.window);
+      if (this.unresolved) this.resolve(); // its output was kept since it passed
       this.pending = undefined;
       this.largeAt = undefined;
     }
@@ -140,16 +196,39 @@ export class CheckpointBuilder {
     if (this.uOff - last.uOff > this.opts.spanSize) return this.emit(b, false, this.inflater.window());
     this.hashTo(cOff);
     // Only worth a window copy if it could become the extra checkpoint before a large file.
-    if (this.uOff - last.uOff >= this.opts.minGap) b.window = this.inflater.window();
+    if (this.uOff - last.uOff >= this.opts.minGap) {
+      b.window = this.inflater.window();
+      if (b.bits < 0) b.probe = { buf: Buffer.allocUnsafe(PROBE), n: 0 };
+    }
     this.pending = b;
   }
 
+  /** Takes `b` as a checkpoint: now when its bits are known, else once output after it was seen. */
   private emit(b: Boundary, memberStart: boolean, window: Uint8Array): void {
-    if (this.checkpoints.length >= this.opts.maxCheckpoints) {
-      throw new VmimgError(ErrorCode.TOO_LARGE, `the gzip blob needs more than ${this.opts.maxCheckpoints} checkpoints (maxCheckpoints)`);
-    }
     this.pending = undefined; // an older boundary can never follow a newer checkpoint
     this.hashTo(b.cOff);
+    if (b.bits >= 0) return this.commit(b, memberStart, window);
+    b.probe ??= { buf: Buffer.allocUnsafe(PROBE), n: 0 };
+    this.unresolved = { b, window };
+  }
+
+  /** Finds the unresolved checkpoint's bits by trial; one that does not resolve is dropped. */
+  private resolve(): void {
+    const { b, window } = this.unresolved!;
+    this.unresolved = undefined;
+    const after = this.heldBytes(b.cOff, Math.min(this.at, b.cOff + MAX_AFTER));
+    const bits = resolveBits(window, b.prevByte, after, b.probe!.buf.subarray(0, b.probe!.n));
+    if (bits === undefined) return; // its bytes stay in the current span
+    b.bits = bits;
+    this.commit(b, false, window);
+  }
+
+  private commit(b: Boundary, memberStart: boolean, window: Uint8Array): void {
+    if (this.checkpoints.length >= this.opts.maxCheckpoints) {
+      this.indexError = new VmimgError(ErrorCode.TOO_LARGE, `the gzip blob needs more than ${this.opts.maxCheckpoints} checkpoints (maxCheckpoints)`);
+      this.held.length = 0; // no more hashing: only the inflation goes on
+      return;
+    }
     this.closeSpan();
     this.spanHash = createHash('sha256');
     if (b.bits > 0) this.spanHash.update(Uint8Array.of(b.prevByte));
@@ -171,6 +250,7 @@ export class CheckpointBuilder {
 
   /** Hashes held input up to blob offset `pos` into the current span (nothing before the first checkpoint). */
   private hashTo(pos: number): void {
+    if (this.unresolved) pos = Math.min(pos, this.unresolved.b.cOff);
     while (this.hashedTo < pos && this.held.length > 0) {
       const h = this.held[0]!;
       const end = Math.min(pos, h.at + h.buf.length);
@@ -180,15 +260,40 @@ export class CheckpointBuilder {
     }
   }
 
-  /** The index of everything pushed; `digest` and `diffId` are the blob's and the tar's (verified by the caller). */
-  finish(ids: { digest: string; diffId: string }): ZranIndex {
-    this.inflater.end();
+  /** Held (not yet hashed) blob bytes `[from, to)`. */
+  private heldBytes(from: number, to: number): Buffer {
+    const parts: Uint8Array[] = [];
+    for (const h of this.held) {
+      const s = Math.max(from, h.at);
+      const e = Math.min(to, h.at + h.buf.length);
+      if (s < e) parts.push(h.buf.subarray(s - h.at, e - h.at));
+    }
+    return Buffer.concat(parts);
+  }
+
+  /** Throws ERR_INVALID_LAYER unless everything pushed was whole gzip members. */
+  complete(): void {
     if (!this.ended && !this.atMemberEnd) {
       throw new VmimgError(ErrorCode.INVALID_LAYER, 'gzip data is cut short');
     }
-    if (this.checkpoints.length === 0) throw new VmimgError(ErrorCode.INVALID_LAYER, 'no gzip member found');
+    if (this.checkpoints.length === 0 && this.indexError === undefined) throw new VmimgError(ErrorCode.INVALID_LAYER, 'no gzip member found');
+  }
+
+  /** The index of everything pushed; `digest` and `diffId` are the blob's and the tar's (verified by the caller). */
+  finish(ids: { digest: string; diffId: string }): ZranIndex {
+    this.inflater.end();
+    if (this.unresolved) this.resolve();
+    this.complete();
+    if (this.indexError) throw this.indexError;
     this.hashTo(this.cAbs);
     this.closeSpan();
     return { spanSize: this.opts.spanSize, compressedSize: this.cAbs, tarSize: this.uOff, ...ids, memberCount: this.members, checkpoints: this.checkpoints };
   }
+}
+
+function feedProbe(b: Boundary, out: Uint8Array): void {
+  const p = b.probe!;
+  const n = Math.min(PROBE - p.n, out.length);
+  if (n > 0) p.buf.set(out.subarray(0, n), p.n);
+  p.n += n;
 }

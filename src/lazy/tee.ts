@@ -1,12 +1,15 @@
 /**
- * Builds a layer's gzip checkpoints while it is flattened: the blob's bytes pass through
- * {@link CheckpointTee.transform} on their way to the flattener and are copied to a worker thread.
- * It never slows the flatten down: when the worker falls more than `maxBehind` bytes behind, the
- * index is given up (a warning; `vmimg index build` makes it later) instead of holding the stream.
+ * Builds a layer's gzip checkpoints while it is flattened. Where node:zlib's block-stopping inflate works
+ * (native-block.ts), the checkpoint worker *is* the flattener's gzip decoder ({@link CheckpointTee.flattenOptions}):
+ * one inflate per layer, in a worker, its output handed to the flattener. Otherwise the blob's bytes pass
+ * through {@link CheckpointTee.transform} and pako inflates them a second time beside the flatten; it
+ * never slows the flatten down: when it falls more than `maxBehind` bytes behind, the index is given up
+ * (a warning; `vmimg index build` makes it later) instead of holding the stream.
  */
 import { Transform } from 'node:stream';
 import { CheckpointWorker, storeCheckpoints } from './build.js';
 import type { CheckpointOptions } from './checkpoint-builder.js';
+import { nativeBlockAvailable } from './native-block.js';
 
 /** Where a tee stores its `.zran` and how it reports. */
 export interface CheckpointTeeOptions {
@@ -14,19 +17,26 @@ export interface CheckpointTeeOptions {
   /** Names the layer in warnings. */
   name: string;
   warn: (message: string) => void;
-  /** Bytes the worker may lag behind before the index is given up (default 256 MiB). */
+  /** Bytes the pako worker may lag behind before the index is given up (default 256 MiB). */
   maxBehind?: number;
   checkpoints?: Partial<CheckpointOptions>;
+  /** Force pako beside the flattener's own gunzip (tests; the default is native when it works). */
+  engine?: 'native' | 'pako';
 }
 
-/** Pass the blob through `transform`, then `finish` after a successful flatten or `abort` after a failed one. */
+/**
+ * Hand the flattener {@link flattenOptions} and pass the blob through {@link transform} when there is
+ * one; then {@link finish} after a successful flatten or {@link abort} after a failed one.
+ */
 export class CheckpointTee {
-  readonly transform: Transform;
+  /** The pass-through feeding pako's worker; undefined when the tee is the flattener's decoder. */
+  readonly transform: Transform | undefined;
   private worker: CheckpointWorker | undefined;
   private seen = 0;
   private gaveUp: string | undefined;
 
   constructor(private readonly opts: CheckpointTeeOptions) {
+    if ((opts.engine ?? (nativeBlockAvailable() ? 'native' : 'pako')) === 'native') return;
     this.worker = new CheckpointWorker(opts.checkpoints);
     this.transform = new Transform({
       transform: (chunk: Buffer, _enc, cb) => {
@@ -34,6 +44,31 @@ export class CheckpointTee {
         cb(null, chunk);
       },
     });
+  }
+
+  /** `flattenLayer` options: the gzip decoder, when this tee is it. */
+  flattenOptions(): { gunzip?: () => Transform } {
+    return this.transform ? {} : { gunzip: () => this.decoder() };
+  }
+
+  /** The flattener's gzip decoder: node:zlib in the checkpoint worker, output posted back. */
+  private decoder(): Transform {
+    // Chunks as objects: the reader's read() would otherwise concatenate every buffered 1 MiB chunk (a
+    // worker message brings several), a copy and garbage the eager path does not make.
+    const out: Transform = new Transform({
+      readableObjectMode: true,
+      readableHighWaterMark: 4,
+      transform: (chunk: Buffer, _enc, cb) => {
+        this.seen += chunk.length;
+        w.push(chunk).then(() => cb(), cb);
+      },
+      flush: (cb) => void w.end().then(() => cb(), cb),
+    });
+    void this.worker?.abort(); // a second decoder (the flattener re-reads the blob): start afresh
+    this.seen = 0;
+    const w = new CheckpointWorker(this.opts.checkpoints, { data: (b) => out.push(b), error: (err) => out.destroy(err) });
+    this.worker = w;
+    return out;
   }
 
   private offer(chunk: Buffer): void {

@@ -1,4 +1,4 @@
-// Gzip checkpoints (.zran): built with pako, every span re-inflated by native zlib from its checkpoint
+// Gzip checkpoints (.zran): built with node:zlib (native-block.ts) or pako, every span re-inflated by native zlib from its checkpoint
 // alone must equal what `gzip -dc` (an outside tool) makes of the same bytes. Inputs come from GNU tar,
 // gzip and the Debian test image (umoci + skopeo); python3's tarfile gives the files' data offsets.
 import assert from 'node:assert/strict';
@@ -6,6 +6,7 @@ import { readdirSync, readFileSync, statSync, writeFileSync, mkdirSync } from 'n
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { CheckpointBuilder } from '../../src/lazy/checkpoint-builder.js';
+import { selfTest as nativeSelfTest } from '../../src/lazy/native-block.js';
 import { selfTest } from '../../src/lazy/pako-block.js';
 import { inflateSpan } from '../../src/lazy/span-inflate.js';
 import { decodeZran, encodeZran, spanRange, type ZranIndex } from '../../src/lazy/zran-format.js';
@@ -14,8 +15,8 @@ import { requireTools, run, runBuffer, tmpDir } from '../helpers/tools.js';
 
 const IDS = { digest: `sha256:${'a'.repeat(64)}`, diffId: `sha256:${'b'.repeat(64)}` };
 
-function build(blob: Buffer, spanSize: number, chunk = 65536): ZranIndex {
-  const b = new CheckpointBuilder({ spanSize });
+function build(blob: Buffer, spanSize: number, chunk = 65536, engine: 'native' | 'pako' = 'native'): ZranIndex {
+  const b = new CheckpointBuilder({ spanSize }, { engine });
   for (let i = 0; i < blob.length; i += chunk) b.push(blob.subarray(i, i + chunk));
   return decodeZran(encodeZran(b.finish(IDS))); // through the codec, as readers see it
 }
@@ -53,8 +54,9 @@ async function largeFileOffsets(tarFile: string, min: number): Promise<number[]>
 }
 
 describe('gzip checkpoints', () => {
-  test('the pako self-test passes on the pinned pako', () => {
+  test('the pako self-test passes on the pinned pako; the native one on this Node', () => {
     selfTest();
+    assert.equal(nativeSelfTest(), undefined);
   });
 
   test('the Debian test image layer: every span equals gzip -dc, mid-byte checkpoints included, one before each large file', async () => {
@@ -67,6 +69,10 @@ describe('gzip checkpoints', () => {
     assert.ok(index.checkpoints.some((c) => c.bits !== 0), 'no checkpoint with a non-zero bit offset');
     assert.ok(index.checkpoints.slice(1).every((c) => c.winLen === 32768), 'full windows after the first 32 KiB');
     assertSpans(index, blob, tar);
+    // pako, the fallback where node:zlib's internals changed, finds the same kind of index.
+    const viaPako = build(blob, 1 << 20, 100_000, 'pako');
+    assert.ok(viaPako.checkpoints.some((c) => c.bits !== 0));
+    assertSpans(viaPako, blob, tar);
     // Extra checkpoints: a large file's data starts less than minGap + one block after a checkpoint.
     const dir = await tmpDir('vmimg-lazy-tar-');
     writeFileSync(join(dir, 'layer.tar'), tar);
@@ -81,7 +87,7 @@ describe('gzip checkpoints', () => {
     assertSpans(coarse, blob, tar);
   });
 
-  test('multi-member gzip: a checkpoint at each member start, no span crossing members', async () => {
+  for (const engine of ['native', 'pako'] as const) test(`${engine}: multi-member gzip: a checkpoint at each member start, no span crossing members`, async () => {
     requireTools(['gzip', 'tar']);
     const dir = await tmpDir('vmimg-lazy-members-');
     mkdirSync(join(dir, 'a'));
@@ -98,7 +104,8 @@ describe('gzip checkpoints', () => {
     }
     writeFileSync(join(dir, 'all.tar.gz'), Buffer.concat(parts));
     const blob = readFileSync(join(dir, 'all.tar.gz'));
-    const index = build(blob, 64 << 10, 7777);
+    // Odd chunks put member headers (gzip stores the file name) and trailers across chunk ends.
+    const index = build(blob, 64 << 10, engine === 'native' ? 13 : 7777, engine);
     assert.equal(index.memberCount, 3);
     const starts = index.checkpoints.filter((c) => c.memberStart);
     assert.deepEqual(starts.map((c) => c.uOff), cuts.slice(0, 3));
@@ -120,6 +127,29 @@ describe('gzip checkpoints', () => {
       const bad = Buffer.from(enc);
       bad[at]! ^= 0x10;
       assert.throws(() => decodeZran(bad), { code: 'ERR_INVALID_INDEX' }, `byte ${at}`);
+    }
+  });
+
+  test('native: corrupt deflate data, a wrong length in the trailer and a bad header are ERR_INVALID_LAYER', async () => {
+    requireTools(['gzip']);
+    const dir = await tmpDir('vmimg-lazy-corrupt-');
+    writeFileSync(join(dir, 'x'), Buffer.from(Array.from({ length: 50_000 }, (_, i) => `row ${i}\n`).join('')));
+    const blob = await runBuffer('gzip', ['-c', join(dir, 'x')]);
+    const bad = (at: number, xor: number): Buffer => {
+      const b = Buffer.from(blob);
+      b[at]! ^= xor;
+      return b;
+    };
+    for (const [what, input] of [['deflate data', bad(5000, 0xff)], ['trailer ISIZE', bad(blob.length - 2, 1)], ['magic', bad(1, 1)], ['method', bad(2, 1)]] as const) {
+      assert.throws(
+        () => {
+          const b = new CheckpointBuilder({}, { engine: 'native', collect: true });
+          b.push(input);
+          b.finish(IDS);
+        },
+        { code: 'ERR_INVALID_LAYER' },
+        what,
+      );
     }
   });
 

@@ -1,0 +1,288 @@
+/**
+ * The gzip inflater that finds checkpoints at native speed: node:zlib's raw inflate driven with zlib's
+ * `Z_BLOCK` flush, so it stops at every deflate block boundary, while its output feeds the flattener
+ * (one inflate per layer, not a second one beside it). node:zlib has no API for that, so this is the one
+ * module that touches Node's zlib internals — an `InflateRaw`'s `_handle.writeSync`, `_writeState` and
+ * `_handle.onerror` — and it checks them once ({@link nativeBlockAvailable}) before first use; callers
+ * fall back to pako (pako-block.ts) when they are gone. The gzip framing (header, trailer, members) is
+ * parsed here. zlib's `data_type` is not exposed either, so a boundary's unused bits are unknown
+ * (`bits: -1`) until {@link resolveBits} finds them by trial.
+ */
+import * as zlib from 'node:zlib';
+import { ErrorCode, VmimgError } from '../errors.js';
+import type { Step } from './pako-block.js';
+import { gzipHeaderLength } from './gzip-header.js';
+import { alignSpan } from './span-inflate.js';
+
+/** The parts of Node's zlib handle this module drives (lib/zlib.js, src/node_zlib.cc). */
+interface RawHandle {
+  writeSync(flush: number, input: Uint8Array, inOff: number, inLen: number, out: Uint8Array, outOff: number, outLen: number): void;
+  onerror: (message: string, errno: number) => void;
+}
+
+interface Raw {
+  stream: zlib.InflateRaw;
+  handle: RawHandle;
+  state: Uint32Array;
+  error: string | undefined;
+}
+
+const WINDOW = 32768;
+const OUTPUT = 1024 * 1024;
+const { Z_BLOCK, Z_SYNC_FLUSH } = zlib.constants;
+
+function openRaw(dictionary?: Uint8Array): Raw {
+  const stream = zlib.createInflateRaw(dictionary && dictionary.length > 0 ? { dictionary } : {});
+  stream.on('error', () => undefined); // errors are read from `raw.error`, never emitted
+  const internals = stream as unknown as { _handle?: RawHandle; _writeState?: Uint32Array };
+  if (typeof internals._handle?.writeSync !== 'function' || !(internals._writeState instanceof Uint32Array)) {
+    throw new VmimgError(ErrorCode.INTERNAL, `node:zlib internals changed (Node ${process.version}): no _handle.writeSync or _writeState`);
+  }
+  const raw: Raw = { stream, handle: internals._handle, state: internals._writeState, error: undefined };
+  raw.handle.onerror = (message) => (raw.error = message);
+  return raw;
+}
+
+/** One `inflate()` call: input and output bytes used, and zlib's error message if it failed. */
+function write(raw: Raw, flush: number, input: Uint8Array, inOff: number, out: Uint8Array, outOff: number): { used: number; produced: number } {
+  const inLen = input.length - inOff;
+  raw.handle.writeSync(flush, input, inOff, inLen, out, outOff, out.length - outOff);
+  return { used: inLen - raw.state[1]!, produced: out.length - outOff - raw.state[0]! };
+}
+
+type Mode = 'header' | 'raw' | 'trailer' | 'done';
+
+/**
+ * A streaming gzip inflater with the interface of pako-block.ts's `BlockInflater`: {@link setInput},
+ * {@link step} until `needInput`, {@link resetMember} after `memberEnd`. A boundary's `bits` is -1
+ * (unknown) except at a member's first block (0). A stop reported as a boundary may also be the end of a
+ * member's deflate data (the next step then ends the member). With `collect`, every output byte stays
+ * in buffers handed out by {@link takeOutput}; otherwise one buffer is reused. The gzip trailer's ISIZE
+ * is checked, its CRC-32 not: callers verify the tar by its diff_id. Corrupt data is ERR_INVALID_LAYER.
+ */
+export class NativeBlockInflater {
+  private raw: Raw | undefined;
+  private mode: Mode = 'header';
+  private input: Uint8Array = new Uint8Array(0);
+  private pos = 0;
+  private out: Buffer = Buffer.allocUnsafe(OUTPUT);
+  private outPos = 0;
+  private tail: Buffer = Buffer.alloc(0);
+  private filled: Buffer[] = [];
+  private outFull = false;
+  private memberOut = 0;
+  private framing: Buffer = Buffer.alloc(0);
+
+  constructor(private readonly collect = false) {}
+
+  /** Starts on a new input chunk (the previous one must be used up). */
+  setInput(chunk: Uint8Array): void {
+    this.input = chunk;
+    this.pos = 0;
+  }
+
+  /** Input bytes of the current chunk not used yet. */
+  get inputLeft(): number {
+    return this.input.length - this.pos;
+  }
+
+  /** Inflates up to the next block boundary, the end of the output buffer, the member end or the input end. */
+  step(): Step {
+    if (this.mode === 'header') return this.header();
+    if (this.mode === 'trailer') return this.trailer();
+    if (this.mode === 'done') throw new VmimgError(ErrorCode.INTERNAL, 'inflater: step after a member end without resetMember');
+    return this.inflate();
+  }
+
+  private inflate(): Step {
+    if (this.outPos === this.out.length) this.rotate();
+    const start = this.outPos;
+    const inLen = this.inputLeft;
+    if (inLen === 0 && !this.outFull) return this.result(start, { needInput: true });
+    const raw = (this.raw ??= openRaw());
+    const { used, produced } = write(raw, Z_BLOCK, this.input, this.pos, this.out, this.outPos);
+    if (raw.error !== undefined) throw new VmimgError(ErrorCode.INVALID_LAYER, `gzip data is corrupt (${raw.error})`);
+    this.pos += used;
+    this.outPos += produced;
+    this.memberOut += produced;
+    this.outFull = this.outPos === this.out.length;
+    // No progress with input and room: the deflate data ended (zlib's DONE); a boundary always moves on.
+    if (used === 0 && produced === 0 && inLen > 0 && !this.outFull) {
+      this.mode = 'trailer';
+      return this.trailer();
+    }
+    const stopped = this.inputLeft > 0 && !this.outFull;
+    return this.result(start, { boundary: stopped, needInput: this.inputLeft === 0 && !this.outFull });
+  }
+
+  private result(start: number, s: { boundary?: boolean; needInput?: boolean; memberEnd?: boolean; bits?: number }): Step {
+    return { output: this.out.subarray(start, this.outPos), inputUsed: this.pos, boundary: s.boundary ?? false, bits: s.bits ?? -1, memberEnd: s.memberEnd ?? false, needInput: s.needInput ?? false };
+  }
+
+  /** Collects `n` framing bytes (a header or trailer may straddle chunks); undefined until all are there. */
+  private gather(n: number | ((b: Buffer) => number | undefined)): Buffer | undefined {
+    const take = this.input.subarray(this.pos, this.pos + 65536);
+    const b = this.framing.length === 0 ? Buffer.from(take.buffer, take.byteOffset, take.length) : Buffer.concat([this.framing, take]);
+    const need = typeof n === 'number' ? (b.length >= n ? n : undefined) : n(b);
+    if (need === undefined) {
+      if (b.length >= 65536) throw new VmimgError(ErrorCode.INVALID_LAYER, 'gzip data is corrupt (a gzip header longer than 64 KiB)');
+      this.framing = Buffer.from(b);
+      this.pos += take.length;
+      return undefined;
+    }
+    this.pos += need - this.framing.length;
+    this.framing = Buffer.alloc(0);
+    return b.subarray(0, need);
+  }
+
+  private header(): Step {
+    const start = this.outPos;
+    if (this.gather(gzipHeaderLength) === undefined) return this.result(start, { needInput: true });
+    this.mode = 'raw';
+    this.memberOut = 0;
+    this.tail = Buffer.alloc(0);
+    if (this.raw !== undefined) this.raw.stream.reset();
+    return this.result(start, { boundary: true, bits: 0 });
+  }
+
+  private trailer(): Step {
+    const start = this.outPos;
+    const t = this.gather(8);
+    if (t === undefined) return this.result(start, { needInput: true });
+    if (t.readUInt32LE(4) !== this.memberOut % 2 ** 32) throw new VmimgError(ErrorCode.INVALID_LAYER, 'gzip data is corrupt (incorrect length check)');
+    this.mode = 'done';
+    return this.result(start, { memberEnd: true });
+  }
+
+  /** After `memberEnd`: read the next gzip member from the rest of the input. */
+  resetMember(): void {
+    this.mode = 'header';
+  }
+
+  /** The last `min(32768, output of this member)` bytes, oldest first. */
+  window(): Uint8Array {
+    return this.last(Math.min(WINDOW, this.memberOut));
+  }
+
+  /** A copy of the last `n` output bytes (n ≤ 32 KiB), from the current buffer and the kept tail. */
+  private last(n: number): Buffer {
+    if (this.outPos >= n) return Buffer.from(this.out.subarray(this.outPos - n, this.outPos));
+    return Buffer.concat([this.tail.subarray(Math.max(0, this.tail.length - (n - this.outPos))), this.out.subarray(0, this.outPos)]);
+  }
+
+  /** Starts a fresh output buffer, keeping the last 32 KiB for {@link window}. */
+  private rotate(): void {
+    this.tail = this.last(Math.min(WINDOW, this.memberOut));
+    if (this.collect && this.outPos > 0) {
+      this.filled.push(this.out.subarray(0, this.outPos));
+      this.out = Buffer.allocUnsafe(OUTPUT);
+    }
+    this.outPos = 0;
+  }
+
+  /** With `collect`: the output produced since the last call, in order (the caller owns the buffers). */
+  takeOutput(): Buffer[] {
+    if (this.outPos > 0 && this.outPos < OUTPUT / 4) {
+      // A small part is copied, so the 1 MiB buffer it lives in is reused rather than handed out mostly empty.
+      // allocUnsafeSlow: a buffer of its own (never Node's shared pool), so it can be transferred.
+      const part = Buffer.allocUnsafeSlow(this.outPos);
+      part.set(this.out.subarray(0, this.outPos));
+      this.filled.push(part);
+      this.tail = this.last(Math.min(WINDOW, this.memberOut));
+      this.outPos = 0;
+    } else if (this.outPos > 0) this.rotate();
+    return this.filled.splice(0);
+  }
+
+  /** Frees zlib's state. */
+  end(): void {
+    this.raw?.stream.close();
+    this.raw = undefined;
+  }
+}
+
+/** Output compared to resolve a boundary's bits; with less, every candidate is tried and one must fit. */
+export const CONFIDENT_PROBE = 1024;
+
+/** Whether raw-inflating `input` from `window` gives exactly `expected` first. */
+function decodesTo(input: Uint8Array, window: Uint8Array, expected: Uint8Array): boolean {
+  const raw = openRaw(window);
+  try {
+    const out = Buffer.allocUnsafe(expected.length);
+    const { produced } = write(raw, Z_SYNC_FLUSH, input, 0, out, 0);
+    return raw.error === undefined && produced === expected.length && out.equals(expected);
+  } finally {
+    raw.stream.close();
+  }
+}
+
+/**
+ * The unused bits (0..7) of byte `prevByte` before a block boundary, found by resuming inflation as a
+ * lazy reader will (span-inflate.ts's `alignSpan`, the window as dictionary) from each candidate and
+ * comparing with `expected`, the output known to follow the boundary; `after` is the compressed bytes
+ * from the boundary's byte on. Undefined when no candidate, or with a short `expected` more than one, fits.
+ */
+export function resolveBits(window: Uint8Array, prevByte: number, after: Uint8Array, expected: Uint8Array): number | undefined {
+  if (expected.length === 0 || after.length === 0) return undefined;
+  let found: number | undefined;
+  let withPrev: Uint8Array | undefined;
+  for (let b = 0; b < 8; b++) {
+    if (b > 0) withPrev ??= Buffer.concat([Uint8Array.of(prevByte), after]);
+    if (!decodesTo(b === 0 ? after : alignSpan(withPrev!, b), window, expected)) continue;
+    if (expected.length >= CONFIDENT_PROBE) return b;
+    if (found !== undefined) return undefined;
+    found = b;
+  }
+  return found;
+}
+
+let available: boolean | undefined;
+
+/**
+ * Whether the native block inflater works on this Node: a two-member gzip whose blocks end mid-byte is
+ * inflated and must give node:zlib's bytes, windows equal to the trailing output and boundaries whose bits
+ * resolve (computed once per process; false means: use pako).
+ */
+export function nativeBlockAvailable(): boolean {
+  available ??= selfTest() === undefined;
+  return available;
+}
+
+/** Runs the check behind {@link nativeBlockAvailable}; returns what failed, or undefined. */
+export function selfTest(): string | undefined {
+  try {
+    const text = Buffer.from(Array.from({ length: 6000 }, (_, i) => `line ${i} ${(i * 7919) % 1000}\n`).join(''));
+    const gz = Buffer.concat([zlib.gzipSync(text, { level: 1, memLevel: 1 }), zlib.gzipSync(text.subarray(0, 100))]);
+    const expected = Buffer.concat([text, text.subarray(0, 100)]);
+    const inf = new NativeBlockInflater(true);
+    inf.setInput(gz);
+    let produced = 0;
+    let members = 0;
+    let resolved = 0;
+    for (;;) {
+      const st = inf.step();
+      produced += st.output.length;
+      if (st.boundary && st.bits < 0 && members === 0 && produced < text.length - 4096) {
+        const w = inf.window();
+        if (!Buffer.from(w).equals(expected.subarray(Math.max(0, produced - WINDOW), produced))) return 'the window is not the last 32 KiB of output';
+        const at = gz.length - inf.inputLeft;
+        const bits = resolveBits(w, gz[at - 1]!, gz.subarray(at, at + 4096), expected.subarray(produced, produced + 2048));
+        if (bits === undefined) return 'a boundary whose bits do not resolve';
+        resolved++;
+      }
+      if (st.memberEnd) {
+        members++;
+        if (inf.inputLeft === 0) break;
+        inf.resetMember();
+      } else if (st.needInput) break;
+    }
+    const out = Buffer.concat(inf.takeOutput());
+    inf.end();
+    if (members !== 2) return `expected 2 gzip members, saw ${members}`;
+    if (resolved < 2) return `${resolved} block boundaries resolved`;
+    if (!out.equals(expected)) return 'output differs from node:zlib';
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
