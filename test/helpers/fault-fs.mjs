@@ -25,4 +25,12 @@ for (const name of ['readdir', 'opendir', 'readFile', 'open']) {
     return err ? Promise.reject(err) : original.call(this, path, ...rest);
   };
 }
+for (const name of ['readdirSync', 'opendirSync', 'readFileSync', 'openSync']) {
+  const original = fs[name];
+  fs[name] = function (path, ...rest) {
+    const err = fault(path);
+    if (err) throw err;
+    return original.call(this, path, ...rest);
+  };
+}
 syncBuiltinESMExports();
