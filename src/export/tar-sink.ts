@@ -9,11 +9,15 @@ import { finished, pipeline } from 'node:stream/promises';
 import type { Writable } from 'node:stream';
 import type { Pack } from 'tar-stream';
 import { createGzip, type Gzip } from 'node:zlib';
-import { sharedHashPool, type HashPart, type HashStream } from '../util/hash-pool.js';
+import { DEFAULT_RING_BYTES, sharedHashPool, type HashPart, type HashStream } from '../util/hash-pool.js';
 import { contentMismatch } from '../vfs/verify.js';
 
-/** Bytes of the ring: the most the export runs ahead of `out` (written, not yet called back). */
-export const TAR_RING_BYTES = 4 << 20;
+/**
+ * Bytes of the ring: the most the export runs ahead of `out` (written, not yet called back). The pool's
+ * default size, so rings are reused across exports; room for the worker, the writes and the main thread
+ * to drift apart on a busy machine.
+ */
+export const TAR_RING_BYTES = DEFAULT_RING_BYTES;
 /** Bytes gathered before a write to `out`. */
 const WRITE_BYTES = 1 << 20;
 
