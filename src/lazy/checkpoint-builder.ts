@@ -48,6 +48,8 @@ interface Boundary {
   window: Uint8Array | undefined;
   /** Output following the boundary, for finding `bits`. */
   probe?: { buf: Buffer; n: number };
+  /** Window and probe not copied yet: still readable from the native inflater's output. */
+  lazy?: boolean;
 }
 
 /** What the builder drives: pako-block.ts's `BlockInflater` or native-block.ts's `NativeBlockInflater`. */
@@ -73,6 +75,7 @@ export interface BuilderMode {
 export class CheckpointBuilder {
   private readonly opts: CheckpointOptions;
   private readonly inflater: BlockSteps;
+  private readonly nativeInflater: NativeBlockInflater | undefined;
   private readonly follower: TarFollower;
   private readonly checkpoints: Checkpoint[] = [];
   private readonly held: { buf: Uint8Array; at: number }[] = [];
@@ -82,6 +85,8 @@ export class CheckpointBuilder {
   /** Blob offset of the first input byte the inflater has not used. */
   private at = 0;
   private uOff = 0;
+  /** `uOff` where the current gzip member's output began. */
+  private memberU = 0;
   private lastByte = 0;
   private memberStart = true;
   private atMemberEnd = false;
@@ -99,17 +104,35 @@ export class CheckpointBuilder {
     this.follower = new TarFollower(this.opts.largeFileSize);
     const native = (mode.engine ?? (nativeBlockAvailable() ? 'native' : 'pako')) === 'native';
     if (mode.collect && !native) throw new VmimgError(ErrorCode.INTERNAL, 'only the native inflater collects output');
-    this.inflater = native ? new NativeBlockInflater(mode.collect) : new BlockInflater();
+    this.nativeInflater = native ? new NativeBlockInflater(mode.collect) : undefined;
+    this.inflater = this.nativeInflater ?? new BlockInflater();
+    if (this.nativeInflater) this.nativeInflater.onDrop = () => this.materialize(this.pending);
   }
 
   /** Whether this builder inflates with node:zlib (see {@link nativeBlockAvailable}). */
   get native(): boolean {
-    return this.inflater instanceof NativeBlockInflater;
+    return this.nativeInflater !== undefined;
   }
 
   /** With `collect`: the tar bytes inflated since the last call, in order (the caller owns them). */
   takeOutput(): Buffer[] {
-    return (this.inflater as NativeBlockInflater).takeOutput();
+    return this.nativeInflater!.takeOutput();
+  }
+
+  /**
+   * Copies a lazy candidate's window and the output after it (up to the probe's size) out of the native
+   * inflater's retained output: done only when it becomes a checkpoint or that output is about to go,
+   * not at each of the ~50 boundaries per span that may become one.
+   */
+  private materialize(b: Boundary | undefined): void {
+    if (!b?.lazy) return;
+    const since = this.uOff - b.uOff;
+    const have = Math.min(32768, b.uOff - this.memberU);
+    const n = Math.min(PROBE, since);
+    b.window = this.nativeInflater!.bytesBefore(since, have);
+    b.probe = { buf: Buffer.allocUnsafe(PROBE), n };
+    this.nativeInflater!.bytesBefore(since - n, n).copy(b.probe.buf);
+    b.lazy = false;
   }
 
   /** Feeds the next bytes of the blob (the buffer must not change until {@link finish}). */
@@ -165,6 +188,7 @@ export class CheckpointBuilder {
     }
     this.inflater.resetMember();
     this.memberStart = true;
+    this.memberU = this.uOff;
     return at;
   }
 
@@ -187,6 +211,7 @@ export class CheckpointBuilder {
     }
     // Past a large file's data start: the last boundary before it becomes the extra checkpoint.
     if (this.largeAt !== undefined && b.uOff > this.largeAt) {
+      this.materialize(this.pending);
       if (this.pending?.window !== undefined) this.emit(this.pending, false, this.pending.window);
       if (this.unresolved) this.resolve(); // its output was kept since it passed
       this.pending = undefined;
@@ -197,8 +222,8 @@ export class CheckpointBuilder {
     this.hashTo(cOff);
     // Only worth a window copy if it could become the extra checkpoint before a large file.
     if (this.uOff - last.uOff >= this.opts.minGap) {
-      b.window = this.inflater.window();
-      if (b.bits < 0) b.probe = { buf: Buffer.allocUnsafe(PROBE), n: 0 };
+      if (this.nativeInflater) b.lazy = true;
+      else b.window = this.inflater.window();
     }
     this.pending = b;
   }

@@ -140,7 +140,6 @@ export class NativeBlockInflater {
     if (this.gather(gzipHeaderLength) === undefined) return this.result(start, { needInput: true });
     this.mode = 'raw';
     this.memberOut = 0;
-    this.tail = Buffer.alloc(0);
     if (this.raw !== undefined) this.raw.stream.reset();
     return this.result(start, { boundary: true, bits: 0 });
   }
@@ -161,36 +160,65 @@ export class NativeBlockInflater {
 
   /** The last `min(32768, output of this member)` bytes, oldest first. */
   window(): Uint8Array {
-    return this.last(Math.min(WINDOW, this.memberOut));
+    return this.bytesBefore(0, Math.min(WINDOW, this.memberOut));
   }
 
-  /** A copy of the last `n` output bytes (n ≤ 32 KiB), from the current buffer and the kept tail. */
-  private last(n: number): Buffer {
-    if (this.outPos >= n) return Buffer.from(this.out.subarray(this.outPos - n, this.outPos));
-    return Buffer.concat([this.tail.subarray(Math.max(0, this.tail.length - (n - this.outPos))), this.out.subarray(0, this.outPos)]);
+  /**
+   * A copy of the `n` output bytes that end `back` bytes before the latest one. Output stays readable
+   * here from 32 KiB before the last {@link onDrop} on: the current buffer and, with `collect`, the
+   * buffers not taken yet.
+   */
+  bytesBefore(back: number, n: number): Buffer {
+    const segs = [this.tail, ...this.filled, this.out.subarray(0, this.outPos)];
+    let skip = segs.reduce((t, b) => t + b.length, 0) - back - n;
+    if (skip < 0) throw new VmimgError(ErrorCode.INTERNAL, `inflater: output ${back + n} bytes back is gone`);
+    const copy = Buffer.allocUnsafe(n);
+    let at = 0;
+    for (const seg of segs) {
+      if (at === n) break;
+      if (skip >= seg.length) {
+        skip -= seg.length;
+        continue;
+      }
+      at += seg.copy(copy, at, skip, Math.min(seg.length, skip + n - at));
+      skip = 0;
+    }
+    return copy;
   }
 
-  /** Starts a fresh output buffer, keeping the last 32 KiB for {@link window}. */
+  /** Called before output stops being readable by {@link bytesBefore} (a buffer reused or handed out). */
+  onDrop: (() => void) | undefined;
+
+  /** Keeps the last 32 KiB of the retained output as the tail; everything else may go. */
+  private keepTail(): void {
+    this.onDrop?.();
+    const total = this.tail.length + this.filled.reduce((t, b) => t + b.length, 0) + this.outPos;
+    this.tail = this.bytesBefore(0, Math.min(WINDOW, total));
+  }
+
+  /** Starts a fresh output buffer (with `collect` the full one waits in `filled` for {@link takeOutput}). */
   private rotate(): void {
-    this.tail = this.last(Math.min(WINDOW, this.memberOut));
-    if (this.collect && this.outPos > 0) {
+    if (this.collect) {
       this.filled.push(this.out.subarray(0, this.outPos));
       this.out = Buffer.allocUnsafe(OUTPUT);
-    }
+    } else this.keepTail();
     this.outPos = 0;
   }
 
   /** With `collect`: the output produced since the last call, in order (the caller owns the buffers). */
   takeOutput(): Buffer[] {
+    this.keepTail();
     if (this.outPos > 0 && this.outPos < OUTPUT / 4) {
-      // A small part is copied, so the 1 MiB buffer it lives in is reused rather than handed out mostly empty.
-      // allocUnsafeSlow: a buffer of its own (never Node's shared pool), so it can be transferred.
+      // A small part is copied, so the 1 MiB buffer it lives in is reused rather than handed out mostly
+      // empty; allocUnsafeSlow: a buffer of its own (never Node's shared pool), so it can be transferred.
       const part = Buffer.allocUnsafeSlow(this.outPos);
       part.set(this.out.subarray(0, this.outPos));
       this.filled.push(part);
-      this.tail = this.last(Math.min(WINDOW, this.memberOut));
-      this.outPos = 0;
-    } else if (this.outPos > 0) this.rotate();
+    } else if (this.outPos > 0) {
+      this.filled.push(this.out.subarray(0, this.outPos));
+      this.out = Buffer.allocUnsafe(OUTPUT);
+    }
+    this.outPos = 0;
     return this.filled.splice(0);
   }
 
