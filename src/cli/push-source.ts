@@ -3,12 +3,14 @@
  * cached image (read from the store), else a registry reference — each through the content seam's
  * BlobReader and the one index walk.
  */
+import { stat } from 'node:fs/promises';
 import { OciLayoutReader, RegistryBlobReader, StoreBlobReader, directoryFiles, type BlobReader } from '../content/index.js';
 import { ErrorCode, isVmimgError, VmimgError } from '../errors.js';
 import { openArchiveReader } from '../image/archive.js';
 import { openSourceReader } from '../image/open-reader.js';
 import { findImage } from '../image/catalog.js';
 import type { Image } from '../image/index.js';
+import type { ImageSourceInfo } from '../image/runtime-config.js';
 import { pushSourceFromReader } from '../push/open-source.js';
 import { readerSource } from '../push/reader-source.js';
 import type { PushSource } from '../push/types.js';
@@ -60,8 +62,8 @@ export async function openPushSource(ctx: Context, client: RegistryClient, arg: 
 
 /**
  * A cached image by name or id, read from the store (which keeps its manifest, index and config) and the
- * tar or layout it was loaded from, if so: the
- * manifest, or with `all` the index it came from. Undefined when the name is not cached for the platform.
+ * tar or layout it was loaded from, if so: the manifest, or with `all` the index it came from (a classic
+ * `docker save` image: as its tar). Undefined when the name is not cached for the platform.
  */
 async function cachedSource(ctx: Context, name: string | undefined, all: boolean): Promise<PushSource | undefined> {
   let image: Image;
@@ -74,11 +76,7 @@ async function cachedSource(ctx: Context, name: string | undefined, all: boolean
   }
   const src = image.config.source;
   const digest = all ? (src.indexDigest ?? src.manifestDigest) : src.manifestDigest;
-  if (digest === undefined) {
-    throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `cached image ${name ?? src.configDigest} came from a classic docker save tar and has no manifest of its own`, {
-      hint: `push the tar itself (${src.path ?? src.reference ?? 'the docker save file'}): vmimg builds a manifest for it`,
-    });
-  }
+  if (digest === undefined) return classicSaveSource(ctx, name ?? src.configDigest, src, all);
   // The root by digest from the store; blobs through openSourceReader, which falls back to the tar or
   // layout a loaded image came from (its layer blobs are not copied into the store).
   const [root] = await (await StoreBlobReader.forDigests(new BlobStore(ctx.cache.root), [{ digest, names: name !== undefined ? [name] : [] }])).roots();
@@ -86,6 +84,26 @@ async function cachedSource(ctx: Context, name: string | undefined, all: boolean
   const origin = src.kind === 'registry' && src.reference !== undefined ? originOf(src.reference) : undefined;
   const names = [canonicalName(name ?? src.reference)].filter((n): n is string => n !== undefined);
   return closingOnError(reader, () => readerSource(reader, root!.descriptor, { names, ...(origin ? { origin } : {}), signal: ctx.signal }));
+}
+
+/**
+ * A cached image loaded from a classic `docker save` tar (no manifest of its own): pushed as the tar
+ * itself is, the image picked by its config digest and a manifest built over its layers (a note says
+ * so). ERR_NOT_FOUND naming the tar when it is gone.
+ */
+async function classicSaveSource(ctx: Context, name: string, src: ImageSourceInfo, all: boolean): Promise<PushSource> {
+  const path = src.path;
+  if (path === undefined || !(await isFile(path))) {
+    throw new VmimgError(ErrorCode.NOT_FOUND, `cached image ${name} was loaded from ${path ?? 'a classic docker save tar'}, which holds no manifest, and the tar is no longer there`, {
+      hint: 'load the tar again (a push builds a manifest over its layers), or pull the image from a registry',
+    });
+  }
+  const reader = await openArchiveReader(path);
+  return closingOnError(reader, () => pushSourceFromReader(reader, { platform: ctx.platform, explicitPlatform: ctx.platform !== undefined, tag: src.configDigest, all, signal: ctx.signal }));
+}
+
+async function isFile(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => undefined))?.isFile() === true;
 }
 
 /** A cached name as a full reference when it is one (`alpine` → `docker.io/library/alpine:latest`), else as is (a tar's path). */

@@ -13,7 +13,7 @@ import { ContainerFS } from '../vfs/index.js';
 import { CacheLayout } from './cache.js';
 import { writeImageDir, type Image } from './image-dir.js';
 import { ProgressTracker, type ProgressListener } from './progress.js';
-import { arrivalOf, platformKey, recordImage } from './refs.js';
+import { arrivalOf, platformKey, recordImage, takeoverMessage } from './refs.js';
 import { configPlatform } from '../manifest/index.js';
 import { buildRuntimeConfig, type LayerRecord } from './runtime-config.js';
 import type { ImageSource, SourceLayer } from './source.js';
@@ -111,7 +111,9 @@ export async function prepareImage(source: ImageSource, options: PrepareOptions)
     }
     const image = await writeImageDir(config, layers, cache.imageDir(source.info.configDigest), { force: true });
     const name = options.name ?? source.info.reference ?? source.info.configDigest;
-    await recordImage(cache, name, source.info.configDigest, platformKey(configPlatform(config)), arrivalOf(config));
+    const arrival = arrivalOf(config);
+    const replaced = await recordImage(cache, name, source.info.configDigest, platformKey(configPlatform(config)), arrival);
+    if (replaced) options.onProgress?.({ type: 'warning', message: takeoverMessage(name, replaced, arrival, source.info.configDigest) });
     progress.image('done');
     return { ...image, name };
   } catch (err) {

@@ -143,18 +143,38 @@ export async function updateRefs<T>(cache: CacheLayout, change: (refs: Refs) => 
 /**
  * Points `name` at an image for its platform (`platform`: a platformKey), keeping the name's images for
  * other platforms, and makes it the most recent image. `arrival`: how it came under this name.
+ * Returns the name's previous target for the platform when it came by another source (a load under the
+ * name of a pull, say): the name now means the new arrival, as `docker load` re-tags, and the caller
+ * says so (`takeoverMessage`).
  */
-export async function recordImage(cache: CacheLayout, name: string, configDigest: string, platform?: string, arrival?: Arrival): Promise<void> {
-  await updateRefs(cache, async (refs) => {
+export async function recordImage(cache: CacheLayout, name: string, configDigest: string, platform?: string, arrival?: Arrival): Promise<RefTarget | undefined> {
+  return updateRefs(cache, async (refs) => {
     const target: RefTarget = { image: configDigest, updatedAt: new Date().toISOString(), ...(arrival ? { arrival } : {}) };
     const old = refs.refs[name];
     const platforms = old ? await platformsOf(cache, old) : {};
+    const before = platform !== undefined ? platforms[platform] : undefined;
     if (platform !== undefined) platforms[platform] = target;
     // the arrival is kept once: in the platform's target when there is one
     const { arrival: _, ...top } = target;
     refs.refs[name] = Object.keys(platforms).length > 0 ? { ...top, platforms } : target;
     refs.last = configDigest;
+    return before?.arrival !== undefined && arrival !== undefined && sourceOf(before.arrival) !== sourceOf(arrival) ? before : undefined;
   });
+}
+
+/** Where an arrival came from, in words: `pulled from REF`, `loaded from PATH`. */
+function sourceOf(arrival: Arrival): string {
+  const s = arrival.source;
+  if (s.kind === 'registry') return `pulled from ${s.reference ?? 'a registry'}`;
+  const what = s.kind === 'docker-archive' ? 'the docker save tar' : s.kind === 'oci-archive' ? 'the OCI archive' : s.kind === 'oci-layout' ? 'the OCI layout' : 'the cache';
+  return `loaded from ${what} ${s.path ?? s.reference ?? ''}`.trimEnd();
+}
+
+/** What a user reads when `name` changed hands (recordImage's answer): which source it means now, and which before. */
+export function takeoverMessage(name: string, before: RefTarget, now: Arrival, nowImage: string): string {
+  const same = before.image === nowImage ? 'the same image' : `image ${before.image.slice(7, 19)}`;
+  const noManifest = now.source.kind === 'docker-archive' && now.source.manifestDigest === undefined ? ' (a classic docker save holds no manifest: a push of the name builds one over its layers)' : '';
+  return `${name} now names the image ${sourceOf(now)}${noManifest}; it named ${same} ${sourceOf(before.arrival!)} before`;
 }
 
 /** An entry's per-platform map; for an entry of older vmimg, its one image filed under its platform. */
