@@ -90,15 +90,25 @@ export class TarSink {
   async run(pack: Pack): Promise<void> {
     try {
       await new Promise<void>((resolve, reject) => {
+        // a paused pack still ends once its queue is empty: 'end' may come while the last chunk is being added
+        let adding: Promise<void> | undefined;
+        let ended = false;
         pack.on('data', (data: unknown) => {
           const chunk = data as Uint8Array;
           if (this.addNow(chunk)) return;
           pack.pause();
-          this.add(chunk).then(() => pack.resume(), (err: Error) => this.fail(err));
+          adding = this.add(chunk).then(() => {
+            adding = undefined;
+            pack.resume();
+          });
+          adding.catch((err: Error) => this.fail(err));
         });
-        pack.on('end', resolve);
+        pack.on('end', () => {
+          ended = true;
+          (adding ?? Promise.resolve()).then(resolve, reject);
+        });
         pack.on('error', reject);
-        pack.on('close', () => reject(this.error ?? new Error('the tar pack closed before its end')));
+        pack.on('close', () => ended || reject(this.error ?? new Error('the tar pack closed before its end')));
         this.stopped.catch(reject);
       });
       // every check done before the archive's last bytes go out: a damaged file fails the export

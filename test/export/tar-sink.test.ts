@@ -1,0 +1,51 @@
+// The tar sink's ring (src/export/tar-sink.ts) with a reader that calls back late: a body 1 MiB larger
+// than the ring, less one block, leaves 512 bytes of room once its last piece is in (room comes back in
+// whole 1 MiB writes), so the archive's 1024 end-of-archive bytes must wait for room while the pack,
+// paused, has already ended. The sink still writes every byte, in order, before it ends `out` (once it ended
+// too early and wrote the last blocks after `out.end()`). GNU tar reads the archive back whole.
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { test } from 'node:test';
+import tarStream from 'tar-stream';
+import { TAR_RING_BYTES, TarSink } from '../../src/export/tar-sink.js';
+import { sharedHashPool } from '../../src/util/hash-pool.js';
+import { requireTools, run, tmpDir } from '../helpers/tools.js';
+
+test('a body that leaves the ring one block short, and the end-of-archive blocks all reach a slow reader before it is ended', async () => {
+  requireTools(['tar']);
+  const body = Buffer.alloc(TAR_RING_BYTES + (1 << 20) - 512);
+  for (let i = 0; i < body.length; i += 4096) body.writeUInt32BE(i, i); // not all zeros: order shows
+  const received: Buffer[] = [];
+  let endedAt = -1;
+  const slowReader = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      received.push(Buffer.from(chunk)); // a copy: the ring is reused once we call back
+      setTimeout(cb, 100);
+    },
+    final(cb) {
+      endedAt = received.length;
+      cb();
+    },
+  });
+  await sharedHashPool().digest(Buffer.alloc(1)); // the worker running: the body's digest comes in well under 100 ms
+  const pack = tarStream.pack();
+  const sink = new TarSink(slowReader, undefined, (err) => pack.destroy(err));
+  const done = sink.run(pack);
+  const file = { name: '/big', expected: createHash('sha256').update(body).digest('hex') };
+  sink.expect(body, file, true, () => {});
+  await new Promise<void>((resolve, reject) => pack.entry({ name: './big', size: body.length, mode: 0o644, mtime: new Date(0) }, body, (err) => (err ? reject(err) : resolve())));
+  pack.finalize();
+  await done;
+
+  const tar = Buffer.concat(received);
+  assert.equal(endedAt, received.length, 'nothing was written after the reader was ended');
+  assert.equal(tar.length, 512 + body.length + 1024, 'header, body and the two end-of-archive blocks');
+  assert.ok(tar.subarray(512, 512 + body.length).equals(body), 'the body in order');
+  assert.ok(tar.subarray(512 + body.length).equals(Buffer.alloc(1024)), 'the archive ends with two zero blocks');
+  const dir = await tmpDir('vmimg-tar-sink-');
+  writeFileSync(join(dir, 'a.tar'), tar);
+  assert.equal((await run('tar', ['-tvf', join(dir, 'a.tar')])).includes(`${body.length}`), true, 'GNU tar lists the file with its size');
+});
