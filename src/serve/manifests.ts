@@ -42,6 +42,7 @@ export async function serveManifest(s: ServeState, req: IncomingMessage, res: Se
   res.setHeader('content-length', m.bytes.length);
   s.prepare?.served(s, t, m, target.tag, head);
   if (head) return void res.end();
+  s.prefetch?.served(s, t, m.bytes);
   s.metrics.bytesServed += m.bytes.length;
   res.end(m.bytes);
 }
@@ -92,7 +93,7 @@ async function byDigest(s: ServeState, res: ServerResponse, t: RouteTarget, dige
 
 /** Stores a fetched (verified) manifest under the server's lease and learns its descriptors' sizes. */
 async function keep(s: ServeState, m: Manifest): Promise<void> {
-  await s.lease.add([m.digest]);
+  await s.held.add([m.digest]);
   await s.store.putBytes(m.bytes, { digest: m.digest, size: m.bytes.length });
   s.mediaTypes.set(m.digest, m.mediaType);
   try {

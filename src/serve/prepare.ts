@@ -105,7 +105,7 @@ export class Prebaker {
     const layers = doc.manifest.layers.map((l, i) => ({ digest: l.digest, diffId: image.layers[i]!.diffId, indexPath: join(this.cache.layersDir, `${digestHex(image.layers[i]!.diffId)}.idx`) }));
     const built = await buildLazyArtifact({ mediaType: doc.manifest.mediaType, digest: subject, size: bytes.length }, layers, this.cache.root);
     const blobs = [built.config, ...built.blobs, { desc: built.artifact, bytes: built.bytes }];
-    await s.lease.add(blobs.map((b) => b.desc.digest));
+    await s.held.add(blobs.map((b) => b.desc.digest));
     for (const b of blobs) if (!(await s.store.has(b.desc.digest, b.desc.size))) await s.store.putBytes(b.bytes, { digest: b.desc.digest, size: b.desc.size });
     s.mediaTypes.set(built.artifact.digest, built.artifact.mediaType);
     remember(this.artifacts, subject, built.artifact);

@@ -18,7 +18,9 @@ import { BlobStore } from '../store/index.js';
 import { handle, type AccessRecord } from './handler.js';
 import { Fills } from './fill.js';
 import { Htpasswd, type LoginLimits } from './htpasswd.js';
+import { LeaseHolder } from './held.js';
 import { Prebaker, type PrepareRecord } from './prepare.js';
+import { DEFAULT_PREFETCH, Prefetcher } from './prefetch.js';
 import { ServeMetrics } from './metrics.js';
 import { Router, parseUpstream, plainHttpHosts } from './routes.js';
 import type { ServeState } from './state.js';
@@ -26,6 +28,7 @@ import { TagTable } from './tags.js';
 import { loadTlsFiles } from './tls.js';
 import { UpstreamAccess } from './upstream.js';
 import { MAX_MANIFEST_BYTES } from '../manifest/media-types.js';
+import { sharedHashPool } from '../util/hash-pool.js';
 
 export type { AccessRecord, PrepareRecord };
 
@@ -66,6 +69,11 @@ export interface ServeOptions {
   readonly prepare?: boolean;
   /** One record per image `prepare` finished or failed. */
   readonly onPrepare?: (record: PrepareRecord) => void;
+  /**
+   * Blob downloads started ahead of clients at once when an image manifest is sent (default 3); 0: none,
+   * blobs are fetched only when asked.
+   */
+  readonly prefetch?: number;
 }
 
 /** A running server. */
@@ -105,7 +113,11 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
   const cache = new CacheLayout(options.cacheDir);
   const metrics = new ServeMetrics();
   const abort = new AbortController();
+  const prefetch = options.prefetch ?? DEFAULT_PREFETCH;
+  if (!Number.isInteger(prefetch) || prefetch < 0) throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `prefetch must be a whole number of downloads (0: none), not ${prefetch}`);
   const lease = await openLease(cache, []);
+  const held = new LeaseHolder(lease);
+  void sharedHashPool().digest(Buffer.alloc(0)); // start the hashing worker now, not in the first miss's path
   const store = new BlobStore(options.cacheDir);
   const tags = new TagTable(join(options.cacheDir, 'serve', 'tags.json'), options.tagTtlMs ?? DEFAULT_TAG_TTL_MS);
   await tags.load();
@@ -114,7 +126,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
   const state: ServeState = {
     store,
     fills: new Fills(store, abort.signal, {
-      started: (digest) => lease.add([digest]),
+      started: (digest) => held.add([digest]),
       changed: (n) => {
         metrics.inFlightDownloads = n;
       },
@@ -124,11 +136,12 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     tags,
     sizes: new Map(),
     mediaTypes: new Map(),
-    lease,
+    held,
     pending: new Map(),
     maxManifestBytes: options.maxManifestBytes ?? MAX_MANIFEST_BYTES,
     ...(auth !== undefined ? { auth } : {}),
     ...(options.prepare === true ? { prepare: new Prebaker(cache, abort.signal, options.onPrepare) } : {}),
+    ...(prefetch > 0 ? { prefetch: new Prefetcher(prefetch) } : {}),
   };
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     void handle(state, router, req, res, options.onAccess);
@@ -149,6 +162,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     host,
     metrics,
     idle: async () => {
+      await state.prefetch?.idle();
       await state.fills.idle();
       await state.prepare?.idle();
       await state.fills.idle(); // what the prepares fetched

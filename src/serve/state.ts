@@ -1,9 +1,10 @@
 /** What the request handlers share: the store, downloads, upstream access, tables and counters. */
 import type { BlobStore } from '../store/index.js';
-import type { CacheLease } from '../image/lease.js';
 import type { Fills } from './fill.js';
+import type { LeaseHolder } from './held.js';
 import type { Htpasswd } from './htpasswd.js';
 import type { Prebaker } from './prepare.js';
+import type { Prefetcher } from './prefetch.js';
 import type { ServeMetrics } from './metrics.js';
 import type { TagTable } from './tags.js';
 import type { UpstreamAccess } from './upstream.js';
@@ -22,7 +23,7 @@ export interface ServeState {
   /** manifest digest → media type, as the upstream sent it. */
   readonly mediaTypes: Map<string, string>;
   /** One lease for the server's life: what it stores is kept from `vmimg prune` while it runs. */
-  readonly lease: CacheLease;
+  readonly held: LeaseHolder;
   /** Upstream work in progress by key (tag revalidations, manifest fetches): one call however many ask. */
   readonly pending: Map<string, Promise<unknown>>;
   /** Largest manifest accepted from an upstream (bytes). */
@@ -31,6 +32,8 @@ export interface ServeState {
   readonly auth?: Htpasswd;
   /** `--prepare`: images that pass are flattened into the cache; their layer indexes become referrers. */
   readonly prepare?: Prebaker;
+  /** Starts the blobs of image manifests sent to clients ahead of them (absent: `--prefetch 0`). */
+  readonly prefetch?: Prefetcher;
 }
 
 /** Runs `work` once per `key` at a time; concurrent callers share its promise. */

@@ -4,7 +4,8 @@
  * incompressible bytes larger than that window (umoci builds it) is held upstream part-way by the
  * fault relay, so a late client starts behind the window and catches up, and a paused one falls behind
  * it; every client must get exactly the blob, from one upstream GET. Hits read the stored blob into
- * reused buffers: many clients at once, some slow, must each get exactly the blob too.
+ * reused buffers: many clients at once, some slow, must each get exactly the blob too. An image
+ * manifest sent to a client starts its blobs' downloads ahead of it (`prefetch`), each once upstream.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,6 +17,7 @@ import { startServe, type RunningServe } from '../../src/serve/index.js';
 import { HOT_BYTES } from '../../src/serve/fill.js';
 import { buildBusyboxLayout, pushLayout } from '../helpers/busybox.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
+import { curl } from '../helpers/curl.js';
 import { body, request } from '../helpers/http.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { tmpDir } from '../helpers/tools.js';
@@ -24,6 +26,7 @@ let registry: RunningRegistry;
 let proxy: FaultProxy;
 let layer: { digest: string; size: number };
 let serve: RunningServe;
+let manifest: { config: { digest: string }; layers: { digest: string; size: number }[] };
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -31,11 +34,11 @@ before(async () => {
   registry = await startRegistry();
   const image = await buildBusyboxLayout({ arch: 'amd64', tag: 'serve-fanout', extraLayers: [{ files: { 'big.bin': randomBytes(3 * HOT_BYTES) } }] });
   const manifestDigest = await pushLayout(image.ref, registry.host, 'lib/big:1');
-  const manifest = JSON.parse(readFileSync(join(image.layout, 'blobs', 'sha256', manifestDigest.slice(7)), 'utf8')) as { layers: { digest: string; size: number }[] };
+  manifest = JSON.parse(readFileSync(join(image.layout, 'blobs', 'sha256', manifestDigest.slice(7)), 'utf8')) as typeof manifest;
   layer = manifest.layers[1]!;
   assert.ok(layer.size > 2 * HOT_BYTES, `the layer outgrows the in-memory window (${layer.size} bytes)`);
   proxy = await startFaultProxy(registry.url);
-  serve = await startServe({ cacheDir: await tmpDir('vmimg-serve-fanout-'), listen: '127.0.0.1:0', upstream: proxy.url, shutdownGraceMs: 0 });
+  serve = await startServe({ cacheDir: await tmpDir('vmimg-serve-fanout-'), listen: '127.0.0.1:0', upstream: proxy.url, shutdownGraceMs: 0, prefetch: 0 });
 });
 
 after(async () => {
@@ -101,5 +104,45 @@ describe('serve: one download fanned out from memory and from the partial file',
       return Buffer.concat(parts);
     }));
     for (const a of answers) assert.equal(sha(a), layer.digest);
+  });
+});
+
+describe('serve: prefetch', () => {
+  const blobGets = (digest: string) => proxy.requests.filter((r) => r.method === 'GET' && r.path.endsWith(`/blobs/${digest}`)).length;
+  const digests = () => [manifest.config.digest, ...manifest.layers.map((l) => l.digest)];
+
+  it('an image manifest GET fetches each of its blobs once, ahead of the client, which then hits; a HEAD fetches nothing', async () => {
+    const s = await startServe({ cacheDir: await tmpDir('vmimg-serve-prefetch-'), listen: '127.0.0.1:0', upstream: proxy.url, shutdownGraceMs: 0, prefetch: 1 });
+    try {
+      const before = digests().map(blobGets);
+      const accept = { accept: 'application/vnd.oci.image.manifest.v1+json' };
+      assert.equal((await curl(`${s.url}/v2/lib/big/manifests/1`, ['-I', '-H', `Accept: ${accept.accept}`])).status, 200);
+      await s.idle();
+      assert.deepEqual(digests().map(blobGets), before, 'a HEAD fetches no blob');
+      await body(await request(`${s.url}/v2/lib/big/manifests/1`, accept));
+      await s.idle(); // no client asked for a blob yet
+      const once = digests().map(() => 1);
+      assert.deepEqual(digests().map((d, i) => blobGets(d) - before[i]!), once, 'each blob fetched once, ahead of the client');
+      for (const d of digests()) {
+        const res = await request(`${s.url}/v2/lib/big/blobs/${d}`);
+        assert.equal(res.headers['x-vmimg-cache'], 'hit');
+        assert.equal(sha(await body(res)), d);
+      }
+      assert.deepEqual(digests().map((d, i) => blobGets(d) - before[i]!), once);
+    } finally {
+      await s.shutdown();
+    }
+  });
+
+  it('prefetch 0: a manifest GET fetches no blob', async () => {
+    const s = await startServe({ cacheDir: await tmpDir('vmimg-serve-prefetch-'), listen: '127.0.0.1:0', upstream: proxy.url, shutdownGraceMs: 0, prefetch: 0 });
+    try {
+      const before = digests().map(blobGets);
+      await body(await request(`${s.url}/v2/lib/big/manifests/1`, { accept: 'application/vnd.oci.image.manifest.v1+json' }));
+      await s.idle();
+      assert.deepEqual(digests().map(blobGets), before);
+    } finally {
+      await s.shutdown();
+    }
   });
 });

@@ -18,6 +18,7 @@ interface Args {
   'max-connections'?: number;
   'max-login-checks'?: number;
   'max-login-queue'?: number;
+  prefetch?: number;
 }
 
 export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
@@ -35,6 +36,7 @@ export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       .option('max-login-checks', { type: 'number', describe: 'bcrypt login checks at once (default 2)' })
       .option('max-login-queue', { type: 'number', describe: 'Login checks waiting for a turn (default 16); more are answered 429' })
       .option('prepare', { type: 'boolean', describe: 'Flatten images into the cache as they are pulled through, and serve their layer indexes as referrers (for pull --lazy)' })
+      .option('prefetch', { type: 'number', describe: 'Blob downloads started ahead of clients once an image manifest is sent (default 3; 0: only what clients ask)' })
       .option('tag-ttl', { type: 'number', describe: 'Seconds a tag is trusted before one HEAD revalidates it (default 300)' })
       .option('max-connections', { type: 'number', describe: 'Client connections at once (default 256; each may hold a 1 MiB buffer)' })
       .option('shutdown-grace', { type: 'number', describe: 'Seconds in-flight answers get to finish on SIGTERM (default 30)' })
@@ -60,6 +62,7 @@ export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
     whole('max-connections', 1);
     const maxChecks = whole('max-login-checks', 1);
     const maxQueue = whole('max-login-queue', 0);
+    const prefetch = whole('prefetch', 0);
     const registry = await ctx.registryOptions();
     const server = await startServe({
       cacheDir: ctx.cache.root,
@@ -72,6 +75,7 @@ export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       ...(ttl !== undefined ? { tagTtlMs: ttl } : {}),
       ...(grace !== undefined ? { shutdownGraceMs: grace } : {}),
       ...(max !== undefined ? { maxConnections: max } : {}),
+      ...(prefetch !== undefined ? { prefetch } : {}),
       loginLimits: { ...(maxChecks !== undefined ? { maxChecks } : {}), ...(maxQueue !== undefined ? { maxQueue } : {}) },
       registry,
       onAccess: (r) => ctx.out(JSON.stringify(r)),
