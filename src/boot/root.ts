@@ -100,7 +100,8 @@ export async function prepareRoot(image: Image, arch: BootArch, kernel: string, 
     let path = o.disk;
     if (path === undefined || !existsSync(path)) {
       path ??= join(work, 'root.img');
-      await exportExt4(fs, path, { config: image.config, ...overrides });
+      // a disk made to be kept (--persist) gets a journal: the guest powers off without unmounting
+      await exportExt4(fs, path, { config: image.config, ...overrides, journal: o.persist === true });
     } else if (o.command || o.entrypoint) {
       // a disk made earlier has its own command in /.vmimg/config: the kernel command line replaces it
       const merged = { ...image.config, entrypoint: o.entrypoint ?? image.config.entrypoint };

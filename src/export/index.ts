@@ -27,7 +27,7 @@ export * from '../boot/index.js';
 export type ExportFormat = 'dir' | 'tar' | 'initramfs' | 'ext4';
 export const EXPORT_FORMATS: readonly ExportFormat[] = ['dir', 'tar', 'initramfs', 'ext4'];
 
-export interface ExportOptions extends Pick<InitramfsOptions, 'command' | 'entrypoint' | 'init' | 'gzip'>, TarOptions, Pick<Ext4Options, 'sizeBytes' | 'freeBytes'> {
+export interface ExportOptions extends Pick<InitramfsOptions, 'command' | 'entrypoint' | 'init' | 'gzip'>, TarOptions, Pick<Ext4Options, 'sizeBytes' | 'freeBytes' | 'journal'> {
   format: ExportFormat;
   /** Replace an existing destination. */
   force?: boolean;

@@ -73,4 +73,11 @@ describe('export infers the format from the file name', () => {
       assert.ok(!existsSync(file), `${name} not created`);
     }
   });
+
+  it('refuses --journal for anything but ext4, writing nothing', async () => {
+    const file = join(work, 'journal', 'root.tar');
+    const r = await expectExit(2, c('export', file, '--journal'));
+    assert.match(r.stderr, /^vmimg: ERR_INVALID_ARGUMENT: --journal applies to ext4 only, not tar/);
+    assert.ok(!existsSync(file), 'root.tar not created');
+  });
 });

@@ -25,6 +25,7 @@ interface Args {
   entrypoint?: string;
   size?: string;
   free?: string;
+  journal?: boolean;
   '--'?: string[];
 }
 
@@ -45,6 +46,7 @@ export const exportCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       .option('init', { type: 'boolean', default: true, describe: 'initramfs, ext4: add the vmimg guest init (--no-init leaves it out)' })
       .option('size', { type: 'string', describe: 'ext4: the image size (bytes, or 512M, 4G); too small fails with the size needed' })
       .option('free', { type: 'string', describe: 'ext4: free space to leave without --size (default: 64M or a fifth of the content)' })
+      .option('journal', { type: 'boolean', describe: "ext4: add a jbd2 journal sized as mke2fs would (for a disk kept with boot --persist)" })
       .example('$0 export ./vm', 'Export the most recent image as an image directory')
       .example('$0 export ./vm alpine:3.20 --arch arm64 --force', 'Pull if needed, then export, replacing ./vm')
       .example('$0 export root.cpio.gz IMAGE -- /bin/echo hi', 'A bootable (gzip) initramfs running a command; root.cpio is uncompressed')
@@ -63,6 +65,7 @@ export const exportCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       force: args.force === true, init: args.init !== false, signal: ctx.signal, onWarning: warner(ctx), ...command, ...entrypointOption(args.entrypoint),
       ...(args.size !== undefined ? { sizeBytes: parseSize(args.size, '--size') } : {}),
       ...(args.free !== undefined ? { freeBytes: parseSize(args.free, '--free') } : {}),
+      ...(args.journal === true ? { journal: true } : {}),
     };
     const id = image.config.source.configDigest;
     // yargs hands a lone `-` positional over as '' (and an empty path is no destination anyway).
@@ -70,6 +73,7 @@ export const exportCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
     const target = exportTarget(args.dest, args.format as ExportFormat | undefined, toStdout); // oci went above
     const gzip = target.gzip === undefined ? {} : { gzip: target.gzip ? GZIP_LEVEL : (false as const) };
     if (toStdout && (target.format === 'dir' || target.format === 'ext4')) throw new UsageError(`the ${target.format} format can't go to stdout; use --format tar or initramfs`);
+    if (args.journal === true && target.format !== 'ext4') throw new UsageError(`--journal applies to ext4 only, not ${target.format}`);
     const line = exportProgressLine(ctx, args.dest);
     const withProgress = { ...options, ...(line.onProgress ? { onProgress: line.onProgress } : {}) };
     let result;

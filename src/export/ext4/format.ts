@@ -14,6 +14,7 @@ export const FIRST_INO = 11;
 export const ROOT_INO = 2;
 export const DESC_SIZE = 32;
 
+export const COMPAT_HAS_JOURNAL = 0x4;
 export const COMPAT_EXT_ATTR = 0x8;
 export const COMPAT_SPARSE_SUPER2 = 0x200;
 export const INCOMPAT_FILETYPE = 0x2;
@@ -58,6 +59,8 @@ export interface SuperblockFields {
   label: string;
   /** Fixed time written into the superblock (seconds): deterministic output. */
   time: number;
+  /** An internal journal: its inode number, and that inode's i_block and size (backed up in the superblock). */
+  journal?: { ino: number; iblock: Buffer; size: number };
 }
 
 /** The 1024-byte superblock (written at byte 1024 of the image). */
@@ -87,7 +90,7 @@ export function superblock(f: SuperblockFields): Buffer {
   b.writeUInt32LE(1, 0x4c); // s_rev_level: dynamic
   b.writeUInt32LE(FIRST_INO, 0x54);
   b.writeUInt16LE(INODE_SIZE, 0x58);
-  b.writeUInt32LE(COMPAT_EXT_ATTR | COMPAT_SPARSE_SUPER2, 0x5c);
+  b.writeUInt32LE(COMPAT_EXT_ATTR | COMPAT_SPARSE_SUPER2 | (f.journal ? COMPAT_HAS_JOURNAL : 0), 0x5c);
   b.writeUInt32LE(INCOMPAT_FILETYPE | INCOMPAT_EXTENTS | INCOMPAT_FLEX_BG, 0x60);
   b.writeUInt32LE(RO_COMPAT_LARGE_FILE | RO_COMPAT_DIR_NLINK | RO_COMPAT_EXTRA_ISIZE, 0x64);
   f.uuid.copy(b, 0x68, 0, 16);
@@ -99,6 +102,13 @@ export function superblock(f: SuperblockFields): Buffer {
   b.writeUInt16LE(EXTRA_ISIZE, 0x15e); // s_want_extra_isize
   b.writeUInt32LE(0x2, 0x160); // s_flags: unsigned directory hash
   b.writeUInt8(4, 0x174); // s_log_groups_per_flex: 16
+  if (f.journal) {
+    b.writeUInt32LE(f.journal.ino, 0xe0); // s_journal_inum
+    b.writeUInt8(1, 0xfd); // s_jnl_backup_type: EXT3_JNL_BACKUP_BLOCKS, as mke2fs
+    f.journal.iblock.copy(b, 0x10c, 0, 60); // s_jnl_blocks[0..14]: the inode's i_block
+    b.writeUInt32LE(Math.floor(f.journal.size / 2 ** 32), 0x10c + 15 * 4); // [15]: i_size_high
+    b.writeUInt32LE(f.journal.size % 2 ** 32, 0x10c + 16 * 4); // [16]: i_size
+  }
   // s_backup_bgs (0x24c) stay 0: with sparse_super2 there are no backup superblocks to get in the way
   return b;
 }

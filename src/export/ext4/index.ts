@@ -14,6 +14,7 @@ import { requireShell } from '../initramfs.js';
 import { isImage, withFs, type ExportSource } from '../source.js';
 import { BLOCK } from './format.js';
 import { planTree, type ExtraEntry } from './plan.js';
+import { settleJournalBlocks } from './journal.js';
 import { chooseGeometry, fileBlocksUpperBound } from './size.js';
 import { layoutMeta, writeFilesystem } from './write.js';
 
@@ -39,6 +40,12 @@ export interface Ext4Options {
   signal?: AbortSignal;
   /** Check every file's bytes against its index sha256 (default true): ERR_DIGEST_MISMATCH naming the file. */
   verify?: boolean;
+  /**
+   * An internal jbd2 journal (inode 8, sized as mke2fs would for the filesystem's size: 4 MiB up to
+   * 128 MiB, 16 MiB up to 1 GiB, 64 MiB up to 16 GiB, ...), for a disk the guest keeps writing to
+   * (`--persist`). Default false: a read-mostly root booted with snapshot=on needs none.
+   */
+  journal?: boolean;
   /** Hears each image entry the guest init's own entries replace (a symlinked /dev, /proc, ...). */
   onWarning?: (message: string) => void;
 }
@@ -53,6 +60,8 @@ export interface Ext4Result {
   inodesTotal: number;
   /** All-zero 4 KiB blocks of files left as holes. */
   holeBlocks: number;
+  /** Blocks of the internal journal (0 without `journal`). */
+  journalBlocks: number;
   uuid: string;
   /** The command the guest init runs (when `init`). */
   argv: string[];
@@ -121,18 +130,21 @@ async function writeImage(fs: ContainerFS, path: string, extras: ExtraEntry[], s
   const meta = layoutMeta(plan);
   let dataUpper = 0;
   for (const node of plan.nodes) if (node && (node.mode & S_IFMT) === S_IFREG) dataUpper += fileBlocksUpperBound(node.size);
-  const geo = chooseGeometry(plan.lastIno, meta.blocks, dataUpper, options);
+  // a journal is sized for the filesystem it makes bigger (journal.ts)
+  const journalBlocks = options.journal ? settleJournalBlocks((j) => chooseGeometry(plan.lastIno, meta.blocks + j, dataUpper, options).blocks) : 0;
+  const geo = chooseGeometry(plan.lastIno, meta.blocks + journalBlocks, dataUpper, options);
   const uuid = uuidFrom(seed);
   const fh = await open(path, 'w');
   try {
     await fh.truncate(geo.blocks * BLOCK);
-    const stats = await writeFilesystem(fs, plan, meta, geo, fh, { uuid, label: options.label ?? 'vmimg', verify: options.verify ?? true, ...(options.signal ? { signal: options.signal } : {}) });
+    const stats = await writeFilesystem(fs, plan, meta, geo, fh, { uuid, label: options.label ?? 'vmimg', verify: options.verify ?? true, journalBlocks, ...(options.signal ? { signal: options.signal } : {}) });
     return {
       sizeBytes: geo.blocks * BLOCK,
       usedBytes: stats.usedBlocks * BLOCK,
       inodes: plan.lastIno,
       inodesTotal: geo.groups * geo.inodesPerGroup,
       holeBlocks: stats.holeBlocks,
+      journalBlocks,
       uuid: formatUuid(uuid),
     };
   } finally {

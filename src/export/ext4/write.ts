@@ -5,7 +5,7 @@
  * the image file sparse where nothing was written.
  *
  * Block layout: [superblock, group descriptors, bitmaps, inode tables] [directories, symlinks,
- * xattr blocks] [file data in layer order (each layer's files as they lie in its .contents), each
+ * xattr blocks] [the journal, if any] [file data in layer order (each layer's files as they lie in its .contents), each
  * file's blocks contiguous and 4 KiB aligned] [free].
  */
 import type { FileHandle } from 'node:fs/promises';
@@ -15,8 +15,9 @@ import type { ContainerFS } from '../../vfs/index.js';
 import { splitDev } from '../walk.js';
 import { DataWriter, mapped, writeAt, type Mapping } from './data.js';
 import { dirBlocks, encodeDir } from './dirent.js';
-import { BLOCK, BLOCKS_PER_GROUP, groupDescriptor, INODE_SIZE, superblock, type Geometry } from './format.js';
+import { BLOCK, BLOCKS_PER_GROUP, groupDescriptor, INODE_SIZE, superblock, type Geometry, type SuperblockFields } from './format.js';
 import { deviceIblock, encodeInode, MAX_EXTENT_BLOCKS, type Extent } from './inode.js';
+import { JOURNAL_INO, journalSuperblock } from './journal.js';
 import type { Plan } from './plan.js';
 import { placeXattrs, setRefcount, type XattrPlacement } from './xattr.js';
 
@@ -73,12 +74,24 @@ export interface WriteStats {
   holeBlocks: number;
 }
 
+export interface WriteOptions {
+  uuid: Buffer;
+  label: string;
+  verify: boolean;
+  /** Blocks of an internal journal after the metadata area (journal.ts); 0 or absent: none. */
+  journalBlocks?: number;
+  signal?: AbortSignal;
+}
+
 /** Writes the whole filesystem into `fh` (already truncated to the image size). */
-export async function writeFilesystem(fs: ContainerFS, plan: Plan, meta: MetaLayout, geo: Geometry, fh: FileHandle, sb: { uuid: Buffer; label: string; verify: boolean; signal?: AbortSignal }): Promise<WriteStats> {
+export async function writeFilesystem(fs: ContainerFS, plan: Plan, meta: MetaLayout, geo: Geometry, fh: FileHandle, sb: WriteOptions): Promise<WriteStats> {
   const metaStart = geo.overheadEnd;
   const metaBuf = Buffer.alloc(meta.blocks * BLOCK);
   const table = Buffer.alloc(plan.lastIno * INODE_SIZE);
-  const data = new DataWriter(fh, metaStart + meta.blocks);
+  const journalStart = metaStart + meta.blocks;
+  const journalBlocks = sb.journalBlocks ?? 0;
+  const data = new DataWriter(fh, journalStart + journalBlocks);
+  const journal = journalBlocks > 0 ? mapped(runs(journalStart, journalBlocks), journalBlocks * BLOCK, data) : undefined;
   for (const s of meta.xattrBlocks) s.data.copy(metaBuf, s.at * BLOCK);
   const usedDirs = new Array<number>(geo.groups).fill(0);
   const aborted = (): void => {
@@ -126,11 +139,17 @@ export async function writeFilesystem(fs: ContainerFS, plan: Plan, meta: MetaLay
       (ino - 1) * INODE_SIZE,
     );
   }
+  if (journal) {
+    const sectors = journal.blocks * (BLOCK / 512);
+    encodeInode({ mode: S_IFREG | 0o600, uid: 0, gid: 0, size: journal.size, sec: 0, nsec: 0, links: 1, sectors, flags: journal.flags, iblock: journal.iblock, xattrBlock: 0 }, table, (JOURNAL_INO - 1) * INODE_SIZE);
+    await writeAt(fh, journalSuperblock(journalBlocks, sb.uuid), journalStart); // the other blocks stay holes: zeros
+  }
   await data.drain();
   await writeAt(fh, metaBuf, metaStart);
   await writeAt(fh, table, geo.inodeTableStart);
   const usedBlocks = data.next;
-  await writeTables(fh, geo, usedBlocks, plan.lastIno, usedDirs, sb);
+  const jsb = journal ? { journal: { ino: JOURNAL_INO, iblock: journal.iblock, size: journal.size } } : {};
+  await writeTables(fh, geo, usedBlocks, plan.lastIno, usedDirs, { ...sb, ...jsb });
   return { usedBlocks, dataBlocks: data.dataBlocks, holeBlocks: data.holeBlocks };
 }
 
@@ -148,7 +167,7 @@ function runs(physical: number, count: number): Extent[] {
 }
 
 /** Bitmaps, group descriptors and the superblock: every block below `usedBlocks` is in use. */
-async function writeTables(fh: FileHandle, geo: Geometry, usedBlocks: number, lastIno: number, usedDirs: number[], sb: { uuid: Buffer; label: string }): Promise<void> {
+async function writeTables(fh: FileHandle, geo: Geometry, usedBlocks: number, lastIno: number, usedDirs: number[], sb: Pick<SuperblockFields, 'uuid' | 'label' | 'journal'>): Promise<void> {
   const blockBitmaps = Buffer.alloc(geo.groups * BLOCK);
   const inodeBitmaps = Buffer.alloc(geo.groups * BLOCK);
   const gdt = Buffer.alloc(geo.gdtBlocks * BLOCK);
@@ -167,7 +186,7 @@ async function writeTables(fh: FileHandle, geo: Geometry, usedBlocks: number, la
   await writeAt(fh, blockBitmaps, geo.blockBitmapStart);
   await writeAt(fh, inodeBitmaps, geo.inodeBitmapStart);
   await writeAt(fh, gdt, geo.gdtStart);
-  const sbBuf = superblock({ geo, freeBlocks: geo.blocks - usedBlocks, freeInodes: geo.groups * geo.inodesPerGroup - lastIno, uuid: sb.uuid, label: sb.label, time: 0 });
+  const sbBuf = superblock({ ...sb, geo, freeBlocks: geo.blocks - usedBlocks, freeInodes: geo.groups * geo.inodesPerGroup - lastIno, time: 0 });
   await fh.write(sbBuf, 0, sbBuf.length, 1024);
 }
 
