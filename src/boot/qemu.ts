@@ -89,8 +89,11 @@ export function qemuCommand(
   // ("IO-APIC + timer doesn't work"); seen with the test suite running beside other work.
   // pci=noacpi: the PCI interrupt routing comes from the BIOS's table, not ACPI's AML, whose interpreter
   // took ~1.3 s of guest time under TCG to enable the virtio disk's interrupt link (-icount profile)
-  const timer = arch === 'amd64' ? ['no_timer_check', 'pci=noacpi'] : [];
-  const append = [`console=${console}`, `rdinit=${rdinit}`, 'panic=-1', 'quiet', ...timer, options.append ?? ''].join(' ').trim();
+  // kpti=0 (arm64): Debian's kernel forces page-table isolation on under KASLR, so every entry from and
+  // return to user space switches the ASID, and QEMU flushes its whole soft TLB on each: ~20 % of a
+  // busybox boot's QEMU CPU (perf). TCG does not speculate, so isolation shields nothing; KASLR stays.
+  const archParams = arch === 'amd64' ? ['no_timer_check', 'pci=noacpi'] : ['kpti=0'];
+  const append = [`console=${console}`, `rdinit=${rdinit}`, 'panic=-1', 'quiet', ...archParams, options.append ?? ''].join(' ').trim();
   const machine = arch === 'amd64' ? [] : ['-M', 'virt', '-cpu', 'cortex-a57'];
   // arm64: virtio-blk on one of virt's virtio-mmio transports (no PCI driver to load in the stage one)
   const device = arch === 'amd64' ? 'virtio-blk-pci' : 'virtio-blk-device';

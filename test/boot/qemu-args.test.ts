@@ -21,13 +21,14 @@ test('amd64: -nic none, pci=noacpi and no_timer_check; a disk is virtio-blk with
   assert.ok(!kept[kept.indexOf('-drive') + 1]!.includes('snapshot'));
 });
 
-test('arm64: virt machine, -nic none, no x86-only parameters', () => {
+test('arm64: virt machine, -nic none, kpti=0, no x86-only parameters', () => {
   const { bin, args } = qemuCommand('arm64', '/k/vmlinuz', '/r.cpio.gz');
   assert.equal(bin, 'qemu-system-aarch64');
   assert.deepEqual(args.slice(0, 4), ['-M', 'virt', '-cpu', 'cortex-a57']);
   assert.equal(args[args.indexOf('-nic') + 1], 'none');
   assert.ok(!append(args).some((a) => a === 'pci=noacpi' || a === 'no_timer_check'));
   assert.ok(append(args).includes('rdinit=/.vmimg/init'));
+  assert.ok(append(args).includes('kpti=0'));
 });
 
 test('contradictory root options and a non-ext4 --disk are ERR_INVALID_ARGUMENT before QEMU starts', async () => {
