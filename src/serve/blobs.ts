@@ -109,7 +109,7 @@ async function sendFromFill(s: ServeState, res: ServerResponse, fill: BlobFill, 
   try {
     for (;;) {
       if (res.destroyed) return;
-      if (fill.generation !== generation || fill.state === 'failed') return void res.destroy(fillBroken(fill));
+      if (fill.generation !== generation || fill.state === 'failed') throw fillBroken(fill); // cut, and logged with its cause
       const stop = end === undefined ? fill.have : Math.min(fill.have, end + 1);
       if (end === undefined ? fill.verified && pos >= fill.have : pos > end) break;
       // the answer's last byte (the blob's or the range's) goes out only once the blob is verified:

@@ -4,6 +4,7 @@
  * UNAVAILABLE, TOOMANYREQUESTS). `detail.vmimg` carries the vmimg error code behind it, if any.
  */
 import { ErrorCode, isVmimgError } from '../errors.js';
+import { cannotStore, storageErrno } from './storage.js';
 
 /** An answer the server gives on purpose: HTTP status, spec code, message. */
 export class ServeError extends Error {
@@ -21,6 +22,12 @@ export class ServeError extends Error {
 /** Any error → the ServeError to answer with; `notFound` is the spec code for a 404 on this endpoint. */
 export function toServeError(err: unknown, notFound = 'NAME_UNKNOWN'): ServeError {
   if (err instanceof ServeError) return err;
+  const errno = storageErrno(err);
+  if (errno !== undefined) {
+    // the cache's disk, not the request or the upstream: 507 Insufficient Storage (RFC 4918), never retried here
+    const message = isVmimgError(err) ? err.message : cannotStore('it', errno).message;
+    return new ServeError(507, 'UNAVAILABLE', message, { vmimg: ErrorCode.IO, errno });
+  }
   if (!isVmimgError(err)) return new ServeError(500, 'UNKNOWN', 'internal error', { vmimg: ErrorCode.INTERNAL });
   const detail = { vmimg: err.code };
   const message = err.message;

@@ -14,9 +14,11 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { digestHex } from '../digest/index.js';
-import { ErrorCode, VmimgError } from '../errors.js';
+import { ErrorCode, isVmimgError, VmimgError } from '../errors.js';
+import { fileSize } from '../store/fs-util.js';
 import type { BlobStore } from '../store/index.js';
 import type { OpenedRange } from '../store/fetch.js';
+import { cannotStore, checkSpace, dropPartial, storageErrno } from './storage.js';
 
 /** Opens the blob upstream from `offset`; `total` is the blob's size when the answer tells it. */
 export type FillOpener = (offset: number, signal?: AbortSignal) => Promise<OpenedRange & { total?: number }>;
@@ -84,11 +86,20 @@ export class BlobFill {
   async run(store: BlobStore, open: FillOpener, signal: AbortSignal): Promise<void> {
     const opener = async (offset: number, s?: AbortSignal): Promise<OpenedRange> => {
       const opened = await open(offset, s);
-      if (this.size === undefined && opened.total !== undefined) this.size = opened.total;
+      if (this.size === undefined && opened.total !== undefined) {
+        this.size = opened.total;
+        // the size came with the answer: still refused before a byte is stored or any header sent
+        await checkSpace(store.root, `blob ${this.digest}`, this.size - offset).catch((err: unknown) => {
+          destroyBody(opened.stream);
+          throw err;
+        });
+      }
       this.markStarted();
       return opened;
     };
     try {
+      // a blob that cannot fit is refused before its first upstream byte
+      if (this.size !== undefined) await checkSpace(store.root, `blob ${this.digest}`, this.size - ((await fileSize(this.partialPath)) ?? 0));
       const result = await store.fetchInto({ digest: this.digest, ...(this.size !== undefined ? { size: this.size } : {}) }, opener, {
         signal,
         // onData: each chunk once it is in the partial file (onProgress counts bytes received, maybe not yet written)
@@ -105,6 +116,12 @@ export class BlobFill {
       this.verified = true;
       this.markStarted();
     } catch (err) {
+      const errno = storageErrno(err);
+      if (errno !== undefined) {
+        await dropPartial(this.partialPath).catch(() => undefined); // frees the space it held; nothing partial stays
+        this.fail(isVmimgError(err) ? err : cannotStore(`blob ${this.digest}`, errno, err));
+        return;
+      }
       await this.dropEmptyPartial();
       this.fail(err);
       return;
@@ -224,4 +241,8 @@ export class Fills {
 export function fillBroken(fill: BlobFill): VmimgError {
   if (fill.state === 'failed' && fill.error instanceof VmimgError) return fill.error;
   return new VmimgError(ErrorCode.NETWORK, `download of ${fill.digest} started over; the bytes already sent may differ`);
+}
+
+function destroyBody(stream: OpenedRange['stream']): void {
+  if (typeof (stream as { destroy?: unknown }).destroy === 'function') (stream as { destroy(): void }).destroy();
 }

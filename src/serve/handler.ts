@@ -26,8 +26,11 @@ export interface AccessRecord {
   readonly cache?: string;
   /** The upstream the repository routes to. */
   readonly upstream?: string;
-  /** The spec error code of an error answer. */
+  /** The spec error code of an error answer (or of a cut one: its status is 499). */
   readonly error?: string;
+  /** The vmimg error code behind it (e.g. ERR_IO), and the errno that caused it (e.g. ENOSPC). */
+  readonly code?: string;
+  readonly errno?: string;
   /** The client's user name, when client auth (`--htpasswd`) is on and it proved one. */
   readonly user?: string;
 }
@@ -39,6 +42,7 @@ export async function handle(s: ServeState, router: Router, req: IncomingMessage
   const rawPath = (req.url ?? '/').replace(/[?#].*$/, ''); // not normalised: `..` must fail the name grammar, not resolve
   let upstream: string | undefined;
   let error: string | undefined;
+  let detail: Record<string, unknown> = {};
   let user: string | undefined;
   const written = req.socket.bytesWritten; // the socket may carry earlier answers (keep-alive)
   const remote = req.socket.remoteAddress ?? ''; // read now: a socket destroyed mid-body no longer has it
@@ -55,6 +59,8 @@ export async function handle(s: ServeState, router: Router, req: IncomingMessage
       ...(typeof res.getHeader('x-vmimg-cache') === 'string' ? { cache: res.getHeader('x-vmimg-cache') as string } : {}),
       ...(upstream !== undefined ? { upstream } : {}),
       ...(error !== undefined ? { error } : {}),
+      ...(typeof detail.vmimg === 'string' ? { code: detail.vmimg } : {}),
+      ...(typeof detail.errno === 'string' ? { errno: detail.errno } : {}),
       ...(user !== undefined ? { user } : {}),
     });
   });
@@ -75,6 +81,7 @@ export async function handle(s: ServeState, router: Router, req: IncomingMessage
   } catch (err) {
     const e = toServeError(err);
     error = e.apiCode;
+    detail = e.detail;
     if (res.headersSent) return void res.destroy(); // mid-body: cut, never end cleanly
     const body = errorBody(e);
     res.removeHeader('content-range');

@@ -24,13 +24,23 @@ export interface HeldLock {
 /** Takes the lock, or returns null when someone else holds it (breaking it first if it is stale). */
 export async function tryLock(path: string, staleMs: number): Promise<HeldLock | null> {
   const info: LockInfo = { ...currentOwner(), token: randomBytes(8).toString('hex'), created: Date.now() };
+  let fh;
   try {
-    await fs.writeFile(path, JSON.stringify(info), { flag: 'wx' });
+    fh = await fs.open(path, 'wx');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     await breakIfStale(path, staleMs);
     return null;
   }
+  try {
+    await fh.writeFile(JSON.stringify(info));
+  } catch (err) {
+    // e.g. ENOSPC: the file is ours (O_EXCL) and names no holder; left, it would block others until stale
+    await fh.close();
+    await fs.rm(path, { force: true });
+    throw err;
+  }
+  await fh.close();
   const timer = setInterval(() => {
     const now = new Date();
     fs.utimes(path, now, now).catch(() => undefined);
@@ -104,7 +114,7 @@ async function breakIfStale(path: string, staleMs: number): Promise<void> {
 async function underGuard(path: string, staleMs: number, fn: () => Promise<void>): Promise<boolean> {
   const guard = `${path}.break`;
   try {
-    await fs.writeFile(guard, `${process.pid}`, { flag: 'wx' });
+    await (await fs.open(guard, 'wx')).close(); // empty: only its mtime is read, and a full disk still takes it
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     await breakStaleGuard(guard, staleMs);
