@@ -3,15 +3,14 @@
  * `node --import tsx bench/profile-pull.ts [pull|load|gunzip] [rounds] [OUT.cpuprofile]` profiles the main
  * thread over the last round only. Prints wall and CPU time per round (not a benchmark: `npm run bench -- pull` is).
  */
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { Session } from 'node:inspector/promises';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadFromTar, parsePlatform, pull } from '../src/index.js';
 import { startRegistry } from '../test/helpers/registry.js';
 import { tmpDir } from '../test/helpers/tools.js';
 import { debianLayout } from './debian.js';
 import { nodeGunzip } from './pull.js';
-import { loadAverage, sh, threadCpu, threadCpuSince } from './util.js';
+import { loadAverage, sh, startProfile, threadCpu, threadCpuSince } from './util.js';
 
 const what = process.argv[2] ?? 'pull';
 const rounds = Number(process.argv[3] ?? 1);
@@ -29,13 +28,7 @@ try {
   for (let r = 0; r < rounds; r++) {
     const cacheDir = join(work, 'cache');
     rmSync(cacheDir, { recursive: true, force: true });
-    const session = r === rounds - 1 && process.argv[4] !== undefined ? new Session() : undefined;
-    if (session) {
-      session.connect();
-      await session.post('Profiler.enable');
-      await session.post('Profiler.setSamplingInterval', { interval: 200 });
-      await session.post('Profiler.start');
-    }
+    const profiler = await startProfile(r === rounds - 1 ? process.argv[4] : undefined);
     const threads = threadCpu();
     const t = performance.now();
     const c = process.cpuUsage();
@@ -43,11 +36,7 @@ try {
     else if (what === 'load') await loadFromTar(saved, { cacheDir, platform });
     else await nodeGunzip(blobs);
     const u = process.cpuUsage(c);
-    if (session) {
-      const { profile } = await session.post('Profiler.stop');
-      writeFileSync(process.argv[4]!, JSON.stringify(profile));
-      session.disconnect();
-    }
+    await profiler.stop();
     console.log(`${what}: ${(performance.now() - t).toFixed(0)} ms wall, ${((u.user + u.system) / 1000).toFixed(0)} ms CPU; ${loadAverage()}`);
     console.log(`  threads: ${threadCpuSince(threads)}`);
   }

@@ -6,15 +6,14 @@
  * thread) covers the last round. VMIMG_PROFILE_LOG=1 prints serve's access log (when each answer began
  * and how long it took).
  */
-import { writeFileSync, rmSync } from 'node:fs';
-import { Session } from 'node:inspector/promises';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { startServe, type AccessRecord } from '../src/serve/index.js';
 import { startRegistry } from '../test/helpers/registry.js';
 import { tmpDir } from '../test/helpers/tools.js';
 import { debianLayout } from './debian.js';
 import { clients, imageBlobs } from './serve.js';
-import { loadAverage, sh, threadCpu, threadCpuSince } from './util.js';
+import { loadAverage, sh, startProfile, threadCpu, threadCpuSince } from './util.js';
 
 const what = process.argv[2] ?? 'cold';
 const rounds = Number(process.argv[3] ?? 1);
@@ -33,13 +32,7 @@ try {
       await clients(serve.url, blobs, 1);
       await serve.idle();
     }
-    const session = r === rounds - 1 && process.argv[4] !== undefined ? new Session() : undefined;
-    if (session) {
-      session.connect();
-      await session.post('Profiler.enable');
-      await session.post('Profiler.setSamplingInterval', { interval: 200 });
-      await session.post('Profiler.start');
-    }
+    const profiler = await startProfile(r === rounds - 1 ? process.argv[4] : undefined);
     const threads = threadCpu();
     const c = process.cpuUsage();
     const t = performance.now();
@@ -47,11 +40,7 @@ try {
     await clients(serve.url, blobs, what === 'warm' ? 1 : 4);
     const wall = performance.now() - t;
     const u = process.cpuUsage(c);
-    if (session) {
-      const { profile } = await session.post('Profiler.stop');
-      writeFileSync(process.argv[4]!, JSON.stringify(profile));
-      session.disconnect();
-    }
+    await profiler.stop();
     await serve.shutdown();
     console.log(`${what}: ${wall.toFixed(0)} ms wall, ${((u.user + u.system) / 1000).toFixed(0)} ms CPU; ${loadAverage()}`);
     console.log(`  threads: ${threadCpuSince(threads)}`);

@@ -1,6 +1,6 @@
 /** What every benchmark script shares: interleaved side-by-side timing, medians, shell helpers. */
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 
 export const rounds = Number(process.env.VMIMG_BENCH_ROUNDS ?? 3);
@@ -70,4 +70,22 @@ export function threadCpuSince(before: Map<string, number>): string {
     byName.set(name, (byName.get(name) ?? 0) + v - (before.get(k) ?? 0));
   }
   return [...byName].filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ');
+}
+
+/** Starts the inspector's CPU profiler on this thread when `out` is given; `stop()` writes the profile to `out`. */
+export async function startProfile(out: string | undefined): Promise<{ stop(): Promise<void> }> {
+  if (out === undefined) return { stop: async () => undefined };
+  const { Session } = await import('node:inspector/promises');
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 200 });
+  await session.post('Profiler.start');
+  return {
+    stop: async () => {
+      const { profile } = await session.post('Profiler.stop');
+      writeFileSync(out, JSON.stringify(profile));
+      session.disconnect();
+    },
+  };
 }

@@ -17,3 +17,23 @@ export function body(res: IncomingMessage): Promise<Buffer> {
     res.resume(); // a caller may have paused it to read only the first bytes
   });
 }
+
+/** Resolves once `n` body bytes arrived; the stream is then paused with them put back (the rest stays unread). */
+export function firstBytes(res: IncomingMessage, n: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let got = 0;
+    const parts: Buffer[] = [];
+    const onData = (b: Buffer): void => {
+      parts.push(b);
+      got += b.length;
+      if (got >= n) {
+        res.off('data', onData);
+        res.pause();
+        res.unshift(Buffer.concat(parts));
+        resolve();
+      }
+    };
+    res.on('data', onData);
+    res.on('error', reject);
+  });
+}

@@ -11,14 +11,13 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { startServe, type RunningServe } from '../../src/serve/index.js';
 import { HOT_BYTES } from '../../src/serve/fill.js';
 import { buildBusyboxLayout, pushLayout } from '../helpers/busybox.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { curl } from '../helpers/curl.js';
-import { body, request } from '../helpers/http.js';
+import { body, firstBytes, request } from '../helpers/http.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { tmpDir } from '../helpers/tools.js';
 
@@ -46,26 +45,6 @@ after(async () => {
   await proxy?.stop();
   await registry?.stop();
 });
-
-/** Resolves once `n` body bytes arrived; the stream is paused with them put back. */
-function firstBytes(res: IncomingMessage, n: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let got = 0;
-    const parts: Buffer[] = [];
-    const onData = (b: Buffer): void => {
-      parts.push(b);
-      got += b.length;
-      if (got >= n) {
-        res.off('data', onData);
-        res.pause();
-        res.unshift(Buffer.concat(parts));
-        resolve();
-      }
-    };
-    res.on('data', onData);
-    res.on('error', reject);
-  });
-}
 
 describe('serve: one download fanned out from memory and from the partial file', () => {
   it('a client starting behind the window, one keeping up and one falling behind all get the blob; one upstream GET', async () => {

@@ -10,8 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import type { IncomingMessage } from 'node:http';
-import { body, request } from '../helpers/http.js';
+import { body, firstBytes, request } from '../helpers/http.js';
 import { join } from 'node:path';
 import { startServe, type AccessRecord, type RunningServe } from '../../src/serve/index.js';
 import { buildBusyboxLayout, pushLayout } from '../helpers/busybox.js';
@@ -49,26 +48,6 @@ async function serveFresh(options: { tagTtlMs?: number; upstream?: string; onAcc
   const serve = await startServe({ cacheDir, listen: '127.0.0.1:0', upstream: options.upstream ?? proxy.url, shutdownGraceMs: 0, ...options });
   servers.push(serve);
   return { serve, cacheDir };
-}
-
-/** Resolves once `n` body bytes arrived (the rest stays unread in the stream's buffer). */
-function firstBytes(res: IncomingMessage, n: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let got = 0;
-    const parts: Buffer[] = [];
-    const onData = (b: Buffer): void => {
-      parts.push(b);
-      got += b.length;
-      if (got >= n) {
-        res.off('data', onData);
-        res.pause();
-        res.unshift(Buffer.concat(parts));
-        resolve();
-      }
-    };
-    res.on('data', onData);
-    res.on('error', reject);
-  });
 }
 
 const upstreamGets = (digest: string) => proxy.requests.filter((r) => r.method === 'GET' && r.path.endsWith(`/blobs/${digest}`));
