@@ -118,7 +118,7 @@ export async function cachedByPathName(ctx: Context, arg: string): Promise<Image
 const pullNotices = new Map<string, string>();
 
 /** A warning line on stderr (a JSON progress event with --json; nothing with -q). */
-function warn(ctx: Context, message: string): void {
+export function warn(ctx: Context, message: string): void {
   if (ctx.quiet) return;
   process.stderr.write(ctx.json ? `${JSON.stringify({ progress: { type: 'warning', message } })}\n` : `warning: ${escapeTerminal(message)}\n`);
 }

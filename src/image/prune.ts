@@ -137,7 +137,7 @@ class Sweep {
   async checkpoints(dir: string, wanted: Set<string>, leased: Set<string>): Promise<void> {
     await this.leftovers(dir, (name) => name.startsWith('.tmp-'));
     for (const name of await names(dir)) {
-      const m = /^([0-9a-f]{64})\.zran$/.exec(name);
+      const m = /^([0-9a-f]{64})\.(?:zran|gzpart)$/.exec(name); // .gzpart: a lazy layer's kept compressed bytes (src/lazy/blob-copy.ts)
       if (!m || wanted.has(`sha256:${m[1]}`)) continue;
       const st = await lstatOrUndefined(join(dir, name));
       if (st === undefined) continue;

@@ -13,6 +13,8 @@ import { decompress } from '../layer/decompress.js';
 import { ErrorCode, VmimgError } from '../errors.js';
 import type { IndexEntry } from '../layer/entry.js';
 import type { ContentReader } from '../vfs/content.js';
+import type { BlobStore } from '../store/blob-store.js';
+import { BlobCopy } from './blob-copy.js';
 import { inflateSpan } from './span-inflate.js';
 import { SpanMap } from './span-map.js';
 import { spanRange, type ZranIndex } from './zran-format.js';
@@ -60,7 +62,12 @@ export interface LazyContentOptions {
   spansPath: string;
   source: RangeSource;
   warn?: (message: string) => void;
+  /** Keep the fetched compressed bytes here (blob-copy.ts), so {@link LazyContent.fillBlob} fetches only the rest. */
+  blobCopyPath?: string;
 }
+
+/** Spans fetched per request while filling (4 MiB spans: at most 64 MiB in memory). */
+const FILL_BATCH = 16;
 
 /** A regular file's bytes in `.contents` and in the tar. */
 interface Placed {
@@ -84,6 +91,7 @@ export class LazyContent implements ContentReader {
   private readonly inflight = new Map<number, Promise<void>>();
   private whole: Promise<void> | undefined;
   private fh: Promise<FileHandle> | undefined;
+  private copy: Promise<BlobCopy | undefined> | undefined;
   /** The layer holds sparse files: its first read fetches it whole (span reads of sparse files: not yet). */
   private sparse = false;
 
@@ -106,6 +114,38 @@ export class LazyContent implements ContentReader {
   static async open(opts: LazyContentOptions): Promise<LazyContent> {
     const spanCount = opts.zran?.checkpoints.length ?? 1;
     return new LazyContent(opts, await SpanMap.load(opts.spansPath, opts.digest, spanCount));
+  }
+
+  /** The kept compressed copy (opened on the first fetch; started only while no span is present). */
+  private copyOf(): Promise<BlobCopy | undefined> {
+    const path = this.opts.blobCopyPath;
+    const size = this.opts.zran?.compressedSize;
+    this.copy ??= path === undefined || size === undefined ? Promise.resolve(undefined) : BlobCopy.open(path, size, this.map.none);
+    return this.copy;
+  }
+
+  /**
+   * Completes the layer's blob from the kept compressed copy: fetches (as reads would: verified,
+   * inflated, placed) only the spans not present, then stores the blob in `store`, checked against its
+   * digest. False when no copy is kept (the caller downloads the blob whole).
+   */
+  async fillBlob(store: BlobStore, signal?: AbortSignal): Promise<boolean> {
+    const zran = this.opts.zran;
+    if (zran === undefined || (await this.copyOf()) === undefined) return false;
+    await this.ready();
+    const missing = this.map.complete ? [] : zran.checkpoints.map((_, i) => i).filter((i) => !this.map.has(i));
+    for (let k = 0; k < missing.length && !this.map.complete; k += FILL_BATCH) {
+      signal?.throwIfAborted();
+      await this.ensure(missing.slice(k, k + FILL_BATCH));
+    }
+    const copy = (await this.copyOf())!;
+    // The first gzip header precedes every span: no read fetched it.
+    const head = await this.opts.source.read(0, spanRange(zran, 0).cStart);
+    if (head.kind === 'whole') return (head.stream.destroy(), false);
+    await copy.write(0, head.bytes);
+    this.copy = undefined;
+    await copy.commit(store, this.opts.digest, zran.compressedSize);
+    return true;
   }
 
   /** Every span present: the `.contents` is complete. */
@@ -245,6 +285,7 @@ export class LazyContent implements ContentReader {
       this.stats.spansVerified++;
       await this.place(fh, tar, r.uStart);
     }
+    await (await this.copyOf())?.write(start, answer.bytes);
     await fh.datasync(); // bytes first, then the bits that vouch for them
     for (let i = first; i <= last; i++) this.map.set(i);
     await this.map.save();
@@ -280,11 +321,15 @@ export class LazyContent implements ContentReader {
       stream = answer.kind === 'whole' ? answer.stream : (await import('node:stream')).Readable.from([answer.bytes]);
     }
     const hash = createHash('sha256');
+    const copy = await this.copyOf();
+    let copied = 0;
     const counted = new Transform({
       transform: (chunk: Buffer, _enc, cb) => {
         hash.update(chunk);
         this.stats.rangeBytes += chunk.length;
-        cb(null, chunk);
+        if (copy === undefined) return cb(null, chunk);
+        copied += chunk.length;
+        copy.write(copied - chunk.length, chunk, false).then(() => cb(null, chunk), cb);
       },
     });
     const fh = await this.handle();
@@ -298,6 +343,7 @@ export class LazyContent implements ContentReader {
     const actual = `sha256:${hash.digest('hex')}`;
     if (actual !== this.opts.digest) throw new VmimgError(ErrorCode.DIGEST_MISMATCH, `layer blob: expected ${this.opts.digest}, got ${actual}`);
     await fh.datasync();
+    await copy?.write(0, new Uint8Array(0)); // syncs the copied blob
     this.map.setAll();
     await this.map.save();
   }
@@ -309,8 +355,11 @@ export class LazyContent implements ContentReader {
 
   async close(): Promise<void> {
     const fh = this.fh;
+    const copy = this.copy;
     this.fh = undefined;
+    this.copy = undefined;
     await (await fh)?.close();
+    await (await copy)?.close();
   }
 }
 

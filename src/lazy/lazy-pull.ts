@@ -76,7 +76,7 @@ export async function lazyPlacer(client: RegistryClient, repo: Reference, manife
         const zran = pub.zran !== undefined ? await fetch('.zran', pub.zran, max) : undefined;
         info = await placeLazyLayer(options.layersDir, options.cacheRoot, ids, idx, zran);
       }
-      if (!readers.has(layer.diffId)) readers.set(layer.diffId, await openLazyLayer(info, ids, client, repo, options));
+      if (!readers.has(layer.diffId)) readers.set(layer.diffId, await openLazyLayer(info, ids, client, repo, { ...options, cacheDir: options.cacheRoot }));
       return info;
     },
     content: (diffId) => readers.get(diffId),

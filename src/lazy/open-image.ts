@@ -14,6 +14,8 @@ import { RegistryClient, type RegistryClientOptions } from '../registry/client.j
 import type { ContentReader } from '../vfs/content.js';
 import { LazyContent, type LazyStats } from './lazy-content.js';
 import { registryRangeSource } from './registry-source.js';
+import { blobCopyPath } from './blob-copy.js';
+import type { BlobStore } from '../store/blob-store.js';
 import { decodeZran } from './zran-format.js';
 import { addLazyStats } from './stats.js';
 
@@ -51,7 +53,7 @@ export async function openLazyLayer(
   blob: { digest: string; size: number },
   client: RegistryClient,
   repo: Reference,
-  options: Pick<LazyOpenOptions, 'signal' | 'warn'> = {},
+  options: Pick<LazyOpenOptions, 'signal' | 'warn' | 'cacheDir'> = {},
 ): Promise<LazyContent> {
   const desc = { mediaType: 'application/octet-stream', digest: blob.digest, size: blob.size };
   return LazyContent.open({
@@ -62,7 +64,24 @@ export async function openLazyLayer(
     spansPath: files.spansPath,
     source: registryRangeSource(client, repo, desc, options.signal),
     ...(options.warn ? { warn: options.warn } : {}),
+    ...(options.cacheDir !== undefined ? { blobCopyPath: blobCopyPath(options.cacheDir, blob.digest) } : {}),
   });
+}
+
+/**
+ * Puts each lazy layer's blob of `image` (opened with a `cacheDir`) into `store`, fetching only the
+ * spans no read fetched yet (LazyContent.fillBlob); returns how many were done so. The others (no kept
+ * copy: layers read before one was kept, or under 10 MiB) are left to a whole download.
+ */
+export async function fillLazyBlobs(image: LazyImage, store: BlobStore, signal?: AbortSignal): Promise<number> {
+  let done = 0;
+  const seen = new Set<ContentReader>();
+  for (const layer of image.layers as (ImageLayer & { content?: ContentReader })[]) {
+    if (!(layer.content instanceof LazyContent) || seen.has(layer.content)) continue;
+    seen.add(layer.content);
+    if (await layer.content.fillBlob(store, signal)) done++;
+  }
+  return done;
 }
 
 export { hasLazyLayers };

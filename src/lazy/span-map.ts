@@ -43,6 +43,11 @@ export class SpanMap {
     this.bits[i >> 3]! |= 1 << (i & 7);
   }
 
+  /** No span present. */
+  get none(): boolean {
+    return this.bits.every((b) => b === 0);
+  }
+
   /** Every span present. */
   get complete(): boolean {
     for (let i = 0; i < this.spanCount; i++) if (!this.has(i)) return false;

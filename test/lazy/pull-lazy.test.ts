@@ -6,7 +6,7 @@
 // through the lazy readers equals the eager flatten.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { pull } from '../../src/image/pull.js';
@@ -169,6 +169,33 @@ describe('pull --lazy from the command line', () => {
       assert.equal(filled, eager, args.join(' '));
     }
     await expectExit(2, ['--cache-dir', cache, 'pull', '--fill', ref]);
+  });
+
+  test('pull --lazy --fill after reads fetches only the spans no read fetched: the indexed layer crosses the wire once', async () => {
+    const { viaProxy } = images.debian!;
+    const cache = await tmpDir('vmimg-lazy-refill-');
+    const zrans = readdirSync(join(eagerCache, 'checkpoints', 'sha256')).filter((n) => n.endsWith('.zran'));
+    const size = (d: string): number => statSync(join(eagerCache, 'blobs', 'sha256', d.slice(7))).size;
+    const from = proxy.requests.length;
+    await expectExit(0, ['--cache-dir', cache, 'pull', '-q', '--lazy', viaProxy]);
+    // The image's indexed layers: those of the eager cache's .zran files the lazy pull's reads touched.
+    const indexed = zrans.map((n) => `sha256:${n.slice(0, 64)}`).filter((d) => proxy.requests.slice(from).some((r) => r.path.endsWith(`/blobs/${d}`)));
+    assert.ok(indexed.length > 0, 'the Debian image has a 10+ MiB gzip layer');
+    await expectExit(0, ['--cache-dir', cache, 'cat', viaProxy, '/etc/fixture']);
+    const read = layerGets(indexed, from);
+    assert.ok(read.bytes > 0 && read.bytes < indexed.reduce((n, d) => n + size(d), 0) / 2 && read.whole === 0, JSON.stringify(read));
+    await expectExit(0, ['--cache-dir', cache, 'pull', '-q', '--lazy', '--fill', viaProxy]);
+    const all = layerGets(indexed, from);
+    const total = indexed.reduce((n, d) => n + size(d), 0);
+    assert.equal(all.whole, 0, 'no whole download of an indexed layer');
+    // Spans starting mid-byte share their first byte with the span before: a few bytes over, never a second copy.
+    assert.ok(all.bytes >= total && all.bytes < total + 4096, `${all.bytes} bytes fetched for ${total}`);
+    assert.deepEqual(readdirSync(join(cache, 'checkpoints', 'sha256')).filter((n) => n.endsWith('.gzpart')), [], 'the kept copies went into the store');
+    const stats = JSON.parse((await expectExit(0, ['--cache-dir', cache, 'stats', viaProxy, '--json'])).stdout) as { layers: { state: string }[] };
+    assert.ok(stats.layers.every((l) => l.state === 'flattened'), JSON.stringify(stats.layers.map((l) => l.state)));
+    for (const path of ['/etc/fixture', '/bin/sh']) {
+      assert.equal((await expectExit(0, ['--cache-dir', cache, 'cat', viaProxy, path])).stdout, (await expectExit(0, ['--cache-dir', eagerCache, 'cat', images.debian!.ref, path])).stdout, path);
+    }
   });
 
   test('validate of a lazy image fetches and checks every file like an eager one', async () => {

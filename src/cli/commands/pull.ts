@@ -1,9 +1,10 @@
 import type { CommandModule } from 'yargs';
 import { formatReference, parseReference } from '../../reference/index.js';
-import type { GlobalArgs } from '../context.js';
+import type { Context, GlobalArgs } from '../context.js';
+import type { Image } from '../../image/image-dir.js';
 import { UsageError } from '../exit-codes.js';
 import { referenceArg } from '../image-arg.js';
-import { named, pullImage } from '../resolve-image.js';
+import { named, pullImage, warn } from '../resolve-image.js';
 import { CONCURRENCY_OPTION, concurrencyOption, LIMIT_OPTIONS, limitOptions, printImage, run } from './common.js';
 
 interface Args {
@@ -42,8 +43,22 @@ export const pullCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
     // the lazy image is usable now (other processes may read it); a whole pull flattens each lazy layer
     // from its verified download over its placeholder files, then rewrites the image directory
     if (!ctx.json && !ctx.quiet) printImage(ctx, await named(ctx, image, 'registry'), name);
+    await fillFromSpans(ctx, image);
     const filled = await pullImage(ctx, ref, options);
     if (ctx.json) return printImage(ctx, await named(ctx, filled, 'registry'), name);
     if (!ctx.quiet) ctx.out(`filled:   every layer downloaded, verified against its digest and diff_id, and flattened`);
   }),
 };
+
+/** Completes the lazy layers' blobs from what reads fetched already: only the missing spans are downloaded. */
+async function fillFromSpans(ctx: Context, image: Image): Promise<void> {
+  const { openLazyImage, fillLazyBlobs } = await import('../../lazy/open-image.js');
+  const { BlobStore } = await import('../../store/blob-store.js');
+  const options = await ctx.registryOptions(image.config.source.reference);
+  const lazy = await openLazyImage(image, { ...options, signal: ctx.signal, warn: (m) => warn(ctx, m), cacheDir: ctx.cache.root });
+  try {
+    await fillLazyBlobs(lazy, new BlobStore(ctx.cache.root), ctx.signal);
+  } finally {
+    await lazy.close();
+  }
+}
