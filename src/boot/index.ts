@@ -6,7 +6,7 @@ export { bootImage, qemuCommand, parseExitStatus, parseGuestOutput, type BootOpt
 export { ensureKernel, findCachedKernel, kernelPackage, extractVmlinuz, defaultKernelDir, type KernelOptions, type Kernel } from './kernel.js';
 export { GuestOutputSplitter, stripTerminalEscapes, bootFailureCause } from './console.js';
 export { checkKernelFile, kernelKind, type KernelKind } from './kernel-file.js';
-export { initramfsMemoryMiB } from './memory.js';
+export { checkMemory, initramfsMemoryMiB, MIN_MEMORY_MIB } from './memory.js';
 export { ensureModules, moduleClosure, modinfoDepends, extractModules, DISK_MODULES, type ModuleSet } from './modules.js';
 export { ensureBusybox, extractBusybox } from './busybox.js';
 export { stageOneInit, writeStageOne, moduleRelease, ROOT_DEVICE } from './stage-one.js';

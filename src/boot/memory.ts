@@ -25,6 +25,20 @@ export function initramfsMemoryMiB(fs: ContainerFS): number {
   return Math.ceil((2 * bytes) / MiB) + KERNEL_MIB;
 }
 
+/**
+ * The least guest RAM a boot is tried with (MiB): Debian's kernel alone takes ~40 MiB once running, and
+ * below this a guest hangs in the firmware or the decompressor with nothing said until the timeout.
+ */
+export const MIN_MEMORY_MIB = 64;
+
+/** ERR_INVALID_ARGUMENT before anything is pulled or started when `memoryMiB` is not a usable size. */
+export function checkMemory(memoryMiB: number): void {
+  if (Number.isSafeInteger(memoryMiB) && memoryMiB >= MIN_MEMORY_MIB) return;
+  throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `--memory ${String(memoryMiB)}: a guest needs at least ${MIN_MEMORY_MIB} MiB (a whole number of MiB)`, {
+    hint: 'the default, 512, boots most images; a disk root (--root disk) needs no more than the kernel does',
+  });
+}
+
 /** ERR_TOO_LARGE before QEMU starts when the image cannot fit as an initramfs in `memoryMiB`. */
 export function checkInitramfsFits(needMiB: number, memoryMiB: number): void {
   if (needMiB <= memoryMiB) return;

@@ -14,6 +14,7 @@ import { bootFailureCause, GuestOutputSplitter, initramfsTooLarge } from './cons
 import { checkRootOptions, prepareRoot, type RootKind } from './root.js';
 import { ensureKernel, type BootArch } from './kernel.js';
 import { checkKernelFile } from './kernel-file.js';
+import { checkMemory } from './memory.js';
 import { pvhKernel } from './pvh.js';
 import { requireBinary } from './tools.js';
 
@@ -122,13 +123,15 @@ export function parseGuestOutput(output: string): string | undefined {
 
 /**
  * Exports `image` as an initramfs into a temp dir, boots it, and returns what the guest said.
- * Throws before QEMU starts for a bad `kernel` or an image too large for `memoryMiB` (ERR_TOO_LARGE),
+ * Throws before QEMU starts for a bad `kernel`, a `memoryMiB` under MIN_MEMORY_MIB (ERR_INVALID_ARGUMENT)
+ * or an image too large for `memoryMiB` (ERR_TOO_LARGE),
  * and ERR_BOOT_FAILED (with `details.output`) when the guest reports no exit status.
  */
 export async function bootImage(image: Image, options: BootOptions = {}): Promise<BootResult> {
   const arch = bootArch(image, options.arch);
   // QEMU is looked up before the first await (its PATH is the caller's at the call; a test relies on it)
   const qemu = requireBinary(qemuCommand(arch, '', '').bin, QEMU_PACKAGE[arch]);
+  checkMemory(options.memoryMiB ?? 512);
   await checkRootOptions(options);
   if (options.kernel !== undefined) await checkKernelFile(options.kernel, arch);
   const kernel =

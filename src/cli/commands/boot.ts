@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { CommandModule } from 'yargs';
-import { bootImage, stripTerminalEscapes, type BootArch, type RootKind } from '../../boot/index.js';
+import { bootImage, checkMemory, stripTerminalEscapes, type BootArch, type RootKind } from '../../boot/index.js';
 import type { GlobalArgs } from '../context.js';
 import { resolveImage } from '../resolve-image.js';
 import { run } from './common.js';
@@ -41,6 +41,7 @@ export const bootCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       .example("$0 boot IMAGE --entrypoint '' -- /bin/id", 'Clear the entrypoint, run /bin/id')
       .example('$0 boot debian:bookworm --root disk --disk vm.img --persist', 'Boot from an ext4 disk that keeps what the guest writes'),
   handler: run<Args>(async (ctx, args) => {
+    checkMemory(args.memory); // before a pull that would only end in a refusal
     const { image } = await resolveImage(ctx, args.image);
     const result = await bootImage(image, {
       ...(ctx.platform ? { arch: ctx.platform.architecture as BootArch } : {}),
