@@ -1,6 +1,8 @@
 /**
  * Memory and time that grow with entry counts (issue 10 item 2), each in a fresh child process:
  *  - peak RSS of `loadFromTar` (flatten + open + config) of one layer of 1 M empty files   (goal < 300 MiB)
+ *  - the same for 1 M empty files over a small busybox-like base layer (the merge path), and the peak RSS of a
+ *    fresh process that opens that image's layers and lists a directory (as `vmimg ls` does)
  *  - cold ContainerFS.open of a 100k-entry `.idx` (first open in a fresh process)         (goal < 50 ms)
  * Inputs are written by python3's tarfile (test/helpers/bombs.py) and cached in bench/.cache/.
  * Run alone: node --import tsx bench/entries.ts
@@ -18,11 +20,12 @@ let WORK = '';
 /** Absolute module URLs: the child scripts live outside the repository. */
 const SRC = (path: string): string => JSON.stringify(pathToFileURL(resolve('src', path)).href);
 
-function archive(entries: number): string {
-  const out = join(CACHE, `entries-${entries}.tar`);
+/** `kind` 'entries': one layer of N empty files; 'based': the same layer over a small base layer. */
+function archive(entries: number, kind: 'entries' | 'based' = 'entries'): string {
+  const out = join(CACHE, `${kind}-${entries}.tar`);
   if (!existsSync(out)) {
     mkdirSync(CACHE, { recursive: true });
-    const r = spawnSync('python3', [join('test', 'helpers', 'bombs.py'), `${out}.tmp`, 'entries', String(entries)], { stdio: 'inherit' });
+    const r = spawnSync('python3', [join('test', 'helpers', 'bombs.py'), `${out}.tmp`, kind, String(entries)], { stdio: 'inherit' });
     if (r.status !== 0) throw new Error('building the entries archive failed (python3 needed)');
     spawnSync('mv', [`${out}.tmp`, out]);
   }
@@ -38,12 +41,25 @@ function child<T>(name: string, code: string): T {
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as T;
 }
 
-function loadRss(tar: string, cacheDir: string): { rss: number; entries: number } {
+function loadRss(tar: string, cacheDir: string): { rss: number; entries: number; layers: { indexPath: string }[] } {
   rmSync(cacheDir, { recursive: true, force: true });
   return child('entries-load', `
     import { loadFromTar } from ${SRC('index.ts')};
     const image = await loadFromTar(${JSON.stringify(tar)}, { cacheDir: ${JSON.stringify(cacheDir)}, limits: { maxLayerEntries: 1e7 } });
-    console.log(JSON.stringify({ rss: process.resourceUsage().maxRSS * 1024, entries: image.config.layerDetails.at(-1).entries }));
+    const layers = image.layers.map((l) => ({ indexPath: l.indexPath }));
+    console.log(JSON.stringify({ rss: process.resourceUsage().maxRSS * 1024, entries: image.config.layerDetails.at(-1).entries, layers }));
+  `);
+}
+
+/** Peak RSS of a fresh process that opens the layers (bottom first) and lists `dir`. */
+function openLsRss(layers: { indexPath: string }[], dir: string): { rss: number; names: number } {
+  return child('entries-ls', `
+    import { ContainerFS } from ${SRC('vfs/index.ts')};
+    const layers = ${JSON.stringify(layers)}.map((l) => ({ indexPath: l.indexPath, contentsPath: '/dev/null' }));
+    const fs = await ContainerFS.open(layers);
+    const names = fs.readdir(${JSON.stringify(dir)}).length;
+    await fs.close();
+    console.log(JSON.stringify({ rss: process.resourceUsage().maxRSS * 1024, names }));
   `);
 }
 
@@ -77,10 +93,20 @@ export function entriesBench(): string[] {
   }
 }
 
+const MiB = (bytes: number): string => (bytes / 2 ** 20).toFixed(0);
+
 function millionLoad(): string[] {
-  const million = loadRss(archive(1_000_000), join(WORK, 'cache-1m'));
-  rmSync(join(WORK, 'cache-1m'), { recursive: true, force: true });
-  return [`1 M entries, load (flatten + open + config): peak RSS ${(million.rss / 2 ** 20).toFixed(0)} MiB (goal < 300 MiB)`];
+  const cache = join(WORK, 'cache-1m');
+  const million = loadRss(archive(1_000_000), cache);
+  const one = openLsRss(million.layers, '/d00999');
+  const based = loadRss(archive(1_000_000, 'based'), cache);
+  const two = openLsRss(based.layers, '/d00999');
+  rmSync(cache, { recursive: true, force: true });
+  if (one.names !== 1000 || two.names !== 1000) throw new Error(`1 M entries: unexpected listings ${one.names}, ${two.names} names (1000 each)`);
+  return [
+    `1 M entries, one layer: load (flatten + open + config) peak RSS ${MiB(million.rss)} MiB, fresh open + ls ${MiB(one.rss)} MiB (goal < 300 MiB)`,
+    `1 M entries over a base layer (merge): load peak RSS ${MiB(based.rss)} MiB, fresh open + ls ${MiB(two.rss)} MiB (goal < 300 MiB)`,
+  ];
 }
 
 function coldOpens(): string[] {

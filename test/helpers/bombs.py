@@ -5,6 +5,7 @@ usage: bombs.py OUT.tar KIND [ARGS...]  → an OCI archive (linux/amd64) with on
   zeros SIZE                              one file of SIZE zero bytes, gzip -9 (a decompression bomb)
   xattrs ENTRIES PER_ENTRY VALUE_BYTES     entries carrying SCHILY.xattr.user.* records
   entries N                               N empty files in one layer
+  based N                                 a small busybox-like base layer (hardlinks, symlinks), then N empty files
   passwd REALSIZE FIRST_LINE USER         /etc/passwd as a sparse file (FIRST_LINE, then a hole); config User
   layers N                                N layers of one small file each
 Prints a JSON report: {"layers": [{"size": compressed bytes, "tarSize": ...}]}.
@@ -117,6 +118,25 @@ class Layout:
         print(json.dumps({'layers': [{'size': l['size'], 'tarSize': l['tarSize']} for l in layers]}))
 
 
+def base_fill(t):
+    """A busybox-shaped base: directories, one binary, 300 hardlinks to it, 100 symlinks, a few /etc files."""
+    for d in ('bin', 'etc', 'usr', 'usr/bin', 'var', 'tmp', 'root', 'home'):
+        ti = tarfile.TarInfo(d)
+        ti.type, ti.mode = tarfile.DIRTYPE, 0o755
+        t.addfile(ti)
+    file_member(t, 'bin/busybox', b'\x7fELF' + bytes(4092))
+    for i in range(300):
+        ti = tarfile.TarInfo(f'bin/applet{i:03d}')
+        ti.type, ti.linkname = tarfile.LNKTYPE, 'bin/busybox'
+        t.addfile(ti)
+    for i in range(100):
+        ti = tarfile.TarInfo(f'usr/bin/tool{i:03d}')
+        ti.type, ti.linkname = tarfile.SYMTYPE, '../../bin/busybox'
+        t.addfile(ti)
+    for name in ('passwd', 'group', 'hostname'):
+        file_member(t, f'etc/{name}', f'{name}\n'.encode())
+
+
 def add_bytes(t, name, data):
     ti = tarfile.TarInfo(name)
     ti.size = len(data)
@@ -139,6 +159,8 @@ def main(out, kind, *args):
         sinks = [layer(lambda t: [file_member(t, f'f{i}', pax={f'SCHILY.xattr.user.x{j}': value for j in range(per)}) for i in range(n)])]
     elif kind == 'entries':
         sinks = [layer(lambda t: [file_member(t, f'd{i // 1000:05d}/f{i % 1000:03d}') for i in range(int(args[0]))])]
+    elif kind == 'based':
+        sinks = [layer(base_fill), layer(lambda t: [file_member(t, f'd{i // 1000:05d}/f{i % 1000:03d}') for i in range(int(args[0]))])]
     elif kind == 'passwd':
         realsize, first, user = int(args[0]), args[1].encode() + b'\n', args[2]
         sinks = [layer(lambda t: (file_member(t, 'bin/sh', b'#!\n'), sparse_member(t, 'etc/passwd', realsize, first)))]
