@@ -95,13 +95,23 @@ async function exportFile(image: Image, dst: string, tmp: string, options: Expor
   }
 }
 
-async function checkFileDestination(dst: string, force: boolean): Promise<void> {
+/**
+ * ERR_DESTINATION_EXISTS when a file export (tar, initramfs, ext4) could not write `dst`: a directory, a
+ * device, fifo or socket (never replaced, even with `force`), or an existing file without `force`.
+ * Callers run it before pulling an image, so a refusal costs an lstat, not a download; `exportImage`
+ * checks again (and creates the parent directory) when it writes.
+ */
+export async function checkExportDestination(dst: string, force: boolean): Promise<void> {
+  await checkFileDestination(dst, force, false);
+}
+
+async function checkFileDestination(dst: string, force: boolean, createParent = true): Promise<void> {
   let st;
   try {
     st = await stat(dst);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    await mkdir(dirname(dst), { recursive: true });
+    if (createParent) await mkdir(dirname(dst), { recursive: true });
     return;
   }
   if (st.isDirectory()) {

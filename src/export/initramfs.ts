@@ -90,7 +90,7 @@ export function requireShell(fs: ContainerFS): void {
   }
   if (!ok) {
     throw new VmimgError(ErrorCode.INVALID_IMAGE, 'the image has no /bin/sh: the vmimg guest init is a shell script', {
-      hint: 'add a shell to the image (busybox, dash), or export with init disabled and bring your own /init',
+      hint: 'add a shell to the image (busybox, dash); an export can leave the guest init out (--no-init, or init: false in the library) and bring its own /init',
     });
   }
 }

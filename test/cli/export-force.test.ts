@@ -102,6 +102,9 @@ describe('export DIR --force', () => {
         assert.match(r.stderr, new RegExp(`is a ${kind}, not a regular file`));
       }
     }
+    // refused before the image is looked for: a registry nobody answers is never asked
+    const r = await expectExit(1, c('export', devnull, '127.0.0.1:9/never/pulled:1', '--format', 'ext4', '--force'));
+    assert.match(r.stderr, /ERR_DESTINATION_EXISTS: .* is a character device/);
     assert.ok(lstatSync(fifo).isFIFO(), 'the fifo is still a fifo');
     assert.ok(lstatSync(devnull).isSymbolicLink() && statSync('/dev/null').isCharacterDevice(), '/dev/null untouched');
   });

@@ -83,6 +83,7 @@ test('errors: no /bin/sh for the guest init, existing destination, unknown forma
   await assert.rejects(exportInitramfs(fs, new PassThrough().resume(), { config: config as never }), (e: unknown) => {
     assert.ok(isVmimgError(e, 'ERR_INVALID_IMAGE'));
     assert.match((e as Error).message, /no \/bin\/sh/);
+    assert.match((e as { hint?: string }).hint ?? '', /--no-init/, 'the hint names the flag that leaves the init out');
     return true;
   });
   const r = await exportInitramfs(fs, new PassThrough().resume(), { init: false });

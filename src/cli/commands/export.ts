@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { EXPORT_FORMATS, exportImage, exportInitramfs, exportTar, type ExportFormat } from '../../export/index.js';
+import { checkExportDestination, EXPORT_FORMATS, exportImage, exportInitramfs, exportTar, type ExportFormat } from '../../export/index.js';
 import type { Context, GlobalArgs } from '../context.js';
 import { UsageError } from '../exit-codes.js';
 import { stdoutSink } from '../stdout.js';
@@ -59,6 +59,13 @@ export const exportCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
     const oci = await ociDestination(args);
     if (oci) return exportOciLayout(ctx, oci.dir, args.image, { refName: oci.tag, all: args.all === true, force: args.force === true });
     if (args.all) throw new UsageError('--all applies to --format oci only (an OCI layout holds every platform; the other formats hold one root)');
+    // yargs hands a lone `-` positional over as '' (and an empty path is no destination anyway).
+    const toStdout = args.dest === '-' || args.dest === '';
+    const target = exportTarget(args.dest, args.format as ExportFormat | undefined, toStdout); // oci went above
+    if (toStdout && (target.format === 'dir' || target.format === 'ext4')) throw new UsageError(`the ${target.format} format can't go to stdout; use --format tar or initramfs`);
+    if (args.journal === true && target.format !== 'ext4') throw new UsageError(`--journal applies to ext4 only, not ${target.format}`);
+    // a destination that will be refused is refused before the pull
+    if (!toStdout && target.format !== 'dir') await checkExportDestination(args.dest, args.force === true);
     const { image } = await resolveImageOrLast(ctx, args.image);
     const command = args['--']?.length ? { command: args['--'].map(String) } : {};
     const options = {
@@ -68,12 +75,7 @@ export const exportCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       ...(args.journal === true ? { journal: true } : {}),
     };
     const id = image.config.source.configDigest;
-    // yargs hands a lone `-` positional over as '' (and an empty path is no destination anyway).
-    const toStdout = args.dest === '-' || args.dest === '';
-    const target = exportTarget(args.dest, args.format as ExportFormat | undefined, toStdout); // oci went above
     const gzip = target.gzip === undefined ? {} : { gzip: target.gzip ? GZIP_LEVEL : (false as const) };
-    if (toStdout && (target.format === 'dir' || target.format === 'ext4')) throw new UsageError(`the ${target.format} format can't go to stdout; use --format tar or initramfs`);
-    if (args.journal === true && target.format !== 'ext4') throw new UsageError(`--journal applies to ext4 only, not ${target.format}`);
     const line = exportProgressLine(ctx, args.dest);
     const withProgress = { ...options, ...(line.onProgress ? { onProgress: line.onProgress } : {}) };
     let result;
