@@ -70,10 +70,9 @@ describe('config file', () => {
       await writeFile(config, JSON.stringify({ network: { retryBudgetSeconds: 5 } }));
       mirror.clear();
       mirror.add({ method: 'GET', path: blobs, fault: { kind: 'status', status: 429, headers: { 'retry-after': '3600' } } });
-      const started = Date.now();
       const r = await expectExit(1, pullVia(config, 'net-small'), { env: { VMIMG_CONFIG: config } });
       assert.match(r.stderr, /HTTP 429 from 127\.0\.0\.1:\d+ with Retry-After 3600 s \(1 h\); that is more than the [\d.]+ s left of the retry budget/);
-      assert.ok(Date.now() - started < 30_000);
+      // "at once": one request and no retry after it (no timing: a loaded host may take any time)
       assert.equal(mirror.requests.filter((q) => blobs.test(q.path)).length, 1);
     });
 
