@@ -1,7 +1,7 @@
 /**
  * Stock Debian kernels for booting exports under QEMU, cached as `<dir>/<package>/vmlinuz`
- * (only `boot/vmlinuz-*` is kept from the .deb, not the ~400 MB of modules: the serial consoles
- * and initramfs support are built in). Fetched with `apt-get download`, so this needs Debian/Ubuntu.
+ * (only `boot/vmlinuz-*` and the modules a disk boot's stage one needs are kept from the .deb, not the
+ * ~400 MB of all modules: the serial consoles and initramfs support are built in). Fetched with `apt-get download`, so this needs Debian/Ubuntu.
  */
 import { spawn } from 'node:child_process';
 import { createWriteStream, existsSync } from 'node:fs';
@@ -11,6 +11,7 @@ import { pipeline } from 'node:stream/promises';
 import tarStream from 'tar-stream';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { resolveCacheDir } from '../image/index.js';
+import { DISK_MODULES, extractModules } from './modules.js';
 import { findBinary, runTool } from './tools.js';
 
 export type BootArch = 'amd64' | 'arm64';
@@ -80,6 +81,10 @@ export async function ensureKernel(arch: BootArch, options: KernelOptions = {}):
     const deb = (await readdir(tmp)).find((n) => n.endsWith('.deb'));
     if (!deb) throw new VmimgError(ErrorCode.NOT_FOUND, `apt-get download ${pkg} produced no .deb`);
     await extractVmlinuz(join(tmp, deb), join(tmp, 'vmlinuz'));
+    // the disk boot's stage-one modules come from the same package: kept now, so a first disk boot
+    // does not download it a second time
+    options.onLog?.(`extracting ${DISK_MODULES[arch].join(', ')} and their dependencies from ${pkg}`);
+    await extractModules(join(tmp, deb), tmp, DISK_MODULES[arch]);
     await rm(join(tmp, deb));
     const final = join(dir, pkg);
     await rename(tmp, final).catch((err) => {
