@@ -199,7 +199,7 @@ export class Merger {
       return;
     }
     const slash = path.lastIndexOf('/');
-    const parent = this.ensureDir(slash < 0 ? '' : path.slice(0, slash));
+    const parent = this.inCachedDir(path, slash) ? this.cachedDir! : this.ensureDir(slash < 0 ? '' : path.slice(0, slash));
     const name = path.slice(slash + 1);
     const existing = parent.children!.get(name);
     const existingDir = typeof existing === 'object' && existing.children !== null ? existing : undefined;
@@ -235,6 +235,12 @@ export class Merger {
     dir.src = entries;
     dir.idx = i;
     dir.layer = layer;
+  }
+
+  /** Whether `path`'s parent (ending at `slash`) is the cached directory: no parent string made per entry. */
+  private inCachedDir(path: string, slash: number): boolean {
+    const cached = this.cachedPath;
+    return cached !== null && slash === cached.length && slash > 0 && path.startsWith(cached);
   }
 
   /** The directory at `path`, creating implicit directories and replacing non-directories on the way. */

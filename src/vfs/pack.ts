@@ -21,21 +21,23 @@ const PACKED = new Map<string, Child>();
  * are the entries of every layer position the nodes name. Consumes the tree.
  */
 export function packTree(root: MNode, leaves: LeafTable | undefined, sources: readonly LayerEntries[]): InodeTable {
+  const dirents = countDirents(root);
   const order: Child[] = [root];
   const names: string[] = [];
-  const kidIno: number[] = [];
-  const starts: number[] = []; // by position in `order`: first dirent
+  // Typed, sized once: number[]s grown by push held ~1.5x their size in copies at 1 M entries.
+  const kidIno = new Uint32Array(dirents);
+  const starts = new Uint32Array(dirents + 2); // by position in `order` (at most dirents + 1): first dirent
   root.ino = 1;
   for (let q = 0; q < order.length; q++) {
     const node = order[q]!;
-    starts.push(names.length);
+    starts[q] = names.length;
     if (typeof node === 'number' || node.children === null) continue;
     for (const name of sortNames([...node.children.keys()])) {
       const child = node.children.get(name)!;
-      names.push(name);
+      const d = names.push(name) - 1;
       if (typeof child === 'number') {
         order.push(child); // a leaf has one name
-        kidIno.push(order.length);
+        kidIno[d] = order.length;
         continue;
       }
       child.links++;
@@ -43,11 +45,11 @@ export function packTree(root: MNode, leaves: LeafTable | undefined, sources: re
         order.push(child);
         child.ino = order.length;
       }
-      kidIno.push(child.ino);
+      kidIno[d] = child.ino;
     }
     node.children = PACKED; // still a directory; its map can go
   }
-  starts.push(names.length);
+  starts[order.length] = names.length;
   const t = new InodeTable(order.length, new StringNames(names), sources);
   for (let q = 0; q < order.length; q++) {
     const node = order[q]!;
@@ -76,6 +78,17 @@ export function packTree(root: MNode, leaves: LeafTable | undefined, sources: re
   }
   t.parent[1] = 1;
   return t;
+}
+
+/** The number of names in all directories of the tree (directories are never hardlinked: each is reached once). */
+function countDirents(root: MNode): number {
+  let total = 0;
+  const stack: MNode[] = [root];
+  for (let dir = stack.pop(); dir !== undefined; dir = stack.pop()) {
+    total += dir.children!.size;
+    for (const child of dir.children!.values()) if (typeof child === 'object' && child.children !== null) stack.push(child);
+  }
+  return total;
 }
 
 function setInode(t: InodeTable, ino: number, layer: number, entry: number, links: number): void {
