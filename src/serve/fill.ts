@@ -25,6 +25,10 @@ export type FillOpener = (offset: number, signal?: AbortSignal) => Promise<Opene
 
 /** Bytes of the newest chunks a download keeps in memory for clients that keep up with it. */
 export const HOT_BYTES = 8 << 20;
+/** ...and all downloads together: past it each keeps only its newest chunk (many cold blobs at once). */
+export const HOT_TOTAL_BYTES = 64 << 20;
+/** Bytes in the windows of all downloads of this process. */
+let hotTotal = 0;
 
 /** One running download and what its readers need to follow it. */
 export class BlobFill {
@@ -114,6 +118,7 @@ export class BlobFill {
       this.have = result.size;
       this.state = 'done';
       this.verified = true;
+      this.dropHot(); // committed: readers still going read the file
       this.markStarted();
     } catch (err) {
       const errno = storageErrno(err);
@@ -143,7 +148,7 @@ export class BlobFill {
 
   /** Ends the fill with `err`: waiting requests answer it, readers are cut. */
   fail(err: unknown): void {
-    this.hot = [];
+    this.dropHot();
     this.state = 'failed';
     this.error = err;
     this.failStart(err);
@@ -174,19 +179,28 @@ export class BlobFill {
   private progress(chunk: Buffer, offset: number): void {
     if (offset < this.have) this.generation++;
     if (offset !== this.hotStart + this.hotBytes) {
-      this.hot = [];
+      this.dropHot();
       this.hotStart = offset;
-      this.hotBytes = 0;
     }
     this.hot.push(chunk);
     this.hotBytes += chunk.length;
-    while (this.hotBytes - this.hot[0]!.length >= HOT_BYTES) {
+    hotTotal += chunk.length;
+    while (this.hot.length > 1 && (this.hotBytes - this.hot[0]!.length >= HOT_BYTES || hotTotal > HOT_TOTAL_BYTES)) {
       const gone = this.hot.shift()!;
       this.hotStart += gone.length;
       this.hotBytes -= gone.length;
+      hotTotal -= gone.length;
     }
     this.have = offset + chunk.length;
     this.notify();
+  }
+
+  /** Empties the in-memory window (its bytes stay in the file). */
+  private dropHot(): void {
+    hotTotal -= this.hotBytes;
+    this.hot = [];
+    this.hotStart = this.have;
+    this.hotBytes = 0;
   }
 
   private notify(): void {
