@@ -27,23 +27,46 @@ export interface PublishedIndex {
   layers: Map<string, PublishedLayer>;
 }
 
+/** The artifacts that may be lazy indexes of one image manifest, newest first, and where they were listed. */
+export interface PublishedCandidates {
+  list: Descriptor[];
+  via: PublishedIndex['via'];
+}
+
+/**
+ * The lazy-index artifacts listed for `subjectDigest` in `repo` (one request), newest first, at most
+ * `limits.maxReferrerCandidates` distinct digests. Errors: the client's coded ones.
+ */
+export async function listPublishedIndexes(client: RegistryClient, repo: Reference, subjectDigest: string, signal?: AbortSignal): Promise<PublishedCandidates> {
+  const listed = await referrers(client, repo, subjectDigest, signal);
+  // reversed first: entries without `created` (older vmimg) keep the fallback list's order, where a push appends
+  const ours = listed.list.filter((d) => (d as { artifactType?: string }).artifactType === ARTIFACT_TYPE).reverse();
+  return { list: distinct(ours.sort(newestFirst)).slice(0, documentLimits().maxReferrerCandidates), via: listed.via };
+}
+
+/**
+ * Candidate `artifact` fetched by digest and parsed, or undefined when it is gone, is not vmimg's, or
+ * names another subject (skipped, not trusted). Errors: the client's coded ones.
+ */
+export async function loadPublishedIndex(client: RegistryClient, repo: Reference, subjectDigest: string, artifact: Descriptor, via: PublishedIndex['via'], signal?: AbortSignal): Promise<PublishedIndex | undefined> {
+  const m = await client.fetchManifest({ registry: repo.registry, repository: repo.repository, digest: artifact.digest }, signal ? { signal } : {}).catch((err: unknown) => {
+    if (isVmimgError(err, ErrorCode.NOT_FOUND)) return undefined; // listed but deleted since
+    throw err;
+  });
+  if (m === undefined) return undefined;
+  const layers = parseArtifact(m.bytes, subjectDigest);
+  return layers !== undefined ? { artifact: { ...artifact, digest: m.digest, size: m.size }, via, layers } : undefined;
+}
+
 /**
  * The newest lazy index published for `subjectDigest` in `repo`, or undefined when there is none.
- * Errors: the client's coded ones (ERR_REGISTRY_UNAVAILABLE, ERR_UNAUTHORIZED, …); an artifact that
- * is not vmimg's or names another subject is skipped, not trusted. Candidates are tried once per digest,
- * at most `limits.maxReferrerCandidates` of them (the newest).
+ * Errors: the client's coded ones (ERR_REGISTRY_UNAVAILABLE, ERR_UNAUTHORIZED, …).
  */
 export async function findPublishedIndex(client: RegistryClient, repo: Reference, subjectDigest: string, signal?: AbortSignal): Promise<PublishedIndex | undefined> {
-  const listed = await referrers(client, repo, subjectDigest, signal);
-  const candidates = distinct(listed.list.filter((d) => (d as { artifactType?: string }).artifactType === ARTIFACT_TYPE).sort(newestFirst));
-  for (const artifact of candidates.slice(0, documentLimits().maxReferrerCandidates)) {
-    const m = await client.fetchManifest({ registry: repo.registry, repository: repo.repository, digest: artifact.digest }, signal ? { signal } : {}).catch((err: unknown) => {
-      if (isVmimgError(err, ErrorCode.NOT_FOUND)) return undefined; // listed but deleted since
-      throw err;
-    });
-    if (m === undefined) continue;
-    const layers = parseArtifact(m.bytes, subjectDigest);
-    if (layers !== undefined) return { artifact: { ...artifact, digest: m.digest, size: m.size }, via: listed.via, layers };
+  const { list, via } = await listPublishedIndexes(client, repo, subjectDigest, signal);
+  for (const artifact of list) {
+    const found = await loadPublishedIndex(client, repo, subjectDigest, artifact, via, signal);
+    if (found !== undefined) return found;
   }
   return undefined;
 }
@@ -73,7 +96,7 @@ function distinct(list: Descriptor[]): Descriptor[] {
   return list.filter((d) => !seen.has(d.digest) && seen.add(d.digest) !== undefined);
 }
 
-/** Newest first by the creation annotation the publisher sets (descriptors without one last, in list order reversed). */
+/** Newest first by the creation annotation the publisher sets (descriptors without one last; a stable sort keeps their order). */
 function newestFirst(a: Descriptor, b: Descriptor): number {
   const ta = a.annotations?.['org.opencontainers.image.created'] ?? '';
   const tb = b.annotations?.['org.opencontainers.image.created'] ?? '';

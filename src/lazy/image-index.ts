@@ -34,23 +34,23 @@ export interface BuildImageIndexOptions {
 }
 
 /** Builds (or finds) the `.zran` of each distinct layer blob in `layers`, one at a time. */
-export async function buildImageIndex(layers: { digest?: string; diffId: string }[], options: BuildImageIndexOptions): Promise<LayerIndexResult[]> {
+export async function buildImageIndex(layers: { digest?: string; diffId: string; compressedSize?: number }[], options: BuildImageIndexOptions): Promise<LayerIndexResult[]> {
   const seen = new Set<string>();
   const results: LayerIndexResult[] = [];
   for (const layer of layers) {
     if (layer.digest === undefined || seen.has(layer.digest)) continue;
     seen.add(layer.digest);
-    const r = await indexOne({ digest: layer.digest, diffId: layer.diffId }, options);
+    const r = await indexOne({ digest: layer.digest, diffId: layer.diffId }, options, layer.compressedSize);
     results.push(r);
     options.onLayer?.(r, results.length - 1);
   }
   return results;
 }
 
-async function indexOne(ids: { digest: string; diffId: string }, options: BuildImageIndexOptions): Promise<LayerIndexResult> {
+async function indexOne(ids: { digest: string; diffId: string }, options: BuildImageIndexOptions, known: number | undefined): Promise<LayerIndexResult> {
   const blob = join(options.cacheRoot, 'blobs', 'sha256', digestHex(ids.digest));
   const size = await stat(blob).then((s) => s.size, () => undefined);
-  const base = { ...ids, compressedSize: size ?? 0 };
+  const base = { ...ids, compressedSize: size ?? known ?? 0 }; // a missing blob: the manifest's size
   if (size === undefined) return { ...base, status: 'no-blob' };
   if (!(await isGzip(blob))) return { ...base, status: 'not-gzip' };
   if (size < MIN_INDEXED_BLOB) return { ...base, status: 'small' };

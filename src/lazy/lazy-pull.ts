@@ -12,11 +12,12 @@ import type { Reference } from '../reference/types.js';
 import type { RegistryClient } from '../registry/client.js';
 import type { ContentReader } from '../vfs/content.js';
 import type { SourceLayer } from '../image/source.js';
-import { findPublishedIndex, type PublishedIndex, type PublishedLayer } from './discover.js';
+import { ErrorCode, isVmimgError } from '../errors.js';
+import { listPublishedIndexes, loadPublishedIndex, type PublishedIndex, type PublishedLayer } from './discover.js';
 import type { LazyContent } from './lazy-content.js';
 import { openLazyLayer } from './open-image.js';
 import { addLazyStats } from './stats.js';
-import { findLazyLayer, placeLazyLayer, type LazyLayerInfo } from './place.js';
+import { findLazyLayer, placeLazyLayer, type LazyLayerIds, type LazyLayerInfo } from './place.js';
 
 /** What the prepare pipeline asks of a lazy pull. */
 export interface LazyPlacer {
@@ -45,7 +46,15 @@ export interface LazyPlacerOptions {
  * lazy index is published for it: the caller then pulls eagerly.
  */
 export async function lazyPlacer(client: RegistryClient, repo: Reference, manifestDigest: string, options: LazyPlacerOptions): Promise<LazyPlacer | undefined> {
-  const published = await findPublishedIndex(client, repo, manifestDigest, options.signal);
+  const { list, via } = await listPublishedIndexes(client, repo, manifestDigest, options.signal);
+  const loaded = new Map<number, Promise<PublishedIndex | undefined>>(); // each candidate fetched once, when needed
+  const candidate = (i: number): Promise<PublishedIndex | undefined> => {
+    if (!loaded.has(i)) loaded.set(i, loadPublishedIndex(client, repo, manifestDigest, list[i]!, via, options.signal));
+    return loaded.get(i)!;
+  };
+  let first = 0;
+  while (first < list.length && (await candidate(first)) === undefined) first++;
+  const published = first < list.length ? await candidate(first) : undefined;
   if (published === undefined) {
     options.warn(`no lazy index is published for ${manifestDigest} (vmimg index push publishes one): pulling the image whole`);
     return undefined;
@@ -57,25 +66,33 @@ export async function lazyPlacer(client: RegistryClient, repo: Reference, manife
     if (d.size > max) throw tooLarge('maxLayerSize', `the published ${what} is ${d.size} bytes, more than the layer's tar may be (${max})`);
     return client.fetchBlobBytes(repo, d, { ...call, maxBytes: max });
   };
+  /** The layer placed from the newest candidate whose blobs describe it; an invalid one is a warning (anyone with push rights can publish one). */
+  const placeFromIndex = async (layer: SourceLayer, ids: LazyLayerIds, index: number): Promise<LazyLayerInfo | undefined> => {
+    // neither file can be larger than the layer's tar may be (the expansion limits bound both)
+    const max = Math.min(limits.maxLayerSize, Math.ceil(ids.size * limits.maxLayerRatio)) + (1 << 20);
+    for (let i = first; i < list.length; i++) {
+      const pub = (await candidate(i))?.layers.get(ids.digest);
+      if (pub === undefined) continue;
+      try {
+        const idx = await fetch('.idx', pub.idx, max);
+        const zran = pub.zran !== undefined ? await fetch('.zran', pub.zran, max) : undefined;
+        return await placeLazyLayer(options.layersDir, options.cacheRoot, ids, idx, zran);
+      } catch (err) {
+        if (!isVmimgError(err, ErrorCode.INVALID_INDEX) && !isVmimgError(err, ErrorCode.DIGEST_MISMATCH)) throw err;
+        options.warn(`layer ${index + 1}: the lazy index ${list[i]!.digest} does not describe it (${(err as Error).message}): trying the next one`);
+      }
+    }
+    options.warn(`layer ${index + 1} (${layer.digest}) is in no valid published lazy index: pulling it whole`);
+    return undefined;
+  };
   return {
     published,
     async place(layer, index) {
       if (layer.digest === undefined || layer.size === undefined) return undefined;
       if (await hasLayer(options.layersDir, layer.diffId)) return undefined; // cached whole: nothing to fetch
       const ids = { digest: layer.digest, diffId: layer.diffId, size: layer.size };
-      let info = await findLazyLayer(options.layersDir, options.cacheRoot, ids); // an earlier lazy pull's spans are kept
-      if (info === undefined) {
-        const pub = published.layers.get(layer.digest);
-        if (pub === undefined) {
-          options.warn(`layer ${index + 1} (${layer.digest}) is not in the published lazy index: pulling it whole`);
-          return undefined;
-        }
-        // neither file can be larger than the layer's tar may be (the expansion limits bound both)
-        const max = Math.min(limits.maxLayerSize, Math.ceil(layer.size * limits.maxLayerRatio)) + (1 << 20);
-        const idx = await fetch('.idx', pub.idx, max);
-        const zran = pub.zran !== undefined ? await fetch('.zran', pub.zran, max) : undefined;
-        info = await placeLazyLayer(options.layersDir, options.cacheRoot, ids, idx, zran);
-      }
+      const info = (await findLazyLayer(options.layersDir, options.cacheRoot, ids)) ?? (await placeFromIndex(layer, ids, index)); // an earlier lazy pull's spans are kept
+      if (info === undefined) return undefined;
       if (!readers.has(layer.diffId)) readers.set(layer.diffId, await openLazyLayer(info, ids, client, repo, { ...options, cacheDir: options.cacheRoot }));
       return info;
     },

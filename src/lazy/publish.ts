@@ -14,6 +14,7 @@ import type { Descriptor } from '../manifest/types.js';
 import { RegistrySink } from '../push/sinks.js';
 import { RegistryClient, type RegistryClientOptions } from '../registry/client.js';
 import type { Reference } from '../reference/types.js';
+import { HEADER_SIZE, encodeHeader, scanIndex } from '../layer/index-format.js';
 import { zranPath } from './build.js';
 
 /** The artifact type of a published lazy index, and the media types of its blobs. */
@@ -25,12 +26,16 @@ export const LAYER_ANNOTATION = 'dev.vmimg.layer.digest';
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
 const EMPTY = Buffer.from('{}');
+/** The annotation ordering published indexes (newest first). */
+export const CREATED = 'org.opencontainers.image.created';
 
 /** One layer of the image as the cache holds it. */
 export interface PublishLayer {
   digest: string;
   diffId: string;
   indexPath: string;
+  /** Bytes of the compressed blob (the manifest's layer size): lets an `.idx` made from another blob be re-headed. */
+  size?: number;
 }
 
 /** What {@link publishIndex} pushed and how clients will find it. */
@@ -40,6 +45,8 @@ export interface PublishResult {
   /** How referrers are found there: the registry's API, or the fallback tag it updated. */
   discovery: 'referrers-api' | 'tag-fallback';
   blobs: number;
+  /** Layers left out: their cached `.idx` describes another blob and their size is unknown (readers pull them whole). */
+  skipped: string[];
 }
 
 function descriptor(bytes: Buffer, mediaType: string, annotations?: Record<string, string>): Descriptor {
@@ -62,20 +69,31 @@ export async function publishIndex(
   const sink = new RegistrySink(repo, options);
   try {
     const subject = await client.fetchManifest({ registry: repo.registry, repository: repo.repository, digest: subjectDigest }, options.signal ? { signal: options.signal } : {});
-    const built = await buildLazyArtifact(subject, layers, options.cacheRoot, new Date());
-    const { artifact, bytes, blobs } = built;
+    const built = await buildLazyArtifact(subject, withManifestSizes(layers, subject.bytes), options.cacheRoot, new Date());
+    const { artifact, bytes, blobs, skipped } = built;
     for (const b of [built.config, ...blobs]) {
       if (await sink.has(b.desc, options.signal)) continue;
       await sink.writeBlob(b.desc, async (offset) => Readable.from([b.bytes.subarray(offset)]), () => undefined, options.signal);
     }
     await sink.putManifest(artifact, bytes, undefined, true, options.signal);
-    if (await hasReferrersApi(client, repo, subject.digest, options.signal)) return { artifact, discovery: 'referrers-api', blobs: blobs.length };
+    if (await hasReferrersApi(client, repo, subject.digest, options.signal)) return { artifact, discovery: 'referrers-api', blobs: blobs.length, skipped };
     await addToFallback(client, sink, repo, subject.digest, artifact, options.signal);
-    return { artifact, discovery: 'tag-fallback', blobs: blobs.length };
+    return { artifact, discovery: 'tag-fallback', blobs: blobs.length, skipped };
   } finally {
     await sink.close();
     await client.close();
   }
+}
+
+/** `layers` with each blob's size as the image manifest gives it (the cache's record may be another blob's). */
+function withManifestSizes(layers: PublishLayer[], manifest: Buffer): PublishLayer[] {
+  const doc = JSON.parse(manifest.toString('utf8')) as { layers?: { digest?: unknown; size?: unknown }[] };
+  const sizes = new Map((doc.layers ?? []).map((d) => [d.digest, d.size]));
+  return layers.map((l) => {
+    const size = sizes.get(l.digest);
+    const { size: _cached, ...rest } = l;
+    return typeof size === 'number' ? { ...rest, size } : rest;
+  });
 }
 
 /** A lazy-index artifact as {@link buildLazyArtifact} makes it: the manifest, its descriptor and its blobs. */
@@ -88,6 +106,8 @@ export interface LazyArtifact {
   readonly config: { readonly desc: Descriptor; readonly bytes: Buffer };
   /** One `.idx` per layer, and a `.zran` for each layer that has one, in layer order. */
   readonly blobs: readonly { readonly desc: Descriptor; readonly bytes: Buffer }[];
+  /** Digests of the layers left out (see {@link idxForBlob}). */
+  readonly skipped: string[];
 }
 
 /**
@@ -97,14 +117,20 @@ export interface LazyArtifact {
  */
 export async function buildLazyArtifact(subject: Pick<Descriptor, 'mediaType' | 'digest' | 'size'>, layers: readonly PublishLayer[], cacheRoot: string, created?: Date): Promise<LazyArtifact> {
   const blobs: { desc: Descriptor; bytes: Buffer }[] = [];
+  const skipped: string[] = [];
   for (const l of layers) {
     const ann = { [LAYER_ANNOTATION]: l.digest, 'dev.vmimg.layer.diff_id': l.diffId };
-    const idx = await readFile(l.indexPath);
+    const idx = idxForBlob(await readFile(l.indexPath), l);
+    if (idx === undefined) {
+      skipped.push(l.digest);
+      continue;
+    }
     blobs.push({ desc: descriptor(idx, IDX_MEDIA_TYPE, ann), bytes: idx });
     const zran = await readFile(zranPath(cacheRoot, l.digest)).catch(() => undefined);
     if (zran !== undefined) blobs.push({ desc: descriptor(zran, ZRAN_MEDIA_TYPE, ann), bytes: zran });
   }
   const config = descriptor(EMPTY, 'application/vnd.oci.empty.v1+json');
+  const annotations = created !== undefined ? { [CREATED]: created.toISOString() } : undefined;
   const manifest = {
     schemaVersion: 2,
     mediaType: OCI_MANIFEST,
@@ -112,10 +138,27 @@ export async function buildLazyArtifact(subject: Pick<Descriptor, 'mediaType' | 
     config,
     layers: blobs.map((b) => b.desc),
     subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
-    ...(created !== undefined ? { annotations: { 'org.opencontainers.image.created': created.toISOString() } } : {}),
+    ...(annotations ? { annotations } : {}),
   };
   const bytes = Buffer.from(JSON.stringify(manifest));
-  return { artifact: { ...descriptor(bytes, OCI_MANIFEST), artifactType: ARTIFACT_TYPE } as Descriptor, bytes, config: { desc: config, bytes: EMPTY }, blobs };
+  // The referrers spec: a list descriptor carries the manifest's artifactType and annotations (so
+  // readers order candidates by `created` without fetching each manifest).
+  return { artifact: { ...descriptor(bytes, OCI_MANIFEST, annotations), artifactType: ARTIFACT_TYPE } as Descriptor, bytes, config: { desc: config, bytes: EMPTY }, blobs, skipped };
+}
+
+/**
+ * The `.idx` to publish for layer `l`: the cached one when it names `l.digest` (or names no blob). The
+ * cache keys layers by diff_id, so a layer first stored from another blob (same tar, zstd vs gzip) has
+ * an `.idx` naming that blob. Its records depend on the tar alone, so the header is rewritten with
+ * `l.digest` and `l.size` (CRC recomputed); undefined when `l.size` is unknown (the layer is left out).
+ */
+export function idxForBlob(idx: Buffer, l: Pick<PublishLayer, 'digest' | 'size'>): Buffer | undefined {
+  const { header, version } = scanIndex(idx);
+  if ((header.digest === undefined || header.digest === l.digest) && (header.compressedSize === 0 || l.size === undefined || header.compressedSize === l.size)) return idx;
+  if (l.size === undefined) return undefined;
+  const entriesSize = idx.length - HEADER_SIZE;
+  const head = encodeHeader({ ...header, digest: l.digest, compressedSize: l.size }, header.entryCount, entriesSize, idx.readUInt32LE(120), version); // 120: the entries' CRC-32
+  return Buffer.concat([head, idx.subarray(HEADER_SIZE)]);
 }
 
 async function hasReferrersApi(client: RegistryClient, repo: Reference, digest: string, signal?: AbortSignal): Promise<boolean> {

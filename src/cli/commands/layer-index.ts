@@ -56,9 +56,12 @@ async function push(ctx: Context, image: Image): Promise<void> {
   }
   const layers = image.config.layerDetails.flatMap((l) => {
     const files = image.layers.find((f) => f.diffId === l.diffId);
-    return l.digest !== undefined && files ? [{ digest: l.digest, diffId: l.diffId, indexPath: files.indexPath }] : [];
+    return l.digest !== undefined && files ? [{ digest: l.digest, diffId: l.diffId, indexPath: files.indexPath, ...(l.compressedSize !== undefined ? { size: l.compressedSize } : {}) }] : [];
   });
   const r = await publishIndex(parseReference(reference), manifestDigest, layers, { ...(await ctx.registryOptions(reference)), cacheRoot: ctx.cache.root, signal: ctx.signal });
+  for (const d of r.skipped) {
+    if (!ctx.quiet && !ctx.json) process.stderr.write(`warning: layer ${d}: its cached .idx was made from another blob and this one's size is unknown: left out (readers pull it whole)\n`);
+  }
   if (ctx.json) return ctx.out(JSON.stringify({ subject: manifestDigest, ...r }));
   const how = r.discovery === 'referrers-api' ? 'the referrers API' : `the ${fallbackTag(manifestDigest)} tag (referrers tag fallback)`;
   ctx.out(`pushed ${r.artifact.digest} (${r.blobs} blobs) for ${escapeTerminal(reference)}; found through ${how}`);
@@ -77,6 +80,7 @@ function line(r: LayerIndexResult, i: number): string {
     case 'not-gzip':
       return `${head} not gzip, read whole (no index)`;
     case 'no-blob':
-      return `${head} the compressed blob is not in the cache (pull the image again to keep it)`;
+      // pulling again reuses the cached layer (same diff_id) and keeps no blob: only an empty cache downloads it
+      return `${head} the compressed blob is not in the cache (the layer came from another blob with the same diff_id, or before blobs were kept); lazy readers fetch it whole. To index it: VMIMG_CACHE_DIR=<empty dir> vmimg pull --index-build IMAGE`;
   }
 }
