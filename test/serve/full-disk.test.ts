@@ -44,7 +44,7 @@ before(async () => {
 after(async () => {
   await proxy?.stop();
   await registry?.stop();
-  if (mounted) await run('umount', [mnt]);
+  if (mounted) await run('umount', ['--lazy', mnt]); // a file serve just closed may still be busy: detach now, freed when closed
 });
 
 /** A serve on a fresh cache on the small disk; its access records. */
