@@ -74,6 +74,7 @@ export async function prune(cache: CacheLayout, options: PruneOptions = {}): Pro
       await sweep.checkpoints(cache.checkpointsDir, wanted, leases.digests);
       await sweep.partials(cache.partialDir, leases.digests, options.partials === true);
       await sweep.uploads(cache.uploadsDir, options.partials === true);
+      await sweep.stats(join(cache.root, 'stats'), new Set(await names(cache.imagesDir)));
       return result;
     },
     options.signal,
@@ -119,6 +120,14 @@ class Sweep {
     for (const name of left) {
       const m = /^([0-9a-f]{64})\.(verified|spans)$/.exec(name);
       if (m && !left.has(`${m[1]}.idx`)) await rm(join(dir, name), { force: true });
+    }
+  }
+
+  /** A removed image's lazy-read counters (src/lazy/stats.ts: `stats/<configHex>.json`); a few bytes, not counted. */
+  async stats(dir: string, images: Set<string>): Promise<void> {
+    for (const name of await names(dir)) {
+      const m = /^([0-9a-f]{64})\.json$/.exec(name);
+      if (m && !images.has(m[1]!)) await rm(join(dir, name), { force: true });
     }
   }
 

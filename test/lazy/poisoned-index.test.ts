@@ -4,9 +4,12 @@
 // first) is tried, and a layer no candidate describes is pulled whole. CNCF registry on loopback, the
 // images built by umoci (busybox helper) and recompressed by skopeo.
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { basename } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { pull } from '../../src/image/pull.js';
 import { publishIndex } from '../../src/lazy/publish.js';
+import { statsPath } from '../../src/lazy/stats.js';
 import { parseReference } from '../../src/reference/index.js';
 import { expectExit } from '../cli/run.js';
 import { buildBusyboxLayout, layoutRefString } from '../helpers/busybox.js';
@@ -80,5 +83,19 @@ describe('pull --lazy: an index published from a cache that holds the layers und
     r = await lazyPull(zst);
     assert.equal(r.lazy, details.length, 'placed from the older good candidate');
     assert.ok(r.warnings.some((w) => /trying the next one/.test(w)), r.warnings.join('\n'));
+  });
+});
+
+describe('prune: a removed image takes its lazy-read counters with it (breaker5 B10)', () => {
+  test('rm then prune removes stats/<configHex>.json', async () => {
+    const cache = await tmpDir('vmimg-poison-stats-');
+    await expectExit(0, ['--cache-dir', cache, 'pull', '-q', '--lazy', gz]);
+    await expectExit(0, ['--cache-dir', cache, 'cat', gz, '/etc/poison']);
+    const image = await pull(gz, { cacheDir: cache, lazy: true });
+    const stats = statsPath(cache, `sha256:${basename(image.dir)}`);
+    assert.ok(existsSync(stats), 'a lazy read keeps counters');
+    await expectExit(0, ['--cache-dir', cache, 'rm', gz]);
+    await expectExit(0, ['--cache-dir', cache, 'prune']);
+    assert.ok(!existsSync(stats), 'prune removed the counters of the removed image');
   });
 });
