@@ -181,6 +181,13 @@ export class HashStream {
   private readonly size: number;
   private freed = 0;
   private released = 0;
+  /**
+   * Per message sent and not yet answered, the lowest ring byte its Range ops read (Infinity: none);
+   * and the same for the ops not yet sent. Bytes released below all of them are free without the
+   * worker's answer: a header-only stretch (the tar export's empty files) never waits on the worker.
+   */
+  private readonly inFlight: number[] = [];
+  private unsentRange = Infinity;
   private ops: number[] = [];
   private unsent = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -207,7 +214,7 @@ export class HashStream {
   async push(chunk: Uint8Array): Promise<void> {
     for (let at = 0; at < chunk.length; ) {
       if (this.error) throw this.error;
-      const room = this.size - (this.length - this.freed);
+      const room = this.size - (this.length - this.reusable());
       if (room === 0) {
         const unreleased = this.options.ranges === false ? 0 : this.length - this.released;
         if (unreleased >= this.size) throw new VmimgError(ErrorCode.INTERNAL, `hash stream: ${unreleased} bytes not released fill its ${this.size}-byte ring`);
@@ -228,7 +235,7 @@ export class HashStream {
    */
   tryPush(chunk: Uint8Array): boolean {
     if (this.error) throw this.error;
-    if (this.size - (this.length - this.freed) < chunk.length) return false;
+    if (this.size - (this.length - this.reusable()) < chunk.length) return false;
     this.copyIn(chunk);
     this.pushed();
     return true;
@@ -257,7 +264,9 @@ export class HashStream {
     const id = this.nextPart++;
     return {
       range: (start, end) => {
-        if (end > start) this.queue(Op.Range, id, start, end);
+        if (end <= start) return;
+        this.unsentRange = Math.min(this.unsentRange, start);
+        this.queue(Op.Range, id, start, end);
       },
       zeros: (n) => {
         if (n > 0) this.queue(Op.Zeros, id, n);
@@ -291,6 +300,7 @@ export class HashStream {
     if (offset <= this.released) return;
     this.released = offset;
     this.queue(Op.Release, offset);
+    this.wake(); // room may be free now without the worker (see inFlight)
   }
 
   /** Ends the stream: the whole stream's SHA-256 in hex ('' unless made with `whole`). */
@@ -318,12 +328,15 @@ export class HashStream {
     const ops = this.ops;
     this.ops = [];
     this.unsent = 0;
+    this.inFlight.push(this.unsentRange);
+    this.unsentRange = Infinity;
     this.pool.post(this.slot, { t: 'ops', id: this.id, ops }, true);
   }
 
   /** @internal The worker's answer to one message. */
   answer(msg: FromWorker): void {
     this.freed += msg.freed;
+    this.inFlight.shift(); // the worker answers a stream's messages in order, once each
     for (let i = 0; i < msg.digests.length; i += 2) {
       const id = msg.digests[i] as number;
       this.parts.get(id)?.resolve(msg.digests[i + 1] as string);
@@ -345,6 +358,17 @@ export class HashStream {
     this.whole?.reject(err);
     this.whole = undefined;
     this.wake();
+  }
+
+  /**
+   * Stream offset below which the ring may be overwritten: what the worker said it freed, or (parts
+   * only) what was released and no Range op the worker may not have run yet reads.
+   */
+  private reusable(): number {
+    if (this.options.whole === true || this.options.ranges === false) return this.freed;
+    let low = Math.min(this.released, this.unsentRange);
+    for (const start of this.inFlight) low = Math.min(low, start);
+    return Math.max(this.freed, low);
   }
 
   private wake(): void {
