@@ -7,7 +7,11 @@ export class ByteReader {
   /** Bytes handed out or skipped so far (the tar offset of the next byte). */
   offset = 0;
 
-  constructor(private readonly it: AsyncIterator<Buffer>) {}
+  /**
+   * `copy`: `read()` returns copies, never views of the input (an input whose memory is reused once
+   * the reader moved past it: the inflate ring). `take()` still yields views, valid until the next call.
+   */
+  constructor(private readonly it: AsyncIterator<Buffer>, private readonly copy = false) {}
 
   private async fill(): Promise<boolean> {
     while (this.pos >= this.chunk.length) {
@@ -30,7 +34,7 @@ export class ByteReader {
       const out = this.chunk.subarray(this.pos, this.pos + n);
       this.pos += n;
       this.offset += n;
-      return out;
+      return this.copy ? Buffer.from(out) : out;
     }
     const parts: Buffer[] = [];
     let got = 0;

@@ -18,6 +18,9 @@ export class ContentsWriter {
   private written = 0;
   private pending: Buffer[] = [];
   private pendingBytes = 0;
+  /** The input offset of the oldest chunk queued or being written (see `write`'s `from`). */
+  pendingFrom: number | undefined;
+  private flushing = false;
 
   constructor(private readonly fh: FileHandle) {}
 
@@ -28,8 +31,13 @@ export class ContentsWriter {
     return this.size;
   }
 
-  /** Queues a chunk; awaits a flush when enough is buffered (back-pressure on the tar stream). */
-  async write(chunk: Buffer): Promise<void> {
+  /**
+   * Queues a chunk; awaits a flush when enough is buffered (back-pressure on the tar stream). `from`:
+   * where the chunk starts in its input, kept in `pendingFrom` while the chunk is not yet on disk (a
+   * caller whose chunks view reused memory must not reuse it before then).
+   */
+  async write(chunk: Buffer, from?: number): Promise<void> {
+    if (from !== undefined) this.pendingFrom ??= from;
     this.queue(chunk);
     if (this.pendingBytes >= FLUSH_BYTES || this.pending.length >= MAX_BUFFERS) await this.flush();
   }
@@ -48,13 +56,22 @@ export class ContentsWriter {
   }
 
   async flush(): Promise<void> {
-    if (this.pendingBytes === 0) return;
+    if (this.pendingBytes === 0) {
+      if (!this.flushing) this.pendingFrom = undefined;
+      return;
+    }
     const bufs = this.pending;
     const bytes = this.pendingBytes;
     this.pending = [];
     this.pendingBytes = 0;
-    await writevAll(this.fh, bufs, bytes, this.written);
+    this.flushing = true;
+    try {
+      await writevAll(this.fh, bufs, bytes, this.written);
+    } finally {
+      this.flushing = false;
+    }
     this.written += bytes;
+    if (this.pendingBytes === 0) this.pendingFrom = undefined;
   }
 
   private queue(chunk: Buffer): void {

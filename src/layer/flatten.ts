@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Readable, type Transform } from 'node:stream';
 import { ErrorCode, VmimgError, isVmimgError, wrapError } from '../errors.js';
 import { assertDigest, validateDigest } from '../digest/index.js';
-import { decompress } from './decompress.js';
+import { openTar } from './tar-source.js';
 import { ContentsWriter } from './contents-writer.js';
 import { EntriesBuilder } from './entries-builder.js';
 import { encodeHeader, HEADER_SIZE, INDEX_VERSION, scanIndexFile, type IndexHeader } from './index-format.js';
@@ -124,23 +124,17 @@ async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what:
   const { signal } = opts;
   const tarCount = new CountedStream(undefined);
   const hold: { at: number | undefined } = { at: undefined };
+  const writer = new ContentsWriter(fh);
   let reader: TarReader | undefined;
-  // An uncompressed blob (docker save) is its tar: its digest is the diff_id, and its stream holds the
-  // files' ranges; otherwise the tar gets a stream of its own. Decided before the first tar byte.
-  const onKind = (kind: string): void => {
-    // A plain blob's bytes go to the tar's stream too: the blob's stream is pushed by its own read
-    // loop, ahead of the reader, and ranges on it raced that loop (wrong file digests seen with a
-    // 4 MiB ring). The diff_id of a plain blob is still its digest (hashed twice, for now).
-    tarCount.stream = flattenPool().stream({ whole: true, ranges: true });
-    tarCount.releaseTo = () => hold.at ?? reader?.offset ?? 0; // no file range starts below
-  };
-  const tar = decompress(Readable.from(blobChunks, { objectMode: false, highWaterMark: 1024 * 1024 }), onKind, opts.gunzip);
+  // No file range starts below the reader (or the body being copied); a gzip layer's tar views the
+  // inflate ring, whose bytes also wait for the `.contents` writes queued from them.
+  const releaseTo = (): number => Math.min(hold.at ?? reader?.offset ?? 0, writer.pendingFrom ?? Infinity);
+  const tar = await openTar(blobChunks, tarCount, { releaseTo, unblock: () => writer.flush() }, opts.compressedSize, opts.gunzip);
   try {
-    reader = new TarReader(tarCount.tap(tar)[Symbol.asyncIterator]());
+    reader = new TarReader(tar.chunks, tar.ring);
     const budget = new LayerBudget(resolveLimits(opts.limits), opts.compressedSize);
     const builder = new EntriesBuilder(what);
     const entries = new OrderedEntries(builder);
-    const writer = new ContentsWriter(fh);
     for (let h = await reader.next(); h !== null; h = await reader.next()) {
       signal?.throwIfAborted();
       budget.entry(h, reader.offset, reader.stored); // before any data is read or written
@@ -170,7 +164,7 @@ async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what:
       builder,
     };
   } finally {
-    tar.destroy();
+    tar.close();
     tarCount.destroy();
   }
 }

@@ -67,7 +67,7 @@ export function flattenPool(): HashPool {
 export async function copyBody(
   reader: TarReader,
   parts: HashStream,
-  writer: { write(chunk: Buffer): Promise<void>; hole(n: number): Promise<void> },
+  writer: { write(chunk: Buffer, from?: number): Promise<void>; hole(n: number): Promise<void> },
   signal: AbortSignal | undefined,
   hold: { at: number | undefined },
 ): Promise<{ sha256: Promise<string> }> {
@@ -84,7 +84,7 @@ export async function copyBody(
       } else {
         part.range(reader.offset - chunk.length, reader.offset);
         hold.at = reader.offset;
-        await writer.write(chunk);
+        await writer.write(chunk, reader.offset - chunk.length);
       }
     }
   } finally {

@@ -162,8 +162,9 @@ export class TarReader {
   private done = false;
   private sparse: SparseInfo | undefined;
 
-  constructor(chunks: AsyncIterator<Buffer>) {
-    this.r = new ByteReader(chunks);
+  /** `copyHeaders`: headers never view the input (see ByteReader's `copy`). */
+  constructor(chunks: AsyncIterator<Buffer>, copyHeaders = false) {
+    this.r = new ByteReader(chunks, copyHeaders);
   }
 
   /** The next entry, or null at the end of the archive (zero block or clean EOF at a header boundary). */

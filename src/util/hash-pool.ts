@@ -52,6 +52,11 @@ export interface HashStreamOptions {
    * go alone (default 1). A caller that needs no digest soon sets more: fewer messages and wake-ups.
    */
   flushDelayMs?: number;
+  /**
+   * Another thread writes the ring too ({@link HashStream.sharedRing}, {@link HashStream.pushWritten}): the ring is
+   * never handed to a later stream, since that thread may still be writing when this one is destroyed.
+   */
+  shared?: boolean;
 }
 
 /** A ring for a stream of about `bytes` (a small blob needs no 8 MiB of shared memory): 64 KiB to 8 MiB. */
@@ -85,7 +90,7 @@ export class HashPool {
   stream(options: HashStreamOptions = {}): HashStream {
     const slot = this.slots.reduce((a, b) => (b.streams.size < a.streams.size ? b : a));
     const size = options.ringBytes ?? DEFAULT_RING_BYTES;
-    const i = this.rings.findIndex((r) => r.byteLength === size + CONTROL);
+    const i = options.shared ? -1 : this.rings.findIndex((r) => r.byteLength === size + CONTROL);
     const ring = i >= 0 ? this.rings.splice(i, 1)[0]! : new SharedArrayBuffer(size + CONTROL);
     const stream = new HashStream(this, slot, this.nextId++, ring, options);
     slot.streams.set(stream.id, stream);
@@ -118,11 +123,12 @@ export class HashPool {
   }
 
   /** @internal A stream ended: its ring can serve the next one (a destroyed one's once its worker let go). */
-  done(slot: Slot, stream: HashStream, ring: SharedArrayBuffer, ended: boolean): void {
+  done(slot: Slot, stream: HashStream, ring: SharedArrayBuffer | undefined, ended: boolean): void {
     slot.streams.delete(stream.id);
-    if (ended) this.reuse(ring);
-    else if (slot.worker) {
-      this.closing.set(stream.id, ring);
+    if (ended) {
+      if (ring) this.reuse(ring);
+    } else if (slot.worker) {
+      if (ring) this.closing.set(stream.id, ring);
       this.post(slot, { t: 'close', id: stream.id }, true);
     }
   }
@@ -197,6 +203,8 @@ export class HashStream {
   private space: (() => void)[] = [];
   private error: Error | undefined;
   private closed = false;
+  /** Called after each answer from the worker (ring space may have been freed). */
+  onAnswer: (() => void) | undefined;
 
   /** @internal Made by {@link HashPool.stream}. */
   constructor(private readonly pool: HashPool, private readonly slot: Slot, readonly id: number, private readonly sab: SharedArrayBuffer, private readonly options: HashStreamOptions) {
@@ -259,6 +267,29 @@ export class HashStream {
     else this.soon();
   }
 
+  /** The ring's shared memory and where its bytes start (for a stream made with `shared`). */
+  get sharedRing(): { sab: SharedArrayBuffer; offset: number; size: number } {
+    return { sab: this.sab, offset: CONTROL, size: this.size };
+  }
+
+  /** The stream offset below which the ring's bytes may be written: freed space plus one ring. */
+  get writeLimit(): number {
+    return this.freed + this.size;
+  }
+
+  /**
+   * Appends `n` bytes another thread already wrote into the ring at this stream's offset (a `shared`
+   * stream; they must lie below {@link writeLimit}).
+   */
+  pushWritten(n: number): void {
+    if (this.error) throw this.error;
+    if (this.length + n > this.writeLimit) throw new VmimgError(ErrorCode.INTERNAL, `hash stream: ${n} bytes pushed past the ring's free space`);
+    this.ops.push(Op.Push, n);
+    this.length += n;
+    this.unsent += n;
+    this.pushed();
+  }
+
   /** A new part of this stream (see {@link HashPart}). */
   part(): HashPart {
     const id = this.nextPart++;
@@ -317,7 +348,7 @@ export class HashStream {
     Atomics.store(this.flag, 0, 1);
     clearTimeout(this.timer);
     this.ops = [];
-    this.pool.done(this.slot, this, this.sab, false);
+    this.pool.done(this.slot, this, this.options.shared ? undefined : this.sab, false);
   }
 
   /** Sends the queued ops now (push and end do; parts' ops otherwise go with the next push or soon after). */
@@ -344,10 +375,11 @@ export class HashStream {
     }
     if (msg.whole !== undefined) {
       this.closed = true;
-      this.pool.done(this.slot, this, this.sab, true);
+      this.pool.done(this.slot, this, this.options.shared ? undefined : this.sab, true);
       this.whole?.resolve(msg.whole);
     }
     this.wake();
+    this.onAnswer?.();
   }
 
   /** @internal The worker is gone: every pending digest and push fails with `err`. */
@@ -358,6 +390,7 @@ export class HashStream {
     this.whole?.reject(err);
     this.whole = undefined;
     this.wake();
+    this.onAnswer?.();
   }
 
   /**

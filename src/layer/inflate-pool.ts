@@ -1,0 +1,262 @@
+/**
+ * Gunzip off the main thread, straight into a hash stream's ring (issue 13). A worker (inflate-worker.ts)
+ * drives zlib's engine synchronously from a ring of compressed bytes into the ring the hash pool reads
+ * the tar from, so every tar byte is written once, by zlib, and never allocated per chunk: the main
+ * thread parses views of the ring, the hash worker hashes the same bytes, and the ring's space is
+ * reused once both are done with it (and the `.contents` writes from it have finished).
+ *
+ * The pool starts its workers on first use (one fewer than the cores, like the hash pool) and keeps
+ * a worker referenced only while one of its streams is open.
+ */
+import { availableParallelism } from 'node:os';
+import type { Worker } from 'node:worker_threads';
+import { ErrorCode, VmimgError } from '../errors.js';
+import type { HashStream } from '../util/hash-pool.js';
+import { startWorker } from '../util/worker-thread.js';
+import type { FromInflater, ToInflater } from './inflate-protocol.js';
+
+/** Compressed bytes that may wait for the worker, at most (a few of the store's 1 MiB batches). */
+const INPUT_BYTES = 4 << 20;
+/** Compressed bytes that make an `in` message go at once; fewer go at the end of the event-loop turn. */
+const SEND_INPUT = 512 << 10;
+/** Freed output space worth telling a busy worker about (a blocked one hears of any). */
+const SEND_ROOM = 1 << 20;
+
+interface Slot {
+  worker: Worker | undefined;
+  jobs: Map<number, InflateJob>;
+}
+
+/** What the reader of the ring tells the inflater (see {@link inflateToRing}). */
+export interface RingReader {
+  /** The stream offset below which the reader no longer needs the ring's bytes. */
+  releaseTo(): number;
+  /** The worker waits for ring space and nothing is left to read: let go of what holds it (flush writes). */
+  unblock(): Promise<void>;
+}
+
+/** Workers that gunzip into hash streams' rings; most callers share one ({@link sharedInflatePool}). */
+export class InflatePool {
+  private readonly slots: Slot[];
+  private nextId = 1;
+
+  constructor(threads = Math.max(1, availableParallelism() - 1)) {
+    this.slots = Array.from({ length: Math.max(1, threads) }, () => ({ worker: undefined, jobs: new Map() }));
+  }
+
+  /** @internal A job on the least busy worker; it writes `out`'s ring (a stream made with `shared`). */
+  open(out: HashStream, inputBytes: number): InflateJob {
+    const slot = this.slots.reduce((a, b) => (b.jobs.size < a.jobs.size ? b : a));
+    const worker = slot.worker ?? this.start(slot);
+    const job = new InflateJob(this.nextId++, out, Math.min(inputBytes, INPUT_BYTES), (msg) => worker.postMessage(msg), () => this.finished(job));
+    if (slot.jobs.size === 0) worker.ref();
+    slot.jobs.set(job.id, job);
+    const ring = out.sharedRing;
+    job.post({ t: 'open', id: job.id, input: job.input, inputSize: job.input.byteLength, output: ring.sab, outputOffset: ring.offset, outputSize: ring.size });
+    return job;
+  }
+
+  /** @internal The job no longer needs its worker (it ended, or the worker confirmed a close). */
+  finished(job: InflateJob): void {
+    for (const slot of this.slots) {
+      if (!slot.jobs.delete(job.id)) continue;
+      if (slot.jobs.size === 0) slot.worker?.unref();
+    }
+  }
+
+  private start(slot: Slot): Worker {
+    const worker = startWorker(import.meta.url, 'inflate-worker');
+    slot.worker = worker;
+    worker.on('message', (msg: FromInflater) => {
+      const job = slot.jobs.get(msg.id);
+      if (job === undefined) return;
+      job.answer(msg);
+      if (job.settled) this.finished(job);
+    });
+    const lost = (why: string): void => {
+      if (slot.worker !== worker) return;
+      slot.worker = undefined;
+      for (const job of slot.jobs.values()) job.fail(new VmimgError(ErrorCode.INTERNAL, `inflate worker ${why}`));
+      slot.jobs.clear();
+    };
+    worker.on('error', (err) => lost(`failed: ${err.message}`));
+    worker.on('exit', (code) => lost(`exited (${code})`));
+    worker.unref();
+    return worker;
+  }
+}
+
+/** One gzip stream in a worker: its input ring, what the worker reported, and who waits for it. */
+export class InflateJob {
+  readonly input: SharedArrayBuffer;
+  private readonly bytes: Uint8Array;
+  /** Input bytes copied in, and announced to the worker. */
+  written = 0;
+  private announced = 0;
+  private last = false;
+  private announcing: NodeJS.Immediate | undefined;
+  consumed = 0;
+  produced = 0;
+  /** The output limit last sent. */
+  limit: number;
+  done = false;
+  error: Error | undefined;
+  /** No more answers will come (ended, failed, or closed). */
+  settled = false;
+  private waiters: (() => void)[] = [];
+
+  constructor(readonly id: number, private readonly out: HashStream, inputBytes: number, readonly post: (msg: ToInflater) => void, private readonly release: () => void) {
+    this.input = new SharedArrayBuffer(inputBytes);
+    this.bytes = new Uint8Array(this.input);
+    this.limit = out.sharedRing.size;
+  }
+
+  /** Copies compressed bytes in, waiting for the worker to take earlier ones when the ring is full. */
+  async write(chunk: Buffer): Promise<void> {
+    for (let at = 0; at < chunk.length; ) {
+      if (this.error) throw this.error;
+      if (this.settled) return; // closed: the reader went away
+      const size = this.bytes.length;
+      const room = this.consumed + size - this.written;
+      if (room === 0) {
+        this.announce();
+        await this.next();
+        continue;
+      }
+      const n = Math.min(room, chunk.length - at);
+      const pos = this.written % size;
+      const first = Math.min(n, size - pos);
+      this.bytes.set(chunk.subarray(at, at + first), pos);
+      if (first < n) this.bytes.set(chunk.subarray(at + first, at + n), 0);
+      this.written += n;
+      at += n;
+    }
+    // a burst of chunks (one event-loop turn) goes as one message, a big one at once
+    if (this.written - this.announced >= SEND_INPUT) this.announce();
+    else this.announcing ??= setImmediate(() => this.announce());
+  }
+
+  /** No more input: the worker finishes the stream (and checks its end). */
+  end(): void {
+    this.last = true;
+    this.announce();
+  }
+
+  /** Tells the worker what input it has (once per burst). */
+  announce(): void {
+    if (this.announcing) clearImmediate(this.announcing);
+    this.announcing = undefined;
+    if (this.settled || (this.written === this.announced && !this.last)) return;
+    this.announced = this.written;
+    this.post({ t: 'in', id: this.id, end: this.written, last: this.last });
+  }
+
+  /** The worker waits for output room and has none. */
+  get blocked(): boolean {
+    return this.produced >= this.limit;
+  }
+
+  /** Passes freed ring space on: at once to a blocked worker, in 1 MiB steps to a busy one. */
+  room(): void {
+    const limit = this.out.writeLimit;
+    if (this.settled || limit <= this.limit || (!this.blocked && limit - this.limit < SEND_ROOM)) return;
+    this.limit = limit;
+    this.post({ t: 'room', id: this.id, limit });
+  }
+
+  /** Answers and failures so far (see `next`). */
+  events = 0;
+
+  /** Resolves at the next answer or failure, or at once when one came after `since` (an `events` count). */
+  next(since = this.events): Promise<void> {
+    if (this.events !== since) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  answer(msg: FromInflater): void {
+    this.consumed = msg.consumed;
+    this.produced = msg.produced;
+    if (msg.done) this.done = this.settled = true;
+    if (msg.error) {
+      this.settled = true; // the worker closed the stream
+      this.fail(Object.assign(new Error(msg.error.message), { code: msg.error.code }));
+    }
+    this.wake();
+  }
+
+  /** The stream failed (zlib refused it, the input failed, or the worker is gone). */
+  fail(err: Error): void {
+    this.error ??= err;
+    this.wake();
+  }
+
+  /** Stops the worker's part (idempotent). */
+  close(): void {
+    if (this.announcing) clearImmediate(this.announcing);
+    this.announcing = undefined;
+    if (!this.settled) this.post({ t: 'close', id: this.id });
+    this.settled = true;
+    this.release();
+    this.wake();
+  }
+
+  private wake(): void {
+    this.events++;
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
+  }
+}
+
+let shared: InflatePool | undefined;
+
+/** The process's shared inflate pool, started on first use. */
+export function sharedInflatePool(): InflatePool {
+  return (shared ??= new InflatePool());
+}
+
+/**
+ * The tar bytes of the gzip stream `chunks`, gunzipped by a pool worker into `out`'s ring (a hash
+ * stream made with `shared: true`: it hashes them as they are read). Yields views of the ring, which
+ * stay valid until `reader.releaseTo()` (asked each time the reader comes back for more) passes them.
+ * zlib's errors surface as `zlib.createGunzip()`'s do (code `Z_*`); the input's as themselves. `chunks`
+ * is read by a loop of its own, never returned: a caller that stops early may still read the rest.
+ */
+export async function* inflateToRing(chunks: AsyncIterator<Buffer>, out: HashStream, reader: RingReader, inputBytes = INPUT_BYTES, pool = sharedInflatePool()): AsyncGenerator<Buffer> {
+  const job = pool.open(out, inputBytes);
+  const feeding = (async () => {
+    for (let r = await chunks.next(); !r.done && !job.settled; r = await chunks.next()) await job.write(r.value);
+    job.end();
+  })().catch((err: unknown) => job.fail(err as Error));
+  out.onAnswer = () => job.room();
+  const { sab, offset, size } = out.sharedRing;
+  let read = 0;
+  try {
+    for (;;) {
+      if (read < job.produced) {
+        const pos = read % size;
+        const n = Math.min(job.produced - read, size - pos);
+        out.pushWritten(n);
+        read += n;
+        yield Buffer.from(sab, offset + pos, n);
+        out.release(reader.releaseTo());
+        continue;
+      }
+      if (job.error) throw job.error;
+      if (job.done) break;
+      const since = job.events; // an answer that comes while unblocking must not be missed
+      if (job.blocked) {
+        // nothing left to read and no room to write: what the reader still holds must go
+        await reader.unblock();
+        out.release(reader.releaseTo());
+        out.flush();
+        job.room(); // space freed earlier that was too little to send while the worker was busy
+      }
+      await job.next(since);
+    }
+    await feeding;
+  } finally {
+    out.onAnswer = undefined;
+    job.close();
+  }
+}
