@@ -61,6 +61,15 @@ export class ByteReader {
     }
   }
 
+  /** The next `n` bytes (n > 0) as a view when the current chunk holds them all, else undefined (nothing taken). */
+  takeBuffered(n: number): Buffer | undefined {
+    if (n <= 0 || this.chunk.length - this.pos < n) return undefined;
+    const out = this.chunk.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    this.offset += n;
+    return out;
+  }
+
   /** Skips up to `n` bytes; returns how many were skipped. */
   async skip(n: number): Promise<number> {
     let left = n;

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { Readable, type Transform } from 'node:stream';
 import { ErrorCode, VmimgError, isVmimgError, wrapError } from '../errors.js';
 import { assertDigest, validateDigest } from '../digest/index.js';
-import { openTar } from './tar-source.js';
+import { openTar, readHead, replay } from './tar-source.js';
+import { sniffCompression } from './decompress.js';
 import { ContentsWriter } from './contents-writer.js';
 import { EntriesBuilder } from './entries-builder.js';
 import { encodeHeader, HEADER_SIZE, INDEX_VERSION, scanIndexFile, type IndexHeader } from './index-format.js';
@@ -120,7 +121,8 @@ async function digestExplains(source: Readable, blob: CountedStream, expected: s
   return new VmimgError(ErrorCode.DIGEST_MISMATCH, `digest mismatch: expected ${expected}, got ${actual}`, { details: { expected, actual } });
 }
 
-async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what: string, opts: FlattenOptions, blob: CountedStream): Promise<Converted> {
+/** `failed` (a plain blob): on failure the tar's stream, which hashed the blob's bytes, is left there. */
+async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what: string, opts: FlattenOptions, blob: CountedStream, failed?: { tar?: CountedStream }): Promise<Converted> {
   const { signal } = opts;
   const tarCount = new CountedStream(undefined);
   const hold: { at: number | undefined } = { at: undefined };
@@ -128,8 +130,9 @@ async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what:
   let reader: TarReader | undefined;
   // No file range starts below the reader (or the body being copied); a gzip layer's tar views the
   // inflate ring, whose bytes also wait for the `.contents` writes queued from them.
-  const releaseTo = (): number => Math.min(hold.at ?? reader?.offset ?? 0, writer.pendingFrom ?? Infinity);
-  const tar = await openTar(blobChunks, tarCount, { releaseTo, unblock: () => writer.flush() }, opts.compressedSize, opts.gunzip);
+  const readerAt = (): number => hold.at ?? reader?.offset ?? 0;
+  const ring = { releaseTo: () => Math.min(readerAt(), writer.pendingFrom ?? Infinity), unblock: () => writer.flush() };
+  const tar = await openTar(blobChunks, tarCount, ring, readerAt, opts.compressedSize, opts.gunzip);
   try {
     reader = new TarReader(tar.chunks, tar.ring);
     const budget = new LayerBudget(resolveLimits(opts.limits), opts.compressedSize);
@@ -154,18 +157,21 @@ async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what:
     });
     await writer.finish();
     await entries.finish();
-    const digest = (await blob.digest()) ?? opts.expectedDigest!;
+    const diffId = (await tarCount.digest())!;
     return {
-      digest,
-      diffId: (await tarCount.digest()) ?? digest,
+      digest: (await blob.digest()) ?? (failed ? diffId : opts.expectedDigest!),
+      diffId,
       compressedSize: blob.n,
       tarSize: tarCount.n,
       contentsSize: writer.size,
       builder,
     };
+  } catch (err) {
+    if (failed) failed.tar = tarCount; // a plain blob's bytes so far: digestExplains may hash the rest
+    throw err;
   } finally {
     tar.close();
-    tarCount.destroy();
+    if (failed?.tar !== tarCount) tarCount.destroy();
   }
 }
 
@@ -194,18 +200,26 @@ function mapError(err: unknown, what: string, signal: AbortSignal | undefined): 
 /** convert(), then both digests checked; a corrupt blob is reported as the digest mismatch it is. */
 async function convertVerified(source: Readable, fh: FileHandle, opts: FlattenOptions, what: string): Promise<Converted> {
   const checked = opts.blobVerified !== undefined && opts.expectedDigest !== undefined;
-  const blob = new CountedStream(checked ? undefined : flattenPool());
   // destroyOnReturn false: after a parse error the rest of the source can still be hashed.
-  const blobChunks = blob.tap(source.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>);
-  const c = await convert(blobChunks, fh, what, opts, blob)
+  const raw = source.iterator({ destroyOnReturn: false }) as AsyncIterator<Buffer>;
+  const head = await readHead(raw);
+  // A plain blob (docker save) is its tar: the tar's stream hashes its bytes once, for both digests.
+  const plain = sniffCompression(head.bytes) === 'none';
+  const blob = new CountedStream(checked || plain ? undefined : flattenPool());
+  const blobChunks = blob.tap(replay(head.bytes, head.ended ? undefined : raw));
+  const failed: { tar?: CountedStream } = {};
+  const c = await convert(blobChunks, fh, what, opts, blob, plain ? failed : undefined)
     .catch(async (err: unknown) => {
       if (!isLayerError(err) || opts.expectedDigest === undefined || opts.signal?.aborted) throw err;
       await blobChunks.return(undefined); // waits for a pending read, so every byte is hashed once, in order
-      throw (await digestExplains(source, blob, opts.expectedDigest)) ?? err;
+      throw (await digestExplains(source, failed.tar ?? blob, opts.expectedDigest)) ?? err;
     })
-    .finally(() => blob.destroy());
+    .finally(() => {
+      blob.destroy();
+      failed.tar?.destroy();
+    });
   if (checked) await opts.blobVerified;
-  else if (opts.expectedDigest !== undefined) assertDigest('compressed blob', opts.expectedDigest, c.digest);
+  else if (opts.expectedDigest !== undefined) assertDigest(plain ? 'blob' : 'compressed blob', opts.expectedDigest, c.digest);
   if (opts.expectedDiffId !== undefined) assertDigest('uncompressed tar (diff_id)', opts.expectedDiffId, c.diffId);
   return c;
 }

@@ -15,8 +15,8 @@ import type { HashStream } from '../util/hash-pool.js';
 import { startWorker } from '../util/worker-thread.js';
 import type { FromInflater, ToInflater } from './inflate-protocol.js';
 
-/** Compressed bytes that may wait for the worker, at most (a few of the store's 1 MiB batches). */
-const INPUT_BYTES = 4 << 20;
+/** Compressed bytes that may wait for the worker, at most (two of the store's 1 MiB batches). */
+const INPUT_BYTES = 2 << 20;
 /** Compressed bytes that make an `in` message go at once; fewer go at the end of the event-loop turn. */
 const SEND_INPUT = 512 << 10;
 /** Freed output space worth telling a busy worker about (a blocked one hears of any). */

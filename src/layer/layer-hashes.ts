@@ -11,6 +11,8 @@ import { sharedHashPool, type HashPool, type HashStream } from '../util/hash-poo
 
 /** Chunks are pushed in pieces of at most this (a plain tar's 16 MiB read must not fill the ring). */
 const PIECE = 1 << 20;
+/** Ring of a blob's whole-stream digest (RSS counts: a 1 GiB flatten's budget is 200 MiB). */
+const BLOB_RING = 4 << 20;
 
 /** A byte stream counted and, unless someone else checks it, hashed by a pool worker. */
 export class CountedStream {
@@ -21,9 +23,12 @@ export class CountedStream {
   /** How far parts no longer read the stream's bytes (default: all pushed so far, no part reads them). */
   releaseTo: () => number = () => this.n;
 
-  /** With a pool: a whole-stream digest whose bytes parts may read (a stream may also be set later). */
+  /**
+   * With a pool: a whole-stream digest no part reads (the blob's), in a ring reused as soon as it is
+   * hashed, so 4 MiB keep a worker busy (a tar's stream, whose parts read it, is set later).
+   */
   constructor(pool: HashPool | undefined) {
-    this.stream = pool?.stream({ whole: true, ranges: true });
+    this.stream = pool?.stream({ whole: true, ranges: false, ringBytes: BLOB_RING });
   }
 
   /** Passes `src` on in pieces of at most 1 MiB, pushing each to the worker first. */
@@ -75,16 +80,23 @@ export async function copyBody(
   // While a body is copied, ring space is released only up to its last queued range: a plain blob's
   // stream is pushed by its own read loop, which may run between a chunk's hand-out and its range.
   hold.at = reader.offset;
+  const copy = (chunk: Buffer): Promise<void> => {
+    part.range(reader.offset - chunk.length, reader.offset);
+    hold.at = reader.offset;
+    return writer.write(chunk, reader.offset - chunk.length);
+  };
   try {
-    for await (const chunk of reader.body()) {
-      signal?.throwIfAborted();
-      if (typeof chunk === 'number') {
-        part.zeros(chunk);
-        await writer.hole(chunk);
-      } else {
-        part.range(reader.offset - chunk.length, reader.offset);
-        hold.at = reader.offset;
-        await writer.write(chunk, reader.offset - chunk.length);
+    // a small file's data is usually buffered already: then no generators or awaits per chunk
+    const whole = reader.bodyAtOnce();
+    if (whole !== undefined) await copy(whole);
+    else {
+      for await (const chunk of reader.body()) {
+        signal?.throwIfAborted();
+        if (typeof chunk !== 'number') await copy(chunk);
+        else {
+          part.zeros(chunk);
+          await writer.hole(chunk);
+        }
       }
     }
   } finally {

@@ -219,6 +219,17 @@ export class TarReader {
     else yield* this.data(this.remaining);
   }
 
+  /**
+   * The current entry's whole data as one view when it is already buffered (a small file, the common
+   * case: no generators and awaits per file), else undefined and `body()` is the way.
+   */
+  bodyAtOnce(): Buffer | undefined {
+    if (this.sparse !== undefined) return undefined;
+    const data = this.r.takeBuffered(this.remaining);
+    if (data !== undefined) this.remaining = 0;
+    return data;
+  }
+
   /** Tar bytes parsed so far (after next(): up to the current entry's data). */
   get offset(): number {
     return this.r.offset;

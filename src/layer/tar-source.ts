@@ -1,8 +1,8 @@
 /**
  * A layer blob's tar bytes for the flattener, with the tar's hash stream set up (layer-hashes.ts): a
- * gzip blob is gunzipped by the inflate pool straight into that stream's ring (inflate-pool.ts); zstd
- * and plain blobs, and gzip ones with a decoder of their own (`gunzip`: the checkpoint builder's), go
- * through decompress.ts and are copied into the ring as they are read.
+ * gzip blob is gunzipped by the inflate pool straight into that stream's ring (inflate-pool.ts); a zstd
+ * blob, or a gzip one with a decoder of its own (`gunzip`: the checkpoint builder's), goes through
+ * decompress.ts, and a plain one is its own tar, both copied into the ring as they are read.
  */
 import { Readable, type Transform } from 'node:stream';
 import { decompress, sniffCompression } from './decompress.js';
@@ -18,35 +18,46 @@ export interface TarSource {
 }
 
 /**
- * Sniffs the blob's first bytes and opens its tar, counted (and hashed) in `tar`. `blobChunks` is read
- * with `next()` only, never returned: after a failure the caller may still read the rest of the blob.
+ * Sniffs the blob's first bytes and opens its tar, counted (and hashed) in `tar`; `ring` is how a gzip
+ * tar's reader lets go of the inflate ring, `readerAt` how far a copied tar's reader has come;
+ * `gunzip` replaces the inflate pool (decompress.ts).
+ * `blobChunks` is read with `next()` only, never returned: after a failure the rest may still be read.
  */
-export async function openTar(blobChunks: AsyncIterator<Buffer>, tar: CountedStream, reader: RingReader, compressedSize = Infinity, gunzip?: () => Transform): Promise<TarSource> {
-  let head: Buffer = Buffer.alloc(0);
-  let ended = false;
-  while (head.length < 4 && !ended) {
-    const r = await blobChunks.next();
-    if (r.done) ended = true;
-    else head = head.length === 0 ? r.value : Buffer.concat([head, r.value]);
-  }
-  const blob = replay(head, ended ? undefined : blobChunks);
-  if (sniffCompression(head) === 'gzip' && gunzip === undefined) {
+export async function openTar(blobChunks: AsyncIterator<Buffer>, tar: CountedStream, ring: RingReader, readerAt: () => number, compressedSize = Infinity, gunzip?: () => Transform): Promise<TarSource> {
+  const head = await readHead(blobChunks);
+  const blob = replay(head.bytes, head.ended ? undefined : blobChunks);
+  const kind = sniffCompression(head.bytes);
+  if (kind === 'gzip' && gunzip === undefined) {
     // rings sized to the blob (a small layer needs no 8 MiB of fresh shared memory); any size works
     tar.stream = flattenPool().stream({ whole: true, ranges: true, shared: true, ringBytes: ringFor(compressedSize * 4) });
-    const chunks = counted(inflateToRing(blob, tar.stream, reader, ringFor(compressedSize)), tar);
+    const chunks = counted(inflateToRing(blob, tar.stream, ring, ringFor(compressedSize)), tar);
     return { chunks, ring: true, close: () => void chunks.return(undefined).catch(() => undefined) };
   }
-  // A plain blob's bytes go to the tar's stream too: the blob's stream is pushed by its own read
-  // loop, ahead of the reader, and ranges on it raced that loop (wrong file digests seen with a
-  // 4 MiB ring). The diff_id of a plain blob is still its digest (hashed twice, for now).
   tar.stream = flattenPool().stream({ whole: true, ranges: true });
-  tar.releaseTo = reader.releaseTo;
+  tar.releaseTo = readerAt; // the tar's bytes are copied into the ring: writes view the source's chunks
+  if (kind === 'none') {
+    // A plain blob is its tar: read as the reader asks (never ahead of it, so ranges cannot race
+    // the pushes), and its stream's digest is the blob's digest as well as the diff_id.
+    const chunks = tar.tap(blob);
+    return { chunks, ring: false, close: () => void chunks.return(undefined).catch(() => undefined) };
+  }
   const stream = decompress(Readable.from(blob, { objectMode: false, highWaterMark: 1024 * 1024 }), undefined, gunzip);
   return { chunks: tar.tap(stream)[Symbol.asyncIterator](), ring: false, close: () => stream.destroy() };
 }
 
+/** At least the first 4 bytes of a blob (fewer only when it is shorter): enough to sniff its compression. */
+export async function readHead(it: AsyncIterator<Buffer>): Promise<{ bytes: Buffer; ended: boolean }> {
+  let bytes: Buffer = Buffer.alloc(0);
+  while (bytes.length < 4) {
+    const r = await it.next();
+    if (r.done) return { bytes, ended: true };
+    bytes = bytes.length === 0 ? r.value : Buffer.concat([bytes, r.value]);
+  }
+  return { bytes, ended: false };
+}
+
 /** `head`, then the rest of `it` (which is never returned). */
-async function* replay(head: Buffer, it: AsyncIterator<Buffer> | undefined): AsyncGenerator<Buffer> {
+export async function* replay(head: Buffer, it: AsyncIterator<Buffer> | undefined): AsyncGenerator<Buffer> {
   if (head.length > 0) yield head;
   if (it === undefined) return;
   for (let r = await it.next(); !r.done; r = await it.next()) yield r.value;

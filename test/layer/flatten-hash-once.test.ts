@@ -9,6 +9,7 @@ import { Readable } from 'node:stream';
 import { flattenLayer } from '../../src/layer/flatten.js';
 import { readIndexFile } from '../../src/layer/index-format.js';
 import { ErrorCode, VmimgError, isVmimgError } from '../../src/errors.js';
+import { sharedHashPool } from '../../src/util/hash-pool.js';
 import { run, tmpDir } from '../helpers/tools.js';
 
 const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -59,4 +60,27 @@ test('a blob checked by its downloader is not hashed again, and its check failin
     flattenLayer(chunks(gz), { dir, expectedDigest: `sha256:${'1'.repeat(64)}`, expectedDiffId: sha(tar) }),
     (err: Error) => isVmimgError(err, ErrorCode.DIGEST_MISMATCH),
   );
+});
+
+test('a plain blob is hashed once, by its tar stream; a corrupt one is still a digest mismatch, a faithful non-tar an invalid layer', async () => {
+  const { tar, gz } = await layer();
+  const pool = sharedHashPool();
+  const opened: boolean[] = [];
+  const stream = pool.stream.bind(pool);
+  pool.stream = (options) => (opened.push(options?.whole === true), stream(options));
+  try {
+    await flattenLayer(chunks(tar), { dir: await tmpDir('vmimg-hash-once-'), expectedDigest: sha(tar), expectedDiffId: sha(tar) });
+    assert.deepEqual(opened, [true], 'plain: one whole-stream digest (the tar), not one for the blob as well');
+    opened.length = 0;
+    await flattenLayer(chunks(gz), { dir: await tmpDir('vmimg-hash-once-'), expectedDigest: sha(gz), expectedDiffId: sha(tar) });
+    assert.deepEqual(opened, [true, true], 'gzip: the blob and its tar');
+  } finally {
+    pool.stream = stream;
+  }
+  const corrupt = Buffer.from(tar);
+  corrupt[600]! ^= 0x55; // inside the second header block: its checksum fails
+  const dir = await tmpDir('vmimg-hash-once-');
+  await assert.rejects(flattenLayer(chunks(corrupt), { dir, expectedDigest: sha(tar) }), (err: Error) => isVmimgError(err, ErrorCode.DIGEST_MISMATCH));
+  assert.deepEqual(readdirSync(dir), [], 'nothing left behind');
+  await assert.rejects(flattenLayer(chunks(corrupt), { dir, expectedDigest: sha(corrupt) }), (err: Error) => isVmimgError(err, ErrorCode.INVALID_LAYER));
 });
