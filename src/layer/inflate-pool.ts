@@ -248,7 +248,10 @@ export async function* inflateToRing(chunks: AsyncIterator<Buffer>, out: HashStr
       if (job.blocked) {
         // nothing left to read and no room to write: what the reader still holds must go
         await reader.unblock();
-        out.release(reader.releaseTo());
+        const keep = reader.releaseTo();
+        // everything read, and the reader holds a whole ring: no release can ever make room
+        if (keep + size <= job.produced) throw new VmimgError(ErrorCode.INTERNAL, `gunzip: the tar reader holds more than the ${size}-byte ring`);
+        out.release(keep);
         out.flush();
         job.room(); // space freed earlier that was too little to send while the worker was busy
       }

@@ -10,6 +10,9 @@ import { inflateToRing, type RingReader } from './inflate-pool.js';
 import { flattenPool, type CountedStream } from './layer-hashes.js';
 import { ringFor } from '../util/hash-pool.js';
 
+/** Smallest tar ring: the tar reader's largest single read (1 MiB of extended header) plus room to go on. */
+const MIN_TAR_RING = 2 << 20;
+
 /** The tar's chunks; `ring`: they view the inflate ring (see ByteReader's `copy`). `close` stops the source. */
 export interface TarSource {
   chunks: AsyncIterator<Buffer>;
@@ -28,8 +31,10 @@ export async function openTar(blobChunks: AsyncIterator<Buffer>, tar: CountedStr
   const blob = replay(head.bytes, head.ended ? undefined : blobChunks);
   const kind = sniffCompression(head.bytes);
   if (kind === 'gzip' && gunzip === undefined) {
-    // rings sized to the blob (a small layer needs no 8 MiB of fresh shared memory); any size works
-    tar.stream = flattenPool().stream({ whole: true, ranges: true, shared: true, ringBytes: ringFor(compressedSize * 4) });
+    // rings sized to the blob (a small layer needs no 8 MiB of fresh shared memory), the tar's at least
+    // MIN_TAR_RING: a tar reader's single read (a 1 MiB extended header) must fit in it whole
+    const ringBytes = Math.max(MIN_TAR_RING, ringFor(compressedSize * 4));
+    tar.stream = flattenPool().stream({ whole: true, ranges: true, shared: true, ringBytes });
     const chunks = counted(inflateToRing(blob, tar.stream, ring, ringFor(compressedSize)), tar);
     return { chunks, ring: true, close: () => void chunks.return(undefined).catch(() => undefined) };
   }

@@ -1,9 +1,9 @@
 /**
  * Gzip layers are gunzipped by the inflate pool straight into the tar's hash ring (src/layer/inflate-pool.ts):
  * what GNU gzip accepts, zlib's engine accepts the same way (several members, trailing zeros), what it
- * refuses fails the layer with nothing left behind, and a small ring under pressure (a small file's
- * bytes still queued for `.contents` while megabytes of headers pass; big files through a 64 KiB
- * ring) keeps every file's bytes and digest.
+ * refuses fails the layer with nothing left behind, a small ring under pressure (a small file's
+ * bytes still queued for `.contents` while megabytes of headers pass; big files through a 2 MiB
+ * ring) keeps every file's bytes and digest, and a 1 MiB extended header fits the smallest ring.
  */
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -73,7 +73,7 @@ before(async () => {
   mkdirSync(join(work, 'pa'));
   small = await pack(a, join(work, 'pa'));
   // One 10-byte file, then 6 000 empty files (3 MiB of headers), then three 10 MiB files of repeating
-  // bytes: it compresses to little, so the rings are the smallest (64 KiB out, 64 KiB in).
+  // bytes: it compresses to little, so the rings are the smallest (2 MiB out, 64 KiB in).
   const b = join(work, 'b');
   mkdirSync(join(b, 'empty'), { recursive: true });
   writeFileSync(join(b, 'a-first'), 'ten bytes!');
@@ -114,7 +114,7 @@ test('hazard: gzip cut short, corrupt, or followed by garbage fails the layer as
   }
 });
 
-test('a small ring under pressure: a queued small file while 3 MiB of headers pass, big files through 64 KiB', async () => {
+test('a small ring under pressure: a queued small file while 3 MiB of headers pass, big files through 2 MiB', async () => {
   assert.ok(pressure.gz.length < 256 << 10, `compresses small (${pressure.gz.length} bytes), so the rings are small`);
   const info = await flattenLayer(pieces(pressure.gz), {
     dir: await tmpDir('vmimg-inflate-ring-'),
@@ -124,4 +124,26 @@ test('a small ring under pressure: a queued small file while 3 MiB of headers pa
   });
   assert.equal(info.size, pressure.tar.length);
   await checkFiles(info, pressure.files, 'pressure');
+});
+
+test('a small gzip layer whose PAX headers hold 256 KiB of xattrs each: read whole, not stuck on its small ring', async () => {
+  const dir = join(work, 'pax');
+  mkdirSync(dir, { recursive: true });
+  // python's tarfile writes the PAX records (an outside tool); 3 entries x 4 xattrs x 64 KiB
+  await run('python3', ['-c', `
+import tarfile, io, sys
+with tarfile.open(sys.argv[1], 'w', format=tarfile.PAX_FORMAT) as t:
+    for i in range(3):
+        ti = tarfile.TarInfo(f'f{i}')
+        ti.size = 3
+        ti.pax_headers = {f'SCHILY.xattr.user.k{j}': 'v' * 65536 for j in range(4)}
+        t.addfile(ti, io.BytesIO(b'abc'))
+`, join(dir, 'x.tar')]);
+  await run('bash', ['-c', 'gzip -9 -c "$1/x.tar" > "$1/x.tar.gz"', 'bash', dir]);
+  const tar = readFileSync(join(dir, 'x.tar'));
+  const gz = readFileSync(join(dir, 'x.tar.gz'));
+  assert.ok(gz.length < 16 << 10, 'compresses to a few KiB: the smallest rings');
+  const info = await flattenLayer(Readable.from([gz]), { dir: await tmpDir('vmimg-inflate-ring-'), expectedDiffId: sha(tar), compressedSize: gz.length });
+  const { entries } = await readIndexFile(info.indexPath);
+  assert.equal(entries.filter((e) => e.type === EntryType.File).length, 3);
 });
