@@ -1,8 +1,9 @@
 /**
  * The gzip inflater that finds checkpoints at native speed: node:zlib's raw inflate driven with zlib's
  * `Z_BLOCK` flush, so it stops at every deflate block boundary, while its output feeds the flattener
- * (one inflate per layer, not a second one beside it). node:zlib has no API for that, so this is the one
- * module that touches Node's zlib internals — an `InflateRaw`'s `_handle.writeSync`, `_writeState` and
+ * (one inflate per layer, not a second one beside it). node:zlib has no API for that, so this module
+ * touches Node's zlib internals (as does src/layer/inflate-worker.ts, for the flatten's own gunzip; one
+ * module should own both: docs/DECISIONS.md, known gaps) — an `InflateRaw`'s `_handle.writeSync`, `_writeState` and
  * `_handle.onerror` — and it checks them once ({@link nativeBlockAvailable}) before first use; callers
  * fall back to pako (pako-block.ts) when they are gone. The gzip framing (header, trailer, members) is
  * parsed here. zlib's `data_type` is not exposed either, so a boundary's unused bits are unknown
