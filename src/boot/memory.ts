@@ -26,10 +26,10 @@ export function initramfsMemoryMiB(fs: ContainerFS): number {
 }
 
 /**
- * The least guest RAM a boot is tried with (MiB): Debian's kernel alone takes ~40 MiB once running, and
- * below this a guest hangs in the firmware or the decompressor with nothing said until the timeout.
+ * The least guest RAM a boot is tried with (MiB): the kernel's own share in the estimate above. Below it
+ * no root fits (a disk root's guest hung in the firmware with nothing said until the timeout, breaker5 B7).
  */
-export const MIN_MEMORY_MIB = 64;
+export const MIN_MEMORY_MIB = KERNEL_MIB;
 
 /** ERR_INVALID_ARGUMENT before anything is pulled or started when `memoryMiB` is not a usable size. */
 export function checkMemory(memoryMiB: number): void {

@@ -91,7 +91,7 @@ const ROWS: Row[] = [
   { what: 'serve with a missing --htpasswd file', args: () => ['serve', '--listen', '127.0.0.1:0', '--upstream', 'http://127.0.0.1:9', '--htpasswd', '/nonexistent/htpasswd'], code: 'ERR_INVALID_ARGUMENT', exit: 2, message: /--htpasswd \/nonexistent\/htpasswd: cannot read it/ },
   { what: 'validate of a bad reference', args: () => ['validate', 'Upper/Case'], code: 'ERR_INVALID_REFERENCE', exit: 2 },
   { what: 'validate of a text file', args: (x) => ['validate', x.notTar], code: 'ERR_INVALID_ARCHIVE', exit: 1 },
-  { what: 'boot with too little --memory, before any pull', args: () => ['boot', '127.0.0.1:9/never/pulled:1', '--memory', '16'], code: 'ERR_INVALID_ARGUMENT', exit: 2, message: /--memory 16: a guest needs at least 64 MiB/ },
+  { what: 'boot with too little --memory, before any pull', args: () => ['boot', '127.0.0.1:9/never/pulled:1', '--memory', '16'], code: 'ERR_INVALID_ARGUMENT', exit: 2, message: /--memory 16: a guest needs at least 48 MiB/ },
   { what: 'boot for a platform the tar lacks', args: () => ['boot', MULTIARCH_TAR, '--arch', 's390x'], code: 'ERR_PLATFORM_MISMATCH', exit: 5 },
   { what: 'an unexpected RangeError', args: (x) => ['ls', x.image], code: 'ERR_INTERNAL', exit: 70, env: fault('RangeError', '.idx'), message: /RangeError/, hint: /please report.*VMIMG_DEBUG=1/ },
   { what: 'an unexpected EEXIST', args: (x) => ['ls', x.image], code: 'ERR_INTERNAL', exit: 70, env: fault('EEXIST', '.idx'), hint: /please report/ },
