@@ -5,6 +5,7 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import { writevAll } from '../util/fs.js';
+import { Writeback } from '../util/writeback.js';
 
 export const CONTENTS_ALIGN = 4096;
 const FLUSH_BYTES = 1 << 20;
@@ -21,8 +22,12 @@ export class ContentsWriter {
   /** The input offset of the oldest chunk queued or being written (see `write`'s `from`). */
   pendingFrom: number | undefined;
   private flushing = false;
+  /** The file goes to the disk as it is written, not all in the fsync that commits it. */
+  private readonly writeback: Writeback;
 
-  constructor(private readonly fh: FileHandle) {}
+  constructor(private readonly fh: FileHandle) {
+    this.writeback = new Writeback(fh);
+  }
 
   /** Pads to the next 4096 boundary and returns it: the offset of the file about to be written. */
   beginFile(): number {
@@ -53,6 +58,7 @@ export class ContentsWriter {
   async finish(): Promise<void> {
     await this.flush();
     await this.fh.truncate(this.size);
+    await this.writeback.settle();
   }
 
   async flush(): Promise<void> {
@@ -71,6 +77,7 @@ export class ContentsWriter {
       this.flushing = false;
     }
     this.written += bytes;
+    this.writeback.wrote(this.written);
     if (this.pendingBytes === 0) this.pendingFrom = undefined;
   }
 

@@ -197,7 +197,7 @@ function mapError(err: unknown, what: string, signal: AbortSignal | undefined): 
   return new VmimgError(ErrorCode.INVALID_LAYER, `flattening ${what}: ${detail}`, { cause: err });
 }
 
-/** convert(), then both digests checked; a corrupt blob is reported as the digest mismatch it is. */
+/** convert(), then both digests checked and the `.contents` fsynced; a corrupt blob is reported as the digest mismatch it is. */
 async function convertVerified(source: Readable, fh: FileHandle, opts: FlattenOptions, what: string): Promise<Converted> {
   const checked = opts.blobVerified !== undefined && opts.expectedDigest !== undefined;
   // destroyOnReturn false: after a parse error the rest of the source can still be hashed.
@@ -218,9 +218,13 @@ async function convertVerified(source: Readable, fh: FileHandle, opts: FlattenOp
       blob.destroy();
       failed.tar?.destroy();
     });
+  // the .contents goes to the disk while the store finishes the blob (its own fsync): not one after the other
+  const synced = fh.sync();
+  synced.catch(() => undefined); // awaited below unless a verdict fails first
   if (checked) await opts.blobVerified;
   else if (opts.expectedDigest !== undefined) assertDigest(plain ? 'blob' : 'compressed blob', opts.expectedDigest, c.digest);
   if (opts.expectedDiffId !== undefined) assertDigest('uncompressed tar (diff_id)', opts.expectedDiffId, c.diffId);
+  await synced;
   return c;
 }
 
@@ -281,8 +285,7 @@ export async function flattenLayer(source: Readable, opts: FlattenOptions): Prom
   try {
     signal?.throwIfAborted();
     fh = await open(tmpContents, 'w');
-    const c = await convertVerified(source, fh, opts, what);
-    await fh.sync();
+    const c = await convertVerified(source, fh, opts, what); // .contents fsynced
     await fh.close();
     fh = undefined;
     const info = await commit(dir, { contents: tmpContents, index: tmpIndex }, c, signal);

@@ -16,6 +16,7 @@ import { RetryBudget, type NoticeListener, type RetryPolicy } from '../util/retr
 import { guardThroughput, type ThroughputRule } from '../util/throughput.js';
 import { aborted, isAbortError, syncDir, throwIfAborted } from './fs-util.js';
 import { writevAll } from '../util/fs.js';
+import { Writeback } from '../util/writeback.js';
 
 /** What an opener returns: a body and the offset it really starts at (0 when the server ignored Range). */
 export interface OpenedRange {
@@ -77,6 +78,8 @@ interface State {
   /** No byte went into `hasher` yet (a rewind to 0 can keep it). */
   fresh: boolean;
   have: number;
+  /** The partial file goes to the disk as it arrives, not all in the fsync that commits it. */
+  writeback: Writeback;
 }
 
 /** Downloads into the partial file and renames it into place once verified. */
@@ -85,13 +88,14 @@ export async function download(t: DownloadTarget, open: RangeOpener, opts: Fetch
   const fh = await fs.open(t.partialPath, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
   let st: State | undefined;
   try {
-    st = { fh, hasher: poolDigest(digestAlgorithm(t.digest), t.size), fresh: true, have: 0 };
+    st = { fh, hasher: poolDigest(digestAlgorithm(t.digest), t.size), fresh: true, have: 0, writeback: new Writeback(fh) };
     const existing = (await fh.stat()).size;
     await rewind(t, st, t.size !== undefined && existing > t.size ? 0 : existing);
     const resumedFrom = st.have;
     opts.onProgress?.(st.have);
     await fill(t, st, open, opts, resumedFrom > 0);
     opts.onVerified?.();
+    await st.writeback.settle();
     await fh.sync();
     await fh.close();
     await fs.mkdir(dirname(t.finalPath), { recursive: true });
@@ -188,6 +192,7 @@ async function append(t: DownloadTarget, st: State, opened: OpenedRange, opts: F
     const bytes = batchBytes;
     batchBytes = 0;
     await writevAll(st.fh, chunks, bytes, st.have);
+    st.writeback.wrote(st.have + bytes);
     let offset = st.have;
     st.fresh = false;
     for (const chunk of chunks) await st.hasher.update(chunk);
