@@ -1,45 +1,37 @@
 /**
  * Tar exports of the bench image in this process, for profiling:
  * `node --import tsx bench/profile-export.ts [rounds] [OUT.cpuprofile]` profiles the main thread over the
- * last round. Prints wall and CPU time per round beside `tar -c` of the bench rootfs (not a benchmark:
- * `npm run bench -- export` is).
+ * last round. Prints wall and CPU time per round (the process's, and per thread) beside `tar -c` of the
+ * bench rootfs (not a benchmark: `npm run bench -- export` is).
  */
-import { createWriteStream, rmSync, writeFileSync } from 'node:fs';
-import { Session } from 'node:inspector/promises';
+import { createWriteStream, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { exportTar } from '../src/export/index.js';
 import { loadFromLayout } from '../src/image/index.js';
 import { parsePlatform } from '../src/platform/index.js';
 import { tmpDir } from '../test/helpers/tools.js';
 import { debianLayout } from './debian.js';
-import { loadAverage, sh } from './util.js';
+import { loadAverage, sh, startProfile, threadCpu, threadCpuSince } from './util.js';
 
 const rounds = Number(process.argv[2] ?? 1);
 const work = await tmpDir('vmimg-profile-export-');
 try {
   const image = await loadFromLayout(await debianLayout(), { tag: 'bench', platform: parsePlatform('amd64'), cacheDir: join(work, 'cache') });
   for (let r = 0; r < rounds; r++) {
-    const session = r === rounds - 1 && process.argv[3] !== undefined ? new Session() : undefined;
-    if (session) {
-      session.connect();
-      await session.post('Profiler.enable');
-      await session.post('Profiler.setSamplingInterval', { interval: 200 });
-      await session.post('Profiler.start');
-    }
+    const profile = await startProfile(r === rounds - 1 ? process.argv[3] : undefined);
     let t = performance.now();
     const c = process.cpuUsage();
+    const threads = threadCpu();
     await exportTar(image, createWriteStream(join(work, 'out.tar')));
     const u = process.cpuUsage(c);
     const ours = performance.now() - t;
-    if (session) {
-      const { profile } = await session.post('Profiler.stop');
-      writeFileSync(process.argv[3]!, JSON.stringify(profile));
-      session.disconnect();
-    }
+    const perThread = threadCpuSince(threads);
+    await profile.stop();
     t = performance.now();
     sh('tar -C "$1" --xattrs -cf "$2" .', join('bench', '.cache', 'debian-rootfs'), join(work, 'peer.tar'));
     const peer = performance.now() - t;
     console.log(`tar export: ${ours.toFixed(0)} ms wall, ${((u.user + u.system) / 1000).toFixed(0)} ms CPU; tar -c ${peer.toFixed(0)} ms (${(ours / peer).toFixed(2)}×); ${loadAverage()}`);
+    console.log(`  threads: ${perThread}`);
   }
 } finally {
   rmSync(work, { recursive: true, force: true });

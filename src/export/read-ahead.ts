@@ -34,6 +34,8 @@ interface Run {
   /** A lazy layer's file, read through ContainerFS on its own (its reader fetches what a read covers). */
   ino?: number;
   read?: Promise<Slab>;
+  /** The slab, once the read is done (bodies taken without a promise). */
+  slab?: Slab;
 }
 
 /** A small file's place: its run and where its bytes start in it. */
@@ -97,13 +99,21 @@ export class ReadAhead {
 
   private read(run: Run): void {
     run.read = this.readRun(run);
-    run.read.catch(() => undefined); // awaited by body(); an export stopped before then is no unhandled rejection
+    run.read.then((slab) => (run.slab = slab)).catch(() => undefined); // awaited by body(); an export stopped before then is no unhandled rejection
   }
 
   /** A placed file's bytes, once its run is read. */
   async body(p: Placed): Promise<Body> {
     if (p.run === this.open) this.start();
-    const slab = await p.run.read!;
+    return this.bodyIn(p, await p.run.read!);
+  }
+
+  /** A placed file's bytes when its run's read is done already, else undefined (then `body` it). */
+  bodyNow(p: Placed): Body | undefined {
+    return p.run.slab ? this.bodyIn(p, p.run.slab) : undefined;
+  }
+
+  private bodyIn(p: Placed, slab: Slab): Body {
     return { bytes: slab.buf.subarray(p.at, p.at + p.size), release: () => this.runSlabs.put(slab) };
   }
 

@@ -1,5 +1,5 @@
 /**
- * Where the tar export's bytes go: every chunk tar-stream's pack emits is copied once into a hash
+ * Where the tar export's bytes go: every header, body chunk and padding is copied once into a hash
  * stream's ring of shared memory (src/util/hash-pool.ts). From there a pool worker checks each file's
  * body against its index sha256 (a part per file) while `out` is written in 1 MiB views of the same
  * ring, so the main thread neither hashes nor makes a write per header, body and padding. Ring space
@@ -7,9 +7,9 @@
  */
 import { finished, pipeline } from 'node:stream/promises';
 import type { Writable } from 'node:stream';
-import type { Pack } from 'tar-stream';
 import { createGzip, type Gzip } from 'node:zlib';
 import { DEFAULT_RING_BYTES, sharedHashPool, type HashPart, type HashStream } from '../util/hash-pool.js';
+import { ErrorCode, VmimgError } from '../errors.js';
 import { contentMismatch } from '../vfs/verify.js';
 
 /**
@@ -29,17 +29,20 @@ export interface FileCheck {
   part?: HashPart;
 }
 
-/** What the sink does with one body chunk it sees: check it, and hand its memory back once copied. */
-interface BodyChunk {
+/** A chunk of a file's body: the file to check it in, whether it is the file's last, and what to call once it is copied. */
+export interface BodyChunk {
   file: FileCheck | undefined;
   last: boolean;
   release: () => void;
 }
 
-/** See the module comment. `expect` each body chunk before giving it to the pack; `run` consumes the pack. */
+/**
+ * See the module comment. Bytes go in in archive order: `put` a header (or padding), `put` a body chunk
+ * with its file's check, and so on; each `put` copies at once and returns undefined when the ring has
+ * room, else a promise to await before the next `put`. `end` once all are in.
+ */
 export class TarSink {
   private readonly stream: HashStream;
-  private readonly bodies = new WeakMap<Uint8Array, BodyChunk>();
   /** Digests asked for and not yet answered, and who waits for the last one. */
   private checking = 0;
   private checked: (() => void) | undefined;
@@ -48,6 +51,8 @@ export class TarSink {
   private released = 0;
   private wake: (() => void) | undefined;
   private error: Error | undefined;
+  /** A `put` still waiting for room: the next one must wait for it (bytes stay in order). */
+  private adding = false;
   /** What the ring is written to: `out`, or a gzip stream piped to it. */
   private readonly target: Writable | Gzip;
   /** Settles when `out` has finished (or failed). */
@@ -57,7 +62,7 @@ export class TarSink {
   private stop!: (err: Error) => void;
 
   /** `gzip`: a level 0-9 to compress on the way to `out`; `onFail` hears the first failure (to stop the producer). */
-  constructor(private readonly out: Writable, gzip: number | undefined, private readonly onFail: (err: Error) => void) {
+  constructor(private readonly out: Writable, gzip: number | undefined, private readonly onFail: (err: Error) => void = () => {}) {
     // digests are wanted by the archive's end, not at once: their ops ride on the 2 MiB pushes' messages
     this.stream = sharedHashPool().stream({ ranges: true, ringBytes: TAR_RING_BYTES, flushDelayMs: 20 });
     if (gzip === undefined) {
@@ -68,7 +73,8 @@ export class TarSink {
       this.target = z;
       this.done = pipeline(z, out);
     }
-    this.done.catch(() => undefined); // awaited by run(); a failure before then is its rejection
+    // `out` failing or closing early stops the export at once, not at its end
+    this.done.catch((err: Error) => this.fail(err));
     this.stopped = new Promise<never>((_resolve, reject) => (this.stop = reject));
     this.stopped.catch(() => undefined);
   }
@@ -78,40 +84,26 @@ export class TarSink {
     return this.error;
   }
 
-  /** Marks `chunk` (which the pack will emit as one piece) as a body chunk of `file`. */
-  expect(chunk: Uint8Array, file: FileCheck | undefined, last: boolean, release: () => void): void {
-    this.bodies.set(chunk, { file, last, release });
+  /**
+   * Appends `bytes` to the archive: a header or padding, or with `body` a chunk of a file's body (checked
+   * once its last chunk is in; `body.release` called once the bytes are copied). Undefined when copied at
+   * once, else a promise to await before the next `put`. Throws the sink's failure, once there is one.
+   */
+  put(bytes: Uint8Array, body?: BodyChunk): Promise<void> | undefined {
+    this.throwIfFailed();
+    if (this.adding) throw new VmimgError(ErrorCode.INTERNAL, 'tar sink: a put before the one waiting for room was done');
+    if (this.addNow(bytes, body)) return undefined;
+    this.adding = true;
+    return this.add(bytes, body).finally(() => (this.adding = false));
   }
 
   /**
-   * Copies the pack's bytes out until it ends; resolves once `out` has finished with all of them.
-   * A chunk that fits the ring now is copied in its 'data' event; otherwise the pack pauses until it fits.
+   * Ends the archive: waits for every file's check (a damaged file fails the export before the
+   * archive's last bytes go out), writes the rest and ends `out`; resolves once `out` has finished.
    */
-  async run(pack: Pack): Promise<void> {
+  async end(): Promise<void> {
     try {
-      await new Promise<void>((resolve, reject) => {
-        // a paused pack still ends once its queue is empty: 'end' may come while the last chunk is being added
-        let adding: Promise<void> | undefined;
-        let ended = false;
-        pack.on('data', (data: unknown) => {
-          const chunk = data as Uint8Array;
-          if (this.addNow(chunk)) return;
-          pack.pause();
-          adding = this.add(chunk).then(() => {
-            adding = undefined;
-            pack.resume();
-          });
-          adding.catch((err: Error) => this.fail(err));
-        });
-        pack.on('end', () => {
-          ended = true;
-          (adding ?? Promise.resolve()).then(resolve, reject);
-        });
-        pack.on('error', reject);
-        pack.on('close', () => ended || reject(this.error ?? new Error('the tar pack closed before its end')));
-        this.stopped.catch(reject);
-      });
-      // every check done before the archive's last bytes go out: a damaged file fails the export
+      this.throwIfFailed();
       this.stream.flush();
       while (this.checking > 0) await Promise.race([new Promise<void>((resolve) => (this.checked = resolve)), this.stopped]);
       this.throwIfFailed();
@@ -140,18 +132,16 @@ export class TarSink {
   }
 
   /** Copies `chunk` in without waiting when the ring has room for all of it now; false when it has not. */
-  private addNow(chunk: Uint8Array): boolean {
+  private addNow(chunk: Uint8Array, body: BodyChunk | undefined): boolean {
     if (chunk.length > WRITE_BYTES || this.stream.length + chunk.length - this.released > TAR_RING_BYTES) return false;
     const start = this.stream.length;
     if (!this.stream.tryPush(chunk)) return false;
-    const body = this.bodies.get(chunk);
     if (body) this.bodyIn(body, start, this.stream.length);
     if (this.stream.length - this.written >= WRITE_BYTES) this.write();
     return true;
   }
 
-  private async add(chunk: Uint8Array): Promise<void> {
-    const body = this.bodies.get(chunk);
+  private async add(chunk: Uint8Array, body: BodyChunk | undefined): Promise<void> {
     for (let at = 0; at < chunk.length; ) {
       const n = Math.min(chunk.length - at, WRITE_BYTES);
       // room in the ring only where `out` is done: wait for its callbacks, never overwrite what it holds

@@ -1,15 +1,16 @@
 /**
- * tar export: the flattened root as one POSIX (pax) tar stream, written with tar-stream's pack.
+ * tar export: the flattened root as one POSIX (pax) tar stream, its headers encoded by tar-stream's
+ * header codec (tar-headers.ts) and copied with the bodies into the sink's ring (tar-sink.ts).
  * Names are `./path` like `tar -C root -c .`; shared inodes become hardlinks to their first name;
  * xattrs travel as `SCHILY.xattr.<name>` records (what GNU tar, bsdtar and mkfs.erofs read). Names, link
  * targets and xattr names are written as their original bytes (in PAX records, as GNU tar does).
  */
 import type { Writable } from 'node:stream';
-import tarStream from 'tar-stream';
 import type { ContainerFS } from '../vfs/index.js';
-import { encodeName, isRawName } from '../util/byte-names.js';
+import { isRawName } from '../util/byte-names.js';
 import { withFs, type ExportSource } from './source.js';
-import { ReadAhead, SLAB, type Placed } from './read-ahead.js';
+import { ReadAhead, SLAB, type Body, type Placed } from './read-ahead.js';
+import { encodeHeader, type EntryType, type TarHeader } from './tar-headers.js';
 import { TarSink, type FileCheck } from './tar-sink.js';
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, splitDev, walkTree, type ExportProgress, type TreeEntry } from './walk.js';
 
@@ -31,9 +32,7 @@ export interface TarResult {
   warnings: string[];
 }
 
-type Header = Partial<tarStream.Header> & { name: string; binaryPax?: [string, Buffer][] };
-
-const TYPES: Record<number, tarStream.Header['type']> = {
+const TYPES: Record<number, EntryType> = {
   [S_IFREG]: 'file',
   [S_IFDIR]: 'directory',
   [S_IFLNK]: 'symlink',
@@ -54,15 +53,8 @@ const USTAR_LINK_MAX = 100;
  */
 export async function exportTar(source: ExportSource, out: Writable, options: TarOptions = {}): Promise<TarResult> {
   return withFs(source, async (fs) => {
-    const pack = tarStream.pack();
-    patchPaxEncoder(pack);
     const ahead = new ReadAhead(fs);
-    const sink = new TarSink(out, options.gzip === undefined || options.gzip === false ? undefined : options.gzip, (err) => {
-      ahead.fail(err);
-      pack.destroy(err);
-    });
-    const done = sink.run(pack);
-    done.catch(() => undefined); // awaited below, or its error is the cause we rethrow
+    const sink = new TarSink(out, options.gzip === undefined || options.gzip === false ? undefined : options.gzip, (err) => ahead.fail(err));
     const onAbort = (): void => sink.fail(options.signal!.reason as Error);
     options.signal?.addEventListener('abort', onAbort, { once: true });
     let entries = 0;
@@ -72,89 +64,52 @@ export async function exportTar(source: ExportSource, out: Writable, options: Ta
       warnings.push(message);
       options.onWarning?.(message);
     };
-    const readerWants = consumerDemand(pack);
     const queue = new Queue();
-    const writer = { pack, fs, ahead, sink, verify: options.verify ?? true };
-    const write = async (next: Pending): Promise<boolean> => {
-      // pack.entry throws once the pipeline is torn down (a failed write): the real cause is `done`'s
-      if (tornDown(pack) || sink.failure) return false;
-      await addEntry(writer, next);
+    const w: Writer = { fs, ahead, sink, verify: options.verify ?? true };
+    /** Writes the oldest queued entry; a promise only when it must wait (a read, room in the ring). */
+    const writeNext = (): Promise<void> | undefined => {
+      const next = queue.take();
+      const wait = writeEntry(w, next);
       entries++;
-      bytes += next.header.type === 'file' ? next.header.size ?? 0 : 0;
+      bytes += next.size;
       options.onProgress?.({ entries, bytes });
-      await readerWants();
-      return true;
+      return wait;
     };
     try {
-      let going = true;
       for (const e of walkTree(fs, undefined, warn)) {
         const header = headerFor(fs, e);
         if (!header) continue;
         options.signal?.throwIfAborted();
-        const size = header.type === 'file' ? header.size ?? 0 : 0;
-        queue.push({ e, header, placed: size > 0 && size <= SLAB ? ahead.place(e.ino, size) : undefined });
-        while (going && (queue.size >= AHEAD_ENTRIES || ahead.full)) going = await write(queue.take());
-        if (!going) break;
+        const size = header.size;
+        queue.push({ e, head: encodeHeader(header), size, placed: size > 0 && size <= SLAB ? ahead.place(e.ino, size) : undefined });
+        while (queue.size >= AHEAD_ENTRIES || ahead.full) await writeNext();
       }
-      while (going && queue.size > 0) going = await write(queue.take());
-      if (!tornDown(pack)) pack.finalize();
+      while (queue.size > 0) await writeNext();
+      await sink.put(END_OF_ARCHIVE);
+      await sink.end();
     } catch (err) {
       // torn down from outside (Ctrl-C, the reader failed): the entry's own error only echoes that cause
-      const echo = tornDown(pack) || sink.failure !== undefined;
       sink.fail(err as Error);
-      const cause: unknown = await done.then(() => undefined, (e: unknown) => e);
-      throw echo && cause !== undefined ? cause : err;
+      throw sink.failure;
     } finally {
       options.signal?.removeEventListener('abort', onAbort);
     }
-    await done;
     return { entries, warnings };
   });
 }
 
-/**
- * Backpressure for entries without a body: tar-stream's pack waits for its reader only while writing a
- * file's bytes, so headers alone (a deep or wide tree of directories, 1.1 GB of pax headers for a
- * 32k-deep one) would pile up in its buffer. The returned wait resolves at once while the pack holds
- * less than its high-water mark, else when the reader next asks for data (or the pack is torn down).
- */
-function consumerDemand(pack: tarStream.Pack): () => Promise<void> {
-  const p = pack as unknown as { _readableState: { buffered: number; highWaterMark: number }; _read(cb: (err?: Error) => void): void };
-  let wake: (() => void) | undefined;
-  const wakeUp = (): void => {
-    const w = wake;
-    wake = undefined;
-    w?.();
-  };
-  const read = p._read.bind(pack);
-  p._read = (cb) => {
-    wakeUp();
-    read(cb);
-  };
-  pack.on('close', wakeUp);
-  return () => {
-    if (tornDown(pack) || p._readableState.buffered < p._readableState.highWaterMark) return Promise.resolve();
-    return new Promise<void>((resolve) => (wake = resolve));
-  };
-}
-
-/** streamx's flag: the pack is being destroyed (its `entry` would throw "already finalized or destroyed"). */
-function tornDown(pack: tarStream.Pack): boolean {
-  return (pack as unknown as { destroying: boolean }).destroying;
-}
-
-function headerFor(fs: ContainerFS, e: TreeEntry): Header | undefined {
+function headerFor(fs: ContainerFS, e: TreeEntry): TarHeader | undefined {
   const a = e.attr;
   const fmt = a.mode & S_IFMT;
   let type = TYPES[fmt];
   if (type === undefined) return undefined;
   const name = e.path === '' ? './' : `./${e.path}${fmt === S_IFDIR ? '/' : ''}`;
-  const h: Header = {
+  const h: TarHeader = {
     name,
     mode: a.mode & 0o7777,
     uid: Math.min(a.uid, MAX_OCTAL_ID),
     gid: Math.min(a.gid, MAX_OCTAL_ID),
-    mtime: new Date(Math.max(0, a.mtimeSec) * 1000),
+    mtime: Math.max(0, a.mtimeSec),
     size: 0,
     type,
   };
@@ -173,14 +128,13 @@ function headerFor(fs: ContainerFS, e: TreeEntry): Header | undefined {
   const pax: [string, Buffer][] = [];
   if (a.uid > MAX_OCTAL_ID) pax.push(['uid', Buffer.from(String(a.uid))]);
   if (a.gid > MAX_OCTAL_ID) pax.push(['gid', Buffer.from(String(a.gid))]);
-  for (const x of fs.listxattr(e.ino).sort()) pax.push([`SCHILY.xattr.${x}`, fs.getxattr(e.ino, x)]);
+  const xattrs = fs.listxattr(e.ino);
+  if (xattrs.length > 0) for (const x of xattrs.sort()) pax.push([`SCHILY.xattr.${x}`, fs.getxattr(e.ino, x)]);
   // A raw (not UTF-8) link target needs the pax encoder too: tar-stream's ustar one writes it as UTF-8.
   // tar-stream's ustar encoder splits long names into prefix + name with a loop that is quadratic in
   // the name's length (cubic over a deep tree): anything ustar cannot hold goes straight to pax.
-  if (pax.length > 0 || Buffer.byteLength(name) > USTAR_NAME_MAX || Buffer.byteLength(h.linkname ?? '') > USTAR_LINK_MAX || isRawName(h.linkname ?? '')) {
-    h.binaryPax = pax;
-    h.pax = {}; // routes the header through the pax encoder below
-  }
+  const link = h.linkname ?? '';
+  if (pax.length > 0 || Buffer.byteLength(name) > USTAR_NAME_MAX || Buffer.byteLength(link) > USTAR_LINK_MAX || isRawName(link)) h.pax = pax;
   return h;
 }
 
@@ -189,7 +143,10 @@ const AHEAD_ENTRIES = 256;
 
 interface Pending {
   e: TreeEntry;
-  header: Header;
+  /** The header blocks before the body. */
+  head: Buffer;
+  /** Body bytes (a regular file's size; 0 for every other entry). */
+  size: number;
   /** A small file's place in a run of reads. */
   placed: Placed | undefined;
 }
@@ -218,81 +175,64 @@ class Queue {
 }
 
 interface Writer {
-  pack: tarStream.Pack;
   fs: ContainerFS;
   ahead: ReadAhead;
   sink: TarSink;
   verify: boolean;
 }
 
-/** Gives one entry to the pack: a small file's body from its run, a large one's in 1 MiB chunks. */
-async function addEntry(w: Writer, { e, header, placed }: Pending): Promise<void> {
-  const size = header.type === 'file' ? header.size ?? 0 : 0;
-  const file: FileCheck | undefined = w.verify && size > 0 ? { name: `/${e.path}`, expected: w.fs.contentSha256(e.ino) } : undefined;
-  if (size <= SLAB) {
-    const body = placed ? await w.ahead.body(placed) : undefined;
-    if (body) w.sink.expect(body.bytes, file, true, body.release);
-    return new Promise<void>((resolve, reject) => {
-      const done = (err?: Error | null): void => (err ? reject(err) : resolve());
-      if (header.type === 'file') w.pack.entry(header, body?.bytes ?? EMPTY, done);
-      else w.pack.entry(header, done);
-    });
-  }
-  let failed: Error | undefined;
-  const written = new Promise<void>((resolve, reject) => {
-    const entry = w.pack.entry(header, (err) => (err ? reject(err) : resolve()));
-    // destroy(err) below makes the entry emit 'error': without a listener that is an uncaught exception
-    entry.on('error', (err: Error) => (failed ??= err));
-    void (async () => {
-      for (let pos = 0; pos < size; ) {
-        const n = Math.min(SLAB, size - pos);
-        // at most two chunks in slabs: the next read waits until the sink copied the one before last
-        const chunk = await w.ahead.chunk(e.ino, pos, n, `/${e.path}`);
-        pos += n;
-        w.sink.expect(chunk.bytes, file, pos === size, chunk.release);
-        entry.write(chunk.bytes);
-      }
-      entry.end(undefined);
-    })().catch((err: Error) => {
-      entry.destroy(err);
-      reject(err);
-    });
-  });
-  await written;
-  if (failed) throw failed;
-}
-
-const EMPTY = Buffer.alloc(0);
-
-/** One pax record: `<len> <key>=<value>\n` where len counts its own digits. */
-function paxRecord(key: string, value: Buffer): Buffer {
-  const body = Buffer.concat([Buffer.from(' '), encodeName(key), Buffer.from('='), value, Buffer.from('\n')]); // xattr names: any bytes
-  let len = body.length + 1;
-  while (String(len).length + body.length !== len) len = String(len).length + body.length;
-  return Buffer.concat([Buffer.from(String(len)), body]);
-}
-
 /**
- * tar-stream 3 builds pax records as UTF-8 strings, which mangles binary xattr values
- * (security.capability). Same layout as its own _encodePax, with byte-exact records.
+ * Puts one entry into the sink: its header blocks, then a small file's body from its run (at once
+ * when the run is read) or a large one's in 1 MiB chunks, then the padding to a whole block. A promise
+ * only when something must be waited for.
  */
-function patchPaxEncoder(pack: tarStream.Pack): void {
-  const p = pack as unknown as {
-    _encode(h: Omit<Header, 'type'> & { type: string }): void;
-    _encodePax(h: Header): void;
-    push(b: Buffer): boolean;
-  };
-  p._encodePax = function encodePax(header: Header): void {
-    const records: Buffer[] = [];
-    // names keep their bytes, UTF-8 or not, as GNU tar writes them (it warns on `hdrcharset`, so none is added)
-    if (header.name) records.push(paxRecord('path', encodeName(header.name)));
-    if (header.linkname) records.push(paxRecord('linkpath', encodeName(header.linkname)));
-    for (const [k, v] of header.binaryPax ?? []) records.push(paxRecord(k, v));
-    const body = Buffer.concat(records);
-    const base = { mode: header.mode, uid: header.uid, gid: header.gid, mtime: header.mtime, devmajor: header.devmajor, devminor: header.devminor };
-    p._encode({ ...base, name: 'PaxHeader', size: body.length, type: 'pax-header' });
-    p.push(body);
-    if (body.length % 512) p.push(Buffer.alloc(512 - (body.length % 512)));
-    p._encode({ ...base, name: 'PaxHeader', size: header.size, type: header.type ?? 'file', ...(header.linkname ? { linkname: 'PaxHeader' } : {}) });
-  };
+function writeEntry(w: Writer, p: Pending): Promise<void> | undefined {
+  if (p.size === 0) return w.sink.put(p.head);
+  if (p.size > SLAB) return writeLarge(w, p);
+  const body = w.ahead.bodyNow(p.placed!);
+  if (body) return writeSmall(w, p, body);
+  return w.ahead.body(p.placed!).then((b) => writeSmall(w, p, b));
 }
+
+function writeSmall(w: Writer, p: Pending, body: Body): Promise<void> | undefined {
+  const check = fileCheck(w, p);
+  return after(w.sink.put(p.head), () => after(w.sink.put(body.bytes, { file: check, last: true, release: body.release }), () => pad(w, p.size)));
+}
+
+/** A large file: each 1 MiB chunk is read while the one before it is copied (two slabs). */
+async function writeLarge(w: Writer, { e, head, size }: Pending): Promise<void> {
+  const check = fileCheck(w, { e, size });
+  const name = `/${e.path}`;
+  const read = (pos: number): Promise<Body> => {
+    const p = w.ahead.chunk(e.ino, pos, Math.min(SLAB, size - pos), name);
+    p.catch(() => undefined); // awaited below, unless the export stopped first
+    return p;
+  };
+  await w.sink.put(head);
+  let next = read(0);
+  for (let pos = 0; pos < size; ) {
+    const chunk = await next;
+    pos += chunk.bytes.length;
+    if (pos < size) next = read(pos);
+    await w.sink.put(chunk.bytes, { file: check, last: pos === size, release: chunk.release });
+  }
+  await pad(w, size);
+}
+
+function fileCheck(w: Writer, { e, size }: Pick<Pending, 'e' | 'size'>): FileCheck | undefined {
+  return w.verify && size > 0 ? { name: `/${e.path}`, expected: w.fs.contentSha256(e.ino) } : undefined;
+}
+
+/** Zeros up to the body's last whole block. */
+function pad(w: Writer, size: number): Promise<void> | undefined {
+  const n = (512 - (size % 512)) % 512;
+  return n === 0 ? undefined : w.sink.put(END_OF_ARCHIVE.subarray(0, n));
+}
+
+/** Runs `next` once `wait` (if any) settled: synchronous while nothing has to wait. */
+function after(wait: Promise<void> | undefined, next: () => Promise<void> | undefined): Promise<void> | undefined {
+  return wait ? wait.then(next) : next();
+}
+
+/** Two zero blocks end the archive (and their start pads a body). */
+const END_OF_ARCHIVE = Buffer.alloc(1024);
