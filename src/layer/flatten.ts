@@ -197,8 +197,12 @@ function mapError(err: unknown, what: string, signal: AbortSignal | undefined): 
   return new VmimgError(ErrorCode.INVALID_LAYER, `flattening ${what}: ${detail}`, { cause: err });
 }
 
-/** convert(), then both digests checked and the `.contents` fsynced; a corrupt blob is reported as the digest mismatch it is. */
-async function convertVerified(source: Readable, fh: FileHandle, opts: FlattenOptions, what: string): Promise<Converted> {
+/**
+ * convert(), then both digests checked while the `.contents` is fsynced and the `.idx` written under
+ * its temp name (neither waits for the other, nor for the store's verdict on the blob); a corrupt blob
+ * is reported as the digest mismatch it is. Returns the layer's header, its entry count recorded.
+ */
+async function convertVerified(source: Readable, fh: FileHandle, tmpIndex: string, opts: FlattenOptions, what: string): Promise<IndexHeader> {
   const checked = opts.blobVerified !== undefined && opts.expectedDigest !== undefined;
   // destroyOnReturn false: after a parse error the rest of the source can still be hashed.
   const raw = source.iterator({ destroyOnReturn: false }) as AsyncIterator<Buffer>;
@@ -218,14 +222,18 @@ async function convertVerified(source: Readable, fh: FileHandle, opts: FlattenOp
       blob.destroy();
       failed.tar?.destroy();
     });
-  // the .contents goes to the disk while the store finishes the blob (its own fsync): not one after the other
-  const synced = fh.sync();
-  synced.catch(() => undefined); // awaited below unless a verdict fails first
-  if (checked) await opts.blobVerified;
-  else if (opts.expectedDigest !== undefined) assertDigest(plain ? 'blob' : 'compressed blob', opts.expectedDigest, c.digest);
-  if (opts.expectedDiffId !== undefined) assertDigest('uncompressed tar (diff_id)', opts.expectedDiffId, c.diffId);
-  await synced;
-  return c;
+  const header = { digest: c.digest, diffId: c.diffId, contentsSize: c.contentsSize, compressedSize: c.compressedSize, tarSize: c.tarSize };
+  const written = Promise.all([fh.sync(), writeIndex(tmpIndex, header, c.builder.finish())]);
+  try {
+    if (checked) await opts.blobVerified;
+    else if (opts.expectedDigest !== undefined) assertDigest(plain ? 'blob' : 'compressed blob', opts.expectedDigest, c.digest);
+    if (opts.expectedDiffId !== undefined) assertDigest('uncompressed tar (diff_id)', opts.expectedDiffId, c.diffId);
+  } catch (err) {
+    await written.catch(() => undefined); // the temp files are removed once nothing writes them
+    throw err;
+  }
+  const [, entryCount] = await written;
+  return { ...header, version: INDEX_VERSION, entryCount };
 }
 
 /** Writes the records (straight from the builder's table) after their header, and fsyncs. */
@@ -243,18 +251,16 @@ async function writeIndex(path: string, header: Omit<IndexHeader, 'version' | 'e
   return count;
 }
 
-/** Writes the .idx under its temp name, then renames .contents and, last, .idx into place. */
-async function commit(dir: string, tmp: { contents: string; index: string }, c: Converted, signal: AbortSignal | undefined): Promise<LayerInfo> {
-  const header = { digest: c.digest, diffId: c.diffId, contentsSize: c.contentsSize, compressedSize: c.compressedSize, tarSize: c.tarSize };
-  const entryCount = await writeIndex(tmp.index, header, c.builder.finish());
+/** Renames .contents and, last, .idx (both written and fsynced) into place. */
+async function commit(dir: string, tmp: { contents: string; index: string }, header: IndexHeader, signal: AbortSignal | undefined): Promise<LayerInfo> {
   signal?.throwIfAborted();
-  const files = layerPaths(dir, c.diffId);
+  const files = layerPaths(dir, header.diffId);
   await rename(tmp.contents, files.contentsPath);
   await rename(tmp.index, files.indexPath); // the completion marker, last
-  await rm(spansPath(dir, c.diffId), { force: true }); // a lazy layer's presence map: the layer is whole now
+  await rm(spansPath(dir, header.diffId), { force: true }); // a lazy layer's presence map: the layer is whole now
   await syncDir(dir);
   await writeStamp(files); // every byte just checked: the next pull need not hash them again
-  return infoFrom({ ...header, version: INDEX_VERSION, entryCount }, files);
+  return infoFrom(header, files);
 }
 
 /**
@@ -285,10 +291,10 @@ export async function flattenLayer(source: Readable, opts: FlattenOptions): Prom
   try {
     signal?.throwIfAborted();
     fh = await open(tmpContents, 'w');
-    const c = await convertVerified(source, fh, opts, what); // .contents fsynced
+    const header = await convertVerified(source, fh, tmpIndex, opts, what);
     await fh.close();
     fh = undefined;
-    const info = await commit(dir, { contents: tmpContents, index: tmpIndex }, c, signal);
+    const info = await commit(dir, { contents: tmpContents, index: tmpIndex }, header, signal);
     committed = true;
     return info;
   } catch (err) {
