@@ -30,7 +30,7 @@ const CACHE = resolve('bench', '.cache');
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 /** The Debian bench layout's image with the lazy bench layout's layers on top (made once). */
-function bigLayout(lazy: string): string {
+export function bigLayout(lazy: string): string {
   const out = join(CACHE, 'lazy-big-layout');
   if (existsSync(join(out, 'index.json'))) return out;
   const debian = join(CACHE, 'debian-layout');
@@ -63,7 +63,7 @@ function bigLayout(lazy: string): string {
 }
 
 /** A loopback proxy in front of `upstream` counting the response body bytes it relays. */
-async function countingProxy(upstream: string): Promise<{ host: string; bytes: () => number; reset: () => void; close: () => Promise<void> }> {
+export async function countingProxy(upstream: string): Promise<{ host: string; bytes: () => number; reset: () => void; close: () => Promise<void> }> {
   const up = new URL(upstream);
   let bytes = 0;
   const server: Server = createServer((req, res) => {
@@ -81,7 +81,7 @@ async function countingProxy(upstream: string): Promise<{ host: string; bytes: (
 }
 
 /** Walks the tree (getattr of every entry: `ls -R -l`); with `read`, reads every regular file whole. */
-async function walk(fs: ContainerFS, read: boolean): Promise<number> {
+export async function walk(fs: ContainerFS, read: boolean): Promise<number> {
   let entries = 0;
   const buf = Buffer.alloc(8 << 20);
   const dirs = [fs.root()];

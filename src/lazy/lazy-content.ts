@@ -15,7 +15,9 @@ import type { IndexEntry } from '../layer/entry.js';
 import type { ContentReader } from '../vfs/content.js';
 import type { BlobStore } from '../store/blob-store.js';
 import { BlobCopy } from './blob-copy.js';
-import { inflateSpan } from './span-inflate.js';
+import { firstEndingAfter, placedFiles, placeTar, spanAt, type Placed } from './placed-files.js';
+import { ReadAhead, readAheadBytes } from './read-ahead.js';
+import { inflateSpanAsync } from './span-inflate.js';
 import { SpanMap } from './span-map.js';
 import { spanRange, type ZranIndex } from './zran-format.js';
 
@@ -32,6 +34,8 @@ export interface LazyStats {
   rangeRequests: number;
   rangeBytes: number;
   spansFetched: number;
+  /** Of those, fetched ahead of a sequential reader (src/lazy/read-ahead.ts). */
+  spansReadAhead: number;
   spansVerified: number;
   inflateMs: number;
   readHits: number;
@@ -46,7 +50,7 @@ export interface LazyStats {
 
 /** Counters at zero. */
 export function emptyStats(): LazyStats {
-  return { rangeRequests: 0, rangeBytes: 0, spansFetched: 0, spansVerified: 0, inflateMs: 0, readHits: 0, readMisses: 0, wholeBlobFetches: 0, missMs: 0, maxMissMs: 0 };
+  return { rangeRequests: 0, rangeBytes: 0, spansFetched: 0, spansReadAhead: 0, spansVerified: 0, inflateMs: 0, readHits: 0, readMisses: 0, wholeBlobFetches: 0, missMs: 0, maxMissMs: 0 };
 }
 
 /** Inputs of {@link LazyContent.open}. */
@@ -64,20 +68,12 @@ export interface LazyContentOptions {
   warn?: (message: string) => void;
   /** Keep the fetched compressed bytes here (blob-copy.ts), so {@link LazyContent.fillBlob} fetches only the rest. */
   blobCopyPath?: string;
+  /** Compressed bytes fetched ahead of a sequential reader (default: `limits.lazyReadAheadBytes`, 16 MiB; 0: off). */
+  readAheadBytes?: number;
 }
 
 /** Spans fetched per request while filling (4 MiB spans: at most 64 MiB in memory). */
 const FILL_BATCH = 16;
-
-/** A regular file's bytes in `.contents` and in the tar. */
-interface Placed {
-  offset: number;
-  size: number;
-  tarOffset: number;
-  sha256: string | undefined;
-  /** Checked against `sha256` once read whole. */
-  verified: boolean;
-}
 
 /**
  * The lazy ContentReader of one layer. `open` it with the layer's `.zran`, `.idx` v2 entries and a RangeSource;
@@ -88,7 +84,13 @@ export class LazyContent implements ContentReader {
   /** Files by `.contents` offset (which is also tar order); filled by `ready`. */
   private files: Placed[] = [];
   private loaded: Promise<void> | undefined;
+  /** Spans being fetched: each resolves once its bytes are in `.contents` (readable, not yet synced). */
   private readonly inflight = new Map<number, Promise<void>>();
+  /** Fetches under way (close waits for them). */
+  private readonly runs = new Set<Promise<void>>();
+  /** Spans this process placed: readable now, their `.spans` bits set once synced. */
+  private readonly here: Uint8Array;
+  private readonly ahead: ReadAhead;
   private whole: Promise<void> | undefined;
   private fh: Promise<FileHandle> | undefined;
   private copy: Promise<BlobCopy | undefined> | undefined;
@@ -98,7 +100,18 @@ export class LazyContent implements ContentReader {
   private constructor(
     private readonly opts: LazyContentOptions,
     private readonly map: SpanMap,
-  ) {}
+  ) {
+    const zran = opts.zran;
+    const count = zran?.checkpoints.length ?? 1;
+    this.here = new Uint8Array(Math.ceil(count / 8));
+    const bytes = (i: number): number => (zran === undefined ? 0 : spanRange(zran, i).cEnd - spanRange(zran, i).cStart);
+    this.ahead = new ReadAhead(bytes, count, zran === undefined ? 0 : (opts.readAheadBytes ?? readAheadBytes()));
+  }
+
+  /** Span `i` is in `.contents`: synced (its bit) or placed by this process. */
+  private has(i: number): boolean {
+    return this.map.has(i) || (this.here[i >> 3]! & (1 << (i & 7))) !== 0;
+  }
 
   /** The file table, from the entries (read now if they were deferred). */
   private ready(): Promise<void> {
@@ -136,8 +149,9 @@ export class LazyContent implements ContentReader {
     const missing = this.map.complete ? [] : zran.checkpoints.map((_, i) => i).filter((i) => !this.map.has(i));
     for (let k = 0; k < missing.length && !this.map.complete; k += FILL_BATCH) {
       signal?.throwIfAborted();
-      await this.ensure(missing.slice(k, k + FILL_BATCH));
+      await Promise.all(this.request(missing.slice(k, k + FILL_BATCH)));
     }
+    await Promise.allSettled([...this.runs]); // read-ahead still writing its bits
     const copy = (await this.copyOf())!;
     // The first gzip header precedes every span: no read fetched it.
     const head = await this.opts.source.read(0, spanRange(zran, 0).cStart);
@@ -156,13 +170,16 @@ export class LazyContent implements ContentReader {
   async readInto(buffer: Uint8Array, offset: number, length: number, position: number): Promise<void> {
     await this.ready();
     const spans = this.spansFor(position, position + length);
-    const missing = spans.filter((i) => !this.map.has(i));
+    const missing = spans.filter((i) => !this.has(i));
     this.stats.firstReadAt ??= new Date().toISOString();
+    const missed = missing.some((i) => !this.inflight.has(i));
+    const waits = this.request(missing);
+    if (spans.length > 0) this.readAhead(spans[0]!, spans[spans.length - 1]!, missed);
     if (missing.length === 0) this.stats.readHits++;
     else {
       this.stats.readMisses++;
       const t = performance.now();
-      await this.ensure(missing);
+      await Promise.all(waits);
       const ms = performance.now() - t;
       this.stats.missMs += ms;
       this.stats.maxMissMs = Math.max(this.stats.maxMissMs, ms);
@@ -237,33 +254,62 @@ export class LazyContent implements ContentReader {
     return firstEndingAfter(this.files, pos, 'offset');
   }
 
-  private async ensure(spans: number[]): Promise<void> {
-    if (this.opts.zran === undefined || this.sparse) return this.fillWhole();
+  /** Fetches the spans of `[lo, hi]`'s read-ahead window that are missing (not awaited: a reader that needs one waits for it). */
+  private readAhead(lo: number, hi: number, missed: boolean): void {
+    if (this.opts.zran === undefined || this.sparse) return;
+    const ahead = this.ahead.after(lo, hi, missed, (i) => this.has(i) || this.inflight.has(i));
+    this.stats.spansReadAhead += ahead.length;
+    for (const p of this.request(ahead)) p.catch(() => undefined); // a failed read-ahead is retried by the read that needs it
+  }
+
+  /**
+   * Starts fetching the missing `spans` (one range request per run of adjacent spans; spans already on
+   * their way are joined) and returns what to await: one promise per span, settled when its bytes are readable.
+   */
+  private request(spans: number[]): Promise<void>[] {
+    if (spans.length === 0) return [];
+    if (this.opts.zran === undefined || this.sparse) return [this.fillWhole()];
     const waits: Promise<void>[] = [];
-    const todo = spans.filter((i) => {
+    const todo: number[] = [];
+    for (const i of spans) {
       const pending = this.inflight.get(i);
       if (pending) waits.push(pending);
-      return pending === undefined && !this.map.has(i);
-    });
-    // Runs of adjacent spans: one request each.
+      else if (!this.has(i)) todo.push(i);
+    }
     for (let s = 0; s < todo.length; ) {
       let e = s;
       while (e + 1 < todo.length && todo[e + 1] === todo[e]! + 1) e++;
-      const first = todo[s]!;
-      const last = todo[e]!;
-      const run = this.fetchRun(first, last);
-      for (let i = first; i <= last; i++) this.inflight.set(i, run);
-      const forget = (): void => {
-        for (let i = first; i <= last; i++) if (this.inflight.get(i) === run) this.inflight.delete(i);
-      };
-      run.then(forget, forget); // a failed run is forgotten too: the next read tries again
-      waits.push(run);
+      waits.push(...this.launch(todo[s]!, todo[e]!));
       s = e + 1;
     }
-    await Promise.all(waits);
+    return waits;
   }
 
-  private async fetchRun(first: number, last: number): Promise<void> {
+  /** One range request for spans `[first, last]`; a promise per span (a failed run is forgotten: the next read tries again). */
+  private launch(first: number, last: number): Promise<void>[] {
+    const done = Array.from({ length: last - first + 1 }, () => deferred());
+    for (let i = first; i <= last; i++) this.inflight.set(i, done[i - first]!.promise);
+    const run = this.fetchRun(first, last, (i) => {
+      done[i - first]!.resolve();
+      this.inflight.delete(i);
+    }).then(
+      () => done.forEach((d) => d.resolve()),
+      (err: unknown) => done.forEach((d) => d.reject(err)),
+    );
+    const forget = run.finally(() => {
+      for (let i = first; i <= last; i++) if (this.inflight.get(i) === done[i - first]!.promise) this.inflight.delete(i);
+      this.runs.delete(forget);
+    });
+    this.runs.add(forget);
+    return done.map((d) => d.promise);
+  }
+
+  /**
+   * Fetches spans `[first, last]` in one request, verifies and inflates each off the main thread (the
+   * next one's inflate overlapping this one's write), places it and calls `placed(i)`; then syncs the
+   * bytes and sets the spans' bits.
+   */
+  private async fetchRun(first: number, last: number, placed: (i: number) => void): Promise<void> {
     const zran = this.opts.zran!;
     const start = spanRange(zran, first).cStart;
     const end = spanRange(zran, last).cEnd;
@@ -276,35 +322,28 @@ export class LazyContent implements ContentReader {
     if (answer.bytes.length !== end - start) throw new VmimgError(ErrorCode.REGISTRY_ERROR, `range ${start}-${end - 1} of ${this.opts.digest}: got ${answer.bytes.length} bytes`);
     this.stats.rangeBytes += answer.bytes.length;
     const fh = await this.handle();
-    for (let i = first; i <= last; i++) {
+    const inflate = (i: number): Promise<{ tar: Buffer; ms: number }> => {
       const r = spanRange(zran, i);
       const t = performance.now();
-      const tar = inflateSpan(zran, i, answer.bytes.subarray(r.cStart - start, r.cEnd - start)); // verifies first
-      this.stats.inflateMs += performance.now() - t;
+      const p = inflateSpanAsync(zran, i, answer.bytes.subarray(r.cStart - start, r.cEnd - start)).then((tar) => ({ tar, ms: performance.now() - t })); // verifies first
+      p.catch(() => undefined); // awaited below; meanwhile a rejection is not unhandled
+      return p;
+    };
+    let next = inflate(first);
+    for (let i = first; i <= last; i++) {
+      const { tar, ms } = await next;
+      if (i < last) next = inflate(i + 1);
+      this.stats.inflateMs += ms;
       this.stats.spansFetched++;
       this.stats.spansVerified++;
-      await this.place(fh, tar, r.uStart);
+      await placeTar(fh, this.files, tar, spanRange(zran, i).uStart);
+      this.here[i >> 3]! |= 1 << (i & 7);
+      placed(i);
     }
     await (await this.copyOf())?.write(start, answer.bytes);
     await fh.datasync(); // bytes first, then the bits that vouch for them
     for (let i = first; i <= last; i++) this.map.set(i);
     await this.map.save();
-  }
-
-  /** Writes tar bytes `[at, at + tar.length)` into `.contents` wherever files overlap them. */
-  private async place(fh: FileHandle, tar: Uint8Array, at: number): Promise<void> {
-    const end = at + tar.length;
-    let k = this.fileByTar(at);
-    for (; k < this.files.length && this.files[k]!.tarOffset < end; k++) {
-      const f = this.files[k]!;
-      const a = Math.max(at, f.tarOffset);
-      const b = Math.min(end, f.tarOffset + f.size);
-      if (a < b) await fh.write(tar, a - at, b - a, f.offset + (a - f.tarOffset));
-    }
-  }
-
-  private fileByTar(tarPos: number): number {
-    return firstEndingAfter(this.files, tarPos, 'tarOffset');
   }
 
   /** The whole blob, verified against the layer digest, inflated into every file; all spans present. */
@@ -337,7 +376,7 @@ export class LazyContent implements ContentReader {
     stream.once('error', (err) => counted.destroy(err));
     let at = 0;
     for await (const chunk of tar) {
-      await this.place(fh, chunk as Buffer, at);
+      await placeTar(fh, this.files, chunk as Buffer, at);
       at += (chunk as Buffer).length;
     }
     const actual = `sha256:${hash.digest('hex')}`;
@@ -354,6 +393,7 @@ export class LazyContent implements ContentReader {
   }
 
   async close(): Promise<void> {
+    await Promise.allSettled([...this.runs]);
     const fh = this.fh;
     const copy = this.copy;
     this.fh = undefined;
@@ -363,39 +403,14 @@ export class LazyContent implements ContentReader {
   }
 }
 
-/** Regular files with content, once each (hardlinks share their target's bytes), by `.contents` offset. */
-function placedFiles(entries: readonly IndexEntry[]): Placed[] {
-  const seen = new Set<number>();
-  const files: Placed[] = [];
-  for (const e of entries) {
-    if (e.size === 0 || e.tarOffset === undefined || seen.has(e.offset)) continue;
-    seen.add(e.offset);
-    files.push({ offset: e.offset, size: e.size, tarOffset: e.tarOffset, sha256: e.sha256, verified: false });
-  }
-  return files.sort((a, b) => a.offset - b.offset);
-}
-
-/** The last span whose checkpoint is at or before tar offset `u`. */
-function spanAt(zran: ZranIndex, u: number): number {
-  let lo = 0;
-  let hi = zran.checkpoints.length - 1;
-  while (lo < hi) {
-    const mid = (lo + hi + 1) >> 1;
-    if (zran.checkpoints[mid]!.uOff <= u) lo = mid;
-    else hi = mid - 1;
-  }
-  return lo;
-}
-
-/** Binary search in files sorted by `key`: the first whose `[key, key + size)` ends after `pos`. */
-function firstEndingAfter(files: readonly Placed[], pos: number, key: 'offset' | 'tarOffset'): number {
-  let lo = 0;
-  let hi = files.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    const f = files[mid]!;
-    if (f[key] + f.size <= pos) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
+/** A promise with its settle functions. */
+function deferred(): { promise: Promise<void>; resolve: () => void; reject: (err: unknown) => void } {
+  let resolve!: () => void;
+  let reject!: (err: unknown) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  promise.catch(() => undefined); // read-ahead spans nobody awaits may fail
+  return { promise, resolve, reject };
 }

@@ -24,6 +24,11 @@ export interface DocumentLimits {
    * (default 8): the list is anyone-with-push-rights writable, and each candidate costs a manifest GET.
    */
   maxReferrerCandidates: number;
+  /**
+   * Compressed bytes a lazy layer fetches ahead of a reader walking its spans in order (default 16 MiB;
+   * 0 turns read-ahead off): src/lazy/read-ahead.ts. Not a document bound, but process-wide like them.
+   */
+  lazyReadAheadBytes: number;
 }
 
 export const DEFAULT_DOCUMENT_LIMITS: Readonly<DocumentLimits> = {
@@ -33,6 +38,7 @@ export const DEFAULT_DOCUMENT_LIMITS: Readonly<DocumentLimits> = {
   maxWalkEntries: 100_000,
   maxWalkDocuments: 1_000,
   maxReferrerCandidates: 8,
+  lazyReadAheadBytes: 16 << 20,
 };
 
 let current: Readonly<DocumentLimits> = DEFAULT_DOCUMENT_LIMITS;
@@ -57,7 +63,7 @@ export function resolveDocumentLimits(changes: Partial<DocumentLimits>): Documen
   for (const key of Object.keys(DEFAULT_DOCUMENT_LIMITS) as (keyof DocumentLimits)[]) {
     const v = changes[key];
     if (v === undefined) continue;
-    const least = key === 'maxIndexDepth' ? 0 : 1; // depth 0: manifests only, no index above them
+    const least = key === 'maxIndexDepth' || key === 'lazyReadAheadBytes' ? 0 : 1; // depth 0: manifests only, no index above them
     if (!(typeof v === 'number' && Number.isSafeInteger(v) && v >= least)) {
       throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `limit ${key} must be a ${least === 0 ? 'whole number (0 or more)' : 'positive whole number'}, not ${String(v)}`);
     }

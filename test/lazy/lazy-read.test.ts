@@ -12,7 +12,8 @@ import type { IndexEntry } from '../../src/layer/entry.js';
 import { CheckpointBuilder } from '../../src/lazy/checkpoint-builder.js';
 import { LazyContent } from '../../src/lazy/lazy-content.js';
 import { registryRangeSource } from '../../src/lazy/registry-source.js';
-import type { ZranIndex } from '../../src/lazy/zran-format.js';
+import { spanAt } from '../../src/lazy/placed-files.js';
+import { spanRange, type ZranIndex } from '../../src/lazy/zran-format.js';
 import { RegistryClient } from '../../src/registry/index.js';
 import { ContainerFS } from '../../src/vfs/index.js';
 import { debianArchive } from '../boot/debian-fixture.js';
@@ -54,14 +55,14 @@ after(async () => {
 });
 
 /** A fresh lazy copy of the layer: its .idx, an empty sparse .contents, no .spans; read through the proxy. */
-async function lazyLayer(warnings: string[] = [], entries: IndexEntry[] = layer.entries): Promise<{ lazy: LazyContent; dir: string; spansPath: string; contentsPath: string }> {
+async function lazyLayer(warnings: string[] = [], entries: IndexEntry[] = layer.entries, readAheadBytes?: number): Promise<{ lazy: LazyContent; dir: string; spansPath: string; contentsPath: string }> {
   const dir = await tmpDir('vmimg-lazy-layer-');
   const contentsPath = join(dir, 'layer.contents');
   writeFileSync(contentsPath, '');
   truncateSync(contentsPath, layer.contentsSize);
   const spansPath = join(dir, 'layer.spans');
   const source = registryRangeSource(client, { registry: proxy.host, repository: REPO }, { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layer.digest, size: layer.size });
-  const lazy = await LazyContent.open({ zran, entries, digest: layer.digest, contentsPath, spansPath, source, warn: (m) => warnings.push(m) });
+  const lazy = await LazyContent.open({ zran, entries, digest: layer.digest, contentsPath, spansPath, source, warn: (m) => warnings.push(m), ...(readAheadBytes !== undefined ? { readAheadBytes } : {}) });
   copyFileSync(layer.indexPath, join(dir, 'layer.idx'));
   return { lazy, dir, spansPath, contentsPath };
 }
@@ -120,6 +121,39 @@ describe('lazy reads', () => {
     await Promise.all(Array.from({ length: 8 }, () => readFile(lazy, big)));
     assert.equal(blobRequests() - before, 1, `one request for ${big.path} (${big.size} bytes) read 8 times at once`);
     assert.equal(lazy.stats.rangeRequests, 1);
+    await lazy.close();
+  });
+
+  test('read-ahead: the first random reads fetch only their spans; a reader in tar order gets the next spans in batches', async () => {
+    const eager = readFileSync(layer.contentsPath);
+    const { lazy } = await lazyLayer();
+    const files = layer.entries.filter((e) => e.type === 1 && e.size > 0).sort((a, b) => a.offset - b.offset);
+    const spanBytes = (i: number): number => spanRange(zran, i).cEnd - spanRange(zran, i).cStart;
+    // Two random reads far apart: each fetches exactly the spans holding its file, nothing ahead.
+    const random = [layer.entries.find((x) => x.path === 'etc/passwd')!, files[Math.floor(files.length / 2)]!];
+    let expected = 0;
+    for (const e of random) {
+      const [lo, hi] = [spanAt(zran, e.tarOffset!), spanAt(zran, e.tarOffset! + e.size - 1)];
+      for (let i = lo; i <= hi; i++) expected += spanBytes(i);
+      await readFile(lazy, e);
+    }
+    assert.equal(lazy.stats.spansReadAhead, 0, 'random reads trigger no read-ahead');
+    assert.equal(lazy.stats.rangeBytes, expected, 'the bytes of the spans read, no more');
+    // Every file in tar order, as a scan does: after two spans in a row, the reads find the next ones coming.
+    const before = lazy.stats.rangeRequests;
+    for (const e of files) assert.ok((await readFile(lazy, e)).equals(eager.subarray(e.offset, e.offset + e.size)), e.path);
+    await lazy.close(); // waits for the read-ahead still under way
+    assert.ok(lazy.complete);
+    assert.ok(lazy.stats.spansReadAhead > zran.checkpoints.length / 2, `${lazy.stats.spansReadAhead} of ${zran.checkpoints.length} spans read ahead`);
+    const requests = lazy.stats.rangeRequests - before;
+    assert.ok(requests < zran.checkpoints.length / 3, `${requests} requests for ${zran.checkpoints.length} spans: read-ahead batches them`);
+  });
+
+  test('read-ahead off (limits.lazyReadAheadBytes 0): a reader in tar order fetches span by span', async () => {
+    const { lazy } = await lazyLayer([], layer.entries, 0);
+    for (const e of layer.entries.filter((x) => x.type === 1 && x.size > 0).slice(0, 400)) await readFile(lazy, e);
+    assert.equal(lazy.stats.spansReadAhead, 0);
+    assert.equal(lazy.stats.spansFetched, lazy.stats.rangeRequests, 'one span per request: each read fetches only what it touches');
     await lazy.close();
   });
 

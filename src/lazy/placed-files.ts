@@ -1,0 +1,90 @@
+/**
+ * Where a lazy layer's file bytes go: the regular files of its `.idx` v2 by `.contents` offset (which is
+ * also tar order), the lookups from `.contents` and tar positions to them, and the write of an inflated
+ * span's tar bytes into `.contents` (docs/FORMAT.md "`.contents`": each file 4096-aligned).
+ */
+import type { FileHandle } from 'node:fs/promises';
+import type { IndexEntry } from '../layer/entry.js';
+import { CONTENTS_ALIGN } from '../layer/contents-writer.js';
+import type { ZranIndex } from './zran-format.js';
+
+/** A regular file's bytes in `.contents` and in the tar. */
+export interface Placed {
+  offset: number;
+  size: number;
+  tarOffset: number;
+  sha256: string | undefined;
+  /** Checked against `sha256` once read whole. */
+  verified: boolean;
+}
+
+/** Regular files with content, once each (hardlinks share their target's bytes), by `.contents` offset. */
+export function placedFiles(entries: readonly IndexEntry[]): Placed[] {
+  const seen = new Set<number>();
+  const files: Placed[] = [];
+  for (const e of entries) {
+    if (e.size === 0 || e.tarOffset === undefined || seen.has(e.offset)) continue;
+    seen.add(e.offset);
+    files.push({ offset: e.offset, size: e.size, tarOffset: e.tarOffset, sha256: e.sha256, verified: false });
+  }
+  return files.sort((a, b) => a.offset - b.offset);
+}
+
+/** The last span whose checkpoint is at or before tar offset `u`. */
+export function spanAt(zran: ZranIndex, u: number): number {
+  let lo = 0;
+  let hi = zran.checkpoints.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (zran.checkpoints[mid]!.uOff <= u) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+/** Binary search in files sorted by `key`: the first whose `[key, key + size)` ends after `pos`. */
+export function firstEndingAfter(files: readonly Placed[], pos: number, key: 'offset' | 'tarOffset'): number {
+  let lo = 0;
+  let hi = files.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    const f = files[mid]!;
+    if (f[key] + f.size <= pos) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+const ZEROS = new Uint8Array(CONTENTS_ALIGN);
+
+/**
+ * Writes tar bytes `[at, at + tar.length)` into `.contents` wherever files overlap them. Files that
+ * follow each other in `.contents` (only alignment padding between them, written as the zeros an
+ * eager flatten writes there) go out in one positional `writev`: a span of small files is a few
+ * system calls, not one per file.
+ */
+export async function placeTar(fh: FileHandle, files: readonly Placed[], tar: Uint8Array, at: number): Promise<void> {
+  const end = at + tar.length;
+  let parts: Uint8Array[] = [];
+  let start = 0;
+  let next = -1; // `.contents` position right after the last part
+  const flush = async (): Promise<void> => {
+    if (parts.length > 0) await fh.writev(parts, start);
+    parts = [];
+  };
+  for (let k = firstEndingAfter(files, at, 'tarOffset'); k < files.length && files[k]!.tarOffset < end; k++) {
+    const f = files[k]!;
+    const a = Math.max(at, f.tarOffset);
+    const b = Math.min(end, f.tarOffset + f.size);
+    if (a >= b) continue;
+    const pos = f.offset + (a - f.tarOffset);
+    const gap = pos - next;
+    if (next < 0 || gap < 0 || gap >= CONTENTS_ALIGN) {
+      await flush();
+      start = pos;
+    } else if (gap > 0) parts.push(ZEROS.subarray(0, gap));
+    parts.push(tar.subarray(a - at, b - at));
+    next = pos + (b - a);
+  }
+  await flush();
+}
