@@ -86,8 +86,8 @@ export class BlobFill {
     }
   }
 
-  /** Runs the download (called once by Fills). */
-  async run(store: BlobStore, open: FillOpener, signal: AbortSignal): Promise<void> {
+  /** Runs the download (called once by Fills); `received` counts each chunk's bytes as it is stored. */
+  async run(store: BlobStore, open: FillOpener, signal: AbortSignal, received?: (bytes: number) => void): Promise<void> {
     const opener = async (offset: number, s?: AbortSignal): Promise<OpenedRange> => {
       const opened = await open(offset, s);
       if (this.size === undefined && opened.total !== undefined) {
@@ -106,8 +106,14 @@ export class BlobFill {
       if (this.size !== undefined) await checkSpace(store.root, `blob ${this.digest}`, this.size - ((await fileSize(this.partialPath)) ?? 0));
       const result = await store.fetchInto({ digest: this.digest, ...(this.size !== undefined ? { size: this.size } : {}) }, opener, {
         signal,
+        // hashed here, not in the pool: serve's main thread has time for sha256 (~0.7 ms per MiB), and the
+        // pool's copy into shared memory and its messages cost it more than that (profile: 4 cold clients)
+        hashHere: true,
         // onData: each chunk once it is in the partial file (onProgress counts bytes received, maybe not yet written)
-        onData: (chunk, offset) => this.progress(chunk, offset),
+        onData: (chunk, offset) => {
+          received?.(chunk.length);
+          this.progress(chunk, offset);
+        },
         // answers end once the bytes are verified, not after the fsync and rename that commit them
         onVerified: () => {
           this.verified = true;
@@ -217,7 +223,12 @@ export class Fills {
   constructor(
     private readonly store: BlobStore,
     private readonly signal: AbortSignal,
-    private readonly hooks: { started?: (digest: string) => Promise<void>; changed?: (inFlight: number) => void } = {},
+    private readonly hooks: {
+      started?: (digest: string) => Promise<void>;
+      changed?: (inFlight: number) => void;
+      /** Bytes of a download stored (the upstream-bytes metric, without a stream stage of its own). */
+      received?: (bytes: number) => void;
+    } = {},
   ) {}
 
   /** The fill for `digest`: the running one, or a new one started with `open`. */
@@ -230,7 +241,7 @@ export class Fills {
     void (async () => {
       try {
         await this.hooks.started?.(digest); // e.g. a lease, before any byte lands in the cache
-        await fill.run(this.store, open, this.signal);
+        await fill.run(this.store, open, this.signal, this.hooks.received);
       } catch (err) {
         fill.fail(err);
       } finally {

@@ -130,6 +130,9 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
       changed: (n) => {
         metrics.inFlightDownloads = n;
       },
+      received: (n) => {
+        metrics.upstreamBytes += n;
+      },
     }),
     upstream: new UpstreamAccess({ retry: { attempts: 2, baseDelayMs: 200, maxDelayMs: 2000, budgetMs: 15_000 }, ...clientOptions, insecureRegistries: insecure }, metrics),
     metrics,

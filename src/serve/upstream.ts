@@ -3,7 +3,7 @@
  * reader): tag resolution (HEAD), manifests, blob ranges, and small API answers (tags/list,
  * referrers). Counts upstream requests and bytes for /metrics.
  */
-import { Transform, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { RegistryClient, type ApiAnswer, type FetchedManifest, type RegistryClientOptions } from '../registry/index.js';
 import type { Descriptor } from '../manifest/types.js';
 import type { ServeMetrics } from './metrics.js';
@@ -43,16 +43,16 @@ export class UpstreamAccess {
     return m;
   }
 
-  /** One GET of a blob from `offset` on (no retry: the store's fetch retries and resumes). */
+  /**
+   * One GET of a blob from `offset` on (no retry: the store's fetch retries and resumes). Its bytes
+   * are counted as the fill stores them (Fills' `received`), not by a stream stage here.
+   */
   async openBlob(t: RouteTarget, digest: string, size: number | undefined, offset: number, signal?: AbortSignal): Promise<UpstreamBlob> {
     this.metrics.upstreamRequests++;
     const desc = { mediaType: 'application/octet-stream', digest, size: size ?? Number.MAX_SAFE_INTEGER };
     const opened = await this.client.openBlob({ registry: t.upstream.registry, repository: t.repository }, desc, { offset, ...(signal ? { signal } : {}) });
-    const stream = opened.stream.pipe(this.counter());
-    opened.stream.once('error', (err) => stream.destroy(err));
-    stream.once('close', () => opened.stream.destroy()); // a reader that gives up frees the socket
     const total = opened.length !== undefined ? opened.offset + opened.length : undefined;
-    return { stream, offset: opened.offset, from: opened.from, ...(total !== undefined ? { total } : {}) };
+    return { stream: opened.stream, offset: opened.offset, from: opened.from, ...(total !== undefined ? { total } : {}) };
   }
 
   /** A small API answer (`tags/list?...`, `referrers/<digest>`), passed through. */
@@ -68,16 +68,6 @@ export class UpstreamAccess {
 
   close(): Promise<void> {
     return this.client.close();
-  }
-
-  private counter(): Transform {
-    const metrics = this.metrics;
-    return new Transform({
-      transform(chunk: Buffer, _enc, done) {
-        metrics.upstreamBytes += chunk.length;
-        done(null, chunk);
-      },
-    });
   }
 }
 

@@ -10,7 +10,7 @@ import { promises as fs } from 'node:fs';
 import { dirname } from 'node:path';
 import { Readable } from 'node:stream';
 import { digestAlgorithm } from '../digest/index.js';
-import { poolDigest, type PoolDigest } from '../util/pool-digest.js';
+import { localDigest, poolDigest, type PoolDigest } from '../util/pool-digest.js';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { RetryBudget, type NoticeListener, type RetryPolicy } from '../util/retry.js';
 import { guardThroughput, type ThroughputRule } from '../util/throughput.js';
@@ -51,6 +51,11 @@ export interface FetchOptions {
    * (a server streaming the partial file can end its answers here rather than after the commit).
    */
   onVerified?: () => void;
+  /**
+   * Hash on this thread (node:crypto) rather than in the hash pool: for a process whose main thread has
+   * time to spare (serve), where the pool's copy into shared memory and its messages cost more than the hash.
+   */
+  hashHere?: boolean;
 }
 
 export interface FetchResult {
@@ -75,6 +80,8 @@ interface State {
   fh: fs.FileHandle;
   /** Hashes what is in the partial file (a pool worker for sha256: issue 13). */
   hasher: PoolDigest;
+  /** A fresh hasher of the kind asked for (`hashHere`). */
+  makeHasher: () => PoolDigest;
   /** No byte went into `hasher` yet (a rewind to 0 can keep it). */
   fresh: boolean;
   have: number;
@@ -88,7 +95,8 @@ export async function download(t: DownloadTarget, open: RangeOpener, opts: Fetch
   const fh = await fs.open(t.partialPath, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
   let st: State | undefined;
   try {
-    st = { fh, hasher: poolDigest(digestAlgorithm(t.digest), t.size), fresh: true, have: 0, writeback: new Writeback(fh) };
+    const makeHasher = (): PoolDigest => (opts.hashHere ? localDigest(digestAlgorithm(t.digest)) : poolDigest(digestAlgorithm(t.digest), t.size));
+    st = { fh, hasher: makeHasher(), makeHasher, fresh: true, have: 0, writeback: new Writeback(fh) };
     const existing = (await fh.stat()).size;
     await rewind(t, st, t.size !== undefined && existing > t.size ? 0 : existing);
     const resumedFrom = st.have;
@@ -241,7 +249,7 @@ async function rewind(t: DownloadTarget, st: State, offset: number): Promise<voi
   await st.fh.truncate(offset);
   if (!st.fresh) {
     st.hasher.destroy();
-    st.hasher = poolDigest(digestAlgorithm(t.digest), t.size);
+    st.hasher = st.makeHasher();
     st.fresh = true;
   }
   const buf = Buffer.allocUnsafe(1024 * 1024);

@@ -16,10 +16,16 @@ export interface PoolDigest {
  * ring is all this thread does), anything else by node:crypto here. `expectedBytes` sizes the ring.
  */
 export function poolDigest(algorithm: string, expectedBytes = Infinity, pool: HashPool = sharedHashPool()): PoolDigest {
-  if (algorithm !== 'sha256') {
-    const hash = createHash(algorithm);
-    return { update: (chunk) => void hash.update(chunk), digest: async () => hash.digest('hex'), destroy: () => undefined };
-  }
+  if (algorithm !== 'sha256') return localDigest(algorithm);
   const stream = pool.stream({ whole: true, ranges: false, ringBytes: ringFor(expectedBytes) });
   return { update: (chunk) => stream.push(chunk), digest: () => stream.end(), destroy: () => stream.destroy() };
+}
+
+/**
+ * A digest of `algorithm` hashed by node:crypto on this thread, with no copy of the bytes: cheaper in
+ * all than the pool (its copy into shared memory and its messages) when this thread has time to spare.
+ */
+export function localDigest(algorithm: string): PoolDigest {
+  const hash = createHash(algorithm);
+  return { update: (chunk) => void hash.update(chunk), digest: async () => hash.digest('hex'), destroy: () => undefined };
 }

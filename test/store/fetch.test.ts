@@ -114,16 +114,18 @@ describe('fetchInto: downloads, resumes and retries', () => {
     assert.equal(res.resumedFrom, SIZE);
   });
 
-  it('a corrupt partial is detected by the digest and refetched once from zero', async (t) => {
-    const root = await tempRoot(t);
-    await mkdir(join(root, 'partial'), { recursive: true });
-    await writeFile(join(root, 'partial', hex), Buffer.alloc(4000, 7));
-    const o = scriptedOpener(data);
-    const res = await new BlobStore(root).fetchInto({ digest, size: SIZE }, o.open, fast);
-    assert.deepEqual(o.calls, [4000, 0]);
-    assert.equal(res.fetched, true);
-    assert.deepEqual(await readFile(join(root, 'blobs', 'sha256', hex)), data);
-  });
+  for (const hashHere of [false, true]) {
+    it(`a corrupt partial is detected by the digest and refetched once from zero${hashHere ? ' (hashed on this thread)' : ''}`, async (t) => {
+      const root = await tempRoot(t);
+      await mkdir(join(root, 'partial'), { recursive: true });
+      await writeFile(join(root, 'partial', hex), Buffer.alloc(4000, 7));
+      const o = scriptedOpener(data);
+      const res = await new BlobStore(root).fetchInto({ digest, size: SIZE }, o.open, { ...fast, hashHere });
+      assert.deepEqual(o.calls, [4000, 0]);
+      assert.equal(res.fetched, true);
+      assert.deepEqual(await readFile(join(root, 'blobs', 'sha256', hex)), data);
+    });
+  }
 
   it('a partial longer than the blob is discarded', async (t) => {
     const root = await tempRoot(t);
@@ -143,11 +145,12 @@ describe('fetchInto: verification failures leave nothing', () => {
     ['wrong content, no size', { digest }, other, 'ERR_DIGEST_MISMATCH'],
     ['more bytes than the size', { digest, size: SIZE - 1 }, data, 'ERR_TOO_LARGE'],
   ];
-  for (const [name, desc, served, code] of cases) {
-    it(name, async (t) => {
+  // both hashers: the hash pool's worker, and node:crypto on this thread (hashHere, as serve asks)
+  for (const [name, desc, served, code] of cases) for (const hashHere of [false, true]) {
+    it(`${name}${hashHere ? ' (hashed on this thread)' : ''}`, async (t) => {
       const root = await tempRoot(t);
       const store = new BlobStore(root);
-      await assert.rejects(store.fetchInto(desc, scriptedOpener(served).open, fast), (err: unknown) => {
+      await assert.rejects(store.fetchInto(desc, scriptedOpener(served).open, { ...fast, hashHere }), (err: unknown) => {
         assert.ok(isVmimgError(err), String(err));
         assert.equal(err.code, code, err.message);
         return true;
