@@ -7,6 +7,10 @@
  *    VMIMG_BENCH_LINK bytes/s (default 50 MB/s; bench/throttle.ts), where upstream bytes cost time;
  *  - a warm hit: one client reading every blob from serve vs straight from the upstream registry
  *    (target ≥ 80 % of the upstream's speed, i.e. time ratio ≤ 1.25×), several reads per round.
+ * Two context rows, not goals: the same four clients straight from the upstream registry (no cache in
+ * between: Go's sendfile from the page cache, the floor of any cache on this host), and a second cold
+ * image through a serve process already warm (its JIT compiled: a fresh process spends ~0.3 CPU-s
+ * compiling on V8's helper threads during its first round; a fleet's cache is long-lived).
  * Both servers run as their own processes (serve is the CLI from dist/: `npm ci` builds it), the same
  * curl clients ask both, the order alternates per round, and each server's CPU time (/proc) is printed
  * beside the wall times: on a shared host the wall ratio follows the scheduler, the CPU ratio less so.
@@ -119,8 +123,8 @@ export async function serveBench(): Promise<string[]> {
   try {
     sh('skopeo copy --quiet --dest-tls-verify=false "oci:$1:bench" "docker://$2/debian:bench"', layout, upstream.host);
     const { blobs, imageBytes } = await imageBlobs(upstream.host);
-    const t = { serve: [] as number[], proxy: [] as number[], warm: [] as number[], direct: [] as number[], serveLink: [] as number[], proxyLink: [] as number[] };
-    const cpu = { serve: [] as number[], proxy: [] as number[], warm: [] as number[], direct: [] as number[] };
+    const t = { serve: [] as number[], proxy: [] as number[], warm: [] as number[], direct: [] as number[], serveLink: [] as number[], proxyLink: [] as number[], floor: [] as number[], again: [] as number[] };
+    const cpu = { serve: [] as number[], proxy: [] as number[], warm: [] as number[], direct: [] as number[], floor: [] as number[], again: [] as number[] };
     const bytes = { serve: [] as number[], proxy: [] as number[] };
     /** Four cold clients through a fresh server of `kind` in front of `via`: wall, server CPU, upstream bytes. */
     const cold = async (via: string, kind: 'serve' | 'proxy', after?: (s: Server) => Promise<void>): Promise<[number, number, number]> => {
@@ -146,6 +150,12 @@ export async function serveBench(): Promise<string[]> {
         t.direct.push(td);
         cpu.direct.push(cd);
       }
+      // the same process, its cache emptied (as a prune would): a cold image for a warm process
+      rmSync(join(work, 'serve-cache', 'blobs'), { recursive: true, force: true });
+      const [ta, ca] = await measured(s.pid, () => clients(s.url, blobs, CLIENTS));
+      t.again.push(ta);
+      cpu.again.push(ca);
+      await settled(s.url);
     };
     const link = await spawnThrottle(upstream.host, LINK);
     for (let r = 0; r < rounds; r++) {
@@ -156,6 +166,10 @@ export async function serveBench(): Promise<string[]> {
         cpu[kind].push(used);
         bytes[kind].push(upBytes);
       }
+      // the floor: the four clients straight from the upstream, which has the blobs in its page cache
+      const [tf, cf] = await measured(upstream.pid, () => clients(upstream.url, blobs, CLIENTS));
+      t.floor.push(tf);
+      cpu.floor.push(cf);
       // the upstream behind a shared link of LINK bytes/s
       t.serveLink.push((await cold(link.url, 'serve'))[0]);
       t.proxyLink.push((await cold(link.url, 'proxy'))[0]);
@@ -166,6 +180,7 @@ export async function serveBench(): Promise<string[]> {
     out.push(`serve: ${CLIENTS} cold clients of the Debian image (${(imageBytes / 1e6).toFixed(1)} MB), each server its own process, medians of ${rounds} rounds, ${loadAverage()}`);
     out.push(`serve: upstream bytes vmimg serve ${m(bytes.serve).toFixed(2)}× the image, docker-registry proxy ${m(bytes.proxy).toFixed(2)}× (target 1.0×)`);
     out.push(`serve: wall on loopback vmimg serve ${ms(t.serve)}, proxy ${ms(t.proxy)} → ${(m(t.serve) / m(t.proxy)).toFixed(2)}× (target ≤ 0.5×); server CPU ${ms(cpu.serve)} vs ${ms(cpu.proxy)} → ${(m(cpu.serve) / m(cpu.proxy)).toFixed(2)}×`);
+    out.push(`serve: context: the ${CLIENTS} clients straight from the upstream registry (no cache between; sendfile) ${ms(t.floor)} = ${(m(t.floor) / m(t.proxy)).toFixed(2)}× the proxy's wall, upstream CPU ${ms(cpu.floor)}; a cold image through an already warm serve process ${ms(t.again)} = ${(m(t.again) / m(t.proxy)).toFixed(2)}× the proxy's, server CPU ${ms(cpu.again)}`);
     out.push(`serve: wall behind a ${(LINK / 1e6).toFixed(0)} MB/s upstream link: vmimg serve ${ms(t.serveLink)}, proxy ${ms(t.proxyLink)} → ${(m(t.serveLink) / m(t.proxyLink)).toFixed(2)}× (target ≤ 0.5×)`);
     out.push(`serve: warm hit ${ms(t.warm)} vs straight from the upstream ${ms(t.direct)} → ${((m(t.direct) / m(t.warm)) * 100).toFixed(0)} % of its speed (target ≥ 80 %; medians of ${rounds * WARM_READS} reads each); server CPU ${ms(cpu.warm)} vs ${ms(cpu.direct)}`);
   } finally {
