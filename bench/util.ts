@@ -15,22 +15,26 @@ export function sh(script: string, ...args: string[]): void {
   execFileSync('bash', ['-c', script, 'bash', ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
 }
 
+/** A contender: what is timed, or that with an untimed `setup` run before it each round (e.g. emptying a cache). */
+export type Contender = (() => Promise<unknown> | unknown) | { setup: () => Promise<unknown> | unknown; run: () => Promise<unknown> | unknown };
+
 /**
  * Runs each contender once per round, interleaved (so machine noise hits all alike), and returns
  * each one's median in milliseconds. With `cpu`, also fills it with each one's median CPU time of this
  * process in milliseconds (threads included, child processes not: meaningful for in-process contenders).
  */
 export async function sideBySide(
-  contenders: Record<string, () => Promise<unknown> | unknown>,
+  contenders: Record<string, Contender>,
   cpu?: Record<string, number>,
 ): Promise<Record<string, number>> {
   const times: Record<string, number[]> = Object.fromEntries(Object.keys(contenders).map((k) => [k, []]));
   const cpus: Record<string, number[]> = Object.fromEntries(Object.keys(contenders).map((k) => [k, []]));
   for (let r = 0; r < rounds; r++) {
-    for (const [name, fn] of Object.entries(contenders)) {
+    for (const [name, contender] of Object.entries(contenders)) {
+      if (typeof contender !== 'function') await contender.setup();
       const t = performance.now();
       const c = process.cpuUsage();
-      await fn();
+      await (typeof contender === 'function' ? contender() : contender.run());
       const used = process.cpuUsage(c);
       times[name]!.push(performance.now() - t);
       cpus[name]!.push((used.user + used.system) / 1000);
