@@ -2,20 +2,22 @@
  * Client auth for `vmimg serve --htpasswd FILE`: HTTP Basic checked against an Apache htpasswd file of
  * bcrypt entries (`htpasswd -B`: `$2y$`, also `$2a$`/`$2b$`), as the CNCF registry's `auth.htpasswd`
  * does (it too takes bcrypt only). bcrypt is bcryptjs, pure JS (docs/DECISIONS.md says why not our own
- * nor the native `bcrypt`). bcrypt costs tens of milliseconds by design and a pull makes dozens of
+ * nor the native `bcrypt`), run in worker threads (bcrypt-pool.ts) so checks never hold the event loop
+ * the other clients are served from. bcrypt costs tens of milliseconds by design and a pull makes dozens of
  * requests with the same credentials, so a verified user:password is remembered as an HMAC under a
  * per-process key (bounded, never the password itself); a refused one is never remembered.
  */
 import { createHmac, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { ErrorCode, VmimgError } from '../errors.js';
+import { BcryptPool } from './bcrypt-pool.js';
 import { ServeError } from './errors.js';
 
 /** The realm in the `WWW-Authenticate: Basic` challenge. */
 export const AUTH_REALM = 'vmimg serve';
 /** Verified credentials remembered at once (the oldest is forgotten first). */
 export const MAX_REMEMBERED_LOGINS = 1024;
-/** bcrypt checks run at once by default (`--max-login-checks`): bcryptjs runs on the one event loop. */
+/** bcrypt checks run at once by default (`--max-login-checks`), each in its own worker thread. */
 export const DEFAULT_MAX_LOGIN_CHECKS = 2;
 /** Checks waiting for a turn by default (`--max-login-queue`); more are answered 429 at once. */
 export const DEFAULT_MAX_LOGIN_QUEUE = 16;
@@ -38,6 +40,7 @@ export class Htpasswd {
   private readonly waiting: (() => void)[] = [];
   private readonly maxChecks: number;
   private readonly maxQueue: number;
+  private readonly pool: BcryptPool;
   /** bcrypt checks running now. */
   running = 0;
   /** Logins refused with 429 because the queue was full. */
@@ -49,6 +52,12 @@ export class Htpasswd {
   ) {
     this.maxChecks = limits.maxChecks ?? DEFAULT_MAX_LOGIN_CHECKS;
     this.maxQueue = limits.maxQueue ?? DEFAULT_MAX_LOGIN_QUEUE;
+    this.pool = new BcryptPool(this.maxChecks);
+  }
+
+  /** Stops the bcrypt workers (idle ones never keep the process alive; this ends them at once). */
+  close(): Promise<void> {
+    return this.pool.close();
   }
 
   /** Checks waiting for a turn now. */
@@ -110,7 +119,7 @@ export class Htpasswd {
     if (hash !== undefined && this.verified.has(key)) return true;
     let running = this.pending.get(key);
     if (running === undefined) {
-      running = this.bounded(() => compare(password, against)).finally(() => this.pending.delete(key));
+      running = this.bounded(() => this.pool.compare(password, against)).finally(() => this.pending.delete(key));
       this.pending.set(key, running);
     }
     const ok = (await running) && hash !== undefined;
@@ -144,10 +153,4 @@ export class Htpasswd {
     this.verified.add(key);
     if (this.verified.size > MAX_REMEMBERED_LOGINS) this.verified.delete(this.verified.values().next().value!);
   }
-}
-
-/** bcryptjs's compare, loaded on first use: processes that never check a login never load it. */
-async function compare(password: string, hash: string): Promise<boolean> {
-  const bcrypt = (await import('bcryptjs')).default;
-  return bcrypt.compare(password, hash);
 }

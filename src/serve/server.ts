@@ -175,6 +175,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
       await state.prepare?.idle();
       await tags.flush();
       await state.upstream.close();
+      await auth?.close();
       await lease.release();
     })),
   };

@@ -121,6 +121,25 @@ describe('serve: client auth (--htpasswd)', () => {
     await assert.rejects(Htpasswd.load(htpasswd, { maxChecks: 1, maxQueue: 0 }).check(basic('x', 'y')), /wrong user name or password/);
   });
 
+  it('bcrypt runs in worker threads: a flood of wrong logins leaves the event loop idle (breaker5 B4)', async () => {
+    // cost 10: each check ~0.1 s of bcryptjs, which on the event loop kept it busy the whole flood
+    const file = join(await tmpDir('vmimg-serve-auth-slow-'), 'htpasswd');
+    writeFileSync(file, await run('htpasswd', ['-Bbn', '-C', '10', 'slow', 'right']));
+    const auth = Htpasswd.load(file, { maxChecks: 2, maxQueue: 8 });
+    const basic = (password: string) => `Basic ${Buffer.from(`slow:${password}`).toString('base64')}`;
+    try {
+      assert.deepEqual(await Promise.all([auth.check(basic('right')), auth.check(basic('right again'))].map((p) => p.catch(() => 'refused'))), ['slow', 'refused']); // both workers started
+      const before = performance.eventLoopUtilization();
+      const statuses = await Promise.all(Array.from({ length: 6 }, (_, i) => auth.check(basic(`wrong${i}`)).then(() => 200, (e: ServeError) => e.status)));
+      const { utilization } = performance.eventLoopUtilization(before);
+      assert.deepEqual(statuses, [401, 401, 401, 401, 401, 401]);
+      // a share of the loop's time, not a duration: ~1 with bcrypt on the loop, near 0 with workers, whatever the load
+      assert.ok(utilization < 0.5, `event loop busy ${(utilization * 100).toFixed(0)} % of the flood`);
+    } finally {
+      await auth.close();
+    }
+  });
+
   it('an htpasswd file that is missing, names no user, or holds a non-bcrypt entry is one coded error naming it', async () => {
     const dir = await tmpDir('vmimg-serve-auth-bad-');
     const md5 = join(dir, 'md5');
