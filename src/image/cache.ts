@@ -11,7 +11,7 @@
  *   <cache>/partial/<hex>(.lock)        interrupted downloads (resumable) and the lock of the one writing
  *   <cache>/tmp/                        blobs being written (temp name carries the writer's pid)
  *   <cache>/locks/gc.lock, refs.lock    the garbage-collection lock and the refs.json lock
- *   <cache>/leases/<pid>-<id>.json      what each running pull/load needs kept (see lease.ts)
+ *   <cache>/leases/<pid>-<id>.jsonl     what each running pull/load/serve needs kept (see lease.ts)
  *   <cache>/uploads/<key>/<hex>.json    push's unfinished chunked upload sessions (push/upload-journal.ts)
  */
 import { homedir } from 'node:os';

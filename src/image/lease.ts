@@ -5,15 +5,18 @@
  * cache-wide GC lock, so a writer either registers a digest before prune looks (and it is kept) or
  * after prune is done (and then finds it gone and writes it again) — never in between.
  *
- * A lease is a file `leases/<pid>-<id>.json` holding its owner (pid, start time, host) and the digests.
- * A lease whose owner died is dead: prune removes it, and what only it kept becomes reclaimable.
+ * A lease is a file `leases/<pid>-<id>.jsonl` of JSON lines: its owner first (pid, start time, host,
+ * created), then one array of digests per `add`, appended (a long-lived holder such as serve adds
+ * thousands of digests: rewriting the whole record per add grew with it). Older versions wrote one
+ * `<pid>-<id>.json` record; those are still read. A lease whose owner died is dead: prune removes it,
+ * and what only it kept becomes reclaimable.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { currentOwner, isOwnerAlive, type Owner } from '../store/owner.js';
 import { waitLock } from '../store/lock.js';
-import { writeFileDurable } from '../util/fs.js';
+import { writevAll } from '../util/fs.js';
 import type { CacheLayout } from './cache.js';
 
 /** A GC lock untouched this long belongs to a process that hung or died (holders touch it every 1/4). */
@@ -42,30 +45,56 @@ export async function withGcLock<T>(cache: CacheLayout, fn: () => Promise<T>, si
   }
 }
 
-/** Takes a lease on `digests` (under the GC lock, so a running prune finishes first). */
+/**
+ * Takes a lease on `digests` (under the GC lock, so a running prune finishes first). Each `add` appends
+ * the digests it has not added before as one line, under the GC lock, and datasyncs it (a cache on a
+ * shared disk: another host's prune reads it); a failed append is cut off before the next one.
+ */
 export async function openLease(cache: CacheLayout, digests: Iterable<string>, signal?: AbortSignal): Promise<CacheLease> {
-  const path = join(cache.leasesDir, `${process.pid}-${randomBytes(6).toString('hex')}.json`);
-  const record: LeaseFile = { ...currentOwner(), created: Date.now(), digests: [] };
-  const write = async (more: Iterable<string>): Promise<void> => {
+  const path = join(cache.leasesDir, `${process.pid}-${randomBytes(6).toString('hex')}.jsonl`);
+  const held = new Set<string>();
+  let fh: FileHandle | undefined;
+  /** Bytes of whole lines in the file; past it, what a failed append may have left. */
+  let size = 0;
+  let torn = false;
+  const append = async (more: Iterable<string>): Promise<void> => {
+    const fresh = [...new Set(more)].filter((d) => !held.has(d));
+    if (fresh.length === 0 && fh !== undefined) return;
     await withGcLock(
       cache,
       async () => {
-        record.digests = [...new Set([...record.digests, ...more])];
-        await mkdir(cache.leasesDir, { recursive: true });
-        const tmp = `${path}.tmp`;
-        await writeFileDurable(tmp, JSON.stringify(record));
-        await rename(tmp, path);
+        let text = fresh.length > 0 ? `${JSON.stringify(fresh)}\n` : '';
+        if (fh === undefined) {
+          await mkdir(cache.leasesDir, { recursive: true });
+          fh = await open(path, 'wx');
+          text = `${JSON.stringify({ ...currentOwner(), created: Date.now() })}\n${text}`;
+        }
+        if (torn) await fh.truncate(size);
+        torn = true;
+        const bytes = Buffer.from(text);
+        await writevAll(fh, [bytes], bytes.length, size);
+        await fh.datasync();
+        size += bytes.length;
+        torn = false;
+        for (const d of fresh) held.add(d);
       },
       signal,
     );
   };
-  await write(digests);
+  try {
+    await append(digests);
+  } catch (err) {
+    await fh?.close();
+    await rm(path, { force: true });
+    throw err;
+  }
   let released = false;
   return {
-    add: (more) => write(more),
+    add: (more) => append(more),
     release: async () => {
       if (released) return;
       released = true;
+      await fh?.close();
       await rm(path, { force: true });
     },
   };
@@ -89,7 +118,7 @@ export async function scanLeases(cache: CacheLayout): Promise<LeaseScan> {
   }
   for (const name of names) {
     const path = join(cache.leasesDir, name);
-    if (!name.endsWith('.json')) {
+    if (!name.endsWith('.jsonl') && !name.endsWith('.json')) {
       // a lease's temp file, left by a writer killed while writing it (only written under the GC lock we hold)
       if (name.endsWith('.json.tmp')) await rm(path, { force: true });
       continue;
@@ -106,12 +135,37 @@ export async function scanLeases(cache: CacheLayout): Promise<LeaseScan> {
   return scan;
 }
 
+/** A lease file: JSON lines (owner, then digest arrays), or an older version's single JSON record. */
 async function readLease(path: string): Promise<LeaseFile | undefined> {
+  const unreadable = { pid: Number.NaN, host: '', created: 0, digests: [] }; // no live owner can be shown
+  let text: string;
   try {
-    const parsed = JSON.parse(await readFile(path, 'utf8')) as LeaseFile;
-    return Array.isArray(parsed?.digests) ? parsed : { pid: Number.NaN, host: '', created: 0, digests: [] };
+    text = await readFile(path, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    return { pid: Number.NaN, host: '', created: 0, digests: [] }; // unreadable: no live owner can be shown
+    return (err as NodeJS.ErrnoException).code === 'ENOENT' ? undefined : unreadable;
+  }
+  try {
+    if (path.endsWith('.json')) {
+      const parsed = JSON.parse(text) as LeaseFile;
+      return Array.isArray(parsed?.digests) ? parsed : unreadable;
+    }
+    const lines = text.split('\n');
+    const owner = JSON.parse(lines[0]!) as Owner & { created: number };
+    const digests: string[] = [];
+    // whole lines only: the last element is '' or what an append cut short left (its add failed)
+    for (const line of lines.slice(1, -1)) for (const d of digestsOf(line)) digests.push(d);
+    return { ...owner, digests };
+  } catch {
+    return unreadable;
+  }
+}
+
+/** The digests of one appended line (none when it is not an array of strings: never the whole lease lost). */
+function digestsOf(line: string): string[] {
+  try {
+    const added = JSON.parse(line) as unknown;
+    return Array.isArray(added) ? added.filter((d): d is string => typeof d === 'string') : [];
+  } catch {
+    return [];
   }
 }

@@ -1,6 +1,6 @@
 /**
- * serve's one lease, written as few times as it can be: each `add` of the lease rewrites its file
- * under the cache's GC lock and fsyncs it, and every miss adds before its first byte lands, so with a
+ * serve's one lease, written as few times as it can be: each `add` of the lease appends a line under
+ * the cache's GC lock and datasyncs it, and every miss adds before its first byte lands, so with a
  * manifest's blobs downloading at once those writes queued behind one another, ahead of the upstream
  * GETs. Digests already held return at once; digests asked while a write runs go in the next one.
  */
