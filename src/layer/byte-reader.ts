@@ -70,6 +70,26 @@ export class ByteReader {
     return out;
   }
 
+  /** A view of the `n` bytes that start `skip` bytes ahead, when the current chunk holds them; nothing is consumed. */
+  peek(skip: number, n: number): Buffer | undefined {
+    const at = this.pos + skip;
+    return this.chunk.length - at >= n ? this.chunk.subarray(at, at + n) : undefined;
+  }
+
+  /** `read(n)` when the current chunk holds the `n` bytes (a copy with `copy`), else undefined (nothing taken). */
+  readBuffered(n: number): Buffer | undefined {
+    const out = this.takeBuffered(n);
+    return out !== undefined && this.copy ? Buffer.from(out) : out;
+  }
+
+  /** `skip(n)` when the current chunk holds the `n` bytes: true, else false (nothing skipped). */
+  skipBuffered(n: number): boolean {
+    if (this.chunk.length - this.pos < n) return false;
+    this.pos += n;
+    this.offset += n;
+    return true;
+  }
+
   /** Skips up to `n` bytes; returns how many were skipped. */
   async skip(n: number): Promise<number> {
     let left = n;

@@ -37,14 +37,15 @@ export class ContentsWriter {
   }
 
   /**
-   * Queues a chunk; awaits a flush when enough is buffered (back-pressure on the tar stream). `from`:
+   * Queues a chunk; returns the flush to await when enough is buffered (back-pressure on the tar
+   * stream), else undefined (no promise per small file). `from`:
    * where the chunk starts in its input, kept in `pendingFrom` while the chunk is not yet on disk (a
    * caller whose chunks view reused memory must not reuse it before then).
    */
-  async write(chunk: Buffer, from?: number): Promise<void> {
+  write(chunk: Buffer, from?: number): Promise<void> | undefined {
     if (from !== undefined) this.pendingFrom ??= from;
     this.queue(chunk);
-    if (this.pendingBytes >= FLUSH_BYTES || this.pending.length >= MAX_BUFFERS) await this.flush();
+    return this.pendingBytes >= FLUSH_BYTES || this.pending.length >= MAX_BUFFERS ? this.flush() : undefined;
   }
 
   /** `n` zero bytes, as a hole: flushes what is queued, then moves past them without writing. */

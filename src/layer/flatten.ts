@@ -18,7 +18,7 @@ import type { RecordTable } from './record-table.js';
 import { layerPaths, spansPath, type LayerFiles } from './paths.js';
 import { LayerBudget, resolveLimits, type LayerLimits } from './limits.js';
 import { TarReader } from './tar-reader.js';
-import { copyBody, CountedStream, flattenPool, OrderedEntries } from './layer-hashes.js';
+import { copyBody, copyBufferedBody, CountedStream, flattenPool, OrderedEntries } from './layer-hashes.js';
 import { writeStamp } from './verified-stamp.js';
 import { syncDir, writeFileDurable } from '../util/fs.js';
 
@@ -138,17 +138,22 @@ async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what:
     const budget = new LayerBudget(resolveLimits(opts.limits), opts.compressedSize);
     const builder = new EntriesBuilder(what);
     const entries = new OrderedEntries(builder);
-    for (let h = await reader.next(); h !== null; h = await reader.next()) {
+    // Most entries are a buffered header and a small buffered body: the try* paths take those without
+    // a promise each (thousands of entries a layer: the main thread's allocations and GC, issue 13).
+    for (let h = reader.tryNext() ?? (await reader.next()); h !== null; h = reader.tryNext() ?? (await reader.next())) {
       signal?.throwIfAborted();
       budget.entry(h, reader.offset, reader.stored); // before any data is read or written
       if (!builder.precheck(h)) {
-        await entries.add(h);
+        const waiting = entries.add(h);
+        if (waiting !== undefined) await waiting; // `await undefined` would still cost a turn
         continue;
       }
       const offset = writer.beginFile();
-      const { sha256 } = await copyBody(reader, tarCount.stream!, writer, signal, hold);
+      const body = copyBufferedBody(reader, tarCount.stream!, writer) ?? (await copyBody(reader, tarCount.stream!, writer, signal, hold));
+      if (body.flushing !== undefined) await body.flushing;
       const tarSparse = h.sparse ? { headerOffset: h.firstHeaderOffset, storedSize: h.storedSize } : undefined;
-      await entries.add(h, { offset, size: h.size, tarOffset: h.dataOffset, ...(tarSparse ? { tarSparse } : {}) }, sha256);
+      const waiting = entries.add(h, { offset, size: h.size, tarOffset: h.dataOffset, ...(tarSparse ? { tarSparse } : {}) }, body.sha256);
+      if (waiting !== undefined) await waiting;
     }
     // Trailing zero blocks and padding are part of the diff_id; a bomb hidden after the end is bounded too.
     await reader.drain((offset) => {

@@ -64,6 +64,31 @@ export function flattenPool(): HashPool {
   return sharedHashPool();
 }
 
+/** Where copyBody writes a file's data: `write` returns a promise only when it must wait (ContentsWriter). */
+export interface BodyWriter {
+  write(chunk: Buffer, from?: number): Promise<void> | undefined;
+  hole(n: number): Promise<void>;
+}
+
+/** A file's digest to come (from the worker), and the write to wait for before the next entry, if any. */
+export interface CopiedBody {
+  sha256: Promise<string>;
+  flushing?: Promise<void> | undefined;
+}
+
+/**
+ * copyBody's common case, with no promise of its own: the current entry's whole data is buffered (a
+ * small file). Undefined when it is not; nothing is taken then. Its range is queued before anything
+ * else can pull the reader on, so no ring space is released under it.
+ */
+export function copyBufferedBody(reader: TarReader, parts: HashStream, writer: BodyWriter): CopiedBody | undefined {
+  const whole = reader.bodyAtOnce();
+  if (whole === undefined) return undefined;
+  const part = parts.part();
+  part.range(reader.offset - whole.length, reader.offset);
+  return { sha256: part.digest(), flushing: writer.write(whole, reader.offset - whole.length) };
+}
+
 /**
  * Copies the current entry's data into `.contents` (holes as holes) and queues its ranges as a part of
  * `parts` (the stream the tar's bytes were pushed to). Resolves once the data is copied; the digest
@@ -72,15 +97,15 @@ export function flattenPool(): HashPool {
 export async function copyBody(
   reader: TarReader,
   parts: HashStream,
-  writer: { write(chunk: Buffer, from?: number): Promise<void>; hole(n: number): Promise<void> },
+  writer: BodyWriter,
   signal: AbortSignal | undefined,
   hold: { at: number | undefined },
-): Promise<{ sha256: Promise<string> }> {
+): Promise<CopiedBody> {
   const part = parts.part();
   // While a body is copied, ring space is released only up to its last queued range: a plain blob's
   // stream is pushed by its own read loop, which may run between a chunk's hand-out and its range.
   hold.at = reader.offset;
-  const copy = (chunk: Buffer): Promise<void> => {
+  const copy = (chunk: Buffer): Promise<void> | undefined => {
     part.range(reader.offset - chunk.length, reader.offset);
     hold.at = reader.offset;
     return writer.write(chunk, reader.offset - chunk.length);
@@ -125,13 +150,20 @@ export class OrderedEntries {
 
   constructor(private readonly builder: EntriesBuilder) {}
 
-  /** Adds an entry (a file with its digest to come). Awaits only when too many are pending. */
-  async add(h: TarHeader, content?: Omit<FileContent, 'sha256'>, sha256?: Promise<string>): Promise<void> {
-    if (sha256 === undefined && this.head === this.queue.length) return this.builder.add(h, content as FileContent | undefined);
+  /** Adds an entry (a file with its digest to come). Returns a promise only when too many are pending. */
+  add(h: TarHeader, content?: Omit<FileContent, 'sha256'>, sha256?: Promise<string>): Promise<void> | undefined {
+    if (sha256 === undefined && this.head === this.queue.length) {
+      this.builder.add(h, content as FileContent | undefined);
+      return undefined;
+    }
     const item: Pending = { h, content, sha256, hex: undefined };
     sha256?.then((hex) => (item.hex = hex), () => undefined);
     this.queue.push(item);
     this.ready();
+    return this.queue.length - this.head > MAX_PENDING ? this.fewer() : undefined;
+  }
+
+  private async fewer(): Promise<void> {
     while (this.queue.length - this.head > MAX_PENDING) await this.oldest();
   }
 

@@ -38,15 +38,25 @@ export interface TarHeader {
 
 const MAX_META = 1 << 20;
 const HEADER_ONLY = new Set(['1', '2', '3', '4', '5', '6']);
+/** Typeflags (as bytes) of blocks that extend the next header, and of old GNU sparse files: `next()` reads those. */
+const EXTENDED = new Set([...'xgLKS'].map((c) => c.charCodeAt(0)));
 
 export function checksumOk(block: Buffer): boolean {
-  let unsigned = 0;
-  let signed = 0;
-  for (let i = 0; i < 512; i++) {
-    const b = i >= 148 && i < 156 ? 0x20 : block[i]!;
+  // The checksum field (bytes 148-155) counts as eight spaces; the signed form (old writers) counts
+  // bytes over 127 as negative: the unsigned sum less 256 per such byte.
+  let unsigned = 8 * 0x20;
+  let high = 0;
+  for (let i = 0; i < 148; i++) {
+    const b = block[i]!;
     unsigned += b;
-    signed += b > 127 ? b - 256 : b;
+    high += b >>> 7;
   }
+  for (let i = 156; i < 512; i++) {
+    const b = block[i]!;
+    unsigned += b;
+    high += b >>> 7;
+  }
+  const signed = unsigned - 256 * high;
   let stored: number;
   try {
     stored = parseNumeric(block, 148, 8, 'checksum');
@@ -167,6 +177,26 @@ export class TarReader {
     this.r = new ByteReader(chunks, copyHeaders);
   }
 
+  /**
+   * The next entry when its header block is buffered already and stands alone (no PAX or GNU long-name
+   * block before it, not an old GNU sparse file): the common case, without promises. Else undefined,
+   * nothing consumed, and `next()` is the way (it also reports the end and every malformed header).
+   */
+  tryNext(): TarHeader | undefined {
+    if (this.done) return undefined;
+    const skip = this.remaining + this.padding;
+    const peeked = this.r.peek(skip, 512);
+    if (peeked === undefined || isZero(peeked) || EXTENDED.has(peeked[156]!) || !checksumOk(peeked)) return undefined;
+    this.r.skipBuffered(skip);
+    this.remaining = 0;
+    this.padding = 0;
+    const headerOffset = this.r.offset;
+    const h = decodeHeader(this.r.readBuffered(512)!, headerOffset);
+    if (h.size < 0) throw invalid(`negative size at byte ${headerOffset}`);
+    this.entered(h, undefined);
+    return h;
+  }
+
   /** The next entry, or null at the end of the archive (zero block or clean EOF at a header boundary). */
   async next(): Promise<TarHeader | null> {
     await this.skipBody();
@@ -200,14 +230,19 @@ export class TarReader {
       const sparse = h.type === 'S' ? await readOldGnuSparse(block, this.r) : pax && sparseFromPax(pax);
       h.firstHeaderOffset = firstHeaderOffset;
       h.dataOffset = this.r.offset;
-      h.storedSize = HEADER_ONLY.has(h.type) ? 0 : h.size;
-      // Like Go's archive/tar: links, devices, dirs and fifos never carry data, whatever `size` says.
-      this.remaining = HEADER_ONLY.has(h.type) ? 0 : h.size;
-      this.padding = (512 - (this.remaining % 512)) % 512;
-      this.sparse = sparse;
+      this.entered(h, sparse);
       if (sparse !== undefined) await this.setUpSparse(h, sparse);
       return h;
     }
+  }
+
+  /** `h` is the current entry now: its data (and padding) come next. */
+  private entered(h: TarHeader, sparse: SparseInfo | undefined): void {
+    h.storedSize = HEADER_ONLY.has(h.type) ? 0 : h.size;
+    // Like Go's archive/tar: links, devices, dirs and fifos never carry data, whatever `size` says.
+    this.remaining = h.storedSize;
+    this.padding = (512 - (this.remaining % 512)) % 512;
+    this.sparse = sparse;
   }
 
   /**
