@@ -79,10 +79,9 @@ function answerHeaders(res: ServerResponse, digest: string, size: number | undef
 /** A hit: bytes `range` of the stored blob. */
 async function sendFile(s: ServeState, res: ServerResponse, path: string, range: ByteRange): Promise<void> {
   const fh = await open(path, 'r');
-  const closed = new Promise<void>((resolve) => res.once('close', resolve));
   try {
     for (let pos = range.start; pos <= range.end; ) {
-      const n = await sendFromFile(res, fh, pos, Math.min(CHUNK, range.end + 1 - pos), closed);
+      const n = await sendFromFile(res, fh, pos, Math.min(CHUNK, range.end + 1 - pos));
       if (res.destroyed) return;
       if (n === 0) return void res.destroy(new VmimgError(ErrorCode.IO, `${path} is shorter than its answer`)); // never a clean short end
       pos += n;
@@ -103,7 +102,16 @@ async function sendFile(s: ServeState, res: ServerResponse, path: string, range:
  */
 async function sendFromFill(s: ServeState, res: ServerResponse, fill: BlobFill, start: number, end: number | undefined): Promise<void> {
   const fh = await fill.openFile();
-  const closed = new Promise<void>((resolve) => res.once('close', resolve));
+  // one 'close' listener for the whole answer: a wait ends at the fill's next change or the client leaving
+  let wake: (() => void) | undefined;
+  const onClose = (): void => wake?.();
+  res.once('close', onClose);
+  const changedOrClosed = (): Promise<void> =>
+    new Promise<void>((resolve) => {
+      wake = resolve;
+      if (res.destroyed) resolve();
+      else fill.onChange(resolve);
+    });
   const generation = fill.generation;
   let pos = start;
   try {
@@ -118,7 +126,7 @@ async function sendFromFill(s: ServeState, res: ServerResponse, fill: BlobFill, 
       const held = !fill.verified && stop === last ? 1 : 0;
       const n = Math.min(stop - held - pos, CHUNK);
       if (n <= 0) {
-        await Promise.race([fill.changed(), closed]);
+        await changedOrClosed();
         continue;
       }
       const views = fill.inMemory(pos, n);
@@ -132,14 +140,14 @@ async function sendFromFill(s: ServeState, res: ServerResponse, fill: BlobFill, 
           s.metrics.bytesServed += v.length;
         }
         res.uncork();
-        if (!ok) await drained(res, closed);
+        if (!ok) await drained(res);
         continue;
       }
-      const bytesRead = await sendFromFile(res, fh, pos, n, closed);
+      const bytesRead = await sendFromFile(res, fh, pos, n);
       if (res.destroyed) return;
       if (bytesRead === 0) {
         if (fill.verified) return void res.destroy(fillBroken(fill)); // the file is shorter than the fill said
-        await Promise.race([fill.changed(), closed]);
+        await changedOrClosed();
         continue;
       }
       pos += bytesRead;
@@ -147,6 +155,7 @@ async function sendFromFill(s: ServeState, res: ServerResponse, fill: BlobFill, 
     }
     res.end();
   } finally {
+    res.off('close', onClose);
     await fh.close();
   }
 }

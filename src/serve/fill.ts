@@ -70,6 +70,11 @@ export class BlobFill {
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
+  /** Calls `f` once, at the next change (a waiter that may also be woken by something else). */
+  onChange(f: () => void): void {
+    this.waiters.push(f);
+  }
+
   /** Resolves once the blob is verified and stored; rejects with the fill's error. */
   async finished(): Promise<void> {
     while (this.state === 'running') await this.changed();

@@ -18,9 +18,9 @@ const free: Buffer[] = [];
 
 /**
  * Reads up to `n` (≤ CHUNK) bytes at `pos` of `fh` and writes them to `res`; resolves with the number
- * sent (0 at the file's end: nothing is written) once `res` takes more, or `closed` settles.
+ * sent (0 at the file's end: nothing is written) once `res` takes more, or closes.
  */
-export async function sendFromFile(res: ServerResponse, fh: FileHandle, pos: number, n: number, closed: Promise<void>): Promise<number> {
+export async function sendFromFile(res: ServerResponse, fh: FileHandle, pos: number, n: number): Promise<number> {
   const pooled = n >= POOLED_FROM;
   const buf = pooled ? (free.pop() ?? Buffer.allocUnsafeSlow(CHUNK)) : Buffer.allocUnsafe(n);
   let bytesRead: number;
@@ -36,15 +36,25 @@ export async function sendFromFile(res: ServerResponse, fh: FileHandle, pos: num
   }
   // the callback runs once the socket copied the bytes (or failed): only then may the buffer be reused
   const ok = res.write(bytesRead === buf.length ? buf : buf.subarray(0, bytesRead), () => recycle(buf, pooled));
-  if (!ok) await drained(res, closed);
+  if (!ok) await drained(res);
   return bytesRead;
 }
 
-/** Resolves when `res` emits 'drain' or `closed` settles, leaving no listener behind. */
-export function drained(res: ServerResponse, closed: Promise<void>): Promise<void> {
-  let onDrain!: () => void;
-  const drain = new Promise<void>((resolve) => res.once('drain', (onDrain = resolve)));
-  return Promise.race([drain, closed]).finally(() => res.off('drain', onDrain));
+/**
+ * Resolves when `res` emits 'drain' or closes, leaving no listener behind. (Not a race against one
+ * long-lived 'close' promise: each race left a reaction on it until the answer ended, a few per MiB sent.)
+ */
+export function drained(res: ServerResponse): Promise<void> {
+  if (res.destroyed || res.closed) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const done = (): void => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.once('drain', done);
+    res.once('close', done);
+  });
 }
 
 function recycle(buf: Buffer, pooled: boolean): void {
