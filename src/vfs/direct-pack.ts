@@ -1,216 +1,214 @@
 /**
- * An image of one layer packed straight from its `.idx` records: no path string per entry, no
- * directory maps of names, no merge tree. Directories are keyed by (parent, name) and made only when a
- * record's parent differs from the previous record's (tar order groups entries by directory); each
- * directory's children are laid out by a counting sort, kept in record order when that is already
- * sorted (it usually is) and sorted by name bytes otherwise. The answers are the merge's (merge.ts +
- * pack.ts): same inode numbers, names, links. Anything only the merge should judge — a name that is both
- * a directory and something else, a hardlink that does not name an earlier non-directory of the layer,
- * a lower-layer link, an empty name — makes it give up (undefined) and the caller merges instead.
+ * An image of `.idx` layers packed straight from their records: no path string per entry, no
+ * directory maps of names, no merge tree. Each layer's scan (direct-scan.ts) is laid out as its own
+ * sorted tree (scan-tree.ts), the trees are merged top-down per directory (stack-merge.ts, hardlinks in
+ * stack-links.ts), and here the merged directories, visited breadth-first in name order, get their
+ * inode numbers. The answers are the merge's (merge.ts + pack.ts): same inode numbers, names, links,
+ * warnings. Anything only the merge should judge — a name that is both a directory and something else
+ * in one layer, a hardlink to a directory, a later record or nothing, an empty name — makes it give up
+ * (undefined) and the caller merges instead.
  */
-import { EntryType } from '../layer/entry.js';
-import { decodeText, pathStart, r32, R_LINK, R_LOWER_LINK } from '../layer/index-records.js';
+import { decodeText } from '../layer/index-records.js';
 import { recordMode, type RecordEntries } from './layer-entries.js';
 import { IMPLICIT_DIR_MODE, InodeTable, type DirentNames } from './tree.js';
-import { compareBytes, NeedsMerge, type LayerScan } from './direct-scan.js';
+import { NeedsMerge, type LayerScan } from './direct-scan.js';
+import { ScanTree } from './scan-tree.js';
+import { StackMerge } from './stack-merge.js';
+import { rangeOf, StackLinks } from './stack-links.js';
 
-const SLASH = 47;
+/** What dirent names need of one position's tree (the rest of its scan can go). */
+interface NameSource {
+  buf: Buffer;
+  kids: Int32Array;
+  nameAt: Uint32Array;
+  nameLen: Uint16Array;
+  dirNameAt: readonly number[];
+  dirNameLen: readonly number[];
+}
 
 /**
- * Dirent names as byte ranges of one layer's record buffer, decoded when asked: dirent d is child
- * `kids[d]`, a record (its name's bytes at nameAt/nameLen) or ~directory (dirNameAt/dirNameLen).
+ * Dirent names as byte ranges of the layers' record buffers, decoded when asked: a dirent below
+ * `kidsTotal` is a child in a position's laid-out kids, the others are the merged directories' (ovPos, ovKid).
  */
 class ByteNames implements DirentNames {
-  constructor(
-    private readonly buf: Buffer,
-    private readonly kids: Int32Array,
-    private readonly nameAt: Uint32Array,
-    private readonly nameLen: Uint16Array,
-    private readonly dirNameAt: readonly number[],
-    private readonly dirNameLen: readonly number[],
-  ) {}
+  private readonly sources: NameSource[];
+  private readonly kidBase: readonly number[];
+  private readonly kidsTotal: number;
+  private readonly ovPos: Int32Array;
+  private readonly ovKid: Int32Array;
+
+  constructor(m: StackMerge) {
+    this.sources = m.trees.map((t) => ({ buf: t.buf, kids: t.kids, nameAt: t.s.nameAt, nameLen: t.s.nameLen, dirNameAt: t.s.dirNameAt, dirNameLen: t.s.dirNameLen }));
+    this.kidBase = m.kidBase;
+    this.kidsTotal = m.kidsTotal;
+    this.ovPos = m.ovPos.a.subarray(0, m.ovPos.n);
+    this.ovKid = m.ovKid.a.subarray(0, m.ovKid.n);
+  }
 
   get length(): number {
-    return this.kids.length;
+    return this.kidsTotal + this.ovPos.length;
   }
 
   name(d: number): string {
-    const v = this.kids[d]!;
-    const at = v >= 0 ? this.nameAt[v]! : this.dirNameAt[~v]!;
-    return decodeText(this.buf, at, at + (v >= 0 ? this.nameLen[v]! : this.dirNameLen[~v]!));
+    let pos: number;
+    let v: number;
+    if (d < this.kidsTotal) {
+      pos = this.sources.length === 1 ? 0 : rangeOf(this.kidBase, d);
+      v = this.sources[pos]!.kids[d - this.kidBase[pos]!]!;
+    } else {
+      pos = this.ovPos[d - this.kidsTotal]!;
+      v = this.ovKid[d - this.kidsTotal]!;
+    }
+    const s = this.sources[pos]!;
+    const at = v >= 0 ? s.nameAt[v]! : s.dirNameAt[~v]!;
+    return decodeText(s.buf, at, at + (v >= 0 ? s.nameLen[v]! : s.dirNameLen[~v]!));
   }
 }
 
 /**
- * Packs a single layer's records (applied once, on nothing) from the scan that checked them
- * (`scanIndex(buf, scan.records)`); undefined when the merge must do it.
+ * Packs `.idx` layers (bottom first; `scans[i]` made by scanIndex over `entries[i]`'s buffer, one scan
+ * per distinct index) into an inode table and the merge's warnings; undefined when the merge must do it.
  */
-export function packScanned(s: LayerScan, entries: RecordEntries): InodeTable | undefined {
-  if (!s.direct) return undefined;
+export function packScans(scans: readonly LayerScan[], entries: readonly RecordEntries[]): { table: InodeTable; warnings: string[] } | undefined {
+  if (scans.some((s) => !s.direct)) return undefined;
   try {
-    const b = new DirectBuilder(s, entries);
-    b.layOut();
-    b.resolveHardlinks();
-    return b.pack();
+    const laidOut = new Map<LayerScan, ScanTree>(); // a layer at several positions is laid out once
+    const trees = scans.map((s, i) => {
+      let t = laidOut.get(s);
+      if (t === undefined) laidOut.set(s, (t = new ScanTree(s, entries[i]!)));
+      return t;
+    });
+    const links = new StackLinks(trees);
+    const merge = new StackMerge(trees, links);
+    links.resolve(merge);
+    merge.run();
+    const table = number(merge, links, entries);
+    for (const s of scans) s.mode = new Uint16Array(0); // only the numbering needs the leaves' modes
+    return { table, warnings: links.warnings.all() };
   } catch (err) {
     if (err instanceof NeedsMerge) return undefined;
     throw err;
   }
 }
 
-class DirectBuilder {
-  private readonly buf: Buffer;
-  private readonly linkTo = new Map<number, number>();
-  // Laid out: every directory's children, sorted; directory d's are kids[childStart[d] .. childStart[d + 1]).
-  private kids = new Int32Array(0);
-  private childStart = new Uint32Array(0);
+/** The table: inode numbers breadth-first in name order, as packTree gives them. */
+function number(m: StackMerge, links: StackLinks, entries: readonly RecordEntries[]): InodeTable {
+  return new Numbering(m, links, new InodeTable(m.inodes, new ByteNames(m), entries)).run();
+}
+
+class Numbering {
+  /** Inode of each merged directory (they are numbered in the order the merge made them). */
+  private readonly mIno: Uint32Array;
+  /** Origin → inode, for the origins hardlinks name. */
+  private readonly shared = new Map<number, number>();
+  private next = 1;
+  private nextDir = 1;
 
   constructor(
-    private readonly s: LayerScan,
-    private readonly entries: RecordEntries,
+    private readonly m: StackMerge,
+    private readonly links: StackLinks,
+    private readonly t: InodeTable,
   ) {
-    this.buf = s.buf;
+    this.mIno = new Uint32Array(m.mChain.n);
   }
 
-  /** Counting sort of the children by directory (appearance order kept), then each directory sorted by name. */
-  layOut(): void {
-    const dirs = this.s.dirRec.length;
-    const { events, eventParent, eventCount } = this.s;
-    const start = new Uint32Array(dirs + 1);
-    for (let d = 0; d < dirs; d++) start[d + 1] = start[d]! + this.s.childCount[d]!;
-    const fill = start.slice(0, dirs);
-    const kids = new Int32Array(eventCount);
-    for (let k = 0; k < eventCount; k++) kids[fill[eventParent[k]!]!++] = events[k]!;
-    this.s.events = this.s.eventParent = new Int32Array(0); // done with them
-    this.kids = kids;
-    this.childStart = start;
-    for (const d of this.s.unsorted) this.sortChildren(start[d]!, start[d + 1]!);
-  }
-
-  /** Sorts kids[from, to) by name bytes; two equal names mean the merge must judge. */
-  private sortChildren(from: number, to: number): void {
-    const slice = Array.from(this.kids.subarray(from, to)).sort((a, b) => this.compare(a, b));
-    for (let k = 1; k < slice.length; k++) if (this.compare(slice[k - 1]!, slice[k]!) === 0) throw new NeedsMerge();
-    this.kids.set(slice, from);
-  }
-
-  /** Bytewise order of two children's names. */
-  private compare(a: number, b: number): number {
-    return compareBytes(this.buf, this.at(a), this.len(a), this.at(b), this.len(b));
-  }
-
-  /** Where child `v`'s name bytes start, and how many there are. */
-  private at(v: number): number {
-    return v >= 0 ? this.s.nameAt[v]! : this.s.dirNameAt[~v]!;
-  }
-
-  private len(v: number): number {
-    return v >= 0 ? this.s.nameLen[v]! : this.s.dirNameLen[~v]!;
-  }
-
-  /** Each hardlink → the earlier record (not a directory, not a hardlink) whose inode it names. */
-  resolveHardlinks(): void {
-    const { buf, entries } = this;
-    for (const r of this.s.hardlinks) {
-      const at = entries.starts[r]!;
-      if (!(buf[at + 1]! & R_LINK) || buf[at + 1]! & R_LOWER_LINK) throw new NeedsMerge();
-      const p = pathStart(buf, at, entries.version) + r32(buf, at + 36);
-      const target = this.find(p, r32(buf, at + 56));
-      if (target < 0 || target >= r) throw new NeedsMerge();
-      this.linkTo.set(r, this.linkTo.get(target) ?? target);
-    }
-  }
-
-  /** The record at path bytes [p, p + len) among the laid-out children, or -1 (a directory, or nothing). */
-  private find(p: number, len: number): number {
-    let dir = 0;
-    let i = p;
-    const end = p + len;
-    for (;;) {
-      let j = i;
-      while (j < end && this.buf[j] !== SLASH) j++;
-      if (j >= end) return this.child(dir, i, j - i);
-      const d = this.s.dirKeys.get(`${dir}/${this.buf.toString('latin1', i, j)}`);
-      if (d === undefined) return -1;
-      dir = d;
-      i = j + 1;
-    }
-  }
-
-  /** Binary search of directory `dir`'s sorted children for a record named by bytes [at, at + len). */
-  private child(dir: number, at: number, len: number): number {
-    let lo = this.childStart[dir]!;
-    let hi = this.childStart[dir + 1]! - 1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      const v = this.kids[mid]!;
-      const c = compareBytes(this.buf, this.at(v), this.len(v), at, len);
-      if (c === 0) return v; // a directory is ~d < 0: not a record
-      if (c < 0) lo = mid + 1;
-      else hi = mid - 1;
-    }
-    return -1;
-  }
-
-  /** The table: inode numbers breadth-first in name order, as packTree gives them. */
-  pack(): InodeTable {
-    const dirs = this.s.dirRec.length;
-    const { buf, kids, childStart } = this;
-    const { starts } = this.s;
-    const names = new ByteNames(buf, kids, this.s.nameAt, this.s.nameLen, this.s.dirNameAt, this.s.dirNameLen);
-    const t = new InodeTable(dirs + this.s.leaves, names, [this.entries]);
-    const { mode, entry, nlink, direntIno, selfDirent } = t;
-    const dirIno = new Uint32Array(dirs);
-    const recMode = this.s.mode;
-    // Only a hardlink's target can be met twice; without hardlinks every record child is a new inode.
-    const recIno = this.s.hardlinks.length > 0 ? new Uint32Array(this.s.n) : null;
-    const queue = new Uint32Array(dirs);
-    let next = 1;
-    dirIno[0] = 1;
-    this.setDir(t, 0, 1, 1);
-    for (let head = 0, tail = 1; head < tail; head++) {
-      const d = queue[head]!;
-      const ino = dirIno[d]!;
-      let subdirs = 0;
-      for (let k = childStart[d]!, end = childStart[d + 1]!; k < end; k++) {
-        const v = kids[k]!;
-        if (v < 0) {
-          const c = ~v;
-          dirIno[c] = ++next;
-          queue[tail++] = c;
-          this.setDir(t, c, next, ino);
-          selfDirent[next] = k;
-          direntIno[k] = next;
-          subdirs++;
-          continue;
-        }
-        let r = v;
-        let child = 0;
-        if (recIno !== null) {
-          if (buf[starts[v]!] === EntryType.Hardlink) r = this.linkTo.get(v)!;
-          child = recIno[r]!;
-        }
-        if (child === 0) {
-          child = ++next;
-          if (recIno !== null) recIno[r] = child;
-          entry[child] = r; // layer 0: the arrays start zeroed
-          mode[child] = recMode[r]!;
-        }
-        nlink[child]++;
-        direntIno[k] = child;
-      }
-      nlink[ino] = 2 + subdirs;
+  run(): InodeTable {
+    const { m, t } = this;
+    this.mIno[0] = 1;
+    setDir(t, m, 0, 1, 1);
+    for (let d = 0; d < m.mChain.n; d++) {
+      const ino = this.mIno[d]!;
+      const start = m.mStart.a[d]!;
+      const end = start + m.mCount.a[d]!;
+      const pos = m.mPos.a[d]!;
+      t.dirStart[ino] = start;
+      t.dirCount[ino] = end - start;
+      const plain = pos >= 0 && !this.links.involves(pos);
+      t.nlink[ino] = 2 + (plain ? this.plainSlice(ino, pos, start, end) : this.mixed(ino, pos, start, end));
     }
     return t;
   }
 
-  private setDir(t: InodeTable, d: number, ino: number, parent: number): void {
-    const rec = this.s.dirRec[d]!;
-    t.layer[ino] = rec < 0 ? -1 : 0;
-    t.entry[ino] = rec < 0 ? 0 : rec;
-    t.mode[ino] = rec < 0 ? IMPLICIT_DIR_MODE : recordMode(this.buf, this.s.starts[rec]!);
-    t.parent[ino] = parent;
-    t.dirStart[ino] = this.childStart[d]!;
-    t.dirCount[ino] = this.childStart[d + 1]! - this.childStart[d]!;
+  /** Dirent k names the next merged directory, a child of `parent`. */
+  private subdir(k: number, parent: number): void {
+    const ino = ++this.next;
+    this.mIno[this.nextDir] = ino;
+    setDir(this.t, this.m, this.nextDir++, ino, parent);
+    this.t.selfDirent[ino] = k;
+    this.t.direntIno[k] = ino;
   }
+
+  /** One layer directory's slice, no hardlinks: every record child is a new inode (most directories). Returns the subdirectories. */
+  private plainSlice(ino: number, pos: number, start: number, end: number): number {
+    const { mode, entry, layer, nlink, direntIno } = this.t;
+    const kids = this.m.trees[pos]!.kids;
+    const modes = this.m.trees[pos]!.s.mode;
+    const base = this.m.kidBase[pos]!;
+    let subdirs = 0;
+    for (let k = start; k < end; k++) {
+      const v = kids[k - base]!;
+      if (v < 0) {
+        this.subdir(k, ino);
+        subdirs++;
+        continue;
+      }
+      const child = ++this.next;
+      layer[child] = pos;
+      entry[child] = v;
+      mode[child] = modes[v]!;
+      nlink[child] = 1;
+      direntIno[k] = child;
+    }
+    return subdirs;
+  }
+
+  /** Any other directory: merged dirents (pos < 0) or a slice with hardlinks. Returns the subdirectories. */
+  private mixed(ino: number, inPlace: number, start: number, end: number): number {
+    const { m, links, t } = this;
+    const kids = inPlace >= 0 ? m.trees[inPlace]!.kids : undefined;
+    const base = inPlace >= 0 ? m.kidBase[inPlace]! : m.kidsTotal;
+    let subdirs = 0;
+    for (let k = start; k < end; k++) {
+      const pos = kids !== undefined ? inPlace : m.ovPos.a[k - base]!;
+      const v = kids !== undefined ? kids[k - base]! : m.ovKid.a[k - base]!;
+      if (v < 0) {
+        this.subdir(k, ino);
+        subdirs++;
+        continue;
+      }
+      let child = 0;
+      let opos = pos;
+      let orec = v;
+      const o = links.originOf(pos, v);
+      if (links.isShared(o)) {
+        [opos, orec] = links.positionOf(o);
+        child = this.shared.get(o) ?? 0;
+        if (child === 0) this.shared.set(o, this.next + 1);
+      }
+      if (child === 0) {
+        child = ++this.next;
+        t.layer[child] = opos;
+        t.entry[child] = orec;
+        t.mode[child] = m.trees[opos]!.s.mode[orec]!;
+      }
+      t.nlink[child]++;
+      t.direntIno[k] = child;
+    }
+    return subdirs;
+  }
+}
+
+/** Directory inode `ino` of merged directory d: metadata from the topmost layer directory with a record, else implicit. */
+function setDir(t: InodeTable, m: StackMerge, d: number, ino: number, parent: number): void {
+  const [from, to] = m.chain(d);
+  let pos = -1;
+  let rec = -1;
+  for (let c = from; c < to && rec < 0; c++) {
+    pos = m.chainPos.a[c]!;
+    rec = m.trees[pos]!.s.dirRec[m.chainDir.a[c]!]!;
+  }
+  t.layer[ino] = rec < 0 ? -1 : pos;
+  t.entry[ino] = rec < 0 ? 0 : rec;
+  t.mode[ino] = rec < 0 ? IMPLICIT_DIR_MODE : recordMode(m.trees[pos]!.buf, m.trees[pos]!.entries.starts[rec]!);
+  t.parent[ino] = parent;
 }

@@ -34,6 +34,16 @@ export class LayerScan {
   readonly dirNameAt: number[] = [0];
   readonly dirNameLen: number[] = [0];
   readonly dirKeys = new Map<string, number>();
+  /** Per directory: its parent (root: 0), whether an entry of the layer makes it (0: a ghost), whether it is opaque. */
+  readonly dirParent: number[] = [0];
+  readonly dirReal: number[] = [1];
+  /** Per directory: how many of its children are directories. */
+  readonly dirKids: number[] = [0];
+  readonly opaque = new Set<number>();
+  /** Whiteouts: the directory each sits in and its name bytes, in record order. */
+  readonly whiteoutDir: number[] = [];
+  readonly whiteoutAt: number[] = [];
+  readonly whiteoutLen: number[] = [];
   /** Directories whose children came out of name order. */
   readonly unsorted = new Set<number>();
   /** Children in the order they appeared (a record number, or ~dir) and the directory holding each. */
@@ -92,7 +102,11 @@ export class LayerScan {
       const rec = at;
       starts[i + 1] = at = next;
       const type = buf[rec]!;
-      if (type === EntryType.Whiteout) continue; // hides lower layers only: there are none
+      if (type === EntryType.Whiteout) {
+        if (!this.whiteout(rec)) return this.giveUp(i);
+        prevChild = false; // a ghost directory may have become its directory's last child
+        continue;
+      }
       const p = rec + fixed + (buf[rec + 1]! & R_SHA256 ? 32 : 0);
       const len = buf[rec + 36]! | (buf[rec + 37]! << 8); // at most 65535 (checked)
       // The common prefix with the previous path says whether this record sits in the same directory:
@@ -120,7 +134,9 @@ export class LayerScan {
       prevDir = dir;
       prevChild = false;
       if (type === EntryType.Opaque) {
-        if (len > 0 && this.childDirAt(dir, p + s + 1, len - s - 1) < 0) return this.giveUp(i); // the marker's directory exists
+        const d = len > 0 ? this.childDirAt(dir, p + s + 1, len - s - 1) : 0; // the marker's directory exists
+        if (d < 0) return this.giveUp(i);
+        this.opaque.add(d);
         continue;
       }
       if (len === 0) {
@@ -157,6 +173,27 @@ export class LayerScan {
       }
     }
     return count;
+  }
+
+  /** The whiteout record at `rec`: kept with its directory (a ghost unless real); false when the merge must judge. */
+  private whiteout(rec: number): boolean {
+    const p = rec + this.fixed + (this.buf[rec + 1]! & R_SHA256 ? 32 : 0);
+    const len = this.buf[rec + 36]! | (this.buf[rec + 37]! << 8);
+    if (len === 0) return true; // the root: nothing hides it
+    let s = len - 1;
+    while (s >= 0 && this.buf[p + s] !== SLASH) s--;
+    if (s === len - 1) return false;
+    let dir = 0;
+    try {
+      if (s >= 0) dir = this.ensureDir(p, s, false);
+    } catch (err) {
+      if (err instanceof NeedsMerge) return false;
+      throw err;
+    }
+    this.whiteoutDir.push(dir);
+    this.whiteoutAt.push(p + s + 1);
+    this.whiteoutLen.push(len - s - 1);
+    return true;
   }
 
   /** Record i (checked) needs the merge: the records after it are only checked. */
@@ -206,20 +243,20 @@ export class LayerScan {
     this.childCount[dir]++;
   }
 
-  /** The directory at path bytes [p, p + len), made (implicit) with its missing ancestors. */
-  private ensureDir(p: number, len: number): number {
+  /** The directory at path bytes [p, p + len), made (implicit) with its missing ancestors; `real`: an entry makes it. */
+  private ensureDir(p: number, len: number, real = true): number {
     let dir = 0;
     for (let i = p, end = p + len; i < end; ) {
       let j = i;
       while (j < end && this.buf[j] !== SLASH) j++;
-      dir = this.childDir(dir, i, j - i);
+      dir = this.childDir(dir, i, j - i, real);
       i = j + 1;
     }
     return dir;
   }
 
-  /** Directory `parent`'s child directory named by bytes [at, at + len), made when missing. */
-  private childDir(parent: number, at: number, len: number): number {
+  /** Directory `parent`'s child directory named by bytes [at, at + len), made when missing (parent real when `real`). */
+  private childDir(parent: number, at: number, len: number, real = true): number {
     if (len === 0) throw new NeedsMerge();
     const key = `${parent}/${this.buf.toString('latin1', at, at + len)}`;
     let d = this.dirKeys.get(key);
@@ -229,11 +266,15 @@ export class LayerScan {
       this.dirRec.push(-1);
       this.dirNameAt.push(at);
       this.dirNameLen.push(len);
+      this.dirParent.push(parent);
+      this.dirReal.push(real ? 1 : 0);
+      this.dirKids.push(0);
+      this.dirKids[parent]++;
       this.lastAt.push(0);
       this.lastLen.push(-1);
       this.childCount.push(0);
       this.append(parent, ~d, at, len);
-    }
+    } else if (real) this.dirReal[d] = 1;
     return d;
   }
 }
@@ -246,9 +287,14 @@ function grown(a: Int32Array): Int32Array {
 
 /** Bytewise order of two byte ranges of `buf`. */
 export function compareBytes(buf: Buffer, aAt: number, aLen: number, bAt: number, bLen: number): number {
+  return compareBytesOf(buf, aAt, aLen, buf, bAt, bLen);
+}
+
+/** Bytewise order of a byte range of `a` and one of `b`. */
+export function compareBytesOf(a: Buffer, aAt: number, aLen: number, b: Buffer, bAt: number, bLen: number): number {
   for (let i = 0, m = Math.min(aLen, bLen); i < m; i++) {
-    const x = buf[aAt + i]!;
-    const y = buf[bAt + i]!;
+    const x = a[aAt + i]!;
+    const y = b[bAt + i]!;
     if (x !== y) return x - y;
   }
   return aLen - bLen;

@@ -95,12 +95,31 @@ export class LeafTable {
 /** Warnings kept per merge (one per hardlink to a lower layer); the rest are counted. */
 const MAX_WARNINGS = 100;
 
+/** The merge's warnings: one line per hardlink linked to a lower layer's file, at most ~100. */
+export class LinkWarnings {
+  private readonly shown: string[] = [];
+  private unshown = 0;
+
+  /** Hardlink `path` of layer position `layer` names `target`, a file of layer position `lower`. */
+  add(layer: number, path: string, target: string | undefined, lower: number): void {
+    if (this.shown.length < MAX_WARNINGS) this.shown.push(`${linkWhere(layer, path, target)}, a file of a lower layer (layer ${lower + 1}); linked to it`);
+    else this.unshown++;
+  }
+
+  all(): string[] {
+    return this.unshown === 0 ? this.shown : [...this.shown, `... and ${this.unshown} more hardlinks to lower layers`];
+  }
+}
+
+function linkWhere(layer: number, path: string, target: string | undefined): string {
+  return `layer ${layer + 1}: hardlink ${JSON.stringify(path)} names ${JSON.stringify(target)}`;
+}
+
 export class Merger {
   readonly root: MNode;
   readonly leaves = new LeafTable();
   private base = -1;
-  private readonly warnings: string[] = [];
-  private unshownWarnings = 0;
+  private readonly warnings = new LinkWarnings();
   /** Per layer: hardlink target → the node it names now (lower layers' node, then this layer's). */
   private linkTargets: Map<string, MNode | undefined> | null = null;
   /** Per layer: targets of hardlinks flagged as links to lower layers → the lower layers' node. */
@@ -143,7 +162,7 @@ export class Merger {
 
   /** Things a user should know about the merged image (hardlinks to lower layers' files), at most ~100. */
   allWarnings(): string[] {
-    return this.unshownWarnings === 0 ? this.warnings : [...this.warnings, `... and ${this.unshownWarnings} more hardlinks to lower layers`];
+    return this.warnings.all();
   }
 
   /** The node at a root-relative path, walking real directories only (no symlinks); a leaf found becomes a node. */
@@ -221,13 +240,10 @@ export class Merger {
 
   private hardlinkNode(path: string, linkTarget: string | undefined, lower: boolean, layer: number): MNode {
     const target = (lower ? this.lowerTargets : this.linkTargets)?.get(linkTarget ?? '');
-    const where = `layer ${layer + 1}: hardlink ${JSON.stringify(path)} names ${JSON.stringify(linkTarget)}`;
+    const where = linkWhere(layer, path, linkTarget);
     if (target === undefined) throw new VmimgError(ErrorCode.INVALID_LAYER, `${where}, which is neither an earlier entry of its layer nor a file of a lower layer`);
     if (target.children !== null) throw new VmimgError(ErrorCode.INVALID_LAYER, `${where}, a directory`);
-    if (target.layer !== layer) {
-      if (this.warnings.length < MAX_WARNINGS) this.warnings.push(`${where}, a file of a lower layer (layer ${target.layer + 1}); linked to it`);
-      else this.unshownWarnings++;
-    }
+    if (target.layer !== layer) this.warnings.add(layer, path, linkTarget, target.layer);
     return target;
   }
 

@@ -58,26 +58,23 @@ export type ContainerSource = string | LayeredImage | readonly LayerSource[];
 
 /**
  * Reads every layer's `.idx` (checked whole, entries left in place as records), bottom first.
- * `direct`: an image of one `.idx` layer is scanned for the direct pack in the same pass as its checks.
+ * `direct`: each `.idx` is scanned for the direct pack in the same pass as its checks.
  */
 export async function loadLayers(source: ContainerSource, { direct = false } = {}): Promise<LoadedLayer[]> {
   const layers = await sourceLayers(source);
-  const only = layers.length === 1 ? layers[0]! : undefined;
-  if (direct && only !== undefined && !('entries' in only)) {
-    const scan = new LayerScan();
-    const entries = new RecordEntries(await scanIndexFile(only.indexPath, scan.records));
-    return [{ ...contentOf(only), entries, scan }];
-  }
-  const decoded = new Map<string, Promise<LayerEntries>>(); // a layer listed twice is read once
-  const entriesOf = (indexPath: string): Promise<LayerEntries> => {
+  const decoded = new Map<string, Promise<{ entries: RecordEntries; scan?: LayerScan }>>(); // a layer listed twice is read once
+  const entriesOf = (indexPath: string): Promise<{ entries: RecordEntries; scan?: LayerScan }> => {
     let p = decoded.get(indexPath);
-    if (p === undefined) decoded.set(indexPath, (p = scanIndexFile(indexPath).then((r) => new RecordEntries(r))));
+    if (p === undefined) {
+      const scan = direct ? new LayerScan() : undefined;
+      decoded.set(indexPath, (p = scanIndexFile(indexPath, scan?.records).then((r) => ({ entries: new RecordEntries(r), ...(scan && { scan }) }))));
+    }
     return p;
   };
   // A few index files at a time: an image of 10 000 layers must not hold 10 000 descriptors at once.
   return mapLimit(layers, 8, async (l): Promise<LoadedLayer> => {
     if ('entries' in l) return l;
-    return { ...contentOf(l), entries: await entriesOf(l.indexPath) };
+    return { ...contentOf(l), ...(await entriesOf(l.indexPath)) };
   });
 }
 

@@ -22,7 +22,36 @@ interface CaseSpec {
   differs?: Record<string, string>;
 }
 
+/**
+ * A big top layer over a small base (breaker5 B3's shape, issue 10): the compact stack merge (src/vfs/
+ * stack-merge.ts) keeps the top layer's directories as they are and must apply the base's few entries
+ * and the top's whiteouts, opaque markers, replaced directories and hardlinks to the base as the merge does.
+ */
+function bigOverBase(): CaseSpec {
+  const top: PyEntry[] = [];
+  for (let i = 0; i < 1500; i++) top.push(py.file(`d${String(i % 15).padStart(2, '0')}/f${String(i).padStart(4, '0')}`, i % 100 === 0 ? `${i}\n` : ''));
+  top.push(
+    py.file('.wh.opt'), py.file('etc/.wh.hostname'), py.file('var/.wh..wh..opq'), py.file('var/new', 'new\n'),
+    py.file('srv', 'srv is a file now\n'),
+    py.file('usr/bin/.wh.tool1'), py.file('deep/a/b/.wh.c'), py.file('usr/lib/.wh..wh..opq'),
+    py.hard('usr/bin/sh', 'bin/busybox'), py.file('bin/busybox', 'replaced after the link\n'), py.dir('etc/', { mode: 0o750 }),
+  );
+  return {
+    layers: {
+      base: [
+        py.dir('bin/'), py.file('bin/busybox', 'ELF\n', { mode: 0o755 }), py.hard('bin/ls', 'bin/busybox'), py.dir('etc/'), py.file('etc/hostname', 'h\n'),
+        py.file('etc/passwd', 'root\n'), py.dir('usr/', { mode: 0o711 }), py.file('usr/bin/tool1', 't1'), py.sym('usr/bin/tool2', '../../bin/busybox'),
+        py.file('usr/lib/libc.so', 'libc'), py.file('opt/app/x', 'x'), py.dir('var/', { mode: 0o700 }), py.file('var/log/old', 'old'),
+        py.dir('srv/'), py.file('srv/www/index', 'i'), py.file('deep/a/b/c', 'c'), py.file('deep/a/b/d', 'd'),
+      ],
+      top,
+    },
+    image: { layers: ['base', 'top'] },
+  };
+}
+
 const CASES: Record<string, CaseSpec> = {
+  'big-over-base': bigOverBase(),
   // docker-save-repeated-layer: one diff_id at two positions, a whiteout between them.
   'repeated-layer': {
     layers: {

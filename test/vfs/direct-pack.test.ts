@@ -1,10 +1,10 @@
 /**
- * A single `.idx` layer is packed straight from its records (src/vfs/direct-pack.ts) instead of going
- * through the merge. It must give the merge's answers exactly: same inode numbers, names in the same
- * bytewise order, attributes, links, digests. Layers are written by python3's tarfile and flattened; each
- * is opened both ways (the records, and the same entries decoded, which always take the merge) and the
- * whole trees are compared. Layers only the merge may judge (a name that is a directory and a file, a
- * dangling hardlink) must make the direct packer give up, and still open.
+ * `.idx` layers are packed straight from their records (src/vfs/direct-pack.ts, stack-merge.ts) instead
+ * of going through the merge. It must give the merge's answers exactly: same inode numbers, names in the
+ * same bytewise order, attributes, links, digests, warnings. Layers are written by python3's tarfile and
+ * flattened; each image is opened both ways (the records, and the same entries decoded, which always
+ * take the merge) and the whole trees are compared. Layers only the merge may judge (a name that is a
+ * directory and a file, a dangling hardlink) must make the direct packer give up, and still open.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -13,48 +13,13 @@ import { test } from 'node:test';
 import { flattenLayer } from '../../src/layer/flatten.js';
 import { readIndexFile, scanIndex } from '../../src/layer/index-format.js';
 import { R_SHA256 } from '../../src/layer/index-records.js';
-import { packScanned } from '../../src/vfs/direct-pack.js';
-import { LayerScan } from '../../src/vfs/direct-scan.js';
 import { RecordEntries } from '../../src/vfs/layer-entries.js';
 import { ContainerFS, encodeName, LayeredContainerFS } from '../../src/vfs/index.js';
+import { bothWays, dump } from '../helpers/direct-both.js';
 import { py, pyLayerTar, type PyEntry } from '../helpers/pyimage.js';
 import { run, tmpDir } from '../helpers/tools.js';
 
 const b64 = (bytes: number[]): { b64: string } => ({ b64: Buffer.from(bytes).toString('base64') });
-
-/** Everything ContainerFS answers about every inode reachable from the root, in walk order. */
-function dump(fs: ContainerFS): string[] {
-  const out: string[] = [];
-  const queue: [number, string][] = [[fs.root(), '']];
-  while (queue.length > 0) {
-    const [ino, path] = queue.shift()!;
-    const a = fs.getattr(ino);
-    const xattrs = fs.listxattr(ino).map((n) => `${n}=${fs.getxattr(ino, n).toString('hex')}`);
-    const link = (a.mode & 0o170000) === 0o120000 ? fs.readlink(ino, { encoding: 'buffer' }).toString('hex') : '';
-    out.push(JSON.stringify([encodeName(path).toString('hex'), a, link, fs.contentSha256(ino) ?? '', xattrs]));
-    if ((a.mode & 0o170000) !== 0o040000) continue;
-    for (const e of fs.readdir(ino)) {
-      assert.equal(fs.lookup(ino, e.name), e.ino);
-      queue.push([e.ino, `${path}/${e.name}`]);
-    }
-  }
-  return out;
-}
-
-async function bothWays(entries: PyEntry[]): Promise<{ direct: boolean; records: string[]; merged: string[] }> {
-  const info = await flattenLayer(Readable.from([await pyLayerTar(entries)]), { dir: await tmpDir('vmimg-direct-') });
-  const scan = new LayerScan();
-  const direct = packScanned(scan, new RecordEntries(scanIndex(readFileSync(info.indexPath), scan.records))) !== undefined;
-  const viaRecords = await ContainerFS.open([info]);
-  const decoded = (await readIndexFile(info.indexPath)).entries;
-  const viaMerge = await ContainerFS.open([{ entries: decoded, contentsPath: info.contentsPath }]);
-  try {
-    return { direct, records: dump(viaRecords), merged: dump(viaMerge) };
-  } finally {
-    await viaRecords.close();
-    await viaMerge.close();
-  }
-}
 
 const packed: [string, PyEntry[]][] = [
   ['a tar in sorted, depth-first order with an explicit root', [
