@@ -136,6 +136,7 @@ export async function lazyPullBench(report: (line: string) => void): Promise<voi
       }
       rmSync(cacheDir, { recursive: true, force: true });
     };
+    const cpu: Record<string, number> = {};
     const times = await sideBySide({
       'pull (eager)': counted('pull (eager)', async () => {
         const cacheDir = fresh();
@@ -144,13 +145,13 @@ export async function lazyPullBench(report: (line: string) => void): Promise<voi
       }),
       'pull --lazy + cat + ls -R': counted('pull --lazy + cat + ls -R', () => lazily(false)),
       'pull --lazy + read every file': counted('pull --lazy + read every file', () => lazily(true)),
-    });
+    }, cpu);
     const eager = times['pull (eager)']!;
     const first = 'pull --lazy + cat + ls -R';
     const all = 'pull --lazy + read every file';
     report(`lazy-pull: eager pull ${(eager / 1000).toFixed(2)} s, ${(fetched['pull (eager)']! / 1e6).toFixed(0)} MB fetched`);
     report(`lazy-pull: ${first} ${(times[first]! / 1000).toFixed(2)} s = ${((100 * times[first]!) / eager).toFixed(1)} % of the eager pull (target ≤ 5 %); fetched ${(fetched[first]! / 1e6).toFixed(2)} MB = ${((100 * fetched[first]!) / compressed).toFixed(2)} % of the compressed layers (target ≤ 2 %)`);
-    report(`lazy-pull: ${all} ${(times[all]! / 1000).toFixed(2)} s = ${(times[all]! / eager).toFixed(2)}× the eager pull (target ≤ 1.3×); fetched ${(fetched[all]! / 1e6).toFixed(0)} MB`);
+    report(`lazy-pull: ${all} ${(times[all]! / 1000).toFixed(2)} s = ${(times[all]! / eager).toFixed(2)}× the eager pull (target ≤ 1.3×); CPU ${(cpu[all]! / 1000).toFixed(2)} vs ${(cpu['pull (eager)']! / 1000).toFixed(2)} s = ${(cpu[all]! / cpu['pull (eager)']!).toFixed(2)}×; fetched ${(fetched[all]! / 1e6).toFixed(0)} MB; ${loadAverage()}`);
   } finally {
     await proxy.close();
     await registry.stop();

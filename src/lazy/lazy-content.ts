@@ -15,9 +15,10 @@ import type { IndexEntry } from '../layer/entry.js';
 import type { ContentReader } from '../vfs/content.js';
 import type { BlobStore } from '../store/blob-store.js';
 import { BlobCopy } from './blob-copy.js';
-import { firstEndingAfter, placedFiles, placeTar, spanAt, type Placed } from './placed-files.js';
+import { firstEndingAfter, placedFiles, placeTar, spanAt, writePlan, type Placed } from './placed-files.js';
 import { ReadAhead, readAheadBytes } from './read-ahead.js';
-import { inflateSpanAsync } from './span-inflate.js';
+import { spanRecord } from './span-inflate.js';
+import { placeSpans } from './span-pool.js';
 import { SpanMap } from './span-map.js';
 import { spanRange, type ZranIndex } from './zran-format.js';
 
@@ -305,8 +306,8 @@ export class LazyContent implements ContentReader {
   }
 
   /**
-   * Fetches spans `[first, last]` in one request, verifies and inflates each off the main thread (the
-   * next one's inflate overlapping this one's write), places it and calls `placed(i)`; then syncs the
+   * Fetches spans `[first, last]` in one request and hands the bytes to the span pool, which verifies,
+   * inflates and writes each span off this thread, calling `placed(i)` as it lands; then syncs the
    * bytes and sets the spans' bits.
    */
   private async fetchRun(first: number, last: number, placed: (i: number) => void): Promise<void> {
@@ -322,25 +323,19 @@ export class LazyContent implements ContentReader {
     if (answer.bytes.length !== end - start) throw new VmimgError(ErrorCode.REGISTRY_ERROR, `range ${start}-${end - 1} of ${this.opts.digest}: got ${answer.bytes.length} bytes`);
     this.stats.rangeBytes += answer.bytes.length;
     const fh = await this.handle();
-    const inflate = (i: number): Promise<{ tar: Buffer; ms: number }> => {
-      const r = spanRange(zran, i);
-      const t = performance.now();
-      const p = inflateSpanAsync(zran, i, answer.bytes.subarray(r.cStart - start, r.cEnd - start)).then((tar) => ({ tar, ms: performance.now() - t })); // verifies first
-      p.catch(() => undefined); // awaited below; meanwhile a rejection is not unhandled
-      return p;
-    };
-    let next = inflate(first);
-    for (let i = first; i <= last; i++) {
-      const { tar, ms } = await next;
-      if (i < last) next = inflate(i + 1);
-      this.stats.inflateMs += ms;
+    const copy = await this.copyOf();
+    await copy?.write(start, answer.bytes, false); // before the bytes move to the worker; synced below
+    const spans = [];
+    for (let i = first; i <= last; i++) spans.push({ record: spanRecord(zran, i), plan: writePlan(this.files, spanRange(zran, i).uStart, spanRange(zran, i).uEnd - spanRange(zran, i).uStart) });
+    const t = performance.now();
+    await placeSpans({ fd: fh.fd, start, bytes: answer.bytes, spans }, (i) => {
+      this.here[i >> 3]! |= 1 << (i & 7);
       this.stats.spansFetched++;
       this.stats.spansVerified++;
-      await placeTar(fh, this.files, tar, spanRange(zran, i).uStart);
-      this.here[i >> 3]! |= 1 << (i & 7);
       placed(i);
-    }
-    await (await this.copyOf())?.write(start, answer.bytes);
+    });
+    this.stats.inflateMs += performance.now() - t;
+    await copy?.write(0, new Uint8Array(0)); // syncs the copy
     await fh.datasync(); // bytes first, then the bits that vouch for them
     for (let i = first; i <= last; i++) this.map.set(i);
     await this.map.save();

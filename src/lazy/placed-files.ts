@@ -3,6 +3,7 @@
  * also tar order), the lookups from `.contents` and tar positions to them, and the write of an inflated
  * span's tar bytes into `.contents` (docs/FORMAT.md "`.contents`": each file 4096-aligned).
  */
+import { writevSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import type { IndexEntry } from '../layer/entry.js';
 import { CONTENTS_ALIGN } from '../layer/contents-writer.js';
@@ -58,20 +59,23 @@ export function firstEndingAfter(files: readonly Placed[], pos: number, key: 'of
 const ZEROS = new Uint8Array(CONTENTS_ALIGN);
 
 /**
- * Writes tar bytes `[at, at + tar.length)` into `.contents` wherever files overlap them. Files that
- * follow each other in `.contents` (only alignment padding between them, written as the zeros an
- * eager flatten writes there) go out in one positional `writev`: a span of small files is a few
- * system calls, not one per file.
+ * One positional write of a span's tar bytes into `.contents`: at `pos`, the pieces in `parts` as pairs
+ * `[start, end)` of the span's tar output, or `[-1, n]` for n alignment zeros between two files.
  */
-export async function placeTar(fh: FileHandle, files: readonly Placed[], tar: Uint8Array, at: number): Promise<void> {
-  const end = at + tar.length;
-  let parts: Uint8Array[] = [];
-  let start = 0;
-  let next = -1; // `.contents` position right after the last part
-  const flush = async (): Promise<void> => {
-    if (parts.length > 0) await fh.writev(parts, start);
-    parts = [];
-  };
+export interface WriteGroup {
+  pos: number;
+  parts: number[];
+}
+
+/**
+ * Where tar bytes `[at, at + length)` go in `.contents`: one group per stretch of files that follow each
+ * other there (only alignment padding between them, written as the zeros an eager flatten writes), so
+ * a span of small files is a few system calls, not one per file.
+ */
+export function writePlan(files: readonly Placed[], at: number, length: number): WriteGroup[] {
+  const end = at + length;
+  const groups: WriteGroup[] = [];
+  let next = -1; // `.contents` position right after the last piece
   for (let k = firstEndingAfter(files, at, 'tarOffset'); k < files.length && files[k]!.tarOffset < end; k++) {
     const f = files[k]!;
     const a = Math.max(at, f.tarOffset);
@@ -79,12 +83,30 @@ export async function placeTar(fh: FileHandle, files: readonly Placed[], tar: Ui
     if (a >= b) continue;
     const pos = f.offset + (a - f.tarOffset);
     const gap = pos - next;
-    if (next < 0 || gap < 0 || gap >= CONTENTS_ALIGN) {
-      await flush();
-      start = pos;
-    } else if (gap > 0) parts.push(ZEROS.subarray(0, gap));
-    parts.push(tar.subarray(a - at, b - at));
+    if (next < 0 || gap < 0 || gap >= CONTENTS_ALIGN) groups.push({ pos, parts: [] });
+    else if (gap > 0) groups[groups.length - 1]!.parts.push(-1, gap);
+    groups[groups.length - 1]!.parts.push(a - at, b - at);
     next = pos + (b - a);
   }
-  await flush();
+  return groups;
+}
+
+/** The buffers of `group` over `tar`. */
+function pieces(tar: Uint8Array, group: WriteGroup): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (let j = 0; j < group.parts.length; j += 2) {
+    const [a, b] = [group.parts[j]!, group.parts[j + 1]!];
+    out.push(a < 0 ? ZEROS.subarray(0, b) : tar.subarray(a, b));
+  }
+  return out;
+}
+
+/** Writes `tar` into the `.contents` open as `fd` as `plan` says (synchronous: the span worker's way). */
+export function writePlanSync(fd: number, tar: Uint8Array, plan: readonly WriteGroup[]): void {
+  for (const g of plan) writevSync(fd, pieces(tar, g), g.pos);
+}
+
+/** Writes tar bytes `[at, at + tar.length)` into `.contents` wherever files overlap them ({@link writePlan}). */
+export async function placeTar(fh: FileHandle, files: readonly Placed[], tar: Uint8Array, at: number): Promise<void> {
+  for (const g of writePlan(files, at, tar.length)) await fh.writev(pieces(tar, g), g.pos);
 }

@@ -3,7 +3,7 @@
  * inflation from a checkpoint"). node:zlib has no `inflatePrime`, so a span starting mid-byte gets
  * empty deflate blocks in front that end exactly at its first bit; the window is the raw inflater's dictionary.
  */
-import { createHash, webcrypto } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import * as zlib from 'node:zlib';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { spanRange, type ZranIndex } from './zran-format.js';
@@ -84,101 +84,74 @@ export function alignSpan(span: Uint8Array, bits: number): Buffer {
   return Buffer.concat([Buffer.from(w.bytes), span.subarray(1)]);
 }
 
-/** The checkpoint's window, inflated and checked against its recorded length. */
-export function checkpointWindow(index: ZranIndex, i: number): Buffer {
+/** What inflating span `i` of a layer needs, without the whole index (a worker is handed only this). */
+export interface SpanRecord {
+  i: number;
+  /** `sha256:` digest of the layer blob (for messages). */
+  digest: string;
+  /** Its compressed bytes `[cStart, cEnd)` of the blob, and the tar bytes they give. */
+  cStart: number;
+  cEnd: number;
+  want: number;
+  bits: number;
+  /** The checkpoint's window, raw-deflated, and the length it inflates to. */
+  window: Uint8Array;
+  winLen: number;
+  spanSha256: string;
+}
+
+/** Span `i` of `index` as a {@link SpanRecord}. */
+export function spanRecord(index: ZranIndex, i: number): SpanRecord {
   const c = index.checkpoints[i]!;
-  if (c.winLen === 0) return Buffer.alloc(0);
+  const r = spanRange(index, i);
+  return { i, digest: index.digest, cStart: r.cStart, cEnd: r.cEnd, want: r.uEnd - r.uStart, bits: c.bits, window: c.window, winLen: c.winLen, spanSha256: c.spanSha256 };
+}
+
+/** The checkpoint's window, inflated and checked against its recorded length. */
+function checkpointWindow(rec: SpanRecord): Buffer {
+  if (rec.winLen === 0) return Buffer.alloc(0);
   let w: Buffer;
   try {
-    w = zlib.inflateRawSync(c.window, { maxOutputLength: c.winLen });
+    w = zlib.inflateRawSync(rec.window, { maxOutputLength: rec.winLen });
   } catch (err) {
-    throw new VmimgError(ErrorCode.INVALID_INDEX, `checkpoint ${i}: the window does not inflate (${(err as Error).message})`, { cause: err });
+    throw new VmimgError(ErrorCode.INVALID_INDEX, `checkpoint ${rec.i}: the window does not inflate (${(err as Error).message})`, { cause: err });
   }
-  if (w.length !== c.winLen) throw new VmimgError(ErrorCode.INVALID_INDEX, `checkpoint ${i}: window of ${w.length} bytes, expected ${c.winLen}`);
+  if (w.length !== rec.winLen) throw new VmimgError(ErrorCode.INVALID_INDEX, `checkpoint ${rec.i}: window of ${w.length} bytes, expected ${rec.winLen}`);
   return w;
 }
 
-/** Checks span `i`'s length (ERR_INTERNAL: a caller bug) and the tar length it must inflate to. */
-function spanWant(index: ZranIndex, i: number, compressed: Uint8Array): number {
-  const r = spanRange(index, i);
-  if (compressed.length !== r.cEnd - r.cStart) {
-    throw new VmimgError(ErrorCode.INTERNAL, `span ${i}: got ${compressed.length} bytes, expected ${r.cEnd - r.cStart}`);
+/**
+ * The tar bytes of the span `rec` describes, given its compressed bytes `[cStart, cEnd)`. The span's
+ * sha256 is checked first: a mismatch is ERR_DIGEST_MISMATCH and nothing is inflated. An index that
+ * does not fit the bytes is ERR_INVALID_INDEX.
+ */
+export function inflateSpanRecord(rec: SpanRecord, compressed: Uint8Array): Buffer {
+  if (compressed.length !== rec.cEnd - rec.cStart) throw new VmimgError(ErrorCode.INTERNAL, `span ${rec.i}: got ${compressed.length} bytes, expected ${rec.cEnd - rec.cStart}`);
+  const actual = createHash('sha256').update(compressed).digest('hex');
+  if (actual !== rec.spanSha256) {
+    throw new VmimgError(ErrorCode.DIGEST_MISMATCH, `span ${rec.i} of ${rec.digest} (bytes ${rec.cStart}-${rec.cEnd - 1}): sha256 mismatch`, {
+      details: { expected: `sha256:${rec.spanSha256}`, actual: `sha256:${actual}` },
+    });
   }
-  return r.uEnd - r.uStart;
-}
-
-/** ERR_DIGEST_MISMATCH unless `actual` (hex) is span `i`'s recorded sha256. */
-function checkSpanDigest(index: ZranIndex, i: number, actual: string): void {
-  const c = index.checkpoints[i]!;
-  if (actual === c.spanSha256) return;
-  const r = spanRange(index, i);
-  throw new VmimgError(ErrorCode.DIGEST_MISMATCH, `span ${i} of ${index.digest} (bytes ${r.cStart}-${r.cEnd - 1}): sha256 mismatch`, {
-    details: { expected: `sha256:${c.spanSha256}`, actual: `sha256:${actual}` },
-  });
-}
-
-/** The raw inflater's input and options for span `i` (bits aligned, window as dictionary, output capped). */
-function inflateArgs(index: ZranIndex, i: number, compressed: Uint8Array, want: number): { input: Uint8Array; options: zlib.ZlibOptions } {
-  const c = index.checkpoints[i]!;
-  const window = checkpointWindow(index, i);
-  const cap = want + 65536; // a span's last block may run a little past its checkpoint
-  return {
-    input: c.bits ? alignSpan(compressed, c.bits) : compressed,
-    options: {
+  if (rec.want === 0) return Buffer.alloc(0);
+  const window = checkpointWindow(rec);
+  const cap = rec.want + 65536; // a span's last block may run a little past its checkpoint
+  let out: Buffer;
+  try {
+    out = zlib.inflateRawSync(rec.bits ? alignSpan(compressed, rec.bits) : compressed, {
       ...(window.length > 0 ? { dictionary: window } : {}),
       finishFlush: zlib.constants.Z_SYNC_FLUSH, // a span ends mid-stream
       maxOutputLength: cap,
       chunkSize: Math.max(64 << 10, Math.min(cap, 8 << 20)), // one output buffer, not 16 KiB pieces to concatenate
-    },
-  };
-}
-
-/** The inflated span cut to its tar length; ERR_INVALID_INDEX for an inflate error or a short output. */
-function spanOutput(index: ZranIndex, i: number, want: number, err: unknown, out: Buffer | undefined): Buffer {
-  if (err !== null && err !== undefined) {
-    throw new VmimgError(ErrorCode.INVALID_INDEX, `span ${i} of ${index.digest} does not inflate from its checkpoint (${(err as Error).message})`, { cause: err });
-  }
-  if (out === undefined || out.length < want) throw new VmimgError(ErrorCode.INVALID_INDEX, `span ${i} of ${index.digest} inflates to ${out?.length ?? 0} bytes, expected ${want}`);
-  return out.subarray(0, want);
-}
-
-/**
- * The tar bytes `[uStart, uEnd)` of span `i`, given the compressed bytes `[cStart, cEnd)` of
- * {@link spanRange}. The span's sha256 is checked first: a mismatch is ERR_DIGEST_MISMATCH and nothing
- * is inflated. An index that does not fit the bytes is ERR_INVALID_INDEX.
- */
-export function inflateSpan(index: ZranIndex, i: number, compressed: Uint8Array): Buffer {
-  const want = spanWant(index, i, compressed);
-  checkSpanDigest(index, i, createHash('sha256').update(compressed).digest('hex'));
-  if (want === 0) return Buffer.alloc(0);
-  const { input, options } = inflateArgs(index, i, compressed, want);
-  let out: Buffer | undefined;
-  let error: unknown;
-  try {
-    out = zlib.inflateRawSync(input, options);
-  } catch (err) {
-    error = err;
-  }
-  return spanOutput(index, i, want, error, out);
-}
-
-/**
- * {@link inflateSpan} off the main thread: the sha256 (WebCrypto) and the inflate (node:zlib's async
- * form) run on libuv's thread pool, so a reader's thread goes on receiving the next span meanwhile.
- * Same checks, same errors; the digest is checked before inflating.
- */
-export async function inflateSpanAsync(index: ZranIndex, i: number, compressed: Uint8Array): Promise<Buffer> {
-  const want = spanWant(index, i, compressed);
-  checkSpanDigest(index, i, Buffer.from(await webcrypto.subtle.digest('SHA-256', compressed)).toString('hex'));
-  if (want === 0) return Buffer.alloc(0);
-  const { input, options } = inflateArgs(index, i, compressed, want);
-  return new Promise((resolve, reject) => {
-    zlib.inflateRaw(input, options, (err, out) => {
-      try {
-        resolve(spanOutput(index, i, want, err, out));
-      } catch (e) {
-        reject(e);
-      }
     });
-  });
+  } catch (err) {
+    throw new VmimgError(ErrorCode.INVALID_INDEX, `span ${rec.i} of ${rec.digest} does not inflate from its checkpoint (${(err as Error).message})`, { cause: err });
+  }
+  if (out.length < rec.want) throw new VmimgError(ErrorCode.INVALID_INDEX, `span ${rec.i} of ${rec.digest} inflates to ${out.length} bytes, expected ${rec.want}`);
+  return out.subarray(0, rec.want);
+}
+
+/** {@link inflateSpanRecord} for span `i` of `index` (same checks, same errors). */
+export function inflateSpan(index: ZranIndex, i: number, compressed: Uint8Array): Buffer {
+  return inflateSpanRecord(spanRecord(index, i), compressed);
 }
