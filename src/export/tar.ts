@@ -9,9 +9,9 @@ import type { Writable } from 'node:stream';
 import type { ContainerFS } from '../vfs/index.js';
 import { isRawName } from '../util/byte-names.js';
 import { withFs, type ExportSource } from './source.js';
-import { ReadAhead, SLAB, type Body, type Placed } from './read-ahead.js';
+import { BodyReader } from './tar-reads.js';
 import { encodeHeader, type EntryType, type TarHeader } from './tar-headers.js';
-import { TarSink, type FileCheck } from './tar-sink.js';
+import { TarSink, WRITE_BYTES } from './tar-sink.js';
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, splitDev, walkTree, type ExportProgress, type TreeEntry } from './walk.js';
 
 export interface TarOptions {
@@ -53,8 +53,8 @@ const USTAR_LINK_MAX = 100;
  */
 export async function exportTar(source: ExportSource, out: Writable, options: TarOptions = {}): Promise<TarResult> {
   return withFs(source, async (fs) => {
-    const ahead = new ReadAhead(fs);
-    const sink = new TarSink(out, options.gzip === undefined || options.gzip === false ? undefined : options.gzip, (err) => ahead.fail(err));
+    const sink = new TarSink(out, options.gzip === undefined || options.gzip === false ? undefined : options.gzip);
+    const reads = new BodyReader(fs, sink);
     const onAbort = (): void => sink.fail(options.signal!.reason as Error);
     options.signal?.addEventListener('abort', onAbort, { once: true });
     let entries = 0;
@@ -64,28 +64,28 @@ export async function exportTar(source: ExportSource, out: Writable, options: Ta
       warnings.push(message);
       options.onWarning?.(message);
     };
-    const queue = new Queue();
-    const w: Writer = { fs, ahead, sink, verify: options.verify ?? true };
-    /** Writes the oldest queued entry; a promise only when it must wait (a read, room in the ring). */
-    const writeNext = (): Promise<void> | undefined => {
-      const next = queue.take();
-      const wait = writeEntry(w, next);
-      entries++;
-      bytes += next.size;
-      options.onProgress?.({ entries, bytes });
-      return wait;
-    };
+    const verify = options.verify ?? true;
     try {
       for (const e of walkTree(fs, undefined, warn)) {
         const header = headerFor(fs, e);
         if (!header) continue;
         options.signal?.throwIfAborted();
         const size = header.size;
-        queue.push({ e, head: encodeHeader(header), size, placed: size > 0 && size <= SLAB ? ahead.place(e.ino, size) : undefined });
-        while (queue.size >= AHEAD_ENTRIES || ahead.full) await writeNext();
+        // header, body (its read started), padding: a promise only where the ring has no room yet
+        let wait = place(sink, reads, encodeHeader(header));
+        if (wait) await wait;
+        if (size > 0) {
+          const check = verify ? { name: `/${e.path}`, expected: fs.contentSha256(e.ino) } : undefined;
+          if ((wait = reads.place(e.ino, size, check))) await wait;
+          if ((wait = place(sink, reads, padding(size)))) await wait;
+        }
+        entries++;
+        bytes += size;
+        options.onProgress?.({ entries, bytes });
       }
-      while (queue.size > 0) await writeNext();
-      await sink.put(END_OF_ARCHIVE);
+      const end = place(sink, reads, END_OF_ARCHIVE);
+      if (end) await end;
+      await reads.drain();
       await sink.end();
     } catch (err) {
       // torn down from outside (Ctrl-C, the reader failed): the entry's own error only echoes that cause
@@ -93,9 +93,29 @@ export async function exportTar(source: ExportSource, out: Writable, options: Ta
       throw sink.failure;
     } finally {
       options.signal?.removeEventListener('abort', onAbort);
+      await reads.close();
     }
     return { entries, warnings };
   });
+}
+
+/** Copies header or padding bytes into the sink, in 1 MiB pieces; a promise only when it must wait for room. */
+function place(sink: TarSink, reads: BodyReader, bytes: Buffer): Promise<void> | undefined {
+  if (bytes.length <= WRITE_BYTES && sink.fits(bytes.length)) {
+    if (isZeros(bytes)) sink.zeros(bytes.length);
+    else sink.copy(bytes);
+    return undefined;
+  }
+  return (async () => {
+    for (let at = 0; at < bytes.length; at += WRITE_BYTES) {
+      const piece = bytes.subarray(at, at + WRITE_BYTES);
+      if (!sink.fits(piece.length)) {
+        reads.flush(); // room may come only from what the open run holds back
+        await sink.room(piece.length);
+      }
+      sink.copy(piece);
+    }
+  })();
 }
 
 function headerFor(fs: ContainerFS, e: TreeEntry): TarHeader | undefined {
@@ -138,100 +158,13 @@ function headerFor(fs: ContainerFS, e: TreeEntry): TarHeader | undefined {
   return h;
 }
 
-/** Entries queued ahead of the one being written (their small files' reads run meanwhile). */
-const AHEAD_ENTRIES = 256;
-
-interface Pending {
-  e: TreeEntry;
-  /** The header blocks before the body. */
-  head: Buffer;
-  /** Body bytes (a regular file's size; 0 for every other entry). */
-  size: number;
-  /** A small file's place in a run of reads. */
-  placed: Placed | undefined;
+/** Zeros up to the body's last whole block (a view of the end-of-archive blocks). */
+function padding(size: number): Buffer {
+  return END_OF_ARCHIVE.subarray(0, (512 - (size % 512)) % 512);
 }
 
-/** Entries walked and not yet written, first in first out. */
-class Queue {
-  private readonly items: Pending[] = [];
-  private head = 0;
-
-  get size(): number {
-    return this.items.length - this.head;
-  }
-
-  push(p: Pending): void {
-    this.items.push(p);
-  }
-
-  take(): Pending {
-    const next = this.items[this.head++]!;
-    if (this.head >= 1024) {
-      this.items.splice(0, this.head);
-      this.head = 0;
-    }
-    return next;
-  }
-}
-
-interface Writer {
-  fs: ContainerFS;
-  ahead: ReadAhead;
-  sink: TarSink;
-  verify: boolean;
-}
-
-/**
- * Puts one entry into the sink: its header blocks, then a small file's body from its run (at once
- * when the run is read) or a large one's in 1 MiB chunks, then the padding to a whole block. A promise
- * only when something must be waited for.
- */
-function writeEntry(w: Writer, p: Pending): Promise<void> | undefined {
-  if (p.size === 0) return w.sink.put(p.head);
-  if (p.size > SLAB) return writeLarge(w, p);
-  const body = w.ahead.bodyNow(p.placed!);
-  if (body) return writeSmall(w, p, body);
-  return w.ahead.body(p.placed!).then((b) => writeSmall(w, p, b));
-}
-
-function writeSmall(w: Writer, p: Pending, body: Body): Promise<void> | undefined {
-  const check = fileCheck(w, p);
-  return after(w.sink.put(p.head), () => after(w.sink.put(body.bytes, { file: check, last: true, release: body.release }), () => pad(w, p.size)));
-}
-
-/** A large file: each 1 MiB chunk is read while the one before it is copied (two slabs). */
-async function writeLarge(w: Writer, { e, head, size }: Pending): Promise<void> {
-  const check = fileCheck(w, { e, size });
-  const name = `/${e.path}`;
-  const read = (pos: number): Promise<Body> => {
-    const p = w.ahead.chunk(e.ino, pos, Math.min(SLAB, size - pos), name);
-    p.catch(() => undefined); // awaited below, unless the export stopped first
-    return p;
-  };
-  await w.sink.put(head);
-  let next = read(0);
-  for (let pos = 0; pos < size; ) {
-    const chunk = await next;
-    pos += chunk.bytes.length;
-    if (pos < size) next = read(pos);
-    await w.sink.put(chunk.bytes, { file: check, last: pos === size, release: chunk.release });
-  }
-  await pad(w, size);
-}
-
-function fileCheck(w: Writer, { e, size }: Pick<Pending, 'e' | 'size'>): FileCheck | undefined {
-  return w.verify && size > 0 ? { name: `/${e.path}`, expected: w.fs.contentSha256(e.ino) } : undefined;
-}
-
-/** Zeros up to the body's last whole block. */
-function pad(w: Writer, size: number): Promise<void> | undefined {
-  const n = (512 - (size % 512)) % 512;
-  return n === 0 ? undefined : w.sink.put(END_OF_ARCHIVE.subarray(0, n));
-}
-
-/** Runs `next` once `wait` (if any) settled: synchronous while nothing has to wait. */
-function after(wait: Promise<void> | undefined, next: () => Promise<void> | undefined): Promise<void> | undefined {
-  return wait ? wait.then(next) : next();
+function isZeros(bytes: Buffer): boolean {
+  return bytes.buffer === END_OF_ARCHIVE.buffer;
 }
 
 /** Two zero blocks end the archive (and their start pads a body). */

@@ -272,9 +272,12 @@ export class HashStream {
     return { sab: this.sab, offset: CONTROL, size: this.size };
   }
 
-  /** The stream offset below which the ring's bytes may be written: freed space plus one ring. */
+  /**
+   * The stream offset below which the ring's bytes may be written: reusable space plus one ring (for a
+   * `whole` stream what the worker freed; with parts also what was released and no pending range reads).
+   */
   get writeLimit(): number {
-    return this.freed + this.size;
+    return this.reusable() + this.size;
   }
 
   /**
