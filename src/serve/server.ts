@@ -117,7 +117,9 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
   if (!Number.isInteger(prefetch) || prefetch < 0) throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `prefetch must be a whole number of downloads (0: none), not ${prefetch}`);
   const lease = await openLease(cache, []);
   const held = new LeaseHolder(lease);
-  void sharedHashPool().digest(Buffer.alloc(0)); // start the hashing worker now, not in the first miss's path
+  // --prepare flattens with the hash pool: start its worker now, not in the first image's path (misses
+  // hash on this thread, see fill.ts, so without --prepare no worker is needed)
+  if (options.prepare === true) void sharedHashPool().digest(Buffer.alloc(0));
   const store = new BlobStore(options.cacheDir);
   const tags = new TagTable(join(options.cacheDir, 'serve', 'tags.json'), options.tagTtlMs ?? DEFAULT_TAG_TTL_MS);
   await tags.load();
