@@ -1,19 +1,19 @@
 /**
  * Leases (src/image/lease.ts): each `add` appends one line of new digests to the lease file, never
  * rewriting what is there (a long-lived serve adds thousands); prune's scan reads every whole line,
- * survives an append cut short, still honours an older version's single-record `.json` lease, and
+ * survives an append cut short (a full disk: a 64 KiB tmpfs, so it needs root), still honours an older version's single-record `.json` lease, and
  * removes a dead owner's lease of either kind.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { appendFile, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { CacheLayout } from '../../src/image/cache.js';
 import { openLease, scanLeases } from '../../src/image/lease.js';
 import { processStartTime } from '../../src/store/owner.js';
-import { tmpDir } from '../helpers/tools.js';
+import { run, tmpDir } from '../helpers/tools.js';
 
 const d = (c: string) => `sha256:${c.repeat(64)}`;
 
@@ -61,6 +61,27 @@ describe('leases', () => {
     assert.deepEqual([...(await scanLeases(cache)).digests], [d('a')], 'the whole lines; the lease is still live');
     await lease.add([d('b')]);
     assert.deepEqual([...(await scanLeases(cache)).digests].sort(), [d('a'), d('b')]);
+    await lease.release();
+  });
+
+  it('an append that fails (a full disk) adds nothing; the next one works, and the failed digests go in once there is room', async (t) => {
+    const mnt = await tmpDir('vmimg-lease-full-');
+    await run('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', mnt]).catch((err: Error) => {
+      throw new Error(`mounting a 64 KiB tmpfs needs root (run the tests as root, as .ci/run does): ${err.message}`);
+    });
+    t.after(() => run('umount', ['--lazy', mnt]));
+    const cache = new CacheLayout(join(mnt, 'cache'));
+    const lease = await openLease(cache, [d('a')]);
+    const filler = join(mnt, 'filler');
+    await writeFile(filler, Buffer.alloc(256 << 10)).catch(() => undefined); // ENOSPC once the disk is full: what we want
+    const many = Array.from({ length: 200 }, (_, i) => `sha256:${'7'.repeat(32)}${i.toString(16).padStart(32, '0')}`); // 14 KB: new pages
+    await assert.rejects(lease.add(many), (err: NodeJS.ErrnoException) => err.code === 'ENOSPC');
+    await rm(filler);
+    await lease.add([d('b')]);
+    const lines = (await readFile(await onlyLease(cache), 'utf8')).split('\n');
+    assert.deepEqual(lines.slice(1), [JSON.stringify([d('a')]), JSON.stringify([d('b')]), ''], 'nothing of the failed append'); // (were a write cut short, the next is written over it)
+    await lease.add(many); // not counted as held when their append failed: written now
+    assert.equal((await scanLeases(cache)).digests.size, 202);
     await lease.release();
   });
 
