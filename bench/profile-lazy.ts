@@ -1,5 +1,6 @@
 /**
- * The lazy full read for profiling: `node --import tsx bench/profile-lazy.ts [lazy|eager] [rounds] [OUT.cpuprofile]`.
+ * The lazy full read for profiling: `node --import tsx bench/profile-lazy.ts [lazy|lazy-cache|eager|index] [rounds] [OUT.cpuprofile]`
+ * (`index`: an eager pull building checkpoints, `pull --index-build`; `lazy-cache`: reads keep `.gzpart` as the CLI's do).
  * Publishes the big lazy bench image's index once (bench/lazy-pull.ts), then per round a cold `pull --lazy`
  * and a read of every file (or an eager pull), through the counting proxy; profiles the main thread over the
  * last round. Prints wall, CPU per thread and the readers' counters (not a benchmark: `npm run bench -- lazy` is).
@@ -38,7 +39,7 @@ try {
     const t = performance.now();
     const c = process.cpuUsage();
     let counters = '';
-    if (what === 'eager') await pull(ref, { cacheDir });
+    if (what === 'eager' || what === 'index') await pull(ref, { cacheDir, ...(what === 'index' ? { checkpoints: true } : {}) });
     else {
       const image = await openLazyImage(await pull(ref, { cacheDir, lazy: true }), what === 'lazy-cache' ? { cacheDir } : {});
       const fs = await ContainerFS.open(image);

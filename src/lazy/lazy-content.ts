@@ -8,51 +8,22 @@
  */
 import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
-import { Transform, type Readable } from 'node:stream';
-import { decompress } from '../layer/decompress.js';
+import { Readable } from 'node:stream';
 import { ErrorCode, VmimgError } from '../errors.js';
 import type { IndexEntry } from '../layer/entry.js';
 import type { ContentReader } from '../vfs/content.js';
 import type { BlobStore } from '../store/blob-store.js';
 import { BlobCopy } from './blob-copy.js';
-import { firstEndingAfter, placedFiles, placeTar, spanAt, writePlan, type Placed } from './placed-files.js';
+import { firstEndingAfter, placedFiles, spanAt, writePlan, type Placed } from './placed-files.js';
+import { emptyStats, type LazyStats, type RangeSource } from './lazy-types.js';
+import { placeWholeBlob } from './whole-blob.js';
 import { ReadAhead, readAheadBytes } from './read-ahead.js';
 import { spanRecord } from './span-inflate.js';
 import { placeSpans } from './span-pool.js';
 import { SpanMap } from './span-map.js';
 import { spanRange, type ZranIndex } from './zran-format.js';
 
-/** What a range request got: the asked bytes, or the whole blob from a server that ignored Range. */
-export type RangeAnswer = { kind: 'range'; bytes: Buffer } | { kind: 'whole'; stream: Readable };
-
-/** Ranges of one blob. `read` resolves with exactly `end - start` bytes, or the whole blob. */
-export interface RangeSource {
-  read(start: number, end: number): Promise<RangeAnswer>;
-}
-
-/** Counters for `vmimg stats` and tests. */
-export interface LazyStats {
-  rangeRequests: number;
-  rangeBytes: number;
-  spansFetched: number;
-  /** Of those, fetched ahead of a sequential reader (src/lazy/read-ahead.ts). */
-  spansReadAhead: number;
-  spansVerified: number;
-  inflateMs: number;
-  readHits: number;
-  readMisses: number;
-  wholeBlobFetches: number;
-  /** Milliseconds the missing reads waited for their bytes (fetch, verify, inflate, write), in all and at most. */
-  missMs: number;
-  maxMissMs: number;
-  /** When this layer was first read (ISO 8601), if it was. */
-  firstReadAt?: string;
-}
-
-/** Counters at zero. */
-export function emptyStats(): LazyStats {
-  return { rangeRequests: 0, rangeBytes: 0, spansFetched: 0, spansReadAhead: 0, spansVerified: 0, inflateMs: 0, readHits: 0, readMisses: 0, wholeBlobFetches: 0, missMs: 0, maxMissMs: 0 };
-}
+export { emptyStats, type LazyStats, type RangeAnswer, type RangeSource } from './lazy-types.js';
 
 /** Inputs of {@link LazyContent.open}. */
 export interface LazyContentOptions {
@@ -352,32 +323,11 @@ export class LazyContent implements ContentReader {
     let stream = given;
     if (stream === undefined) {
       const answer = await this.opts.source.read(0, Number.MAX_SAFE_INTEGER);
-      stream = answer.kind === 'whole' ? answer.stream : (await import('node:stream')).Readable.from([answer.bytes]);
+      stream = answer.kind === 'whole' ? answer.stream : Readable.from([answer.bytes]);
     }
-    const hash = createHash('sha256');
-    const copy = await this.copyOf();
-    let copied = 0;
-    const counted = new Transform({
-      transform: (chunk: Buffer, _enc, cb) => {
-        hash.update(chunk);
-        this.stats.rangeBytes += chunk.length;
-        if (copy === undefined) return cb(null, chunk);
-        copied += chunk.length;
-        copy.write(copied - chunk.length, chunk, false).then(() => cb(null, chunk), cb);
-      },
-    });
     const fh = await this.handle();
-    const tar = decompress(stream.pipe(counted)); // gzip, zstd or plain: layers without checkpoints may be any
-    stream.once('error', (err) => counted.destroy(err));
-    let at = 0;
-    for await (const chunk of tar) {
-      await placeTar(fh, this.files, chunk as Buffer, at);
-      at += (chunk as Buffer).length;
-    }
-    const actual = `sha256:${hash.digest('hex')}`;
-    if (actual !== this.opts.digest) throw new VmimgError(ErrorCode.DIGEST_MISMATCH, `layer blob: expected ${this.opts.digest}, got ${actual}`);
-    await fh.datasync();
-    await copy?.write(0, new Uint8Array(0)); // syncs the copied blob
+    const copy = await this.copyOf();
+    await placeWholeBlob(stream, { digest: this.opts.digest, files: this.files, fh, copy, counted: (n) => (this.stats.rangeBytes += n) });
     this.map.setAll();
     await this.map.save();
   }
