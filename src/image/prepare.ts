@@ -19,6 +19,7 @@ import { buildRuntimeConfig, type LayerRecord } from './runtime-config.js';
 import type { ImageSource, SourceLayer } from './source.js';
 import { isReopen, storeCheck } from './tee-download.js';
 import { AbortFanOut } from '../util/abort-fan-out.js';
+import { sharedHashPool } from '../util/hash-pool.js';
 import { createLimiter, type Limiter } from '../util/limiter.js';
 import { openLease, type CacheLease } from './lease.js';
 import { MIN_INDEXED_BLOB } from '../lazy/build.js';
@@ -88,6 +89,7 @@ export async function prepareImage(source: ImageSource, options: PrepareOptions)
       started[i] = flattening;
     }
     const infos = await Promise.all(started);
+    sharedHashPool().trim(); // hashing is done: the open below need not sit beside the pool's rings and workers
     signal?.throwIfAborted();
     progress.image('writing');
     const layers = infos.map((info) => ({ diffId: info.diffId, indexPath: info.indexPath, contentsPath: info.contentsPath, ...lazyFields(info) }));

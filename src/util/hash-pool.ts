@@ -31,6 +31,11 @@ const CONTROL = 8;
 const SEND_BYTES = 2 << 20;
 /** Queued op numbers that make a message go at once (a long run of tiny files between pushes). */
 const SEND_OPS = 8192;
+/**
+ * Milliseconds a pool with nothing queued keeps its cached rings and its workers (an isolate each): a
+ * pull's layers reuse them, a process that stopped hashing (serve between pulls, an open after a load) gets them back.
+ */
+const IDLE_MS = 1000;
 
 export interface HashPoolOptions {
   /** Worker threads (default: the machine's available parallelism). */
@@ -80,6 +85,7 @@ export class HashPool {
   private readonly rings: SharedArrayBuffer[] = [];
   /** Rings of destroyed streams, reused once their worker confirms it let go of them. */
   private readonly closing = new Map<number, SharedArrayBuffer>();
+  private idle: NodeJS.Timeout | undefined;
 
   constructor(options: HashPoolOptions = {}) {
     const n = Math.max(1, options.threads ?? availableParallelism());
@@ -88,6 +94,8 @@ export class HashPool {
 
   /** A new stream on the least busy worker (started now if it was not running). */
   stream(options: HashStreamOptions = {}): HashStream {
+    clearTimeout(this.idle);
+    this.idle = undefined;
     const slot = this.slots.reduce((a, b) => (b.streams.size < a.streams.size ? b : a));
     const size = options.ringBytes ?? DEFAULT_RING_BYTES;
     const i = options.shared ? -1 : this.rings.findIndex((r) => r.byteLength === size + CONTROL);
@@ -107,12 +115,37 @@ export class HashPool {
 
   /** Stops the workers; streams still open fail with ERR_ABORTED. */
   async close(): Promise<void> {
+    clearTimeout(this.idle);
+    this.idle = undefined;
     await Promise.all(this.slots.map(async (slot) => {
       const w = slot.worker;
       slot.worker = undefined;
       for (const s of slot.streams.values()) s.fail(new VmimgError(ErrorCode.ABORTED, 'hash pool closed'));
       await w?.terminate();
     }));
+  }
+
+  /**
+   * Lets go of what an idle pool holds: its cached rings, and the workers with nothing queued (started
+   * again on demand). A caller that has finished hashing for a while calls it (a pull before its open);
+   * a pool left with nothing queued does it itself after a second.
+   */
+  trim(): void {
+    clearTimeout(this.idle);
+    this.idle = undefined;
+    this.rings.length = 0;
+    for (const slot of this.slots) {
+      if (slot.worker === undefined || slot.streams.size > 0 || slot.inflight > 0) continue;
+      const w = slot.worker;
+      slot.worker = undefined; // before terminate: its 'exit' is no loss
+      void w.terminate();
+    }
+  }
+
+  /** Schedules a trim when nothing is queued (no stream open, no answer awaited). */
+  private whenIdle(): void {
+    if (this.idle !== undefined || this.closing.size > 0 || this.slots.some((s) => s.streams.size > 0 || s.inflight > 0)) return;
+    this.idle = setTimeout(() => this.trim(), IDLE_MS).unref();
   }
 
   /** @internal Sends a message to the slot's worker (started on demand); `answered` ones ref it. */
@@ -131,6 +164,7 @@ export class HashPool {
       if (ring) this.closing.set(stream.id, ring);
       this.post(slot, { t: 'close', id: stream.id }, true);
     }
+    this.whenIdle();
   }
 
   private reuse(ring: SharedArrayBuffer): void {
@@ -149,6 +183,7 @@ export class HashPool {
         this.reuse(closed);
       }
       slot.streams.get(msg.id)?.answer(msg);
+      if (slot.inflight === 0) this.whenIdle();
     });
     const lost = (why: string): void => {
       if (slot.worker !== worker) return;

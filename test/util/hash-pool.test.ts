@@ -91,6 +91,27 @@ describe('hash pool', () => {
     }
   });
 
+  it('an idle pool lets its cached rings and workers go (trim, or a second with nothing queued) and starts again on demand', async () => {
+    const idle = new HashPool({ threads: 1 });
+    try {
+      const ringOf = async (): Promise<SharedArrayBuffer> => {
+        const s = idle.stream({ whole: true, ranges: false, ringBytes: 64 << 10 });
+        await s.push(Buffer.from('abc'));
+        assert.equal(await s.end(), sha(Buffer.from('abc')));
+        return s.sharedRing.sab;
+      };
+      const first = await ringOf();
+      assert.equal(await ringOf(), first, 'a busy pool reuses its ring');
+      idle.trim();
+      const second = await ringOf();
+      assert.notEqual(second, first, 'trimmed: a new ring, hashed by a new worker');
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      assert.notEqual(await ringOf(), second, 'idle for a second: trimmed by itself');
+    } finally {
+      await idle.close();
+    }
+  });
+
   it('an idle pool does not keep the process alive', { timeout: 60_000 }, async () => {
     const script = join(dir, 'exit.mts');
     const src = JSON.stringify(join(REPO_ROOT, 'src', 'util', 'hash-pool.ts'));
