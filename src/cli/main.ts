@@ -70,6 +70,17 @@ function buildParser(argv: string[], commands: AnyCommand[]) {
     });
 }
 
+/**
+ * yargs renders the whole help text as a command starts, in case its handler asks for it later (cliui's
+ * string widths: 60-190 ms of every run); no vmimg handler does (usage errors print their own line),
+ * so the render is skipped unless help was asked for. Reaches yargs' usage object through
+ * `getInternalMethods`, which yargs 17-18 expose.
+ */
+function skipHelpCache(parser: object): void {
+  const usage = (parser as { getInternalMethods(): { getUsageInstance(): { cacheHelpMessage(): void } } }).getInternalMethods().getUsageInstance();
+  usage.cacheHelpMessage = () => {};
+}
+
 /** Unknown commands are refused before yargs (whose suggestions can be far-fetched: `run` → prune). */
 function checkCommand(argv: string[]): void {
   const word = firstWord(argv);
@@ -102,7 +113,9 @@ export async function main(rawArgv: string[]): Promise<void> {
   try {
     checkCommand(argv);
     const help = argv.some((a) => a === '--help' || a === '-h');
-    await buildParser(argv, await loadCommands(command, help)).parseAsync();
+    const parser = buildParser(argv, await loadCommands(command, help));
+    if (!help) skipHelpCache(parser);
+    await parser.parseAsync();
   } catch (err) {
     // a command stopped by a signal fails with an echo of the abort: the signal is the one thing to say
     if (stop.caught === undefined) process.exitCode = report(err);

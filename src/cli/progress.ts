@@ -3,7 +3,8 @@
  * one log line per state change otherwise, JSON lines with --json, nothing with --quiet.
  * Everything goes to stderr so stdout stays clean for results.
  */
-import cliProgress from 'cli-progress';
+import { createRequire } from 'node:module';
+import type cliProgressTypes from 'cli-progress';
 import type { LayerProgress, NoticeEvent, ProgressEvent, ProgressListener } from '../index.js';
 import { escapeTerminal } from './escape.js';
 import { colorEnabled, humanBytes, humanDuration, paint, shortDigest } from './format.js';
@@ -71,7 +72,9 @@ const STATE_WIDTH = 'downloading'.length;
  * Bars sized to the terminal: label 12 + state 11 + bytes 17 + speed 10 + ETA 9 and the spaces take 66
  * columns besides the bar; below 72 columns the bytes column goes, so speed and ETA stay visible.
  */
-function createMultibar(stream: NodeJS.WriteStream): cliProgress.MultiBar {
+function createMultibar(stream: NodeJS.WriteStream): cliProgressTypes.MultiBar {
+  // loaded only for bars: a command without a terminal (scripts, -q, --json) never pays its ~20 modules
+  const cliProgress = createRequire(import.meta.url)('cli-progress') as typeof cliProgressTypes;
   const columns = stream.columns > 0 ? stream.columns : 80;
   const wide = columns >= 72;
   return new cliProgress.MultiBar(
@@ -93,8 +96,8 @@ function createMultibar(stream: NodeJS.WriteStream): cliProgress.MultiBar {
 function barProgress(stream: NodeJS.WriteStream): ProgressRenderer {
   const color = colorEnabled(stream);
   const multibar = createMultibar(stream);
-  const bars = new Map<number, cliProgress.SingleBar>();
-  let total: cliProgress.SingleBar | undefined;
+  const bars = new Map<number, cliProgressTypes.SingleBar>();
+  let total: cliProgressTypes.SingleBar | undefined;
   let stopped = false;
   const state = (s: string): string =>
     paint(color, s === 'done' || s === 'cached' ? 32 : s === 'extracting' ? 33 : 36, s.padEnd(STATE_WIDTH));
