@@ -12,6 +12,7 @@
  * is never committed, and its clients' connections are cut instead of ending cleanly.
  */
 import { promises as fs } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { digestHex } from '../digest/index.js';
 import { ErrorCode, isVmimgError, VmimgError } from '../errors.js';
@@ -22,6 +23,16 @@ import { cannotStore, checkSpace, dropPartial, storageErrno } from './storage.js
 
 /** Opens the blob upstream from `offset`; `total` is the blob's size when the answer tells it. */
 export type FillOpener = (offset: number, signal?: AbortSignal) => Promise<OpenedRange & { total?: number }>;
+
+/**
+ * Downloads hash on the main thread (node:crypto) on a machine of 2 cores or fewer, in the hash pool
+ * otherwise. The pool takes ~0.3-0.4 ms of this thread per MiB (the copy into its ring, messages) plus
+ * ~0.8-1.3 ms of its worker, where hashing here takes ~0.7-1 ms (95 MB in 64 KiB chunks, no other work);
+ * with 2 cores the worker competes with this thread, the upstream and the clients for the same cores,
+ * so the ~0.5 ms per MiB it adds in all costs more than the main thread saves (4 cold clients of the
+ * bench image: serve's CPU per round 580-770 -> 550-640 ms); with more cores it runs beside them.
+ */
+export const HASH_HERE = availableParallelism() <= 2;
 
 /** Bytes of the newest chunks a download keeps in memory for clients that keep up with it. */
 export const HOT_BYTES = 8 << 20;
@@ -111,9 +122,7 @@ export class BlobFill {
       if (this.size !== undefined) await checkSpace(store.root, `blob ${this.digest}`, this.size - ((await fileSize(this.partialPath)) ?? 0));
       const result = await store.fetchInto({ digest: this.digest, ...(this.size !== undefined ? { size: this.size } : {}) }, opener, {
         signal,
-        // hashed here, not in the pool: serve's main thread has time for sha256 (~0.7 ms per MiB), and the
-        // pool's copy into shared memory and its messages cost it more than that (profile: 4 cold clients)
-        hashHere: true,
+        hashHere: HASH_HERE,
         // onData: each chunk once it is in the partial file (onProgress counts bytes received, maybe not yet written)
         onData: (chunk, offset) => {
           received?.(chunk.length);

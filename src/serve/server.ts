@@ -16,7 +16,7 @@ import { isLoopbackHost } from '../reference/index.js';
 import type { RegistryClientOptions } from '../registry/index.js';
 import { BlobStore } from '../store/index.js';
 import { handle, type AccessRecord } from './handler.js';
-import { Fills } from './fill.js';
+import { Fills, HASH_HERE } from './fill.js';
 import { Htpasswd, type LoginLimits } from './htpasswd.js';
 import { LeaseHolder } from './held.js';
 import { Prebaker, type PrepareRecord } from './prepare.js';
@@ -117,9 +117,9 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
   if (!Number.isInteger(prefetch) || prefetch < 0) throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `prefetch must be a whole number of downloads (0: none), not ${prefetch}`);
   const lease = await openLease(cache, []);
   const held = new LeaseHolder(lease);
-  // --prepare flattens with the hash pool: start its worker now, not in the first image's path (misses
-  // hash on this thread, see fill.ts, so without --prepare no worker is needed)
-  if (options.prepare === true) void sharedHashPool().digest(Buffer.alloc(0));
+  // start the hash pool's worker now, not in the first miss's path, when anything will use it (--prepare's
+  // flattening; downloads on a machine with more than 2 cores, see HASH_HERE)
+  if (options.prepare === true || !HASH_HERE) void sharedHashPool().digest(Buffer.alloc(0));
   const store = new BlobStore(options.cacheDir);
   const tags = new TagTable(join(options.cacheDir, 'serve', 'tags.json'), options.tagTtlMs ?? DEFAULT_TAG_TTL_MS);
   await tags.load();
