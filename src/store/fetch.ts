@@ -189,6 +189,9 @@ async function append(t: DownloadTarget, st: State, opened: OpenedRange, opts: F
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   const batch: Buffer[] = [];
   let batchBytes = 0;
+  // bytes of the blob received so far, written or batched: st.have lags while a timer's flush writes
+  // (batchBytes is then 0 already), which made progress and the size check count low
+  let received = st.have;
   let timer: NodeJS.Timeout | undefined;
   let writing: Promise<void> = Promise.resolve();
   let timerError: unknown;
@@ -217,7 +220,7 @@ async function append(t: DownloadTarget, st: State, opened: OpenedRange, opts: F
       if (timerError !== undefined) throw timerError;
       const bytes = typeof raw === 'string' ? Buffer.from(raw) : (raw as Uint8Array);
       const chunk = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-      if (t.size !== undefined && st.have + batchBytes + chunk.length > t.size) {
+      if (t.size !== undefined && received + chunk.length > t.size) {
         stream.destroy();
         clearTimeout(timer);
         await writing.catch(() => undefined);
@@ -228,7 +231,8 @@ async function append(t: DownloadTarget, st: State, opened: OpenedRange, opts: F
       }
       batch.push(chunk);
       batchBytes += chunk.length;
-      opts.onProgress?.(st.have + batchBytes); // received: written by the next flush, or before any error is thrown
+      received += chunk.length;
+      opts.onProgress?.(received); // written by the next flush, or before any error is thrown
       // A body that slows or stalls still reaches the disk within BATCH_MS (a killed process keeps it).
       timer ??= setTimeout(() => void flush().catch((err: unknown) => (timerError = err)), BATCH_MS);
       if (batchBytes >= BATCH_BYTES || batch.length >= MAX_BATCH_CHUNKS) await flush();
