@@ -11,8 +11,16 @@ import { packScans } from '../../src/vfs/direct-pack.js';
 import { LayerScan } from '../../src/vfs/direct-scan.js';
 import { RecordEntries } from '../../src/vfs/layer-entries.js';
 import { ContainerFS, encodeName } from '../../src/vfs/index.js';
-import { pyLayerTar, type PyEntry } from './pyimage.js';
+import { join } from 'node:path';
+import { pyBuild, pyLayerTar, type PyEntry } from './pyimage.js';
 import { tmpDir } from './tools.js';
+
+/** Many layers' tars from one python3 run (tarfile), by name. */
+export async function pyLayerTars(layers: Record<string, PyEntry[]>): Promise<Record<string, Buffer>> {
+  const dir = await tmpDir('vmimg-pytars-');
+  await pyBuild({ layers, tarDir: dir });
+  return Object.fromEntries(Object.keys(layers).map((name) => [name, readFileSync(join(dir, `${name}.tar`))]));
+}
 
 /** Everything ContainerFS answers about every inode reachable from the root, in walk order. */
 export function dump(fs: ContainerFS): string[] {
@@ -36,10 +44,10 @@ export function dump(fs: ContainerFS): string[] {
 type Both = { direct: boolean; records: string[]; merged: string[]; warnings: [readonly string[], readonly string[]] };
 
 /** Opens the layers (bottom first) from their records and from their decoded entries; an error is its code. */
-export async function bothWays(...layers: PyEntry[][]): Promise<Both> {
+export async function bothWays(...layers: (PyEntry[] | Buffer)[]): Promise<Both> {
   const dir = await tmpDir('vmimg-direct-');
   const infos: Awaited<ReturnType<typeof flattenLayer>>[] = [];
-  for (const entries of layers) infos.push(await flattenLayer(Readable.from([await pyLayerTar(entries)]), { dir }));
+  for (const l of layers) infos.push(await flattenLayer(Readable.from([Buffer.isBuffer(l) ? l : await pyLayerTar(l)]), { dir }));
   const scans = infos.map(() => new LayerScan());
   const direct = packScans(scans, infos.map((info, i) => new RecordEntries(scanIndex(readFileSync(info.indexPath), scans[i]!.records)))) !== undefined;
   const decoded = await Promise.all(infos.map(async (info) => ({ entries: (await readIndexFile(info.indexPath)).entries, contentsPath: info.contentsPath })));

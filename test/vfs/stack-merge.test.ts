@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { bothWays } from '../helpers/direct-both.js';
+import { bothWays, pyLayerTars } from '../helpers/direct-both.js';
 import { py, type PyEntry } from '../helpers/pyimage.js';
 
 const stacks: [string, PyEntry[][]][] = [
@@ -46,9 +46,17 @@ const stacks: [string, PyEntry[][]][] = [
   ]],
 ];
 
-for (const [name, layers] of stacks) {
+/** Every stack's layer tars, written by one python3 run. */
+async function tarsOf(all: PyEntry[][][]): Promise<Buffer[][]> {
+  const tars = await pyLayerTars(Object.fromEntries(all.flatMap((layers, s) => layers.map((l, i) => [`s${s}-${i}`, l]))));
+  return all.map((layers, s) => layers.map((_, i) => tars[`s${s}-${i}`]!));
+}
+
+const handMade = tarsOf(stacks.map(([, layers]) => layers));
+
+for (const [k, [name]] of stacks.entries()) {
   test(`stack merge: ${name} — the merge's tree exactly`, async () => {
-    const r = await bothWays(...layers);
+    const r = await bothWays(...(await handMade)[k]!);
     assert.equal(r.direct, true, 'packed from the records');
     assert.deepEqual(r.records, r.merged);
     assert.deepEqual(r.warnings[0], r.warnings[1]);
@@ -102,11 +110,13 @@ function randomStack(seed: number): PyEntry[][] {
 test('stack merge: 60 seeded random stacks give the merge\'s tree, warnings and errors', async () => {
   let direct = 0;
   let compared = 0;
+  const seeds = Array.from({ length: 60 }, (_, k) => randomStack(k + 1));
+  const tars = await tarsOf(seeds);
   for (let seed = 1; seed <= 60; seed++) {
-    const layers = randomStack(seed);
+    const layers = seeds[seed - 1]!;
     let r;
     try {
-      r = await bothWays(...layers);
+      r = await bothWays(...tars[seed - 1]!);
     } catch (err) {
       if (/^flattening layer: hardlink/.test((err as Error).message)) continue; // a link to a name its own layer removed: the flattener refuses it
       throw err;
