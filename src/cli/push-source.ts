@@ -83,7 +83,9 @@ async function cachedSource(ctx: Context, name: string | undefined, all: boolean
   const reader = await openSourceReader({ kind: 'cached', image, cache: ctx.cache });
   const origin = src.kind === 'registry' && src.reference !== undefined ? originOf(src.reference) : undefined;
   const names = [canonicalName(name ?? src.reference)].filter((n): n is string => n !== undefined);
-  return closingOnError(reader, () => readerSource(reader, root!.descriptor, { names, ...(origin ? { origin } : {}), signal: ctx.signal }));
+  // the store alone (a pulled image): every blob was verified on entry; a fallback to a tar or layout was not
+  const verified = reader instanceof StoreBlobReader;
+  return closingOnError(reader, () => readerSource(reader, root!.descriptor, { names, verified, ...(origin ? { origin } : {}), signal: ctx.signal }));
 }
 
 /**

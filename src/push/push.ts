@@ -136,7 +136,7 @@ async function copyBlob(job: Job, desc: Descriptor): Promise<void> {
     }
   }
   event('uploading', 0);
-  await sink.writeBlob(desc, (offset) => source.open(desc, offset, options.signal), (sent) => event('uploading', sent), options.signal);
+  await sink.writeBlob(desc, (offset) => source.open(desc, offset, options.signal), (sent) => event('uploading', sent), options.signal, source.verified);
   job.counts.uploaded++;
   job.uploadedBytes += desc.size;
   event('uploaded', desc.size);

@@ -17,6 +17,8 @@ export interface ReaderSourceOptions {
   readonly maxBytes?: number;
   /** The names the source gives the image (NamedDescriptor's `names`). */
   readonly names?: readonly string[];
+  /** Every blob the reader gives was verified when stored (PushSource.verified). */
+  readonly verified?: boolean;
   /** `root`'s bytes when the caller already read them (the index walk did): not read again. */
   readonly rootBytes?: Buffer;
   readonly signal?: AbortSignal;
@@ -32,6 +34,7 @@ export async function readerSource(reader: BlobReader, root: Descriptor, options
     ...(options.origin ? { origin: options.origin } : {}),
     ...(options.notes ? { notes: options.notes } : {}),
     ...(options.names ? { names: options.names } : {}),
+    ...(options.verified ? { verified: true } : {}),
     readBytes: (desc: Descriptor, signal?: AbortSignal) => reader.readBytes(desc, cap, signal ? { signal } : {}),
     open: (desc: Descriptor, offset: number, signal?: AbortSignal): Promise<Readable> => reader.open(desc, { offset, ...(signal ? { signal } : {}) }),
     close: () => reader.close(),

@@ -42,8 +42,8 @@ export class RegistrySink implements PushSink {
     return this.uploader.mount(desc, fromRepository, signal);
   }
 
-  writeBlob(desc: Descriptor, open: (offset: number) => Promise<Readable>, onBytes: (sent: number) => void, signal?: AbortSignal): Promise<void> {
-    return this.uploader.upload(desc, open, { signal, onProgress: onBytes, onNotice: this.onNotice });
+  writeBlob(desc: Descriptor, open: (offset: number) => Promise<Readable>, onBytes: (sent: number) => void, signal?: AbortSignal, verified?: boolean): Promise<void> {
+    return this.uploader.upload(desc, open, { signal, onProgress: onBytes, onNotice: this.onNotice, verified: verified === true });
   }
 
   async putManifest(desc: Descriptor, bytes: Buffer, tag: string | undefined, _root: boolean, signal?: AbortSignal): Promise<void> {

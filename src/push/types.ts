@@ -25,6 +25,11 @@ export interface PushSource {
   readonly notes?: readonly string[];
   /** The names the source gives the image (RepoTags, ref names, the reference), as NamedDescriptor's. */
   readonly names?: readonly string[];
+  /**
+   * Every blob `open` gives was checked against its digest when it was stored (the local store, whose
+   * `put` verifies before it renames into place): a registry sink need not hash it again.
+   */
+  readonly verified?: boolean;
   close?(): Promise<void>;
 }
 
@@ -39,8 +44,8 @@ export interface PushSink {
   has(desc: Descriptor, signal?: AbortSignal): Promise<boolean>;
   /** Cross-repository mount; false when declined (the caller uploads instead). */
   mount?(desc: Descriptor, fromRepository: string, signal?: AbortSignal): Promise<boolean>;
-  /** Writes a blob; `onBytes` gets bytes confirmed so far. */
-  writeBlob(desc: Descriptor, open: (offset: number) => Promise<Readable>, onBytes: (sent: number) => void, signal?: AbortSignal): Promise<void>;
+  /** Writes a blob; `onBytes` gets bytes confirmed so far; `verified`: the source checked its bytes already (PushSource.verified). */
+  writeBlob(desc: Descriptor, open: (offset: number) => Promise<Readable>, onBytes: (sent: number) => void, signal?: AbortSignal, verified?: boolean): Promise<void>;
   /**
    * Stores a manifest or index; named by `tag` when given, else by its digest only. `root` is the
    * image pushed (last); other calls are an index's children.

@@ -2,8 +2,9 @@
  * Writing to a registry, per the OCI distribution spec: HEAD before upload, cross-repository mount
  * (`POST ?mount=&from=`), uploads (POST, then one PUT with the body; or PATCH chunks with
  * Content-Range, then PUT `?digest=`), manifest PUT by tag or digest. What is written is verified: the
- * bytes sent are hashed and must match the descriptor before the closing PUT completes, and the
- * registry's Docker-Content-Digest must name the same digest. Retries: one RetryBudget per blob or
+ * bytes sent are hashed and must match the descriptor before the closing PUT completes (unless the
+ * source verified them when it stored them: `verified`), and the registry's Docker-Content-Digest must
+ * name the same digest. Retries: one RetryBudget per blob or
  * manifest; a chunked upload resumes from the offset the registry confirms (GET on its Location), in
  * the same run or, with an UploadJournal, the next one (the prefix the registry holds is hashed again
  * from the source, not sent).
@@ -26,6 +27,12 @@ export interface UploadOptions {
   /** Bytes confirmed by the registry so far (for progress). */
   readonly onProgress?: (sent: number) => void;
   readonly onNotice?: NoticeListener | undefined;
+  /**
+   * The source checked these bytes against the digest when it stored them (the local store): they are
+   * not hashed again. The registry still checks `?digest=` on the closing PUT (the distribution spec's
+   * rule: DIGEST_INVALID), so bytes changed on disk since are refused, by the registry instead of us.
+   */
+  readonly verified?: boolean;
 }
 
 /**
@@ -116,7 +123,7 @@ export class BlobUploader {
   async upload(desc: Descriptor, open: BlobOpener, options: UploadOptions = {}): Promise<void> {
     validateDigest(desc.digest);
     const saved = await this.savedSession(desc.digest);
-    const state: UploadState = { location: saved?.location, offset: saved?.offset ?? 0, hash: createHash(digestAlgorithm(desc.digest)), hashed: 0 };
+    const state: UploadState = { location: saved?.location, offset: saved?.offset ?? 0, hash: options.verified ? undefined : createHash(digestAlgorithm(desc.digest)), hashed: 0 };
     await this.retried(`upload of ${this.what(desc)}`, options.signal, options.onNotice, async (budget) => {
       await this.resumeOrStart(desc, open, state, options.signal);
       while (true) {
@@ -176,7 +183,7 @@ export class BlobUploader {
       const end = confirmedEnd(res);
       if (res.status === 204 && end > 0 && end < desc.size) {
         if (header(res, 'location') !== undefined) state.location = requireLocation(res, req.what);
-        if (end !== state.hashed) state.hash = await hashPrefix(open, end, desc.digest, this.what(desc));
+        if (end !== state.hashed && state.hash !== undefined) state.hash = await hashPrefix(open, end, desc.digest, this.what(desc));
         state.offset = state.hashed = end;
         return;
       }
@@ -185,7 +192,7 @@ export class BlobUploader {
     if (state.location !== undefined) await this.cancel(state.location, signal).catch(() => undefined);
     await this.journal?.delete(desc.digest).catch(() => undefined);
     state.offset = state.hashed = 0;
-    state.hash = createHash(digestAlgorithm(desc.digest));
+    if (state.hash !== undefined) state.hash = createHash(digestAlgorithm(desc.digest));
     const req: PushRequest = { what: `upload of ${this.what(desc)}`, method: 'POST', path: `/v2/${this.repo}/blobs/uploads/`, headers: { 'content-length': '0' }, signal };
     const res = await this.session.send(req);
     if (res.status !== 202) throw await this.session.unexpected(req, res);
@@ -198,7 +205,7 @@ export class BlobUploader {
     const rest = desc.size - state.offset;
     const last = rest <= this.chunkBytes;
     const length = last ? rest : this.chunkBytes;
-    const hash = state.hash.copy();
+    const hash = state.hash?.copy();
     const body = async () => hashed(await open(state.offset), length, hash, last ? desc.digest : undefined, this.what(desc));
     const location = new URL(this.session.url(state.location!));
     if (last) location.searchParams.set('digest', desc.digest);
@@ -250,8 +257,8 @@ interface UploadState {
   location: string | undefined;
   /** Bytes the registry has confirmed. */
   offset: number;
-  /** Hash of the first `hashed` bytes (equal to `offset` except while resuming another process's session). */
-  hash: Hash;
+  /** Hash of the first `hashed` bytes (equal to `offset` except while resuming another process's session); none for verified sources. */
+  hash: Hash | undefined;
   hashed: number;
 }
 
@@ -279,20 +286,20 @@ function confirmedEnd(res: HttpResponse): number {
  * stream fails before its end unless the whole blob hashes to it, so the closing PUT never completes
  * with wrong bytes.
  */
-function hashed(source: Readable, length: number, hash: Hash, digest: string | undefined, what: string): Readable {
+function hashed(source: Readable, length: number, hash: Hash | undefined, digest: string | undefined, what: string): Readable {
   let left = length;
   const cut = new Transform({
     transform(chunk: Buffer, _enc, done) {
       if (left <= 0) return done();
       const part = chunk.length > left ? chunk.subarray(0, left) : chunk;
       left -= part.length;
-      hash.update(part);
+      hash?.update(part);
       done(null, part);
       if (left === 0) source.unpipe(cut), source.destroy(), cut.end();
     },
     flush(done) {
       if (left > 0) return done(new VmimgError(ErrorCode.DIGEST_MISMATCH, `${what}: source ended ${left} bytes early`));
-      if (digest !== undefined) {
+      if (digest !== undefined && hash !== undefined) {
         const actual = `${digestAlgorithm(digest)}:${hash.copy().digest('hex')}`;
         if (actual !== digest) return done(new VmimgError(ErrorCode.DIGEST_MISMATCH, `${what}: source bytes hash to ${actual}, not ${digest}`));
       }

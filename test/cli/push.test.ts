@@ -3,12 +3,13 @@
  * proxy in front of them: a 5xx during an upload (retried and resumed; persistent → coded error), a
  * registry that declines a cross-repository mount (falls back to upload), a 401 on the manifest PUT and
  * a token server that grants no push (ERR_UNAUTHORIZED), each leaving no manifest published; and a push
- * killed with SIGKILL mid-blob, whose rerun uploads only what is missing.
+ * killed with SIGKILL mid-blob, whose rerun uploads only what is missing; a store blob changed on disk
+ * (pushed unhashed: it was verified on entry) is refused by the registry's own digest check.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildMultiArchLayout, pushLayout, type MultiArchImage } from '../helpers/busybox.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
@@ -157,6 +158,27 @@ describe('vmimg push', () => {
       } finally {
         await srcProxy.stop();
       }
+    }));
+
+  it('a store blob changed on disk after the pull (not hashed again on push) is refused by the registry: blob and tag absent', () =>
+    withDest(async (dest, proxy) => {
+      const cache = await tmpDir('vmimg-push-rot-');
+      const name = `${src.host}/busybox:multi`;
+      await expectExit(0, ['--cache-dir', cache, 'pull', name, '--arch', 'amd64', '-q']);
+      const layer = manifestBlobs(multi.images.amd64.manifestDigest).layers[0]!;
+      const file = join(cache, 'blobs', 'sha256', layer.slice(7));
+      const bytes = readFileSync(file);
+      bytes[bytes.length >> 1]! ^= 0xff; // bit rot, or a hand that edited the cache
+      chmodSync(file, 0o644);
+      writeFileSync(file, bytes);
+      const to = `${proxy.host}/app:rot`;
+      const r = await vmimg(['--cache-dir', cache, 'push', name, to, '--arch', 'amd64'], { env });
+      assert.notEqual(r.code, 0, r.stderr);
+      assert.match(r.stderr, /ERR_REGISTRY_ERROR: upload of blob .*DIGEST_INVALID/);
+      const head = await fetch(`${dest.url}/v2/app/blobs/${layer}`, { method: 'HEAD' });
+      assert.equal(head.status, 404, 'the registry never completed the changed blob');
+      assert.equal(manifestPuts(proxy).length, 0);
+      assert.equal(await published(to), false);
     }));
 
   it('a registry confirming another digest than the one uploaded is ERR_DIGEST_MISMATCH', () =>
