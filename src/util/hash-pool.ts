@@ -32,8 +32,8 @@ const SEND_BYTES = 2 << 20;
 /** Queued op numbers that make a message go at once (a long run of tiny files between pushes). */
 const SEND_OPS = 8192;
 /**
- * Milliseconds a pool with nothing queued keeps its cached rings and its workers (an isolate each): a
- * pull's layers reuse them, a process that stopped hashing (serve between pulls, an open after a load) gets them back.
+ * Milliseconds a pool with nothing queued keeps its cached rings: a pull's layers reuse them, a process
+ * that stopped hashing gets them back. Its workers stay (serve warms one up front) until `trim()`.
  */
 const IDLE_MS = 1000;
 
@@ -128,12 +128,10 @@ export class HashPool {
   /**
    * Lets go of what an idle pool holds: its cached rings, and the workers with nothing queued (started
    * again on demand). A caller that has finished hashing for a while calls it (a pull before its open);
-   * a pool left with nothing queued does it itself after a second.
+   * a pool left with nothing queued drops its rings by itself after a second.
    */
   trim(): void {
-    clearTimeout(this.idle);
-    this.idle = undefined;
-    this.rings.length = 0;
+    this.dropRings();
     for (const slot of this.slots) {
       if (slot.worker === undefined || slot.streams.size > 0 || slot.inflight > 0) continue;
       const w = slot.worker;
@@ -142,10 +140,16 @@ export class HashPool {
     }
   }
 
-  /** Schedules a trim when nothing is queued (no stream open, no answer awaited). */
+  private dropRings(): void {
+    clearTimeout(this.idle);
+    this.idle = undefined;
+    this.rings.length = 0;
+  }
+
+  /** Schedules dropping the cached rings when nothing is queued (no stream open, no answer awaited). */
   private whenIdle(): void {
     if (this.idle !== undefined || this.closing.size > 0 || this.slots.some((s) => s.streams.size > 0 || s.inflight > 0)) return;
-    this.idle = setTimeout(() => this.trim(), IDLE_MS).unref();
+    this.idle = setTimeout(() => this.dropRings(), IDLE_MS).unref();
   }
 
   /** @internal Sends a message to the slot's worker (started on demand); `answered` ones ref it. */

@@ -91,7 +91,7 @@ describe('hash pool', () => {
     }
   });
 
-  it('an idle pool lets its cached rings and workers go (trim, or a second with nothing queued) and starts again on demand', async () => {
+  it('an idle pool lets its cached rings and workers go (trim; its rings alone after a second with nothing queued) and starts again on demand', async () => {
     const idle = new HashPool({ threads: 1 });
     try {
       const ringOf = async (): Promise<SharedArrayBuffer> => {
@@ -106,7 +106,7 @@ describe('hash pool', () => {
       const second = await ringOf();
       assert.notEqual(second, first, 'trimmed: a new ring, hashed by a new worker');
       await new Promise((resolve) => setTimeout(resolve, 1500));
-      assert.notEqual(await ringOf(), second, 'idle for a second: trimmed by itself');
+      assert.notEqual(await ringOf(), second, 'idle for a second: its rings dropped by itself');
     } finally {
       await idle.close();
     }
