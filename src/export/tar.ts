@@ -42,6 +42,7 @@ const TYPES: Record<number, EntryType> = {
 };
 
 const MAX_OCTAL_ID = 0o7777777;
+const MAX_INT32 = 0x7fffffff;
 /** ustar's name (100) + '/' + prefix (155) fields; a link target has 100 bytes. */
 const USTAR_NAME_MAX = 256;
 const USTAR_LINK_MAX = 100;
@@ -146,6 +147,8 @@ function headerFor(fs: ContainerFS, e: TreeEntry): TarHeader | undefined {
     h.devminor = minor;
   }
   const pax: [string, Buffer][] = [];
+  // tar-stream's encoder takes the seconds `| 0`: from 2038 on the ustar field is wrong, pax `mtime` rules
+  if (h.mtime > MAX_INT32) pax.push(['mtime', Buffer.from(String(h.mtime))]);
   if (a.uid > MAX_OCTAL_ID) pax.push(['uid', Buffer.from(String(a.uid))]);
   if (a.gid > MAX_OCTAL_ID) pax.push(['gid', Buffer.from(String(a.gid))]);
   const xattrs = fs.listxattr(e.ino);

@@ -1,15 +1,18 @@
 // Permission bits reach the tar as the image has them, 000 included: tar-stream's pack, which the
 // export used before, replaced a zero mode with 0755/0644 (Fedora's /etc/shadow and /etc/gshadow are
-// 000). The layer is written by python's tarfile, the export read back by GNU tar.
+// 000). The layer is written by python's tarfile, the export read back by GNU tar. And an mtime past
+// 2038, which tar-stream's ustar encoder writes wrong, reaches GNU tar's extraction intact.
 import assert from 'node:assert/strict';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { exportTar } from '../../src/export/index.js';
 import { loadFromTar } from '../../src/image/index.js';
 import { parsePlatform } from '../../src/platform/index.js';
+import { ContainerFS } from '../../src/vfs/index.js';
 import { py, pyBuild } from '../helpers/pyimage.js';
 import { requireTools, run, tmpDir } from '../helpers/tools.js';
+import { layer } from '../helpers/vfs-fixtures.js';
 
 test('mode 000 files and directories, and setuid/sticky bits, keep their modes in the tar export', async () => {
   requireTools(['tar', 'python3']);
@@ -38,4 +41,19 @@ test('mode 000 files and directories, and setuid/sticky bits, keep their modes i
   assert.equal(modes.get('./locked/inside'), '-rw-------');
   assert.equal(modes.get('./suid'), '-rwsr-xr-x');
   assert.equal(modes.get('./tmp/'), 'drwxrwxrwt');
+});
+
+test('an mtime past 2038 reaches GNU tar through a pax record (the ustar field cannot hold it as written)', async () => {
+  requireTools(['tar']);
+  const dir = await tmpDir('vmimg-tar-mtime-');
+  const late = 2 ** 33 + 7; // 2242
+  const fs = ContainerFS.fromLayers([layer().file('late', 'x', { mtime: late }).file('early', 'y', { mtime: 1_700_000_000 }).build(dir)]);
+  const file = join(dir, 'r.tar');
+  await exportTar(fs, createWriteStream(file));
+  await fs.close();
+  const out = join(dir, 'out');
+  mkdirSync(out);
+  await run('tar', ['-x', '-f', file, '-C', out]);
+  assert.equal(statSync(join(out, 'late')).mtimeMs / 1000, late);
+  assert.equal(statSync(join(out, 'early')).mtimeMs / 1000, 1_700_000_000);
 });
