@@ -123,7 +123,7 @@ export class LazyContent implements ContentReader {
       signal?.throwIfAborted();
       await Promise.all(this.request(missing.slice(k, k + FILL_BATCH)));
     }
-    await Promise.allSettled([...this.runs]); // read-ahead still writing its bits
+    await this.settled(); // read-ahead still writing its bits
     const copy = (await this.copyOf())!;
     // The first gzip header precedes every span: no read fetched it.
     const head = await this.opts.source.read(0, spanRange(zran, 0).cStart);
@@ -134,9 +134,18 @@ export class LazyContent implements ContentReader {
     return true;
   }
 
-  /** Every span present: the `.contents` is complete. */
+  /**
+   * Every span present and recorded: the `.contents` is complete. A read returns as soon as its spans'
+   * bytes are written, before the run that fetched them syncs and sets its bits (read-ahead may still be
+   * under way), so after a last read this can be false until `settled()` resolves.
+   */
   get complete(): boolean {
     return this.map.complete;
+  }
+
+  /** Resolves when every fetch under way (reads' and read-ahead's) has synced its bytes and set its span bits; never rejects. */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.runs]);
   }
 
   async readInto(buffer: Uint8Array, offset: number, length: number, position: number): Promise<void> {
@@ -338,7 +347,7 @@ export class LazyContent implements ContentReader {
   }
 
   async close(): Promise<void> {
-    await Promise.allSettled([...this.runs]);
+    await this.settled();
     const fh = this.fh;
     const copy = this.copy;
     this.fh = undefined;
