@@ -18,6 +18,7 @@ import { configPlatform } from '../manifest/index.js';
 import type { Context } from './context.js';
 import { cachedPathNames, classifyImageArg } from './image-arg.js';
 import { escapeTerminal } from './escape.js';
+import type { NetworkNotice } from '../util/retry.js';
 
 export interface ResolveOptions {
   /** Look the argument up among cached images before pulling (default true). */
@@ -67,7 +68,9 @@ async function readable(ctx: Context, resolved: ResolvedImage): Promise<Resolved
   if (!hasLazyLayers(resolved.image)) return resolved;
   const { openLazyImage } = await import('../lazy/open-image.js');
   const options = await ctx.registryOptions(resolved.image.config.source.reference);
-  const image = await openLazyImage(resolved.image, { ...options, signal: ctx.signal, warn: (m) => warn(ctx, m), cacheDir: ctx.cache.root });
+  // a span fetch's retry waits and stalls are said as warnings (there is no progress bar during a read)
+  const onNotice = (n: NetworkNotice): void => warn(ctx, `${n.what}: ${n.message}`);
+  const image = await openLazyImage(resolved.image, { ...options, signal: ctx.signal, warn: (m) => warn(ctx, m), onNotice, cacheDir: ctx.cache.root });
   ctx.defer(() => image.close());
   return { ...resolved, image };
 }

@@ -53,7 +53,7 @@ export async function openLazyLayer(
   blob: { digest: string; size: number },
   client: RegistryClient,
   repo: Reference,
-  options: Pick<LazyOpenOptions, 'signal' | 'warn' | 'cacheDir'> = {},
+  options: Pick<LazyOpenOptions, 'signal' | 'warn' | 'cacheDir' | 'onNotice'> = {},
 ): Promise<LazyContent> {
   const desc = { mediaType: 'application/octet-stream', digest: blob.digest, size: blob.size };
   return LazyContent.open({
@@ -62,7 +62,7 @@ export async function openLazyLayer(
     digest: blob.digest,
     contentsPath: files.contentsPath,
     spansPath: files.spansPath,
-    source: registryRangeSource(client, repo, desc, options.signal),
+    source: registryRangeSource(client, repo, desc, { signal: options.signal, onNotice: options.onNotice }),
     ...(options.warn ? { warn: options.warn } : {}),
     ...(options.cacheDir !== undefined ? { blobCopyPath: blobCopyPath(options.cacheDir, blob.digest) } : {}),
   });

@@ -14,6 +14,14 @@ export class AbortFanOut {
     }, { once: true });
   }
 
+  /** A child signal that aborts with the parent until `release` is called (for work that outlives one call, e.g. a body handed on). */
+  open(): { signal: AbortSignal; release: () => void } {
+    const child = new AbortController();
+    if (this.parent.aborted) child.abort(this.parent.reason);
+    else this.children.add(child);
+    return { signal: child.signal, release: () => void this.children.delete(child) };
+  }
+
   /** Runs `task` with a signal that aborts with the parent; the child is dropped when the task settles. */
   async run<T>(task: (signal: AbortSignal) => Promise<T>): Promise<T> {
     const child = new AbortController();
@@ -25,4 +33,16 @@ export class AbortFanOut {
       this.children.delete(child);
     }
   }
+}
+
+const shared = new WeakMap<AbortSignal, AbortFanOut>();
+
+/**
+ * The one fan-out of `parent` for this process: callers that each make requests under a signal they were
+ * handed (the lazy readers of every layer of an image, their read-ahead) share its single listener.
+ */
+export function fanOutOf(parent: AbortSignal): AbortFanOut {
+  let fan = shared.get(parent);
+  if (fan === undefined) shared.set(parent, (fan = new AbortFanOut(parent)));
+  return fan;
 }

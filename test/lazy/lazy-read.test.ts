@@ -25,6 +25,7 @@ let registry: RunningRegistry;
 let proxy: FaultProxy;
 let layer: { digest: string; size: number; indexPath: string; contentsPath: string; entries: IndexEntry[]; contentsSize: number };
 let zran: ZranIndex;
+let blobDir: string;
 const client = new RegistryClient();
 const REPO = 'lazy/debian';
 
@@ -44,7 +45,8 @@ before(async () => {
   assert.equal(decoded.header.version, 2, 'an .idx with tar offsets');
   layer = { digest: d.digest!, size: d.compressedSize!, indexPath: files.indexPath, contentsPath: files.contentsPath, entries: decoded.entries, contentsSize: decoded.header.contentsSize };
   const b = new CheckpointBuilder({ spanSize: 1 << 20 });
-  b.push(readFileSync(join(cache, 'blobs', 'sha256', layer.digest.slice(7))));
+  blobDir = join(cache, 'blobs', 'sha256');
+  b.push(readFileSync(join(blobDir, layer.digest.slice(7))));
   zran = b.finish({ digest: layer.digest, diffId: d.diffId });
 });
 
@@ -55,16 +57,23 @@ after(async () => {
 });
 
 /** A fresh lazy copy of the layer: its .idx, an empty sparse .contents, no .spans; read through the proxy. */
-async function lazyLayer(warnings: string[] = [], entries: IndexEntry[] = layer.entries, readAheadBytes?: number): Promise<{ lazy: LazyContent; dir: string; spansPath: string; contentsPath: string }> {
+async function lazyLayer(warnings: string[] = [], entries: IndexEntry[] = layer.entries, readAheadBytes?: number, signal?: AbortSignal): Promise<{ lazy: LazyContent; dir: string; spansPath: string; contentsPath: string }> {
   const dir = await tmpDir('vmimg-lazy-layer-');
   const contentsPath = join(dir, 'layer.contents');
   writeFileSync(contentsPath, '');
   truncateSync(contentsPath, layer.contentsSize);
   const spansPath = join(dir, 'layer.spans');
-  const source = registryRangeSource(client, { registry: proxy.host, repository: REPO }, { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layer.digest, size: layer.size });
+  const source = registryRangeSource(client, { registry: proxy.host, repository: REPO }, { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layer.digest, size: layer.size }, { signal });
   const lazy = await LazyContent.open({ zran, entries, digest: layer.digest, contentsPath, spansPath, source, warn: (m) => warnings.push(m), ...(readAheadBytes !== undefined ? { readAheadBytes } : {}) });
   copyFileSync(layer.indexPath, join(dir, 'layer.idx'));
   return { lazy, dir, spansPath, contentsPath };
+}
+
+/** `bytes=A-B` → [A, B]. */
+function rangeOf(range: string | undefined): [number, number] {
+  const m = /^bytes=(\d+)-(\d+)$/.exec(range ?? '');
+  assert.ok(m, `a bounded Range header: ${range}`);
+  return [Number(m[1]), Number(m[2])];
 }
 
 function blobRequests(): number {
@@ -192,14 +201,57 @@ describe('lazy reads', () => {
     await lazy.close();
   });
 
-  test('the registry cutting a range mid-body is a coded error; a later read succeeds', async () => {
-    const { lazy, spansPath } = await lazyLayer();
+  test('the registry cutting a range mid-body: the rest of the range is asked again (retry policy) and the read succeeds', async () => {
+    const { lazy } = await lazyLayer();
     const e = layer.entries.find((x) => x.path === 'etc/passwd')!;
-    proxy.add({ path: `/blobs/${layer.digest}`, fault: { kind: 'reset', afterBytes: 1000 }, times: 1 });
-    await assert.rejects(readFile(lazy, e), (err: { code?: string }) => typeof err.code === 'string' && err.code.startsWith('ERR_'));
-    assert.ok(!existsSync(spansPath));
-    proxy.clear();
+    const first = proxy.requests.length;
+    proxy.add({ path: `/blobs/${layer.digest}`, fault: { kind: 'reset', afterBytes: 100_000 }, times: 1 });
     assert.ok((await readFile(lazy, e)).equals(readFileSync(layer.contentsPath).subarray(e.offset, e.offset + e.size)));
+    const seen = proxy.requests.slice(first).filter((r) => r.path.includes(`/blobs/${layer.digest}`));
+    assert.equal(seen.length, 2, 'the reset request and one more');
+    assert.equal(seen[0]!.fault, 'reset');
+    const [from0] = rangeOf(seen[0]!.range);
+    const [from1, end1] = rangeOf(seen[1]!.range);
+    assert.ok(from1 > from0, `the second request resumes past what arrived (${seen[0]!.range} then ${seen[1]!.range})`);
+    assert.equal(end1, rangeOf(seen[0]!.range)[1], 'and ends where the first one did');
+    proxy.clear();
+    await lazy.close();
+  });
+
+  test('a range that stalls mid-body is cut by the throughput rule and asked again; the retry is announced', async () => {
+    const notices: string[] = [];
+    const slow = new RegistryClient({ throughput: { windowMs: 300, stallNoticeMs: 100 }, retry: { baseDelayMs: 10 } });
+    const source = registryRangeSource(slow, { registry: proxy.host, repository: REPO }, { mediaType: 'application/octet-stream', digest: layer.digest, size: layer.size }, { onNotice: (n) => notices.push(n.kind) });
+    proxy.add({ path: `/blobs/${layer.digest}`, fault: { kind: 'stall', afterBytes: 50_000 }, times: 1 });
+    const answer = await source.read(0, 200_000);
+    proxy.clear();
+    await slow.close();
+    assert.equal(answer.kind, 'range');
+    const blob = readFileSync(join(blobDir, layer.digest.slice(7)));
+    assert.ok(answer.kind === 'range' && answer.bytes.equals(blob.subarray(0, 200_000)), 'the bytes of the blob');
+    assert.ok(notices.includes('retry'), `notices: ${notices.join(', ')}`);
+  });
+
+  test('many ranges at once under one abort signal print no MaxListenersExceededWarning (a child signal per read)', async () => {
+    const seen: Error[] = [];
+    const onWarning = (w: Error): void => void seen.push(w);
+    process.on('warning', onWarning);
+    const { lazy } = await lazyLayer([], layer.entries, 0, new AbortController().signal);
+    // one file in each span, all read at once: more concurrent requests than Node's limit of 10 listeners
+    const bySpan = new Map<number, IndexEntry>();
+    for (const e of layer.entries.filter((x) => x.type === 1 && x.size > 0)) {
+      const span = spanAt(zran, e.tarOffset!);
+      if (span === spanAt(zran, e.tarOffset! + e.size - 1) && !bySpan.has(span)) bySpan.set(span, e);
+    }
+    assert.ok(bySpan.size > 10, `${bySpan.size} spans with a file of their own`);
+    const files = [...bySpan.values()];
+    const read = await Promise.all(files.map((e) => readFile(lazy, e)));
+    await new Promise((r) => setImmediate(r)); // process warnings are emitted on a later tick
+    process.off('warning', onWarning);
+    const contents = readFileSync(layer.contentsPath);
+    files.forEach((e, i) => assert.ok(read[i]!.equals(contents.subarray(e.offset, e.offset + e.size)), e.path));
+    assert.ok(lazy.stats.rangeRequests > 10, `${lazy.stats.rangeRequests} range requests`);
+    assert.deepEqual(seen.filter((w) => w.name === 'MaxListenersExceededWarning').map((w) => w.message), []);
     await lazy.close();
   });
 
