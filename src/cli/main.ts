@@ -10,7 +10,7 @@ import { ExitCode } from './exit-codes.js';
 import { handleStopSignals, interruptedBy } from './signals.js';
 import { removeTempFilesSync } from '../util/temp-files.js';
 import { reportError } from './report.js';
-import { firstWord, rewriteHelp, unknownCommand, usageError, wantsJson } from './usage.js';
+import { ONE_PER_FLAG, firstWord, rewriteHelp, unknownCommand, usageError, wantsJson } from './usage.js';
 import { argvBytes } from './argv.js';
 
 const EPILOGUE = [
@@ -46,6 +46,7 @@ function buildParser(argv: string[], commands: AnyCommand[]) {
     .option('insecure-registry', {
       type: 'string',
       array: true,
+      ...ONE_PER_FLAG,
       describe: 'Registry host[:port] reached over plain HTTP (repeatable)',
       global: true,
       group: 'Registry options:',
@@ -65,8 +66,9 @@ function buildParser(argv: string[], commands: AnyCommand[]) {
     .wrap(null)
     .exitProcess(false)
     .fail((msg: string | null, err: Error | undefined) => {
-      if (err) throw err;
-      throw usageError(msg ?? 'invalid usage', argv, command);
+      // yargs' own parse errors (a flag missing its value) come as a YError: a usage error too
+      if (err && err.name !== 'YError') throw err;
+      throw usageError(msg ?? err?.message ?? 'invalid usage', argv, command);
     });
 }
 

@@ -95,3 +95,10 @@ function conflict(a: string, b: string): UsageError {
   }
   return new UsageError(`--${a} and --${b} cannot be used together`);
 }
+
+/**
+ * Options for a repeatable (array) flag: one value per occurrence (`--flag a --flag b`). A bare
+ * `array: true` makes yargs take every following word, positionals included (finding U1:
+ * `pull --insecure-registry HOST REF` lost its REF); `nargs: 1` stops after one, `requiresArg` refuses none.
+ */
+export const ONE_PER_FLAG = { nargs: 1, requiresArg: true } as const;

@@ -113,6 +113,15 @@ describe('vmimg inspect --platforms / validate --check-registry', () => {
     await expectExit(4, ['--cache-dir', cache, 'inspect', `${locked.host}/private/busybox:1`, '--platforms']);
   });
 
+  it('--insecure-registry takes one value per occurrence, before the REF too (repeatable)', async () => {
+    const cache = await tmpDir('vmimg-cli-insecure-');
+    const ref = `${open.host}/busybox:multi`;
+    const r = await expectExit(0, ['--cache-dir', cache, 'pull', '--insecure-registry', open.host, '--insecure-registry', 'mirror.invalid', ref, '--arch', 'amd64', '--json']);
+    assert.equal((JSON.parse(r.stdout) as { name: string }).name, ref);
+    const bare = await expectExit(2, ['--cache-dir', cache, 'pull', ref, '--insecure-registry']);
+    assert.match(bare.stderr, /insecure-registry/);
+  });
+
   it('checks that a reference exists', async () => {
     const r = await expectExit(0, ['validate', `${open.host}/busybox:multi`, '--check-registry', '--insecure-registry', open.host, '--json']);
     const out = JSON.parse(r.stdout) as { digest: string; mediaType: string; canonical: string };

@@ -3,6 +3,7 @@ import { startServe, DEFAULT_LISTEN, type PrepareRecord } from '../../serve/inde
 import type { GlobalArgs } from '../context.js';
 import { UsageError } from '../exit-codes.js';
 import { run } from './common.js';
+import { ONE_PER_FLAG } from '../usage.js';
 
 interface Args {
   listen: string;
@@ -28,7 +29,7 @@ export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
     y
       .option('listen', { type: 'string', default: DEFAULT_LISTEN, describe: 'HOST:PORT to listen on' })
       .option('upstream', { type: 'string', describe: 'Registry URL for unprefixed repositories (http(s)://HOST[:PORT])' })
-      .option('route', { type: 'string', array: true, describe: 'PREFIX=URL: /v2/PREFIX/repo/... goes to URL as repo (repeatable)' })
+      .option('route', { type: 'string', array: true, ...ONE_PER_FLAG, describe: 'PREFIX=URL: /v2/PREFIX/repo/... goes to URL as repo (repeatable)' })
       .option('insecure', { type: 'boolean', describe: 'Allow plain HTTP on a non-loopback address' })
       .option('tls-cert', { type: 'string', describe: 'PEM certificate for HTTPS' })
       .option('tls-key', { type: 'string', describe: 'PEM private key for HTTPS' })
