@@ -132,7 +132,7 @@ async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what:
   // inflate ring, whose bytes also wait for the `.contents` writes queued from them.
   const readerAt = (): number => hold.at ?? reader?.offset ?? 0;
   const ring = { releaseTo: () => Math.min(readerAt(), writer.pendingFrom ?? Infinity), unblock: () => writer.flush() };
-  const tar = await openTar(blobChunks, tarCount, ring, readerAt, opts.compressedSize, opts.gunzip, opts.expectedDiffId !== undefined);
+  const tar = await openTar(blobChunks, tarCount, ring, readerAt, opts.compressedSize, opts.gunzip);
   try {
     reader = new TarReader(tar.chunks, tar.ring);
     const budget = new LayerBudget(resolveLimits(opts.limits), opts.compressedSize);

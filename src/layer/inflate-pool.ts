@@ -44,18 +44,15 @@ export class InflatePool {
     this.slots = Array.from({ length: Math.max(1, threads) }, () => ({ worker: undefined, jobs: new Map() }));
   }
 
-  /**
-   * @internal A job on the least busy worker; it writes `out`'s ring (a stream made with `shared`).
-   * `crc` false: the gzip members' CRC-32 is not computed (the caller checks the output's sha256).
-   */
-  open(out: HashStream, inputBytes: number, crc = true): InflateJob {
+  /** @internal A job on the least busy worker; it writes `out`'s ring (a stream made with `shared`). */
+  open(out: HashStream, inputBytes: number): InflateJob {
     const slot = this.slots.reduce((a, b) => (b.jobs.size < a.jobs.size ? b : a));
     const worker = slot.worker ?? this.start(slot);
     const job = new InflateJob(this.nextId++, out, Math.min(inputBytes, INPUT_BYTES), (msg) => worker.postMessage(msg), () => this.finished(job));
     if (slot.jobs.size === 0) worker.ref();
     slot.jobs.set(job.id, job);
     const ring = out.sharedRing;
-    job.post({ t: 'open', id: job.id, input: job.input, inputSize: job.input.byteLength, output: ring.sab, outputOffset: ring.offset, outputSize: ring.size, crc });
+    job.post({ t: 'open', id: job.id, input: job.input, inputSize: job.input.byteLength, output: ring.sab, outputOffset: ring.offset, outputSize: ring.size });
     return job;
   }
 
@@ -224,11 +221,9 @@ export function sharedInflatePool(): InflatePool {
  * stay valid until `reader.releaseTo()` (asked each time the reader comes back for more) passes them.
  * zlib's errors surface as `zlib.createGunzip()`'s do (code `Z_*`); the input's as themselves. `chunks`
  * is read by a loop of its own, never returned: a caller that stops early may still read the rest.
- * `crc` false (a caller that checks the output's sha256): the members' CRC-32 is not computed; the
- * rest of the framing is checked as zlib checks it (gzip-framing.ts).
  */
-export async function* inflateToRing(chunks: AsyncIterator<Buffer>, out: HashStream, reader: RingReader, inputBytes = INPUT_BYTES, pool = sharedInflatePool(), crc = true): AsyncGenerator<Buffer> {
-  const job = pool.open(out, inputBytes, crc);
+export async function* inflateToRing(chunks: AsyncIterator<Buffer>, out: HashStream, reader: RingReader, inputBytes = INPUT_BYTES, pool = sharedInflatePool()): AsyncGenerator<Buffer> {
+  const job = pool.open(out, inputBytes);
   const feeding = (async () => {
     for (let r = await chunks.next(); !r.done && !job.settled; r = await chunks.next()) await job.write(r.value);
     job.end();
