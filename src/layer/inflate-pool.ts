@@ -22,9 +22,14 @@ const SEND_INPUT = 512 << 10;
 /** Freed output space worth telling a busy worker about (a blocked one hears of any). */
 const SEND_ROOM = 1 << 20;
 
+/** Input rings kept for later jobs (each ≤ 2 MiB). */
+const KEEP_INPUTS = 4;
+
 interface Slot {
   worker: Worker | undefined;
   jobs: Map<number, InflateJob>;
+  /** Jobs closed before their end, until the worker confirms it let go of their rings. */
+  closing: Map<number, InflateJob>;
 }
 
 /** What the reader of the ring tells the inflater (see {@link inflateToRing}). */
@@ -39,16 +44,28 @@ export interface RingReader {
 export class InflatePool {
   private readonly slots: Slot[];
   private nextId = 1;
+  /**
+   * Input rings no thread uses any more, for later jobs: a ring a worker saw is freed only when that
+   * worker's isolate collects its garbage, which it rarely does (one per layer piled up, breaker6 M1).
+   */
+  private readonly inputs: SharedArrayBuffer[] = [];
 
   constructor(threads = Math.max(1, availableParallelism() - 1)) {
-    this.slots = Array.from({ length: Math.max(1, threads) }, () => ({ worker: undefined, jobs: new Map() }));
+    this.slots = Array.from({ length: Math.max(1, threads) }, () => ({ worker: undefined, jobs: new Map(), closing: new Map() }));
   }
 
   /** @internal A job on the least busy worker; it writes `out`'s ring (a stream made with `shared`). */
   open(out: HashStream, inputBytes: number): InflateJob {
     const slot = this.slots.reduce((a, b) => (b.jobs.size < a.jobs.size ? b : a));
     const worker = slot.worker ?? this.start(slot);
-    const job = new InflateJob(this.nextId++, out, Math.min(inputBytes, INPUT_BYTES), (msg) => worker.postMessage(msg), () => this.finished(job));
+    const size = Math.min(inputBytes, INPUT_BYTES);
+    const i = this.inputs.findIndex((r) => r.byteLength === size);
+    const input = i >= 0 ? this.inputs.splice(i, 1)[0]! : new SharedArrayBuffer(size);
+    const job: InflateJob = new InflateJob(this.nextId++, out, input, (msg) => worker.postMessage(msg), {
+      finished: () => this.finished(job),
+      closing: () => slot.closing.set(job.id, job),
+      letGo: () => this.inputs.length < KEEP_INPUTS && this.inputs.push(input),
+    });
     if (slot.jobs.size === 0) worker.ref();
     slot.jobs.set(job.id, job);
     const ring = out.sharedRing;
@@ -68,6 +85,11 @@ export class InflatePool {
     const worker = startWorker(import.meta.url, 'inflate-worker');
     slot.worker = worker;
     worker.on('message', (msg: FromInflater) => {
+      if (msg.closed) {
+        slot.closing.get(msg.id)?.workerLetGo();
+        slot.closing.delete(msg.id);
+        return;
+      }
       const job = slot.jobs.get(msg.id);
       if (job === undefined) return;
       job.answer(msg);
@@ -78,6 +100,7 @@ export class InflatePool {
       slot.worker = undefined;
       for (const job of slot.jobs.values()) job.fail(new VmimgError(ErrorCode.INTERNAL, `inflate worker ${why}`));
       slot.jobs.clear();
+      slot.closing.clear(); // their rings are not reused (garbage once every thread dropped them)
     };
     worker.on('error', (err) => lost(`failed: ${err.message}`));
     worker.on('exit', (code) => lost(`exited (${code})`));
@@ -86,9 +109,15 @@ export class InflatePool {
   }
 }
 
+/** What a job tells its pool: no more answers wanted, a close to be confirmed, the worker let go of the rings. */
+interface JobHooks {
+  finished(): void;
+  closing(): void;
+  letGo(): void;
+}
+
 /** One gzip stream in a worker: its input ring, what the worker reported, and who waits for it. */
 export class InflateJob {
-  readonly input: SharedArrayBuffer;
   private readonly bytes: Uint8Array;
   /** Input bytes copied in, and announced to the worker. */
   written = 0;
@@ -104,9 +133,9 @@ export class InflateJob {
   /** No more answers will come (ended, failed, or closed). */
   settled = false;
   private waiters: (() => void)[] = [];
+  private gone = false;
 
-  constructor(readonly id: number, private readonly out: HashStream, inputBytes: number, readonly post: (msg: ToInflater) => void, private readonly release: () => void) {
-    this.input = new SharedArrayBuffer(inputBytes);
+  constructor(readonly id: number, private readonly out: HashStream, readonly input: SharedArrayBuffer, readonly post: (msg: ToInflater) => void, private readonly hooks: JobHooks) {
     this.bytes = new Uint8Array(this.input);
     this.limit = out.sharedRing.size;
   }
@@ -181,7 +210,16 @@ export class InflateJob {
       this.settled = true; // the worker closed the stream
       this.fail(Object.assign(new Error(msg.error.message), { code: msg.error.code }));
     }
+    if (msg.done || msg.error) this.workerLetGo();
     this.wake();
+  }
+
+  /** The worker closed the stream: it writes neither ring again, so both may serve later streams. Idempotent. */
+  workerLetGo(): void {
+    if (this.gone) return;
+    this.gone = true;
+    this.out.writerDone();
+    this.hooks.letGo();
   }
 
   /** The stream failed (zlib refused it, the input failed, or the worker is gone). */
@@ -194,9 +232,12 @@ export class InflateJob {
   close(): void {
     if (this.announcing) clearImmediate(this.announcing);
     this.announcing = undefined;
-    if (!this.settled) this.post({ t: 'close', id: this.id });
+    if (!this.settled) {
+      this.hooks.closing(); // the worker's confirmation lets go of the rings
+      this.post({ t: 'close', id: this.id });
+    }
     this.settled = true;
-    this.release();
+    this.hooks.finished();
     this.wake();
   }
 

@@ -10,7 +10,7 @@ export type ToInflater =
   | { t: 'in'; id: number; end: number; last: boolean }
   /** Output may be written up to stream offset `limit` (the rest of the ring is still being read). */
   | { t: 'room'; id: number; limit: number }
-  /** Stop (the rings are never reused for another stream, so the worker need not confirm). */
+  /** Stop; the worker confirms (`closed`): only then may the rings serve another stream. */
   | { t: 'close'; id: number };
 
 export interface FromInflater {
@@ -23,4 +23,6 @@ export interface FromInflater {
   done?: true;
   /** zlib refused the data (message and code, e.g. `Z_DATA_ERROR`); the stream is closed. */
   error?: { message: string; code: string };
+  /** The answer to a `close`: the worker no longer touches the stream's rings. */
+  closed?: true;
 }

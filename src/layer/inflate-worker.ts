@@ -108,8 +108,12 @@ function close(id: number, s: Stream): void {
 parentPort!.on('message', (msg: ToInflater) => {
   if (msg.t === 'open') return open(msg);
   const s = streams.get(msg.id);
+  if (msg.t === 'close') {
+    if (s !== undefined) close(msg.id, s);
+    // confirmed even when it ended by itself meanwhile: the pool then reuses the rings
+    return parentPort!.postMessage({ id: msg.id, consumed: 0, produced: 0, closed: true } satisfies FromInflater);
+  }
   if (s === undefined) return; // ended or closed already
-  if (msg.t === 'close') return close(msg.id, s);
   if (msg.t === 'in') {
     s.inEnd = msg.end;
     s.last = msg.last;

@@ -2,7 +2,7 @@
  * The worker-thread hash pool (src/util/hash-pool.ts): whole-stream and part digests judged by
  * coreutils' sha256sum and node:crypto, a ring smaller than the data, parts across the ring's wrap,
  * zero runs, a window that can never free (an error, not a hang), a long zero run stopped by
- * destroy, and an idle pool that lets the process exit.
+ * destroy, when a shared ring may serve another stream, and an idle pool that lets the process exit.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -109,6 +109,30 @@ describe('hash pool', () => {
       assert.notEqual(await ringOf(), second, 'idle for a second: its rings dropped by itself');
     } finally {
       await idle.close();
+    }
+  });
+
+  it('a shared ring serves a later stream only once the stream ended and its writer let go; a destroyed one never', async () => {
+    const p = new HashPool({ threads: 1 });
+    try {
+      const opts = { whole: true, ranges: false, shared: true, ringBytes: 64 << 10 } as const;
+      const a = p.stream(opts);
+      await a.push(Buffer.from('abc'));
+      assert.equal(await a.end(), sha(Buffer.from('abc')));
+      const b = p.stream(opts);
+      assert.notEqual(b.sharedRing.sab, a.sharedRing.sab, 'ended, but its writer has not let go');
+      a.writerDone();
+      a.writerDone(); // idempotent: the ring is cached once
+      const c = p.stream(opts);
+      const d = p.stream(opts);
+      assert.equal(c.sharedRing.sab, a.sharedRing.sab, 'ended and let go: reused');
+      assert.notEqual(d.sharedRing.sab, a.sharedRing.sab, 'cached once');
+      b.writerDone();
+      b.destroy();
+      assert.notEqual(p.stream(opts).sharedRing.sab, b.sharedRing.sab, 'destroyed: its writer may still be writing');
+      for (const s of [c, d]) s.destroy();
+    } finally {
+      await p.close();
     }
   });
 
