@@ -129,8 +129,9 @@ describe('hash pool', () => {
       assert.notEqual(d.sharedRing.sab, a.sharedRing.sab, 'cached once');
       b.writerDone();
       b.destroy();
-      assert.notEqual(p.stream(opts).sharedRing.sab, b.sharedRing.sab, 'destroyed: its writer may still be writing');
-      for (const s of [c, d]) s.destroy();
+      const e = p.stream(opts);
+      assert.notEqual(e.sharedRing.sab, b.sharedRing.sab, 'destroyed: its writer may still be writing');
+      for (const s of [c, d, e]) assert.equal(await s.end(), sha()); // every answer in before the pool closes
     } finally {
       await p.close();
     }
