@@ -41,8 +41,6 @@ const TYPES: Record<number, EntryType> = {
   [S_IFIFO]: 'fifo',
 };
 
-const MAX_OCTAL_ID = 0o7777777;
-const MAX_INT32 = 0x7fffffff;
 /** ustar's name (100) + '/' + prefix (155) fields; a link target has 100 bytes. */
 const USTAR_NAME_MAX = 256;
 const USTAR_LINK_MAX = 100;
@@ -128,9 +126,10 @@ function headerFor(fs: ContainerFS, e: TreeEntry): TarHeader | undefined {
   const h: TarHeader = {
     name,
     mode: a.mode & 0o7777,
-    uid: Math.min(a.uid, MAX_OCTAL_ID),
-    gid: Math.min(a.gid, MAX_OCTAL_ID),
-    mtime: Math.max(0, a.mtimeSec),
+    uid: a.uid,
+    gid: a.gid,
+    mtime: a.mtimeSec,
+    mtimeNsec: a.mtimeNsec,
     size: 0,
     type,
   };
@@ -147,10 +146,7 @@ function headerFor(fs: ContainerFS, e: TreeEntry): TarHeader | undefined {
     h.devminor = minor;
   }
   const pax: [string, Buffer][] = [];
-  // tar-stream's encoder takes the seconds `| 0`: from 2038 on the ustar field is wrong, pax `mtime` rules
-  if (h.mtime > MAX_INT32) pax.push(['mtime', Buffer.from(String(h.mtime))]);
-  if (a.uid > MAX_OCTAL_ID) pax.push(['uid', Buffer.from(String(a.uid))]);
-  if (a.gid > MAX_OCTAL_ID) pax.push(['gid', Buffer.from(String(a.gid))]);
+  // numbers ustar cannot hold (uid/gid, mtime before 1970 or past 2242) get their pax records in encodeHeader
   const xattrs = fs.listxattr(e.ino);
   if (xattrs.length > 0) for (const x of xattrs.sort()) pax.push([`SCHILY.xattr.${x}`, fs.getxattr(e.ino, x)]);
   // A raw (not UTF-8) link target needs the pax encoder too: tar-stream's ustar one writes it as UTF-8.

@@ -16,6 +16,8 @@ export interface PyEntry {
   gid?: number;
   major?: number;
   minor?: number;
+  /** Seconds since the epoch (python float: a fraction and negatives go into pax records). */
+  mtime?: number;
 }
 
 /** An image of the plan: layer names (bottom first, repeats allowed), how it is named. */
