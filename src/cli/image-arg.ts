@@ -24,6 +24,8 @@ export type ImageArg =
 const TAR_PREFIXES = ['oci-archive:', 'docker-archive:'] as const;
 const REGISTRY_PREFIX = 'docker://';
 const LAYOUT_PREFIX = 'oci:';
+/** The transport prefixes that name a file or directory, not a registry (`oci:`, the two tar ones). */
+export const PATH_PREFIXES: readonly string[] = [LAYOUT_PREFIX, ...TAR_PREFIXES];
 
 /** True when `arg` must be read as a path (rule 3 without the file-system check). */
 export function looksLikePath(arg: string): boolean {

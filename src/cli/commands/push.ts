@@ -11,6 +11,7 @@ import { humanBytes, shortDigest } from '../format.js';
 import { UsageError } from '../exit-codes.js';
 import { run } from './common.js';
 import { openPushSource } from '../push-source.js';
+import { PATH_PREFIXES } from '../image-arg.js';
 
 interface Args {
   src: string;
@@ -27,7 +28,7 @@ export const pushCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
   builder: (y) =>
     y
       .positional('src', { type: 'string', demandOption: true, describe: 'IMAGE: a cached image, a registry reference, an image tar or an OCI layout directory (oci:DIR[:TAG])' })
-      .positional('dest', { type: 'string', demandOption: true, describe: 'Registry reference to push to (name[:tag])' })
+      .positional('dest', { type: 'string', demandOption: true, describe: 'Registry reference to push to (name[:tag]); an OCI layout is written by export oci:DIR[:NAME]' })
       .option('tag', { type: 'string', describe: 'Which image of a multi-image SRC (tag, ref name, digest), as for load' })
       .option('all', { type: 'boolean', describe: 'Copy the whole image index (every platform), not one platform' })
       .option('concurrency', { type: 'number', describe: 'Blobs uploaded at once (default 3)' })
@@ -59,8 +60,15 @@ export const pushCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
   }),
 };
 
-/** DEST: a registry reference; `docker://` may prefix it. A digest pin is refused (push names a tag). */
+/**
+ * DEST: a registry reference; `docker://` may prefix it. A digest pin is refused (push names a tag), and
+ * so is a path prefix (`oci:ol` would otherwise parse as the name `oci` tagged `ol`, on Docker Hub).
+ */
 function destinationRef(arg: string) {
+  const prefix = PATH_PREFIXES.find((p) => arg.startsWith(p));
+  if (prefix !== undefined) {
+    throw new UsageError(`push DEST ${arg} names a path (${prefix}): push copies to a registry`, { hint: 'write an OCI layout with: vmimg export oci:DIR[:NAME] SRC' });
+  }
   const ref = parseReference(arg.replace(/^docker:\/\//, ''));
   if (ref.digest !== undefined) throw new UsageError(`push DEST ${arg} names a digest; name a tag (the pushed digest is printed)`);
   return ref;
