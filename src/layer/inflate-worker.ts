@@ -37,7 +37,9 @@ interface Stream {
 const streams = new Map<number, Stream>();
 
 function open(msg: Extract<ToInflater, { t: 'open' }>): void {
-  const gunzip = zlib.createGunzip();
+  // writeSync writes our ring, never the stream's own output buffer: the smallest one (a default 16 KiB
+  // per layer, freed only by this isolate's rare GC, was ~20 KiB of RSS kept per gzip layer)
+  const gunzip = zlib.createGunzip({ chunkSize: zlib.constants.Z_MIN_CHUNK });
   const internals = gunzip as unknown as { _handle: Engine; _writeState: Uint32Array };
   const s: Stream = {
     gunzip,
