@@ -133,6 +133,10 @@ async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what:
   const readerAt = (): number => hold.at ?? reader?.offset ?? 0;
   const ring = { releaseTo: () => Math.min(readerAt(), writer.pendingFrom ?? Infinity), unblock: () => writer.flush() };
   const tar = await openTar(blobChunks, tarCount, ring, readerAt, opts.compressedSize, opts.gunzip);
+  // An abort stops the tar's hashing at once (a sparse file's hole is hashed as zeros: GiBs of them, R02);
+  // the digests it leaves pending never settle, so every wait on them below also ends on the abort.
+  const stopHashing = (): void => tarCount.destroy();
+  signal?.addEventListener('abort', stopHashing, { once: true });
   try {
     reader = new TarReader(tar.chunks, tar.ring);
     const budget = new LayerBudget(resolveLimits(opts.limits), opts.compressedSize);
@@ -145,7 +149,7 @@ async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what:
       budget.entry(h, reader.offset, reader.stored); // before any data is read or written
       if (!builder.precheck(h)) {
         const waiting = entries.add(h);
-        if (waiting !== undefined) await waiting; // `await undefined` would still cost a turn
+        if (waiting !== undefined) await untilAborted(waiting, signal); // `await undefined` would still cost a turn
         continue;
       }
       const offset = writer.beginFile();
@@ -153,7 +157,7 @@ async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what:
       if (body.flushing !== undefined) await body.flushing;
       const tarSparse = h.sparse ? { headerOffset: h.firstHeaderOffset, storedSize: h.storedSize } : undefined;
       const waiting = entries.add(h, { offset, size: h.size, tarOffset: h.dataOffset, ...(tarSparse ? { tarSparse } : {}) }, body.sha256);
-      if (waiting !== undefined) await waiting;
+      if (waiting !== undefined) await untilAborted(waiting, signal);
     }
     // Trailing zero blocks and padding are part of the diff_id; a bomb hidden after the end is bounded too.
     await reader.drain((offset) => {
@@ -161,8 +165,8 @@ async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what:
       budget.check(offset);
     });
     await writer.finish();
-    await entries.finish();
-    const diffId = (await tarCount.digest())!;
+    await untilAborted(entries.finish(), signal);
+    const diffId = (await untilAborted(tarCount.digest(), signal))!;
     return {
       digest: (await blob.digest()) ?? (failed ? diffId : opts.expectedDigest!),
       diffId,
@@ -175,9 +179,24 @@ async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what:
     if (failed) failed.tar = tarCount; // a plain blob's bytes so far: digestExplains may hash the rest
     throw err;
   } finally {
+    signal?.removeEventListener('abort', stopHashing);
     tar.close();
     if (failed?.tar !== tarCount) tarCount.destroy();
   }
+}
+
+/** `p`, or the abort's reason as soon as `signal` aborts (a destroyed hash stream's digests never settle). */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return p;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => (signal.removeEventListener('abort', onAbort), resolve(v)),
+      (err: unknown) => (signal.removeEventListener('abort', onAbort), reject(err)),
+    );
+  });
 }
 
 /** zlib's Z_* errors and decompress.ts's `zstd:` errors: the compressed stream is corrupt. */
