@@ -13,6 +13,7 @@
 import { PassThrough, Readable } from 'node:stream';
 import { ErrorCode, VmimgError } from '../errors.js';
 import type { BlobStore, FetchOptions, FetchResult, RangeOpener } from '../store/index.js';
+import { drained } from '../util/drained.js';
 
 /** A download under way and its bytes as they arrive. */
 export interface TeeDownload {
@@ -58,16 +59,7 @@ export function teeDownload(
     if (!teeing) return;
     if (offset !== teed) return stopTee(`the download continues at byte ${offset}, the stream is at ${teed}`);
     teed += chunk.length;
-    if (out.write(chunk)) return;
-    await new Promise<void>((resolve) => {
-      const resume = (): void => {
-        out.off('drain', resume);
-        out.off('close', resume);
-        resolve();
-      };
-      out.on('drain', resume);
-      out.on('close', resume);
-    });
+    if (!out.write(chunk)) await drained(out);
   };
 
   const done = store.fetchInto(desc, open, { ...options, onData });

@@ -21,6 +21,7 @@ import { TarReader } from './tar-reader.js';
 import { copyBody, copyBufferedBody, CountedStream, flattenPool, OrderedEntries } from './layer-hashes.js';
 import { writeStamp } from './verified-stamp.js';
 import { syncDir, writeFileDurable } from '../util/fs.js';
+import { raceAbort } from '../store/fs-util.js';
 
 export { layerPaths, type LayerFiles } from './paths.js';
 
@@ -149,7 +150,7 @@ async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what:
       budget.entry(h, reader.offset, reader.stored); // before any data is read or written
       if (!builder.precheck(h)) {
         const waiting = entries.add(h);
-        if (waiting !== undefined) await untilAborted(waiting, signal); // `await undefined` would still cost a turn
+        if (waiting !== undefined) await raceAbort(waiting, signal, `flattening ${what}`); // `await undefined` would still cost a turn
         continue;
       }
       const offset = writer.beginFile();
@@ -157,7 +158,7 @@ async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what:
       if (body.flushing !== undefined) await body.flushing;
       const tarSparse = h.sparse ? { headerOffset: h.firstHeaderOffset, storedSize: h.storedSize } : undefined;
       const waiting = entries.add(h, { offset, size: h.size, tarOffset: h.dataOffset, ...(tarSparse ? { tarSparse } : {}) }, body.sha256);
-      if (waiting !== undefined) await untilAborted(waiting, signal);
+      if (waiting !== undefined) await raceAbort(waiting, signal, `flattening ${what}`);
     }
     // Trailing zero blocks and padding are part of the diff_id; a bomb hidden after the end is bounded too.
     await reader.drain((offset) => {
@@ -165,8 +166,8 @@ async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what:
       budget.check(offset);
     });
     await writer.finish();
-    await untilAborted(entries.finish(), signal);
-    const diffId = (await untilAborted(tarCount.digest(), signal))!;
+    await raceAbort(entries.finish(), signal, `flattening ${what}`);
+    const diffId = (await raceAbort(tarCount.digest(), signal, `flattening ${what}`))!;
     return {
       digest: (await blob.digest()) ?? (failed ? diffId : opts.expectedDigest!),
       diffId,
@@ -185,19 +186,6 @@ async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what:
   }
 }
 
-/** `p`, or the abort's reason as soon as `signal` aborts (a destroyed hash stream's digests never settle). */
-function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) return p;
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => (signal.removeEventListener('abort', onAbort), resolve(v)),
-      (err: unknown) => (signal.removeEventListener('abort', onAbort), reject(err)),
-    );
-  });
-}
 
 /** zlib's Z_* errors and decompress.ts's `zstd:` errors: the compressed stream is corrupt. */
 function decompressionFailure(err: unknown): 'gzip' | 'zstd' | undefined {

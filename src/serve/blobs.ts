@@ -10,7 +10,8 @@ import { fileSize } from '../store/fs-util.js';
 import { fillBroken, type BlobFill } from './fill.js';
 import { toServeError } from './errors.js';
 import { parseRange, type ByteRange } from './range.js';
-import { CHUNK, drained, sendFromFile } from './send.js';
+import { CHUNK, sendFromFile } from './send.js';
+import { drained } from '../util/drained.js';
 import type { ServeState } from './state.js';
 import type { RouteTarget } from './routes.js';
 

@@ -7,6 +7,7 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
+import { drained } from '../util/drained.js';
 
 /** Bytes read per write to a client: 1 MiB kept hits at the upstream registry's speed (256 KiB: ~half). */
 export const CHUNK = 1024 * 1024;
@@ -40,22 +41,6 @@ export async function sendFromFile(res: ServerResponse, fh: FileHandle, pos: num
   return bytesRead;
 }
 
-/**
- * Resolves when `res` emits 'drain' or closes, leaving no listener behind. (Not a race against one
- * long-lived 'close' promise: each race left a reaction on it until the answer ended, a few per MiB sent.)
- */
-export function drained(res: ServerResponse): Promise<void> {
-  if (res.destroyed || res.closed) return Promise.resolve();
-  return new Promise<void>((resolve) => {
-    const done = (): void => {
-      res.off('drain', done);
-      res.off('close', done);
-      resolve();
-    };
-    res.once('drain', done);
-    res.once('close', done);
-  });
-}
 
 function recycle(buf: Buffer, pooled: boolean): void {
   if (pooled && free.length < MAX_FREE) free.push(buf);

@@ -11,7 +11,7 @@ import { pipeline } from 'node:stream/promises';
 import { digestAlgorithm, digestHex, digestOf, isValidDigest, validateDigest, VerifyingStream } from '../digest/index.js';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { download, type FetchOptions, type FetchResult, type RangeOpener } from './fetch.js';
-import { aborted, discard, fileSize, isAbortError, sleep, syncDir, throwIfAborted } from './fs-util.js';
+import { aborted, discard, fileSize, isAbortError, raceAbort, sleep, syncDir, throwIfAborted } from './fs-util.js';
 import { tryLock } from './lock.js';
 
 export interface BlobDescriptor {
@@ -191,7 +191,7 @@ export class BlobStore {
         inFlight.set(key, shared);
       }
       try {
-        const result = await (mine ? shared : raceAbort(shared, opts.signal, digest));
+        const result = await (mine ? shared : raceAbort(shared, opts.signal, `fetching blob ${short(digest)}`));
         return mine ? result : { ...result, fetched: false, resumedFrom: 0 };
       } catch (err) {
         // Another caller's fetch was aborted, not ours: try again on our own.
@@ -244,12 +244,3 @@ function short(digest: string): string {
   return digest.slice(0, digest.indexOf(':') + 13);
 }
 
-function raceAbort<T>(p: Promise<T>, signal: AbortSignal | undefined, digest: string): Promise<T> {
-  if (!signal) return p;
-  return new Promise<T>((resolveP, reject) => {
-    const onAbort = (): void => reject(aborted(`fetching blob ${short(digest)}`, signal.reason));
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(resolveP, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
-}
