@@ -22,13 +22,22 @@ export class AbortFanOut {
     return { signal: child.signal, release: () => void this.children.delete(child) };
   }
 
-  /** Runs `task` with a signal that aborts with the parent; the child is dropped when the task settles. */
+  /**
+   * Runs `task` with a signal that aborts with the parent; the child is dropped when the task settles.
+   * A task that fails aborts its own child with its error: work it started and left running (a layer's
+   * download, which carries on into the store after its consumer stops) would otherwise outlive it, since
+   * the parent's abort no longer reaches a dropped child (a pull refused by a limit waited ~30 s for the
+   * held download's idle timeout).
+   */
   async run<T>(task: (signal: AbortSignal) => Promise<T>): Promise<T> {
     const child = new AbortController();
     if (this.parent.aborted) child.abort(this.parent.reason);
     else this.children.add(child);
     try {
       return await task(child.signal);
+    } catch (err) {
+      child.abort(err);
+      throw err;
     } finally {
       this.children.delete(child);
     }
