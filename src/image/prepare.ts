@@ -88,7 +88,14 @@ export async function prepareImage(source: ImageSource, options: PrepareOptions)
       once.set(layer.diffId, flattening);
       started[i] = flattening;
     }
-    const infos = await Promise.all(started);
+    let infos: LayerInfo[];
+    try {
+      infos = await Promise.all(started);
+    } catch (err) {
+      // the first failure aborted the siblings: wait until they have removed their temp files
+      await Promise.allSettled(started);
+      throw err;
+    }
     sharedHashPool().trim(); // hashing is done: the open below need not sit beside the pool's rings and workers
     signal?.throwIfAborted();
     progress.image('writing');
