@@ -59,16 +59,15 @@ function zstdError(err: unknown): Error {
   return new Error(`zstd: ${e.message}`, { cause: e });
 }
 
-function decoderFor(kind: Compression, gunzip?: () => Transform): Transform | undefined {
+function decoderFor(kind: Compression): Transform | undefined {
   // Bigger chunks and buffer: gunzip keeps working on the threadpool while we hash and parse. 1 MiB output
   // chunks, not 128 KiB: 8× fewer zlib callbacks on the main thread (TESTING-NOTES: the 1 MiB form is 2.5× faster).
-  if (kind === 'gzip' && gunzip) return gunzip();
   if (kind === 'gzip') return zlib.createGunzip({ chunkSize: 1024 * 1024, highWaterMark: 1024 * 1024 } as zlib.ZlibOptions);
   if (kind === 'zstd') return createZstdDecompressor();
   return undefined;
 }
 
-async function* decompressed(source: AsyncIterable<Buffer>, onKind?: (kind: Compression) => void, gunzip?: () => Transform): AsyncGenerator<Buffer> {
+async function* decompressed(source: AsyncIterable<Buffer>, onKind?: (kind: Compression) => void): AsyncGenerator<Buffer> {
   const it = source[Symbol.asyncIterator]();
   let head: Buffer = Buffer.alloc(0);
   let done = false;
@@ -87,7 +86,7 @@ async function* decompressed(source: AsyncIterable<Buffer>, onKind?: (kind: Comp
       yield r.value;
     }
   }
-  const decoder = decoderFor(kind, gunzip);
+  const decoder = decoderFor(kind);
   if (decoder === undefined) {
     yield* rest();
     return;
@@ -99,11 +98,10 @@ async function* decompressed(source: AsyncIterable<Buffer>, onKind?: (kind: Comp
 
 /**
  * Returns the tar bytes of `source`, which may be gzip, zstd or plain. Errors of the source or
- * the decoder surface as errors of the returned stream; destroying it releases the source. `gunzip`
- * replaces node:zlib's gzip decoder (the checkpoint builder's, src/lazy/tee.ts).
+ * the decoder surface as errors of the returned stream; destroying it releases the source.
  */
-export function decompress(source: Readable, onKind?: (kind: Compression) => void, gunzip?: () => Transform): Readable {
-  const out = Readable.from(decompressed(source, onKind, gunzip), { objectMode: false, highWaterMark: 1024 * 1024 });
+export function decompress(source: Readable, onKind?: (kind: Compression) => void): Readable {
+  const out = Readable.from(decompressed(source, onKind), { objectMode: false, highWaterMark: 1024 * 1024 });
   out.on('close', () => {
     if (!source.destroyed && !source.readableEnded) source.destroy();
   });

@@ -6,10 +6,11 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable, type Transform } from 'node:stream';
+import { Readable } from 'node:stream';
 import { ErrorCode, VmimgError, isVmimgError, wrapError } from '../errors.js';
 import { assertDigest, validateDigest } from '../digest/index.js';
 import { openTar, readHead, replay } from './tar-source.js';
+import type { RingCheckpoints } from './inflate-pool.js';
 import { sniffCompression } from './decompress.js';
 import { ContentsWriter } from './contents-writer.js';
 import { EntriesBuilder } from './entries-builder.js';
@@ -45,8 +46,8 @@ export interface FlattenOptions {
    * only once this resolves; its rejection (ERR_DIGEST_MISMATCH) fails the flattening.
    */
   blobVerified?: Promise<unknown>;
-  /** A gzip decoder to use instead of node:zlib's: the checkpoint builder's, which inflates once for both (src/lazy/tee.ts). */
-  gunzip?: () => Transform;
+  /** A gzip layer's inflate also builds its gzip checkpoints (src/lazy/tee.ts, ring-checkpoints.ts). */
+  checkpoints?: RingCheckpoints;
 }
 
 export interface LayerInfo extends LayerFiles {
@@ -133,7 +134,7 @@ async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what:
   // inflate ring, whose bytes also wait for the `.contents` writes queued from them.
   const readerAt = (): number => hold.at ?? reader?.offset ?? 0;
   const ring = { releaseTo: () => Math.min(readerAt(), writer.pendingFrom ?? Infinity), unblock: () => writer.flush() };
-  const tar = await openTar(blobChunks, tarCount, ring, readerAt, opts.compressedSize, opts.gunzip);
+  const tar = await openTar(blobChunks, tarCount, ring, readerAt, opts.compressedSize, opts.checkpoints);
   // An abort stops the tar's hashing at once (a sparse file's hole is hashed as zeros: GiBs of them, R02);
   // the digests it leaves pending never settle, so every wait on them below also ends on the abort.
   const stopHashing = (): void => tarCount.destroy();

@@ -14,6 +14,8 @@ import { ErrorCode, VmimgError } from '../errors.js';
 import type { HashStream } from '../util/hash-pool.js';
 import { startWorker } from '../util/worker-thread.js';
 import type { FromInflater, ToInflater } from './inflate-protocol.js';
+import type { CheckpointOptions } from '../lazy/checkpoint-builder.js';
+import type { RingIndexResult } from '../lazy/ring-checkpoints.js';
 
 /** Compressed bytes that may wait for the worker, at most (two of the store's 1 MiB batches). */
 const INPUT_BYTES = 2 << 20;
@@ -55,7 +57,7 @@ export class InflatePool {
   }
 
   /** @internal A job on the least busy worker; it writes `out`'s ring (a stream made with `shared`). */
-  open(out: HashStream, inputBytes: number): InflateJob {
+  open(out: HashStream, inputBytes: number, checkpoints?: Partial<CheckpointOptions>): InflateJob {
     const slot = this.slots.reduce((a, b) => (b.jobs.size < a.jobs.size ? b : a));
     const worker = slot.worker ?? this.start(slot);
     const size = Math.min(inputBytes, INPUT_BYTES);
@@ -69,7 +71,7 @@ export class InflatePool {
     if (slot.jobs.size === 0) worker.ref();
     slot.jobs.set(job.id, job);
     const ring = out.sharedRing;
-    job.post({ t: 'open', id: job.id, input: job.input, inputSize: job.input.byteLength, output: ring.sab, outputOffset: ring.offset, outputSize: ring.size });
+    job.post({ t: 'open', id: job.id, input: job.input, inputSize: job.input.byteLength, output: ring.sab, outputOffset: ring.offset, outputSize: ring.size, ...(checkpoints ? { checkpoints } : {}) });
     return job;
   }
 
@@ -132,6 +134,8 @@ export class InflateJob {
   error: Error | undefined;
   /** No more answers will come (ended, failed, or closed). */
   settled = false;
+  /** At `done`, for a job opened with checkpoints: the index, or why there is none. */
+  index: RingIndexResult | undefined;
   private waiters: (() => void)[] = [];
   private gone = false;
 
@@ -206,6 +210,7 @@ export class InflateJob {
     this.consumed = msg.consumed;
     this.produced = msg.produced;
     if (msg.done) this.done = this.settled = true;
+    if (msg.index) this.index = msg.index;
     if (msg.error) {
       this.settled = true; // the worker closed the stream
       this.fail(Object.assign(new Error(msg.error.message), { code: msg.error.code }));
@@ -257,14 +262,24 @@ export function sharedInflatePool(): InflatePool {
 }
 
 /**
+ * A gzip stream's checkpoints built by the worker that inflates it (src/lazy/ring-checkpoints.ts):
+ * `done` gets the index when the stream ended whole.
+ */
+export interface RingCheckpoints {
+  options: Partial<CheckpointOptions>;
+  done(index: RingIndexResult): void;
+}
+
+/**
  * The tar bytes of the gzip stream `chunks`, gunzipped by a pool worker into `out`'s ring (a hash
- * stream made with `shared: true`: it hashes them as they are read). Yields views of the ring, which
+ * stream made with `shared: true`: it hashes them as they are read); with `checkpoints`, the same
+ * inflate also builds the stream's gzip checkpoints. Yields views of the ring, which
  * stay valid until `reader.releaseTo()` (asked each time the reader comes back for more) passes them.
  * zlib's errors surface as `zlib.createGunzip()`'s do (code `Z_*`); the input's as themselves. `chunks`
  * is read by a loop of its own, never returned: a caller that stops early may still read the rest.
  */
-export async function* inflateToRing(chunks: AsyncIterator<Buffer>, out: HashStream, reader: RingReader, inputBytes = INPUT_BYTES, pool = sharedInflatePool()): AsyncGenerator<Buffer> {
-  const job = pool.open(out, inputBytes);
+export async function* inflateToRing(chunks: AsyncIterator<Buffer>, out: HashStream, reader: RingReader, inputBytes = INPUT_BYTES, pool = sharedInflatePool(), checkpoints?: RingCheckpoints): AsyncGenerator<Buffer> {
+  const job = pool.open(out, inputBytes, checkpoints?.options);
   const feeding = (async () => {
     for (let r = await chunks.next(); !r.done && !job.settled; r = await chunks.next()) await job.write(r.value);
     job.end();
@@ -284,7 +299,10 @@ export async function* inflateToRing(chunks: AsyncIterator<Buffer>, out: HashStr
         continue;
       }
       if (job.error) throw job.error;
-      if (job.done) break;
+      if (job.done) {
+        if (job.index) checkpoints?.done(job.index);
+        break;
+      }
       const since = job.events; // an answer that comes while unblocking must not be missed
       if (job.blocked) {
         // nothing left to read and no room to write: what the reader still holds must go

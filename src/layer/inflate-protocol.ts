@@ -1,11 +1,13 @@
 /** The messages between the inflate pool (inflate-pool.ts) and its workers (inflate-worker.ts). */
+import type { CheckpointOptions } from '../lazy/checkpoint-builder.js';
+import type { RingIndexResult } from '../lazy/ring-checkpoints.js';
 
 export type ToInflater =
   /**
    * A new gzip stream: compressed bytes arrive in `input` (a ring of `inputSize` bytes from byte 0),
    * tar bytes go to `output` (a hash stream's ring: `outputSize` bytes from `outputOffset`).
    */
-  | { t: 'open'; id: number; input: SharedArrayBuffer; inputSize: number; output: SharedArrayBuffer; outputOffset: number; outputSize: number }
+  | { t: 'open'; id: number; input: SharedArrayBuffer; inputSize: number; output: SharedArrayBuffer; outputOffset: number; outputSize: number; checkpoints?: Partial<CheckpointOptions> }
   /** Compressed bytes are in the input ring up to stream offset `end`; `last`: no more will come. */
   | { t: 'in'; id: number; end: number; last: boolean }
   /** Output may be written up to stream offset `limit` (the rest of the ring is still being read). */
@@ -25,4 +27,6 @@ export interface FromInflater {
   error?: { message: string; code: string };
   /** The answer to a `close`: the worker no longer touches the stream's rings. */
   closed?: true;
+  /** With `done`, for a stream opened with `checkpoints` (src/lazy/ring-checkpoints.ts). */
+  index?: RingIndexResult;
 }

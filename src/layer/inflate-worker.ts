@@ -8,6 +8,7 @@
 import { parentPort } from 'node:worker_threads';
 import * as zlib from 'node:zlib';
 import type { FromInflater, ToInflater } from './inflate-protocol.js';
+import { RingCheckpointer } from '../lazy/ring-checkpoints.js';
 
 /** Output bytes per engine call: bounds how long one stream holds the thread between reports. */
 const STEP = 1 << 20;
@@ -32,6 +33,8 @@ interface Stream {
   produced: number;
   done: boolean;
   error: { message: string; code: string } | undefined;
+  /** Checkpoints too: this driver inflates instead of `engine` (src/lazy/ring-checkpoints.ts). */
+  checkpoints?: RingCheckpointer;
 }
 
 const streams = new Map<number, Stream>();
@@ -57,11 +60,13 @@ function open(msg: Extract<ToInflater, { t: 'open' }>): void {
   };
   // called synchronously by writeSync when zlib refuses the data
   s.engine.onerror = (message, _errno, code) => (s.error = { message, code });
+  if (msg.checkpoints) s.checkpoints = new RingCheckpointer(s.input, s.output, msg.checkpoints);
   streams.set(msg.id, s);
 }
 
 /** One engine call; false when the stream cannot go on (needs input or room, ended, failed). */
 function step(s: Stream): boolean {
+  if (s.checkpoints) return s.checkpoints.step(s);
   const avail = s.inEnd - s.consumed;
   const room = s.limit - s.produced;
   if (s.done || s.error || room === 0 || (avail === 0 && !s.last)) return false;
@@ -86,7 +91,8 @@ function step(s: Stream): boolean {
 }
 
 function report(id: number, s: Stream): void {
-  const msg: FromInflater = { id, consumed: s.consumed, produced: s.produced, ...(s.done ? { done: true } : {}), ...(s.error ? { error: s.error } : {}) };
+  const index = s.done ? s.checkpoints?.indexResult() : undefined;
+  const msg: FromInflater = { id, consumed: s.consumed, produced: s.produced, ...(s.done ? { done: true } : {}), ...(s.error ? { error: s.error } : {}), ...(index ? { index } : {}) };
   parentPort!.postMessage(msg);
 }
 
@@ -105,6 +111,7 @@ function pump(id: number, s: Stream): void {
 function close(id: number, s: Stream): void {
   streams.delete(id);
   s.gunzip.close();
+  s.checkpoints?.close();
 }
 
 parentPort!.on('message', (msg: ToInflater) => {

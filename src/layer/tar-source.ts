@@ -1,12 +1,12 @@
 /**
  * A layer blob's tar bytes for the flattener, with the tar's hash stream set up (layer-hashes.ts): a
- * gzip blob is gunzipped by the inflate pool straight into that stream's ring (inflate-pool.ts); a zstd
- * blob, or a gzip one with a decoder of its own (`gunzip`: the checkpoint builder's), goes through
- * decompress.ts, and a plain one is its own tar, both copied into the ring as they are read.
+ * gzip blob is gunzipped by the inflate pool straight into that stream's ring (inflate-pool.ts; with
+ * `checkpoints`, building them in the same inflate); a zstd blob goes through decompress.ts, and a plain
+ * one is its own tar, both copied into the ring as they are read.
  */
-import { Readable, type Transform } from 'node:stream';
+import { Readable } from 'node:stream';
 import { decompress, sniffCompression } from './decompress.js';
-import { inflateToRing, type RingReader } from './inflate-pool.js';
+import { inflateToRing, sharedInflatePool, type RingCheckpoints, type RingReader } from './inflate-pool.js';
 import { flattenPool, type CountedStream } from './layer-hashes.js';
 import { ringFor } from '../util/hash-pool.js';
 
@@ -23,19 +23,19 @@ export interface TarSource {
 /**
  * Sniffs the blob's first bytes and opens its tar, counted (and hashed) in `tar`; `ring` is how a gzip
  * tar's reader lets go of the inflate ring, `readerAt` how far a copied tar's reader has come;
- * `gunzip` replaces the inflate pool (decompress.ts).
+ * `checkpoints`: a gzip blob's inflate also builds its gzip checkpoints.
  * `blobChunks` is read with `next()` only, never returned: after a failure the rest may still be read.
  */
-export async function openTar(blobChunks: AsyncIterator<Buffer>, tar: CountedStream, ring: RingReader, readerAt: () => number, compressedSize = Infinity, gunzip?: () => Transform): Promise<TarSource> {
+export async function openTar(blobChunks: AsyncIterator<Buffer>, tar: CountedStream, ring: RingReader, readerAt: () => number, compressedSize = Infinity, checkpoints?: RingCheckpoints): Promise<TarSource> {
   const head = await readHead(blobChunks);
   const blob = replay(head.bytes, head.ended ? undefined : blobChunks);
   const kind = sniffCompression(head.bytes);
-  if (kind === 'gzip' && gunzip === undefined) {
+  if (kind === 'gzip') {
     // rings sized to the blob (a small layer needs no 8 MiB of fresh shared memory), the tar's at least
     // MIN_TAR_RING: a tar reader's single read (a 1 MiB extended header) must fit in it whole
     const ringBytes = Math.max(MIN_TAR_RING, ringFor(compressedSize * 4));
     tar.stream = flattenPool().stream({ whole: true, ranges: true, shared: true, ringBytes });
-    const chunks = counted(inflateToRing(blob, tar.stream, ring, ringFor(compressedSize)), tar);
+    const chunks = counted(inflateToRing(blob, tar.stream, ring, ringFor(compressedSize), sharedInflatePool(), checkpoints), tar);
     return { chunks, ring: true, close: () => void chunks.return(undefined).catch(() => undefined) };
   }
   tar.stream = flattenPool().stream({ whole: true, ranges: true });
@@ -46,7 +46,7 @@ export async function openTar(blobChunks: AsyncIterator<Buffer>, tar: CountedStr
     const chunks = tar.tap(blob);
     return { chunks, ring: false, close: () => void chunks.return(undefined).catch(() => undefined) };
   }
-  const stream = decompress(Readable.from(blob, { objectMode: false, highWaterMark: 1024 * 1024 }), undefined, gunzip);
+  const stream = decompress(Readable.from(blob, { objectMode: false, highWaterMark: 1024 * 1024 }));
   return { chunks: tar.tap(stream)[Symbol.asyncIterator](), ring: false, close: () => stream.destroy() };
 }
 

@@ -30,22 +30,13 @@ export function zranPath(cacheRoot: string, digest: string): string {
   return join(checkpointsDir(cacheRoot), `${digestHex(digest)}.zran`);
 }
 
-/** Where a collecting worker's tar bytes and its fatal errors go (it is then the flatten's gzip decoder). */
-export interface InflateSink {
-  data(chunk: Buffer): void;
-  error(err: Error): void;
-}
-
 /**
  * A checkpoint builder in a worker thread. Feed the blob with {@link push} (resolves when the worker is
- * less than 32 MiB behind, 4 MiB with a sink), then {@link finish}; {@link abort} ends the worker. Errors
- * of the builder (ERR_INVALID_LAYER, ERR_TOO_LARGE) surface from push or finish. With a `sink` the worker
- * also hands back the tar bytes it inflated (node:zlib in the worker: the only inflate of the blob), and
- * {@link end} checks the gzip stream is complete.
+ * less than 32 MiB behind), then {@link finish}; {@link abort} ends the worker. Errors of the builder
+ * (ERR_INVALID_LAYER, ERR_TOO_LARGE) surface from push or finish.
  */
 export class CheckpointWorker {
   private readonly worker: Worker;
-  private readonly maxQueued: number;
   private queued = 0;
   /** The batch being filled: posted when full, so the worker sees 1 MiB chunks at the same blob offsets
    * however the bytes arrived (the native inflater misses a boundary at a chunk's very end: same chunks,
@@ -55,17 +46,13 @@ export class CheckpointWorker {
   private error: VmimgError | undefined;
   private waiters: (() => void)[] = [];
   private settle: { resolve: (zran: Buffer) => void; reject: (err: Error) => void } | undefined;
-  private ending: { resolve: () => void; reject: (err: Error) => void } | undefined;
   private exited = false;
 
-  constructor(options: Partial<CheckpointOptions> = {}, private sink?: InflateSink) {
-    this.maxQueued = sink ? MAX_QUEUED / 8 : MAX_QUEUED;
-    this.worker = startWorker(import.meta.url, 'checkpoint-worker', { workerData: { options, collect: sink !== undefined } });
-    this.worker.on('message', (msg: { acked?: number; out?: Uint8Array[]; ended?: true; zran?: Uint8Array; error?: { code: string; message: string } }) => {
-      for (const u of msg.out ?? []) this.sink?.data(Buffer.from(u.buffer, u.byteOffset, u.byteLength));
+  constructor(options: Partial<CheckpointOptions> = {}) {
+    this.worker = startWorker(import.meta.url, 'checkpoint-worker', { workerData: { options } });
+    this.worker.on('message', (msg: { acked?: number; zran?: Uint8Array; error?: { code: string; message: string } }) => {
       if (msg.acked !== undefined) this.queued -= msg.acked;
-      if (msg.ended) this.ending?.resolve();
-      if (msg.error) this.fail(new VmimgError(msg.error.code as ErrorCodeValue, this.sink && !this.settle ? msg.error.message : `building gzip checkpoints: ${msg.error.message}`));
+      if (msg.error) this.fail(new VmimgError(msg.error.code as ErrorCodeValue, `building gzip checkpoints: ${msg.error.message}`));
       if (msg.zran) this.settle?.resolve(Buffer.from(msg.zran.buffer, msg.zran.byteOffset, msg.zran.byteLength));
       this.wake();
     });
@@ -77,12 +64,8 @@ export class CheckpointWorker {
   }
 
   private fail(err: VmimgError): void {
-    const first = this.error === undefined;
     this.error ??= err;
     this.settle?.reject(this.error);
-    this.ending?.reject(this.error);
-    // The decoder's reader learns of a failure while it still reads (not after the stream ended).
-    if (first && this.sink && !this.settle) this.sink.error(this.error);
     this.wake();
   }
 
@@ -111,7 +94,7 @@ export class CheckpointWorker {
   /** Queues bytes of the blob (copied), waiting while the worker is more than 32 MiB behind. */
   async push(chunk: Uint8Array): Promise<void> {
     if (!this.offer(chunk)) throw this.error!;
-    while (this.queued > this.maxQueued && !this.error) await new Promise<void>((r) => this.waiters.push(r));
+    while (this.queued > MAX_QUEUED && !this.error) await new Promise<void>((r) => this.waiters.push(r));
     if (this.error) throw this.error;
   }
 
@@ -122,16 +105,6 @@ export class CheckpointWorker {
     this.worker.postMessage({ chunk: bytes }, [bytes.buffer as ArrayBuffer]); // allocUnsafeSlow: its own ArrayBuffer
     this.batch = Buffer.allocUnsafeSlow(BATCH);
     this.batchBytes = 0;
-  }
-
-  /** With a sink: resolves once the worker has inflated everything pushed and it was whole gzip members. */
-  async end(): Promise<void> {
-    this.flush();
-    if (this.error) throw this.error;
-    const done = new Promise<void>((resolve, reject) => (this.ending = { resolve, reject }));
-    this.worker.postMessage({ end: true });
-    await done;
-    this.sink = undefined; // the decoder has ended: later failures concern the index only
   }
 
   /** The encoded `.zran` of everything pushed; `digest`/`diffId` as verified by the caller. */
@@ -149,7 +122,6 @@ export class CheckpointWorker {
 
   /** Ends the worker (idempotent). */
   async abort(): Promise<void> {
-    this.sink = undefined;
     if (!this.exited) await this.worker.terminate();
   }
 }

@@ -12,6 +12,7 @@ import { ErrorCode, VmimgError } from '../errors.js';
 import { nativeBlockAvailable, NativeBlockInflater, resolveBits } from './native-block.js';
 import { BlockInflater, type Step } from './pako-block.js';
 import { TarFollower } from './tar-follower.js';
+import type { BlockOutput } from './block-output.js';
 import type { Checkpoint, ZranIndex } from './zran-format.js';
 
 const MiB = 1024 * 1024;
@@ -31,8 +32,13 @@ export interface CheckpointOptions {
 /** 4 MiB spans (SOCI), extras before 1 MiB+ files after 1 MiB of output, at most 2^20 checkpoints. */
 export const DEFAULT_CHECKPOINT_OPTIONS: CheckpointOptions = { spanSize: 4 * MiB, largeFileSize: MiB, minGap: MiB, maxCheckpoints: 1 << 20 };
 
-/** Unhashed input is hashed anyway past this many bytes (a huge deflate block); the pending boundary is dropped. */
-const MAX_HELD = 16 * MiB;
+/**
+ * Unhashed input is hashed anyway past this many bytes (a deflate block over 1 MiB compressed); the
+ * pending boundary is dropped. Checked after each 1 MiB chunk: the inflate worker's 2 MiB input ring
+ * then always has room for the next chunk (ring-checkpoints.ts), and a file gives the same index.
+ */
+const MAX_HELD = MiB;
+const WINDOW = 32768;
 /** Output kept after a boundary whose bits are unknown, to find them (native-block.ts `resolveBits`). */
 const PROBE = 8192;
 /** Compressed bytes after such a boundary handed to the trial, at most. */
@@ -61,16 +67,20 @@ interface BlockSteps {
   end(): void;
 }
 
-/** Which inflater, and whether the output is kept for {@link CheckpointBuilder.takeOutput} (native only). */
+/** Which inflater, and where the native one writes (default: a reused buffer; block-output.ts). */
 export interface BuilderMode {
   engine?: 'native' | 'pako';
-  collect?: boolean;
+  output?: BlockOutput;
 }
 
+/** A `.zran` but for the ids its caller verifies (the blob's digest and the tar's diff_id). */
+export type ZranWithoutIds = Omit<ZranIndex, 'digest' | 'diffId'>;
+
 /**
- * Feed the blob with {@link push}, then {@link finish}. Corrupt gzip is ERR_INVALID_LAYER (from push or
- * finish); an index that cannot be built (too many checkpoints) is reported by finish only, so a
- * collecting builder keeps inflating for its reader.
+ * Feed the blob with {@link push} (and {@link resume} while it reports a pause for output room), then
+ * {@link finish}. Corrupt gzip is ERR_INVALID_LAYER (from push or finish); an index that cannot be built
+ * (too many checkpoints) is reported by finish only, so a builder writing a reader's ring keeps
+ * inflating for it.
  */
 export class CheckpointBuilder {
   private readonly opts: CheckpointOptions;
@@ -98,15 +108,22 @@ export class CheckpointBuilder {
   private indexError: VmimgError | undefined;
   /** Tar offset where a large file's data begins, found by the follower and not yet passed. */
   private largeAt: number | undefined;
+  /** The chunk being inflated (a pause for output room keeps it), and its bytes used before the inflater's input. */
+  private chunk: Uint8Array | undefined;
+  private base = 0;
 
   constructor(options: Partial<CheckpointOptions> = {}, mode: BuilderMode = {}) {
     this.opts = { ...DEFAULT_CHECKPOINT_OPTIONS, ...options };
     this.follower = new TarFollower(this.opts.largeFileSize);
     const native = (mode.engine ?? (nativeBlockAvailable() ? 'native' : 'pako')) === 'native';
-    if (mode.collect && !native) throw new VmimgError(ErrorCode.INTERNAL, 'only the native inflater collects output');
-    this.nativeInflater = native ? new NativeBlockInflater(mode.collect) : undefined;
+    if (mode.output && !native) throw new VmimgError(ErrorCode.INTERNAL, 'only the native inflater writes a given output');
+    this.nativeInflater = native ? new NativeBlockInflater(mode.output) : undefined;
     this.inflater = this.nativeInflater ?? new BlockInflater();
-    if (this.nativeInflater) this.nativeInflater.onDrop = () => this.materialize(this.pending);
+    if (this.nativeInflater) {
+      this.nativeInflater.output.onOverwrite = (below) => {
+        if (this.pending?.lazy && below > this.pending.uOff - WINDOW) this.materialize(this.pending);
+      };
+    }
   }
 
   /** Whether this builder inflates with node:zlib (see {@link nativeBlockAvailable}). */
@@ -114,9 +131,14 @@ export class CheckpointBuilder {
     return this.nativeInflater !== undefined;
   }
 
-  /** With `collect`: the tar bytes inflated since the last call, in order (the caller owns them). */
-  takeOutput(): Buffer[] {
-    return this.nativeInflater!.takeOutput();
+  /** Blob offset of the first pushed byte still needed (not hashed yet); Infinity when none is. */
+  get keepFrom(): number {
+    return this.held.length > 0 ? this.hashedTo : Infinity;
+  }
+
+  /** Blob offset of the first byte the inflater has not used. */
+  get inputUsed(): number {
+    return this.at;
   }
 
   /**
@@ -129,22 +151,43 @@ export class CheckpointBuilder {
     const since = this.uOff - b.uOff;
     const have = Math.min(32768, b.uOff - this.memberU);
     const n = Math.min(PROBE, since);
-    b.window = this.nativeInflater!.bytesBefore(since, have);
+    b.window = this.nativeInflater!.output.bytesBefore(since, have);
     b.probe = { buf: Buffer.allocUnsafe(PROBE), n };
-    this.nativeInflater!.bytesBefore(since - n, n).copy(b.probe.buf);
+    this.nativeInflater!.output.bytesBefore(since - n, n).copy(b.probe.buf);
     b.lazy = false;
   }
 
-  /** Feeds the next bytes of the blob (the buffer must not change until {@link finish}). */
-  push(chunk: Uint8Array): void {
-    if (chunk.length === 0) return;
+  /**
+   * Feeds the next bytes of the blob (its bytes must not change while {@link keepFrom} is at or below
+   * them). False: the output has no room; call {@link resume} once it has, until it returns true.
+   */
+  push(chunk: Uint8Array): boolean {
+    if (this.chunk !== undefined) throw new VmimgError(ErrorCode.INTERNAL, 'checkpoints: push during a pause');
+    if (chunk.length === 0) return true;
     if (this.indexError === undefined) this.held.push({ buf: chunk, at: this.cAbs });
     let used = 0;
     if (this.atMemberEnd) used = this.afterMember(chunk, 0);
+    this.chunk = chunk;
     if (!this.ended && used < chunk.length) {
       this.inflater.setInput(used === 0 ? chunk : chunk.subarray(used));
-      this.run(chunk, used);
+      this.base = used;
+      if (!this.run()) return false;
     }
+    this.chunkDone();
+    return true;
+  }
+
+  /** Goes on after a pause; true once the chunk is used up (see {@link push}). */
+  resume(): boolean {
+    if (this.chunk === undefined) return true;
+    if (!this.run()) return false;
+    this.chunkDone();
+    return true;
+  }
+
+  private chunkDone(): void {
+    const chunk = this.chunk!;
+    this.chunk = undefined;
     this.cAbs += chunk.length;
     this.at = this.cAbs;
     this.lastByte = chunk[chunk.length - 1]!;
@@ -155,10 +198,13 @@ export class CheckpointBuilder {
     }
   }
 
-  private run(chunk: Uint8Array, base: number): void {
+  /** Inflates the current chunk; false when paused for output room. */
+  private run(): boolean {
+    const chunk = this.chunk!;
     for (;;) {
       const st = this.inflater.step();
-      const used = base + st.inputUsed;
+      if (st.needOutput) return false;
+      const used = this.base + st.inputUsed;
       this.at = this.cAbs + used;
       this.output(st);
       if (this.unresolved && this.unresolved.b.probe!.n === PROBE) this.resolve();
@@ -171,11 +217,11 @@ export class CheckpointBuilder {
         this.atMemberEnd = true;
         if (used < chunk.length) {
           const next = this.afterMember(chunk, used);
-          if (this.ended || next >= chunk.length) return;
+          if (this.ended || next >= chunk.length) return true;
           this.inflater.setInput(chunk.subarray(next));
-          base = next;
-        } else return;
-      } else if (st.needInput) return;
+          this.base = next;
+        } else return true;
+      } else if (st.needInput) return true;
     }
   }
 
@@ -306,13 +352,23 @@ export class CheckpointBuilder {
 
   /** The index of everything pushed; `digest` and `diffId` are the blob's and the tar's (verified by the caller). */
   finish(ids: { digest: string; diffId: string }): ZranIndex {
+    return { ...this.index(), ...ids };
+  }
+
+  /** Frees the inflater's state without an index (idempotent). */
+  end(): void {
+    this.inflater.end();
+  }
+
+  /** {@link finish} without the ids (the inflate worker's: its caller verifies them later). */
+  index(): ZranWithoutIds {
     this.inflater.end();
     if (this.unresolved) this.resolve();
     this.complete();
     if (this.indexError) throw this.indexError;
     this.hashTo(this.cAbs);
     this.closeSpan();
-    return { spanSize: this.opts.spanSize, compressedSize: this.cAbs, tarSize: this.uOff, ...ids, memberCount: this.members, checkpoints: this.checkpoints };
+    return { spanSize: this.opts.spanSize, compressedSize: this.cAbs, tarSize: this.uOff, memberCount: this.members, checkpoints: this.checkpoints };
   }
 }
 

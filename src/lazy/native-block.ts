@@ -14,6 +14,7 @@ import { ErrorCode, VmimgError } from '../errors.js';
 import type { Step } from './pako-block.js';
 import { gzipHeaderLength } from './gzip-header.js';
 import { alignSpan } from './span-inflate.js';
+import { BufferOutput, type BlockOutput } from './block-output.js';
 
 /** The parts of Node's zlib handle this module drives (lib/zlib.js, src/node_zlib.cc). */
 interface RawHandle {
@@ -29,7 +30,6 @@ interface Raw {
 }
 
 const WINDOW = 32768;
-const OUTPUT = 1024 * 1024;
 const { Z_BLOCK, Z_SYNC_FLUSH } = zlib.constants;
 
 function openRaw(dictionary?: Uint8Array): Raw {
@@ -55,26 +55,23 @@ type Mode = 'header' | 'raw' | 'trailer' | 'done';
 
 /**
  * A streaming gzip inflater with the interface of pako-block.ts's `BlockInflater`: {@link setInput},
- * {@link step} until `needInput`, {@link resetMember} after `memberEnd`. A boundary's `bits` is -1
- * (unknown) except at a member's first block (0). A stop reported as a boundary may also be the end of a
- * member's deflate data (the next step then ends the member). With `collect`, every output byte stays
- * in buffers handed out by {@link takeOutput}; otherwise one buffer is reused. The gzip trailer's ISIZE
- * is checked, its CRC-32 not: callers verify the tar by its diff_id. Corrupt data is ERR_INVALID_LAYER.
+ * {@link step} until `needInput` (or `needOutput`: the output has no room yet), {@link resetMember} after
+ * `memberEnd`. A boundary's `bits` is -1 (unknown) except at a member's first block (0). A stop reported
+ * as a boundary may also be the end of a member's deflate data (the next step then ends the member).
+ * Output goes to `output` (block-output.ts: a reused buffer, or the flattener's ring). The gzip trailer's
+ * ISIZE is checked, its CRC-32 not: callers verify the tar by its diff_id. Corrupt data is ERR_INVALID_LAYER.
  */
 export class NativeBlockInflater {
   private raw: Raw | undefined;
   private mode: Mode = 'header';
   private input: Uint8Array = new Uint8Array(0);
   private pos = 0;
-  private out: Buffer = Buffer.allocUnsafe(OUTPUT);
-  private outPos = 0;
-  private tail: Buffer = Buffer.alloc(0);
-  private filled: Buffer[] = [];
+  /** The last call filled its region: zlib may hold more output even without input. */
   private outFull = false;
   private memberOut = 0;
   private framing: Buffer = Buffer.alloc(0);
 
-  constructor(private readonly collect = false) {}
+  constructor(readonly output: BlockOutput = new BufferOutput()) {}
 
   /** Starts on a new input chunk (the previous one must be used up). */
   setInput(chunk: Uint8Array): void {
@@ -87,7 +84,7 @@ export class NativeBlockInflater {
     return this.input.length - this.pos;
   }
 
-  /** Inflates up to the next block boundary, the end of the output buffer, the member end or the input end. */
+  /** Inflates up to the next block boundary, the end of the output region, the member end or the input end. */
   step(): Step {
     if (this.mode === 'header') return this.header();
     if (this.mode === 'trailer') return this.trailer();
@@ -96,28 +93,29 @@ export class NativeBlockInflater {
   }
 
   private inflate(): Step {
-    if (this.outPos === this.out.length) this.rotate();
-    const start = this.outPos;
     const inLen = this.inputLeft;
-    if (inLen === 0 && !this.outFull) return this.result(start, { needInput: true });
+    if (inLen === 0 && !this.outFull) return this.result(EMPTY, { needInput: true });
+    const region = this.output.region();
+    if (region.length === 0) return this.result(EMPTY, { needOutput: true });
     const raw = (this.raw ??= openRaw());
-    const { used, produced } = write(raw, Z_BLOCK, this.input, this.pos, this.out, this.outPos);
+    const { used, produced } = write(raw, Z_BLOCK, this.input, this.pos, region, 0);
     if (raw.error !== undefined) throw new VmimgError(ErrorCode.INVALID_LAYER, `gzip data is corrupt (${raw.error})`);
+    this.output.wrote(produced);
     this.pos += used;
-    this.outPos += produced;
     this.memberOut += produced;
-    this.outFull = this.outPos === this.out.length;
+    this.outFull = produced === region.length;
+    const out = region.subarray(0, produced);
     // No progress with input and room: the deflate data ended (zlib's DONE); a boundary always moves on.
     if (used === 0 && produced === 0 && inLen > 0 && !this.outFull) {
       this.mode = 'trailer';
       return this.trailer();
     }
     const stopped = this.inputLeft > 0 && !this.outFull;
-    return this.result(start, { boundary: stopped, needInput: this.inputLeft === 0 && !this.outFull });
+    return this.result(out, { boundary: stopped, needInput: this.inputLeft === 0 && !this.outFull });
   }
 
-  private result(start: number, s: { boundary?: boolean; needInput?: boolean; memberEnd?: boolean; bits?: number }): Step {
-    return { output: this.out.subarray(start, this.outPos), inputUsed: this.pos, boundary: s.boundary ?? false, bits: s.bits ?? -1, memberEnd: s.memberEnd ?? false, needInput: s.needInput ?? false };
+  private result(output: Uint8Array, s: { boundary?: boolean; needInput?: boolean; needOutput?: boolean; memberEnd?: boolean; bits?: number }): Step {
+    return { output, inputUsed: this.pos, boundary: s.boundary ?? false, bits: s.bits ?? -1, memberEnd: s.memberEnd ?? false, needInput: s.needInput ?? false, needOutput: s.needOutput ?? false };
   }
 
   /** Collects `n` framing bytes (a header or trailer may straddle chunks); undefined until all are there. */
@@ -137,21 +135,19 @@ export class NativeBlockInflater {
   }
 
   private header(): Step {
-    const start = this.outPos;
-    if (this.gather(gzipHeaderLength) === undefined) return this.result(start, { needInput: true });
+    if (this.gather(gzipHeaderLength) === undefined) return this.result(EMPTY, { needInput: true });
     this.mode = 'raw';
     this.memberOut = 0;
     if (this.raw !== undefined) this.raw.stream.reset();
-    return this.result(start, { boundary: true, bits: 0 });
+    return this.result(EMPTY, { boundary: true, bits: 0 });
   }
 
   private trailer(): Step {
-    const start = this.outPos;
     const t = this.gather(8);
-    if (t === undefined) return this.result(start, { needInput: true });
+    if (t === undefined) return this.result(EMPTY, { needInput: true });
     if (t.readUInt32LE(4) !== this.memberOut % 2 ** 32) throw new VmimgError(ErrorCode.INVALID_LAYER, 'gzip data is corrupt (incorrect length check)');
     this.mode = 'done';
-    return this.result(start, { memberEnd: true });
+    return this.result(EMPTY, { memberEnd: true });
   }
 
   /** After `memberEnd`: read the next gzip member from the rest of the input. */
@@ -161,66 +157,7 @@ export class NativeBlockInflater {
 
   /** The last `min(32768, output of this member)` bytes, oldest first. */
   window(): Uint8Array {
-    return this.bytesBefore(0, Math.min(WINDOW, this.memberOut));
-  }
-
-  /**
-   * A copy of the `n` output bytes that end `back` bytes before the latest one. Output stays readable
-   * here from 32 KiB before the last {@link onDrop} on: the current buffer and, with `collect`, the
-   * buffers not taken yet.
-   */
-  bytesBefore(back: number, n: number): Buffer {
-    const segs = [this.tail, ...this.filled, this.out.subarray(0, this.outPos)];
-    let skip = segs.reduce((t, b) => t + b.length, 0) - back - n;
-    if (skip < 0) throw new VmimgError(ErrorCode.INTERNAL, `inflater: output ${back + n} bytes back is gone`);
-    const copy = Buffer.allocUnsafe(n);
-    let at = 0;
-    for (const seg of segs) {
-      if (at === n) break;
-      if (skip >= seg.length) {
-        skip -= seg.length;
-        continue;
-      }
-      at += seg.copy(copy, at, skip, Math.min(seg.length, skip + n - at));
-      skip = 0;
-    }
-    return copy;
-  }
-
-  /** Called before output stops being readable by {@link bytesBefore} (a buffer reused or handed out). */
-  onDrop: (() => void) | undefined;
-
-  /** Keeps the last 32 KiB of the retained output as the tail; everything else may go. */
-  private keepTail(): void {
-    this.onDrop?.();
-    const total = this.tail.length + this.filled.reduce((t, b) => t + b.length, 0) + this.outPos;
-    this.tail = this.bytesBefore(0, Math.min(WINDOW, total));
-  }
-
-  /** Starts a fresh output buffer (with `collect` the full one waits in `filled` for {@link takeOutput}). */
-  private rotate(): void {
-    if (this.collect) {
-      this.filled.push(this.out.subarray(0, this.outPos));
-      this.out = Buffer.allocUnsafe(OUTPUT);
-    } else this.keepTail();
-    this.outPos = 0;
-  }
-
-  /** With `collect`: the output produced since the last call, in order (the caller owns the buffers). */
-  takeOutput(): Buffer[] {
-    this.keepTail();
-    if (this.outPos > 0 && this.outPos < OUTPUT / 4) {
-      // A small part is copied, so the 1 MiB buffer it lives in is reused rather than handed out mostly
-      // empty; allocUnsafeSlow: a buffer of its own (never Node's shared pool), so it can be transferred.
-      const part = Buffer.allocUnsafeSlow(this.outPos);
-      part.set(this.out.subarray(0, this.outPos));
-      this.filled.push(part);
-    } else if (this.outPos > 0) {
-      this.filled.push(this.out.subarray(0, this.outPos));
-      this.out = Buffer.allocUnsafe(OUTPUT);
-    }
-    this.outPos = 0;
-    return this.filled.splice(0);
+    return this.output.bytesBefore(0, Math.min(WINDOW, this.memberOut));
   }
 
   /** Frees zlib's state. */
@@ -229,6 +166,8 @@ export class NativeBlockInflater {
     this.raw = undefined;
   }
 }
+
+const EMPTY = new Uint8Array(0);
 
 /** Output compared to resolve a boundary's bits; with less, every candidate is tried and one must fit. */
 export const CONFIDENT_PROBE = 1024;
@@ -283,7 +222,8 @@ export function selfTest(): string | undefined {
     const text = Buffer.from(Array.from({ length: 6000 }, (_, i) => `line ${i} ${(i * 7919) % 1000}\n`).join(''));
     const gz = Buffer.concat([zlib.gzipSync(text, { level: 1, memLevel: 1 }), zlib.gzipSync(text.subarray(0, 100))]);
     const expected = Buffer.concat([text, text.subarray(0, 100)]);
-    const inf = new NativeBlockInflater(true);
+    const inf = new NativeBlockInflater();
+    const chunks: Buffer[] = [];
     inf.setInput(gz);
     let produced = 0;
     let members = 0;
@@ -291,6 +231,7 @@ export function selfTest(): string | undefined {
     for (;;) {
       const st = inf.step();
       produced += st.output.length;
+      chunks.push(Buffer.from(st.output));
       if (st.boundary && st.bits < 0 && members === 0 && produced < text.length - 4096) {
         const w = inf.window();
         if (!Buffer.from(w).equals(expected.subarray(Math.max(0, produced - WINDOW), produced))) return 'the window is not the last 32 KiB of output';
@@ -305,7 +246,7 @@ export function selfTest(): string | undefined {
         inf.resetMember();
       } else if (st.needInput) break;
     }
-    const out = Buffer.concat(inf.takeOutput());
+    const out = Buffer.concat(chunks);
     inf.end();
     if (members !== 2) return `expected 2 gzip members, saw ${members}`;
     if (resolved < 2) return `${resolved} block boundaries resolved`;

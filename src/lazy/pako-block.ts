@@ -31,6 +31,8 @@ export interface Step {
   memberEnd: boolean;
   /** No progress is possible without more input. */
   needInput: boolean;
+  /** No progress is possible until the output has room (native-block.ts writing a reader's ring). */
+  needOutput?: boolean;
 }
 
 const OUTPUT_CHUNK = 256 * 1024;

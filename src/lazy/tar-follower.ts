@@ -15,6 +15,8 @@ export class TarFollower {
   private next = 0;
   /** Bytes of the block (or PAX data) being gathered, and where it started. */
   private gather: Buffer | undefined;
+  /** The header block, reused (PAX data gets a buffer of its own). */
+  private readonly block = Buffer.allocUnsafe(BLOCK);
   private gathered = 0;
   private paxSize: number | undefined;
   /** The gathered bytes are PAX data rather than a header. */
@@ -34,7 +36,7 @@ export class TarFollower {
       if (this.gather === undefined) {
         if (this.next >= end) break;
         if (this.next > pos) pos = this.next;
-        this.gather = Buffer.alloc(this.inPax ? this.paxLen : BLOCK);
+        this.gather = this.inPax ? Buffer.allocUnsafe(this.paxLen) : this.block;
         this.gathered = 0;
       }
       const take = Math.min(this.gather.length - this.gathered, end - pos);
@@ -57,7 +59,7 @@ export class TarFollower {
       this.next += roundUp(buf.length); // data started at next; header was already passed
       return;
     }
-    if (buf.every((b) => b === 0)) return this.stop(); // end of archive
+    if (allZero(buf)) return this.stop(); // end of archive
     const size = parseNumber(buf.subarray(124, 136));
     const type = String.fromCharCode(buf[156]!);
     if (size === undefined || type === 'S') return this.stop();
@@ -98,9 +100,18 @@ function parseNumber(field: Uint8Array): number | undefined {
     for (let i = 1; i < field.length; i++) v = v * 256 + field[i]!;
     return Number.isSafeInteger(v) ? v : undefined;
   }
-  const text = Buffer.from(field).toString('latin1').replace(/[\0 ]+$/, '').trim();
-  if (text === '') return 0;
-  return /^[0-7]+$/.test(text) ? parseInt(text, 8) : undefined;
+  // octal digits, spaces before them, NULs or spaces after (a header per entry: no string made)
+  let i = 0;
+  while (i < field.length && field[i] === 0x20) i++;
+  let v = 0;
+  for (; i < field.length && field[i]! >= 0x30 && field[i]! <= 0x37; i++) v = v * 8 + field[i]! - 0x30;
+  for (; i < field.length; i++) if (field[i] !== 0 && field[i] !== 0x20) return undefined;
+  return v;
+}
+
+function allZero(b: Uint8Array): boolean {
+  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
+  return true;
 }
 
 /** The `size` record of PAX data (`"%d size=%d\n"`), if any. */

@@ -1,15 +1,18 @@
 /**
  * Builds a layer's gzip checkpoints while it is flattened. Where node:zlib's block-stopping inflate works
- * (native-block.ts), the checkpoint worker *is* the flattener's gzip decoder ({@link CheckpointTee.flattenOptions}):
- * one inflate per layer, in a worker, its output handed to the flattener. Otherwise the blob's bytes pass
- * through {@link CheckpointTee.transform} and pako inflates them a second time beside the flatten; it
- * never slows the flatten down: when it falls more than `maxBehind` bytes behind, the index is given up
- * (a warning; `vmimg index build` makes it later) instead of holding the stream.
+ * (native-block.ts), the inflate worker that gunzips the layer for the flattener builds them in the same
+ * inflate ({@link CheckpointTee.flattenOptions}, ring-checkpoints.ts): one inflate per layer. Otherwise
+ * the blob's bytes pass through {@link CheckpointTee.transform} and pako inflates them a second time
+ * beside the flatten; it never slows the flatten down: when it falls more than `maxBehind` bytes
+ * behind, the index is given up (a warning; `vmimg index build` makes it later) instead of holding the stream.
  */
 import { Transform } from 'node:stream';
 import { CheckpointWorker, storeCheckpoints } from './build.js';
 import type { CheckpointOptions } from './checkpoint-builder.js';
 import { nativeBlockAvailable } from './native-block.js';
+import type { RingCheckpoints } from '../layer/inflate-pool.js';
+import type { RingIndexResult } from './ring-checkpoints.js';
+import { encodeZran } from './zran-format.js';
 
 /** Where a tee stores its `.zran` and how it reports. */
 export interface CheckpointTeeOptions {
@@ -29,11 +32,13 @@ export interface CheckpointTeeOptions {
  * one; then {@link finish} after a successful flatten or {@link abort} after a failed one.
  */
 export class CheckpointTee {
-  /** The pass-through feeding pako's worker; undefined when the tee is the flattener's decoder. */
+  /** The pass-through feeding pako's worker; undefined when the flatten's inflate builds the index. */
   readonly transform: Transform | undefined;
   private worker: CheckpointWorker | undefined;
   private seen = 0;
   private gaveUp: string | undefined;
+  /** What the flatten's inflate built (the last whole inflate of the blob, if the flattener read it twice). */
+  private built: RingIndexResult | undefined;
 
   constructor(private readonly opts: CheckpointTeeOptions) {
     if ((opts.engine ?? (nativeBlockAvailable() ? 'native' : 'pako')) === 'native') return;
@@ -46,29 +51,9 @@ export class CheckpointTee {
     });
   }
 
-  /** `flattenLayer` options: the gzip decoder, when this tee is it. */
-  flattenOptions(): { gunzip?: () => Transform } {
-    return this.transform ? {} : { gunzip: () => this.decoder() };
-  }
-
-  /** The flattener's gzip decoder: node:zlib in the checkpoint worker, output posted back. */
-  private decoder(): Transform {
-    // Chunks as objects: the reader's read() would otherwise concatenate every buffered 1 MiB chunk (a
-    // worker message brings several), a copy and garbage the eager path does not make.
-    const out: Transform = new Transform({
-      readableObjectMode: true,
-      readableHighWaterMark: 4,
-      transform: (chunk: Buffer, _enc, cb) => {
-        this.seen += chunk.length;
-        w.push(chunk).then(() => cb(), cb);
-      },
-      flush: (cb) => void w.end().then(() => cb(), cb),
-    });
-    void this.worker?.abort(); // a second decoder (the flattener re-reads the blob): start afresh
-    this.seen = 0;
-    const w = new CheckpointWorker(this.opts.checkpoints, { data: (b) => out.push(b), error: (err) => out.destroy(err) });
-    this.worker = w;
-    return out;
+  /** `flattenLayer` options: the checkpoints its gzip inflate builds, when this tee has no pako worker. */
+  flattenOptions(): { checkpoints?: RingCheckpoints } {
+    return this.transform ? {} : { checkpoints: { options: this.opts.checkpoints ?? {}, done: (index) => (this.built = index) } };
   }
 
   private offer(chunk: Buffer): void {
@@ -87,6 +72,7 @@ export class CheckpointTee {
 
   /** After a successful flatten of the whole blob: finishes and stores the `.zran` (failures are warnings). */
   async finish(ids: { digest: string; diffId: string; compressedSize: number }): Promise<void> {
+    if (!this.transform) return this.store(ids);
     const w = this.worker;
     this.worker = undefined;
     if (this.gaveUp !== undefined) this.opts.warn(`${this.opts.name}: no gzip checkpoint index (${this.gaveUp}); run \`vmimg index build\` later`);
@@ -97,6 +83,20 @@ export class CheckpointTee {
       await storeCheckpoints(this.opts.cacheRoot, ids.digest, zran);
     } catch (err) {
       this.opts.warn(`${this.opts.name}: no gzip checkpoint index (${(err as Error).message})`);
+    }
+  }
+
+  /** Stores what the flatten's inflate built (nothing when it did not inflate the whole blob: cached, or not gzip). */
+  private async store(ids: { digest: string; diffId: string; compressedSize: number }): Promise<void> {
+    const built = this.built;
+    this.built = undefined;
+    if (built === undefined) return;
+    try {
+      if ('zranError' in built) throw new Error(built.zranError.message);
+      if (built.zran.compressedSize !== ids.compressedSize) return;
+      await storeCheckpoints(this.opts.cacheRoot, ids.digest, encodeZran({ ...built.zran, digest: ids.digest, diffId: ids.diffId }));
+    } catch (err) {
+      this.opts.warn(`${this.opts.name}: no gzip checkpoint index (building gzip checkpoints: ${(err as Error).message})`);
     }
   }
 
