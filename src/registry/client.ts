@@ -22,6 +22,7 @@ import { Transport, createAgent, discard, header, readSmallText, type HttpRespon
 import { DEFAULT_RETRY_POLICY, RetryBudget, hostOf, humanWait, withRetry, type NoticeListener, type RetryPolicy } from '../util/retry.js';
 import { DEFAULT_THROUGHPUT, type ThroughputRule } from '../util/throughput.js';
 import { codedErrors, guardedBody } from './bodies.js';
+import { DirectBody } from './direct-get.js';
 
 export interface RegistryClientOptions extends HostOptions, CredentialOptions {
   /** Attempts, backoff and time budget per operation (defaults in util/retry.ts). */
@@ -85,6 +86,11 @@ export interface BlobReadOptions extends CallOptions {
   readonly offset?: number;
   /** Ask for this many bytes from `offset` (a closed Range); the server may still send more, or all. */
   readonly length?: number;
+  /**
+   * Read the body on a connection of its own into 1 MiB blocks (direct-get.ts): ~10x less CPU than
+   * undici's stream for a large blob; its chunks are never reused, so a consumer may keep them.
+   */
+  readonly direct?: boolean;
 }
 
 export interface PingResult {
@@ -109,7 +115,11 @@ export class RegistryClient {
     this.agent = createAgent(options);
     this.retryPolicy = { ...DEFAULT_RETRY_POLICY, ...options.retry };
     this.throughputRule = { ...DEFAULT_THROUGHPUT, ...options.throughput };
-    this.transport = new Transport(this.agent, options.userAgent ?? 'vmimg/0.1', plainHttpPolicy(options));
+    this.transport = new Transport(this.agent, options.userAgent ?? 'vmimg/0.1', plainHttpPolicy(options), {
+      ...(options.idleTimeoutMs !== undefined ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
+      ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
+      ...(options.tls !== undefined ? { tls: options.tls } : {}),
+    });
     const credentials = credentialChain(options);
     this.helpersRunning = credentials.running ?? (() => []);
     this.authorizer = new Authorizer({
@@ -193,6 +203,7 @@ export class RegistryClient {
       capability: 'pull',
       ...callParts(options),
       once: true,
+      ...(options.direct === true ? { direct: true } : {}),
     };
     return this.call(step, async (res) => {
       const start = res.status === 206 ? rangeStart(header(res, 'content-range')) : 0;
@@ -205,7 +216,7 @@ export class RegistryClient {
         res.body.on('error', () => undefined).destroy(); // undici emits UND_ERR_ABORTED: nobody else listens yet
         throw new VmimgError(ErrorCode.TOO_LARGE, `${step.what}: server sends ${start + length} bytes, descriptor says ${desc.size}`);
       }
-      const stream = codedErrors(res.body, res.url, options.signal);
+      const stream = res.body instanceof DirectBody ? res.body : codedErrors(res.body, res.url, options.signal); // direct: coded already
       return { stream, offset: start, from: hostOf(res.url), ...(Number.isSafeInteger(length) ? { length } : {}) };
     });
   }
@@ -341,7 +352,7 @@ export class RegistryClient {
     const scope = `repository:${step.repo.repository}:pull`;
     const url = `${endpoint.url}${step.path}`;
     const send = (auth: string | undefined) =>
-      this.transport.send({ url, method: step.method, headers: { ...step.headers, ...(auth ? { authorization: auth } : {}) }, signal: step.signal });
+      this.transport.send({ url, method: step.method, headers: { ...step.headers, ...(auth ? { authorization: auth } : {}) }, signal: step.signal, ...(step.direct === true ? { direct: true } : {}) });
     const first = await this.authorizer.headerFor(endpoint, scope, step.signal);
     let res = await send(first);
     if (res.status !== 401 && res.status !== 403) return res;

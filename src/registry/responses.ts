@@ -19,6 +19,8 @@ export interface Step {
   readonly onNotice?: NoticeListener | undefined;
   /** One attempt only: the caller retries (blobs: the store's fetch). */
   readonly once?: boolean;
+  /** Read the body by direct-get.ts (large blobs). */
+  readonly direct?: boolean;
 }
 
 export function unauthorized(step: Step, url: string, status: number, body: string, why: string): VmimgError {

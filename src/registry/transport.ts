@@ -8,6 +8,7 @@ import { Agent, request, type Dispatcher } from 'undici';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { networkError, redactUrl } from './http-errors.js';
 import { isLoopback } from './names.js';
+import { directGet, type DirectOptions } from './direct-get.js';
 
 export type ResponseBody = Dispatcher.ResponseData['body'];
 
@@ -20,6 +21,8 @@ export interface HttpRequest {
   readonly headers?: Readonly<Record<string, string>>;
   readonly body?: RequestBody;
   readonly signal?: AbortSignal | undefined;
+  /** A GET of a large body: read by direct-get.ts into 1 MiB blocks, on a connection of its own. */
+  readonly direct?: boolean;
 }
 
 export interface HttpResponse {
@@ -93,6 +96,8 @@ export class Transport {
     private readonly userAgent: string,
     /** Hosts a redirect may send us to over plain HTTP (default: loopback only). */
     private readonly allowPlainHttp: (host: string) => boolean = isLoopback,
+    /** Timeouts and TLS settings for direct GETs (the agent's). */
+    private readonly directOptions: DirectOptions = {},
   ) {}
 
   /** One request, following redirects; failures are ERR_NETWORK (`details.retryable`) or ERR_ABORTED. */
@@ -123,6 +128,10 @@ export class Transport {
 
   private async once(req: HttpRequest): Promise<HttpResponse> {
     const headers: Record<string, string> = { 'user-agent': this.userAgent, ...req.headers };
+    if (req.direct === true && req.method === 'GET' && req.body === undefined) {
+      const res = await directGet(req.url, headers, req.signal, this.directOptions);
+      return { url: req.url, status: res.status, headers: res.headers, body: res.body as unknown as ResponseBody };
+    }
     const res = await request(req.url, {
       dispatcher: this.dispatcher,
       method: req.method,
@@ -166,5 +175,6 @@ function redirected(req: HttpRequest, to: URL, status: number): HttpRequest {
     headers,
     ...(req.body !== undefined && !toGet ? { body: req.body } : {}),
     ...(req.signal !== undefined ? { signal: req.signal } : {}),
+    ...(req.direct === true ? { direct: true } : {}),
   };
 }

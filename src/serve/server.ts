@@ -19,7 +19,7 @@ import { handle, type AccessRecord } from './handler.js';
 import { Fills, HASH_HERE } from './fill.js';
 import { Htpasswd, type LoginLimits } from './htpasswd.js';
 import { LeaseHolder } from './held.js';
-import { Prebaker, type PrepareRecord } from './prepare.js';
+import type { PrepareRecord } from './prepare.js';
 import { DEFAULT_PREFETCH, Prefetcher } from './prefetch.js';
 import { ServeMetrics } from './metrics.js';
 import { Router, parseUpstream, plainHttpHosts } from './routes.js';
@@ -74,6 +74,11 @@ export interface ServeOptions {
    * blobs are fetched only when asked.
    */
   readonly prefetch?: number;
+  /**
+   * Blobs of at least this many bytes (size known) are fetched by the registry client's direct GET
+   * (default DIRECT_FROM_BYTES, 4 MiB; 0: every blob, whatever its size), the rest over undici.
+   */
+  readonly directFromBytes?: number;
 }
 
 /** A running server. */
@@ -136,7 +141,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
         metrics.upstreamBytes += n;
       },
     }),
-    upstream: new UpstreamAccess({ retry: { attempts: 2, baseDelayMs: 200, maxDelayMs: 2000, budgetMs: 15_000 }, ...clientOptions, insecureRegistries: insecure }, metrics),
+    upstream: new UpstreamAccess({ retry: { attempts: 2, baseDelayMs: 200, maxDelayMs: 2000, budgetMs: 15_000 }, ...clientOptions, insecureRegistries: insecure }, metrics, options.directFromBytes),
     metrics,
     tags,
     sizes: new Map(),
@@ -145,7 +150,9 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     pending: new Map(),
     maxManifestBytes: options.maxManifestBytes ?? MAX_MANIFEST_BYTES,
     ...(auth !== undefined ? { auth } : {}),
-    ...(options.prepare === true ? { prepare: new Prebaker(cache, abort.signal, options.onPrepare) } : {}),
+    // the flattening pipeline (layer, vfs, lazy: ~70 modules) loads only for --prepare: a fresh process
+    // compiles what it loads on V8's helper threads while its first clients are already being served
+    ...(options.prepare === true ? { prepare: new (await import('./prepare.js')).Prebaker(cache, abort.signal, options.onPrepare) } : {}),
     ...(prefetch > 0 ? { prefetch: new Prefetcher(prefetch) } : {}),
   };
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {

@@ -18,6 +18,14 @@ export interface UpstreamBlob {
   readonly total?: number;
 }
 
+/**
+ * Blobs of at least this many bytes (size known from a descriptor) are read by the registry client's
+ * direct GET (registry/direct-get.ts: a connection of their own, 1 MiB blocks; 4 cold clients of the
+ * bench image: see DECISIONS); smaller ones and those of unknown size go over undici's kept-alive
+ * connections, where a connect (and TLS handshake) per blob would cost more than the body.
+ */
+export const DIRECT_FROM_BYTES = 4 << 20;
+
 /** The upstream side of serve; one instance per server. */
 export class UpstreamAccess {
   private readonly client: RegistryClient;
@@ -25,6 +33,8 @@ export class UpstreamAccess {
   constructor(
     options: RegistryClientOptions,
     private readonly metrics: ServeMetrics,
+    /** Blobs of at least this many bytes are read directly (DIRECT_FROM_BYTES; 0: every blob). */
+    private readonly directFrom = DIRECT_FROM_BYTES,
   ) {
     this.client = new RegistryClient(options);
   }
@@ -50,7 +60,8 @@ export class UpstreamAccess {
   async openBlob(t: RouteTarget, digest: string, size: number | undefined, offset: number, signal?: AbortSignal): Promise<UpstreamBlob> {
     this.metrics.upstreamRequests++;
     const desc = { mediaType: 'application/octet-stream', digest, size: size ?? Number.MAX_SAFE_INTEGER };
-    const opened = await this.client.openBlob({ registry: t.upstream.registry, repository: t.repository }, desc, { offset, ...(signal ? { signal } : {}) });
+    const direct = this.directFrom === 0 || (size !== undefined && size - offset >= this.directFrom);
+    const opened = await this.client.openBlob({ registry: t.upstream.registry, repository: t.repository }, desc, { offset, direct, ...(signal ? { signal } : {}) });
     const total = opened.length !== undefined ? opened.offset + opened.length : undefined;
     return { stream: opened.stream, offset: opened.offset, from: opened.from, ...(total !== undefined ? { total } : {}) };
   }
