@@ -15,7 +15,7 @@ import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { Readable } from 'node:stream';
 import { ErrorCode, VmimgError } from '../errors.js';
-import { networkError } from './http-errors.js';
+import { networkError, redactUrl } from './http-errors.js';
 import { chunkedDecoder, parseHead, type ParsedHead } from './direct-head.js';
 
 /** Bytes per block the kernel reads into. */
@@ -196,8 +196,11 @@ export class DirectBody extends Readable {
       seen = seen.subarray(end + 4);
       end = seen.indexOf('\r\n\r\n');
     }
+    if ((end < 0 ? seen.length : end) > MAX_HEAD_BYTES) {
+      this.fail(new VmimgError(ErrorCode.REGISTRY_ERROR, `malformed HTTP answer from ${redactUrl(this.url)}: a head over ${MAX_HEAD_BYTES} bytes`));
+      return false;
+    }
     if (end < 0) {
-      if (seen.length > MAX_HEAD_BYTES) this.fail(new VmimgError(ErrorCode.REGISTRY_ERROR, `${this.url}: response head over ${MAX_HEAD_BYTES} bytes`));
       this.head = seen;
       this.sent = this.used;
       return false;

@@ -1,0 +1,192 @@
+// The direct GET (src/registry/direct-get.ts): a blob body read into 1 MiB blocks on a connection of
+// its own. Against the real docker-registry (token auth: 401, token, retry; Range), HTTPS (vmimg serve
+// with an openssl certificate in front of it), node:http answering chunked, and a raw loopback server
+// for the framings and faults a registry does not produce (a body to the connection's end, an interim
+// 1xx answer, a cut body, an oversized or broken head).
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { createServer as createHttpServer } from 'node:http';
+import { createServer as createNetServer, type AddressInfo, type Server } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { isVmimgError } from '../../src/errors.js';
+import { RegistryClient } from '../../src/registry/index.js';
+import { directGet, DirectBody } from '../../src/registry/direct-get.js';
+import { chunkedDecoder, parseHead } from '../../src/registry/direct-head.js';
+import { startServe } from '../../src/serve/index.js';
+import { buildBusyboxLayout, pushLayout } from '../helpers/busybox.js';
+import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
+import { requireTools, run, tmpDir } from '../helpers/tools.js';
+
+const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+async function collect(body: AsyncIterable<Buffer>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const chunk of body) parts.push(chunk);
+  return Buffer.concat(parts);
+}
+
+/** A loopback TCP server answering every connection with `answer(socket)`. */
+async function rawServer(answer: (write: (s: string | Buffer) => void, end: () => void) => void): Promise<{ url: string; server: Server }> {
+  const server = createNetServer((socket) => {
+    socket.once('data', () => answer((s) => socket.write(s), () => socket.end()));
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/x`, server };
+}
+
+describe('direct GET against docker-registry with token auth', () => {
+  let reg: RunningRegistry;
+  let layer: { digest: string; size: number; mediaType: string };
+  before(async () => {
+    reg = await startRegistry({ auth: 'token', users: { tester: 'secret' } });
+    const image = await buildBusyboxLayout({ arch: 'amd64', tag: 'direct' });
+    const digest = await pushLayout(image.ref, reg.host, 'lib/busybox:1', { creds: reg.creds! });
+    layer = (JSON.parse(readFileSync(join(image.layout, 'blobs', 'sha256', digest.slice(7)), 'utf8')) as { layers: typeof layer[] }).layers[0]!;
+  });
+  after(() => reg?.stop());
+
+  test('the 401 gets a token, the retry reads the blob whole; a Range answer starts at its offset', async () => {
+    const client = new RegistryClient({ env: {}, credentials: { [reg.host]: { username: 'tester', password: 'secret' } } });
+    const repo = { registry: reg.host, repository: 'lib/busybox' };
+    try {
+      const whole = await client.openBlob(repo, layer, { direct: true });
+      assert.ok(whole.stream instanceof DirectBody, 'read by the direct GET');
+      assert.equal(whole.length, layer.size);
+      const bytes = await collect(whole.stream);
+      assert.equal(sha(bytes), layer.digest);
+      const ranged = await client.openBlob(repo, layer, { direct: true, offset: 1000 });
+      assert.equal(ranged.offset, 1000);
+      assert.ok((await collect(ranged.stream)).equals(bytes.subarray(1000)));
+    } finally {
+      await client.close();
+    }
+  });
+
+  test('HTTPS: through vmimg serve with an openssl certificate, verified against it', async () => {
+    requireTools(['openssl']);
+    const dir = await tmpDir('vmimg-direct-tls-');
+    const [cert, key] = [join(dir, 'cert.pem'), join(dir, 'key.pem')];
+    await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1']);
+    const serve = await startServe({ cacheDir: join(dir, 'cache'), listen: '127.0.0.1:0', upstream: reg.url, tls: { cert, key }, registry: { env: {}, credentials: { [reg.host]: { username: 'tester', password: 'secret' } } } });
+    try {
+      const url = `${serve.url}/v2/lib/busybox/blobs/${layer.digest}`;
+      const res = await directGet(url, {}, undefined, { tls: { ca: readFileSync(cert) } });
+      assert.equal(res.status, 200);
+      assert.equal(sha(await collect(res.body)), layer.digest);
+      // a certificate nobody vouches for is refused: ERR_NETWORK naming TLS
+      await assert.rejects(directGet(url, {}, undefined, {}), (e: unknown) => isVmimgError(e, 'ERR_NETWORK') && /TLS|certificate/i.test(e.message));
+    } finally {
+      await serve.shutdown();
+    }
+  });
+});
+
+describe('direct GET framings and faults', () => {
+  const servers: Server[] = [];
+  after(() => {
+    for (const s of servers) s.close();
+  });
+
+  test('chunked (node:http without a length): the chunks decoded, in order', async () => {
+    const data = Buffer.alloc(3 << 20);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7) & 0xff;
+    const server = createHttpServer((_req, res) => {
+      for (let i = 0; i < data.length; i += 100_000) res.write(data.subarray(i, i + 100_000));
+      res.end();
+    });
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const res = await directGet(`http://127.0.0.1:${(server.address() as AddressInfo).port}/b`, {}, undefined);
+    assert.match(String(res.headers['transfer-encoding']), /chunked/);
+    assert.ok((await collect(res.body)).equals(data));
+  });
+
+  test('a body to the connection\'s end, after an interim 103 answer', async () => {
+    const { url, server } = await rawServer((write, end) => {
+      write('HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Type: x\r\n\r\nhello ');
+      setTimeout(() => {
+        write('world');
+        end();
+      }, 20);
+    });
+    servers.push(server);
+    const res = await directGet(url, {}, undefined);
+    assert.equal(res.status, 200);
+    assert.equal((await collect(res.body)).toString(), 'hello world');
+  });
+
+  test('a body cut before its Content-Length: the bytes that came, then a retryable ERR_NETWORK', async () => {
+    const { url, server } = await rawServer((write, end) => {
+      write('HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789');
+      end();
+    });
+    servers.push(server);
+    const res = await directGet(url, {}, undefined);
+    const got: Buffer[] = [];
+    await assert.rejects((async () => {
+      for await (const chunk of res.body) got.push(chunk);
+    })(), (e: unknown) => isVmimgError(e, 'ERR_NETWORK') && e.details?.retryable === true);
+    assert.equal(Buffer.concat(got).toString(), '0123456789', 'what arrived is delivered before the error');
+  });
+
+  test('an oversized head, a broken status line and conflicting lengths are ERR_REGISTRY_ERROR', async () => {
+    const heads = [`HTTP/1.1 200 OK\r\nX: ${'a'.repeat(70_000)}\r\n\r\n`, 'SPDY/3 200 OK\r\n\r\n', 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n'];
+    for (const head of heads) {
+      const { url, server } = await rawServer((write) => write(head));
+      servers.push(server);
+      await assert.rejects(directGet(url, {}, undefined), (e: unknown) => isVmimgError(e, 'ERR_REGISTRY_ERROR'), head.slice(0, 30));
+    }
+  });
+
+  test('an abort mid-body ends it with ERR_ABORTED; a refused connection is a retryable ERR_NETWORK', async () => {
+    const { url, server } = await rawServer((write) => write('HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\nabc'));
+    servers.push(server);
+    const ac = new AbortController();
+    const res = await directGet(url, {}, ac.signal);
+    setTimeout(() => ac.abort(), 30);
+    await assert.rejects(collect(res.body), (e: unknown) => isVmimgError(e, 'ERR_ABORTED'));
+    const closed = (server.address() as AddressInfo).port;
+    server.close();
+    await assert.rejects(directGet(`http://127.0.0.1:${closed}/x`, {}, undefined), (e: unknown) => isVmimgError(e, 'ERR_NETWORK') && e.details?.retryable === true);
+  });
+
+  test('a header value with a line break is refused before anything is sent', async () => {
+    await assert.rejects(directGet('http://127.0.0.1:9/x', { authorization: 'Bearer a\r\nX-Evil: 1' }, undefined), (e: unknown) => isVmimgError(e, 'ERR_INVALID_ARGUMENT'));
+  });
+});
+
+describe('direct-head: response framing', () => {
+  test('heads: status, lower-cased and repeated headers, lengths, chunked, bodiless statuses', () => {
+    const cases: [string, { status: number; chunked: boolean; length?: number }][] = [
+      ['HTTP/1.1 200 OK\r\nContent-Length: 12', { status: 200, chunked: false, length: 12 }],
+      ['HTTP/1.1 206 Partial Content\r\ncontent-length: 5, 5', { status: 206, chunked: false, length: 5 }],
+      ['HTTP/1.0 200 OK\r\nContent-Type: x', { status: 200, chunked: false }],
+      ['HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 9', { status: 200, chunked: true }],
+      ['HTTP/1.1 304 Not Modified\r\nContent-Length: 99', { status: 304, chunked: false, length: 0 }],
+      ['HTTP/1.1 204', { status: 204, chunked: false, length: 0 }],
+    ];
+    for (const [text, want] of cases) {
+      const h = parseHead(text);
+      assert.deepEqual({ status: h.status, chunked: h.chunked, ...(h.length !== undefined ? { length: h.length } : {}) }, want, text);
+    }
+    assert.deepEqual(parseHead('HTTP/1.1 200 OK\r\nSet-Cookie: a\r\nset-cookie: b').headers['set-cookie'], ['a', 'b']);
+    for (const bad of ['HTTP/2 200', 'HTTP/1.1 200 OK\r\nno colon', 'HTTP/1.1 200 OK\r\nContent-Length: -1', 'HTTP/1.1 200 OK\r\nBad Name: x']) {
+      assert.throws(() => parseHead(bad), (e: unknown) => isVmimgError(e, 'ERR_REGISTRY_ERROR'), bad);
+    }
+  });
+
+  test('chunked coding split at every byte decodes the same; bad sizes are refused', () => {
+    const wire = Buffer.from('5;ext=1\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\nTrailer: x\r\n\r\n');
+    for (let cut = 0; cut <= wire.length; cut++) {
+      const d = chunkedDecoder();
+      const out = [...d.feed(wire.subarray(0, cut)), ...d.feed(wire.subarray(cut))];
+      assert.equal(Buffer.concat(out).toString(), 'hello world', `cut at ${cut}`);
+      assert.equal(d.done, true);
+    }
+    assert.throws(() => chunkedDecoder().feed(Buffer.from('zz\r\n')), (e: unknown) => isVmimgError(e, 'ERR_REGISTRY_ERROR'));
+    assert.throws(() => chunkedDecoder().feed(Buffer.from('2\r\nabX\r\n')), (e: unknown) => isVmimgError(e, 'ERR_REGISTRY_ERROR'));
+  });
+});
