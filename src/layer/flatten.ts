@@ -134,7 +134,7 @@ async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what:
   // inflate ring, whose bytes also wait for the `.contents` writes queued from them.
   const readerAt = (): number => hold.at ?? reader?.offset ?? 0;
   const ring = { releaseTo: () => Math.min(readerAt(), writer.pendingFrom ?? Infinity), unblock: () => writer.flush() };
-  const tar = await openTar(blobChunks, tarCount, ring, readerAt, opts.compressedSize, opts.checkpoints);
+  const tar = await openTar(blobChunks, tarCount, ring, readerAt, opts.compressedSize, opts.checkpoints, opts.expectedDiffId !== undefined);
   // An abort stops the tar's hashing at once (a sparse file's hole is hashed as zeros: GiBs of them, R02);
   // the digests it leaves pending never settle, so every wait on them below also ends on the abort.
   const stopHashing = (): void => tarCount.destroy();

@@ -56,8 +56,11 @@ export class InflatePool {
     this.slots = Array.from({ length: Math.max(1, threads) }, () => ({ worker: undefined, jobs: new Map(), closing: new Map() }));
   }
 
-  /** @internal A job on the least busy worker; it writes `out`'s ring (a stream made with `shared`). */
-  open(out: HashStream, inputBytes: number, checkpoints?: Partial<CheckpointOptions>): InflateJob {
+  /**
+   * @internal A job on the least busy worker; it writes `out`'s ring (a stream made with `shared`).
+   * `crc` false: the gzip members' CRC-32 is not computed (the caller checks the output's sha256).
+   */
+  open(out: HashStream, inputBytes: number, checkpoints?: Partial<CheckpointOptions>, crc = true): InflateJob {
     const slot = this.slots.reduce((a, b) => (b.jobs.size < a.jobs.size ? b : a));
     const worker = slot.worker ?? this.start(slot);
     const size = Math.min(inputBytes, INPUT_BYTES);
@@ -71,7 +74,7 @@ export class InflatePool {
     if (slot.jobs.size === 0) worker.ref();
     slot.jobs.set(job.id, job);
     const ring = out.sharedRing;
-    job.post({ t: 'open', id: job.id, input: job.input, inputSize: job.input.byteLength, output: ring.sab, outputOffset: ring.offset, outputSize: ring.size, ...(checkpoints ? { checkpoints } : {}) });
+    job.post({ t: 'open', id: job.id, input: job.input, inputSize: job.input.byteLength, output: ring.sab, outputOffset: ring.offset, outputSize: ring.size, ...(checkpoints ? { checkpoints } : {}), ...(crc ? {} : { crc }) });
     return job;
   }
 
@@ -277,9 +280,11 @@ export interface RingCheckpoints {
  * stay valid until `reader.releaseTo()` (asked each time the reader comes back for more) passes them.
  * zlib's errors surface as `zlib.createGunzip()`'s do (code `Z_*`); the input's as themselves. `chunks`
  * is read by a loop of its own, never returned: a caller that stops early may still read the rest.
+ * `crc` false (a caller that checks the output's sha256): the members' CRC-32 is not computed; the
+ * rest of the framing is checked as zlib checks it (gzip-framing.ts).
  */
-export async function* inflateToRing(chunks: AsyncIterator<Buffer>, out: HashStream, reader: RingReader, inputBytes = INPUT_BYTES, pool = sharedInflatePool(), checkpoints?: RingCheckpoints): AsyncGenerator<Buffer> {
-  const job = pool.open(out, inputBytes, checkpoints?.options);
+export async function* inflateToRing(chunks: AsyncIterator<Buffer>, out: HashStream, reader: RingReader, inputBytes = INPUT_BYTES, pool = sharedInflatePool(), checkpoints?: RingCheckpoints, crc = true): AsyncGenerator<Buffer> {
+  const job = pool.open(out, inputBytes, checkpoints?.options, crc);
   const feeding = (async () => {
     for (let r = await chunks.next(); !r.done && !job.settled; r = await chunks.next()) await job.write(r.value);
     job.end();

@@ -5,9 +5,10 @@ import type { RingIndexResult } from '../lazy/ring-checkpoints.js';
 export type ToInflater =
   /**
    * A new gzip stream: compressed bytes arrive in `input` (a ring of `inputSize` bytes from byte 0),
-   * tar bytes go to `output` (a hash stream's ring: `outputSize` bytes from `outputOffset`).
+   * tar bytes go to `output` (a hash stream's ring: `outputSize` bytes from `outputOffset`). `crc`
+   * false: each member's CRC-32 is not computed (the caller checks the output's sha256, the diff_id).
    */
-  | { t: 'open'; id: number; input: SharedArrayBuffer; inputSize: number; output: SharedArrayBuffer; outputOffset: number; outputSize: number; checkpoints?: Partial<CheckpointOptions> }
+  | { t: 'open'; id: number; input: SharedArrayBuffer; inputSize: number; output: SharedArrayBuffer; outputOffset: number; outputSize: number; checkpoints?: Partial<CheckpointOptions>; crc?: boolean }
   /** Compressed bytes are in the input ring up to stream offset `end`; `last`: no more will come. */
   | { t: 'in'; id: number; end: number; last: boolean }
   /** Output may be written up to stream offset `limit` (the rest of the ring is still being read). */

@@ -9,6 +9,7 @@ import { parentPort } from 'node:worker_threads';
 import * as zlib from 'node:zlib';
 import type { FromInflater, ToInflater } from './inflate-protocol.js';
 import { RingCheckpointer } from '../lazy/ring-checkpoints.js';
+import { CUT_SHORT, GzipFraming } from './gzip-framing.js';
 
 /** Output bytes per engine call: bounds how long one stream holds the thread between reports. */
 const STEP = 1 << 20;
@@ -20,7 +21,10 @@ interface Engine {
 }
 
 interface Stream {
-  gunzip: zlib.Gunzip;
+  /** The engine's owner: a Gunzip, or an InflateRaw when `framing` reads the gzip framing here. */
+  gunzip: zlib.Gunzip | zlib.InflateRaw;
+  /** Set when the output's CRC-32 is not wanted (the open message's `crc` false): see gzip-framing.ts. */
+  framing: GzipFraming | undefined;
   engine: Engine;
   /** [output bytes left, input bytes left] after each call (zlib's own write state). */
   state: Uint32Array;
@@ -42,10 +46,12 @@ const streams = new Map<number, Stream>();
 function open(msg: Extract<ToInflater, { t: 'open' }>): void {
   // writeSync writes our ring, never the stream's own output buffer: the smallest one (a default 16 KiB
   // per layer, freed only by this isolate's rare GC, was ~20 KiB of RSS kept per gzip layer)
-  const gunzip = zlib.createGunzip({ chunkSize: zlib.constants.Z_MIN_CHUNK });
+  const size = { chunkSize: zlib.constants.Z_MIN_CHUNK };
+  const gunzip = msg.crc === false ? zlib.createInflateRaw(size) : zlib.createGunzip(size);
   const internals = gunzip as unknown as { _handle: Engine; _writeState: Uint32Array };
   const s: Stream = {
     gunzip,
+    framing: msg.crc === false ? new GzipFraming() : undefined,
     engine: internals._handle,
     state: internals._writeState,
     input: new Uint8Array(msg.input, 0, msg.inputSize),
@@ -64,9 +70,44 @@ function open(msg: Extract<ToInflater, { t: 'open' }>): void {
   streams.set(msg.id, s);
 }
 
+/**
+ * Without CRC-32: framing bytes are read here, deflate data by the raw engine. A call that stops with
+ * input and output room left, or makes no progress at all, has reached the end of the member's data.
+ */
+function stepRaw(s: Stream, f: GzipFraming): boolean {
+  if (s.done || s.error) return false;
+  const before = s.consumed;
+  while (f.phase !== 'deflate' && s.consumed < s.inEnd && f.error === undefined) {
+    if (f.phase === 'ended') s.consumed = s.inEnd; // padding and what follows it: dropped
+    else if (f.byte(s.input[s.consumed++ % s.input.length]!, s.produced) && f.members > 0) (s.engine as unknown as { reset(): void }).reset(); // the next member
+  }
+  if (f.error !== undefined) return void (s.error = f.error), false;
+  const avail = s.inEnd - s.consumed;
+  if (avail === 0 && s.last) {
+    if (f.complete) s.done = true;
+    else s.error = CUT_SHORT;
+    return false;
+  }
+  const room = s.limit - s.produced;
+  if (f.phase !== 'deflate' || avail === 0 || room === 0) return s.consumed !== before;
+  const inPos = s.consumed % s.input.length;
+  const inLen = Math.min(avail, s.input.length - inPos);
+  const outPos = s.produced % s.output.length;
+  const outLen = Math.min(room, s.output.length - outPos, STEP);
+  s.engine.writeSync(zlib.constants.Z_NO_FLUSH, s.input, inPos, inLen, s.output, outPos, outLen);
+  if (s.error) return false;
+  const took = inLen - s.state[1]!;
+  const made = outLen - s.state[0]!;
+  s.consumed += took;
+  s.produced += made;
+  if ((took === 0 && made === 0) || (s.state[0]! > 0 && s.state[1]! > 0)) f.deflateEnded(s.produced);
+  return true;
+}
+
 /** One engine call; false when the stream cannot go on (needs input or room, ended, failed). */
 function step(s: Stream): boolean {
   if (s.checkpoints) return s.checkpoints.step(s);
+  if (s.framing !== undefined) return stepRaw(s, s.framing);
   const avail = s.inEnd - s.consumed;
   const room = s.limit - s.produced;
   if (s.done || s.error || room === 0 || (avail === 0 && !s.last)) return false;
@@ -96,12 +137,19 @@ function report(id: number, s: Stream): void {
   parentPort!.postMessage(msg);
 }
 
-/** Runs a stream while it can, reporting after each call so the main thread reads as bytes come. */
+/**
+ * Runs a stream while it can, reporting after each call so the main thread reads as bytes come. A
+ * member's deflate data seen to end moves no byte but is progress too: its trailer is read next. (Not
+ * counting it lost that wake-up when the data ended exactly at the call's output room: the next call
+ * took and made nothing, the loop stopped, and with all input announced nothing woke it again;
+ * test/layer/inflate-exact-end.test.ts.)
+ */
 function pump(id: number, s: Stream): void {
+  const mark = (): number => s.produced + s.consumed + (s.framing?.ends ?? 0);
   for (;;) {
-    const before = s.produced + s.consumed;
+    const before = mark();
     const more = step(s);
-    const moved = s.produced + s.consumed !== before;
+    const moved = mark() !== before;
     if (moved || s.done || s.error) report(id, s);
     if (!more || !moved) break;
   }

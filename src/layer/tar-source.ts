@@ -23,10 +23,11 @@ export interface TarSource {
 /**
  * Sniffs the blob's first bytes and opens its tar, counted (and hashed) in `tar`; `ring` is how a gzip
  * tar's reader lets go of the inflate ring, `readerAt` how far a copied tar's reader has come;
- * `checkpoints`: a gzip blob's inflate also builds its gzip checkpoints.
+ * `checkpoints`: a gzip blob's inflate also builds its gzip checkpoints; `outputChecked`: the tar's sha256
+ * is checked (a diff_id is expected), so the inflate pool computes no CRC-32 of it.
  * `blobChunks` is read with `next()` only, never returned: after a failure the rest may still be read.
  */
-export async function openTar(blobChunks: AsyncIterator<Buffer>, tar: CountedStream, ring: RingReader, readerAt: () => number, compressedSize = Infinity, checkpoints?: RingCheckpoints): Promise<TarSource> {
+export async function openTar(blobChunks: AsyncIterator<Buffer>, tar: CountedStream, ring: RingReader, readerAt: () => number, compressedSize = Infinity, checkpoints?: RingCheckpoints, outputChecked = false): Promise<TarSource> {
   const head = await readHead(blobChunks);
   const blob = replay(head.bytes, head.ended ? undefined : blobChunks);
   const kind = sniffCompression(head.bytes);
@@ -35,7 +36,7 @@ export async function openTar(blobChunks: AsyncIterator<Buffer>, tar: CountedStr
     // MIN_TAR_RING: a tar reader's single read (a 1 MiB extended header) must fit in it whole
     const ringBytes = Math.max(MIN_TAR_RING, ringFor(compressedSize * 4));
     tar.stream = flattenPool().stream({ whole: true, ranges: true, shared: true, ringBytes });
-    const chunks = counted(inflateToRing(blob, tar.stream, ring, ringFor(compressedSize), sharedInflatePool(), checkpoints), tar);
+    const chunks = counted(inflateToRing(blob, tar.stream, ring, ringFor(compressedSize), sharedInflatePool(), checkpoints, !outputChecked), tar);
     return { chunks, ring: true, close: () => void chunks.return(undefined).catch(() => undefined) };
   }
   tar.stream = flattenPool().stream({ whole: true, ranges: true });
