@@ -9,9 +9,11 @@
 import { EntryType, S_IFLNK } from '../layer/entry.js';
 import { TYPE_BITS } from './layer-entries.js';
 import { R_SHA256 } from '../layer/index-records.js';
-import { checkRecord, commonRecordEnd, scanRecords, viewOf, type RecordBounds, type RecordScanner } from '../layer/record-checks.js';
+import { scanRecords, viewOf, type RecordBounds, type RecordScanner } from '../layer/record-checks.js';
 
 const SLASH = 47;
+/** Records checked, then scanned, per turn (~85 KB of a typical index: they stay in the cache between the two loops). */
+const CHUNK = 1024;
 
 /** Thrown by the rare paths of the scan when the layer needs the general merge. */
 export class NeedsMerge extends Error {}
@@ -50,9 +52,15 @@ export class LayerScan {
   events: Int32Array = new Int32Array(0);
   eventParent: Int32Array = new Int32Array(0);
   eventCount = 0;
-  /** Records that are inodes of their own (not directories, not hardlinks), and the hardlink records. */
-  leaves = 0;
+  /** The hardlink records. */
   readonly hardlinks: number[] = [];
+  /** The scan's state between chunks (see scanDirect). */
+  private view = viewOf(Buffer.alloc(0));
+  private prevP = 0;
+  private prevLen = 0;
+  private prevS = -1;
+  private prevDir = 0;
+  private prevChild = false;
   /** Per directory: the name bytes of its last child so far (length -1: none yet). */
   private readonly lastAt: number[] = [0];
   private readonly lastLen: number[] = [-1];
@@ -72,38 +80,48 @@ export class LayerScan {
     this.mode = new Uint16Array(count);
     this.events = new Int32Array(Math.max(16, count + (count >> 3)));
     this.eventParent = new Int32Array(this.events.length);
-    const i = this.scanDirect(buf, at, count, b, starts);
-    if (this.direct) return starts[count]!;
-    // the rest is only checked; the merge needs none of this
-    this.nameAt = new Uint32Array(0);
-    this.nameLen = this.mode = new Uint16Array(0);
-    this.events = this.eventParent = new Int32Array(0);
-    return scanRecords(buf, starts[i]!, count, b, starts, i);
+    this.view = viewOf(buf);
+    starts[0] = at;
+    // Checked, then scanned, a chunk at a time: its records are still in the cache for the scan, and each
+    // loop is small, so TurboFan's code for it (compiled on another thread while the loop runs unoptimised) comes early.
+    for (let i = 0; i < count; ) {
+      const to = Math.min(count, i + CHUNK);
+      at = scanRecords(buf, at, to, b, starts, i);
+      this.scanDirect(i, to);
+      if (!this.direct) {
+        // the rest is only checked; the merge needs none of this
+        this.nameAt = new Uint32Array(0);
+        this.nameLen = this.mode = new Uint16Array(0);
+        this.events = this.eventParent = new Int32Array(0);
+        return scanRecords(buf, at, count, b, starts, to);
+      }
+      i = to;
+    }
+    return at;
   }
 
   /**
-   * Records checked and scanned, in one flat loop (it runs once per open, mostly unoptimised: no call
-   * per record but the check). Returns how many were checked: all, or fewer when the layer needs the merge (`direct` false).
+   * Records [from, to) (checked: `starts` has them) scanned, in one flat loop. It runs once per open,
+   * mostly before TurboFan's code for it arrives (a 100k-entry index: its first ~20k records), where every
+   * bytecode counts: the state lives in locals (a field is a lookup there, and so is `EntryType.X`: types
+   * are literals here), and the rare paths (directories, markers, giving up) are calls. Returns `to`, or
+   * the record after the one that needs the merge (`direct` false).
    */
-  private scanDirect(buf: Buffer, at: number, count: number, b: RecordBounds, starts: Uint32Array): number {
-    const { nameAt, nameLen, mode, fixed, lastAt, lastLen, childCount } = this;
-    const end = buf.length;
-    const view = viewOf(buf);
+  private scanDirect(from: number, to: number): number {
+    const { buf, view, starts, nameAt, nameLen, mode, fixed, lastAt, lastLen, childCount } = this;
     // The previous record's path bytes, its last slash (-1: none), its directory, and whether it was that directory's last child.
-    let prevP = 0;
-    let prevLen = 0;
-    let prevS = -1;
-    let prevDir = 0;
-    let prevChild = false;
-    starts[0] = at;
-    for (let i = 0; i < count; i++) {
-      let next = commonRecordEnd(buf, view, at, b);
-      if (next < 0) next = checkRecord(buf, at, end, b, i);
-      const rec = at;
-      starts[i + 1] = at = next;
+    let { prevP, prevLen, prevS, prevDir, prevChild } = this;
+    // this.events / eventParent / eventCount, in locals between the calls that may append (dirAt, childDirAt, whiteout)
+    let events = this.events;
+    let eventParent = this.eventParent;
+    let n = this.eventCount;
+    for (let i = from; i < to; i++) {
+      const rec = starts[i]!;
       const type = buf[rec]!;
-      if (type === EntryType.Whiteout) {
+      if (type === 8 /* Whiteout */) {
+        this.eventCount = n;
         if (!this.whiteout(rec)) return this.giveUp(i);
+        ({ events, eventParent, eventCount: n } = this);
         prevChild = false; // a ghost directory may have become its directory's last child
         continue;
       }
@@ -123,9 +141,10 @@ export class LayerScan {
       else {
         s = len - 1;
         while (s >= 0 && buf[p + s] !== SLASH) s--;
-        const d = this.dirAt(p, s);
-        if (d < 0) return this.giveUp(i);
-        dir = d;
+        this.eventCount = n;
+        dir = this.dirAt(p, s);
+        if (dir < 0) return this.giveUp(i);
+        ({ events, eventParent, eventCount: n } = this);
       }
       const same = dir === prevDir && prevChild;
       prevP = p;
@@ -133,21 +152,11 @@ export class LayerScan {
       prevS = s;
       prevDir = dir;
       prevChild = false;
-      if (type === EntryType.Opaque) {
-        const d = len > 0 ? this.childDirAt(dir, p + s + 1, len - s - 1) : 0; // the marker's directory exists
-        if (d < 0) return this.giveUp(i);
-        this.opaque.add(d);
-        continue;
-      }
-      if (len === 0) {
-        if (type === EntryType.Dir) this.dirRec[0] = i; // a non-directory root entry is ignored, as the merge does
-        continue;
-      }
-      if (s === len - 1) return this.giveUp(i); // an empty name
-      if (type === EntryType.Dir) {
-        const d = this.childDirAt(dir, p + s + 1, len - s - 1);
-        if (d < 0) return this.giveUp(i);
-        this.dirRec[d] = i;
+      if (type === 2 /* Dir */ || type === 9 /* Opaque */ || s === len - 1) {
+        // a directory or marker (len 0: the root's), or an empty name
+        this.eventCount = n;
+        if (!this.notChild(i, type, dir, p, s, len)) return this.giveUp(i);
+        ({ events, eventParent, eventCount: n } = this);
         continue;
       }
       const nameStart = p + s + 1;
@@ -159,20 +168,49 @@ export class LayerScan {
       const c = same ? afterPrev : lastLen[dir]! < 0 ? 1 : compareBytes(buf, nameStart, nl, lastAt[dir]!, lastLen[dir]!);
       if (c === 0) return this.giveUp(i); // one name twice in a directory
       if (c < 0) this.unsorted.add(dir);
-      if (this.eventCount === this.events.length) this.grow();
-      this.eventParent[this.eventCount] = dir;
-      this.events[this.eventCount++] = i;
+      if (n === events.length) {
+        this.eventCount = n;
+        this.grow();
+        ({ events, eventParent } = this);
+      }
+      eventParent[n] = dir;
+      events[n++] = i;
       lastAt[dir] = nameStart;
       lastLen[dir] = nl;
       childCount[dir]++;
       prevChild = true;
-      if (type === EntryType.Hardlink) this.hardlinks.push(i);
-      else {
-        this.leaves++;
-        mode[i] = type === EntryType.Symlink ? S_IFLNK | 0o777 : TYPE_BITS[type]! | (view.getUint16(rec + 4, true) & 0o7777); // as recordMode
-      }
+      if (type === 4 /* Hardlink */) this.hardlinks.push(i);
+      else mode[i] = type === 3 /* Symlink */ ? S_IFLNK | 0o777 : TYPE_BITS[type]! | (view.getUint16(rec + 4, true) & 0o7777); // as recordMode
     }
-    return count;
+    this.eventCount = n;
+    this.prevP = prevP;
+    this.prevLen = prevLen;
+    this.prevS = prevS;
+    this.prevDir = prevDir;
+    this.prevChild = prevChild;
+    return to;
+  }
+
+  /**
+   * Record i of `type` at path bytes [p, p + len), in directory `dir` (its last slash at s), when it is
+   * no child: a directory, an opaque marker, the root (len 0), or an empty name. False when the merge must judge.
+   */
+  private notChild(i: number, type: number, dir: number, p: number, s: number, len: number): boolean {
+    if (type === EntryType.Opaque) {
+      const d = len > 0 ? this.childDirAt(dir, p + s + 1, len - s - 1) : 0; // the marker's directory exists
+      if (d < 0) return false;
+      this.opaque.add(d);
+      return true;
+    }
+    if (len === 0) {
+      if (type === EntryType.Dir) this.dirRec[0] = i; // a non-directory root entry is ignored, as the merge does
+      return true;
+    }
+    if (s === len - 1) return false; // an empty name
+    const d = this.childDirAt(dir, p + s + 1, len - s - 1);
+    if (d < 0) return false;
+    this.dirRec[d] = i;
+    return true;
   }
 
   /** The whiteout record at `rec`: kept with its directory (a ghost unless real); false when the merge must judge. */

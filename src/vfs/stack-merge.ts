@@ -103,6 +103,11 @@ export class StackMerge {
     return [this.mChain.a[m]!, m + 1 < this.mChain.n ? this.mChain.a[m + 1]! : this.chainPos.n];
   }
 
+  /** Whether merged directory m, whose dirents are a layer directory's slice (mPos >= 0), holds files only. */
+  filesOnly(m: number): boolean {
+    return this.trees[this.mPos.a[m]!]!.s.dirKids[this.chainDir.a[this.mChain.a[m]!]!] === 0;
+  }
+
   private pushElement(pos: number, d: number): void {
     this.chainPos.push(pos);
     this.chainDir.push(d);

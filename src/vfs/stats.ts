@@ -59,7 +59,7 @@ export function direntsOf(t: InodeTable, ino: number, cookie: number, limit: num
   const end = Math.min(t.dirCount[ino]!, first + Math.max(0, limit));
   const out: DirEntry[] = [];
   for (let i = first; i < end; i++) {
-    const child = t.direntIno[start + i]!;
+    const child = t.childIno(ino, start + i);
     out.push({ name: t.name(start + i), ino: child, type: dtype(t.mode[child]!), nextCookie: i + 1 });
   }
   return out;

@@ -51,7 +51,12 @@ export class InodeTable {
   readonly dirCount: Uint32Array;
   /** Directories: index of their own dirent (for realpath); root: 0. */
   readonly selfDirent: Uint32Array;
+  /**
+   * Dirent i's inode, or 0 when it is `i + direntBase[its directory]`: a directory of files whose
+   * inodes are numbered in dirent order takes one number instead of one per dirent. Read through childIno.
+   */
   readonly direntIno: Uint32Array;
+  readonly direntBase: Int32Array;
   /** Lazily built name → inode maps, one per directory looked up. */
   private readonly dirMaps = new Map<number, Map<string, number>>();
 
@@ -68,6 +73,12 @@ export class InodeTable {
     this.dirCount = new Uint32Array(n);
     this.selfDirent = new Uint32Array(n);
     this.direntIno = new Uint32Array(names.length);
+    this.direntBase = new Int32Array(n);
+  }
+
+  /** The inode of dirent i of directory `ino`. */
+  childIno(ino: number, i: number): number {
+    return this.direntIno[i]! || i + this.direntBase[ino]!;
   }
 
   /** The entries holding inode `ino`'s metadata, or undefined for an implicit directory. */
@@ -145,7 +156,7 @@ export class InodeTable {
     if (map === undefined) {
       map = new Map();
       const end = this.dirStart[ino]! + this.dirCount[ino]!;
-      for (let i = this.dirStart[ino]!; i < end; i++) map.set(this.names.name(i), this.direntIno[i]!);
+      for (let i = this.dirStart[ino]!; i < end; i++) map.set(this.names.name(i), this.childIno(ino, i));
       this.dirMaps.set(ino, map);
     }
     return map.get(name) ?? 0;
