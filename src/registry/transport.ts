@@ -4,7 +4,8 @@
  * Auth sits on top (client.ts); this layer knows nothing about registries' APIs.
  */
 import type { Readable } from 'node:stream';
-import { Agent, request, type Dispatcher } from 'undici';
+import type { Agent as UndiciAgent, Dispatcher } from 'undici';
+import { Agent, request } from './undici-parts.js';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { networkError, redactUrl } from './http-errors.js';
 import { isLoopback } from './names.js';
@@ -79,7 +80,7 @@ export interface AgentOptions {
 }
 
 /** The undici Agent every registry conversation uses: keep-alive, idle and connect timeouts, TLS options. */
-export function createAgent(options: AgentOptions = {}): Agent {
+export function createAgent(options: AgentOptions = {}): UndiciAgent {
   const idle = options.idleTimeoutMs ?? 30_000;
   return new Agent({
     keepAliveTimeout: 30_000,
