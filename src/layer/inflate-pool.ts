@@ -24,6 +24,9 @@ const SEND_INPUT = 512 << 10;
 /** Freed output space worth telling a busy worker about (a blocked one hears of any). */
 const SEND_ROOM = 1 << 20;
 
+/** A checkpointing job's input ring: two of the 1 MiB chunks its builder takes (src/lazy/ring-checkpoints.ts). */
+const CHECKPOINT_INPUT = 2 << 20;
+
 /** Input rings kept for later jobs (each ≤ 2 MiB). */
 const KEEP_INPUTS = 4;
 
@@ -63,7 +66,7 @@ export class InflatePool {
   open(out: HashStream, inputBytes: number, checkpoints?: Partial<CheckpointOptions>, crc = true): InflateJob {
     const slot = this.slots.reduce((a, b) => (b.jobs.size < a.jobs.size ? b : a));
     const worker = slot.worker ?? this.start(slot);
-    const size = Math.min(inputBytes, INPUT_BYTES);
+    const size = checkpoints ? CHECKPOINT_INPUT : Math.min(inputBytes, INPUT_BYTES);
     const i = this.inputs.findIndex((r) => r.byteLength === size);
     const input = i >= 0 ? this.inputs.splice(i, 1)[0]! : new SharedArrayBuffer(size);
     const job: InflateJob = new InflateJob(this.nextId++, out, input, (msg) => worker.postMessage(msg), {

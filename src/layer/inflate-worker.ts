@@ -3,29 +3,27 @@
  * driven synchronously (`writeSync`) from the stream's input ring into its output ring, so no output
  * buffer is allocated per chunk (zlib's stream API allocates a fresh one per chunk: garbage the main
  * thread's GC then had to chase, issue 13). The engine is the one `zlib.createGunzip()` uses, so
- * multi-member files, trailing zeros and every error behave exactly as they do there.
+ * multi-member files, trailing zeros and every error behave exactly as they do there. A stream opened
+ * with `checkpoints` (`pull --index-build`) is inflated by src/lazy/ring-checkpoints.ts instead, which
+ * builds the layer's gzip checkpoints in the same inflate; that module loads on first use only.
  */
 import { parentPort } from 'node:worker_threads';
 import * as zlib from 'node:zlib';
 import type { FromInflater, ToInflater } from './inflate-protocol.js';
-import { RingCheckpointer } from '../lazy/ring-checkpoints.js';
+import type { RingCheckpointer } from '../lazy/ring-checkpoints.js';
+// zlib's stream object owns the engine; we use its handle directly (the one module that knows how)
+import { zlibInternals, type ZlibHandle } from '../lazy/zlib-internals.js';
 import { CUT_SHORT, GzipFraming } from './gzip-framing.js';
 
 /** Output bytes per engine call: bounds how long one stream holds the thread between reports. */
 const STEP = 1 << 20;
-
-/** zlib's stream object owns the engine; we use its handle directly (see the module comment). */
-interface Engine {
-  writeSync(flush: number, input: Uint8Array, inOff: number, inLen: number, out: Uint8Array, outOff: number, outLen: number): void;
-  onerror: (message: string, errno: number, code: string) => void;
-}
 
 interface Stream {
   /** The engine's owner: a Gunzip, or an InflateRaw when `framing` reads the gzip framing here. */
   gunzip: zlib.Gunzip | zlib.InflateRaw;
   /** Set when the output's CRC-32 is not wanted (the open message's `crc` false): see gzip-framing.ts. */
   framing: GzipFraming | undefined;
-  engine: Engine;
+  engine: ZlibHandle;
   /** [output bytes left, input bytes left] after each call (zlib's own write state). */
   state: Uint32Array;
   input: Uint8Array;
@@ -48,12 +46,12 @@ function open(msg: Extract<ToInflater, { t: 'open' }>): void {
   // per layer, freed only by this isolate's rare GC, was ~20 KiB of RSS kept per gzip layer)
   const size = { chunkSize: zlib.constants.Z_MIN_CHUNK };
   const gunzip = msg.crc === false ? zlib.createInflateRaw(size) : zlib.createGunzip(size);
-  const internals = gunzip as unknown as { _handle: Engine; _writeState: Uint32Array };
+  const internals = zlibInternals(gunzip);
   const s: Stream = {
     gunzip,
     framing: msg.crc === false ? new GzipFraming() : undefined,
-    engine: internals._handle,
-    state: internals._writeState,
+    engine: internals.handle,
+    state: internals.state,
     input: new Uint8Array(msg.input, 0, msg.inputSize),
     output: new Uint8Array(msg.output, msg.outputOffset, msg.outputSize),
     inEnd: 0,
@@ -66,7 +64,8 @@ function open(msg: Extract<ToInflater, { t: 'open' }>): void {
   };
   // called synchronously by writeSync when zlib refuses the data
   s.engine.onerror = (message, _errno, code) => (s.error = { message, code });
-  if (msg.checkpoints) s.checkpoints = new RingCheckpointer(s.input, s.output, msg.checkpoints);
+  if (msg.checkpoints && checkpointing) s.checkpoints = new checkpointing.RingCheckpointer(s.input, s.output, msg.checkpoints);
+  else if (msg.checkpoints) s.error = { message: `loading the checkpoint builder: ${loadError}`, code: 'ERR_INTERNAL' };
   streams.set(msg.id, s);
 }
 
@@ -162,7 +161,28 @@ function close(id: number, s: Stream): void {
   s.checkpoints?.close();
 }
 
+let checkpointing: typeof import('../lazy/ring-checkpoints.js') | undefined;
+/** Messages that came while the checkpointing module loads (~20 ms no plain pull should pay at start). */
+let waiting: ToInflater[] | undefined;
+let loadError: string | undefined;
+
 parentPort!.on('message', (msg: ToInflater) => {
+  if (waiting !== undefined) return void waiting.push(msg);
+  if (msg.t === 'open' && msg.checkpoints && checkpointing === undefined) {
+    waiting = [msg];
+    void import('../lazy/ring-checkpoints.js')
+      .then((m) => (checkpointing = m), (err: Error) => (loadError = err.message))
+      .finally(() => {
+        const queued = waiting!;
+        waiting = undefined;
+        for (const m of queued) handle(m);
+      });
+    return;
+  }
+  handle(msg);
+});
+
+function handle(msg: ToInflater): void {
   if (msg.t === 'open') return open(msg);
   const s = streams.get(msg.id);
   if (msg.t === 'close') {
@@ -176,4 +196,4 @@ parentPort!.on('message', (msg: ToInflater) => {
     s.last = msg.last;
   } else s.limit = msg.limit;
   pump(msg.id, s);
-});
+}

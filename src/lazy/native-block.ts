@@ -1,13 +1,14 @@
 /**
  * The gzip inflater that finds checkpoints at native speed: node:zlib's raw inflate driven with zlib's
  * `Z_BLOCK` flush, so it stops at every deflate block boundary, while its output feeds the flattener
- * (one inflate per layer, not a second one beside it). node:zlib has no API for that, so this module
- * touches Node's zlib internals (as does src/layer/inflate-worker.ts, for the flatten's own gunzip; one
- * module should own both: docs/DECISIONS.md, known gaps) — an `InflateRaw`'s `_handle.writeSync`, `_writeState` and
- * `_handle.onerror` — and it checks them once ({@link nativeBlockAvailable}) before first use; callers
- * fall back to pako (pako-block.ts) when they are gone. The gzip framing (header, trailer, members) is
- * parsed here. zlib's `data_type` is not exposed either, so a boundary's unused bits are unknown
- * (`bits: -1`) until {@link resolveBits} finds them by trial.
+ * (one inflate per layer, not a second one beside it: ring-checkpoints.ts). node:zlib has no API for
+ * that, so it drives Node's zlib internals (zlib-internals.ts: a zlib stream's `_handle.writeSync`,
+ * `_writeState` and `_handle.onerror`; the inflate worker's own gunzip drives them through that module
+ * too), and it checks them once
+ * ({@link nativeBlockAvailable}) before first use; callers fall back to pako (pako-block.ts) when they
+ * are gone. The gzip framing (header, trailer, members) is parsed here. zlib's `data_type` is not
+ * exposed either, so a boundary's unused bits are unknown (`bits: -1`) until {@link resolveBits} finds
+ * them by trial.
  */
 import * as zlib from 'node:zlib';
 import { ErrorCode, VmimgError } from '../errors.js';
@@ -15,16 +16,11 @@ import type { Step } from './pako-block.js';
 import { gzipHeaderLength } from './gzip-header.js';
 import { alignSpan } from './span-inflate.js';
 import { BufferOutput, type BlockOutput } from './block-output.js';
-
-/** The parts of Node's zlib handle this module drives (lib/zlib.js, src/node_zlib.cc). */
-interface RawHandle {
-  writeSync(flush: number, input: Uint8Array, inOff: number, inLen: number, out: Uint8Array, outOff: number, outLen: number): void;
-  onerror: (message: string, errno: number) => void;
-}
+import { zlibInternals, type ZlibHandle } from './zlib-internals.js';
 
 interface Raw {
   stream: zlib.InflateRaw;
-  handle: RawHandle;
+  handle: ZlibHandle;
   state: Uint32Array;
   error: string | undefined;
 }
@@ -35,11 +31,7 @@ const { Z_BLOCK, Z_SYNC_FLUSH } = zlib.constants;
 function openRaw(dictionary?: Uint8Array): Raw {
   const stream = zlib.createInflateRaw(dictionary && dictionary.length > 0 ? { dictionary } : {});
   stream.on('error', () => undefined); // errors are read from `raw.error`, never emitted
-  const internals = stream as unknown as { _handle?: RawHandle; _writeState?: Uint32Array };
-  if (typeof internals._handle?.writeSync !== 'function' || !(internals._writeState instanceof Uint32Array)) {
-    throw new VmimgError(ErrorCode.INTERNAL, `node:zlib internals changed (Node ${process.version}): no _handle.writeSync or _writeState`);
-  }
-  const raw: Raw = { stream, handle: internals._handle, state: internals._writeState, error: undefined };
+  const raw: Raw = { stream, ...zlibInternals(stream), error: undefined };
   raw.handle.onerror = (message) => (raw.error = message);
   return raw;
 }
