@@ -1,8 +1,9 @@
 /**
  * Lazy-image foundations (issue 15), as ratios in one run:
  *  - index size: the `.zran` checkpoint indexes vs the compressed layers          (target ≤ 1 %)
- *  - index build overhead: cold eager `pull` with `checkpoints: true` (the checkpoint worker is the
- *    flatten's gzip decoder) vs without, interleaved rounds, wall and process CPU  (target ≤ 1.10×)
+ *  - index build overhead: cold eager `pull` with `checkpoints: true` (the inflate worker builds them in
+ *    the flatten's own inflate: src/lazy/ring-checkpoints.ts) vs without, interleaved rounds, wall and
+ *    process CPU                                                                   (target ≤ 1.10×)
  *  - CPU of building alone (`vmimg index build` from the cached blobs) vs node:zlib gunzip of them
  * The image: the host's /usr/lib/x86_64-linux-gnu (shared libraries, ~gzip 3:1), a 96 MiB
  * compressible text file and a 64 MiB random file, layered with umoci (made once, bench/.cache/lazy-layout).
