@@ -8,6 +8,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ErrorCode, isVmimgError } from '../errors.js';
 import { MediaType } from '../manifest/media-types.js';
+import { isValidDigest } from '../digest/index.js';
 import { ServeError, toServeError } from './errors.js';
 import type { RouteTarget } from './routes.js';
 import { learnSize, once, type ServeState } from './state.js';
@@ -24,10 +25,10 @@ export async function serveManifest(s: ServeState, req: IncomingMessage, res: Se
   let m: Manifest;
   try {
     if (target.digest !== undefined) {
-      m = await byDigest(s, res, t, target.digest);
+      m = await byDigest(s, res, t, target.digest, head);
     } else {
-      const entry = await tagEntry(s, res, t, target.tag!);
-      m = await byDigest(s, res, t, entry.digest, entry.mediaType);
+      const entry = await tagEntry(s, res, t, target.tag!, head);
+      m = await byDigest(s, res, t, entry.digest, head, entry.mediaType);
       if (!accepts(req.headers.accept, m.mediaType)) {
         throw new ServeError(404, 'MANIFEST_UNKNOWN', `${t.repository}:${target.tag} is a ${m.mediaType}, which the request's Accept header does not list`);
       }
@@ -42,13 +43,13 @@ export async function serveManifest(s: ServeState, req: IncomingMessage, res: Se
   res.setHeader('content-length', m.bytes.length);
   s.prepare?.served(s, t, m, target.tag, head);
   if (head) return void res.end();
-  s.prefetch?.served(s, t, m.bytes);
+  s.prefetch?.served(s, t, m.digest, m.bytes); // started already when this request fetched it
   s.metrics.bytesServed += m.bytes.length;
   res.end(m.bytes);
 }
 
 /** The tag's entry: fresh from the table, revalidated by one HEAD, or stale when the upstream fails. */
-async function tagEntry(s: ServeState, res: ServerResponse, t: RouteTarget, tag: string): Promise<TagEntry> {
+async function tagEntry(s: ServeState, res: ServerResponse, t: RouteTarget, tag: string, head: boolean): Promise<TagEntry> {
   const key = `${t.upstream.url}/${t.repository}:${tag}`;
   const known = s.tags.get(key);
   if (known !== undefined && s.tags.fresh(known)) return known;
@@ -62,7 +63,7 @@ async function tagEntry(s: ServeState, res: ServerResponse, t: RouteTarget, tag:
       }
       const m = await s.upstream.manifest(t, { tag });
       s.metrics.misses.manifest++;
-      await keep(s, m);
+      await keep(s, t, m, head);
       return s.tags.set(key, { digest: m.digest, mediaType: m.mediaType, size: m.size });
     });
   } catch (err) {
@@ -75,7 +76,7 @@ async function tagEntry(s: ServeState, res: ServerResponse, t: RouteTarget, tag:
 }
 
 /** The manifest with this digest: from the store, else fetched (once), verified and stored. */
-async function byDigest(s: ServeState, res: ServerResponse, t: RouteTarget, digest: string, mediaType?: string): Promise<Manifest> {
+async function byDigest(s: ServeState, res: ServerResponse, t: RouteTarget, digest: string, head: boolean, mediaType?: string): Promise<Manifest> {
   if (await s.store.has(digest)) {
     const bytes = await s.store.readBytes(digest, s.maxManifestBytes);
     s.metrics.hits.manifest++;
@@ -86,25 +87,33 @@ async function byDigest(s: ServeState, res: ServerResponse, t: RouteTarget, dige
   return once(s, `manifest ${digest}`, async () => {
     const m = await s.upstream.manifest(t, { digest });
     s.metrics.misses.manifest++;
-    await keep(s, m);
+    await keep(s, t, m, head);
     return m;
   });
 }
 
-/** Stores a fetched (verified) manifest under the server's lease and learns its descriptors' sizes. */
-async function keep(s: ServeState, m: Manifest): Promise<void> {
-  await s.held.add([m.digest]);
-  await s.store.putBytes(m.bytes, { digest: m.digest, size: m.bytes.length });
-  s.mediaTypes.set(m.digest, m.mediaType);
+/**
+ * Stores a fetched (verified) manifest under the server's lease and learns its descriptors' sizes.
+ * One lease write holds the manifest and its blobs, and for a GET the blobs start downloading before
+ * the manifest's own commit (its fsyncs): on a cold image those writes were ahead of every byte.
+ */
+async function keep(s: ServeState, t: RouteTarget, m: Manifest, head: boolean): Promise<void> {
+  const blobs: string[] = [];
   try {
     const doc = JSON.parse(m.bytes.toString('utf8')) as { config?: unknown; layers?: unknown; manifests?: unknown };
     for (const d of [doc.config, ...(Array.isArray(doc.layers) ? doc.layers : []), ...(Array.isArray(doc.manifests) ? doc.manifests : [])]) {
       const { digest, size } = (d ?? {}) as { digest?: unknown; size?: unknown };
-      if (typeof digest === 'string' && typeof size === 'number' && Number.isSafeInteger(size) && size >= 0) learnSize(s, digest, size);
+      if (typeof digest !== 'string' || typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) continue;
+      learnSize(s, digest, size);
+      if (isValidDigest(digest)) blobs.push(digest);
     }
   } catch {
     // not JSON: served as the upstream sent it; nothing to learn
   }
+  await s.held.add([m.digest, ...blobs]);
+  if (!head) s.prefetch?.served(s, t, m.digest, m.bytes);
+  await s.store.putBytes(m.bytes, { digest: m.digest, size: m.bytes.length });
+  s.mediaTypes.set(m.digest, m.mediaType);
 }
 
 /** A manifest's type from its bytes (`mediaType`, else the OCI shape), for bytes stored without one. */

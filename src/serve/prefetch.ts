@@ -21,13 +21,16 @@ export const DEFAULT_PREFETCH = 3;
 export class Prefetcher {
   private readonly limit: Limiter;
   private readonly pending = new Set<Promise<void>>();
+  /** Manifests whose blobs are being fetched ahead now (one job per manifest however often it is sent). */
+  private readonly running = new Set<string>();
 
   constructor(limit: number) {
     this.limit = createLimiter(limit);
   }
 
-  /** An image manifest's body went to a client: its blobs not stored yet start downloading (background). */
-  served(s: ServeState, t: RouteTarget, bytes: Buffer): void {
+  /** An image manifest's body went (or is going) to a client: its blobs not stored yet start downloading (background). */
+  served(s: ServeState, t: RouteTarget, digest: string, bytes: Buffer): void {
+    if (this.running.has(digest)) return;
     let doc;
     try {
       doc = parseManifestDocument(bytes);
@@ -44,7 +47,11 @@ export class Prefetcher {
       }).catch(() => undefined))); // a failed download is the next client's answer, not ours
     })().catch(() => undefined);
     this.pending.add(job);
-    void job.finally(() => this.pending.delete(job));
+    this.running.add(digest);
+    void job.finally(() => {
+      this.pending.delete(job);
+      this.running.delete(digest);
+    });
   }
 
   /** Resolves once the downloads started or queued so far have ended. */
