@@ -14,6 +14,9 @@ import type { RetryPolicy } from '../util/retry.js';
 import type { ThroughputRule } from '../util/throughput.js';
 import type { NamedDescriptor, OpenBlobOptions, ReadOptions, RemoteBlobReader } from './blob-reader.js';
 
+/** Blob bytes left from which the store's download reads directly (see `openRange`); smaller ones go through undici. */
+export const DIRECT_RANGE_BYTES = 4 << 20;
+
 export class RegistryBlobReader implements RemoteBlobReader {
   readonly kind = 'registry' as const;
   readonly where: string;
@@ -58,8 +61,14 @@ export class RegistryBlobReader implements RemoteBlobReader {
     return slice(opened, offset, options.length);
   }
 
+  /**
+   * A large rest (DIRECT_RANGE_BYTES or more) is read on a connection of its own into 1 MiB blocks
+   * (registry/direct-get.ts): undici's ~1 450 socket buffers, wasm copy and stream stages for the
+   * bench's 95 MB layer cost the pull ~0.3 CPU-s (issue 13).
+   */
   async openRange(desc: Descriptor, offset: number, options: ReadOptions = {}): Promise<OpenedBlob> {
-    return this.client.openBlob(this.ref, desc, { ...calls(options), offset });
+    const direct = desc.size - offset >= DIRECT_RANGE_BYTES;
+    return this.client.openBlob(this.ref, desc, { ...calls(options), offset, ...(direct ? { direct } : {}) });
   }
 
   async close(): Promise<void> {}
