@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tarStream from 'tar-stream';
 import { ErrorCode, VmimgError } from '../errors.js';
-import { resolveCacheDir } from '../image/index.js';
+import { resolveCacheDir } from '../image/cache.js';
 import { DISK_MODULES, extractModules } from './modules.js';
 import { findBinary, runTool } from './tools.js';
 

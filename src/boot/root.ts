@@ -7,7 +7,7 @@ import { createWriteStream, existsSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Image } from '../image/index.js';
-import { commandLine } from '../image/index.js';
+import { commandLine } from '../image/runtime-config.js';
 import { exportExt4 } from '../export/ext4/index.js';
 import { kernelCmdParam } from '../export/guest-init.js';
 import { exportInitramfs } from '../export/initramfs.js';

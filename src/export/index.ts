@@ -9,7 +9,7 @@ import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { trackTempFile } from '../util/temp-files.js';
-import { exportToDir, type Image } from '../image/index.js';
+import { exportToDir, type Image } from '../image/image-dir.js'; // not the barrel: it loads pull (undici)
 import { exportInitramfs, type InitramfsOptions, type InitramfsResult } from './initramfs.js';
 import { exportTar, type TarOptions, type TarResult } from './tar.js';
 import { exportExt4, type Ext4Options, type Ext4Result } from './ext4/index.js';

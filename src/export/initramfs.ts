@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip, constants as zlibConstants } from 'node:zlib';
 import { ErrorCode, VmimgError } from '../errors.js';
-import { commandLine, type RuntimeConfig } from '../image/index.js';
+import { commandLine, type RuntimeConfig } from '../image/runtime-config.js';
 import type { ContainerFS } from '../vfs/index.js';
 import { cpioDataPad, cpioHeader, cpioTrailer } from './cpio.js';
 import { guestEntries, type GuestEntry } from './guest-entries.js';

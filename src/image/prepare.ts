@@ -24,7 +24,8 @@ import { createLimiter, type Limiter } from '../util/limiter.js';
 import { openLease, type CacheLease } from './lease.js';
 import { MIN_INDEXED_BLOB } from '../lazy/build.js';
 import { CheckpointTee } from '../lazy/tee.js';
-import { lazyFields, type LazyPlacer } from '../lazy/lazy-pull.js';
+import type { LazyPlacer } from '../lazy/lazy-pull.js';
+import { lazyFields } from '../lazy/place.js';
 import type { ContentReader } from '../vfs/content.js';
 import { BlobStore } from '../store/index.js';
 

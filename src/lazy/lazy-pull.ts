@@ -104,8 +104,4 @@ export async function lazyPlacer(client: RegistryClient, repo: Reference, manife
   };
 }
 
-/** The lazy fields of a layer's info, if `place` placed it (prepare passes them to the image directory). */
-export function lazyFields(info: LayerInfo): { spansPath?: string; zranPath?: string } {
-  const l = info as Partial<LazyLayerInfo>;
-  return l.spansPath === undefined ? {} : { spansPath: l.spansPath, ...(l.zranPath !== undefined ? { zranPath: l.zranPath } : {}) };
-}
+export { lazyFields } from './place.js';

@@ -23,6 +23,16 @@ export interface LazyLayerInfo extends LayerInfo {
 }
 
 /** True while `<dir>/<diffHex>.spans` exists: the layer's `.contents` is still filling. */
+/**
+ * The lazy fields of a layer's info, if `place` placed it (prepare passes them to the image directory).
+ * Here, not in lazy-pull.ts: prepare imports it, and lazy-pull.ts brings the registry client (undici,
+ * ~0.1 s of every local command's start).
+ */
+export function lazyFields(info: LayerInfo): { spansPath?: string; zranPath?: string } {
+  const l = info as Partial<LazyLayerInfo>;
+  return l.spansPath === undefined ? {} : { spansPath: l.spansPath, ...(l.zranPath !== undefined ? { zranPath: l.zranPath } : {}) };
+}
+
 export async function isLazyLayer(dir: string, diffId: string): Promise<boolean> {
   return access(spansPath(dir, diffId)).then(
     () => true,

@@ -8,9 +8,7 @@ import { imagePlatform, run } from './common.js';
 import { escapeTerminal } from '../escape.js';
 import { describeExport, exportTarget } from '../export-format.js';
 import { exportProgressLine } from '../export-progress.js';
-import { exportOciLayout } from '../oci-export.js';
 import { splitLayoutArg } from '../image-arg.js';
-import { checkRefName } from '../oci-export.js';
 
 /** gzip level of .tar.gz / .cpio.gz exports (zlib's default). */
 const GZIP_LEVEL = 6;
@@ -57,7 +55,8 @@ export const exportCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       .example('$0 export oci:./layout:v1 alpine:3.20 --all', 'Every platform of the image, named v1 in the layout'),
   handler: run<Args>(async (ctx, args) => {
     const oci = await ociDestination(args);
-    if (oci) return exportOciLayout(ctx, oci.dir, args.image, { refName: oci.tag, all: args.all === true, force: args.force === true });
+    // oci-export.ts brings the push machinery and the registry client (undici): loaded only for an OCI layout
+    if (oci) return (await import('../oci-export.js')).exportOciLayout(ctx, oci.dir, args.image, { refName: oci.tag, all: args.all === true, force: args.force === true });
     if (args.all) throw new UsageError('--all applies to --format oci only (an OCI layout holds every platform; the other formats hold one root)');
     // yargs hands a lone `-` positional over as '' (and an empty path is no destination anyway).
     const toStdout = args.dest === '-' || args.dest === '';
@@ -105,7 +104,7 @@ async function ociDestination(args: Args): Promise<{ dir: string; tag?: string |
   if (args.dest.startsWith('oci:')) {
     if (args.format !== undefined && args.format !== 'oci') throw new UsageError(`--format ${args.format} contradicts the destination ${args.dest} (an OCI layout)`);
     const dest = await splitLayoutArg(args.dest);
-    if (dest.tag !== undefined) checkRefName(dest.tag, args.dest);
+    if (dest.tag !== undefined) (await import('../oci-export.js')).checkRefName(dest.tag, args.dest);
     return dest;
   }
   return args.format === 'oci' ? { dir: args.dest } : undefined;

@@ -1,5 +1,10 @@
 import type { CommandModule } from 'yargs';
-import { RegistryBlobReader, RegistryClient, formatPlatform, listPlatforms as platformsOf, loadFromDir, parseReference, validateLayout, validateTar } from '../../index.js';
+import { RegistryBlobReader } from '../../content/registry.js';
+import { listPlatforms as platformsOf } from '../../content/walk.js';
+import { loadFromDir } from '../../image/image-dir.js';
+import { validateLayout, validateTar } from '../../image/validate.js';
+import { formatPlatform } from '../../platform/index.js';
+import { parseReference } from '../../reference/index.js';
 import { classifyImageArg } from '../image-arg.js';
 import type { Context, GlobalArgs } from '../context.js';
 import { humanBytes, platformText, plural, shortDigest } from '../format.js';
@@ -38,6 +43,7 @@ async function listPlatforms(ctx: Context, arg: string): Promise<void> {
     rows = [{ platform: imagePlatform(await loadFromDir(a.path)) }]; // an image directory holds one image
   } else {
     const ref = parseReference(a.name);
+    const { RegistryClient } = await import('../../registry/client.js'); // undici: only for a reference
     const client = new RegistryClient(await ctx.registryOptions(arg));
     try {
       const entries = await platformsOf(new RegistryBlobReader(client, ref), { signal: ctx.signal });

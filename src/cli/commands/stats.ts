@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { CommandModule } from 'yargs';
-import { findImage, type Image } from '../../image/index.js';
+import { findImage } from '../../image/catalog.js';
+import type { Image } from '../../image/image-dir.js';
 import { emptyStats, type LazyStats } from '../../lazy/lazy-content.js';
 import { SpanMap } from '../../lazy/span-map.js';
 import { readLazyStats, sum } from '../../lazy/stats.js';

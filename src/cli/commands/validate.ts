@@ -1,8 +1,11 @@
 import type { CommandModule } from 'yargs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { hasLazyLayers, openLazyImage } from '../../lazy/open-image.js';
-import { CONFIG_FILE, ErrorCode, RegistryClient, VmimgError, findImage, formatReference, isVmimgError, loadFromDir, parseReference, validateLayout, validateTar, verifyImage, type Image, type TarReport } from '../../index.js';
+import { ErrorCode, VmimgError, isVmimgError } from '../../errors.js';
+import { findImage } from '../../image/catalog.js';
+import { CONFIG_FILE, hasLazyLayers, loadFromDir, type Image } from '../../image/image-dir.js';
+import { validateLayout, validateTar, verifyImage, type TarReport } from '../../image/validate.js';
+import { formatReference, parseReference } from '../../reference/index.js';
 import { classifyImageArg } from '../image-arg.js';
 import { cachedByPathName } from '../resolve-image.js';
 import { humanBytes } from '../format.js';
@@ -45,6 +48,7 @@ export const validateCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
     const ref = parseReference(a.name);
     const result: Record<string, unknown> = { reference: a.name, canonical: formatReference(ref), ...ref };
     if (args['check-registry']) {
+      const { RegistryClient } = await import('../../registry/client.js'); // undici: only for a reference
       const client = new RegistryClient(await ctx.registryOptions(a.name));
       try {
         const desc = await client.resolve(ref, { signal: ctx.signal });
@@ -84,6 +88,7 @@ async function verifyFiles(ctx: Context, given: Image): Promise<void> {
   let image = given;
   if (hasLazyLayers(given)) {
     // a lazy image's files are fetched (and kept) to be checked: validate reads every one
+    const { openLazyImage } = await import('../../lazy/open-image.js'); // the registry client: only for a lazy image
     const lazy = await openLazyImage(given, { ...(await ctx.registryOptions(given.config.source.reference)), signal: ctx.signal, cacheDir: ctx.cache.root });
     ctx.defer(() => lazy.close());
     image = lazy;

@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { ErrorCode, VmimgError } from '../../errors.js';
-import { commandLine, type RuntimeConfig } from '../../image/index.js';
+import { commandLine, type RuntimeConfig } from '../../image/runtime-config.js';
 import { S_IFMT, S_IFREG } from '../../layer/entry.js';
 import { makedev, type ContainerFS } from '../../vfs/index.js';
 import { guestEntries } from '../guest-entries.js';
