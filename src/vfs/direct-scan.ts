@@ -50,8 +50,14 @@ export class LayerScan {
   readonly unsorted = new Set<number>();
   /** Children in the order they appeared (a record number, or ~dir) and the directory holding each. */
   events: Int32Array = new Int32Array(0);
-  eventParent: Int32Array = new Int32Array(0);
   eventCount = 0;
+  /**
+   * The events as runs of one directory's children: run r starts at event runs[2r] and is directory
+   * runs[2r + 1]'s (tar order keeps a directory's files together: a few runs per directory).
+   */
+  runs: Int32Array = new Int32Array(64);
+  runCount = 0;
+  private runDir = -1;
   /** The hardlink records. */
   readonly hardlinks: number[] = [];
   /** The scan's state between chunks (see scanDirect). */
@@ -79,7 +85,6 @@ export class LayerScan {
     this.nameLen = new Uint16Array(count);
     this.mode = new Uint16Array(count);
     this.events = new Int32Array(Math.max(16, count + (count >> 3)));
-    this.eventParent = new Int32Array(this.events.length);
     this.view = viewOf(buf);
     starts[0] = at;
     // Checked, then scanned, a chunk at a time: its records are still in the cache for the scan, and each
@@ -92,7 +97,7 @@ export class LayerScan {
         // the rest is only checked; the merge needs none of this
         this.nameAt = new Uint32Array(0);
         this.nameLen = this.mode = new Uint16Array(0);
-        this.events = this.eventParent = new Int32Array(0);
+        this.events = this.runs = new Int32Array(0);
         return scanRecords(buf, at, count, b, starts, to);
       }
       i = to;
@@ -111,9 +116,8 @@ export class LayerScan {
     const { buf, view, starts, nameAt, nameLen, mode, fixed, lastAt, lastLen, childCount } = this;
     // The previous record's path bytes, its last slash (-1: none), its directory, and whether it was that directory's last child.
     let { prevP, prevLen, prevS, prevDir, prevChild } = this;
-    // this.events / eventParent / eventCount, in locals between the calls that may append (dirAt, childDirAt, whiteout)
+    // this.events / eventCount, in locals between the calls that may append (dirAt, childDirAt, whiteout)
     let events = this.events;
-    let eventParent = this.eventParent;
     let n = this.eventCount;
     for (let i = from; i < to; i++) {
       if (prevChild) {
@@ -132,7 +136,7 @@ export class LayerScan {
       if (type === 8 /* Whiteout */) {
         this.eventCount = n;
         if (!this.whiteout(rec)) return this.giveUp(i);
-        ({ events, eventParent, eventCount: n } = this);
+        ({ events, eventCount: n } = this);
         prevChild = false; // a ghost directory may have become its directory's last child
         continue;
       }
@@ -155,7 +159,7 @@ export class LayerScan {
         this.eventCount = n;
         dir = this.dirAt(p, s);
         if (dir < 0) return this.giveUp(i);
-        ({ events, eventParent, eventCount: n } = this);
+        ({ events, eventCount: n } = this);
       }
       const same = dir === prevDir && prevChild;
       prevP = p;
@@ -167,7 +171,7 @@ export class LayerScan {
         // a directory or marker (len 0: the root's), or an empty name
         this.eventCount = n;
         if (!this.notChild(i, type, dir, p, s, len)) return this.giveUp(i);
-        ({ events, eventParent, eventCount: n } = this);
+        ({ events, eventCount: n } = this);
         continue;
       }
       const nameStart = p + s + 1;
@@ -182,9 +186,9 @@ export class LayerScan {
       if (n === events.length) {
         this.eventCount = n;
         this.grow();
-        ({ events, eventParent } = this);
+        events = this.events;
       }
-      eventParent[n] = dir;
+      if (dir !== this.runDir) this.openRun(dir, n);
       events[n++] = i;
       lastAt[dir] = nameStart;
       lastLen[dir] = nl;
@@ -210,12 +214,13 @@ export class LayerScan {
    * a few milliseconds into the scan, where the scan's whole loop would wait for that whole function.
    */
   private sameDir(from: number, to: number, dir: number, dirLen: number): number {
-    const { buf, starts, fixed, nameAt, nameLen, mode, events, eventParent } = this;
+    const { buf, starts, fixed, nameAt, nameLen, mode, events } = this;
     let p0 = this.prevP;
     let len0 = this.prevLen;
     let n = this.eventCount;
     const cap = events.length;
     let unsorted = false;
+    if (dir !== this.runDir) this.openRun(dir, n);
     let i = from;
     for (; i < to && n < cap; i++) {
       const rec = starts[i]!;
@@ -237,7 +242,6 @@ export class LayerScan {
       if (c < 0) unsorted = true;
       nameAt[i] = p + dirLen;
       nameLen[i] = len - dirLen;
-      eventParent[n] = dir;
       events[n++] = i;
       mode[i] = type === 3 /* Symlink */ ? S_IFLNK | 0o777 : TYPE_BITS[type]! | buf[rec + 4]! | ((buf[rec + 5]! & 0xf) << 8); // as recordMode
       p0 = p;
@@ -326,13 +330,21 @@ export class LayerScan {
 
   private grow(): void {
     this.events = grown(this.events);
-    this.eventParent = grown(this.eventParent);
+  }
+
+  /** Directory `dir`'s children start a run at event n. */
+  private openRun(dir: number, n: number): void {
+    if (2 * this.runCount === this.runs.length) this.runs = grown(this.runs);
+    this.runs[2 * this.runCount] = n;
+    this.runs[2 * this.runCount + 1] = dir;
+    this.runCount++;
+    this.runDir = dir;
   }
 
   /** Child `v` of `dir` appeared, named by bytes [at, at + len): recorded, and the directory's order checked. */
   private append(dir: number, v: number, at: number, len: number): void {
     if (this.eventCount === this.events.length) this.grow();
-    this.eventParent[this.eventCount] = dir;
+    if (dir !== this.runDir) this.openRun(dir, this.eventCount);
     this.events[this.eventCount++] = v;
     const lastLen = this.lastLen[dir]!;
     if (lastLen >= 0) {

@@ -31,12 +31,12 @@ export class ScanTree {
   ) {
     this.buf = s.buf;
     const dirs = s.dirRec.length;
-    const { events, eventParent, eventCount } = s;
+    const { events, runs, runCount, eventCount } = s;
     const start = new Uint32Array(dirs + 1);
     for (let d = 0; d < dirs; d++) start[d + 1] = start[d]! + s.childCount[d]!;
     const kids = new Int32Array(eventCount);
-    layOut(kids, start.slice(0, dirs), events, eventParent, eventCount);
-    s.events = s.eventParent = NONE; // done with them
+    layOut(kids, start.slice(0, dirs), events, runs, runCount, eventCount);
+    s.events = s.runs = NONE; // done with them
     this.kids = kids;
     this.childStart = start;
     for (const d of s.unsorted) this.sortChildren(start[d]!, start[d + 1]!);
@@ -143,9 +143,18 @@ export class ScanTree {
 }
 
 /**
- * Counting sort's last step: child k (events[k], of directory eventParent[k]) to kids[fill[its directory]++].
- * A tiny function: TurboFan compiles it in a millisecond or two, soon after the loop starts.
+ * Counting sort's last step, a run of one directory's children at a time: run r (events from runs[2r],
+ * of directory runs[2r + 1]) to kids[fill[its directory]...], fill advanced. Long runs (a directory's files:
+ * nearly all events) are native copies; a small function either way, soon compiled by TurboFan.
  */
-function layOut(kids: Int32Array, fill: Uint32Array, events: Int32Array, eventParent: Int32Array, count: number): void {
-  for (let k = 0; k < count; k++) kids[fill[eventParent[k]!]!++] = events[k]!;
+function layOut(kids: Int32Array, fill: Uint32Array, events: Int32Array, runs: Int32Array, runCount: number, count: number): void {
+  for (let r = 0; r < runCount; r++) {
+    const from = runs[2 * r]!;
+    const to = r + 1 < runCount ? runs[2 * r + 2]! : count;
+    const d = runs[2 * r + 1]!;
+    const at = fill[d]!;
+    if (to - from > 16) kids.set(events.subarray(from, to), at);
+    else for (let k = from; k < to; k++) kids[at + k - from] = events[k]!;
+    fill[d] = at + to - from;
+  }
 }
