@@ -87,7 +87,7 @@ export interface BlobReadOptions extends CallOptions {
   /** Ask for this many bytes from `offset` (a closed Range); the server may still send more, or all. */
   readonly length?: number;
   /**
-   * Read the body on a connection of its own into 1 MiB blocks (direct-get.ts): ~10x less CPU than
+   * Read the body on a connection of its own into 1 MiB blocks (direct-get.ts): ~3x less CPU than
    * undici's stream for a large blob; its chunks are never reused, so a consumer may keep them.
    */
   readonly direct?: boolean;
