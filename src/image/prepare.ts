@@ -20,6 +20,7 @@ import type { ImageSource, SourceLayer } from './source.js';
 import { isReopen, storeCheck } from './tee-download.js';
 import { AbortFanOut } from '../util/abort-fan-out.js';
 import { sharedHashPool } from '../util/hash-pool.js';
+import { sharedInflatePool } from '../layer/inflate-pool.js';
 import { createLimiter, type Limiter } from '../util/limiter.js';
 import { openLease, type CacheLease } from './lease.js';
 import { MIN_INDEXED_BLOB } from '../lazy/build.js';
@@ -226,6 +227,8 @@ async function flattenOne(layer: SourceLayer, index: number, shared: Shared, lim
 
 async function flattenFrom(layer: SourceLayer, index: number, shared: Shared, name: string, signal: AbortSignal | undefined): Promise<LayerInfo> {
   const { cache, progress } = shared;
+  // the worker that will gunzip it starts while the download's request goes out (media types may lie: only a head start)
+  if (layer.mediaType?.includes('gzip')) sharedInflatePool().warm();
   // A downloading layer converts as its bytes arrive: report the download, then the conversion's tail.
   let downloading = false;
   const stream = await layer.open({

@@ -81,6 +81,14 @@ export class InflatePool {
     return job;
   }
 
+  /**
+   * Starts the workers now (unreferenced, like idle ones) so the first gzip layer does not wait for
+   * one to start (~30-50 ms of a cold pull's critical path): a pull calls it as a layer's download begins.
+   */
+  warm(): void {
+    for (const slot of this.slots) slot.worker ?? this.start(slot);
+  }
+
   /** @internal The job no longer needs its worker (it ended, or the worker confirmed a close). */
   finished(job: InflateJob): void {
     for (const slot of this.slots) {
