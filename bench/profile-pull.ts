@@ -1,7 +1,10 @@
 /**
  * One cold pull of the bench image from the real registry on loopback, in this process, for profiling:
  * `node --import tsx bench/profile-pull.ts [pull|load|gunzip] [rounds] [OUT.cpuprofile]` profiles the main
- * thread over the last round only. Prints wall and CPU time per round (not a benchmark: `npm run bench -- pull` is).
+ * thread over the last round only. Prints wall and CPU time per round (not a benchmark: `npm run bench -- pull` is),
+ * and `mark` lines (the process's and the registry's pids; each round's start and end on CLOCK_MONOTONIC) for
+ * bench/perf-threads.py, which splits a `perf record -k CLOCK_MONOTONIC` of the run into CPU per thread kind
+ * and round (its docstring has the commands).
  */
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,6 +20,7 @@ const rounds = Number(process.argv[3] ?? 1);
 const layout = await debianLayout();
 const work = await tmpDir('vmimg-profile-');
 const registry = await startRegistry();
+console.log(`mark pids ${process.pid} ${registry.pid}`);
 try {
   sh('skopeo copy --quiet --dest-tls-verify=false "oci:$1:bench" "docker://$2/debian:bench"', layout, registry.host);
   const saved = join(work, 'debian.docker.tar');
@@ -32,10 +36,12 @@ try {
     const threads = threadCpu();
     const t = performance.now();
     const c = process.cpuUsage();
+    console.log(`mark ${what}${r} start ${process.hrtime.bigint()}`);
     if (what === 'pull') await pull(`${registry.host}/debian:bench`, { cacheDir, platform });
     else if (what === 'load') await loadFromTar(saved, { cacheDir, platform });
     else await nodeGunzip(blobs);
     const u = process.cpuUsage(c);
+    console.log(`mark ${what}${r} end ${process.hrtime.bigint()}`);
     await profiler.stop();
     console.log(`${what}: ${(performance.now() - t).toFixed(0)} ms wall, ${((u.user + u.system) / 1000).toFixed(0)} ms CPU; ${loadAverage()}`);
     console.log(`  threads: ${threadCpuSince(threads)}`);
