@@ -10,7 +10,7 @@
 import { parentPort } from 'node:worker_threads';
 import * as zlib from 'node:zlib';
 import type { FromInflater, ToInflater } from './inflate-protocol.js';
-import type { RingCheckpointer } from '../lazy/ring-checkpoints.js';
+import type { RingCheckpointer, RingStreamState } from '../lazy/ring-checkpoints.js';
 // zlib's stream object owns the engine; we use its handle directly (the one module that knows how)
 import { zlibInternals, type ZlibHandle } from '../lazy/zlib-internals.js';
 import { CUT_SHORT, GzipFraming } from './gzip-framing.js';
@@ -18,7 +18,8 @@ import { CUT_SHORT, GzipFraming } from './gzip-framing.js';
 /** Output bytes per engine call: bounds how long one stream holds the thread between reports. */
 const STEP = 1 << 20;
 
-interface Stream {
+/** A stream: its rings, engine and (RingStreamState) how far input, output and room have come. */
+interface Stream extends RingStreamState {
   /** The engine's owner: a Gunzip, or an InflateRaw when `framing` reads the gzip framing here. */
   gunzip: zlib.Gunzip | zlib.InflateRaw;
   /** Set when the output's CRC-32 is not wanted (the open message's `crc` false): see gzip-framing.ts. */
@@ -28,13 +29,6 @@ interface Stream {
   state: Uint32Array;
   input: Uint8Array;
   output: Uint8Array;
-  inEnd: number;
-  last: boolean;
-  limit: number;
-  consumed: number;
-  produced: number;
-  done: boolean;
-  error: { message: string; code: string } | undefined;
   /** Checkpoints too: this driver inflates instead of `engine` (src/lazy/ring-checkpoints.ts). */
   checkpoints?: RingCheckpointer;
 }
