@@ -21,6 +21,7 @@ import { ReadAhead, readAheadBytes } from './read-ahead.js';
 import { spanRecord } from './span-inflate.js';
 import { placeSpans } from './span-pool.js';
 import { SpanMap } from './span-map.js';
+import { fetchOnce, SpanLocks } from './span-lock.js';
 import { spanRange, type ZranIndex } from './zran-format.js';
 
 export { emptyStats, type LazyStats, type RangeAnswer, type RangeSource } from './lazy-types.js';
@@ -62,6 +63,8 @@ export class LazyContent implements ContentReader {
   private readonly runs = new Set<Promise<void>>();
   /** Spans this process placed: readable now, their `.spans` bits set once synced. */
   private readonly here: Uint8Array;
+  /** Spans this process is fetching, against other processes. */
+  private readonly locks: SpanLocks;
   private readonly ahead: ReadAhead;
   private whole: Promise<void> | undefined;
   private fh: Promise<FileHandle> | undefined;
@@ -76,6 +79,7 @@ export class LazyContent implements ContentReader {
     const zran = opts.zran;
     const count = zran?.checkpoints.length ?? 1;
     this.here = new Uint8Array(Math.ceil(count / 8));
+    this.locks = new SpanLocks(opts.spansPath);
     const bytes = (i: number): number => (zran === undefined ? 0 : spanRange(zran, i).cEnd - spanRange(zran, i).cStart);
     this.ahead = new ReadAhead(bytes, count, zran === undefined ? 0 : (opts.readAheadBytes ?? readAheadBytes()));
   }
@@ -285,12 +289,18 @@ export class LazyContent implements ContentReader {
     return done.map((d) => d.promise);
   }
 
+  /** Spans `[first, last]` made present, each fetched once across processes (span-lock.ts). */
+  private fetchRun(first: number, last: number, placed: (i: number) => void): Promise<void> {
+    const fetcher = { map: this.map, locks: this.locks, fetch: (a: number, b: number, p: (i: number) => void) => this.fetchSpans(a, b, p), waited: (n: number) => (this.stats.spansWaited += n) };
+    return fetchOnce(fetcher, first, last, placed);
+  }
+
   /**
    * Fetches spans `[first, last]` in one request and hands the bytes to the span pool, which verifies,
    * inflates and writes each span off this thread, calling `placed(i)` as it lands; then syncs the
    * bytes and sets the spans' bits.
    */
-  private async fetchRun(first: number, last: number, placed: (i: number) => void): Promise<void> {
+  private async fetchSpans(first: number, last: number, placed: (i: number) => void): Promise<void> {
     const zran = this.opts.zran!;
     const start = spanRange(zran, first).cStart;
     const end = spanRange(zran, last).cEnd;

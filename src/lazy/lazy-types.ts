@@ -17,6 +17,8 @@ export interface LazyStats {
   /** Of those, fetched ahead of a sequential reader (src/lazy/read-ahead.ts). */
   spansReadAhead: number;
   spansVerified: number;
+  /** Spans another process was fetching, waited for instead of fetched (src/lazy/span-lock.ts). */
+  spansWaited: number;
   inflateMs: number;
   readHits: number;
   readMisses: number;
@@ -30,5 +32,5 @@ export interface LazyStats {
 
 /** Counters at zero. */
 export function emptyStats(): LazyStats {
-  return { rangeRequests: 0, rangeBytes: 0, spansFetched: 0, spansReadAhead: 0, spansVerified: 0, inflateMs: 0, readHits: 0, readMisses: 0, wholeBlobFetches: 0, missMs: 0, maxMissMs: 0 };
+  return { rangeRequests: 0, rangeBytes: 0, spansFetched: 0, spansReadAhead: 0, spansVerified: 0, spansWaited: 0, inflateMs: 0, readHits: 0, readMisses: 0, wholeBlobFetches: 0, missMs: 0, maxMissMs: 0 };
 }

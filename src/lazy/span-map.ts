@@ -35,6 +35,18 @@ export class SpanMap {
     }
   }
 
+  /** Adds the bits other processes saved since (a damaged or foreign file adds nothing). */
+  async refresh(): Promise<void> {
+    const buf = await readFile(this.path).catch(() => undefined);
+    if (buf === undefined) return;
+    try {
+      const bits = decodeSpans(buf, this.digest, this.spanCount);
+      for (let k = 0; k < bits.length; k++) this.bits[k]! |= bits[k]!;
+    } catch {
+      // only costs refetches
+    }
+  }
+
   has(i: number): boolean {
     return (this.bits[i >> 3]! & (1 << (i & 7))) !== 0;
   }
@@ -61,7 +73,8 @@ export class SpanMap {
 
   /**
    * Writes the bits in place (image directories hard-link the layer's `.spans`, so a rename would
-   * split them); a missing or foreign file is written whole under a temp name and renamed.
+   * split them), with the ones other processes saved meanwhile; a missing or foreign file is written
+   * whole under a temp name and renamed.
    */
   async save(): Promise<void> {
     const fh = await open(this.path, 'r+').catch(() => undefined);
@@ -70,6 +83,9 @@ export class SpanMap {
         const head = Buffer.alloc(HEADER);
         await fh.read(head, 0, HEADER, 0);
         if ((await fh.stat()).size === HEADER + this.bits.length && head.equals(encodeSpans(this.digest, this.spanCount, new Uint8Array(0)))) {
+          const theirs = Buffer.alloc(this.bits.length);
+          await fh.read(theirs, 0, theirs.length, HEADER);
+          for (let k = 0; k < theirs.length; k++) this.bits[k]! |= theirs[k]!;
           await fh.write(this.bits, 0, this.bits.length, HEADER);
           await fh.datasync();
           return;

@@ -54,7 +54,7 @@ export async function addLazyStats(cacheRoot: string, configDigest: string, coun
 /** Counters added; the earlier first read and the larger maximum kept. */
 export function sum(a: LazyStats, b: LazyStats): LazyStats {
   const out = { ...a };
-  for (const k of ['rangeRequests', 'rangeBytes', 'spansFetched', 'spansReadAhead', 'spansVerified', 'inflateMs', 'readHits', 'readMisses', 'wholeBlobFetches', 'missMs'] as const) out[k] = (a[k] ?? 0) + (b[k] ?? 0);
+  for (const k of ['rangeRequests', 'rangeBytes', 'spansFetched', 'spansReadAhead', 'spansVerified', 'spansWaited', 'inflateMs', 'readHits', 'readMisses', 'wholeBlobFetches', 'missMs'] as const) out[k] = (a[k] ?? 0) + (b[k] ?? 0);
   out.maxMissMs = Math.max(a.maxMissMs ?? 0, b.maxMissMs ?? 0);
   const first = [a.firstReadAt, b.firstReadAt].filter((t): t is string => t !== undefined).sort()[0];
   if (first !== undefined) out.firstReadAt = first;

@@ -3,7 +3,7 @@
 // eager flatten; one request per run of spans, one for concurrent readers; Range ignored, a corrupted
 // span and a wrong Content-Range behave as docs/FORMAT.md and issue 15 say.
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { pull } from '../../src/image/pull.js';
@@ -132,6 +132,37 @@ describe('lazy reads', () => {
     assert.equal(blobRequests() - before, 1, `one request for ${big.path} (${big.size} bytes) read 8 times at once`);
     assert.equal(lazy.stats.rangeRequests, 1);
     await lazy.close();
+  });
+
+  test('two processes reading one layer fetch its spans once: the second waits on the first one\'s span locks, then reads its bytes', async () => {
+    // two readers with their own in-flight maps share only the files, as two processes do
+    const first = await lazyLayer([], layer.entries, 0);
+    const own = new RegistryClient(); // a process of its own: its own connections
+    const source = registryRangeSource(own, { registry: proxy.host, repository: REPO }, { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layer.digest, size: layer.size });
+    const second = await LazyContent.open({ zran, entries: layer.entries, digest: layer.digest, contentsPath: first.contentsPath, spansPath: first.spansPath, source, readAheadBytes: 0 });
+    const big = layer.entries.filter((e) => e.type === 1).sort((a, b) => b.size - a.size)[0]!;
+    let reached!: () => void;
+    let release!: () => void;
+    const held = new Promise<void>((r) => (reached = r));
+    proxy.add({ method: 'GET', path: `/blobs/${layer.digest}`, times: 1, fault: { kind: 'hold', afterBytes: 1000, reached: () => reached(), release: new Promise<void>((r) => (release = r)) } });
+    const before = blobRequests();
+    const a = readFile(first.lazy, big);
+    await held; // the first reader's request is under way, its spans locked
+    const b = readFile(second, big);
+    const waiting = (async () => {
+      while (second.stats.spansWaited === 0) await new Promise((r) => setTimeout(r, 5));
+    })();
+    await Promise.race([waiting, b]); // b ends first only if it fetched by itself
+    release();
+    const [bytesA, bytesB] = await Promise.all([a, b]);
+    const eager = readFileSync(layer.contentsPath).subarray(big.offset, big.offset + big.size);
+    assert.ok(bytesA.equals(eager) && bytesB.equals(eager), 'both read the eager bytes');
+    assert.equal(second.stats.rangeRequests, 0, 'the second reader fetched nothing');
+    assert.ok(second.stats.spansWaited > 0);
+    assert.equal(blobRequests() - before, 1, `one request for ${big.path} read by two readers`);
+    await Promise.all([first.lazy.close(), second.close()]);
+    await own.close();
+    assert.deepEqual(readdirSync(first.dir).filter((n) => n.includes('.lock.')), [], 'no lock file left');
   });
 
   test('read-ahead: the first random reads fetch only their spans; a reader in tar order gets the next spans in batches', async () => {

@@ -90,5 +90,5 @@ function print(ctx: Context, image: Image, layers: LayerReport[], total: LazySta
 function counters(s: LazyStats): string {
   const avg = s.readMisses > 0 ? ` (waited ${(s.missMs / s.readMisses).toFixed(0)} ms on average, ${s.maxMissMs.toFixed(0)} ms at most)` : '';
   const whole = s.wholeBlobFetches > 0 ? `, ${s.wholeBlobFetches} whole-blob fetches` : '';
-  return `${s.rangeRequests} range requests, ${humanBytes(s.rangeBytes)}${whole}; ${s.spansFetched} spans fetched and verified, inflate ${s.inflateMs.toFixed(0)} ms${s.spansReadAhead ? `, ${s.spansReadAhead} spans read ahead` : ''}; reads ${s.readHits} hits, ${s.readMisses} misses${avg}`;
+  return `${s.rangeRequests} range requests, ${humanBytes(s.rangeBytes)}${whole}; ${s.spansFetched} spans fetched and verified, inflate ${s.inflateMs.toFixed(0)} ms${s.spansReadAhead ? `, ${s.spansReadAhead} spans read ahead` : ''}${s.spansWaited ? `, ${s.spansWaited} waited for (another process fetched them)` : ''}; reads ${s.readHits} hits, ${s.readMisses} misses${avg}`;
 }
