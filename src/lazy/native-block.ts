@@ -13,7 +13,7 @@
 import * as zlib from 'node:zlib';
 import { ErrorCode, VmimgError } from '../errors.js';
 import type { Step } from './pako-block.js';
-import { gzipHeaderLength } from './gzip-header.js';
+import { GzipHeaderSkipper } from './gzip-header.js';
 import { alignSpan } from './span-inflate.js';
 import { BufferOutput, type BlockOutput } from './block-output.js';
 import { zlibInternals, type ZlibHandle } from './zlib-internals.js';
@@ -62,6 +62,7 @@ export class NativeBlockInflater {
   private outFull = false;
   private memberOut = 0;
   private framing: Buffer = Buffer.alloc(0);
+  private headerSkip: GzipHeaderSkipper | undefined;
 
   constructor(readonly output: BlockOutput = new BufferOutput()) {}
 
@@ -110,24 +111,30 @@ export class NativeBlockInflater {
     return { output, inputUsed: this.pos, boundary: s.boundary ?? false, bits: s.bits ?? -1, memberEnd: s.memberEnd ?? false, needInput: s.needInput ?? false, needOutput: s.needOutput ?? false };
   }
 
-  /** Collects `n` framing bytes (a header or trailer may straddle chunks); undefined until all are there. */
-  private gather(n: number | ((b: Buffer) => number | undefined)): Buffer | undefined {
-    const take = this.input.subarray(this.pos, this.pos + 65536);
+  /** Collects the `n` trailer bytes (they may straddle chunks); undefined until all are there. */
+  private gather(n: number): Buffer | undefined {
+    const take = this.input.subarray(this.pos, this.pos + n);
     const b = this.framing.length === 0 ? Buffer.from(take.buffer, take.byteOffset, take.length) : Buffer.concat([this.framing, take]);
-    const need = typeof n === 'number' ? (b.length >= n ? n : undefined) : n(b);
-    if (need === undefined) {
-      if (b.length >= 65536) throw new VmimgError(ErrorCode.INVALID_LAYER, 'gzip data is corrupt (a gzip header longer than 64 KiB)');
+    if (b.length < n) {
       this.framing = Buffer.from(b);
       this.pos += take.length;
       return undefined;
     }
-    this.pos += need - this.framing.length;
+    this.pos += n - this.framing.length;
     this.framing = Buffer.alloc(0);
-    return b.subarray(0, need);
+    return b.subarray(0, n);
   }
 
+  /** Skips the member's gzip header, of any length (gzip-header.ts). */
   private header(): Step {
-    if (this.gather(gzipHeaderLength) === undefined) return this.result(EMPTY, { needInput: true });
+    this.headerSkip ??= new GzipHeaderSkipper();
+    const end = this.headerSkip.feed(this.input, this.pos);
+    if (end === undefined) {
+      this.pos = this.input.length;
+      return this.result(EMPTY, { needInput: true });
+    }
+    this.pos = end;
+    this.headerSkip = undefined;
     this.mode = 'raw';
     this.memberOut = 0;
     if (this.raw !== undefined) this.raw.stream.reset();
@@ -161,9 +168,6 @@ export class NativeBlockInflater {
 
 const EMPTY = new Uint8Array(0);
 
-/** Output compared to resolve a boundary's bits; with less, every candidate is tried and one must fit. */
-export const CONFIDENT_PROBE = 1024;
-
 /** Whether raw-inflating `input` from `window` gives exactly `expected` first. */
 function decodesTo(input: Uint8Array, window: Uint8Array, expected: Uint8Array): boolean {
   const raw = openRaw(window);
@@ -180,7 +184,11 @@ function decodesTo(input: Uint8Array, window: Uint8Array, expected: Uint8Array):
  * The unused bits (0..7) of byte `prevByte` before a block boundary, found by resuming inflation as a
  * lazy reader will (span-inflate.ts's `alignSpan`, the window as dictionary) from each candidate and
  * comparing with `expected`, the output known to follow the boundary; `after` is the compressed bytes
- * from the boundary's byte on. Undefined when no candidate, or with a short `expected` more than one, fits.
+ * from the boundary's byte on. The true candidate always fits, so a candidate is taken only when it is
+ * the only one: inside a long run coded as repeated matches (fixed-Huffman blocks, zlib's Z_FIXED) a
+ * wrong one can decode to the same 8 KiB and run on without a zlib error (session 7 breaker H1: the
+ * first fit was taken, and every read of that span failed). Undefined when none or several fit: the
+ * caller drops the boundary (a longer probe would help only once it reached past the run's end).
  */
 export function resolveBits(window: Uint8Array, prevByte: number, after: Uint8Array, expected: Uint8Array): number | undefined {
   if (expected.length === 0 || after.length === 0) return undefined;
@@ -189,7 +197,6 @@ export function resolveBits(window: Uint8Array, prevByte: number, after: Uint8Ar
   for (let b = 0; b < 8; b++) {
     if (b > 0) withPrev ??= Buffer.concat([Uint8Array.of(prevByte), after]);
     if (!decodesTo(b === 0 ? after : alignSpan(withPrev!, b), window, expected)) continue;
-    if (expected.length >= CONFIDENT_PROBE) return b;
     if (found !== undefined) return undefined;
     found = b;
   }
