@@ -5,6 +5,7 @@
  * verified (span sha256) before they are inflated, and written into `.contents` at each file's offset.
  * Concurrent reads of one span share its fetch. A source that ignores Range sends the whole blob:
  * it is verified against the layer digest and fills everything, with a warning, never wrong bytes.
+ * A verified span that does not inflate from its checkpoint (a wrong `.zran`) falls back the same way.
  */
 import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
@@ -318,12 +319,19 @@ export class LazyContent implements ContentReader {
     const spans = [];
     for (let i = first; i <= last; i++) spans.push({ record: spanRecord(zran, i), plan: writePlan(this.files, spanRange(zran, i).uStart, spanRange(zran, i).uEnd - spanRange(zran, i).uStart) });
     const t = performance.now();
-    await placeSpans({ fd: fh.fd, start, bytes: answer.bytes, spans }, (i) => {
-      this.here[i >> 3]! |= 1 << (i & 7);
-      this.stats.spansFetched++;
-      this.stats.spansVerified++;
-      placed(i);
-    });
+    try {
+      await placeSpans({ fd: fh.fd, start, bytes: answer.bytes, spans }, (i) => {
+        this.here[i >> 3]! |= 1 << (i & 7);
+        this.stats.spansFetched++;
+        this.stats.spansVerified++;
+        placed(i);
+      });
+    } catch (err) {
+      // verified bytes that do not inflate from their checkpoint: the index is wrong, not the blob
+      if ((err as { code?: string }).code !== ErrorCode.INVALID_INDEX) throw err;
+      this.opts.warn?.(`${(err as Error).message}: fetching the whole blob`);
+      return this.fillWhole();
+    }
     this.stats.inflateMs += performance.now() - t;
     await copy?.write(0, new Uint8Array(0)); // syncs the copy
     await fh.datasync(); // bytes first, then the bits that vouch for them
