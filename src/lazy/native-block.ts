@@ -192,15 +192,30 @@ function decodesTo(input: Uint8Array, window: Uint8Array, expected: Uint8Array):
  */
 export function resolveBits(window: Uint8Array, prevByte: number, after: Uint8Array, expected: Uint8Array): number | undefined {
   if (expected.length === 0 || after.length === 0) return undefined;
-  let found: number | undefined;
+  const fits: number[] = [];
   let withPrev: Uint8Array | undefined;
   for (let b = 0; b < 8; b++) {
     if (b > 0) withPrev ??= Buffer.concat([Uint8Array.of(prevByte), after]);
-    if (!decodesTo(b === 0 ? after : alignSpan(withPrev!, b), window, expected)) continue;
-    if (found !== undefined) return undefined;
-    found = b;
+    if (decodesTo(b === 0 ? after : alignSpan(withPrev!, b), window, expected)) fits.push(b);
   }
-  return found;
+  return fits.length === 1 ? fits[0] : storedTie(fits, prevByte, after);
+}
+
+/**
+ * The candidate to take when several fit and every one reads a stored block's header (BTYPE 00) that
+ * skips to the same byte: from there the inflater's state is the same, but for BFINAL. The common tie
+ * (zlib pads a stored header with zero bits, and a start inside the padding reads one too; session 7's
+ * lazy bench blob: ~70 of them). A non-final reading is taken: only a member's last block is final, and
+ * there the span ends with that block, so the non-final reading gives the same bytes and at most an
+ * error after them (the reader then fetches the blob whole). Undefined for any other tie.
+ */
+function storedTie(fits: number[], prevByte: number, after: Uint8Array): number | undefined {
+  if (fits.length < 2) return undefined;
+  const bits = prevByte | (after[0]! << 8) | ((after[1] ?? 0) << 16);
+  const read = (b: number): number => (bits >>> (8 - b)) & 7; // BFINAL in bit 0, BTYPE in bits 1-2
+  // b >= 3: the header ends inside prevByte and the block goes on at after[0]; b <= 2: at after[1]
+  const stored = fits.every((b) => (read(b) & 6) === 0 && b >= 3 === fits[0]! >= 3);
+  return stored ? (fits.find((b) => read(b) === 0) ?? fits[0]) : undefined;
 }
 
 let available: boolean | undefined;

@@ -62,6 +62,16 @@ describe('checkpoints of odd gzip layers', () => {
     assertSpans(index, blob, tar);
   });
 
+  test('GNU gzip over random data (stored blocks, whose zero-padded headers fit several bit offsets alike): a checkpoint every span', async () => {
+    requireTools(['python3', 'gzip']);
+    const dir = await tmpDir('vmimg-stored-');
+    await run('python3', ['-c', `import random; open('${join(dir, 'r')}', 'wb').write(random.Random(3).randbytes(6 << 20))`]);
+    const blob = await runBuffer('gzip', ['-c', '-6', join(dir, 'r')]);
+    const index = build(blob, 64 << 10);
+    assert.ok(index.checkpoints.length >= 90, `${index.checkpoints.length} checkpoints for ${index.tarSize} bytes in 64 KiB spans`);
+    assertSpans(index, blob, readFileSync(join(dir, 'r')));
+  });
+
   test('a gzip header of 4 MiB (FEXTRA 64 KiB, FNAME 3 MiB, FCOMMENT 1 MiB) gets checkpoints like any other', async () => {
     requireTools(['python3', 'gzip']);
     const { file, headerLength } = await pythonGzip(await tmpDir('vmimg-bighdr-'), 'Z_DEFAULT_STRATEGY', true, 3);
