@@ -10,12 +10,10 @@ import { isIndexMediaType, isManifestMediaType, type Descriptor } from '../manif
 import { formatReference } from '../reference/index.js';
 import type { Reference } from '../reference/types.js';
 import type { OpenedBlob, RegistryClient } from '../registry/client.js';
+import { DIRECT_MIN_BYTES } from '../registry/direct-get.js';
 import type { RetryPolicy } from '../util/retry.js';
 import type { ThroughputRule } from '../util/throughput.js';
 import type { NamedDescriptor, OpenBlobOptions, ReadOptions, RemoteBlobReader } from './blob-reader.js';
-
-/** Blob bytes left from which the store's download reads directly (see `openRange`); smaller ones go through undici. */
-export const DIRECT_RANGE_BYTES = 4 << 20;
 
 export class RegistryBlobReader implements RemoteBlobReader {
   readonly kind = 'registry' as const;
@@ -62,12 +60,12 @@ export class RegistryBlobReader implements RemoteBlobReader {
   }
 
   /**
-   * A large rest (DIRECT_RANGE_BYTES or more) is read on a connection of its own into 1 MiB blocks
+   * A large rest (DIRECT_MIN_BYTES or more) is read on a connection of its own into 1 MiB blocks
    * (registry/direct-get.ts): undici's ~1 450 socket buffers, wasm copy and stream stages for the
    * bench's 95 MB layer cost the pull ~0.3 CPU-s (issue 13).
    */
   async openRange(desc: Descriptor, offset: number, options: ReadOptions = {}): Promise<OpenedBlob> {
-    const direct = desc.size - offset >= DIRECT_RANGE_BYTES;
+    const direct = desc.size - offset >= DIRECT_MIN_BYTES;
     return this.client.openBlob(this.ref, desc, { ...calls(options), offset, ...(direct ? { direct } : {}) });
   }
 

@@ -21,6 +21,12 @@ import { Readable } from 'node:stream';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { networkError, redactUrl } from './http-errors.js';
 
+/**
+ * Blob bytes (left to read) from which a GET goes direct: smaller bodies stay on undici's kept-alive
+ * connections, where a connect (and TLS handshake) per blob would cost more than the body. The store's
+ * downloads (content/registry.ts) and serve's upstream fills (serve/upstream.ts) both use it.
+ */
+export const DIRECT_MIN_BYTES = 4 << 20;
 /** Bytes per block the body is gathered into. */
 export const BLOCK_BYTES = 1 << 20;
 /** A block with less room than this left is handed on and a new one started. */

@@ -76,7 +76,7 @@ export interface ServeOptions {
   readonly prefetch?: number;
   /**
    * Blobs of at least this many bytes (size known) are fetched by the registry client's direct GET
-   * (default DIRECT_FROM_BYTES, 4 MiB; 0: every blob, whatever its size), the rest over undici.
+   * (default DIRECT_MIN_BYTES in registry/direct-get.ts, 4 MiB; 0: every blob, whatever its size), the rest over undici.
    */
   readonly directFromBytes?: number;
 }

@@ -6,6 +6,7 @@
 import type { Readable } from 'node:stream';
 import { RegistryClient, type ApiAnswer, type FetchedManifest, type RegistryClientOptions } from '../registry/index.js';
 import type { Descriptor } from '../manifest/types.js';
+import { DIRECT_MIN_BYTES } from '../registry/direct-get.js';
 import type { ServeMetrics } from './metrics.js';
 import type { RouteTarget } from './routes.js';
 
@@ -18,14 +19,6 @@ export interface UpstreamBlob {
   readonly total?: number;
 }
 
-/**
- * Blobs of at least this many bytes (size known from a descriptor) are read by the registry client's
- * direct GET (registry/direct-get.ts: a connection of their own, 1 MiB blocks; 4 cold clients of the
- * bench image: see DECISIONS); smaller ones and those of unknown size go over undici's kept-alive
- * connections, where a connect (and TLS handshake) per blob would cost more than the body.
- */
-export const DIRECT_FROM_BYTES = 4 << 20;
-
 /** The upstream side of serve; one instance per server. */
 export class UpstreamAccess {
   private readonly client: RegistryClient;
@@ -33,8 +26,8 @@ export class UpstreamAccess {
   constructor(
     options: RegistryClientOptions,
     private readonly metrics: ServeMetrics,
-    /** Blobs of at least this many bytes are read directly (DIRECT_FROM_BYTES; 0: every blob). */
-    private readonly directFrom = DIRECT_FROM_BYTES,
+    /** Blobs (of known size) of at least this many bytes are read directly (DIRECT_MIN_BYTES; 0: every blob). */
+    private readonly directFrom = DIRECT_MIN_BYTES,
   ) {
     this.client = new RegistryClient(options);
   }

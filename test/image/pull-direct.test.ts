@@ -1,5 +1,5 @@
 /**
- * A layer blob of DIRECT_RANGE_BYTES or more is downloaded by the direct GET (src/registry/direct-get.ts,
+ * A layer blob of DIRECT_MIN_BYTES or more is downloaded by the direct GET (src/registry/direct-get.ts,
  * src/content/registry.ts `openRange`), not undici: the store's resumable fetch must behave the same
  * through it. Through the fault proxy: a reset mid-body resumes with a Range request, a corrupt prefix
  * cut by a reset is recovered, a server that ignores Range is realigned; every time the file's bytes
@@ -11,7 +11,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pull, parsePlatform } from '../../src/index.js';
-import { DIRECT_RANGE_BYTES } from '../../src/content/registry.js';
+import { DIRECT_MIN_BYTES } from '../../src/registry/direct-get.js';
 import { ContainerFS } from '../../src/vfs/index.js';
 import { buildBusyboxLayout, pushLayout } from '../helpers/busybox.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
@@ -22,7 +22,7 @@ let registry: RunningRegistry;
 let proxy: FaultProxy;
 let blobGet: RegExp;
 let blobSize: number;
-const data = randomBytes(DIRECT_RANGE_BYTES + (2 << 20)); // incompressible: the gzip blob is as big
+const data = randomBytes(DIRECT_MIN_BYTES + (2 << 20)); // incompressible: the gzip blob is as big
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 const options = { platform: parsePlatform('amd64'), retry: { attempts: 4, baseDelayMs: 10, maxDelayMs: 50 } };
 
@@ -32,7 +32,7 @@ before(async () => {
   await pushLayout(image.ref, registry.host, 'busybox:direct');
   const manifest = JSON.parse(await readFile(join(image.layout, 'blobs', 'sha256', image.manifestDigest.slice(7)), 'utf8')) as { layers: { digest: string; size: number }[] };
   const big = manifest.layers.at(-1)!;
-  assert.ok(big.size >= DIRECT_RANGE_BYTES, `the layer blob (${big.size} bytes) is read by the direct GET`);
+  assert.ok(big.size >= DIRECT_MIN_BYTES, `the layer blob (${big.size} bytes) is read by the direct GET`);
   blobGet = new RegExp(`/blobs/${big.digest}$`);
   blobSize = big.size;
   proxy = await startFaultProxy(registry.url);
