@@ -72,6 +72,10 @@ export class LayerScan {
   private readonly lastLen: number[] = [-1];
   /** Per directory: how many children it has. */
   readonly childCount: number[] = [0];
+  /** ensureDir's cursor: the path it resolved last starts at byte curP; per level, its directory and component end. */
+  private curP = 0;
+  private readonly curDir: number[] = [];
+  private readonly curEnd: number[] = [];
 
   /** The records loop for scanIndex: checks as scanRecords does, and scans in the same pass. */
   readonly records: RecordScanner = (buf, at, count, b, starts) => this.scan(buf, at, count, b, starts);
@@ -357,13 +361,36 @@ export class LayerScan {
     this.childCount[dir]++;
   }
 
-  /** The directory at path bytes [p, p + len), made (implicit) with its missing ancestors; `real`: an entry makes it. */
+  /**
+   * The directory at path bytes [p, p + len), made (implicit) with its missing ancestors; `real`: an entry
+   * makes it (and so its ancestors). Walks from the deepest directory it shares with the path resolved last
+   * (the cursor), so a record costs its path's bytes and its new components, not its depth: a 5 000-level
+   * tree resolved from the root each time took 12.5 M lookups.
+   */
   private ensureDir(p: number, len: number, real = true): number {
-    let dir = 0;
-    for (let i = p, end = p + len; i < end; ) {
+    const { buf, curDir, curEnd } = this;
+    const q = this.curP;
+    const m = Math.min(len, curEnd.length > 0 ? curEnd[curEnd.length - 1]! : 0);
+    let c = 0;
+    while (c < m && buf[p + c] === buf[q + c]) c++;
+    // the cursor's levels this path passes through too: the same bytes up to a component's end, then a slash (or the end)
+    let depth = curEnd.length;
+    while (depth > 0) {
+      const e = curEnd[depth - 1]!;
+      if (e <= c && (e === len || buf[p + e] === SLASH)) break;
+      depth--;
+    }
+    curDir.length = curEnd.length = depth;
+    this.curP = p;
+    // a real directory's ancestors are real: mark upwards until one is
+    if (real) for (let j = depth - 1; j >= 0 && this.dirReal[curDir[j]!] === 0; j--) this.dirReal[curDir[j]!] = 1;
+    let dir = depth > 0 ? curDir[depth - 1]! : 0;
+    for (let i = depth > 0 ? curEnd[depth - 1]! + 1 : 0; i < len; ) {
       let j = i;
-      while (j < end && this.buf[j] !== SLASH) j++;
-      dir = this.childDir(dir, i, j - i, real);
+      while (j < len && buf[p + j] !== SLASH) j++;
+      dir = this.childDir(dir, p + i, j - i, real);
+      curDir.push(dir);
+      curEnd.push(j);
       i = j + 1;
     }
     return dir;

@@ -65,6 +65,33 @@ for (const [name, entries] of merged) {
   });
 }
 
+// The scan resolves each record's directory from the deepest one it shares with the directory resolved
+// last (a 5 000-level tree, export/deep.test.ts, walked from the root each time: quadratic): paths that
+// go back up, across, share a name prefix, and ghosts (directories only a whiteout names) that a later
+// entry makes real, in part.
+const cursorCases: [string, PyEntry[][]][] = [
+  ['deeper, back up, across and name-prefix siblings', [[
+    py.file('a/b/c/d/f'), py.file('ab/x'), py.file('a/b/g'), py.file('a/bc/h'), py.file('a/b/c/d/e/i'), py.file('a/k'), py.dir('a/b/c/', { mode: 0o700 }),
+    py.file('a/b/c/d/e/j'), py.file('a/bcd/l'),
+  ]]],
+  ['ghost directories of whiteouts, some made real by a later entry', [[
+    py.file('g/h/i/.wh.y'), py.file('g/h/f'), py.file('u/v/w/.wh.z'), py.file('u/v/w/q/.wh.z'), py.file('u/x'), py.file('u/v/w/q/r/.wh.s'), py.file('u/v/w/q/t'),
+    py.file('m/n/.wh.a'), py.file('m/n/o/.wh.b'), py.file('m/n/o/.wh.c'),
+  ]]],
+  ['the same over a lower layer holding some of the ghosts', [
+    [py.dir('g/', { mode: 0o711 }), py.dir('g/h/', { mode: 0o750 }), py.file('g/h/i/y'), py.file('u/v/w/z'), py.dir('u/v/w/q/', { mode: 0o701 })],
+    [py.file('g/h/i/.wh.y'), py.file('g/h/f'), py.file('u/v/w/.wh.z'), py.file('u/v/w/q/.wh.z'), py.file('u/x'), py.file('u/v/w/q/r/.wh.s'), py.file('u/v/w/q/t')],
+  ]],
+];
+
+for (const [name, layers] of cursorCases) {
+  test(`direct pack, directories found from the last one: ${name} — the merge's tree exactly`, async () => {
+    const r = await bothWays(...layers);
+    assert.equal(r.direct, true, 'packed from the records');
+    assert.deepEqual(r.records, r.merged);
+  });
+}
+
 test('a 3000-entry layer in several directories, some listed out of order: the same tree both ways', async () => {
   const entries: PyEntry[] = [];
   for (let i = 0; i < 3000; i++) entries.push(py.file(`d${i % 7}/${i % 3 === 0 ? 'sub/' : ''}f${(i * 7919) % 3001}`, `${i}`));
