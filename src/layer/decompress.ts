@@ -21,26 +21,64 @@ export function createZstdDecompressor(): Transform {
   return typeof native === 'function' ? native() : new FzstdTransform();
 }
 
-/** fzstd's push-based decoder as a Transform; output is pushed synchronously per input chunk. */
+/**
+ * Compressed bytes handed to fzstd per call. fzstd decodes synchronously and emits every block the call
+ * completes, and a zstd RLE block turns 4 bytes into up to 128 KiB (RFC 8878 §3.1.1.2: Block_Maximum_Size),
+ * so one call can emit at most 32 KiB per byte fed: 128 bytes → 4 MiB. A whole 64 KiB read chunk of RLE
+ * blocks was 2 GiB in one call, in memory before the flattener's ratio limit saw a byte of it. Feeding
+ * 128 bytes at a time costs nothing measurable: fzstd only queues input until a whole block has arrived.
+ */
+const FZSTD_SLICE_BYTES = 128;
+
+/**
+ * fzstd's push-based decoder as a Transform that honours backpressure inside an input chunk: the chunk is
+ * fed in slices of FZSTD_SLICE_BYTES, and feeding stops while `push()` says the readable side is full,
+ * resuming when the consumer calls `_read`. Memory is bounded by the readable high-water mark plus one
+ * slice's output, whatever the compression ratio.
+ */
 class FzstdTransform extends Transform {
   private readonly decoder: Decompress;
   private sawInput = false;
+  /** Set when `push()` returned false: stop feeding until `_read`. */
+  private full = false;
+  /** The chunk being fed, how far, and its write callback (called once the whole chunk is fed). */
+  private pending: { chunk: Buffer; offset: number; done: TransformCallback } | undefined;
 
   constructor() {
-    super();
+    super({ readableHighWaterMark: 1024 * 1024 });
     this.decoder = new Decompress((data) => {
-      if (data.length > 0) this.push(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+      if (data.length > 0 && !this.push(Buffer.from(data.buffer, data.byteOffset, data.byteLength))) this.full = true;
     });
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
+    if (chunk.length > 0) this.sawInput = true;
+    this.pending = { chunk, offset: 0, done: callback };
+    this.feed();
+  }
+
+  override _read(size: number): void {
+    this.full = false;
+    if (this.pending !== undefined) this.feed();
+    else super._read(size);
+  }
+
+  private feed(): void {
+    const p = this.pending!;
     try {
-      if (chunk.length > 0) this.sawInput = true;
-      this.decoder.push(chunk);
-      callback();
+      while (p.offset < p.chunk.length) {
+        if (this.full) return; // _read resumes
+        const end = Math.min(p.offset + FZSTD_SLICE_BYTES, p.chunk.length);
+        this.decoder.push(p.chunk.subarray(p.offset, end));
+        p.offset = end;
+      }
     } catch (err) {
-      callback(zstdError(err));
+      this.pending = undefined;
+      p.done(zstdError(err));
+      return;
     }
+    this.pending = undefined;
+    p.done();
   }
 
   override _flush(callback: TransformCallback): void {

@@ -2,7 +2,7 @@
 
 usage: bombs.py OUT.tar KIND [ARGS...]  → an OCI archive (linux/amd64) with one image tagged "latest"
   sparse REALSIZE [NAME]                  one GNU sparse (PAX 0.1) file: "hello" at 0, the rest a hole
-  zeros SIZE                              one file of SIZE zero bytes, gzip -9 (a decompression bomb)
+  zeros SIZE [zstd]                       one file of SIZE zero bytes, gzip -9 (or `zstd -3`: a decompression bomb)
   xattrs ENTRIES PER_ENTRY VALUE_BYTES     entries carrying SCHILY.xattr.user.* records
   entries N                               N empty files in one layer
   based N                                 a small busybox-like base layer (hardlinks, symlinks), then N empty files
@@ -10,7 +10,7 @@ usage: bombs.py OUT.tar KIND [ARGS...]  → an OCI archive (linux/amd64) with on
   layers N                                N layers of one small file each
 Prints a JSON report: {"layers": [{"size": compressed bytes, "tarSize": ...}]}.
 """
-import hashlib, io, json, os, sys, tarfile, tempfile, zlib
+import hashlib, io, json, os, subprocess, sys, tarfile, tempfile, zlib
 
 BLOCK = 1 << 20
 
@@ -32,6 +32,7 @@ class Zeros(io.RawIOBase):
 
 class Sink(io.RawIOBase):
     """Hashes and counts the tar as tarfile writes it, gzips it into a temp file."""
+    media_type = 'application/vnd.oci.image.layer.v1.tar+gzip'
     def __init__(self, level):
         self.tar_hash, self.tar_size = hashlib.sha256(), 0
         self.z = zlib.compressobj(level, zlib.DEFLATED, 31)
@@ -52,6 +53,28 @@ class Sink(io.RawIOBase):
         return self.out.name
 
 
+class ZstdSink(Sink):
+    """As Sink, but compressed by the zstd CLI (`zstd -3`) instead of zlib."""
+    media_type = 'application/vnd.oci.image.layer.v1.tar+zstd'
+
+    def __init__(self):
+        super().__init__(0)
+        self.proc = subprocess.Popen(['zstd', '-q', '-3', '-c'], stdin=subprocess.PIPE, stdout=self.out)
+
+    def write(self, b):
+        self.tar_hash.update(b)
+        self.tar_size += len(b)
+        self.proc.stdin.write(b)
+        return len(b)
+
+    def finish(self):
+        self.proc.stdin.close()
+        if self.proc.wait() != 0:
+            raise SystemExit('zstd failed')
+        self.out.close()
+        return self.out.name
+
+
 def sparse_member(t, name, realsize, data=b'hello'):
     ti = tarfile.TarInfo('GNUSparseFile.0/' + os.path.basename(name))
     ti.size = len(data)
@@ -67,8 +90,8 @@ def file_member(t, name, data=b'', pax=None):
     t.addfile(ti, io.BytesIO(data))
 
 
-def layer(fill, level=6):
-    sink = Sink(level)
+def layer(fill, level=6, sink=None):
+    sink = sink or Sink(level)
     with tarfile.open(fileobj=sink, mode='w|', format=tarfile.PAX_FORMAT) as t:
         fill(t)
     return sink
@@ -94,7 +117,7 @@ class Layout:
         layers = []
         for s in sinks:
             hexd, size = self.add(path=s.finish())
-            layers.append({'mediaType': 'application/vnd.oci.image.layer.v1.tar+gzip', 'digest': 'sha256:' + hexd, 'size': size,
+            layers.append({'mediaType': s.media_type, 'digest': 'sha256:' + hexd, 'size': size,
                            'diff_id': 'sha256:' + s.tar_hash.hexdigest(), 'tarSize': s.tar_size})
         cfg = {'architecture': 'amd64', 'os': 'linux', 'config': {'Cmd': ['/bin/sh'], **({'User': user} if user else {})},
                'rootfs': {'type': 'layers', 'diff_ids': [l['diff_id'] for l in layers]}}
@@ -152,7 +175,7 @@ def main(out, kind, *args):
             ti = tarfile.TarInfo('zeros')
             ti.size = int(args[0])
             t.addfile(ti, Zeros(ti.size))
-        sinks = [layer(fill, 9)]
+        sinks = [layer(fill, 9, ZstdSink() if args[1:] == ('zstd',) else None)]
     elif kind == 'xattrs':
         n, per, size = map(int, args)
         value = 'V' * size

@@ -15,6 +15,7 @@ export const TOOL_PACKAGES: Record<string, string> = {
   debootstrap: 'debootstrap',
   cpio: 'cpio',
   zstd: 'zstd',
+  time: 'time',
   openssl: 'openssl',
   tar: 'tar',
   gzip: 'gzip',

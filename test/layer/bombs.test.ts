@@ -61,6 +61,27 @@ describe('expansion limits', () => {
     await refused(await load(tar, cache, '--max-layer-size', '4M', '--max-layer-ratio', '1e6'), cache, /past 4 MiB[\s\S]*--max-layer-size/);
   });
 
+  // The same class through the zstd decoder (fzstd emitted a whole read chunk of RLE blocks at once: a 66 KiB
+  // layer held 4.2 GiB before the ratio limit saw it), from both an OCI archive and an OCI layout directory.
+  it('a zstd bomb is refused within a bounded peak RSS, from an archive and from a layout', async () => {
+    const time = requireTool('time');
+    const tar = await bomb('zeros', String(2 ** 30), 'zstd'); // ~33 KiB of zstd for 1 GiB of tar
+    const layout = await tmpDir('vmimg-bomb-layout-');
+    await run('tar', ['-xf', tar, '-C', layout]);
+    for (const source of [tar, `oci:${layout}:latest`]) {
+      const cache = await tmpDir('vmimg-bomb-cache-');
+      const rssFile = join(cache, 'rss');
+      const args = ['-f', '%M', '-o', rssFile, process.execPath, BIN, '--cache-dir', cache, 'load', source, '--platform', 'linux/amd64'];
+      const r = await runFull(time, args, { env: { ...process.env, NO_COLOR: '1', VMIMG_CONFIG: join(cache, 'none.json') } }).then(
+        (ok) => ({ code: 0, ...ok }),
+        (err: RunError) => ({ code: err.exitCode, stdout: err.stdout, stderr: err.stderr }),
+      );
+      const rssMiB = Number(readFileSync(rssFile, 'utf8').trim().split('\n').at(-1)) / 1024;
+      await refused({ ...r, signal: null, stdoutBytes: Buffer.from(r.stdout) }, cache, /1000× its compressed size[\s\S]*--max-layer-ratio/);
+      assert.ok(rssMiB < 250, `${source}: peak RSS ${rssMiB.toFixed(0)} MiB refusing a 33 KiB layer`);
+    }
+  });
+
   it('a bad --max-layer-size is a usage error', async () => {
     const cache = await tmpDir('vmimg-bomb-cache-');
     writeFileSync(join(cache, 'x.tar'), '');

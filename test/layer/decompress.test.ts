@@ -2,9 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { Readable } from 'node:stream';
-import { gzipSync } from 'node:zlib';
+import { createGunzip, gzipSync } from 'node:zlib';
 import { randomBytes } from 'node:crypto';
-import { decompress, sniffCompression, type Compression } from '../../src/layer/decompress.js';
+import { createZstdDecompressor, decompress, sniffCompression, type Compression } from '../../src/layer/decompress.js';
 
 function zstdCli(data: Buffer): Buffer {
   try {
@@ -80,4 +80,27 @@ test('a source error surfaces on the output', async () => {
     throw new Error('boom from source');
   }
   await assert.rejects(collect(decompress(Readable.from(failing()))), /boom from source/);
+});
+
+/** `zstd -3` (or `gzip -9`) of `mib` MiB of zeros, made by the CLI from /dev/zero: kilobytes that expand ~30 000×. */
+function zerosBomb(tool: 'zstd' | 'gzip', mib: number): Buffer {
+  const level = tool === 'zstd' ? '-3' : '-9';
+  return execFileSync('bash', ['-c', `head -c ${mib}M /dev/zero | ${tool} -q -c ${level}`], { maxBuffer: 1 << 26 });
+}
+
+// A decompression bomb in ONE input chunk must not expand beyond the readable side's high-water mark plus one
+// slice's worth before anyone reads: fzstd once emitted a whole 64 KiB chunk of RLE blocks (GiBs) at once.
+test('hazard: a zstd (and gzip) bomb written in one chunk expands only as fast as it is read', async () => {
+  for (const [tool, decoder] of [['zstd', createZstdDecompressor()], ['gzip', createGunzip({ chunkSize: 1 << 20 })]] as const) {
+    const bomb = zerosBomb(tool, 160);
+    assert.ok(bomb.length < 1 << 20, `${tool}: ${bomb.length} bytes`);
+    decoder.write(bomb);
+    decoder.end();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const buffered = decoder.readableLength;
+    assert.ok(buffered <= 8 << 20, `${tool}: ${buffered} bytes decoded before any read`);
+    let total = 0;
+    for await (const chunk of decoder) total += (chunk as Buffer).length;
+    assert.equal(total, 160 << 20, tool);
+  }
 });
