@@ -1,6 +1,6 @@
 /**
  * RegistryClient: the distribution API (ping, resolve, manifests, blobs) over one undici Agent, going
- * through mirrors then the origin, with retry → auth → redirect steps underneath. Retries follow one
+ * through mirrors then the origin, with retry → auth → redirect steps underneath (call.ts). Retries follow one
  * RetryBudget per call (util/retry.ts); blobs are only opened here, one attempt per range: the store's
  * fetch (store/fetch.ts) resumes, verifies and retries them.
  */
@@ -10,16 +10,17 @@ import { ErrorCode, VmimgError } from '../errors.js';
 import { digestAlgorithm, digestOf, validateDigest } from '../digest/index.js';
 import type { Descriptor } from '../manifest/types.js';
 import type { Reference } from '../reference/types.js';
-import { Authorizer, saysTokenExpired } from './auth.js';
+import { Authorizer } from './auth.js';
+import { StepCaller } from './call.js';
 import { credentialChain, type CredentialOptions } from './credentials.js';
 import { plainHttpPolicy, registryEndpoints, type HostOptions, type RegistryEndpoint } from './hosts.js';
-import { networkError, redactUrl, statusError } from './http-errors.js';
-import { checkDigest, describe, manifestTarget, mediaTypeOf, rangeStart, sniffMediaType, unauthorized, type Step } from './responses.js';
+import { redactUrl, statusError } from './http-errors.js';
+import { checkDigest, describe, manifestTarget, mediaTypeOf, rangeStart, sniffMediaType, type Step } from './responses.js';
 import { parseWWWAuthenticate } from './challenge.js';
 import { DEFAULT_MANIFEST_ACCEPT, readCapped } from './limits.js';
 import { documentLimits } from '../manifest/limits.js';
 import { Transport, createAgent, discard, header, readSmallText, type HttpResponse } from './transport.js';
-import { DEFAULT_RETRY_POLICY, RetryBudget, hostOf, humanWait, withRetry, type NoticeListener, type RetryPolicy } from '../util/retry.js';
+import { DEFAULT_RETRY_POLICY, hostOf, type NoticeListener, type RetryPolicy } from '../util/retry.js';
 import { DEFAULT_THROUGHPUT, type ThroughputRule } from '../util/throughput.js';
 import { codedErrors, guardedBody } from './bodies.js';
 import { DirectBody } from './direct-get.js';
@@ -103,13 +104,11 @@ export interface PingResult {
 export class RegistryClient {
   private readonly agent: Agent;
   private readonly transport: Transport;
-  private readonly authorizer: Authorizer;
+  private readonly steps: StepCaller;
   /** The retry policy and throughput rule in force, for the store's fetch of blobs this client opens. */
   readonly retryPolicy: RetryPolicy;
   readonly throughputRule: ThroughputRule;
   private readonly maxManifestBytes: number;
-  /** Credential helpers running now: a stall while one runs is the helper's, not the registry's. */
-  private readonly helpersRunning: () => readonly string[];
 
   constructor(private readonly options: RegistryClientOptions = {}) {
     this.agent = createAgent(options);
@@ -121,11 +120,19 @@ export class RegistryClient {
       ...(options.tls !== undefined ? { tls: options.tls } : {}),
     });
     const credentials = credentialChain(options);
-    this.helpersRunning = credentials.running ?? (() => []);
-    this.authorizer = new Authorizer({
+    const authorizer = new Authorizer({
       transport: this.transport,
       credentials,
       ...(options.now !== undefined ? { now: options.now } : {}),
+    });
+    this.steps = new StepCaller({
+      transport: this.transport,
+      authorizer,
+      endpoints: (registry) => this.endpoints(registry),
+      retryPolicy: this.retryPolicy,
+      throughputRule: this.throughputRule,
+      onNotice: options.onNotice,
+      helpersRunning: credentials.running ?? (() => []),
     });
     this.maxManifestBytes = options.maxManifestBytes ?? documentLimits().maxManifestBytes;
   }
@@ -149,7 +156,7 @@ export class RegistryClient {
   /** Tag or digest → descriptor of the manifest/index (HEAD, else GET and hash). */
   async resolve(ref: Reference, options: CallOptions = {}): Promise<Descriptor> {
     const target = manifestTarget(ref);
-    const head = await this.call<Descriptor | undefined>(
+    const head = await this.steps.call<Descriptor | undefined>(
       { ...this.manifestStep(ref, target, 'HEAD'), ...callParts(options) },
       async (res) => {
         await discard(res);
@@ -169,9 +176,9 @@ export class RegistryClient {
   /** A manifest or index, capped in size; verified when fetched by digest, digest recorded when by tag. */
   async fetchManifest(ref: Reference, options: CallOptions = {}): Promise<FetchedManifest> {
     const target = manifestTarget(ref);
-    return this.call({ ...this.manifestStep(ref, target, 'GET'), ...callParts(options) }, async (res) => {
+    return this.steps.call({ ...this.manifestStep(ref, target, 'GET'), ...callParts(options) }, async (res) => {
       const what = `manifest ${describe(ref)}`;
-      const bytes = await readCapped(guardedBody(res, what, this.throughputRule, options.onNotice ?? this.options.onNotice, options.signal), this.maxManifestBytes, what);
+      const bytes = await this.readBody(res, what, this.maxManifestBytes, options);
       const mediaType = mediaTypeOf(res) ?? sniffMediaType(bytes) ?? 'application/octet-stream';
       let digest: string;
       if (ref.digest !== undefined) {
@@ -205,7 +212,7 @@ export class RegistryClient {
       once: true,
       ...(options.direct === true ? { direct: true } : {}),
     };
-    return this.call(step, async (res) => {
+    return this.steps.call(step, async (res) => {
       const start = res.status === 206 ? rangeStart(header(res, 'content-range')) : 0;
       if (res.status === 206 && start !== offset) {
         res.body.on('error', () => undefined).destroy(); // undici emits UND_ERR_ABORTED: nobody else listens yet
@@ -240,8 +247,8 @@ export class RegistryClient {
       capability: 'pull',
       ...callParts(options),
     };
-    return this.call(step, async (res) => {
-      const bytes = await readCapped(guardedBody(res, what, this.throughputRule, options.onNotice ?? this.options.onNotice, options.signal), desc.size, what);
+    return this.steps.call(step, async (res) => {
+      const bytes = await this.readBody(res, what, desc.size, options);
       if (bytes.length !== desc.size) {
         throw new VmimgError(ErrorCode.NETWORK, `${what}: body ended after ${bytes.length} of ${desc.size} bytes`, { details: { retryable: true, url: redactUrl(res.url) } });
       }
@@ -265,12 +272,17 @@ export class RegistryClient {
       capability: 'resolve',
       ...callParts(options),
     };
-    return this.call(step, async (res) => {
-      const bytes = await readCapped(guardedBody(res, what, this.throughputRule, options.onNotice ?? this.options.onNotice, options.signal), options.maxBytes ?? this.maxManifestBytes, what);
+    return this.steps.call(step, async (res) => {
+      const bytes = await this.readBody(res, what, options.maxBytes ?? this.maxManifestBytes, options);
       const contentType = header(res, 'content-type');
       const link = header(res, 'link');
       return { bytes, ...(contentType !== undefined ? { contentType } : {}), ...(link !== undefined ? { link } : {}) };
     });
+  }
+
+  /** A small answer's body, read under the throughput rule and refused over `cap` bytes. */
+  private readBody(res: HttpResponse, what: string, cap: number, options: CallOptions): Promise<Buffer> {
+    return readCapped(guardedBody(res, what, this.throughputRule, options.onNotice ?? this.options.onNotice, options.signal), cap, what);
   }
 
   async close(): Promise<void> {
@@ -286,88 +298,6 @@ export class RegistryClient {
       headers: { accept: (this.options.manifestAccept ?? DEFAULT_MANIFEST_ACCEPT).join(', ') },
       capability: ref.digest !== undefined ? 'pull' : 'resolve',
     };
-  }
-
-  /**
-   * Tries each capable endpoint in order; a mirror's failure moves on, the origin's is final. The origin
-   * is retried under one budget per call, unless the step is `once` (its caller retries).
-   */
-  private async call<T>(step: Step, handle: (res: HttpResponse, endpoint: RegistryEndpoint) => Promise<T>): Promise<T> {
-    const endpoints = this.endpoints(step.repo.registry).filter((e) => e.capabilities[step.capability]);
-    let lastError: unknown;
-    for (const endpoint of endpoints) {
-      const where = `${endpoint.url}${step.path}`;
-      const one = () => this.callOne(endpoint, step, handle).catch((err: unknown) => Promise.reject(networkError(err, where, step.signal)));
-      try {
-        if (endpoint.mirror || step.once === true) return await one();
-        const onNotice = step.onNotice ?? this.options.onNotice;
-        return await withRetry(new RetryBudget(this.retryPolicy, { what: step.what, signal: step.signal, onNotice }), one);
-      } catch (err) {
-        const e = networkError(err, where, step.signal);
-        if (!endpoint.mirror || e.code === ErrorCode.ABORTED) throw e;
-        lastError = e;
-      }
-    }
-    if (lastError !== undefined) throw lastError;
-    throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `no host for ${step.repo.registry} may ${step.capability === 'resolve' ? 'resolve tags' : 'pull'}`, {
-      hint: 'Allow origin fallback, or mark a mirror as trusted to resolve tags.',
-    });
-  }
-
-  /** One attempt at one endpoint: auth, the request, `handle` on a 2xx answer. */
-  private async callOne<T>(endpoint: RegistryEndpoint, step: Step, handle: (res: HttpResponse, endpoint: RegistryEndpoint) => Promise<T>): Promise<T> {
-    const res = await this.sayIfSlow(step, endpoint, () => this.authed(endpoint, step));
-    if (res.status < 200 || res.status > 299) {
-      const body = await readSmallText(res.body);
-      const retryAfter = header(res, 'retry-after');
-      throw statusError({ what: step.what, url: res.url, status: res.status, body, registry: step.repo.registry, retryAfter });
-    }
-    try {
-      return await handle(res, endpoint);
-    } catch (err) {
-      res.body.on('error', () => undefined).destroy();
-      throw err;
-    }
-  }
-
-  /** Runs `answer`, announcing a stall when it takes longer than the stall notice (headers that do not come). */
-  private async sayIfSlow<T>(step: Step, endpoint: RegistryEndpoint, answer: () => Promise<T>): Promise<T> {
-    const onNotice = step.onNotice ?? this.options.onNotice;
-    const after = this.throughputRule.stallNoticeMs;
-    const message = (): string => {
-      const helpers = this.helpersRunning();
-      const from = helpers.length > 0 ? `credential helper ${helpers.join(', ')}` : hostOf(endpoint.url);
-      return `no answer from ${from} for ${humanWait(after)}`;
-    };
-    const timer = onNotice && setTimeout(() => onNotice({ kind: 'stall', what: step.what, seconds: Math.round(after / 1000), message: message() }), after);
-    try {
-      return await answer();
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  /** One request with auth: a second try with a fresh token after a 401, or a 403 that says the token is bad. */
-  private async authed(endpoint: RegistryEndpoint, step: Step): Promise<HttpResponse> {
-    const scope = `repository:${step.repo.repository}:pull`;
-    const url = `${endpoint.url}${step.path}`;
-    const send = (auth: string | undefined) =>
-      this.transport.send({ url, method: step.method, headers: { ...step.headers, ...(auth ? { authorization: auth } : {}) }, signal: step.signal, ...(step.direct === true ? { direct: true } : {}) });
-    const first = await this.authorizer.headerFor(endpoint, scope, step.signal);
-    let res = await send(first);
-    if (res.status !== 401 && res.status !== 403) return res;
-    const body = await readSmallText(res.body);
-    if (res.status === 403 && (first === undefined || !saysTokenExpired(res.headers['www-authenticate'], body))) {
-      throw statusError({ what: step.what, url, status: 403, body, registry: step.repo.registry });
-    }
-    const fresh = await this.authorizer.onChallenge(endpoint, res.headers['www-authenticate'], scope, first, step.signal);
-    if (fresh === undefined) throw unauthorized(step, url, res.status, body, 'no credentials to answer the challenge');
-    res = await send(fresh);
-    if (res.status === 401 || res.status === 403) {
-      const again = await readSmallText(res.body);
-      throw unauthorized(step, url, res.status, again, 'credentials refused');
-    }
-    return res;
   }
 }
 
