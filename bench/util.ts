@@ -18,29 +18,48 @@ export function sh(script: string, ...args: string[]): void {
 /** A contender: what is timed, or that with an untimed `setup` run before it each round (e.g. emptying a cache). */
 export type Contender = (() => Promise<unknown> | unknown) | { setup: () => Promise<unknown> | unknown; run: () => Promise<unknown> | unknown };
 
+/** How {@link sideBySide} runs its rounds. */
+export interface SideBySideOptions {
+  /** Rounds (default {@link rounds}, from VMIMG_BENCH_ROUNDS): short rows need more for a steady median. */
+  rounds?: number;
+  /**
+   * Before each timed run (untimed, after `setup`): `sync`, so no contender pays for the page cache
+   * another one left dirty (a skopeo+umoci round leaves ~300 MB to write back, the next fsync met it).
+   */
+  settle?: boolean;
+  /** Filled with every round's wall ms per contender, in order (to show the spread beside the median). */
+  all?: Record<string, number[]>;
+}
+
 /**
  * Runs each contender once per round, interleaved (so machine noise hits all alike), and returns
  * each one's median in milliseconds. With `cpu`, also fills it with each one's median CPU time of this
  * process in milliseconds (threads included, child processes not: meaningful for in-process contenders).
+ * VMIMG_BENCH_VERBOSE=1 prints each run's wall and CPU ms to stderr.
  */
 export async function sideBySide(
   contenders: Record<string, Contender>,
   cpu?: Record<string, number>,
+  options: SideBySideOptions = {},
 ): Promise<Record<string, number>> {
   const times: Record<string, number[]> = Object.fromEntries(Object.keys(contenders).map((k) => [k, []]));
   const cpus: Record<string, number[]> = Object.fromEntries(Object.keys(contenders).map((k) => [k, []]));
-  for (let r = 0; r < rounds; r++) {
+  const n = options.rounds ?? rounds;
+  for (let r = 0; r < n; r++) {
     for (const [name, contender] of Object.entries(contenders)) {
       if (typeof contender !== 'function') await contender.setup();
+      if (options.settle) sh('sync');
       const t = performance.now();
       const c = process.cpuUsage();
       await (typeof contender === 'function' ? contender() : contender.run());
       const used = process.cpuUsage(c);
       times[name]!.push(performance.now() - t);
       cpus[name]!.push((used.user + used.system) / 1000);
+      if (process.env.VMIMG_BENCH_VERBOSE) console.error(`  round ${r} ${name}: ${times[name]!.at(-1)!.toFixed(0)} ms wall, ${cpus[name]!.at(-1)!.toFixed(0)} ms CPU`);
     }
   }
   if (cpu) for (const [k, v] of Object.entries(cpus)) cpu[k] = median(v);
+  if (options.all) Object.assign(options.all, times);
   return Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)]));
 }
 
