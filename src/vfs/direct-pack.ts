@@ -11,7 +11,8 @@
 import { decodeText } from '../layer/index-records.js';
 import { recordMode, type RecordEntries } from './layer-entries.js';
 import { IMPLICIT_DIR_MODE, InodeTable, type DirentNames } from './tree.js';
-import { NeedsMerge, type LayerScan } from './direct-scan.js';
+import type { LayerScan } from './direct-scan.js';
+import { NeedsMerge } from './scan-dirs.js';
 import { ScanTree } from './scan-tree.js';
 import { StackMerge } from './stack-merge.js';
 import { rangeOf, StackLinks } from './stack-links.js';

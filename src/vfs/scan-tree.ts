@@ -4,7 +4,8 @@
  * too. The stack merge (stack-merge.ts) walks these trees, one per layer position, and looks names up
  * in them without a string per entry. A child is a record number (>= 0) or ~directory.
  */
-import { compareBytes, compareBytesOf, NeedsMerge, type LayerScan } from './direct-scan.js';
+import type { LayerScan } from './direct-scan.js';
+import { compareBytes, compareBytesOf, NeedsMerge } from './scan-dirs.js';
 import type { RecordEntries } from './layer-entries.js';
 
 const SLASH = 47;

@@ -8,7 +8,7 @@
  * Origins are numbered across positions: position p's record r is recBase[p] + r.
  */
 import { pathStart, r32, R_LINK, R_LOWER_LINK } from '../layer/index-records.js';
-import { NeedsMerge } from './direct-scan.js';
+import { NeedsMerge } from './scan-dirs.js';
 import { LinkWarnings } from './merge.js';
 import { ABSENT, type ScanTree } from './scan-tree.js';
 import type { StackMerge } from './stack-merge.js';

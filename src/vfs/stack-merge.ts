@@ -11,7 +11,7 @@
  * directory alone (most of them) keeps that layer's sorted slice as its dirents; the others' children
  * are merged by name (a heap over the layers' sorted slices) into `ovPos`/`ovKid`.
  */
-import { compareBytesOf } from './direct-scan.js';
+import { compareBytesOf } from './scan-dirs.js';
 import { ABSENT, type ScanTree } from './scan-tree.js';
 import type { StackLinks } from './stack-links.js';
 
