@@ -13,9 +13,24 @@ import { Worker, type WorkerOptions } from 'node:worker_threads';
 export function startWorker(callerUrl: string, name: string, options: WorkerOptions = {}): Worker {
   const ext = extname(fileURLToPath(callerUrl));
   const entry = new URL(`./${name}${ext}`, callerUrl);
-  if (ext !== '.ts') return new Worker(entry, options);
+  if (ext !== '.ts') return new Worker(entry, { execArgv: workerExecArgv(), ...options });
   // no execArgv: the bundle needs no loader, and an inherited `--import tsx` would load tsx in the worker
   return new Worker(new URL(`data:text/javascript;base64,${bundled(fileURLToPath(entry)).toString('base64')}`), { execArgv: [], ...options });
+}
+
+/**
+ * The process's node options for a worker, less `--input-type`: a program run by `node --input-type=module
+ * -e` (or from stdin) has it, workers inherit it by default, and a worker refuses it ("--input-type can
+ * only be used with string input"): every hash and inflate worker failed.
+ */
+function workerExecArgv(): string[] {
+  const argv = process.execArgv;
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--input-type') i++; // and its value
+    else if (!argv[i]!.startsWith('--input-type=')) out.push(argv[i]!);
+  }
+  return out;
 }
 
 const bundles = new Map<string, Buffer>();
