@@ -12,13 +12,15 @@
  * One request per connection (`Connection: close`): meant for bodies large enough that a connect (and a
  * TLS handshake) is small beside them. The answer has the shape of Transport's (status, headers, body);
  * the body is an object-mode Readable of Buffers (views of blocks that are never reused, so a consumer
- * may keep a chunk as long as it likes) whose errors are already coded (networkError): bytes that
- * arrived before a failure are delivered before it, so a resume starts after them.
+ * may keep a chunk as long as it likes, unless it asked for pooled blocks: `usePool`) whose errors are
+ * already coded (networkError): bytes that arrived before a failure are delivered before it, so a
+ * resume starts after them.
  */
 import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { Readable } from 'node:stream';
 import { ErrorCode, VmimgError } from '../errors.js';
+import type { BlockPool } from '../util/block-pool.js';
 import { networkError, redactUrl } from './http-errors.js';
 
 /**
@@ -94,7 +96,10 @@ export function directGet(url: string, headers: Readonly<Record<string, string>>
 
 /** The body of a direct GET (objectMode: one Buffer per chunk, views of 1 MiB blocks). */
 export class DirectBody extends Readable {
-  private block = Buffer.allocUnsafeSlow(BLOCK_BYTES);
+  private block: Buffer = Buffer.allocUnsafeSlow(BLOCK_BYTES);
+  /** Where blocks come from once `usePool` was called; `filling`: this body still holds `block`'s reference. */
+  private pool: BlockPool | undefined;
+  private filling = false;
   /** Bytes of `block` filled; `sent`: of those, handed on. */
   private used = 0;
   private sent = 0;
@@ -123,6 +128,16 @@ export class DirectBody extends Readable {
     res.on('error', (err) => this.fail(err));
   }
 
+  /**
+   * From now on, blocks come from `pool` (of BLOCK_BYTES blocks) and each chunk handed on carries one
+   * reference to its block, which the consumer releases (`pool.release(chunk)`) once nothing reads the
+   * chunk any more; a chunk never released is left to the GC. Chunks handed on before are not pooled.
+   */
+  usePool(pool: BlockPool): void {
+    if (pool.blockBytes !== BLOCK_BYTES) throw new VmimgError(ErrorCode.INTERNAL, `a pool of ${pool.blockBytes}-byte blocks for ${BLOCK_BYTES}-byte body blocks`);
+    this.pool = pool;
+  }
+
   /** undici's body has it; here a connection is never reused, so dropping it is enough. */
   async dump(_options?: { limit?: number }): Promise<void> {
     this.destroy();
@@ -147,6 +162,9 @@ export class DirectBody extends Readable {
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     clearTimeout(this.timer);
     this.release();
+    // chunks never taken are read by no one: their blocks can go back
+    for (const chunk of this.queue.splice(0)) this.pool?.release(chunk);
+    this.letGoOfBlock();
     // an abort ends the body at once (queued chunks are dropped), coded like any other failure
     const why = err ?? (this.signal?.aborted === true ? networkError(abortError(), this.url, this.signal) : null);
     this.req.destroy();
@@ -158,6 +176,7 @@ export class DirectBody extends Readable {
     if (this.destroyed || this.failure !== undefined || this.complete) return;
     if (this.signal?.aborted === true) return void this.destroy(networkError(abortError(), this.url, this.signal));
     this.flush();
+    this.letGoOfBlock(); // nothing more comes
     this.failure = coded(err, this.url, this.signal);
     this.req.destroy();
     if (this.wanting && this.queue.length === 0) this.destroy(this.failure);
@@ -172,6 +191,7 @@ export class DirectBody extends Readable {
 
   /** Copies `chunk` into the current block, handing on full blocks; a partial one goes out after FLUSH_MS. */
   private gather(chunk: Buffer): void {
+    if (this.destroyed) return;
     let at = 0;
     while (at < chunk.length) {
       if (BLOCK_BYTES - this.used < MIN_ROOM) this.nextBlock();
@@ -185,9 +205,22 @@ export class DirectBody extends Readable {
 
   private nextBlock(): void {
     this.flush();
-    this.block = Buffer.allocUnsafeSlow(BLOCK_BYTES);
+    this.letGoOfBlock();
+    if (this.pool !== undefined) {
+      this.block = this.pool.take();
+      this.filling = true;
+    } else {
+      this.block = Buffer.allocUnsafeSlow(BLOCK_BYTES);
+    }
     this.used = 0;
     this.sent = 0;
+  }
+
+  /** Drops this body's own reference to a pooled block it no longer fills (once). */
+  private letGoOfBlock(): void {
+    if (!this.filling) return;
+    this.filling = false;
+    this.pool!.release(this.block);
   }
 
   /** Hands on the bytes gathered since the last hand-over, as one view. */
@@ -197,6 +230,7 @@ export class DirectBody extends Readable {
     if (this.used <= this.sent) return;
     const view = this.block.subarray(this.sent, this.used);
     this.sent = this.used;
+    if (this.filling) this.pool!.hold(view); // the consumer's reference
     if (this.wanting) {
       this.wanting = false;
       this.push(view);
@@ -215,6 +249,7 @@ export class DirectBody extends Readable {
     this.flush();
     this.complete = true;
     this.release();
+    this.letGoOfBlock();
     if (this.wanting && this.queue.length === 0) this.push(null);
   }
 }

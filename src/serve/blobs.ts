@@ -12,6 +12,7 @@ import { toServeError } from './errors.js';
 import { parseRange, type ByteRange } from './range.js';
 import { CHUNK, sendFromFile } from './send.js';
 import { drained } from '../util/drained.js';
+import { sharedBlockPool } from '../util/block-pool.js';
 import type { ServeState } from './state.js';
 import type { RouteTarget } from './routes.js';
 
@@ -114,6 +115,7 @@ async function sendFromFill(s: ServeState, res: ServerResponse, fill: BlobFill, 
       else fill.onChange(resolve);
     });
   const generation = fill.generation;
+  const pool = sharedBlockPool();
   let pos = start;
   try {
     for (;;) {
@@ -132,11 +134,12 @@ async function sendFromFill(s: ServeState, res: ServerResponse, fill: BlobFill, 
       }
       const views = fill.inMemory(pos, n);
       if (views.length > 0) {
-        // keeping up with the download: its own buffers, one writev
+        // keeping up with the download: its own buffers, one writev; each held until the socket took it
         let ok = true;
         res.cork();
         for (const v of views) {
-          ok = res.write(v);
+          pool.hold(v);
+          ok = res.write(v, () => pool.release(v));
           pos += v.length;
           s.metrics.bytesServed += v.length;
         }

@@ -7,6 +7,10 @@
  * keeping up with the download are answered from them, sparing a file read per client per chunk
  * (4 cold clients: 4 × the blob copied from the page cache by the thread pool, and the GC of the
  * buffers read into); clients behind the window read the file.
+ * A body read by the direct GET comes in blocks of the process's pool (util/block-pool.ts): the store
+ * hands each chunk on (`onData`) once it is written and hashed, the window takes over the chunk's
+ * reference and drops it when the chunk leaves, and a client's write holds the block until the socket
+ * took the bytes; the pool reuses the block when all have let go.
  * Every answer from a running download (whole blob or Range) withholds its last byte until the blob
  * is verified (hashed whole; the fsync and rename that commit it come after): a blob failing its digest
  * is never committed, and its clients' connections are cut instead of ending cleanly.
@@ -19,6 +23,8 @@ import { ErrorCode, isVmimgError, VmimgError } from '../errors.js';
 import { fileSize } from '../store/fs-util.js';
 import type { BlobStore } from '../store/index.js';
 import type { OpenedRange } from '../store/fetch.js';
+import { DirectBody } from '../registry/direct-get.js';
+import { sharedBlockPool } from '../util/block-pool.js';
 import { cannotStore, checkSpace, dropPartial, storageErrno } from './storage.js';
 
 /** Opens the blob upstream from `offset`; `total` is the blob's size when the answer tells it. */
@@ -104,8 +110,10 @@ export class BlobFill {
 
   /** Runs the download (called once by Fills); `received` counts each chunk's bytes as it is stored. */
   async run(store: BlobStore, open: FillOpener, signal: AbortSignal, received?: (bytes: number) => void): Promise<void> {
+    const pool = sharedBlockPool();
     const opener = async (offset: number, s?: AbortSignal): Promise<OpenedRange> => {
       const opened = await open(offset, s);
+      if (opened.stream instanceof DirectBody) opened.stream.usePool(pool); // progress() owns each chunk's reference
       if (this.size === undefined && opened.total !== undefined) {
         this.size = opened.total;
         // the size came with the answer: still refused before a byte is stored or any header sent
@@ -177,7 +185,8 @@ export class BlobFill {
 
   /**
    * Views (no copy) of up to `max` bytes from `offset` while they are still in memory; empty when
-   * `offset` fell behind the window or is not there yet. Valid until the fill starts over.
+   * `offset` fell behind the window or is not there yet. A view may be a pooled block's: valid in
+   * this turn; a caller keeping it longer (a socket write) holds it (`sharedBlockPool().hold`) first.
    */
   inMemory(offset: number, max: number): Buffer[] {
     const out: Buffer[] = [];
@@ -195,7 +204,10 @@ export class BlobFill {
     return out;
   }
 
-  /** `chunk` is in the partial file at `offset`; an offset before what we had means the download started over. */
+  /**
+   * `chunk` is in the partial file at `offset`; an offset before what we had means the download started
+   * over. The window takes over the chunk's pool reference (if it has one) until the chunk leaves it.
+   */
   private progress(chunk: Buffer, offset: number): void {
     if (offset < this.have) this.generation++;
     if (offset !== this.hotStart + this.hotBytes) {
@@ -210,6 +222,7 @@ export class BlobFill {
       this.hotStart += gone.length;
       this.hotBytes -= gone.length;
       hotTotal -= gone.length;
+      sharedBlockPool().release(gone);
     }
     this.have = offset + chunk.length;
     this.notify();
@@ -217,6 +230,8 @@ export class BlobFill {
 
   /** Empties the in-memory window (its bytes stay in the file). */
   private dropHot(): void {
+    const pool = sharedBlockPool();
+    for (const chunk of this.hot) pool.release(chunk);
     hotTotal -= this.hotBytes;
     this.hot = [];
     this.hotStart = this.have;

@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isVmimgError } from '../../src/errors.js';
 import { RegistryClient } from '../../src/registry/index.js';
-import { directGet, DirectBody } from '../../src/registry/direct-get.js';
+import { BLOCK_BYTES, directGet, DirectBody } from '../../src/registry/direct-get.js';
+import { BlockPool } from '../../src/util/block-pool.js';
 import { startServe } from '../../src/serve/index.js';
 import { buildBusyboxLayout, pushLayout } from '../helpers/busybox.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
@@ -150,6 +151,51 @@ describe('direct GET framings and faults', () => {
     const closed = (server.address() as AddressInfo).port;
     server.close();
     await assert.rejects(directGet(`http://127.0.0.1:${closed}/x`, {}, undefined), (e: unknown) => isVmimgError(e, 'ERR_NETWORK') && e.details?.retryable === true);
+  });
+
+  test('pooled blocks: a held chunk keeps its bytes while the body reuses released blocks; all come back', async () => {
+    const data = Buffer.alloc(12 << 20);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 13 + (i >> 20)) & 0xff;
+    const server = createHttpServer((_req, res) => res.end(data));
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const res = await directGet(`http://127.0.0.1:${(server.address() as AddressInfo).port}/b`, {}, undefined);
+    const pool = new BlockPool(BLOCK_BYTES, 8, { scrub: true }); // a block read after its release shows 0xdd
+    res.body.usePool(pool);
+    const copies: Buffer[] = [];
+    let held: { chunk: Buffer; at: number } | undefined;
+    let at = 0;
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      copies.push(Buffer.from(chunk));
+      if (held === undefined && at > 2 * BLOCK_BYTES) held = { chunk, at }; // a pooled one, kept to the end
+      else pool.release(chunk);
+      at += chunk.length;
+      await new Promise((r) => setImmediate(r));
+    }
+    assert.ok(Buffer.concat(copies).equals(data), 'every byte as sent, though blocks were reused');
+    assert.ok(held !== undefined && held.chunk.equals(data.subarray(held.at, held.at + held.chunk.length)), 'the held chunk was not reused');
+    const free = pool.freeBlocks;
+    assert.ok(free >= 1, 'released blocks are back on the free list');
+    pool.release(held.chunk);
+    assert.equal(pool.freeBlocks, free + 1, 'the held block comes back with its last reference');
+  });
+
+  test('two bodies at once on plain connections: each intact', async () => {
+    const bodies = [0, 1].map((k) => {
+      const d = Buffer.alloc(6 << 20);
+      for (let i = 0; i < d.length; i++) d[i] = (i * (k + 3)) & 0xff;
+      return d;
+    });
+    const server = createHttpServer((req, res) => {
+      const d = bodies[req.url === '/0' ? 0 : 1]!;
+      for (let i = 0; i < d.length; i += 200_000) res.write(d.subarray(i, i + 200_000));
+      res.end();
+    });
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const got = await Promise.all([0, 1].map(async (k) => collect((await directGet(`${base}/${k}`, {}, undefined)).body)));
+    assert.ok(got[0]!.equals(bodies[0]!) && got[1]!.equals(bodies[1]!));
   });
 
   test('a header value with a line break is refused before anything is sent', async () => {

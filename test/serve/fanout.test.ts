@@ -6,6 +6,8 @@
  * it; every client must get exactly the blob, from one upstream GET. Hits read the stored blob into
  * reused buffers: many clients at once, some slow, must each get exactly the blob too. An image
  * manifest sent to a client starts its blobs' downloads ahead of it (`prefetch`), each once upstream.
+ * The download's blocks and the file reads come from a scrubbing block pool: a block given back while a
+ * client's write, the window or the store still read it shows as wrong bytes in some client's blob.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,6 +22,7 @@ import { curl } from '../helpers/curl.js';
 import { body, firstBytes, request } from '../helpers/http.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { tmpDir } from '../helpers/tools.js';
+import { BlockPool, POOL_BLOCK_BYTES, POOL_MAX_FREE, setSharedBlockPool } from '../../src/util/block-pool.js';
 
 let registry: RunningRegistry;
 let proxy: FaultProxy;
@@ -30,6 +33,7 @@ let manifest: { config: { digest: string }; layers: { digest: string; size: numb
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 before(async () => {
+  setSharedBlockPool(new BlockPool(POOL_BLOCK_BYTES, POOL_MAX_FREE, { scrub: true }));
   registry = await startRegistry();
   const image = await buildBusyboxLayout({ arch: 'amd64', tag: 'serve-fanout', extraLayers: [{ files: { 'big.bin': randomBytes(3 * HOT_BYTES) } }] });
   const manifestDigest = await pushLayout(image.ref, registry.host, 'lib/big:1');
@@ -64,6 +68,23 @@ describe('serve: one download fanned out from memory and from the partial file',
     await serve.idle(); // the download is done and committed while `paused` still has most to read
     assert.equal(sha(await body(paused)), layer.digest);
     assert.equal(proxy.requests.filter((r) => r.method === 'GET' && r.path.endsWith(`/blobs/${layer.digest}`)).length, 1);
+  });
+
+  it('a client answered from memory that stops reading gets the blob when it resumes: its pending writes hold their blocks', async () => {
+    const s = await startServe({ cacheDir: await tmpDir('vmimg-serve-fanout-'), listen: '127.0.0.1:0', upstream: proxy.url, shutdownGraceMs: 0, prefetch: 0 });
+    try {
+      // the manifest first, as clients ask: its sizes send the layer's download over the direct GET, into pooled blocks
+      await body(await request(`${s.url}/v2/lib/big/manifests/1`, { accept: 'application/vnd.oci.image.manifest.v1+json' }));
+      let release!: () => void;
+      proxy.add({ method: 'GET', path: `/blobs/${layer.digest}`, fault: { kind: 'hold', afterBytes: 1 << 20, release: new Promise((r) => (release = r)) } });
+      const stalled = await request(`${s.url}/v2/lib/big/blobs/${layer.digest}`);
+      await firstBytes(stalled, 100_000); // at the download's front, then no more reads: its socket fills
+      release();
+      await s.idle(); // the download went on far past the window while serve's writes to it waited
+      assert.equal(sha(await body(stalled)), layer.digest);
+    } finally {
+      await s.shutdown();
+    }
   });
 
   it('hits: eight clients at once, half of them slow readers, each get exactly the stored blob', async () => {
