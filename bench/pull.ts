@@ -18,7 +18,9 @@
  * directories) is an untimed setup step of each round: removing ~300 MB of files took ~0.1 s that
  * earlier runs counted as the pull's; so is a `sync` before each timed run (session 8: a skopeo+umoci
  * round left ~300 MB of dirty pages that the next rounds' writes and fsyncs met). The in-process rows run
- * 7 interleaved rounds (3 gave a median that one slow round moved), skopeo+umoci 3 after them.
+ * one untimed warm-up round (V8 compiles the pull's code over its first two or three runs: 3.4, 2.7,
+ * then 1.7-2.2 CPU-s a pull; the warm-up round's ratio is printed too), then 7 interleaved rounds (3 gave
+ * a median that one slow round moved); skopeo+umoci 3 rounds after them.
  */
 import { createReadStream, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -70,6 +72,7 @@ export async function pullBench(input: PullBenchInput): Promise<string[]> {
   // rounds for them than for skopeo+umoci (~7 s a round), which runs after them. Before every timed
   // run, `sync` (untimed): no contender meets writeback another left behind (settle).
   const all: Record<string, number[]> = {};
+  const first: Record<string, number> = {};
   const fastRounds = Math.max(rounds, FAST_ROUNDS);
   const fast = await sideBySide({
     'node gunzip': () => nodeGunzip(blobs),
@@ -84,7 +87,7 @@ export async function pullBench(input: PullBenchInput): Promise<string[]> {
       setup: () => rmSync(loadCache, { recursive: true, force: true }),
       run: () => loadFromTar(saved, { cacheDir: loadCache, platform }),
     },
-  }, cpu, { rounds: fastRounds, settle: true, all });
+  }, cpu, { rounds: fastRounds, settle: true, all, warmup: 1, first });
   const slow = await sideBySide({
     'skopeo+umoci': {
       setup: () => {
@@ -105,9 +108,9 @@ export async function pullBench(input: PullBenchInput): Promise<string[]> {
   const ms = (k: string): string => `${m[k]!.toFixed(0)} ms`;
   const ratio = (a: string, b: string): string => `${(m[a]! / m[b]!).toFixed(2)}×`;
   return [
-    `pull (median of ${fastRounds} interleaved, skopeo+umoci of ${rounds} after them): node gunzip ${ms('node gunzip')}, gzip -dc ${ms('gzip -dc')}, vmimg pull ${ms('vmimg pull')}, ` +
+    `pull (median of ${fastRounds} interleaved after one untimed warm-up round, skopeo+umoci of ${rounds} after them): node gunzip ${ms('node gunzip')}, gzip -dc ${ms('gzip -dc')}, vmimg pull ${ms('vmimg pull')}, ` +
       `warm pull ${ms('warm pull')}, vmimg load ${ms('vmimg load')}, skopeo+umoci ${ms('skopeo+umoci')}`,
-    `  cold pull: ${ratio('vmimg pull', 'node gunzip')} node gunzip (target ≤ 1.6×; each round's ratio ${Math.min(...perRound).toFixed(2)}–${Math.max(...perRound).toFixed(2)}×, median ${median(perRound).toFixed(2)}×), ${ratio('vmimg pull', 'gzip -dc')} gzip -dc, ` +
+    `  cold pull: ${ratio('vmimg pull', 'node gunzip')} node gunzip (target ≤ 1.6×; each round's ratio ${Math.min(...perRound).toFixed(2)}–${Math.max(...perRound).toFixed(2)}×, median ${median(perRound).toFixed(2)}×; the warm-up round, JIT cold: ${(first['vmimg pull']! / first['node gunzip']!).toFixed(2)}×), ${ratio('vmimg pull', 'gzip -dc')} gzip -dc, ` +
       `${ratio('vmimg pull', 'skopeo+umoci')} skopeo+umoci (target ≤ 0.12×)`,
     `  CPU time (this process, threads included): node gunzip ${cpu['node gunzip']!.toFixed(0)} ms, vmimg pull ${cpu['vmimg pull']!.toFixed(0)} ms, ` +
       `warm pull ${cpu['warm pull']!.toFixed(0)} ms, vmimg load ${cpu['vmimg load']!.toFixed(0)} ms`,

@@ -29,6 +29,13 @@ export interface SideBySideOptions {
   settle?: boolean;
   /** Filled with every round's wall ms per contender, in order (to show the spread beside the median). */
   all?: Record<string, number[]>;
+  /**
+   * Untimed rounds first (default 0), run exactly as the timed ones: for in-process contenders whose
+   * first runs pay V8's JIT and worker start-up, which a steady median should not mix with warm runs.
+   */
+  warmup?: number;
+  /** Filled with the first warm-up round's wall ms per contender (reported beside the steady median). */
+  first?: Record<string, number>;
 }
 
 /**
@@ -45,7 +52,8 @@ export async function sideBySide(
   const times: Record<string, number[]> = Object.fromEntries(Object.keys(contenders).map((k) => [k, []]));
   const cpus: Record<string, number[]> = Object.fromEntries(Object.keys(contenders).map((k) => [k, []]));
   const n = options.rounds ?? rounds;
-  for (let r = 0; r < n; r++) {
+  const warmup = options.warmup ?? 0;
+  for (let r = -warmup; r < n; r++) {
     for (const [name, contender] of Object.entries(contenders)) {
       if (typeof contender !== 'function') await contender.setup();
       if (options.settle) sh('sync');
@@ -53,9 +61,13 @@ export async function sideBySide(
       const c = process.cpuUsage();
       await (typeof contender === 'function' ? contender() : contender.run());
       const used = process.cpuUsage(c);
-      times[name]!.push(performance.now() - t);
-      cpus[name]!.push((used.user + used.system) / 1000);
-      if (process.env.VMIMG_BENCH_VERBOSE) console.error(`  round ${r} ${name}: ${times[name]!.at(-1)!.toFixed(0)} ms wall, ${cpus[name]!.at(-1)!.toFixed(0)} ms CPU`);
+      const wall = performance.now() - t;
+      const cpuMs = (used.user + used.system) / 1000;
+      if (process.env.VMIMG_BENCH_VERBOSE) console.error(`  ${r < 0 ? 'warm-up' : 'round'} ${r} ${name}: ${wall.toFixed(0)} ms wall, ${cpuMs.toFixed(0)} ms CPU`);
+      if (r === -warmup && options.first) options.first[name] = wall;
+      if (r < 0) continue;
+      times[name]!.push(wall);
+      cpus[name]!.push(cpuMs);
     }
   }
   if (cpu) for (const [k, v] of Object.entries(cpus)) cpu[k] = median(v);
