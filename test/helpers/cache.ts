@@ -3,8 +3,8 @@ import { mkdirSync, mkdtempSync, renameSync, rmSync, existsSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** Repository root (this file lives in test/helpers/). */
-export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** Repository root: this file is test/helpers/cache.ts, or its build under test/.cache/js/ (js-build.mjs). */
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)).replace(/\/test\/\.cache\/js(?=\/test\/helpers$)/, ''), '..', '..');
 
 /** Persistent cache dir test/.cache/<sub> (override the root with VMIMG_TEST_CACHE). */
 export function cacheDir(sub: string): string {
@@ -49,4 +49,16 @@ export async function populateOnce(finalDir: string, fill: (tmp: string) => Prom
     rmSync(tmp, { recursive: true, force: true });
   }
   return finalDir;
+}
+
+/**
+ * How a test runs a module of its own tree in a child node: the caller's own form. Built (`npm test`
+ * runs test/.cache/js/, js-build.mjs) it is `NAME.js` under plain node; from its source, `NAME.ts` under
+ * tsx. `script(dir, name)` gives node's arguments for the module `name` in `dir`.
+ */
+export function childNode(callerUrl: string): { ext: '.js' | '.ts'; execArgv: string[]; script: (dir: string, name: string) => string[] } {
+  const built = !callerUrl.endsWith('.ts');
+  const ext = built ? '.js' : '.ts';
+  const execArgv = built ? [] : ['--import', 'tsx'];
+  return { ext, execArgv, script: (dir, name) => [...execArgv, join(dir, `${name}${ext}`)] };
 }

@@ -1,21 +1,25 @@
 #!/usr/bin/env node
-// Runs test files the way `npm test` does (each in its own `node --import tsx --test` process, N at a time, in
+// Runs test files the way `npm test` does (each built file in its own `node --test` process, N at a time, in
 // the order given) and prints each file's wall and CPU time (user + sys of the file's process tree, from
 // /usr/bin/time), longest first: with --test-concurrency=2 the suite ends when the longest chain of files
-// ends, and on 2 cores the CPU total bounds it. Build dist/ first (the CLI tests run it).
-//   node test/helpers/time-files.mjs [-j 2] [-o table.txt] test/*/*.test.ts
+// ends, and on 2 cores the CPU total bounds it. Build dist/ first (the CLI tests run it). --tsx runs the
+// sources under tsx instead (as `npm test` did before test/helpers/run-tests.mjs), as does a checkout without js-build.mjs.
+//   node test/helpers/time-files.mjs [-j 2] [-o table.txt] [--tsx] test/*/*.test.ts
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 
 const args = process.argv.slice(2);
 let jobs = 2;
 let out;
+let tsx = false;
 const files = [];
 for (let i = 0; i < args.length; i++) {
   if (args[i] === '-j') jobs = Number(args[++i]);
   else if (args[i] === '-o') out = args[++i];
+  else if (args[i] === '--tsx') tsx = true;
   else files.push(args[i]);
 }
 if (files.length === 0 || !(jobs >= 1)) {
@@ -25,15 +29,27 @@ if (files.length === 0 || !(jobs >= 1)) {
 
 const scratch = mkdtempSync(join(tmpdir(), 'vmimg-time-files-'));
 
+/** A file's checkout: its own tsx, tsconfig, dist/ and build (two checkouts' files can be timed side by side). */
+const rootOf = (file) => (file.includes('/test/') ? file.slice(0, file.lastIndexOf('/test/')) || '/' : process.cwd());
+/** Per file: its built .js (each checkout built once, before the clock starts), or undefined to run it under tsx. */
+const built = new Map();
+for (const root of new Set(files.map(rootOf))) {
+  const builder = join(root, 'test', 'helpers', 'js-build.mjs');
+  if (tsx || !existsSync(builder)) continue;
+  const { buildJs, builtPath } = await import(pathToFileURL(builder).href);
+  buildJs();
+  for (const f of files) if (rootOf(f) === root) built.set(f, builtPath(join(root, f.startsWith('/') ? f.slice(root.length + 1) : f)));
+}
+
 /** Runs one file; resolves to its row (wall and CPU seconds, pass/fail counts from the TAP summary). */
 function runFile(file, n) {
   const timeOut = join(scratch, `${n}.time`);
   return new Promise((resolve) => {
     const started = Date.now();
-    // from the file's own checkout (its tsx, tsconfig and dist/): two checkouts' files can be timed side by side
-    const root = file.includes('/test/') ? file.slice(0, file.lastIndexOf('/test/')) || '/' : process.cwd();
-    const child = spawn('/usr/bin/time', ['-f', '%U %S', '-o', timeOut, process.execPath, '--import', 'tsx', '--test', '--test-reporter=tap', file], {
-      cwd: root,
+    const js = built.get(file);
+    const node = js !== undefined ? ['--enable-source-maps', '--test', '--test-reporter=tap', js] : ['--import', 'tsx', '--test', '--test-reporter=tap', file];
+    const child = spawn('/usr/bin/time', ['-f', '%U %S', '-o', timeOut, process.execPath, ...node], {
+      cwd: rootOf(file),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let tap = '';

@@ -7,14 +7,14 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CacheLayout } from '../../src/image/cache.js';
 import { readRefs } from '../../src/image/refs.js';
-import { REPO_ROOT } from '../helpers/cache.js';
+import { childNode, REPO_ROOT } from '../helpers/cache.js';
 import { tmpDir } from '../helpers/tools.js';
 
-const worker = join(dirname(fileURLToPath(import.meta.url)), 'refs-worker.ts');
+const worker = childNode(import.meta.url).script(dirname(fileURLToPath(import.meta.url)), 'refs-worker');
 
 function record(root: string, prefix: string, count: number): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', worker, root, prefix, String(count)], { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [...worker, root, prefix, String(count)], { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
     child.on('close', (code) => resolve({ code, stderr }));

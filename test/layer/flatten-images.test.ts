@@ -11,6 +11,7 @@ import { flattenLayer, hasLayer } from '../../src/layer/flatten.js';
 import { readIndexFile } from '../../src/layer/index-format.js';
 import { EntryType, type IndexEntry } from '../../src/layer/entry.js';
 import { isVmimgError } from '../../src/errors.js';
+import { childNode } from '../helpers/cache.js';
 import { run, tmpDir } from '../helpers/tools.js';
 import { buildBusyboxLayout } from '../helpers/busybox.js';
 import {
@@ -199,7 +200,8 @@ test('hazard: a conversion killed with SIGKILL midway leaves no .idx, and the ne
   ({ layers } = await buildRichImage());
   const layer = layers[1]!;
   const dir = await tmpDir('vmimg-flat-kill-');
-  const flattenUrl = new URL('../../src/layer/flatten.ts', import.meta.url).href;
+  const node = childNode(import.meta.url);
+  const flattenUrl = new URL(`../../src/layer/flatten${node.ext}`, import.meta.url).href;
   // The child feeds the blob slowly and reports progress; we kill it once it is under way.
   const code = `
     import { flattenLayer } from ${JSON.stringify(flattenUrl)};
@@ -212,7 +214,7 @@ test('hazard: a conversion killed with SIGKILL midway leaves no .idx, and the ne
       setTimeout(() => this.push(sent >= blob.length ? null : blob.subarray(sent, (sent += 65536))), 5);
     } });
     await flattenLayer(src, { dir: ${JSON.stringify(dir)} });`;
-  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...node.execArgv, '--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((resolve, reject) => {
     child.stdout.once('data', () => resolve());
     child.once('exit', (c) => reject(new Error(`child exited early with ${c}`)));

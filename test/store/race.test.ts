@@ -2,22 +2,22 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, stat } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BlobStore } from '../../src/store/index.js';
+import { childNode, REPO_ROOT } from '../helpers/cache.js';
 import { content, sha256, tempRoot } from './helpers.js';
 import { HANG_AFTER, RACE_SIZE } from './race-worker.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const repo = resolve(here, '..', '..');
-const worker = join(here, 'race-worker.ts');
+const worker = childNode(import.meta.url).script(here, 'race-worker');
 const data = content(RACE_SIZE, 'race');
 const digest = sha256(data);
 
 interface Exit { code: number | null; signal: string | null; stdout: string; stderr: string }
 
 function run(root: string, mode: 'normal' | 'hang', log: string): { child: ChildProcess; done: Promise<Exit> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', worker, root, mode, log], { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...worker, root, mode, log], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d) => (stdout += d));
