@@ -2,11 +2,12 @@
 // util-linux's setpriv, mount) fetched with `apt-get download`, unpacked with `dpkg-deb -x`, layered
 // with umoci and archived with skopeo. Dynamic glibc binaries and no busybox: the guest init's
 // non-busybox paths (setpriv, /lib64 symlinks) under a real distro userland. Cached in test/.cache.
-import { existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync, chownSync, chmodSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync, chownSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
-import { cacheDir, memo, populateOnce } from '../helpers/cache.js';
+import { cacheDir, memo, populateOnce, REPO_ROOT } from '../helpers/cache.js';
 import { toOciArchive } from '../helpers/busybox.js';
-import { requireTools, run, tmpDir } from '../helpers/tools.js';
+import { requireTools, run } from '../helpers/tools.js';
 import type { Arch } from './kernels.js';
 
 export const DEBIAN_PACKAGES = [
@@ -50,22 +51,33 @@ export async function debianArchive(arch: Arch): Promise<string> {
   return (await debianImage(arch)).archive;
 }
 
-/** The image as an OCI layout (`ref` = `layout:debian`, for `umoci unpack`) and as an OCI archive. */
+/**
+ * The image as an OCI layout (`ref` = `layout:debian`, for `umoci unpack`) and as an OCI archive. Built
+ * once into test/.cache/debian-image/, keyed by this file's recipe and the .debs (seven test files use
+ * it; each built it again: umoci insert of the 40 MB tree and skopeo, ~2 s of CPU). Read-only to tests.
+ */
 export function debianImage(arch: Arch): Promise<{ ref: string; archive: string }> {
   return memo(`debian-archive:${arch}`, async () => {
     requireTools(['umoci', 'skopeo']);
-    const root = await rootfs(arch);
-    const work = await tmpDir('vmimg-debian-fixture-');
-    const layout = join(work, 'layout');
-    const ref = `${layout}:debian`;
-    await run('umoci', ['init', '--layout', layout]);
-    await run('umoci', ['new', '--image', ref]);
-    await run('umoci', ['insert', '--image', ref, root, '/']);
-    await run('umoci', [
-      'config', '--image', ref, '--architecture', arch, '--os', 'linux', '--config.user', 'app',
-      '--config.workingdir', '/home/app', '--config.env', 'PATH=/usr/sbin:/usr/bin:/sbin:/bin', '--config.env', 'FIXTURE=debian',
-      '--config.cmd', '/bin/sh', '--config.cmd', '-c', '--config.cmd', 'echo "$(id -u):$(id -g) $(pwd) $FIXTURE $(readlink /proc/$$/exe)"; cat /etc/fixture',
-    ]);
-    return { ref, archive: await toOciArchive(ref, join(work, 'debian.tar'), 'latest') };
+    const debDir = await debs(arch);
+    const recipe = createHash('sha256')
+      .update(readFileSync(join(REPO_ROOT, 'test', 'boot', 'debian-fixture.ts')))
+      .update(readdirSync(debDir).sort().join('\n'))
+      .digest('hex')
+      .slice(0, 16);
+    const dir = await populateOnce(join(cacheDir('debian-image'), `${arch}-${recipe}`), async (tmp) => {
+      const root = await rootfs(arch);
+      const ref = `${join(tmp, 'layout')}:debian`;
+      await run('umoci', ['init', '--layout', join(tmp, 'layout')]);
+      await run('umoci', ['new', '--image', ref]);
+      await run('umoci', ['insert', '--image', ref, root, '/']);
+      await run('umoci', [
+        'config', '--image', ref, '--architecture', arch, '--os', 'linux', '--config.user', 'app',
+        '--config.workingdir', '/home/app', '--config.env', 'PATH=/usr/sbin:/usr/bin:/sbin:/bin', '--config.env', 'FIXTURE=debian',
+        '--config.cmd', '/bin/sh', '--config.cmd', '-c', '--config.cmd', 'echo "$(id -u):$(id -g) $(pwd) $FIXTURE $(readlink /proc/$$/exe)"; cat /etc/fixture',
+      ]);
+      await toOciArchive(ref, join(tmp, 'debian.tar'), 'latest');
+    });
+    return { ref: `${join(dir, 'layout')}:debian`, archive: join(dir, 'debian.tar') };
   });
 }
