@@ -7,7 +7,9 @@
  * load ~15). Consumers (the hash, the store's writes, serve's fan-out to every waiting client) then
  * handle ~95 chunks, not ~1 450. A hand-written HTTP/1.1 reader was ~100 ms cheaper still; it was
  * replaced by this one because framing answers from untrusted registries is a parser's job, and
- * Node's is well kept (docs/DECISIONS.md).
+ * Node's is well kept (docs/DECISIONS.md). On plain connections the kernel reads into one reused buffer
+ * (PlainAgent) instead of a fresh 64 KiB one per read, and a consumer may ask for pooled blocks
+ * (`usePool`): with both, a fill allocates no buffer per chunk but node:http's copy of the body bytes.
  *
  * One request per connection (`Connection: close`): meant for bodies large enough that a connect (and a
  * TLS handshake) is small beside them. The answer has the shape of Transport's (status, headers, body);
@@ -16,8 +18,9 @@
  * already coded (networkError): bytes that arrived before a failure are delivered before it, so a
  * resume starts after them.
  */
-import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
+import { Agent, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { connect, type NetConnectOpts, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { ErrorCode, VmimgError } from '../errors.js';
 import type { BlockPool } from '../util/block-pool.js';
@@ -69,8 +72,7 @@ export function directGet(url: string, headers: Readonly<Record<string, string>>
   const req = send(u, {
     method: 'GET',
     headers: { ...headers, connection: 'close' },
-    agent: false,
-    ...(https ? { ALPNProtocols: ['http/1.1'], ...(options.tls ?? {}) } : {}),
+    ...(https ? { agent: false, ALPNProtocols: ['http/1.1'], ...(options.tls ?? {}) } : { agent: plainAgent() }),
   });
   return new Promise<DirectResponse>((resolve, reject) => {
     let body: DirectBody | undefined;
@@ -92,6 +94,34 @@ export function directGet(url: string, headers: Readonly<Record<string, string>>
     });
     req.end();
   });
+}
+
+/** Bytes the kernel reads into at once on a plain connection (one buffer for all of them: see PlainAgent). */
+const READ_BYTES = 1 << 20;
+
+/**
+ * Plain-HTTP connections whose socket reads into one reused buffer (net's `onread`) rather than a fresh
+ * 64 KiB buffer per read: each read is handed to node:http's parser ('data', as a socket without
+ * `onread` emits it), which parses it synchronously and copies the body bytes out, so the buffer is
+ * free again when the emit returns and every connection can share it. node:http (parser, framing,
+ * errors) stays as it is; only where the bytes land changes. TLS connections read as usual.
+ */
+class PlainAgent extends Agent {
+  private readonly buffer = Buffer.allocUnsafeSlow(READ_BYTES);
+
+  override createConnection(options: NetConnectOpts): Socket {
+    const callback = (n: number, buf: Uint8Array): boolean => {
+      socket.emit('data', Buffer.from(buf.buffer, buf.byteOffset, n));
+      return true; // a paused answer pauses the socket itself (node:http's readStop)
+    };
+    const socket: Socket = connect({ ...options, onread: { buffer: this.buffer, callback } } as NetConnectOpts);
+    return socket;
+  }
+}
+
+let plain: PlainAgent | undefined;
+function plainAgent(): PlainAgent {
+  return (plain ??= new PlainAgent({ keepAlive: false }));
 }
 
 /** The body of a direct GET (objectMode: one Buffer per chunk, views of 1 MiB blocks). */
