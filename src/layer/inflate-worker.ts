@@ -58,7 +58,8 @@ function open(msg: Extract<ToInflater, { t: 'open' }>): void {
   };
   // called synchronously by writeSync when zlib refuses the data
   s.engine.onerror = (message, _errno, code) => (s.error = { message, code });
-  if (msg.checkpoints && checkpointing) s.checkpoints = new checkpointing.RingCheckpointer(s.input, s.output, msg.checkpoints);
+  // woken when its side work (span digests, window deflates: other threads) lets it go on
+  if (msg.checkpoints && checkpointing) s.checkpoints = new checkpointing.RingCheckpointer(s.input, s.output, msg.checkpoints, () => void (streams.get(msg.id) === s && pump(msg.id, s)));
   else if (msg.checkpoints) s.error = { message: `loading the checkpoint builder: ${loadError}`, code: 'ERR_INTERNAL' };
   streams.set(msg.id, s);
 }

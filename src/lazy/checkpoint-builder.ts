@@ -6,9 +6,8 @@
  * node:zlib's (native-block.ts: a boundary's bits are found by trial once some output follows it) unless
  * Node's internals changed, then pako's (pako-block.ts: zlib's `data_type` gives them).
  */
-import { createHash, type Hash } from 'node:crypto';
-import * as zlib from 'node:zlib';
 import { ErrorCode, VmimgError } from '../errors.js';
+import { InlineWork, type CheckpointWork } from './checkpoint-work.js';
 import { nativeBlockAvailable, NativeBlockInflater, resolveBits } from './native-block.js';
 import { BlockInflater, type Step } from './pako-block.js';
 import { TarFollower } from './tar-follower.js';
@@ -67,10 +66,14 @@ interface BlockSteps {
   end(): void;
 }
 
-/** Which inflater, and where the native one writes (default: a reused buffer; block-output.ts). */
+/**
+ * Which inflater, where the native one writes (default: a reused buffer; block-output.ts), and where
+ * span digests and window deflates are done (default: this thread; checkpoint-work.ts).
+ */
 export interface BuilderMode {
   engine?: 'native' | 'pako';
   output?: BlockOutput;
+  work?: CheckpointWork;
 }
 
 /** A `.zran` but for the ids its caller verifies (the blob's digest and the tar's diff_id). */
@@ -89,7 +92,11 @@ export class CheckpointBuilder {
   private readonly follower: TarFollower;
   private readonly checkpoints: Checkpoint[] = [];
   private readonly held: { buf: Uint8Array; at: number }[] = [];
-  private spanHash: Hash | undefined;
+  private readonly work: CheckpointWork;
+  /** A span's digest is open (from the first checkpoint on). */
+  private spanOpen = false;
+  /** Side work whose result comes later: {@link settled} waits for it. */
+  private readonly later: Promise<void>[] = [];
   private hashedTo = 0;
   private cAbs = 0;
   /** Blob offset of the first input byte the inflater has not used. */
@@ -114,6 +121,7 @@ export class CheckpointBuilder {
 
   constructor(options: Partial<CheckpointOptions> = {}, mode: BuilderMode = {}) {
     this.opts = { ...DEFAULT_CHECKPOINT_OPTIONS, ...options };
+    this.work = mode.work ?? new InlineWork();
     this.follower = new TarFollower(this.opts.largeFileSize);
     const native = (mode.engine ?? (nativeBlockAvailable() ? 'native' : 'pako')) === 'native';
     if (mode.output && !native) throw new VmimgError(ErrorCode.INTERNAL, 'only the native inflater writes a given output');
@@ -301,22 +309,30 @@ export class CheckpointBuilder {
       return;
     }
     this.closeSpan();
-    this.spanHash = createHash('sha256');
-    if (b.bits > 0) this.spanHash.update(Uint8Array.of(b.prevByte));
-    this.checkpoints.push({
-      cOff: b.cOff,
-      uOff: b.uOff,
-      bits: b.bits,
-      memberStart,
-      winLen: window.length,
-      window: window.length > 0 ? zlib.deflateRawSync(window) : new Uint8Array(0),
-      spanSha256: '',
-    });
+    this.work.beginSpan();
+    this.spanOpen = true;
+    if (b.bits > 0) this.work.prefix(b.prevByte);
+    const cp: Checkpoint = { cOff: b.cOff, uOff: b.uOff, bits: b.bits, memberStart, winLen: window.length, window: new Uint8Array(0), spanSha256: '' };
+    this.checkpoints.push(cp);
+    if (window.length > 0) this.settle(this.work.deflateWindow(window), (w) => (cp.window = w));
   }
 
   private closeSpan(): void {
     const last = this.checkpoints[this.checkpoints.length - 1];
-    if (last !== undefined && this.spanHash !== undefined) last.spanSha256 = this.spanHash.digest('hex');
+    if (last !== undefined && this.spanOpen) this.settle(this.work.endSpan(), (hex) => (last.spanSha256 = hex));
+  }
+
+  /** Sets a side result now, or when it comes. */
+  private settle<T>(result: T | Promise<T>, set: (v: T) => void): void {
+    if (!(result instanceof Promise)) return set(result);
+    const done = result.then(set);
+    done.catch(() => undefined); // handled: settled() reports it
+    this.later.push(done);
+  }
+
+  /** Resolves once every span digest and window of the checkpoints so far is in place (rejects if one failed). */
+  async settled(): Promise<void> {
+    await Promise.all(this.later);
   }
 
   /** Hashes held input up to blob offset `pos` into the current span (nothing before the first checkpoint). */
@@ -325,7 +341,7 @@ export class CheckpointBuilder {
     while (this.hashedTo < pos && this.held.length > 0) {
       const h = this.held[0]!;
       const end = Math.min(pos, h.at + h.buf.length);
-      this.spanHash?.update(h.buf.subarray(this.hashedTo - h.at, end - h.at));
+      if (this.spanOpen) this.work.span(h.buf.subarray(this.hashedTo - h.at, end - h.at), this.hashedTo);
       this.hashedTo = end;
       if (end === h.at + h.buf.length) this.held.shift();
     }
@@ -360,7 +376,11 @@ export class CheckpointBuilder {
     this.inflater.end();
   }
 
-  /** {@link finish} without the ids (the inflate worker's: its caller verifies them later). */
+  /**
+   * {@link finish} without the ids (the inflate worker's: its caller verifies them later). With side
+   * work off this thread (BuilderMode `work`), its spans' digests and windows are in place once
+   * {@link settled} resolves.
+   */
   index(): ZranWithoutIds {
     this.inflater.end();
     if (this.unresolved) this.resolve();

@@ -5,11 +5,14 @@
  * thread, with no tar bytes posted or copied (session 6's profile: posting them back cost ~3 CPU-s on
  * the 1 GB bench image). The blob goes to the builder in 1 MiB chunks at fixed offsets and the output
  * stops at fixed offsets (block-output.ts), as when `vmimg index build` reads the blob from a file: the
- * same blob gives the same `.zran`.
+ * same blob gives the same `.zran`. Span digests and window deflates are done by other threads
+ * (checkpoint-work.ts `OffThreadWork`): the input ring's bytes stay until the span hasher read them,
+ * and the stream ends once every digest and window is in.
  */
 import { ErrorCode, VmimgError } from '../errors.js';
 import { RingOutput } from './block-output.js';
 import { CheckpointBuilder, type CheckpointOptions, type ZranWithoutIds } from './checkpoint-builder.js';
+import { OffThreadWork } from './checkpoint-work.js';
 
 /** Blob bytes per builder chunk (build.ts feeds a file in the same chunks). */
 export const CHECKPOINT_CHUNK = 1 << 20;
@@ -36,15 +39,24 @@ export type RingIndexResult = { zran: ZranWithoutIds } | { zranError: { code: st
 export class RingCheckpointer {
   private readonly builder: CheckpointBuilder;
   private readonly out: RingOutput;
+  private readonly work: OffThreadWork;
   /** Blob bytes handed to the builder. */
   private fed = 0;
   private paused = false;
+  /** The blob is all inflated; the side work is being waited for. */
+  private finishing = false;
+  private closed = false;
   private result: RingIndexResult | undefined;
 
-  constructor(private readonly input: Uint8Array, output: Uint8Array, options: Partial<CheckpointOptions>) {
+  /**
+   * `wake`: called when the stream can go on after {@link step} returned false for a reason of this
+   * driver's own (the side work it waited for at the end is done): step again then.
+   */
+  constructor(private readonly input: Uint8Array, output: Uint8Array, options: Partial<CheckpointOptions>, private readonly wake: () => void) {
     if (input.length % CHECKPOINT_CHUNK !== 0 || input.length < 2 * CHECKPOINT_CHUNK) throw new VmimgError(ErrorCode.INTERNAL, `checkpointing input ring of ${input.length} bytes`);
     this.out = new RingOutput(output);
-    this.builder = new CheckpointBuilder(options, { engine: 'native', output: this.out });
+    this.work = new OffThreadWork(input, () => this.closed || wake());
+    this.builder = new CheckpointBuilder(options, { engine: 'native', output: this.out, work: this.work });
   }
 
   /** One bounded piece of work on `s` (its counters updated); false when it cannot go on now. */
@@ -57,18 +69,21 @@ export class RingCheckpointer {
     for (let fed = -1; fed !== this.fed && !s.done && !s.error && s.consumed + s.produced === before; ) {
       fed = this.fed;
       try {
-        this.work(s);
+        this.feed(s);
       } catch (err) {
         s.error = zlibLike(err);
       }
       s.produced = this.out.produced;
-      // ring space of input bytes the inflater used and the builder hashed (a span's hash needs them)
-      s.consumed = s.done ? s.inEnd : Math.min(this.builder.inputUsed, this.builder.keepFrom, this.fed);
+      // ring space of input bytes the inflater used and the span hasher read (a span's hash needs them)
+      s.consumed = s.done ? s.inEnd : Math.min(this.builder.inputUsed, this.builder.keepFrom, this.fed, this.work.safeTo);
     }
+    this.work.flush();
     return !s.done && !s.error && s.consumed + s.produced !== before;
   }
 
-  private work(s: RingStreamState): void {
+  private feed(s: RingStreamState): void {
+    if (this.result !== undefined) return void (s.done = true);
+    if (this.finishing) return;
     if (this.paused) {
       this.paused = !this.builder.resume();
       return;
@@ -86,16 +101,29 @@ export class RingCheckpointer {
     this.paused = !this.builder.push(chunk);
   }
 
-  /** The blob is all inflated: check it was whole gzip members, then finish the index. */
+  /**
+   * The blob is all inflated: check it was whole gzip members (a throw fails the stream), then finish
+   * the index once the side work is in; the stream is done then (`wake`).
+   */
   private end(s: RingStreamState): void {
     this.builder.complete();
+    this.finishing = true;
+    void this.finishIndex().then((result) => {
+      this.result = result;
+      if (!this.closed) this.wake();
+    });
+  }
+
+  private async finishIndex(): Promise<RingIndexResult> {
     try {
-      this.result = { zran: this.builder.index() };
+      const zran = this.builder.index();
+      this.work.flush();
+        await this.builder.settled();
+      return { zran };
     } catch (err) {
       const e = err as { code?: string; message?: string };
-      this.result = { zranError: { code: e.code ?? ErrorCode.INTERNAL, message: e.message ?? String(err) } };
+      return { zranError: { code: e.code ?? ErrorCode.INTERNAL, message: e.message ?? String(err) } };
     }
-    s.done = true;
   }
 
   /** At the stream's end: the index or its failure. */
@@ -103,8 +131,10 @@ export class RingCheckpointer {
     return this.result;
   }
 
-  /** Frees zlib's state (idempotent). */
+  /** Frees zlib's state and stops the side work (idempotent). */
   close(): void {
+    this.closed = true;
+    this.work.close();
     this.builder.end();
   }
 }
