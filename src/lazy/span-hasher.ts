@@ -56,7 +56,8 @@ let nextId = 1;
 
 function hasher(): Worker {
   if (worker !== undefined) return worker;
-  const w = new Worker(HASHER, { eval: true });
+  // no execArgv: the code needs no loader, and an inherited --input-type=module would refuse its require()
+  const w = new Worker(HASHER, { eval: true, execArgv: [] });
   w.on('message', (msg: { id: number; digests: string[] }) => {
     if (--inflight === 0) w.unref();
     open.get(msg.id)?.answer(msg.digests);
