@@ -125,7 +125,10 @@ export class SpanHashStream {
   /** Blob offset below which the ring's bytes are no longer read (Infinity: none are pending). */
   get safeTo(): number {
     if (this.error) return Infinity;
-    return Math.min(this.unsentFrom, this.inFlight[0] ?? Infinity);
+    // every message in flight counts, not the oldest alone: one without ranges (a span's end) is Infinity
+    let low = this.unsentFrom;
+    for (const from of this.inFlight) low = Math.min(low, from);
+    return low;
   }
 
   /** Sends the queued ops (if any). */

@@ -55,6 +55,21 @@ describe('span hasher', () => {
     s.close();
   });
 
+  test('bytes stay held while any message reading them is unanswered, whatever follows it', async () => {
+    const ring = new Uint8Array(new SharedArrayBuffer(1 << 20));
+    const s = new SpanHashStream(ring, () => undefined);
+    s.begin();
+    s.flush(); // a message with no range, ahead of the one that reads [1000, 5000)
+    s.range(1000, 5000);
+    s.flush();
+    const digest = s.end();
+    s.flush(); // and one behind it
+    assert.equal(s.safeTo, 1000); // nothing can be answered before this turn ends
+    assert.equal(await digest, createHash('sha256').update(ring.subarray(1000, 5000)).digest('hex'));
+    assert.equal(s.safeTo, Infinity);
+    s.close();
+  });
+
   test('a closed stream lets go: no answer reaches it', async () => {
     let answers = 0;
     const s = new SpanHashStream(new Uint8Array(new SharedArrayBuffer(1 << 20)), () => answers++);
