@@ -123,17 +123,29 @@ export class BodyReader {
     return this.readFully(run.layer, run.views, run.start);
   }
 
-  /** preadv of `views` from `position` of layer `layer`'s `.contents`, until all are full. */
-  private async readFully(layer: number, views: Buffer[], position: number): Promise<void> {
+  /**
+   * preadv of `views` from `position` of layer `layer`'s `.contents`, until all are full. With the
+   * layer's handle open already, the first preadv goes to the thread pool before this returns: the
+   * walk places entries without awaiting while the ring has room, so a read that first awaited its
+   * handle started only when the walk next waited — with the whole ring claimed — and the walk and the
+   * reads took turns instead of overlapping (the main thread waited for room ~75 % of an export).
+   */
+  private readFully(layer: number, views: Buffer[], position: number): Promise<void> {
     const path = (this.readers[layer] as ContentFile).path;
-    const held = await this.handles.acquire(path);
+    const held = this.handles.acquireOpen(path);
+    if (held !== undefined) return this.readWith(held, held.handle, views, position, path);
+    return this.handles.acquire(path).then((h) => this.readWith(h, undefined, views, position, path));
+  }
+
+  /** Reads with `held`'s handle (released at the end); given `fh`, the first preadv starts synchronously. */
+  private async readWith(held: Held, fh: FileHandle | undefined, views: Buffer[], position: number, path: string): Promise<void> {
     try {
-      const fh = await held.fh;
+      const handle = fh ?? (await held.fh);
       let total = 0;
       for (const v of views) total += v.length;
       let list = views;
       for (let done = 0; done < total; ) {
-        const { bytesRead } = await fh.readv(list, position + done);
+        const { bytesRead } = await handle.readv(list, position + done);
         if (bytesRead === 0) throw truncated(path);
         done += bytesRead;
         list = rest(list, bytesRead);
@@ -174,6 +186,8 @@ const MAX_HANDLES = 8;
 
 interface Held {
   fh: Promise<FileHandle>;
+  /** The handle, once `fh` resolved. */
+  handle?: FileHandle;
   /** Reads using it now. */
   busy: number;
 }
@@ -188,6 +202,16 @@ class HandlePool {
   private readonly open = new Map<string, Held>();
   private waiting: (() => void)[] = [];
 
+  /** `path`'s handle when it is open already (counted busy until `release`d), without waiting; else undefined. */
+  acquireOpen(path: string): Held | undefined {
+    const held = this.open.get(path);
+    if (held?.handle === undefined) return undefined;
+    this.open.delete(path);
+    this.open.set(path, held); // now the most recently used
+    held.busy++;
+    return held;
+  }
+
   /** A handle of `path`, counted busy until `release`d. */
   async acquire(path: string): Promise<Held> {
     for (;;) {
@@ -200,6 +224,7 @@ class HandlePool {
       }
       if (this.open.size < MAX_HANDLES || this.evict()) {
         const fresh: Held = { fh: open(path, 'r'), busy: 1 };
+        fresh.fh.then((fh) => (fresh.handle = fh), () => undefined);
         this.open.set(path, fresh);
         fresh.fh.catch(() => this.open.get(path) === fresh && this.open.delete(path)); // a later read tries again
         return fresh;
