@@ -5,6 +5,8 @@
 import { Readable, Transform, type TransformCallback, pipeline } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { Decompress } from 'fzstd';
+import { DEFAULT_LIMITS, formatBytes, tooLarge } from './limits.js';
+import { ZstdFraming, ZstdWindowTooLarge } from './zstd-framing.js';
 
 export type Compression = 'gzip' | 'zstd' | 'none';
 
@@ -12,40 +14,53 @@ export type Compression = 'gzip' | 'zstd' | 'none';
 export function sniffCompression(head: Uint8Array): Compression {
   if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
   if (head.length >= 4 && head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd) return 'zstd';
+  // A skippable frame (RFC 8878 §3.1.2, magic 0x184D2A5?) first: pzstd's output starts with one.
+  if (head.length >= 4 && (head[0]! & 0xf0) === 0x50 && head[1] === 0x2a && head[2] === 0x4d && head[3] === 0x18) return 'zstd';
   return 'none';
 }
 
-/** Streaming zstd decoder: node:zlib's when this Node has one (>= 22.15), fzstd otherwise. */
-export function createZstdDecompressor(): Transform {
-  const native = (zlib as unknown as { createZstdDecompress?: () => Transform }).createZstdDecompress;
-  return typeof native === 'function' ? native() : new FzstdTransform();
+/** Options of the zstd decoder. */
+export interface ZstdOptions {
+  /** The largest frame window accepted, bytes (default DEFAULT_LIMITS.maxZstdWindow, 8 MiB). */
+  maxWindow?: number;
 }
 
 /**
- * Compressed bytes handed to fzstd per call. fzstd decodes synchronously and emits every block the call
- * completes, and a zstd RLE block turns 4 bytes into up to 128 KiB (RFC 8878 §3.1.1.2: Block_Maximum_Size),
- * so one call can emit at most 32 KiB per byte fed: 128 bytes → 4 MiB. A whole 64 KiB read chunk of RLE
- * blocks was 2 GiB in one call, in memory before the flattener's ratio limit saw a byte of it. Feeding
- * 128 bytes at a time costs nothing measurable: fzstd only queues input until a whole block has arrived.
+ * Streaming zstd decoder: node:zlib's when this Node has one (>= 22.15, told the same window limit),
+ * fzstd otherwise. A frame declaring a window past `maxWindow` fails with ERR_TOO_LARGE naming
+ * maxZstdWindow.
  */
-const FZSTD_SLICE_BYTES = 128;
+export function createZstdDecompressor(opts: ZstdOptions = {}): Transform {
+  const maxWindow = opts.maxWindow ?? DEFAULT_LIMITS.maxZstdWindow;
+  type NativeZstd = (o: { params: Record<number, number> }) => Transform;
+  const native = (zlib as unknown as { createZstdDecompress?: NativeZstd }).createZstdDecompress;
+  const windowLogMax = (zlib.constants as Record<string, number>).ZSTD_d_windowLogMax;
+  if (typeof native === 'function' && windowLogMax !== undefined) {
+    return native({ params: { [windowLogMax]: Math.floor(Math.log2(maxWindow)) } });
+  }
+  return new FzstdTransform(maxWindow);
+}
 
 /**
- * fzstd's push-based decoder as a Transform that honours backpressure inside an input chunk: the chunk is
- * fed in slices of FZSTD_SLICE_BYTES, and feeding stops while `push()` says the readable side is full,
- * resuming when the consumer calls `_read`. Memory is bounded by the readable high-water mark plus one
- * slice's output, whatever the compression ratio.
+ * fzstd's push-based decoder as a Transform that honours backpressure inside an input chunk. fzstd
+ * decodes every block its input completes in one synchronous call, and a zstd RLE block turns 4 bytes
+ * into up to 128 KiB (RFC 8878 §3.1.1.2): a 64 KiB read chunk of them was 2 GiB in one call, in memory
+ * before the flattener's ratio limit saw a byte. So the chunk is fed up to one block end at a time
+ * (ZstdFraming), and feeding stops while `push()` says the readable side is full, resuming in `_read`:
+ * memory is the readable high-water mark plus a block, whatever the compression ratio.
  */
 class FzstdTransform extends Transform {
   private readonly decoder: Decompress;
+  private readonly framing: ZstdFraming;
   private sawInput = false;
   /** Set when `push()` returned false: stop feeding until `_read`. */
   private full = false;
   /** The chunk being fed, how far, and its write callback (called once the whole chunk is fed). */
   private pending: { chunk: Buffer; offset: number; done: TransformCallback } | undefined;
 
-  constructor() {
+  constructor(maxWindow: number) {
     super({ readableHighWaterMark: 1024 * 1024 });
+    this.framing = new ZstdFraming(maxWindow);
     this.decoder = new Decompress((data) => {
       if (data.length > 0 && !this.push(Buffer.from(data.buffer, data.byteOffset, data.byteLength))) this.full = true;
     });
@@ -68,13 +83,13 @@ class FzstdTransform extends Transform {
     try {
       while (p.offset < p.chunk.length) {
         if (this.full) return; // _read resumes
-        const end = Math.min(p.offset + FZSTD_SLICE_BYTES, p.chunk.length);
+        const end = this.framing.next(p.chunk, p.offset);
         this.decoder.push(p.chunk.subarray(p.offset, end));
         p.offset = end;
       }
     } catch (err) {
       this.pending = undefined;
-      p.done(zstdError(err));
+      p.done(zstdError(err, this.framing));
       return;
     }
     this.pending = undefined;
@@ -87,25 +102,30 @@ class FzstdTransform extends Transform {
       if (this.sawInput) this.decoder.push(new Uint8Array(0), true);
       callback();
     } catch (err) {
-      callback(zstdError(err));
+      callback(zstdError(err, this.framing));
     }
   }
 }
 
-function zstdError(err: unknown): Error {
+function zstdError(err: unknown, framing: ZstdFraming): Error {
+  if (err instanceof ZstdWindowTooLarge) {
+    return tooLarge('maxZstdWindow', `layer's zstd frame declares a ${formatBytes(err.window)} window, more than ${formatBytes(framing.maxWindow)}`, {
+      windowBytes: err.window,
+    });
+  }
   const e = err instanceof Error ? err : new Error(String(err));
   return new Error(`zstd: ${e.message}`, { cause: e });
 }
 
-function decoderFor(kind: Compression): Transform | undefined {
+function decoderFor(kind: Compression, opts: DecompressOptions): Transform | undefined {
   // Bigger chunks and buffer: gunzip keeps working on the threadpool while we hash and parse. 1 MiB output
   // chunks, not 128 KiB: 8× fewer zlib callbacks on the main thread (TESTING-NOTES: the 1 MiB form is 2.5× faster).
   if (kind === 'gzip') return zlib.createGunzip({ chunkSize: 1024 * 1024, highWaterMark: 1024 * 1024 } as zlib.ZlibOptions);
-  if (kind === 'zstd') return createZstdDecompressor();
+  if (kind === 'zstd') return createZstdDecompressor({ maxWindow: opts.maxZstdWindow });
   return undefined;
 }
 
-async function* decompressed(source: AsyncIterable<Buffer>, onKind?: (kind: Compression) => void): AsyncGenerator<Buffer> {
+async function* decompressed(source: AsyncIterable<Buffer>, opts: DecompressOptions): AsyncGenerator<Buffer> {
   const it = source[Symbol.asyncIterator]();
   let head: Buffer = Buffer.alloc(0);
   let done = false;
@@ -115,7 +135,7 @@ async function* decompressed(source: AsyncIterable<Buffer>, onKind?: (kind: Comp
     else head = head.length === 0 ? r.value : Buffer.concat([head, r.value]);
   }
   const kind = sniffCompression(head);
-  onKind?.(kind);
+  opts.onKind?.(kind);
   async function* rest(): AsyncGenerator<Buffer> {
     if (head.length > 0) yield head;
     while (!done) {
@@ -124,7 +144,7 @@ async function* decompressed(source: AsyncIterable<Buffer>, onKind?: (kind: Comp
       yield r.value;
     }
   }
-  const decoder = decoderFor(kind);
+  const decoder = decoderFor(kind, opts);
   if (decoder === undefined) {
     yield* rest();
     return;
@@ -134,12 +154,21 @@ async function* decompressed(source: AsyncIterable<Buffer>, onKind?: (kind: Comp
   for await (const chunk of decoder) yield chunk as Buffer;
 }
 
+/** Options of `decompress`. */
+export interface DecompressOptions {
+  /** Told the compression sniffed from the first bytes. */
+  onKind?: (kind: Compression) => void;
+  /** A zstd frame's largest window, bytes (LayerLimits.maxZstdWindow; default 8 MiB). */
+  maxZstdWindow?: number;
+}
+
 /**
  * Returns the tar bytes of `source`, which may be gzip, zstd or plain. Errors of the source or
- * the decoder surface as errors of the returned stream; destroying it releases the source.
+ * the decoder surface as errors of the returned stream (ERR_TOO_LARGE for a zstd window past the
+ * limit); destroying it releases the source.
  */
-export function decompress(source: Readable, onKind?: (kind: Compression) => void): Readable {
-  const out = Readable.from(decompressed(source, onKind), { objectMode: false, highWaterMark: 1024 * 1024 });
+export function decompress(source: Readable, opts: DecompressOptions = {}): Readable {
+  const out = Readable.from(decompressed(source, opts), { objectMode: false, highWaterMark: 1024 * 1024 });
   out.on('close', () => {
     if (!source.destroyed && !source.readableEnded) source.destroy();
   });

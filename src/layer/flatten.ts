@@ -134,14 +134,20 @@ async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what:
   // inflate ring, whose bytes also wait for the `.contents` writes queued from them.
   const readerAt = (): number => hold.at ?? reader?.offset ?? 0;
   const ring = { releaseTo: () => Math.min(readerAt(), writer.pendingFrom ?? Infinity), unblock: () => writer.flush() };
-  const tar = await openTar(blobChunks, tarCount, ring, readerAt, opts.compressedSize, opts.checkpoints, opts.expectedDiffId !== undefined);
+  const limits = resolveLimits(opts.limits);
+  const tar = await openTar(blobChunks, tarCount, ring, readerAt, {
+    compressedSize: opts.compressedSize,
+    checkpoints: opts.checkpoints,
+    outputChecked: opts.expectedDiffId !== undefined,
+    maxZstdWindow: limits.maxZstdWindow,
+  });
   // An abort stops the tar's hashing at once (a sparse file's hole is hashed as zeros: GiBs of them, R02);
   // the digests it leaves pending never settle, so every wait on them below also ends on the abort.
   const stopHashing = (): void => tarCount.destroy();
   signal?.addEventListener('abort', stopHashing, { once: true });
   try {
     reader = new TarReader(tar.chunks, tar.ring);
-    const budget = new LayerBudget(resolveLimits(opts.limits), opts.compressedSize);
+    const budget = new LayerBudget(limits, opts.compressedSize);
     const builder = new EntriesBuilder(what);
     const entries = new OrderedEntries(builder);
     // Most entries are a buffered header and a small buffered body: the try* paths take those without

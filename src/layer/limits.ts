@@ -18,6 +18,12 @@ export interface LayerLimits {
   maxLayerXattrBytes: number;
   /** Bytes read from the image's /etc/passwd or /etc/group to resolve `User` (default 8 MiB). */
   maxUserFileBytes: number;
+  /**
+   * Largest window a zstd frame may declare, bytes (default 8 MiB: RFC 8878 §3.1.1.1.2 asks decoders to
+   * support at least that; `zstd -19` uses it, only --ultra and --long go past). fzstd moves its whole
+   * window on every block, so a larger one costs memory and time a layer's size does not show.
+   */
+  maxZstdWindow: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<LayerLimits> = {
@@ -26,6 +32,7 @@ export const DEFAULT_LIMITS: Readonly<LayerLimits> = {
   maxLayerEntries: 2_000_000,
   maxLayerXattrBytes: 64 * 2 ** 20,
   maxUserFileBytes: 8 * 2 ** 20,
+  maxZstdWindow: 8 * 2 ** 20,
 };
 
 /** How a user changes each limit: the flag (if any) and the config file key. */
@@ -35,6 +42,7 @@ const HOW: Record<keyof LayerLimits, string> = {
   maxLayerEntries: '"limits": {"maxLayerEntries"} in the config file',
   maxLayerXattrBytes: '"limits": {"maxLayerXattrBytes"} in the config file',
   maxUserFileBytes: '"limits": {"maxUserFileBytes"} in the config file',
+  maxZstdWindow: '"limits": {"maxZstdWindow"} in the config file',
 };
 
 /** Defaults completed with `overrides` (undefined fields keep their default). */

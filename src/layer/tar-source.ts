@@ -20,14 +20,25 @@ export interface TarSource {
   close(): void;
 }
 
+/** How `openTar` reads a blob. */
+export interface OpenTarOptions {
+  /** The blob's size when known: sizes the rings. */
+  compressedSize?: number;
+  /** A gzip blob's inflate also builds its gzip checkpoints. */
+  checkpoints?: RingCheckpoints;
+  /** The tar's sha256 is checked (a diff_id is expected), so the inflate pool computes no CRC-32 of it. */
+  outputChecked?: boolean;
+  /** A zstd frame's largest window, bytes (LayerLimits.maxZstdWindow). */
+  maxZstdWindow?: number;
+}
+
 /**
  * Sniffs the blob's first bytes and opens its tar, counted (and hashed) in `tar`; `ring` is how a gzip
- * tar's reader lets go of the inflate ring, `readerAt` how far a copied tar's reader has come;
- * `checkpoints`: a gzip blob's inflate also builds its gzip checkpoints; `outputChecked`: the tar's sha256
- * is checked (a diff_id is expected), so the inflate pool computes no CRC-32 of it.
+ * tar's reader lets go of the inflate ring, `readerAt` how far a copied tar's reader has come.
  * `blobChunks` is read with `next()` only, never returned: after a failure the rest may still be read.
  */
-export async function openTar(blobChunks: AsyncIterator<Buffer>, tar: CountedStream, ring: RingReader, readerAt: () => number, compressedSize = Infinity, checkpoints?: RingCheckpoints, outputChecked = false): Promise<TarSource> {
+export async function openTar(blobChunks: AsyncIterator<Buffer>, tar: CountedStream, ring: RingReader, readerAt: () => number, opts: OpenTarOptions = {}): Promise<TarSource> {
+  const { compressedSize = Infinity, checkpoints, outputChecked = false } = opts;
   const head = await readHead(blobChunks);
   const blob = replay(head.bytes, head.ended ? undefined : blobChunks);
   const kind = sniffCompression(head.bytes);
@@ -47,7 +58,7 @@ export async function openTar(blobChunks: AsyncIterator<Buffer>, tar: CountedStr
     const chunks = tar.tap(blob);
     return { chunks, ring: false, close: () => void chunks.return(undefined).catch(() => undefined) };
   }
-  const stream = decompress(Readable.from(blob, { objectMode: false, highWaterMark: 1024 * 1024 }));
+  const stream = decompress(Readable.from(blob, { objectMode: false, highWaterMark: 1024 * 1024 }), { maxZstdWindow: opts.maxZstdWindow });
   return { chunks: tar.tap(stream)[Symbol.asyncIterator](), ring: false, close: () => stream.destroy() };
 }
 

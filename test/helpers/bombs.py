@@ -2,7 +2,7 @@
 
 usage: bombs.py OUT.tar KIND [ARGS...]  → an OCI archive (linux/amd64) with one image tagged "latest"
   sparse REALSIZE [NAME]                  one GNU sparse (PAX 0.1) file: "hello" at 0, the rest a hole
-  zeros SIZE [zstd]                       one file of SIZE zero bytes, gzip -9 (or `zstd -3`: a decompression bomb)
+  zeros SIZE [zstd [ZSTD_ARGS...]]        one file of SIZE zero bytes, gzip -9 (or `zstd -3 ARGS`: a decompression bomb)
   xattrs ENTRIES PER_ENTRY VALUE_BYTES     entries carrying SCHILY.xattr.user.* records
   entries N                               N empty files in one layer
   based N                                 a small busybox-like base layer (hardlinks, symlinks), then N empty files
@@ -57,9 +57,9 @@ class ZstdSink(Sink):
     """As Sink, but compressed by the zstd CLI (`zstd -3`) instead of zlib."""
     media_type = 'application/vnd.oci.image.layer.v1.tar+zstd'
 
-    def __init__(self):
+    def __init__(self, args=()):
         super().__init__(0)
-        self.proc = subprocess.Popen(['zstd', '-q', '-3', '-c'], stdin=subprocess.PIPE, stdout=self.out)
+        self.proc = subprocess.Popen(['zstd', '-q', '-3', '-c', *args], stdin=subprocess.PIPE, stdout=self.out)
 
     def write(self, b):
         self.tar_hash.update(b)
@@ -175,7 +175,7 @@ def main(out, kind, *args):
             ti = tarfile.TarInfo('zeros')
             ti.size = int(args[0])
             t.addfile(ti, Zeros(ti.size))
-        sinks = [layer(fill, 9, ZstdSink() if args[1:] == ('zstd',) else None)]
+        sinks = [layer(fill, 9, ZstdSink(args[2:]) if args[1:2] == ('zstd',) else None)]
     elif kind == 'xattrs':
         n, per, size = map(int, args)
         value = 'V' * size

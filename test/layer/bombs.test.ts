@@ -151,6 +151,15 @@ describe('limits from the config file', () => {
     await refused(r, cache, /more than 500 entries[\s\S]*maxLayerEntries/);
   });
 
+  it('zstd window (a frame declaring 16 MiB: refused by default, loads when the limit allows it)', async () => {
+    const tar = await bomb('zeros', String(2 ** 20), 'zstd', '--long=24');
+    const refusedRun = await withConfig({});
+    await refused(await vmimg(['--cache-dir', refusedRun.cache, 'load', tar], { env: refusedRun.env }), refusedRun.cache, /16 MiB window[\s\S]*maxZstdWindow/);
+    const { cache, env } = await withConfig({ maxZstdWindow: '16M', maxLayerRatio: 1e6 });
+    const r = await vmimg(['--cache-dir', cache, 'load', tar, '--json'], { env });
+    assert.equal(r.code, 0, r.stderr);
+  });
+
   it('a malformed limit names the file and the key', async () => {
     const { cache, env } = await withConfig({ maxLayerSize: 'huge' });
     writeFileSync(join(cache, 'x.tar'), '');
