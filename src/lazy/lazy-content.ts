@@ -18,6 +18,7 @@ import { BlobCopy } from './blob-copy.js';
 import { firstEndingAfter, placedFiles, spanAt, writePlan, type Placed } from './placed-files.js';
 import { emptyStats, type LazyStats, type RangeSource } from './lazy-types.js';
 import { placeWholeBlob } from './whole-blob.js';
+import { LayerBudget, resolveLimits, type LayerLimits } from '../layer/limits.js';
 import { ReadAhead, readAheadBytes } from './read-ahead.js';
 import { spanRecord } from './span-inflate.js';
 import { placeSpans } from './span-pool.js';
@@ -44,6 +45,9 @@ export interface LazyContentOptions {
   blobCopyPath?: string;
   /** Compressed bytes fetched ahead of a sequential reader (default: `limits.lazyReadAheadBytes`, 16 MiB; 0: off). */
   readAheadBytes?: number;
+  /** The blob's size and the expansion limits a whole-blob fill is held to (an eager pull's; defaults if unset). */
+  blobSize?: number;
+  limits?: Partial<LayerLimits>;
 }
 
 /** Spans fetched per request while filling (4 MiB spans: at most 64 MiB in memory). */
@@ -354,7 +358,8 @@ export class LazyContent implements ContentReader {
     }
     const fh = await this.handle();
     const copy = await this.copyOf();
-    await placeWholeBlob(stream, { digest: this.opts.digest, files: this.files, fh, copy, counted: (n) => (this.stats.rangeBytes += n) });
+    const budget = new LayerBudget(resolveLimits(this.opts.limits), this.opts.blobSize);
+    await placeWholeBlob(stream, { digest: this.opts.digest, files: this.files, fh, copy, counted: (n) => (this.stats.rangeBytes += n), budget });
     this.map.setAll();
     await this.map.save();
   }

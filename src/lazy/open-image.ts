@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { hasLazyLayers, type Image, type ImageLayer } from '../image/image-dir.js';
 import { readIndexFile } from '../layer/index-format.js';
+import type { LayerLimits } from '../layer/limits.js';
 import { parseReference } from '../reference/index.js';
 import type { Reference } from '../reference/types.js';
 import { RegistryClient, type RegistryClientOptions } from '../registry/client.js';
@@ -28,6 +29,8 @@ export interface LazyOpenOptions extends RegistryClientOptions {
   warn?: (message: string) => void;
   /** The cache the image is in: `close` then adds this process's counters to the image's kept ones (`vmimg stats`). */
   cacheDir?: string;
+  /** Expansion limits for a layer filled from its whole blob (an eager pull's; defaults if unset). */
+  limits?: Partial<LayerLimits>;
 }
 
 /** An image whose lazy layers carry their reader as `content`; `close` releases readers and connections. */
@@ -53,13 +56,15 @@ export async function openLazyLayer(
   blob: { digest: string; size: number },
   client: RegistryClient,
   repo: Reference,
-  options: Pick<LazyOpenOptions, 'signal' | 'warn' | 'cacheDir' | 'onNotice'> = {},
+  options: Pick<LazyOpenOptions, 'signal' | 'warn' | 'cacheDir' | 'onNotice' | 'limits'> = {},
 ): Promise<LazyContent> {
   const desc = { mediaType: 'application/octet-stream', digest: blob.digest, size: blob.size };
   return LazyContent.open({
     ...(files.zranPath !== undefined ? { zran: decodeZran(await readFile(files.zranPath)) } : {}),
     entries: async () => (await readIndexFile(files.indexPath)).entries, // on the first read
     digest: blob.digest,
+    blobSize: blob.size,
+    ...(options.limits !== undefined ? { limits: options.limits } : {}),
     contentsPath: files.contentsPath,
     spansPath: files.spansPath,
     source: registryRangeSource(client, repo, desc, { signal: options.signal, onNotice: options.onNotice }),

@@ -9,6 +9,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { Transform, type Readable } from 'node:stream';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { decompress } from '../layer/decompress.js';
+import type { LayerBudget } from '../layer/limits.js';
 import type { BlobCopy } from './blob-copy.js';
 import { placeTar, type Placed } from './placed-files.js';
 
@@ -21,6 +22,8 @@ export interface WholeBlobTarget {
   copy: BlobCopy | undefined;
   /** Told the byte count of each chunk of the blob as it arrives. */
   counted: (bytes: number) => void;
+  /** The layer's expansion limits (as an eager pull's): ERR_TOO_LARGE once the tar passes them. */
+  budget: LayerBudget;
 }
 
 /** Streams `stream` (the whole blob) into `to`, verifies it, and syncs `.contents` and the copy. */
@@ -40,6 +43,7 @@ export async function placeWholeBlob(stream: Readable, to: WholeBlobTarget): Pro
   stream.once('error', (err) => counted.destroy(err));
   let at = 0;
   for await (const chunk of tar) {
+    to.budget.check(at + (chunk as Buffer).length);
     await placeTar(to.fh, to.files, chunk as Buffer, at);
     at += (chunk as Buffer).length;
   }
