@@ -3,7 +3,7 @@
  * Every failure is one coded line `vmimg: ERR_X: message` (+ `hint: …`), or one JSON object on stderr
  * with --json (report.ts); VMIMG_DEBUG=1 adds the stack and causes.
  */
-import yargs from 'yargs';
+import type yargs from 'yargs';
 import { commandNames, loadCommands, type AnyCommand } from './commands/index.js';
 import { setInterruptSignal } from './context.js';
 import { ExitCode } from './exit-codes.js';
@@ -12,6 +12,7 @@ import { removeTempFilesSync } from '../util/temp-files.js';
 import { reportError } from './report.js';
 import { ONE_PER_FLAG, firstWord, rewriteHelp, unknownCommand, usageError, wantsJson } from './usage.js';
 import { argvBytes } from './argv.js';
+import { loadYargs } from './yargs-lite.js';
 
 const EPILOGUE = [
   'IMAGE is an image directory, an image tar (docker save / OCI archive), a cached image name or id,',
@@ -30,9 +31,9 @@ function commandInfo(commands: AnyCommand[], name: string | undefined): { name: 
   return name !== undefined && usage !== undefined ? { name, usage } : undefined;
 }
 
-function buildParser(argv: string[], commands: AnyCommand[]) {
+function buildParser(yargsOf: typeof yargs, argv: string[], commands: AnyCommand[]) {
   const command = commandInfo(commands, firstWord(argv));
-  let parser = yargs(argv)
+  let parser = yargsOf(argv)
     .scriptName('vmimg')
     .parserConfiguration({ 'populate--': true })
     .usage('$0 <command> [options]\n\nPrepare OCI/Docker container images for lightweight VMs.')
@@ -115,7 +116,8 @@ export async function main(rawArgv: string[]): Promise<void> {
   try {
     checkCommand(argv);
     const help = argv.some((a) => a === '--help' || a === '-h');
-    const parser = buildParser(argv, await loadCommands(command, help));
+    const [yargsOf, commands] = await Promise.all([loadYargs(argv), loadCommands(command, help)]);
+    const parser = buildParser(yargsOf, argv, commands);
     if (!help) skipHelpCache(parser);
     await parser.parseAsync();
   } catch (err) {

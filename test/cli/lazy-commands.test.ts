@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { tmpDir } from '../helpers/tools.js';
 import { commandLoaders, commandNames } from '../../src/cli/commands/index.js';
+import { mayShowHelp } from '../../src/cli/yargs-lite.js';
 import { MULTIARCH_TAR, expectExit } from './run.js';
 
 let dir: string;
@@ -49,6 +50,15 @@ describe('lazy command modules', () => {
       const commands = modules.filter((u) => /\/dist\/cli\/commands\/(?!index|common)/.test(u));
       assert.ok(commands.length <= 1, `vmimg ${args.join(' ')} loaded ${commands.length} command modules`);
     }
+  });
+
+  it("a run that shows no help loads yargs without its help renderer (cliui, string-width); -qh and --help=true still show help", async () => {
+    const modules = await loaded(['images']);
+    assert.ok(modules.some((u) => u.includes('/node_modules/yargs/')), 'yargs is loaded');
+    assert.deepEqual(modules.filter((u) => /\/node_modules\/(cliui|string-width)\//.test(u)), []);
+    for (const args of [['ls', '-qh'], ['ls', '--help=true']]) assert.match((await expectExit(0, args)).stdout, /^vmimg ls <image> \[path\]$/m, args.join(' '));
+    const cases: [string[], boolean][] = [[['-h'], true], [['ls', '-qh'], true], [['ls', '--help'], true], [['ls', '--help=true'], true], [['ls', '-q', '/x'], false], [['ls', '--no-help'], false], [['pull', 'x', '--arch', 'amd64'], false]];
+    for (const [argv, may] of cases) assert.equal(mayShowHelp(argv), may, argv.join(' '));
   });
 
   it('the overview help still lists every command', async () => {
