@@ -21,7 +21,7 @@ parentPort.on('message', (m) => {
   if (m.t === 'open') return void streams.set(m.id, { ring: new Uint8Array(m.sab, m.offset, m.size), hash: undefined });
   if (m.t === 'close') return void streams.delete(m.id);
   const s = streams.get(m.id);
-  if (s === undefined) return;
+  if (s === undefined) return void parentPort.postMessage({ id: m.id, digests: [] }); // closed: answered all the same
   const digests = [];
   const ops = m.ops;
   for (let i = 0; i < ops.length; ) {

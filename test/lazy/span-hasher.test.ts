@@ -2,6 +2,7 @@
 // from a shared input ring, as the inflate worker's checkpointing streams use it. Judged by node:crypto
 // over the same bytes; the ring's bytes must be held (safeTo) until the hasher answered.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { SpanHashStream } from '../../src/lazy/span-hasher.js';
@@ -68,6 +69,19 @@ describe('span hasher', () => {
     assert.equal(await digest, createHash('sha256').update(ring.subarray(1000, 5000)).digest('hex'));
     assert.equal(s.safeTo, Infinity);
     s.close();
+  });
+
+  test('messages in flight when a stream closes are answered (the hasher is not kept referenced)', async () => {
+    // the hasher stays referenced while a message is unanswered: this process exits only if it was answered
+    const code = await new Promise<number>((resolve) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', '-e', `
+        const { SpanHashStream } = await import(${JSON.stringify(new URL('../../src/lazy/span-hasher.ts', import.meta.url).href)});
+        const s = new SpanHashStream(new Uint8Array(new SharedArrayBuffer(1 << 20)), () => undefined);
+        s.begin(); s.range(0, 1 << 20); s.flush(); s.close();`], { stdio: 'inherit' });
+      const timer = setTimeout(() => (child.kill(), resolve(-1)), 20_000);
+      child.on('exit', (c) => (clearTimeout(timer), resolve(c ?? -2)));
+    });
+    assert.equal(code, 0, 'the process did not exit: a closed stream left its hasher referenced');
   });
 
   test('a closed stream lets go: no answer reaches it', async () => {
