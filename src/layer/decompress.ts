@@ -2,7 +2,7 @@
  * Layer decompression, sniffed from the first bytes (never from media types or file names:
  * `docker save` layers are plain tars whatever their descriptors say).
  */
-import { Readable, Transform, type TransformCallback, pipeline } from 'node:stream';
+import { Duplex, Readable, type Transform, pipeline } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { Decompress } from 'fzstd';
 import { DEFAULT_LIMITS, formatBytes, tooLarge } from './limits.js';
@@ -30,7 +30,7 @@ export interface ZstdOptions {
  * fzstd otherwise. A frame declaring a window past `maxWindow` fails with ERR_TOO_LARGE naming
  * maxZstdWindow.
  */
-export function createZstdDecompressor(opts: ZstdOptions = {}): Transform {
+export function createZstdDecompressor(opts: ZstdOptions = {}): Duplex {
   const maxWindow = opts.maxWindow ?? DEFAULT_LIMITS.maxZstdWindow;
   type NativeZstd = (o: { params: Record<number, number> }) => Transform;
   const native = (zlib as unknown as { createZstdDecompress?: NativeZstd }).createZstdDecompress;
@@ -38,73 +38,63 @@ export function createZstdDecompressor(opts: ZstdOptions = {}): Transform {
   if (typeof native === 'function' && windowLogMax !== undefined) {
     return native({ params: { [windowLogMax]: Math.floor(Math.log2(maxWindow)) } });
   }
-  return new FzstdTransform(maxWindow);
+  return Duplex.from(async function* (source: AsyncIterable<Buffer>) {
+    yield* fzstdDecode(source, maxWindow);
+  });
 }
 
 /**
- * fzstd's push-based decoder as a Transform that honours backpressure inside an input chunk. fzstd
- * decodes every block its input completes in one synchronous call, and a zstd RLE block turns 4 bytes
- * into up to 128 KiB (RFC 8878 §3.1.1.2): a 64 KiB read chunk of them was 2 GiB in one call, in memory
- * before the flattener's ratio limit saw a byte. So the chunk is fed up to one block end at a time
- * (ZstdFraming), and feeding stops while `push()` says the readable side is full, resuming in `_read`:
- * memory is the readable high-water mark plus a block, whatever the compression ratio.
+ * What fzstd may move (window bytes, once per block) per byte it decodes, plus a fixed allowance: a real
+ * layer's blocks decode to up to 128 KiB each, so `zstd -19`'s 8 MiB window moves 64 bytes per output byte;
+ * 256 leaves room for small blocks, and refuses a stream of tiny blocks in a large window (breaker Z1: an
+ * 80 KB layer of 1-byte blocks in an 8 MiB window cost 8.8 CPU-s; 10 MB would be ~20 min) after ~0.1 s.
  */
-class FzstdTransform extends Transform {
-  private readonly decoder: Decompress;
-  private readonly framing: ZstdFraming;
-  private sawInput = false;
-  /** Set when `push()` returned false: stop feeding until `_read`. */
-  private full = false;
-  /** The chunk being fed, how far, and its write callback (called once the whole chunk is fed). */
-  private pending: { chunk: Buffer; offset: number; done: TransformCallback } | undefined;
+const MOVED_PER_OUTPUT_BYTE = 256;
+const MOVED_ALLOWANCE = 512 * 2 ** 20;
 
-  constructor(maxWindow: number) {
-    super({ readableHighWaterMark: 1024 * 1024 });
-    this.framing = new ZstdFraming(maxWindow);
-    this.decoder = new Decompress((data) => {
-      if (data.length > 0 && !this.push(Buffer.from(data.buffer, data.byteOffset, data.byteLength))) this.full = true;
-    });
+/** A zstd stream whose blocks are too small for its window: decoding it would cost out of all proportion. */
+class ZstdBlocksTooSmall extends Error {
+  constructor(moved: number, output: number) {
+    super(`blocks too small for their window (${moved} bytes of window moves for ${output} bytes decoded: more than ${MOVED_PER_OUTPUT_BYTE}× plus ${MOVED_ALLOWANCE}; no zstd tool writes such a stream)`);
   }
+}
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
-    if (chunk.length > 0) this.sawInput = true;
-    this.pending = { chunk, offset: 0, done: callback };
-    this.feed();
-  }
-
-  override _read(size: number): void {
-    this.full = false;
-    if (this.pending !== undefined) this.feed();
-    else super._read(size);
-  }
-
-  private feed(): void {
-    const p = this.pending!;
-    try {
-      while (p.offset < p.chunk.length) {
-        if (this.full) return; // _read resumes
-        const end = this.framing.next(p.chunk, p.offset);
-        this.decoder.push(p.chunk.subarray(p.offset, end));
-        p.offset = end;
+/**
+ * fzstd's push-based decoder as an async generator over the compressed chunks: pulled, so it decodes only
+ * as fast as its output is read. fzstd decodes every block its input completes in one synchronous call, and
+ * a zstd RLE block turns 4 bytes into up to 128 KiB (RFC 8878 §3.1.1.2): a 64 KiB read chunk of them was
+ * 2 GiB in one call, in memory before the flattener's ratio limit saw a byte. So each chunk is fed up to one
+ * block end (or skippable frame, or checksum) at a time (ZstdFraming), and that block's output is yielded
+ * before the next is fed: memory is one block's output, whatever the compression ratio.
+ */
+async function* fzstdDecode(source: AsyncIterable<Buffer>, maxWindow: number): AsyncGenerator<Buffer> {
+  const framing = new ZstdFraming(maxWindow);
+  const out: Uint8Array[] = [];
+  const decoder = new Decompress((data) => {
+    if (data.length > 0) out.push(data);
+  });
+  let output = 0;
+  let sawInput = false;
+  try {
+    for await (const chunk of source) {
+      if (chunk.length > 0) sawInput = true;
+      for (let pos = 0; pos < chunk.length; ) {
+        const end = framing.next(chunk, pos);
+        decoder.push(chunk.subarray(pos, end));
+        pos = end;
+        for (const data of out.splice(0)) {
+          output += data.length;
+          yield Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+        }
+        if (framing.moved > MOVED_PER_OUTPUT_BYTE * output + MOVED_ALLOWANCE) throw new ZstdBlocksTooSmall(framing.moved, output);
       }
-    } catch (err) {
-      this.pending = undefined;
-      p.done(zstdError(err, this.framing));
-      return;
     }
-    this.pending = undefined;
-    p.done();
+    // final=true makes fzstd throw on a frame cut short.
+    if (sawInput) decoder.push(new Uint8Array(0), true);
+  } catch (err) {
+    throw zstdError(err, framing);
   }
-
-  override _flush(callback: TransformCallback): void {
-    try {
-      // final=true makes fzstd throw on a frame cut short.
-      if (this.sawInput) this.decoder.push(new Uint8Array(0), true);
-      callback();
-    } catch (err) {
-      callback(zstdError(err, this.framing));
-    }
-  }
+  for (const data of out.splice(0)) yield Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 }
 
 function zstdError(err: unknown, framing: ZstdFraming): Error {
@@ -117,7 +107,7 @@ function zstdError(err: unknown, framing: ZstdFraming): Error {
   return new Error(`zstd: ${e.message}`, { cause: e });
 }
 
-function decoderFor(kind: Compression, opts: DecompressOptions): Transform | undefined {
+function decoderFor(kind: Compression, opts: DecompressOptions): Duplex | undefined {
   // Bigger chunks and buffer: gunzip keeps working on the threadpool while we hash and parse. 1 MiB output
   // chunks, not 128 KiB: 8× fewer zlib callbacks on the main thread (TESTING-NOTES: the 1 MiB form is 2.5× faster).
   if (kind === 'gzip') return zlib.createGunzip({ chunkSize: 1024 * 1024, highWaterMark: 1024 * 1024 } as zlib.ZlibOptions);

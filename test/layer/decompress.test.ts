@@ -155,3 +155,27 @@ test('hazard: a zstd window past maxZstdWindow is ERR_TOO_LARGE at the frame hea
   await assert.rejects(collect(decompress(Readable.from([mid]))), /16 MiB window/);
   assert.ok((await collect(decompress(Readable.from([mid]), { maxZstdWindow: 16 << 20 }))).equals(data));
 });
+
+/** Bytes printed by a python3 program (hand-made zstd streams no zstd tool writes). */
+function python(program: string, input?: Buffer): Buffer {
+  return execFileSync('python3', ['-c', program], { input, maxBuffer: 1 << 26 });
+}
+
+// fzstd moves its whole window on every block: 20 000 one-byte raw blocks in an 8 MiB window (allowed) cost
+// minutes of memmove for 20 KB of output (breaker Z1). Refused once the moves pass 256× the output.
+test('hazard: tiny blocks in a large window are refused before they cost more than the output', async () => {
+  const bomb = python(`import sys, struct
+s = struct.pack('<I', 0xFD2FB528) + bytes([0, 13 << 3])  # no content size, an 8 MiB window
+bh = lambda t, n, last: ((n << 3) | (t << 1) | last).to_bytes(3, 'little')
+s += b''.join(bh(0, 1, 0) + b'x' for _ in range(20000)) + bh(0, 1, 1) + b'y'
+sys.stdout.buffer.write(s)`);
+  await assert.rejects(collect(decompress(Readable.from([bomb]))), /blocks too small for their window/);
+});
+
+// fzstd recurses once per frame it finishes within one call: 200 000 empty skippable frames before a real
+// frame overflowed the stack (breaker Z4). Each skippable frame is fed on its own.
+test('200 000 empty skippable frames, then a frame, decode', async () => {
+  const frames = python(`import sys
+sys.stdout.buffer.write(bytes.fromhex('502a4d1800000000') * 200000 + sys.stdin.buffer.read())`, zstdCli(payload));
+  assert.ok((await collect(decompress(Readable.from([frames])))).equals(payload));
+});
