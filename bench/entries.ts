@@ -14,7 +14,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { loadAverage, median, rounds } from './util.js';
+import { loadAverage, median, PEAK_RSS, rounds } from './util.js';
 
 /** Inputs only (shared between worktrees: bench/.cache may be a symlink); scripts and caches go to WORK, a temp dir per run. */
 const CACHE = resolve('bench', '.cache');
@@ -49,7 +49,7 @@ function loadRss(tar: string, cacheDir: string): { rss: number; entries: number;
     import { loadFromTar } from ${BUILT('index.ts')};
     const image = await loadFromTar(${JSON.stringify(tar)}, { cacheDir: ${JSON.stringify(cacheDir)}, limits: { maxLayerEntries: 1e7 } });
     const layers = image.layers.map((l) => ({ indexPath: l.indexPath }));
-    console.log(JSON.stringify({ rss: process.resourceUsage().maxRSS * 1024, entries: image.config.layerDetails.at(-1).entries, layers }));
+    console.log(JSON.stringify({ rss: ${PEAK_RSS}, entries: image.config.layerDetails.at(-1).entries, layers }));
   `);
 }
 
@@ -61,7 +61,7 @@ function openLsRss(layers: { indexPath: string }[], dir: string): { rss: number;
     const fs = await ContainerFS.open(layers);
     const names = fs.readdir(${JSON.stringify(dir)}).length;
     await fs.close();
-    console.log(JSON.stringify({ rss: process.resourceUsage().maxRSS * 1024, names }));
+    console.log(JSON.stringify({ rss: ${PEAK_RSS}, names }));
   `);
 }
 

@@ -36,7 +36,7 @@ import { pullBench } from './pull.js';
 import { lazyBench } from './lazy.js';
 import { pushBench } from './push.js';
 import { serveBench } from './serve.js';
-import { loadAverage, sh, sideBySide } from './util.js';
+import { loadAverage, PEAK_RSS, sh, sideBySide } from './util.js';
 
 const SECTIONS = ['download', 'pull', 'rss', 'vfs', 'export', 'boot', 'entries', 'deep', 'ext4', 'push', 'serve', 'lazy'];
 const only = process.argv.slice(2);
@@ -160,7 +160,7 @@ function flattenRss(work: string): string {
     import { createReadStream } from 'node:fs';
     import { flattenLayer } from ${JSON.stringify(pathToFileURL(resolve('src', 'layer', 'flatten.ts')).href)};
     const info = await flattenLayer(createReadStream(${JSON.stringify(blob)}), { dir: ${JSON.stringify(join(work, 'big-layers'))} });
-    console.log(JSON.stringify({ size: info.size, rss: process.resourceUsage().maxRSS * 1024 }));
+    console.log(JSON.stringify({ size: info.size, rss: ${PEAK_RSS} }));
   `;
   writeFileSync(join(work, 'rss.mts'), script);
   const out = spawnSync(process.execPath, ['--import', 'tsx', join(work, 'rss.mts')], { encoding: 'utf8' });

@@ -124,3 +124,11 @@ export async function startProfile(out: string | undefined): Promise<{ stop(): P
     },
   };
 }
+
+/**
+ * Source text (for a child's script) evaluating to the child's peak RSS in bytes: /proc/self/status's
+ * VmHWM, which belongs to the process's own memory map. Not `process.resourceUsage().maxRSS`: Linux keeps
+ * ru_maxrss across fork and execve, so a child of a large bench process reported the parent's peak
+ * (session 8: every RSS row read 229 MiB, the bench process's own size, when run after the pull rounds).
+ */
+export const PEAK_RSS = "Number(/VmHWM:\\s+(\\d+)/.exec((await import('node:fs')).readFileSync('/proc/self/status', 'utf8'))[1]) * 1024";
