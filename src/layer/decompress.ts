@@ -25,6 +25,15 @@ export interface ZstdOptions {
   maxWindow?: number;
 }
 
+/** node:zlib's zstd decoder told a window limit (Node >= 22.15), if this Node has one. */
+function nativeZstd(): ((maxWindow: number) => Transform) | undefined {
+  type NativeZstd = (o: { params: Record<number, number> }) => Transform;
+  const native = (zlib as unknown as { createZstdDecompress?: NativeZstd }).createZstdDecompress;
+  const windowLogMax = (zlib.constants as Record<string, number>).ZSTD_d_windowLogMax;
+  if (typeof native !== 'function' || windowLogMax === undefined) return undefined;
+  return (maxWindow) => native({ params: { [windowLogMax]: Math.floor(Math.log2(maxWindow)) } });
+}
+
 /**
  * Streaming zstd decoder: node:zlib's when this Node has one (>= 22.15, told the same window limit),
  * fzstd otherwise. A frame declaring a window past `maxWindow` fails with ERR_TOO_LARGE naming
@@ -32,12 +41,8 @@ export interface ZstdOptions {
  */
 export function createZstdDecompressor(opts: ZstdOptions = {}): Duplex {
   const maxWindow = opts.maxWindow ?? DEFAULT_LIMITS.maxZstdWindow;
-  type NativeZstd = (o: { params: Record<number, number> }) => Transform;
-  const native = (zlib as unknown as { createZstdDecompress?: NativeZstd }).createZstdDecompress;
-  const windowLogMax = (zlib.constants as Record<string, number>).ZSTD_d_windowLogMax;
-  if (typeof native === 'function' && windowLogMax !== undefined) {
-    return native({ params: { [windowLogMax]: Math.floor(Math.log2(maxWindow)) } });
-  }
+  const native = nativeZstd();
+  if (native !== undefined) return native(maxWindow);
   return Duplex.from(async function* (source: AsyncIterable<Buffer>) {
     yield* fzstdDecode(source, maxWindow);
   });
@@ -75,25 +80,29 @@ async function* fzstdDecode(source: AsyncIterable<Buffer>, maxWindow: number): A
   });
   let output = 0;
   let sawInput = false;
-  try {
-    for await (const chunk of source) {
-      if (chunk.length > 0) sawInput = true;
-      for (let pos = 0; pos < chunk.length; ) {
-        const end = framing.next(chunk, pos);
-        decoder.push(chunk.subarray(pos, end));
-        pos = end;
-        for (const data of out.splice(0)) {
-          output += data.length;
-          yield Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-        }
-        if (framing.moved > MOVED_PER_OUTPUT_BYTE * output + MOVED_ALLOWANCE) throw new ZstdBlocksTooSmall(framing.moved, output);
-      }
+  /** One step of ours or fzstd's; their errors (not the source's) become zstd errors. */
+  const step = <T>(fn: () => T): T => {
+    try {
+      return fn();
+    } catch (err) {
+      throw zstdError(err, framing);
     }
-    // final=true makes fzstd throw on a frame cut short.
-    if (sawInput) decoder.push(new Uint8Array(0), true);
-  } catch (err) {
-    throw zstdError(err, framing);
+  };
+  for await (const chunk of source) {
+    if (chunk.length > 0) sawInput = true;
+    for (let pos = 0; pos < chunk.length; ) {
+      const end = step(() => framing.next(chunk, pos));
+      step(() => decoder.push(chunk.subarray(pos, end)));
+      pos = end;
+      for (const data of out.splice(0)) {
+        output += data.length;
+        yield Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+      }
+      if (framing.moved > MOVED_PER_OUTPUT_BYTE * output + MOVED_ALLOWANCE) throw zstdError(new ZstdBlocksTooSmall(framing.moved, output), framing);
+    }
   }
+  // final=true makes fzstd throw on a frame cut short.
+  if (sawInput) step(() => decoder.push(new Uint8Array(0), true));
   for (const data of out.splice(0)) yield Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 }
 
@@ -133,6 +142,10 @@ async function* decompressed(source: AsyncIterable<Buffer>, opts: DecompressOpti
       if (r.done) return;
       yield r.value;
     }
+  }
+  if (kind === 'zstd' && nativeZstd() === undefined) {
+    yield* fzstdDecode(rest(), opts.maxZstdWindow ?? DEFAULT_LIMITS.maxZstdWindow); // pulled: the source's errors pass through as they are
+    return;
   }
   const decoder = decoderFor(kind, opts);
   if (decoder === undefined) {

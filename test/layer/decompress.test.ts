@@ -179,3 +179,12 @@ test('200 000 empty skippable frames, then a frame, decode', async () => {
 sys.stdout.buffer.write(bytes.fromhex('502a4d1800000000') * 200000 + sys.stdin.buffer.read())`, zstdCli(payload));
   assert.ok((await collect(decompress(Readable.from([frames])))).equals(payload));
 });
+
+test('a source error surfaces on the zstd output as itself (not as a zstd error)', async () => {
+  const boom = Object.assign(new Error('boom from source'), { code: 'ERR_SOURCE' });
+  async function* failing(): AsyncGenerator<Buffer> {
+    yield zstdCli(payload).subarray(0, 100);
+    throw boom;
+  }
+  await assert.rejects(collect(decompress(Readable.from(failing()))), (err) => err === boom);
+});
