@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { SpanHashStream } from '../../src/lazy/span-hasher.js';
+import { childNode } from '../helpers/cache.js';
 
 const sha = (...parts: Uint8Array[]): string => {
   const h = createHash('sha256');
@@ -74,8 +75,9 @@ describe('span hasher', () => {
   test('messages in flight when a stream closes are answered (the hasher is not kept referenced)', async () => {
     // the hasher stays referenced while a message is unanswered: this process exits only if it was answered
     const code = await new Promise<number>((resolve) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', '-e', `
-        const { SpanHashStream } = await import(${JSON.stringify(new URL('../../src/lazy/span-hasher.ts', import.meta.url).href)});
+      const { ext, execArgv } = childNode(import.meta.url); // built (npm test) or from source
+      const child = spawn(process.execPath, [...execArgv, '--input-type=module', '-e', `
+        const { SpanHashStream } = await import(${JSON.stringify(new URL(`../../src/lazy/span-hasher${ext}`, import.meta.url).href)});
         const s = new SpanHashStream(new Uint8Array(new SharedArrayBuffer(1 << 20)), () => undefined);
         s.begin(); s.range(0, 1 << 20); s.flush(); s.close();`], { stdio: 'inherit' });
       const timer = setTimeout(() => (child.kill(), resolve(-1)), 20_000);
