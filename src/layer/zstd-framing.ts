@@ -46,8 +46,9 @@ export class ZstdFraming {
   constructor(readonly maxWindow: number) {}
 
   /**
-   * Reads `buf` from `pos` and returns how far to feed the decoder: just past the next block's end, or
-   * `buf.length` when no block ends in it. Throws ZstdWindowTooLarge at a frame header past the limit.
+   * Reads `buf` from `pos` and returns how far to feed the decoder: just past the next end of a block, a
+   * skippable frame or a checksum, or `buf.length` when none ends in it. Throws ZstdWindowTooLarge at a
+   * frame header past the limit.
    */
   next(buf: Uint8Array, pos: number): number {
     while (pos < buf.length) {
@@ -113,7 +114,7 @@ export class ZstdFraming {
     }
   }
 
-  /** A block's body has gone by; always true (a block ended). Charges the frame's window (see `moved`). */
+  /** A block's body has gone by: charges the frame's window (see `moved`); true (a block ended) for `parsed`. */
   private endBlock(): boolean {
     this.moved += this.window;
     if (!this.lastBlock) this.expect('blockHeader', 3);
