@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { createGunzip, gzipSync } from 'node:zlib';
 import { randomBytes } from 'node:crypto';
-import { createZstdDecompressor, decompress, sniffCompression, type Compression } from '../../src/layer/decompress.js';
+import { ZSTD_OUTPUT_PER_TURN, createZstdDecompressor, decompress, sniffCompression, type Compression } from '../../src/layer/decompress.js';
 
 function zstdCli(data: Buffer): Buffer {
   try {
@@ -187,4 +187,29 @@ test('a source error surfaces on the zstd output as itself (not as a zstd error)
     throw boom;
   }
   await assert.rejects(collect(decompress(Readable.from(failing()))), (err) => err === boom);
+});
+
+// fzstd is synchronous, and a source already in memory answers its reads as microtasks: without a turn of the
+// event loop between blocks a whole layer decoded before any other callback ran, so `serve --prepare` answered
+// no client while it flattened a zstd layer (breaker8 Z2). Counted in turns of the event loop, not time.
+test('hazard: zstd decoding gives the event loop a turn every ZSTD_OUTPUT_PER_TURN bytes, whatever the source', async () => {
+  const plain = Buffer.from('a line of a large text file in a zstd layer\n'.repeat(800_000)); // 35 MiB
+  const z = zstdCli(plain);
+  let turns = 0;
+  let ticking = true;
+  const tick = (): void => {
+    turns++;
+    if (ticking) setImmediate(tick);
+  };
+  setImmediate(tick);
+  let total = 0;
+  try {
+    // One chunk, from a generator: every read of the source resolves without a turn of the loop.
+    for await (const chunk of decompress(Readable.from((async function* () { yield z; })()))) total += (chunk as Buffer).length;
+  } finally {
+    ticking = false;
+  }
+  assert.equal(total, plain.length);
+  const expected = Math.floor(plain.length / ZSTD_OUTPUT_PER_TURN);
+  assert.ok(turns >= expected - 1, `${turns} turns of the event loop while decoding ${plain.length} bytes; want ~${expected}`);
 });
