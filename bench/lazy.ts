@@ -2,8 +2,8 @@
  * Lazy-image foundations (issue 15), as ratios in one run:
  *  - index size: the `.zran` checkpoint indexes vs the compressed layers          (target ≤ 1 %)
  *  - index build overhead: cold eager `pull` with `checkpoints: true` (the inflate worker builds them in
- *    the flatten's own inflate: src/lazy/ring-checkpoints.ts) vs without, interleaved rounds, wall and
- *    process CPU                                                                   (target ≤ 1.10×)
+ *    the flatten's own inflate: src/lazy/ring-checkpoints.ts) vs without, a warm-up round then ≥ 5
+ *    interleaved rounds with a sync before each, wall and process CPU                (target ≤ 1.10×)
  *  - CPU of building alone (`vmimg index build` from the cached blobs) vs node:zlib gunzip of them
  * The image: the host's /usr/lib/x86_64-linux-gnu (shared libraries, ~gzip 3:1), a 96 MiB
  * compressible text file and a 64 MiB random file, layered with umoci (made once, bench/.cache/lazy-layout).
@@ -21,7 +21,7 @@ import { pull } from '../src/image/pull.js';
 import { buildImageIndex } from '../src/lazy/image-index.js';
 import { startRegistry } from '../test/helpers/registry.js';
 import { tmpDir } from '../test/helpers/tools.js';
-import { loadAverage, sideBySide } from './util.js';
+import { loadAverage, median, rounds, sideBySide } from './util.js';
 import { lazyPullBench } from './lazy-pull.js';
 
 const CACHE = resolve('bench', '.cache');
@@ -69,13 +69,18 @@ export async function lazyBench(report: (line: string) => void): Promise<void> {
     const fresh = (): string => join(work, `c${n++}`);
     let lastCache = '';
     const pullCpu: Record<string, number> = {};
+    const all: Record<string, number[]> = {};
+    const first: Record<string, number> = {};
+    // As the pull section: an untimed warm-up round (V8 compiling), a sync before each timed pull, more rounds
+    // than the default 3 (single rounds of this pair moved by ±20 %), each round's ratio printed too.
     const times = await sideBySide({
       'pull (eager)': () => pull(ref, { cacheDir: fresh() }),
       'pull + checkpoints': async () => {
         lastCache = fresh();
         await pull(ref, { cacheDir: lastCache, checkpoints: true });
       },
-    }, pullCpu);
+    }, pullCpu, { rounds: Math.max(rounds, 5), warmup: 1, settle: true, all, first });
+    const perRound = all['pull + checkpoints']!.map((v, i) => v / all['pull (eager)']![i]!);
     const blobsDir = join(lastCache, 'blobs', 'sha256');
     const zranDir = join(lastCache, 'checkpoints', 'sha256');
     const zrans = readdirSync(zranDir).filter((f) => f.endsWith('.zran'));
@@ -84,7 +89,7 @@ export async function lazyBench(report: (line: string) => void): Promise<void> {
     const blobs = readdirSync(blobsDir).map((b) => join(blobsDir, b)).filter((f) => readFileSync(f).subarray(0, 2).equals(Buffer.from([0x1f, 0x8b])));
     const compressed = blobs.reduce((s, f) => s + statSync(f).size, 0);
     report(`lazy: ${zrans.length} .zran for ${(indexed / 1e6).toFixed(1)} MB of indexed layers (${(compressed / 1e6).toFixed(1)} MB gzip in all): ${(zranBytes / 1e3).toFixed(0)} kB = ${((100 * zranBytes) / compressed).toFixed(2)} % (target ≤ 1 %)`);
-    report(`lazy: cold pull ${(times['pull (eager)']! / 1000).toFixed(2)} s, with checkpoints ${(times['pull + checkpoints']! / 1000).toFixed(2)} s = ${(times['pull + checkpoints']! / times['pull (eager)']!).toFixed(2)}× (target ≤ 1.10×); CPU ${(pullCpu['pull (eager)']! / 1000).toFixed(2)} s vs ${(pullCpu['pull + checkpoints']! / 1000).toFixed(2)} s = ${(pullCpu['pull + checkpoints']! / pullCpu['pull (eager)']!).toFixed(2)}×; ${loadAverage()}`);
+    report(`lazy: cold pull ${(times['pull (eager)']! / 1000).toFixed(2)} s, with checkpoints ${(times['pull + checkpoints']! / 1000).toFixed(2)} s = ${(times['pull + checkpoints']! / times['pull (eager)']!).toFixed(2)}× (target ≤ 1.10×; median of ${perRound.length} interleaved after a warm-up round whose ratio was ${(first['pull + checkpoints']! / first['pull (eager)']!).toFixed(2)}×; each round's ${Math.min(...perRound).toFixed(2)}–${Math.max(...perRound).toFixed(2)}×, median ${median(perRound).toFixed(2)}×); CPU ${(pullCpu['pull (eager)']! / 1000).toFixed(2)} s vs ${(pullCpu['pull + checkpoints']! / 1000).toFixed(2)} s = ${(pullCpu['pull + checkpoints']! / pullCpu['pull (eager)']!).toFixed(2)}×; ${loadAverage()}`);
     const cpu: Record<string, number> = {};
     const build = await sideBySide(
       {
