@@ -198,6 +198,67 @@ describe('direct GET framings and faults', () => {
     assert.ok(got[0]!.equals(bodies[0]!) && got[1]!.equals(bodies[1]!));
   });
 
+  // Body mode (a Content-Length answer on a plain connection): after the head, the kernel reads the body
+  // straight into the blocks and node:http's parser sees none of it. Bytes node:http took with the head
+  // must still come first, a cut must still be a retryable ERR_NETWORK after the bytes that came, and the
+  // body ends at its length whatever else the connection carries.
+  test('body mode: bytes with the head, then the rest in pieces, in order; extra bytes past the length are not body', async () => {
+    const data = Buffer.alloc((5 << 20) + 12_345);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 31 + (i >> 16)) & 0xff;
+    for (const withHead of [0, 1, 70_000]) {
+      const { url, server } = await rawServer((write, end) => {
+        write(Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${data.length}\r\n\r\n`), data.subarray(0, withHead)]));
+        let at = withHead;
+        const next = (): void => {
+          const n = at < (1 << 20) ? 999 : 300_000; // small pieces first: reads of every size
+          const piece = data.subarray(at, (at += n));
+          if (at < data.length) {
+            write(piece);
+            return void setImmediate(next);
+          }
+          write(Buffer.concat([piece, Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nxyz')])); // in the same read: not body
+          setTimeout(end, 20);
+        };
+        setTimeout(next, 10);
+      });
+      servers.push(server);
+      const res = await directGet(url, {}, undefined);
+      assert.ok((await collect(res.body)).equals(data), `${withHead} body bytes with the head`);
+    }
+  });
+
+  test('body mode: a slow consumer holds the connection back, and every byte arrives', async () => {
+    const data = Buffer.alloc(9 << 20);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 5 + (i >> 12)) & 0xff;
+    const server = createHttpServer((_req, res) => res.end(data));
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const res = await directGet(`http://127.0.0.1:${(server.address() as AddressInfo).port}/b`, {}, undefined);
+    const parts: Buffer[] = [];
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      parts.push(Buffer.from(chunk));
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    assert.ok(Buffer.concat(parts).equals(data));
+  });
+
+  test('body mode: a body cut after the head\'s read: the bytes that came, then a retryable ERR_NETWORK', async () => {
+    const { url, server } = await rawServer((write, end) => {
+      write('HTTP/1.1 200 OK\r\nContent-Length: 3000000\r\n\r\nabc');
+      setTimeout(() => {
+        write(Buffer.alloc(200_000, 0x61));
+        setTimeout(end, 20);
+      }, 20);
+    });
+    servers.push(server);
+    const res = await directGet(url, {}, undefined);
+    let got = 0;
+    await assert.rejects((async () => {
+      for await (const chunk of res.body as AsyncIterable<Buffer>) got += chunk.length;
+    })(), (e: unknown) => isVmimgError(e, 'ERR_NETWORK') && e.details?.retryable === true);
+    assert.equal(got, 200_003, 'what arrived is delivered before the error');
+  });
+
   test('a header value with a line break is refused before anything is sent', async () => {
     await assert.rejects(directGet('http://127.0.0.1:9/x', { authorization: 'Bearer a\r\nX-Evil: 1' }, undefined), (e: unknown) => isVmimgError(e, 'ERR_INVALID_ARGUMENT'));
   });
