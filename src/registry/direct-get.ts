@@ -7,9 +7,10 @@
  * load ~15). Consumers (the hash, the store's writes, serve's fan-out to every waiting client) then
  * handle ~95 chunks, not ~1 450. A hand-written HTTP/1.1 reader was ~100 ms cheaper still; it was
  * replaced by this one because framing answers from untrusted registries is a parser's job, and
- * Node's is well kept (docs/DECISIONS.md). On plain connections the kernel reads into one reused buffer
- * (PlainAgent) instead of a fresh 64 KiB one per read, and a consumer may ask for pooled blocks
- * (`usePool`): with both, a fill allocates no buffer per chunk but node:http's copy of the body bytes.
+ * Node's is well kept (docs/DECISIONS.md). On plain connections the kernel reads the head into one reused
+ * buffer (PlainAgent) instead of a fresh 64 KiB one per read, and a Content-Length body straight into the
+ * blocks once llhttp has framed the head (DirectBody's body mode); a consumer may ask for pooled blocks
+ * (`usePool`): with both, a fill allocates no buffer per chunk and copies no body byte.
  *
  * One request per connection (`Connection: close`): meant for bodies large enough that a connect (and a
  * TLS handshake) is small beside them. The answer has the shape of Transport's (status, headers, body);
