@@ -89,6 +89,13 @@ export function directGet(url: string, headers: Readonly<Record<string, string>>
       signal?.removeEventListener('abort', onAbort);
       reject(coded(err, url, signal));
     });
+    // a 101 to a GET: node:http treats it as an upgrade and, with no listener, drops the socket without
+      // 'response' or 'error' (the promise hung, and an abort could not end it: breaker10)
+    req.on('upgrade', (res: IncomingMessage, socket: Socket) => {
+      socket.destroy();
+      signal?.removeEventListener('abort', onAbort);
+      reject(new VmimgError(ErrorCode.REGISTRY_ERROR, `${redactUrl(url)} answered a GET with ${res.statusCode ?? '?'} ${res.statusMessage ?? ''} (a protocol switch)`.trimEnd(), { details: { url: redactUrl(url), status: res.statusCode } }));
+    });
     req.on('response', (res) => {
       body = new DirectBody(res, req, url, signal, idleMs, () => signal?.removeEventListener('abort', onAbort));
       resolve({ status: res.statusCode ?? 0, headers: res.headers as Record<string, string | string[]>, body });
@@ -215,7 +222,7 @@ export class DirectBody extends Readable implements DirectSink {
   room(): Buffer | undefined {
     this.given = undefined;
     if (this.complete || this.destroyed || this.failure !== undefined || this.res.readableLength > 0) return undefined;
-    if (BLOCK_BYTES - this.used < MIN_ROOM) this.nextBlock();
+    if (BLOCK_BYTES - this.used < MIN_ROOM && !this.nextBlock()) return undefined;
     this.given = this.block.subarray(this.used, this.used + Math.min(BLOCK_BYTES - this.used, this.expected - this.received));
     return this.given;
   }
@@ -229,8 +236,7 @@ export class DirectBody extends Readable implements DirectSink {
       this.given = undefined;
       this.afterFill();
     } else {
-      // node:http's bytes first (reading its answer emits them to gather), then this read's, up to the length
-      while (this.res.readableLength > 0 && this.res.read() !== null);
+      this.takeBuffered(); // node:http's bytes first, then this read's, up to the length
       this.gather(Buffer.from(buf.buffer, buf.byteOffset, Math.min(n, this.expected - this.received)));
     }
     return !this.paused;
@@ -283,6 +289,8 @@ export class DirectBody extends Readable implements DirectSink {
   fail(err: unknown): void {
     if (this.destroyed || this.failure !== undefined || this.complete) return;
     if (this.signal?.aborted === true) return void this.destroy(networkError(abortError(), this.url, this.signal));
+    this.takeBuffered(); // bytes framed before the failure (llhttp refusing what followed them in one read: breaker10)
+    if (this.complete) return; // ...which were the whole body (its length reached): what followed is not ours
     this.flush();
     this.failure = coded(err, this.url, this.signal);
     this.req.destroy(); // before the block goes back: no read may land in it
@@ -303,7 +311,7 @@ export class DirectBody extends Readable implements DirectSink {
     if (this.destroyed) return;
     let at = 0;
     while (at < chunk.length) {
-      if (BLOCK_BYTES - this.used < MIN_ROOM) this.nextBlock();
+      if (BLOCK_BYTES - this.used < MIN_ROOM && !this.nextBlock()) return;
       const n = chunk.copy(this.block, this.used, at);
       this.used += n;
       at += n;
@@ -323,9 +331,11 @@ export class DirectBody extends Readable implements DirectSink {
     else this.timer ??= setTimeout(() => this.flush(), FLUSH_MS);
   }
 
-  private nextBlock(): void {
+  /** Hands on the current block and starts the next; false when the consumer destroyed the body meanwhile (on the chunk just handed on). */
+  private nextBlock(): boolean {
     this.flush();
     this.letGoOfBlock();
+    if (this.destroyed) return false; // no new block for a body no one reads (breaker10: a pooled one was never given back)
     if (this.pool !== undefined) {
       this.block = this.pool.take();
       this.filling = true;
@@ -334,6 +344,12 @@ export class DirectBody extends Readable implements DirectSink {
     }
     this.used = 0;
     this.sent = 0;
+    return true;
+  }
+
+  /** Takes the body bytes node:http still buffers in its answer object (reading them emits them to gather). */
+  private takeBuffered(): void {
+    while (this.res.readableLength > 0 && this.res.read() !== null);
   }
 
   /** Drops this body's own reference to a pooled block it no longer fills (once). */
