@@ -74,8 +74,8 @@ export async function lazyPlacer(client: RegistryClient, repo: Reference, manife
       const pub = (await candidate(i))?.layers.get(ids.digest);
       if (pub === undefined) continue;
       try {
-        const idx = await fetch('.idx', pub.idx, max);
-        const zran = pub.zran !== undefined ? await fetch('.zran', pub.zran, max) : undefined;
+        // both at once: one round trip per layer, not two (the lazy pull's fixed cost is mostly round trips)
+        const [idx, zran] = await Promise.all([fetch('.idx', pub.idx, max), pub.zran !== undefined ? fetch('.zran', pub.zran, max) : undefined]);
         return await placeLazyLayer(options.layersDir, options.cacheRoot, ids, idx, zran);
       } catch (err) {
         if (!isVmimgError(err, ErrorCode.INVALID_INDEX) && !isVmimgError(err, ErrorCode.DIGEST_MISMATCH)) throw err;
