@@ -90,7 +90,7 @@ export function directGet(url: string, headers: Readonly<Record<string, string>>
       reject(coded(err, url, signal));
     });
     // a 101 to a GET: node:http treats it as an upgrade and, with no listener, drops the socket without
-      // 'response' or 'error' (the promise hung, and an abort could not end it: breaker10)
+    // 'response' or 'error' (the promise hung, and an abort could not end it: breaker10)
     req.on('upgrade', (res: IncomingMessage, socket: Socket) => {
       socket.destroy();
       signal?.removeEventListener('abort', onAbort);
@@ -134,8 +134,8 @@ class PlainAgent extends Agent {
   private readonly buffer = Buffer.allocUnsafeSlow(READ_BYTES);
 
   override createConnection(options: NetConnectOpts): Socket {
-    // net asks `buffer` for the memory of the next read after each read's callback (and once at the start)
-    // (net asks for the first one while connect() runs, before `socket` is assigned)
+    // net asks `buffer` for the memory of the next read after each read's callback, and for the first
+    // one while connect() runs, before `socket` is assigned
     let socket: PlainSocket | undefined;
     const buffer = (): Uint8Array => socket?.[SINK]?.room() ?? this.buffer;
     const callback = (n: number, buf: Uint8Array): boolean => {
