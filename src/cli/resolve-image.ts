@@ -70,7 +70,9 @@ async function readable(ctx: Context, resolved: ResolvedImage): Promise<Resolved
   const options = await ctx.registryOptions(resolved.image.config.source.reference);
   // a span fetch's retry waits and stalls are said as warnings (there is no progress bar during a read)
   const onNotice = (n: NetworkNotice): void => warn(ctx, `${n.what}: ${n.message}`);
-  const image = await openLazyImage(resolved.image, { ...options, signal: ctx.signal, warn: (m) => warn(ctx, m), onNotice, cacheDir: ctx.cache.root });
+  // a layer filled from its whole blob is held to the config file's limits, as a pull is (not the defaults)
+  const limits = await configLimits(undefined);
+  const image = await openLazyImage(resolved.image, { ...options, limits, signal: ctx.signal, warn: (m) => warn(ctx, m), onNotice, cacheDir: ctx.cache.root });
   ctx.defer(() => image.close());
   return { ...resolved, image };
 }

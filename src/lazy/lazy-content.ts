@@ -45,7 +45,7 @@ export interface LazyContentOptions {
   blobCopyPath?: string;
   /** Compressed bytes fetched ahead of a sequential reader (default: `limits.lazyReadAheadBytes`, 16 MiB; 0: off). */
   readAheadBytes?: number;
-  /** The blob's size and the expansion limits a whole-blob fill is held to (an eager pull's; defaults if unset). */
+  /** The blob's size and the limits a whole-blob fill is held to (expansion and `maxZstdWindow`: an eager pull's; defaults if unset). */
   blobSize?: number;
   limits?: Partial<LayerLimits>;
 }
@@ -358,8 +358,9 @@ export class LazyContent implements ContentReader {
     }
     const fh = await this.handle();
     const copy = await this.copyOf();
-    const budget = new LayerBudget(resolveLimits(this.opts.limits), this.opts.blobSize);
-    await placeWholeBlob(stream, { digest: this.opts.digest, files: this.files, fh, copy, counted: (n) => (this.stats.rangeBytes += n), budget });
+    const limits = resolveLimits(this.opts.limits);
+    const budget = new LayerBudget(limits, this.opts.blobSize);
+    await placeWholeBlob(stream, { digest: this.opts.digest, files: this.files, fh, copy, counted: (n) => (this.stats.rangeBytes += n), budget, maxZstdWindow: limits.maxZstdWindow });
     this.map.setAll();
     await this.map.save();
   }

@@ -24,6 +24,8 @@ export interface WholeBlobTarget {
   counted: (bytes: number) => void;
   /** The layer's expansion limits (as an eager pull's): ERR_TOO_LARGE once the tar passes them. */
   budget: LayerBudget;
+  /** The largest zstd frame window accepted, bytes (LayerLimits.maxZstdWindow, as an eager pull's). */
+  maxZstdWindow: number;
 }
 
 /** Streams `stream` (the whole blob) into `to`, verifies it, and syncs `.contents` and the copy. */
@@ -39,7 +41,7 @@ export async function placeWholeBlob(stream: Readable, to: WholeBlobTarget): Pro
       to.copy.write(copied - chunk.length, chunk, false).then(() => cb(null, chunk), cb);
     },
   });
-  const tar = decompress(stream.pipe(counted)); // gzip, zstd or plain: layers without checkpoints may be any
+  const tar = decompress(stream.pipe(counted), { maxZstdWindow: to.maxZstdWindow }); // gzip, zstd or plain: layers without checkpoints may be any
   stream.once('error', (err) => counted.destroy(err));
   let at = 0;
   for await (const chunk of tar) {
