@@ -18,7 +18,7 @@ import { BlobCopy } from './blob-copy.js';
 import { firstEndingAfter, placedFiles, spanAt, writePlan, type Placed } from './placed-files.js';
 import { emptyStats, type LazyStats, type RangeSource } from './lazy-types.js';
 import { placeWholeBlob } from './whole-blob.js';
-import { LayerBudget, resolveLimits, type LayerLimits } from '../layer/limits.js';
+import { resolveLimits, type LayerLimits } from '../layer/limits.js';
 import { ReadAhead, readAheadBytes } from './read-ahead.js';
 import { spanRecord } from './span-inflate.js';
 import { placeSpans } from './span-pool.js';
@@ -359,8 +359,7 @@ export class LazyContent implements ContentReader {
     const fh = await this.handle();
     const copy = await this.copyOf();
     const limits = resolveLimits(this.opts.limits);
-    const budget = new LayerBudget(limits, this.opts.blobSize);
-    await placeWholeBlob(stream, { digest: this.opts.digest, files: this.files, fh, copy, counted: (n) => (this.stats.rangeBytes += n), budget, maxZstdWindow: limits.maxZstdWindow });
+    await placeWholeBlob(stream, { digest: this.opts.digest, files: this.files, fh, copy, counted: (n) => (this.stats.rangeBytes += n), limits, blobSize: this.opts.blobSize });
     this.map.setAll();
     await this.map.save();
   }

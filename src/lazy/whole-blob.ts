@@ -9,7 +9,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { Transform, type Readable } from 'node:stream';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { decompress } from '../layer/decompress.js';
-import type { LayerBudget } from '../layer/limits.js';
+import { LayerBudget, type LayerLimits } from '../layer/limits.js';
 import type { BlobCopy } from './blob-copy.js';
 import { placeTar, type Placed } from './placed-files.js';
 
@@ -22,10 +22,10 @@ export interface WholeBlobTarget {
   copy: BlobCopy | undefined;
   /** Told the byte count of each chunk of the blob as it arrives. */
   counted: (bytes: number) => void;
-  /** The layer's expansion limits (as an eager pull's): ERR_TOO_LARGE once the tar passes them. */
-  budget: LayerBudget;
-  /** The largest zstd frame window accepted, bytes (LayerLimits.maxZstdWindow, as an eager pull's). */
-  maxZstdWindow: number;
+  /** The layer's limits (as an eager pull's): ERR_TOO_LARGE once the tar passes its expansion limits or a zstd frame's window passes `maxZstdWindow`. */
+  limits: LayerLimits;
+  /** The blob's size (the expansion ratio's base), when known. */
+  blobSize: number | undefined;
 }
 
 /** Streams `stream` (the whole blob) into `to`, verifies it, and syncs `.contents` and the copy. */
@@ -41,11 +41,12 @@ export async function placeWholeBlob(stream: Readable, to: WholeBlobTarget): Pro
       to.copy.write(copied - chunk.length, chunk, false).then(() => cb(null, chunk), cb);
     },
   });
-  const tar = decompress(stream.pipe(counted), { maxZstdWindow: to.maxZstdWindow }); // gzip, zstd or plain: layers without checkpoints may be any
+  const budget = new LayerBudget(to.limits, to.blobSize);
+  const tar = decompress(stream.pipe(counted), { maxZstdWindow: to.limits.maxZstdWindow }); // gzip, zstd or plain: layers without checkpoints may be any
   stream.once('error', (err) => counted.destroy(err));
   let at = 0;
   for await (const chunk of tar) {
-    to.budget.check(at + (chunk as Buffer).length);
+    budget.check(at + (chunk as Buffer).length);
     await placeTar(to.fh, to.files, chunk as Buffer, at);
     at += (chunk as Buffer).length;
   }
