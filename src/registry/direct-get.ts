@@ -230,7 +230,7 @@ export class DirectBody extends Readable implements DirectSink {
   /** DirectSink: a read put `n` bytes into `buf` (our room, or the shared buffer); false pauses the socket. */
   filled(n: number, buf: Uint8Array): boolean {
     if (this.destroyed || this.failure !== undefined || this.complete) return false;
-    if (this.given !== undefined && buf.buffer === this.given.buffer && buf.byteOffset === this.given.byteOffset) {
+    if (buf === this.given) { // net hands back the very buffer `room()` gave it
       this.used += n;
       this.received += n;
       this.given = undefined;
