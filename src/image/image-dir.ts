@@ -14,8 +14,12 @@ import { configPlatform } from '../manifest/index.js';
 import { createMatcher, formatPlatform } from '../platform/index.js';
 import type { Platform } from '../platform/types.js';
 import { writeFileDurable } from '../util/fs.js';
+import { createLimiter, settleAll } from '../util/limiter.js';
 import { checkDirDestination, replaceInPlace } from './destination.js';
 import { RUNTIME_CONFIG_VERSION, type RuntimeConfig } from './runtime-config.js';
+
+/** Layer files linked into an image directory at once (an image has up to `maxLayers` layers, each up to four files). */
+const LINKS_AT_ONCE = 16;
 
 export interface ImageLayer {
   diffId: string;
@@ -131,21 +135,25 @@ export async function writeImageDir(
   const tmp = join(dirname(dst), `.${basename(dst)}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`); // pid: prune tells a dead writer's leftovers
   await mkdir(tmp, { recursive: true });
   try {
-    const placed: ImageLayer[] = [];
+    const placed = layers.map((layer) => ({ diffId: layer.diffId, ...layerPaths(dst, layer.diffId), ...lazyPaths(dst, layer.diffId, layer.spansPath !== undefined, layer.zranPath !== undefined) }));
+    const links: [string, string][] = [];
     const stored = new Set<string>(); // a layer listed twice (same diff_id) is stored once
     for (const layer of layers) {
-      if (!stored.has(layer.diffId)) {
-        const staged = layerPaths(tmp, layer.diffId);
-        await linkOrCopy(layer.contentsPath, staged.contentsPath);
-        await linkOrCopy(layer.indexPath, staged.indexPath);
-        const lazy = lazyPaths(tmp, layer.diffId, layer.spansPath !== undefined, layer.zranPath !== undefined);
-        if (lazy.spansPath) await linkOrCopy(layer.spansPath!, lazy.spansPath);
-        if (lazy.zranPath) await linkOrCopy(layer.zranPath!, lazy.zranPath);
-        stored.add(layer.diffId);
-      }
-      placed.push({ diffId: layer.diffId, ...layerPaths(dst, layer.diffId), ...lazyPaths(dst, layer.diffId, layer.spansPath !== undefined, layer.zranPath !== undefined) });
+      if (stored.has(layer.diffId)) continue;
+      stored.add(layer.diffId);
+      const staged = layerPaths(tmp, layer.diffId);
+      const lazy = lazyPaths(tmp, layer.diffId, layer.spansPath !== undefined, layer.zranPath !== undefined);
+      links.push([layer.contentsPath, staged.contentsPath], [layer.indexPath, staged.indexPath]);
+      if (lazy.spansPath) links.push([layer.spansPath!, lazy.spansPath]);
+      if (lazy.zranPath) links.push([layer.zranPath!, lazy.zranPath]);
     }
-    await writeFileDurable(join(tmp, CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`);
+    // Links and the config at once (a lazy pull's nine layers linked one by one took 18-34 ms of its
+    // ~200); all settle before a failure removes the temp dir, so nothing writes into a removed one.
+    const limit = createLimiter(LINKS_AT_ONCE);
+    await settleAll([
+      ...links.map(([src, dst]) => limit(() => linkOrCopy(src, dst))),
+      writeFileDurable(join(tmp, CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`),
+    ]);
     await moveIntoPlace(tmp, dst, existing);
     return { dir: dst, config, layers: placed };
   } catch (err) {

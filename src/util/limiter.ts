@@ -29,3 +29,14 @@ export function mapLimit<T, R>(items: readonly T[], n: number, fn: (item: T, ind
   const limit = createLimiter(n);
   return Promise.all(items.map((item, i) => limit(() => fn(item, i))));
 }
+
+/**
+ * Waits for every promise to settle, then rejects with the first rejection in input order (else resolves
+ * with the values): unlike `Promise.all`, nothing is still running when the caller cleans up after a failure.
+ */
+export async function settleAll<T>(promises: readonly Promise<T>[]): Promise<T[]> {
+  const settled = await Promise.allSettled(promises);
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((s) => (s as PromiseFulfilledResult<T>).value);
+}
