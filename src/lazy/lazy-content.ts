@@ -64,6 +64,10 @@ export class LazyContent implements ContentReader {
   private loaded: Promise<void> | undefined;
   /** Spans being fetched: each resolves once its bytes are in `.contents` (readable, not yet synced). */
   private readonly inflight = new Map<number, Promise<void>>();
+  /** Of the spans being fetched, how many of each one's tar bytes are in `.contents` so far. */
+  private readonly reached = new Map<number, number>();
+  /** Reads waiting for part of a span being fetched. */
+  private readonly watchers = new Set<Watcher>();
   /** Fetches under way (close waits for them). */
   private readonly runs = new Set<Promise<void>>();
   /** Spans this process placed: readable now, their `.spans` bits set once synced. */
@@ -163,7 +167,9 @@ export class LazyContent implements ContentReader {
     const missing = spans.filter((i) => !this.has(i));
     this.stats.firstReadAt ??= new Date().toISOString();
     const missed = missing.some((i) => !this.inflight.has(i));
-    const waits = this.request(missing);
+    const started = this.request(missing);
+    // with spans, a read waits only for its own bytes of each: the start of a span lands before its end
+    const waits = this.opts.zran === undefined || this.sparse ? started : this.readable(missing, this.tarEnd(position, position + length));
     if (spans.length > 0) this.readAhead(spans[0]!, spans[spans.length - 1]!, missed);
     if (missing.length === 0) this.stats.readHits++;
     else {
@@ -222,6 +228,50 @@ export class LazyContent implements ContentReader {
       bytes += f.size;
     }
     return { files: this.files.length, bytes };
+  }
+
+  /** The tar offset just past the last tar byte `.contents` range `[from, to)` holds (0: none). */
+  private tarEnd(from: number, to: number): number {
+    let end = 0;
+    for (let k = this.fileAt(from); k < this.files.length && this.files[k]!.offset < to; k++) {
+      const f = this.files[k]!;
+      end = Math.max(end, f.tarOffset + Math.min(f.size, to - f.offset));
+    }
+    return end;
+  }
+
+  /**
+   * Per span of `spans` (each present or being fetched), a promise settled once its tar bytes before
+   * `tarEnd` are in `.contents`: the span's run reports them as they land (span-pool.ts `progress`), or
+   * the whole span is placed; a failed run rejects it.
+   */
+  private readable(spans: number[], tarEnd: number): Promise<void>[] {
+    const zran = this.opts.zran!;
+    return spans.map(async (i) => {
+      const whole = this.inflight.get(i);
+      if (whole === undefined) return; // placed meanwhile (joined a run that had it)
+      const { uStart, uEnd } = spanRange(zran, i);
+      const need = Math.min(tarEnd, uEnd) - uStart;
+      if ((this.reached.get(i) ?? 0) >= need) return;
+      let watcher: Watcher | undefined;
+      const far = new Promise<void>((resolve) => this.watchers.add((watcher = { span: i, need, resolve })));
+      try {
+        await Promise.race([whole, far]);
+      } finally {
+        this.watchers.delete(watcher!);
+      }
+    });
+  }
+
+  /** Span `i`'s run has its first `upTo` tar bytes in `.contents`: the reads waiting for no more go on. */
+  private progress(i: number, upTo: number): void {
+    this.reached.set(i, upTo);
+    for (const w of this.watchers) {
+      if (w.span === i && w.need <= upTo) {
+        this.watchers.delete(w);
+        w.resolve();
+      }
+    }
   }
 
   /** Span indexes holding the tar bytes of `.contents` range `[from, to)`. */
@@ -287,7 +337,10 @@ export class LazyContent implements ContentReader {
       (err: unknown) => done.forEach((d) => d.reject(err)),
     );
     const forget = run.finally(() => {
-      for (let i = first; i <= last; i++) if (this.inflight.get(i) === done[i - first]!.promise) this.inflight.delete(i);
+      for (let i = first; i <= last; i++) {
+        if (this.inflight.get(i) === done[i - first]!.promise) this.inflight.delete(i);
+        this.reached.delete(i);
+      }
       this.runs.delete(forget);
     });
     this.runs.add(forget);
@@ -329,7 +382,7 @@ export class LazyContent implements ContentReader {
         this.stats.spansFetched++;
         this.stats.spansVerified++;
         placed(i);
-      });
+      }, (i, upTo) => this.progress(i, upTo));
     } catch (err) {
       // verified bytes that do not inflate from their checkpoint: the index is wrong, not the blob
       if ((err as { code?: string }).code !== ErrorCode.INVALID_INDEX) throw err;
@@ -378,6 +431,13 @@ export class LazyContent implements ContentReader {
     await (await fh)?.close();
     await (await copy)?.close();
   }
+}
+
+/** A read waiting until span `span`'s first `need` tar bytes are in `.contents`. */
+interface Watcher {
+  span: number;
+  need: number;
+  resolve: () => void;
 }
 
 /** A promise with its settle functions. */

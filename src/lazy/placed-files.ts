@@ -103,7 +103,35 @@ function pieces(tar: Uint8Array, group: WriteGroup): Uint8Array[] {
 
 /** Writes `tar` into the `.contents` open as `fd` as `plan` says (synchronous: the span worker's way). */
 export function writePlanSync(fd: number, tar: Uint8Array, plan: readonly WriteGroup[]): void {
-  for (const g of plan) writevSync(fd, pieces(tar, g), g.pos);
+  writePlanPartSync(fd, tar, 0, plan);
+}
+
+/**
+ * The part of {@link writePlanSync} that `chunk`, the plan's tar bytes `[at, at + chunk.length)`, holds:
+ * called for consecutive chunks it writes what one call with all of them would. A run of alignment zeros
+ * goes with the chunk holding the end of the file piece before it.
+ */
+export function writePlanPartSync(fd: number, chunk: Uint8Array, at: number, plan: readonly WriteGroup[]): void {
+  const end = at + chunk.length;
+  for (const g of plan) {
+    let pos = g.pos; // `.contents` position of the current part
+    const bufs: Uint8Array[] = [];
+    let from = -1; // `.contents` position of bufs[0]
+    let prevEnd = -1; // tar end of the last piece
+    for (let j = 0; j < g.parts.length; j += 2) {
+      const [a, b] = [g.parts[j]!, g.parts[j + 1]!];
+      const zeros = a < 0;
+      const length = zeros ? b : b - a;
+      const take = zeros ? (prevEnd > at && prevEnd <= end ? [0, b] : undefined) : a < end && b > at ? [Math.max(a, at) - a, Math.min(b, end) - a] : undefined;
+      if (take !== undefined) {
+        if (from < 0) from = pos + take[0]!;
+        bufs.push(zeros ? ZEROS.subarray(0, b) : chunk.subarray(a + take[0]! - at, a + take[1]! - at));
+      }
+      if (!zeros) prevEnd = b;
+      pos += length;
+    }
+    if (bufs.length > 0) writevSync(fd, bufs, from);
+  }
 }
 
 /** Writes tar bytes `[at, at + tar.length)` into `.contents` wherever files overlap them ({@link writePlan}). */

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import * as zlib from 'node:zlib';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { spanRange, type ZranIndex } from './zran-format.js';
+import { zlibInternals } from './zlib-internals.js';
 
 /** Bits written least significant first, as deflate packs them. */
 class BitWriter {
@@ -76,12 +77,17 @@ function emptyDynamicBlock(w: BitWriter): void {
  * fixed ones are 10 bits, a dynamic one 95, and 95 + 10k or 10k covers every count modulo 8.
  */
 export function alignSpan(span: Uint8Array, bits: number): Buffer {
+  return Buffer.concat([alignPrefix(span, bits), span.subarray(1)]);
+}
+
+/** The bytes that replace byte 0 of a span starting `bits` bits before byte 1 ({@link alignSpan} is them, then `span.subarray(1)`). */
+function alignPrefix(span: Uint8Array, bits: number): Buffer {
   const w = new BitWriter();
   const r = 8 - bits;
   if (r % 2 === 1) emptyDynamicBlock(w);
   while (w.length % 8 !== r) emptyFixedBlock(w);
   w.bits(span[0]! >>> r, bits);
-  return Buffer.concat([Buffer.from(w.bytes), span.subarray(1)]);
+  return Buffer.from(w.bytes);
 }
 
 /** What inflating span `i` of a layer needs, without the whole index (a worker is handed only this). */
@@ -126,6 +132,19 @@ function checkpointWindow(rec: SpanRecord): Buffer {
  * does not fit the bytes is ERR_INVALID_INDEX.
  */
 export function inflateSpanRecord(rec: SpanRecord, compressed: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(rec.want);
+  inflateSpanChunks(rec, compressed, out, () => undefined);
+  return out;
+}
+
+/**
+ * {@link inflateSpanRecord} in pieces: the span's tar bytes are inflated into `out` (reused: a worker's
+ * one buffer) and handed to `emit(chunk, at)` each time it fills, `at` being the chunk's offset in the
+ * span's tar bytes; `emit` must be done with the chunk when it returns. Same checks first, same errors
+ * (a failure after some chunks were emitted is still ERR_INVALID_INDEX). A reader waiting for the start
+ * of a span need not wait for the whole span (4 MiB of output, ~20-30 ms) to inflate.
+ */
+export function inflateSpanChunks(rec: SpanRecord, compressed: Uint8Array, out: Uint8Array, emit: (chunk: Uint8Array, at: number) => void): void {
   if (compressed.length !== rec.cEnd - rec.cStart) throw new VmimgError(ErrorCode.INTERNAL, `span ${rec.i}: got ${compressed.length} bytes, expected ${rec.cEnd - rec.cStart}`);
   const actual = createHash('sha256').update(compressed).digest('hex');
   if (actual !== rec.spanSha256) {
@@ -133,22 +152,47 @@ export function inflateSpanRecord(rec: SpanRecord, compressed: Uint8Array): Buff
       details: { expected: `sha256:${rec.spanSha256}`, actual: `sha256:${actual}` },
     });
   }
-  if (rec.want === 0) return Buffer.alloc(0);
+  if (rec.want === 0) return;
   const window = checkpointWindow(rec);
-  const cap = rec.want + 65536; // a span's last block may run a little past its checkpoint
-  let out: Buffer;
+  const stream = zlib.createInflateRaw(window.length > 0 ? { dictionary: window } : {});
+  let failure: string | undefined;
   try {
-    out = zlib.inflateRawSync(rec.bits ? alignSpan(compressed, rec.bits) : compressed, {
-      ...(window.length > 0 ? { dictionary: window } : {}),
-      finishFlush: zlib.constants.Z_SYNC_FLUSH, // a span ends mid-stream
-      maxOutputLength: cap,
-      chunkSize: Math.max(64 << 10, Math.min(cap, 8 << 20)), // one output buffer, not 16 KiB pieces to concatenate
-    });
-  } catch (err) {
-    throw new VmimgError(ErrorCode.INVALID_INDEX, `span ${rec.i} of ${rec.digest} does not inflate from its checkpoint (${(err as Error).message})`, { cause: err });
+    stream.on('error', () => undefined); // errors come from the handle's onerror, never emitted
+    const { handle, state } = zlibInternals(stream);
+    handle.onerror = (message) => (failure = message);
+    // a span starting mid-byte: its aligned first bytes, then the rest as it is (no copy of the span)
+    const inputs = rec.bits ? [alignPrefix(compressed, rec.bits), compressed.subarray(1)] : [compressed];
+    let done = 0; // tar bytes emitted
+    let fill = 0; // bytes in `out` not yet emitted
+    let ended = false; // the deflate data ended (a final block): no input moves it on
+    for (const input of inputs) {
+      for (let pos = 0; done + fill < rec.want; ) {
+        const room = Math.min(out.length - fill, rec.want - done - fill);
+        handle.writeSync(zlib.constants.Z_SYNC_FLUSH, input, pos, input.length - pos, out, fill, room);
+        if (failure !== undefined) break;
+        const used = input.length - pos - state[1]!;
+        const made = room - state[0]!;
+        pos += used;
+        fill += made;
+        if (fill === out.length || done + fill === rec.want) {
+          emit(out.subarray(0, fill), done);
+          done += fill;
+          fill = 0;
+        } else if (made === 0 && pos === input.length) break; // this input is used up (the span's last block may run past: fine)
+        else if (made === 0 && used === 0) {
+          ended = true; // the deflate data ended early
+          break;
+        }
+      }
+      if (failure !== undefined || ended || done === rec.want) break;
+    }
+    // (an error thrown by `emit`, a failed write, passes through as it is)
+    if (failure !== undefined) throw new VmimgError(ErrorCode.INVALID_INDEX, `span ${rec.i} of ${rec.digest} does not inflate from its checkpoint (${failure})`);
+    // the chunk reaching `want` was emitted in the loop: what is left in `out` is a short span's, never emitted
+    if (done < rec.want) throw new VmimgError(ErrorCode.INVALID_INDEX, `span ${rec.i} of ${rec.digest} inflates to ${done + fill} bytes, expected ${rec.want}`);
+  } finally {
+    stream.close();
   }
-  if (out.length < rec.want) throw new VmimgError(ErrorCode.INVALID_INDEX, `span ${rec.i} of ${rec.digest} inflates to ${out.length} bytes, expected ${rec.want}`);
-  return out.subarray(0, rec.want);
 }
 
 /** {@link inflateSpanRecord} for span `i` of `index` (same checks, same errors). */

@@ -21,10 +21,11 @@ export interface SpanRun {
   spans: { record: SpanRecord; plan: WriteGroup[] }[];
 }
 
-type Answer = { id: number; span?: number; done?: true; error?: { code: string; message: string; details?: Record<string, unknown> } };
+type Answer = { id: number; span?: number; upTo?: number; done?: true; error?: { code: string; message: string; details?: Record<string, unknown> } };
 
 interface Pending {
   placed: (i: number) => void;
+  progress: ((i: number, upTo: number) => void) | undefined;
   resolve: () => void;
   reject: (err: unknown) => void;
 }
@@ -39,10 +40,12 @@ let nextId = 1;
 
 /**
  * Verifies, inflates and writes the spans of one range response on a worker; `placed(i)` is called as
- * each span's bytes are in `.contents` (readable, not synced). Rejects with the first span's error
- * (ERR_DIGEST_MISMATCH, ERR_INVALID_INDEX, a failed write as ERR_IO); later spans are not placed.
+ * each span's bytes are in `.contents` (readable, not synced), and before that `progress(i, upTo)` as
+ * each 1 MiB of them is (span-worker.ts CHUNK; `upTo` counts from the span's first tar byte). Rejects
+ * with the first span's error (ERR_DIGEST_MISMATCH, ERR_INVALID_INDEX, a failed write as ERR_IO); later
+ * spans are not placed.
  */
-export function placeSpans(run: Omit<SpanRun, 'id'>, placed: (i: number) => void): Promise<void> {
+export function placeSpans(run: Omit<SpanRun, 'id'>, placed: (i: number) => void, progress?: (i: number, upTo: number) => void): Promise<void> {
   const slot = slots.reduce((a, b) => (b.runs.size < a.runs.size ? b : a));
   const worker = slot.worker ?? start(slot);
   const id = nextId++;
@@ -51,7 +54,7 @@ export function placeSpans(run: Omit<SpanRun, 'id'>, placed: (i: number) => void
   if (bytes.byteOffset !== 0 || bytes.byteLength !== bytes.buffer.byteLength || !(bytes.buffer instanceof ArrayBuffer)) bytes = Uint8Array.from(bytes);
   return new Promise<void>((resolve, reject) => {
     if (slot.runs.size === 0) worker.ref();
-    slot.runs.set(id, { placed, resolve, reject });
+    slot.runs.set(id, { placed, progress, resolve, reject });
     worker.postMessage({ ...run, id, bytes } satisfies SpanRun, [bytes.buffer as ArrayBuffer]);
   });
 }
@@ -72,6 +75,7 @@ function start(slot: Slot): Worker {
       const code = (Object.values(ErrorCode) as string[]).includes(e.code) ? (e.code as ErrorCodeValue) : ErrorCode.IO; // a write's errno (ENOSPC, EIO)
       settle(slot, msg.id)?.reject(new VmimgError(code, code === ErrorCode.IO ? `writing lazily read spans: ${e.message}` : e.message, e.details !== undefined ? { details: e.details } : {}));
     } else if (msg.done) settle(slot, msg.id)?.resolve();
+    else if (msg.upTo !== undefined) slot.runs.get(msg.id)?.progress?.(msg.span!, msg.upTo);
     else slot.runs.get(msg.id)?.placed(msg.span!);
   });
   const lost = (why: string): void => {

@@ -8,7 +8,7 @@ import { describe, test } from 'node:test';
 import { CheckpointBuilder } from '../../src/lazy/checkpoint-builder.js';
 import { selfTest as nativeSelfTest } from '../../src/lazy/native-block.js';
 import { selfTest } from '../../src/lazy/pako-block.js';
-import { inflateSpan } from '../../src/lazy/span-inflate.js';
+import { inflateSpan, inflateSpanChunks, spanRecord } from '../../src/lazy/span-inflate.js';
 import { decodeZran, encodeZran, spanRange, type ZranIndex } from '../../src/lazy/zran-format.js';
 import { debianArchive } from '../boot/debian-fixture.js';
 import { requireTools, run, runBuffer, tmpDir } from '../helpers/tools.js';
@@ -29,6 +29,13 @@ function assertSpans(index: ZranIndex, blob: Buffer, tar: Buffer): void {
     const r = spanRange(index, i);
     const out = inflateSpan(index, i, blob.subarray(r.cStart, r.cEnd));
     assert.ok(out.equals(tar.subarray(r.uStart, r.uEnd)), `span ${i} (${r.uStart}-${r.uEnd}) differs`);
+    // the span worker's way: in pieces through one small reused buffer (an odd size: pieces end anywhere)
+    const pieces: Buffer[] = [];
+    inflateSpanChunks(spanRecord(index, i), blob.subarray(r.cStart, r.cEnd), Buffer.alloc(4099), (chunk, at) => {
+      assert.equal(at, pieces.reduce((n, p) => n + p.length, 0), `span ${i}: chunks in order, none skipped`);
+      pieces.push(Buffer.from(chunk));
+    });
+    assert.ok(Buffer.concat(pieces).equals(tar.subarray(r.uStart, r.uEnd)), `span ${i} (${r.uStart}-${r.uEnd}) differs inflated in pieces`);
   }
 }
 
