@@ -146,8 +146,9 @@ export async function storeCheckpoints(cacheRoot: string, digest: string, zran: 
   try {
     await writeFileDurable(tmp, zran);
     await rename(tmp, final);
-  } finally {
+  } catch (err) {
     await rm(tmp, { force: true });
+    throw err;
   }
   return final;
 }

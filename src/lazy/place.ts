@@ -12,6 +12,7 @@ import type { LayerInfo } from '../layer/flatten.js';
 import { scanIndex, scanIndexFile, type IndexHeader } from '../layer/index-format.js';
 import { layerPaths, spansPath } from '../layer/paths.js';
 import { syncDir, writeFileDurable } from '../util/fs.js';
+import { settleAll } from '../util/limiter.js';
 import { storeCheckpoints, zranPath } from './build.js';
 import { SpanMap } from './span-map.js';
 import { decodeZran } from './zran-format.js';
@@ -67,7 +68,6 @@ export async function findLazyLayer(dir: string, cacheRoot: string, ids: LazyLay
  */
 export async function placeLazyLayer(dir: string, cacheRoot: string, ids: LazyLayerIds, idx: Buffer, zran: Buffer | undefined): Promise<LazyLayerInfo> {
   const header = checkIdx(idx, ids);
-  let zranFile: string | undefined;
   let spanCount = 1;
   if (zran !== undefined) {
     const z = decodeZran(zran);
@@ -75,29 +75,43 @@ export async function placeLazyLayer(dir: string, cacheRoot: string, ids: LazyLa
       throw new VmimgError(ErrorCode.INVALID_INDEX, `the published .zran of ${ids.digest} describes another layer (${z.digest}, ${z.compressedSize} bytes)`);
     }
     spanCount = z.checkpoints.length;
-    zranFile = await storeCheckpoints(cacheRoot, ids.digest, zran);
   }
   await mkdir(dir, { recursive: true });
   const files = layerPaths(dir, ids.diffId);
   const spans = spansPath(dir, ids.diffId);
-  await SpanMap.create(spans, ids.digest, spanCount); // first: from now on the layer is lazy
   const tmp = join(dir, `.tmp-${process.pid}-${randomBytes(8).toString('hex')}`);
+  let zranFile: string | undefined;
   try {
-    const fh = await open(`${tmp}.contents`, 'w');
-    try {
-      await fh.truncate(header.contentsSize); // sparse: no bytes written
-    } finally {
-      await fh.close();
-    }
-    await writeFileDurable(`${tmp}.idx`, idx);
+    // All at once (a lazy pull places every layer at once, and each step is a few calls on the thread
+    // pool): none makes the layer visible. The span map is there before the .idx is: from then on
+    // the layer is lazy; the .idx, renamed into place last, makes it a layer.
+    const stored = zran !== undefined ? storeCheckpoints(cacheRoot, ids.digest, zran) : Promise.resolve(undefined);
+    await settleAll<unknown>([
+      stored,
+      SpanMap.create(spans, ids.digest, spanCount),
+      sparseFile(`${tmp}.contents`, header.contentsSize),
+      writeFileDurable(`${tmp}.idx`, idx),
+    ]);
     await rename(`${tmp}.contents`, files.contentsPath);
     await rename(`${tmp}.idx`, files.indexPath); // last
     await syncDir(dir);
-  } finally {
+    zranFile = await stored;
+  } catch (err) {
     await rm(`${tmp}.contents`, { force: true });
     await rm(`${tmp}.idx`, { force: true });
+    throw err;
   }
   return info(header, ids, files, spans, zranFile);
+}
+
+/** An empty file of `size` bytes (a hole: no bytes written). */
+async function sparseFile(path: string, size: number): Promise<void> {
+  const fh = await open(path, 'w');
+  try {
+    await fh.truncate(size);
+  } finally {
+    await fh.close();
+  }
 }
 
 function checkIdx(idx: Buffer, ids: LazyLayerIds): IndexHeader {

@@ -107,8 +107,9 @@ export class SpanMap {
     try {
       await writeFileDurable(tmp, bytes);
       await rename(tmp, path);
-    } finally {
+    } catch (err) {
       await rm(tmp, { force: true });
+      throw err;
     }
   }
 }
