@@ -8,14 +8,14 @@
  *     — time from QEMU start to the guest init's `vmimg: start` line, and to power-off.
  * Run: node --import tsx bench/export.ts [export] [boot]   (both when neither is named; root: umoci unpack; skopeo, umoci, qemu-system-*, apt-get for kernels)
  */
-import { createWriteStream, readFileSync, rmSync, statSync } from 'node:fs';
+import { createWriteStream, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { bootImage, ensureKernel, exportInitramfs, exportTar, type BootArch } from '../src/export/index.js';
 import { loadFromTar, type Image } from '../src/image/index.js';
 import { parsePlatform } from '../src/platform/index.js';
 import { tmpDir } from '../test/helpers/tools.js';
 import { debianLayout } from './debian.js';
-import { median, rounds, sh, sideBySide } from './util.js';
+import { median, rounds, sh, shx, sideBySide } from './util.js';
 
 const KERNELS = resolve('test', '.cache', 'kernels');
 /** Interleaved rounds of the tar rows at least (VMIMG_BENCH_ROUNDS sets the others'). */
@@ -23,13 +23,6 @@ const TAR_ROUNDS = 7;
 
 const mib = (path: string): string => `${(statSync(path).size / 2 ** 20).toFixed(1)} MiB`;
 const sec = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
-
-/** CPU ms (user + system) of this process's waited-for children so far (/proc/self/stat cutime, cstime). */
-function childCpuMs(): number {
-  const stat = readFileSync('/proc/self/stat', 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(f[13]) + Number(f[14])) * 1000) / 100; // clock ticks: 100 per second on Linux
-}
 
 /** The Debian image loaded into a fresh cache; with `timed`, its tar and initramfs exports timed against the peers'. */
 async function exportBench(work: string, timed: boolean): Promise<Image> {
@@ -59,16 +52,15 @@ async function exportBench(work: string, timed: boolean): Promise<Image> {
     'vmimg tar': { setup: fresh(ours.tar), run: () => exportTar(image, createWriteStream(ours.tar)) },
     'tar -c': {
       setup: fresh(peer.tar),
-      run: () => {
-        const c = childCpuMs();
-        sh(`tar -C ${rootfs} --xattrs -cf ${peer.tar} .`);
-        tarCpu.push(childCpuMs() - c);
+      run: async () => {
+        const { cpuMs } = await shx(`tar -C ${rootfs} --xattrs -cf ${peer.tar} .`);
+        tarCpu.push(cpuMs);
       },
     },
   }, cpu, { rounds: tarRounds, settle: true, all: tarAll, warmup: 1, first: tarFirst });
   const t2 = await sideBySide({
     'vmimg initramfs': { setup: fresh(ours.cpio), run: () => exportInitramfs(image, createWriteStream(ours.cpio)) },
-    'tar -c | gzip': { setup: fresh(peer.gz), run: () => sh(`tar -C ${rootfs} --xattrs -cf - . | gzip -6 > ${peer.gz}`) },
+    'tar -c | gzip': { setup: fresh(peer.gz), run: () => shx(`tar -C ${rootfs} --xattrs -cf - . | gzip -6 > ${peer.gz}`) },
   }, undefined, { settle: true });
   const m = { ...t1, ...t2 };
   const ratios = tarAll['vmimg tar']!.map((v, i) => v / tarAll['tar -c']![i]!);

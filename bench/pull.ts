@@ -28,7 +28,7 @@ import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { loadFromTar, pull, parsePlatform } from '../src/index.js';
-import { loadAverage, median, rounds, sh, sideBySide } from './util.js';
+import { loadAverage, median, rounds, sh, shx, sideBySide } from './util.js';
 
 /** Interleaved rounds of the in-process rows at least (VMIMG_BENCH_ROUNDS sets skopeo+umoci's). */
 const FAST_ROUNDS = 7;
@@ -76,7 +76,7 @@ export async function pullBench(input: PullBenchInput): Promise<string[]> {
   const fastRounds = Math.max(rounds, FAST_ROUNDS);
   const fast = await sideBySide({
     'node gunzip': () => nodeGunzip(blobs),
-    'gzip -dc': () => sh('for b in "$@"; do gzip -dc "$b" > /dev/null; done', ...blobs),
+    'gzip -dc': () => shx('for b in "$@"; do gzip -dc "$b" > /dev/null; done', ...blobs),
     // emptying the caches and peer's directories is setup, untimed: no contender's time includes removing files
     'vmimg pull': {
       setup: () => rmSync(cacheDir, { recursive: true, force: true }),
@@ -95,7 +95,7 @@ export async function pullBench(input: PullBenchInput): Promise<string[]> {
         rmSync(join(work, 'bundle'), { recursive: true, force: true });
       },
       run: () =>
-        sh(
+        shx(
           'skopeo copy --quiet --src-tls-verify=false "docker://$1/debian:bench" "oci:$2:bench" && umoci unpack --image "$2:bench" "$3" > /dev/null',
           host,
           join(work, 'oci'),

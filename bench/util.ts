@@ -1,5 +1,5 @@
 /** What every benchmark script shares: interleaved side-by-side timing, medians, shell helpers. */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 
@@ -56,7 +56,7 @@ export async function sideBySide(
   for (let r = -warmup; r < n; r++) {
     for (const [name, contender] of Object.entries(contenders)) {
       if (typeof contender !== 'function') await contender.setup();
-      if (options.settle) sh('sync');
+      if (options.settle) await shx('sync');
       const t = performance.now();
       const c = process.cpuUsage();
       await (typeof contender === 'function' ? contender() : contender.run());
@@ -132,3 +132,76 @@ export async function startProfile(out: string | undefined): Promise<{ stop(): P
  * (session 8: every RSS row read 229 MiB, the bench process's own size, when run after the pull rounds).
  */
 export const PEAK_RSS = "Number(/VmHWM:\\s+(\\d+)/.exec((await import('node:fs')).readFileSync('/proc/self/status', 'utf8'))[1]) * 1024";
+
+/**
+ * Runs `bash -c SCRIPT ARGS...` (stderr shown, stdout dropped) from a helper process started once, not by
+ * forking this one; resolves with the CPU time the command took (its processes, waited for), rejects when
+ * it fails. Forking the bench process (execFileSync) write-protects every page of its large heap for
+ * copy-on-write; on these VMs the faults that follow, one per page the next contender writes, doubled a
+ * lazy pull's time and CPU (~250 → ~480 ms, session 11), and the fork itself is part of a timed
+ * command's time. Timed commands and the `sync` before each run go through here.
+ */
+export async function shx(script: string, ...args: string[]): Promise<{ cpuMs: number }> {
+  helper ??= startHelper();
+  const h = helper;
+  const answer = await new Promise<HelperAnswer>((resolve, reject) => {
+    h.waiting.push({ resolve, reject });
+    pipe(h.child.stdout).ref(); // an answer is awaited: keep the process alive for it
+    h.child.stdin!.write(`${JSON.stringify({ script, args })}\n`);
+  });
+  if (answer.status !== 0) throw new Error(`bash -c ${JSON.stringify(script)} failed: ${answer.error ?? `status ${answer.status}, signal ${answer.signal}`}`);
+  return { cpuMs: answer.cpuMs };
+}
+
+interface HelperAnswer {
+  status: number | null;
+  signal: string | null;
+  error?: string;
+  cpuMs: number;
+}
+
+interface Helper {
+  child: import('node:child_process').ChildProcess;
+  waiting: { resolve: (a: HelperAnswer) => void; reject: (err: Error) => void }[];
+}
+let helper: Helper | undefined;
+
+/** The helper: one command at a time from stdin (a JSON line), an answer line each; CPU from its cutime + cstime (/proc, 100 Hz ticks). */
+const HELPER = `
+const { spawnSync } = require('node:child_process');
+const { readFileSync } = require('node:fs');
+const cpu = () => { const f = readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' '); return (Number(f[13]) + Number(f[14])) * 10; };
+require('node:readline').createInterface({ input: process.stdin }).on('line', (line) => {
+  const { script, args } = JSON.parse(line);
+  const c = cpu();
+  const r = spawnSync('bash', ['-c', script, 'bash', ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
+  process.stdout.write(JSON.stringify({ status: r.status, signal: r.signal, error: r.error && r.error.message, cpuMs: cpu() - c }) + '\\n');
+});`;
+
+function startHelper(): Helper {
+  const child = spawn(process.execPath, ['-e', HELPER], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const h: Helper = { child, waiting: [] };
+  let buffered = '';
+  child.stdout!.setEncoding('utf8').on('data', (text: string) => {
+    buffered += text;
+    for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+      h.waiting.shift()?.resolve(JSON.parse(line) as HelperAnswer);
+    }
+    if (h.waiting.length === 0) pipe(child.stdout).unref();
+  });
+  child.on('exit', (code) => {
+    for (const w of h.waiting.splice(0)) w.reject(new Error(`the bench's command helper exited (${code})`));
+    if (helper === h) helper = undefined;
+  });
+  // the helper never keeps the bench alive
+  child.unref();
+  pipe(child.stdin).unref();
+  pipe(child.stdout).unref();
+  return h;
+}
+
+function pipe(stream: unknown): { ref(): void; unref(): void } {
+  return stream as { ref(): void; unref(): void };
+}
