@@ -36,7 +36,7 @@ try {
     const cacheDir = join(work, `c${r}`);
     const profiler = await startProfile(r === rounds - 1 ? process.argv[4] : undefined);
     const threads = threadCpu();
-    proxy.reset();
+    await proxy.reset();
     const t = performance.now();
     const c = process.cpuUsage();
     let counters = '';
@@ -71,7 +71,7 @@ try {
     const u = process.cpuUsage(c);
     const wall = performance.now() - t;
     await profiler.stop();
-    console.log(`${what}: ${wall.toFixed(0)} ms wall, ${((u.user + u.system) / 1000).toFixed(0)} ms CPU, ${(proxy.bytes() / 1e6).toFixed(0)} MB fetched; ${loadAverage()}`);
+    console.log(`${what}: ${wall.toFixed(0)} ms wall, ${((u.user + u.system) / 1000).toFixed(0)} ms CPU, ${((await proxy.bytes()) / 1e6).toFixed(0)} MB fetched; ${loadAverage()}`);
     console.log(`  threads: ${threadCpuSince(threads)}`);
     if (counters) console.log(`  counters: ${counters}`);
     rmSync(cacheDir, { recursive: true, force: true });
