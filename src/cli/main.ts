@@ -13,6 +13,19 @@ import { reportError } from './report.js';
 import { ONE_PER_FLAG, firstWord, rewriteHelp, unknownCommand, usageError, wantsJson } from './usage.js';
 import { argvBytes } from './argv.js';
 import { loadYargs } from './yargs-lite.js';
+import { setFlagsFromString } from 'node:v8';
+
+/**
+ * WebAssembly stays in V8's baseline compiler (Liftoff) in the CLI's process. undici parses HTTP with
+ * llhttp compiled to wasm, and V8 otherwise recompiles that module with TurboFan on its helper threads:
+ * ~300 ms of CPU in every command's first requests (`vmimg serve`'s first clients: fresh process 867-939
+ * ms of CPU vs 582-632 with this, steady rounds 536-552 either way; session 11, bench/profile-serve.ts).
+ * The bytes llhttp parses in undici are heads and small documents (blob bodies are read by node:http's
+ * native parser, registry/direct-get.ts), so the optimized code would never pay for its compile. Set
+ * before any wasm is compiled (undici compiles llhttp at its first connection); a library user's process
+ * is left as it is.
+ */
+export const CLI_V8_FLAGS = '--liftoff-only';
 
 const EPILOGUE = [
   'IMAGE is an image directory, an image tar (docker save / OCI archive), a cached image name or id,',
@@ -91,6 +104,7 @@ function checkCommand(argv: string[]): void {
 }
 
 export async function main(rawArgv: string[]): Promise<void> {
+  setFlagsFromString(CLI_V8_FLAGS);
   const argv = rewriteHelp(argvBytes(rawArgv)); // names in arguments keep their bytes
   const json = wantsJson(argv);
   const word = firstWord(argv);
