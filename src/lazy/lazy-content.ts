@@ -148,9 +148,10 @@ export class LazyContent implements ContentReader {
   }
 
   /**
-   * Every span present and recorded: the `.contents` is complete. A read returns as soon as its spans'
-   * bytes are written, before the run that fetched them syncs and sets its bits (read-ahead may still be
-   * under way), so after a last read this can be false until `settled()` resolves.
+   * Every span present and recorded: the `.contents` is complete. A read returns as soon as its own
+   * bytes of its spans are written, before the run that fetched them has placed the rest, synced and set
+   * its bits (read-ahead may still be under way), so after a last read this can be false until
+   * `settled()` resolves.
    */
   get complete(): boolean {
     return this.map.complete;
