@@ -3,6 +3,7 @@
  * Every failure is one coded line `vmimg: ERR_X: message` (+ `hint: …`), or one JSON object on stderr
  * with --json (report.ts); VMIMG_DEBUG=1 adds the stack and causes.
  */
+import { setFlagsFromString } from 'node:v8';
 import type yargs from 'yargs';
 import { commandNames, loadCommands, type AnyCommand } from './commands/index.js';
 import { setInterruptSignal } from './context.js';
@@ -13,7 +14,6 @@ import { reportError } from './report.js';
 import { ONE_PER_FLAG, firstWord, rewriteHelp, unknownCommand, usageError, wantsJson } from './usage.js';
 import { argvBytes } from './argv.js';
 import { loadYargs } from './yargs-lite.js';
-import { setFlagsFromString } from 'node:v8';
 
 /**
  * WebAssembly stays in V8's baseline compiler (Liftoff) in the CLI's process. undici parses HTTP with

@@ -101,15 +101,11 @@ function pieces(tar: Uint8Array, group: WriteGroup): Uint8Array[] {
   return out;
 }
 
-/** Writes `tar` into the `.contents` open as `fd` as `plan` says (synchronous: the span worker's way). */
-export function writePlanSync(fd: number, tar: Uint8Array, plan: readonly WriteGroup[]): void {
-  writePlanPartSync(fd, tar, 0, plan);
-}
-
 /**
- * The part of {@link writePlanSync} that `chunk`, the plan's tar bytes `[at, at + chunk.length)`, holds:
- * called for consecutive chunks it writes what one call with all of them would. A run of alignment zeros
- * goes with the chunk holding the end of the file piece before it.
+ * Writes the part of `plan` that `chunk`, the plan's tar bytes `[at, at + chunk.length)`, holds into the
+ * `.contents` open as `fd` (synchronous: the span worker's way). Called for consecutive chunks it writes
+ * what {@link placeTar} writes of them at once; a run of alignment zeros goes with the chunk holding the
+ * end of the file piece before it.
  */
 export function writePlanPartSync(fd: number, chunk: Uint8Array, at: number, plan: readonly WriteGroup[]): void {
   const end = at + chunk.length;

@@ -1,11 +1,12 @@
 // A span's tar bytes written into `.contents` in pieces (the span worker's 1 MiB chunks) must land
-// exactly as one write of the whole span does: file bytes at their offsets, alignment zeros between
+// exactly as placeTar (the whole-blob fill's writer, its own code) writes the whole span: file bytes at their offsets, alignment zeros between
 // neighbours, nothing where no file is.
 import assert from 'node:assert/strict';
 import { openSync, closeSync, readFileSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { writePlan, writePlanPartSync, writePlanSync, type Placed } from '../../src/lazy/placed-files.js';
+import { placeTar, writePlan, writePlanPartSync, type Placed } from '../../src/lazy/placed-files.js';
 import { tmpDir } from '../helpers/tools.js';
 
 /** Files laid out as a flatten does: 512-byte tar headers between them, each 4096-aligned in `.contents`. */
@@ -22,7 +23,7 @@ function layout(sizes: number[]): { files: Placed[]; tarSize: number } {
   return { files, tarSize: tar };
 }
 
-test('writePlanPartSync over consecutive chunks writes what writePlanSync writes at once', async () => {
+test('writePlanPartSync over consecutive chunks writes what placeTar writes at once', async () => {
   const dir = await tmpDir('vmimg-placed-');
   let seed = 7;
   const rand = (n: number): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
@@ -37,13 +38,13 @@ test('writePlanPartSync over consecutive chunks writes what writePlanSync writes
     const whole = join(dir, `whole-${at}`);
     const filler = Buffer.alloc(files.at(-1)!.offset + 2 * 4096 + 200000, 0xee); // a zero run not written shows
     writeFileSync(whole, filler);
-    let fd = openSync(whole, 'r+');
-    writePlanSync(fd, span, plan);
-    closeSync(fd);
+    const fh = await open(whole, 'r+');
+    await placeTar(fh, files, span, at);
+    await fh.close();
     for (const chunk of [1, 511, 512, 4096, 65536, 1 << 20, 0]) {
       const parts = join(dir, `parts-${at}-${chunk}`);
       writeFileSync(parts, filler);
-      fd = openSync(parts, 'r+');
+      const fd = openSync(parts, 'r+');
       for (let from = 0; from < span.length; ) {
         const n = chunk > 0 ? chunk : 1 + rand(9000); // 0: random sizes
         writePlanPartSync(fd, span.subarray(from, from + n), from, plan);
