@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { assertDigest, digestAlgorithm, digestHex, digestOf } from '../digest/index.js';
 import { ErrorCode, VmimgError } from '../errors.js';
+import { withRegion } from '../util/file-region.js';
 import { documentLimits, MediaType, parseManifestDocument, type Descriptor } from '../manifest/index.js';
 import type { TarMembers } from './tar-members.js';
 import type { BlobReader, NamedDescriptor, OpenBlobOptions, SourceKind } from './blob-reader.js';
@@ -54,7 +55,7 @@ export function directoryFiles(dir: string): LayoutFiles {
       }
     },
     stream: (name, offset, length) =>
-      length === 0 ? Readable.from([]) : createReadStream(join(dir, name), { start: offset, end: offset + length - 1, highWaterMark: 1 << 20 }),
+      length === 0 ? Readable.from([]) : withRegion(createReadStream(join(dir, name), { start: offset, end: offset + length - 1, highWaterMark: 1 << 20 }), { path: join(dir, name), offset, length }),
   };
 }
 

@@ -11,6 +11,7 @@ import { createReadStream } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { ErrorCode, VmimgError } from '../errors.js';
+import { withRegion } from '../util/file-region.js';
 import { parsePax, type PaxRecords } from '../layer/tar-fields.js';
 import { applyPax, checksumOk, cstr, decodeHeader, isZero } from '../layer/tar-reader.js';
 
@@ -92,7 +93,7 @@ export class TarMembers {
     const n = Math.max(0, Math.min(length ?? member.size, member.size - offset));
     if (n === 0) return Readable.from([]);
     const start = member.offset + offset;
-    return createReadStream(this.path, { start, end: start + n - 1, highWaterMark: 1 << 20 });
+    return withRegion(createReadStream(this.path, { start, end: start + n - 1, highWaterMark: 1 << 20 }), { path: this.path, offset: start, length: n });
   }
 
   require(name: string): TarMember {

@@ -3,7 +3,7 @@
  * so shared layers convert once), then the runtime config, then the image directory, `config.json` last.
  */
 import { mkdir, rm } from 'node:fs/promises';
-import { pipeline, Transform } from 'node:stream';
+import { pipeline, Transform, type Readable } from 'node:stream';
 import { ErrorCode, VmimgError, isVmimgError, wrapError } from '../errors.js';
 import { flattenLayer, hasLayer, type LayerInfo } from '../layer/flatten.js';
 import { verifyLayer } from '../layer/verify.js';
@@ -19,6 +19,7 @@ import { buildRuntimeConfig, type LayerRecord } from './runtime-config.js';
 import type { ImageSource, SourceLayer } from './source.js';
 import { isReopen, storeCheck } from './tee-download.js';
 import { AbortFanOut } from '../util/abort-fan-out.js';
+import { regionOf } from '../util/file-region.js';
 import { sharedHashPool } from '../util/hash-pool.js';
 import { sharedInflatePool } from '../layer/inflate-pool.js';
 import { createLimiter, settleAll, type Limiter } from '../util/limiter.js';
@@ -244,16 +245,27 @@ async function flattenFrom(layer: SourceLayer, index: number, shared: Shared, na
     },
     onNotice: (n) => progress.notice(index, n),
   });
-  const counted = countBytes((n) => downloading || progress.layer(index, 'extracting', n));
+  const extracting = (n: number): void => void (downloading || progress.layer(index, 'extracting', n));
   const tee = shared.checkpoints && layer.digest && (layer.size ?? 0) >= MIN_INDEXED_BLOB ? new CheckpointTee({ cacheRoot: cache.root, name, warn: shared.warn }) : undefined;
-  // pipeline, not pipe: both streams get an error listener at once (a download can fail before the
-  // flattener starts reading), and a flattener that stops early (layer already there) releases the download.
-  if (tee?.transform) pipeline(stream, counted, tee.transform, () => undefined);
-  else pipeline(stream, counted, () => undefined);
+  // A stretch of a file (a docker save member, a layout's blob) goes to the flattener as it is: a plain
+  // tar is read from its file straight into the hash ring, counted by the flattener (`onRead`). Its
+  // error (the file gone) reaches the flattener's read; until then a listener keeps it from throwing.
+  const asFile = tee === undefined && regionOf(stream) !== undefined;
+  let source: Readable = stream;
+  if (asFile) stream.on('error', () => undefined);
+  else {
+    // pipeline, not pipe: both streams get an error listener at once (a download can fail before the
+    // flattener starts reading), and a flattener that stops early (layer already there) releases the download.
+    const counted = countBytes(extracting);
+    if (tee?.transform) pipeline(stream, counted, tee.transform, () => undefined);
+    else pipeline(stream, counted, () => undefined);
+    source = tee?.transform ?? counted;
+  }
   const blobVerified = storeCheck(stream); // a download: the store hashes the blob, the flattener need not
   let info: LayerInfo;
   try {
-    info = await flattenLayer(tee?.transform ?? counted, {
+    info = await flattenLayer(source, {
+      ...(asFile ? { onRead: extracting } : {}),
       dir: cache.layersDir,
       expectedDiffId: layer.diffId,
       ...(layer.digest ? { expectedDigest: layer.digest } : {}),

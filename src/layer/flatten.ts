@@ -4,6 +4,7 @@
  * in the hash pool's workers: layer-hashes.ts), then verify both digests and commit with temp names and renames (.idx last).
  */
 import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -23,6 +24,7 @@ import { copyBody, copyBufferedBody, CountedStream, flattenPool, OrderedEntries 
 import { writeStamp } from './verified-stamp.js';
 import { syncDir, writeFileDurable } from '../util/fs.js';
 import { raceAbort } from '../store/fs-util.js';
+import { regionOf, type FileRegion } from '../util/file-region.js';
 
 export { layerPaths, type LayerFiles } from './paths.js';
 
@@ -48,6 +50,12 @@ export interface FlattenOptions {
   blobVerified?: Promise<unknown>;
   /** A gzip layer's inflate also builds its gzip checkpoints (src/lazy/tee.ts, ring-checkpoints.ts). */
   checkpoints?: RingCheckpoints;
+  /**
+   * Progress: called with the bytes of the blob read so far, as they are read. A `source` made as a
+   * file region (util/file-region.ts) that holds a plain tar is read from its file, not as a stream:
+   * a caller counting the stream's chunks would see none past the first.
+   */
+  onRead?: (bytes: number) => void;
 }
 
 export interface LayerInfo extends LayerFiles {
@@ -107,11 +115,14 @@ interface Converted {
  * A blob that fails to decompress or parse may simply be corrupt: when its digest is known, read the
  * rest and report ERR_DIGEST_MISMATCH (the actual cause) instead of ERR_INVALID_LAYER.
  */
-async function digestExplains(source: Readable, blob: CountedStream, expected: string): Promise<VmimgError | undefined> {
-  if (source.destroyed && !source.readableEnded) return undefined; // cut short: cannot tell
+async function digestExplains(source: Readable, blob: CountedStream, expected: string, region: FileRegion | undefined): Promise<VmimgError | undefined> {
+  if (source.destroyed && !source.readableEnded && region === undefined) return undefined; // cut short: cannot tell
   if (blob.stream === undefined) return undefined; // the blob's checker (the store) has the verdict
+  // a plain tar read from its file: the rest of it, from where the reader stopped
+  const at = blob.stream.length;
+  const rest = region === undefined ? (source.readableEnded ? [] : source) : at < region.length ? createReadStream(region.path, { start: region.offset + at, end: region.offset + region.length - 1 }) : [];
   try {
-    for await (const chunk of source.readableEnded ? [] : source) {
+    for await (const chunk of rest) {
       blob.stream.release(blob.stream.length); // no file reads the blob's bytes any more
       await blob.stream.push(chunk as Buffer);
     }
@@ -123,8 +134,11 @@ async function digestExplains(source: Readable, blob: CountedStream, expected: s
   return new VmimgError(ErrorCode.DIGEST_MISMATCH, `digest mismatch: expected ${expected}, got ${actual}`, { details: { expected, actual } });
 }
 
-/** `failed` (a plain blob): on failure the tar's stream, which hashed the blob's bytes, is left there. */
-async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what: string, opts: FlattenOptions, blob: CountedStream, failed?: { tar?: CountedStream }): Promise<Converted> {
+/**
+ * `failed` (a plain blob): on failure the tar's stream, which hashed the blob's bytes, is left there.
+ * `region`: the plain blob's file region, read from there (`blobChunks` then yield its head only).
+ */
+async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what: string, opts: FlattenOptions, blob: CountedStream, failed?: { tar?: CountedStream }, region?: FileRegion): Promise<Converted> {
   const { signal } = opts;
   const tarCount = new CountedStream(undefined);
   const hold: { at: number | undefined } = { at: undefined };
@@ -140,6 +154,8 @@ async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what:
     checkpoints: opts.checkpoints,
     outputChecked: opts.expectedDiffId !== undefined,
     maxZstdWindow: limits.maxZstdWindow,
+    ...(region !== undefined ? { region } : {}),
+    ...(opts.onRead !== undefined ? { onRead: opts.onRead } : {}),
   });
   // An abort stops the tar's hashing at once (a sparse file's hole is hashed as zeros: GiBs of them, R02);
   // the digests it leaves pending never settle, so every wait on them below also ends on the abort.
@@ -178,7 +194,7 @@ async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what:
     return {
       digest: (await blob.digest()) ?? (failed ? diffId : opts.expectedDigest!),
       diffId,
-      compressedSize: blob.n,
+      compressedSize: region !== undefined ? tarCount.n : blob.n,
       tarSize: tarCount.n,
       contentsSize: writer.size,
       builder,
@@ -216,6 +232,16 @@ function mapError(err: unknown, what: string, signal: AbortSignal | undefined): 
   return new VmimgError(ErrorCode.INVALID_LAYER, `flattening ${what}: ${detail}`, { cause: err });
 }
 
+/** `chunks`, reporting the bytes passed so far to `onRead`. */
+async function* progress(chunks: AsyncGenerator<Buffer>, onRead: ((bytes: number) => void) | undefined): AsyncGenerator<Buffer> {
+  if (onRead === undefined) return yield* chunks;
+  let n = 0;
+  for await (const chunk of chunks) {
+    onRead((n += chunk.length));
+    yield chunk;
+  }
+}
+
 /**
  * convert(), then both digests checked while the `.contents` is fsynced and the `.idx` written under
  * its temp name (neither waits for the other, nor for the store's verdict on the blob); a corrupt blob
@@ -226,16 +252,18 @@ async function convertVerified(source: Readable, fh: FileHandle, tmpIndex: strin
   // destroyOnReturn false: after a parse error the rest of the source can still be hashed.
   const raw = source.iterator({ destroyOnReturn: false }) as AsyncIterator<Buffer>;
   const head = await readHead(raw);
-  // A plain blob (docker save) is its tar: the tar's stream hashes its bytes once, for both digests.
+  // A plain blob (docker save) is its tar: the tar's stream hashes its bytes once, for both digests;
+  // lying in a file, it is read from there straight into that stream's ring (tar-source.ts).
   const plain = sniffCompression(head.bytes) === 'none';
+  const region = plain && !head.ended ? regionOf(source) : undefined;
   const blob = new CountedStream(checked || plain ? undefined : flattenPool());
-  const blobChunks = blob.tap(replay(head.bytes, head.ended ? undefined : raw));
+  const blobChunks = blob.tap(progress(replay(head.bytes, head.ended || region !== undefined ? undefined : raw), opts.onRead));
   const failed: { tar?: CountedStream } = {};
-  const c = await convert(blobChunks, fh, what, opts, blob, plain ? failed : undefined)
+  const c = await convert(blobChunks, fh, what, opts, blob, plain ? failed : undefined, region)
     .catch(async (err: unknown) => {
       if (!isLayerError(err) || opts.expectedDigest === undefined || opts.signal?.aborted) throw err;
       await blobChunks.return(undefined); // waits for a pending read, so every byte is hashed once, in order
-      throw (await digestExplains(source, failed.tar ?? blob, opts.expectedDigest)) ?? err;
+      throw (await digestExplains(source, failed.tar ?? blob, opts.expectedDigest, region)) ?? err;
     })
     .finally(() => {
       blob.destroy();

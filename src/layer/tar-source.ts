@@ -2,9 +2,14 @@
  * A layer blob's tar bytes for the flattener, with the tar's hash stream set up (layer-hashes.ts): a
  * gzip blob is gunzipped by the inflate pool straight into that stream's ring (inflate-pool.ts; with
  * `checkpoints`, building them in the same inflate); a zstd blob goes through decompress.ts, and a plain
- * one is its own tar, both copied into the ring as they are read.
+ * one is its own tar, both copied into the ring as they are read — but a plain blob lying in a file is
+ * read by the thread pool straight into the ring.
  */
+import { open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
+import { ErrorCode, VmimgError } from '../errors.js';
+import type { FileRegion } from '../util/file-region.js';
+import type { HashStream } from '../util/hash-pool.js';
 import { decompress, sniffCompression } from './decompress.js';
 import { inflateToRing, sharedInflatePool, type RingCheckpoints, type RingReader } from './inflate-pool.js';
 import { flattenPool, type CountedStream } from './layer-hashes.js';
@@ -30,6 +35,13 @@ export interface OpenTarOptions {
   outputChecked?: boolean;
   /** A zstd frame's largest window, bytes (LayerLimits.maxZstdWindow). */
   maxZstdWindow?: number;
+  /**
+   * Where the blob's bytes lie in a file, when they do: a plain blob is then read from there straight
+   * into the tar's ring ({@link readRegionToRing}), and `blobChunks` is read for its head only.
+   */
+  region?: FileRegion;
+  /** With `region`: called with the bytes read so far, as they are read. */
+  onRead?: (bytes: number) => void;
 }
 
 /**
@@ -50,6 +62,11 @@ export async function openTar(blobChunks: AsyncIterator<Buffer>, tar: CountedStr
     const chunks = counted(inflateToRing(blob, tar.stream, ring, ringFor(compressedSize), sharedInflatePool(), checkpoints, !outputChecked), tar);
     return { chunks, ring: true, close: () => void chunks.return(undefined).catch(() => undefined) };
   }
+  if (kind === 'none' && opts.region !== undefined) {
+    tar.stream = flattenPool().stream({ whole: true, ranges: true, shared: true, ringBytes: Math.max(MIN_TAR_RING, ringFor(opts.region.length)) });
+    const chunks = counted(readRegionToRing(opts.region, tar.stream, ring, opts.onRead), tar);
+    return { chunks, ring: true, close: () => void chunks.return(undefined).catch(() => undefined) };
+  }
   tar.stream = flattenPool().stream({ whole: true, ranges: true });
   tar.releaseTo = readerAt; // the tar's bytes are copied into the ring: writes view the source's chunks
   if (kind === 'none') {
@@ -60,6 +77,78 @@ export async function openTar(blobChunks: AsyncIterator<Buffer>, tar: CountedStr
   }
   const stream = decompress(Readable.from(blob, { objectMode: false, highWaterMark: 1024 * 1024 }), { maxZstdWindow: opts.maxZstdWindow });
   return { chunks: tar.tap(stream)[Symbol.asyncIterator](), ring: false, close: () => stream.destroy() };
+}
+
+/** Bytes per read of a file region into the ring. */
+const REGION_READ = 1 << 20;
+
+/**
+ * The bytes of `region` (a plain tar lying in a file: a `docker save` member, a layout's blob), read by
+ * the thread pool straight into `out`'s ring (a fresh hash stream made with `shared`), one read ahead
+ * of the reader, and yielded as views of the ring that stay valid until `reader.releaseTo()` passes
+ * them, as {@link inflateToRing}'s do. Read as a stream, each 1 MiB chunk was a fresh buffer (garbage
+ * for the collector) copied again into the ring on the main thread (issue 13: `load`).
+ * ERR_INVALID_ARCHIVE when the file ends before the region does (it shrank since it was listed).
+ */
+export async function* readRegionToRing(region: FileRegion, out: HashStream, reader: RingReader, onRead?: (bytes: number) => void): AsyncGenerator<Buffer> {
+  if (out.length !== 0) throw new VmimgError(ErrorCode.INTERNAL, 'readRegionToRing: the hash stream is not fresh');
+  const { sab, offset, size } = out.sharedRing;
+  const ring = Buffer.from(sab, offset, size);
+  const fh = await open(region.path, 'r');
+  /** Stream offset where the next read goes (reads run at most one ahead of `out.length`). */
+  let next = 0;
+  let pending: Promise<number> | undefined;
+  let answered: (() => void) | undefined;
+  out.onAnswer = () => {
+    const wake = answered;
+    answered = undefined;
+    wake?.();
+  };
+  const readAt = async (pos: number, n: number, at: number): Promise<number> => {
+    for (let got = 0; got < n; ) {
+      const { bytesRead } = await fh.read(ring, pos + got, n - got, region.offset + at + got);
+      if (bytesRead === 0) throw new VmimgError(ErrorCode.INVALID_ARCHIVE, `${region.path}: ends inside a layer (${region.length} bytes from byte ${region.offset}; ${at + got} read)`);
+      got += bytesRead;
+    }
+    return n;
+  };
+  /** Starts the next read when the ring has room for it (below the stream's write limit). */
+  const start = (): boolean => {
+    out.release(reader.releaseTo());
+    const room = Math.min(out.writeLimit - next, region.length - next);
+    if (room <= 0) return false;
+    const pos = next % size;
+    const n = Math.min(room, size - pos, REGION_READ);
+    pending = readAt(pos, n, next);
+    next += n;
+    return true;
+  };
+  try {
+    while (out.length < region.length) {
+      if (pending === undefined && !start()) {
+        // no room: what the reader holds (queued .contents writes) must go, then the worker frees it
+        await reader.unblock();
+        if (start()) continue;
+        if (next - reader.releaseTo() >= size) throw new VmimgError(ErrorCode.INTERNAL, `tar read: the tar reader holds more than the ${size}-byte ring`);
+        const answer = new Promise<void>((resolve) => (answered = resolve));
+        out.flush(); // the release above is what the worker must answer (freed lags released: one is due)
+        await answer;
+        continue;
+      }
+      const n = await pending!;
+      pending = undefined;
+      const pos = out.length % size;
+      out.pushWritten(n);
+      onRead?.(out.length);
+      start(); // the next read runs while the reader parses this one
+      yield ring.subarray(pos, pos + n);
+    }
+  } finally {
+    out.onAnswer = undefined;
+    await pending?.catch(() => undefined);
+    out.writerDone(); // no read of ours writes the ring any more: once the stream ends, it can be reused
+    await fh.close();
+  }
 }
 
 /** At least the first 4 bytes of a blob (fewer only when it is shorter): enough to sniff its compression. */
