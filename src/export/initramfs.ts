@@ -5,7 +5,6 @@
 import type { Writable } from 'node:stream';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGzip, constants as zlibConstants } from 'node:zlib';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { commandLine, type RuntimeConfig } from '../image/runtime-config.js';
 import type { ContainerFS } from '../vfs/index.js';
@@ -14,6 +13,7 @@ import { guestEntries, type GuestEntry } from './guest-entries.js';
 import { GUEST_INIT, guestConfig } from './guest-init.js';
 import { isImage, withFs, type ExportSource } from './source.js';
 import { inodeStream, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, splitDev, walkTree, type ExportProgress } from './walk.js';
+import { ParallelGzip } from '../util/parallel-gzip.js';
 
 export interface InitramfsOptions {
   /** Replaces the image's cmd (appended to the entrypoint, like `docker run IMAGE ARGS`). */
@@ -72,7 +72,7 @@ export async function exportInitramfs(source: ExportSource, out: Writable, optio
     const stages: (NodeJS.ReadableStream | NodeJS.WritableStream | NodeJS.ReadWriteStream)[] = [
       Readable.from(cpioStream(fs, guest.entries, (p) => guest.replaced.has(p), warn, counter, options.verify ?? true)),
     ];
-    if (options.gzip !== false) stages.push(createGzip({ level: options.gzip ?? zlibConstants.Z_DEFAULT_COMPRESSION }));
+    if (options.gzip !== false) stages.push(new ParallelGzip({ level: options.gzip ?? 6 })); // on every core (util/parallel-gzip.ts)
     stages.push(out);
     await (pipeline as (...s: unknown[]) => Promise<void>)(...stages, ...(options.signal ? [{ signal: options.signal }] : []));
     return { entries: counter.entries, hasOwnInit, rdinit: GUEST_INIT, argv, warnings };

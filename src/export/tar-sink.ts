@@ -9,10 +9,10 @@
  */
 import { finished, pipeline } from 'node:stream/promises';
 import type { Writable } from 'node:stream';
-import { createGzip, type Gzip } from 'node:zlib';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { sharedHashPool, type HashPart, type HashStream } from '../util/hash-pool.js';
 import { contentMismatch } from '../vfs/verify.js';
+import { ParallelGzip } from '../util/parallel-gzip.js';
 
 /**
  * Bytes of the ring: the most the export runs ahead of `out` (placed, not yet called back for), reads
@@ -73,7 +73,7 @@ export class TarSink {
   private wake: (() => void) | undefined;
   private error: Error | undefined;
   /** What the ring is written to: `out`, or a gzip stream piped to it. */
-  private readonly target: Writable | Gzip;
+  private readonly target: Writable;
   /** Settles when `out` has finished (or failed). */
   private readonly done: Promise<void>;
   /** Rejects with the first failure: what every wait races against. */
@@ -93,7 +93,7 @@ export class TarSink {
       this.target = out;
       this.done = finished(out);
     } else {
-      const z = createGzip({ level: gzip });
+      const z = new ParallelGzip({ level: gzip }); // on every core (util/parallel-gzip.ts)
       this.target = z;
       this.done = pipeline(z, out);
     }
