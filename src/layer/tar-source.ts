@@ -120,6 +120,7 @@ export async function* readRegionToRing(region: FileRegion, out: HashStream, rea
     const pos = next % size;
     const n = Math.min(room, size - pos, REGION_READ);
     pending = readAt(pos, n, next);
+    pending.catch(() => undefined); // a read ahead may fail while the reader parses: awaited (and thrown) in turn
     next += n;
     return true;
   };
@@ -132,7 +133,8 @@ export async function* readRegionToRing(region: FileRegion, out: HashStream, rea
         if (next - reader.releaseTo() >= size) throw new VmimgError(ErrorCode.INTERNAL, `tar read: the tar reader holds more than the ${size}-byte ring`);
         const answer = new Promise<void>((resolve) => (answered = resolve));
         out.flush(); // the release above is what the worker must answer (freed lags released: one is due)
-        await answer;
+        if (!out.isClosed) await answer;
+        if (out.isClosed) throw new VmimgError(ErrorCode.ABORTED, `${region.path}: the layer's read stopped (its hash stream was closed)`);
         continue;
       }
       const n = await pending!;

@@ -232,7 +232,10 @@ export class HashStream {
     return p;
   }
 
-  /** Stops the stream at once; its pending digests never settle. Idempotent. */
+  /**
+   * Stops the stream at once; its pending digests never settle. Idempotent. A writer waiting for ring
+   * room on `onAnswer` is called once more, to find the stream {@link isClosed}.
+   */
   destroy(): void {
     if (this.closed) return;
     this.closed = true;
@@ -240,6 +243,12 @@ export class HashStream {
     clearTimeout(this.timer);
     this.ops = [];
     this.host.done(this, this.options.shared ? undefined : this.sab, false);
+    this.onAnswer?.();
+  }
+
+  /** Ended or destroyed: the stream takes no more bytes, and no more room will come. */
+  get isClosed(): boolean {
+    return this.closed;
   }
 
   /** Sends the queued ops now (push and end do; parts' ops otherwise go with the next push or soon after). */

@@ -10,7 +10,7 @@
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { createReadStream, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { createReadStream, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { flattenLayer } from '../../src/layer/flatten.js';
@@ -98,4 +98,24 @@ test('a tar damaged past the first ring read from its region is ERR_DIGEST_MISMA
     assert.equal((e as { details?: { actual?: string } }).details?.actual, sha(bad), 'the whole damaged tar was hashed');
     return true;
   });
+});
+
+test('an abort mid-read rejects with ERR_ABORTED and leaves the region file closed', async () => {
+  const region = embedded('abort.bin');
+  const controller = new AbortController();
+  const dir = join(work, 'e');
+  await assert.rejects(
+    flattenLayer(regionStream(region), { dir, signal: controller.signal, onRead: (n) => n >= 8 * MIB && controller.abort() }),
+    (e: unknown) => isVmimgError(e, 'ERR_ABORTED'),
+  );
+  await new Promise((resolve) => setTimeout(resolve, 200)); // a read in flight settles, then the handle closes
+  const open = readdirSync('/proc/self/fd').flatMap((fd) => {
+    try {
+      return [readlinkSync(`/proc/self/fd/${fd}`)];
+    } catch {
+      return [];
+    }
+  });
+  assert.deepEqual(open.filter((p) => p === region.path), [], 'no descriptor of the region file stays open');
+  assert.deepEqual(readdirSync(dir).filter((n) => /\.(idx|contents)$/.test(n)), [], 'nothing flattened is left');
 });
