@@ -134,11 +134,17 @@ async function digestExplains(source: Readable, blob: CountedStream, expected: s
   return new VmimgError(ErrorCode.DIGEST_MISMATCH, `digest mismatch: expected ${expected}, got ${actual}`, { details: { expected, actual } });
 }
 
+/** A plain blob's tar stream left after a failure, and (read from a file region) when its reads stopped. */
+interface Failed {
+  tar?: CountedStream;
+  closed?: Promise<void> | undefined;
+}
+
 /**
  * `failed` (a plain blob): on failure the tar's stream, which hashed the blob's bytes, is left there.
  * `region`: the plain blob's file region, read from there (`blobChunks` then yield its head only).
  */
-async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what: string, opts: FlattenOptions, blob: CountedStream, failed?: { tar?: CountedStream }, region?: FileRegion): Promise<Converted> {
+async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what: string, opts: FlattenOptions, blob: CountedStream, failed?: Failed, region?: FileRegion): Promise<Converted> {
   const { signal } = opts;
   const tarCount = new CountedStream(undefined);
   const hold: { at: number | undefined } = { at: undefined };
@@ -205,6 +211,7 @@ async function convert(blobChunks: AsyncGenerator<Buffer>, fh: FileHandle, what:
   } finally {
     signal?.removeEventListener('abort', stopHashing);
     tar.close();
+    if (failed?.tar === tarCount) failed.closed = tar.closed; // its reads must stop before digestExplains pushes
     if (failed?.tar !== tarCount) tarCount.destroy();
   }
 }
@@ -258,11 +265,12 @@ async function convertVerified(source: Readable, fh: FileHandle, tmpIndex: strin
   const region = plain && !head.ended ? regionOf(source) : undefined;
   const blob = new CountedStream(checked || plain ? undefined : flattenPool());
   const blobChunks = blob.tap(progress(replay(head.bytes, head.ended || region !== undefined ? undefined : raw), opts.onRead));
-  const failed: { tar?: CountedStream } = {};
+  const failed: Failed = {};
   const c = await convert(blobChunks, fh, what, opts, blob, plain ? failed : undefined, region)
     .catch(async (err: unknown) => {
       if (!isLayerError(err) || opts.expectedDigest === undefined || opts.signal?.aborted) throw err;
       await blobChunks.return(undefined); // waits for a pending read, so every byte is hashed once, in order
+      await failed.closed; // a file region's read ahead writes the tar's ring until then
       throw (await digestExplains(source, failed.tar ?? blob, opts.expectedDigest, region)) ?? err;
     })
     .finally(() => {

@@ -18,11 +18,15 @@ import { ringFor } from '../util/hash-pool.js';
 /** Smallest tar ring: the tar reader's largest single read (1 MiB of extended header) plus room to go on. */
 const MIN_TAR_RING = 2 << 20;
 
-/** The tar's chunks; `ring`: they view the inflate ring (see ByteReader's `copy`). `close` stops the source. */
+/**
+ * The tar's chunks; `ring`: they view the inflate ring (see ByteReader's `copy`). `close` stops the
+ * source; `closed` (a file region's source) settles once no read of it writes the ring any more.
+ */
 export interface TarSource {
   chunks: AsyncIterator<Buffer>;
   ring: boolean;
   close(): void;
+  closed?: Promise<void>;
 }
 
 /** How `openTar` reads a blob. */
@@ -65,7 +69,12 @@ export async function openTar(blobChunks: AsyncIterator<Buffer>, tar: CountedStr
   if (kind === 'none' && opts.region !== undefined) {
     tar.stream = flattenPool().stream({ whole: true, ranges: true, shared: true, ringBytes: Math.max(MIN_TAR_RING, ringFor(opts.region.length)) });
     const chunks = counted(readRegionToRing(opts.region, tar.stream, ring, opts.onRead), tar);
-    return { chunks, ring: true, close: () => void chunks.return(undefined).catch(() => undefined) };
+    const source: TarSource = {
+      chunks,
+      ring: true,
+      close: () => void (source.closed ??= chunks.return(undefined).then(() => undefined, () => undefined)),
+    };
+    return source;
   }
   tar.stream = flattenPool().stream({ whole: true, ranges: true });
   tar.releaseTo = readerAt; // the tar's bytes are copied into the ring: writes view the source's chunks
