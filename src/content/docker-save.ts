@@ -19,7 +19,7 @@ import { assertDigest, sha256Digest } from '../digest/index.js';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { documentLimits, MediaType, parseImageConfig, parseManifestDocument, type Descriptor } from '../manifest/index.js';
 import type { TarMembers } from './tar-members.js';
-import { OciLayoutReader, blobPath, tarFiles } from './layout.js';
+import { OciLayoutReader, blobPath, sizeMismatch, tarFiles } from './layout.js';
 import { listImageEntries } from './walk.js';
 import type { BlobReader, NamedDescriptor, OpenBlobOptions } from './blob-reader.js';
 
@@ -94,6 +94,7 @@ export class DockerSaveReader implements BlobReader {
   async open(desc: Descriptor, options: OpenBlobOptions = {}): Promise<Readable> {
     const member = this.memberOf(desc);
     const size = this.tar.require(member).size;
+    if (size !== desc.size) throw sizeMismatch(`${this.where}: blob ${desc.digest}`, size, desc.size);
     const offset = options.offset ?? 0;
     if (offset > size) throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `${this.where}: blob ${desc.digest}: offset ${offset} is past its end (${size} bytes)`);
     return this.tar.stream(member, offset, options.length);

@@ -69,6 +69,14 @@ export function tarFiles(tar: TarMembers): LayoutFiles {
   };
 }
 
+/**
+ * A blob whose bytes are not as many as its descriptor says: refused before it is read (the OCI image
+ * spec's descriptor: "size ... MUST" match; a flattener bounds a layer's expansion by that size).
+ */
+export function sizeMismatch(what: string, actual: number, expected: number): VmimgError {
+  return new VmimgError(ErrorCode.DIGEST_MISMATCH, `${what} is ${actual} bytes, its descriptor says ${expected}`, { details: { expectedSize: expected, actualSize: actual } });
+}
+
 /** Where a blob lives in a layout (the digest is validated: it becomes a path). */
 export function blobPath(digest: string): string {
   return `blobs/${digestAlgorithm(digest)}/${digestHex(digest)}`;
@@ -115,6 +123,7 @@ export class OciLayoutReader implements BlobReader {
     const name = blobPath(desc.digest);
     const size = await this.files.size(name);
     if (size === undefined) throw this.missing(desc);
+    if (size !== desc.size) throw sizeMismatch(`${this.where}: blob ${desc.digest}`, size, desc.size);
     const offset = options.offset ?? 0;
     if (offset > size) throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `${this.where}: blob ${desc.digest}: offset ${offset} is past its end (${size} bytes)`);
     return this.files.stream(name, offset, Math.min(options.length ?? size - offset, size - offset));

@@ -128,4 +128,36 @@ describe('OCI image layout directories', () => {
     assert.match((await expectExit(2, c('ls', `oci:${notLayout}`, '/'))).stderr, /ERR_INVALID_ARGUMENT: .*not an OCI image layout/);
     assert.match((await expectExit(3, c('ls', `oci:${notLayout}/missing:tag`, '/'))).stderr, /ERR_NOT_FOUND/);
   });
+
+  it("a layer descriptor whose size is not the blob's is refused before the layer is read (ERR_DIGEST_MISMATCH), nothing flattened", async () => {
+    // python rewrites the manifest (and index.json's entry for it): the layer's digest stays right
+    const REWRITE = `
+import hashlib, json, os, sys
+d, delta, digest = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+blob = lambda h: os.path.join(d, 'blobs', 'sha256', h)
+index = json.load(open(os.path.join(d, 'index.json')))
+entry = next(e for e in index['manifests'] if e['digest'] == digest)
+m = json.load(open(blob(entry['digest'][7:])))
+big = max(m['layers'], key=lambda l: l['size'])
+big['size'] = big['size'] + delta if delta else 2**53 - 1
+raw = json.dumps(m).encode()
+h = hashlib.sha256(raw).hexdigest()
+open(blob(h), 'wb').write(raw)
+entry['digest'], entry['size'] = 'sha256:' + h, len(raw)
+json.dump(index, open(os.path.join(d, 'index.json'), 'w'))
+`;
+    for (const delta of ['512', '-512', '0']) {
+      const dir = await tmpDir('vmimg-layout-size-');
+      await run('cp', ['-r', `${extra.layout}/.`, dir]);
+      await run('python3', ['-c', REWRITE, dir, delta, extra.manifestDigest]);
+      const cacheDir = await tmpDir('vmimg-layout-size-cache-');
+      await assert.rejects(loadFromLayout(dir, { cacheDir, tag: extra.tag }), (err: unknown) => {
+        assert.ok(isVmimgError(err, ErrorCode.DIGEST_MISMATCH), String(err));
+        assert.match(err.message, /is \d+ bytes, its descriptor says \d+/);
+        return true;
+      });
+      const layers = await readdir(join(cacheDir, 'layers', 'sha256')).catch(() => [] as string[]);
+      assert.deepEqual(layers.filter((n) => !n.startsWith('.')), [], `delta ${delta}: nothing flattened`);
+    }
+  });
 });
