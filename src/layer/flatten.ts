@@ -268,10 +268,12 @@ async function convertVerified(source: Readable, fh: FileHandle, tmpIndex: strin
   const failed: Failed = {};
   const c = await convert(blobChunks, fh, what, opts, blob, plain ? failed : undefined, region)
     .catch(async (err: unknown) => {
-      if (!isLayerError(err) || opts.expectedDigest === undefined || opts.signal?.aborted) throw err;
+      // a plain blob's digest is its diff_id: a docker save's layers come with the diff_id alone
+      const expected = opts.expectedDigest ?? (plain ? opts.expectedDiffId : undefined);
+      if (!isLayerError(err) || expected === undefined || opts.signal?.aborted) throw err;
       await blobChunks.return(undefined); // waits for a pending read, so every byte is hashed once, in order
       await failed.closed; // a file region's read ahead writes the tar's ring until then
-      throw (await digestExplains(source, failed.tar ?? blob, opts.expectedDigest, region)) ?? err;
+      throw (await digestExplains(source, failed.tar ?? blob, expected, region)) ?? err;
     })
     .finally(() => {
       blob.destroy();

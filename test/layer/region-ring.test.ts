@@ -98,6 +98,11 @@ test('a tar damaged past the first ring read from its region is ERR_DIGEST_MISMA
     assert.equal((e as { details?: { actual?: string } }).details?.actual, sha(bad), 'the whole damaged tar was hashed');
     return true;
   });
+  // a docker save's layer comes with its diff_id alone: for a plain tar that is its digest too
+  await assert.rejects(flattenLayer(regionStream(region), { dir: join(work, 'd2'), expectedDiffId: sha(tar) }), (e: unknown) => {
+    assert.ok(isVmimgError(e, 'ERR_DIGEST_MISMATCH'), String(e));
+    return true;
+  });
 });
 
 test('an abort mid-read rejects with ERR_ABORTED and leaves the region file closed', async () => {
