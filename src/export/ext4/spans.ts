@@ -84,6 +84,11 @@ export class SpanBuffers {
   hold(buf: Buffer, until: number): void {
     this.#held.push({ buf, until });
   }
+
+  /** `buf` is not in use (nothing queued views it): the next `take` may have it. */
+  free(buf: Buffer): void {
+    this.#free.push(buf);
+  }
 }
 
 /** Reads the spans in order, a few ahead, into buffers from `take`, yielding each span's bytes and pieces. */
