@@ -11,17 +11,16 @@ import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { ErrorCode, VmimgError } from '../errors.js';
-import type { IndexEntry } from '../layer/entry.js';
 import type { ContentReader } from '../vfs/content.js';
 import type { BlobStore } from '../store/blob-store.js';
 import { BlobCopy } from './blob-copy.js';
-import { firstEndingAfter, placedFiles, spanAt, writePlan, type Placed } from './placed-files.js';
+import { firstEndingAfter, spanAt, writePlan, type FileTable, type Placed } from './placed-files.js';
 import { emptyStats, type LazyStats, type RangeSource } from './lazy-types.js';
 import { placeWholeBlob } from './whole-blob.js';
 import { resolveLimits, type LayerLimits } from '../layer/limits.js';
 import { ReadAhead, readAheadBytes } from './read-ahead.js';
 import { spanRecord } from './span-inflate.js';
-import { placeSpans } from './span-pool.js';
+import { placeSpans, warmSpanPool } from './span-pool.js';
 import { SpanMap } from './span-map.js';
 import { fetchOnce, SpanLocks } from './span-lock.js';
 import { spanRange, type ZranIndex } from './zran-format.js';
@@ -32,8 +31,8 @@ export { emptyStats, type LazyStats, type RangeAnswer, type RangeSource } from '
 export interface LazyContentOptions {
   /** The layer's checkpoints; without one (a blob under 10 MiB) the first read fetches the blob whole. */
   zran?: ZranIndex;
-  /** The layer's `.idx` version 2 entries, or how to read them (on the first read: `ls` never needs them). */
-  entries: readonly IndexEntry[] | (() => Promise<readonly IndexEntry[]>);
+  /** The layer's file table (from its `.idx` version 2: `fileTable`), or how to read it (on the first read: `ls` never needs it). */
+  files: FileTable | (() => Promise<FileTable>);
   /** `sha256:` digest of the gzip blob. */
   digest: string;
   /** The sparse `.contents` file (created at its full size by the caller) and its `.spans` map. */
@@ -54,7 +53,7 @@ export interface LazyContentOptions {
 const FILL_BATCH = 16;
 
 /**
- * The lazy ContentReader of one layer. `open` it with the layer's `.zran`, `.idx` v2 entries and a RangeSource;
+ * The lazy ContentReader of one layer. `open` it with the layer's `.zran`, `.idx` v2 file table and a RangeSource;
  * errors: ERR_DIGEST_MISMATCH (a span or a whole file that does not match), ERR_REGISTRY_ERROR, network codes.
  */
 export class LazyContent implements ContentReader {
@@ -98,12 +97,12 @@ export class LazyContent implements ContentReader {
     return this.map.has(i) || (this.here[i >> 3]! & (1 << (i & 7))) !== 0;
   }
 
-  /** The file table, from the entries (read now if they were deferred). */
+  /** The file table (read now if it was deferred). */
   private ready(): Promise<void> {
     this.loaded ??= (async () => {
-      const entries = typeof this.opts.entries === 'function' ? await this.opts.entries() : this.opts.entries;
-      this.files = placedFiles(entries);
-      this.sparse = entries.some((e) => e.tarSparse !== undefined && e.size > 0);
+      const table = typeof this.opts.files === 'function' ? await this.opts.files() : this.opts.files;
+      this.files = table.files;
+      this.sparse = table.sparse;
     })();
     return this.loaded;
   }
@@ -364,6 +363,7 @@ export class LazyContent implements ContentReader {
     const start = spanRange(zran, first).cStart;
     const end = spanRange(zran, last).cEnd;
     this.stats.rangeRequests++;
+    warmSpanPool(); // while the request is out
     const answer = await this.opts.source.read(start, end);
     if (answer.kind === 'whole') {
       this.opts.warn?.(`the registry ignored a Range request for ${this.opts.digest}: fetching the whole blob`);

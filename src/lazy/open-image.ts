@@ -7,13 +7,14 @@
 import { readFile } from 'node:fs/promises';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { hasLazyLayers, type Image, type ImageLayer } from '../image/image-dir.js';
-import { readIndexFile } from '../layer/index-format.js';
+import { scanIndexFile } from '../layer/index-format.js';
 import type { LayerLimits } from '../layer/limits.js';
 import { parseReference } from '../reference/index.js';
 import type { Reference } from '../reference/types.js';
 import { RegistryClient, type RegistryClientOptions } from '../registry/client.js';
 import type { ContentReader } from '../vfs/content.js';
 import { LazyContent, type LazyStats } from './lazy-content.js';
+import { fileTable } from './placed-files.js';
 import { registryRangeSource } from './registry-source.js';
 import { blobCopyPath } from './blob-copy.js';
 import type { BlobStore } from '../store/blob-store.js';
@@ -61,7 +62,7 @@ export async function openLazyLayer(
   const desc = { mediaType: 'application/octet-stream', digest: blob.digest, size: blob.size };
   return LazyContent.open({
     ...(files.zranPath !== undefined ? { zran: decodeZran(await readFile(files.zranPath)) } : {}),
-    entries: async () => (await readIndexFile(files.indexPath)).entries, // on the first read
+    files: async () => fileTable(await scanIndexFile(files.indexPath)), // on the first read
     digest: blob.digest,
     blobSize: blob.size,
     ...(options.limits !== undefined ? { limits: options.limits } : {}),

@@ -5,7 +5,8 @@
  */
 import { writevSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import type { IndexEntry } from '../layer/entry.js';
+import type { ScannedIndex } from '../layer/index-format.js';
+import { ENTRY_FIXED_SIZE, R_SHA256, R_SPARSE, u64 } from '../layer/index-records.js';
 import { CONTENTS_ALIGN } from '../layer/contents-writer.js';
 import type { ZranIndex } from './zran-format.js';
 
@@ -19,16 +20,37 @@ export interface Placed {
   verified: boolean;
 }
 
-/** Regular files with content, once each (hardlinks share their target's bytes), by `.contents` offset. */
-export function placedFiles(entries: readonly IndexEntry[]): Placed[] {
+/** A lazy layer's file table: its files by `.contents` offset, and whether any is sparse. */
+export interface FileTable {
+  files: Placed[];
+  /** A sparse file has content: span reads cannot place it (the layer is fetched whole). */
+  sparse: boolean;
+}
+
+/**
+ * The file table of a checked `.idx` version 2 ({@link scanIndex}), read straight from its records:
+ * regular files with content, once each (hardlinks share their target's bytes and `.contents` offset),
+ * by `.contents` offset. Decoding every record into an IndexEntry first (its path, names, times) cost a
+ * layer's first lazy read ~10 ms and as much again in GC for ~10k entries (session 13, profile of
+ * `bench/profile-lazy.ts first`); this reads four fields and the digest of each. A version 1 index has
+ * no tar offsets: no file can be placed from it.
+ */
+export function fileTable({ buf, starts, version, header }: ScannedIndex): FileTable {
   const seen = new Set<number>();
   const files: Placed[] = [];
-  for (const e of entries) {
-    if (e.size === 0 || e.tarOffset === undefined || seen.has(e.offset)) continue;
-    seen.add(e.offset);
-    files.push({ offset: e.offset, size: e.size, tarOffset: e.tarOffset, sha256: e.sha256, verified: false });
+  let sparse = false;
+  for (let i = 0; version === 2 && i < header.entryCount; i++) {
+    const at = starts[i]!;
+    const size = u64(buf, at + 40);
+    const offset = u64(buf, at + 48);
+    if (size === 0 || seen.has(offset)) continue;
+    seen.add(offset);
+    const flags = buf[at + 1]!;
+    if (flags & R_SPARSE) sparse = true;
+    const shaAt = flags & R_SHA256 ? at + ENTRY_FIXED_SIZE[2] : -1;
+    files.push({ offset, size, tarOffset: u64(buf, at + 64), sha256: shaAt >= 0 ? buf.toString('hex', shaAt, shaAt + 32) : undefined, verified: false });
   }
-  return files.sort((a, b) => a.offset - b.offset);
+  return { files: files.sort((a, b) => a.offset - b.offset), sparse };
 }
 
 /** The last span whose checkpoint is at or before tar offset `u`. */

@@ -59,6 +59,15 @@ export function placeSpans(run: Omit<SpanRun, 'id'>, placed: (i: number) => void
   });
 }
 
+/**
+ * Starts the pool's first worker now, if none is running: a reader calls this as it sends a range
+ * request, so the worker's start (~10-20 ms on these 2-core VMs, session 13) overlaps the request
+ * instead of following the response. An idle worker is unreferenced: it never holds the process open.
+ */
+export function warmSpanPool(): void {
+  if (slots.every((s) => s.worker === undefined)) start(slots[0]!);
+}
+
 function settle(slot: Slot, id: number): Pending | undefined {
   const p = slot.runs.get(id);
   slot.runs.delete(id);

@@ -7,12 +7,12 @@ import { copyFileSync, existsSync, readdirSync, readFileSync, truncateSync, writ
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { pull } from '../../src/image/pull.js';
-import { readIndexFile } from '../../src/layer/index-format.js';
-import type { IndexEntry } from '../../src/layer/entry.js';
+import { encodeIndex, readIndexFile, scanIndex, type IndexHeader } from '../../src/layer/index-format.js';
+import { EntryType, type IndexEntry } from '../../src/layer/entry.js';
 import { CheckpointBuilder } from '../../src/lazy/checkpoint-builder.js';
 import { LazyContent } from '../../src/lazy/lazy-content.js';
 import { registryRangeSource } from '../../src/lazy/registry-source.js';
-import { spanAt } from '../../src/lazy/placed-files.js';
+import { fileTable, spanAt } from '../../src/lazy/placed-files.js';
 import { spanRange, type ZranIndex } from '../../src/lazy/zran-format.js';
 import { RegistryClient } from '../../src/registry/index.js';
 import { ContainerFS } from '../../src/vfs/index.js';
@@ -23,7 +23,7 @@ import { requireTools, run, tmpDir } from '../helpers/tools.js';
 
 let registry: RunningRegistry;
 let proxy: FaultProxy;
-let layer: { digest: string; size: number; indexPath: string; contentsPath: string; entries: IndexEntry[]; contentsSize: number };
+let layer: { digest: string; size: number; indexPath: string; contentsPath: string; entries: IndexEntry[]; header: IndexHeader; contentsSize: number };
 let zran: ZranIndex;
 let blobDir: string;
 const client = new RegistryClient();
@@ -43,7 +43,7 @@ before(async () => {
   const files = image.layers.find((l) => l.diffId === d.diffId)!;
   const decoded = await readIndexFile(files.indexPath);
   assert.equal(decoded.header.version, 2, 'an .idx with tar offsets');
-  layer = { digest: d.digest!, size: d.compressedSize!, indexPath: files.indexPath, contentsPath: files.contentsPath, entries: decoded.entries, contentsSize: decoded.header.contentsSize };
+  layer = { digest: d.digest!, size: d.compressedSize!, indexPath: files.indexPath, contentsPath: files.contentsPath, entries: decoded.entries, header: decoded.header, contentsSize: decoded.header.contentsSize };
   const b = new CheckpointBuilder({ spanSize: 1 << 20 });
   blobDir = join(cache, 'blobs', 'sha256');
   b.push(readFileSync(join(blobDir, layer.digest.slice(7))));
@@ -64,7 +64,9 @@ async function lazyLayer(warnings: string[] = [], entries: IndexEntry[] = layer.
   truncateSync(contentsPath, layer.contentsSize);
   const spansPath = join(dir, 'layer.spans');
   const source = registryRangeSource(client, { registry: proxy.host, repository: REPO }, { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layer.digest, size: layer.size }, { signal });
-  const lazy = await LazyContent.open({ zran, entries, digest: layer.digest, contentsPath, spansPath, source, warn: (m) => warnings.push(m), ...(readAheadBytes !== undefined ? { readAheadBytes } : {}) });
+  // the layer's own .idx, or (a test's changed entries) one encoded from them
+  const files = fileTable(scanIndex(entries === layer.entries ? readFileSync(layer.indexPath) : encodeIndex(layer.header, entries)));
+  const lazy = await LazyContent.open({ zran, files, digest: layer.digest, contentsPath, spansPath, source, warn: (m) => warnings.push(m), ...(readAheadBytes !== undefined ? { readAheadBytes } : {}) });
   copyFileSync(layer.indexPath, join(dir, 'layer.idx'));
   return { lazy, dir, spansPath, contentsPath };
 }
@@ -87,6 +89,25 @@ async function readFile(lazy: LazyContent, e: IndexEntry): Promise<Buffer> {
 }
 
 describe('lazy reads', () => {
+  test("the file table read from the .idx records is the decoded entries' files with content, once per .contents offset", () => {
+    const { files, sparse } = fileTable(scanIndex(readFileSync(layer.indexPath)));
+    const byOffset = new Map<number, IndexEntry>();
+    for (const e of layer.entries) if (e.size > 0 && !byOffset.has(e.offset)) byOffset.set(e.offset, e);
+    const expected = [...byOffset.values()].sort((a, b) => a.offset - b.offset).map((e) => ({ offset: e.offset, size: e.size, tarOffset: e.tarOffset, sha256: e.sha256, verified: false }));
+    assert.ok(expected.length > 500, `${expected.length} files`);
+    assert.ok(layer.entries.some((e) => e.type !== 1 && e.type !== 0 && e.size === 0), 'entries without content are left out');
+    assert.deepEqual(files, expected);
+    assert.equal(sparse, false);
+    // a sparse file with content makes the table sparse; a v1 index places nothing
+    const i = layer.entries.findIndex((e) => e.path === 'etc/passwd');
+    const withSparse = layer.entries.map((e, k) => (k === i ? { ...e, tarSparse: { headerOffset: 0, storedSize: 1 } } : e));
+    assert.equal(fileTable(scanIndex(encodeIndex(layer.header, withSparse))).sparse, true);
+    // a hardlink carries its target's size and offset: the bytes are placed once
+    const link = { ...layer.entries[i]!, type: EntryType.Hardlink, path: 'etc/passwd.link', linkTarget: 'etc/passwd' };
+    assert.deepEqual(fileTable(scanIndex(encodeIndex(layer.header, [...layer.entries, link]))).files, files);
+    assert.deepEqual(fileTable(scanIndex(encodeIndex(layer.header, layer.entries, 1))).files, []);
+  });
+
   test('every file read through spans equals the eager flatten; a second pass fetches nothing', async () => {
     proxy.clear();
     const eager = readFileSync(layer.contentsPath);
@@ -139,7 +160,7 @@ describe('lazy reads', () => {
     const first = await lazyLayer([], layer.entries, 0);
     const own = new RegistryClient(); // a process of its own: its own connections
     const source = registryRangeSource(own, { registry: proxy.host, repository: REPO }, { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layer.digest, size: layer.size });
-    const second = await LazyContent.open({ zran, entries: layer.entries, digest: layer.digest, contentsPath: first.contentsPath, spansPath: first.spansPath, source, readAheadBytes: 0 });
+    const second = await LazyContent.open({ zran, files: fileTable(scanIndex(readFileSync(layer.indexPath))), digest: layer.digest, contentsPath: first.contentsPath, spansPath: first.spansPath, source, readAheadBytes: 0 });
     const big = layer.entries.filter((e) => e.type === 1).sort((a, b) => b.size - a.size)[0]!;
     let reached!: () => void;
     let release!: () => void;
