@@ -86,6 +86,12 @@ export interface WalkOptions extends ReadOptions {
   readonly explicitPlatform?: boolean | undefined;
   /** Tag, ref name, manifest/index/config digest or 12+ hex prefix (select.ts). */
   readonly tag?: string | undefined;
+  /**
+   * Told an image manifest's descriptor before its config is read (each one the walk reads to learn
+   * its platform, then the chosen one's, maybe again): a lazy pull starts looking up the manifest's
+   * referrers then, a round trip earlier (src/image/pull.ts).
+   */
+  readonly onManifest?: ((manifest: Descriptor) => void) | undefined;
 }
 
 /** Reads small blobs once per walk (the chosen image's manifest was often read while listing). */
@@ -125,7 +131,7 @@ export async function listImageEntries(reader: BlobReader, options: ReadOptions 
   return enumerate(new BlobCache(reader, options), reader, await reader.roots(options), options.readAll ?? true);
 }
 
-async function enumerate(cache: BlobCache, reader: BlobReader, roots: readonly NamedDescriptor[], readAll: boolean): Promise<ImageEntry[]> {
+async function enumerate(cache: BlobCache, reader: BlobReader, roots: readonly NamedDescriptor[], readAll: boolean, onManifest?: WalkOptions['onManifest']): Promise<ImageEntry[]> {
   const out: ImageEntry[] = [];
   const limits = documentLimits();
   let steps = 0;
@@ -160,6 +166,7 @@ async function enumerate(cache: BlobCache, reader: BlobReader, roots: readonly N
       if (readAll || platform === undefined) {
         doc ??= await cache.document(desc);
         if (doc.kind !== 'manifest') continue;
+        onManifest?.(desc);
         read = { manifest: doc.manifest, config: parseImageConfig(await cache.get(doc.manifest.config, 'config')) };
         platform = configPlatform(read.config);
       }
@@ -187,13 +194,13 @@ export async function chooseImage(reader: BlobReader, options: WalkOptions = {})
   const cache = new BlobCache(reader, options);
   // Local reads are cheap and make every choice and error name config digests; a registry reads what it must.
   const readAll = !isRemoteReader(reader) || (options.tag !== undefined && isDigestSelector(options.tag));
-  const entries = await enumerate(cache, reader, await reader.roots(options), readAll);
+  const entries = await enumerate(cache, reader, await reader.roots(options), readAll, options.onManifest);
   const wanted = options.platform ?? hostPlatform();
   const entry = selectImage(entries, options.tag, wanted, reader.where);
-  return readImage(cache, entry, wanted, options.explicitPlatform ?? false);
+  return readImage(cache, entry, wanted, options.explicitPlatform ?? false, options.onManifest);
 }
 
-async function readImage(cache: BlobCache, entry: ImageEntry, wanted: Platform, explicit: boolean): Promise<WalkedImage> {
+async function readImage(cache: BlobCache, entry: ImageEntry, wanted: Platform, explicit: boolean, onManifest: WalkOptions['onManifest']): Promise<WalkedImage> {
   const indexes: ReadBlob<ImageIndex>[] = [];
   for (const descriptor of entry.indexes) {
     const doc = await cache.document(descriptor);
@@ -204,6 +211,7 @@ async function readImage(cache: BlobCache, entry: ImageEntry, wanted: Platform, 
   const manifestBytes = await cache.get(entry.descriptor);
   // A root descriptor may not have said its media type: the document's own is the truth.
   const manifestDesc = { ...entry.descriptor, mediaType: doc.manifest.mediaType };
+  onManifest?.(manifestDesc);
   const configBytes = await cache.get(doc.manifest.config, 'config');
   const config = parseImageConfig(configBytes);
   return {

@@ -14,6 +14,8 @@ import { noticeEvent, type ProgressListener } from './progress.js';
 import type { NetworkNotice } from '../util/retry.js';
 import { openReaderSource } from './reader-source.js';
 import { lazyPlacer } from '../lazy/lazy-pull.js';
+import { listPublishedIndexes, type PublishedCandidates } from '../lazy/discover.js';
+import type { Descriptor } from '../manifest/index.js';
 
 export interface PullOptions extends RegistryClientOptions {
   /** Wanted platform (the host's when absent). Naming one makes a single-platform mismatch an error. */
@@ -49,8 +51,18 @@ export async function pull(reference: string | Reference, options: PullOptions =
   const client = options.client ?? new RegistryClient(options);
   try {
     options.onProgress?.({ type: 'image', state: 'resolving', layersDone: 0, layerCount: 0, bytesDone: 0 });
+    // A lazy pull looks for the published index while the config comes (it needs the manifest digest
+    // only): for the first two manifests the walk reads, which for a tag is the one it chooses.
+    const listings = new Map<string, Promise<PublishedCandidates>>();
+    const onManifest = (manifest: Descriptor): void => {
+      if (listings.size >= 2 || listings.has(manifest.digest)) return;
+      const found = listPublishedIndexes(client, ref, manifest.digest, options.signal);
+      found.catch(() => undefined); // awaited by lazyPlacer; one it never awaits must not be unhandled
+      listings.set(manifest.digest, found);
+    };
     const source = await openReaderSource(new RegistryBlobReader(client, ref), {
       store: new BlobStore(cache.root),
+      ...(options.lazy ? { onManifest } : {}),
       ...(options.platform ? { platform: options.platform, explicitPlatform: true } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
       ...(options.onProgress ? { onNotice: (n: NetworkNotice) => options.onProgress?.(noticeEvent(n)) } : {}),
@@ -58,7 +70,7 @@ export async function pull(reference: string | Reference, options: PullOptions =
     const warn = (message: string): void => options.onProgress?.({ type: 'warning', message });
     const manifestDigest = source.info.manifestDigest;
     const lazy = options.lazy && manifestDigest !== undefined
-      ? await lazyPlacer(client, ref, manifestDigest, { cacheRoot: cache.root, layersDir: cache.layersDir, image: source.info.configDigest, ...(options.limits ? { limits: options.limits } : {}), ...(options.signal ? { signal: options.signal } : {}), warn })
+      ? await lazyPlacer(client, ref, manifestDigest, { ...(listings.has(manifestDigest) ? { listing: listings.get(manifestDigest)! } : {}), cacheRoot: cache.root, layersDir: cache.layersDir, image: source.info.configDigest, ...(options.limits ? { limits: options.limits } : {}), ...(options.signal ? { signal: options.signal } : {}), warn })
       : undefined;
     try {
       return await prepareImage(source, {

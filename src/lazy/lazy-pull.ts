@@ -13,7 +13,7 @@ import type { RegistryClient } from '../registry/client.js';
 import type { ContentReader } from '../vfs/content.js';
 import type { SourceLayer } from '../image/source.js';
 import { ErrorCode, isVmimgError } from '../errors.js';
-import { listPublishedIndexes, loadPublishedIndex, type PublishedIndex, type PublishedLayer } from './discover.js';
+import { listPublishedIndexes, loadPublishedIndex, type PublishedCandidates, type PublishedIndex, type PublishedLayer } from './discover.js';
 import type { LazyContent } from './lazy-content.js';
 import { openLazyLayer } from './open-image.js';
 import { addLazyStats } from './stats.js';
@@ -39,6 +39,8 @@ export interface LazyPlacerOptions {
   warn: (message: string) => void;
   /** The image's config digest: `close` adds the pull's own reads (the config's /etc/passwd) to its kept counters. */
   image?: string;
+  /** `listPublishedIndexes` for `manifestDigest`, already under way (the pull starts it while the config comes). */
+  listing?: Promise<PublishedCandidates>;
 }
 
 /**
@@ -46,7 +48,7 @@ export interface LazyPlacerOptions {
  * lazy index is published for it: the caller then pulls eagerly.
  */
 export async function lazyPlacer(client: RegistryClient, repo: Reference, manifestDigest: string, options: LazyPlacerOptions): Promise<LazyPlacer | undefined> {
-  const { list, via } = await listPublishedIndexes(client, repo, manifestDigest, options.signal);
+  const { list, via } = await (options.listing ?? listPublishedIndexes(client, repo, manifestDigest, options.signal));
   const loaded = new Map<number, Promise<PublishedIndex | undefined>>(); // each candidate fetched once, when needed
   const candidate = (i: number): Promise<PublishedIndex | undefined> => {
     if (!loaded.has(i)) loaded.set(i, loadPublishedIndex(client, repo, manifestDigest, list[i]!, via, options.signal));

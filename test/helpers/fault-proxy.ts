@@ -211,6 +211,8 @@ function transformBody(upRes: IncomingMessage, res: ServerResponse, fault: Fault
   let sent = 0;
   let flipped = false;
   let held = false;
+  /** The held rest's write: a body that came in one chunk has ended meanwhile, and must end after it. */
+  let holding: Promise<void> | undefined;
   upRes.on('data', (chunk: Buffer) => {
     if (fault.kind === 'hold' && !held && sent + chunk.length > fault.afterBytes) {
       held = true;
@@ -219,7 +221,7 @@ function transformBody(upRes: IncomingMessage, res: ServerResponse, fault: Fault
       res.write(part);
       upRes.pause();
       fault.reached?.();
-      void fault.release.then(() => {
+      holding = fault.release.then(() => {
         sent += chunk.length - part.length;
         res.write(chunk.subarray(part.length));
         upRes.resume();
@@ -261,7 +263,8 @@ function transformBody(upRes: IncomingMessage, res: ServerResponse, fault: Fault
     // A body shorter than the cut point never triggered the fault: finish it like a clean one.
     if ((fault.kind === 'reset' || fault.kind === 'stall' || fault.kind === 'corrupt-then-reset') && sent >= fault.afterBytes) return;
     if (fault.kind === 'extend') res.write(Buffer.alloc(fault.extra, 0x5a));
-    res.end();
+    if (holding !== undefined) void holding.then(() => res.end());
+    else res.end();
   });
 }
 

@@ -112,6 +112,26 @@ describe('pull --lazy', () => {
       assert.ok(existsSync(join(cache, 'layers', 'sha256', `${eager.config.layers[0]!.slice(7)}.spans`)));
     });
   }
+
+  test('the published index is looked up while the config is still coming (it needs the manifest digest only)', async () => {
+    const { ref, viaProxy } = images.debian!;
+    const config = (await pull(ref, { cacheDir: eagerCache })).config.source.configDigest;
+    const from = proxy.requests.length;
+    const asked = (): boolean => proxy.requests.slice(from).some((r) => r.path.includes('/referrers/'));
+    const configGets = (): number => proxy.requests.slice(from).filter((r) => r.method === 'GET' && r.path.endsWith(`/blobs/${config}`)).length;
+    let askedWhileHeld = false;
+    // the config's body is held until the referrers request has arrived too (or 10 s: a pull that waits
+    // for the config first; its client may give up on the held body and fetch it again meanwhile)
+    const release = (async () => {
+      for (const until = Date.now() + 10_000; Date.now() < until && !(asked() && configGets() > 0); ) await new Promise((r) => setTimeout(r, 10));
+      askedWhileHeld = asked() && configGets() === 1;
+    })();
+    proxy.add({ method: 'GET', path: `/blobs/${config}`, times: 1, fault: { kind: 'hold', afterBytes: 1, release } });
+    const image = await pull(viaProxy, { cacheDir: await tmpDir('vmimg-lazy-early-'), lazy: true });
+    assert.ok(askedWhileHeld, 'the referrers request was sent before the config arrived');
+    assert.ok(proxy.requests.slice(from).some((r) => r.fault === 'hold'), 'the config went through the held rule');
+    assert.ok(image.config.layerDetails.every((l) => l.lazy === true), 'every layer lazy');
+  });
 });
 
 describe('pull --lazy from the command line', () => {
