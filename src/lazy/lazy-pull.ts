@@ -62,7 +62,7 @@ export async function lazyPlacer(client: RegistryClient, repo: Reference, manife
     return undefined;
   }
   const limits = resolveLimits(options.limits);
-  const readers = new Map<string, LazyContent>();
+  const readers = new Map<string, OnFirstRead>();
   const call = options.signal ? { signal: options.signal } : {};
   const fetch = async (what: string, d: PublishedLayer['idx'], max: number): Promise<Buffer> => {
     if (d.size > max) throw tooLarge('maxLayerSize', `the published ${what} is ${d.size} bytes, more than the layer's tar may be (${max})`);
@@ -95,15 +95,37 @@ export async function lazyPlacer(client: RegistryClient, repo: Reference, manife
       const ids = { digest: layer.digest, diffId: layer.diffId, size: layer.size };
       const info = (await findLazyLayer(options.layersDir, options.cacheRoot, ids)) ?? (await placeFromIndex(layer, ids, index)); // an earlier lazy pull's spans are kept
       if (info === undefined) return undefined;
-      if (!readers.has(layer.diffId)) readers.set(layer.diffId, await openLazyLayer(info, ids, client, repo, { ...options, cacheDir: options.cacheRoot }));
+      if (!readers.has(layer.diffId)) readers.set(layer.diffId, new OnFirstRead(() => openLazyLayer(info, ids, client, repo, { ...options, cacheDir: options.cacheRoot })));
       return info;
     },
     content: (diffId) => readers.get(diffId),
     async close() {
-      for (const r of readers.values()) await r.close();
-      if (options.image !== undefined) await addLazyStats(options.cacheRoot, options.image, new Map([...readers].map(([d, r]) => [d, r.stats])));
+      const opened = new Map<string, LazyContent>();
+      for (const [diffId, r] of readers) {
+        const reader = await r.opened?.catch(() => undefined); // a failed open failed its read
+        if (reader !== undefined) opened.set(diffId, reader);
+      }
+      for (const r of opened.values()) await r.close();
+      if (options.image !== undefined && opened.size > 0) await addLazyStats(options.cacheRoot, options.image, new Map([...opened].map(([d, r]) => [d, r.stats])));
     },
   };
+}
+
+/**
+ * A lazy layer's reader opened on its first read: the pull reads layers only to resolve the config's
+ * User (/etc/passwd, /etc/group), and most images name none. Opening all nine of a lazy pull's layers
+ * (each `.zran` read and decoded, each `.spans` loaded) cost ~10 ms that `openLazyImage` spends again
+ * (session 13, bench/scratch traces of `pull --lazy`).
+ */
+class OnFirstRead implements ContentReader {
+  /** The reader, once a read asked for it. */
+  opened: Promise<LazyContent> | undefined;
+  constructor(private readonly open: () => Promise<LazyContent>) {}
+
+  async readInto(buffer: Uint8Array, offset: number, length: number, position: number): Promise<void> {
+    this.opened ??= this.open();
+    return (await this.opened).readInto(buffer, offset, length, position);
+  }
 }
 
 export { lazyFields } from './place.js';
