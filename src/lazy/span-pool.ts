@@ -1,7 +1,10 @@
 /**
  * The threads that verify, inflate and place lazily read spans (span-worker.ts): a reader's thread
  * only receives range responses and hands each one over whole (transferred, not copied). Started on
- * first use, one fewer than the cores (at least one), like the flatten's inflate pool; a worker is
+ * first use, one fewer than the cores but at least two: half of a span worker's time is the kernel
+ * filling fresh page-cache pages with its writes (on these VMs each fresh page faults a host page,
+ * ~13 µs), and a second worker inflates meanwhile (session 13, `perf` of a full lazy read of the 1 GB
+ * bench image on 2 cores: one worker 9.9-10.7 s, two 8.8-9.8 s, three 10.7-12.0 s). A worker is
  * referenced only while it has runs, so an idle pool never holds the process open.
  */
 import { availableParallelism } from 'node:os';
@@ -35,7 +38,7 @@ interface Slot {
   runs: Map<number, Pending>;
 }
 
-const slots: Slot[] = Array.from({ length: Math.max(1, availableParallelism() - 1) }, () => ({ worker: undefined, runs: new Map() }));
+const slots: Slot[] = Array.from({ length: Math.max(2, availableParallelism() - 1) }, () => ({ worker: undefined, runs: new Map() }));
 let nextId = 1;
 
 /**
