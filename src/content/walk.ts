@@ -87,9 +87,10 @@ export interface WalkOptions extends ReadOptions {
   /** Tag, ref name, manifest/index/config digest or 12+ hex prefix (select.ts). */
   readonly tag?: string | undefined;
   /**
-   * Told an image manifest's descriptor before its config is read (each one the walk reads to learn
-   * its platform, then the chosen one's, maybe again): a lazy pull starts looking up the manifest's
-   * referrers then, a round trip earlier (src/image/pull.ts).
+   * Told an image manifest's descriptor before its config is read: a root manifest's (a tag naming a
+   * manifest, whose config the walk reads to learn its platform) and the chosen one's (maybe again), not
+   * those an index lists. A lazy pull starts looking up the manifest's referrers then, a round trip
+   * earlier (src/image/pull.ts).
    */
   readonly onManifest?: ((manifest: Descriptor) => void) | undefined;
 }
@@ -166,7 +167,7 @@ async function enumerate(cache: BlobCache, reader: BlobReader, roots: readonly N
       if (readAll || platform === undefined) {
         doc ??= await cache.document(desc);
         if (doc.kind !== 'manifest') continue;
-        onManifest?.(desc);
+        if (above.length === 0) onManifest?.(desc); // a root manifest (a tag's): the one a pull chooses, or an error
         read = { manifest: doc.manifest, config: parseImageConfig(await cache.get(doc.manifest.config, 'config')) };
         platform = configPlatform(read.config);
       }

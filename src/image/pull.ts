@@ -49,17 +49,20 @@ export async function pull(reference: string | Reference, options: PullOptions =
   const ref = typeof reference === 'string' ? parseReference(reference) : reference;
   const cache = new CacheLayout(resolveCacheDir(options));
   const client = options.client ?? new RegistryClient(options);
+  // A lazy pull looks for the published index while the config comes (it needs the manifest digest
+  // only). The walk tells of a tag's manifest before reading its config, and of the manifest it
+  // chose; a lookup for any other is stopped once the choice is made, and all when the pull ends (a
+  // lookup left running held `client.close()` until its request timed out: breaker, session 13).
+  const lookups = new Map<string, { found: Promise<PublishedCandidates>; stop: AbortController }>();
+  const onManifest = (manifest: Descriptor): void => {
+    if (lookups.size >= 2 || lookups.has(manifest.digest)) return;
+    const stop = new AbortController();
+    const found = listPublishedIndexes(client, ref, manifest.digest, options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal);
+    found.catch(() => undefined); // awaited by lazyPlacer; one it never awaits must not be unhandled
+    lookups.set(manifest.digest, { found, stop });
+  };
   try {
     options.onProgress?.({ type: 'image', state: 'resolving', layersDone: 0, layerCount: 0, bytesDone: 0 });
-    // A lazy pull looks for the published index while the config comes (it needs the manifest digest
-    // only): for the first two manifests the walk reads, which for a tag is the one it chooses.
-    const listings = new Map<string, Promise<PublishedCandidates>>();
-    const onManifest = (manifest: Descriptor): void => {
-      if (listings.size >= 2 || listings.has(manifest.digest)) return;
-      const found = listPublishedIndexes(client, ref, manifest.digest, options.signal);
-      found.catch(() => undefined); // awaited by lazyPlacer; one it never awaits must not be unhandled
-      listings.set(manifest.digest, found);
-    };
     const source = await openReaderSource(new RegistryBlobReader(client, ref), {
       store: new BlobStore(cache.root),
       ...(options.lazy ? { onManifest } : {}),
@@ -69,8 +72,9 @@ export async function pull(reference: string | Reference, options: PullOptions =
     });
     const warn = (message: string): void => options.onProgress?.({ type: 'warning', message });
     const manifestDigest = source.info.manifestDigest;
+    for (const [digest, lookup] of lookups) if (digest !== manifestDigest) lookup.stop.abort();
     const lazy = options.lazy && manifestDigest !== undefined
-      ? await lazyPlacer(client, ref, manifestDigest, { ...(listings.has(manifestDigest) ? { listing: listings.get(manifestDigest)! } : {}), cacheRoot: cache.root, layersDir: cache.layersDir, image: source.info.configDigest, ...(options.limits ? { limits: options.limits } : {}), ...(options.signal ? { signal: options.signal } : {}), warn })
+      ? await lazyPlacer(client, ref, manifestDigest, { ...(lookups.has(manifestDigest) ? { listing: lookups.get(manifestDigest)!.found } : {}), cacheRoot: cache.root, layersDir: cache.layersDir, image: source.info.configDigest, ...(options.limits ? { limits: options.limits } : {}), ...(options.signal ? { signal: options.signal } : {}), warn })
       : undefined;
     try {
       return await prepareImage(source, {
@@ -89,6 +93,7 @@ export async function pull(reference: string | Reference, options: PullOptions =
   } catch (err) {
     throw wrapError(err, `pulling ${typeof reference === 'string' ? reference : formatReference(ref)}`);
   } finally {
+    for (const lookup of lookups.values()) lookup.stop.abort(); // settled ones: nothing happens
     if (!options.client) await client.close();
   }
 }
