@@ -77,8 +77,6 @@ export class LazyContent implements ContentReader {
   private whole: Promise<void> | undefined;
   private fh: Promise<FileHandle> | undefined;
   private copy: Promise<BlobCopy | undefined> | undefined;
-  /** The layer holds sparse files: its first read fetches it whole (span reads of sparse files: not yet). */
-  private sparse = false;
 
   private constructor(
     private readonly opts: LazyContentOptions,
@@ -101,8 +99,16 @@ export class LazyContent implements ContentReader {
   private ready(): Promise<void> {
     this.loaded ??= (async () => {
       const table = typeof this.opts.files === 'function' ? await this.opts.files() : this.opts.files;
+      // Neither span reads nor a whole-blob fill (both place tar bytes by offset) can place a sparse
+      // file's stored segments: its data would land at the wrong offsets (breaker, session 13: wrong
+      // bytes streamed, then the spans marked present over them). `pull --lazy` pulls such layers
+      // whole; one placed lazily by an older vmimg is refused here, before anything is fetched.
+      if (table.sparse) {
+        throw new VmimgError(ErrorCode.INVALID_IMAGE, `layer ${this.opts.digest} holds sparse files, which are not read lazily`, {
+          hint: 'pull the image again without --lazy: an eager pull converts the layer in place',
+        });
+      }
       this.files = table.files;
-      this.sparse = table.sparse;
     })();
     return this.loaded;
   }
@@ -169,7 +175,7 @@ export class LazyContent implements ContentReader {
     const missed = missing.some((i) => !this.inflight.has(i));
     const started = this.request(missing);
     // with spans, a read waits only for its own bytes of each: the start of a span lands before its end
-    const waits = this.opts.zran === undefined || this.sparse ? started : this.readable(missing, this.tarEnd(position, position + length));
+    const waits = this.opts.zran === undefined ? started : this.readable(missing, this.tarEnd(position, position + length));
     if (spans.length > 0) this.readAhead(spans[0]!, spans[spans.length - 1]!, missed);
     if (missing.length === 0) this.stats.readHits++;
     else {
@@ -296,7 +302,7 @@ export class LazyContent implements ContentReader {
 
   /** Fetches the spans of `[lo, hi]`'s read-ahead window that are missing (not awaited: a reader that needs one waits for it). */
   private readAhead(lo: number, hi: number, missed: boolean): void {
-    if (this.opts.zran === undefined || this.sparse) return;
+    if (this.opts.zran === undefined) return;
     const ahead = this.ahead.after(lo, hi, missed, (i) => this.has(i) || this.inflight.has(i));
     this.stats.spansReadAhead += ahead.length;
     for (const p of this.request(ahead)) p.catch(() => undefined); // a failed read-ahead is retried by the read that needs it
@@ -308,7 +314,7 @@ export class LazyContent implements ContentReader {
    */
   private request(spans: number[]): Promise<void>[] {
     if (spans.length === 0) return [];
-    if (this.opts.zran === undefined || this.sparse) return [this.fillWhole()];
+    if (this.opts.zran === undefined) return [this.fillWhole()];
     const waits: Promise<void>[] = [];
     const todo: number[] = [];
     for (const i of spans) {

@@ -18,6 +18,8 @@ import type { LazyContent } from './lazy-content.js';
 import { openLazyLayer } from './open-image.js';
 import { addLazyStats } from './stats.js';
 import { findLazyLayer, placeLazyLayer, type LazyLayerIds, type LazyLayerInfo } from './place.js';
+import { fileTable } from './placed-files.js';
+import { scanIndex } from '../layer/index-format.js';
 
 /** What the prepare pipeline asks of a lazy pull. */
 export interface LazyPlacer {
@@ -78,6 +80,11 @@ export async function lazyPlacer(client: RegistryClient, repo: Reference, manife
       try {
         // both at once: one round trip per layer, not two (the lazy pull's fixed cost is mostly round trips)
         const [idx, zran] = await Promise.all([fetch('.idx', pub.idx, max), pub.zran !== undefined ? fetch('.zran', pub.zran, max) : undefined]);
+        if (fileTable(scanIndex(idx)).sparse) {
+          // lazy reads place tar bytes by offset, which a sparse file's stored segments do not fit (lazy-content.ts)
+          options.warn(`layer ${index + 1} (${layer.digest}) holds sparse files, which are not read lazily: pulling it whole`);
+          return undefined;
+        }
         return await placeLazyLayer(options.layersDir, options.cacheRoot, ids, idx, zran);
       } catch (err) {
         if (!isVmimgError(err, ErrorCode.INVALID_INDEX) && !isVmimgError(err, ErrorCode.DIGEST_MISMATCH)) throw err;

@@ -308,6 +308,17 @@ describe('lazy reads', () => {
     await lazy.close();
   });
 
+  test('a layer whose index holds a sparse file is refused before anything is fetched (lazy reads place tar bytes by offset)', async () => {
+    const target = layer.entries.find((x) => x.path === 'etc/passwd')!;
+    const entries = layer.entries.map((x) => (x === target ? { ...x, tarSparse: { headerOffset: 0, storedSize: 1 } } : x));
+    const before = blobRequests();
+    const { lazy, spansPath } = await lazyLayer([], entries);
+    await assert.rejects(readFile(lazy, target), { code: 'ERR_INVALID_IMAGE', message: /holds sparse files/ });
+    assert.equal(blobRequests(), before, 'nothing fetched');
+    assert.equal(existsSync(spansPath), false, 'no span recorded');
+    await lazy.close();
+  });
+
   test("a file read whole is checked against the .idx sha256 (an index that does not match the blob)", async () => {
     const target = layer.entries.find((x) => x.path === 'etc/passwd')!;
     const entries = layer.entries.map((x) => (x === target ? { ...x, sha256: '0'.repeat(64) } : x));
