@@ -122,7 +122,7 @@ export async function lazyPlacer(client: RegistryClient, repo: Reference, manife
  * A lazy layer's reader opened on its first read: the pull reads layers only to resolve the config's
  * User (/etc/passwd, /etc/group), and most images name none. Opening all nine of a lazy pull's layers
  * (each `.zran` read and decoded, each `.spans` loaded) cost ~10 ms that `openLazyImage` spends again
- * (session 13, bench/scratch traces of `pull --lazy`).
+ * (session 13, a trace of `pull --lazy` through undici's diagnostics channels).
  */
 class OnFirstRead implements ContentReader {
   /** The reader, once a read asked for it. */

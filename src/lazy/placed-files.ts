@@ -23,7 +23,7 @@ export interface Placed {
 /** A lazy layer's file table: its files by `.contents` offset, and whether any is sparse. */
 export interface FileTable {
   files: Placed[];
-  /** A sparse file has content: span reads cannot place it (the layer is fetched whole). */
+  /** A sparse file has content: lazy reads cannot place it (`pull --lazy` pulls such a layer whole; LazyContent refuses it). */
   sparse: boolean;
 }
 
