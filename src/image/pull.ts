@@ -13,7 +13,7 @@ import type { LayerLimits } from '../layer/limits.js';
 import { noticeEvent, type ProgressListener } from './progress.js';
 import type { NetworkNotice } from '../util/retry.js';
 import { openReaderSource } from './reader-source.js';
-import { lazyPlacer } from '../lazy/lazy-pull.js';
+import { lazyPlacer, lookupCall } from '../lazy/lazy-pull.js';
 import { listPublishedIndexes, type PublishedCandidates } from '../lazy/discover.js';
 import type { Descriptor } from '../manifest/index.js';
 
@@ -34,7 +34,8 @@ export interface PullOptions extends RegistryClientOptions {
   /**
    * Place layers from the lazy index published next to the image (`vmimg index push`) instead of
    * downloading them: nothing but the manifest, config and index comes now, files are fetched as they are
-   * read (open the image with `openLazyImage`). Without a published index: a warning, then a whole pull.
+   * read (open the image with `openLazyImage`). Without a published index, or when looking it up fails
+   * (one attempt; src/lazy/lazy-pull.ts): a warning, then a whole pull.
    */
   lazy?: boolean;
 }
@@ -54,10 +55,11 @@ export async function pull(reference: string | Reference, options: PullOptions =
   // chose; a lookup for any other is stopped once the choice is made, and all when the pull ends (a
   // lookup left running held `client.close()` until its request timed out: breaker, session 13).
   const lookups = new Map<string, { found: Promise<PublishedCandidates>; stop: AbortController }>();
+  const onNotice = options.onProgress ? (n: NetworkNotice): void => options.onProgress?.(noticeEvent(n)) : undefined;
   const onManifest = (manifest: Descriptor): void => {
     if (lookups.size >= 2 || lookups.has(manifest.digest)) return;
     const stop = new AbortController();
-    const found = listPublishedIndexes(client, ref, manifest.digest, options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal);
+    const found = listPublishedIndexes(client, ref, manifest.digest, lookupCall(options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal, onNotice));
     found.catch(() => undefined); // awaited by lazyPlacer; one it never awaits must not be unhandled
     lookups.set(manifest.digest, { found, stop });
   };
@@ -68,13 +70,13 @@ export async function pull(reference: string | Reference, options: PullOptions =
       ...(options.lazy ? { onManifest } : {}),
       ...(options.platform ? { platform: options.platform, explicitPlatform: true } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
-      ...(options.onProgress ? { onNotice: (n: NetworkNotice) => options.onProgress?.(noticeEvent(n)) } : {}),
+      ...(onNotice ? { onNotice } : {}),
     });
     const warn = (message: string): void => options.onProgress?.({ type: 'warning', message });
     const manifestDigest = source.info.manifestDigest;
     for (const [digest, lookup] of lookups) if (digest !== manifestDigest) lookup.stop.abort();
     const lazy = options.lazy && manifestDigest !== undefined
-      ? await lazyPlacer(client, ref, manifestDigest, { ...(lookups.has(manifestDigest) ? { listing: lookups.get(manifestDigest)!.found } : {}), cacheRoot: cache.root, layersDir: cache.layersDir, image: source.info.configDigest, ...(options.limits ? { limits: options.limits } : {}), ...(options.signal ? { signal: options.signal } : {}), warn })
+      ? lazyPlacer(client, ref, manifestDigest, { ...(lookups.has(manifestDigest) ? { listing: lookups.get(manifestDigest)!.found } : {}), cacheRoot: cache.root, layersDir: cache.layersDir, image: source.info.configDigest, ...(options.limits ? { limits: options.limits } : {}), ...(options.signal ? { signal: options.signal } : {}), ...(onNotice ? { onNotice } : {}), warn })
       : undefined;
     try {
       return await prepareImage(source, {

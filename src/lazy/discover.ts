@@ -7,9 +7,9 @@
 import { ErrorCode, isVmimgError } from '../errors.js';
 import { documentLimits } from '../manifest/limits.js';
 import type { Descriptor } from '../manifest/types.js';
-import type { RegistryClient } from '../registry/client.js';
+import type { CallOptions, RegistryClient } from '../registry/client.js';
 import type { Reference } from '../reference/types.js';
-import { ARTIFACT_TYPE, IDX_MEDIA_TYPE, LAYER_ANNOTATION, ZRAN_MEDIA_TYPE, fallbackTag, readFallback } from './publish.js';
+import { ARTIFACT_TYPE, IDX_MEDIA_TYPE, LAYER_ANNOTATION, ZRAN_MEDIA_TYPE, descriptorsOf, fallbackTag, readFallback } from './publish.js';
 
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
 
@@ -34,11 +34,13 @@ export interface PublishedCandidates {
 }
 
 /**
- * The lazy-index artifacts listed for `subjectDigest` in `repo` (one request), newest first, at most
- * `limits.maxReferrerCandidates` distinct digests. Errors: the client's coded ones.
+ * The lazy-index artifacts listed for `subjectDigest` in `repo` (one request, two when the referrers API
+ * answers 404), newest first, at most `limits.maxReferrerCandidates` distinct digests. A list that is
+ * not JSON, or entries that are not descriptors, count as no entries (anyone with push rights can write
+ * the fallback tag). Errors: the client's coded ones.
  */
-export async function listPublishedIndexes(client: RegistryClient, repo: Reference, subjectDigest: string, signal?: AbortSignal): Promise<PublishedCandidates> {
-  const listed = await referrers(client, repo, subjectDigest, signal);
+export async function listPublishedIndexes(client: RegistryClient, repo: Reference, subjectDigest: string, call: CallOptions = {}): Promise<PublishedCandidates> {
+  const listed = await referrers(client, repo, subjectDigest, call);
   // reversed first: entries without `created` (older vmimg) keep the fallback list's order, where a push appends
   const ours = listed.list.filter((d) => (d as { artifactType?: string }).artifactType === ARTIFACT_TYPE).reverse();
   return { list: distinct(ours.sort(newestFirst)).slice(0, documentLimits().maxReferrerCandidates), via: listed.via };
@@ -48,8 +50,8 @@ export async function listPublishedIndexes(client: RegistryClient, repo: Referen
  * Candidate `artifact` fetched by digest and parsed, or undefined when it is gone, is not vmimg's, or
  * names another subject (skipped, not trusted). Errors: the client's coded ones.
  */
-export async function loadPublishedIndex(client: RegistryClient, repo: Reference, subjectDigest: string, artifact: Descriptor, via: PublishedIndex['via'], signal?: AbortSignal): Promise<PublishedIndex | undefined> {
-  const m = await client.fetchManifest({ registry: repo.registry, repository: repo.repository, digest: artifact.digest }, signal ? { signal } : {}).catch((err: unknown) => {
+export async function loadPublishedIndex(client: RegistryClient, repo: Reference, subjectDigest: string, artifact: Descriptor, via: PublishedIndex['via'], call: CallOptions = {}): Promise<PublishedIndex | undefined> {
+  const m = await client.fetchManifest({ registry: repo.registry, repository: repo.repository, digest: artifact.digest }, call).catch((err: unknown) => {
     if (isVmimgError(err, ErrorCode.NOT_FOUND)) return undefined; // listed but deleted since
     throw err;
   });
@@ -62,32 +64,23 @@ export async function loadPublishedIndex(client: RegistryClient, repo: Reference
  * The newest lazy index published for `subjectDigest` in `repo`, or undefined when there is none.
  * Errors: the client's coded ones (ERR_REGISTRY_UNAVAILABLE, ERR_UNAUTHORIZED, …).
  */
-export async function findPublishedIndex(client: RegistryClient, repo: Reference, subjectDigest: string, signal?: AbortSignal): Promise<PublishedIndex | undefined> {
-  const { list, via } = await listPublishedIndexes(client, repo, subjectDigest, signal);
+export async function findPublishedIndex(client: RegistryClient, repo: Reference, subjectDigest: string, call: CallOptions = {}): Promise<PublishedIndex | undefined> {
+  const { list, via } = await listPublishedIndexes(client, repo, subjectDigest, call);
   for (const artifact of list) {
-    const found = await loadPublishedIndex(client, repo, subjectDigest, artifact, via, signal);
+    const found = await loadPublishedIndex(client, repo, subjectDigest, artifact, via, call);
     if (found !== undefined) return found;
   }
   return undefined;
 }
 
-async function referrers(client: RegistryClient, repo: Reference, digest: string, signal?: AbortSignal): Promise<{ list: Descriptor[]; via: PublishedIndex['via'] }> {
+async function referrers(client: RegistryClient, repo: Reference, digest: string, call: CallOptions): Promise<{ list: Descriptor[]; via: PublishedIndex['via'] }> {
   try {
-    const answer = await client.fetchApi(repo, `referrers/${digest}?artifactType=${encodeURIComponent(ARTIFACT_TYPE)}`, { accept: OCI_INDEX, ...(signal ? { signal } : {}) });
-    return { list: manifestsOf(answer.bytes), via: 'referrers-api' };
+    const answer = await client.fetchApi(repo, `referrers/${digest}?artifactType=${encodeURIComponent(ARTIFACT_TYPE)}`, { accept: OCI_INDEX, ...call });
+    return { list: descriptorsOf(answer.bytes), via: 'referrers-api' };
   } catch (err) {
     if (!isVmimgError(err, ErrorCode.NOT_FOUND)) throw err; // the spec: 404 means "use the tag schema"
   }
-  return { list: await readFallback(client, repo, fallbackTag(digest), signal), via: 'tag-fallback' };
-}
-
-function manifestsOf(bytes: Buffer): Descriptor[] {
-  try {
-    const doc = JSON.parse(bytes.toString('utf8')) as { manifests?: unknown };
-    return Array.isArray(doc.manifests) ? (doc.manifests as Descriptor[]).filter((d) => typeof d?.digest === 'string') : [];
-  } catch {
-    return [];
-  }
+  return { list: await readFallback(client, repo, fallbackTag(digest), call), via: 'tag-fallback' };
 }
 
 /** The first descriptor of each digest (a hostile list may repeat one thousands of times). */

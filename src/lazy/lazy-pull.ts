@@ -9,7 +9,9 @@ import type { LayerInfo } from '../layer/flatten.js';
 import { hasLayer } from '../layer/flatten.js';
 import { resolveLimits, tooLarge, type LayerLimits } from '../layer/limits.js';
 import type { Reference } from '../reference/types.js';
-import type { RegistryClient } from '../registry/client.js';
+import type { CallOptions, RegistryClient } from '../registry/client.js';
+import type { Descriptor } from '../manifest/types.js';
+import type { NoticeListener } from '../util/retry.js';
 import type { ContentReader } from '../vfs/content.js';
 import type { SourceLayer } from '../image/source.js';
 import { ErrorCode, isVmimgError } from '../errors.js';
@@ -23,8 +25,6 @@ import { scanIndex } from '../layer/index-format.js';
 
 /** What the prepare pipeline asks of a lazy pull. */
 export interface LazyPlacer {
-  /** How the index was found (for the pull's message). */
-  readonly published: PublishedIndex;
   /** Places layer `index` lazily, or resolves undefined to flatten it as usual (cached whole, or not in the index). */
   place(layer: SourceLayer, index: number): Promise<LazyLayerInfo | undefined>;
   /** The reader of a layer `place` placed. */
@@ -38,6 +38,8 @@ export interface LazyPlacerOptions {
   layersDir: string;
   limits?: Partial<LayerLimits>;
   signal?: AbortSignal;
+  /** Retry waits and stalls of the lookup and the index blobs (the pull's progress). */
+  onNotice?: NoticeListener;
   warn: (message: string) => void;
   /** The image's config digest: `close` adds the pull's own reads (the config's /etc/passwd) to its kept counters. */
   image?: string;
@@ -45,33 +47,77 @@ export interface LazyPlacerOptions {
   listing?: Promise<PublishedCandidates>;
 }
 
+/** The published candidates of a lazy pull, each loaded once when first needed. */
+interface Lookup {
+  list: Descriptor[];
+  /** The first candidate that loaded as a lazy index of this image. */
+  first: number;
+  candidate(i: number): Promise<PublishedIndex | undefined>;
+}
+
 /**
- * The placer for image manifest `manifestDigest` of `repo`, or undefined (after a warning) when no
- * lazy index is published for it: the caller then pulls eagerly.
+ * The call options of the lazy index lookup: one attempt each (`once`). The lookup is optional, so a
+ * registry that fails or hangs on it costs one try (a hang: one idle timeout, 30 s by default, with the
+ * stall notices on the way), then a warning and a whole pull (breaker, session 14: 5 attempts × 30 s
+ * held `pull --lazy` 158 s and then failed it).
  */
-export async function lazyPlacer(client: RegistryClient, repo: Reference, manifestDigest: string, options: LazyPlacerOptions): Promise<LazyPlacer | undefined> {
-  const { list, via } = await (options.listing ?? listPublishedIndexes(client, repo, manifestDigest, options.signal));
-  const loaded = new Map<number, Promise<PublishedIndex | undefined>>(); // each candidate fetched once, when needed
-  const candidate = (i: number): Promise<PublishedIndex | undefined> => {
-    if (!loaded.has(i)) loaded.set(i, loadPublishedIndex(client, repo, manifestDigest, list[i]!, via, options.signal));
-    return loaded.get(i)!;
+export function lookupCall(signal: AbortSignal | undefined, onNotice: NoticeListener | undefined): CallOptions {
+  return { once: true, ...(signal ? { signal } : {}), ...(onNotice ? { onNotice } : {}) };
+}
+
+/**
+ * The placer of image manifest `manifestDigest` of `repo`. The published index is looked up when the
+ * first layer needs it (a pull whose layers are all cached waits for nothing); when none is published,
+ * or the lookup or a candidate fails (any error but an abort), a warning says so and the layers are
+ * pulled whole.
+ */
+export function lazyPlacer(client: RegistryClient, repo: Reference, manifestDigest: string, options: LazyPlacerOptions): LazyPlacer {
+  const call = lookupCall(options.signal, options.onNotice);
+  /** A coded failure of the optional lookup is a warning; an abort ends the pull, and anything uncoded is a bug. */
+  const optional = (err: unknown, what: string): void => {
+    if (!isVmimgError(err) || isVmimgError(err, ErrorCode.ABORTED) || options.signal?.aborted) throw err;
+    options.warn(`${what} (${err.message})`);
   };
-  let first = 0;
-  while (first < list.length && (await candidate(first)) === undefined) first++;
-  const published = first < list.length ? await candidate(first) : undefined;
-  if (published === undefined) {
-    options.warn(`no lazy index is published for ${manifestDigest} (vmimg index push publishes one): pulling the image whole`);
-    return undefined;
-  }
+  let lookup: Promise<Lookup | undefined> | undefined;
+  const lookUp = async (): Promise<Lookup | undefined> => {
+    let listed: PublishedCandidates;
+    try {
+      listed = await (options.listing ?? listPublishedIndexes(client, repo, manifestDigest, call));
+    } catch (err) {
+      optional(err, `the lazy index of ${manifestDigest} could not be looked up: pulling the image whole`);
+      return undefined;
+    }
+    const { list, via } = listed;
+    const loaded = new Map<number, Promise<PublishedIndex | undefined>>(); // each candidate fetched once, when needed
+    const candidate = (i: number): Promise<PublishedIndex | undefined> => {
+      if (!loaded.has(i)) {
+        loaded.set(i, loadPublishedIndex(client, repo, manifestDigest, list[i]!, via, call).catch((err: unknown) => {
+          optional(err, `the lazy index ${list[i]!.digest} could not be read: trying the next one`);
+          return undefined;
+        }));
+      }
+      return loaded.get(i)!;
+    };
+    let first = 0;
+    while (first < list.length && (await candidate(first)) === undefined) first++;
+    if (first === list.length) {
+      options.warn(`no lazy index is published for ${manifestDigest} (vmimg index push publishes one): pulling the image whole`);
+      return undefined;
+    }
+    return { list, first, candidate };
+  };
   const limits = resolveLimits(options.limits);
   const readers = new Map<string, OnFirstRead>();
-  const call = options.signal ? { signal: options.signal } : {};
   const fetch = async (what: string, d: PublishedLayer['idx'], max: number): Promise<Buffer> => {
     if (d.size > max) throw tooLarge('maxLayerSize', `the published ${what} is ${d.size} bytes, more than the layer's tar may be (${max})`);
-    return client.fetchBlobBytes(repo, d, { ...call, maxBytes: max });
+    // retried as usual: a transient failure here would cost a whole layer's download
+    return client.fetchBlobBytes(repo, d, { ...call, once: false, maxBytes: max });
   };
-  /** The layer placed from the newest candidate whose blobs describe it; an invalid one is a warning (anyone with push rights can publish one). */
+  /** The layer placed from the newest candidate whose blobs describe it; an invalid or unreadable one is a warning (anyone with push rights can publish one). */
   const placeFromIndex = async (layer: SourceLayer, ids: LazyLayerIds, index: number): Promise<LazyLayerInfo | undefined> => {
+    const found = await (lookup ??= lookUp());
+    if (found === undefined) return undefined;
+    const { list, first, candidate } = found;
     // neither file can be larger than the layer's tar may be (the expansion limits bound both)
     const max = Math.min(limits.maxLayerSize, Math.ceil(ids.size * limits.maxLayerRatio)) + (1 << 20);
     for (let i = first; i < list.length; i++) {
@@ -87,15 +133,14 @@ export async function lazyPlacer(client: RegistryClient, repo: Reference, manife
         }
         return await placeLazyLayer(options.layersDir, options.cacheRoot, ids, idx, zran);
       } catch (err) {
-        if (!isVmimgError(err, ErrorCode.INVALID_INDEX) && !isVmimgError(err, ErrorCode.DIGEST_MISMATCH)) throw err;
-        options.warn(`layer ${index + 1}: the lazy index ${list[i]!.digest} does not describe it (${(err as Error).message}): trying the next one`);
+        // a blob gone, too large, damaged or describing another layer: the next candidate, then the whole layer
+        optional(err, `layer ${index + 1}: the lazy index ${list[i]!.digest} does not serve it: trying the next one`);
       }
     }
     options.warn(`layer ${index + 1} (${layer.digest}) is in no valid published lazy index: pulling it whole`);
     return undefined;
   };
   return {
-    published,
     async place(layer, index) {
       if (layer.digest === undefined || layer.size === undefined) return undefined;
       if (await hasLayer(options.layersDir, layer.diffId)) return undefined; // cached whole: nothing to fetch

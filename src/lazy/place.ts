@@ -16,6 +16,7 @@ import { settleAll } from '../util/limiter.js';
 import { storeCheckpoints, zranPath } from './build.js';
 import { SpanMap } from './span-map.js';
 import { decodeZran } from './zran-format.js';
+import { fileTable } from './placed-files.js';
 
 /** A lazily placed layer: its info plus its presence map and (for indexed blobs) its `.zran`. */
 export interface LazyLayerInfo extends LayerInfo {
@@ -50,13 +51,17 @@ export interface LazyLayerIds {
 
 /**
  * The lazily placed layer when `<dir>` holds one for `ids` (an earlier `pull --lazy`: its spans are kept),
- * else undefined.
+ * else undefined; also undefined for a placed layer holding a sparse file, which is pulled whole instead.
  */
 export async function findLazyLayer(dir: string, cacheRoot: string, ids: LazyLayerIds): Promise<LazyLayerInfo | undefined> {
   if (!(await isLazyLayer(dir, ids.diffId))) return undefined;
   const files = layerPaths(dir, ids.diffId);
-  const header = await scanIndexFile(files.indexPath).then((s) => s.header, () => undefined);
-  if (header === undefined || header.diffId !== ids.diffId) return undefined;
+  const scan = await scanIndexFile(files.indexPath).catch(() => undefined);
+  if (scan === undefined || scan.header.diffId !== ids.diffId) return undefined;
+  // placed by a vmimg before 63429f8, which read sparse layers lazily (wrong bytes): not reused, so the
+  // pull flattens the layer whole over it (breaker, session 14)
+  if (fileTable(scan).sparse) return undefined;
+  const header = scan.header;
   const zran = zranPath(cacheRoot, ids.digest);
   const hasZran = await access(zran).then(() => true, () => false);
   return info(header, ids, files, spansPath(dir, ids.diffId), hasZran ? zran : undefined);

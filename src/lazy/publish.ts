@@ -12,7 +12,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { ErrorCode, VmimgError, isVmimgError } from '../errors.js';
 import type { Descriptor } from '../manifest/types.js';
 import { RegistrySink } from '../push/sinks.js';
-import { RegistryClient, type RegistryClientOptions } from '../registry/client.js';
+import { RegistryClient, type CallOptions, type RegistryClientOptions } from '../registry/client.js';
 import type { Reference } from '../reference/types.js';
 import { HEADER_SIZE, encodeHeader, scanIndex } from '../layer/index-format.js';
 import { zranPath } from './build.js';
@@ -186,7 +186,7 @@ async function addToFallback(client: RegistryClient, sink: RegistrySink, repo: R
   const tag = fallbackTag(subject);
   let seen = false;
   for (let attempt = 0; attempt < FALLBACK_ATTEMPTS; attempt++) {
-    const list = await readFallback(client, repo, tag, signal);
+    const list = await readFallback(client, repo, tag, signal ? { signal } : {});
     if (list.some((d) => d.digest === artifact.digest)) {
       if (seen) return; // still there after a settle delay
       seen = true;
@@ -201,14 +201,30 @@ async function addToFallback(client: RegistryClient, sink: RegistrySink, repo: R
   throw new VmimgError(ErrorCode.REGISTRY_ERROR, `the referrers tag ${tag} kept losing ${artifact.digest} to concurrent writers`);
 }
 
-/** The descriptors the fallback tag lists (empty when the tag does not exist). */
-export async function readFallback(client: RegistryClient, repo: Reference, tag: string, signal?: AbortSignal): Promise<Descriptor[]> {
+/** The descriptors the fallback tag lists (empty when the tag does not exist; see {@link descriptorsOf}). */
+export async function readFallback(client: RegistryClient, repo: Reference, tag: string, call: CallOptions = {}): Promise<Descriptor[]> {
   try {
-    const m = await client.fetchManifest({ registry: repo.registry, repository: repo.repository, tag }, signal ? { signal } : {});
-    const doc = JSON.parse(m.bytes.toString('utf8')) as { manifests?: Descriptor[] };
-    return Array.isArray(doc.manifests) ? doc.manifests : [];
+    return descriptorsOf((await client.fetchManifest({ registry: repo.registry, repository: repo.repository, tag }, call)).bytes);
   } catch (err) {
     if (isVmimgError(err, ErrorCode.NOT_FOUND)) return [];
     throw err;
   }
+}
+
+/**
+ * The `manifests` of an image index (a referrers answer or the fallback tag) that are descriptors: an
+ * object with a string digest, a safe-integer size. Not JSON, not an index, or other entries count as
+ * nothing listed: anyone with push rights can write the tag (breaker, session 14: `{not json` and
+ * `[null, 5]` crashed `pull --lazy` and `index push` with ERR_INTERNAL).
+ */
+export function descriptorsOf(bytes: Buffer): Descriptor[] {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    return [];
+  }
+  const list = (doc as { manifests?: unknown } | null)?.manifests;
+  if (!Array.isArray(list)) return [];
+  return list.filter((d): d is Descriptor => typeof d === 'object' && d !== null && typeof d.digest === 'string' && Number.isSafeInteger(d.size));
 }

@@ -54,6 +54,11 @@ export interface CallOptions {
   readonly signal?: AbortSignal;
   /** Retry waits and stalls of this call (default: the client's `onNotice`). */
   readonly onNotice?: NoticeListener;
+  /**
+   * One attempt, no retries: for an optional request whose caller has a fallback (the lazy index lookup:
+   * a registry that hangs on it costs one idle timeout, then a whole pull, not five).
+   */
+  readonly once?: boolean;
 }
 
 /** One response body for a blob range (see openBlob). */
@@ -302,6 +307,6 @@ export class RegistryClient {
 }
 
 /** What a call's options add to its step. */
-function callParts(options: CallOptions): Pick<Step, 'signal' | 'onNotice'> {
-  return { signal: options.signal, ...(options.onNotice !== undefined ? { onNotice: options.onNotice } : {}) };
+function callParts(options: CallOptions): Pick<Step, 'signal' | 'onNotice' | 'once'> {
+  return { signal: options.signal, ...(options.onNotice !== undefined ? { onNotice: options.onNotice } : {}), ...(options.once ? { once: true } : {}) };
 }

@@ -4,15 +4,22 @@
 // sparse file's stored segments do not fit); an index whose entries name no platform starts no
 // referrers lookup for the manifests the pull does not choose; a pull that fails while its early
 // referrers lookup hangs fails at once instead of waiting for that request to time out.
+// Session 14's breaker: the lookup is optional, so its failures are warnings and a whole pull (a hang:
+// one idle timeout, not five), garbage in the fallback tag is no index, a candidate whose blob is gone
+// is skipped, a pull whose layers are all cached waits for no lookup, and a sparse layer an older vmimg
+// placed lazily is not reused.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { pull } from '../../src/image/pull.js';
+import { pull, type PullOptions } from '../../src/image/pull.js';
 import type { Image } from '../../src/image/image-dir.js';
 import { openLazyImage } from '../../src/lazy/open-image.js';
-import { publishIndex } from '../../src/lazy/publish.js';
+import { IDX_MEDIA_TYPE, fallbackTag, publishIndex } from '../../src/lazy/publish.js';
+import { placeLazyLayer } from '../../src/lazy/place.js';
+import { RegistryClient } from '../../src/registry/index.js';
+import { CacheLayout } from '../../src/image/cache.js';
 import type { Platform } from '../../src/platform/types.js';
 import { parseReference } from '../../src/reference/index.js';
 import { ContainerFS } from '../../src/vfs/index.js';
@@ -28,6 +35,9 @@ let registry: RunningRegistry;
 let proxy: FaultProxy;
 let src: string;
 let report: PyReport;
+let seed: Image;
+/** The cache `seed` was pulled into (its `.zran` files are there). */
+let seedCache: string;
 
 /** Pulls `ref` whole with checkpoints into a cache of its own and publishes its lazy index (what `pull --index-build` + `index push` do). */
 async function publish(ref: string): Promise<Image> {
@@ -35,6 +45,7 @@ async function publish(ref: string): Promise<Image> {
   const image = await pull(ref, { cacheDir: cacheRoot, checkpoints: true, platform: AMD64 });
   const layers = image.config.layerDetails.map((l, i) => ({ digest: l.digest!, diffId: l.diffId, indexPath: image.layers[i]!.indexPath }));
   await publishIndex(parseReference(ref), image.config.source.manifestDigest!, layers, { cacheRoot });
+  seedCache = cacheRoot;
   return image;
 }
 
@@ -64,8 +75,8 @@ before(async () => {
   writeIndexIntoLayout(layout, 'multi', [entry(1), entry(0)]);
   await run('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${layout}:sparse`, `docker://${registry.host}/edge/sparse:1`]);
   await run('skopeo', ['copy', '-q', '--all', '--dest-tls-verify=false', `oci:${layout}:multi`, `docker://${registry.host}/edge/multi:1`]);
-  await publish(`${registry.host}/edge/sparse:1`);
   await publish(`${registry.host}/edge/multi:1`);
+  seed = await publish(`${registry.host}/edge/sparse:1`);
 });
 
 after(async () => {
@@ -117,5 +128,115 @@ describe('pull --lazy edges', () => {
     } finally {
       proxy.clear();
     }
+  });
+});
+
+/** `pull --lazy` of edge/sparse:1 through the proxy into a fresh cache (unless `cacheDir`), collecting warnings. */
+async function lazyPull(options: Partial<PullOptions> = {}): Promise<{ image: Image; warnings: string[] }> {
+  const warnings: string[] = [];
+  const image = await pull(`${proxy.host}/edge/sparse:1`, { cacheDir: await tmpDir('vmimg-edges-lookup-'), lazy: true, platform: AMD64, onProgress: (e) => e.type === 'warning' && warnings.push(e.message), ...options });
+  return { image, warnings };
+}
+
+/** The image's files read through a lazy open equal the sources. */
+async function assertFiles(image: Image): Promise<void> {
+  const lazy = await openLazyImage(image);
+  const fs = await ContainerFS.open(lazy);
+  try {
+    for (const name of ['sparse.img', 'after', 'etc/os-release']) {
+      const ino = fs.resolvePath(`/${name}`, 'open');
+      const want = name === 'etc/os-release' ? Buffer.from('ID=edge\n') : readFileSync(join(src, name));
+      assert.ok((await fs.read(ino, 0, fs.getattr(ino).size)).equals(want), name);
+    }
+  } finally {
+    await fs.close();
+    await lazy.close();
+  }
+}
+
+describe('pull --lazy: the index lookup is optional', () => {
+  const manifest = (): string => seed.config.source.manifestDigest!;
+  const lazyLayers = (image: Image): boolean[] => image.config.layerDetails.map((l) => l.lazy === true);
+
+  test('a fallback tag holding garbage is no index: a warning and a whole pull, and `index push` writes over it', async () => {
+    for (const body of ['{not json', '{"schemaVersion":2,"manifests":[null,5,"x",{"digest":7}]}']) {
+      proxy.add({ method: 'GET', path: `/manifests/${fallbackTag(manifest())}`, fault: { kind: 'body', body: Buffer.from(body), contentType: 'application/vnd.oci.image.index.v1+json' } });
+      try {
+        const { image, warnings } = await lazyPull();
+        assert.deepEqual(lazyLayers(image), [false, false], body);
+        assert.ok(warnings.some((w) => /no lazy index is published/.test(w)), warnings.join('\n'));
+      } finally {
+        proxy.clear();
+      }
+    }
+    // the publisher reads the tag through the proxy once as garbage, then as the registry holds it
+    proxy.add({ method: 'GET', path: `/manifests/${fallbackTag(manifest())}`, times: 1, fault: { kind: 'body', body: Buffer.from('{not json') } });
+    try {
+      const layers = seed.config.layerDetails.map((l, i) => ({ digest: l.digest!, diffId: l.diffId, indexPath: seed.layers[i]!.indexPath }));
+      const pushed = await publishIndex(parseReference(`${proxy.host}/edge/sparse:1`), manifest(), layers, { cacheRoot: seedCache });
+      assert.equal(pushed.discovery, 'tag-fallback');
+    } finally {
+      proxy.clear();
+    }
+    assert.deepEqual(lazyLayers((await lazyPull()).image), [true, false], 'the index is found again');
+  });
+
+  test('a lookup that hangs costs one idle timeout, then a warning and a whole pull (no retries)', async () => {
+    proxy.add({ method: 'GET', path: `/manifests/${fallbackTag(manifest())}`, fault: { kind: 'slow-headers', everyMs: 500 } });
+    const from = proxy.requests.length;
+    try {
+      const { image, warnings } = await lazyPull({ idleTimeoutMs: 1500 });
+      assert.deepEqual(lazyLayers(image), [false, false]);
+      assert.ok(warnings.some((w) => /could not be looked up: pulling the image whole/.test(w)), warnings.join('\n'));
+      assert.equal(proxy.requests.slice(from).filter((r) => r.path.includes('/manifests/sha256-')).length, 1, 'one attempt');
+      await assertFiles(image);
+    } finally {
+      proxy.clear();
+    }
+  });
+
+  test('a pull whose layers are all cached whole does not wait for the lookup', async () => {
+    const cacheDir = await tmpDir('vmimg-edges-cached-');
+    await pull(`${proxy.host}/edge/sparse:1`, { cacheDir, platform: AMD64 });
+    proxy.add({ method: 'GET', path: `/manifests/${fallbackTag(manifest())}`, fault: { kind: 'slow-headers', everyMs: 500 } });
+    try {
+      // waiting would end in the lookup's idle timeout and its warning
+      const { image, warnings } = await lazyPull({ cacheDir, idleTimeoutMs: 1500 });
+      assert.deepEqual(warnings, []);
+      assert.deepEqual(lazyLayers(image), [false, false]);
+    } finally {
+      proxy.clear();
+    }
+  });
+
+  test("a candidate whose .idx blob is gone is skipped with a warning: the layer is pulled whole", async () => {
+    const client = new RegistryClient();
+    const repo = { registry: registry.host, repository: 'edge/sparse' };
+    try {
+      const listed = JSON.parse((await client.fetchManifest({ ...repo, tag: fallbackTag(manifest()) })).bytes.toString('utf8')) as { manifests: { digest: string }[] };
+      const artifact = JSON.parse((await client.fetchManifest({ ...repo, digest: listed.manifests.at(-1)!.digest })).bytes.toString('utf8')) as { layers: { mediaType: string; digest: string }[] };
+      const idx = artifact.layers.find((l) => l.mediaType === IDX_MEDIA_TYPE)!.digest;
+      proxy.add({ method: 'GET', path: `/blobs/${idx}`, fault: { kind: 'status', status: 404, body: '{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}' } });
+      const { image, warnings } = await lazyPull();
+      assert.deepEqual(lazyLayers(image), [false, false]);
+      assert.ok(warnings.some((w) => /layer 1: the lazy index .* does not serve it/.test(w)), warnings.join('\n'));
+      assert.ok(warnings.some((w) => /layer 1 .* is in no valid published lazy index: pulling it whole/.test(w)), warnings.join('\n'));
+      await assertFiles(image);
+    } finally {
+      proxy.clear();
+      await client.close();
+    }
+  });
+
+  test('a sparse layer an older vmimg placed lazily is not reused: the pull flattens it whole', async () => {
+    const cacheDir = await tmpDir('vmimg-edges-old-');
+    const cache = new CacheLayout(cacheDir);
+    const d = seed.config.layerDetails[1]!;
+    // what vmimg before 63429f8 placed: the sparse layer's index with empty spans
+    await placeLazyLayer(cache.layersDir, cache.root, { digest: d.digest!, diffId: d.diffId, size: d.compressedSize! }, readFileSync(seed.layers[1]!.indexPath), undefined);
+    const { image, warnings } = await lazyPull({ cacheDir });
+    assert.deepEqual(lazyLayers(image), [true, false]);
+    assert.ok(warnings.some((w) => /holds sparse files/.test(w)), warnings.join('\n'));
+    await assertFiles(image);
   });
 });
