@@ -10,11 +10,11 @@ import { hasLayer } from '../layer/flatten.js';
 import { resolveLimits, tooLarge, type LayerLimits } from '../layer/limits.js';
 import type { Reference } from '../reference/types.js';
 import type { CallOptions, RegistryClient } from '../registry/client.js';
-import type { Descriptor } from '../manifest/types.js';
 import type { NoticeListener } from '../util/retry.js';
 import type { ContentReader } from '../vfs/content.js';
 import type { SourceLayer } from '../image/source.js';
-import { ErrorCode, isVmimgError } from '../errors.js';
+import { ErrorCode, VmimgError } from '../errors.js';
+import { documentLimits } from '../manifest/limits.js';
 import { listPublishedIndexes, loadPublishedIndex, type PublishedCandidates, type PublishedIndex, type PublishedLayer } from './discover.js';
 import type { LazyContent } from './lazy-content.js';
 import { openLazyLayer } from './open-image.js';
@@ -47,82 +47,79 @@ export interface LazyPlacerOptions {
   listing?: Promise<PublishedCandidates>;
 }
 
-/** The published candidates of a lazy pull, each loaded once when first needed. */
-interface Lookup {
-  list: Descriptor[];
-  /** The first candidate that loaded as a lazy index of this image. */
-  first: number;
-  candidate(i: number): Promise<PublishedIndex | undefined>;
-}
-
 /**
- * The call options of the lazy index lookup: one attempt each (`once`). The lookup is optional, so a
- * registry that fails or hangs on it costs one try (a hang: one idle timeout, 30 s by default, with the
- * stall notices on the way), then a warning and a whole pull (breaker, session 14: 5 attempts × 30 s
- * held `pull --lazy` 158 s and then failed it).
+ * The call options of the lazy index lookup (the referrers list, the candidates' manifests, their
+ * blobs): the client's retry policy with a budget of `limits.lazyLookupBudgetMs` (10 s). The lookup is
+ * optional, so a registry failing on it costs at most that budget, or one idle timeout (30 s) for a
+ * hang, with the stall notices on the way; then a warning and a whole pull (breaker, session 14: 5
+ * attempts × 30 s held `pull --lazy` 158 s and then failed it). A 429 or 503 with a short Retry-After
+ * is still waited for: a fleet starting at once should not answer a busy registry with whole downloads.
  */
 export function lookupCall(signal: AbortSignal | undefined, onNotice: NoticeListener | undefined): CallOptions {
-  return { once: true, ...(signal ? { signal } : {}), ...(onNotice ? { onNotice } : {}) };
+  return { retry: { budgetMs: documentLimits().lazyLookupBudgetMs }, ...(signal ? { signal } : {}), ...(onNotice ? { onNotice } : {}) };
 }
+
+/** Errors that say a published candidate is bad (the next is tried), not that the registry is failing (the lookup stops). */
+const CANDIDATE_ERRORS: ReadonlySet<string> = new Set([ErrorCode.NOT_FOUND, ErrorCode.INVALID_INDEX, ErrorCode.DIGEST_MISMATCH, ErrorCode.TOO_LARGE, ErrorCode.INVALID_DIGEST, ErrorCode.INVALID_MANIFEST]);
 
 /**
  * The placer of image manifest `manifestDigest` of `repo`. The published index is looked up when the
- * first layer needs it (a pull whose layers are all cached waits for nothing); when none is published,
- * or the lookup or a candidate fails (any error but an abort), a warning says so and the layers are
- * pulled whole.
+ * first layer needs it (a pull whose layers are all cached waits for nothing). Every coded failure of
+ * the lookup is a one-line warning, never the pull's error: a candidate that is gone, damaged or
+ * describes another layer is skipped for the next; a registry failing on the lookup (network, 5xx,
+ * auth) ends it, and the layers not yet placed are pulled whole. An abort ends the pull.
  */
 export function lazyPlacer(client: RegistryClient, repo: Reference, manifestDigest: string, options: LazyPlacerOptions): LazyPlacer {
   const call = lookupCall(options.signal, options.onNotice);
-  /** A coded failure of the optional lookup is a warning; an abort ends the pull, and anything uncoded is a bug. */
-  const optional = (err: unknown, what: string): void => {
-    if (!isVmimgError(err) || isVmimgError(err, ErrorCode.ABORTED) || options.signal?.aborted) throw err;
-    options.warn(`${what} (${err.message})`);
+  /** `err` as the coded error of an optional step; an abort (the pull's end) and anything uncoded (a bug) are thrown. */
+  const coded = (err: unknown): VmimgError => {
+    if (!(err instanceof VmimgError) || err.code === ErrorCode.ABORTED || options.signal?.aborted) throw err;
+    return err;
   };
-  let lookup: Promise<Lookup | undefined> | undefined;
-  const lookUp = async (): Promise<Lookup | undefined> => {
+  /** Set when the registry failed the lookup: the layers not placed yet go whole, without asking again. */
+  let broken = false;
+  let lookup: Promise<PublishedIndex[] | undefined> | undefined;
+  /** The published lazy indexes that load, newest first, or undefined (after a warning) when none does. */
+  const lookUp = async (): Promise<PublishedIndex[] | undefined> => {
     let listed: PublishedCandidates;
     try {
       listed = await (options.listing ?? listPublishedIndexes(client, repo, manifestDigest, call));
     } catch (err) {
-      optional(err, `the lazy index of ${manifestDigest} could not be looked up: pulling the image whole`);
+      options.warn(`the lazy index of ${manifestDigest} could not be looked up (${coded(err).message}): pulling the image whole`);
       return undefined;
     }
-    const { list, via } = listed;
-    const loaded = new Map<number, Promise<PublishedIndex | undefined>>(); // each candidate fetched once, when needed
-    const candidate = (i: number): Promise<PublishedIndex | undefined> => {
-      if (!loaded.has(i)) {
-        loaded.set(i, loadPublishedIndex(client, repo, manifestDigest, list[i]!, via, call).catch((err: unknown) => {
-          optional(err, `the lazy index ${list[i]!.digest} could not be read: trying the next one`);
-          return undefined;
-        }));
-      }
-      return loaded.get(i)!;
-    };
-    let first = 0;
-    while (first < list.length && (await candidate(first)) === undefined) first++;
-    if (first === list.length) {
-      options.warn(`no lazy index is published for ${manifestDigest} (vmimg index push publishes one): pulling the image whole`);
+    // all candidates at once: a registry hanging on each costs one idle timeout, not one per candidate
+    // (breaker, session 14: eight hanging candidates took 245 s one after another); usually there is one
+    const results = await Promise.all(listed.list.map((artifact) =>
+      loadPublishedIndex(client, repo, manifestDigest, artifact, listed.via, call).then((index) => ({ index }), (err: unknown) => ({ err: coded(err) }))));
+    const loaded = results.flatMap((r) => ('index' in r && r.index !== undefined ? [r.index] : []));
+    const failed = results.flatMap((r) => ('err' in r ? [r.err] : []));
+    const why = failed.length > 0 ? `${failed[0]!.message}${failed.length > 1 ? `; and ${failed.length - 1} more` : ''}` : '';
+    if (loaded.length === 0) {
+      options.warn(failed.length > 0
+        ? `the lazy index of ${manifestDigest} could not be read (${why}): pulling the image whole`
+        : `no lazy index is published for ${manifestDigest} (vmimg index push publishes one): pulling the image whole`);
       return undefined;
     }
-    return { list, first, candidate };
+    if (failed.length > 0) options.warn(`${failed.length} of the lazy indexes listed for ${manifestDigest} could not be read (${why}): using the others`);
+    return loaded;
   };
   const limits = resolveLimits(options.limits);
   const readers = new Map<string, OnFirstRead>();
   const fetch = async (what: string, d: PublishedLayer['idx'], max: number): Promise<Buffer> => {
     if (d.size > max) throw tooLarge('maxLayerSize', `the published ${what} is ${d.size} bytes, more than the layer's tar may be (${max})`);
-    // retried as usual: a transient failure here would cost a whole layer's download
-    return client.fetchBlobBytes(repo, d, { ...call, once: false, maxBytes: max });
+    return client.fetchBlobBytes(repo, d, { ...call, maxBytes: max });
   };
-  /** The layer placed from the newest candidate whose blobs describe it; an invalid or unreadable one is a warning (anyone with push rights can publish one). */
+  /** The layer placed from the newest candidate whose blobs describe it; see lazyPlacer for what a failure does. */
   const placeFromIndex = async (layer: SourceLayer, ids: LazyLayerIds, index: number): Promise<LazyLayerInfo | undefined> => {
     const found = await (lookup ??= lookUp());
     if (found === undefined) return undefined;
-    const { list, first, candidate } = found;
     // neither file can be larger than the layer's tar may be (the expansion limits bound both)
     const max = Math.min(limits.maxLayerSize, Math.ceil(ids.size * limits.maxLayerRatio)) + (1 << 20);
-    for (let i = first; i < list.length; i++) {
-      const pub = (await candidate(i))?.layers.get(ids.digest);
+    for (const published of found) {
+      const pub = published.layers.get(ids.digest);
       if (pub === undefined) continue;
+      if (broken) return undefined;
       try {
         // both at once: one round trip per layer, not two (the lazy pull's fixed cost is mostly round trips)
         const [idx, zran] = await Promise.all([fetch('.idx', pub.idx, max), pub.zran !== undefined ? fetch('.zran', pub.zran, max) : undefined]);
@@ -133,8 +130,13 @@ export function lazyPlacer(client: RegistryClient, repo: Reference, manifestDige
         }
         return await placeLazyLayer(options.layersDir, options.cacheRoot, ids, idx, zran);
       } catch (err) {
-        // a blob gone, too large, damaged or describing another layer: the next candidate, then the whole layer
-        optional(err, `layer ${index + 1}: the lazy index ${list[i]!.digest} does not serve it: trying the next one`);
+        const e = coded(err);
+        if (!CANDIDATE_ERRORS.has(e.code)) {
+          if (!broken) options.warn(`layer ${index + 1}: the registry failed serving the lazy index (${e.message}): pulling the layers not placed yet whole`);
+          broken = true;
+          return undefined;
+        }
+        options.warn(`layer ${index + 1}: the lazy index ${published.artifact.digest} does not serve it (${e.message}): trying the next one`);
       }
     }
     options.warn(`layer ${index + 1} (${layer.digest}) is in no valid published lazy index: pulling it whole`);

@@ -198,7 +198,7 @@ async function addToFallback(client: RegistryClient, sink: RegistrySink, repo: R
     }
     await delay(FALLBACK_SETTLE_MS * (1 + Math.random()), undefined, signal ? { signal } : {}); // jitter: two losers do not collide again
   }
-  throw new VmimgError(ErrorCode.REGISTRY_ERROR, `the referrers tag ${tag} kept losing ${artifact.digest} to concurrent writers`);
+  throw new VmimgError(ErrorCode.REGISTRY_ERROR, `the referrers tag ${tag} did not keep listing ${artifact.digest} after ${FALLBACK_ATTEMPTS} writes: other writers, or a registry that does not answer with what it stored`);
 }
 
 /** The descriptors the fallback tag lists (empty when the tag does not exist; see {@link descriptorsOf}). */

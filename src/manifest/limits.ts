@@ -29,6 +29,12 @@ export interface DocumentLimits {
    * 0 turns read-ahead off): src/lazy/read-ahead.ts. Not a document bound, but process-wide like them.
    */
   lazyReadAheadBytes: number;
+  /**
+   * Milliseconds the optional lazy index lookup of `pull --lazy` (the referrers list, the candidates'
+   * manifests, their blobs) may spend failing, retries and their waits included, before the pull goes
+   * whole (default 10 000): src/lazy/lazy-pull.ts. An attempt under way runs to the idle timeout.
+   */
+  lazyLookupBudgetMs: number;
 }
 
 export const DEFAULT_DOCUMENT_LIMITS: Readonly<DocumentLimits> = {
@@ -39,6 +45,7 @@ export const DEFAULT_DOCUMENT_LIMITS: Readonly<DocumentLimits> = {
   maxWalkDocuments: 1_000,
   maxReferrerCandidates: 8,
   lazyReadAheadBytes: 16 << 20,
+  lazyLookupBudgetMs: 10_000,
 };
 
 let current: Readonly<DocumentLimits> = DEFAULT_DOCUMENT_LIMITS;

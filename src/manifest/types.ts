@@ -8,6 +8,8 @@ export interface Descriptor {
   readonly platform?: Platform;
   readonly annotations?: Readonly<Record<string, string>>;
   readonly urls?: readonly string[];
+  /** The artifact's type, in a referrers list (OCI image spec 1.1, descriptor `artifactType`). */
+  readonly artifactType?: string;
 }
 
 /** An image manifest (OCI image manifest or Docker schema 2), validated. */

@@ -61,12 +61,16 @@ export class Authorizer {
   ): Promise<string | undefined> {
     const challenge = pickChallenge(parseWWWAuthenticate(wwwAuthenticate)) ?? this.challenges.get(endpoint.url);
     if (challenge === undefined) return undefined;
-    this.challenges.set(endpoint.url, challenge);
     const key = cacheKey(endpoint, challenge, scope);
     if (stale !== undefined && this.cache.get(key)?.header === stale) this.cache.delete(key);
     const extra = (challenge.params.scope ?? '').split(' ').filter((s) => s !== '');
     const scopes = [...new Set([...scopeList(scope), ...extra])];
-    return (await this.obtain(endpoint, challenge, scope, scopes, signal))?.header;
+    const token = await this.obtain(endpoint, challenge, scope, scopes, signal);
+    // remembered once answered: a token server failing for one request (a 401 on an optional one, such
+    // as the lazy index lookup) does not put itself in front of every later request to the endpoint,
+    // which may need no token at all (breaker, session 14: a whole pull then failed on the token server)
+    this.challenges.set(endpoint.url, challenge);
+    return token?.header;
   }
 
   private async obtain(

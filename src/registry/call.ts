@@ -49,7 +49,8 @@ export class StepCaller {
       try {
         if (endpoint.mirror || step.once === true) return await one();
         const onNotice = step.onNotice ?? this.parts.onNotice;
-        return await withRetry(new RetryBudget(this.parts.retryPolicy, { what: step.what, signal: step.signal, onNotice }), one);
+        const policy = step.retry !== undefined ? { ...this.parts.retryPolicy, ...step.retry } : this.parts.retryPolicy;
+        return await withRetry(new RetryBudget(policy, { what: step.what, signal: step.signal, onNotice }), one);
       } catch (err) {
         const e = networkError(err, where, step.signal);
         if (!endpoint.mirror || e.code === ErrorCode.ABORTED) throw e;

@@ -55,10 +55,10 @@ export interface CallOptions {
   /** Retry waits and stalls of this call (default: the client's `onNotice`). */
   readonly onNotice?: NoticeListener;
   /**
-   * One attempt, no retries: for an optional request whose caller has a fallback (the lazy index lookup:
-   * a registry that hangs on it costs one idle timeout, then a whole pull, not five).
+   * This call's retry policy over the client's: an optional request whose caller has a fallback gives it
+   * a smaller budget (the lazy index lookup: src/lazy/lazy-pull.ts).
    */
-  readonly once?: boolean;
+  readonly retry?: Partial<RetryPolicy>;
 }
 
 /** One response body for a blob range (see openBlob). */
@@ -307,6 +307,6 @@ export class RegistryClient {
 }
 
 /** What a call's options add to its step. */
-function callParts(options: CallOptions): Pick<Step, 'signal' | 'onNotice' | 'once'> {
-  return { signal: options.signal, ...(options.onNotice !== undefined ? { onNotice: options.onNotice } : {}), ...(options.once ? { once: true } : {}) };
+function callParts(options: CallOptions): Pick<Step, 'signal' | 'onNotice' | 'retry'> {
+  return { signal: options.signal, ...(options.onNotice !== undefined ? { onNotice: options.onNotice } : {}), ...(options.retry !== undefined ? { retry: options.retry } : {}) };
 }

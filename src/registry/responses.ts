@@ -4,7 +4,7 @@ import { validateDigest } from '../digest/index.js';
 import type { Reference } from '../reference/types.js';
 import { statusError, unauthorizedHint } from './http-errors.js';
 import { header, type HttpResponse } from './transport.js';
-import type { NoticeListener } from '../util/retry.js';
+import type { NoticeListener, RetryPolicy } from '../util/retry.js';
 
 /** What a call is about, for messages and for the endpoint loop. */
 export interface Step {
@@ -19,6 +19,8 @@ export interface Step {
   readonly onNotice?: NoticeListener | undefined;
   /** One attempt only: the caller retries (blobs: the store's fetch). */
   readonly once?: boolean;
+  /** This call's retry policy over the client's (a smaller budget for an optional request). */
+  readonly retry?: Partial<RetryPolicy> | undefined;
   /** Read the body by direct-get.ts (large blobs). */
   readonly direct?: boolean;
 }

@@ -10,6 +10,8 @@
 // placed lazily is not reused.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -20,6 +22,7 @@ import { IDX_MEDIA_TYPE, fallbackTag, publishIndex } from '../../src/lazy/publis
 import { placeLazyLayer } from '../../src/lazy/place.js';
 import { RegistryClient } from '../../src/registry/index.js';
 import { CacheLayout } from '../../src/image/cache.js';
+import { setDocumentLimits } from '../../src/manifest/limits.js';
 import type { Platform } from '../../src/platform/types.js';
 import { parseReference } from '../../src/reference/index.js';
 import { ContainerFS } from '../../src/vfs/index.js';
@@ -170,17 +173,36 @@ describe('pull --lazy: the index lookup is optional', () => {
     assert.deepEqual(lazyLayers((await lazyPull()).image), [true, false], 'the index is found again');
   });
 
-  test('a lookup that hangs costs one idle timeout, then a warning and a whole pull (no retries)', async () => {
+  test('a lookup that hangs past limits.lazyLookupBudgetMs is not retried: a warning and a whole pull', async () => {
     proxy.add({ method: 'GET', path: `/manifests/${fallbackTag(manifest())}`, fault: { kind: 'slow-headers', everyMs: 500 } });
     const from = proxy.requests.length;
+    setDocumentLimits({ lazyLookupBudgetMs: 1000 }); // the default 10 s would retry a 1.5 s idle timeout
     try {
       const { image, warnings } = await lazyPull({ idleTimeoutMs: 1500 });
       assert.deepEqual(lazyLayers(image), [false, false]);
-      assert.ok(warnings.some((w) => /could not be looked up: pulling the image whole/.test(w)), warnings.join('\n'));
+      assert.ok(warnings.some((w) => /could not be looked up .*: pulling the image whole/.test(w)), warnings.join('\n'));
       assert.equal(proxy.requests.slice(from).filter((r) => r.path.includes('/manifests/sha256-')).length, 1, 'one attempt');
       await assertFiles(image);
     } finally {
+      setDocumentLimits({});
       proxy.clear();
+    }
+  });
+
+  test('a 401 on the lookup whose token server fails leaves the rest of the pull anonymous, as the registry is', async () => {
+    const tokens = createServer((_req, res) => res.writeHead(500).end('token server down'));
+    await new Promise<void>((resolve) => tokens.listen(0, '127.0.0.1', resolve));
+    const realm = `http://127.0.0.1:${(tokens.address() as AddressInfo).port}/token`;
+    const challenge = `Bearer realm="${realm}",service="edge",scope="repository:edge/sparse:pull"`;
+    proxy.add({ method: 'GET', path: `/manifests/${fallbackTag(manifest())}`, fault: { kind: 'status', status: 401, headers: { 'www-authenticate': challenge }, body: '{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}' } });
+    try {
+      const { image, warnings } = await lazyPull();
+      assert.deepEqual(lazyLayers(image), [false, false]);
+      assert.ok(warnings.some((w) => /could not be looked up/.test(w)), warnings.join('\n'));
+      await assertFiles(image);
+    } finally {
+      proxy.clear();
+      await new Promise((resolve) => tokens.close(resolve));
     }
   });
 

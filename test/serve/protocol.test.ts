@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startServe, type RunningServe } from '../../src/serve/index.js';
+import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { buildBusyboxLayout, buildMultiArchLayout, pushLayout } from '../helpers/busybox.js';
 import { curl } from '../helpers/curl.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
@@ -141,6 +142,20 @@ describe('serve: protocol read side', () => {
     const other = await curl(`${serve.url}/v2/lib/busybox/referrers/${manifestDigest}?artifactType=application/vnd.example.other`);
     assert.deepEqual(other.json<{ manifests: unknown[] }>().manifests, []);
     assert.equal(other.headers['oci-filters-applied'], 'artifactType');
+    // entries that are not descriptors are left out, not an ERR_INTERNAL (breaker, session 14)
+    // (the registry refuses such a list: a fault proxy in front of it answers one)
+    const junk = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [null, 5, { digest: 7 }, entry] }));
+    const proxy = await startFaultProxy(registry.url);
+    proxy.add({ method: 'GET', path: `/manifests/sha256-${manifestDigest.slice(7)}`, fault: { kind: 'body', body: junk, contentType: 'application/vnd.oci.image.index.v1+json' } });
+    const proxied = await startServe({ cacheDir: await tmpDir('vmimg-serve-junk-'), listen: '127.0.0.1:0', upstream: proxy.url, prefetch: 0 });
+    try {
+      const filtered = await curl(`${proxied.url}/v2/lib/busybox/referrers/${manifestDigest}?artifactType=application/vnd.example.test`);
+      assert.equal(filtered.status, 200, filtered.body.toString());
+      assert.deepEqual(filtered.json<{ manifests: unknown[] }>().manifests, [entry]);
+    } finally {
+      await proxied.shutdown();
+      await proxy.stop();
+    }
   });
 
   it('hostile paths and methods are coded JSON errors and reach neither the upstream nor the cache', async () => {
