@@ -34,8 +34,8 @@ export interface PullOptions extends RegistryClientOptions {
   /**
    * Place layers from the lazy index published next to the image (`vmimg index push`) instead of
    * downloading them: nothing but the manifest, config and index comes now, files are fetched as they are
-   * read (open the image with `openLazyImage`). Without a published index, or when looking it up fails
-   * (one attempt; src/lazy/lazy-pull.ts): a warning, then a whole pull.
+   * read (open the image with `openLazyImage`). Without a published index, or when the registry fails
+   * the lookup (within `limits.lazyLookupBudgetMs`; src/lazy/lazy-pull.ts): a warning, then a whole pull.
    */
   lazy?: boolean;
 }
