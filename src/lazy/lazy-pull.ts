@@ -49,9 +49,9 @@ export interface LazyPlacerOptions {
 
 /**
  * The call options of the lazy index lookup (the referrers list, the candidates' manifests, their
- * blobs): the client's retry policy with a budget of `limits.lazyLookupBudgetMs` (10 s). The lookup is
- * optional, so a registry failing on it costs at most that budget, or one idle timeout (30 s) for a
- * hang, with the stall notices on the way; then a warning and a whole pull (breaker, session 14: 5
+ * blobs): the client's retry policy with a budget of `limits.lazyLookupBudgetMs` (10 s) per request. The
+ * lookup is optional, so a registry failing on one request costs at most that budget, or one idle
+ * timeout (30 s) for a hang, with the stall notices on the way; then a warning and a whole pull (breaker, session 14: 5
  * attempts × 30 s held `pull --lazy` 158 s and then failed it). A 429 or 503 with a short Retry-After
  * is still waited for: a fleet starting at once should not answer a busy registry with whole downloads.
  */

@@ -30,9 +30,10 @@ export interface DocumentLimits {
    */
   lazyReadAheadBytes: number;
   /**
-   * Milliseconds the optional lazy index lookup of `pull --lazy` (the referrers list, the candidates'
-   * manifests, their blobs) may spend failing, retries and their waits included, before the pull goes
-   * whole (default 10 000): src/lazy/lazy-pull.ts. An attempt under way runs to the idle timeout.
+   * Milliseconds each request of the optional lazy index lookup of `pull --lazy` (the referrers list, a
+   * candidate's manifest, an index blob) may spend failing, retries and their waits included, before the
+   * pull goes whole (default 10 000): src/lazy/lazy-pull.ts. An attempt under way runs to the idle
+   * timeout. Per request, not for the whole lookup (session 14's third breaker: docs/DECISIONS.md).
    */
   lazyLookupBudgetMs: number;
 }
