@@ -9,7 +9,8 @@ import { documentLimits } from '../manifest/limits.js';
 import type { Descriptor } from '../manifest/types.js';
 import type { CallOptions, RegistryClient } from '../registry/client.js';
 import type { Reference } from '../reference/types.js';
-import { ARTIFACT_TYPE, IDX_MEDIA_TYPE, LAYER_ANNOTATION, ZRAN_MEDIA_TYPE, descriptorsOf, fallbackTag, readFallback } from './publish.js';
+import { descriptorsOf, fallbackTag } from '../manifest/referrers.js';
+import { ARTIFACT_TYPE, IDX_MEDIA_TYPE, LAYER_ANNOTATION, ZRAN_MEDIA_TYPE, readFallback } from './publish.js';
 
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
 
@@ -42,7 +43,7 @@ export interface PublishedCandidates {
 export async function listPublishedIndexes(client: RegistryClient, repo: Reference, subjectDigest: string, call: CallOptions = {}): Promise<PublishedCandidates> {
   const listed = await referrers(client, repo, subjectDigest, call);
   // reversed first: entries without `created` (older vmimg) keep the fallback list's order, where a push appends
-  const ours = listed.list.filter((d) => (d as { artifactType?: string }).artifactType === ARTIFACT_TYPE).reverse();
+  const ours = listed.list.filter((d) => d.artifactType === ARTIFACT_TYPE).reverse();
   return { list: distinct(ours.sort(newestFirst)).slice(0, documentLimits().maxReferrerCandidates), via: listed.via };
 }
 

@@ -11,6 +11,7 @@ import { Readable } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 import { ErrorCode, VmimgError, isVmimgError } from '../errors.js';
 import type { Descriptor } from '../manifest/types.js';
+import { descriptorsOf, fallbackTag } from '../manifest/referrers.js';
 import { RegistrySink } from '../push/sinks.js';
 import { RegistryClient, type CallOptions, type RegistryClientOptions } from '../registry/client.js';
 import type { Reference } from '../reference/types.js';
@@ -51,11 +52,6 @@ export interface PublishResult {
 
 function descriptor(bytes: Buffer, mediaType: string, annotations?: Record<string, string>): Descriptor {
   return { mediaType, digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}`, size: bytes.length, ...(annotations ? { annotations } : {}) };
-}
-
-/** The referrers tag of the spec's fallback: `sha256-<hex>`. */
-export function fallbackTag(digest: string): string {
-  return digest.replace(':', '-');
 }
 
 /** Pushes the artifact for the image manifest `subjectDigest` of `repo` (a reference naming the repository). */
@@ -209,22 +205,4 @@ export async function readFallback(client: RegistryClient, repo: Reference, tag:
     if (isVmimgError(err, ErrorCode.NOT_FOUND)) return [];
     throw err;
   }
-}
-
-/**
- * The `manifests` of an image index (a referrers answer or the fallback tag) that are descriptors: an
- * object with a string digest, a safe-integer size. Not JSON, not an index, or other entries count as
- * nothing listed: anyone with push rights can write the tag (breaker, session 14: `{not json` and
- * `[null, 5]` crashed `pull --lazy` and `index push` with ERR_INTERNAL).
- */
-export function descriptorsOf(bytes: Buffer): Descriptor[] {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(bytes.toString('utf8'));
-  } catch {
-    return [];
-  }
-  const list = (doc as { manifests?: unknown } | null)?.manifests;
-  if (!Array.isArray(list)) return [];
-  return list.filter((d): d is Descriptor => typeof d === 'object' && d !== null && typeof d.digest === 'string' && Number.isSafeInteger(d.size));
 }

@@ -6,10 +6,9 @@
  */
 import type { ServerResponse } from 'node:http';
 import { ErrorCode, isVmimgError } from '../errors.js';
-import { digestAlgorithm, digestHex } from '../digest/index.js';
 import { MediaType } from '../manifest/media-types.js';
 import type { Descriptor } from '../manifest/types.js';
-import { descriptorsOf } from '../lazy/publish.js';
+import { descriptorsOf, fallbackTag } from '../manifest/referrers.js';
 import { toServeError } from './errors.js';
 import type { RouteTarget } from './routes.js';
 import type { ServeState } from './state.js';
@@ -80,7 +79,7 @@ async function upstreamReferrers(s: ServeState, t: RouteTarget, digest: string):
     if (!isVmimgError(err, ErrorCode.NOT_FOUND)) throw toServeError(err, 'NAME_UNKNOWN');
   }
   try {
-    return descriptorsOf((await s.upstream.manifest(t, { tag: `${digestAlgorithm(digest)}-${digestHex(digest)}` })).bytes);
+    return descriptorsOf((await s.upstream.manifest(t, { tag: fallbackTag(digest) })).bytes);
   } catch (err) {
     if (!isVmimgError(err, ErrorCode.NOT_FOUND)) throw toServeError(err, 'NAME_UNKNOWN');
     return [];
