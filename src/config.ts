@@ -26,7 +26,8 @@ import { parseNetworkSettings, type NetworkSettings } from './config-network.js'
 export type UserConfig = Pick<HostOptions, 'mirrors' | 'insecureRegistries' | 'originFallback'> & {
   /**
    * What one layer may cost (src/layer/limits.ts) and the manifest/config sizes and index walk bounds
-   * (src/manifest/limits.ts); sizes as bytes or strings such as "64G".
+   * (src/manifest/limits.ts); sizes as bytes or strings such as "64G", times (`…Ms`) as milliseconds or
+   * strings such as "10s".
    */
   limits?: Partial<LayerLimits & DocumentLimits>;
   /** Retry budget, throughput rule and timeouts (src/config-network.ts). */
@@ -96,7 +97,7 @@ function parseLimits(value: unknown, path: string): Partial<LayerLimits & Docume
     if (!known.includes(key)) throw bad(path, `unknown limit "${key}" (known: ${known.join(', ')})`);
     const k = key as keyof (LayerLimits & DocumentLimits);
     try {
-      out[k] = typeof v === 'string' ? parseSize(v, `"limits"."${key}"`) : (v as number);
+      out[k] = typeof v !== 'string' ? (v as number) : key.endsWith('Ms') ? parseDuration(v, `"limits"."${key}"`) : parseSize(v, `"limits"."${key}"`);
       if (key in DEFAULT_LIMITS) resolveLimits({ [k]: out[k] });
       else resolveDocumentLimits({ [k]: out[k] });
     } catch (err) {
@@ -104,6 +105,17 @@ function parseLimits(value: unknown, path: string): Partial<LayerLimits & Docume
     }
   }
   return out;
+}
+
+const DURATION_RE = /^(\d+(?:\.\d+)?)\s*(ms|s|min|h)?$/i;
+const DURATION_MS: Record<string, number> = { ms: 1, s: 1000, min: 60_000, h: 3_600_000 };
+
+/** A time limit (the `…Ms` keys) written as `"10s"`, `"500ms"`, `"2min"`, `"1h"` or a number of milliseconds, in ms. */
+function parseDuration(text: string, what: string): number {
+  const m = DURATION_RE.exec(text.trim());
+  const ms = m === null ? NaN : Math.round(Number(m[1]) * DURATION_MS[(m[2] ?? 'ms').toLowerCase()]!);
+  if (!Number.isSafeInteger(ms) || ms <= 0) throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `${what} must be a time such as 10s, 500ms or 2min, not "${text}"`);
+  return ms;
 }
 
 function bad(path: string, why: string): VmimgError {

@@ -13,8 +13,8 @@ import type { LayerLimits } from '../layer/limits.js';
 import { noticeEvent, type ProgressListener } from './progress.js';
 import type { NetworkNotice } from '../util/retry.js';
 import { openReaderSource } from './reader-source.js';
-import { lazyPlacer, lookupCall } from '../lazy/lazy-pull.js';
-import { listPublishedIndexes, type PublishedCandidates } from '../lazy/discover.js';
+import { lazyPlacer } from '../lazy/lazy-pull.js';
+import { LazyLookup } from '../lazy/lookup.js';
 import type { Descriptor } from '../manifest/index.js';
 
 export interface PullOptions extends RegistryClientOptions {
@@ -35,7 +35,7 @@ export interface PullOptions extends RegistryClientOptions {
    * Place layers from the lazy index published next to the image (`vmimg index push`) instead of
    * downloading them: nothing but the manifest, config and index comes now, files are fetched as they are
    * read (open the image with `openLazyImage`). Without a published index, or when the registry fails
-   * the lookup (within `limits.lazyLookupBudgetMs`; src/lazy/lazy-pull.ts): a warning, then a whole pull.
+   * the lookup (within `limits.lazyLookupBudgetMs`; src/lazy/lookup.ts): a warning, then a whole pull.
    */
   lazy?: boolean;
 }
@@ -54,14 +54,11 @@ export async function pull(reference: string | Reference, options: PullOptions =
   // only). The walk tells of a tag's manifest before reading its config, and of the manifest it
   // chose; a lookup for any other is stopped once the choice is made, and all when the pull ends (a
   // lookup left running held `client.close()` until its request timed out: breaker, session 13).
-  const lookups = new Map<string, { found: Promise<PublishedCandidates>; stop: AbortController }>();
+  const lookups = new Map<string, LazyLookup>();
   const onNotice = options.onProgress ? (n: NetworkNotice): void => options.onProgress?.(noticeEvent(n)) : undefined;
   const onManifest = (manifest: Descriptor): void => {
     if (lookups.size >= 2 || lookups.has(manifest.digest)) return;
-    const stop = new AbortController();
-    const found = listPublishedIndexes(client, ref, manifest.digest, lookupCall(options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal, onNotice));
-    found.catch(() => undefined); // awaited by lazyPlacer; one it never awaits must not be unhandled
-    lookups.set(manifest.digest, { found, stop });
+    lookups.set(manifest.digest, new LazyLookup(client, ref, manifest.digest, { ...(options.signal ? { signal: options.signal } : {}), ...(onNotice ? { onNotice } : {}) }));
   };
   try {
     options.onProgress?.({ type: 'image', state: 'resolving', layersDone: 0, layerCount: 0, bytesDone: 0 });
@@ -74,9 +71,9 @@ export async function pull(reference: string | Reference, options: PullOptions =
     });
     const warn = (message: string): void => options.onProgress?.({ type: 'warning', message });
     const manifestDigest = source.info.manifestDigest;
-    for (const [digest, lookup] of lookups) if (digest !== manifestDigest) lookup.stop.abort();
+    for (const [digest, lookup] of lookups) if (digest !== manifestDigest) lookup.stop();
     const lazy = options.lazy && manifestDigest !== undefined
-      ? lazyPlacer(client, ref, manifestDigest, { ...(lookups.has(manifestDigest) ? { listing: lookups.get(manifestDigest)!.found } : {}), cacheRoot: cache.root, layersDir: cache.layersDir, image: source.info.configDigest, ...(options.limits ? { limits: options.limits } : {}), ...(options.signal ? { signal: options.signal } : {}), ...(onNotice ? { onNotice } : {}), warn })
+      ? lazyPlacer(client, ref, manifestDigest, { ...(lookups.has(manifestDigest) ? { lookup: lookups.get(manifestDigest)! } : {}), cacheRoot: cache.root, layersDir: cache.layersDir, image: source.info.configDigest, ...(options.limits ? { limits: options.limits } : {}), ...(options.signal ? { signal: options.signal } : {}), ...(onNotice ? { onNotice } : {}), warn })
       : undefined;
     try {
       return await prepareImage(source, {
@@ -95,7 +92,7 @@ export async function pull(reference: string | Reference, options: PullOptions =
   } catch (err) {
     throw wrapError(err, `pulling ${typeof reference === 'string' ? reference : formatReference(ref)}`);
   } finally {
-    for (const lookup of lookups.values()) lookup.stop.abort(); // settled ones: nothing happens
+    for (const lookup of lookups.values()) lookup.stop(); // settled ones: nothing happens
     if (!options.client) await client.close();
   }
 }

@@ -9,13 +9,13 @@ import type { LayerInfo } from '../layer/flatten.js';
 import { hasLayer } from '../layer/flatten.js';
 import { resolveLimits, tooLarge, type LayerLimits } from '../layer/limits.js';
 import type { Reference } from '../reference/types.js';
-import type { CallOptions, RegistryClient } from '../registry/client.js';
+import type { RegistryClient } from '../registry/client.js';
 import type { NoticeListener } from '../util/retry.js';
 import type { ContentReader } from '../vfs/content.js';
 import type { SourceLayer } from '../image/source.js';
-import { ErrorCode, VmimgError } from '../errors.js';
-import { documentLimits } from '../manifest/limits.js';
-import { listPublishedIndexes, loadPublishedIndex, type PublishedCandidates, type PublishedIndex, type PublishedLayer } from './discover.js';
+import { VmimgError } from '../errors.js';
+import type { PublishedLayer } from './discover.js';
+import { CANDIDATE_ERRORS, LazyLookup } from './lookup.js';
 import type { LazyContent } from './lazy-content.js';
 import { openLazyLayer } from './open-image.js';
 import { addLazyStats } from './stats.js';
@@ -43,76 +43,35 @@ export interface LazyPlacerOptions {
   warn: (message: string) => void;
   /** The image's config digest: `close` adds the pull's own reads (the config's /etc/passwd) to its kept counters. */
   image?: string;
-  /** `listPublishedIndexes` for `manifestDigest`, already under way (the pull starts it while the config comes). */
-  listing?: Promise<PublishedCandidates>;
+  /**
+   * The lookup of `manifestDigest`'s published indexes, already under way (the pull starts it while the
+   * config comes); the placer's own, started when a layer first needs it, otherwise. `close` stops it.
+   */
+  lookup?: LazyLookup;
 }
-
-/**
- * The call options of the lazy index lookup (the referrers list, the candidates' manifests, their
- * blobs): the client's retry policy with a budget of `limits.lazyLookupBudgetMs` (10 s) per request. The
- * lookup is optional, so a registry failing on one request costs at most that budget, or one idle
- * timeout (30 s) for a hang, with the stall notices on the way; then a warning and a whole pull (breaker, session 14: 5
- * attempts × 30 s held `pull --lazy` 158 s and then failed it). A 429 or 503 with a short Retry-After
- * is still waited for: a fleet starting at once should not answer a busy registry with whole downloads.
- */
-export function lookupCall(signal: AbortSignal | undefined, onNotice: NoticeListener | undefined): CallOptions {
-  return { retry: { budgetMs: documentLimits().lazyLookupBudgetMs }, ...(signal ? { signal } : {}), ...(onNotice ? { onNotice } : {}) };
-}
-
-/** Errors that say a published candidate is bad (the next is tried), not that the registry is failing (the lookup stops). */
-const CANDIDATE_ERRORS: ReadonlySet<string> = new Set([ErrorCode.NOT_FOUND, ErrorCode.INVALID_INDEX, ErrorCode.DIGEST_MISMATCH, ErrorCode.TOO_LARGE, ErrorCode.INVALID_DIGEST, ErrorCode.INVALID_MANIFEST]);
 
 /**
  * The placer of image manifest `manifestDigest` of `repo`. The published index is looked up when the
- * first layer needs it (a pull whose layers are all cached waits for nothing). Every coded failure of
- * the lookup is a one-line warning, never the pull's error: a candidate that is gone, damaged or
- * describes another layer is skipped for the next; a registry failing on the lookup (network, 5xx,
- * auth) ends it, and the layers not yet placed are pulled whole. An abort ends the pull.
+ * first layer needs it (a pull whose layers are all cached waits for nothing), under the bounds of
+ * lookup.ts. Every coded failure of the lookup is a one-line warning, never the pull's error: a
+ * candidate that is gone, damaged or describes another layer is skipped for the next; a registry
+ * failing on the lookup (network, 5xx, auth, its deadline) ends it, and the layers not yet placed are
+ * pulled whole. An abort ends the pull.
  */
 export function lazyPlacer(client: RegistryClient, repo: Reference, manifestDigest: string, options: LazyPlacerOptions): LazyPlacer {
-  const call = lookupCall(options.signal, options.onNotice);
-  /** `err` as the coded error of an optional step; an abort (the pull's end) and anything uncoded (a bug) are thrown. */
-  const coded = (err: unknown): VmimgError => {
-    if (!(err instanceof VmimgError) || err.code === ErrorCode.ABORTED || options.signal?.aborted) throw err;
-    return err;
-  };
+  let lookup = options.lookup;
+  const lookUp = (): LazyLookup => (lookup ??= new LazyLookup(client, repo, manifestDigest, { ...(options.signal ? { signal: options.signal } : {}), ...(options.onNotice ? { onNotice: options.onNotice } : {}) }));
   /** Set when the registry failed the lookup: the layers not placed yet go whole, without asking again. */
   let broken = false;
-  let lookup: Promise<PublishedIndex[] | undefined> | undefined;
-  /** The published lazy indexes that load, newest first, or undefined (after a warning) when none does. */
-  const lookUp = async (): Promise<PublishedIndex[] | undefined> => {
-    let listed: PublishedCandidates;
-    try {
-      listed = await (options.listing ?? listPublishedIndexes(client, repo, manifestDigest, call));
-    } catch (err) {
-      options.warn(`the lazy index of ${manifestDigest} could not be looked up (${coded(err).message}): pulling the image whole`);
-      return undefined;
-    }
-    // all candidates at once: a registry hanging on each costs one idle timeout, not one per candidate
-    // (breaker, session 14: eight hanging candidates took 245 s one after another); usually there is one
-    const results = await Promise.all(listed.list.map((artifact) =>
-      loadPublishedIndex(client, repo, manifestDigest, artifact, listed.via, call).then((index) => ({ index }), (err: unknown) => ({ err: coded(err) }))));
-    const loaded = results.flatMap((r) => ('index' in r && r.index !== undefined ? [r.index] : []));
-    const failed = results.flatMap((r) => ('err' in r ? [r.err] : []));
-    const why = failed.length > 0 ? `${failed[0]!.message}${failed.length > 1 ? `; and ${failed.length - 1} more` : ''}` : '';
-    if (loaded.length === 0) {
-      options.warn(failed.length > 0
-        ? `the lazy index of ${manifestDigest} could not be read (${why}): pulling the image whole`
-        : `no lazy index is published for ${manifestDigest} (vmimg index push publishes one): pulling the image whole`);
-      return undefined;
-    }
-    if (failed.length > 0) options.warn(`${failed.length} of the lazy indexes listed for ${manifestDigest} could not be read (${why}): using the others`);
-    return loaded;
-  };
   const limits = resolveLimits(options.limits);
   const readers = new Map<string, OnFirstRead>();
   const fetch = async (what: string, d: PublishedLayer['idx'], max: number): Promise<Buffer> => {
     if (d.size > max) throw tooLarge('maxLayerSize', `the published ${what} is ${d.size} bytes, more than the layer's tar may be (${max})`);
-    return client.fetchBlobBytes(repo, d, { ...call, maxBytes: max });
+    return client.fetchBlobBytes(repo, d, { ...lookUp().call, maxBytes: max });
   };
   /** The layer placed from the newest candidate whose blobs describe it; see lazyPlacer for what a failure does. */
   const placeFromIndex = async (layer: SourceLayer, ids: LazyLayerIds, index: number): Promise<LazyLayerInfo | undefined> => {
-    const found = await (lookup ??= lookUp());
+    const found = await lookUp().indexes(options.warn);
     if (found === undefined) return undefined;
     // neither file can be larger than the layer's tar may be (the expansion limits bound both)
     const max = Math.min(limits.maxLayerSize, Math.ceil(ids.size * limits.maxLayerRatio)) + (1 << 20);
@@ -130,10 +89,12 @@ export function lazyPlacer(client: RegistryClient, repo: Reference, manifestDige
         }
         return await placeLazyLayer(options.layersDir, options.cacheRoot, ids, idx, zran);
       } catch (err) {
-        const e = coded(err);
+        if (broken && err instanceof VmimgError && options.signal?.aborted !== true) return undefined; // another layer's failure stopped it
+        const e = lookUp().coded(err);
         if (!CANDIDATE_ERRORS.has(e.code)) {
           if (!broken) options.warn(`layer ${index + 1}: the registry failed serving the lazy index (${e.message}): pulling the layers not placed yet whole`);
           broken = true;
+          lookUp().fail(); // the other layers' index blobs stop now, not after their own retries
           return undefined;
         }
         options.warn(`layer ${index + 1}: the lazy index ${published.artifact.digest} does not serve it (${e.message}): trying the next one`);
@@ -154,6 +115,7 @@ export function lazyPlacer(client: RegistryClient, repo: Reference, manifestDige
     },
     content: (diffId) => readers.get(diffId),
     async close() {
+      lookup?.stop();
       const opened = new Map<string, LazyContent>();
       for (const [diffId, r] of readers) {
         const reader = await r.opened?.catch(() => undefined); // a failed open failed its read

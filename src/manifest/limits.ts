@@ -30,10 +30,10 @@ export interface DocumentLimits {
    */
   lazyReadAheadBytes: number;
   /**
-   * Milliseconds each request of the optional lazy index lookup of `pull --lazy` (the referrers list, a
-   * candidate's manifest, an index blob) may spend failing, retries and their waits included, before the
-   * pull goes whole (default 10 000): src/lazy/lazy-pull.ts. An attempt under way runs to the idle
-   * timeout. Per request, not for the whole lookup (session 14's third breaker: docs/DECISIONS.md).
+   * Milliseconds the optional lazy index lookup of `pull --lazy` may take for its documents (the
+   * referrers list and the candidates' manifests, retries included), and each of its requests (index
+   * blobs too) may wait for a byte, before the pull goes whole (default 10 000): src/lazy/lookup.ts.
+   * The config file takes it as a time (`"10s"`) or a number of milliseconds.
    */
   lazyLookupBudgetMs: number;
 }

@@ -102,7 +102,7 @@ export class StepCaller {
     const scope = `repository:${step.repo.repository}:pull`;
     const url = `${endpoint.url}${step.path}`;
     const send = (auth: string | undefined) =>
-      transport.send({ url, method: step.method, headers: { ...step.headers, ...(auth ? { authorization: auth } : {}) }, signal: step.signal, ...(step.direct === true ? { direct: true } : {}) });
+      transport.send({ url, method: step.method, headers: { ...step.headers, ...(auth ? { authorization: auth } : {}) }, signal: step.signal, ...(step.direct === true ? { direct: true } : {}), ...(step.idleTimeoutMs !== undefined ? { idleTimeoutMs: step.idleTimeoutMs } : {}) });
     const first = await authorizer.headerFor(endpoint, scope, step.signal);
     let res = await send(first);
     if (res.status !== 401 && res.status !== 403) return res;

@@ -59,6 +59,11 @@ export interface CallOptions {
    * a smaller budget (the lazy index lookup: src/lazy/lazy-pull.ts).
    */
   readonly retry?: Partial<RetryPolicy>;
+  /**
+   * This call's wait for headers and between body chunks (ms) instead of the client's `idleTimeoutMs`
+   * (30 s): an optional request gives up on a hang sooner (the lazy index lookup).
+   */
+  readonly idleTimeoutMs?: number;
 }
 
 /** One response body for a blob range (see openBlob). */
@@ -307,6 +312,11 @@ export class RegistryClient {
 }
 
 /** What a call's options add to its step. */
-function callParts(options: CallOptions): Pick<Step, 'signal' | 'onNotice' | 'retry'> {
-  return { signal: options.signal, ...(options.onNotice !== undefined ? { onNotice: options.onNotice } : {}), ...(options.retry !== undefined ? { retry: options.retry } : {}) };
+function callParts(options: CallOptions): Pick<Step, 'signal' | 'onNotice' | 'retry' | 'idleTimeoutMs'> {
+  return {
+    signal: options.signal,
+    ...(options.onNotice !== undefined ? { onNotice: options.onNotice } : {}),
+    ...(options.retry !== undefined ? { retry: options.retry } : {}),
+    ...(options.idleTimeoutMs !== undefined ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
+  };
 }

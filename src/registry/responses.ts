@@ -23,6 +23,8 @@ export interface Step {
   readonly retry?: Partial<RetryPolicy> | undefined;
   /** Read the body by direct-get.ts (large blobs). */
   readonly direct?: boolean;
+  /** This call's wait for headers and between body chunks (ms), when not the client's. */
+  readonly idleTimeoutMs?: number | undefined;
 }
 
 export function unauthorized(step: Step, url: string, status: number, body: string, why: string): VmimgError {

@@ -24,6 +24,8 @@ export interface HttpRequest {
   readonly signal?: AbortSignal | undefined;
   /** A GET of a large body: read by direct-get.ts into 1 MiB blocks, on a connection of its own. */
   readonly direct?: boolean;
+  /** This request's wait for headers and between body chunks (ms), when not the agent's. */
+  readonly idleTimeoutMs?: number;
 }
 
 export interface HttpResponse {
@@ -130,7 +132,8 @@ export class Transport {
   private async once(req: HttpRequest): Promise<HttpResponse> {
     const headers: Record<string, string> = { 'user-agent': this.userAgent, ...req.headers };
     if (req.direct === true && req.method === 'GET' && req.body === undefined) {
-      const res = await directGet(req.url, headers, req.signal, this.directOptions);
+      const direct = req.idleTimeoutMs !== undefined ? { ...this.directOptions, idleTimeoutMs: req.idleTimeoutMs } : this.directOptions;
+      const res = await directGet(req.url, headers, req.signal, direct);
       return { url: req.url, status: res.status, headers: res.headers, body: res.body as unknown as ResponseBody };
     }
     const res = await request(req.url, {
@@ -139,6 +142,7 @@ export class Transport {
       headers,
       ...(req.body !== undefined ? { body: req.body } : {}),
       ...(req.signal !== undefined ? { signal: req.signal } : {}),
+      ...(req.idleTimeoutMs !== undefined ? { headersTimeout: req.idleTimeoutMs, bodyTimeout: req.idleTimeoutMs } : {}),
     });
     return { url: req.url, status: res.statusCode, headers: res.headers, body: res.body };
   }
@@ -177,5 +181,6 @@ function redirected(req: HttpRequest, to: URL, status: number): HttpRequest {
     ...(req.body !== undefined && !toGet ? { body: req.body } : {}),
     ...(req.signal !== undefined ? { signal: req.signal } : {}),
     ...(req.direct === true ? { direct: true } : {}),
+    ...(req.idleTimeoutMs !== undefined ? { idleTimeoutMs: req.idleTimeoutMs } : {}),
   };
 }

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { buildBusyboxLayout, buildMultiArchLayout, type BuiltImage, type MultiArchImage } from '../helpers/busybox.js';
 import { requireTools, run, tmpDir } from '../helpers/tools.js';
 import { expectExit, vmimg } from '../cli/run.js';
+import { loadUserConfig } from '../../src/config.js';
 
 let image: BuiltImage;
 let multi: MultiArchImage;
@@ -79,6 +80,19 @@ describe('document limits as settings', () => {
     const unknown = await withLimits({ maxManifests: 3 }, ['images']);
     assert.equal(unknown.code, 2, unknown.stderr);
     assert.match(unknown.stderr, /unknown limit "maxManifests" \(known: .*maxManifestBytes.*maxWalkDocuments/);
+  });
+
+  it('a time limit is written as a time: "10s" is taken, a size is refused naming the setting', async () => {
+    const ok = await withLimits({ lazyLookupBudgetMs: '10s' }, ['images']);
+    assert.equal(ok.code, 0, ok.stderr);
+    const config = join(await tmpDir('vmimg-doc-limits-time-'), 'config.json');
+    for (const [text, ms] of [['10s', 10_000], ['250ms', 250], ['1.5min', 90_000], [4000, 4000]] as const) {
+      writeFileSync(config, JSON.stringify({ limits: { lazyLookupBudgetMs: text } }));
+      assert.equal((await loadUserConfig({ VMIMG_CONFIG: config })).limits?.lazyLookupBudgetMs, ms, String(text));
+    }
+    const size = await withLimits({ lazyLookupBudgetMs: '5M' }, ['images']);
+    assert.equal(size.code, 2, size.stderr);
+    assert.match(size.stderr, /"lazyLookupBudgetMs" must be a time such as 10s/);
   });
 
   it('the defaults let the same images through', async () => {

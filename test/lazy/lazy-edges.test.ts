@@ -221,14 +221,25 @@ describe('pull --lazy: the index lookup is optional', () => {
     }
   });
 
-  test("a candidate whose .idx blob is gone is skipped with a warning: the layer is pulled whole", async () => {
+  /** The newest published artifact of edge/sparse:1: its manifest digest and its `.idx` blobs by layer order. */
+  async function published(): Promise<{ digest: string; idx: string[] }> {
     const client = new RegistryClient();
     const repo = { registry: registry.host, repository: 'edge/sparse' };
     try {
       const listed = JSON.parse((await client.fetchManifest({ ...repo, tag: fallbackTag(manifest()) })).bytes.toString('utf8')) as { manifests: { digest: string }[] };
-      const artifact = JSON.parse((await client.fetchManifest({ ...repo, digest: listed.manifests.at(-1)!.digest })).bytes.toString('utf8')) as { layers: { mediaType: string; digest: string }[] };
-      const idx = artifact.layers.find((l) => l.mediaType === IDX_MEDIA_TYPE)!.digest;
-      proxy.add({ method: 'GET', path: `/blobs/${idx}`, fault: { kind: 'status', status: 404, body: '{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}' } });
+      const digest = listed.manifests.at(-1)!.digest;
+      const artifact = JSON.parse((await client.fetchManifest({ ...repo, digest })).bytes.toString('utf8')) as { layers: { mediaType: string; digest: string; annotations: Record<string, string> }[] };
+      const idx = seed.config.layerDetails.map((l) => artifact.layers.find((a) => a.mediaType === IDX_MEDIA_TYPE && Object.values(a.annotations).includes(l.digest!))!.digest);
+      return { digest, idx };
+    } finally {
+      await client.close();
+    }
+  }
+
+  test("a candidate whose .idx blob is gone is skipped with a warning: the layer is pulled whole", async () => {
+    const { idx } = await published();
+    proxy.add({ method: 'GET', path: `/blobs/${idx[0]}`, fault: { kind: 'status', status: 404, body: '{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}' } });
+    try {
       const { image, warnings } = await lazyPull();
       assert.deepEqual(lazyLayers(image), [false, false]);
       assert.ok(warnings.some((w) => /layer 1: the lazy index .* does not serve it/.test(w)), warnings.join('\n'));
@@ -236,7 +247,44 @@ describe('pull --lazy: the index lookup is optional', () => {
       await assertFiles(image);
     } finally {
       proxy.clear();
-      await client.close();
+    }
+  });
+
+  test('the lookup\'s documents share one deadline: a registry slow at every stage ends it at limits.lazyLookupBudgetMs', async () => {
+    // each stage alone succeeds within the budget (two 503s wait 0.75-1.5 s); three of them cannot (>= 2.25 s)
+    const { digest } = await published();
+    const unavailable = { kind: 'status', status: 503, body: '{"errors":[{"code":"UNAVAILABLE","message":"busy"}]}' } as const;
+    proxy.add({ method: 'GET', path: '/referrers/', times: 2, fault: unavailable });
+    proxy.add({ method: 'GET', path: `/manifests/${fallbackTag(manifest())}`, times: 2, fault: unavailable });
+    proxy.add({ method: 'GET', path: `/manifests/${digest}`, times: 2, fault: unavailable });
+    setDocumentLimits({ lazyLookupBudgetMs: 2000 });
+    try {
+      const { image, warnings } = await lazyPull();
+      assert.deepEqual(lazyLayers(image), [false, false]);
+      assert.ok(warnings.some((w) => /no answer within the lookup's 2(\.0)? s \(limits\.lazyLookupBudgetMs\).*pulling the image whole/.test(w)), warnings.join('\n'));
+      await assertFiles(image);
+    } finally {
+      setDocumentLimits({});
+      proxy.clear();
+    }
+  });
+
+  test("a registry failing one layer's index blob stops the other layers' index blobs at once", async () => {
+    const { idx } = await published();
+    proxy.add({ method: 'GET', path: `/blobs/${idx[0]}`, fault: { kind: 'status', status: 403, body: '{"errors":[{"code":"DENIED","message":"denied"}]}' } });
+    proxy.add({ method: 'GET', path: `/blobs/${idx[1]}`, fault: { kind: 'slow-headers', everyMs: 500 } });
+    setDocumentLimits({ lazyLookupBudgetMs: 60_000 }); // each request of the lookup may wait that long for a byte
+    const t = Date.now();
+    try {
+      const { image, warnings } = await lazyPull();
+      // a hang bound, not a timing: without the shared abort the second blob holds the pull its 60 s idle timeout
+      assert.ok(Date.now() - t < 30_000, `the pull took ${Date.now() - t} ms`);
+      assert.deepEqual(lazyLayers(image), [false, false]);
+      assert.ok(warnings.some((w) => /the registry failed serving the lazy index .*: pulling the layers not placed yet whole/.test(w)), warnings.join('\n'));
+      await assertFiles(image);
+    } finally {
+      setDocumentLimits({});
+      proxy.clear();
     }
   });
 
