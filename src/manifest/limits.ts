@@ -66,6 +66,9 @@ export function setDocumentLimits(changes: Partial<DocumentLimits>): void {
 }
 
 /** `changes` over the defaults, each checked (see setDocumentLimits); nothing is set. */
+/** The longest delay a Node timer keeps (setTimeout); the `…Ms` limits are timers. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export function resolveDocumentLimits(changes: Partial<DocumentLimits>): DocumentLimits {
   const next = { ...DEFAULT_DOCUMENT_LIMITS };
   for (const key of Object.keys(DEFAULT_DOCUMENT_LIMITS) as (keyof DocumentLimits)[]) {
@@ -75,6 +78,8 @@ export function resolveDocumentLimits(changes: Partial<DocumentLimits>): Documen
     if (!(typeof v === 'number' && Number.isSafeInteger(v) && v >= least)) {
       throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `limit ${key} must be a ${least === 0 ? 'whole number (0 or more)' : 'positive whole number'}, not ${String(v)}`);
     }
+    // a time is a timer's delay, which Node caps at 2^31-1 ms (a longer one fires at once)
+    if (key.endsWith('Ms') && v > MAX_TIMER_MS) throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `limit ${key} must be at most ${MAX_TIMER_MS} ms (24 days), not ${v}`);
     next[key] = v;
   }
   return next;

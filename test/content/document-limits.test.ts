@@ -93,6 +93,10 @@ describe('document limits as settings', () => {
     const size = await withLimits({ lazyLookupBudgetMs: '5M' }, ['images']);
     assert.equal(size.code, 2, size.stderr);
     assert.match(size.stderr, /"lazyLookupBudgetMs" must be a time such as 10s/);
+    // Node's timers cap at 2^31-1 ms: a longer budget would have fired at once
+    const long = await withLimits({ lazyLookupBudgetMs: 2 ** 31 }, ['images']);
+    assert.equal(long.code, 2, long.stderr);
+    assert.match(long.stderr, /lazyLookupBudgetMs must be at most 2147483647 ms/);
   });
 
   it('the defaults let the same images through', async () => {
