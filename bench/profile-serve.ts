@@ -4,7 +4,7 @@
  * `cold`: 4 curl clients pull the Debian bench image through a fresh serve cache; `warm`: one client
  * reads it again from the filled cache. Prints wall and CPU per thread per round; the profile (main
  * thread) covers the last round. VMIMG_PROFILE_LOG=1 prints serve's access log (when each answer began
- * and how long it took).
+ * and how long it took). `mark` lines as profile-pull.ts's, for bench/perf-threads.py.
  */
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,6 +20,7 @@ const rounds = Number(process.argv[3] ?? 1);
 const layout = await debianLayout();
 const work = await tmpDir('vmimg-profile-serve-');
 const upstream = await startRegistry();
+console.log(`mark pids ${process.pid} ${upstream.pid}`); // for bench/perf-threads.py, as profile-pull.ts
 try {
   sh('skopeo copy --quiet --dest-tls-verify=false "oci:$1:bench" "docker://$2/debian:bench"', layout, upstream.host);
   const { blobs } = await imageBlobs(upstream.host);
@@ -37,7 +38,9 @@ try {
     const c = process.cpuUsage();
     const t = performance.now();
     const from = log.length;
+    console.log(`mark ${what}${r} start ${process.hrtime.bigint()}`);
     await clients(serve.url, blobs, what === 'warm' ? 1 : 4);
+    console.log(`mark ${what}${r} end ${process.hrtime.bigint()}`);
     const wall = performance.now() - t;
     const u = process.cpuUsage(c);
     await profiler.stop();

@@ -28,6 +28,21 @@ export function spansPath(dir: string, diffId: string): string {
  * resolves `..` lexically. Returns null when the name escapes the root or holds a NUL.
  */
 export function normaliseTarPath(name: string): string | null {
+  // the spellings tar writers use ("usr/bin/x", "./usr/bin/x", "/usr/bin/x", "usr/bin/" for a directory)
+  // need no split: 2-4 µs a name here, ~30 ms of a 7k-entry pull's main thread (profile-pull.ts)
+  const start = name.startsWith('./') ? 2 : name.startsWith('/') ? 1 : 0;
+  const end = name.length - (name.length > start && name.charCodeAt(name.length - 1) === SLASH ? 1 : 0);
+  const core = start === 0 && end === name.length ? name : name.slice(start, end);
+  if (core !== '' && core.charCodeAt(0) !== SLASH && core.charCodeAt(core.length - 1) !== SLASH && !IRREGULAR.test(core)) return core;
+  return normaliseSlowly(name);
+}
+
+const SLASH = 0x2f;
+/** What only the component walk handles: a NUL, an empty component, a `.` or `..` component. */
+const IRREGULAR = /\0|\/\/|(?:^|\/)\.{1,2}(?:\/|$)/;
+
+/** {@link normaliseTarPath} by components (exported for its test: the fast path must agree with it). */
+export function normaliseSlowly(name: string): string | null {
   if (name.includes('\0')) return null;
   const out: string[] = [];
   for (const part of name.split('/')) {
