@@ -50,6 +50,16 @@ async function checkFiles(info: { indexPath: string; contentsPath: string }, fil
   }
 }
 
+/** True when node:zlib's own gunzip refuses `gz`. */
+function refused(gz: Buffer): boolean {
+  try {
+    gunzipSync(gz);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
 /** `b` in pieces of 1, 777 and 65 536 bytes, over and over. */
 function pieces(b: Buffer): Readable {
   const sizes = [1, 777, 65_536];
@@ -96,8 +106,14 @@ test('several gzip members with trailing zeros: the diff_id and files of the who
 });
 
 test('hazard: gzip cut short, corrupt, or followed by garbage fails the layer as zlib refuses it, and leaves nothing', async () => {
+  // a flipped byte zlib refuses: not every flip is refused (one in a dynamic block's code lengths of
+  // symbols the block never uses changes nothing), and the tar's mtimes make the bytes differ per run
   const flipped = Buffer.from(small.gz);
-  flipped[Math.floor(flipped.length / 2)]! ^= 0xff;
+  for (let at = Math.floor(flipped.length / 2); ; at++) {
+    flipped[at]! ^= 0xff;
+    if (refused(flipped)) break;
+    flipped[at]! ^= 0xff;
+  }
   const cases: [string, Buffer][] = [
     ['cut short', small.gz.subarray(0, small.gz.length - 100)],
     ['corrupt', flipped],
