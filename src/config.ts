@@ -107,7 +107,7 @@ function parseLimits(value: unknown, path: string): Partial<LayerLimits & Docume
   return out;
 }
 
-const DURATION_RE = /^(\d+(?:\.\d+)?)\s*(ms|s|min|h)?$/i;
+const DURATION_RE = /^(\d+(?:\.\d+)?) *(ms|s|min|h)?$/i;
 const DURATION_MS: Record<string, number> = { ms: 1, s: 1000, min: 60_000, h: 3_600_000 };
 
 /** A time limit (the `…Ms` keys) written as `"10s"`, `"500ms"`, `"2min"`, `"1h"` or a number of milliseconds, in ms. */

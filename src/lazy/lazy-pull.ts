@@ -13,7 +13,7 @@ import type { RegistryClient } from '../registry/client.js';
 import type { NoticeListener } from '../util/retry.js';
 import type { ContentReader } from '../vfs/content.js';
 import type { SourceLayer } from '../image/source.js';
-import { VmimgError } from '../errors.js';
+import { ErrorCode, VmimgError } from '../errors.js';
 import type { PublishedLayer } from './discover.js';
 import { CANDIDATE_ERRORS, LazyLookup } from './lookup.js';
 import type { LazyContent } from './lazy-content.js';
@@ -61,13 +61,40 @@ export interface LazyPlacerOptions {
 export function lazyPlacer(client: RegistryClient, repo: Reference, manifestDigest: string, options: LazyPlacerOptions): LazyPlacer {
   let lookup = options.lookup;
   const lookUp = (): LazyLookup => (lookup ??= new LazyLookup(client, repo, manifestDigest, { ...(options.signal ? { signal: options.signal } : {}), ...(options.onNotice ? { onNotice: options.onNotice } : {}) }));
-  /** Set when the registry failed the lookup: the layers not placed yet go whole, without asking again. */
-  let broken = false;
+  /** The registry's failure that ended the lookup: the layers not placed yet go whole, without asking again. */
+  let broken: VmimgError | undefined;
+  /** Candidates that served a layer a bad or missing blob: not tried for the other layers. */
+  const bad = new Set<string>();
+  /** Candidates `bad` holds that a warning named (one each). */
+  const named = new Set<string>();
+  /** Layers no candidate placed: one warning names the first, not one per layer (40 layers: 40 lines). */
+  let unplaced = 0;
   const limits = resolveLimits(options.limits);
   const readers = new Map<string, OnFirstRead>();
-  const fetch = async (what: string, d: PublishedLayer['idx'], max: number): Promise<Buffer> => {
+  /** Thrown by a fetch whose candidate was dropped, or whose lookup ended, while it waited for a slot. */
+  const skipped = new Error('skipped');
+  /**
+   * One index blob of `candidate`, fetched in one of the lookup's slots. Its failure is judged before the
+   * slot passes on, so no fetch queued behind it starts for a dropped candidate or an ended lookup.
+   */
+  const fetch = async (what: string, d: PublishedLayer['idx'], max: number, candidate: string): Promise<Buffer> => {
     if (d.size > max) throw tooLarge('maxLayerSize', `the published ${what} is ${d.size} bytes, more than the layer's tar may be (${max})`);
-    return client.fetchBlobBytes(repo, d, { ...lookUp().call, maxBytes: max });
+    const lookup = lookUp();
+    return lookup.blobSlot(async () => {
+      if (broken !== undefined || bad.has(candidate)) throw skipped;
+      try {
+        return await client.fetchBlobBytes(repo, d, { ...lookup.blobCall, maxBytes: max });
+      } catch (err) {
+        if (err instanceof VmimgError && err.code !== ErrorCode.ABORTED && options.signal?.aborted !== true) {
+          if (CANDIDATE_ERRORS.has(err.code)) bad.add(candidate);
+          else if (broken === undefined) {
+            broken = err;
+            lookup.fail(); // the other layers' index blobs stop now, not after their own retries
+          }
+        }
+        throw err;
+      }
+    });
   };
   /** The layer placed from the newest candidate whose blobs describe it; see lazyPlacer for what a failure does. */
   const placeFromIndex = async (layer: SourceLayer, ids: LazyLayerIds, index: number): Promise<LazyLayerInfo | undefined> => {
@@ -76,12 +103,13 @@ export function lazyPlacer(client: RegistryClient, repo: Reference, manifestDige
     // neither file can be larger than the layer's tar may be (the expansion limits bound both)
     const max = Math.min(limits.maxLayerSize, Math.ceil(ids.size * limits.maxLayerRatio)) + (1 << 20);
     for (const published of found) {
+      const candidate = published.artifact.digest;
       const pub = published.layers.get(ids.digest);
-      if (pub === undefined) continue;
-      if (broken) return undefined;
+      if (pub === undefined || bad.has(candidate)) continue;
+      if (broken !== undefined) return undefined;
       try {
         // both at once: one round trip per layer, not two (the lazy pull's fixed cost is mostly round trips)
-        const [idx, zran] = await Promise.all([fetch('.idx', pub.idx, max), pub.zran !== undefined ? fetch('.zran', pub.zran, max) : undefined]);
+        const [idx, zran] = await Promise.all([fetch('.idx', pub.idx, max, candidate), pub.zran !== undefined ? fetch('.zran', pub.zran, max, candidate) : undefined]);
         if (fileTable(scanIndex(idx)).sparse) {
           // lazy reads place tar bytes by offset, which a sparse file's stored segments do not fit (lazy-content.ts)
           options.warn(`layer ${index + 1} (${layer.digest}) holds sparse files, which are not read lazily: pulling it whole`);
@@ -89,18 +117,27 @@ export function lazyPlacer(client: RegistryClient, repo: Reference, manifestDige
         }
         return await placeLazyLayer(options.layersDir, options.cacheRoot, ids, idx, zran);
       } catch (err) {
-        if (broken && err instanceof VmimgError && options.signal?.aborted !== true) return undefined; // another layer's failure stopped it
+        if (options.signal?.aborted === true) throw err;
+        if (err === skipped) {
+          if (broken !== undefined) return undefined;
+          continue; // another layer dropped this candidate
+        }
+        if (broken !== undefined && err !== broken && err instanceof VmimgError) return undefined; // another layer's failure stopped this one
         const e = lookUp().coded(err);
         if (!CANDIDATE_ERRORS.has(e.code)) {
-          if (!broken) options.warn(`layer ${index + 1}: the registry failed serving the lazy index (${e.message}): pulling the layers not placed yet whole`);
-          broken = true;
-          lookUp().fail(); // the other layers' index blobs stop now, not after their own retries
+          // the registry failed (a fetch judged it already) or placing did (a local error): the rest goes whole
+          if (broken === undefined || broken === err) options.warn(`layer ${index + 1}: the registry failed serving the lazy index (${e.message}): pulling the layers not placed yet whole`);
+          broken ??= e;
+          lookUp().fail();
           return undefined;
         }
-        options.warn(`layer ${index + 1}: the lazy index ${published.artifact.digest} does not serve it (${e.message}): trying the next one`);
+        // a published index with a bad or missing blob is not trusted for the other layers either
+        bad.add(candidate);
+        if (!named.has(candidate)) options.warn(`layer ${index + 1}: the lazy index ${candidate} does not serve it (${e.message}): not using that index`);
+        named.add(candidate);
       }
     }
-    options.warn(`layer ${index + 1} (${layer.digest}) is in no valid published lazy index: pulling it whole`);
+    if (unplaced++ === 0) options.warn(`layer ${index + 1} (${layer.digest}) is in no valid published lazy index: pulling it whole, as any other such layer`);
     return undefined;
   };
   return {

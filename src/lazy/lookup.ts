@@ -5,21 +5,26 @@
  * request (session 14's third breaker: 503s at each stage took 24 s, and twelve hanging index blobs
  * 61 s, one idle timeout per wave of six connections):
  *
- * - the documents (list and manifests) must all come within `limits.lazyLookupBudgetMs` (10 s) of the
- *   lookup's start, retries included;
- * - every request of it, index blobs too, gives up after that long without a byte (its idle timeout)
- *   and retries under a budget of that length;
- * - all its requests share one abort: {@link LazyLookup.fail} (the registry failed one of them) stops
- *   the others at once, and so does the pull's end or its abort.
+ * - once a layer waits for it, the documents (list and manifests) must come within
+ *   `limits.lazyLookupBudgetMs` (10 s), retries included; the time the pull spends on its own work
+ *   before (the config, a prune's lock) does not count (session 15's breaker);
+ * - every request of it, index blobs too, gives up after that long without a byte and retries under
+ *   a budget of that length, or of the client's idle timeout and retry budget when those are shorter;
+ * - at most {@link BLOB_FETCHES} index blobs are fetched at once, and all the lookup's requests share
+ *   one abort: {@link LazyLookup.fail} (the registry failed one of them) stops the others at once, and
+ *   so does the pull's end or its abort. A 503 storm on the index blobs of 40 layers then costs a few
+ *   requests' retries, not 40 × 5 (session 15's breaker: 200 requests, 160 retry notices).
  *
  * The index blobs have no total deadline: on a slow link a large `.idx` that keeps coming is still far
- * less than the layer it saves.
+ * less than the layer it saves. One that trickles is cut by the client's throughput rule
+ * (`network.minBytesPerSecond`), as any blob.
  */
 import { setMaxListeners } from 'node:events';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { documentLimits } from '../manifest/limits.js';
 import type { Reference } from '../reference/types.js';
 import type { CallOptions, RegistryClient } from '../registry/client.js';
+import { createLimiter } from '../util/limiter.js';
 import { humanWait, type NoticeListener } from '../util/retry.js';
 import { listPublishedIndexes, loadPublishedIndex, type PublishedCandidates, type PublishedIndex } from './discover.js';
 
@@ -30,6 +35,9 @@ export interface LazyLookupOptions {
   /** Retry waits and stalls of the lookup's requests (the pull's progress). */
   onNotice?: NoticeListener;
 }
+
+/** Index blobs fetched at once: the connections the client keeps per origin (undici queues the rest anyway). */
+export const BLOB_FETCHES = 6;
 
 /** Errors that say a published candidate is bad (the next is tried), not that the registry is failing (the lookup stops). */
 export const CANDIDATE_ERRORS: ReadonlySet<string> = new Set([
@@ -42,11 +50,16 @@ export const CANDIDATE_ERRORS: ReadonlySet<string> = new Set([
  * its bounds.
  */
 export class LazyLookup {
-  /** The call options of every request of the lookup. */
+  /** The call options of the lookup's documents: the referrers list, the fallback tag, the candidates' manifests. */
   readonly call: CallOptions;
+  /** The call options of the index blobs: the deadline of the documents does not end them. */
+  readonly blobCall: CallOptions;
+  /** Runs an index-blob fetch when one of the {@link BLOB_FETCHES} slots is free. */
+  readonly blobSlot = createLimiter(BLOB_FETCHES);
   private readonly stopper = new AbortController();
+  private readonly documents = new AbortController();
   private readonly budgetMs = documentLimits().lazyLookupBudgetMs;
-  private readonly deadline: NodeJS.Timeout;
+  private deadline: NodeJS.Timeout | undefined;
   private expired = false;
   private readonly listing: Promise<PublishedCandidates>;
   private found: Promise<PublishedIndex[] | undefined> | undefined;
@@ -57,25 +70,34 @@ export class LazyLookup {
     readonly manifestDigest: string,
     private readonly options: LazyLookupOptions = {},
   ) {
-    const signal = options.signal !== undefined ? AbortSignal.any([options.signal, this.stopper.signal]) : this.stopper.signal;
-    // every index blob of a many-layer image listens on it at once (24 listeners for 12 layers)
-    setMaxListeners(0, signal);
-    this.call = { signal, retry: { budgetMs: this.budgetMs }, idleTimeoutMs: this.budgetMs, ...(options.onNotice ? { onNotice: options.onNotice } : {}) };
-    this.deadline = setTimeout(() => {
-      this.expired = true;
-      this.stopper.abort();
-    }, this.budgetMs).unref();
+    const own = options.signal !== undefined ? [options.signal, this.stopper.signal] : [this.stopper.signal];
+    const lookup = AbortSignal.any(own);
+    const documents = AbortSignal.any([...own, this.documents.signal]);
+    // every index blob of a many-layer image listens on it (two per layer)
+    setMaxListeners(0, lookup);
+    setMaxListeners(0, documents);
+    const retry = { budgetMs: Math.min(this.budgetMs, client.retryPolicy.budgetMs) };
+    const idleTimeoutMs = Math.min(this.budgetMs, client.idleTimeoutMs);
+    const notices = options.onNotice ? { onNotice: options.onNotice } : {};
+    this.call = { signal: documents, retry, idleTimeoutMs, ...notices };
+    this.blobCall = { signal: lookup, retry, idleTimeoutMs, ...notices };
     this.listing = listPublishedIndexes(client, repo, manifestDigest, this.call);
     this.listing.catch(() => undefined); // awaited by indexes(); a lookup nobody needs must not be unhandled
   }
 
   /**
    * The published lazy indexes that load, newest first, or undefined (after one `warn`) when none does;
-   * the same promise on every call. Never rejects with a coded error of the lookup: only with the
-   * pull's abort, or an uncoded error (a bug).
+   * the same promise on every call. The first call starts the documents' deadline. Never rejects with a
+   * coded error of the lookup: only with the pull's abort, or an uncoded error (a bug).
    */
   indexes(warn: (message: string) => void): Promise<PublishedIndex[] | undefined> {
-    this.found ??= this.load(warn).finally(() => clearTimeout(this.deadline));
+    if (this.found === undefined) {
+      this.deadline = setTimeout(() => {
+        this.expired = true;
+        this.documents.abort();
+      }, this.budgetMs).unref();
+      this.found = this.load(warn).finally(() => clearTimeout(this.deadline));
+    }
     return this.found;
   }
 
@@ -92,18 +114,17 @@ export class LazyLookup {
 
   /**
    * `err`, a failure of one of the lookup's requests, as the coded error to warn with. Rethrown: the
-   * pull's abort, and anything uncoded (a bug). The lookup's deadline passing is ERR_REGISTRY_UNAVAILABLE
-   * naming the limit.
+   * pull's abort, and anything uncoded (a bug). A document cut by the deadline is
+   * ERR_REGISTRY_UNAVAILABLE naming the limit.
    */
   coded(err: unknown): VmimgError {
     if (this.options.signal?.aborted === true || !(err instanceof VmimgError)) throw err;
-    if (this.expired) {
+    if (this.expired && err.code === ErrorCode.ABORTED && !this.stopper.signal.aborted) {
       return new VmimgError(ErrorCode.REGISTRY_UNAVAILABLE, `no answer within the lookup's ${humanWait(this.budgetMs)} (limits.lazyLookupBudgetMs)`, { cause: err });
     }
     if (err.code === ErrorCode.ABORTED) throw err;
     return err;
   }
-
   private async load(warn: (message: string) => void): Promise<PublishedIndex[] | undefined> {
     const { manifestDigest } = this;
     let listed: PublishedCandidates;

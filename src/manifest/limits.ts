@@ -31,8 +31,9 @@ export interface DocumentLimits {
   lazyReadAheadBytes: number;
   /**
    * Milliseconds the optional lazy index lookup of `pull --lazy` may take for its documents (the
-   * referrers list and the candidates' manifests, retries included), and each of its requests (index
-   * blobs too) may wait for a byte, before the pull goes whole (default 10 000): src/lazy/lookup.ts.
+   * referrers list and the candidates' manifests, retries included) once a layer waits for it, and each
+   * of its requests (index blobs too) may wait for a byte, before the pull goes whole (default 10 000):
+   * src/lazy/lookup.ts.
    * The config file takes it as a time (`"10s"`) or a number of milliseconds.
    */
   lazyLookupBudgetMs: number;

@@ -19,7 +19,7 @@ import { checkDigest, describe, manifestTarget, mediaTypeOf, rangeStart, sniffMe
 import { parseWWWAuthenticate } from './challenge.js';
 import { DEFAULT_MANIFEST_ACCEPT, readCapped } from './limits.js';
 import { documentLimits } from '../manifest/limits.js';
-import { Transport, createAgent, discard, header, readSmallText, type HttpResponse } from './transport.js';
+import { DEFAULT_IDLE_TIMEOUT_MS, Transport, createAgent, discard, header, readSmallText, type HttpResponse } from './transport.js';
 import { DEFAULT_RETRY_POLICY, hostOf, type NoticeListener, type RetryPolicy } from '../util/retry.js';
 import { DEFAULT_THROUGHPUT, type ThroughputRule } from '../util/throughput.js';
 import { codedErrors, guardedBody } from './bodies.js';
@@ -118,12 +118,15 @@ export class RegistryClient {
   /** The retry policy and throughput rule in force, for the store's fetch of blobs this client opens. */
   readonly retryPolicy: RetryPolicy;
   readonly throughputRule: ThroughputRule;
+  /** The longest wait for headers or between body chunks of this client's requests (ms; default 30 s). */
+  readonly idleTimeoutMs: number;
   private readonly maxManifestBytes: number;
 
   constructor(private readonly options: RegistryClientOptions = {}) {
     this.agent = createAgent(options);
     this.retryPolicy = { ...DEFAULT_RETRY_POLICY, ...options.retry };
     this.throughputRule = { ...DEFAULT_THROUGHPUT, ...options.throughput };
+    this.idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
     this.transport = new Transport(this.agent, options.userAgent ?? 'vmimg/0.1', plainHttpPolicy(options), {
       ...(options.idleTimeoutMs !== undefined ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
       ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),

@@ -81,9 +81,12 @@ export interface AgentOptions {
   readonly tls?: { readonly ca?: string | Buffer; readonly rejectUnauthorized?: boolean };
 }
 
+/** The idle timeout of requests when the options name none (ms). */
+export const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
+
 /** The undici Agent every registry conversation uses: keep-alive, idle and connect timeouts, TLS options. */
 export function createAgent(options: AgentOptions = {}): UndiciAgent {
-  const idle = options.idleTimeoutMs ?? 30_000;
+  const idle = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
   return new Agent({
     keepAliveTimeout: 30_000,
     connections: options.connections ?? 6,

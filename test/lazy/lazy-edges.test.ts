@@ -7,7 +7,10 @@
 // Session 14's breaker: the lookup is optional, so its failures are warnings and a whole pull (a hang:
 // one idle timeout, not five), garbage in the fallback tag is no index, a candidate whose blob is gone
 // is skipped, a pull whose layers are all cached waits for no lookup, and a sparse layer an older vmimg
-// placed lazily is not reused.
+// placed lazily is not reused. Session 15: the lookup is bounded as a whole (its documents' deadline,
+// which the pull's own waits do not spend and which cuts no other candidate's blobs; six index blobs at
+// once, stopped together; a candidate with a bad blob dropped for every layer; no more patient than the
+// client's own network settings).
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
@@ -21,6 +24,7 @@ import { openLazyImage } from '../../src/lazy/open-image.js';
 import { IDX_MEDIA_TYPE, publishIndex } from '../../src/lazy/publish.js';
 import { fallbackTag } from '../../src/manifest/referrers.js';
 import { placeLazyLayer } from '../../src/lazy/place.js';
+import { BLOB_FETCHES } from '../../src/lazy/lookup.js';
 import { RegistryClient } from '../../src/registry/index.js';
 import { CacheLayout } from '../../src/image/cache.js';
 import { setDocumentLimits } from '../../src/manifest/limits.js';
@@ -35,6 +39,10 @@ import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { requireTools, run, tmpDir } from '../helpers/tools.js';
 
 const AMD64: Platform = { os: 'linux', architecture: 'amd64' };
+/** The one-file layers of edge/many:1 (over `base`): more index blobs than the lookup fetches at once. */
+const MANY = Array.from({ length: 12 }, (_, i) => `m${i}`);
+/** edge/many:1 as its publisher pulled it. */
+let many: Image;
 let registry: RunningRegistry;
 let proxy: FaultProxy;
 let src: string;
@@ -67,9 +75,15 @@ before(async () => {
   await run('tar', ['-c', '--sparse', '--format=gnu', '-f', sparseTar, '-C', src, 'sparse.img', 'after', 'noise']);
   const layout = join(work, 'layout');
   report = await pyBuild({
-    layers: { base: [{ name: 'etc', type: 'dir' }, { name: 'etc/os-release', data: 'ID=edge\n' }] },
+    layers: {
+      base: [{ name: 'etc', type: 'dir' }, { name: 'etc/os-release', data: 'ID=edge\n' }],
+      ...Object.fromEntries(MANY.map((name) => [name, [{ name: `${name}.txt`, data: `${name}\n` }]])),
+    },
     layerFiles: { sparse: sparseTar },
-    layout: { dir: layout, images: [{ layers: ['base', 'sparse'], tag: 'sparse', arch: 'amd64' }, { layers: ['base'], tag: 'arm', arch: 'arm64' }] },
+    layout: {
+      dir: layout,
+      images: [{ layers: ['base', 'sparse'], tag: 'sparse', arch: 'amd64' }, { layers: ['base'], tag: 'arm', arch: 'arm64' }, { layers: ['base', ...MANY], tag: 'many', arch: 'amd64' }],
+    },
   });
   // an index whose entries say no platform: the walk reads each manifest's config to learn it
   const entry = (i: number) => {
@@ -79,7 +93,9 @@ before(async () => {
   writeIndexIntoLayout(layout, 'multi', [entry(1), entry(0)]);
   await run('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${layout}:sparse`, `docker://${registry.host}/edge/sparse:1`]);
   await run('skopeo', ['copy', '-q', '--all', '--dest-tls-verify=false', `oci:${layout}:multi`, `docker://${registry.host}/edge/multi:1`]);
+  await run('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${layout}:many`, `docker://${registry.host}/edge/many:1`]);
   await publish(`${registry.host}/edge/multi:1`);
+  many = await publish(`${registry.host}/edge/many:1`);
   seed = await publish(`${registry.host}/edge/sparse:1`);
 });
 
@@ -124,10 +140,10 @@ describe('pull --lazy edges', () => {
   });
 });
 
-/** `pull --lazy` of edge/sparse:1 through the proxy into a fresh cache (unless `cacheDir`), collecting warnings. */
-async function lazyPull(options: Partial<PullOptions> = {}): Promise<{ image: Image; warnings: string[] }> {
+/** `pull --lazy` of `repo` (edge/sparse:1) through the proxy into a fresh cache (unless `cacheDir`), collecting warnings. */
+async function lazyPull(options: Partial<PullOptions> = {}, repo = 'edge/sparse:1'): Promise<{ image: Image; warnings: string[] }> {
   const warnings: string[] = [];
-  const image = await pull(`${proxy.host}/edge/sparse:1`, { cacheDir: await tmpDir('vmimg-edges-lookup-'), lazy: true, platform: AMD64, onProgress: (e) => e.type === 'warning' && warnings.push(e.message), ...options });
+  const image = await pull(`${proxy.host}/${repo}`, { cacheDir: await tmpDir('vmimg-edges-lookup-'), lazy: true, platform: AMD64, onProgress: (e) => e.type === 'warning' && warnings.push(e.message), ...options });
   return { image, warnings };
 }
 
@@ -221,16 +237,16 @@ describe('pull --lazy: the index lookup is optional', () => {
     }
   });
 
-  /** The newest published artifact of edge/sparse:1: its manifest digest and its `.idx` blobs by layer order. */
-  async function published(): Promise<{ digest: string; idx: string[] }> {
+  /** The newest artifact published for `image` (edge/sparse:1): its digest, its `.idx` blobs by layer order, and the fallback tag's list. */
+  async function published(image = seed, repository = 'edge/sparse'): Promise<{ digest: string; idx: string[]; list: Buffer }> {
     const client = new RegistryClient();
-    const repo = { registry: registry.host, repository: 'edge/sparse' };
+    const repo = { registry: registry.host, repository };
     try {
-      const listed = JSON.parse((await client.fetchManifest({ ...repo, tag: fallbackTag(manifest()) })).bytes.toString('utf8')) as { manifests: { digest: string }[] };
-      const digest = listed.manifests.at(-1)!.digest;
+      const list = (await client.fetchManifest({ ...repo, tag: fallbackTag(image.config.source.manifestDigest!) })).bytes;
+      const digest = (JSON.parse(list.toString('utf8')) as { manifests: { digest: string }[] }).manifests.at(-1)!.digest;
       const artifact = JSON.parse((await client.fetchManifest({ ...repo, digest })).bytes.toString('utf8')) as { layers: { mediaType: string; digest: string; annotations: Record<string, string> }[] };
-      const idx = seed.config.layerDetails.map((l) => artifact.layers.find((a) => a.mediaType === IDX_MEDIA_TYPE && Object.values(a.annotations).includes(l.digest!))!.digest);
-      return { digest, idx };
+      const idx = image.config.layerDetails.map((l) => artifact.layers.find((a) => a.mediaType === IDX_MEDIA_TYPE && Object.values(a.annotations).includes(l.digest!))!.digest);
+      return { digest, idx, list };
     } finally {
       await client.close();
     }
@@ -284,6 +300,88 @@ describe('pull --lazy: the index lookup is optional', () => {
       await assertFiles(image);
     } finally {
       setDocumentLimits({});
+      proxy.clear();
+    }
+  });
+
+  test("the pull's own waits before a layer needs the lookup (its config, a prune's lock) do not count against its deadline", async () => {
+    // the config answers 429 with a Retry-After longer than the lookup's budget, which the pull waits out
+    proxy.add({ method: 'GET', path: `/blobs/${seed.config.source.configDigest}`, times: 1, fault: { kind: 'status', status: 429, headers: { 'retry-after': '3' }, body: '{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}' } });
+    setDocumentLimits({ lazyLookupBudgetMs: 2000 });
+    try {
+      const { image, warnings } = await lazyPull();
+      assert.deepEqual(lazyLayers(image), [true, false], warnings.join('\n'));
+    } finally {
+      setDocumentLimits({});
+      proxy.clear();
+    }
+  });
+
+  test('a candidate hanging past the deadline does not stop the others: the newest that loads is used', async () => {
+    const { list } = await published();
+    // a newer candidate next to the real one, whose manifest never comes
+    const doc = JSON.parse(list.toString('utf8')) as { manifests: Record<string, unknown>[] };
+    const real = doc.manifests.at(-1)!;
+    const hanging = `sha256:${'e'.repeat(64)}`;
+    doc.manifests.push({ ...real, digest: hanging, annotations: { ...(real.annotations as object), 'org.opencontainers.image.created': '2999-01-01T00:00:00Z' } });
+    proxy.add({ method: 'GET', path: `/manifests/${fallbackTag(manifest())}`, fault: { kind: 'body', body: Buffer.from(JSON.stringify(doc)), contentType: 'application/vnd.oci.image.index.v1+json' } });
+    proxy.add({ method: 'GET', path: `/manifests/${hanging}`, fault: { kind: 'slow-headers', everyMs: 500 } });
+    setDocumentLimits({ lazyLookupBudgetMs: 2000 });
+    try {
+      const { image, warnings } = await lazyPull();
+      assert.deepEqual(lazyLayers(image), [true, false], warnings.join('\n'));
+      assert.ok(warnings.some((w) => /1 of the lazy indexes listed .* could not be read \(no answer within the lookup's 2(\.0)? s .*using the others/.test(w)), warnings.join('\n'));
+      await assertFiles(image);
+    } finally {
+      setDocumentLimits({});
+      proxy.clear();
+    }
+  });
+
+  test('a 503 storm on the index blobs of 13 layers: a few requests retried, one warning, a whole pull', async () => {
+    const { idx } = await published(many, 'edge/many');
+    for (const d of idx) proxy.add({ method: 'GET', path: `/blobs/${d}`, fault: { kind: 'status', status: 503, body: '{"errors":[{"code":"UNAVAILABLE","message":"busy"}]}' } });
+    const from = proxy.requests.length;
+    try {
+      const { image, warnings } = await lazyPull({}, 'edge/many:1');
+      assert.ok(image.config.layerDetails.every((l) => l.lazy !== true));
+      const asked = proxy.requests.slice(from).filter((r) => idx.some((d) => r.path.endsWith(d))).length;
+      // at most BLOB_FETCHES requests retried to their 5 attempts, and one more per slot freed as the first gives up
+      // (each of the 13 layers retrying on its own: 65)
+      assert.ok(asked <= BLOB_FETCHES * 5 + BLOB_FETCHES, `${asked} index-blob requests`);
+      assert.equal(warnings.filter((w) => /the registry failed serving the lazy index/.test(w)).length, 1, warnings.join('\n'));
+    } finally {
+      proxy.clear();
+    }
+  });
+
+  test('index blobs gone from every layer: the index is dropped at the first, with two warnings, not two per layer', async () => {
+    const { idx } = await published(many, 'edge/many');
+    for (const d of idx) proxy.add({ method: 'GET', path: `/blobs/${d}`, fault: { kind: 'status', status: 404, body: '{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}' } });
+    const from = proxy.requests.length;
+    try {
+      const { image, warnings } = await lazyPull({}, 'edge/many:1');
+      assert.ok(image.config.layerDetails.every((l) => l.lazy !== true));
+      assert.equal(warnings.length, 2, warnings.join('\n'));
+      assert.match(warnings.join('\n'), /does not serve it .*not using that index/);
+      assert.match(warnings.join('\n'), /is in no valid published lazy index: pulling it whole, as any other such layer/);
+      const asked = proxy.requests.slice(from).filter((r) => idx.some((d) => r.path.endsWith(d))).length;
+      assert.ok(asked <= BLOB_FETCHES, `${asked} index-blob requests (the ones under way when the first 404 came)`);
+    } finally {
+      proxy.clear();
+    }
+  });
+
+  test("the lookup is no more patient than the client's network settings", async () => {
+    proxy.add({ method: 'GET', path: `/manifests/${fallbackTag(manifest())}`, fault: { kind: 'slow-headers', everyMs: 500 } });
+    const t = Date.now();
+    try {
+      // the lookup's own 10 s would hold the pull that long; the client's idle timeout is 1.5 s
+      const { image, warnings } = await lazyPull({ idleTimeoutMs: 1500, retry: { budgetMs: 1000 } });
+      assert.ok(Date.now() - t < 8000, `a hang bound, not a timing: the pull took ${Date.now() - t} ms`);
+      assert.deepEqual(lazyLayers(image), [false, false]);
+      assert.ok(warnings.some((w) => /could not be looked up/.test(w)), warnings.join('\n'));
+    } finally {
       proxy.clear();
     }
   });
