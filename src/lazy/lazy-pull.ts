@@ -63,35 +63,36 @@ export function lazyPlacer(client: RegistryClient, repo: Reference, manifestDige
   const lookUp = (): LazyLookup => (lookup ??= new LazyLookup(client, repo, manifestDigest, { ...(options.signal ? { signal: options.signal } : {}), ...(options.onNotice ? { onNotice: options.onNotice } : {}) }));
   /** The registry's failure that ended the lookup: the layers not placed yet go whole, without asking again. */
   let broken: VmimgError | undefined;
-  /** Candidates that served a layer a bad or missing blob: not tried for the other layers. */
-  const bad = new Set<string>();
-  /** Candidates `bad` holds that a warning named (one each). */
+  /** Ends the lookup for failure `e` (the first one only): one warning, and every request of it stops now. */
+  const end = (e: VmimgError, index: number): void => {
+    if (broken !== undefined) return;
+    broken = e;
+    options.warn(`layer ${index + 1}: the registry failed serving the lazy index (${e.message}): pulling the layers not placed yet whole`);
+    lookUp().fail(); // the other layers' index blobs stop now, not after their own retries
+  };
+  /** Candidates a warning named for serving a layer a bad or missing blob (one warning each; the others' layers still try them). */
   const named = new Set<string>();
-  /** Layers no candidate placed: one warning names the first, not one per layer (40 layers: 40 lines). */
+  /** Layers no candidate placed, and the first of them: one warning now, a count when the pull ends. */
   let unplaced = 0;
+  let firstUnplaced = '';
   const limits = resolveLimits(options.limits);
   const readers = new Map<string, OnFirstRead>();
-  /** Thrown by a fetch whose candidate was dropped, or whose lookup ended, while it waited for a slot. */
+  /** Thrown by a fetch whose lookup ended while it waited for a slot. */
   const skipped = new Error('skipped');
   /**
-   * One index blob of `candidate`, fetched in one of the lookup's slots. Its failure is judged before the
-   * slot passes on, so no fetch queued behind it starts for a dropped candidate or an ended lookup.
+   * One index blob of layer `index`, fetched in one of the lookup's slots. A registry failure is judged
+   * before the slot passes on, so nothing queued behind it starts once the lookup ended, and it is
+   * warned of even when the layer no longer waits for it (its other blob failed first).
    */
-  const fetch = async (what: string, d: PublishedLayer['idx'], max: number, candidate: string): Promise<Buffer> => {
+  const fetch = async (what: string, d: PublishedLayer['idx'], max: number, index: number): Promise<Buffer> => {
     if (d.size > max) throw tooLarge('maxLayerSize', `the published ${what} is ${d.size} bytes, more than the layer's tar may be (${max})`);
     const lookup = lookUp();
     return lookup.blobSlot(async () => {
-      if (broken !== undefined || bad.has(candidate)) throw skipped;
+      if (broken !== undefined) throw skipped;
       try {
         return await client.fetchBlobBytes(repo, d, { ...lookup.blobCall, maxBytes: max });
       } catch (err) {
-        if (err instanceof VmimgError && err.code !== ErrorCode.ABORTED && options.signal?.aborted !== true) {
-          if (CANDIDATE_ERRORS.has(err.code)) bad.add(candidate);
-          else if (broken === undefined) {
-            broken = err;
-            lookup.fail(); // the other layers' index blobs stop now, not after their own retries
-          }
-        }
+        if (err instanceof VmimgError && err.code !== ErrorCode.ABORTED && !CANDIDATE_ERRORS.has(err.code) && options.signal?.aborted !== true) end(err, index);
         throw err;
       }
     });
@@ -103,13 +104,12 @@ export function lazyPlacer(client: RegistryClient, repo: Reference, manifestDige
     // neither file can be larger than the layer's tar may be (the expansion limits bound both)
     const max = Math.min(limits.maxLayerSize, Math.ceil(ids.size * limits.maxLayerRatio)) + (1 << 20);
     for (const published of found) {
-      const candidate = published.artifact.digest;
       const pub = published.layers.get(ids.digest);
-      if (pub === undefined || bad.has(candidate)) continue;
+      if (pub === undefined) continue;
       if (broken !== undefined) return undefined;
       try {
         // both at once: one round trip per layer, not two (the lazy pull's fixed cost is mostly round trips)
-        const [idx, zran] = await Promise.all([fetch('.idx', pub.idx, max, candidate), pub.zran !== undefined ? fetch('.zran', pub.zran, max, candidate) : undefined]);
+        const [idx, zran] = await Promise.all([fetch('.idx', pub.idx, max, index), pub.zran !== undefined ? fetch('.zran', pub.zran, max, index) : undefined]);
         if (fileTable(scanIndex(idx)).sparse) {
           // lazy reads place tar bytes by offset, which a sparse file's stored segments do not fit (lazy-content.ts)
           options.warn(`layer ${index + 1} (${layer.digest}) holds sparse files, which are not read lazily: pulling it whole`);
@@ -118,26 +118,24 @@ export function lazyPlacer(client: RegistryClient, repo: Reference, manifestDige
         return await placeLazyLayer(options.layersDir, options.cacheRoot, ids, idx, zran);
       } catch (err) {
         if (options.signal?.aborted === true) throw err;
-        if (err === skipped) {
-          if (broken !== undefined) return undefined;
-          continue; // another layer dropped this candidate
-        }
-        if (broken !== undefined && err !== broken && err instanceof VmimgError) return undefined; // another layer's failure stopped this one
+        // the lookup ended (a fetch warned of why): this layer goes whole with the rest
+        if (err === skipped || (broken !== undefined && err instanceof VmimgError)) return undefined;
         const e = lookUp().coded(err);
         if (!CANDIDATE_ERRORS.has(e.code)) {
-          // the registry failed (a fetch judged it already) or placing did (a local error): the rest goes whole
-          if (broken === undefined || broken === err) options.warn(`layer ${index + 1}: the registry failed serving the lazy index (${e.message}): pulling the layers not placed yet whole`);
-          broken ??= e;
-          lookUp().fail();
+          end(e, index); // placing failed (a local error)
           return undefined;
         }
-        // a published index with a bad or missing blob is not trusted for the other layers either
-        bad.add(candidate);
-        if (!named.has(candidate)) options.warn(`layer ${index + 1}: the lazy index ${candidate} does not serve it (${e.message}): not using that index`);
+        // one blob of a published index bad or gone: this layer tries the next candidate; the index still
+        // serves the layers whose blobs are good (each is checked by digest and against its layer)
+        const candidate = published.artifact.digest;
+        if (!named.has(candidate)) options.warn(`layer ${index + 1}: the lazy index ${candidate} does not serve it (${e.message}): trying the next one for this layer`);
         named.add(candidate);
       }
     }
-    if (unplaced++ === 0) options.warn(`layer ${index + 1} (${layer.digest}) is in no valid published lazy index: pulling it whole, as any other such layer`);
+    if (unplaced++ === 0) {
+      firstUnplaced = `layer ${index + 1} (${layer.digest})`;
+      options.warn(`${firstUnplaced} is in no valid published lazy index: pulling it whole`);
+    }
     return undefined;
   };
   return {
@@ -153,6 +151,7 @@ export function lazyPlacer(client: RegistryClient, repo: Reference, manifestDige
     content: (diffId) => readers.get(diffId),
     async close() {
       lookup?.stop();
+      if (unplaced > 1) options.warn(`${unplaced} layers in all were in no valid published lazy index and were pulled whole (the first: ${firstUnplaced})`);
       const opened = new Map<string, LazyContent>();
       for (const [diffId, r] of readers) {
         const reader = await r.opened?.catch(() => undefined); // a failed open failed its read

@@ -13,7 +13,8 @@
  * - at most {@link BLOB_FETCHES} index blobs are fetched at once, and all the lookup's requests share
  *   one abort: {@link LazyLookup.fail} (the registry failed one of them) stops the others at once, and
  *   so does the pull's end or its abort. A 503 storm on the index blobs of 40 layers then costs a few
- *   requests' retries, not 40 × 5 (session 15's breaker: 200 requests, 160 retry notices).
+ *   requests' retries, not 40 × 5 (session 15's breaker: 200 requests, 160 retry notices), and the
+ *   notices of requests failing together are told once.
  *
  * The index blobs have no total deadline: on a slow link a large `.idx` that keeps coming is still far
  * less than the layer it saves. One that trickles is cut by the client's throughput rule
@@ -34,6 +35,22 @@ export interface LazyLookupOptions {
   signal?: AbortSignal;
   /** Retry waits and stalls of the lookup's requests (the pull's progress). */
   onNotice?: NoticeListener;
+}
+
+/**
+ * `listener`, told only the notices that say something new: a retry of a later attempt than any told,
+ * a stall longer than any told. The lookup's slots fail together (six index blobs answering 503 said
+ * "retrying" 24 times before the one warning: session 15's second breaker).
+ */
+function onlyNews(listener: NoticeListener): NoticeListener {
+  let attempt = 0;
+  let stalled = 0;
+  return (n) => {
+    if (n.kind === 'retry' ? n.attempt <= attempt : n.seconds <= stalled) return;
+    if (n.kind === 'retry') attempt = n.attempt;
+    else stalled = n.seconds;
+    listener(n);
+  };
 }
 
 /** Index blobs fetched at once: the connections the client keeps per origin (undici queues the rest anyway). */
@@ -78,9 +95,9 @@ export class LazyLookup {
     setMaxListeners(0, documents);
     const retry = { budgetMs: Math.min(this.budgetMs, client.retryPolicy.budgetMs) };
     const idleTimeoutMs = Math.min(this.budgetMs, client.idleTimeoutMs);
-    const notices = options.onNotice ? { onNotice: options.onNotice } : {};
-    this.call = { signal: documents, retry, idleTimeoutMs, ...notices };
-    this.blobCall = { signal: lookup, retry, idleTimeoutMs, ...notices };
+    const notices = (): { onNotice?: NoticeListener } => (options.onNotice ? { onNotice: onlyNews(options.onNotice) } : {});
+    this.call = { signal: documents, retry, idleTimeoutMs, ...notices() };
+    this.blobCall = { signal: lookup, retry, idleTimeoutMs, ...notices() };
     this.listing = listPublishedIndexes(client, repo, manifestDigest, this.call);
     this.listing.catch(() => undefined); // awaited by indexes(); a lookup nobody needs must not be unhandled
   }

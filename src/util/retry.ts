@@ -137,6 +137,13 @@ export function retryReason(err: unknown): string {
   return message.length > 120 ? `${message.slice(0, 117)}...` : message;
 }
 
+/** `3600 s (1 h)`, or `30 s` when the human form says no more. */
+function sayRetryAfter(ms: number): string {
+  const seconds = `${Math.round(ms / 1000)} s`;
+  const human = humanWait(ms);
+  return human === seconds ? seconds : `${seconds} (${human})`;
+}
+
 /** `host[:port]` of a URL, for messages (the input itself when it is not a URL). */
 export function hostOf(url: string): string {
   try {
@@ -208,7 +215,7 @@ export class RetryBudget {
   private tooLong(err: VmimgError, asked: number, left: number): VmimgError {
     return new VmimgError(
       ErrorCode.REGISTRY_UNAVAILABLE,
-      `${this.options.what}: ${retryReason(err)} with Retry-After ${Math.round(asked / 1000)} s (${humanWait(asked)}); ` +
+      `${this.options.what}: ${retryReason(err)} with Retry-After ${sayRetryAfter(asked)}; ` +
         `that is more than the ${humanWait(Math.max(0, left))} left of the retry budget`,
       {
         cause: err,
