@@ -10,7 +10,9 @@
  * Two context rows, not goals: the same four clients straight from the upstream registry (no cache in
  * between: Go's sendfile from the page cache, the floor of any cache on this host), and a second cold
  * image through a serve process already warm (its JIT compiled: a fresh process spends ~0.3 CPU-s
- * compiling on V8's helper threads during its first round; a fleet's cache is long-lived).
+ * compiling on V8's helper threads during its first round; a fleet's cache is long-lived). Every cold
+ * round starts 3 s after the last one freed its memory, so its writes meet the host's faults for reported
+ * free memory as every other's do (docs/BENCHMARKS.md, session 15).
  * Both servers run as their own processes (serve is the CLI from dist/: `npm ci` builds it), the same
  * curl clients ask both, the order alternates per round, and each server's CPU time (/proc) is printed
  * beside the wall times: on a shared host the wall ratio follows the scheduler, the CPU ratio less so.
@@ -19,6 +21,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { RegistryClient } from '../src/registry/index.js';
 import { parseManifestDocument } from '../src/manifest/index.js';
@@ -31,6 +34,8 @@ import { loadAverage, median, rounds, sh } from './util.js';
 
 const execFileP = promisify(execFile);
 const CLIENTS = 4;
+/** Long enough for freed memory to be reported to the host (page_reporting's 2 s delay, and its work). */
+const REPORTED_MS = 3000;
 const BIN = join(REPO_ROOT, 'bin', 'vmimg');
 /** The modelled WAN link to the upstream for the second comparison (bytes per second, shared). */
 const LINK = Number(process.env.VMIMG_BENCH_LINK ?? 50e6);
@@ -128,6 +133,7 @@ export async function serveBench(): Promise<string[]> {
     const bytes = { serve: [] as number[], proxy: [] as number[] };
     /** Four cold clients through a fresh server of `kind` in front of `via`: wall, server CPU, upstream bytes. */
     const cold = async (via: string, kind: 'serve' | 'proxy', after?: (s: Server) => Promise<void>): Promise<[number, number, number]> => {
+      await sleep(REPORTED_MS); // what the last round freed is the host's again, as for every round (see warm)
       const mark = upstream.accessLog().length;
       const server: Server = kind === 'serve' ? await spawnServe(join(work, 'serve-cache'), via) : await startRegistry({ proxyOf: via });
       try {
@@ -150,8 +156,12 @@ export async function serveBench(): Promise<string[]> {
         t.direct.push(td);
         cpu.direct.push(cd);
       }
-      // the same process, its cache emptied (as a prune would): a cold image for a warm process
+      // the same process, its cache emptied (as a prune would): a cold image for a warm process. Then a
+      // pause: these VMs report freed memory to the host after ~2 s, and writing into pages freed a moment
+      // ago skips the host faults every other cold round pays (session 15: 125 MB of writes cost the
+      // pool threads ~460 ms of CPU into reported pages, ~50 ms into just-freed ones)
       rmSync(join(work, 'serve-cache', 'blobs'), { recursive: true, force: true });
+      await sleep(REPORTED_MS);
       const [ta, ca] = await measured(s.pid, () => clients(s.url, blobs, CLIENTS));
       t.again.push(ta);
       cpu.again.push(ca);
