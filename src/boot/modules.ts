@@ -15,6 +15,7 @@ import tarStream from 'tar-stream';
 import { ErrorCode, VmimgError } from '../errors.js';
 import type { BootArch } from './kernel.js';
 import { runTool } from './tools.js';
+import { waitLock } from '../store/lock.js';
 
 /** What a disk root needs loaded, in the order given (their dependencies go first). */
 // crc32c_generic: ext4 asks the crypto API for "crc32c" at mount time (a soft dependency, not in depends=).
@@ -119,7 +120,10 @@ export async function extractModules(deb: string, pkgDir: string, wanted: readon
     const dep = [...index].map(([, m]) => `${m.path}: ${m.depends.map((d) => index.get(d)?.path ?? `${d}.ko`).join(' ')}`.trimEnd());
     await rm(join(pkgDir, 'modules'), { recursive: true, force: true });
     await rename(tmp, join(pkgDir, 'modules'));
-    await writeFile(join(pkgDir, 'modules.dep'), dep.join('\n') + '\n'); // last: marks the set complete
+    // last, and whole at once (a reader without the lock judges the set by it): marks the set complete
+    const written = join(pkgDir, `.modules.dep.${process.pid}`);
+    await writeFile(written, dep.join('\n') + '\n');
+    await rename(written, join(pkgDir, 'modules.dep'));
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
@@ -153,21 +157,33 @@ async function scanDeb(deb: string, onFile: (path: string, data: Buffer) => void
 
 /**
  * The modules for a disk root of `arch`, from `kernelDir/<package>/`: extracted from the package's
- * .deb there, or from one apt-get downloads, the first time.
+ * .deb there, or from one apt-get downloads, the first time. Processes extracting the same package at
+ * once take turns under `<package>/.modules.lock`, and a later one finds the set the first made (two
+ * test files booting from a cold kernel cache removed each other's `modules/` while reading it).
  */
 export async function ensureModules(pkgDir: string, pkg: string, arch: BootArch, onLog?: (m: string) => void): Promise<ModuleSet> {
-  if (existsSync(join(pkgDir, 'modules.dep'))) {
-    try {
-      return await moduleClosure(pkgDir, DISK_MODULES[arch]);
-    } catch (err) {
-      // kept by an older vmimg that needed fewer modules: extract again from the package
-      if (!pkg.startsWith('linux-image-')) throw err;
-      await rm(join(pkgDir, 'modules.dep'));
-    }
+  const dep = join(pkgDir, 'modules.dep');
+  // a kernel outside the cache layout: its set is what it is
+  if (!pkg.startsWith('linux-image-') && existsSync(dep)) return moduleClosure(pkgDir, DISK_MODULES[arch]);
+  /** The complete set, or undefined: none yet, or an older vmimg's that needed fewer modules. */
+  const complete = (): Promise<ModuleSet | undefined> => (existsSync(dep) ? moduleClosure(pkgDir, DISK_MODULES[arch]).catch(() => undefined) : Promise.resolve(undefined));
+  const ready = await complete();
+  if (ready !== undefined) return ready;
+  await mkdir(pkgDir, { recursive: true });
+  const lock = await waitLock(join(pkgDir, '.modules.lock'), { staleMs: MODULES_LOCK_STALE_MS, what: `the kernel modules of ${pkg} (another vmimg is extracting them)` });
+  try {
+    const made = await complete(); // by the process this one waited for
+    if (made !== undefined) return made;
+    await rm(dep, { force: true }); // an older vmimg's smaller set is extracted again
+    await fetchModules(pkgDir, pkg, arch, onLog);
+    return await moduleClosure(pkgDir, DISK_MODULES[arch]);
+  } finally {
+    await lock.release();
   }
-  await fetchModules(pkgDir, pkg, arch, onLog);
-  return moduleClosure(pkgDir, DISK_MODULES[arch]);
 }
+
+/** A modules lock untouched this long is a dead holder's (holders touch it every quarter of it). */
+const MODULES_LOCK_STALE_MS = 60_000;
 
 async function fetchModules(pkgDir: string, pkg: string, arch: BootArch, onLog?: (m: string) => void): Promise<void> {
   await mkdir(pkgDir, { recursive: true });

@@ -4,6 +4,7 @@
 // boot tests' part (test/boot/disk.test.ts, debian.test.ts).
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { copyFile, mkdir, readdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { ensureModules } from '../../src/boot/index.js';
@@ -65,4 +66,19 @@ test('an unsigned or non-ELF file passes through with at most its signature remo
   assert.deepEqual(trimModule(plain), plain);
   const signed = Buffer.concat([Buffer.from('body'), Buffer.from('SIGNATURE'), Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9]), Buffer.from(MAGIC)]);
   assert.deepEqual(stripSignature(signed), Buffer.from('body'));
+});
+
+test('two extractions of a cold module set at once take turns: one extracts, the other finds its set', async () => {
+  const kernel = await testKernel('arm64');
+  const pkg = basename(dirname(kernel));
+  const deb = (await readdir(dirname(kernel))).find((n) => n.endsWith('.deb'))!;
+  // a cold copy of the package dir: its .deb, no modules yet
+  const pkgDir = join(await tmpDir('vmimg-module-race-'), pkg);
+  await mkdir(pkgDir);
+  await copyFile(join(dirname(kernel), deb), join(pkgDir, deb));
+  const logs: string[] = [];
+  const sets = await Promise.all([0, 1].map(() => ensureModules(pkgDir, pkg, 'arm64', (m) => logs.push(m))));
+  assert.equal(logs.filter((m) => m.startsWith('extracting')).length, 1, logs.join('\n'));
+  for (const set of sets) for (const file of set.files) assert.ok(readFileSync(file).length > 0, file);
+  assert.deepEqual(sets[0]!.names, sets[1]!.names);
 });
