@@ -86,11 +86,11 @@ export function lazyPlacer(client: RegistryClient, repo: Reference, manifestDige
    */
   const fetch = async (what: string, d: PublishedLayer['idx'], max: number, index: number): Promise<Buffer> => {
     if (d.size > max) throw tooLarge('maxLayerSize', `the published ${what} is ${d.size} bytes, more than the layer's tar may be (${max})`);
-    const lookup = lookUp();
-    return lookup.blobSlot(async () => {
+    const { blobSlot, blobCall } = lookUp();
+    return blobSlot(async () => {
       if (broken !== undefined) throw skipped;
       try {
-        return await client.fetchBlobBytes(repo, d, { ...lookup.blobCall, maxBytes: max });
+        return await client.fetchBlobBytes(repo, d, { ...blobCall, maxBytes: max });
       } catch (err) {
         if (err instanceof VmimgError && err.code !== ErrorCode.ABORTED && !CANDIDATE_ERRORS.has(err.code) && options.signal?.aborted !== true) end(err, index);
         throw err;
