@@ -66,10 +66,10 @@ export function setDocumentLimits(changes: Partial<DocumentLimits>): void {
   current = resolveDocumentLimits(changes);
 }
 
-/** `changes` over the defaults, each checked (see setDocumentLimits); nothing is set. */
 /** The longest delay a Node timer keeps (setTimeout); the `…Ms` limits are timers. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/** `changes` over the defaults, each checked (see setDocumentLimits); nothing is set. */
 export function resolveDocumentLimits(changes: Partial<DocumentLimits>): DocumentLimits {
   const next = { ...DEFAULT_DOCUMENT_LIMITS };
   for (const key of Object.keys(DEFAULT_DOCUMENT_LIMITS) as (keyof DocumentLimits)[]) {

@@ -56,7 +56,7 @@ export interface CallOptions {
   readonly onNotice?: NoticeListener;
   /**
    * This call's retry policy over the client's: an optional request whose caller has a fallback gives it
-   * a smaller budget (the lazy index lookup: src/lazy/lazy-pull.ts).
+   * a smaller budget (the lazy index lookup: src/lazy/lookup.ts).
    */
   readonly retry?: Partial<RetryPolicy>;
   /**
