@@ -68,7 +68,7 @@ export function lazyPlacer(client: RegistryClient, repo: Reference, manifestDige
     if (broken !== undefined) return;
     broken = e;
     options.warn(`layer ${index + 1}: the registry failed serving the lazy index (${e.message}): pulling the layers not placed yet whole`);
-    lookUp().fail(); // the other layers' index blobs stop now, not after their own retries
+    lookUp().stop(); // the other layers' index blobs stop now, not after their own retries
   };
   /** Candidates a warning named for serving a layer a bad or missing blob (one warning each; the others' layers still try them). */
   const named = new Set<string>();

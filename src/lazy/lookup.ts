@@ -11,7 +11,7 @@
  * - every request of it, index blobs too, gives up after that long without a byte and retries under
  *   a budget of that length, or of the client's idle timeout and retry budget when those are shorter;
  * - at most {@link BLOB_FETCHES} index blobs are fetched at once, and all the lookup's requests share
- *   one abort: {@link LazyLookup.fail} (the registry failed one of them) stops the others at once, and
+ *   one abort: {@link LazyLookup.stop} (the registry failed one of them) stops the others at once, and
  *   so does the pull's end or its abort. A 503 storm on the index blobs of 40 layers then costs a few
  *   requests' retries, not 40 × 5 (session 15's breaker: 200 requests, 160 retry notices), and the
  *   notices of requests failing together are told once.
@@ -118,15 +118,13 @@ export class LazyLookup {
     return this.found;
   }
 
-  /** The registry failed a request of the lookup: every other request of it stops now (the placer then pulls the layers not placed yet whole). */
-  fail(): void {
+  /**
+   * Ends the lookup: every request of it stops now. When the registry failed one of them (the placer
+   * then pulls the layers not placed yet whole), when the pull is over, or chose another manifest.
+   */
+  stop(): void {
     clearTimeout(this.deadline);
     this.stopper.abort();
-  }
-
-  /** Ends the lookup (the pull is over, or chose another manifest). */
-  stop(): void {
-    this.fail();
   }
 
   /**
@@ -142,6 +140,7 @@ export class LazyLookup {
     if (err.code === ErrorCode.ABORTED) throw err;
     return err;
   }
+
   private async load(warn: (message: string) => void): Promise<PublishedIndex[] | undefined> {
     const { manifestDigest } = this;
     let listed: PublishedCandidates;
