@@ -201,7 +201,7 @@ export class RetryBudget {
     if (this.failures >= this.policy.attempts) throw this.givingUp(err, `after ${this.failures} attempts`);
     const backoff = Math.min(this.policy.maxDelayMs, this.policy.baseDelayMs * 2 ** (this.failures - 1));
     const delay = asked ?? backoff / 2 + Math.random() * (backoff / 2);
-    if (delay > left) throw this.givingUp(err, `the ${humanWait(this.policy.budgetMs)} retry budget is spent`);
+    if (delay > left) throw this.givingUp(err, `as the ${humanWait(this.policy.budgetMs)} retry budget is spent`);
     const reason = retryReason(err);
     const message = `retrying in ${humanWait(delay)}: ${reason}`;
     this.options.onNotice?.({ kind: 'retry', what: this.options.what, reason, delayMs: delay, attempt: this.failures, attempts: this.policy.attempts, message });
