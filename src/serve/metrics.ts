@@ -1,7 +1,7 @@
 /**
  * Counters for `/metrics` in the Prometheus text format (version 0.0.4): requests by endpoint and
- * status, cache hits and misses, upstream requests and bytes, bytes served, stale answers, and the
- * downloads in flight.
+ * status, cache hits and misses, upstream requests and bytes, bytes served, stale answers, warnings,
+ * and the downloads in flight.
  */
 
 /** The server's counters; plain numbers, read when `/metrics` is asked for. */
@@ -14,6 +14,8 @@ export class ServeMetrics {
   bytesServed = 0;
   staleServed = 0;
   inFlightDownloads = 0;
+  /** Things that went wrong without failing an answer (ServeOptions.onWarning). */
+  warnings = 0;
   /** Images `--prepare` flattened, and those it failed to. */
   readonly prepared = { ok: 0, failed: 0 };
 
@@ -43,6 +45,7 @@ export class ServeMetrics {
     metric('vmimg_serve_upstream_bytes_total', 'counter', 'Blob and manifest bytes received from upstreams.', [['', this.upstreamBytes]]);
     metric('vmimg_serve_bytes_served_total', 'counter', 'Body bytes sent to clients.', [['', this.bytesServed]]);
     metric('vmimg_serve_stale_total', 'counter', 'Tags answered from a stale entry because the upstream failed.', [['', this.staleServed]]);
+    metric('vmimg_serve_warnings_total', 'counter', 'Failures that did not fail an answer, e.g. a manifest served but not stored.', [['', this.warnings]]);
     metric('vmimg_serve_downloads_in_flight', 'gauge', 'Upstream blob downloads running.', [['', this.inFlightDownloads]]);
     metric('vmimg_serve_prepared_total', 'counter', 'Images flattened into the cache as they passed (--prepare), by result.', [
       ['result="ok"', this.prepared.ok],

@@ -70,6 +70,11 @@ export interface ServeOptions {
   /** One record per image `prepare` finished or failed. */
   readonly onPrepare?: (record: PrepareRecord) => void;
   /**
+   * What went wrong without failing an answer, one line each: a manifest served but not stored (its
+   * commit runs after the answer; a full disk). Counted in `/metrics` too. Default: ignored.
+   */
+  readonly onWarning?: (message: string) => void;
+  /**
    * Blob downloads started ahead of clients at once when an image manifest is sent (default 3); 0: none,
    * blobs are fetched only when asked.
    */
@@ -89,8 +94,9 @@ export interface RunningServe {
   readonly host: string;
   readonly metrics: ServeMetrics;
   /**
-   * Resolves once the downloads running now are committed to the store (a client gets its last byte
-   * when the blob is verified, just before the commit) and every image `prepare` queued is prepared.
+   * Resolves once the downloads and manifests fetched so far are committed to the store (a client gets
+   * its last byte when the blob is verified, just before the commit; a manifest is answered before
+   * its commit) and every image `prepare` queued is prepared.
    */
   idle(): Promise<void>;
   /** Stops accepting; waits for in-flight answers (up to the grace period), then cuts the rest. */
@@ -148,6 +154,12 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     mediaTypes: new Map(),
     held,
     pending: new Map(),
+    committing: new Map(),
+    commits: new Map(),
+    warn: (message) => {
+      metrics.warnings++;
+      options.onWarning?.(message);
+    },
     maxManifestBytes: options.maxManifestBytes ?? MAX_MANIFEST_BYTES,
     ...(auth !== undefined ? { auth } : {}),
     // the flattening pipeline (layer, vfs, lazy: ~70 modules) loads only for --prepare: a fresh process
@@ -174,6 +186,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     host,
     metrics,
     idle: async () => {
+      await Promise.all(state.commits.values());
       await state.prefetch?.idle();
       await state.fills.idle();
       await state.prepare?.idle();
@@ -181,6 +194,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     },
     shutdown: () => (stopping ??= shutdown(server, options.shutdownGraceMs ?? 30_000, async () => {
       abort.abort(new VmimgError(ErrorCode.ABORTED, 'the server is shutting down'));
+      await Promise.all(state.commits.values()); // manifests already answered are kept (their commits end in a warning if cut)
       await state.prepare?.idle();
       await tags.flush();
       await state.upstream.close();

@@ -9,6 +9,13 @@ import type { ServeMetrics } from './metrics.js';
 import type { TagTable } from './tags.js';
 import type { UpstreamAccess } from './upstream.js';
 
+/** A manifest as the upstream sent it, verified against its digest. */
+export interface FetchedManifest {
+  readonly bytes: Buffer;
+  readonly mediaType: string;
+  readonly digest: string;
+}
+
 /** Blob sizes learnt from manifests that went through (so a miss knows the size before the upstream says it). */
 export const MAX_KNOWN_SIZES = 200_000;
 
@@ -26,6 +33,15 @@ export interface ServeState {
   readonly held: LeaseHolder;
   /** Upstream work in progress by key (tag revalidations, manifest fetches): one call however many ask. */
   readonly pending: Map<string, Promise<unknown>>;
+  /**
+   * Manifests fetched and verified whose commit (the lease, then the store's write, fsync and rename)
+   * is still running, by digest: answered from here meanwhile; `commits` has each one's commit (it
+   * never rejects: a failure is a warning), for whatever reads the manifest from the store.
+   */
+  readonly committing: Map<string, FetchedManifest>;
+  readonly commits: Map<string, Promise<void>>;
+  /** A manifest that could not be stored (served all the same) and the like: one line each. */
+  readonly warn: (message: string) => void;
   /** Largest manifest accepted from an upstream (bytes). */
   readonly maxManifestBytes: number;
   /** Client auth (`--htpasswd`); every request is refused without valid credentials when set. */

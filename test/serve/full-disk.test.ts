@@ -5,7 +5,8 @@
  * that fits is served. Breaker4 F13: each miss answered 500 UNKNOWN after ~30 s. A blob larger than
  * the free space is refused before its first upstream byte (size from the manifest, or from the
  * upstream's answer); one that runs out of space mid-way (a filler file written while the upstream is
- * held) cuts its client and leaves nothing. Needs root (mount -t tmpfs).
+ * held) cuts its client and leaves nothing. A manifest is answered before its commit: on a full disk
+ * it is served all the same, with a warning, and fetched again next time. Needs root (mount -t tmpfs).
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -48,13 +49,14 @@ after(async () => {
 });
 
 /** A serve on a fresh cache on the small disk; its access records. */
-async function serveOnSmallDisk(): Promise<{ serve: RunningServe; cache: string; log: AccessRecord[] }> {
+async function serveOnSmallDisk(): Promise<{ serve: RunningServe; cache: string; log: AccessRecord[]; warnings: string[] }> {
   const cache = join(mnt, 'cache');
   rmSync(cache, { recursive: true, force: true });
   proxy.clear();
   const log: AccessRecord[] = [];
-  const serve = await startServe({ cacheDir: cache, listen: '127.0.0.1:0', upstream: proxy.url, shutdownGraceMs: 0, prefetch: 0, onAccess: (r) => log.push(r) });
-  return { serve, cache, log };
+  const warnings: string[] = [];
+  const serve = await startServe({ cacheDir: cache, listen: '127.0.0.1:0', upstream: proxy.url, shutdownGraceMs: 0, prefetch: 0, onAccess: (r) => log.push(r), onWarning: (m) => warnings.push(m) });
+  return { serve, cache, log, warnings };
 }
 
 /** The files under `partial/`: none once a failed download is cleaned up (the lease and lock dirs aside). */
@@ -122,6 +124,37 @@ describe('serve: a full cache disk', () => {
       assert.equal(gets(blob.digest), 1, 'not retried');
       rmSync(filler);
       assert.equal(sha(await body(await request(`${serve.url}/v2/lib/full/blobs/${blob.digest}`))), blob.digest);
+    } finally {
+      rmSync(filler, { force: true });
+      await serve.shutdown();
+    }
+  });
+
+  it('a manifest that cannot be stored is served all the same (it is verified), with one warning, and fetched again when next asked', async () => {
+    const { serve, cache, warnings } = await serveOnSmallDisk();
+    const filler = join(mnt, 'filler');
+    try {
+      const st = statfsSync(mnt);
+      writeFileSync(filler, Buffer.alloc(Number(st.bavail * st.bsize))); // not a block left
+      const manifests = () => proxy.requests.filter((r) => r.method === 'GET' && r.path.includes('/manifests/')).length;
+      const ask = () => request(`${serve.url}/v2/lib/full/manifests/1`, { accept: 'application/vnd.oci.image.manifest.v1+json' });
+      const first = await ask();
+      assert.equal(first.statusCode, 200);
+      const bytes = await body(first);
+      assert.equal(sha(bytes), first.headers['docker-content-digest']);
+      await serve.idle();
+      assert.equal(warnings.length, 1, warnings.join('\n'));
+      assert.match(warnings[0]!, /^manifest sha256:[0-9a-f]{64} of lib\/full was served but not stored: .*(ENOSPC|full)/);
+      assert.match(await body(await request(`${serve.url}/metrics`)).then(String), /^vmimg_serve_warnings_total 1$/m);
+      assert.equal(existsSync(join(cache, 'blobs', 'sha256', sha(bytes).slice(7))), false);
+      rmSync(filler);
+      const again = await ask();
+      assert.equal(again.statusCode, 200);
+      assert.deepEqual(await body(again), bytes);
+      await serve.idle();
+      assert.equal(manifests(), 2, 'not stored, so asked of the upstream again');
+      assert.equal(existsSync(join(cache, 'blobs', 'sha256', sha(bytes).slice(7))), true, 'stored once there was room');
+      assert.equal(warnings.length, 1);
     } finally {
       rmSync(filler, { force: true });
       await serve.shutdown();

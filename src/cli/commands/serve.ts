@@ -3,6 +3,7 @@ import { startServe, DEFAULT_LISTEN, type PrepareRecord } from '../../serve/inde
 import type { GlobalArgs } from '../context.js';
 import { UsageError } from '../exit-codes.js';
 import { run } from './common.js';
+import { warn } from '../resolve-image.js';
 import { ONE_PER_FLAG } from '../usage.js';
 
 interface Args {
@@ -80,6 +81,7 @@ export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       loginLimits: { ...(maxChecks !== undefined ? { maxChecks } : {}), ...(maxQueue !== undefined ? { maxQueue } : {}) },
       registry,
       onAccess: (r) => ctx.out(JSON.stringify(r)),
+      onWarning: (m) => warn(ctx, m),
       ...(args.prepare === true ? { prepare: true, onPrepare: (r: PrepareRecord) => ctx.out(JSON.stringify(r)) } : {}),
     });
     process.stderr.write(`vmimg: serving ${ctx.cache.root} on ${server.url}\n`);
