@@ -3,7 +3,7 @@
  * answered from it as the bytes arrive (headers as soon as the upstream answered). One `Range` is
  * honoured on both (206, 416 with `Content-Range: bytes *\/SIZE`).
  */
-import { open } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { fileSize } from '../store/fs-util.js';
@@ -11,6 +11,7 @@ import { fillBroken, type BlobFill } from './fill.js';
 import { toServeError } from './errors.js';
 import { parseRange, type ByteRange } from './range.js';
 import { CHUNK, sendFromFile } from './send.js';
+import { SMALL_BLOB_BYTES } from './small-blobs.js';
 import { drained } from '../util/drained.js';
 import { sharedBlockPool } from '../util/block-pool.js';
 import type { ServeState } from './state.js';
@@ -19,8 +20,17 @@ import type { RouteTarget } from './routes.js';
 /** Answers a blob request (`head`: headers only). */
 export async function serveBlob(s: ServeState, res: ServerResponse, t: RouteTarget, digest: string, rangeHeader: string | undefined, head: boolean): Promise<void> {
   const known = s.sizes.get(digest);
+  const kept = s.small.get(digest);
+  if (kept !== undefined && (known === undefined || kept.length === known)) return sendKept(s, res, digest, kept, rangeHeader, head);
   const present = await fileSize(s.store.path(digest));
   if (present !== undefined && (known === undefined || present === known)) {
+    if (present <= SMALL_BLOB_BYTES) {
+      const bytes = await readStored(s.store.path(digest), present);
+      if (bytes !== undefined) {
+        s.small.put(digest, bytes);
+        return sendKept(s, res, digest, bytes, rangeHeader, head);
+      }
+    }
     s.metrics.hits.blob++;
     res.setHeader('x-vmimg-cache', 'hit');
     const range = answerHeaders(res, digest, present, rangeHeader);
@@ -44,6 +54,27 @@ export async function serveBlob(s: ServeState, res: ServerResponse, t: RouteTarg
   const range = answerHeaders(res, digest, fill.size, rangeHeader);
   if (range === 'unsatisfiable' || head || fill.size === 0) return void res.end();
   return sendFromFill(s, res, fill, range?.start ?? 0, range?.end ?? fill.size - 1);
+}
+
+/** A hit on a blob kept in memory (small-blobs.ts). */
+function sendKept(s: ServeState, res: ServerResponse, digest: string, bytes: Buffer, rangeHeader: string | undefined, head: boolean): void {
+  s.metrics.hits.blob++;
+  res.setHeader('x-vmimg-cache', 'hit');
+  const range = answerHeaders(res, digest, bytes.length, rangeHeader);
+  if (range === 'unsatisfiable' || head) return void res.end();
+  const body = range === undefined ? bytes : bytes.subarray(range.start, range.end + 1);
+  s.metrics.bytesServed += body.length;
+  res.end(body);
+}
+
+/** The stored blob's bytes when it still has `size` of them (a prune may have just taken it: undefined). */
+async function readStored(path: string, size: number): Promise<Buffer | undefined> {
+  try {
+    const bytes = await readFile(path);
+    return bytes.length === size ? bytes : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The running download of `digest` from `t`'s upstream, or a new one (`size` when a descriptor told it). */

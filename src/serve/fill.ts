@@ -26,6 +26,7 @@ import type { OpenedRange } from '../store/fetch.js';
 import { DirectBody } from '../registry/direct-get.js';
 import { sharedBlockPool } from '../util/block-pool.js';
 import { cannotStore, checkSpace, dropPartial, storageErrno } from './storage.js';
+import { SMALL_BLOB_BYTES, type SmallBlobs } from './small-blobs.js';
 
 /** Opens the blob upstream from `offset`; `total` is the blob's size when the answer tells it. */
 export type FillOpener = (offset: number, signal?: AbortSignal) => Promise<OpenedRange & { total?: number }>;
@@ -108,8 +109,11 @@ export class BlobFill {
     }
   }
 
-  /** Runs the download (called once by Fills); `received` counts each chunk's bytes as it is stored. */
-  async run(store: BlobStore, open: FillOpener, signal: AbortSignal, received?: (bytes: number) => void): Promise<void> {
+  /**
+   * Runs the download (called once by Fills); `received` counts each chunk's bytes as it is stored,
+   * `small` is given a copy of a blob of at most SMALL_BLOB_BYTES once it is verified and stored.
+   */
+  async run(store: BlobStore, open: FillOpener, signal: AbortSignal, received?: (bytes: number) => void, small?: SmallBlobs): Promise<void> {
     const pool = sharedBlockPool();
     const opener = async (offset: number, s?: AbortSignal): Promise<OpenedRange> => {
       const opened = await open(offset, s);
@@ -146,6 +150,8 @@ export class BlobFill {
       this.have = result.size;
       this.state = 'done';
       this.verified = true;
+      // a small blob whole in the window (no restart): a copy, as the window's chunks may be pooled blocks
+      if (small !== undefined && result.size <= SMALL_BLOB_BYTES && this.hotStart === 0 && this.hotBytes === result.size) small.put(this.digest, Buffer.concat(this.hot));
       this.dropHot(); // committed: readers still going read the file
       this.markStarted();
     } catch (err) {
@@ -257,6 +263,8 @@ export class Fills {
       changed?: (inFlight: number) => void;
       /** Bytes of a download stored (the upstream-bytes metric, without a stream stage of its own). */
       received?: (bytes: number) => void;
+      /** Where small blobs go once stored (see small-blobs.ts). */
+      small?: SmallBlobs;
     } = {},
   ) {}
 
@@ -270,7 +278,7 @@ export class Fills {
     void (async () => {
       try {
         await this.hooks.started?.(digest); // e.g. a lease, before any byte lands in the cache
-        await fill.run(this.store, open, this.signal, this.hooks.received);
+        await fill.run(this.store, open, this.signal, this.hooks.received, this.hooks.small);
       } catch (err) {
         fill.fail(err);
       } finally {

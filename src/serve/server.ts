@@ -22,6 +22,7 @@ import { LeaseHolder } from './held.js';
 import type { PrepareRecord } from './prepare.js';
 import { DEFAULT_PREFETCH, Prefetcher } from './prefetch.js';
 import { ServeMetrics } from './metrics.js';
+import { SmallBlobs } from './small-blobs.js';
 import { Router, parseUpstream, plainHttpHosts } from './routes.js';
 import type { ServeState } from './state.js';
 import { TagTable } from './tags.js';
@@ -136,9 +137,12 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
   await tags.load();
   const { mirrors: _ignored, ...clientOptions } = options.registry ?? {};
   const insecure = [...(clientOptions.insecureRegistries ?? []), ...plainHttpHosts(router.upstreams())];
+  const small = new SmallBlobs();
   const state: ServeState = {
     store,
+    small,
     fills: new Fills(store, abort.signal, {
+      small,
       started: (digest) => held.add([digest]),
       changed: (n) => {
         metrics.inFlightDownloads = n;

@@ -5,6 +5,7 @@ import type { LeaseHolder } from './held.js';
 import type { Htpasswd } from './htpasswd.js';
 import type { Prebaker } from './prepare.js';
 import type { Prefetcher } from './prefetch.js';
+import type { SmallBlobs } from './small-blobs.js';
 import type { ServeMetrics } from './metrics.js';
 import type { TagTable } from './tags.js';
 import type { UpstreamAccess } from './upstream.js';
@@ -22,6 +23,8 @@ export const MAX_KNOWN_SIZES = 200_000;
 export interface ServeState {
   readonly store: BlobStore;
   readonly fills: Fills;
+  /** Verified small blobs kept in memory: a hit on one reads no file. */
+  readonly small: SmallBlobs;
   readonly upstream: UpstreamAccess;
   readonly metrics: ServeMetrics;
   readonly tags: TagTable;
