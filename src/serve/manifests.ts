@@ -71,25 +71,32 @@ async function tagEntry(s: ServeState, res: ServerResponse, t: RouteTarget, tag:
 
 /** The manifest with this digest: from the store (or its commit), else fetched (once), verified and stored. */
 async function byDigest(s: ServeState, res: ServerResponse, t: RouteTarget, digest: string, head: boolean, mediaType?: string): Promise<Manifest> {
-  const committing = s.committing.get(digest);
-  if (committing !== undefined) {
+  const have = await kept(s, digest, mediaType);
+  if (have !== undefined) {
     s.metrics.hits.manifest++;
     if (!res.hasHeader('x-vmimg-cache')) res.setHeader('x-vmimg-cache', 'hit');
-    return committing;
-  }
-  if (await s.store.has(digest)) {
-    const bytes = await s.store.readBytes(digest, s.maxManifestBytes);
-    s.metrics.hits.manifest++;
-    if (!res.hasHeader('x-vmimg-cache')) res.setHeader('x-vmimg-cache', 'hit');
-    return { bytes, digest, mediaType: mediaType ?? s.mediaTypes.get(digest) ?? sniffType(bytes) };
+    return have;
   }
   res.setHeader('x-vmimg-cache', 'miss');
   return once(s, `manifest ${digest}`, async () => {
+    // a fetch that ended while this request looked (its `once` gone already) left it committing or stored
+    const meanwhile = await kept(s, digest, mediaType);
+    if (meanwhile !== undefined) return meanwhile;
     const m = await s.upstream.manifest(t, { digest });
     s.metrics.misses.manifest++;
     keep(s, t, m, head);
     return m;
   });
+}
+
+/** The manifest when it is being committed or stored; undefined when it must be fetched. */
+async function kept(s: ServeState, digest: string, mediaType: string | undefined): Promise<Manifest | undefined> {
+  const committing = s.committing.get(digest);
+  if (committing !== undefined) return committing;
+  // its commit may end while we look: the store has it then, or `committing` still does
+  if (!(await s.store.has(digest))) return s.committing.get(digest);
+  const bytes = await s.store.readBytes(digest, s.maxManifestBytes);
+  return { bytes, digest, mediaType: mediaType ?? s.mediaTypes.get(digest) ?? sniffType(bytes) };
 }
 
 /**

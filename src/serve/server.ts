@@ -127,7 +127,8 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
   const abort = new AbortController();
   const prefetch = options.prefetch ?? DEFAULT_PREFETCH;
   if (!Number.isInteger(prefetch) || prefetch < 0) throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `prefetch must be a whole number of downloads (0: none), not ${prefetch}`);
-  const lease = await openLease(cache, []);
+  // the server's abort ends a wait for the GC lock (a prune running): shutdown does not wait on a commit for it
+  const lease = await openLease(cache, [], abort.signal);
   const held = new LeaseHolder(lease);
   // start the hash pool's worker now, not in the first miss's path, when anything will use it (--prepare's
   // flattening; downloads on a machine with more than 2 cores, see HASH_HERE)
@@ -198,7 +199,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     },
     shutdown: () => (stopping ??= shutdown(server, options.shutdownGraceMs ?? 30_000, async () => {
       abort.abort(new VmimgError(ErrorCode.ABORTED, 'the server is shutting down'));
-      await Promise.all(state.commits.values()); // manifests already answered are kept (their commits end in a warning if cut)
+      await Promise.all(state.commits.values()); // manifests answered are kept, or a warning says why not (e.g. a prune held the GC lock)
       await state.prepare?.idle();
       await tags.flush();
       await state.upstream.close();

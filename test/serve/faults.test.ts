@@ -4,7 +4,8 @@
  * first bytes before a held upstream body goes on, a truncated body resumed by Range, a corrupted byte
  * cutting every client (whole-blob and Range) and caching nothing, a client leaving mid-blob, tag TTL and one HEAD to
  * revalidate, an upstream gone dead (stale tag with a Warning, blob hits still served), and a
- * download cut by shutdown resuming with Range at the next start.
+ * download cut by shutdown resuming with Range at the next start, and a manifest's commit waiting for
+ * the GC lock (a prune) not holding up shutdown.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,6 +14,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { body, firstBytes, request } from '../helpers/http.js';
 import { join } from 'node:path';
 import { startServe, type AccessRecord, type RunningServe } from '../../src/serve/index.js';
+import { CacheLayout } from '../../src/image/cache.js';
+import { withGcLock } from '../../src/image/lease.js';
 import { buildBusyboxLayout, pushLayout } from '../helpers/busybox.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
@@ -157,6 +160,36 @@ describe('serve: shutdown', () => {
     const gets = upstreamGets(layer.digest);
     assert.equal(gets.length, 2);
     assert.match(gets[1]!.range ?? '', /^bytes=[1-9]\d*-$/, 'the second start resumed from the partial file');
+  });
+});
+
+describe('serve: a manifest committed after its answer', () => {
+  it('a commit waiting for the GC lock (a prune running) does not hold up shutdown; a warning says the manifest was not stored', { timeout: 30_000 }, async () => {
+    proxy.clear();
+    const cacheDir = await tmpDir('vmimg-serve-faults-');
+    const warnings: string[] = [];
+    const serve = await startServe({ cacheDir, listen: '127.0.0.1:0', upstream: proxy.url, shutdownGraceMs: 0, prefetch: 0, onWarning: (m) => warnings.push(m) });
+    let releaseLock!: () => void;
+    let locked!: () => void;
+    const lockHeld = new Promise<void>((r) => (locked = r));
+    // what a prune does: hold the cache's GC lock, here until the test lets go
+    const prune = withGcLock(new CacheLayout(cacheDir), () => new Promise<void>((r) => {
+      releaseLock = r;
+      locked();
+    }));
+    try {
+      await lockHeld;
+      const res = await request(`${serve.url}/v2/lib/busybox/manifests/1`, { accept: 'application/vnd.oci.image.manifest.v1+json' });
+      assert.equal(res.statusCode, 200, 'answered before its commit');
+      assert.equal(sha(await body(res)), manifestDigest);
+      await serve.shutdown(); // hangs (the test times out) while the commit waits for the lock
+      assert.equal(warnings.length, 1, warnings.join('\n'));
+      assert.match(warnings[0]!, new RegExp(`^manifest ${manifestDigest} of lib/busybox was served but not stored: .*(GC lock|shutting down)`));
+      assert.equal(existsSync(join(cacheDir, 'blobs', 'sha256', manifestDigest.slice(7))), false);
+    } finally {
+      releaseLock?.();
+      await prune;
+    }
   });
 });
 
