@@ -57,7 +57,7 @@ async function tagEntry(s: ServeState, res: ServerResponse, t: RouteTarget, tag:
       }
       const m = await s.upstream.manifest(t, { tag });
       s.metrics.misses.manifest++;
-      keep(s, t, m, head);
+      await keep(s, t, m, head);
       return s.tags.set(key, { digest: m.digest, mediaType: m.mediaType, size: m.size });
     });
   } catch (err) {
@@ -84,17 +84,17 @@ async function byDigest(s: ServeState, res: ServerResponse, t: RouteTarget, dige
     if (meanwhile !== undefined) return meanwhile;
     const m = await s.upstream.manifest(t, { digest });
     s.metrics.misses.manifest++;
-    keep(s, t, m, head);
+    await keep(s, t, m, head);
     return m;
   });
 }
 
 /** The manifest when it is being committed or stored; undefined when it must be fetched. */
 async function kept(s: ServeState, digest: string, mediaType: string | undefined): Promise<Manifest | undefined> {
-  const committing = s.committing.get(digest);
+  const committing = s.commits.get(digest);
   if (committing !== undefined) return committing;
-  // its commit may end while we look: the store has it then, or `committing` still does
-  if (!(await s.store.has(digest))) return s.committing.get(digest);
+  // its commit may end while we look: the store has it then, or `commits` still does
+  if (!(await s.store.has(digest))) return s.commits.get(digest);
   const bytes = await s.store.readBytes(digest, s.maxManifestBytes);
   return { bytes, digest, mediaType: mediaType ?? s.mediaTypes.get(digest) ?? sniffType(bytes) };
 }
@@ -103,10 +103,11 @@ async function kept(s: ServeState, digest: string, mediaType: string | undefined
  * Learns a fetched (verified) manifest's descriptors' sizes, starts its blobs (a GET), and commits it
  * under the server's lease without making its answer wait: the lease's datasync and the store's
  * fsyncs took 15-40 ms of every manifest miss (4 cold clients of serve's bench: a tenth of the wall
- * before the first blob byte). Until the commit ends the manifest is answered from `s.committing`; a
+ * before the first blob byte). Until the commit ends the manifest is answered from `s.commits`; a
  * commit that fails (a full disk) is a warning, and the manifest is fetched again when next asked.
+ * Resolves at once, or once the commit ended when too many bytes of manifests are committing (commits.ts).
  */
-function keep(s: ServeState, t: RouteTarget, m: Manifest, head: boolean): void {
+function keep(s: ServeState, t: RouteTarget, m: Manifest, head: boolean): Promise<void> {
   const blobs: string[] = [];
   try {
     const doc = JSON.parse(m.bytes.toString('utf8')) as { config?: unknown; layers?: unknown; manifests?: unknown };
@@ -121,18 +122,14 @@ function keep(s: ServeState, t: RouteTarget, m: Manifest, head: boolean): void {
   }
   s.mediaTypes.set(m.digest, m.mediaType);
   if (!head) s.prefetch?.served(s, t, m.digest, m.bytes); // under the lease too (the same write, or the next)
-  if (s.committing.has(m.digest)) return;
-  s.committing.set(m.digest, m);
-  const commit = (async () => {
-    await s.held.add([m.digest, ...blobs]); // before the store has it: prune must not take it
-    await s.store.putBytes(m.bytes, { digest: m.digest, size: m.bytes.length });
-  })()
-    .catch((err: unknown) => s.warn(`manifest ${m.digest} of ${t.repository} was served but not stored: ${err instanceof Error ? err.message : String(err)}`))
-    .finally(() => {
-      s.committing.delete(m.digest);
-      s.commits.delete(m.digest);
-    });
-  s.commits.set(m.digest, commit);
+  return s.commits.start(
+    m,
+    async () => {
+      await s.held.add([m.digest, ...blobs]); // before the store has it: prune must not take it
+      await s.store.putBytes(m.bytes, { digest: m.digest, size: m.bytes.length });
+    },
+    (err) => s.warn(`manifest ${m.digest} of ${t.repository} was served but not stored: ${err instanceof Error ? err.message : String(err)}`),
+  );
 }
 
 /** A manifest's type from its bytes (`mediaType`, else the OCI shape), for bytes stored without one. */

@@ -95,7 +95,7 @@ export class Prebaker {
    */
   async referrer(s: ServeState, subject: string): Promise<Descriptor | undefined> {
     const known = this.artifacts.get(subject);
-    await s.commits.get(subject); // a manifest just answered may still be on its way into the store
+    await s.commits.committed(subject); // a manifest just answered may still be on its way into the store
     if (known !== undefined || !(await s.store.has(subject))) return known;
     const bytes = await s.store.readBytes(subject, s.maxManifestBytes);
     const doc = parseManifestDocument(bytes);
@@ -121,7 +121,7 @@ export class Prebaker {
       await Promise.all([manifest.config, ...manifest.layers].map(async (d) => {
         if (!(await s.store.has(d.digest, d.size))) await joinFill(s, t, d.digest, d.size).finished();
       }));
-      await s.commits.get(digest); // the manifest is answered before it is stored
+      await s.commits.committed(digest); // the manifest is answered before it is stored
       const reader = await StoreBlobReader.forDigests(s.store, [{ digest, names: [name] }]);
       const source = await openReaderSource(reader, { reference: name, signal: this.signal });
       try {

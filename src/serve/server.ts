@@ -23,6 +23,7 @@ import type { PrepareRecord } from './prepare.js';
 import { DEFAULT_PREFETCH, Prefetcher } from './prefetch.js';
 import { ServeMetrics } from './metrics.js';
 import { SmallBlobs } from './small-blobs.js';
+import { PendingCommits } from './commits.js';
 import { Router, parseUpstream, plainHttpHosts } from './routes.js';
 import type { ServeState } from './state.js';
 import { TagTable } from './tags.js';
@@ -159,8 +160,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     mediaTypes: new Map(),
     held,
     pending: new Map(),
-    committing: new Map(),
-    commits: new Map(),
+    commits: new PendingCommits(),
     warn: (message) => {
       metrics.warnings++;
       options.onWarning?.(message);
@@ -191,7 +191,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     host,
     metrics,
     idle: async () => {
-      await Promise.all(state.commits.values());
+      await state.commits.idle();
       await state.prefetch?.idle();
       await state.fills.idle();
       await state.prepare?.idle();
@@ -199,7 +199,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     },
     shutdown: () => (stopping ??= shutdown(server, options.shutdownGraceMs ?? 30_000, async () => {
       abort.abort(new VmimgError(ErrorCode.ABORTED, 'the server is shutting down'));
-      await Promise.all(state.commits.values()); // manifests answered are kept, or a warning says why not (e.g. a prune held the GC lock)
+      await state.commits.idle(); // manifests answered are kept, or a warning says why not (e.g. a prune held the GC lock)
       await state.prepare?.idle();
       await tags.flush();
       await state.upstream.close();

@@ -4,6 +4,7 @@ import type { Fills } from './fill.js';
 import type { LeaseHolder } from './held.js';
 import type { Htpasswd } from './htpasswd.js';
 import type { Prebaker } from './prepare.js';
+import type { PendingCommits } from './commits.js';
 import type { Prefetcher } from './prefetch.js';
 import type { SmallBlobs } from './small-blobs.js';
 import type { ServeMetrics } from './metrics.js';
@@ -36,13 +37,8 @@ export interface ServeState {
   readonly held: LeaseHolder;
   /** Upstream work in progress by key (tag revalidations, manifest fetches): one call however many ask. */
   readonly pending: Map<string, Promise<unknown>>;
-  /**
-   * Manifests fetched and verified whose commit (the lease, then the store's write, fsync and rename)
-   * is still running, by digest: answered from here meanwhile; `commits` has each one's commit (it
-   * never rejects: a failure is a warning), for whatever reads the manifest from the store.
-   */
-  readonly committing: Map<string, FetchedManifest>;
-  readonly commits: Map<string, Promise<void>>;
+  /** Manifests answered before their commit (lease, store) ended, served from memory meanwhile. */
+  readonly commits: PendingCommits;
   /** A manifest that could not be stored (served all the same) and the like: one line each. */
   readonly warn: (message: string) => void;
   /** Largest manifest accepted from an upstream (bytes). */
