@@ -51,7 +51,8 @@ async function tagEntry(s: ServeState, res: ServerResponse, t: RouteTarget, tag:
   try {
     return await once(s, `tag ${key}`, async () => {
       if (known !== undefined) {
-        const desc = await s.upstream.resolveTag(t, tag);
+        // an upstream that hangs is down too: the stale answer after revalidateTimeoutMs, not its idle timeout
+        const desc = await s.upstream.resolveTag(t, tag, undefined, s.revalidateTimeoutMs);
         if (desc.digest === known.digest) return s.tags.set(key, known);
         return s.tags.set(key, { digest: desc.digest, mediaType: desc.mediaType, size: desc.size });
       }

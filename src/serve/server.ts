@@ -54,6 +54,11 @@ export interface ServeOptions {
   readonly tls?: { readonly cert: string; readonly key: string };
   /** How long a tag's digest is trusted before one HEAD revalidates it (default 5 minutes). */
   readonly tagTtlMs?: number;
+  /**
+   * How long revalidating a tag waits for the upstream, retries included, before the last known digest
+   * is served with a `Warning` (default 3 s): an upstream that hangs is as down as one that refuses.
+   */
+  readonly revalidateTimeoutMs?: number;
   /** In-flight answers get this long to finish at shutdown (default 30 s). */
   readonly shutdownGraceMs?: number;
   /** Client connections at once (default 256): each holds up to a 1 MiB read buffer, so memory stays bounded. */
@@ -111,6 +116,8 @@ export const DEFAULT_LISTEN = '127.0.0.1:5050';
 export const DEFAULT_MAX_CONNECTIONS = 256;
 /** The default tag TTL: 5 minutes. */
 export const DEFAULT_TAG_TTL_MS = 5 * 60_000;
+/** The default wait for an upstream revalidating a tag before the stale digest is served: 3 s. */
+export const DEFAULT_REVALIDATE_TIMEOUT_MS = 3000;
 
 /** Starts the server; ERR_INVALID_ARGUMENT for a bad address, route or an unsafe plain-HTTP listen. */
 export async function startServe(options: ServeOptions): Promise<RunningServe> {
@@ -129,6 +136,11 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
   const prefetch = options.prefetch ?? DEFAULT_PREFETCH;
   if (!Number.isInteger(prefetch) || prefetch < 0) throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `prefetch must be a whole number of downloads (0: none), not ${prefetch}`);
   // the server's abort ends a wait for the GC lock (a prune running): shutdown does not wait on a commit for it
+  const revalidateTimeoutMs = options.revalidateTimeoutMs ?? DEFAULT_REVALIDATE_TIMEOUT_MS;
+  // 0 would be no timeout at all (undici), and Node's timers fire at once past 2^31-1 ms
+  if (!(revalidateTimeoutMs > 0 && revalidateTimeoutMs <= 2 ** 31 - 1)) {
+    throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `revalidate timeout must be more than 0 and at most 2147483647 ms, not ${revalidateTimeoutMs}`);
+  }
   const lease = await openLease(cache, [], abort.signal);
   const held = new LeaseHolder(lease);
   // start the hash pool's worker now, not in the first miss's path, when anything will use it (--prepare's
@@ -156,6 +168,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     upstream: new UpstreamAccess({ retry: { attempts: 2, baseDelayMs: 200, maxDelayMs: 2000, budgetMs: 15_000 }, ...clientOptions, insecureRegistries: insecure }, metrics, options.directFromBytes),
     metrics,
     tags,
+    revalidateTimeoutMs,
     sizes: new Map(),
     mediaTypes: new Map(),
     held,

@@ -29,6 +29,8 @@ export interface ServeState {
   readonly upstream: UpstreamAccess;
   readonly metrics: ServeMetrics;
   readonly tags: TagTable;
+  /** How long a tag's revalidation waits for the upstream before the stale digest is served (ms). */
+  readonly revalidateTimeoutMs: number;
   /** digest → size, from descriptors in manifests served (bounded: MAX_KNOWN_SIZES). */
   readonly sizes: Map<string, number>;
   /** manifest digest → media type, as the upstream sent it. */

@@ -32,10 +32,14 @@ export class UpstreamAccess {
     this.client = new RegistryClient(options);
   }
 
-  /** Tag → manifest descriptor, by one HEAD (a GET when the HEAD lacks the digest). */
-  resolveTag(t: RouteTarget, tag: string, signal?: AbortSignal): Promise<Descriptor> {
+  /**
+   * Tag → manifest descriptor, by one HEAD (a GET when the HEAD lacks the digest). `withinMs`: the
+   * upstream's answer is waited for at most this long, retries included (a revalidation that has a
+   * stale answer to give instead).
+   */
+  resolveTag(t: RouteTarget, tag: string, signal?: AbortSignal, withinMs?: number): Promise<Descriptor> {
     this.metrics.upstreamRequests++;
-    return this.client.resolve(ref(t, { tag }), { signal });
+    return this.client.resolve(ref(t, { tag }), { signal, ...(withinMs !== undefined ? { idleTimeoutMs: withinMs, retry: { budgetMs: withinMs } } : {}) });
   }
 
   /** A manifest by tag or digest: capped (4 MiB), verified when by digest. */

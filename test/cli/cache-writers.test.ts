@@ -93,7 +93,7 @@ describe('prune and running pulls (C08)', () => {
       assert.deepEqual(r.kept.inUse.owners, [pull.child.pid], 'the running pull holds a lease');
       assert.ok(r.kept.inUse.files >= 5, `the pull's layers (2 × 2 files) and its partial download are kept: ${JSON.stringify(r)}`);
       const human = await expectExit(0, ['--cache-dir', cache, 'prune']);
-      assert.match(human.stdout, new RegExp(`in use by a running pull or load \\(pid ${pull.child.pid}\\)`));
+      assert.match(human.stdout, new RegExp(`in use by a running vmimg pull, load or serve \\(pid ${pull.child.pid}\\)`));
     } finally {
       pull.release();
     }

@@ -45,7 +45,7 @@ after(async () => {
   await registry?.stop();
 });
 
-async function serveFresh(options: { tagTtlMs?: number; upstream?: string; onAccess?: (r: AccessRecord) => void } = {}): Promise<{ serve: RunningServe; cacheDir: string }> {
+async function serveFresh(options: { tagTtlMs?: number; revalidateTimeoutMs?: number; upstream?: string; onAccess?: (r: AccessRecord) => void } = {}): Promise<{ serve: RunningServe; cacheDir: string }> {
   proxy.clear();
   const cacheDir = await tmpDir('vmimg-serve-faults-');
   // directFromBytes 0: the busybox layer (~1 MB) goes through the direct GET the bench image's big layer takes
@@ -271,5 +271,18 @@ describe('serve: tags', () => {
     const unknown = await request(`${serve.url}/v2/lib/busybox/manifests/never-seen`);
     assert.equal(unknown.statusCode, 503);
     assert.equal((JSON.parse((await body(unknown)).toString()) as { errors: { code: string }[] }).errors[0]!.code, 'UNAVAILABLE');
+  });
+
+  it('an upstream that hangs when a tag is revalidated is down too: the stale digest comes after revalidateTimeoutMs, not the idle timeout', { timeout: 20_000 }, async () => {
+    const { serve } = await serveFresh({ tagTtlMs: 0, revalidateTimeoutMs: 500 });
+    const tag = `${serve.url}/v2/lib/busybox/manifests/1`;
+    assert.equal((await request(tag)).statusCode, 200);
+    // headers that never end (a byte every 200 ms): the 30 s idle timeout, twice, without the bound
+    proxy.add({ method: 'HEAD', path: '/manifests/1', fault: { kind: 'slow-headers', everyMs: 200 } });
+    const stale = await request(tag);
+    assert.equal(stale.statusCode, 200);
+    assert.equal(stale.headers['docker-content-digest'], manifestDigest);
+    assert.match(String(stale.headers.warning), /^110 /);
+    assert.equal(stale.headers['x-vmimg-cache'], 'stale');
   });
 });

@@ -45,7 +45,7 @@ export function pruneReport(r: PruneResult): string[] {
   }
   if (inUse.files > 0 || inUse.owners.length > 0) {
     const who = inUse.owners.length > 0 ? ` (pid ${inUse.owners.join(', ')})` : '';
-    lines.push(`kept ${humanBytes(inUse.bytes)} in ${plural(inUse.files, 'file')} in use by a running pull or load${who}: prune again when it ends`);
+    lines.push(`kept ${humanBytes(inUse.bytes)} in ${plural(inUse.files, 'file')} in use by a running vmimg pull, load or serve${who}: prune again when it ends`);
   }
   return lines;
 }

@@ -17,6 +17,7 @@ interface Args {
   prepare?: boolean;
   'tag-ttl'?: number;
   'shutdown-grace'?: number;
+  'revalidate-timeout'?: number;
   'max-connections'?: number;
   'max-login-checks'?: number;
   'max-login-queue'?: number;
@@ -41,6 +42,7 @@ export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       .option('prefetch', { type: 'number', describe: 'Blob downloads started ahead of clients once an image manifest is sent (default 3; 0: only what clients ask)' })
       .option('tag-ttl', { type: 'number', describe: 'Seconds a tag is trusted before one HEAD revalidates it (default 300)' })
       .option('max-connections', { type: 'number', describe: 'Client connections at once (default 256; each may hold a 1 MiB buffer)' })
+      .option('revalidate-timeout', { type: 'number', describe: 'Seconds revalidating a tag waits for the upstream before the last known digest is served, with a Warning (default 3)' })
       .option('shutdown-grace', { type: 'number', describe: 'Seconds in-flight answers get to finish on SIGTERM (default 30)' })
       .hide('arch') // global options that mean nothing here: serve answers whatever platform a client asks for
       .hide('platform')
@@ -54,6 +56,7 @@ export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       return v * 1000;
     };
     const ttl = seconds(args['tag-ttl'], 'tag-ttl');
+    const revalidate = seconds(args['revalidate-timeout'], 'revalidate-timeout');
     const grace = seconds(args['shutdown-grace'], 'shutdown-grace');
     const max = args['max-connections'];
     const whole = (name: keyof Args, least: number): number | undefined => {
@@ -75,6 +78,7 @@ export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       ...(args.htpasswd !== undefined ? { htpasswd: args.htpasswd } : {}),
       ...(args['tls-cert'] !== undefined ? { tls: { cert: args['tls-cert'], key: args['tls-key']! } } : {}),
       ...(ttl !== undefined ? { tagTtlMs: ttl } : {}),
+      ...(revalidate !== undefined ? { revalidateTimeoutMs: revalidate } : {}),
       ...(grace !== undefined ? { shutdownGraceMs: grace } : {}),
       ...(max !== undefined ? { maxConnections: max } : {}),
       ...(prefetch !== undefined ? { prefetch } : {}),
