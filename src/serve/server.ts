@@ -78,7 +78,8 @@ export interface ServeOptions {
   readonly onPrepare?: (record: PrepareRecord) => void;
   /**
    * What went wrong without failing an answer, one line each: a manifest served but not stored (its
-   * commit runs after the answer; a full disk). Counted in `/metrics` too. Default: ignored.
+   * commit runs after the answer; a full disk), a tag table not saved. Counted in `/metrics` too.
+   * Default: ignored.
    */
   readonly onWarning?: (message: string) => void;
   /**
@@ -103,7 +104,7 @@ export interface RunningServe {
   /**
    * Resolves once the downloads and manifests fetched so far are committed to the store (a client gets
    * its last byte when the blob is verified, just before the commit; a manifest is answered before
-   * its commit) and every image `prepare` queued is prepared.
+   * its commit), every image `prepare` queued is prepared and the tag table is saved.
    */
   idle(): Promise<void>;
   /** Stops accepting; waits for in-flight answers (up to the grace period), then cuts the rest. */
@@ -147,7 +148,14 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
   // flattening; downloads on a machine with more than 2 cores, see HASH_HERE)
   if (options.prepare === true || !HASH_HERE) void sharedHashPool().digest(Buffer.alloc(0));
   const store = new BlobStore(options.cacheDir);
-  const tags = new TagTable(join(options.cacheDir, 'serve', 'tags.json'), options.tagTtlMs ?? DEFAULT_TAG_TTL_MS);
+  const warn = (message: string): void => {
+    metrics.warnings++;
+    options.onWarning?.(message);
+  };
+  const tagsFile = join(options.cacheDir, 'serve', 'tags.json');
+  const tags = new TagTable(tagsFile, options.tagTtlMs ?? DEFAULT_TAG_TTL_MS, Date.now, (err) => {
+    warn(`the tag table was not saved to ${tagsFile} (tags are still served; after a restart each is revalidated): ${err instanceof Error ? err.message : String(err)}`);
+  });
   await tags.load();
   const { mirrors: _ignored, ...clientOptions } = options.registry ?? {};
   const insecure = [...(clientOptions.insecureRegistries ?? []), ...plainHttpHosts(router.upstreams())];
@@ -174,10 +182,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     held,
     pending: new Map(),
     commits: new PendingCommits(),
-    warn: (message) => {
-      metrics.warnings++;
-      options.onWarning?.(message);
-    },
+    warn,
     maxManifestBytes: options.maxManifestBytes ?? MAX_MANIFEST_BYTES,
     ...(auth !== undefined ? { auth } : {}),
     // the flattening pipeline (layer, vfs, lazy: ~70 modules) loads only for --prepare: a fresh process
@@ -209,6 +214,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
       await state.fills.idle();
       await state.prepare?.idle();
       await state.fills.idle(); // what the prepares fetched
+      await tags.flush();
     },
     shutdown: () => (stopping ??= shutdown(server, options.shutdownGraceMs ?? 30_000, async () => {
       abort.abort(new VmimgError(ErrorCode.ABORTED, 'the server is shutting down'));

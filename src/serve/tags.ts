@@ -3,7 +3,7 @@
  * in `<cache>/serve/tags.json` so a restarted server still has a last known digest to serve when
  * the upstream is down (stale-if-error). Digests are immutable and need no such table.
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /** What a tag pointed at when last checked. */
@@ -27,6 +27,8 @@ export class TagTable {
     private readonly file: string,
     readonly ttlMs: number,
     private readonly now: () => number = Date.now,
+    /** A save that failed (a full disk): the table in memory is intact, the file keeps its last state. */
+    private readonly onSaveError?: (err: unknown) => void,
   ) {}
 
   /** Loads the saved table; a missing or damaged file is an empty table. */
@@ -70,8 +72,10 @@ export class TagTable {
         await mkdir(dirname(this.file), { recursive: true });
         await writeFile(tmp, JSON.stringify(Object.fromEntries(this.entries)));
         await rename(tmp, this.file);
-      } catch {
-        // losing the saved table costs a revalidation after a restart, nothing more
+      } catch (err) {
+        // losing the saved table costs a revalidation after a restart, nothing more; no temporary file stays
+        await rm(tmp, { force: true }).catch(() => undefined);
+        this.onSaveError?.(err);
       }
     });
   }
