@@ -136,12 +136,12 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
   const abort = new AbortController();
   const prefetch = options.prefetch ?? DEFAULT_PREFETCH;
   if (!Number.isInteger(prefetch) || prefetch < 0) throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `prefetch must be a whole number of downloads (0: none), not ${prefetch}`);
-  // the server's abort ends a wait for the GC lock (a prune running): shutdown does not wait on a commit for it
   const revalidateTimeoutMs = options.revalidateTimeoutMs ?? DEFAULT_REVALIDATE_TIMEOUT_MS;
   // 0 would be no timeout at all (undici), and Node's timers fire at once past 2^31-1 ms
   if (!(revalidateTimeoutMs > 0 && revalidateTimeoutMs <= 2 ** 31 - 1)) {
     throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `revalidate timeout must be more than 0 and at most 2147483647 ms, not ${revalidateTimeoutMs}`);
   }
+  // the server's abort ends a wait for the GC lock (a prune running): shutdown does not wait on a commit for it
   const lease = await openLease(cache, [], abort.signal);
   const held = new LeaseHolder(lease);
   // start the hash pool's worker now, not in the first miss's path, when anything will use it (--prepare's
