@@ -30,6 +30,9 @@ export async function serveManifest(s: ServeState, req: IncomingMessage, res: Se
   } catch (err) {
     throw toServeError(err, 'MANIFEST_UNKNOWN');
   }
+  // per request, as the access log's `cache`: a miss waited for an upstream fetch (its own or one it joined)
+  if (res.getHeader('x-vmimg-cache') === 'miss') s.metrics.misses.manifest++;
+  else s.metrics.hits.manifest++;
   res.statusCode = 200;
   res.setHeader('content-type', m.mediaType);
   res.setHeader('docker-content-digest', m.digest);
@@ -57,7 +60,6 @@ async function tagEntry(s: ServeState, res: ServerResponse, t: RouteTarget, tag:
         return s.tags.set(key, { digest: desc.digest, mediaType: desc.mediaType, size: desc.size });
       }
       const m = await s.upstream.manifest(t, { tag });
-      s.metrics.misses.manifest++;
       await keep(s, t, m, head);
       return s.tags.set(key, { digest: m.digest, mediaType: m.mediaType, size: m.size });
     });
@@ -74,7 +76,6 @@ async function tagEntry(s: ServeState, res: ServerResponse, t: RouteTarget, tag:
 async function byDigest(s: ServeState, res: ServerResponse, t: RouteTarget, digest: string, head: boolean, mediaType?: string): Promise<Manifest> {
   const have = await kept(s, digest, mediaType);
   if (have !== undefined) {
-    s.metrics.hits.manifest++;
     if (!res.hasHeader('x-vmimg-cache')) res.setHeader('x-vmimg-cache', 'hit');
     return have;
   }
@@ -84,7 +85,6 @@ async function byDigest(s: ServeState, res: ServerResponse, t: RouteTarget, dige
     const meanwhile = await kept(s, digest, mediaType);
     if (meanwhile !== undefined) return meanwhile;
     const m = await s.upstream.manifest(t, { digest });
-    s.metrics.misses.manifest++;
     await keep(s, t, m, head);
     return m;
   });

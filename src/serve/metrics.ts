@@ -33,11 +33,11 @@ export class ServeMetrics {
       for (const [labels, v] of samples) lines.push(`${name}${labels ? `{${labels}}` : ''} ${v}`);
     };
     metric('vmimg_serve_requests_total', 'counter', 'Requests answered, by endpoint and HTTP status.', [...this.requests]);
-    metric('vmimg_serve_cache_hits_total', 'counter', 'Blobs and manifests answered from the cache.', [
+    metric('vmimg_serve_cache_hits_total', 'counter', 'Blob and manifest requests answered from the cache (a stale or revalidated tag included).', [
       ['kind="blob"', this.hits.blob],
       ['kind="manifest"', this.hits.manifest],
     ]);
-    metric('vmimg_serve_cache_misses_total', 'counter', 'Blobs and manifests fetched from an upstream.', [
+    metric('vmimg_serve_cache_misses_total', 'counter', 'Blob and manifest requests that waited for an upstream fetch, their own or one they joined.', [
       ['kind="blob"', this.misses.blob],
       ['kind="manifest"', this.misses.manifest],
     ]);

@@ -242,6 +242,24 @@ describe('serve: tags/list pagination', () => {
 describe('serve: tags', () => {
   const tagRequests = () => proxy.requests.filter((r) => r.path.endsWith('/manifests/1'));
 
+  it('/metrics counts manifest hits and misses per request, as the access log does: concurrent cold requests are each a miss', async () => {
+    const log: AccessRecord[] = [];
+    const { serve } = await serveFresh({ onAccess: (r) => log.push(r) });
+    const tag = `${serve.url}/v2/lib/busybox/manifests/1`;
+    const cold = await Promise.all(Array.from({ length: 5 }, () => request(tag)));
+    for (const r of cold) assert.equal(r.headers['x-vmimg-cache'], 'miss');
+    await Promise.all(cold.map((r) => body(r)));
+    await body(await request(tag));
+    await body(await request(`${serve.url}/v2/lib/busybox/manifests/${manifestDigest}`));
+    const text = (await body(await request(`${serve.url}/metrics`))).toString();
+    const value = (name: string) => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
+    assert.equal(value('vmimg_serve_cache_misses_total\\{kind="manifest"\\}'), 5, text);
+    assert.equal(value('vmimg_serve_cache_hits_total\\{kind="manifest"\\}'), 2, text);
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(log.filter((l) => l.path.includes('/manifests/')).map((l) => l.cache), ['miss', 'miss', 'miss', 'miss', 'miss', 'hit', 'hit']);
+    assert.deepEqual(tagRequests().map((r) => r.method), ['GET'], 'one upstream fetch for the five');
+  });
+
   it('within the TTL a tag is answered from the table: one upstream GET for three clients', async () => {
     const { serve } = await serveFresh();
     for (let i = 0; i < 3; i++) assert.equal((await request(`${serve.url}/v2/lib/busybox/manifests/1`)).headers['docker-content-digest'], manifestDigest);
