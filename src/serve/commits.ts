@@ -5,21 +5,21 @@
  * into memory. Past MAX_COMMITTING_BYTES a miss is answered only once its own commit ended, as every
  * miss was before (and each of those waits holds a connection: `--max-connections` bounds them).
  */
-import type { FetchedManifest } from './state.js';
+import type { ServedManifest } from './state.js';
 
 /** Bytes of manifests answered and not yet committed, at most (a manifest is at most 4 MiB by default). */
 export const MAX_COMMITTING_BYTES = 32 << 20;
 
 /** The manifests whose commit runs, by digest, with each commit's promise (which never rejects). */
 export class PendingCommits {
-  private readonly manifests = new Map<string, FetchedManifest>();
+  private readonly manifests = new Map<string, ServedManifest>();
   private readonly commits = new Map<string, Promise<void>>();
   private bytes = 0;
 
   constructor(private readonly maxBytes = MAX_COMMITTING_BYTES) {}
 
   /** The manifest while its commit runs. */
-  get(digest: string): FetchedManifest | undefined {
+  get(digest: string): ServedManifest | undefined {
     return this.manifests.get(digest);
   }
 
@@ -37,7 +37,7 @@ export class PendingCommits {
    * Runs `commit` for `m` (not again while one runs); its failure goes to `failed`. Resolves at once
    * while the manifests committing fit in the bound, else once this commit ended.
    */
-  start(m: FetchedManifest, commit: () => Promise<void>, failed: (err: unknown) => void): Promise<void> {
+  start(m: ServedManifest, commit: () => Promise<void>, failed: (err: unknown) => void): Promise<void> {
     const running = this.commits.get(m.digest);
     if (running !== undefined) return Promise.resolve();
     const over = this.bytes + m.bytes.length > this.maxBytes;

@@ -11,7 +11,7 @@ import { MediaType } from '../manifest/media-types.js';
 import { isValidDigest } from '../digest/index.js';
 import { ServeError, toServeError } from './errors.js';
 import type { RouteTarget } from './routes.js';
-import { learnSize, once, type FetchedManifest as Manifest, type ServeState } from './state.js';
+import { learnSize, once, type ServedManifest as Manifest, type ServeState } from './state.js';
 import type { TagEntry } from './tags.js';
 
 /** Answers a manifest request. */

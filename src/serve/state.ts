@@ -1,4 +1,5 @@
 /** What the request handlers share: the store, downloads, upstream access, tables and counters. */
+import type { FetchedManifest } from '../registry/index.js';
 import type { BlobStore } from '../store/index.js';
 import type { Fills } from './fill.js';
 import type { LeaseHolder } from './held.js';
@@ -11,12 +12,8 @@ import type { ServeMetrics } from './metrics.js';
 import type { TagTable } from './tags.js';
 import type { UpstreamAccess } from './upstream.js';
 
-/** A manifest as the upstream sent it, verified against its digest. */
-export interface FetchedManifest {
-  readonly bytes: Buffer;
-  readonly mediaType: string;
-  readonly digest: string;
-}
+/** A manifest as the upstream sent it (verified against its digest), or as the store holds it. */
+export type ServedManifest = Pick<FetchedManifest, 'bytes' | 'mediaType' | 'digest'>;
 
 /** Blob sizes learnt from manifests that went through (so a miss knows the size before the upstream says it). */
 export const MAX_KNOWN_SIZES = 200_000;
