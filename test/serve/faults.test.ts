@@ -246,7 +246,17 @@ describe('serve: tags', () => {
     const log: AccessRecord[] = [];
     const { serve } = await serveFresh({ onAccess: (r) => log.push(r) });
     const tag = `${serve.url}/v2/lib/busybox/manifests/1`;
-    const cold = await Promise.all(Array.from({ length: 5 }, () => request(tag)));
+    // the upstream GET is held until every client has been in serve a while: on a fast host the fetch
+    // could otherwise end before the fifth request arrives, which is then rightly a hit
+    let release!: () => void;
+    const reached = new Promise<void>((resolve) => {
+      proxy.add({ method: 'GET', path: '/manifests/1', fault: { kind: 'hold', afterBytes: 0, reached: resolve, release: new Promise<void>((r) => (release = r)) } });
+    });
+    const pending = Array.from({ length: 5 }, () => request(tag));
+    await reached;
+    await new Promise((r) => setTimeout(r, 200));
+    release();
+    const cold = await Promise.all(pending);
     for (const r of cold) assert.equal(r.headers['x-vmimg-cache'], 'miss');
     await Promise.all(cold.map((r) => body(r)));
     await body(await request(tag));
