@@ -12,7 +12,7 @@
  * and what only it kept becomes reclaimable.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rm, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { currentOwner, isOwnerAlive, type Owner } from '../store/owner.js';
 import { waitLock } from '../store/lock.js';
@@ -29,8 +29,16 @@ interface LeaseFile extends Owner {
 
 /** What a running writer keeps from `prune`. Release it when the image is in place (or the run failed). */
 export interface CacheLease {
+  /** The lease's file (`leases/<pid>-<id>.jsonl`). */
+  readonly path: string;
   /** Adds digests (blobs by digest, layers by diff_id, image dirs by config digest) to the lease. */
   add(digests: Iterable<string>): Promise<void>;
+  /**
+   * Takes digests out of the lease (serve's eviction, src/serve/budget.ts): the file is written anew
+   * (a temp file renamed over it), with the owner line and one line of what is left. Call it holding
+   * the GC lock (withGcLock), as every change of a lease is made.
+   */
+  forget(digests: Iterable<string>): Promise<void>;
   release(): Promise<void>;
 }
 
@@ -57,6 +65,8 @@ export async function openLease(cache: CacheLayout, digests: Iterable<string>, s
   /** Bytes of whole lines in the file; past it, what a failed append may have left. */
   let size = 0;
   let torn = false;
+  /** The owner line, as first written (kept by `forget`'s rewrite). */
+  let ownerLine = '';
   const append = async (more: Iterable<string>): Promise<void> => {
     const fresh = [...new Set(more)].filter((d) => !held.has(d));
     if (fresh.length === 0 && fh !== undefined) return;
@@ -67,7 +77,8 @@ export async function openLease(cache: CacheLayout, digests: Iterable<string>, s
         if (fh === undefined) {
           await mkdir(cache.leasesDir, { recursive: true });
           fh = await open(path, 'wx');
-          text = `${JSON.stringify({ ...currentOwner(), created: Date.now() })}\n${text}`;
+          ownerLine = `${JSON.stringify({ ...currentOwner(), created: Date.now() })}\n`;
+          text = `${ownerLine}${text}`;
         }
         if (torn) await fh.truncate(size);
         torn = true;
@@ -88,9 +99,38 @@ export async function openLease(cache: CacheLayout, digests: Iterable<string>, s
     await rm(path, { force: true });
     throw err;
   }
+  const forget = async (gone: Iterable<string>): Promise<void> => {
+    let changed = false;
+    for (const d of gone) if (held.delete(d)) changed = true;
+    if (!changed || fh === undefined) return;
+    const bytes = Buffer.from(`${ownerLine}${held.size > 0 ? `${JSON.stringify([...held])}\n` : ''}`);
+    const tmp = `${path}.tmp`;
+    const out = await open(tmp, 'w');
+    try {
+      await writevAll(out, [bytes], bytes.length, 0);
+      await out.datasync();
+    } finally {
+      await out.close();
+    }
+    // the old file stays whole until the rename: a prune reads the one or the other
+    const next = await open(tmp, 'r+');
+    try {
+      await rename(tmp, path);
+    } catch (err) {
+      await next.close();
+      await rm(tmp, { force: true });
+      throw err;
+    }
+    await fh.close();
+    fh = next;
+    size = bytes.length;
+    torn = false;
+  };
   let released = false;
   return {
+    path,
     add: (more) => append(more),
+    forget,
     release: async () => {
       if (released) return;
       released = true;
@@ -107,8 +147,8 @@ export interface LeaseScan {
   owners: number[];
 }
 
-/** Reads every lease, removing those whose owner is gone. Call it holding the GC lock. */
-export async function scanLeases(cache: CacheLayout): Promise<LeaseScan> {
+/** Reads every lease but the one at `except` (its holder's own), removing those whose owner is gone. Call it holding the GC lock. */
+export async function scanLeases(cache: CacheLayout, except?: string): Promise<LeaseScan> {
   const scan: LeaseScan = { digests: new Set(), owners: [] };
   let names: string[];
   try {
@@ -120,9 +160,10 @@ export async function scanLeases(cache: CacheLayout): Promise<LeaseScan> {
     const path = join(cache.leasesDir, name);
     if (!name.endsWith('.jsonl') && !name.endsWith('.json')) {
       // a lease's temp file, left by a writer killed while writing it (only written under the GC lock we hold)
-      if (name.endsWith('.json.tmp')) await rm(path, { force: true });
+      if (name.endsWith('.json.tmp') || name.endsWith('.jsonl.tmp')) await rm(path, { force: true });
       continue;
     }
+    if (path === except) continue;
     const lease = await readLease(path);
     if (lease === undefined) continue; // vanished: its owner released it
     if (!isOwnerAlive(lease)) {

@@ -227,7 +227,7 @@ function writerPid(name: string): number | undefined {
  * and the manifests and blobs each name's own arrival references (refs.json: a pulled name keeps its
  * gzip blobs after a load of the same image from a tar).
  */
-async function referencedDigests(cache: CacheLayout): Promise<Set<string>> {
+export async function referencedDigests(cache: CacheLayout): Promise<Set<string>> {
   const wanted = new Set<string>();
   for (const entry of Object.values((await readRefs(cache)).refs)) {
     for (const target of entryTargets(entry)) for (const d of arrivalDigests(target.arrival)) wanted.add(d);

@@ -3,7 +3,7 @@
  * answered from it as the bytes arrive (headers as soon as the upstream answered). One `Range` is
  * honoured on both (206, 416 with `Content-Range: bytes *\/SIZE`).
  */
-import { open, readFile } from 'node:fs/promises';
+import { open, readFile, type FileHandle } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { fileSize } from '../store/fs-util.js';
@@ -22,20 +22,27 @@ export async function serveBlob(s: ServeState, res: ServerResponse, t: RouteTarg
   const known = s.sizes.get(digest);
   const kept = s.small.get(digest);
   if (kept !== undefined && (known === undefined || kept.length === known)) return sendKept(s, res, digest, kept, rangeHeader, head);
-  const present = await fileSize(s.store.path(digest));
+  const path = s.store.path(digest);
+  const present = await fileSize(path);
   if (present !== undefined && (known === undefined || present === known)) {
     if (present <= SMALL_BLOB_BYTES) {
-      const bytes = await readStored(s.store.path(digest), present);
+      const bytes = await readStored(path, present);
       if (bytes !== undefined) {
         s.small.put(digest, bytes);
         return sendKept(s, res, digest, bytes, rangeHeader, head);
       }
+    } else {
+      // opened before the answer starts: evicted (budget.ts) or pruned since the stat, it is a miss
+      const fh = await open(path, 'r').catch(() => undefined);
+      if (fh !== undefined) {
+        s.metrics.hits.blob++;
+        s.budget.used(digest, present);
+        res.setHeader('x-vmimg-cache', 'hit');
+        const range = answerHeaders(res, digest, present, rangeHeader);
+        if (range === 'unsatisfiable' || head) return void (await fh.close(), res.end());
+        return sendFile(s, res, path, fh, range ?? { start: 0, end: present - 1 });
+      }
     }
-    s.metrics.hits.blob++;
-    res.setHeader('x-vmimg-cache', 'hit');
-    const range = answerHeaders(res, digest, present, rangeHeader);
-    if (range === 'unsatisfiable' || head) return void res.end();
-    return sendFile(s, res, s.store.path(digest), range ?? { start: 0, end: present - 1 });
   }
   s.metrics.misses.blob++;
   res.setHeader('x-vmimg-cache', 'miss');
@@ -59,6 +66,7 @@ export async function serveBlob(s: ServeState, res: ServerResponse, t: RouteTarg
 /** A hit on a blob kept in memory (small-blobs.ts). */
 function sendKept(s: ServeState, res: ServerResponse, digest: string, bytes: Buffer, rangeHeader: string | undefined, head: boolean): void {
   s.metrics.hits.blob++;
+  s.budget.used(digest, bytes.length);
   res.setHeader('x-vmimg-cache', 'hit');
   const range = answerHeaders(res, digest, bytes.length, rangeHeader);
   if (range === 'unsatisfiable' || head) return void res.end();
@@ -109,9 +117,8 @@ function answerHeaders(res: ServerResponse, digest: string, size: number | undef
   return range;
 }
 
-/** A hit: bytes `range` of the stored blob. */
-async function sendFile(s: ServeState, res: ServerResponse, path: string, range: ByteRange): Promise<void> {
-  const fh = await open(path, 'r');
+/** A hit: bytes `range` of the stored blob at `path`, open as `fh` (closed here). */
+async function sendFile(s: ServeState, res: ServerResponse, path: string, fh: FileHandle, range: ByteRange): Promise<void> {
   try {
     for (let pos = range.start; pos <= range.end; ) {
       const n = await sendFromFile(res, fh, pos, Math.min(CHUNK, range.end + 1 - pos));

@@ -109,11 +109,9 @@ export class BlobFill {
     }
   }
 
-  /**
-   * Runs the download (called once by Fills); `received` counts each chunk's bytes as it is stored,
-   * `small` is given a copy of a blob of at most SMALL_BLOB_BYTES once it is verified and stored.
-   */
-  async run(store: BlobStore, open: FillOpener, signal: AbortSignal, received?: (bytes: number) => void, small?: SmallBlobs): Promise<void> {
+  /** Runs the download (called once by Fills), with the hooks of FillHooks. */
+  async run(store: BlobStore, open: FillOpener, signal: AbortSignal, hooks: FillHooks = {}): Promise<void> {
+    const { received, small, room } = hooks;
     const pool = sharedBlockPool();
     const opener = async (offset: number, s?: AbortSignal): Promise<OpenedRange> => {
       const opened = await open(offset, s);
@@ -121,6 +119,7 @@ export class BlobFill {
       if (this.size === undefined && opened.total !== undefined) {
         this.size = opened.total;
         // the size came with the answer: still refused before a byte is stored or any header sent
+        await room?.(this.size - offset);
         await checkSpace(store.root, `blob ${this.digest}`, this.size - offset).catch((err: unknown) => {
           destroyBody(opened.stream);
           throw err;
@@ -131,7 +130,11 @@ export class BlobFill {
     };
     try {
       // a blob that cannot fit is refused before its first upstream byte
-      if (this.size !== undefined) await checkSpace(store.root, `blob ${this.digest}`, this.size - ((await fileSize(this.partialPath)) ?? 0));
+      if (this.size !== undefined) {
+        const left = this.size - ((await fileSize(this.partialPath)) ?? 0);
+        await room?.(left);
+        await checkSpace(store.root, `blob ${this.digest}`, left);
+      }
       const result = await store.fetchInto({ digest: this.digest, ...(this.size !== undefined ? { size: this.size } : {}) }, opener, {
         signal,
         hashHere: HASH_HERE,
@@ -252,19 +255,28 @@ export class BlobFill {
 }
 
 /** The downloads in flight, by digest. */
+/** What a download tells the server, and asks of it. */
+export interface FillHooks {
+  /** Bytes of a download stored (the upstream-bytes metric, without a stream stage of its own). */
+  readonly received?: (bytes: number) => void;
+  /** Where a blob of at most SMALL_BLOB_BYTES goes once verified and stored (see small-blobs.ts). */
+  readonly small?: SmallBlobs;
+  /** Before a blob's first byte when its size is known: room for its `bytes` left to store (budget.ts). */
+  readonly room?: (bytes: number) => Promise<void>;
+}
+
 export class Fills {
   private readonly running = new Map<string, BlobFill>();
 
   constructor(
     private readonly store: BlobStore,
     private readonly signal: AbortSignal,
-    private readonly hooks: {
+    private readonly hooks: FillHooks & {
+      /** Before a download starts (e.g. a lease, before any byte lands in the cache). */
       started?: (digest: string) => Promise<void>;
       changed?: (inFlight: number) => void;
-      /** Bytes of a download stored (the upstream-bytes metric, without a stream stage of its own). */
-      received?: (bytes: number) => void;
-      /** Where small blobs go once stored (see small-blobs.ts). */
-      small?: SmallBlobs;
+      /** A blob verified and committed to the store. */
+      stored?: (digest: string, size: number) => void;
     } = {},
   ) {}
 
@@ -278,7 +290,8 @@ export class Fills {
     void (async () => {
       try {
         await this.hooks.started?.(digest); // e.g. a lease, before any byte lands in the cache
-        await fill.run(this.store, open, this.signal, this.hooks.received, this.hooks.small);
+        await fill.run(this.store, open, this.signal, this.hooks);
+        this.hooks.stored?.(digest, fill.size!);
       } catch (err) {
         fill.fail(err);
       } finally {
@@ -291,6 +304,11 @@ export class Fills {
 
   get size(): number {
     return this.running.size;
+  }
+
+  /** Whether `digest` is being fetched or committed now. */
+  has(digest: string): boolean {
+    return this.running.has(digest);
   }
 
   /** Resolves once the downloads running now have ended (committed or failed). */

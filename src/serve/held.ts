@@ -39,6 +39,14 @@ export class LeaseHolder {
     return under.size === 0 ? Promise.resolve() : Promise.all(under).then(() => undefined);
   }
 
+  /**
+   * Forgets digests the lease file no longer holds (evicted, budget.ts; the file was rewritten without
+   * them): asked again, they are written again.
+   */
+  forget(digests: Iterable<string>): void {
+    for (const d of digests) this.held.delete(d);
+  }
+
   /** Writes what is queued (nothing when an earlier step took it; that step's caller shares its outcome). */
   private async flush(): Promise<void> {
     if (this.queued.size === 0) return;

@@ -96,7 +96,14 @@ async function kept(s: ServeState, digest: string, mediaType: string | undefined
   if (committing !== undefined) return committing;
   // its commit may end while we look: the store has it then, or `commits` still does
   if (!(await s.store.has(digest))) return s.commits.get(digest);
-  const bytes = await s.store.readBytes(digest, s.maxManifestBytes);
+  let bytes: Buffer;
+  try {
+    bytes = await s.store.readBytes(digest, s.maxManifestBytes);
+  } catch (err) {
+    if (isVmimgError(err) && err.code === ErrorCode.NOT_FOUND) return undefined; // evicted (budget.ts) or pruned since: fetched again
+    throw err;
+  }
+  s.budget.used(digest, bytes.length);
   return { bytes, digest, mediaType: mediaType ?? s.mediaTypes.get(digest) ?? sniffType(bytes) };
 }
 
@@ -128,6 +135,7 @@ function keep(s: ServeState, t: RouteTarget, m: Manifest, head: boolean): Promis
     async () => {
       await s.held.add([m.digest, ...blobs]); // before the store has it: prune must not take it
       await s.store.putBytes(m.bytes, { digest: m.digest, size: m.bytes.length });
+      s.budget.stored(m.digest, m.bytes.length);
     },
     (err) => s.warn(`manifest ${m.digest} of ${t.repository} was served but not stored: ${err instanceof Error ? err.message : String(err)}`),
   );

@@ -1,8 +1,9 @@
 /**
  * Counters for `/metrics` in the Prometheus text format (version 0.0.4): requests by endpoint and
  * status, cache hits and misses, upstream requests and bytes, bytes served, stale answers, warnings,
- * and the downloads in flight.
+ * the downloads in flight, and the disk bound's bytes and evictions.
  */
+import type { BudgetCounts } from './budget.js';
 
 /** The server's counters; plain numbers, read when `/metrics` is asked for. */
 export class ServeMetrics {
@@ -16,6 +17,8 @@ export class ServeMetrics {
   inFlightDownloads = 0;
   /** Things that went wrong without failing an answer (ServeOptions.onWarning). */
   warnings = 0;
+  /** The disk bound's totals (budget.ts), once the server has one. */
+  budget?: BudgetCounts;
   /** Images `--prepare` flattened, and those it failed to. */
   readonly prepared = { ok: 0, failed: 0 };
 
@@ -51,6 +54,11 @@ export class ServeMetrics {
       ['result="ok"', this.prepared.ok],
       ['result="failed"', this.prepared.failed],
     ]);
+    if (this.budget !== undefined) {
+      metric('vmimg_serve_cache_bytes', 'gauge', 'Bytes of the blobs in the cache (what --max-cache-size bounds).', [['', this.budget.bytes]]);
+      metric('vmimg_serve_evicted_total', 'counter', 'Blobs deleted to keep the cache within --max-cache-size and --min-free.', [['', this.budget.evictedBlobs]]);
+      metric('vmimg_serve_evicted_bytes_total', 'counter', 'Bytes of the blobs evicted.', [['', this.budget.evictedBytes]]);
+    }
     return `${lines.join('\n')}\n`;
   }
 }

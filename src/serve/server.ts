@@ -8,6 +8,7 @@
 import { createServer as createHttp, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttps } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCode, VmimgError } from '../errors.js';
 import { CacheLayout } from '../image/cache.js';
@@ -16,6 +17,7 @@ import { isLoopbackHost } from '../reference/index.js';
 import type { RegistryClientOptions } from '../registry/index.js';
 import { BlobStore } from '../store/index.js';
 import { handle, type AccessRecord } from './handler.js';
+import { CacheBudget, DEFAULT_MIN_FREE_FRACTION } from './budget.js';
 import { Fills, HASH_HERE } from './fill.js';
 import { Htpasswd, type LoginLimits } from './htpasswd.js';
 import { LeaseHolder } from './held.js';
@@ -65,6 +67,16 @@ export interface ServeOptions {
   readonly maxConnections?: number;
   /** Largest manifest taken from an upstream (default 4 MiB). */
   readonly maxManifestBytes?: number;
+  /**
+   * Bytes of blobs the cache may hold; past it the least recently served ones that no cached image
+   * needs are deleted (budget.ts). Default: no size bound, only `minFree`.
+   */
+  readonly maxCacheBytes?: number;
+  /**
+   * Free space kept on the cache's file system, in bytes or as `"N%"` of it; below it the least
+   * recently served blobs are deleted, and a miss makes room before its first byte (default `"5%"`; 0: none).
+   */
+  readonly minFree?: number | `${number}%`;
   /** Credentials, network settings and TLS for upstreams (mirrors are ignored: serve is the mirror). */
   readonly registry?: RegistryClientOptions;
   /** One record per answered request. */
@@ -141,9 +153,14 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
   if (!(revalidateTimeoutMs > 0 && revalidateTimeoutMs <= 2 ** 31 - 1)) {
     throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `revalidate timeout must be more than 0 and at most 2147483647 ms, not ${revalidateTimeoutMs}`);
   }
+  if (options.maxCacheBytes !== undefined && !(Number.isSafeInteger(options.maxCacheBytes) && options.maxCacheBytes >= 1)) {
+    throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `the cache's size bound must be a whole number of bytes, not ${options.maxCacheBytes}`);
+  }
+  const minFree = parseMinFree(options.minFree);
   // the server's abort ends a wait for the GC lock (a prune running): shutdown does not wait on a commit for it
   const lease = await openLease(cache, [], abort.signal);
   const held = new LeaseHolder(lease);
+  const commits = new PendingCommits();
   // start the hash pool's worker now, not in the first miss's path, when anything will use it (--prepare's
   // flattening; downloads on a machine with more than 2 cores, see HASH_HERE)
   if (options.prepare === true || !HASH_HERE) void sharedHashPool().digest(Buffer.alloc(0));
@@ -160,19 +177,37 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
   const { mirrors: _ignored, ...clientOptions } = options.registry ?? {};
   const insecure = [...(clientOptions.insecureRegistries ?? []), ...plainHttpHosts(router.upstreams())];
   const small = new SmallBlobs();
+  const fills: Fills = new Fills(store, abort.signal, {
+    small,
+    room: (bytes): Promise<void> => budget.makeRoom(bytes),
+    stored: (digest, size) => budget.stored(digest, size),
+    started: (digest) => held.add([digest]),
+    changed: (n) => {
+      metrics.inFlightDownloads = n;
+    },
+    received: (n) => {
+      metrics.upstreamBytes += n;
+    },
+  });
+  const budget: CacheBudget = new CacheBudget(
+    cache,
+    { ...(options.maxCacheBytes !== undefined ? { maxBytes: options.maxCacheBytes } : {}), minFreeBytes: await minFree.bytes(options.cacheDir) },
+    {
+      lease,
+      busy: (digest): boolean => fills.has(digest) || commits.get(digest) !== undefined,
+      evicted: (digests) => held.forget(digests),
+      warn,
+    },
+    abort.signal,
+  );
+  metrics.budget = budget.counts;
+  // in the background: a large cache takes a stat per blob
+  void budget.load().catch((err: unknown) => warn(`reading the cache's blobs for its bound failed: ${err instanceof Error ? err.message : String(err)}`));
   const state: ServeState = {
     store,
     small,
-    fills: new Fills(store, abort.signal, {
-      small,
-      started: (digest) => held.add([digest]),
-      changed: (n) => {
-        metrics.inFlightDownloads = n;
-      },
-      received: (n) => {
-        metrics.upstreamBytes += n;
-      },
-    }),
+    budget,
+    fills,
     upstream: new UpstreamAccess({ retry: { attempts: 2, baseDelayMs: 200, maxDelayMs: 2000, budgetMs: 15_000 }, ...clientOptions, insecureRegistries: insecure }, metrics, options.directFromBytes),
     metrics,
     tags,
@@ -181,7 +216,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     mediaTypes: new Map(),
     held,
     pending: new Map(),
-    commits: new PendingCommits(),
+    commits,
     warn,
     maxManifestBytes: options.maxManifestBytes ?? MAX_MANIFEST_BYTES,
     ...(auth !== undefined ? { auth } : {}),
@@ -214,12 +249,14 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
       await state.fills.idle();
       await state.prepare?.idle();
       await state.fills.idle(); // what the prepares fetched
+      await budget.idle();
       await tags.flush();
     },
     shutdown: () => (stopping ??= shutdown(server, options.shutdownGraceMs ?? 30_000, async () => {
       abort.abort(new VmimgError(ErrorCode.ABORTED, 'the server is shutting down'));
       await state.commits.idle(); // manifests answered are kept, or a warning says why not (e.g. a prune held the GC lock)
       await state.prepare?.idle();
+      await budget.idle().catch(() => undefined);
       await tags.flush();
       await state.upstream.close();
       await auth?.close();
@@ -235,6 +272,24 @@ async function shutdown(server: Server, graceMs: number, after: () => Promise<vo
   await closed;
   clearTimeout(timer);
   await after();
+}
+
+/** ServeOptions.minFree, checked; its bytes once the cache dir exists (`"N%"` is of its file system's size). */
+function parseMinFree(minFree: ServeOptions['minFree']): { bytes(cacheDir: string): Promise<number> } {
+  const spec = minFree ?? `${DEFAULT_MIN_FREE_FRACTION * 100}%`;
+  if (typeof spec === 'number') {
+    if (!Number.isSafeInteger(spec) || spec < 0) throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `the free space kept must be a whole number of bytes or a percentage, not ${spec}`);
+    return { bytes: async () => spec };
+  }
+  const m = /^(\d+(?:\.\d+)?)%$/.exec(spec.trim());
+  const percent = m === null ? NaN : Number(m[1]);
+  if (!(percent >= 0 && percent < 100)) throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `the free space kept must be a percentage below 100% or a number of bytes, not "${spec}"`);
+  return {
+    bytes: async (cacheDir) => {
+      const st = await statfs(cacheDir);
+      return Math.floor((st.blocks * st.bsize * percent) / 100);
+    },
+  };
 }
 
 /** `HOST:PORT`, `[V6]:PORT` or `:PORT` (loopback). */

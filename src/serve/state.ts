@@ -1,6 +1,7 @@
 /** What the request handlers share: the store, downloads, upstream access, tables and counters. */
 import type { FetchedManifest } from '../registry/index.js';
 import type { BlobStore } from '../store/index.js';
+import type { CacheBudget } from './budget.js';
 import type { Fills } from './fill.js';
 import type { LeaseHolder } from './held.js';
 import type { Htpasswd } from './htpasswd.js';
@@ -21,6 +22,8 @@ export const MAX_KNOWN_SIZES = 200_000;
 export interface ServeState {
   readonly store: BlobStore;
   readonly fills: Fills;
+  /** The cache's disk bound: told of every blob stored and served; evicts the least recently served. */
+  readonly budget: CacheBudget;
   /** Verified small blobs kept in memory: a hit on one reads no file. */
   readonly small: SmallBlobs;
   readonly upstream: UpstreamAccess;

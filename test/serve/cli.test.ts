@@ -127,6 +127,18 @@ describe('vmimg serve: options', () => {
   });
 });
 
+describe('vmimg serve: the disk bound\'s options', () => {
+  it('a bad --max-cache-size or --min-free is one coded line naming the option, before anything starts', async () => {
+    const dir = join(await tmpDir('vmimg-serve-bound-'), 'cache');
+    for (const [flag, value] of [['--max-cache-size', '12Q'], ['--max-cache-size', '0'], ['--min-free', '100%'], ['--min-free', 'much']]) {
+      const r = await expectExit(2, ['serve', '--listen', '127.0.0.1:0', '--upstream', 'http://127.0.0.1:1', '--cache-dir', dir, flag!, value!]);
+      const lines = r.stderr.trim().split('\n');
+      assert.match(lines[0]!, new RegExp(`^vmimg: ERR_(INVALID_ARGUMENT|USAGE): ${flag} must be a size`), r.stderr);
+    }
+    assert.equal(existsSync(dir), false, 'no cache dir made');
+  });
+});
+
 describe('vmimg serve: help', () => {
   it('serve --help does not list --arch or --platform (serve answers any platform); pull --help still does', async () => {
     const serve = await expectExit(0, ['serve', '--help']);

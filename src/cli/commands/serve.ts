@@ -2,6 +2,7 @@ import type { CommandModule } from 'yargs';
 import { startServe, DEFAULT_LISTEN, type PrepareRecord } from '../../serve/index.js';
 import type { GlobalArgs } from '../context.js';
 import { UsageError } from '../exit-codes.js';
+import { parseSize } from '../../layer/limits.js';
 import { run } from './common.js';
 import { warn } from '../resolve-image.js';
 import { ONE_PER_FLAG } from '../usage.js';
@@ -22,6 +23,8 @@ interface Args {
   'max-login-checks'?: number;
   'max-login-queue'?: number;
   prefetch?: number;
+  'max-cache-size'?: string;
+  'min-free'?: string;
 }
 
 export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
@@ -43,6 +46,8 @@ export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       .option('tag-ttl', { type: 'number', describe: 'Seconds a tag is trusted before one HEAD revalidates it (default 300)' })
       .option('max-connections', { type: 'number', describe: 'Client connections at once (default 256; each may hold a 1 MiB buffer)' })
       .option('revalidate-timeout', { type: 'number', describe: 'Seconds revalidating a tag waits for the upstream before the last known digest is served, with a Warning (default 3)' })
+      .option('max-cache-size', { type: 'string', describe: 'Bytes of blobs the cache may hold (e.g. 200G); past it the least recently served go (default: no bound but --min-free)' })
+      .option('min-free', { type: 'string', describe: 'Free space kept on the cache\'s disk, a size or a percentage (default 5%; 0: none); below it the least recently served blobs go' })
       .option('shutdown-grace', { type: 'number', describe: 'Seconds in-flight answers get to finish on SIGTERM (default 30)' })
       .hide('arch') // global options that mean nothing here: serve answers whatever platform a client asks for
       .hide('platform')
@@ -68,6 +73,8 @@ export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
     const maxChecks = whole('max-login-checks', 1);
     const maxQueue = whole('max-login-queue', 0);
     const prefetch = whole('prefetch', 0);
+    const maxCacheBytes = args['max-cache-size'] !== undefined ? parseSize(args['max-cache-size'], '--max-cache-size') : undefined;
+    const minFree = args['min-free'] !== undefined ? minFreeFlag(args['min-free']) : undefined;
     const registry = await ctx.registryOptions();
     const server = await startServe({
       cacheDir: ctx.cache.root,
@@ -82,6 +89,8 @@ export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       ...(grace !== undefined ? { shutdownGraceMs: grace } : {}),
       ...(max !== undefined ? { maxConnections: max } : {}),
       ...(prefetch !== undefined ? { prefetch } : {}),
+      ...(maxCacheBytes !== undefined ? { maxCacheBytes } : {}),
+      ...(minFree !== undefined ? { minFree } : {}),
       loginLimits: { ...(maxChecks !== undefined ? { maxChecks } : {}), ...(maxQueue !== undefined ? { maxQueue } : {}) },
       registry,
       onAccess: (r) => ctx.out(JSON.stringify(r)),
@@ -98,3 +107,13 @@ export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
     if (reason?.details?.signal === 'SIGTERM') process.exit(0);
   }),
 };
+
+/** `--min-free`: a percentage of the cache's disk below 100 (`10%`), a size (`20G`), or 0 for no floor. */
+function minFreeFlag(text: string): number | `${number}%` {
+  const t = text.trim();
+  if (t === '0') return 0;
+  if (!t.endsWith('%')) return parseSize(t, '--min-free');
+  const percent = /^\d+(?:\.\d+)?%$/.test(t) ? Number(t.slice(0, -1)) : NaN;
+  if (!(percent < 100)) throw new UsageError(`--min-free must be a size such as 20G or a percentage below 100%, not "${text}"`);
+  return t as `${number}%`;
+}

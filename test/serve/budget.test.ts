@@ -1,0 +1,182 @@
+/**
+ * serve's disk bound (src/serve/budget.ts), against Debian's docker-registry with an image of three
+ * 1 MiB random layers made by umoci: past `maxCacheBytes` the least recently served blob goes (a hit
+ * makes a blob recent), and the server's lease forgets it, so an evicted blob is fetched, leased and
+ * stored again when next asked; blobs a cached image needs (`vmimg pull` into the same cache) are never
+ * evicted, and a bound they alone pass is one warning; below `minFree` on a small disk (a 4 MiB tmpfs,
+ * so root) a miss makes room before its first byte instead of failing with ENOSPC.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startServe, type RunningServe, type ServeOptions } from '../../src/serve/index.js';
+import { pull } from '../../src/image/pull.js';
+import { parsePlatform } from '../../src/platform/index.js';
+import { buildBusyboxLayout, pushLayout } from '../helpers/busybox.js';
+import { body, request } from '../helpers/http.js';
+import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
+import { run, tmpDir } from '../helpers/tools.js';
+
+let registry: RunningRegistry;
+/** The three random layers (the busybox base layer is never asked for here). */
+let big: { digest: string; size: number }[];
+const MiB = 1 << 20;
+const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+before(async () => {
+  registry = await startRegistry();
+  const image = await buildBusyboxLayout({
+    arch: 'amd64',
+    tag: 'serve-budget',
+    extraLayers: [0, 1, 2].map((i) => ({ files: { [`random${i}.bin`]: randomBytes(MiB) } })),
+  });
+  const digest = await pushLayout(image.ref, registry.host, 'lib/budget:1');
+  const manifest = JSON.parse(readFileSync(join(image.layout, 'blobs', 'sha256', digest.slice(7)), 'utf8')) as { layers: { digest: string; size: number }[] };
+  big = manifest.layers.slice(1);
+  assert.equal(big.length, 3);
+  for (const l of big) assert.ok(l.size > MiB && l.size < MiB + 64 * 1024, `a random layer is ~1 MiB gzipped (${l.size})`);
+});
+
+after(async () => {
+  await registry?.stop();
+});
+
+async function serveWith(options: Partial<ServeOptions> & { cacheDir: string }): Promise<{ serve: RunningServe; warnings: string[] }> {
+  const warnings: string[] = [];
+  const serve = await startServe({ listen: '127.0.0.1:0', upstream: registry.url, shutdownGraceMs: 0, prefetch: 0, onWarning: (m) => warnings.push(m), ...options });
+  return { serve, warnings };
+}
+
+/** GETs a blob through serve and checks its bytes; returns the cache header. */
+async function getBlob(serve: RunningServe, digest: string): Promise<string> {
+  const res = await request(`${serve.url}/v2/lib/budget/blobs/${digest}`);
+  assert.equal(res.statusCode, 200);
+  assert.equal(sha(await body(res)), digest);
+  await serve.idle(); // committed, and any eviction it started has ended
+  return String(res.headers['x-vmimg-cache']);
+}
+
+const stored = (cacheDir: string, digest: string) => existsSync(join(cacheDir, 'blobs', 'sha256', digest.slice(7)));
+/** Every digest the cache's leases name. */
+function leased(cacheDir: string): Set<string> {
+  const all = new Set<string>();
+  for (const name of readdirSync(join(cacheDir, 'leases'))) {
+    const lines = readFileSync(join(cacheDir, 'leases', name), 'utf8').split('\n').slice(1, -1);
+    for (const line of lines) for (const d of JSON.parse(line) as string[]) all.add(d);
+  }
+  return all;
+}
+const metric = async (serve: RunningServe, name: string) =>
+  Number(new RegExp(`^${name} (\\d+)$`, 'm').exec((await body(await request(`${serve.url}/metrics`))).toString())?.[1] ?? NaN);
+
+describe('serve: the cache is bounded on disk', () => {
+  it('past maxCacheBytes the least recently served blob goes and the lease forgets it; asked again, it is fetched, leased and stored again', async () => {
+    const cacheDir = await tmpDir('vmimg-serve-budget-');
+    // room for two of the three layers
+    const { serve, warnings } = await serveWith({ cacheDir, maxCacheBytes: big[0]!.size + big[1]!.size + big[2]!.size / 2, minFree: 0 });
+    try {
+      const [a, b, c] = big as [(typeof big)[0], (typeof big)[0], (typeof big)[0]];
+      assert.equal(await getBlob(serve, a.digest), 'miss');
+      assert.equal(await getBlob(serve, b.digest), 'miss');
+      assert.equal(await getBlob(serve, a.digest), 'hit'); // a is now more recent than b
+      assert.equal(await getBlob(serve, c.digest), 'miss');
+      assert.deepEqual([a, b, c].map((l) => stored(cacheDir, l.digest)), [true, false, true], 'b, the least recently served, went');
+      assert.equal(leased(cacheDir).has(b.digest), false, 'the lease no longer keeps b');
+      assert.ok(leased(cacheDir).has(a.digest) && leased(cacheDir).has(c.digest));
+      assert.equal(await metric(serve, 'vmimg_serve_evicted_total'), 1);
+      assert.equal(await metric(serve, 'vmimg_serve_evicted_bytes_total'), b.size);
+      assert.equal(await metric(serve, 'vmimg_serve_cache_bytes'), a.size + c.size);
+      // b again: a miss, leased before its bytes land, and a (now least recent) goes
+      assert.equal(await getBlob(serve, b.digest), 'miss');
+      assert.deepEqual([a, b, c].map((l) => stored(cacheDir, l.digest)), [false, true, true]);
+      assert.ok(leased(cacheDir).has(b.digest), 'b is leased again');
+      assert.deepEqual(warnings, []);
+    } finally {
+      await serve.shutdown();
+    }
+  });
+
+  it('the order survives a restart: blobs already in the cache are counted, oldest served first out', async () => {
+    const cacheDir = await tmpDir('vmimg-serve-budget-restart-');
+    const first = await serveWith({ cacheDir, minFree: 0 });
+    try {
+      for (const l of big) await getBlob(first.serve, l.digest);
+    } finally {
+      await first.serve.shutdown();
+    }
+    // a bound that holds two: the first stored (oldest mtime and atime) goes once the next one is stored
+    const { serve } = await serveWith({ cacheDir, maxCacheBytes: big[0]!.size + big[1]!.size + big[2]!.size / 2, minFree: 0 });
+    try {
+      await serve.idle();
+      assert.equal(await metric(serve, 'vmimg_serve_cache_bytes') <= big[1]!.size + big[2]!.size + big[0]!.size / 2, true, 'within the bound after the scan');
+      assert.deepEqual(big.map((l) => stored(cacheDir, l.digest)), [false, true, true]);
+    } finally {
+      await serve.shutdown();
+    }
+  });
+
+  it('blobs a cached image needs are never evicted: a bound they alone pass is one warning, and other blobs still go', async () => {
+    const cacheDir = await tmpDir('vmimg-serve-budget-images-');
+    await pull(`${registry.host}/lib/budget:1`, { cacheDir, platform: parsePlatform('amd64') });
+    const { serve, warnings } = await serveWith({ cacheDir, maxCacheBytes: 1, minFree: 0 });
+    try {
+      await serve.idle();
+      for (const l of big) assert.ok(stored(cacheDir, l.digest), 'the pulled image keeps its layers');
+      assert.equal(warnings.length, 1, warnings.join('\n'));
+      assert.match(warnings[0]!, /^the cache holds \d+ bytes of blobs, over its bound of 1: the rest is needed by cached images or running pulls/);
+      assert.equal(await getBlob(serve, big[0]!.digest), 'hit');
+      assert.equal(warnings.length, 1, 'said once');
+    } finally {
+      await serve.shutdown();
+    }
+  });
+
+  it('bad bounds are refused before anything is created', async () => {
+    const cacheDir = join(await tmpDir('vmimg-serve-budget-bad-'), 'cache');
+    for (const bad of [{ maxCacheBytes: 0 }, { maxCacheBytes: 1.5 }, { minFree: -1 }, { minFree: '100%' as const }, { minFree: 'x%' as `${number}%` }]) {
+      await assert.rejects(serveWith({ cacheDir, ...bad }), (err: Error & { code?: string }) => err.code === 'ERR_INVALID_ARGUMENT', JSON.stringify(bad));
+    }
+    assert.equal(existsSync(cacheDir), false);
+  });
+});
+
+describe('serve: the free-space floor on a small disk', () => {
+  let mnt: string | undefined;
+  before(async () => {
+    const dir = join(await tmpDir('vmimg-serve-budget-disk-'), 'small-disk');
+    mkdirSync(dir);
+    await run('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', dir]).catch((err: Error) => {
+      throw new Error(`mounting a 4 MiB tmpfs needs root (run the tests as root, as .ci/run does): ${err.message}`);
+    });
+    mnt = dir;
+  });
+  after(async () => {
+    if (mnt !== undefined) await run('umount', ['--lazy', mnt]);
+  });
+
+  it('a miss that would pass minFree makes room first: the least recently served blob goes, not a 507, and the floor holds', async () => {
+    const cacheDir = join(mnt!, 'cache');
+    rmSync(cacheDir, { recursive: true, force: true });
+    const { serve, warnings } = await serveWith({ cacheDir, minFree: MiB / 2 });
+    const filler = join(mnt!, 'filler');
+    try {
+      const [a, b, c] = big as [(typeof big)[0], (typeof big)[0], (typeof big)[0]];
+      await getBlob(serve, a.digest);
+      await getBlob(serve, b.digest);
+      assert.deepEqual([a, b].map((l) => stored(cacheDir, l.digest)), [true, true]);
+      // another tenant of the disk leaves 0.9 MiB free: above the floor, too little for c (~1 MiB)
+      const free = () => statfsSync(mnt!).bavail * statfsSync(mnt!).bsize;
+      writeFileSync(filler, Buffer.alloc(free() - 0.9 * MiB));
+      assert.ok(free() < c.size);
+      assert.equal(await getBlob(serve, c.digest), 'miss');
+      assert.deepEqual([a, b, c].map((l) => stored(cacheDir, l.digest)), [false, true, true], 'a, the least recently served, went; b was enough');
+      assert.ok(free() >= MiB / 2, `the floor holds: ${free()} bytes free`);
+      assert.deepEqual(warnings, [], 'the floor is kept without a warning');
+    } finally {
+      rmSync(filler, { force: true });
+      await serve.shutdown();
+    }
+  });
+});
