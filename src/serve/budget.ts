@@ -66,6 +66,12 @@ export class CacheBudget {
   /** Set when a run could not get within the bound: no new run before `until` unless the bytes pass `bytes`. */
   private stuck: { until: number; bytes: number } | undefined;
   private loaded: Promise<void> | undefined;
+  /**
+   * The free-space reading under way: every miss and store asks, and the misses of an image come at
+   * once, so they share one statfs (a trip through a thread pool a cold round's fsyncs keep busy).
+   * Never reused once read: a disk others fill changes between two misses.
+   */
+  private reading: Promise<{ free: number; total: number }> | undefined;
 
   constructor(
     private readonly cache: CacheLayout,
@@ -157,7 +163,18 @@ export class CacheBudget {
     return free - extra < minFreeBytes;
   }
 
-  private async space(): Promise<{ free: number; total: number }> {
+  /** The cache's file system's free and total bytes (the reading under way, unless `fresh`). */
+  private space(fresh = false): Promise<{ free: number; total: number }> {
+    if (fresh || this.reading === undefined) {
+      const reading = this.statfs().finally(() => {
+        if (this.reading === reading) this.reading = undefined;
+      });
+      this.reading = reading;
+    }
+    return this.reading;
+  }
+
+  private async statfs(): Promise<{ free: number; total: number }> {
     try {
       const st = await fs.statfs(this.cache.root);
       return { free: st.bavail * st.bsize, total: st.blocks * st.bsize };
@@ -169,7 +186,10 @@ export class CacheBudget {
   /** One eviction at a time; a failure is a warning (the cache is then over its bound until the next). */
   private evict(extra: number): Promise<void> {
     this.running ??= this.evictOnce(extra)
-      .catch((err: unknown) => this.hooks.warn(`evicting blobs to keep the cache within its bound failed: ${err instanceof Error ? err.message : String(err)}`))
+      .catch((err: unknown) => {
+        if (this.signal?.aborted) return; // shutting down: the lock wait was cut, nothing was lost
+        this.hooks.warn(`evicting blobs to keep the cache within its bound failed: ${err instanceof Error ? err.message : String(err)}`);
+      })
       .finally(() => {
         this.running = undefined;
       });
@@ -188,7 +208,7 @@ export class CacheBudget {
       async () => {
         const wanted = await referencedDigests(this.cache);
         const others = await scanLeases(this.cache, this.hooks.lease.path);
-        const space = await this.space();
+        const space = await this.space(true);
         const slack = (bound: number): number => Math.ceil(bound * EVICT_SLACK);
         let bySize = maxBytes === undefined ? 0 : this.counts.bytes + extra - (maxBytes - slack(maxBytes));
         let byFree = minFreeBytes <= 0 ? 0 : minFreeBytes + slack(space.total) - (space.free - extra);
