@@ -50,9 +50,10 @@ async function tagEntry(s: ServeState, res: ServerResponse, t: RouteTarget, tag:
   const key = `${t.upstream.url}/${t.repository}:${tag}`;
   const known = s.tags.get(key);
   if (known !== undefined && s.tags.fresh(known)) return known;
+  if (known !== undefined && s.down.held(t.upstream.url)) return stale(s, res, known);
   res.setHeader('x-vmimg-cache', known === undefined ? 'miss' : 'revalidated');
   try {
-    return await once(s, `tag ${key}`, async () => {
+    const entry = await once(s, `tag ${key}`, async () => {
       if (known !== undefined) {
         // an upstream that hangs is down too: the stale answer after revalidateTimeoutMs, not its idle timeout
         const desc = await s.upstream.resolveTag(t, tag, undefined, s.revalidateTimeoutMs);
@@ -63,13 +64,21 @@ async function tagEntry(s: ServeState, res: ServerResponse, t: RouteTarget, tag:
       await keep(s, t, m, head);
       return s.tags.set(key, { digest: m.digest, mediaType: m.mediaType, size: m.size });
     });
+    s.down.answered(t.upstream.url);
+    return entry;
   } catch (err) {
     if (known === undefined || !upstreamDown(err)) throw err;
-    s.metrics.staleServed++;
-    res.setHeader('warning', '110 vmimg "Response is Stale"');
-    res.setHeader('x-vmimg-cache', 'stale');
-    return known;
+    s.down.failed(t.upstream.url);
+    return stale(s, res, known);
   }
+}
+
+/** A tag's last known entry, served stale (stale-if-error) with a Warning. */
+function stale(s: ServeState, res: ServerResponse, known: TagEntry): TagEntry {
+  s.metrics.staleServed++;
+  res.setHeader('warning', '110 vmimg "Response is Stale"');
+  res.setHeader('x-vmimg-cache', 'stale');
+  return known;
 }
 
 /** The manifest with this digest: from the store (or its commit), else fetched (once), verified and stored. */

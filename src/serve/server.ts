@@ -27,7 +27,7 @@ import { ServeMetrics } from './metrics.js';
 import { SmallBlobs } from './small-blobs.js';
 import { PendingCommits } from './commits.js';
 import { Router, parseUpstream, plainHttpHosts } from './routes.js';
-import type { ServeState } from './state.js';
+import { DownUpstreams, type ServeState } from './state.js';
 import { TagTable } from './tags.js';
 import { loadTlsFiles } from './tls.js';
 import { UpstreamAccess } from './upstream.js';
@@ -61,6 +61,11 @@ export interface ServeOptions {
    * is served with a `Warning` (default 3 s): an upstream that hangs is as down as one that refuses.
    */
   readonly revalidateTimeoutMs?: number;
+  /**
+   * After a revalidation finds an upstream down (it failed or passed `revalidateTimeoutMs`), how long
+   * tags it knows are served stale at once without asking it (default 10 s; 0: every revalidation asks).
+   */
+  readonly downHoldMs?: number;
   /** In-flight answers get this long to finish at shutdown (default 30 s). */
   readonly shutdownGraceMs?: number;
   /** Client connections at once (default 256): each holds up to a 1 MiB read buffer, so memory stays bounded. */
@@ -131,6 +136,8 @@ export const DEFAULT_MAX_CONNECTIONS = 256;
 export const DEFAULT_TAG_TTL_MS = 5 * 60_000;
 /** The default wait for an upstream revalidating a tag before the stale digest is served: 3 s. */
 export const DEFAULT_REVALIDATE_TIMEOUT_MS = 3000;
+/** The default time an upstream found down by a revalidation is left alone: 10 s. */
+export const DEFAULT_DOWN_HOLD_MS = 10_000;
 
 /** Starts the server; ERR_INVALID_ARGUMENT for a bad address, route or an unsafe plain-HTTP listen. */
 export async function startServe(options: ServeOptions): Promise<RunningServe> {
@@ -157,6 +164,8 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `the cache's size bound must be a whole number of bytes, not ${options.maxCacheBytes}`);
   }
   const minFree = parseMinFree(options.minFree);
+  const downHoldMs = options.downHoldMs ?? DEFAULT_DOWN_HOLD_MS;
+  if (!(Number.isSafeInteger(downHoldMs) && downHoldMs >= 0)) throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `the down hold must be a whole number of ms, 0 or more, not ${downHoldMs}`);
   // the server's abort ends a wait for the GC lock (a prune running): shutdown does not wait on a commit for it
   const lease = await openLease(cache, [], abort.signal);
   const held = new LeaseHolder(lease);
@@ -212,6 +221,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     metrics,
     tags,
     revalidateTimeoutMs,
+    down: new DownUpstreams(downHoldMs),
     sizes: new Map(),
     mediaTypes: new Map(),
     held,

@@ -31,6 +31,8 @@ export interface ServeState {
   readonly tags: TagTable;
   /** How long a tag's revalidation waits for the upstream before the stale digest is served (ms). */
   readonly revalidateTimeoutMs: number;
+  /** Upstreams a revalidation found down, left alone for a while: their known tags are served stale at once. */
+  readonly down: DownUpstreams;
   /** digest → size, from descriptors in manifests served (bounded: MAX_KNOWN_SIZES). */
   readonly sizes: Map<string, number>;
   /** manifest digest → media type, as the upstream sent it. */
@@ -51,6 +53,35 @@ export interface ServeState {
   readonly prepare?: Prebaker;
   /** Starts the blobs of image manifests sent to clients ahead of them (absent: `--prefetch 0`). */
   readonly prefetch?: Prefetcher;
+}
+
+/**
+ * Upstreams found down by a tag's revalidation, each until `holdMs` later: meanwhile a tag with a known
+ * digest is served stale at once instead of waiting up to the revalidate timeout again (an outage would
+ * otherwise cost every request of every tag that wait). A tag never seen, a digest and a blob still ask,
+ * having nothing else to answer with; their success ends the hold, as does the first revalidation after it.
+ */
+export class DownUpstreams {
+  private readonly until = new Map<string, number>();
+
+  constructor(readonly holdMs: number, private readonly now: () => number = Date.now) {}
+
+  /** Whether `upstream` (its URL) failed a revalidation less than `holdMs` ago. */
+  held(upstream: string): boolean {
+    const until = this.until.get(upstream);
+    if (until === undefined) return false;
+    if (this.now() < until) return true;
+    this.until.delete(upstream);
+    return false;
+  }
+
+  failed(upstream: string): void {
+    if (this.holdMs > 0) this.until.set(upstream, this.now() + this.holdMs);
+  }
+
+  answered(upstream: string): void {
+    this.until.delete(upstream);
+  }
 }
 
 /** Runs `work` once per `key` at a time; concurrent callers share its promise. */

@@ -45,7 +45,7 @@ after(async () => {
   await registry?.stop();
 });
 
-async function serveFresh(options: { tagTtlMs?: number; revalidateTimeoutMs?: number; upstream?: string; onAccess?: (r: AccessRecord) => void } = {}): Promise<{ serve: RunningServe; cacheDir: string }> {
+async function serveFresh(options: { tagTtlMs?: number; revalidateTimeoutMs?: number; downHoldMs?: number; upstream?: string; onAccess?: (r: AccessRecord) => void } = {}): Promise<{ serve: RunningServe; cacheDir: string }> {
   proxy.clear();
   const cacheDir = await tmpDir('vmimg-serve-faults-');
   // directFromBytes 0: the busybox layer (~1 MB) goes through the direct GET the bench image's big layer takes
@@ -312,5 +312,30 @@ describe('serve: tags', () => {
     assert.equal(stale.headers['docker-content-digest'], manifestDigest);
     assert.match(String(stale.headers.warning), /^110 /);
     assert.equal(stale.headers['x-vmimg-cache'], 'stale');
+  });
+
+  it('an upstream found down is left alone for downHoldMs: its known tags are stale at once, then one request asks again', { timeout: 20_000 }, async () => {
+    const { serve } = await serveFresh({ tagTtlMs: 0, revalidateTimeoutMs: 500, downHoldMs: 1500 });
+    const tag = `${serve.url}/v2/lib/busybox/manifests/1`;
+    assert.equal((await request(tag)).statusCode, 200);
+    proxy.add({ method: 'HEAD', path: '/manifests/1', fault: { kind: 'status', status: 503 } });
+    const heads = () => proxy.requests.filter((r) => r.method === 'HEAD' && r.path.endsWith('/manifests/1')).length;
+    const first = await request(tag);
+    assert.equal(first.headers['x-vmimg-cache'], 'stale');
+    const asked = heads();
+    assert.ok(asked >= 1);
+    // within the hold: stale without a request upstream (without the hold, each waited for 503s and retries)
+    for (let i = 0; i < 3; i++) {
+      const again = await request(tag);
+      assert.equal(again.headers['x-vmimg-cache'], 'stale');
+      assert.equal(again.headers['docker-content-digest'], manifestDigest);
+      assert.match(String(again.headers.warning), /^110 /);
+    }
+    assert.equal(heads(), asked, 'the upstream was not asked during the hold');
+    proxy.clear(); // the upstream is back
+    await new Promise((r) => setTimeout(r, 1600));
+    const back = await request(tag);
+    assert.equal(back.headers['x-vmimg-cache'], 'revalidated');
+    assert.equal(heads(), 1, 'one HEAD once the hold ended');
   });
 });

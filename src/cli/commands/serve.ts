@@ -19,6 +19,7 @@ interface Args {
   'tag-ttl'?: number;
   'shutdown-grace'?: number;
   'revalidate-timeout'?: number;
+  'down-hold'?: number;
   'max-connections'?: number;
   'max-login-checks'?: number;
   'max-login-queue'?: number;
@@ -46,6 +47,7 @@ export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       .option('tag-ttl', { type: 'number', describe: 'Seconds a tag is trusted before one HEAD revalidates it (default 300)' })
       .option('max-connections', { type: 'number', describe: 'Client connections at once (default 256; each may hold a 1 MiB buffer)' })
       .option('revalidate-timeout', { type: 'number', describe: 'Seconds revalidating a tag waits for the upstream before the last known digest is served, with a Warning (default 3)' })
+      .option('down-hold', { type: 'number', describe: 'Seconds an upstream found down by a revalidation is left alone: its known tags are served stale at once (default 10; 0: ask every time)' })
       .option('max-cache-size', { type: 'string', describe: 'Bytes of blobs the cache may hold (e.g. 200G); past it the least recently served go (default: no bound but --min-free)' })
       .option('min-free', { type: 'string', describe: 'Free space kept on the cache\'s disk, a size or a percentage (default 5%; 0: none); below it the least recently served blobs go' })
       .option('shutdown-grace', { type: 'number', describe: 'Seconds in-flight answers get to finish on SIGTERM (default 30)' })
@@ -62,6 +64,7 @@ export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
     };
     const ttl = seconds(args['tag-ttl'], 'tag-ttl');
     const revalidate = seconds(args['revalidate-timeout'], 'revalidate-timeout');
+    const downHold = seconds(args['down-hold'], 'down-hold');
     const grace = seconds(args['shutdown-grace'], 'shutdown-grace');
     const max = args['max-connections'];
     const whole = (name: keyof Args, least: number): number | undefined => {
@@ -86,6 +89,7 @@ export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       ...(args['tls-cert'] !== undefined ? { tls: { cert: args['tls-cert'], key: args['tls-key']! } } : {}),
       ...(ttl !== undefined ? { tagTtlMs: ttl } : {}),
       ...(revalidate !== undefined ? { revalidateTimeoutMs: revalidate } : {}),
+      ...(downHold !== undefined ? { downHoldMs: Math.round(downHold) } : {}),
       ...(grace !== undefined ? { shutdownGraceMs: grace } : {}),
       ...(max !== undefined ? { maxConnections: max } : {}),
       ...(prefetch !== undefined ? { prefetch } : {}),
