@@ -125,7 +125,7 @@ export class CacheBudget {
    * free-space check.
    */
   async makeRoom(bytes: number): Promise<void> {
-    if (!(await this.over(bytes))) return;
+    if (this.stuckNow() || !(await this.over(bytes))) return;
     await this.running;
     if (!(await this.over(bytes))) return;
     // a blob that would not fit with every blob gone is refused as it is: evicting for it frees nothing it can use
@@ -140,6 +140,11 @@ export class CacheBudget {
     await this.running;
   }
 
+  /** True while a run that could not get within the bound is recent and little was stored since. */
+  private stuckNow(): boolean {
+    return this.stuck !== undefined && this.now() < this.stuck.until && this.counts.bytes <= this.stuck.bytes;
+  }
+
   private add(digest: string, size: number): void {
     this.entries.set(digest, { size });
     this.counts.bytes += size;
@@ -147,8 +152,7 @@ export class CacheBudget {
 
   /** Starts an eviction when the bound is passed and none runs. */
   private check(): void {
-    if (this.running !== undefined) return;
-    if (this.stuck !== undefined && this.now() < this.stuck.until && this.counts.bytes <= this.stuck.bytes) return;
+    if (this.running !== undefined || this.stuckNow()) return;
     void this.over(0).then((over) => {
       if (over && this.running === undefined) void this.evict(0);
     });
@@ -218,6 +222,7 @@ export class CacheBudget {
           if (wanted.has(digest) || others.digests.has(digest) || this.hooks.busy(digest)) continue;
           this.entries.delete(digest);
           this.counts.bytes -= e.size;
+          bySize -= e.size; // counted no more, whether its file was still there or not
           gone.push(digest);
           const hex = digest.slice('sha256:'.length);
           // its gzip checkpoints (src/lazy) go with it, as prune takes them
@@ -228,7 +233,6 @@ export class CacheBudget {
           await fs.rm(join(this.cache.blobsDir, hex), { force: true });
           this.counts.evictedBlobs++;
           this.counts.evictedBytes += e.size;
-          bySize -= e.size;
           // the blocks go only when no other link holds them (an export's hard link)
           if (st.nlink <= 1) byFree -= st.blocks * 512;
         }

@@ -98,6 +98,23 @@ describe('serve: the cache is bounded on disk', () => {
     }
   });
 
+  it('a blob that left the cache behind serve\'s back (a prune, a vmimg rm) is counted no more, and nothing else goes for it', async () => {
+    const cacheDir = await tmpDir('vmimg-serve-budget-gone-');
+    const { serve } = await serveWith({ cacheDir, maxCacheBytes: big[0]!.size + big[1]!.size + big[2]!.size / 2, minFree: 0 });
+    try {
+      const [a, b, c] = big as [(typeof big)[0], (typeof big)[0], (typeof big)[0]];
+      await getBlob(serve, a.digest);
+      await getBlob(serve, b.digest);
+      rmSync(join(cacheDir, 'blobs', 'sha256', a.digest.slice(7)));
+      await getBlob(serve, c.digest);
+      assert.deepEqual([b, c].map((l) => stored(cacheDir, l.digest)), [true, true], 'b stays: a\'s bytes were already gone');
+      assert.equal(await metric(serve, 'vmimg_serve_evicted_total'), 0);
+      assert.equal(await metric(serve, 'vmimg_serve_cache_bytes'), b.size + c.size);
+    } finally {
+      await serve.shutdown();
+    }
+  });
+
   it('the order survives a restart: blobs already in the cache are counted, oldest served first out', async () => {
     const cacheDir = await tmpDir('vmimg-serve-budget-restart-');
     const first = await serveWith({ cacheDir, minFree: 0 });
