@@ -112,7 +112,9 @@ describe('prune and running pulls (C08)', () => {
     const cache = await tmpDir('vmimg-cache-writers-');
     const pull = await heldPull(cache, 'x:b');
     const partial = join(cache, 'partial', baseBlob.slice(7));
-    while (((await stat(partial).catch(() => undefined))?.size ?? 0) < 65_536) {
+    // the conversion opens its temp files beside the download, not before it: wait for both
+    const temps = async () => (await readdir(join(cache, 'layers', 'sha256')).catch(() => [] as string[])).filter((n) => n.startsWith('.tmp-'));
+    while (((await stat(partial).catch(() => undefined))?.size ?? 0) < 65_536 || (await temps()).length === 0) {
       assert.equal(pull.child.exitCode, null, 'the pull is still running');
       await new Promise((r) => setTimeout(r, 20));
     }

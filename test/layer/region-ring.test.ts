@@ -113,14 +113,17 @@ test('an abort mid-read rejects with ERR_ABORTED and leaves the region file clos
     flattenLayer(regionStream(region), { dir, signal: controller.signal, onRead: (n) => n >= 8 * MIB && controller.abort() }),
     (e: unknown) => isVmimgError(e, 'ERR_ABORTED'),
   );
-  await new Promise((resolve) => setTimeout(resolve, 200)); // a read in flight settles, then the handle closes
-  const open = readdirSync('/proc/self/fd').flatMap((fd) => {
-    try {
-      return [readlinkSync(`/proc/self/fd/${fd}`)];
-    } catch {
-      return [];
-    }
-  });
-  assert.deepEqual(open.filter((p) => p === region.path), [], 'no descriptor of the region file stays open');
+  const regionFds = (): string[] =>
+    readdirSync('/proc/self/fd').flatMap((fd) => {
+      try {
+        const p = readlinkSync(`/proc/self/fd/${fd}`);
+        return p === region.path ? [p] : [];
+      } catch {
+        return [];
+      }
+    });
+  // a read in flight settles, then the handle closes: polled (a loaded host may take longer than a fixed wait), 10 s at most
+  for (const deadline = Date.now() + 10_000; regionFds().length > 0 && Date.now() < deadline; ) await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.deepEqual(regionFds(), [], 'no descriptor of the region file stays open');
   assert.deepEqual(readdirSync(dir).filter((n) => /\.(idx|contents)$/.test(n)), [], 'nothing flattened is left');
 });

@@ -117,7 +117,10 @@ describe('fault injection between client and real registry', () => {
     proxy.add({ path: blobPath(), fault: { kind: 'stall', afterBytes: cut }, times: 1 });
     const bytes = await downloadBlob(client({ idleTimeoutMs: 300 }), repo(), layer);
     assert.equal(sha256(bytes), layer.digest);
-    assert.equal(proxy.requests.at(-1)!.range, `bytes=${cut}-`);
+    // resumed where the bytes stopped: at the cut, or (a test process held up 300 ms before reading
+    // what had arrived, which the idle timeout rightly counts) somewhere before it
+    const from = Number(/^bytes=(\d+)-$/.exec(proxy.requests.at(-1)!.range ?? '')?.[1]);
+    assert.ok(from > 0 && from <= cut, `resumed from ${from}, the stall at ${cut}`);
   });
 
   test('a manifest body cut off once is fetched again', async () => {

@@ -9,7 +9,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statfsSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startServe, type RunningServe, type ServeOptions } from '../../src/serve/index.js';
 import { pull } from '../../src/image/pull.js';
@@ -115,7 +115,7 @@ describe('serve: the cache is bounded on disk', () => {
     }
   });
 
-  it('the order survives a restart: blobs already in the cache are counted, oldest served first out', async () => {
+  it('the order survives a restart: blobs already in the cache are counted, least recently read (atime) or stored (mtime) first out', async () => {
     const cacheDir = await tmpDir('vmimg-serve-budget-restart-');
     const first = await serveWith({ cacheDir, minFree: 0 });
     try {
@@ -123,12 +123,17 @@ describe('serve: the cache is bounded on disk', () => {
     } finally {
       await first.serve.shutdown();
     }
-    // a bound that holds two: the first stored (oldest mtime and atime) goes once the next one is stored
+    // the files' times, set apart (file times here move in 4 ms steps): the first stored was read a
+    // second ago (atime), so the second, untouched for 4 s, is the least recently used
+    const now = Date.now() / 1000;
+    const times: [number, number][] = [[now - 1, now - 5], [now - 4, now - 4], [now - 2, now - 2]]; // [atime, mtime]
+    big.forEach((l, i) => utimesSync(join(cacheDir, 'blobs', 'sha256', l.digest.slice(7)), ...times[i]!));
+    // a bound that holds two of the three: the scan at start finds it passed
     const { serve } = await serveWith({ cacheDir, maxCacheBytes: big[0]!.size + big[1]!.size + big[2]!.size / 2, minFree: 0 });
     try {
       await serve.idle();
-      assert.equal(await metric(serve, 'vmimg_serve_cache_bytes') <= big[1]!.size + big[2]!.size + big[0]!.size / 2, true, 'within the bound after the scan');
-      assert.deepEqual(big.map((l) => stored(cacheDir, l.digest)), [false, true, true]);
+      assert.equal(await metric(serve, 'vmimg_serve_cache_bytes'), big[0]!.size + big[2]!.size, 'within the bound after the scan');
+      assert.deepEqual(big.map((l) => stored(cacheDir, l.digest)), [true, false, true]);
     } finally {
       await serve.shutdown();
     }
