@@ -2,9 +2,11 @@
  * serve's disk bound (src/serve/budget.ts), against Debian's docker-registry with an image of three
  * 1 MiB random layers made by umoci: past `maxCacheBytes` the least recently served blob goes (a hit
  * makes a blob recent), and the server's lease forgets it, so an evicted blob is fetched, leased and
- * stored again when next asked; blobs a cached image needs (`vmimg pull` into the same cache) are never
- * evicted, and a bound they alone pass is one warning; below `minFree` on a small disk (a 4 MiB tmpfs,
- * so root) a miss makes room before its first byte instead of failing with ENOSPC.
+ * stored again when next asked; a blob gone behind serve's back is counted no more, with nothing else
+ * evicted for it; after a restart the files' atime or mtime orders them; blobs a cached image needs
+ * (`vmimg pull` into the same cache) are never evicted, and a bound they alone pass is one warning;
+ * below `minFree` on a small disk (a 4 MiB tmpfs, so root) a miss makes room before its first byte
+ * instead of failing with ENOSPC.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
