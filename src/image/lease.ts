@@ -100,31 +100,34 @@ export async function openLease(cache: CacheLayout, digests: Iterable<string>, s
     throw err;
   }
   const forget = async (gone: Iterable<string>): Promise<void> => {
-    let changed = false;
-    for (const d of gone) if (held.delete(d)) changed = true;
-    if (!changed || fh === undefined) return;
-    const bytes = Buffer.from(`${ownerLine}${held.size > 0 ? `${JSON.stringify([...held])}\n` : ''}`);
+    // out of `held` at once: an `add` of one of them from now on writes it again (after this rewrite,
+    // as both take the GC lock); if the rewrite fails they are back, as the file still names them
+    const dropped = [...gone].filter((d) => held.delete(d));
+    if (dropped.length === 0 || fh === undefined) return;
     const tmp = `${path}.tmp`;
-    const out = await open(tmp, 'w');
+    let next: FileHandle | undefined;
     try {
-      await writevAll(out, [bytes], bytes.length, 0);
-      await out.datasync();
-    } finally {
-      await out.close();
-    }
-    // the old file stays whole until the rename: a prune reads the one or the other
-    const next = await open(tmp, 'r+');
-    try {
+      const bytes = Buffer.from(`${ownerLine}${held.size > 0 ? `${JSON.stringify([...held])}\n` : ''}`);
+      const out = await open(tmp, 'w');
+      try {
+        await writevAll(out, [bytes], bytes.length, 0);
+        await out.datasync();
+      } finally {
+        await out.close();
+      }
+      // the old file stays whole until the rename: a prune reads the one or the other
+      next = await open(tmp, 'r+');
       await rename(tmp, path);
+      await fh.close();
+      fh = next;
+      size = bytes.length;
+      torn = false;
     } catch (err) {
-      await next.close();
+      await next?.close();
       await rm(tmp, { force: true });
+      for (const d of dropped) held.add(d);
       throw err;
     }
-    await fh.close();
-    fh = next;
-    size = bytes.length;
-    torn = false;
   };
   let released = false;
   return {

@@ -17,8 +17,8 @@ import { sharedBlockPool } from '../util/block-pool.js';
 import type { ServeState } from './state.js';
 import type { RouteTarget } from './routes.js';
 
-/** Answers a blob request (`head`: headers only). */
-export async function serveBlob(s: ServeState, res: ServerResponse, t: RouteTarget, digest: string, rangeHeader: string | undefined, head: boolean): Promise<void> {
+/** Answers a blob request (`head`: headers only; `again`: a second look, after its download's files went). */
+export async function serveBlob(s: ServeState, res: ServerResponse, t: RouteTarget, digest: string, rangeHeader: string | undefined, head: boolean, again = false): Promise<void> {
   const known = s.sizes.get(digest);
   const kept = s.small.get(digest);
   if (kept !== undefined && (known === undefined || kept.length === known)) return sendKept(s, res, digest, kept, rangeHeader, head);
@@ -44,23 +44,43 @@ export async function serveBlob(s: ServeState, res: ServerResponse, t: RouteTarg
       }
     }
   }
-  s.metrics.misses.blob++;
+  if (!again) s.metrics.misses.blob++;
   res.setHeader('x-vmimg-cache', 'miss');
-  const fill = joinFill(s, t, digest, known);
+  s.budget.pin(digest); // the answer reads the download's files: not evicted until it ends
   try {
-    await fill.started;
-  } catch (err) {
-    throw toServeError(err, 'BLOB_UNKNOWN');
+    const fill = joinFill(s, t, digest, known);
+    try {
+      await fill.started;
+    } catch (err) {
+      throw toServeError(err, 'BLOB_UNKNOWN');
+    }
+    if (head) {
+      answerHeaders(res, digest, fill.size, fill.size === undefined ? undefined : rangeHeader);
+      return void res.end();
+    }
+    // opened before the headers: a download that ended and whose blob went since (an eviction that
+    // chose it before this answer pinned it, a prune) is looked at once more, as a new request
+    let fh: FileHandle;
+    try {
+      fh = await fill.openFile();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || again) throw err;
+      return await serveBlob(s, res, t, digest, rangeHeader, head, true);
+    }
+    if (fill.size === undefined) {
+      // The upstream sent no length: the whole blob, chunked, ended once verified.
+      answerHeaders(res, digest, undefined, undefined);
+      return await sendFromFill(s, res, fill, fh, 0, undefined);
+    }
+    const range = answerHeaders(res, digest, fill.size, rangeHeader);
+    if (range === 'unsatisfiable' || fill.size === 0) {
+      await fh.close();
+      return void res.end();
+    }
+    return await sendFromFill(s, res, fill, fh, range?.start ?? 0, range?.end ?? fill.size - 1);
+  } finally {
+    s.budget.unpin(digest);
   }
-  if (fill.size === undefined) {
-    // The upstream sent no length: the whole blob, chunked, ended once verified.
-    answerHeaders(res, digest, undefined, undefined);
-    if (head) return void res.end();
-    return sendFromFill(s, res, fill, 0, undefined);
-  }
-  const range = answerHeaders(res, digest, fill.size, rangeHeader);
-  if (range === 'unsatisfiable' || head || fill.size === 0) return void res.end();
-  return sendFromFill(s, res, fill, range?.start ?? 0, range?.end ?? fill.size - 1);
 }
 
 /** A hit on a blob kept in memory (small-blobs.ts). */
@@ -138,10 +158,10 @@ async function sendFile(s: ServeState, res: ServerResponse, path: string, fh: Fi
 /**
  * Bytes `start`..`end` (inclusive; `undefined`: to the end, whatever it is) from a running download.
  * The answer's last byte (a range's too) waits for the blob's verification, so a client never sees a
- * clean end of a bad blob; on a failed verification its connection is cut.
+ * clean end of a bad blob; on a failed verification its connection is cut. `fh` is the download's
+ * file, open (closed here).
  */
-async function sendFromFill(s: ServeState, res: ServerResponse, fill: BlobFill, start: number, end: number | undefined): Promise<void> {
-  const fh = await fill.openFile();
+async function sendFromFill(s: ServeState, res: ServerResponse, fill: BlobFill, fh: FileHandle, start: number, end: number | undefined): Promise<void> {
   // one 'close' listener for the whole answer: a wait ends at the fill's next change or the client leaving
   let wake: (() => void) | undefined;
   const onClose = (): void => wake?.();

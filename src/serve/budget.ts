@@ -3,13 +3,16 @@
  * disk use is theirs to grow until the disk is full and every miss is a 507. The bound is nginx's
  * proxy_cache's (`max_size`, `min_free`): once the blobs in the cache pass `maxBytes`, or the cache's
  * file system has less than `minFreeBytes` free, the least recently served blobs are deleted until both
- * are back within the bound with SLACK to spare (so one more commit does not start another eviction).
- * A miss whose size is known makes room for itself before its first byte (`makeRoom`).
+ * are back within the bound with EVICT_SLACK to spare (so one more store does not start another round).
+ * A download whose size is known reserves its bytes and makes room before its first byte (`makeRoom`),
+ * so concurrent misses do not each count the same free space; a manifest makes room before its commit.
+ * The free-space floor is also checked every CHECK_EVERY_MS, for a disk that others fill.
  *
  * Never evicted, as `prune` keeps them (src/image/prune.ts): a blob a cached image needs (`vmimg pull`,
- * `load`, `--prepare`), one another running writer's lease names, and one being fetched or committed.
- * Eviction runs under the cache's GC lock, as prune does; the server's lease forgets what went, so a
- * later miss of it leases it again before its first byte.
+ * `load`, `--prepare`), one another running writer's lease names, one being fetched or committed, and
+ * one an answer is reading from a download that just ended (`pin`). Eviction runs under the cache's GC
+ * lock, as prune does: it picks what goes, takes it out of the server's lease (so a miss of it from
+ * then on leases it again, and that lease write waits for the lock), then deletes the files.
  *
  * Recency is kept in memory (each store and hit); across restarts it is the blob file's atime (relatime
  * updates it on a read at most daily), or its mtime when later.
@@ -19,13 +22,18 @@ import { join } from 'node:path';
 import type { CacheLayout } from '../image/cache.js';
 import { scanLeases, withGcLock, type CacheLease } from '../image/lease.js';
 import { referencedDigests } from '../image/prune.js';
+import { createLimiter, settleAll } from '../util/limiter.js';
 
 /** Eviction goes this fraction of the bound (the size bound, or the file system's size) past it. */
 export const EVICT_SLACK = 0.02;
 /** The default free-space floor: this fraction of the cache's file system. */
 export const DEFAULT_MIN_FREE_FRACTION = 0.05;
-/** After an eviction that could not get within the bound, the next waits this long (ms) unless a new blob is stored past SLACK. */
+/** How often the free-space floor is checked besides each store (ms): a disk others fill. */
+const CHECK_EVERY_MS = 5_000;
+/** After an eviction that could not get within the bound, the next waits this long (ms) unless a new blob is stored past the slack. */
 const STUCK_RETRY_MS = 30_000;
+/** Files deleted at once by one eviction (they are unlinks through the thread pool, under the GC lock). */
+const DELETE_CONCURRENCY = 16;
 
 /** The bound (ServeOptions.maxCacheBytes / minFree). */
 export interface BudgetLimits {
@@ -37,41 +45,51 @@ export interface BudgetLimits {
 
 /** What the budget needs of the server. */
 export interface BudgetHooks {
-  /** The server's own lease: what goes is forgotten from it. */
+  /** The server's own lease: what goes is taken out of it. */
   readonly lease: CacheLease;
   /** A digest being fetched or committed now: never evicted. */
   readonly busy: (digest: string) => boolean;
-  /** Called after digests were evicted (e.g. to forget them from the lease holder's memory). */
-  readonly evicted?: (digests: string[]) => void;
+  /** Called with the digests chosen to go, before their files are deleted (e.g. to forget them from the lease holder's memory). */
+  readonly evicting?: (digests: string[]) => void;
   readonly warn: (message: string) => void;
 }
 
 /** Totals for `/metrics`. */
 export interface BudgetCounts {
-  /** Bytes of the blobs the budget counts. */
+  /** Bytes of the blobs the budget counts (0 until the scan at start has ended). */
   bytes: number;
   evictedBlobs: number;
   evictedBytes: number;
 }
 
-interface Entry {
-  size: number;
+interface Space {
+  free: number;
+  total: number;
 }
 
 /** The blobs in the cache by digest, least recently used first (a Map keeps insertion order). */
 export class CacheBudget {
-  private entries = new Map<string, Entry>();
+  /** digest → size, least recently used first. */
+  private entries = new Map<string, number>();
   readonly counts: BudgetCounts = { bytes: 0, evictedBlobs: 0, evictedBytes: 0 };
+  /** Bytes downloads in flight reserved (makeRoom), by digest: not in the store yet, but soon. */
+  private readonly reserved = new Map<string, number>();
+  private reservedBytes = 0;
+  /** Answers reading a blob from its (ended) download, by digest. */
+  private readonly pins = new Map<string, number>();
   private running: Promise<void> | undefined;
   /** Set when a run could not get within the bound: no new run before `until` unless the bytes pass `bytes`. */
   private stuck: { until: number; bytes: number } | undefined;
+  /** The size bound is passed by what no eviction may take (cached images, other writers): said once until it is not. */
+  private overByKept = false;
   private loaded: Promise<void> | undefined;
+  private timer: NodeJS.Timeout | undefined;
   /**
-   * The free-space reading under way: every miss and store asks, and the misses of an image come at
-   * once, so they share one statfs (a trip through a thread pool a cold round's fsyncs keep busy).
-   * Never reused once read: a disk others fill changes between two misses.
+   * The free-space reading under way: the misses of an image come at once, so they share one statfs
+   * (a trip through a thread pool a cold round's fsyncs keep busy). Never reused once read: a disk
+   * others fill changes between two misses.
    */
-  private reading: Promise<{ free: number; total: number }> | undefined;
+  private reading: Promise<Space> | undefined;
 
   constructor(
     private readonly cache: CacheLayout,
@@ -81,60 +99,97 @@ export class CacheBudget {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Reads the blobs already in the cache (sizes, and atime or mtime for their order); then checks the bound. */
-  load(): Promise<void> {
+  /**
+   * Reads the blobs already in the cache (sizes, and atime or mtime for their order), then checks the
+   * bound, and from then on checks the free-space floor every CHECK_EVERY_MS until `stop`.
+   */
+  start(): Promise<void> {
     this.loaded ??= (async () => {
-      const found: [string, Entry, number][] = [];
+      const found: [string, number, number][] = [];
       for (const name of await fs.readdir(this.cache.blobsDir).catch(() => [] as string[])) {
         if (!/^[0-9a-f]{64}$/.test(name)) continue;
         const st = await fs.stat(join(this.cache.blobsDir, name)).catch(() => undefined);
-        if (st?.isFile()) found.push([`sha256:${name}`, { size: st.size }, Math.max(st.atimeMs, st.mtimeMs)]);
+        if (st?.isFile()) found.push([`sha256:${name}`, st.size, Math.max(st.atimeMs, st.mtimeMs)]);
       }
       found.sort((a, b) => a[2] - b[2]);
       // stores and hits during the scan are more recent than anything it found
       const during = this.entries;
       this.entries = new Map();
       this.counts.bytes = 0;
-      for (const [d, e] of found) if (!during.has(d)) this.add(d, e.size);
-      for (const [d, e] of during) this.add(d, e.size);
+      for (const [d, size] of found) if (!during.has(d)) this.add(d, size);
+      for (const [d, size] of during) this.add(d, size);
       this.check();
+      if (this.limits.minFreeBytes > 0 && !this.signal?.aborted) {
+        this.timer = setInterval(() => this.check(), CHECK_EVERY_MS);
+        this.timer.unref();
+      }
     })();
     return this.loaded;
   }
 
-  /** A blob stored in the cache (`size` bytes): the most recently used; may start an eviction. */
+  /** Stops the periodic check (shutdown). */
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  /** A blob stored in the cache (`size` bytes): the most recently used; its reservation ends; may start an eviction. */
   stored(digest: string, size: number): void {
+    this.release(digest);
     this.used(digest, size);
     this.check();
   }
 
   /** A blob of `size` bytes served from the cache: the most recently used. */
   used(digest: string, size: number): void {
-    const e = this.entries.get(digest);
-    if (e !== undefined) {
+    if (!Number.isSafeInteger(size) || size < 0) return;
+    const known = this.entries.get(digest);
+    if (known !== undefined) {
       this.entries.delete(digest);
-      this.entries.set(digest, e);
+      this.entries.set(digest, known);
       return;
     }
     this.add(digest, size);
   }
 
   /**
-   * Makes room for `bytes` about to be stored: when they would pass the bound, evicts first (waiting
-   * for an eviction already running). Never fails: a blob that still does not fit meets the store's own
-   * free-space check.
+   * Reserves `bytes` for `digest`'s download (until `stored` or `release`) and, when they would pass
+   * the bound, evicts first (waiting for an eviction already running). Never fails: a blob that still
+   * does not fit meets the store's own free-space check.
    */
-  async makeRoom(bytes: number): Promise<void> {
-    if (this.stuckNow() || !(await this.over(bytes))) return;
+  async makeRoom(digest: string, bytes: number): Promise<void> {
+    this.release(digest);
+    if (!Number.isSafeInteger(bytes) || bytes <= 0) return;
+    this.reserved.set(digest, bytes);
+    this.reservedBytes += bytes;
+    if (this.stuckNow() || !(await this.over(0))) return;
     await this.running;
-    if (!(await this.over(bytes))) return;
-    // a blob that would not fit with every blob gone is refused as it is: evicting for it frees nothing it can use
+    if (!(await this.over(0))) return;
+    // evicting frees nothing this blob can use when it would not fit with every blob gone
     const { free } = await this.space();
     if (bytes > free + this.counts.bytes) return;
-    await this.evict(bytes);
+    await this.evict();
   }
 
-  /** Resolves once the eviction running now (if any) ended. */
+  /** Ends `digest`'s reservation (its download failed, or was stored). */
+  release(digest: string): void {
+    const bytes = this.reserved.get(digest);
+    if (bytes === undefined) return;
+    this.reserved.delete(digest);
+    this.reservedBytes -= bytes;
+  }
+
+  /** An answer reads `digest` from its download's files: not evicted until `unpin`. */
+  pin(digest: string): void {
+    this.pins.set(digest, (this.pins.get(digest) ?? 0) + 1);
+  }
+
+  unpin(digest: string): void {
+    const n = (this.pins.get(digest) ?? 1) - 1;
+    if (n <= 0) this.pins.delete(digest);
+    else this.pins.set(digest, n);
+  }
+
+  /** Resolves once the scan at start and the eviction running now (if any) ended. */
   async idle(): Promise<void> {
     await this.loaded;
     await this.running;
@@ -146,31 +201,34 @@ export class CacheBudget {
   }
 
   private add(digest: string, size: number): void {
-    this.entries.set(digest, { size });
+    this.entries.set(digest, size);
     this.counts.bytes += size;
   }
 
   /** Starts an eviction when the bound is passed and none runs. */
   private check(): void {
     if (this.running !== undefined || this.stuckNow()) return;
-    void this.over(0).then((over) => {
-      if (over && this.running === undefined) void this.evict(0);
-    });
+    void this.over(0).then(
+      (over) => {
+        if (over && this.running === undefined) void this.evict();
+      },
+      () => undefined,
+    );
   }
 
-  /** Whether `extra` more bytes would pass the size bound or the free-space floor. */
+  /** Whether the blobs, the reservations and `extra` pass the size bound or the free-space floor. */
   private async over(extra: number): Promise<boolean> {
     const { maxBytes, minFreeBytes } = this.limits;
-    if (maxBytes !== undefined && this.counts.bytes + extra > maxBytes) return true;
+    if (maxBytes !== undefined && this.counts.bytes + this.reservedBytes + extra > maxBytes) return true;
     if (minFreeBytes <= 0) return false;
     const { free } = await this.space();
-    return free - extra < minFreeBytes;
+    return free - this.reservedBytes - extra < minFreeBytes;
   }
 
   /** The cache's file system's free and total bytes (the reading under way, unless `fresh`). */
-  private space(fresh = false): Promise<{ free: number; total: number }> {
+  private space(fresh = false): Promise<Space> {
     if (fresh || this.reading === undefined) {
-      const reading = this.statfs().finally(() => {
+      const reading: Promise<Space> = this.statfs().finally(() => {
         if (this.reading === reading) this.reading = undefined;
       });
       this.reading = reading;
@@ -178,7 +236,7 @@ export class CacheBudget {
     return this.reading;
   }
 
-  private async statfs(): Promise<{ free: number; total: number }> {
+  private async statfs(): Promise<Space> {
     try {
       const st = await fs.statfs(this.cache.root);
       return { free: st.bavail * st.bsize, total: st.blocks * st.bsize };
@@ -188,8 +246,8 @@ export class CacheBudget {
   }
 
   /** One eviction at a time; a failure is a warning (the cache is then over its bound until the next). */
-  private evict(extra: number): Promise<void> {
-    this.running ??= this.evictOnce(extra)
+  private evict(): Promise<void> {
+    this.running ??= this.evictOnce()
       .catch((err: unknown) => {
         if (this.signal?.aborted) return; // shutting down: the lock wait was cut, nothing was lost
         this.hooks.warn(`evicting blobs to keep the cache within its bound failed: ${err instanceof Error ? err.message : String(err)}`);
@@ -200,11 +258,12 @@ export class CacheBudget {
     return this.running;
   }
 
-  private async evictOnce(extra: number): Promise<void> {
+  private async evictOnce(): Promise<void> {
     const { maxBytes, minFreeBytes } = this.limits;
-    if (![...this.entries.keys()].some((d) => !this.hooks.busy(d))) {
-      // nothing it could take (a disk filled by others): no lock taken, no run until STUCK_RETRY_MS
-      this.stuck = { until: this.now() + STUCK_RETRY_MS, bytes: this.counts.bytes };
+    const { busy } = this.hooks;
+    const movable = (d: string): boolean => !busy(d) && !this.pins.has(d) && !this.reserved.has(d);
+    if (![...this.entries.keys()].some(movable)) {
+      // nothing it could take now: no lock taken, and the next store or check tries again
       return;
     }
     await withGcLock(
@@ -214,39 +273,61 @@ export class CacheBudget {
         const others = await scanLeases(this.cache, this.hooks.lease.path);
         const space = await this.space(true);
         const slack = (bound: number): number => Math.ceil(bound * EVICT_SLACK);
-        let bySize = maxBytes === undefined ? 0 : this.counts.bytes + extra - (maxBytes - slack(maxBytes));
-        let byFree = minFreeBytes <= 0 ? 0 : minFreeBytes + slack(space.total) - (space.free - extra);
-        const gone: string[] = [];
-        for (const [digest, e] of this.entries) {
+        let bySize = maxBytes === undefined ? 0 : this.counts.bytes + this.reservedBytes - (maxBytes - slack(maxBytes));
+        let byFree = minFreeBytes <= 0 ? 0 : minFreeBytes + slack(space.total) - (space.free - this.reservedBytes);
+        // chosen with no await between the checks and the lease: a miss from then on leases the blob
+        // again, and that write waits for this lock, so it lands after the files are gone
+        const gone: [string, number][] = [];
+        let kept = 0;
+        let skipped = false;
+        for (const [digest, size] of this.entries) {
           if (bySize <= 0 && byFree <= 0) break;
-          if (wanted.has(digest) || others.digests.has(digest) || this.hooks.busy(digest)) continue;
-          this.entries.delete(digest);
-          this.counts.bytes -= e.size;
-          bySize -= e.size; // counted no more, whether its file was still there or not
-          gone.push(digest);
-          const hex = digest.slice('sha256:'.length);
-          // its gzip checkpoints (src/lazy) go with it, as prune takes them
-          await fs.rm(join(this.cache.checkpointsDir, `${hex}.zran`), { force: true });
-          await fs.rm(join(this.cache.checkpointsDir, `${hex}.gzpart`), { force: true });
-          const st = await fs.lstat(join(this.cache.blobsDir, hex)).catch(() => undefined);
-          if (st === undefined) continue; // gone already (a prune, a `vmimg rm`): nothing freed
-          await fs.rm(join(this.cache.blobsDir, hex), { force: true });
-          this.counts.evictedBlobs++;
-          this.counts.evictedBytes += e.size;
-          // the blocks go only when no other link holds them (an export's hard link)
-          if (st.nlink <= 1) byFree -= st.blocks * 512;
+          if (wanted.has(digest) || others.digests.has(digest)) {
+            kept += size;
+            continue;
+          }
+          if (!movable(digest)) {
+            skipped = true;
+            continue;
+          }
+          gone.push([digest, size]);
+          bySize -= size;
+          byFree -= size;
         }
         if (gone.length > 0) {
-          await this.hooks.lease.forget(gone);
-          this.hooks.evicted?.(gone);
-        }
-        if (bySize > 0 || byFree > 0) {
-          // the size bound is the operator's promise; the free-space floor is serve's courtesy to a disk others fill too
-          if (this.stuck === undefined && bySize > 0) {
-            this.hooks.warn(`the cache holds ${this.counts.bytes} bytes of blobs, over its bound of ${maxBytes}: the rest is needed by cached images or running pulls (vmimg rm, then vmimg prune, frees them)`);
+          const digests = gone.map(([d]) => d);
+          this.hooks.evicting?.(digests);
+          // a failed rewrite leaves the lease naming them (it takes them back), and their files stay
+          await this.hooks.lease.forget(digests);
+          for (const [d, size] of gone) {
+            if (this.entries.delete(d)) this.counts.bytes -= size;
           }
-          this.stuck = { until: this.now() + STUCK_RETRY_MS, bytes: this.counts.bytes + slack(maxBytes ?? space.total) };
-        } else this.stuck = undefined;
+          const limit = createLimiter(DELETE_CONCURRENCY);
+          // every delete ends before the lock goes (settleAll), a failed one too
+          await settleAll(gone.map(([digest, size]) => limit(async () => {
+            const hex = digest.slice('sha256:'.length);
+            // its gzip checkpoints (src/lazy) go with it, as prune takes them
+            await fs.rm(join(this.cache.checkpointsDir, `${hex}.zran`), { force: true });
+            await fs.rm(join(this.cache.checkpointsDir, `${hex}.gzpart`), { force: true });
+            try {
+              await fs.unlink(join(this.cache.blobsDir, hex));
+            } catch (err) {
+              if ((err as NodeJS.ErrnoException).code === 'ENOENT') return; // gone already (a prune, a `vmimg rm`): nothing freed
+              throw err;
+            }
+            this.counts.evictedBlobs++;
+            this.counts.evictedBytes += size;
+          })));
+        }
+        // what was left over: blocked for good by images and other writers' leases (said once), or for
+        // now by downloads and answers in flight (the next store or check tries again)
+        const blockedByKept = maxBytes !== undefined && kept > maxBytes - slack(maxBytes);
+        if (blockedByKept && !this.overByKept) {
+          this.hooks.warn(`blobs that cached images or running pulls need take ${kept} bytes, over the cache's bound of ${maxBytes} (vmimg rm, then vmimg prune, frees them)`);
+        }
+        this.overByKept = blockedByKept;
+        const short = bySize > 0 || byFree > 0;
+        this.stuck = short && !skipped ? { until: this.now() + STUCK_RETRY_MS, bytes: this.counts.bytes + slack(maxBytes ?? space.total) } : undefined;
       },
       this.signal,
     );

@@ -15,6 +15,7 @@
  * is verified (hashed whole; the fsync and rename that commit it come after): a blob failing its digest
  * is never committed, and its clients' connections are cut instead of ending cleanly.
  */
+import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
@@ -62,7 +63,8 @@ export class BlobFill {
   error: unknown;
   /** Resolves once the upstream answered (headers can go out), or the blob turned out complete. */
   readonly started: Promise<void>;
-  readonly partialPath: string;
+  /** Where the bytes are written: `partial/<hex>`, or a file of its own when another process holds that (whenLocked). */
+  partialPath: string;
   readonly finalPath: string;
   private markStarted!: () => void;
   private failStart!: (err: unknown) => void;
@@ -119,7 +121,7 @@ export class BlobFill {
       if (this.size === undefined && opened.total !== undefined) {
         this.size = opened.total;
         // the size came with the answer: still refused before a byte is stored or any header sent
-        await room?.(this.size - offset);
+        await room?.(this.digest, this.size - offset);
         await checkSpace(store.root, `blob ${this.digest}`, this.size - offset).catch((err: unknown) => {
           destroyBody(opened.stream);
           throw err;
@@ -132,7 +134,7 @@ export class BlobFill {
       // a blob that cannot fit is refused before its first upstream byte
       if (this.size !== undefined) {
         const left = this.size - ((await fileSize(this.partialPath)) ?? 0);
-        await room?.(left);
+        await room?.(this.digest, left);
         await checkSpace(store.root, `blob ${this.digest}`, left);
       }
       const result = await store.fetchInto({ digest: this.digest, ...(this.size !== undefined ? { size: this.size } : {}) }, opener, {
@@ -142,6 +144,11 @@ export class BlobFill {
         onData: (chunk, offset) => {
           received?.(chunk.length);
           this.progress(chunk, offset);
+        },
+        // a `vmimg pull` from this server into its cache holds the partial's lock while it waits for us
+        whenLocked: () => {
+          this.partialPath = join(store.root, 'tmp', `${digestHex(this.digest)}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
+          return this.partialPath;
         },
         // answers end once the bytes are verified, not after the fsync and rename that commit them
         onVerified: () => {
@@ -262,7 +269,7 @@ export interface FillHooks {
   /** Where a blob of at most SMALL_BLOB_BYTES goes once verified and stored (see small-blobs.ts). */
   readonly small?: SmallBlobs;
   /** Before a blob's first byte when its size is known: room for its `bytes` left to store (budget.ts). */
-  readonly room?: (bytes: number) => Promise<void>;
+  readonly room?: (digest: string, bytes: number) => Promise<void>;
 }
 
 export class Fills {
@@ -277,6 +284,8 @@ export class Fills {
       changed?: (inFlight: number) => void;
       /** A blob verified and committed to the store. */
       stored?: (digest: string, size: number) => void;
+      /** A download ended, stored or not (after `stored`). */
+      ended?: (digest: string) => void;
     } = {},
   ) {}
 
@@ -291,10 +300,11 @@ export class Fills {
       try {
         await this.hooks.started?.(digest); // e.g. a lease, before any byte lands in the cache
         await fill.run(this.store, open, this.signal, this.hooks);
-        this.hooks.stored?.(digest, fill.size!);
+        if (fill.state === 'done') this.hooks.stored?.(digest, fill.size!); // run ends a failed download without throwing
       } catch (err) {
         fill.fail(err);
       } finally {
+        this.hooks.ended?.(digest);
         this.running.delete(digest);
         this.hooks.changed?.(this.running.size);
       }

@@ -143,7 +143,12 @@ function keep(s: ServeState, t: RouteTarget, m: Manifest, head: boolean): Promis
     m,
     async () => {
       await s.held.add([m.digest, ...blobs]); // before the store has it: prune must not take it
-      await s.store.putBytes(m.bytes, { digest: m.digest, size: m.bytes.length });
+      await s.budget.makeRoom(m.digest, m.bytes.length);
+      try {
+        await s.store.putBytes(m.bytes, { digest: m.digest, size: m.bytes.length });
+      } finally {
+        s.budget.release(m.digest);
+      }
       s.budget.stored(m.digest, m.bytes.length);
     },
     (err) => s.warn(`manifest ${m.digest} of ${t.repository} was served but not stored: ${err instanceof Error ? err.message : String(err)}`),

@@ -188,8 +188,9 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
   const small = new SmallBlobs();
   const fills: Fills = new Fills(store, abort.signal, {
     small,
-    room: (bytes): Promise<void> => budget.makeRoom(bytes),
+    room: (digest, bytes): Promise<void> => budget.makeRoom(digest, bytes),
     stored: (digest, size) => budget.stored(digest, size),
+    ended: (digest) => budget.release(digest),
     started: (digest) => held.add([digest]),
     changed: (n) => {
       metrics.inFlightDownloads = n;
@@ -204,14 +205,14 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     {
       lease,
       busy: (digest): boolean => fills.has(digest) || commits.get(digest) !== undefined,
-      evicted: (digests) => held.forget(digests),
+      evicting: (digests) => held.forget(digests),
       warn,
     },
     abort.signal,
   );
   metrics.budget = budget.counts;
   // in the background: a large cache takes a stat per blob
-  void budget.load().catch((err: unknown) => warn(`reading the cache's blobs for its bound failed: ${err instanceof Error ? err.message : String(err)}`));
+  void budget.start().catch((err: unknown) => warn(`reading the cache's blobs for its bound failed: ${err instanceof Error ? err.message : String(err)}`));
   const state: ServeState = {
     store,
     small,
@@ -266,6 +267,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
       abort.abort(new VmimgError(ErrorCode.ABORTED, 'the server is shutting down'));
       await state.commits.idle(); // manifests answered are kept, or a warning says why not (e.g. a prune held the GC lock)
       await state.prepare?.idle();
+      budget.stop();
       await budget.idle().catch(() => undefined);
       await tags.flush();
       await state.upstream.close();

@@ -224,6 +224,15 @@ export class BlobStore {
           await lock.release();
         }
       }
+      const own = opts.whenLocked?.(partialPath);
+      if (own !== undefined) {
+        try {
+          return await download({ digest, partialPath: own, finalPath, what, ...(desc.size !== undefined ? { size: desc.size } : {}) }, open, opts);
+        } catch (err) {
+          await fs.rm(own, { force: true });
+          throw err;
+        }
+      }
       // Someone else is downloading: show their progress and wait for the blob (or the lock) to go.
       const partial = await fileSize(partialPath);
       if (partial !== undefined) opts.onProgress?.(partial);

@@ -52,6 +52,14 @@ export interface FetchOptions {
    */
   onVerified?: () => void;
   /**
+   * Another process holds the partial download's lock (BlobStore.fetchInto): return a path for this
+   * fetch to download into on its own (no lock, not resumable by others, renamed into place at the end;
+   * removed if the fetch fails), or undefined to wait for that process, as by default. serve takes its
+   * own file: the other process may be a `vmimg pull` fetching that very blob *from serve*, into the same
+   * cache, and waiting would hold both forever.
+   */
+  whenLocked?: (partialPath: string) => string | undefined;
+  /**
    * Hash on this thread (node:crypto) rather than in the hash pool: for a process whose main thread has
    * time to spare (serve), where the pool's copy into shared memory and its messages cost more than the hash.
    */

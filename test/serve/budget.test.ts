@@ -20,6 +20,8 @@ import { buildBusyboxLayout, pushLayout } from '../helpers/busybox.js';
 import { body, request } from '../helpers/http.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { run, tmpDir } from '../helpers/tools.js';
+import { vmimg } from '../cli/run.js';
+import type { ChildProcess } from 'node:child_process';
 
 let registry: RunningRegistry;
 /** The three random layers (the busybox base layer is never asked for here). */
@@ -117,6 +119,45 @@ describe('serve: the cache is bounded on disk', () => {
     }
   });
 
+  it('a download that fails counts nothing: a 404, and blobs of known size whose upstream fetch fails', async () => {
+    const cacheDir = await tmpDir('vmimg-serve-budget-fail-');
+    const { serve } = await serveWith({ cacheDir, maxCacheBytes: big[0]!.size + big[1]!.size + big[2]!.size / 2, minFree: 0 });
+    try {
+      const unknown = `sha256:${'0'.repeat(63)}1`;
+      assert.equal((await request(`${serve.url}/v2/lib/budget/blobs/${unknown}`).then(async (r) => (await body(r), r.statusCode))), 404);
+      await serve.idle();
+      assert.equal(await metric(serve, 'vmimg_serve_cache_bytes'), 0, 'not NaN: a bound that compares with NaN is off');
+      const m = await request(`${serve.url}/v2/lib/budget/manifests/1`, { accept: 'application/vnd.oci.image.manifest.v1+json' });
+      const manifest = await body(m);
+      await serve.idle();
+      // the manifest told their sizes; a repository the upstream does not have fails each fetch
+      for (const l of big) assert.equal((await request(`${serve.url}/v2/lib/nothere/blobs/${l.digest}`).then(async (r) => (await body(r), r.statusCode))), 404);
+      await serve.idle();
+      assert.equal(await metric(serve, 'vmimg_serve_cache_bytes'), manifest.length, 'only the manifest is counted');
+      assert.equal(await metric(serve, 'vmimg_serve_evicted_total'), 0);
+      assert.ok(stored(cacheDir, String(m.headers['docker-content-digest'])), 'the manifest stays');
+    } finally {
+      await serve.shutdown();
+    }
+  });
+
+  it('vmimg pull from serve into serve\'s own cache completes: serve does not wait for the partial lock the pull holds while it waits for serve', { timeout: 120_000 }, async () => {
+    const cacheDir = await tmpDir('vmimg-serve-budget-self-');
+    const { serve } = await serveWith({ cacheDir, minFree: 0 });
+    try {
+      let child: ChildProcess | undefined;
+      const killer = setTimeout(() => child?.kill('SIGKILL'), 90_000); // a hang fails, it does not hold the suite
+      const r = await vmimg(['pull', '--cache-dir', cacheDir, '--arch', 'amd64', `${serve.host}/lib/budget:1`], { onSpawn: (c) => (child = c) });
+      clearTimeout(killer);
+      assert.equal(r.code, 0, `${r.signal ?? ''} ${r.stderr}`);
+      for (const l of big) assert.ok(stored(cacheDir, l.digest));
+      await serve.idle();
+      assert.deepEqual(readdirSync(join(cacheDir, 'tmp')).filter((n) => n.includes('.tmp-')), [], 'serve\'s own download files were renamed into place');
+    } finally {
+      await serve.shutdown();
+    }
+  });
+
   it('the order survives a restart: blobs already in the cache are counted, least recently read (atime) or stored (mtime) first out', async () => {
     const cacheDir = await tmpDir('vmimg-serve-budget-restart-');
     const first = await serveWith({ cacheDir, minFree: 0 });
@@ -149,7 +190,7 @@ describe('serve: the cache is bounded on disk', () => {
       await serve.idle();
       for (const l of big) assert.ok(stored(cacheDir, l.digest), 'the pulled image keeps its layers');
       assert.equal(warnings.length, 1, warnings.join('\n'));
-      assert.match(warnings[0]!, /^the cache holds \d+ bytes of blobs, over its bound of 1: the rest is needed by cached images or running pulls/);
+      assert.match(warnings[0]!, /^blobs that cached images or running pulls need take \d+ bytes, over the cache's bound of 1 \(vmimg rm, then vmimg prune, frees them\)$/);
       assert.equal(await getBlob(serve, big[0]!.digest), 'hit');
       assert.equal(warnings.length, 1, 'said once');
     } finally {
@@ -178,6 +219,53 @@ describe('serve: the free-space floor on a small disk', () => {
   });
   after(async () => {
     if (mnt !== undefined) await run('umount', ['--lazy', mnt]);
+  });
+
+  it('concurrent misses reserve their bytes: two that fit only together with the floor make room for both, none cut by ENOSPC', async () => {
+    const cacheDir = join(mnt!, 'cache');
+    rmSync(cacheDir, { recursive: true, force: true });
+    const { serve, warnings } = await serveWith({ cacheDir, minFree: Math.round(0.3 * MiB) });
+    const filler = join(mnt!, 'filler');
+    try {
+      const [a, b, c] = big as [(typeof big)[0], (typeof big)[0], (typeof big)[0]];
+      await getBlob(serve, a.digest);
+      // room for one more blob and the floor, not two: each miss alone sees room, together they do not
+      const free = () => statfsSync(mnt!).bavail * statfsSync(mnt!).bsize;
+      writeFileSync(filler, Buffer.alloc(free() - (b.size + 0.3 * MiB + 0.5 * MiB)));
+      const answers = await Promise.all([b, c].map(async (l) => {
+        const res = await request(`${serve.url}/v2/lib/budget/blobs/${l.digest}`);
+        return { status: res.statusCode, digest: sha(await body(res).catch(() => Buffer.alloc(0))) };
+      }));
+      assert.deepEqual(answers, [b, c].map((l) => ({ status: 200, digest: l.digest })));
+      await serve.idle();
+      assert.deepEqual([a, b, c].map((l) => stored(cacheDir, l.digest)), [false, true, true], 'a went for them');
+      assert.deepEqual(warnings, []);
+    } finally {
+      rmSync(filler, { force: true });
+      await serve.shutdown();
+    }
+  });
+
+  it('a disk others fill is noticed without a request: below the floor the least recently served blob goes within seconds', { timeout: 30_000 }, async () => {
+    const cacheDir = join(mnt!, 'cache');
+    rmSync(cacheDir, { recursive: true, force: true });
+    const { serve, warnings } = await serveWith({ cacheDir, minFree: MiB / 2 });
+    const filler = join(mnt!, 'filler');
+    try {
+      const [a, b] = big as [(typeof big)[0], (typeof big)[0]];
+      await getBlob(serve, a.digest);
+      await getBlob(serve, b.digest);
+      const free = () => statfsSync(mnt!).bavail * statfsSync(mnt!).bsize;
+      writeFileSync(filler, Buffer.alloc(free() - MiB / 4)); // a quarter MiB left: under the floor
+      for (const deadline = Date.now() + 20_000; (await metric(serve, 'vmimg_serve_evicted_total')) === 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 200));
+      await serve.idle();
+      assert.deepEqual([a, b].map((l) => stored(cacheDir, l.digest)), [false, true], 'a, the least recently served, went');
+      assert.ok(free() >= MiB / 2, `the floor holds again: ${free()} bytes free`);
+      assert.deepEqual(warnings, []);
+    } finally {
+      rmSync(filler, { force: true });
+      await serve.shutdown();
+    }
   });
 
   it('a miss that would pass minFree makes room first: the least recently served blob goes, not a 507, and the floor holds', async () => {

@@ -115,9 +115,16 @@ export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
 /** `--min-free`: a percentage of the cache's disk below 100 (`10%`), a size (`20G`), or 0 for no floor. */
 function minFreeFlag(text: string): number | `${number}%` {
   const t = text.trim();
-  if (t === '0') return 0;
-  if (!t.endsWith('%')) return parseSize(t, '--min-free');
+  const bad = (): UsageError => new UsageError(`--min-free must be a size such as 20G, a percentage below 100% such as 10%, or 0, not "${text}"`);
+  if (/^0*(?:\.0*)?\s*[kmgtpe]?i?b?$/i.test(t) && /0/.test(t)) return 0; // 0, 00, 0G: no floor
+  if (!t.endsWith('%')) {
+    try {
+      return parseSize(t, '--min-free');
+    } catch {
+      throw bad();
+    }
+  }
   const percent = /^\d+(?:\.\d+)?%$/.test(t) ? Number(t.slice(0, -1)) : NaN;
-  if (!(percent < 100)) throw new UsageError(`--min-free must be a size such as 20G or a percentage below 100%, not "${text}"`);
+  if (!(percent < 100)) throw bad();
   return t as `${number}%`;
 }
