@@ -261,7 +261,6 @@ export class BlobFill {
   }
 }
 
-/** The downloads in flight, by digest. */
 /** What a download tells the server, and asks of it. */
 export interface FillHooks {
   /** Bytes of a download stored (the upstream-bytes metric, without a stream stage of its own). */
@@ -272,6 +271,7 @@ export interface FillHooks {
   readonly room?: (digest: string, bytes: number) => Promise<void>;
 }
 
+/** The downloads in flight, by digest. */
 export class Fills {
   private readonly running = new Map<string, BlobFill>();
 
