@@ -22,6 +22,7 @@ import { join } from 'node:path';
 import type { CacheLayout } from '../image/cache.js';
 import { scanLeases, withGcLock, type CacheLease } from '../image/lease.js';
 import { referencedDigests } from '../image/prune.js';
+import { storageErrno } from './storage.js';
 import { createLimiter, settleAll } from '../util/limiter.js';
 
 /** Eviction goes this fraction of the bound (the size bound, or the file system's size) past it. */
@@ -34,6 +35,15 @@ const CHECK_EVERY_MS = 5_000;
 const STUCK_RETRY_MS = 30_000;
 /** Files deleted at once by one eviction (they are unlinks through the thread pool, under the GC lock). */
 const DELETE_CONCURRENCY = 16;
+/**
+ * Bytes of the reserve file (`serve/space-reserve`) kept so that eviction can run on a disk others
+ * filled to the last block: it writes before it deletes (the GC lock's owner, the lease rewritten without
+ * the victims), and on ENOSPC the reserve is deleted and the eviction tried once more. Made again once
+ * there is room. 1 MiB (or 1/64 of a smaller file system) holds the lock and a lease of ~14,000 digests.
+ */
+export const SPACE_RESERVE_BYTES = 1 << 20;
+/** Evictions run back to back at most this many times for one miss whose room the first did not make (space freed only when open files close). */
+const ROOM_ROUNDS = 3;
 
 /** The bound (ServeOptions.maxCacheBytes / minFree). */
 export interface BudgetLimits {
@@ -84,6 +94,8 @@ export class CacheBudget {
   private overByKept = false;
   private loaded: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** A blob was stored while an eviction ran (its check was skipped): checked again when the run ends. */
+  private storedDuringRun = false;
   /**
    * The free-space reading under way: the misses of an image come at once, so they share one statfs
    * (a trip through a thread pool a cold round's fsyncs keep busy). Never reused once read: a disk
@@ -118,6 +130,7 @@ export class CacheBudget {
       this.counts.bytes = 0;
       for (const [d, size] of found) if (!during.has(d)) this.add(d, size);
       for (const [d, size] of during) this.add(d, size);
+      await this.keepReserve();
       this.check();
       if (this.limits.minFreeBytes > 0 && !this.signal?.aborted) {
         this.timer = setInterval(() => this.check(), CHECK_EVERY_MS);
@@ -136,6 +149,7 @@ export class CacheBudget {
   stored(digest: string, size: number): void {
     this.release(digest);
     this.used(digest, size);
+    if (this.running !== undefined) this.storedDuringRun = true;
     this.check();
   }
 
@@ -163,11 +177,15 @@ export class CacheBudget {
     this.reservedBytes += bytes;
     if (this.stuckNow() || !(await this.over(0))) return;
     await this.running;
-    if (!(await this.over(0))) return;
-    // evicting frees nothing this blob can use when it would not fit with every blob gone
-    const { free } = await this.space();
-    if (bytes > free + this.counts.bytes) return;
-    await this.evict();
+    // space frees only once no answer has an evicted file open: a round may free less than it chose
+    for (let round = 0; round < ROOM_ROUNDS && (await this.over(0)); round++) {
+      // evicting frees nothing this blob can use when it would not fit with every blob gone
+      const { free } = await this.space();
+      if (bytes > free + this.counts.bytes || this.stuckNow()) return;
+      const before = this.counts.evictedBlobs;
+      await this.evict();
+      if (this.counts.evictedBlobs === before) return; // nothing could go
+    }
   }
 
   /** Ends `digest`'s reservation (its download failed, or was stored). */
@@ -245,17 +263,60 @@ export class CacheBudget {
     }
   }
 
-  /** One eviction at a time; a failure is a warning (the cache is then over its bound until the next). */
+  /**
+   * One eviction at a time; on a disk too full for its own writes the reserve goes and it is tried once
+   * more; another failure is a warning (the cache is then over its bound until the next).
+   */
   private evict(): Promise<void> {
     this.running ??= this.evictOnce()
-      .catch((err: unknown) => {
-        if (this.signal?.aborted) return; // shutting down: the lock wait was cut, nothing was lost
-        this.hooks.warn(`evicting blobs to keep the cache within its bound failed: ${err instanceof Error ? err.message : String(err)}`);
+      .catch(async (err: unknown) => {
+        if (storageErrno(err) === undefined || !(await this.dropReserve())) throw err;
+        await this.evictOnce();
       })
+      .then(
+        () => this.keepReserve(),
+        (err: unknown) => {
+          if (this.signal?.aborted) return; // shutting down: the lock wait was cut, nothing was lost
+          this.hooks.warn(`evicting blobs to keep the cache within its bound failed: ${err instanceof Error ? err.message : String(err)}`);
+        },
+      )
       .finally(() => {
         this.running = undefined;
+        // a store during the run skipped its check
+        if (this.storedDuringRun) {
+          this.storedDuringRun = false;
+          this.check();
+        }
       });
     return this.running;
+  }
+
+  private get reservePath(): string {
+    return join(this.cache.root, 'serve', 'space-reserve');
+  }
+
+  /** Makes the reserve file when missing and there is room for it above the floor (best effort). */
+  private async keepReserve(): Promise<void> {
+    try {
+      if ((await fs.stat(this.reservePath).catch(() => undefined)) !== undefined) return;
+      const { free, total } = await this.space();
+      const bytes = Math.min(SPACE_RESERVE_BYTES, Math.floor(total / 64));
+      if (bytes <= 0 || free - bytes < this.limits.minFreeBytes) return;
+      await fs.mkdir(join(this.cache.root, 'serve'), { recursive: true });
+      await fs.writeFile(this.reservePath, Buffer.alloc(bytes));
+    } catch {
+      await fs.rm(this.reservePath, { force: true }).catch(() => undefined); // a short one holds nothing anyone can count on
+    }
+  }
+
+  /** Deletes the reserve file; false when there was none. */
+  private async dropReserve(): Promise<boolean> {
+    try {
+      await fs.unlink(this.reservePath);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   private async evictOnce(): Promise<void> {
@@ -326,8 +387,9 @@ export class CacheBudget {
           this.hooks.warn(`blobs that cached images or running pulls need take ${kept} bytes, over the cache's bound of ${maxBytes} (vmimg rm, then vmimg prune, frees them)`);
         }
         this.overByKept = blockedByKept;
+        // short because of downloads in flight (skipped, or their reservations counted) is for now only
         const short = bySize > 0 || byFree > 0;
-        this.stuck = short && !skipped ? { until: this.now() + STUCK_RETRY_MS, bytes: this.counts.bytes + slack(maxBytes ?? space.total) } : undefined;
+        this.stuck = short && !skipped && this.reservedBytes === 0 ? { until: this.now() + STUCK_RETRY_MS, bytes: this.counts.bytes + slack(maxBytes ?? space.total) } : undefined;
       },
       this.signal,
     );

@@ -133,9 +133,9 @@ export class BlobFill {
     try {
       // a blob that cannot fit is refused before its first upstream byte
       if (this.size !== undefined) {
-        const left = this.size - ((await fileSize(this.partialPath)) ?? 0);
-        await room?.(this.digest, left);
-        await checkSpace(store.root, `blob ${this.digest}`, left);
+        // the whole size is reserved: another process's partial may hold the resumed bytes (whenLocked)
+        await room?.(this.digest, this.size);
+        await checkSpace(store.root, `blob ${this.digest}`, this.size - ((await fileSize(this.partialPath)) ?? 0));
       }
       const result = await store.fetchInto({ digest: this.digest, ...(this.size !== undefined ? { size: this.size } : {}) }, opener, {
         signal,

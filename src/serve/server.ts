@@ -5,6 +5,7 @@
  * in-flight answers finish within a grace period, then aborts the downloads (their partial files stay
  * and resume on the next start).
  */
+import { setMaxListeners } from 'node:events';
 import { createServer as createHttp, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttps } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -153,6 +154,8 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
   const cache = new CacheLayout(options.cacheDir);
   const metrics = new ServeMetrics();
   const abort = new AbortController();
+  // every download and lock wait listens to it, and takes its listener off when done: many at once is no leak
+  setMaxListeners(0, abort.signal);
   const prefetch = options.prefetch ?? DEFAULT_PREFETCH;
   if (!Number.isInteger(prefetch) || prefetch < 0) throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `prefetch must be a whole number of downloads (0: none), not ${prefetch}`);
   const revalidateTimeoutMs = options.revalidateTimeoutMs ?? DEFAULT_REVALIDATE_TIMEOUT_MS;

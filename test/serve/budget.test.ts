@@ -268,6 +268,29 @@ describe('serve: the free-space floor on a small disk', () => {
     }
   });
 
+  it('a disk others filled to the last block: the space reserve lets the eviction take its lock and rewrite its lease', { timeout: 30_000 }, async () => {
+    const cacheDir = join(mnt!, 'cache');
+    rmSync(cacheDir, { recursive: true, force: true });
+    const { serve, warnings } = await serveWith({ cacheDir, minFree: MiB / 2 });
+    const filler = join(mnt!, 'filler');
+    try {
+      const [a, b] = big as [(typeof big)[0], (typeof big)[0]];
+      await getBlob(serve, a.digest);
+      await getBlob(serve, b.digest);
+      assert.ok(existsSync(join(cacheDir, 'serve', 'space-reserve')), 'the reserve is made at start');
+      const free = () => statfsSync(mnt!).bavail * statfsSync(mnt!).bsize;
+      writeFileSync(filler, Buffer.alloc(free()));
+      assert.equal(free(), 0);
+      for (const deadline = Date.now() + 20_000; (await metric(serve, 'vmimg_serve_evicted_total')) === 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 200));
+      await serve.idle();
+      assert.deepEqual([a, b].map((l) => stored(cacheDir, l.digest)), [false, true], 'a went');
+      assert.deepEqual(warnings, []);
+    } finally {
+      rmSync(filler, { force: true });
+      await serve.shutdown();
+    }
+  });
+
   it('a miss that would pass minFree makes room first: the least recently served blob goes, not a 507, and the floor holds', async () => {
     const cacheDir = join(mnt!, 'cache');
     rmSync(cacheDir, { recursive: true, force: true });
