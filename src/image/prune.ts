@@ -159,6 +159,12 @@ class Sweep {
   async partials(dir: string, leased: Set<string>, drop: boolean): Promise<void> {
     for (const name of await names(dir)) {
       const path = join(dir, name);
+      if (name.endsWith('.lock.break')) {
+        // a lock's break guard (store/lock.ts) left by a process that exited holding it: held for milliseconds
+        const st = await lstatOrUndefined(path);
+        if (st !== undefined && Date.now() - st.mtimeMs > PARTIAL_LOCK_STALE_MS) await rm(path, { force: true });
+        continue;
+      }
       if (name.endsWith('.lock')) {
         // A dead holder's lock whose partial is gone: tryLock breaks it; a free one we take and release.
         if ((await lstatOrUndefined(path.slice(0, -5))) === undefined) await (await tryLock(path, PARTIAL_LOCK_STALE_MS))?.release();

@@ -5,7 +5,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { CacheLayout, exportToDir, listImages, loadFromTar, openLease, parsePlatform, prune, removeImage } from '../../src/index.js';
@@ -58,8 +59,16 @@ describe('prune', () => {
     await writeFile(join(cache.layersDir, `.tmp-${dead}-00ff.contents`), 'z'.repeat(4096));
     await writeFile(join(cache.tmpDir, `${'e'.repeat(64)}.${dead}.abcdef`), 'w'.repeat(100));
     await writeFile(join(root, `refs.json.tmp-${dead}-abcdef`), '{}');
+    // a lock's break guard left by a process that exited holding it (an old one goes, a fresh one may be in use)
+    const guard = join(cache.partialDir, `${'a'.repeat(64)}.lock.break`);
+    await writeFile(guard, '');
+    await utimes(guard, new Date(Date.now() - 120_000), new Date(Date.now() - 120_000));
+    await writeFile(join(cache.partialDir, `${'b'.repeat(64)}.lock.break`), '');
 
     const first = await prune(cache);
+    assert.equal(existsSync(guard), false, 'the old guard went');
+    assert.ok(existsSync(join(cache.partialDir, `${'b'.repeat(64)}.lock.break`)), 'a fresh guard stays');
+    await rm(join(cache.partialDir, `${'b'.repeat(64)}.lock.break`));
     assert.equal(first.removedLeftovers, 4, 'the dead writer’s image dir, layer, blob and refs temp files');
     assert.equal(first.bytesFreed, 4096 + 100 + 2);
     assert.deepEqual(first.kept.partials, { files: 1, bytes: 1000 });
