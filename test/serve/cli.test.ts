@@ -128,6 +128,35 @@ describe('vmimg serve: options', () => {
 });
 
 describe('vmimg serve: the disk bound\'s options', () => {
+  it('--max-cache-size and --min-free reach the server: a blob past either bound is evicted once stored', async () => {
+    const [user, password] = registry.creds!.split(':');
+    for (const bound of [['--max-cache-size', '1', '--min-free', '0'], ['--min-free', '99%']]) {
+      const dir = await tmpDir('vmimg-serve-bound-');
+      const p = spawn(process.execPath, [BIN, 'serve', '--listen', '127.0.0.1:0', '--upstream', proxy.url, '--cache-dir', dir, ...bound], {
+        env: { ...process.env, VMIMG_REGISTRY_AUTH: JSON.stringify({ [proxy.host]: { username: user, password } }) },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      try {
+        const err: string[] = [];
+        const at = await new Promise<string>((resolve, reject) => {
+          p.stderr!.on('data', (b: Buffer) => {
+            err.push(b.toString());
+            const m = /serving .* on (http:\/\/\S+)/.exec(err.join(''));
+            if (m) resolve(m[1]!);
+          });
+          p.once('exit', (code) => reject(new Error(`vmimg serve exited ${code}: ${err.join('')}`)));
+        });
+        assert.equal(sha(await body(await request(`${at}/v2/lib/busybox/blobs/${layer.digest}`))), layer.digest);
+        const evicted = async () => Number(/^vmimg_serve_evicted_total (\d+)$/m.exec((await body(await request(`${at}/metrics`))).toString())?.[1]);
+        for (const deadline = Date.now() + 15_000; (await evicted()) === 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 100));
+        assert.equal(await evicted(), 1, `${bound.join(' ')}: ${err.join('')}`);
+        assert.equal(existsSync(join(dir, 'blobs', 'sha256', layer.digest.slice(7))), false);
+      } finally {
+        p.kill('SIGKILL');
+      }
+    }
+  });
+
   it('a bad --max-cache-size or --min-free is one coded line naming the option, before anything starts', async () => {
     const dir = join(await tmpDir('vmimg-serve-bound-'), 'cache');
     for (const [flag, value] of [['--max-cache-size', '12Q'], ['--max-cache-size', '0'], ['--min-free', '100%'], ['--min-free', 'much']]) {
