@@ -66,7 +66,10 @@ function buildParser(yargsOf: typeof yargs, argv: string[], commands: AnyCommand
       group: 'Registry options:',
     });
   for (const command of commands) parser = parser.command(command);
+  // yargs' getOptions (untyped, in yargs 17-18): the options once the command's builder has run
+  const declared = parser as unknown as { getOptions(): { array: string[]; boolean: string[] } };
   return parser
+    .middleware((args) => refuseRepeats(args, declared.getOptions(), argv, command))
     .demandCommand(1, 'no command given')
     .strict()
     .example('$0 pull alpine:3.20 --arch arm64', 'Pull the arm64 image into the cache')
@@ -84,6 +87,20 @@ function buildParser(yargsOf: typeof yargs, argv: string[], commands: AnyCommand
       if (err && err.name !== 'YError') throw err;
       throw usageError(msg ?? err?.message ?? 'invalid usage', argv, command);
     });
+}
+
+/**
+ * An option given twice that takes one value: yargs makes it an array, which commands read as a string
+ * (`--max-cache-size 2M --max-cache-size 3M` was ERR_INTERNAL, `--arch a --arch b` "a,b"). A usage
+ * error instead; repeatable options (`array: true`) and flags are left alone.
+ */
+function refuseRepeats(args: Record<string, unknown>, options: { array: string[]; boolean: string[] }, argv: string[], command: { name: string; usage: string } | undefined): void {
+  const { array, boolean } = options;
+  const many = new Set([...array, ...boolean]);
+  for (const [key, value] of Object.entries(args)) {
+    if (key === '_' || key === '--' || !Array.isArray(value) || many.has(key) || /[A-Z]/.test(key)) continue;
+    throw usageError(`${key.length === 1 ? '-' : '--'}${key} was given more than once; give it once`, argv, command);
+  }
 }
 
 /**
