@@ -81,6 +81,11 @@ interface Space {
 export class CacheBudget {
   /** digest → size, least recently used first. */
   private entries = new Map<string, number>();
+  /**
+   * Manifests stored or served this run: evicted only after every other blob, as a known tag's last
+   * manifest is what serve answers when the upstream is down (stale-if-error), and they are small.
+   */
+  private readonly manifests = new Set<string>();
   readonly counts: BudgetCounts = { bytes: 0, evictedBlobs: 0, evictedBytes: 0 };
   /** Bytes downloads in flight reserved (makeRoom), by digest: not in the store yet, but soon. */
   private readonly reserved = new Map<string, number>();
@@ -96,6 +101,9 @@ export class CacheBudget {
   private timer: NodeJS.Timeout | undefined;
   /** A blob was stored while an eviction ran (its check was skipped): checked again when the run ends. */
   private storedDuringRun = false;
+  /** The check a store scheduled, and the last check's look at the bound (idle waits for both). */
+  private soon: Promise<void> = Promise.resolve();
+  private checking: Promise<void> = Promise.resolve();
   /**
    * The free-space reading under way: the misses of an image come at once, so they share one statfs
    * (a trip through a thread pool a cold round's fsyncs keep busy). Never reused once read: a disk
@@ -146,16 +154,18 @@ export class CacheBudget {
   }
 
   /** A blob stored in the cache (`size` bytes): the most recently used; its reservation ends; may start an eviction. */
-  stored(digest: string, size: number): void {
+  stored(digest: string, size: number, kind: 'blob' | 'manifest' = 'blob'): void {
     this.release(digest);
-    this.used(digest, size);
+    this.used(digest, size, kind);
     if (this.running !== undefined) this.storedDuringRun = true;
-    this.check();
+    // once its download or commit has let go of it (it is busy until then, so not yet evictable)
+    this.soon = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.check());
   }
 
   /** A blob of `size` bytes served from the cache: the most recently used. */
-  used(digest: string, size: number): void {
+  used(digest: string, size: number, kind: 'blob' | 'manifest' = 'blob'): void {
     if (!Number.isSafeInteger(size) || size < 0) return;
+    if (kind === 'manifest') this.manifests.add(digest);
     const known = this.entries.get(digest);
     if (known !== undefined) {
       this.entries.delete(digest);
@@ -203,13 +213,16 @@ export class CacheBudget {
 
   unpin(digest: string): void {
     const n = (this.pins.get(digest) ?? 1) - 1;
-    if (n <= 0) this.pins.delete(digest);
-    else this.pins.set(digest, n);
+    if (n > 0) return void this.pins.set(digest, n);
+    this.pins.delete(digest);
+    if (this.entries.has(digest)) this.check(); // a run may have passed it by
   }
 
-  /** Resolves once the scan at start and the eviction running now (if any) ended. */
+  /** Resolves once the scan at start, the checks stores asked for and the eviction they started (if any) ended. */
   async idle(): Promise<void> {
     await this.loaded;
+    await this.soon;
+    await this.checking;
     await this.running;
   }
 
@@ -226,7 +239,7 @@ export class CacheBudget {
   /** Starts an eviction when the bound is passed and none runs. */
   private check(): void {
     if (this.running !== undefined || this.stuckNow()) return;
-    void this.over(0).then(
+    this.checking = this.over(0).then(
       (over) => {
         if (over && this.running === undefined) void this.evict();
       },
@@ -341,19 +354,23 @@ export class CacheBudget {
         const gone: [string, number][] = [];
         let kept = 0;
         let skipped = false;
-        for (const [digest, size] of this.entries) {
-          if (bySize <= 0 && byFree <= 0) break;
-          if (wanted.has(digest) || others.digests.has(digest)) {
-            kept += size;
-            continue;
+        // layers and configs first, least recently used first; manifests only if that was not enough
+        for (const manifests of [false, true]) {
+          for (const [digest, size] of this.entries) {
+            if (bySize <= 0 && byFree <= 0) break;
+            if (this.manifests.has(digest) !== manifests) continue;
+            if (wanted.has(digest) || others.digests.has(digest)) {
+              kept += size;
+              continue;
+            }
+            if (!movable(digest)) {
+              skipped = true;
+              continue;
+            }
+            gone.push([digest, size]);
+            bySize -= size;
+            byFree -= size;
           }
-          if (!movable(digest)) {
-            skipped = true;
-            continue;
-          }
-          gone.push([digest, size]);
-          bySize -= size;
-          byFree -= size;
         }
         if (gone.length > 0) {
           const digests = gone.map(([d]) => d);
@@ -362,6 +379,7 @@ export class CacheBudget {
           await this.hooks.lease.forget(digests);
           for (const [d, size] of gone) {
             if (this.entries.delete(d)) this.counts.bytes -= size;
+            this.manifests.delete(d);
           }
           const limit = createLimiter(DELETE_CONCURRENCY);
           // every delete ends before the lock goes (settleAll), a failed one too

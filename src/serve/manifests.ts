@@ -28,6 +28,7 @@ export async function serveManifest(s: ServeState, req: IncomingMessage, res: Se
       }
     }
   } catch (err) {
+    res.removeHeader('warning'); // a stale tag whose manifest could not be had: an error, not a stale answer
     throw toServeError(err, 'MANIFEST_UNKNOWN');
   }
   // per request, as the access log's `cache`: a miss waited for an upstream fetch (its own or one it joined)
@@ -93,6 +94,8 @@ async function byDigest(s: ServeState, res: ServerResponse, t: RouteTarget, dige
     // a fetch that ended while this request looked (its `once` gone already) left it committing or stored
     const meanwhile = await kept(s, digest, mediaType);
     if (meanwhile !== undefined) return meanwhile;
+    // an upstream a revalidation just found down: at once, not after its timeouts again (a stale tag whose manifest went)
+    if (s.down.held(t.upstream.url)) throw new ServeError(503, 'UNAVAILABLE', `${t.upstream.url} is down (a revalidation failed less than ${s.down.holdMs / 1000} s ago) and ${digest} is not in the cache`);
     const m = await s.upstream.manifest(t, { digest });
     await keep(s, t, m, head);
     return m;
@@ -112,7 +115,7 @@ async function kept(s: ServeState, digest: string, mediaType: string | undefined
     if (isVmimgError(err) && err.code === ErrorCode.NOT_FOUND) return undefined; // evicted (budget.ts) or pruned since: fetched again
     throw err;
   }
-  s.budget.used(digest, bytes.length);
+  s.budget.used(digest, bytes.length, 'manifest');
   return { bytes, digest, mediaType: mediaType ?? s.mediaTypes.get(digest) ?? sniffType(bytes) };
 }
 
@@ -149,7 +152,7 @@ function keep(s: ServeState, t: RouteTarget, m: Manifest, head: boolean): Promis
       } finally {
         s.budget.release(m.digest);
       }
-      s.budget.stored(m.digest, m.bytes.length);
+      s.budget.stored(m.digest, m.bytes.length, 'manifest');
     },
     (err) => s.warn(`manifest ${m.digest} of ${t.repository} was served but not stored: ${err instanceof Error ? err.message : String(err)}`),
   );

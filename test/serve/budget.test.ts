@@ -18,6 +18,7 @@ import { pull } from '../../src/image/pull.js';
 import { parsePlatform } from '../../src/platform/index.js';
 import { buildBusyboxLayout, pushLayout } from '../helpers/busybox.js';
 import { body, request } from '../helpers/http.js';
+import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { run, tmpDir } from '../helpers/tools.js';
 import { vmimg } from '../cli/run.js';
@@ -155,6 +156,55 @@ describe('serve: the cache is bounded on disk', () => {
       assert.deepEqual(readdirSync(join(cacheDir, 'tmp')).filter((n) => n.includes('.tmp-')), [], 'serve\'s own download files were renamed into place');
     } finally {
       await serve.shutdown();
+    }
+  });
+
+  it('manifests go last: with the layers evicted, a known tag is still answered stale when the upstream is down', async () => {
+    const relay = await startFaultProxy(registry.url);
+    const cacheDir = await tmpDir('vmimg-serve-budget-manifests-');
+    const { serve } = await serveWith({ cacheDir, upstream: relay.url, maxCacheBytes: big[0]!.size + big[1]!.size / 2, minFree: 0, tagTtlMs: 0 });
+    try {
+      const tag = `${serve.url}/v2/lib/budget/manifests/1`;
+      const accept = { accept: 'application/vnd.oci.image.manifest.v1+json' };
+      const first = await request(tag, accept);
+      const manifest = await body(first);
+      const digest = String(first.headers['docker-content-digest']);
+      await serve.idle();
+      await getBlob(serve, big[0]!.digest);
+      await getBlob(serve, big[1]!.digest); // the manifest is the least recently used, and stays
+      assert.deepEqual([digest, big[0]!.digest, big[1]!.digest].map((d) => stored(cacheDir, d)), [true, false, true]);
+      await relay.stop();
+      const stale = await request(tag, accept);
+      assert.equal(stale.statusCode, 200);
+      assert.equal(stale.headers['x-vmimg-cache'], 'stale');
+      assert.match(String(stale.headers.warning), /^110 /);
+      assert.deepEqual(await body(stale), manifest);
+    } finally {
+      await serve.shutdown();
+      await relay.stop().catch(() => undefined);
+    }
+  });
+
+  it('a known tag whose manifest went, on an upstream found down: a 503 at once, with no stale Warning and no fetch by digest', async () => {
+    const relay = await startFaultProxy(registry.url);
+    const cacheDir = await tmpDir('vmimg-serve-budget-gone-manifest-');
+    const { serve } = await serveWith({ cacheDir, upstream: relay.url, maxCacheBytes: 1, minFree: 0, tagTtlMs: 0 });
+    try {
+      const tag = `${serve.url}/v2/lib/budget/manifests/1`;
+      const accept = { accept: 'application/vnd.oci.image.manifest.v1+json' };
+      const digest = String((await request(tag, accept).then(async (r) => (await body(r), r))).headers['docker-content-digest']);
+      await serve.idle();
+      assert.equal(stored(cacheDir, digest), false, 'a bound of 1 byte takes the manifest too');
+      relay.add({ method: 'HEAD', path: '/manifests/1', fault: { kind: 'status', status: 503 } });
+      relay.add({ method: 'GET', path: '/manifests/', fault: { kind: 'status', status: 503 } });
+      const res = await request(tag, accept);
+      assert.equal(res.statusCode, 503);
+      assert.equal(res.headers.warning, undefined);
+      assert.equal((JSON.parse((await body(res)).toString()) as { errors: { code: string }[] }).errors[0]!.code, 'UNAVAILABLE');
+      assert.deepEqual(relay.requests.filter((r) => r.method === 'GET' && r.path.endsWith(`/manifests/${digest}`)).map((r) => r.path), [], 'no fetch by digest while the upstream is held down');
+    } finally {
+      await serve.shutdown();
+      await relay.stop();
     }
   });
 
