@@ -29,6 +29,7 @@ export async function serveBlob(s: ServeState, res: ServerResponse, t: RouteTarg
       const bytes = await readStored(path, present);
       if (bytes !== undefined) {
         s.small.put(digest, bytes);
+        s.budget.used(digest, present); // read from the store: counted, whoever stored it
         return sendKept(s, res, digest, bytes, rangeHeader, head);
       }
     } else {
@@ -86,7 +87,7 @@ export async function serveBlob(s: ServeState, res: ServerResponse, t: RouteTarg
 /** A hit on a blob kept in memory (small-blobs.ts). */
 function sendKept(s: ServeState, res: ServerResponse, digest: string, bytes: Buffer, rangeHeader: string | undefined, head: boolean): void {
   s.metrics.hits.blob++;
-  s.budget.used(digest, bytes.length);
+  s.budget.touch(digest);
   res.setHeader('x-vmimg-cache', 'hit');
   const range = answerHeaders(res, digest, bytes.length, rangeHeader);
   if (range === 'unsatisfiable' || head) return void res.end();

@@ -175,6 +175,14 @@ export class CacheBudget {
     this.add(digest, size);
   }
 
+  /** A blob served from memory (small-blobs.ts): the most recently used if the cache still holds it; never counted anew (it may have been evicted). */
+  touch(digest: string): void {
+    const known = this.entries.get(digest);
+    if (known === undefined) return;
+    this.entries.delete(digest);
+    this.entries.set(digest, known);
+  }
+
   /**
    * Reserves `bytes` for `digest`'s download (until `stored` or `release`) and, when they would pass
    * the bound, evicts first (waiting for an eviction already running). Never fails: a blob that still

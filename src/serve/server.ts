@@ -18,7 +18,7 @@ import { isLoopbackHost } from '../reference/index.js';
 import type { RegistryClientOptions } from '../registry/index.js';
 import { BlobStore } from '../store/index.js';
 import { handle, type AccessRecord } from './handler.js';
-import { CacheBudget, DEFAULT_MIN_FREE_FRACTION } from './budget.js';
+import { CacheBudget, DEFAULT_MIN_FREE_FRACTION, type BudgetLimits } from './budget.js';
 import { Fills, HASH_HERE } from './fill.js';
 import { Htpasswd, type LoginLimits } from './htpasswd.js';
 import { LeaseHolder } from './held.js';
@@ -119,6 +119,8 @@ export interface RunningServe {
   /** `HOST:PORT`, as references and `ctr` take it. */
   readonly host: string;
   readonly metrics: ServeMetrics;
+  /** The disk bound in effect (budget.ts): `minFreeBytes` is `minFree` resolved against the cache's disk. */
+  readonly cacheBound: BudgetLimits;
   /**
    * Resolves once the downloads and manifests fetched so far are committed to the store (a client gets
    * its last byte when the blob is verified, just before the commit; a manifest is answered before
@@ -214,6 +216,10 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     abort.signal,
   );
   metrics.budget = budget.counts;
+  const fsBytes = await statfs(options.cacheDir).then((st) => st.blocks * st.bsize, () => 0);
+  if (fsBytes > 0 && budget.limits.minFreeBytes >= fsBytes) {
+    warn(`the free space to keep (${budget.limits.minFreeBytes} bytes) is more than the cache's disk holds (${fsBytes}): every blob is evicted once stored`);
+  }
   // in the background: a large cache takes a stat per blob
   void budget.start().catch((err: unknown) => warn(`reading the cache's blobs for its bound failed: ${err instanceof Error ? err.message : String(err)}`));
   const state: ServeState = {
@@ -257,6 +263,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     url: `${options.tls ? 'https' : 'http'}://${host}`,
     host,
     metrics,
+    cacheBound: budget.limits,
     idle: async () => {
       await state.commits.idle();
       await state.prefetch?.idle();

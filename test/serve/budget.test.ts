@@ -248,6 +248,17 @@ describe('serve: the cache is bounded on disk', () => {
     }
   });
 
+  it('a free-space floor larger than the disk is said at start: every blob would go once stored', async () => {
+    const { serve, warnings } = await serveWith({ cacheDir: await tmpDir('vmimg-serve-budget-floor-'), minFree: Number.MAX_SAFE_INTEGER });
+    try {
+      assert.equal(warnings.length, 1, warnings.join('\n'));
+      assert.match(warnings[0]!, /^the free space to keep \(\d+ bytes\) is more than the cache's disk holds \(\d+\): every blob is evicted once stored$/);
+      assert.equal(serve.cacheBound.minFreeBytes, Number.MAX_SAFE_INTEGER);
+    } finally {
+      await serve.shutdown();
+    }
+  });
+
   it('bad bounds are refused before anything is created', async () => {
     const cacheDir = join(await tmpDir('vmimg-serve-budget-bad-'), 'cache');
     for (const bad of [{ maxCacheBytes: 0 }, { maxCacheBytes: 1.5 }, { minFree: -1 }, { minFree: '100%' as const }, { minFree: 'x%' as `${number}%` }]) {

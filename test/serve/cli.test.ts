@@ -128,7 +128,7 @@ describe('vmimg serve: options', () => {
 });
 
 describe('vmimg serve: the disk bound\'s options', () => {
-  it('--max-cache-size and --min-free reach the server: a blob past either bound is evicted once stored', async () => {
+  it('--max-cache-size and --min-free reach the server: a blob past either bound is evicted once stored; the serving line says the bound; Ctrl-C exits 0', async () => {
     const [user, password] = registry.creds!.split(':');
     for (const bound of [['--max-cache-size', '1', '--min-free', '0'], ['--min-free', '99%']]) {
       const dir = await tmpDir('vmimg-serve-bound-');
@@ -151,8 +151,14 @@ describe('vmimg serve: the disk bound\'s options', () => {
         for (const deadline = Date.now() + 15_000; (await evicted()) === 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 100));
         assert.equal(await evicted(), 1, `${bound.join(' ')}: ${err.join('')}`);
         assert.equal(existsSync(join(dir, 'blobs', 'sha256', layer.digest.slice(7))), false);
+        // the bound in effect is on the serving line
+        assert.match(err.join(''), bound[0] === '--max-cache-size' ? /serving .* \(at most 1 bytes of blobs\)\n/ : /serving .* \(keeping [\d.]+ [KMGT]iB free\)\n/);
+        // Ctrl-C stops a server cleanly, as SIGTERM does
+        const exited = new Promise<number | null>((r) => p.once('exit', r));
+        p.kill('SIGINT');
+        assert.equal(await exited, 0, err.join(''));
       } finally {
-        p.kill('SIGKILL');
+        if (p.exitCode === null) p.kill('SIGKILL');
       }
     }
   });

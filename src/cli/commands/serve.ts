@@ -2,7 +2,7 @@ import type { CommandModule } from 'yargs';
 import { startServe, DEFAULT_LISTEN, type PrepareRecord } from '../../serve/index.js';
 import type { GlobalArgs } from '../context.js';
 import { UsageError } from '../exit-codes.js';
-import { parseSize } from '../../layer/limits.js';
+import { formatBytes, parseSize } from '../../layer/limits.js';
 import { run } from './common.js';
 import { warn } from '../resolve-image.js';
 import { ONE_PER_FLAG } from '../usage.js';
@@ -16,10 +16,10 @@ interface Args {
   'tls-key'?: string;
   htpasswd?: string;
   prepare?: boolean;
-  'tag-ttl'?: number;
-  'shutdown-grace'?: number;
-  'revalidate-timeout'?: number;
-  'down-hold'?: number;
+  'tag-ttl'?: string;
+  'shutdown-grace'?: string;
+  'revalidate-timeout'?: string;
+  'down-hold'?: string;
   'max-connections'?: number;
   'max-login-checks'?: number;
   'max-login-queue'?: number;
@@ -44,28 +44,23 @@ export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       .option('max-login-queue', { type: 'number', describe: 'Login checks waiting for a turn (default 16); more are answered 429' })
       .option('prepare', { type: 'boolean', describe: 'Flatten images into the cache as they are pulled through, and serve their layer indexes as referrers (for pull --lazy)' })
       .option('prefetch', { type: 'number', describe: 'Blob downloads started ahead of clients once an image manifest is sent (default 3; 0: only what clients ask)' })
-      .option('tag-ttl', { type: 'number', describe: 'Seconds a tag is trusted before one HEAD revalidates it (default 300)' })
+      .option('tag-ttl', { type: 'string', describe: 'How long a tag is trusted before one HEAD revalidates it: seconds, or 10s, 500ms, 5min, 1h (default 300)' })
       .option('max-connections', { type: 'number', describe: 'Client connections at once (default 256; each may hold a 1 MiB buffer)' })
-      .option('revalidate-timeout', { type: 'number', describe: 'Seconds revalidating a tag waits for the upstream before the last known digest is served, with a Warning (default 3)' })
-      .option('down-hold', { type: 'number', describe: 'Seconds an upstream found down by a revalidation is left alone: its known tags are served stale at once (default 10; 0: ask every time)' })
+      .option('revalidate-timeout', { type: 'string', describe: 'How long revalidating a tag waits for the upstream before the last known digest is served, with a Warning: seconds or with a unit (default 3)' })
+      .option('down-hold', { type: 'string', describe: 'How long an upstream found down by a revalidation is left alone: its known tags are served stale at once (default 10 s; 0: ask every time)' })
       .option('max-cache-size', { type: 'string', describe: 'Bytes of blobs the cache may hold (e.g. 200G); past it the least recently served go (default: no bound but --min-free)' })
       .option('min-free', { type: 'string', describe: 'Free space kept on the cache\'s disk, a size or a percentage (default 5%; 0: none); below it the least recently served blobs go' })
-      .option('shutdown-grace', { type: 'number', describe: 'Seconds in-flight answers get to finish on SIGTERM (default 30)' })
+      .option('shutdown-grace', { type: 'string', describe: 'How long in-flight answers get to finish on SIGTERM: seconds or with a unit (default 30)' })
       .hide('arch') // global options that mean nothing here: serve answers whatever platform a client asks for
       .hide('platform')
       .example('$0 serve --upstream https://registry-1.docker.io', 'A Docker Hub mirror on 127.0.0.1:5050')
       .example('$0 serve --listen 0.0.0.0:5050 --tls-cert c.pem --tls-key k.pem --route ghcr=https://ghcr.io', 'HTTPS for a fleet'),
   handler: run<Args>(async (ctx, args) => {
     if ((args['tls-cert'] === undefined) !== (args['tls-key'] === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
-    const seconds = (v: number | undefined, name: string): number | undefined => {
-      if (v === undefined) return undefined;
-      if (!(v >= 0)) throw new UsageError(`--${name} must be a number of seconds, not ${String(v)}`);
-      return v * 1000;
-    };
-    const ttl = seconds(args['tag-ttl'], 'tag-ttl');
-    const revalidate = seconds(args['revalidate-timeout'], 'revalidate-timeout');
-    const downHold = seconds(args['down-hold'], 'down-hold');
-    const grace = seconds(args['shutdown-grace'], 'shutdown-grace');
+    const ttl = durationFlag(args['tag-ttl'], 'tag-ttl');
+    const revalidate = durationFlag(args['revalidate-timeout'], 'revalidate-timeout', true);
+    const downHold = durationFlag(args['down-hold'], 'down-hold');
+    const grace = durationFlag(args['shutdown-grace'], 'shutdown-grace');
     const max = args['max-connections'];
     const whole = (name: keyof Args, least: number): number | undefined => {
       const v = args[name] as number | undefined;
@@ -76,7 +71,7 @@ export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
     const maxChecks = whole('max-login-checks', 1);
     const maxQueue = whole('max-login-queue', 0);
     const prefetch = whole('prefetch', 0);
-    const maxCacheBytes = args['max-cache-size'] !== undefined ? parseSize(args['max-cache-size'], '--max-cache-size') : undefined;
+    const maxCacheBytes = args['max-cache-size'] !== undefined ? sizeFlag(args['max-cache-size']) : undefined;
     const minFree = args['min-free'] !== undefined ? minFreeFlag(args['min-free']) : undefined;
     const registry = await ctx.registryOptions();
     const server = await startServe({
@@ -89,7 +84,7 @@ export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       ...(args['tls-cert'] !== undefined ? { tls: { cert: args['tls-cert'], key: args['tls-key']! } } : {}),
       ...(ttl !== undefined ? { tagTtlMs: ttl } : {}),
       ...(revalidate !== undefined ? { revalidateTimeoutMs: revalidate } : {}),
-      ...(downHold !== undefined ? { downHoldMs: Math.round(downHold) } : {}),
+      ...(downHold !== undefined ? { downHoldMs: downHold } : {}),
       ...(grace !== undefined ? { shutdownGraceMs: grace } : {}),
       ...(max !== undefined ? { maxConnections: max } : {}),
       ...(prefetch !== undefined ? { prefetch } : {}),
@@ -101,14 +96,17 @@ export const serveCommand: CommandModule<GlobalArgs, GlobalArgs & Args> = {
       onWarning: (m) => warn(ctx, m),
       ...(args.prepare === true ? { prepare: true, onPrepare: (r: PrepareRecord) => ctx.out(JSON.stringify(r)) } : {}),
     });
-    process.stderr.write(`vmimg: serving ${ctx.cache.root} on ${server.url}\n`);
+    const { maxBytes, minFreeBytes } = server.cacheBound;
+    const bound = [...(maxBytes !== undefined ? [`at most ${formatBytes(maxBytes)} of blobs`] : []), ...(minFreeBytes > 0 ? [`keeping ${formatBytes(minFreeBytes)} free`] : [])];
+    process.stderr.write(`vmimg: serving ${ctx.cache.root} on ${server.url}${bound.length > 0 ? ` (${bound.join(', ')})` : ''}\n`);
     // main turns SIGINT/SIGTERM/SIGHUP into this abort; a second signal still quits at once
     await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve(), { once: true }));
     process.stderr.write('vmimg: shutting down: finishing answers in flight\n');
     await server.shutdown();
-    // For a server SIGTERM is the normal way to stop (systemd, Kubernetes): a clean end, exit 0.
+    // For a server SIGTERM (systemd, Kubernetes) and Ctrl-C in a terminal are the normal ways to stop:
+    // a clean end, exit 0, not a pull's "interrupted, rerun to continue"
     const reason = ctx.signal.reason as { details?: { signal?: string } } | undefined;
-    if (reason?.details?.signal === 'SIGTERM') process.exit(0);
+    if (reason?.details?.signal === 'SIGTERM' || reason?.details?.signal === 'SIGINT') process.exit(0);
   }),
 };
 
@@ -127,4 +125,26 @@ function minFreeFlag(text: string): number | `${number}%` {
   const percent = /^\d+(?:\.\d+)?%$/.test(t) ? Number(t.slice(0, -1)) : NaN;
   if (!(percent < 100)) throw bad();
   return t as `${number}%`;
+}
+
+const DURATION_UNIT_MS: Record<string, number> = { ms: 1, s: 1000, min: 60_000, h: 3_600_000 };
+
+/** A time flag in ms: a number of seconds (`30`, `0.5`) or a number with a unit (`500ms`, `10s`, `5min`, `1h`); `positive`: 0 refused. */
+function durationFlag(text: string | undefined, name: string, positive = false): number | undefined {
+  if (text === undefined) return undefined;
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|min|h)?$/i.exec(String(text).trim());
+  const ms = m === null ? NaN : Math.round(Number(m[1]) * DURATION_UNIT_MS[(m[2] ?? 's').toLowerCase()]!);
+  if (!Number.isSafeInteger(ms) || ms > 2 ** 31 - 1 || (positive && ms === 0)) {
+    throw new UsageError(`--${name} must be ${positive ? 'more than 0: ' : ''}seconds, or a time such as 500ms, 10s, 5min or 1h (at most 24 days), not "${String(text)}"`);
+  }
+  return ms;
+}
+
+/** `--max-cache-size`: a size such as 200G; 0 would keep nothing. */
+function sizeFlag(text: string): number {
+  try {
+    return parseSize(text, '--max-cache-size');
+  } catch {
+    throw new UsageError(`--max-cache-size must be a size such as 200G, 512M or 4096 (leave it out for no size bound), not "${text}"`);
+  }
 }
