@@ -58,8 +58,9 @@ export interface ServeState {
 /**
  * Upstreams found down by a tag's revalidation, each until `holdMs` later: meanwhile a tag with a known
  * digest is served stale at once instead of waiting up to the revalidate timeout again (an outage would
- * otherwise cost every request of every tag that wait). A tag never seen, a digest and a blob still ask,
- * having nothing else to answer with; their success ends the hold, as does the first revalidation after it.
+ * otherwise cost every request of every tag that wait). A tag never seen and a blob still ask, having
+ * nothing else to answer with; a manifest digest the cache lacks is a 503 at once (manifests.ts). A tag
+ * fetched or revalidated ends the hold.
  */
 export class DownUpstreams {
   private readonly until = new Map<string, number>();
