@@ -267,7 +267,7 @@ export interface FillHooks {
   readonly received?: (bytes: number) => void;
   /** Where a blob of at most SMALL_BLOB_BYTES goes once verified and stored (see small-blobs.ts). */
   readonly small?: SmallBlobs;
-  /** Before a blob's first byte when its size is known: room for its `bytes` left to store (budget.ts). */
+  /** Before a blob's first byte when its size is known: room for `bytes`, its size (budget.ts; a resumed partial's bytes are not taken off). */
   readonly room?: (digest: string, bytes: number) => Promise<void>;
 }
 
