@@ -56,7 +56,7 @@ export async function serveBlob(s: ServeState, res: ServerResponse, t: RouteTarg
       throw toServeError(err, 'BLOB_UNKNOWN');
     }
     if (head) {
-      answerHeaders(res, digest, fill.size, fill.size === undefined ? undefined : rangeHeader);
+      answerHeaders(res, digest, fill.size, rangeHeader);
       return void res.end();
     }
     // opened before the headers: a download that ended and whose blob went since (an eviction that

@@ -99,8 +99,8 @@ export class CacheBudget {
   private overByKept = false;
   private loaded: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
-  /** A blob was stored while an eviction ran (its check was skipped): checked again when the run ends. */
-  private storedDuringRun = false;
+  /** A check came while an eviction ran (a store, an unpin, the timer): it is made when the run ends. */
+  private checkAfterRun = false;
   /** The check a store scheduled, and the last check's look at the bound (idle waits for both). */
   private soon: Promise<void> = Promise.resolve();
   private checking: Promise<void> = Promise.resolve();
@@ -157,7 +157,6 @@ export class CacheBudget {
   stored(digest: string, size: number, kind: 'blob' | 'manifest' = 'blob'): void {
     this.release(digest);
     this.used(digest, size, kind);
-    if (this.running !== undefined) this.storedDuringRun = true;
     // once its download or commit has let go of it (it is busy until then, so not yet evictable)
     this.soon = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.check());
   }
@@ -193,10 +192,10 @@ export class CacheBudget {
     if (!Number.isSafeInteger(bytes) || bytes <= 0) return;
     this.reserved.set(digest, bytes);
     this.reservedBytes += bytes;
-    if (this.stuckNow() || !(await this.over(0))) return;
+    if (this.stuckNow() || !(await this.over())) return;
     await this.running;
     // space frees only once no answer has an evicted file open: a round may free less than it chose
-    for (let round = 0; round < ROOM_ROUNDS && (await this.over(0)); round++) {
+    for (let round = 0; round < ROOM_ROUNDS && (await this.over()); round++) {
       // evicting frees nothing this blob can use when it would not fit with every blob gone
       const { free } = await this.space();
       if (bytes > free + this.counts.bytes || this.stuckNow()) return;
@@ -244,10 +243,14 @@ export class CacheBudget {
     this.counts.bytes += size;
   }
 
-  /** Starts an eviction when the bound is passed and none runs. */
+  /** Starts an eviction when the bound is passed; during a run, once it ends. */
   private check(): void {
-    if (this.running !== undefined || this.stuckNow()) return;
-    this.checking = this.over(0).then(
+    if (this.running !== undefined) {
+      this.checkAfterRun = true;
+      return;
+    }
+    if (this.stuckNow()) return;
+    this.checking = this.over().then(
       (over) => {
         if (over && this.running === undefined) void this.evict();
       },
@@ -255,13 +258,13 @@ export class CacheBudget {
     );
   }
 
-  /** Whether the blobs, the reservations and `extra` pass the size bound or the free-space floor. */
-  private async over(extra: number): Promise<boolean> {
+  /** Whether the blobs and the reservations pass the size bound or the free-space floor. */
+  private async over(): Promise<boolean> {
     const { maxBytes, minFreeBytes } = this.limits;
-    if (maxBytes !== undefined && this.counts.bytes + this.reservedBytes + extra > maxBytes) return true;
+    if (maxBytes !== undefined && this.counts.bytes + this.reservedBytes > maxBytes) return true;
     if (minFreeBytes <= 0) return false;
     const { free } = await this.space();
-    return free - this.reservedBytes - extra < minFreeBytes;
+    return free - this.reservedBytes < minFreeBytes;
   }
 
   /** The cache's file system's free and total bytes (the reading under way, unless `fresh`). */
@@ -303,9 +306,8 @@ export class CacheBudget {
       )
       .finally(() => {
         this.running = undefined;
-        // a store during the run skipped its check
-        if (this.storedDuringRun) {
-          this.storedDuringRun = false;
+        if (this.checkAfterRun) {
+          this.checkAfterRun = false;
           this.check();
         }
       });
@@ -344,7 +346,7 @@ export class CacheBudget {
     const { maxBytes, minFreeBytes } = this.limits;
     const { busy } = this.hooks;
     const movable = (d: string): boolean => !busy(d) && !this.pins.has(d) && !this.reserved.has(d);
-    if (![...this.entries.keys()].some(movable)) {
+    if (!someKey(this.entries, movable)) {
       // nothing it could take now: no lock taken, and the next store or check tries again
       return;
     }
@@ -420,4 +422,10 @@ export class CacheBudget {
       this.signal,
     );
   }
+}
+
+/** Whether some key of `map` passes `test` (without copying the keys). */
+function someKey<K>(map: Map<K, unknown>, test: (key: K) => boolean): boolean {
+  for (const key of map.keys()) if (test(key)) return true;
+  return false;
 }

@@ -112,7 +112,7 @@ async function kept(s: ServeState, digest: string, mediaType: string | undefined
   try {
     bytes = await s.store.readBytes(digest, s.maxManifestBytes);
   } catch (err) {
-    if (isVmimgError(err) && err.code === ErrorCode.NOT_FOUND) return undefined; // evicted (budget.ts) or pruned since: fetched again
+    if (isVmimgError(err, ErrorCode.NOT_FOUND)) return undefined; // evicted (budget.ts) or pruned since: fetched again
     throw err;
   }
   s.budget.used(digest, bytes.length, 'manifest');

@@ -204,9 +204,11 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
       metrics.upstreamBytes += n;
     },
   });
+  // the cache's disk, once: the free-space floor may be a share of it, and past its size it is a warning
+  const diskBytes = await statfs(options.cacheDir).then((st) => st.blocks * st.bsize, () => 0);
   const budget: CacheBudget = new CacheBudget(
     cache,
-    { ...(options.maxCacheBytes !== undefined ? { maxBytes: options.maxCacheBytes } : {}), minFreeBytes: await minFree.bytes(options.cacheDir) },
+    { ...(options.maxCacheBytes !== undefined ? { maxBytes: options.maxCacheBytes } : {}), minFreeBytes: minFree(diskBytes) },
     {
       lease,
       busy: (digest): boolean => fills.has(digest) || commits.get(digest) !== undefined,
@@ -216,9 +218,8 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     abort.signal,
   );
   metrics.budget = budget.counts;
-  const fsBytes = await statfs(options.cacheDir).then((st) => st.blocks * st.bsize, () => 0);
-  if (fsBytes > 0 && budget.limits.minFreeBytes >= fsBytes) {
-    warn(`the free space to keep (${budget.limits.minFreeBytes} bytes) is more than the cache's disk holds (${fsBytes}): every blob is evicted once stored`);
+  if (diskBytes > 0 && budget.limits.minFreeBytes >= diskBytes) {
+    warn(`the free space to keep (${budget.limits.minFreeBytes} bytes) is more than the cache's disk holds (${diskBytes}): every blob is evicted once stored`);
   }
   // in the background: a large cache takes a stat per blob
   void budget.start().catch((err: unknown) => warn(`reading the cache's blobs for its bound failed: ${err instanceof Error ? err.message : String(err)}`));
@@ -296,22 +297,17 @@ async function shutdown(server: Server, graceMs: number, after: () => Promise<vo
   await after();
 }
 
-/** ServeOptions.minFree, checked; its bytes once the cache dir exists (`"N%"` is of its file system's size). */
-function parseMinFree(minFree: ServeOptions['minFree']): { bytes(cacheDir: string): Promise<number> } {
+/** ServeOptions.minFree, checked: its bytes given the cache's disk size (`"N%"` is a share of it). */
+function parseMinFree(minFree: ServeOptions['minFree']): (diskBytes: number) => number {
   const spec = minFree ?? `${DEFAULT_MIN_FREE_FRACTION * 100}%`;
   if (typeof spec === 'number') {
     if (!Number.isSafeInteger(spec) || spec < 0) throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `the free space kept must be a whole number of bytes or a percentage, not ${spec}`);
-    return { bytes: async () => spec };
+    return () => spec;
   }
   const m = /^(\d+(?:\.\d+)?)%$/.exec(spec.trim());
   const percent = m === null ? NaN : Number(m[1]);
   if (!(percent >= 0 && percent < 100)) throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `the free space kept must be a percentage below 100% or a number of bytes, not "${spec}"`);
-  return {
-    bytes: async (cacheDir) => {
-      const st = await statfs(cacheDir);
-      return Math.floor((st.blocks * st.bsize * percent) / 100);
-    },
-  };
+  return (diskBytes) => Math.floor((diskBytes * percent) / 100);
 }
 
 /** `HOST:PORT`, `[V6]:PORT` or `:PORT` (loopback). */
