@@ -22,6 +22,7 @@ import type { HostOptions, MirrorSpec } from './registry/index.js';
 import { DEFAULT_LIMITS, parseSize, resolveLimits, type LayerLimits } from './layer/limits.js';
 import { DEFAULT_DOCUMENT_LIMITS, resolveDocumentLimits, type DocumentLimits } from './manifest/limits.js';
 import { parseNetworkSettings, type NetworkSettings } from './config-network.js';
+import { durationMs } from './util/duration.js';
 
 export type UserConfig = Pick<HostOptions, 'mirrors' | 'insecureRegistries' | 'originFallback'> & {
   /**
@@ -107,13 +108,9 @@ function parseLimits(value: unknown, path: string): Partial<LayerLimits & Docume
   return out;
 }
 
-const DURATION_RE = /^(\d+(?:\.\d+)?) *(ms|s|min|h)?$/i;
-const DURATION_MS: Record<string, number> = { ms: 1, s: 1000, min: 60_000, h: 3_600_000 };
-
 /** A time limit (the `…Ms` keys) written as `"10s"`, `"500ms"`, `"2min"`, `"1h"` or a number of milliseconds, in ms. */
 function parseDuration(text: string, what: string): number {
-  const m = DURATION_RE.exec(text.trim());
-  const ms = m === null ? NaN : Math.round(Number(m[1]) * DURATION_MS[(m[2] ?? 'ms').toLowerCase()]!);
+  const ms = durationMs(text, 'ms');
   if (!Number.isSafeInteger(ms) || ms <= 0) throw new VmimgError(ErrorCode.INVALID_ARGUMENT, `${what} must be a time such as 10s, 500ms or 2min, not "${text}"`);
   return ms;
 }

@@ -3,6 +3,7 @@ import { startServe, DEFAULT_LISTEN, type PrepareRecord } from '../../serve/inde
 import type { GlobalArgs } from '../context.js';
 import { UsageError } from '../exit-codes.js';
 import { formatBytes, parseSize } from '../../layer/limits.js';
+import { durationMs } from '../../util/duration.js';
 import { run } from './common.js';
 import { warn } from '../resolve-image.js';
 import { ONE_PER_FLAG } from '../usage.js';
@@ -127,13 +128,10 @@ function minFreeFlag(text: string): number | `${number}%` {
   return t as `${number}%`;
 }
 
-const DURATION_UNIT_MS: Record<string, number> = { ms: 1, s: 1000, min: 60_000, h: 3_600_000 };
-
 /** A time flag in ms: a number of seconds (`30`, `0.5`) or a number with a unit (`500ms`, `10s`, `5min`, `1h`); `positive`: 0 refused. */
 function durationFlag(text: string | undefined, name: string, positive = false): number | undefined {
   if (text === undefined) return undefined;
-  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|min|h)?$/i.exec(String(text).trim());
-  const ms = m === null ? NaN : Math.round(Number(m[1]) * DURATION_UNIT_MS[(m[2] ?? 's').toLowerCase()]!);
+  const ms = durationMs(String(text), 's');
   if (!Number.isSafeInteger(ms) || ms > 2 ** 31 - 1 || (positive && ms === 0)) {
     throw new UsageError(`--${name} must be ${positive ? 'more than 0: ' : ''}seconds, or a time such as 500ms, 10s, 5min or 1h (at most 24 days), not "${String(text)}"`);
   }
