@@ -282,17 +282,45 @@ describe('serve: the free-space floor on a small disk', () => {
     if (mnt !== undefined) await run('umount', ['--lazy', mnt]);
   });
 
-  it('concurrent misses reserve their bytes: two that fit only together with the floor make room for both, none cut by ENOSPC', async () => {
+  /** What a test on the small disk gets: a serve on a fresh cache there, its disk's free bytes, and another tenant's file leaving `bytes` free. */
+  interface SmallDisk {
+    serve: RunningServe;
+    cacheDir: string;
+    warnings: string[];
+    free: () => number;
+    leaveFree: (bytes: number) => void;
+  }
+
+  /** Runs `test` with a serve keeping `minFree` on the small disk; the serve and the tenant's file go after. */
+  async function onSmallDisk(minFree: number, test: (d: SmallDisk) => Promise<void>): Promise<void> {
     const cacheDir = join(mnt!, 'cache');
     rmSync(cacheDir, { recursive: true, force: true });
-    const { serve, warnings } = await serveWith({ cacheDir, minFree: Math.round(0.3 * MiB) });
+    const { serve, warnings } = await serveWith({ cacheDir, minFree });
     const filler = join(mnt!, 'filler');
+    const free = (): number => {
+      const st = statfsSync(mnt!);
+      return st.bavail * st.bsize;
+    };
     try {
+      await test({ serve, cacheDir, warnings, free, leaveFree: (bytes) => writeFileSync(filler, Buffer.alloc(free() - bytes)) });
+    } finally {
+      rmSync(filler, { force: true });
+      await serve.shutdown();
+    }
+  }
+
+  /** Waits (20 s at most) for the periodic check to evict, then for the eviction to end. */
+  async function untilEvicted(serve: RunningServe): Promise<void> {
+    for (const deadline = Date.now() + 20_000; (await metric(serve, 'vmimg_serve_evicted_total')) === 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 200));
+    await serve.idle();
+  }
+
+  it('concurrent misses reserve their bytes: two that fit only together with the floor make room for both, none cut by ENOSPC', async () => {
+    await onSmallDisk(Math.round(0.3 * MiB), async ({ serve, cacheDir, warnings, leaveFree }) => {
       const [a, b, c] = big as [(typeof big)[0], (typeof big)[0], (typeof big)[0]];
       await getBlob(serve, a.digest);
       // room for one more blob and the floor, not two: each miss alone sees room, together they do not
-      const free = () => statfsSync(mnt!).bavail * statfsSync(mnt!).bsize;
-      writeFileSync(filler, Buffer.alloc(free() - (b.size + 0.3 * MiB + 0.5 * MiB)));
+      leaveFree(b.size + 0.3 * MiB + 0.5 * MiB);
       const answers = await Promise.all([b, c].map(async (l) => {
         const res = await request(`${serve.url}/v2/lib/budget/blobs/${l.digest}`);
         return { status: res.statusCode, digest: sha(await body(res).catch(() => Buffer.alloc(0))) };
@@ -301,78 +329,49 @@ describe('serve: the free-space floor on a small disk', () => {
       await serve.idle();
       assert.deepEqual([a, b, c].map((l) => stored(cacheDir, l.digest)), [false, true, true], 'a went for them');
       assert.deepEqual(warnings, []);
-    } finally {
-      rmSync(filler, { force: true });
-      await serve.shutdown();
-    }
+    });
   });
 
   it('a disk others fill is noticed without a request: below the floor the least recently served blob goes within seconds', { timeout: 30_000 }, async () => {
-    const cacheDir = join(mnt!, 'cache');
-    rmSync(cacheDir, { recursive: true, force: true });
-    const { serve, warnings } = await serveWith({ cacheDir, minFree: MiB / 2 });
-    const filler = join(mnt!, 'filler');
-    try {
+    await onSmallDisk(MiB / 2, async ({ serve, cacheDir, warnings, free, leaveFree }) => {
       const [a, b] = big as [(typeof big)[0], (typeof big)[0]];
       await getBlob(serve, a.digest);
       await getBlob(serve, b.digest);
-      const free = () => statfsSync(mnt!).bavail * statfsSync(mnt!).bsize;
-      writeFileSync(filler, Buffer.alloc(free() - MiB / 4)); // a quarter MiB left: under the floor
-      for (const deadline = Date.now() + 20_000; (await metric(serve, 'vmimg_serve_evicted_total')) === 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 200));
-      await serve.idle();
+      leaveFree(MiB / 4); // a quarter MiB left: under the floor
+      await untilEvicted(serve);
       assert.deepEqual([a, b].map((l) => stored(cacheDir, l.digest)), [false, true], 'a, the least recently served, went');
       assert.ok(free() >= MiB / 2, `the floor holds again: ${free()} bytes free`);
       assert.deepEqual(warnings, []);
-    } finally {
-      rmSync(filler, { force: true });
-      await serve.shutdown();
-    }
+    });
   });
 
   it('a disk others filled to the last block: the space reserve lets the eviction take its lock and rewrite its lease', { timeout: 30_000 }, async () => {
-    const cacheDir = join(mnt!, 'cache');
-    rmSync(cacheDir, { recursive: true, force: true });
-    const { serve, warnings } = await serveWith({ cacheDir, minFree: MiB / 2 });
-    const filler = join(mnt!, 'filler');
-    try {
+    await onSmallDisk(MiB / 2, async ({ serve, cacheDir, warnings, free, leaveFree }) => {
       const [a, b] = big as [(typeof big)[0], (typeof big)[0]];
       await getBlob(serve, a.digest);
       await getBlob(serve, b.digest);
       assert.ok(existsSync(join(cacheDir, 'serve', 'space-reserve')), 'the reserve is made at start');
-      const free = () => statfsSync(mnt!).bavail * statfsSync(mnt!).bsize;
-      writeFileSync(filler, Buffer.alloc(free()));
+      leaveFree(0);
       assert.equal(free(), 0);
-      for (const deadline = Date.now() + 20_000; (await metric(serve, 'vmimg_serve_evicted_total')) === 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 200));
-      await serve.idle();
+      await untilEvicted(serve);
       assert.deepEqual([a, b].map((l) => stored(cacheDir, l.digest)), [false, true], 'a went');
       assert.deepEqual(warnings, []);
-    } finally {
-      rmSync(filler, { force: true });
-      await serve.shutdown();
-    }
+    });
   });
 
   it('a miss that would pass minFree makes room first: the least recently served blob goes, not a 507, and the floor holds', async () => {
-    const cacheDir = join(mnt!, 'cache');
-    rmSync(cacheDir, { recursive: true, force: true });
-    const { serve, warnings } = await serveWith({ cacheDir, minFree: MiB / 2 });
-    const filler = join(mnt!, 'filler');
-    try {
+    await onSmallDisk(MiB / 2, async ({ serve, cacheDir, warnings, free, leaveFree }) => {
       const [a, b, c] = big as [(typeof big)[0], (typeof big)[0], (typeof big)[0]];
       await getBlob(serve, a.digest);
       await getBlob(serve, b.digest);
       assert.deepEqual([a, b].map((l) => stored(cacheDir, l.digest)), [true, true]);
       // another tenant of the disk leaves 0.9 MiB free: above the floor, too little for c (~1 MiB)
-      const free = () => statfsSync(mnt!).bavail * statfsSync(mnt!).bsize;
-      writeFileSync(filler, Buffer.alloc(free() - 0.9 * MiB));
+      leaveFree(0.9 * MiB);
       assert.ok(free() < c.size);
       assert.equal(await getBlob(serve, c.digest), 'miss');
       assert.deepEqual([a, b, c].map((l) => stored(cacheDir, l.digest)), [false, true, true], 'a, the least recently served, went; b was enough');
       assert.ok(free() >= MiB / 2, `the floor holds: ${free()} bytes free`);
       assert.deepEqual(warnings, [], 'the floor is kept without a warning');
-    } finally {
-      rmSync(filler, { force: true });
-      await serve.shutdown();
-    }
+    });
   });
 });
