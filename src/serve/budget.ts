@@ -90,6 +90,11 @@ export class CacheBudget {
   /** Bytes downloads in flight reserved (makeRoom), by digest: not in the store yet, but soon. */
   private readonly reserved = new Map<string, number>();
   private reservedBytes = 0;
+  /**
+   * The reservations the size bound counts: not one larger than the bound itself, which could only push
+   * every other blob out and then go first once stored (the free-space floor counts all of them).
+   */
+  private reservedSized = 0;
   /** Answers reading a blob from its (ended) download, by digest. */
   private readonly pins = new Map<string, number>();
   private running: Promise<void> | undefined;
@@ -192,13 +197,15 @@ export class CacheBudget {
     if (!Number.isSafeInteger(bytes) || bytes <= 0) return;
     this.reserved.set(digest, bytes);
     this.reservedBytes += bytes;
+    if (this.fitsBound(bytes)) this.reservedSized += bytes;
     if (this.stuckNow() || !(await this.over())) return;
     await this.running;
     // space frees only once no answer has an evicted file open: a round may free less than it chose
     for (let round = 0; round < ROOM_ROUNDS && (await this.over()); round++) {
-      // evicting frees nothing this blob can use when it would not fit with every blob gone
+      // evicting frees nothing this blob can use when it would not fit with every blob gone, or alone
+      // passes the size bound (stored, it is the next to go: the others stay)
       const { free } = await this.space();
-      if (bytes > free + this.counts.bytes || this.stuckNow()) return;
+      if (bytes > free + this.counts.bytes || !this.fitsBound(bytes) || this.stuckNow()) return;
       const before = this.counts.evictedBlobs;
       await this.evict();
       if (this.counts.evictedBlobs === before) return; // nothing could go
@@ -211,6 +218,7 @@ export class CacheBudget {
     if (bytes === undefined) return;
     this.reserved.delete(digest);
     this.reservedBytes -= bytes;
+    if (this.fitsBound(bytes)) this.reservedSized -= bytes;
   }
 
   /** An answer reads `digest` from its download's files: not evicted until `unpin`. */
@@ -231,6 +239,11 @@ export class CacheBudget {
     await this.soon;
     await this.checking;
     await this.running;
+  }
+
+  /** Whether a blob of `bytes` fits the size bound at all. */
+  private fitsBound(bytes: number): boolean {
+    return this.limits.maxBytes === undefined || bytes <= this.limits.maxBytes;
   }
 
   /** True while a run that could not get within the bound is recent and little was stored since. */
@@ -261,7 +274,7 @@ export class CacheBudget {
   /** Whether the blobs and the reservations pass the size bound or the free-space floor. */
   private async over(): Promise<boolean> {
     const { maxBytes, minFreeBytes } = this.limits;
-    if (maxBytes !== undefined && this.counts.bytes + this.reservedBytes > maxBytes) return true;
+    if (maxBytes !== undefined && this.counts.bytes + this.reservedSized > maxBytes) return true;
     if (minFreeBytes <= 0) return false;
     const { free } = await this.space();
     return free - this.reservedBytes < minFreeBytes;
@@ -357,7 +370,7 @@ export class CacheBudget {
         const others = await scanLeases(this.cache, this.hooks.lease.path);
         const space = await this.space(true);
         const slack = (bound: number): number => Math.ceil(bound * EVICT_SLACK);
-        let bySize = maxBytes === undefined ? 0 : this.counts.bytes + this.reservedBytes - (maxBytes - slack(maxBytes));
+        let bySize = maxBytes === undefined ? 0 : this.counts.bytes + this.reservedSized - (maxBytes - slack(maxBytes));
         let byFree = minFreeBytes <= 0 ? 0 : minFreeBytes + slack(space.total) - (space.free - this.reservedBytes);
         // chosen with no await between the checks and the lease: a miss from then on leases the blob
         // again, and that write waits for this lock, so it lands after the files are gone
@@ -365,7 +378,9 @@ export class CacheBudget {
         let kept = 0;
         let skipped = false;
         // layers and configs first, least recently used first; manifests only if that was not enough
+        // with nothing left in flight (a blob busy now may go at the next check, before any manifest)
         for (const manifests of [false, true]) {
+          if (manifests && skipped) break;
           for (const [digest, size] of this.entries) {
             if (bySize <= 0 && byFree <= 0) break;
             if (this.manifests.has(digest) !== manifests) continue;

@@ -185,6 +185,30 @@ describe('serve: the cache is bounded on disk', () => {
     }
   });
 
+  it('a blob larger than the bound pushes nothing else out: it goes once stored, and the tag\'s manifest stays for a stale answer', async () => {
+    const relay = await startFaultProxy(registry.url);
+    const cacheDir = await tmpDir('vmimg-serve-budget-too-big-');
+    const { serve } = await serveWith({ cacheDir, upstream: relay.url, maxCacheBytes: 64 * 1024, minFree: 0, tagTtlMs: 0 });
+    try {
+      const tag = `${serve.url}/v2/lib/budget/manifests/1`;
+      const accept = { accept: 'application/vnd.oci.image.manifest.v1+json' };
+      const first = await request(tag, accept);
+      const manifest = await body(first);
+      const digest = String(first.headers['docker-content-digest']);
+      await serve.idle();
+      assert.equal(await getBlob(serve, big[0]!.digest), 'miss');
+      assert.deepEqual([digest, big[0]!.digest].map((d) => stored(cacheDir, d)), [true, false], 'the layer went, the manifest stayed');
+      await relay.stop();
+      const stale = await request(tag, accept);
+      assert.equal(stale.statusCode, 200);
+      assert.equal(stale.headers['x-vmimg-cache'], 'stale');
+      assert.deepEqual(await body(stale), manifest);
+    } finally {
+      await serve.shutdown();
+      await relay.stop().catch(() => undefined);
+    }
+  });
+
   it('a known tag whose manifest went, on an upstream found down: a 503 at once, with no stale Warning and no fetch by digest', async () => {
     const relay = await startFaultProxy(registry.url);
     const cacheDir = await tmpDir('vmimg-serve-budget-gone-manifest-');
